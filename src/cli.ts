@@ -1,0 +1,117 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { readSettingsFile, resolveSettings, SettingsError, type Settings } from './settings.js';
+import { startServer } from './server.js';
+
+const HELP = `rkllm-mcp: an on-device LLM behind JSON-RPC 2.0, streaming tokens to any client.
+
+Usage: rkllm-mcp [flags]
+
+  --http PORT         HTTP port (default 8082; 0 picks a free port)
+  --no-http           do not serve HTTP
+  --host ADDR         address to bind (default 127.0.0.1)
+  --model PATH        a GGUF model file (default: the built-in tiny model, generated on first use)
+  --threads N         CPU threads for evaluation (default: 1 for small models, else all cores)
+  --parallel N        generations run at once (default 4)
+  --context N         context length in tokens, max_context_len (default 2048)
+  --settings FILE     read settings from this JSON file (see README)
+  --diagnostics       enable the buffer-manager test methods (test_*)
+  --log-level LEVEL   fatal, error, warn, info, debug, trace or silent (default info)
+  --help              show this help and exit
+
+Settings are applied in this order, later winning: defaults, the settings file, flags.`;
+
+/** Exit code for a usage error (unknown flag, bad value). */
+const USAGE = 2;
+
+function fail(message: string): never {
+  process.stderr.write(`rkllm-mcp: ${message}\nRun rkllm-mcp --help for the list of flags.\n`);
+  process.exit(USAGE);
+}
+
+function integer(flag: string, value: string | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < min || n > max) fail(`--${flag} expects an integer from ${min} to ${max}, got "${value}"`);
+  return n;
+}
+
+/** Turns the command line into a partial settings object; exits with code 2 on a usage error. */
+export function parseFlags(argv: string[]): { settingsFile?: string; overrides: Record<string, unknown>; help: boolean } {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        http: { type: 'string' },
+        'no-http': { type: 'boolean' },
+        host: { type: 'string' },
+        model: { type: 'string' },
+        threads: { type: 'string' },
+        parallel: { type: 'string' },
+        context: { type: 'string' },
+        settings: { type: 'string' },
+        diagnostics: { type: 'boolean' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  const http: Record<string, unknown> = {};
+  const engine: Record<string, unknown> = {};
+  const port = integer('http', values.http, 0, 65535);
+  if (port !== undefined) http.port = port;
+  if (values['no-http']) http.enabled = false;
+  if (values.model !== undefined) engine.model_path = values.model;
+  const threads = integer('threads', values.threads, 1, 1024);
+  if (threads !== undefined) engine.threads = threads;
+  const parallel = integer('parallel', values.parallel, 1, 256);
+  if (parallel !== undefined) engine.parallel = parallel;
+  const context = integer('context', values.context, 16, 1 << 20);
+  if (context !== undefined) engine.max_context_len = context;
+  const overrides: Record<string, unknown> = { http, engine };
+  if (values.host !== undefined) overrides.host = values.host;
+  if (values.diagnostics) overrides.diagnostics = true;
+  if (values['log-level'] !== undefined) overrides.log_level = values['log-level'];
+  return { ...(values.settings === undefined ? {} : { settingsFile: values.settings }), overrides, help: values.help === true };
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags(process.argv.slice(2));
+  if (flags.help) {
+    process.stdout.write(`${HELP}\n`);
+    return;
+  }
+  let settings: Settings;
+  try {
+    const layers = flags.settingsFile === undefined ? [] : [{ source: flags.settingsFile, values: readSettingsFile(flags.settingsFile) }];
+    settings = resolveSettings([...layers, { source: 'command line', values: flags.overrides }]);
+  } catch (err) {
+    if (err instanceof SettingsError) fail(err.message);
+    throw err;
+  }
+  const log = pino({ level: settings.log_level, base: { pid: process.pid } }, pino.destination(2));
+  const server = await startServer(settings, log);
+  const stop = (signal: string): void => {
+    log.info({ signal }, 'shutting down');
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`rkllm-mcp: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

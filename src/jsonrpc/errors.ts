@@ -1,0 +1,55 @@
+/**
+ * Every error the server can put on the wire, in one table.
+ *
+ * Each entry has a stable string code (used in logs and tests) and the numeric JSON-RPC code that
+ * goes on the wire. The five standard codes come from the JSON-RPC 2.0 specification; the server's
+ * own codes live in the implementation-defined range -32000..-32099.
+ */
+export const ErrorCodes = {
+  PARSE_ERROR: -32700,
+  INVALID_REQUEST: -32600,
+  METHOD_NOT_FOUND: -32601,
+  INVALID_PARAMS: -32602,
+  INTERNAL_ERROR: -32603,
+  /** The run queue is full; `data.retry_after_ms` says when to try again. */
+  BUSY: -32000,
+  /** `poll`/`rkllm_abort` named a stream that does not exist, has expired or was released. */
+  STREAM_NOT_FOUND: -32001,
+  /** The maximum number of live stream buffers is reached. */
+  TOO_MANY_STREAMS: -32002,
+  /** Several live streams share the JSON-RPC id given as `request_id`. */
+  AMBIGUOUS_REQUEST_ID: -32003,
+  /** The engine is not loaded, is loading, or failed. */
+  ENGINE_UNAVAILABLE: -32004,
+  /** The active engine cannot do what was asked. */
+  NOT_SUPPORTED: -32005,
+  /** The engine reported a failure while running. */
+  ENGINE_ERROR: -32006,
+  /** A stream buffer reached its byte cap (appears in error chunks). */
+  BUFFER_FULL: -32007,
+} as const;
+
+export type ErrorName = keyof typeof ErrorCodes;
+
+/** An error that is meant to reach the client as a JSON-RPC error object. */
+export class RpcError extends Error {
+  readonly code: number;
+  readonly data: unknown;
+
+  constructor(name: ErrorName, message: string, data?: unknown) {
+    super(message);
+    this.name = name;
+    this.code = ErrorCodes[name];
+    this.data = data;
+  }
+
+  toJSON(): { code: number; message: string; data?: unknown } {
+    return this.data === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, data: this.data };
+  }
+}
+
+export function invalidParams(message: string, data?: unknown): RpcError {
+  return new RpcError('INVALID_PARAMS', message, data);
+}

@@ -1,0 +1,89 @@
+import { RpcError } from './errors.js';
+
+/** A JSON-RPC id: string, number or null. `undefined` marks a notification. */
+export type JsonRpcId = string | number | null;
+
+export interface JsonRpcRequest {
+  jsonrpc: '2.0';
+  method: string;
+  params?: unknown;
+  /** Absent for notifications. */
+  id?: JsonRpcId;
+}
+
+export interface JsonRpcErrorObject {
+  code: number;
+  message: string;
+  data?: unknown;
+}
+
+export type JsonRpcResponse =
+  | { jsonrpc: '2.0'; id: JsonRpcId; result: unknown }
+  | { jsonrpc: '2.0'; id: JsonRpcId; error: JsonRpcErrorObject };
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Decodes and parses one wire message. Invalid UTF-8 and invalid JSON are both parse errors
+ * (-32700), as JSON-RPC requires.
+ */
+export function parseMessage(raw: Uint8Array | string): unknown {
+  let text: string;
+  if (typeof raw === 'string') {
+    text = raw;
+  } else {
+    try {
+      text = utf8.decode(raw);
+    } catch {
+      throw new RpcError('PARSE_ERROR', 'Parse error: the message is not valid UTF-8');
+    }
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new RpcError('PARSE_ERROR', `Parse error: ${(err as Error).message}`);
+  }
+}
+
+function isValidId(id: unknown): id is JsonRpcId {
+  return id === null || typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id));
+}
+
+/** The id to answer an invalid request with: its own id when that id is well-formed, else null. */
+export function salvageId(value: unknown): JsonRpcId {
+  if (typeof value === 'object' && value !== null && 'id' in value) {
+    const id = (value as { id: unknown }).id;
+    if (isValidId(id)) return id;
+  }
+  return null;
+}
+
+/** Checks the envelope of one request; throws -32600 naming what is wrong. */
+export function validateRequest(value: unknown): JsonRpcRequest {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new RpcError('INVALID_REQUEST', 'Invalid Request: a request must be a JSON object');
+  }
+  const msg = value as Record<string, unknown>;
+  if (msg.jsonrpc !== '2.0') {
+    throw new RpcError('INVALID_REQUEST', 'Invalid Request: "jsonrpc" must be exactly "2.0"');
+  }
+  if (typeof msg.method !== 'string') {
+    throw new RpcError('INVALID_REQUEST', 'Invalid Request: "method" must be a string');
+  }
+  if ('id' in msg && !isValidId(msg.id)) {
+    throw new RpcError('INVALID_REQUEST', 'Invalid Request: "id" must be a string, a number or null');
+  }
+  if ('params' in msg && (typeof msg.params !== 'object' || msg.params === null)) {
+    throw new RpcError('INVALID_REQUEST', 'Invalid Request: "params" must be an object or an array');
+  }
+  return msg as unknown as JsonRpcRequest;
+}
+
+export function resultResponse(id: JsonRpcId, result: unknown): JsonRpcResponse {
+  return { jsonrpc: '2.0', id, result };
+}
+
+export function errorResponse(id: JsonRpcId, error: RpcError | JsonRpcErrorObject): JsonRpcResponse {
+  const body = error instanceof RpcError ? error.toJSON() : error;
+  return { jsonrpc: '2.0', id, error: body };
+}

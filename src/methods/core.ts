@@ -1,0 +1,202 @@
+import type { Engine } from '../engine/types.js';
+import type { Method, MethodContext } from '../jsonrpc/dispatcher.js';
+import { RpcError, invalidParams } from '../jsonrpc/errors.js';
+import type { JsonRpcId } from '../jsonrpc/message.js';
+import { requestKey } from '../streams/buffer-store.js';
+import type { StreamHub } from '../streams/hub.js';
+import type { Chunk } from '../streams/stream.js';
+import { compileParams, int, object, requestIdSchema, str, type JsonSchema } from './schema.js';
+import { runParamsSchema, toRunParams } from './run-params.js';
+
+/** Builds a table entry whose params are checked against `schema` before `handler` runs. */
+export function method<P>(
+  description: string,
+  schema: JsonSchema,
+  handler: (params: P, ctx: MethodContext) => unknown,
+  supported?: () => boolean,
+): Method {
+  return {
+    description,
+    params: schema,
+    parse: compileParams<P>(schema),
+    handler: handler as Method['handler'],
+    ...(supported ? { supported } : {}),
+  };
+}
+
+export interface CoreDeps {
+  engine: Engine;
+  hub: StreamHub;
+  /** Longest `wait_ms` a poll may ask for. */
+  maxWaitMs: number;
+  cleanupIntervalS: number;
+  bufferTimeoutS: number;
+}
+
+interface StreamRef {
+  stream_id?: string;
+  request_id?: JsonRpcId;
+}
+
+interface PollParams extends StreamRef {
+  after_seq?: number;
+  wait_ms?: number;
+}
+
+const streamRefProperties = {
+  stream_id: str('The stream id returned by rkllm_run_async', 64),
+  request_id: requestIdSchema,
+};
+
+/** Joins chunks read from a buffer into the one chunk a poll returns. */
+export function joinChunks(streamId: string, chunks: Chunk[]): Chunk & { stream_id: string } {
+  const last = chunks.at(-1)!;
+  const joined: Chunk & { stream_id: string } = {
+    seq: last.seq,
+    delta: chunks.map((c) => c.delta).join(''),
+    end: last.end,
+    stream_id: streamId,
+  };
+  if (last.finish_reason !== undefined) joined.finish_reason = last.finish_reason;
+  if (last.perf !== undefined) joined.perf = last.perf;
+  if (last.error !== undefined) joined.error = last.error;
+  return joined;
+}
+
+/** The production methods of the server core. */
+export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
+  const { engine, hub } = deps;
+  const store = hub.store;
+
+  function onlyOne(ref: StreamRef): void {
+    if (ref.stream_id !== undefined && ref.request_id !== undefined) {
+      throw invalidParams('Invalid params: give either "stream_id" or "request_id", not both');
+    }
+  }
+
+  /** Resolves a poll target to one buffered stream id. */
+  async function bufferedStream(ref: StreamRef): Promise<string> {
+    onlyOne(ref);
+    if (ref.stream_id !== undefined) return ref.stream_id;
+    if (ref.request_id === undefined) throw invalidParams('Invalid params: missing required field "stream_id" or "request_id"');
+    const ids = await store.findByRequest(requestKey(ref.request_id));
+    if (ids.length === 1) return ids[0]!;
+    if (ids.length > 1) {
+      throw new RpcError(
+        'AMBIGUOUS_REQUEST_ID',
+        `${ids.length} live streams were started with request id ${JSON.stringify(ref.request_id)}; poll by "stream_id" instead`,
+        { stream_ids: ids },
+      );
+    }
+    throw new RpcError(
+      'STREAM_NOT_FOUND',
+      `No live stream was started by request id ${JSON.stringify(ref.request_id)}: it never existed, expired, or its final chunk was already acknowledged`,
+      { request_id: ref.request_id, reason: 'unknown' },
+    );
+  }
+
+  return [
+    [
+      'rkllm_run',
+      method<Record<string, unknown>>(
+        'Runs a prompt to the end and returns the whole text (rkllm_run). Blocks until generation ends.',
+        runParamsSchema,
+        (params, ctx) => hub.run(toRunParams(params, engine.param.max_context_len), ctx.id, ctx.signal),
+      ),
+    ],
+    [
+      'rkllm_run_async',
+      method<Record<string, unknown>>(
+        'Starts a generation and answers at once with its stream_id (rkllm_run_async). Read the tokens with poll.',
+        runParamsSchema,
+        async (params, ctx) => {
+          const stream = await hub.startBuffered(toRunParams(params, engine.param.max_context_len), ctx.id);
+          return { stream_id: stream.id, request_id: ctx.id ?? null, status: stream.state };
+        },
+      ),
+    ],
+    [
+      'poll',
+      method<PollParams>(
+        'Returns what a stream buffered since the last poll, joined into one chunk, or {"chunk": null}. ' +
+          'Without after_seq it acknowledges what it returns; with after_seq it acknowledges up to that seq and returns everything after it. ' +
+          'wait_ms long-polls until something arrives or the stream ends.',
+        object({
+          ...streamRefProperties,
+          after_seq: int(-1, Number.MAX_SAFE_INTEGER, 'The last seq received; -1 for none'),
+          wait_ms: int(0, deps.maxWaitMs, `Long-poll for up to this many ms (at most ${deps.maxWaitMs})`),
+        }),
+        async (params, ctx) => {
+          const streamId = await bufferedStream(params);
+          if (params.wait_ms) await store.wait(streamId, params.after_seq, params.wait_ms, ctx.signal);
+          const { chunks } = await store.poll(streamId, params.after_seq);
+          return { chunk: chunks.length === 0 ? null : joinChunks(streamId, chunks) };
+        },
+      ),
+    ],
+    [
+      'rkllm_abort',
+      method<StreamRef>(
+        'Stops a stream, queued or running, by stream_id or request_id. Without parameters it stops every running generation (rkllm_abort).',
+        object(streamRefProperties),
+        async (params) => {
+          onlyOne(params);
+          if (params.stream_id === undefined && params.request_id === undefined) return { aborted: hub.abortRunning() };
+          const live = hub.select(params);
+          if (live.length > 1) {
+            throw new RpcError('AMBIGUOUS_REQUEST_ID', `${live.length} live streams share request id ${JSON.stringify(params.request_id)}; abort by "stream_id" instead`, {
+              stream_ids: live.map((s) => s.id),
+            });
+          }
+          if (live.length === 1) {
+            live[0]!.abort();
+            return { aborted: 1, stream_id: live[0]!.id };
+          }
+          // Not live: an ended stream whose buffer remains is fine to "abort" (nothing to do).
+          const streamId = await bufferedStream(params);
+          await store.peek(streamId);
+          return { aborted: 0, stream_id: streamId };
+        },
+      ),
+    ],
+    [
+      'rkllm_is_running',
+      method<Record<string, never>>('Tells whether a generation is running (rkllm_is_running).', object({}), () => ({
+        running: engine.isRunning(),
+        active: hub.scheduler.active,
+        queued: hub.scheduler.queued,
+      })),
+    ],
+    [
+      'http_buffer_manager_status',
+      method<Record<string, never>>('Reports the stream buffer manager: live buffers, limits and bytes buffered.', object({}), async () => {
+        const status = await store.status();
+        return {
+          initialized: true,
+          active_buffers: status.active_buffers,
+          max_buffers: store.limits.maxBuffers,
+          cleanup_interval: deps.cleanupIntervalS,
+          buffer_timeout: deps.bufferTimeoutS,
+          buffered_bytes: status.buffered_bytes,
+          max_buffer_bytes: store.limits.maxBufferBytes,
+          live_streams: hub.liveCount,
+        };
+      }),
+    ],
+  ];
+}
+
+/** `rkllm_list_functions`, generated from the final method table so it cannot drift from it. */
+export function listFunctionsMethod(table: () => ReadonlyMap<string, Method>): [string, Method] {
+  return [
+    'rkllm_list_functions',
+    method<Record<string, never>>('Lists every method with its description, parameter schema and engine support.', object({}), () => ({
+      functions: [...table()].map(([name, m]) => ({
+        name,
+        description: m.description,
+        params: m.params,
+        supported: m.supported ? m.supported() : true,
+      })),
+    })),
+  ];
+}

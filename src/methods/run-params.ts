@@ -1,0 +1,107 @@
+import { invalidParams } from '../jsonrpc/errors.js';
+import { RKLLMInputType, type RKLLMInferParam, type RKLLMInput, type SamplingParams } from '../engine/types.js';
+import type { RunParams } from '../streams/hub.js';
+import { bool, int, num, object, str, type JsonSchema } from './schema.js';
+
+const samplingProperties: Record<string, JsonSchema> = {
+  temperature: num(0, 100, 'Sampling temperature; 0 is greedy'),
+  top_k: int(0, 1_000_000, 'Keep the k most likely tokens; 1 is greedy, 0 disables'),
+  top_p: num(0, 1, 'Nucleus sampling threshold'),
+  repeat_penalty: num(0, 10, 'Penalty for repeating recent tokens; 1 disables'),
+  frequency_penalty: num(-2, 2),
+  presence_penalty: num(-2, 2),
+  mirostat: int(0, 2),
+  mirostat_tau: num(0, 100),
+  mirostat_eta: num(0, 10),
+  seed: int(0, 2 ** 32 - 1, 'Not in rkllm.h: seed for reproducible sampling'),
+};
+const SAMPLING_FIELDS = Object.keys(samplingProperties);
+
+const inputProperties: Record<string, JsonSchema> = {
+  role: { type: 'string', enum: ['user', 'tool', 'system'], description: '"user", or "tool" for a function result' },
+  enable_thinking: bool('Thinking mode (Qwen3)'),
+  input_type: int(0, 3, 'RKLLMInputType: 0 PROMPT, 1 TOKEN, 2 EMBED, 3 MULTIMODAL'),
+  prompt_input: str('The prompt text (input_type 0)'),
+  token_input: object({ input_ids: { type: 'array', items: { type: 'integer' } }, n_tokens: int(0, 1_000_000) }, ['input_ids']),
+  embed_input: object({ embed: { type: 'array', items: { type: 'number' } }, n_tokens: int(0, 1_000_000) }, ['embed']),
+  multimodal_input: { type: 'object' },
+};
+
+const inferProperties: Record<string, JsonSchema> = {
+  mode: int(0, 2, 'RKLLMInferMode: 0 GENERATE, 1 GET_LAST_HIDDEN_LAYER, 2 GET_LOGITS'),
+  lora_params: { anyOf: [object({ lora_adapter_name: str() }, ['lora_adapter_name']), { type: 'null' }] },
+  prompt_cache_params: {
+    anyOf: [object({ save_prompt_cache: int(0, 1), prompt_cache_path: str() }, ['prompt_cache_path']), { type: 'null' }],
+  },
+  keep_history: int(0, 1, '1 continues the conversation on the next run, 0 starts fresh'),
+  max_new_tokens: int(-1, 1_000_000, 'Tokens to generate at most; -1 fills the context'),
+};
+
+/**
+ * Parameters of `rkllm_run`/`rkllm_run_async`: flat, the way the original clients send them, or
+ * nested as `input` and `infer_params` (with `infer_params.sampling_params`, as RKLLM 1.3 does).
+ */
+export const runParamsSchema: JsonSchema = object({
+  ...inputProperties,
+  ...inferProperties,
+  ...samplingProperties,
+  input: object(inputProperties),
+  infer_params: object({ ...inferProperties, sampling_params: object(samplingProperties) }),
+  stream: bool('Accepted for compatibility; rkllm_run_async always streams'),
+});
+
+type Fields = Record<string, unknown>;
+
+/** Picks `name` from the flat params or from the nested object, refusing it in both. */
+function pick(flat: Fields, nested: Fields | undefined, name: string, where: string): unknown {
+  const inNested = nested !== undefined && name in nested;
+  if (name in flat && inNested) throw invalidParams(`Invalid params: "${name}" is given both flat and in "${where}"`);
+  return inNested ? nested[name] : flat[name];
+}
+
+function pickAll(flat: Fields, nested: Fields | undefined, names: string[], where: string): Fields {
+  const out: Fields = {};
+  for (const name of names) {
+    const value = pick(flat, nested, name, where);
+    if (value !== undefined) out[name] = value;
+  }
+  return out;
+}
+
+/**
+ * Normalises validated run parameters into the engine's RKLLMInput and RKLLMInferParam.
+ * `maxContext` bounds `max_new_tokens`, so an absurd value is refused rather than clamped.
+ */
+export function toRunParams(params: Fields, maxContext: number): RunParams {
+  const nestedInput = params.input as Fields | undefined;
+  const nestedInfer = params.infer_params as Fields | undefined;
+  const nestedSampling = nestedInfer?.sampling_params as Fields | undefined;
+  const i = pickAll(params, nestedInput, Object.keys(inputProperties), 'input');
+  const f = pickAll(params, nestedInfer, Object.keys(inferProperties), 'infer_params');
+  const sampling = pickAll(params, nestedSampling, SAMPLING_FIELDS, 'infer_params.sampling_params');
+
+  const inputType = (i.input_type as number | undefined) ?? RKLLMInputType.RKLLM_INPUT_PROMPT;
+  if (inputType === RKLLMInputType.RKLLM_INPUT_PROMPT && typeof i.prompt_input !== 'string') {
+    throw invalidParams('Invalid params: missing required field "prompt_input" (input_type 0, PROMPT)');
+  }
+  if (inputType === RKLLMInputType.RKLLM_INPUT_TOKEN && i.token_input === undefined) {
+    throw invalidParams('Invalid params: missing required field "token_input" (input_type 1, TOKEN)');
+  }
+  const maxNew = f.max_new_tokens as number | undefined;
+  if (maxNew !== undefined && (maxNew === 0 || maxNew > maxContext)) {
+    throw invalidParams(`Invalid params: "max_new_tokens" must be -1 or between 1 and ${maxContext} (max_context_len); got ${maxNew}`);
+  }
+  const input: RKLLMInput = {
+    ...i,
+    role: (i.role as string | undefined) ?? 'user',
+    enable_thinking: (i.enable_thinking as boolean | undefined) ?? false,
+    input_type: inputType as RKLLMInput['input_type'],
+  };
+  const infer: RKLLMInferParam = {
+    ...f,
+    mode: ((f.mode as number | undefined) ?? 0) as RKLLMInferParam['mode'],
+    keep_history: (f.keep_history as number | undefined) ?? 0,
+    sampling_params: sampling as Partial<SamplingParams>,
+  };
+  return { input, infer };
+}

@@ -1,0 +1,85 @@
+import { statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { basename } from 'node:path';
+import type { Logger } from 'pino';
+import { LlamaEngine } from './engine/llama-engine.js';
+import { createDefaultParam, type Engine } from './engine/types.js';
+import { Dispatcher, type Method } from './jsonrpc/dispatcher.js';
+import { coreMethods, listFunctionsMethod } from './methods/core.js';
+import { diagnosticMethods } from './methods/diagnostics.js';
+import { ensureBuiltinModel } from './model/builtin.js';
+import type { Settings } from './settings.js';
+import { MemoryBufferStore } from './streams/memory-store.js';
+import { StreamHub } from './streams/hub.js';
+import { Scheduler } from './streams/scheduler.js';
+import { HttpTransport } from './transports/http.js';
+import type { Transport } from './transports/transport.js';
+
+/** Models below this size run fastest on one thread: synchronising threads costs more than it saves. */
+const SMALL_MODEL_BYTES = 64 * 1024 * 1024;
+
+function chooseThreads(settings: Settings, modelPath: string): number {
+  if (settings.engine.threads > 0) return settings.engine.threads;
+  return statSync(modelPath).size < SMALL_MODEL_BYTES ? 1 : availableParallelism();
+}
+
+/** A running server: its transports' bound addresses and a way to stop it. */
+export interface RunningServer {
+  readonly addresses: Record<string, string>;
+  readonly dispatcher: Dispatcher;
+  close(): Promise<void>;
+}
+
+/**
+ * Builds and starts one server from settings: loads the model, then binds every enabled
+ * transport. Everything is owned by the returned object; nothing is global, so several servers
+ * can run in one process.
+ */
+export async function startServer(settings: Settings, log: Logger): Promise<RunningServer> {
+  const modelPath = settings.engine.model_path ?? (await ensureBuiltinModel('tiny'));
+  const threads = chooseThreads(settings, modelPath);
+  const engine: Engine = new LlamaEngine({ threads, slots: settings.engine.parallel });
+  await engine.init({ ...createDefaultParam(), model_path: modelPath, max_context_len: settings.engine.max_context_len });
+  log.info({ model: modelPath, threads, parallel: settings.engine.parallel, context: engine.param.max_context_len }, 'model loaded');
+
+  const s = settings.streams;
+  const store = new MemoryBufferStore({
+    limits: { maxBuffers: s.max_buffers, maxBufferBytes: s.max_buffer_bytes, bufferTimeoutMs: s.buffer_timeout * 1000 },
+  });
+  const hub = new StreamHub({ engine, scheduler: new Scheduler(engine.slots, settings.engine.queue_limit), store, log });
+  const table: Map<string, Method> = new Map([
+    ...coreMethods({ engine, hub, maxWaitMs: s.max_wait_ms, cleanupIntervalS: s.cleanup_interval, bufferTimeoutS: s.buffer_timeout }),
+    listFunctionsMethod((): ReadonlyMap<string, Method> => table),
+    ...(settings.diagnostics ? diagnosticMethods(store, () => hub.sweep()) : []),
+  ]);
+  const dispatcher = new Dispatcher({ methods: table, log, maxBatch: settings.jsonrpc.max_batch });
+  const sweeper = setInterval(() => {
+    hub.sweep().catch((err: unknown) => log.error({ err }, 'buffer sweep failed'));
+  }, s.cleanup_interval * 1000);
+  sweeper.unref();
+
+  const handle = dispatcher.handle.bind(dispatcher);
+  const transports: Transport[] = [];
+  if (settings.http.enabled) {
+    transports.push(new HttpTransport({ host: settings.host, port: settings.http.port, maxBodyBytes: settings.http.max_body_bytes, handle, log }));
+  }
+  const addresses: Record<string, string> = {};
+  let closed: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closed ??= (async () => {
+      clearInterval(sweeper);
+      await Promise.all(transports.map((t) => t.close()));
+      await hub.close();
+      await store.close();
+      await engine.destroy();
+    })());
+  try {
+    for (const transport of transports) addresses[transport.name] = await transport.start();
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  const names = Object.entries(addresses).map(([name, address]) => `${name}=${address}`);
+  log.info({ addresses }, `listening for connections: ${names.join(' ')} (engine ${engine.name}, model ${basename(modelPath)})`);
+  return { addresses, dispatcher, close };
+}

@@ -1,0 +1,211 @@
+import type { Logger } from 'pino';
+import { LLMCallState, emptyPerf, type Engine, type FinishReason, type RKLLMPerfStat, type RunRequest } from '../engine/types.js';
+import { RpcError } from '../jsonrpc/errors.js';
+import type { JsonRpcId } from '../jsonrpc/message.js';
+import { requestKey, type BufferStore } from './buffer-store.js';
+import type { Scheduler } from './scheduler.js';
+import { Stream, type Chunk } from './stream.js';
+
+export interface StreamHubOptions {
+  engine: Engine;
+  scheduler: Scheduler;
+  store: BufferStore;
+  log: Logger;
+}
+
+export interface RunResult {
+  text: string;
+  finish_reason: FinishReason;
+  perf: RKLLMPerfStat;
+  error?: string;
+}
+
+export type RunParams = Omit<RunRequest, 'signal'>;
+
+/** Selects streams for `rkllm_abort` and `poll`. */
+export interface StreamSelector {
+  stream_id?: string;
+  request_id?: JsonRpcId;
+}
+
+/**
+ * Owns every stream of one server: admits runs through the scheduler, drives the engine, feeds
+ * buffered streams into the buffer store, and aborts what is abandoned.
+ */
+export class StreamHub {
+  readonly #engine: Engine;
+  readonly #scheduler: Scheduler;
+  readonly #store: BufferStore;
+  readonly #log: Logger;
+  /** Streams that have not ended, by id. */
+  readonly #live = new Map<string, Stream>();
+  /** Why a stream was stopped by the server rather than by its client. */
+  readonly #stopErrors = new WeakMap<Stream, RpcError>();
+  readonly #tasks = new Set<Promise<void>>();
+
+  constructor(options: StreamHubOptions) {
+    this.#engine = options.engine;
+    this.#scheduler = options.scheduler;
+    this.#store = options.store;
+    this.#log = options.log;
+  }
+
+  get store(): BufferStore {
+    return this.#store;
+  }
+
+  get scheduler(): Scheduler {
+    return this.#scheduler;
+  }
+
+  /**
+   * Starts a buffered stream (`rkllm_run_async`). Refuses at once, before anything is created,
+   * when the input is invalid, the queue is full or the buffer limit is reached.
+   */
+  async startBuffered(params: RunParams, requestId: JsonRpcId | undefined): Promise<Stream> {
+    this.#engine.validate(params);
+    this.#scheduler.checkCapacity();
+    const stream = new Stream(requestId);
+    await this.#store.create(stream.id, requestId === undefined ? {} : { requestKey: requestKey(requestId) });
+    this.#attachStore(stream);
+    this.#launch(stream, params);
+    return stream;
+  }
+
+  /** Runs to the end (`rkllm_run`). `signal` aborts it, e.g. when the client disconnects. */
+  async run(params: RunParams, requestId: JsonRpcId | undefined, signal: AbortSignal): Promise<RunResult> {
+    this.#engine.validate(params);
+    this.#scheduler.checkCapacity();
+    const stream = new Stream(requestId);
+    const parts: string[] = [];
+    stream.subscribe((chunk) => parts.push(chunk.delta));
+    const onAbort = (): void => stream.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      this.#launch(stream, params);
+      const last = await stream.ended;
+      const result: RunResult = { text: parts.join(''), finish_reason: last.finish_reason!, perf: last.perf! };
+      if (last.error) result.error = last.error.message;
+      return result;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** The live (not yet ended) streams selected; at most one unless `all` allowed. */
+  select(selector: StreamSelector): Stream[] {
+    if (selector.stream_id !== undefined) {
+      const stream = this.#live.get(selector.stream_id);
+      return stream ? [stream] : [];
+    }
+    if (selector.request_id !== undefined) {
+      const key = requestKey(selector.request_id);
+      return [...this.#live.values()].filter((s) => s.requestId !== undefined && requestKey(s.requestId) === key);
+    }
+    return [];
+  }
+
+  /** Aborts every running (not queued) stream: `rkllm_abort` without parameters. */
+  abortRunning(): number {
+    let count = 0;
+    for (const stream of this.#live.values()) {
+      if (stream.state === 'running') {
+        stream.abort();
+        count++;
+      }
+    }
+    return count;
+  }
+
+  get liveCount(): number {
+    return this.#live.size;
+  }
+
+  /** Drops expired buffers and aborts the generations nobody is polling any more. */
+  async sweep(): Promise<string[]> {
+    const expired = await this.#store.sweep();
+    for (const id of expired) {
+      const stream = this.#live.get(id);
+      if (stream) {
+        this.#log.info({ stream_id: id }, 'stream buffer expired; aborting its generation');
+        stream.abort();
+      }
+    }
+    return expired;
+  }
+
+  /** Aborts every stream and waits until all have ended. */
+  async close(): Promise<void> {
+    for (const stream of this.#live.values()) stream.abort();
+    await Promise.all(this.#tasks);
+  }
+
+  #attachStore(stream: Stream): void {
+    let tail: Promise<unknown> = Promise.resolve();
+    stream.subscribe((chunk: Chunk) => {
+      tail = tail
+        .then(() => this.#store.append(stream.id, chunk))
+        .then(({ full }) => {
+          if (full && !chunk.end) this.#stop(stream, this.#bufferFull());
+        })
+        .catch((err: unknown) => {
+          this.#log.error({ err, stream_id: stream.id }, 'could not buffer a chunk');
+          this.#stop(stream, new RpcError('INTERNAL_ERROR', 'The stream buffer failed; the stream was stopped'));
+        });
+    });
+  }
+
+  #bufferFull(): RpcError {
+    const cap = this.#store.limits.maxBufferBytes;
+    return new RpcError(
+      'BUFFER_FULL',
+      `The stream buffer reached its cap of ${cap} bytes because it was not polled; generation stopped. Everything buffered before this chunk was kept.`,
+      { max_buffer_bytes: cap },
+    );
+  }
+
+  /** Stops a stream for a server-side reason, which its final chunk will carry. */
+  #stop(stream: Stream, error: RpcError): void {
+    if (stream.state === 'ended' || this.#stopErrors.has(stream)) return;
+    this.#stopErrors.set(stream, error);
+    stream.abort();
+  }
+
+  #launch(stream: Stream, params: RunParams): void {
+    this.#live.set(stream.id, stream);
+    const task = this.#drive(stream, params).finally(() => {
+      this.#live.delete(stream.id);
+      this.#tasks.delete(task);
+    });
+    this.#tasks.add(task);
+  }
+
+  async #drive(stream: Stream, params: RunParams): Promise<void> {
+    let release: (() => void) | undefined;
+    try {
+      release = await this.#scheduler.acquire(stream.signal);
+    } catch {
+      this.#end(stream, 'abort', undefined);
+      return;
+    }
+    try {
+      stream.markRunning();
+      const outcome = await this.#engine.run({ ...params, signal: stream.signal }, (result, state) => {
+        if (state === LLMCallState.RKLLM_RUN_NORMAL) stream.push(result.text);
+      });
+      const error = outcome.error === undefined ? undefined : new RpcError('ENGINE_ERROR', outcome.error);
+      this.#end(stream, outcome.finish_reason, outcome.perf, error);
+    } catch (err) {
+      this.#log.error({ err, stream_id: stream.id }, 'run failed');
+      this.#end(stream, 'error', undefined, new RpcError('INTERNAL_ERROR', 'The run failed inside the server'));
+    } finally {
+      release();
+    }
+  }
+
+  #end(stream: Stream, reason: FinishReason, perf: RKLLMPerfStat | undefined, error?: RpcError): void {
+    const stopError = this.#stopErrors.get(stream);
+    const finalError = stopError ?? error;
+    stream.end(stopError ? 'error' : reason, perf ?? emptyPerf(), finalError?.toJSON());
+  }
+}

@@ -1,0 +1,191 @@
+import { RpcError, invalidParams } from '../jsonrpc/errors.js';
+import { chunkBytes, type AppendResult, type BufferLimits, type BufferStore, type CreateOptions, type PollResult, type StoreStatus } from './buffer-store.js';
+import type { Chunk } from './stream.js';
+
+interface Buffer {
+  requestKey: string | undefined;
+  /** Unacknowledged chunks, in seq order. */
+  chunks: Chunk[];
+  /** The last acknowledged seq (-1: none). */
+  acked: number;
+  /** The last seq appended (-1: none). */
+  lastSeq: number;
+  ended: boolean;
+  bytes: number;
+  lastAccess: number;
+  waiters: Set<() => void>;
+}
+
+type Gone = 'expired' | 'released';
+
+/** How many ended stream ids are remembered, so a late poll hears "expired"/"released", not "unknown". */
+const TOMBSTONES = 10_000;
+
+export interface MemoryStoreOptions {
+  limits: BufferLimits;
+  /** The clock, in milliseconds; tests pass their own to control expiry without sleeping. */
+  now?: () => number;
+}
+
+/** The default, in-process buffer store. */
+export class MemoryBufferStore implements BufferStore {
+  readonly limits: BufferLimits;
+  readonly #now: () => number;
+  readonly #buffers = new Map<string, Buffer>();
+  readonly #gone = new Map<string, Gone>();
+  #bytes = 0;
+
+  constructor(options: MemoryStoreOptions) {
+    this.limits = options.limits;
+    this.#now = options.now ?? Date.now;
+  }
+
+  async create(streamId: string, options: CreateOptions = {}): Promise<void> {
+    if (this.#buffers.has(streamId)) throw new RpcError('INTERNAL_ERROR', `Stream ${streamId} already has a buffer`);
+    if (this.#buffers.size >= this.limits.maxBuffers) {
+      throw new RpcError(
+        'TOO_MANY_STREAMS',
+        `Too many live streams: the limit of ${this.limits.maxBuffers} buffers is reached; poll or abort existing streams first`,
+        { max_buffers: this.limits.maxBuffers },
+      );
+    }
+    this.#buffers.set(streamId, {
+      requestKey: options.requestKey,
+      chunks: [],
+      acked: -1,
+      lastSeq: -1,
+      ended: false,
+      bytes: 0,
+      lastAccess: this.#now() - (options.idleMs ?? 0),
+      waiters: new Set(),
+    });
+  }
+
+  async append(streamId: string, chunk: Chunk): Promise<AppendResult> {
+    const buffer = this.#buffers.get(streamId);
+    // A buffer that expired or was released while its generation still ran: nobody reads it.
+    if (!buffer || buffer.ended) return { full: true };
+    const bytes = chunkBytes(chunk);
+    buffer.chunks.push(chunk);
+    buffer.lastSeq = chunk.seq;
+    buffer.ended = chunk.end;
+    buffer.bytes += bytes;
+    this.#bytes += bytes;
+    this.#wake(buffer);
+    return { full: buffer.bytes >= this.limits.maxBufferBytes };
+  }
+
+  async poll(streamId: string, afterSeq?: number): Promise<PollResult> {
+    const buffer = this.#get(streamId);
+    buffer.lastAccess = this.#now();
+    if (afterSeq === undefined) {
+      const chunks = buffer.chunks.slice();
+      this.#ack(streamId, buffer, buffer.lastSeq);
+      return { chunks };
+    }
+    if (afterSeq > buffer.lastSeq) {
+      throw invalidParams(`after_seq ${afterSeq} is beyond the last chunk sent (seq ${buffer.lastSeq})`, {
+        last_seq: buffer.lastSeq,
+      });
+    }
+    if (afterSeq < buffer.acked) {
+      throw invalidParams(`after_seq ${afterSeq} is before chunks already acknowledged and released (up to seq ${buffer.acked})`, {
+        acked_seq: buffer.acked,
+      });
+    }
+    this.#ack(streamId, buffer, afterSeq);
+    return { chunks: buffer.chunks.slice() };
+  }
+
+  async peek(streamId: string): Promise<Chunk[]> {
+    return this.#get(streamId).chunks.slice();
+  }
+
+  async wait(streamId: string, afterSeq: number | undefined, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const buffer = this.#get(streamId);
+    const ready = (): boolean => buffer.ended || buffer.lastSeq > (afterSeq ?? buffer.acked);
+    if (ready() || timeoutMs <= 0 || signal?.aborted) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        buffer.waiters.delete(wake);
+        resolve();
+      };
+      const wake = (): void => {
+        if (ready()) done();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      signal?.addEventListener('abort', done, { once: true });
+      buffer.waiters.add(wake);
+    });
+  }
+
+  async findByRequest(key: string): Promise<string[]> {
+    const ids: string[] = [];
+    for (const [id, buffer] of this.#buffers) if (buffer.requestKey === key) ids.push(id);
+    return ids;
+  }
+
+  async sweep(): Promise<string[]> {
+    const cutoff = this.#now() - this.limits.bufferTimeoutMs;
+    const expired: string[] = [];
+    for (const [id, buffer] of this.#buffers) {
+      if (buffer.lastAccess <= cutoff) {
+        expired.push(id);
+        this.#drop(id, buffer, 'expired');
+      }
+    }
+    return expired;
+  }
+
+  async delete(streamId: string): Promise<void> {
+    const buffer = this.#buffers.get(streamId);
+    if (buffer) this.#drop(streamId, buffer, 'released');
+  }
+
+  async status(): Promise<StoreStatus> {
+    return { active_buffers: this.#buffers.size, buffered_bytes: this.#bytes };
+  }
+
+  async close(): Promise<void> {
+    for (const [id, buffer] of this.#buffers) this.#drop(id, buffer, 'released');
+  }
+
+  #get(streamId: string): Buffer {
+    const buffer = this.#buffers.get(streamId);
+    if (buffer) return buffer;
+    const gone = this.#gone.get(streamId);
+    const why =
+      gone === 'expired'
+        ? `Stream ${streamId} has expired: it was not polled for ${this.limits.bufferTimeoutMs / 1000} s and its buffer was dropped`
+        : gone === 'released'
+          ? `Stream ${streamId} has ended and its buffer was released after the final chunk was acknowledged`
+          : `Unknown stream ${streamId}`;
+    throw new RpcError('STREAM_NOT_FOUND', why, { stream_id: streamId, reason: gone ?? 'unknown' });
+  }
+
+  /** Drops chunks up to `seq`; releases the buffer once its final chunk is acknowledged. */
+  #ack(streamId: string, buffer: Buffer, seq: number): void {
+    if (seq <= buffer.acked) return;
+    let dropped = 0;
+    while (buffer.chunks.length > 0 && buffer.chunks[0]!.seq <= seq) dropped += chunkBytes(buffer.chunks.shift()!);
+    buffer.bytes -= dropped;
+    this.#bytes -= dropped;
+    buffer.acked = seq;
+    if (buffer.ended && seq >= buffer.lastSeq) this.#drop(streamId, buffer, 'released');
+  }
+
+  #drop(streamId: string, buffer: Buffer, why: Gone): void {
+    this.#buffers.delete(streamId);
+    this.#bytes -= buffer.bytes;
+    buffer.ended = true;
+    this.#wake(buffer);
+    this.#gone.set(streamId, why);
+    if (this.#gone.size > TOMBSTONES) this.#gone.delete(this.#gone.keys().next().value!);
+  }
+
+  #wake(buffer: Buffer): void {
+    for (const wake of [...buffer.waiters]) wake();
+  }
+}

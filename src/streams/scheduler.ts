@@ -1,0 +1,73 @@
+import { RpcError } from '../jsonrpc/errors.js';
+
+/**
+ * Admits at most `slots` runs at once and queues the rest first in, first out, up to
+ * `queueLimit`. A queued run whose signal aborts leaves the queue without ever running.
+ */
+export class Scheduler {
+  readonly slots: number;
+  readonly queueLimit: number;
+  #active = 0;
+  #queue: Array<() => void> = [];
+
+  constructor(slots: number, queueLimit: number) {
+    this.slots = slots;
+    this.queueLimit = queueLimit;
+  }
+
+  get active(): number {
+    return this.#active;
+  }
+
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /** Throws BUSY, with a retry hint, when neither a slot nor a queue place is free. */
+  checkCapacity(): void {
+    if (this.#active < this.slots || this.#queue.length < this.queueLimit) return;
+    throw new RpcError('BUSY', `Server busy: ${this.#active} runs active and ${this.#queue.length} queued (the limit); retry later`, {
+      retry_after_ms: 1000,
+      active: this.#active,
+      queued: this.#queue.length,
+    });
+  }
+
+  /**
+   * Waits for a slot. Resolves with a release function that must be called exactly once when
+   * the run ends. Rejects with the signal's reason if aborted while queued.
+   */
+  async acquire(signal: AbortSignal): Promise<() => void> {
+    signal.throwIfAborted();
+    if (this.#active < this.slots) {
+      this.#active++;
+      return this.#releaser();
+    }
+    this.checkCapacity();
+    await new Promise<void>((resolve, reject) => {
+      const waiter = (): void => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = (): void => {
+        this.#queue = this.#queue.filter((w) => w !== waiter);
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.#queue.push(waiter);
+    });
+    return this.#releaser();
+  }
+
+  /** Releasing hands the slot straight to the next queued run, so no newcomer can jump the queue. */
+  #releaser(): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.#queue.shift();
+      if (next) next();
+      else this.#active--;
+    };
+  }
+}

@@ -1,0 +1,99 @@
+import { randomBytes } from 'node:crypto';
+import type { FinishReason, RKLLMPerfStat } from '../engine/types.js';
+import type { JsonRpcErrorObject, JsonRpcId } from '../jsonrpc/message.js';
+
+/** One unit of a stream as it travels to clients. */
+export interface Chunk {
+  seq: number;
+  delta: string;
+  end: boolean;
+  /** Only on the final chunk. */
+  finish_reason?: FinishReason;
+  /** Only on the final chunk. */
+  perf?: RKLLMPerfStat;
+  /** Only on a final chunk that ends in error. */
+  error?: JsonRpcErrorObject;
+}
+
+export type StreamState = 'queued' | 'running' | 'ended';
+
+export type ChunkListener = (chunk: Chunk) => void;
+
+/** A stream id: 128 random bits, URL-safe, so ids cannot be guessed. */
+export function newStreamId(): string {
+  return `st_${randomBytes(16).toString('base64url')}`;
+}
+
+/**
+ * One generation as clients see it: numbers its chunks from 0, ends exactly once (finish, abort
+ * or error), and owns the AbortController that stops its generation. Sinks (the polling buffer,
+ * a live connection) subscribe to its chunks.
+ */
+export class Stream {
+  readonly id: string;
+  readonly requestId: JsonRpcId | undefined;
+  readonly controller = new AbortController();
+  #state: StreamState = 'queued';
+  #nextSeq = 0;
+  #listeners = new Set<ChunkListener>();
+  #ended: Promise<Chunk>;
+  #resolveEnded!: (chunk: Chunk) => void;
+
+  constructor(requestId: JsonRpcId | undefined, id: string = newStreamId()) {
+    this.id = id;
+    this.requestId = requestId;
+    this.#ended = new Promise((resolve) => (this.#resolveEnded = resolve));
+  }
+
+  get state(): StreamState {
+    return this.#state;
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Resolves with the final chunk. */
+  get ended(): Promise<Chunk> {
+    return this.#ended;
+  }
+
+  /** The seq the next chunk will get. */
+  get nextSeq(): number {
+    return this.#nextSeq;
+  }
+
+  subscribe(listener: ChunkListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  markRunning(): void {
+    if (this.#state === 'queued') this.#state = 'running';
+  }
+
+  /** Stops the generation; the stream ends through `end` once the engine has stopped. */
+  abort(): void {
+    this.controller.abort();
+  }
+
+  push(delta: string): void {
+    if (this.#state === 'ended' || delta === '') return;
+    this.#emit({ seq: this.#nextSeq++, delta, end: false });
+  }
+
+  /** Ends the stream with its final chunk. Later calls do nothing. */
+  end(finishReason: FinishReason, perf: RKLLMPerfStat, error?: JsonRpcErrorObject): void {
+    if (this.#state === 'ended') return;
+    this.#state = 'ended';
+    const chunk: Chunk = { seq: this.#nextSeq++, delta: '', end: true, finish_reason: finishReason, perf };
+    if (error) chunk.error = error;
+    this.#emit(chunk);
+    this.#listeners.clear();
+    this.#resolveEnded(chunk);
+  }
+
+  #emit(chunk: Chunk): void {
+    for (const listener of this.#listeners) listener(chunk);
+  }
+}

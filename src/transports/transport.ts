@@ -1,0 +1,18 @@
+import type { RequestOrigin } from '../jsonrpc/dispatcher.js';
+import type { JsonRpcResponse } from '../jsonrpc/message.js';
+
+/** Hands one raw message to the dispatcher; resolves with what to send back (nothing for notifications). */
+export type MessageHandler = (raw: Uint8Array | string, origin: RequestOrigin) => Promise<JsonRpcResponse | JsonRpcResponse[] | undefined>;
+
+/**
+ * The contract every transport implements. A transport owns its sockets and framing; it never
+ * interprets JSON-RPC beyond handing messages to the dispatcher and writing back responses.
+ */
+export interface Transport {
+  /** "http", "tcp", "udp", "ws" or "stdio". */
+  readonly name: string;
+  /** Binds and starts accepting. Resolves with the bound address, e.g. "127.0.0.1:8082". */
+  start(): Promise<string>;
+  /** Stops accepting and closes every connection. Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,84 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The compiled CLI: tests run the real server as a separate process. */
+export const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
+
+export interface ServerProcess {
+  proc: ChildProcess;
+  /** Bound addresses by transport, as printed on the readiness line. */
+  addresses: Record<string, string>;
+  /** `http://host:port/` of the HTTP transport. */
+  url: string;
+  /** Everything the server wrote to stderr so far. */
+  stderr(): string;
+  /** SIGTERM, then waits for exit; returns the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export interface StartOptions {
+  /** Extra flags. `--http 0` is always added unless a --http flag is given. */
+  args?: string[];
+  /** Written to a temp file and passed with --settings. */
+  settings?: Record<string, unknown>;
+  timeoutMs?: number;
+}
+
+/** Writes a settings object to a fresh temp file and returns its path. */
+export function writeSettings(settings: Record<string, unknown>): string {
+  const path = join(mkdtempSync(join(tmpdir(), 'rkllm-mcp-test-')), 'settings.json');
+  writeFileSync(path, JSON.stringify(settings));
+  return path;
+}
+
+/** Starts the real server and waits for its readiness line ("listening for connections"). */
+export async function startServer(options: StartOptions = {}): Promise<ServerProcess> {
+  const args = [...(options.args ?? [])];
+  if (!args.includes('--http')) args.push('--http', '0');
+  if (options.settings) args.push('--settings', writeSettings(options.settings));
+  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  const addresses = await new Promise<Record<string, string>>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not become ready:\n${stderr}`)), options.timeoutMs ?? 60_000);
+    proc.stderr!.setEncoding('utf8');
+    proc.stderr!.on('data', (data: string) => {
+      stderr += data;
+      for (const line of stderr.split('\n')) {
+        if (!line.includes('listening for connections')) continue;
+        clearTimeout(timer);
+        resolve((JSON.parse(line) as { addresses: Record<string, string> }).addresses);
+        return;
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with code ${code} before it was ready:\n${stderr}`));
+    });
+  });
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  return {
+    proc,
+    addresses,
+    url: `http://${addresses.http}/`,
+    stderr: () => stderr,
+    stop: async () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+/** Runs the CLI to completion (for flags that exit), collecting its output. */
+export function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
