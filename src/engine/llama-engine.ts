@@ -30,6 +30,9 @@ export interface ChatTemplate {
   prompt_postfix: string;
 }
 
+/** Prompts are evaluated in slices this long, so an abort during a long prefill takes effect quickly. */
+const PREFILL_SLICE = 128;
+
 /** The longest byte sequence of one UTF-8 character: a partial character never spans more tokens. */
 const MAX_UTF8_TOKENS = 4;
 
@@ -235,7 +238,13 @@ export class LlamaEngine implements Engine {
         presencePenalty: s.presence_penalty,
       },
     };
-    for await (const token of sequence.evaluate(toEvaluate, options)) {
+    let rest = toEvaluate;
+    while (rest.length > PREFILL_SLICE) {
+      await sequence.evaluateWithoutGeneratingNewTokens(rest.slice(0, PREFILL_SLICE));
+      rest = rest.slice(PREFILL_SLICE);
+      if (signal.aborted) return 'abort';
+    }
+    for await (const token of sequence.evaluate(rest, options)) {
       generated.push(token);
       pending.push(token);
       const text = model.detokenize(pending, !this.param.skip_special_token, context);
