@@ -10,7 +10,7 @@ import { diagnosticMethods } from './methods/diagnostics.js';
 import { ensureBuiltinModel } from './model/builtin.js';
 import type { Settings } from './settings.js';
 import { MemoryBufferStore } from './streams/memory-store.js';
-import { StreamHub } from './streams/hub.js';
+import { StreamHub, type StreamObserver } from './streams/hub.js';
 import { Scheduler } from './streams/scheduler.js';
 import { HttpTransport } from './transports/http.js';
 import type { Transport } from './transports/transport.js';
@@ -35,7 +35,12 @@ export interface RunningServer {
  * transport. Everything is owned by the returned object; nothing is global, so several servers
  * can run in one process.
  */
-export async function startServer(settings: Settings, log: Logger): Promise<RunningServer> {
+export interface ServerOptions {
+  /** Sees every chunk as it is produced (benchmarks, metrics). */
+  observer?: StreamObserver;
+}
+
+export async function startServer(settings: Settings, log: Logger, options: ServerOptions = {}): Promise<RunningServer> {
   const modelPath = settings.engine.model_path ?? (await ensureBuiltinModel('tiny'));
   const threads = chooseThreads(settings, modelPath);
   const engine: Engine = new LlamaEngine({ threads, slots: settings.engine.parallel });
@@ -46,7 +51,13 @@ export async function startServer(settings: Settings, log: Logger): Promise<Runn
   const store = new MemoryBufferStore({
     limits: { maxBuffers: s.max_buffers, maxBufferBytes: s.max_buffer_bytes, bufferTimeoutMs: s.buffer_timeout * 1000 },
   });
-  const hub = new StreamHub({ engine, scheduler: new Scheduler(engine.slots, settings.engine.queue_limit), store, log });
+  const hub = new StreamHub({
+    engine,
+    scheduler: new Scheduler(engine.slots, settings.engine.queue_limit),
+    store,
+    log,
+    ...(options.observer ? { observer: options.observer } : {}),
+  });
   const table: Map<string, Method> = new Map([
     ...coreMethods({ engine, hub, maxWaitMs: s.max_wait_ms, cleanupIntervalS: s.cleanup_interval, bufferTimeoutS: s.buffer_timeout }),
     listFunctionsMethod((): ReadonlyMap<string, Method> => table),

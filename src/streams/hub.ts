@@ -6,11 +6,17 @@ import { requestKey, type BufferStore } from './buffer-store.js';
 import type { Scheduler } from './scheduler.js';
 import { Stream, type Chunk } from './stream.js';
 
+/** Instrumentation: sees every chunk the moment its stream produces it (benchmarks, metrics). */
+export interface StreamObserver {
+  chunk(streamId: string, chunk: Chunk): void;
+}
+
 export interface StreamHubOptions {
   engine: Engine;
   scheduler: Scheduler;
   store: BufferStore;
   log: Logger;
+  observer?: StreamObserver;
 }
 
 export interface RunResult {
@@ -42,8 +48,10 @@ export class StreamHub {
   /** Why a stream was stopped by the server rather than by its client. */
   readonly #stopErrors = new WeakMap<Stream, RpcError>();
   readonly #tasks = new Set<Promise<void>>();
+  readonly #observer: StreamObserver | undefined;
 
   constructor(options: StreamHubOptions) {
+    this.#observer = options.observer;
     this.#engine = options.engine;
     this.#scheduler = options.scheduler;
     this.#store = options.store;
@@ -173,6 +181,8 @@ export class StreamHub {
 
   #launch(stream: Stream, params: RunParams): void {
     this.#live.set(stream.id, stream);
+    const observer = this.#observer;
+    if (observer) stream.subscribe((chunk) => observer.chunk(stream.id, chunk));
     const task = this.#drive(stream, params).finally(() => {
       this.#live.delete(stream.id);
       this.#tasks.delete(task);
