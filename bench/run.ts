@@ -1,0 +1,154 @@
+/**
+ * `npm run bench`: throughput and delivery delay, measured side by side in one run.
+ *
+ * For each built-in model (tiny, and the ~50-100M parameter bench model) and for 1 and 8
+ * concurrent streams:
+ * - raw engine tokens/s: a direct node-llama-cpp loop with the same threads and sequences;
+ * - tokens/s received by a long-polling HTTP client of a real server (in this process, over
+ *   loopback), and its ratio to the raw figure;
+ * - the delay from a token being generated (the stream producing its chunk) to the client
+ *   holding it: median and p99;
+ * - polls per stream.
+ *
+ * The machine is shared and noisy, so compare the ratios rather than absolute figures.
+ * Flags: --quick (fewer tokens), --model tiny|bench|all (default all).
+ */
+import { parseArgs } from 'node:util';
+import { getLlama, type Token } from 'node-llama-cpp';
+import { pino } from 'pino';
+import { ensureBuiltinModel, TINY_MODEL_PROMPTS, type BuiltinModelKind } from '../src/model/builtin.js';
+import { startServer } from '../src/server.js';
+import { defaultSettings, merge, type Settings } from '../src/settings.js';
+import type { Chunk } from '../src/streams/stream.js';
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
+import { wallClock, type ClientInput, type ClientReport } from './http-client.js';
+
+interface Scenario {
+  kind: BuiltinModelKind;
+  threads: number;
+  tokens: number;
+}
+
+interface Figures {
+  tokensPerSecond: number;
+}
+
+interface DeliveryFigures extends Figures {
+  delays: number[];
+  pollsPerStream: number;
+}
+
+const PROMPT = TINY_MODEL_PROMPTS.long;
+const GREEDY = { top_k: 1, temperature: 0, repeat_penalty: 1 };
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** A direct node-llama-cpp loop: `streams` sequences of one context, each generating `tokens`. */
+async function rawEngine(modelPath: string, threads: number, streams: number, tokens: number): Promise<Figures> {
+  const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
+  const model = await llama.loadModel({ modelPath });
+  const context = await model.createContext({ contextSize: tokens + 256, sequences: streams, threads });
+  try {
+    const prompt = model.tokenize(PROMPT);
+    const one = async (): Promise<number> => {
+      const sequence = context.getSequence();
+      let n = 0;
+      for await (const token of sequence.evaluate([model.tokens.bos!, ...prompt] as Token[], { temperature: 0 })) {
+        void token;
+        if (++n >= tokens) break;
+      }
+      return n;
+    };
+    const started = performance.now();
+    const counts = await Promise.all(Array.from({ length: streams }, one));
+    const seconds = (performance.now() - started) / 1000;
+    return { tokensPerSecond: counts.reduce((a, b) => a + b, 0) / seconds };
+  } finally {
+    await context.dispose();
+    await model.dispose();
+    await llama.dispose();
+  }
+}
+
+/** The long-polling clients run on their own thread (and core), as a separate client process would. */
+const CLIENT = new URL('./http-client.js', import.meta.url);
+
+/** A real server in this process; `streams` long-polling HTTP clients on a worker thread, over loopback. */
+async function httpDelivery(modelPath: string, threads: number, streams: number, tokens: number): Promise<DeliveryFigures> {
+  const produced = new Map<string, number>();
+  const settings: Settings = merge(defaultSettings(), {
+    http: { port: 0 },
+    engine: { model_path: modelPath, threads, parallel: streams, max_context_len: tokens + 256 },
+    log_level: 'silent',
+  });
+  const server = await startServer(settings, pino({ level: 'silent' }), {
+    observer: { chunk: (streamId: string, chunk: Chunk) => produced.set(`${streamId}/${chunk.seq}`, wallClock()) },
+  });
+  try {
+    const input: ClientInput = { url: `http://${server.addresses.http}/`, streams, params: { prompt_input: PROMPT, max_new_tokens: tokens, ...GREEDY } };
+    const worker = new Worker(CLIENT, { workerData: input });
+    const [report] = (await once(worker, 'message')) as [ClientReport];
+    const delays: number[] = [];
+    for (const r of report.received) {
+      const at = produced.get(`${r.stream_id}/${r.seq}`);
+      if (at !== undefined) delays.push(r.at - at);
+    }
+    return {
+      tokensPerSecond: report.tokens / report.seconds,
+      delays: delays.sort((a, b) => a - b),
+      pollsPerStream: report.polls / streams,
+    };
+  } finally {
+    await server.close();
+  }
+}
+
+function fmt(n: number, digits = 1): string {
+  return Number.isFinite(n) ? n.toFixed(digits) : '-';
+}
+
+async function runScenario(s: Scenario): Promise<string[]> {
+  const modelPath = await ensureBuiltinModel(s.kind);
+  const rows: string[] = [];
+  for (const streams of [1, 8]) {
+    const raw = await rawEngine(modelPath, s.threads, streams, s.tokens);
+    const http = await httpDelivery(modelPath, s.threads, streams, s.tokens);
+    rows.push(
+      [
+        s.kind.padEnd(6),
+        String(streams).padStart(7),
+        String(s.tokens).padStart(7),
+        fmt(raw.tokensPerSecond).padStart(10),
+        fmt(http.tokensPerSecond).padStart(10),
+        fmt(http.tokensPerSecond / raw.tokensPerSecond, 2).padStart(6),
+        fmt(percentile(http.delays, 50), 2).padStart(9),
+        fmt(percentile(http.delays, 99), 2).padStart(9),
+        fmt(http.pollsPerStream).padStart(8),
+      ].join(' '),
+    );
+    process.stderr.write(`done: ${s.kind}, ${streams} stream(s)\n`);
+  }
+  return rows;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, model: { type: 'string', default: 'all' } } });
+  const quick = values.quick === true;
+  const scenarios: Scenario[] = [
+    { kind: 'tiny', threads: 1, tokens: quick ? 300 : 2000 },
+    { kind: 'bench', threads: 2, tokens: quick ? 32 : 200 },
+  ].filter((s) => values.model === 'all' || values.model === s.kind) as Scenario[];
+  const header = ['model ', 'streams', ' tokens', '   raw t/s', '  http t/s', ' ratio', ' p50 ms', ' p99 ms', 'polls/st'].join(' ');
+  const rows: string[] = [];
+  for (const scenario of scenarios) rows.push(...(await runScenario(scenario)));
+  process.stdout.write(`\nHTTP long-poll delivery vs raw engine (tokens per stream; delays: token produced -> client holds it)\n${header}\n${rows.join('\n')}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
