@@ -1,0 +1,10 @@
+import { LlamaEngine } from '../../src/engine/llama-engine.js';
+import { createDefaultParam } from '../../src/engine/types.js';
+import { ensureBuiltinModel } from '../../src/model/builtin.js';
+import { engineSuite } from './engine-suite.js';
+
+engineSuite('llama.cpp', async () => {
+  const engine = new LlamaEngine({ threads: 1, slots: 2 });
+  await engine.init({ ...createDefaultParam(), model_path: await ensureBuiltinModel('tiny'), max_context_len: 1024 });
+  return engine;
+});
