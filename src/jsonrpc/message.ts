@@ -52,7 +52,7 @@ function isValidId(id: unknown): id is JsonRpcId {
 /** The id to answer an invalid request with: its own id when that id is well-formed, else null. */
 export function salvageId(value: unknown): JsonRpcId {
   if (typeof value === 'object' && value !== null && 'id' in value) {
-    const id = (value as { id: unknown }).id;
+    const id = value.id;
     if (isValidId(id)) return id;
   }
   return null;

@@ -19,7 +19,7 @@ export function method<P>(
     description,
     params: schema,
     parse: compileParams<P>(schema),
-    handler: handler as Method['handler'],
+    handler,
     ...(supported ? { supported } : {}),
   };
 }

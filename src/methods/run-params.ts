@@ -1,5 +1,5 @@
 import { invalidParams } from '../jsonrpc/errors.js';
-import { RKLLMInputType, type RKLLMInferParam, type RKLLMInput, type SamplingParams } from '../engine/types.js';
+import { RKLLMInputType, type RKLLMInferParam, type RKLLMInput } from '../engine/types.js';
 import type { RunParams } from '../streams/hub.js';
 import { bool, int, num, object, str, type JsonSchema } from './schema.js';
 
@@ -101,7 +101,7 @@ export function toRunParams(params: Fields, maxContext: number): RunParams {
     ...f,
     mode: ((f.mode as number | undefined) ?? 0) as RKLLMInferParam['mode'],
     keep_history: (f.keep_history as number | undefined) ?? 0,
-    sampling_params: sampling as Partial<SamplingParams>,
+    sampling_params: sampling,
   };
   return { input, infer };
 }

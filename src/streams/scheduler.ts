@@ -51,7 +51,7 @@ export class Scheduler {
       };
       const onAbort = (): void => {
         this.#queue = this.#queue.filter((w) => w !== waiter);
-        reject(signal.reason);
+        reject(new Error('aborted while queued'));
       };
       signal.addEventListener('abort', onAbort, { once: true });
       this.#queue.push(waiter);

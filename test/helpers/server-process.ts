@@ -43,8 +43,8 @@ export async function startServer(options: StartOptions = {}): Promise<ServerPro
   let stderr = '';
   const addresses = await new Promise<Record<string, string>>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not become ready:\n${stderr}`)), options.timeoutMs ?? 60_000);
-    proc.stderr!.setEncoding('utf8');
-    proc.stderr!.on('data', (data: string) => {
+    proc.stderr.setEncoding('utf8');
+    proc.stderr.on('data', (data: string) => {
       stderr += data;
       for (const line of stderr.split('\n')) {
         if (!line.includes('listening for connections')) continue;
