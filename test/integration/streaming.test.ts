@@ -1,5 +1,6 @@
 // Loss-free streaming by polling, against a real server process running the built-in model.
 import { expect } from 'chai';
+import { request } from 'node:http';
 import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
 import { HttpRpc, type Chunk } from '../helpers/rpc.js';
 import { startServer, type ServerProcess } from '../helpers/server-process.js';
@@ -16,11 +17,13 @@ const PROMPTS = [
   'A crow, having',
 ];
 
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
 async function waitUntilIdle(rpc: HttpRpc): Promise<void> {
   for (;;) {
     const { running, queued } = await rpc.result('rkllm_is_running', {});
     if (!running && queued === 0) return;
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(5);
   }
 }
 
@@ -217,6 +220,23 @@ describe('Queueing and limits', function () {
     const expected = await rpc.result('rkllm_run', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: last.perf!.generate_tokens, ...greedy });
     expect(text).to.equal(expected.text);
     expect(last.perf!.generate_tokens).to.be.below(2000);
+  });
+
+  it('a client that disconnects during rkllm_run frees the engine', async () => {
+    server = await startServer({ args: ['--context', '4096'] });
+    rpc = new HttpRpc(server.url);
+    const params = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 4000, ...greedy };
+    const full = await rpc.result('rkllm_run', params);
+    const url = new URL(server.url);
+    const req = request({ host: url.hostname, port: url.port, method: 'POST', path: '/' });
+    req.on('error', () => undefined);
+    req.end(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'rkllm_run', params }));
+    for (let i = 0; i < 1000 && !(await rpc.result('rkllm_is_running', {})).running; i++) await sleep(2);
+    const gone = performance.now();
+    req.destroy();
+    await waitUntilIdle(rpc);
+    // Far sooner than the run would have taken to finish on its own.
+    expect(performance.now() - gone).to.be.below(full.perf.generate_time_ms / 2);
   });
 
   it('reaps an abandoned stream and aborts its generation', async () => {
