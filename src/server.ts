@@ -7,6 +7,7 @@ import { createDefaultParam, type Engine } from './engine/types.js';
 import { Dispatcher, type Method } from './jsonrpc/dispatcher.js';
 import { coreMethods, listFunctionsMethod } from './methods/core.js';
 import { diagnosticMethods } from './methods/diagnostics.js';
+import { rkllmMethods } from './methods/rkllm.js';
 import { ensureBuiltinModel } from './model/builtin.js';
 import type { Settings } from './settings.js';
 import { MemoryBufferStore } from './streams/memory-store.js';
@@ -60,7 +61,8 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   });
   const table: Map<string, Method> = new Map([
     ...coreMethods({ engine, hub, maxWaitMs: s.max_wait_ms, cleanupIntervalS: s.cleanup_interval, bufferTimeoutS: s.buffer_timeout }),
-    listFunctionsMethod((): ReadonlyMap<string, Method> => table),
+    ...rkllmMethods({ engine, hub }),
+    listFunctionsMethod((): ReadonlyMap<string, Method> => table, engine),
     ...(settings.diagnostics ? diagnosticMethods(store, () => hub.sweep()) : []),
   ]);
   const dispatcher = new Dispatcher({ methods: table, log, maxBatch: settings.jsonrpc.max_batch });
@@ -82,7 +84,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
       await Promise.all(transports.map((t) => t.close()));
       await hub.close();
       await store.close();
-      await engine.destroy();
+      await engine.dispose();
     })());
   try {
     for (const transport of transports) addresses[transport.name] = await transport.start();

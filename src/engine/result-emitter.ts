@@ -1,4 +1,4 @@
-import { LLMCallState, emptyPerf, type FinishReason, type LLMResultCallback, type RKLLMPerfStat, type RunOutcome } from './types.js';
+import { LLMCallState, emptyPerf, type FinishReason, type LLMResultCallback, type RKLLMPerfStat, type RKLLMResult, type RunOutcome } from './types.js';
 
 function peakMemoryMb(): number {
   // maxRSS is in kilobytes: the process's high-water mark, like RKLLM's VmHWM figure.
@@ -36,7 +36,12 @@ export class ResultEmitter {
     }
     this.#perf.generate_tokens++;
     this.#perf.generate_time_ms = round(now - this.#firstToken);
-    this.#invoke(text, tokenId, state);
+    this.#invoke({ text, token_id: tokenId, perf: this.#perf }, state);
+  }
+
+  /** Delivers the result of a GET_LAST_HIDDEN_LAYER or GET_LOGITS run, in one NORMAL callback as RKLLM does. */
+  output(result: Pick<RKLLMResult, 'last_hidden_layer' | 'logits'>): void {
+    this.#invoke({ text: '', token_id: -1, perf: this.#perf, ...result }, LLMCallState.RKLLM_RUN_NORMAL);
   }
 
   get perf(): RKLLMPerfStat {
@@ -63,9 +68,9 @@ export class ResultEmitter {
     return outcome;
   }
 
-  #invoke(text: string, tokenId: number, state: LLMCallState): void {
+  #invoke(result: RKLLMResult, state: LLMCallState): void {
     try {
-      if (this.#callback({ text, token_id: tokenId, perf: this.#perf }, state)) this.stopRequested = true;
+      if (this.#callback(result, state)) this.stopRequested = true;
     } catch {
       this.stopRequested = true;
     }

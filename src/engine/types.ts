@@ -3,6 +3,19 @@
  * the llama.cpp engine (node-llama-cpp) and, on Rockchip boards, the RKLLM runtime through FFI.
  * Field names follow the header exactly, so JSON-RPC parameters map onto them one to one.
  */
+import type { EngineFeature } from './capabilities.js';
+
+/** The CPU masks of rkllm.h, for `extend_param.enabled_cpus_mask`. */
+export const CPU_MASKS = {
+  CPU0: 1 << 0,
+  CPU1: 1 << 1,
+  CPU2: 1 << 2,
+  CPU3: 1 << 3,
+  CPU4: 1 << 4,
+  CPU5: 1 << 5,
+  CPU6: 1 << 6,
+  CPU7: 1 << 7,
+} as const;
 
 /** `LLMCallState`: the state passed with each callback. */
 export const LLMCallState = {
@@ -82,7 +95,7 @@ export interface RKLLMInput {
   input_type: RKLLMInputType;
   prompt_input?: string;
   token_input?: { input_ids: number[] };
-  embed_input?: { embed: number[]; n_tokens: number };
+  embed_input?: { embed: number[]; n_tokens?: number };
   multimodal_input?: Record<string, unknown>;
 }
 
@@ -94,6 +107,71 @@ export interface RKLLMInferParam {
   keep_history: number;
   max_new_tokens?: number;
   sampling_params?: Partial<SamplingParams>;
+}
+
+/** `RKLLMLoraAdapter`: what `rkllm_load_lora` takes. */
+export interface RKLLMLoraAdapter {
+  lora_adapter_path: string;
+  lora_adapter_name: string;
+  scale: number;
+}
+
+/** `RKLLMCrossAttnParam`, with arrays in place of the pointers. */
+export interface RKLLMCrossAttnParam {
+  encoder_k_cache: number[];
+  encoder_v_cache: number[];
+  encoder_mask: number[];
+  encoder_pos: number[];
+  num_tokens: number;
+}
+
+/** The arguments of `rkllm_set_chat_template`: how a prompt is wrapped before tokenization. */
+export interface ChatTemplate {
+  system_prompt: string;
+  prompt_prefix: string;
+  prompt_postfix: string;
+}
+
+/** The arguments of `rkllm_set_function_tools`. `tools` is a JSON array of tool definitions. */
+export interface FunctionTools {
+  system_prompt: string;
+  tools: string;
+  /** The tag that wraps a function result fed back with role "tool", e.g. "tool_response". */
+  tool_response_str: string;
+}
+
+/**
+ * The arguments of `rkllm_clear_kv_cache`. Without positions the whole cache is cleared (keeping
+ * the system prompt when asked); with them, slot i loses the range [start_pos[i], end_pos[i]).
+ */
+export interface KvCacheClear {
+  keep_system_prompt: boolean;
+  start_pos?: number[];
+  end_pos?: number[];
+}
+
+/** `rkllm_get_kv_cache_size`: tokens held in the KV cache, one entry per slot (batch index). */
+export interface KvCacheSize {
+  cache_sizes: number[];
+}
+
+/** `RKLLMResultLastHiddenLayer`: `hidden_states` holds num_tokens x embd_size values, row-major. */
+export interface RKLLMResultLastHiddenLayer {
+  hidden_states: number[];
+  embd_size: number;
+  num_tokens: number;
+}
+
+/**
+ * `RKLLMResultLogits`: `logits` holds num_tokens x vocab_size values, row-major. `normalization`
+ * says what the numbers are: raw logits ("none"), or log-probabilities ("log_softmax") when the
+ * engine can only give normalised values.
+ */
+export interface RKLLMResultLogits {
+  logits: number[];
+  vocab_size: number;
+  num_tokens: number;
+  normalization: 'none' | 'log_softmax';
 }
 
 /** `RKLLMPerfStat`. */
@@ -113,9 +191,16 @@ export interface RKLLMResult {
   text: string;
   token_id: number;
   perf: RKLLMPerfStat;
+  /** Set once, in a NORMAL callback, by a GET_LAST_HIDDEN_LAYER run. */
+  last_hidden_layer?: RKLLMResultLastHiddenLayer;
+  /** Set once, in a NORMAL callback, by a GET_LOGITS run. */
+  logits?: RKLLMResultLogits;
   /** Set with RKLLM_RUN_ERROR. */
   error?: string;
 }
+
+/** What a GET_LAST_HIDDEN_LAYER or GET_LOGITS run produces besides text. */
+export type RunOutputs = Pick<RKLLMResult, 'last_hidden_layer' | 'logits'>;
 
 /**
  * `LLMResultCallback`. Called once per token (NORMAL), while a character is incomplete (WAITING),
@@ -145,21 +230,28 @@ export interface RunHandle {
   readonly done: Promise<RunOutcome>;
 }
 
-/** The engine contract. One instance owns one loaded model (one RKLLM handle). */
+/**
+ * The engine contract. One instance holds at most one loaded model (one RKLLM handle) at a time:
+ * `init` loads it, `destroy` frees it, and `init` may then load another. Every method that needs
+ * a model throws ENGINE_UNAVAILABLE (-32004) without one; a feature the engine cannot do throws
+ * NOT_SUPPORTED (-32005) naming the engine and the feature (see `capabilities.ts`).
+ */
 export interface Engine {
   /** A short name, e.g. "llama.cpp" or "rkllm", used in messages. */
   readonly name: string;
   /** How many runs can execute at the same time. The scheduler queues the rest. */
   readonly slots: number;
-  /** The parameters the engine was initialised with (defaults filled in). */
+  /** The parameters the engine was initialised with (defaults filled in). Throws without a model. */
   readonly param: RKLLMParam;
-  /** Loads the model. */
+  /** Whether the engine can do `feature` at all (with any model). */
+  supports(feature: EngineFeature): boolean;
+  /** Loads the model (`rkllm_init`). Throws MODEL_LOADED while a model is loaded or loading. */
   init(param: RKLLMParam): Promise<void>;
   /**
    * Checks an input before it is queued, where the engine can (e.g. a prompt longer than the
-   * context). Throws an RpcError. Engines that cannot check ahead accept everything.
+   * context). Rejects with an RpcError. Engines that cannot check ahead accept everything.
    */
-  validate(request: RunRequest): void;
+  validate(request: RunRequest): Promise<void>;
   /** Runs to the end, invoking `callback` for every token. Resolves when generation ends. */
   run(request: RunRequest, callback: LLMResultCallback): Promise<RunOutcome>;
   /** Starts a run and returns at once. */
@@ -168,8 +260,26 @@ export interface Engine {
   abort(): void;
   /** True while at least one generation runs (`rkllm_is_running`). */
   isRunning(): boolean;
-  /** Frees the model. Idempotent. */
+  /** `rkllm_load_lora`: loads an adapter that runs can then name in `lora_params`. */
+  loadLora(adapter: RKLLMLoraAdapter): Promise<void>;
+  /** `rkllm_load_prompt_cache`: later runs whose input starts with the cached prefix reuse it. */
+  loadPromptCache(path: string): Promise<void>;
+  /** `rkllm_release_prompt_cache`. */
+  releasePromptCache(): Promise<void>;
+  /** `rkllm_clear_kv_cache`. */
+  clearKvCache(request: KvCacheClear): Promise<void>;
+  /** `rkllm_get_kv_cache_size`. */
+  getKvCacheSize(): Promise<KvCacheSize>;
+  /** `rkllm_set_chat_template`. */
+  setChatTemplate(template: ChatTemplate): Promise<void>;
+  /** `rkllm_set_function_tools`. */
+  setFunctionTools(tools: FunctionTools): Promise<void>;
+  /** `rkllm_set_cross_attn_params`. */
+  setCrossAttnParams(params: RKLLMCrossAttnParam): Promise<void>;
+  /** Frees the model (`rkllm_destroy`), after aborting its runs. The engine can `init` again. Idempotent. */
   destroy(): Promise<void>;
+  /** Frees the model and everything else the engine holds (the runtime itself). Idempotent; the engine is unusable afterwards. */
+  dispose(): Promise<void>;
 }
 
 /** `rkllm_createDefaultParam()`: the runtime's defaults. */

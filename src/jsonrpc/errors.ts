@@ -27,6 +27,10 @@ export const ErrorCodes = {
   ENGINE_ERROR: -32006,
   /** A stream buffer reached its byte cap (appears in error chunks). */
   BUFFER_FULL: -32007,
+  /** `rkllm_init` while a model is loaded or loading: the server holds one model; call `rkllm_destroy` first. */
+  MODEL_LOADED: -32008,
+  /** A stream the server stopped because its model went away (`rkllm_destroy`); appears in final chunks. */
+  ABORTED: -32009,
 } as const;
 
 export type ErrorName = keyof typeof ErrorCodes;

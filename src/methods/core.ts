@@ -1,3 +1,4 @@
+import { ENGINE_FEATURE_NAMES } from '../engine/capabilities.js';
 import type { Engine } from '../engine/types.js';
 import type { Method, MethodContext } from '../jsonrpc/dispatcher.js';
 import { RpcError, invalidParams } from '../jsonrpc/errors.js';
@@ -50,17 +51,9 @@ const streamRefProperties = {
 
 /** Joins chunks read from a buffer into the one chunk a poll returns. */
 export function joinChunks(streamId: string, chunks: Chunk[]): Chunk & { stream_id: string } {
+  // The last chunk's own fields (finish_reason, perf, error, outputs) carry over as they are.
   const last = chunks.at(-1)!;
-  const joined: Chunk & { stream_id: string } = {
-    seq: last.seq,
-    delta: chunks.map((c) => c.delta).join(''),
-    end: last.end,
-    stream_id: streamId,
-  };
-  if (last.finish_reason !== undefined) joined.finish_reason = last.finish_reason;
-  if (last.perf !== undefined) joined.perf = last.perf;
-  if (last.error !== undefined) joined.error = last.error;
-  return joined;
+  return { ...last, delta: chunks.map((c) => c.delta).join(''), stream_id: streamId };
 }
 
 /** The production methods of the server core. */
@@ -186,11 +179,15 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
   ];
 }
 
-/** `rkllm_list_functions`, generated from the final method table so it cannot drift from it. */
-export function listFunctionsMethod(table: () => ReadonlyMap<string, Method>): [string, Method] {
+/**
+ * `rkllm_list_functions`, generated from the final method table so it cannot drift from it. Each
+ * method's `supported` comes from the engine's capabilities; `engine.features` lists them all.
+ */
+export function listFunctionsMethod(table: () => ReadonlyMap<string, Method>, engine: Engine): [string, Method] {
   return [
     'rkllm_list_functions',
     method<Record<string, never>>('Lists every method with its description, parameter schema and engine support.', object({}), () => ({
+      engine: { name: engine.name, features: Object.fromEntries(ENGINE_FEATURE_NAMES.map((f) => [f, engine.supports(f)])) },
       functions: [...table()].map(([name, m]) => ({
         name,
         description: m.description,

@@ -3,7 +3,8 @@ import { RKLLMInputType, type RKLLMInferParam, type RKLLMInput } from '../engine
 import type { RunParams } from '../streams/hub.js';
 import { bool, int, num, object, str, type JsonSchema } from './schema.js';
 
-const samplingProperties: Record<string, JsonSchema> = {
+/** The sampling fields of RKLLMParam that a run may override (also part of `rkllm_init`'s schema). */
+export const samplingProperties: Record<string, JsonSchema> = {
   temperature: num(0, 100, 'Sampling temperature; 0 is greedy'),
   top_k: int(0, 1_000_000, 'Keep the k most likely tokens; 1 is greedy, 0 disables'),
   top_p: num(0, 1, 'Nucleus sampling threshold'),
@@ -18,12 +19,15 @@ const samplingProperties: Record<string, JsonSchema> = {
 const SAMPLING_FIELDS = Object.keys(samplingProperties);
 
 const inputProperties: Record<string, JsonSchema> = {
-  role: { type: 'string', enum: ['user', 'tool', 'system'], description: '"user", or "tool" for a function result' },
+  role: { type: 'string', enum: ['user', 'tool'], description: '"user", or "tool" for a function result' },
   enable_thinking: bool('Thinking mode (Qwen3)'),
   input_type: int(0, 3, 'RKLLMInputType: 0 PROMPT, 1 TOKEN, 2 EMBED, 3 MULTIMODAL'),
   prompt_input: str('The prompt text (input_type 0)'),
-  token_input: object({ input_ids: { type: 'array', items: { type: 'integer' } }, n_tokens: int(0, 1_000_000) }, ['input_ids']),
-  embed_input: object({ embed: { type: 'array', items: { type: 'number' } }, n_tokens: int(0, 1_000_000) }, ['embed']),
+  token_input: object({ input_ids: { type: 'array', items: { type: 'integer' }, minItems: 1 }, n_tokens: int(1, 1_000_000) }, ['input_ids']),
+  embed_input: object(
+    { embed: { type: 'array', items: { type: 'number' }, minItems: 1, description: 'n_tokens x n_embd values, row-major' }, n_tokens: int(1, 1_000_000) },
+    ['embed'],
+  ),
   multimodal_input: { type: 'object' },
 };
 
@@ -86,6 +90,13 @@ export function toRunParams(params: Fields, maxContext: number): RunParams {
   }
   if (inputType === RKLLMInputType.RKLLM_INPUT_TOKEN && i.token_input === undefined) {
     throw invalidParams('Invalid params: missing required field "token_input" (input_type 1, TOKEN)');
+  }
+  if (inputType === RKLLMInputType.RKLLM_INPUT_EMBED && i.embed_input === undefined) {
+    throw invalidParams('Invalid params: missing required field "embed_input" (input_type 2, EMBED)');
+  }
+  const tokens = i.token_input as { input_ids: number[]; n_tokens?: number } | undefined;
+  if (tokens?.n_tokens !== undefined && tokens.n_tokens !== tokens.input_ids.length) {
+    throw invalidParams(`Invalid params: "token_input.n_tokens" must equal the length of "input_ids" (${tokens.input_ids.length}); got ${tokens.n_tokens}`);
   }
   const maxNew = f.max_new_tokens as number | undefined;
   if (maxNew !== undefined && (maxNew === 0 || maxNew > maxContext)) {

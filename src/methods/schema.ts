@@ -4,7 +4,8 @@ import { invalidParams } from '../jsonrpc/errors.js';
 /** A JSON Schema (draft-07 subset) as plain data, so `rkllm_list_functions` can publish it. */
 export type JsonSchema = Record<string, unknown>;
 
-const ajv = new Ajv({ allErrors: false, strict: true, useDefaults: false, allowUnionTypes: true });
+// verbose: errors carry the offending value, so messages can say what was received.
+const ajv = new Ajv({ allErrors: false, strict: true, useDefaults: false, allowUnionTypes: true, verbose: true });
 
 function fieldName(path: string, child?: string): string {
   const parts = path.split('/').filter(Boolean);
@@ -12,8 +13,19 @@ function fieldName(path: string, child?: string): string {
   return parts.length === 0 ? 'params' : parts.join('.');
 }
 
-/** Turns ajv's first error into a sentence that names the field and the problem. */
+/** A short JSON rendering of a received value. */
+function received(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+/** Turns ajv's first error into a sentence that names the field, the problem and what was received. */
 function describe(error: ErrorObject): string {
+  const problem = problemOf(error);
+  return error.keyword === 'additionalProperties' || error.keyword === 'required' ? problem : `${problem}; got ${received(error.data)}`;
+}
+
+function problemOf(error: ErrorObject): string {
   const p = error.params as Record<string, unknown>;
   switch (error.keyword) {
     case 'additionalProperties':

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { LLMCallState, emptyPerf, type Engine, type FinishReason, type RKLLMPerfStat, type RunRequest } from '../engine/types.js';
+import { LLMCallState, emptyPerf, type Engine, type FinishReason, type RKLLMPerfStat, type RunOutputs, type RunRequest } from '../engine/types.js';
 import { RpcError } from '../jsonrpc/errors.js';
 import type { JsonRpcId } from '../jsonrpc/message.js';
 import { requestKey, type BufferStore } from './buffer-store.js';
@@ -19,7 +19,7 @@ export interface StreamHubOptions {
   observer?: StreamObserver;
 }
 
-export interface RunResult {
+export interface RunResult extends RunOutputs {
   text: string;
   finish_reason: FinishReason;
   perf: RKLLMPerfStat;
@@ -71,7 +71,7 @@ export class StreamHub {
    * when the input is invalid, the queue is full or the buffer limit is reached.
    */
   async startBuffered(params: RunParams, requestId: JsonRpcId | undefined): Promise<Stream> {
-    this.#engine.validate(params);
+    await this.#engine.validate(params);
     this.#scheduler.checkCapacity();
     const stream = new Stream(requestId);
     await this.#store.create(stream.id, requestId === undefined ? {} : { requestKey: requestKey(requestId) });
@@ -82,7 +82,7 @@ export class StreamHub {
 
   /** Runs to the end (`rkllm_run`). `signal` aborts it, e.g. when the client disconnects. */
   async run(params: RunParams, requestId: JsonRpcId | undefined, signal: AbortSignal): Promise<RunResult> {
-    this.#engine.validate(params);
+    await this.#engine.validate(params);
     this.#scheduler.checkCapacity();
     const stream = new Stream(requestId);
     const parts: string[] = [];
@@ -94,6 +94,8 @@ export class StreamHub {
       const last = await stream.ended;
       const result: RunResult = { text: parts.join(''), finish_reason: last.finish_reason!, perf: last.perf! };
       if (last.error) result.error = last.error.message;
+      if (last.last_hidden_layer) result.last_hidden_layer = last.last_hidden_layer;
+      if (last.logits) result.logits = last.logits;
       return result;
     } finally {
       signal.removeEventListener('abort', onAbort);
@@ -140,6 +142,16 @@ export class StreamHub {
       }
     }
     return expired;
+  }
+
+  /**
+   * Stops every live stream, queued or running, each with `error` in its final chunk (e.g. when
+   * `rkllm_destroy` unloads the model), and waits until all have ended.
+   */
+  async stopAll(error: RpcError): Promise<void> {
+    const streams = [...this.#live.values()];
+    for (const stream of streams) this.#stop(stream, error);
+    await Promise.all(streams.map((stream) => stream.ended));
   }
 
   /** Aborts every stream and waits until all have ended. */
@@ -200,11 +212,15 @@ export class StreamHub {
     }
     try {
       stream.markRunning();
+      const outputs: RunOutputs = {};
       const outcome = await this.#engine.run({ ...params, signal: stream.signal }, (result, state) => {
-        if (state === LLMCallState.RKLLM_RUN_NORMAL) stream.push(result.text);
+        if (state !== LLMCallState.RKLLM_RUN_NORMAL) return;
+        stream.push(result.text);
+        if (result.last_hidden_layer) outputs.last_hidden_layer = result.last_hidden_layer;
+        if (result.logits) outputs.logits = result.logits;
       });
       const error = outcome.error === undefined ? undefined : new RpcError('ENGINE_ERROR', outcome.error);
-      this.#end(stream, outcome.finish_reason, outcome.perf, error);
+      this.#end(stream, outcome.finish_reason, outcome.perf, error, outputs);
     } catch (err) {
       this.#log.error({ err, stream_id: stream.id }, 'run failed');
       this.#end(stream, 'error', undefined, new RpcError('INTERNAL_ERROR', 'The run failed inside the server'));
@@ -213,9 +229,9 @@ export class StreamHub {
     }
   }
 
-  #end(stream: Stream, reason: FinishReason, perf: RKLLMPerfStat | undefined, error?: RpcError): void {
+  #end(stream: Stream, reason: FinishReason, perf: RKLLMPerfStat | undefined, error?: RpcError, outputs?: RunOutputs): void {
     const stopError = this.#stopErrors.get(stream);
     const finalError = stopError ?? error;
-    stream.end(stopError ? 'error' : reason, perf ?? emptyPerf(), finalError?.toJSON());
+    stream.end(stopError ? 'error' : reason, perf ?? emptyPerf(), finalError?.toJSON(), outputs);
   }
 }

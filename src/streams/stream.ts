@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import type { FinishReason, RKLLMPerfStat } from '../engine/types.js';
+import type { FinishReason, RKLLMPerfStat, RunOutputs } from '../engine/types.js';
 import type { JsonRpcErrorObject, JsonRpcId } from '../jsonrpc/message.js';
 
-/** One unit of a stream as it travels to clients. */
-export interface Chunk {
+/** One unit of a stream as it travels to clients. The final chunk also carries a GET_* run's outputs. */
+export interface Chunk extends RunOutputs {
   seq: number;
   delta: string;
   end: boolean;
@@ -83,10 +83,10 @@ export class Stream {
   }
 
   /** Ends the stream with its final chunk. Later calls do nothing. */
-  end(finishReason: FinishReason, perf: RKLLMPerfStat, error?: JsonRpcErrorObject): void {
+  end(finishReason: FinishReason, perf: RKLLMPerfStat, error?: JsonRpcErrorObject, outputs: RunOutputs = {}): void {
     if (this.#state === 'ended') return;
     this.#state = 'ended';
-    const chunk: Chunk = { seq: this.#nextSeq++, delta: '', end: true, finish_reason: finishReason, perf };
+    const chunk: Chunk = { seq: this.#nextSeq++, delta: '', end: true, finish_reason: finishReason, perf, ...outputs };
     if (error) chunk.error = error;
     this.#emit(chunk);
     this.#listeners.clear();

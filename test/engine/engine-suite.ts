@@ -44,7 +44,7 @@ export function engineSuite(name: string, factory: () => Promise<Engine>): void 
     });
 
     after(async () => {
-      await engine.destroy();
+      await engine.dispose();
     });
 
     it('run calls back once per token, then exactly once with FINISH, and resolves with perf', async () => {
@@ -122,9 +122,10 @@ export function engineSuite(name: string, factory: () => Promise<Engine>): void 
       expect(record.texts).to.have.lengthOf(5);
     });
 
-    it('validate refuses a prompt longer than the context, with -32602', () => {
+    it('validate refuses a prompt longer than the context, with -32602', async () => {
       const tooLong = request('word '.repeat(engine.param.max_context_len), 10);
-      expect(() => engine.validate(tooLong)).to.throw(RpcError).with.property('code', -32602);
+      const error = await engine.validate(tooLong).then(() => undefined, (err: unknown) => err);
+      expect(error).to.be.instanceOf(RpcError).with.property('code', -32602);
     });
   });
 }

@@ -1,0 +1,264 @@
+/**
+ * The RKLLM functions beyond running and aborting: model lifetime, LoRA, prompt caches, the KV
+ * cache, templates, tools, cross-attention and the header's constants. Each maps one to one onto
+ * a function of rkllm.h and onto one method of the engine.
+ */
+import { stat } from 'node:fs/promises';
+import type { EngineFeature } from '../engine/capabilities.js';
+import {
+  CPU_MASKS,
+  LLMCallState,
+  RKLLMInferMode,
+  RKLLMInputType,
+  createDefaultParam,
+  type ChatTemplate,
+  type Engine,
+  type FunctionTools,
+  type RKLLMCrossAttnParam,
+  type RKLLMExtendParam,
+  type RKLLMParam,
+} from '../engine/types.js';
+import type { Method } from '../jsonrpc/dispatcher.js';
+import { RpcError, invalidParams } from '../jsonrpc/errors.js';
+import type { StreamHub } from '../streams/hub.js';
+import { method } from './core.js';
+import { samplingProperties } from './run-params.js';
+import { bool, int, num, object, str, type JsonSchema } from './schema.js';
+
+export interface RkllmDeps {
+  engine: Engine;
+  hub: StreamHub;
+}
+
+const NO_PARAMS = object({});
+
+const extendParamSchema = object({
+  base_domain_id: int(0, 2 ** 31 - 1),
+  embed_flash: int(0, 1, 'Keep embeddings in flash (NPU only)'),
+  enabled_cpus_num: int(0, 256, 'CPU threads; the llama.cpp engine uses it as its thread count when > 0'),
+  enabled_cpus_mask: int(0, 2 ** 32 - 1, 'Bitwise OR of CPU0..CPU7 (see rkllm_get_constants)'),
+  n_batch: int(1, 100, 'Inputs per forward pass (NPU only; the llama.cpp engine batches its parallel slots)'),
+  use_cross_attn: int(0, 1),
+});
+
+const initSchema = object(
+  {
+    model_path: { ...str('The model file (GGUF for the llama.cpp engine)'), minLength: 1 },
+    max_context_len: int(16, 1 << 20),
+    max_new_tokens: int(-1, 1 << 20, '-1: until the context is full'),
+    ...Object.fromEntries(Object.entries(samplingProperties).filter(([name]) => name !== 'seed')),
+    n_keep: int(-1, 1 << 20, 'Tokens kept at the start when old history is dropped'),
+    skip_special_token: bool(),
+    is_async: bool(),
+    img_start: str(),
+    img_end: str(),
+    img_content: str(),
+    extend_param: extendParamSchema,
+  },
+  ['model_path'],
+);
+
+const positions = (description: string): JsonSchema => ({
+  anyOf: [int(0, 1 << 20), { type: 'array', items: int(0, 1 << 20), minItems: 1, maxItems: 256 }],
+  description,
+});
+
+const floats: JsonSchema = { type: 'array', items: { type: 'number' } };
+
+/** Refuses a path that names no regular file with -32602, so a typo is not reported as a runtime failure. */
+async function requireFile(path: string, field: string): Promise<void> {
+  const info = await stat(path).catch(() => undefined);
+  if (!info?.isFile()) {
+    throw invalidParams(`Invalid params: "${field}" names no file: ${path}`, { reason: 'file_not_found', path });
+  }
+}
+
+const asArray = (value: number | number[] | undefined): number[] | undefined => (typeof value === 'number' ? [value] : value);
+
+/** `RKLLMParam` from the flat fields of `rkllm_init`, on top of the runtime's defaults. */
+function toParam(params: Partial<RKLLMParam> & { extend_param?: Partial<RKLLMExtendParam> }): RKLLMParam {
+  const defaults = createDefaultParam();
+  return { ...defaults, ...params, extend_param: { ...defaults.extend_param, ...params.extend_param } };
+}
+
+/** The production methods of the RKLLM API that `coreMethods` does not cover. */
+export function rkllmMethods({ engine, hub }: RkllmDeps): Array<[string, Method]> {
+  const supported = (feature: EngineFeature) => (): boolean => engine.supports(feature);
+  return [
+    [
+      'rkllm_createDefaultParam',
+      method('Returns every RKLLMParam field with the runtime defaults (rkllm_createDefaultParam).', NO_PARAMS, () => createDefaultParam()),
+    ],
+    [
+      'rkllm_init',
+      method<Partial<RKLLMParam>>(
+        'Loads a model (rkllm_init), taking the RKLLMParam fields flat; missing fields take the defaults of rkllm_createDefaultParam. ' +
+          'The server holds one model at a time: call rkllm_destroy first.',
+        initSchema,
+        async (params) => {
+          await requireFile(params.model_path!, 'model_path');
+          await engine.init(toParam(params));
+          return {
+            initialized: true,
+            engine: engine.name,
+            model_path: engine.param.model_path,
+            max_context_len: engine.param.max_context_len,
+          };
+        },
+      ),
+    ],
+    [
+      'rkllm_destroy',
+      method(
+        'Unloads the model (rkllm_destroy). Every running or queued stream ends with a final chunk carrying error -32009.',
+        NO_PARAMS,
+        async () => {
+          const streams = hub.liveCount;
+          const stopped = hub.stopAll(
+            new RpcError('ABORTED', 'The model was unloaded by rkllm_destroy; this stream was stopped', { engine: engine.name }),
+          );
+          await Promise.all([stopped, engine.destroy()]);
+          return { destroyed: true, streams_stopped: streams };
+        },
+      ),
+    ],
+    [
+      'rkllm_load_lora',
+      method<{ lora_adapter_path: string; lora_adapter_name: string; scale?: number }>(
+        'Loads a LoRA adapter (rkllm_load_lora; GGUF for the llama.cpp engine). A run uses it by naming it in lora_params.lora_adapter_name.',
+        object(
+          {
+            lora_adapter_path: { ...str(), minLength: 1 },
+            lora_adapter_name: { ...str(), minLength: 1 },
+            scale: num(-100, 100, 'Strength of the adapter; default 1'),
+          },
+          ['lora_adapter_path', 'lora_adapter_name'],
+        ),
+        async (params) => {
+          await requireFile(params.lora_adapter_path, 'lora_adapter_path');
+          await engine.loadLora({ ...params, scale: params.scale ?? 1 });
+          return { loaded: true, lora_adapter_name: params.lora_adapter_name };
+        },
+        supported('lora'),
+      ),
+    ],
+    [
+      'rkllm_load_prompt_cache',
+      method<{ prompt_cache_path: string }>(
+        'Loads a prompt cache saved by a run with prompt_cache_params.save_prompt_cache (rkllm_load_prompt_cache). ' +
+          'Runs whose input starts with the cached prefix skip its prefill.',
+        object({ prompt_cache_path: { ...str(), minLength: 1 } }, ['prompt_cache_path']),
+        async (params) => {
+          await requireFile(params.prompt_cache_path, 'prompt_cache_path');
+          await engine.loadPromptCache(params.prompt_cache_path);
+          return { loaded: true, prompt_cache_path: params.prompt_cache_path };
+        },
+        supported('prompt_cache'),
+      ),
+    ],
+    [
+      'rkllm_release_prompt_cache',
+      method(
+        'Forgets the loaded prompt cache (rkllm_release_prompt_cache).',
+        NO_PARAMS,
+        async () => {
+          await engine.releasePromptCache();
+          return { released: true };
+        },
+        supported('prompt_cache'),
+      ),
+    ],
+    [
+      'rkllm_clear_kv_cache',
+      method<{ keep_system_prompt?: number | boolean; start_pos?: number | number[]; end_pos?: number | number[] }>(
+        'Clears the KV cache (rkllm_clear_kv_cache). Without positions it clears everything, keeping the system prompt if keep_system_prompt is 1; ' +
+          'with start_pos/end_pos (one per slot) it clears [start_pos, end_pos) of each slot.',
+        object({
+          keep_system_prompt: { type: ['integer', 'boolean'], minimum: 0, maximum: 1, description: '1 keeps the system prompt' },
+          start_pos: positions('First position to clear (inclusive), per slot'),
+          end_pos: positions('Position to stop clearing at (exclusive), per slot'),
+        }),
+        async (params) => {
+          const starts = asArray(params.start_pos);
+          const ends = asArray(params.end_pos);
+          await engine.clearKvCache({
+            keep_system_prompt: Boolean(params.keep_system_prompt),
+            ...(starts ? { start_pos: starts } : {}),
+            ...(ends ? { end_pos: ends } : {}),
+          });
+          return { cleared: true, ...(await engine.getKvCacheSize()) };
+        },
+        supported('kv_cache'),
+      ),
+    ],
+    [
+      'rkllm_get_kv_cache_size',
+      method(
+        'Reports the tokens held in the KV cache, one entry per slot (rkllm_get_kv_cache_size).',
+        NO_PARAMS,
+        () => engine.getKvCacheSize(),
+        supported('kv_cache'),
+      ),
+    ],
+    [
+      'rkllm_set_chat_template',
+      method<ChatTemplate>(
+        'Sets how prompts are wrapped (rkllm_set_chat_template): the system prompt starts each conversation, prefix and postfix surround each prompt.',
+        object({ system_prompt: str(), prompt_prefix: str(), prompt_postfix: str() }, ['system_prompt', 'prompt_prefix', 'prompt_postfix']),
+        async (params) => {
+          await engine.setChatTemplate(params);
+          return { set: true };
+        },
+        supported('chat_template'),
+      ),
+    ],
+    [
+      'rkllm_set_function_tools',
+      method<FunctionTools>(
+        'Offers function tools (rkllm_set_function_tools): tools is a JSON array of tool definitions, placed in the system prompt; ' +
+          'a run with role "tool" feeds a result back wrapped in tool_response_str tags. An empty tools string withdraws them.',
+        object(
+          {
+            system_prompt: str(),
+            tools: str('A JSON array of tool definitions'),
+            tool_response_str: str('Tag for tool results, e.g. "tool_response"'),
+          },
+          ['system_prompt', 'tools', 'tool_response_str'],
+        ),
+        async (params) => {
+          await engine.setFunctionTools(params);
+          return { set: true };
+        },
+        supported('function_tools'),
+      ),
+    ],
+    [
+      'rkllm_set_cross_attn_params',
+      method<RKLLMCrossAttnParam>(
+        "Sets the encoder's cross-attention inputs (rkllm_set_cross_attn_params).",
+        object(
+          {
+            encoder_k_cache: floats,
+            encoder_v_cache: floats,
+            encoder_mask: floats,
+            encoder_pos: { type: 'array', items: int(0, 1 << 20) },
+            num_tokens: int(0, 1 << 20),
+          },
+          ['encoder_k_cache', 'encoder_v_cache', 'encoder_mask', 'encoder_pos', 'num_tokens'],
+        ),
+        async (params) => {
+          await engine.setCrossAttnParams(params);
+          return { set: true };
+        },
+        supported('cross_attn'),
+      ),
+    ],
+    [
+      'rkllm_get_constants',
+      method('Returns every enum and constant of rkllm.h.', NO_PARAMS, () => ({
+        enums: { LLMCallState, RKLLMInputType, RKLLMInferMode },
+        constants: CPU_MASKS,
+      })),
+    ],
+  ];
+}
