@@ -209,10 +209,10 @@ export class LlamaEngine implements Engine {
       loaded.promptCache = { path, tokens: [...sequence.contextTokens] };
     } catch (err) {
       await sequence.clearHistory();
-      throw invalidParams(`Invalid params: "${path}" is not a prompt cache of this model: ${message(err)}`, {
-        engine: this.name,
-        reason: 'invalid_file',
-      });
+      throw invalidParams(
+        `Invalid params: "${path}" is not a prompt cache for this model and slot count (a cache loads where the same model runs with the same parallel setting): ${message(err)}`,
+        { engine: this.name, reason: 'invalid_file' },
+      );
     } finally {
       loaded.base.free.push(sequence);
     }

@@ -47,29 +47,32 @@ function toolsSystemText(systemPrompt: string, toolLines: string[]): string {
  */
 export class PromptFormat {
   readonly template: ChatTemplate;
-  readonly #tools: { system: string; tag: string } | undefined;
+  /** The system text that offers the tools; undefined when none are offered. */
+  readonly #toolsSystem: string | undefined;
+  readonly #toolTag: string;
 
-  constructor(template: ChatTemplate = EMPTY_TEMPLATE, tools?: { system: string; tag: string }) {
+  constructor(template: ChatTemplate = EMPTY_TEMPLATE, toolsSystem?: string, toolTag: string = DEFAULT_TOOL_RESPONSE_TAG) {
     this.template = { ...template };
-    this.#tools = tools;
+    this.#toolsSystem = toolsSystem;
+    this.#toolTag = toolTag;
   }
 
   withTemplate(template: ChatTemplate): PromptFormat {
-    return new PromptFormat(template, this.#tools);
+    return new PromptFormat(template, this.#toolsSystem, this.#toolTag);
   }
 
-  /** Offers tools; an empty `tools` string withdraws them. Throws -32602 when `tools` is not a JSON array of objects. */
+  /**
+   * Offers tools and names the tag of tool results; an empty `tools` string offers none. Throws
+   * -32602 when `tools` is not a JSON array of objects.
+   */
   withTools(tools: FunctionTools): PromptFormat {
-    if (tools.tools.trim() === '') return new PromptFormat(this.template);
-    return new PromptFormat(this.template, {
-      system: toolsSystemText(tools.system_prompt, parseTools(tools.tools)),
-      tag: tools.tool_response_str || DEFAULT_TOOL_RESPONSE_TAG,
-    });
+    const system = tools.tools.trim() === '' ? undefined : toolsSystemText(tools.system_prompt, parseTools(tools.tools));
+    return new PromptFormat(this.template, system, tools.tool_response_str || DEFAULT_TOOL_RESPONSE_TAG);
   }
 
   /** What starts a conversation: the tools' system text when tools are offered, else the template's system prompt. */
   system(): PromptSegment[] {
-    const text = this.#tools?.system ?? this.template.system_prompt;
+    const text = this.#toolsSystem ?? this.template.system_prompt;
     return text === '' ? [] : [{ text, special: true }];
   }
 
@@ -80,7 +83,7 @@ export class PromptFormat {
    */
   turn(input: Pick<RKLLMInput, 'role' | 'enable_thinking'>, prompt: string, thinkingModel: boolean): PromptSegment[] {
     const t = this.template;
-    const tag = this.#tools?.tag ?? DEFAULT_TOOL_RESPONSE_TAG;
+    const tag = this.#toolTag;
     const body: PromptSegment[] =
       input.role === 'tool'
         ? [

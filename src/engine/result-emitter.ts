@@ -1,4 +1,12 @@
-import { LLMCallState, emptyPerf, type FinishReason, type LLMResultCallback, type RKLLMPerfStat, type RKLLMResult, type RunOutcome } from './types.js';
+import {
+  LLMCallState,
+  emptyPerf,
+  type FinishReason,
+  type LLMResultCallback,
+  type RKLLMPerfStat,
+  type RKLLMResult,
+  type RunOutcome,
+} from './types.js';
 
 function peakMemoryMb(): number {
   // maxRSS is in kilobytes: the process's high-water mark, like RKLLM's VmHWM figure.

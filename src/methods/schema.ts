@@ -4,8 +4,9 @@ import { invalidParams } from '../jsonrpc/errors.js';
 /** A JSON Schema (draft-07 subset) as plain data, so `rkllm_list_functions` can publish it. */
 export type JsonSchema = Record<string, unknown>;
 
-// verbose: errors carry the offending value, so messages can say what was received.
-const ajv = new Ajv({ allErrors: false, strict: true, useDefaults: false, allowUnionTypes: true, verbose: true });
+// verbose: errors carry the offending value, so messages can say what was received. allErrors: an
+// unknown field (a typo such as "promt_input") is reported before the missing field it stands for.
+const ajv = new Ajv({ allErrors: true, strict: true, useDefaults: false, allowUnionTypes: true, verbose: true });
 
 function fieldName(path: string, child?: string): string {
   const parts = path.split('/').filter(Boolean);
@@ -46,7 +47,8 @@ export function compileParams<T>(schema: JsonSchema): (params: unknown) => T {
   const validate: ValidateFunction = ajv.compile(schema);
   return (params: unknown): T => {
     if (!validate(params)) {
-      const first = validate.errors?.[0];
+      const errors = validate.errors ?? [];
+      const first = errors.find((e) => e.keyword === 'additionalProperties') ?? errors[0];
       throw invalidParams(`Invalid params: ${first ? describe(first) : 'rejected by the schema'}`);
     }
     return params as T;

@@ -1,0 +1,55 @@
+/** What tests need to know about the built-in tiny model, read from its GGUF file. */
+import { open } from 'node:fs/promises';
+import { readGgufFileInfo } from 'node-llama-cpp';
+import { BYTE_TOKEN_OFFSET, ensureBuiltinModel } from '../../src/model/builtin.js';
+
+export interface TinyModel {
+  path: string;
+  vocabSize: number;
+  embdSize: number;
+  /** The token ids llama.cpp gives `text` (character-level, byte fallback), without BOS. */
+  tokenIds(text: string): number[];
+  /** The rows of `token_embd.weight` for `ids`, concatenated. */
+  embeddingRows(ids: number[]): Promise<number[]>;
+  /** `output.weight` as vocabSize rows of embdSize values. */
+  outputWeight(): Promise<Float32Array>;
+}
+
+async function readTensor(path: string, offset: number, floats: number, skipFloats = 0): Promise<Float32Array> {
+  const bytes = Buffer.alloc(floats * 4);
+  const file = await open(path, 'r');
+  try {
+    await file.read(bytes, 0, bytes.length, offset + skipFloats * 4);
+  } finally {
+    await file.close();
+  }
+  return new Float32Array(bytes.buffer, bytes.byteOffset, floats);
+}
+
+export async function tinyModel(): Promise<TinyModel> {
+  const path = await ensureBuiltinModel('tiny');
+  const info = await readGgufFileInfo(path, { readTensorInfo: true });
+  const pieces = info.metadata.tokenizer.ggml.tokens;
+  const tensor = (name: string) => info.tensorInfo!.find((t) => t.name === name)!;
+  const embd = tensor('token_embd.weight');
+  const embdSize = Number(embd.dimensions[0]);
+  const index = new Map(pieces.map((piece, id) => [piece, id]));
+  return {
+    path,
+    vocabSize: pieces.length,
+    embdSize,
+    tokenIds: (text) =>
+      [...text].flatMap((char) => {
+        const id = index.get(char === ' ' ? '\u2581' : char);
+        return id !== undefined && char.length === 1 && char >= ' ' && char <= '~'
+          ? [id]
+          : [...Buffer.from(char, 'utf8')].map((b) => BYTE_TOKEN_OFFSET + b);
+      }),
+    embeddingRows: async (ids) => {
+      const rows: number[] = [];
+      for (const id of ids) rows.push(...(await readTensor(path, Number(embd.fileOffset), embdSize, id * embdSize)));
+      return rows;
+    },
+    outputWeight: () => readTensor(path, Number(tensor('output.weight').fileOffset), pieces.length * embdSize),
+  };
+}
