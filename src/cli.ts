@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { Console } from 'node:console';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { readSettingsFile, resolveSettings, SettingsError, type Settings } from './settings.js';
@@ -9,8 +10,13 @@ const HELP = `rkllm-mcp: an on-device LLM behind JSON-RPC 2.0, streaming tokens 
 Usage: rkllm-mcp [flags]
 
   --http PORT         HTTP port (default 8082; 0 picks a free port)
-  --no-http           do not serve HTTP
-  --host ADDR         address to bind (default 127.0.0.1)
+  --tcp PORT          TCP port, NDJSON (default 8080)
+  --udp PORT          UDP port, one message per datagram (default 8081)
+  --ws PORT           WebSocket port (default 8083)
+  --no-http, --no-tcp, --no-udp, --no-ws
+                      do not serve that transport
+  --stdio             also serve NDJSON on stdin/stdout (logs stay on stderr); exit 0 when stdin ends
+  --host ADDR         address every transport binds (default 127.0.0.1)
   --model PATH        a GGUF model file (default: the built-in tiny model, generated on first use)
   --threads N         CPU threads for evaluation (default: 1 for small models, else all cores)
   --parallel N        generations run at once (default 4)
@@ -21,6 +27,9 @@ Usage: rkllm-mcp [flags]
   --help              show this help and exit
 
 Settings are applied in this order, later winning: defaults, the settings file, flags.`;
+
+/** The transports that bind a port: each has `--NAME PORT` and `--no-NAME`. */
+const NETWORK_TRANSPORTS = ['http', 'tcp', 'udp', 'ws'] as const;
 
 /** Exit code for a usage error (unknown flag, bad value). */
 const USAGE = 2;
@@ -48,6 +57,13 @@ export function parseFlags(argv: string[]): { settingsFile?: string; overrides: 
       options: {
         http: { type: 'string' },
         'no-http': { type: 'boolean' },
+        tcp: { type: 'string' },
+        'no-tcp': { type: 'boolean' },
+        udp: { type: 'string' },
+        'no-udp': { type: 'boolean' },
+        ws: { type: 'string' },
+        'no-ws': { type: 'boolean' },
+        stdio: { type: 'boolean' },
         host: { type: 'string' },
         model: { type: 'string' },
         threads: { type: 'string' },
@@ -62,11 +78,7 @@ export function parseFlags(argv: string[]): { settingsFile?: string; overrides: 
   } catch (err) {
     fail((err as Error).message);
   }
-  const http: Record<string, unknown> = {};
   const engine: Record<string, unknown> = {};
-  const port = integer('http', values.http, 0, 65535);
-  if (port !== undefined) http.port = port;
-  if (values['no-http']) http.enabled = false;
   if (values.model !== undefined) engine.model_path = values.model;
   const threads = integer('threads', values.threads, 1, 1024);
   if (threads !== undefined) engine.threads = threads;
@@ -74,7 +86,18 @@ export function parseFlags(argv: string[]): { settingsFile?: string; overrides: 
   if (parallel !== undefined) engine.parallel = parallel;
   const context = integer('context', values.context, 16, 1 << 20);
   if (context !== undefined) engine.max_context_len = context;
-  const overrides: Record<string, unknown> = { http, engine };
+  const overrides: Record<string, unknown> = { engine };
+  for (const name of NETWORK_TRANSPORTS) {
+    const section: Record<string, unknown> = {};
+    const port = integer(name, values[name], 0, 65535);
+    if (port !== undefined) section.port = port;
+    if (values[`no-${name}`]) {
+      if (port !== undefined) fail(`--${name} and --no-${name} contradict each other`);
+      section.enabled = false;
+    }
+    overrides[name] = section;
+  }
+  if (values.stdio) overrides.stdio = { enabled: true };
   if (values.host !== undefined) overrides.host = values.host;
   if (values.diagnostics) overrides.diagnostics = true;
   if (values['log-level'] !== undefined) overrides.log_level = values['log-level'];
@@ -95,8 +118,11 @@ async function main(): Promise<void> {
     if (err instanceof SettingsError) fail(err.message);
     throw err;
   }
+  // Over stdio, stdout carries JSON-RPC only: whatever logs through console (a library) goes to stderr.
+  if (settings.stdio.enabled) globalThis.console = new Console(process.stderr, process.stderr);
   const log = pino({ level: settings.log_level, base: { pid: process.pid } }, pino.destination(2));
   const server = await startServer(settings, log);
+  void server.ended.then(() => process.exit(0));
   const stop = (signal: string): void => {
     log.info({ signal }, 'shutting down');
     server.close().then(

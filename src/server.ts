@@ -7,14 +7,14 @@ import { createDefaultParam, type Engine } from './engine/types.js';
 import { Dispatcher, type Method } from './jsonrpc/dispatcher.js';
 import { coreMethods, listFunctionsMethod } from './methods/core.js';
 import { diagnosticMethods } from './methods/diagnostics.js';
+import { liveMethods } from './methods/live.js';
 import { rkllmMethods } from './methods/rkllm.js';
 import { ensureBuiltinModel } from './model/builtin.js';
 import type { Settings } from './settings.js';
 import { MemoryBufferStore } from './streams/memory-store.js';
 import { StreamHub, type StreamObserver } from './streams/hub.js';
 import { Scheduler } from './streams/scheduler.js';
-import { HttpTransport } from './transports/http.js';
-import type { Transport } from './transports/transport.js';
+import { createTransports } from './transports/create.js';
 
 /** Models below this size run fastest on one thread: synchronising threads costs more than it saves. */
 const SMALL_MODEL_BYTES = 64 * 1024 * 1024;
@@ -28,6 +28,8 @@ function chooseThreads(settings: Settings, modelPath: string): number {
 export interface RunningServer {
   readonly addresses: Record<string, string>;
   readonly dispatcher: Dispatcher;
+  /** Resolves once the server has closed itself because stdio's input ended; the process should then exit 0. */
+  readonly ended: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -62,6 +64,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   const table: Map<string, Method> = new Map([
     ...coreMethods({ engine, hub, maxWaitMs: s.max_wait_ms, cleanupIntervalS: s.cleanup_interval, bufferTimeoutS: s.buffer_timeout }),
     ...rkllmMethods({ engine, hub }),
+    ...liveMethods(hub),
     listFunctionsMethod((): ReadonlyMap<string, Method> => table, engine),
     ...(settings.diagnostics ? diagnosticMethods(store, () => hub.sweep()) : []),
   ]);
@@ -71,11 +74,18 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   }, s.cleanup_interval * 1000);
   sweeper.unref();
 
-  const handle = dispatcher.handle.bind(dispatcher);
-  const transports: Transport[] = [];
-  if (settings.http.enabled) {
-    transports.push(new HttpTransport({ host: settings.host, port: settings.http.port, maxBodyBytes: settings.http.max_body_bytes, handle, log }));
-  }
+  let endedByInput = (): void => {};
+  const ended = new Promise<void>((resolve) => (endedByInput = resolve));
+  const transports = createTransports(settings, {
+    handle: dispatcher.handle.bind(dispatcher),
+    log,
+    onStdioEnd: () => {
+      log.info('stdin ended; shutting down');
+      void close()
+        .catch((err: unknown) => log.error({ err }, 'shutdown failed'))
+        .finally(endedByInput);
+    },
+  });
   const addresses: Record<string, string> = {};
   let closed: Promise<void> | undefined;
   const close = (): Promise<void> =>
@@ -94,5 +104,5 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   }
   const names = Object.entries(addresses).map(([name, address]) => `${name}=${address}`);
   log.info({ addresses }, `listening for connections: ${names.join(' ')} (engine ${engine.name}, model ${basename(modelPath)})`);
-  return { addresses, dispatcher, close };
+  return { addresses, dispatcher, ended, close };
 }

@@ -12,6 +12,48 @@ export interface Settings {
     /** Largest request body accepted, in bytes. */
     max_body_bytes: number;
   };
+  /** TCP: one JSON-RPC message per line (NDJSON) both ways; chunks are pushed live. */
+  tcp: {
+    enabled: boolean;
+    port: number;
+    /** Longest line (one message) accepted, in bytes; a longer one is answered -32600 and the connection closed. */
+    max_line_bytes: number;
+  };
+  /** UDP: one message per datagram; replies go to the sender; streams are also buffered, for repair by `poll`. */
+  udp: {
+    enabled: boolean;
+    port: number;
+    /** Largest datagram received or sent, in bytes (65507 is the most IPv4 carries); larger ones get an error naming it. */
+    max_datagram_bytes: number;
+  };
+  /** WebSocket: one message per text frame; chunks are pushed live. */
+  ws: {
+    enabled: boolean;
+    port: number;
+    /** Largest message accepted, in bytes; a larger one closes the connection with 1009 (Message Too Big). */
+    max_message_bytes: number;
+  };
+  /** stdio (`--stdio`): NDJSON on stdin/stdout for a parent process; the server exits 0 when stdin ends. */
+  stdio: {
+    enabled: boolean;
+    /** Longest line (one message) accepted, in bytes; a longer one is answered -32600 and skipped. */
+    max_line_bytes: number;
+  };
+  /** Limits of every live connection (TCP, WebSocket, stdio; UDP takes the send cap). */
+  connections: {
+    /** Open connections per transport (TCP, WebSocket) at most; a new one beyond it is told why and closed. */
+    max_connections: number;
+    /** Seconds a connection may stay open with nothing received and nothing in progress (no request, no live stream); 0 never closes. */
+    idle_timeout: number;
+    /**
+     * Bytes waiting to be sent per connection at most (over UDP: for all peers). Past it, reading
+     * from the connection pauses, its streams end with a -32010 error chunk, and detached streams
+     * stop being pushed to it (they keep buffering).
+     */
+    max_send_buffer_bytes: number;
+    /** Requests one connection may have in progress at once; reading from it pauses beyond that. */
+    max_inflight: number;
+  };
   engine: {
     kind: 'llama.cpp';
     /** A GGUF file; null uses the built-in model, generated on first use. */
@@ -45,6 +87,11 @@ export function defaultSettings(): Settings {
     diagnostics: false,
     log_level: 'info',
     http: { enabled: true, port: 8082, max_body_bytes: 1024 * 1024 },
+    tcp: { enabled: true, port: 8080, max_line_bytes: 1024 * 1024 },
+    udp: { enabled: true, port: 8081, max_datagram_bytes: 65_507 },
+    ws: { enabled: true, port: 8083, max_message_bytes: 1024 * 1024 },
+    stdio: { enabled: false, max_line_bytes: 1024 * 1024 },
+    connections: { max_connections: 1024, idle_timeout: 300, max_send_buffer_bytes: 1024 * 1024, max_inflight: 64 },
     engine: { kind: 'llama.cpp', model_path: null, threads: 0, parallel: 4, queue_limit: 64, max_context_len: 2048 },
     jsonrpc: { max_batch: 100 },
     streams: { buffer_timeout: 60, cleanup_interval: 30, max_buffers: 256, max_buffer_bytes: 1024 * 1024, max_wait_ms: 30_000 },
@@ -53,6 +100,7 @@ export function defaultSettings(): Settings {
 
 const port = { type: 'integer', minimum: 0, maximum: 65535 };
 const positive = (maximum: number): object => ({ type: 'integer', minimum: 1, maximum });
+const section = (properties: Record<string, object>): object => ({ type: 'object', additionalProperties: false, properties });
 
 const settingsSchema = {
   type: 'object',
@@ -66,6 +114,16 @@ const settingsSchema = {
       additionalProperties: false,
       properties: { enabled: { type: 'boolean' }, port, max_body_bytes: positive(1024 ** 3) },
     },
+    tcp: section({ enabled: { type: 'boolean' }, port, max_line_bytes: positive(1024 ** 3) }),
+    udp: section({ enabled: { type: 'boolean' }, port, max_datagram_bytes: { type: 'integer', minimum: 512, maximum: 65_507 } }),
+    ws: section({ enabled: { type: 'boolean' }, port, max_message_bytes: positive(1024 ** 3) }),
+    stdio: section({ enabled: { type: 'boolean' }, max_line_bytes: positive(1024 ** 3) }),
+    connections: section({
+      max_connections: positive(1_000_000),
+      idle_timeout: { type: 'number', minimum: 0, maximum: 86_400 },
+      max_send_buffer_bytes: positive(1024 ** 3),
+      max_inflight: positive(100_000),
+    }),
     engine: {
       type: 'object',
       additionalProperties: false,

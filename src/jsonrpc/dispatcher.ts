@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { Connection } from './connection.js';
 import { RpcError } from './errors.js';
 import {
   errorResponse,
@@ -19,7 +20,15 @@ export interface MethodContext {
   /** The transport that carried the request ("http", "tcp", ...). */
   transport: string;
   log: Logger;
+  /** The live connection that carried the request (absent on HTTP): handlers may push messages on it. */
+  connection?: Connection;
 }
+
+/**
+ * What a handler returns when its responses are pushed on `ctx.connection` instead (a live
+ * stream's chunks): the dispatcher then answers nothing itself.
+ */
+export const PUSHED: unique symbol = Symbol('responses pushed on the connection');
 
 /** One entry of the method table. */
 export interface Method {
@@ -39,6 +48,7 @@ export type MethodTable = ReadonlyMap<string, Method>;
 export interface RequestOrigin {
   transport: string;
   signal: AbortSignal;
+  connection?: Connection;
 }
 
 export interface DispatcherOptions {
@@ -100,8 +110,9 @@ export class Dispatcher {
         signal: origin.signal,
         transport: origin.transport,
         log: this.#log,
+        ...(origin.connection ? { connection: origin.connection } : {}),
       });
-      return isNotification ? undefined : resultResponse(id, result);
+      return isNotification || result === PUSHED ? undefined : resultResponse(id, result);
     } catch (err) {
       if (isNotification) return undefined;
       return errorResponse(id, this.#toRpcError(err, request.method));

@@ -31,6 +31,12 @@ export const ErrorCodes = {
   MODEL_LOADED: -32008,
   /** A stream the server stopped because its model went away (`rkllm_destroy`); appears in final chunks. */
   ABORTED: -32009,
+  /** A live connection's send buffer passed its cap: the client does not read (error chunks and notices). */
+  SEND_BUFFER_FULL: -32010,
+  /** A transport's connection limit is reached; the new connection is told so and closed. */
+  TOO_MANY_CONNECTIONS: -32011,
+  /** A connection was closed for staying idle too long. */
+  CONNECTION_IDLE: -32012,
 } as const;
 
 export type ErrorName = keyof typeof ErrorCodes;

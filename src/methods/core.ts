@@ -1,12 +1,12 @@
 import { ENGINE_FEATURE_NAMES } from '../engine/capabilities.js';
 import type { Engine } from '../engine/types.js';
-import type { Method, MethodContext } from '../jsonrpc/dispatcher.js';
+import { PUSHED, type Method, type MethodContext } from '../jsonrpc/dispatcher.js';
 import { RpcError, invalidParams } from '../jsonrpc/errors.js';
 import type { JsonRpcId } from '../jsonrpc/message.js';
 import { requestKey } from '../streams/buffer-store.js';
 import type { StreamHub } from '../streams/hub.js';
 import type { Chunk } from '../streams/stream.js';
-import { compileParams, int, object, requestIdSchema, str, type JsonSchema } from './schema.js';
+import { bool, compileParams, int, object, requestIdSchema, str, type JsonSchema } from './schema.js';
 import { runParamsSchema, toRunParams } from './run-params.js';
 
 /** Builds a table entry whose params are checked against `schema` before `handler` runs. */
@@ -47,6 +47,14 @@ interface PollParams extends StreamRef {
 const streamRefProperties = {
   stream_id: str('The stream id returned by rkllm_run_async', 64),
   request_id: requestIdSchema,
+};
+
+const runAsyncParamsSchema: JsonSchema = {
+  ...runParamsSchema,
+  properties: {
+    ...(runParamsSchema.properties as Record<string, JsonSchema>),
+    detach: bool('Live transports: keep running and buffering when the connection closes, so the stream can be resumed'),
+  },
 };
 
 /** Joins chunks read from a buffer into the one chunk a poll returns. */
@@ -100,10 +108,16 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
     [
       'rkllm_run_async',
       method<Record<string, unknown>>(
-        'Starts a generation and answers at once with its stream_id (rkllm_run_async). Read the tokens with poll.',
-        runParamsSchema,
+        'Starts a generation (rkllm_run_async). Over HTTP it answers at once with its stream_id; read the tokens with poll. ' +
+          'On TCP, UDP, WebSocket and stdio each chunk is pushed as a response to this request, carrying the stream_id; ' +
+          'detach: true keeps the run going, buffered, after the connection closes (resume it with rkllm_stream_attach).',
+        runAsyncParamsSchema,
         async (params, ctx) => {
-          const stream = await hub.startBuffered(toRunParams(params, engine.param.max_context_len), ctx.id);
+          // A notification cannot be answered, so its chunks are only buffered, as over HTTP.
+          const connection = ctx.id === undefined ? undefined : ctx.connection;
+          const runParams = toRunParams(params, engine.param.max_context_len);
+          const stream = await hub.start(runParams, ctx.id, { ...(connection ? { connection } : {}), detach: params.detach === true });
+          if (connection) return PUSHED;
           return { stream_id: stream.id, request_id: ctx.id ?? null, status: stream.state };
         },
       ),

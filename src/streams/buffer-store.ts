@@ -51,6 +51,8 @@ export interface BufferStore {
    * whose final chunk is acknowledged is released. Every poll refreshes the expiry.
    */
   poll(streamId: string, afterSeq?: number): Promise<PollResult>;
+  /** Refreshes expiry without reading: the stream is being delivered live to a client. Unknown ids are ignored. */
+  touch(streamId: string): Promise<void>;
   /** Reads without acknowledging or refreshing expiry (diagnostics). */
   peek(streamId: string): Promise<Chunk[]>;
   /**

@@ -1,8 +1,10 @@
 import type { Logger } from 'pino';
 import { LLMCallState, emptyPerf, type Engine, type FinishReason, type RKLLMPerfStat, type RunOutputs, type RunRequest } from '../engine/types.js';
-import { RpcError } from '../jsonrpc/errors.js';
+import type { Connection } from '../jsonrpc/connection.js';
+import { RpcError, invalidParams } from '../jsonrpc/errors.js';
 import type { JsonRpcId } from '../jsonrpc/message.js';
 import { requestKey, type BufferStore } from './buffer-store.js';
+import { LiveSink, chunkResponse } from './live-sink.js';
 import type { Scheduler } from './scheduler.js';
 import { Stream, type Chunk } from './stream.js';
 
@@ -28,6 +30,14 @@ export interface RunResult extends RunOutputs {
 
 export type RunParams = Omit<RunRequest, 'signal'>;
 
+/** How the chunks of a stream started by `start` reach the client. */
+export interface Delivery {
+  /** Push every chunk live on this connection. Without one (HTTP), the stream is buffered for `poll`. */
+  connection?: Connection;
+  /** Survive the connection: keep running and buffering after it closes (`detach: true`). */
+  detach?: boolean;
+}
+
 /** Selects streams for `rkllm_abort` and `poll`. */
 export interface StreamSelector {
   stream_id?: string;
@@ -48,6 +58,10 @@ export class StreamHub {
   /** Why a stream was stopped by the server rather than by its client. */
   readonly #stopErrors = new WeakMap<Stream, RpcError>();
   readonly #tasks = new Set<Promise<void>>();
+  /** The pending appends of each buffered stream: once settled, its buffer holds every chunk produced before. */
+  readonly #appends = new WeakMap<Stream, Promise<unknown>>();
+  /** Live deliveries by stream id: one connection at most receives a stream live. */
+  readonly #sinks = new Map<string, LiveSink>();
   readonly #observer: StreamObserver | undefined;
 
   constructor(options: StreamHubOptions) {
@@ -67,17 +81,55 @@ export class StreamHub {
   }
 
   /**
-   * Starts a buffered stream (`rkllm_run_async`). Refuses at once, before anything is created,
-   * when the input is invalid, the queue is full or the buffer limit is reached.
+   * Starts a stream (`rkllm_run_async`). Without a connection (HTTP) it is buffered for `poll`. On a
+   * live connection its chunks are pushed there; it is buffered too when the connection is lossy
+   * (UDP) or the run detached, and otherwise it is aborted when the connection closes. Refuses at
+   * once, before anything is created, when the input is invalid, the queue is full or the buffer
+   * limit is reached.
    */
-  async startBuffered(params: RunParams, requestId: JsonRpcId | undefined): Promise<Stream> {
+  async start(params: RunParams, requestId: JsonRpcId | undefined, delivery: Delivery = {}): Promise<Stream> {
     await this.#engine.validate(params);
     this.#scheduler.checkCapacity();
     const stream = new Stream(requestId);
-    await this.#store.create(stream.id, requestId === undefined ? {} : { requestKey: requestKey(requestId) });
-    this.#attachStore(stream);
+    const { connection } = delivery;
+    const buffered = connection === undefined || connection.lossy || delivery.detach === true;
+    if (buffered) {
+      await this.#store.create(stream.id, requestId === undefined ? {} : { requestKey: requestKey(requestId) });
+      this.#attachStore(stream);
+    }
+    if (connection) {
+      if (!buffered) this.#abortOnClose(stream, connection.closed);
+      this.#deliverLive(stream, connection, requestId ?? null, -1);
+    }
     this.#launch(stream, params);
     return stream;
+  }
+
+  /**
+   * Delivers a buffered stream live on `connection` from after `afterSeq` (`rkllm_stream_attach`):
+   * first what its buffer holds after that seq, then every new chunk, none lost and none repeated.
+   * The connection takes over from any other that received the stream live. Resolves false when
+   * nothing will be sent: the stream has ended and the client already has every chunk.
+   */
+  async attach(streamId: string, afterSeq: number, connection: Connection, requestId: JsonRpcId): Promise<boolean> {
+    const stream = this.#live.get(streamId);
+    if (!stream) {
+      const { chunks } = await this.#store.poll(streamId, afterSeq);
+      for (const chunk of chunks) connection.send(chunkResponse(requestId, streamId, chunk));
+      return chunks.length > 0;
+    }
+    const appended = this.#appends.get(stream);
+    if (!appended) {
+      throw invalidParams(
+        `Stream ${streamId} is not buffered, so it cannot be attached: it lives and dies with the connection that started it. Start runs with "detach": true to resume them later`,
+      );
+    }
+    const sink = this.#deliverLive(stream, connection, requestId, afterSeq);
+    await sink.replay(async () => {
+      await appended;
+      return (await this.#store.poll(streamId, afterSeq)).chunks;
+    });
+    return true;
   }
 
   /** Runs to the end (`rkllm_run`). `signal` aborts it, e.g. when the client disconnects. */
@@ -131,8 +183,9 @@ export class StreamHub {
     return this.#live.size;
   }
 
-  /** Drops expired buffers and aborts the generations nobody is polling any more. */
+  /** Drops expired buffers and aborts the generations nobody is polling any more (nor receiving live). */
   async sweep(): Promise<string[]> {
+    for (const [id, sink] of this.#sinks) if (sink.buffered) await this.#store.touch(id);
     const expired = await this.#store.sweep();
     for (const id of expired) {
       const stream = this.#live.get(id);
@@ -162,6 +215,7 @@ export class StreamHub {
 
   #attachStore(stream: Stream): void {
     let tail: Promise<unknown> = Promise.resolve();
+    this.#appends.set(stream, tail);
     stream.subscribe((chunk: Chunk) => {
       tail = tail
         .then(() => this.#store.append(stream.id, chunk))
@@ -172,7 +226,35 @@ export class StreamHub {
           this.#log.error({ err, stream_id: stream.id }, 'could not buffer a chunk');
           this.#stop(stream, new RpcError('INTERNAL_ERROR', 'The stream buffer failed; the stream was stopped'));
         });
+      this.#appends.set(stream, tail);
     });
+  }
+
+  #abortOnClose(stream: Stream, closed: AbortSignal): void {
+    if (closed.aborted) {
+      stream.abort();
+      return;
+    }
+    const onClose = (): void => stream.abort();
+    closed.addEventListener('abort', onClose, { once: true });
+    void stream.ended.then(() => closed.removeEventListener('abort', onClose));
+  }
+
+  #deliverLive(stream: Stream, connection: Connection, requestId: JsonRpcId, afterSeq: number): LiveSink {
+    this.#sinks.get(stream.id)?.close();
+    const sink: LiveSink = new LiveSink({
+      stream,
+      connection,
+      requestId,
+      afterSeq,
+      buffered: this.#appends.has(stream),
+      stop: (error) => this.#stop(stream, error),
+      onClose: () => {
+        if (this.#sinks.get(stream.id) === sink) this.#sinks.delete(stream.id);
+      },
+    });
+    this.#sinks.set(stream.id, sink);
+    return sink;
   }
 
   #bufferFull(): RpcError {

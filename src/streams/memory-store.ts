@@ -97,6 +97,11 @@ export class MemoryBufferStore implements BufferStore {
     return { chunks: buffer.chunks.slice() };
   }
 
+  async touch(streamId: string): Promise<void> {
+    const buffer = this.#buffers.get(streamId);
+    if (buffer) buffer.lastAccess = this.#now();
+  }
+
   async peek(streamId: string): Promise<Chunk[]> {
     return this.#get(streamId).chunks.slice();
   }

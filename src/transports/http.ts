@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ErrorCodes } from '../jsonrpc/errors.js';
+import { listen } from './listen.js';
 import type { MessageHandler, Transport } from './transport.js';
 
 export interface HttpTransportOptions {
@@ -45,17 +45,8 @@ export class HttpTransport implements Transport {
     this.#server = createServer((req, res) => this.#onRequest(req, res));
   }
 
-  async start(): Promise<string> {
-    const { host, port } = this.#options;
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(port, host, () => {
-        this.#server.off('error', reject);
-        resolve();
-      });
-    });
-    const address = this.#server.address() as AddressInfo;
-    return `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  start(): Promise<string> {
+    return listen(this.#server, this.#options.host, this.#options.port);
   }
 
   close(): Promise<void> {

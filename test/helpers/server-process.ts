@@ -20,7 +20,7 @@ export interface ServerProcess {
 }
 
 export interface StartOptions {
-  /** Extra flags. `--http 0` is always added unless a --http flag is given. */
+  /** Extra flags. `--http 0 --tcp 0 --udp 0 --ws 0` are added, each unless that transport's flag (or --no- flag) is given. */
   args?: string[];
   /** Written to a temp file and passed with --settings. */
   settings?: Record<string, unknown>;
@@ -37,7 +37,9 @@ export function writeSettings(settings: Record<string, unknown>): string {
 /** Starts the real server and waits for its readiness line ("listening for connections"). */
 export async function startServer(options: StartOptions = {}): Promise<ServerProcess> {
   const args = [...(options.args ?? [])];
-  if (!args.includes('--http')) args.push('--http', '0');
+  for (const name of ['http', 'tcp', 'udp', 'ws']) {
+    if (!args.includes(`--${name}`) && !args.includes(`--no-${name}`)) args.push(`--${name}`, '0');
+  }
   if (options.settings) args.push('--settings', writeSettings(options.settings));
   const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';

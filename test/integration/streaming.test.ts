@@ -2,20 +2,11 @@
 import { expect } from 'chai';
 import { request } from 'node:http';
 import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { greedy, PROMPTS as TEN_PROMPTS } from '../helpers/prompts.js';
 import { HttpRpc, type Chunk } from '../helpers/rpc.js';
 import { startServer, type ServerProcess } from '../helpers/server-process.js';
 
-const greedy = { top_k: 1, temperature: 0, repeat_penalty: 1 };
-const PROMPTS = [
-  TINY_MODEL_PROMPTS.long,
-  'The Queen said',
-  'Four score and seven years ago',
-  'Once upon a time',
-  'The fox',
-  'She went down the hole',
-  'It was the best of',
-  'A crow, having',
-];
+const PROMPTS = TEN_PROMPTS.slice(0, 8);
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -1,0 +1,41 @@
+import { PUSHED, type Method } from '../jsonrpc/dispatcher.js';
+import { RpcError } from '../jsonrpc/errors.js';
+import type { StreamHub } from '../streams/hub.js';
+import { method } from './core.js';
+import { int, object, str } from './schema.js';
+
+interface AttachParams {
+  stream_id: string;
+  after_seq: number;
+}
+
+/** Methods that only make sense on a live connection (TCP, UDP, WebSocket, stdio). */
+export function liveMethods(hub: StreamHub): Array<[string, Method]> {
+  return [
+    [
+      'rkllm_stream_attach',
+      method<AttachParams>(
+        'Resumes a buffered stream (detached, or started over HTTP or UDP) on this connection: pushes every chunk after after_seq, ' +
+          'then each new chunk as it comes, as responses to this request. The stream stops being pushed to any other connection. ' +
+          'Answers {"chunk": null} when the stream has ended and after_seq is its last seq (which releases its buffer).',
+        object(
+          {
+            stream_id: str('The stream_id carried by every chunk', 64),
+            after_seq: int(-1, Number.MAX_SAFE_INTEGER, 'The last seq received; -1 for none'),
+          },
+          ['stream_id', 'after_seq'],
+        ),
+        async (params, ctx) => {
+          if (!ctx.connection || ctx.id === undefined) {
+            throw new RpcError(
+              'INVALID_REQUEST',
+              'rkllm_stream_attach pushes chunks as responses, so it needs a request id and a live transport (TCP, UDP, WebSocket or stdio); over HTTP use poll',
+            );
+          }
+          const sending = await hub.attach(params.stream_id, params.after_seq, ctx.connection, ctx.id);
+          return sending ? PUSHED : { chunk: null };
+        },
+      ),
+    ],
+  ];
+}
