@@ -1,19 +1,12 @@
 import { existsSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import {
-  getLlama,
-  type Llama,
-  type LlamaContext,
-  type LlamaContextSequence,
-  type LlamaEmbeddingContext,
-  type LlamaModel,
-  type Token,
-} from 'node-llama-cpp';
+import { getLlama, type Llama, type LlamaContextSequence, type LlamaEmbeddingContext, type LlamaModel, type Token } from 'node-llama-cpp';
 import { RpcError, invalidParams } from '../jsonrpc/errors.js';
 import { notSupported, type EngineFeature } from './capabilities.js';
 import { PromptFormat, type PromptSegment } from './prompt-format.js';
 import { ResultEmitter } from './result-emitter.js';
+import { SlotPool } from './slot-pool.js';
 import { TokenEmbeddingIndex } from './token-embeddings.js';
 import {
   LLMCallState,
@@ -56,13 +49,6 @@ const LOG_PROB_FLOOR = Math.log(1.4e-45);
 const STATE_FILE_MAGIC = 'qsgg';
 
 const UNSUPPORTED: ReadonlySet<EngineFeature> = new Set(['input_multimodal', 'cross_attn', 'mirostat']);
-
-/** One context and its sequences (one per slot): the base model's, or one per LoRA adapter. */
-interface SlotPool {
-  context: LlamaContext;
-  sequences: LlamaContextSequence[];
-  free: LlamaContextSequence[];
-}
 
 /** Everything that belongs to one loaded model; `destroy` drops it whole. */
 interface LoadedModel {
@@ -202,7 +188,7 @@ export class LlamaEngine implements Engine {
   async loadPromptCache(path: string): Promise<void> {
     const loaded = this.#require();
     await this.#checkStateFile(path);
-    const sequence = loaded.base.free.pop();
+    const sequence = loaded.base.tryTake();
     if (!sequence) throw new RpcError('BUSY', 'Every slot is running; load the prompt cache when one is free', { retry_after_ms: 1000 });
     try {
       await sequence.loadStateFromFile(path, { acceptRisk: true });
@@ -214,7 +200,7 @@ export class LlamaEngine implements Engine {
         { engine: this.name, reason: 'invalid_file' },
       );
     } finally {
-      loaded.base.free.push(sequence);
+      loaded.base.give(sequence);
     }
   }
 
@@ -342,8 +328,7 @@ export class LlamaEngine implements Engine {
       batchSize: Math.min(512, contextSize),
       ...(adapter ? { lora: { adapters: [{ filePath: adapter.lora_adapter_path, scale: adapter.scale }] } } : {}),
     });
-    const sequences = Array.from({ length: this.slots }, () => context.getSequence());
-    return { context, sequences, free: [...sequences] };
+    return new SlotPool(context, this.slots);
   }
 
   #checkSampling(sampling: Partial<SamplingParams>): void {
@@ -496,9 +481,8 @@ export class LlamaEngine implements Engine {
       if (request.infer.mode === RKLLMInferMode.RKLLM_INFER_GET_LAST_HIDDEN_LAYER) {
         return emitter.finish(await this.#hiddenLayer(loaded, plan, request, emitter));
       }
-      const sequence = plan.pool.free.pop();
-      if (!sequence) throw new RpcError('INTERNAL_ERROR', 'No free engine slot');
-      release = () => plan.pool.free.push(sequence);
+      const sequence = await plan.pool.take();
+      release = () => plan.pool.give(sequence);
       const run = { loaded, sequence, plan, request, emitter, signal: controller.signal };
       return emitter.finish(
         request.infer.mode === RKLLMInferMode.RKLLM_INFER_GET_LOGITS ? await this.#logits(run) : await this.#evaluate(run),
