@@ -294,6 +294,8 @@ export class StdioRpc extends LiveRpc {
   /** Every line the server wrote to stdout. */
   readonly stdoutLines: string[] = [];
   readonly exited: Promise<number | null>;
+  /** Bound addresses of the network transports also enabled, from the readiness line. */
+  addresses: Record<string, string> = {};
   #stderr = '';
 
   private constructor(proc: ChildProcess) {
@@ -315,7 +317,9 @@ export class StdioRpc extends LiveRpc {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`server did not become ready:\n${rpc.stderr}`)), 60_000);
       const check = (): void => {
-        if (!rpc.stderr.includes('listening for connections')) return;
+        const ready = rpc.stderr.split('\n').slice(0, -1).find((line) => line.includes('listening for connections'));
+        if (!ready) return;
+        rpc.addresses = (JSON.parse(ready) as { addresses: Record<string, string> }).addresses;
         clearTimeout(timer);
         proc.stderr.off('data', check);
         resolve();

@@ -1,0 +1,139 @@
+// A client that does not read never makes the server's memory grow: each connection has a cap on
+// the bytes waiting to be sent, and past it the connection's streams stop with an explicit error.
+import { expect } from 'chai';
+import { StdioRpc, TcpRpc, type LiveChunk, type LiveRpc } from '../helpers/live-rpc.js';
+import { greedy } from '../helpers/prompts.js';
+import { HttpRpc } from '../helpers/rpc.js';
+import { startServer, writeSettings, type ServerProcess } from '../helpers/server-process.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const CAP = 65_536;
+/** rkllm_list_functions answers with about 20 KB: this many replies overflow the kernel's socket buffers (about 4 MB on loopback). */
+const FLOOD = 400;
+/** A prompt whose prefill keeps a stream alive, without output, long enough to be seen starting. */
+const PROMPT = 'Alice was beginning to get very tired of sitting by her sister on the bank. '.repeat(60);
+
+/** Waits until the number of live streams satisfies `ok`. */
+async function untilLiveStreams(http: HttpRpc, ok: (n: number) => boolean): Promise<void> {
+  for (let polls = 0; polls < 6000; polls++) {
+    if (ok((await http.result('http_buffer_manager_status', {})).live_streams)) return;
+    await sleep(5);
+  }
+  throw new Error('the number of live streams never got there');
+}
+
+/** Everything answering `id`, in order, up to and including an error or the final chunk. */
+async function readAll(client: LiveRpc, id: string | number): Promise<{ chunks: LiveChunk[]; error?: { code: number; message: string; data?: any } }> {
+  const chunks: LiveChunk[] = [];
+  for (;;) {
+    const res = await client.next(id);
+    if (res.error) return { chunks, error: res.error };
+    chunks.push(res.result.chunk);
+    if (res.result.chunk.end) return { chunks };
+  }
+}
+
+/** Asks for FLOOD large replies, all in one write, on a connection that does not read. */
+function flood(client: TcpRpc): void {
+  const lines: string[] = [];
+  for (let id = 1; id <= FLOOD; id++) lines.push(JSON.stringify({ jsonrpc: '2.0', id, method: 'rkllm_list_functions' }));
+  client.socket.write(`${lines.join('\n')}\n`);
+}
+
+describe('Backpressure', function () {
+  this.timeout(180_000);
+
+  describe('on TCP', () => {
+    let server: ServerProcess;
+    let http: HttpRpc;
+    let clients: LiveRpc[] = [];
+
+    before(async () => {
+      server = await startServer({ args: ['--parallel', '2', '--context', '8192'], settings: { connections: { max_send_buffer_bytes: CAP } } });
+      http = new HttpRpc(server.url);
+    });
+
+    afterEach(async () => {
+      await Promise.all(clients.map((c) => c.close()));
+      clients = [];
+    });
+
+    after(async () => {
+      await server?.stop();
+    });
+
+    it('a reader that does not drain ends its streams with an error chunk; other clients are not affected', async () => {
+      const params = { prompt_input: 'The Queen said', max_new_tokens: 200, ...greedy };
+      const expected = (await http.result('rkllm_run', params)).text as string;
+      const slow = await TcpRpc.connect(server.addresses.tcp!);
+      const other = await TcpRpc.connect(server.addresses.tcp!);
+      clients.push(slow, other);
+      slow.socket.pause();
+      slow.send('rkllm_run_async', { prompt_input: PROMPT, max_new_tokens: 2000, ...greedy }, 'stream');
+      await untilLiveStreams(http, (n) => n > 0);
+      flood(slow);
+      expect((await other.stream(params)).text).to.equal(expected);
+      await untilLiveStreams(http, (n) => n === 0);
+
+      slow.socket.resume();
+      const { chunks } = await readAll(slow, 'stream');
+      for (let n = 1; n <= FLOOD; n++) expect((await slow.next(n)).result.functions).to.be.an('array');
+      const last = chunks.at(-1)!;
+      expect(chunks.map((c) => c.seq)).to.deep.equal(chunks.map((_, i) => i));
+      expect(last).to.include({ end: true, finish_reason: 'error' });
+      expect(last.error!.code).to.equal(-32010);
+      expect(last.error!.message).to.match(new RegExp(`cap of ${CAP} bytes \\(setting connections.max_send_buffer_bytes\\).*stopped`));
+      expect(last.perf!.generate_tokens).to.be.below(2000);
+      // What was sent before the stop is exactly the start of the text.
+      const head = await http.result('rkllm_run', { prompt_input: PROMPT, max_new_tokens: last.perf!.generate_tokens, ...greedy });
+      expect(chunks.map((c) => c.delta).join('')).to.equal(head.text);
+    });
+
+    it('a detached stream whose reader falls behind stops being pushed, keeps buffering, and resumes elsewhere', async () => {
+      const params = { prompt_input: PROMPT, max_new_tokens: 2000, ...greedy };
+      const expected = (await http.result('rkllm_run', params)).text as string;
+      const slow = await TcpRpc.connect(server.addresses.tcp!);
+      clients.push(slow);
+      slow.socket.pause();
+      slow.send('rkllm_run_async', { ...params, detach: true }, 'stream');
+      await untilLiveStreams(http, (n) => n > 0);
+      flood(slow);
+      await untilLiveStreams(http, (n) => n === 0);
+
+      slow.socket.resume();
+      const { chunks, error } = await readAll(slow, 'stream');
+      expect(error!.code).to.equal(-32010);
+      expect(error!.message).to.match(/live delivery stopped after seq \d+\. The stream goes on buffering/);
+      expect(error!.data.last_seq).to.equal(chunks.length - 1);
+      const fresh = await TcpRpc.connect(server.addresses.tcp!);
+      clients.push(fresh);
+      const rest = await fresh.collect(fresh.send('rkllm_stream_attach', { stream_id: error!.data.stream_id, after_seq: error!.data.last_seq }));
+      expect(chunks.map((c) => c.delta).join('') + rest.text).to.equal(expected);
+      expect(rest.last.finish_reason).to.equal('length');
+    });
+  });
+
+  describe('on stdio', () => {
+    let client: StdioRpc | undefined;
+
+    afterEach(async () => {
+      client?.kill();
+      await client?.exited;
+    });
+
+    it('a parent that does not read stdout gets its stream ended with an error chunk, not unbounded memory', async () => {
+      const settings = writeSettings({ connections: { max_send_buffer_bytes: 16_384 } });
+      client = await StdioRpc.spawn(['--no-tcp', '--no-udp', '--no-ws', '--http', '0', '--context', '8192', '--settings', settings]);
+      const http = new HttpRpc(`http://${client.addresses.http}/`);
+      client.proc.stdout!.pause();
+      const id = client.send('rkllm_run_async', { prompt_input: PROMPT, max_new_tokens: 2000, ...greedy });
+      await untilLiveStreams(http, (n) => n > 0);
+      await untilLiveStreams(http, (n) => n === 0);
+      client.proc.stdout!.resume();
+      const { last, chunks } = await client.collect(id);
+      expect(last.error!.code).to.equal(-32010);
+      expect(last.perf!.generate_tokens).to.be.below(2000);
+      expect(chunks.map((c) => c.seq)).to.deep.equal(chunks.map((_, i) => i));
+    });
+  });
+});

@@ -1,0 +1,164 @@
+// Disconnects free the engine; detached streams survive and resume on another connection.
+import { expect } from 'chai';
+import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TcpRpc, UdpRpc, WsRpc, type LiveChunk, type LiveRpc } from '../helpers/live-rpc.js';
+import { greedy } from '../helpers/prompts.js';
+import { HttpRpc } from '../helpers/rpc.js';
+import { startServer, type ServerProcess } from '../helpers/server-process.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** About 6000 tokens for the character-level model: its prefill takes well over 100 ms. */
+const LONG_PROMPT = 'Alice was beginning to get very tired of sitting by her sister on the bank. '.repeat(80);
+
+/** Polls `rkllm_is_running` every 5 ms; resolves with the ms from `since` to the first idle observation. */
+async function msUntilIdle(http: HttpRpc, since: number): Promise<number> {
+  for (let polls = 0; polls < 2000; polls++) {
+    const { running, active, queued } = await http.result('rkllm_is_running', {});
+    if (!running && active === 0 && queued === 0) return performance.now() - since;
+    await sleep(5);
+  }
+  throw new Error('the engine never became idle');
+}
+
+async function untilRunning(http: HttpRpc): Promise<void> {
+  for (let polls = 0; polls < 2000; polls++) {
+    if ((await http.result('rkllm_is_running', {})).running) return;
+    await sleep(2);
+  }
+  throw new Error('the run never started');
+}
+
+const CONNECT = { tcp: TcpRpc.connect, ws: WsRpc.connect } as const;
+
+describe('Disconnects and resuming', function () {
+  this.timeout(120_000);
+  let server: ServerProcess;
+  let http: HttpRpc;
+  let clients: LiveRpc[] = [];
+
+  async function open(transport: 'tcp' | 'ws' | 'udp'): Promise<LiveRpc> {
+    const address = server.addresses[transport]!;
+    const client = transport === 'udp' ? await UdpRpc.connect(address) : await CONNECT[transport](address);
+    clients.push(client);
+    return client;
+  }
+
+  before(async () => {
+    server = await startServer({ args: ['--parallel', '2', '--context', '8192'] });
+    http = new HttpRpc(server.url);
+  });
+
+  afterEach(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    clients = [];
+  });
+
+  after(async () => {
+    await server?.stop();
+  });
+
+  for (const transport of ['tcp', 'ws'] as const) {
+    it(`${transport}: a disconnect in the middle of a stream frees the engine within 100 ms`, async () => {
+      const client = await open(transport);
+      const id = client.send('rkllm_run_async', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000 });
+      for (let i = 0; i < 5; i++) expect((await client.next(id)).result.chunk.end).to.equal(false);
+      const disconnected = performance.now();
+      await client.close();
+      expect(await msUntilIdle(http, disconnected)).to.be.below(100);
+    });
+
+    it(`${transport}: a disconnect during prompt prefill frees the engine within 100 ms`, async () => {
+      const client = await open(transport);
+      const id = client.send('rkllm_run_async', { prompt_input: LONG_PROMPT, max_new_tokens: 100 });
+      await untilRunning(http);
+      expect(client.pending(id), 'no chunk yet: the prompt is still being evaluated').to.deep.equal([]);
+      const disconnected = performance.now();
+      await client.close();
+      expect(await msUntilIdle(http, disconnected)).to.be.below(100);
+    });
+  }
+
+  it('a blocking rkllm_run is aborted when its TCP connection closes', async () => {
+    const client = await open('tcp');
+    client.send('rkllm_run', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000 });
+    await untilRunning(http);
+    const disconnected = performance.now();
+    await client.close();
+    expect(await msUntilIdle(http, disconnected)).to.be.below(100);
+  });
+
+  for (const [from, to] of [
+    ['tcp', 'tcp'],
+    ['ws', 'tcp'],
+    ['tcp', 'ws'],
+  ] as const) {
+    it(`a detached stream survives its ${from} connection and resumes on ${to} with no token lost or repeated`, async () => {
+      const params = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 3000, ...greedy };
+      const expected = (await http.result('rkllm_run', params)).text as string;
+      const first = await open(from);
+      const id = first.send('rkllm_run_async', { ...params, detach: true });
+      const seen: LiveChunk[] = [];
+      while (seen.length < 50) seen.push((await first.next(id)).result.chunk);
+      await first.close();
+      const lastSeen = seen.at(-1)!;
+      // The stream kept running without a connection: part of what follows is replayed from its buffer.
+      await sleep(20);
+      const second = await open(to);
+      const resumed = await second.collect(second.send('rkllm_stream_attach', { stream_id: lastSeen.stream_id, after_seq: lastSeen.seq }));
+      expect(resumed.chunks[0]!.seq).to.equal(lastSeen.seq + 1);
+      expect(resumed.chunks.map((c) => c.seq)).to.deep.equal(resumed.chunks.map((_, i) => lastSeen.seq + 1 + i));
+      expect(seen.map((c) => c.delta).join('') + resumed.text).to.equal(expected);
+      expect(resumed.last).to.include({ end: true, finish_reason: 'length', stream_id: lastSeen.stream_id });
+    });
+  }
+
+  it('attaching after a detached stream ended replays the rest; acknowledging the final chunk releases it', async () => {
+    const params = { prompt_input: 'The Queen said', max_new_tokens: 100, ...greedy };
+    const expected = (await http.result('rkllm_run', params)).text as string;
+    const first = await open('tcp');
+    const id = first.send('rkllm_run_async', { ...params, detach: true });
+    const head = (await first.next(id)).result.chunk as LiveChunk;
+    await first.close();
+    await msUntilIdle(http, performance.now());
+    const second = await open('ws');
+    const rest = await second.collect(second.send('rkllm_stream_attach', { stream_id: head.stream_id, after_seq: head.seq }));
+    expect(head.delta + rest.text).to.equal(expected);
+    // Everything is received: acknowledging the last seq releases the buffer.
+    expect(await second.result('rkllm_stream_attach', { stream_id: head.stream_id, after_seq: rest.last.seq })).to.deep.equal({ chunk: null });
+    const gone = await second.call('poll', { stream_id: head.stream_id });
+    expect(gone.error!.code).to.equal(-32001);
+    expect(gone.error!.message).to.match(/released/);
+  });
+
+  it('a stream that is not detached cannot be attached, and is aborted with its connection', async () => {
+    const owner = await open('tcp');
+    const id = owner.send('rkllm_run_async', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000 });
+    const { stream_id } = (await owner.next(id)).result.chunk as LiveChunk;
+    const other = await open('ws');
+    const refused = await other.call('rkllm_stream_attach', { stream_id, after_seq: 0 });
+    expect(refused.error!.code).to.equal(-32602);
+    expect(refused.error!.message).to.match(/not buffered.*"detach": true/);
+    // poll has nothing to read for it either: it is not buffered.
+    expect((await other.call('poll', { stream_id })).error!.code).to.equal(-32001);
+    await owner.close();
+    await msUntilIdle(http, performance.now());
+  });
+
+  it('rkllm_stream_attach needs a live transport', async () => {
+    const res = await http.call('rkllm_stream_attach', { stream_id: 'st_x', after_seq: -1 });
+    expect(res.error!.code).to.equal(-32600);
+    expect(res.error!.message).to.match(/live transport.*over HTTP use poll/);
+  });
+
+  it('attaching an unknown stream, or after_seq beyond what was sent, is refused clearly', async () => {
+    const client = await open('tcp');
+    const unknown = await client.call('rkllm_stream_attach', { stream_id: 'st_nope', after_seq: -1 });
+    expect(unknown.error).to.include({ code: -32001, message: 'Unknown stream st_nope' });
+    const { stream_id } = await http.start({ prompt_input: 'The fox', max_new_tokens: 5, ...greedy });
+    await msUntilIdle(http, performance.now());
+    const beyond = await client.call('rkllm_stream_attach', { stream_id, after_seq: 1000 });
+    expect(beyond.error!.code).to.equal(-32602);
+    expect(beyond.error!.message).to.match(/after_seq 1000 is beyond the last chunk sent/);
+  });
+});
