@@ -317,7 +317,10 @@ export class StdioRpc extends LiveRpc {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`server did not become ready:\n${rpc.stderr}`)), 60_000);
       const check = (): void => {
-        const ready = rpc.stderr.split('\n').slice(0, -1).find((line) => line.includes('listening for connections'));
+        const ready = rpc.stderr
+          .split('\n')
+          .slice(0, -1)
+          .find((line) => line.includes('listening for connections'));
         if (!ready) return;
         rpc.addresses = (JSON.parse(ready) as { addresses: Record<string, string> }).addresses;
         clearTimeout(timer);

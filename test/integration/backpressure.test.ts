@@ -23,7 +23,10 @@ async function untilLiveStreams(http: HttpRpc, ok: (n: number) => boolean): Prom
 }
 
 /** Everything answering `id`, in order, up to and including an error or the final chunk. */
-async function readAll(client: LiveRpc, id: string | number): Promise<{ chunks: LiveChunk[]; error?: { code: number; message: string; data?: any } }> {
+async function readAll(
+  client: LiveRpc,
+  id: string | number,
+): Promise<{ chunks: LiveChunk[]; error?: { code: number; message: string; data?: any } }> {
   const chunks: LiveChunk[] = [];
   for (;;) {
     const res = await client.next(id);
@@ -49,7 +52,10 @@ describe('Backpressure', function () {
     let clients: LiveRpc[] = [];
 
     before(async () => {
-      server = await startServer({ args: ['--parallel', '2', '--context', '8192'], settings: { connections: { max_send_buffer_bytes: CAP } } });
+      server = await startServer({
+        args: ['--parallel', '2', '--context', '8192'],
+        settings: { connections: { max_send_buffer_bytes: CAP } },
+      });
       http = new HttpRpc(server.url);
     });
 
@@ -107,7 +113,9 @@ describe('Backpressure', function () {
       expect(error!.data.last_seq).to.equal(chunks.length - 1);
       const fresh = await TcpRpc.connect(server.addresses.tcp!);
       clients.push(fresh);
-      const rest = await fresh.collect(fresh.send('rkllm_stream_attach', { stream_id: error!.data.stream_id, after_seq: error!.data.last_seq }));
+      const rest = await fresh.collect(
+        fresh.send('rkllm_stream_attach', { stream_id: error!.data.stream_id, after_seq: error!.data.last_seq }),
+      );
       expect(chunks.map((c) => c.delta).join('') + rest.text).to.equal(expected);
       expect(rest.last.finish_reason).to.equal('length');
     });

@@ -1,7 +1,7 @@
 // Disconnects free the engine; detached streams survive and resume on another connection.
 import { expect } from 'chai';
 import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
-import { TcpRpc, UdpRpc, WsRpc, type LiveChunk, type LiveRpc } from '../helpers/live-rpc.js';
+import { connectLive, type LiveChunk, type LiveRpc } from '../helpers/live-rpc.js';
 import { greedy } from '../helpers/prompts.js';
 import { HttpRpc } from '../helpers/rpc.js';
 import { startServer, type ServerProcess } from '../helpers/server-process.js';
@@ -29,8 +29,6 @@ async function untilRunning(http: HttpRpc): Promise<void> {
   throw new Error('the run never started');
 }
 
-const CONNECT = { tcp: TcpRpc.connect, ws: WsRpc.connect } as const;
-
 describe('Disconnects and resuming', function () {
   this.timeout(120_000);
   let server: ServerProcess;
@@ -38,8 +36,7 @@ describe('Disconnects and resuming', function () {
   let clients: LiveRpc[] = [];
 
   async function open(transport: 'tcp' | 'ws' | 'udp'): Promise<LiveRpc> {
-    const address = server.addresses[transport]!;
-    const client = transport === 'udp' ? await UdpRpc.connect(address) : await CONNECT[transport](address);
+    const client = await connectLive(transport, server.addresses);
     clients.push(client);
     return client;
   }
@@ -125,7 +122,9 @@ describe('Disconnects and resuming', function () {
     const rest = await second.collect(second.send('rkllm_stream_attach', { stream_id: head.stream_id, after_seq: head.seq }));
     expect(head.delta + rest.text).to.equal(expected);
     // Everything is received: acknowledging the last seq releases the buffer.
-    expect(await second.result('rkllm_stream_attach', { stream_id: head.stream_id, after_seq: rest.last.seq })).to.deep.equal({ chunk: null });
+    expect(await second.result('rkllm_stream_attach', { stream_id: head.stream_id, after_seq: rest.last.seq })).to.deep.equal({
+      chunk: null,
+    });
     const gone = await second.call('poll', { stream_id: head.stream_id });
     expect(gone.error!.code).to.equal(-32001);
     expect(gone.error!.message).to.match(/released/);
