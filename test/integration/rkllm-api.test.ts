@@ -498,6 +498,18 @@ for (const transport of ['http', 'tcp'] as const)
         const res = await rpc.call('rkllm_run', { prompt_input: PROMPT, mirostat: 2 });
         expectError(res, -32005, /mirostat/);
       });
+
+      it('an adapter with GET_LAST_HIDDEN_LAYER, and a prompt cache saved through an adapter, answer -32005', async () => {
+        const path = join(dir, 'plain.gguf');
+        await writeLogitBoostLora(path, tiny.path, { tokens: [], boost: 0 });
+        await rpc.result('rkllm_load_lora', { lora_adapter_path: path, lora_adapter_name: 'plain' });
+        const lora = { lora_adapter_name: 'plain' };
+        const hidden = await rpc.call('rkllm_run', { prompt_input: PROMPT, mode: 1, lora_params: lora });
+        expectError(hidden, -32005, /LoRA adapters .* not supported by the llama\.cpp engine: GET_LAST_HIDDEN_LAYER/);
+        const cache = { save_prompt_cache: 1, prompt_cache_path: join(dir, 'lora.cache') };
+        const saved = await rpc.call('rkllm_run', { prompt_input: PROMPT, lora_params: lora, prompt_cache_params: cache });
+        expectError(saved, -32005, /prompt caches .* not supported by the llama\.cpp engine: a prompt cache is saved from the base model/);
+      });
     });
 
     describe('bad input gets -32602 saying what is wrong, and the server keeps serving', () => {
