@@ -1,10 +1,11 @@
 // A client that does not read never makes the server's memory grow: each connection has a cap on
 // the bytes waiting to be sent, and past it the connection's streams stop with an explicit error.
 import { expect } from 'chai';
+import { liveFixture } from '../helpers/fixture.js';
 import { StdioRpc, TcpRpc, type LiveChunk, type LiveRpc } from '../helpers/live-rpc.js';
 import { greedy } from '../helpers/prompts.js';
 import { HttpRpc } from '../helpers/rpc.js';
-import { startServer, writeSettings, type ServerProcess } from '../helpers/server-process.js';
+import { writeSettings } from '../helpers/server-process.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const CAP = 65_536;
@@ -47,39 +48,23 @@ describe('Backpressure', function () {
   this.timeout(180_000);
 
   describe('on TCP', () => {
-    let server: ServerProcess;
-    let http: HttpRpc;
-    let clients: LiveRpc[] = [];
-
-    before(async () => {
-      server = await startServer({
-        args: ['--parallel', '2', '--context', '8192'],
-        settings: { connections: { max_send_buffer_bytes: CAP } },
-      });
-      http = new HttpRpc(server.url);
+    const fixture = liveFixture({
+      args: ['--parallel', '2', '--context', '8192'],
+      settings: { connections: { max_send_buffer_bytes: CAP } },
     });
-
-    afterEach(async () => {
-      await Promise.all(clients.map((c) => c.close()));
-      clients = [];
-    });
-
-    after(async () => {
-      await server?.stop();
-    });
+    const tcp = async (): Promise<TcpRpc> => fixture.track(await TcpRpc.connect(fixture.server.addresses.tcp!));
 
     it('a reader that does not drain ends its streams with an error chunk; other clients are not affected', async () => {
       const params = { prompt_input: 'The Queen said', max_new_tokens: 200, ...greedy };
-      const expected = (await http.result('rkllm_run', params)).text as string;
-      const slow = await TcpRpc.connect(server.addresses.tcp!);
-      const other = await TcpRpc.connect(server.addresses.tcp!);
-      clients.push(slow, other);
+      const expected = (await fixture.http.result('rkllm_run', params)).text as string;
+      const slow = await tcp();
+      const other = await tcp();
       slow.socket.pause();
       slow.send('rkllm_run_async', { prompt_input: PROMPT, max_new_tokens: 2000, ...greedy }, 'stream');
-      await untilLiveStreams(http, (n) => n > 0);
+      await untilLiveStreams(fixture.http, (n) => n > 0);
       flood(slow);
       expect((await other.stream(params)).text).to.equal(expected);
-      await untilLiveStreams(http, (n) => n === 0);
+      await untilLiveStreams(fixture.http, (n) => n === 0);
 
       slow.socket.resume();
       const { chunks } = await readAll(slow, 'stream');
@@ -91,28 +76,26 @@ describe('Backpressure', function () {
       expect(last.error!.message).to.match(new RegExp(`cap of ${CAP} bytes \\(setting connections.max_send_buffer_bytes\\).*stopped`));
       expect(last.perf!.generate_tokens).to.be.below(2000);
       // What was sent before the stop is exactly the start of the text.
-      const head = await http.result('rkllm_run', { prompt_input: PROMPT, max_new_tokens: last.perf!.generate_tokens, ...greedy });
+      const head = await fixture.http.result('rkllm_run', { prompt_input: PROMPT, max_new_tokens: last.perf!.generate_tokens, ...greedy });
       expect(chunks.map((c) => c.delta).join('')).to.equal(head.text);
     });
 
     it('a detached stream whose reader falls behind stops being pushed, keeps buffering, and resumes elsewhere', async () => {
       const params = { prompt_input: PROMPT, max_new_tokens: 2000, ...greedy };
-      const expected = (await http.result('rkllm_run', params)).text as string;
-      const slow = await TcpRpc.connect(server.addresses.tcp!);
-      clients.push(slow);
+      const expected = (await fixture.http.result('rkllm_run', params)).text as string;
+      const slow = await tcp();
       slow.socket.pause();
       slow.send('rkllm_run_async', { ...params, detach: true }, 'stream');
-      await untilLiveStreams(http, (n) => n > 0);
+      await untilLiveStreams(fixture.http, (n) => n > 0);
       flood(slow);
-      await untilLiveStreams(http, (n) => n === 0);
+      await untilLiveStreams(fixture.http, (n) => n === 0);
 
       slow.socket.resume();
       const { chunks, error } = await readAll(slow, 'stream');
       expect(error!.code).to.equal(-32010);
       expect(error!.message).to.match(/live delivery stopped after seq \d+\. The stream goes on buffering/);
       expect(error!.data.last_seq).to.equal(chunks.length - 1);
-      const fresh = await TcpRpc.connect(server.addresses.tcp!);
-      clients.push(fresh);
+      const fresh = await tcp();
       const rest = await fresh.collect(
         fresh.send('rkllm_stream_attach', { stream_id: error!.data.stream_id, after_seq: error!.data.last_seq }),
       );

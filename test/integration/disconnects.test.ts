@@ -1,10 +1,10 @@
 // Disconnects free the engine; detached streams survive and resume on another connection.
 import { expect } from 'chai';
 import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
-import { connectLive, type LiveChunk, type LiveRpc } from '../helpers/live-rpc.js';
+import { liveFixture } from '../helpers/fixture.js';
+import { type LiveChunk } from '../helpers/live-rpc.js';
 import { greedy } from '../helpers/prompts.js';
 import { HttpRpc } from '../helpers/rpc.js';
-import { startServer, type ServerProcess } from '../helpers/server-process.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -31,29 +31,8 @@ async function untilRunning(http: HttpRpc): Promise<void> {
 
 describe('Disconnects and resuming', function () {
   this.timeout(120_000);
-  let server: ServerProcess;
-  let http: HttpRpc;
-  let clients: LiveRpc[] = [];
-
-  async function open(transport: 'tcp' | 'ws' | 'udp'): Promise<LiveRpc> {
-    const client = await connectLive(transport, server.addresses);
-    clients.push(client);
-    return client;
-  }
-
-  before(async () => {
-    server = await startServer({ args: ['--parallel', '2', '--context', '8192'] });
-    http = new HttpRpc(server.url);
-  });
-
-  afterEach(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    clients = [];
-  });
-
-  after(async () => {
-    await server?.stop();
-  });
+  const fixture = liveFixture({ args: ['--parallel', '2', '--context', '8192'] });
+  const { open } = fixture;
 
   for (const transport of ['tcp', 'ws'] as const) {
     it(`${transport}: a disconnect in the middle of a stream frees the engine within 100 ms`, async () => {
@@ -62,27 +41,27 @@ describe('Disconnects and resuming', function () {
       for (let i = 0; i < 5; i++) expect((await client.next(id)).result.chunk.end).to.equal(false);
       const disconnected = performance.now();
       await client.close();
-      expect(await msUntilIdle(http, disconnected)).to.be.below(100);
+      expect(await msUntilIdle(fixture.http, disconnected)).to.be.below(100);
     });
 
     it(`${transport}: a disconnect during prompt prefill frees the engine within 100 ms`, async () => {
       const client = await open(transport);
       const id = client.send('rkllm_run_async', { prompt_input: LONG_PROMPT, max_new_tokens: 100 });
-      await untilRunning(http);
+      await untilRunning(fixture.http);
       expect(client.pending(id), 'no chunk yet: the prompt is still being evaluated').to.deep.equal([]);
       const disconnected = performance.now();
       await client.close();
-      expect(await msUntilIdle(http, disconnected)).to.be.below(100);
+      expect(await msUntilIdle(fixture.http, disconnected)).to.be.below(100);
     });
   }
 
   it('a blocking rkllm_run is aborted when its TCP connection closes', async () => {
     const client = await open('tcp');
     client.send('rkllm_run', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000 });
-    await untilRunning(http);
+    await untilRunning(fixture.http);
     const disconnected = performance.now();
     await client.close();
-    expect(await msUntilIdle(http, disconnected)).to.be.below(100);
+    expect(await msUntilIdle(fixture.http, disconnected)).to.be.below(100);
   });
 
   for (const [from, to] of [
@@ -92,7 +71,7 @@ describe('Disconnects and resuming', function () {
   ] as const) {
     it(`a detached stream survives its ${from} connection and resumes on ${to} with no token lost or repeated`, async () => {
       const params = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 3000, ...greedy };
-      const expected = (await http.result('rkllm_run', params)).text as string;
+      const expected = (await fixture.http.result('rkllm_run', params)).text as string;
       const first = await open(from);
       const id = first.send('rkllm_run_async', { ...params, detach: true });
       const seen: LiveChunk[] = [];
@@ -112,12 +91,12 @@ describe('Disconnects and resuming', function () {
 
   it('attaching after a detached stream ended replays the rest; acknowledging the final chunk releases it', async () => {
     const params = { prompt_input: 'The Queen said', max_new_tokens: 100, ...greedy };
-    const expected = (await http.result('rkllm_run', params)).text as string;
+    const expected = (await fixture.http.result('rkllm_run', params)).text as string;
     const first = await open('tcp');
     const id = first.send('rkllm_run_async', { ...params, detach: true });
     const head = (await first.next(id)).result.chunk as LiveChunk;
     await first.close();
-    await msUntilIdle(http, performance.now());
+    await msUntilIdle(fixture.http, performance.now());
     const second = await open('ws');
     const rest = await second.collect(second.send('rkllm_stream_attach', { stream_id: head.stream_id, after_seq: head.seq }));
     expect(head.delta + rest.text).to.equal(expected);
@@ -141,11 +120,11 @@ describe('Disconnects and resuming', function () {
     // poll has nothing to read for it either: it is not buffered.
     expect((await other.call('poll', { stream_id })).error!.code).to.equal(-32001);
     await owner.close();
-    await msUntilIdle(http, performance.now());
+    await msUntilIdle(fixture.http, performance.now());
   });
 
   it('rkllm_stream_attach needs a live transport', async () => {
-    const res = await http.call('rkllm_stream_attach', { stream_id: 'st_x', after_seq: -1 });
+    const res = await fixture.http.call('rkllm_stream_attach', { stream_id: 'st_x', after_seq: -1 });
     expect(res.error!.code).to.equal(-32600);
     expect(res.error!.message).to.match(/live transport.*over HTTP use poll/);
   });
@@ -154,8 +133,8 @@ describe('Disconnects and resuming', function () {
     const client = await open('tcp');
     const unknown = await client.call('rkllm_stream_attach', { stream_id: 'st_nope', after_seq: -1 });
     expect(unknown.error).to.include({ code: -32001, message: 'Unknown stream st_nope' });
-    const { stream_id } = await http.start({ prompt_input: 'The fox', max_new_tokens: 5, ...greedy });
-    await msUntilIdle(http, performance.now());
+    const { stream_id } = await fixture.http.start({ prompt_input: 'The fox', max_new_tokens: 5, ...greedy });
+    await msUntilIdle(fixture.http, performance.now());
     const beyond = await client.call('rkllm_stream_attach', { stream_id, after_seq: 1000 });
     expect(beyond.error!.code).to.equal(-32602);
     expect(beyond.error!.message).to.match(/after_seq 1000 is beyond the last chunk sent/);

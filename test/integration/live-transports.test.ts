@@ -1,10 +1,9 @@
 // Live streaming on TCP, UDP and WebSocket, against a real server process on the built-in model.
 import { expect } from 'chai';
 import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
-import { connectLive, LIVE_TRANSPORTS, type Drained, type LiveRpc } from '../helpers/live-rpc.js';
+import { liveFixture } from '../helpers/fixture.js';
+import { LIVE_TRANSPORTS, type Drained } from '../helpers/live-rpc.js';
 import { greedy, PROMPTS } from '../helpers/prompts.js';
-import { HttpRpc } from '../helpers/rpc.js';
-import { startServer, type ServerProcess } from '../helpers/server-process.js';
 
 /** A stream as a client sees it: seq counts from 0 without a gap, every chunk names the stream, and only the last ends it. */
 function expectWellFormed(drained: Drained): void {
@@ -19,40 +18,22 @@ function expectWellFormed(drained: Drained): void {
 
 describe('Live streaming on TCP, UDP and WebSocket', function () {
   this.timeout(120_000);
-  let server: ServerProcess;
-  let http: HttpRpc;
+  const fixture = liveFixture({ args: ['--parallel', '4'] });
+  const { open } = fixture;
   const solo = new Map<string, string>();
-  let clients: LiveRpc[] = [];
-
-  async function open(transport: (typeof LIVE_TRANSPORTS)[number]): Promise<LiveRpc> {
-    const client = await connectLive(transport, server.addresses);
-    clients.push(client);
-    return client;
-  }
 
   before(async () => {
-    server = await startServer({ args: ['--parallel', '4'] });
-    http = new HttpRpc(server.url);
     for (const prompt of PROMPTS)
-      solo.set(prompt, (await http.result('rkllm_run', { prompt_input: prompt, max_new_tokens: 200, ...greedy })).text);
-  });
-
-  afterEach(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    clients = [];
-  });
-
-  after(async () => {
-    await server?.stop();
+      solo.set(prompt, (await fixture.http.result('rkllm_run', { prompt_input: prompt, max_new_tokens: 200, ...greedy })).text);
   });
 
   it('the readiness line names every transport with its bound address', () => {
-    const ready = server
+    const ready = fixture.server
       .stderr()
       .split('\n')
       .find((l) => l.includes('listening for connections'))!;
     for (const name of ['http', 'tcp', 'udp', 'ws']) expect(ready).to.match(new RegExp(`${name}=127\\.0\\.0\\.1:\\d+`));
-    expect(Object.keys(server.addresses)).to.have.members(['http', 'tcp', 'udp', 'ws']);
+    expect(Object.keys(fixture.server.addresses)).to.have.members(['http', 'tcp', 'udp', 'ws']);
   });
 
   for (const transport of LIVE_TRANSPORTS) {
@@ -60,7 +41,7 @@ describe('Live streaming on TCP, UDP and WebSocket', function () {
       it('rkllm_list_functions answers as over HTTP, rkllm_stream_attach included', async () => {
         const client = await open(transport);
         const live = await client.result('rkllm_list_functions', {});
-        expect(live).to.deep.equal(await http.result('rkllm_list_functions', {}));
+        expect(live).to.deep.equal(await fixture.http.result('rkllm_list_functions', {}));
         expect(live.functions.map((f: { name: string }) => f.name)).to.include.members(['rkllm_run_async', 'poll', 'rkllm_stream_attach']);
       });
 
@@ -68,7 +49,7 @@ describe('Live streaming on TCP, UDP and WebSocket', function () {
         const client = await open(transport);
         const live = await client.result('rkllm_is_running', {});
         expect(live).to.deep.equal({ running: false, active: 0, queued: 0 });
-        expect(live).to.deep.equal(await http.result('rkllm_is_running', {}));
+        expect(live).to.deep.equal(await fixture.http.result('rkllm_is_running', {}));
       });
 
       it('streams chunk by chunk until end: the deltas join to the text of rkllm_run', async () => {
@@ -108,7 +89,7 @@ describe('Live streaming on TCP, UDP and WebSocket', function () {
       it('polls a stream started over HTTP, and HTTP polls a detached stream started here', async () => {
         const client = await open(transport);
         const params = { prompt_input: 'The Queen said', max_new_tokens: 200, ...greedy };
-        const { stream_id } = await http.start(params);
+        const { stream_id } = await fixture.http.start(params);
         let text = '';
         for (let polls = 0; polls < 1000; polls++) {
           const { chunk } = await client.result('poll', { stream_id, wait_ms: 1000 });
@@ -119,7 +100,7 @@ describe('Live streaming on TCP, UDP and WebSocket', function () {
 
         const id = client.send('rkllm_run_async', { ...params, detach: true });
         const first = (await client.next(id)).result.chunk;
-        const { text: polled } = await http.drain(first.stream_id, { afterSeq: true });
+        const { text: polled } = await fixture.http.drain(first.stream_id, { afterSeq: true });
         expect(polled).to.equal(solo.get('The Queen said'));
       });
     });

@@ -1,0 +1,65 @@
+// stdio: a parent process speaks NDJSON on the server's stdin and stdout.
+import { expect } from 'chai';
+import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { StdioRpc } from '../helpers/live-rpc.js';
+import { greedy } from '../helpers/prompts.js';
+import { writeSettings } from '../helpers/server-process.js';
+
+describe('stdio', function () {
+  this.timeout(120_000);
+  let client: StdioRpc | undefined;
+
+  afterEach(async () => {
+    client?.kill();
+    await client?.exited;
+    client = undefined;
+  });
+
+  it('serves every method through a child process; stdout carries JSON-RPC and nothing else', async () => {
+    client = await StdioRpc.spawn();
+    const functions = await client.result('rkllm_list_functions', {});
+    expect(functions.functions.map((f: { name: string }) => f.name)).to.include.members(['rkllm_run_async', 'poll', 'rkllm_stream_attach']);
+    expect(await client.result('rkllm_is_running', {})).to.deep.equal({ running: false, active: 0, queued: 0 });
+    const params = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 200, ...greedy };
+    const drained = await client.stream(params);
+    expect(drained.text).to.equal((await client.result('rkllm_run', params)).text);
+    expect(drained.chunks.map((c) => c.seq)).to.deep.equal(drained.chunks.map((_, i) => i));
+    expect(drained.last).to.include({ end: true, finish_reason: 'length' });
+    client.sendRaw('this is not json');
+    expect((await client.next(null)).error!.code).to.equal(-32700);
+    expect(client.stdoutLines.length).to.be.greaterThan(200);
+    for (const line of client.stdoutLines) expect(JSON.parse(line)).to.have.property('jsonrpc', '2.0');
+    expect(client.stderr).to.include('listening for connections: stdio=stdin/stdout');
+  });
+
+  it('when stdin closes, aborts what runs, flushes the final chunks and replies, and exits 0', async () => {
+    client = await StdioRpc.spawn();
+    const stream = client.send('rkllm_run_async', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000 });
+    const run = client.send('rkllm_run', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000 });
+    expect((await client.next(stream)).result.chunk.seq).to.equal(0);
+    client.proc.stdin!.end();
+    const drained = await client.collect(stream);
+    expect(drained.last).to.include({ end: true, finish_reason: 'abort' });
+    expect(drained.last.perf!.generate_tokens).to.be.below(2000);
+    expect((await client.next(run)).result.finish_reason).to.equal('abort');
+    expect(await client.exited).to.equal(0);
+  });
+
+  it('answers a line over the limit with -32600 naming the limit, and reads on from the next line', async () => {
+    client = await StdioRpc.spawn([
+      '--no-http',
+      '--no-tcp',
+      '--no-udp',
+      '--no-ws',
+      '--settings',
+      writeSettings({ stdio: { max_line_bytes: 1024 } }),
+    ]);
+    client.sendRaw(`{"jsonrpc":"2.0","id":1,"method":"rkllm_is_running","params":{"pad":"${'x'.repeat(2000)}"}}`);
+    const res = await client.next(null);
+    expect(res.error!.code).to.equal(-32600);
+    expect(res.error!.message).to.include('exceeds the limit of 1024 bytes (setting stdio.max_line_bytes)');
+    expect(await client.result('rkllm_is_running', {})).to.deep.equal({ running: false, active: 0, queued: 0 });
+    await client.close();
+    expect(await client.exited).to.equal(0);
+  });
+});
