@@ -4,6 +4,7 @@
  * Field names follow the header exactly, so JSON-RPC parameters map onto them one to one.
  */
 import type { EngineFeature } from './capabilities.js';
+import type { EngineStatus } from './status.js';
 
 /** The CPU masks of rkllm.h, for `extend_param.enabled_cpus_mask`. */
 export const CPU_MASKS = {
@@ -66,6 +67,8 @@ export interface RKLLMParam {
   mirostat_tau: number;
   mirostat_eta: number;
   skip_special_token: boolean;
+  /** RKLLM 1.3 and later: keep generating past the end-of-sequence token. Absent means false. */
+  ignore_eos_token?: boolean;
   is_async: boolean;
   img_start: string;
   img_end: string;
@@ -280,6 +283,8 @@ export interface Engine {
   destroy(): Promise<void>;
   /** Frees the model and everything else the engine holds (the runtime itself). Idempotent; the engine is unusable afterwards. */
   dispose(): Promise<void>;
+  /** The engine's state for the status method, when it supervises a runtime that can fail and restart. */
+  status?(): EngineStatus;
 }
 
 /** `rkllm_createDefaultParam()`: the runtime's defaults. */

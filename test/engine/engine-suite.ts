@@ -34,7 +34,21 @@ export function request(prompt: string, maxNew: number, extra: Partial<RunReques
   };
 }
 
-export function engineSuite(name: string, factory: () => Promise<Engine>): void {
+/** The prompts the suite runs, each with the greedy behaviour `TINY_MODEL_PROMPTS` documents. */
+export type SuitePrompts = Record<keyof typeof TINY_MODEL_PROMPTS, string>;
+
+/** What differs between engines: the model's prompts, and whether the engine can count tokens ahead. */
+export interface SuiteOptions {
+  prompts: SuitePrompts;
+  /**
+   * Whether `validate` refuses an input longer than the context. An engine that cannot tokenize
+   * (the RKLLM runtime has no tokenizer API) must instead end such a run with an error.
+   */
+  validatesContext: boolean;
+}
+
+export function engineSuite(name: string, factory: () => Promise<Engine>, options: Partial<SuiteOptions> = {}): void {
+  const { prompts, validatesContext }: SuiteOptions = { prompts: TINY_MODEL_PROMPTS, validatesContext: true, ...options };
   describe(`engine contract: ${name}`, function () {
     this.timeout(60_000);
     let engine: Engine;
@@ -49,7 +63,7 @@ export function engineSuite(name: string, factory: () => Promise<Engine>): void 
 
     it('run calls back once per token, then exactly once with FINISH, and resolves with perf', async () => {
       const { record, callback } = recorder();
-      const outcome = await engine.run(request(TINY_MODEL_PROMPTS.long, 50), callback);
+      const outcome = await engine.run(request(prompts.long, 50), callback);
       expect(outcome.finish_reason).to.equal('length');
       expect(record.states.at(-1)).to.equal(LLMCallState.RKLLM_RUN_FINISH);
       expect(record.states.filter((s) => s === LLMCallState.RKLLM_RUN_FINISH)).to.have.lengthOf(1);
@@ -69,14 +83,14 @@ export function engineSuite(name: string, factory: () => Promise<Engine>): void 
     });
 
     it('ends with "stop" at end of sequence', async () => {
-      const outcome = await engine.run(request(TINY_MODEL_PROMPTS.endsWithEos, 500), () => 0);
+      const outcome = await engine.run(request(prompts.endsWithEos, 500), () => 0);
       expect(outcome.finish_reason).to.equal('stop');
       expect(outcome.perf.generate_tokens).to.be.below(500);
     });
 
     it('holds a split UTF-8 character back (WAITING) and delivers it whole', async () => {
       const { record, callback } = recorder();
-      await engine.run(request(TINY_MODEL_PROMPTS.multiByte, 100), callback);
+      await engine.run(request(prompts.multiByte, 100), callback);
       expect(record.states).to.include(LLMCallState.RKLLM_RUN_WAITING);
       const text = record.texts.join('');
       expect(text).to.match(/[^\p{ASCII}]/u);
@@ -87,7 +101,7 @@ export function engineSuite(name: string, factory: () => Promise<Engine>): void 
     });
 
     it('runAsync returns at once; isRunning is true until the run ends', async () => {
-      const handle = engine.runAsync(request(TINY_MODEL_PROMPTS.long, 400), () => 0);
+      const handle = engine.runAsync(request(prompts.long, 400), () => 0);
       expect(engine.isRunning()).to.equal(true);
       const outcome = await handle.done;
       expect(outcome.finish_reason).to.equal('length');
@@ -97,7 +111,7 @@ export function engineSuite(name: string, factory: () => Promise<Engine>): void 
     it('abort stops every running generation', async () => {
       let first!: () => void;
       const started = new Promise<void>((resolve) => (first = resolve));
-      const handle = engine.runAsync(request(TINY_MODEL_PROMPTS.long, 2000), () => {
+      const handle = engine.runAsync(request(prompts.long, 2000), () => {
         first();
         return 0;
       });
@@ -110,22 +124,36 @@ export function engineSuite(name: string, factory: () => Promise<Engine>): void 
 
     it("a run's own signal aborts only that run", async () => {
       const controller = new AbortController();
-      const a = engine.runAsync(request(TINY_MODEL_PROMPTS.long, 2000, { signal: controller.signal }), () => 0);
+      const a = engine.runAsync(request(prompts.long, 2000, { signal: controller.signal }), () => 0);
       controller.abort();
       expect((await a.done).finish_reason).to.equal('abort');
     });
 
     it('a non-zero callback return stops the run', async () => {
       const { record, callback } = recorder(5);
-      const outcome = await engine.run(request(TINY_MODEL_PROMPTS.long, 200), callback);
+      const outcome = await engine.run(request(prompts.long, 200), callback);
       expect(outcome.finish_reason).to.equal('abort');
       expect(record.texts).to.have.lengthOf(5);
     });
 
-    it('validate refuses a prompt longer than the context, with -32602', async () => {
-      const tooLong = request('word '.repeat(engine.param.max_context_len), 10);
-      const error = await engine.validate(tooLong).then(() => undefined, (err: unknown) => err);
-      expect(error).to.be.instanceOf(RpcError).with.property('code', -32602);
-    });
+    const tooLong = (): RunRequest => request('word '.repeat(engine.param.max_context_len), 10);
+    if (validatesContext) {
+      it('validate refuses a prompt longer than the context, with -32602', async () => {
+        const error = await engine.validate(tooLong()).then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+        expect(error).to.be.instanceOf(RpcError).with.property('code', -32602);
+      });
+    } else {
+      it('a run whose prompt is longer than the context ends with an error, and the engine keeps serving', async () => {
+        const { record, callback } = recorder();
+        const outcome = await engine.run(tooLong(), callback);
+        expect(outcome.finish_reason).to.equal('error');
+        expect(outcome.error).to.match(/context/);
+        expect(record.states).to.deep.equal([LLMCallState.RKLLM_RUN_ERROR]);
+        expect((await engine.run(request(prompts.long, 5), () => 0)).finish_reason).to.equal('length');
+      });
+    }
   });
 }

@@ -1,0 +1,113 @@
+/**
+ * The messages between the RKLLM engine (in the server process) and its runtime worker (a child
+ * process that owns the native handle). They travel over Node's IPC channel with the "advanced"
+ * serialization, so typed arrays cross as they are.
+ *
+ * The engine sends requests, each with an id; the worker answers each with exactly one `reply`
+ * or `failure`. While a `run` request is open, the worker also sends its callbacks as `result`
+ * messages, in order, before the run's reply.
+ */
+import type { LLMCallState, RKLLMPerfStat } from '../types.js';
+import type { LayoutVersion, NativeCrossAttnParam, NativeInferParam, NativeInput, NativeLoraAdapter, NativeParam } from './abi.js';
+
+/** The layout setting: a version, or `auto` to let the library tell (see `plausibleLayouts`). */
+export type LayoutSetting = LayoutVersion | 'auto';
+
+/** Runtime functions that take the handle and answer a status code, with their arguments. */
+export type Call =
+  | { fn: 'rkllm_load_lora'; adapter: NativeLoraAdapter }
+  | { fn: 'rkllm_load_prompt_cache'; path: string }
+  | { fn: 'rkllm_release_prompt_cache' }
+  | { fn: 'rkllm_clear_kv_cache'; keep_system_prompt: number; start_pos: Int32Array | null; end_pos: Int32Array | null }
+  | { fn: 'rkllm_set_chat_template'; system_prompt: string; prompt_prefix: string; prompt_postfix: string }
+  | { fn: 'rkllm_set_function_tools'; system_prompt: string; tools: string; tool_response_str: string }
+  | { fn: 'rkllm_set_cross_attn_params'; params: NativeCrossAttnParam }
+  | { fn: 'rkllm_abort' }
+  | { fn: 'rkllm_destroy' };
+
+/** What the engine asks of the worker. */
+export type Command =
+  /** Loads the library and binds every function with the layout. Replies {@link Opened}. */
+  | { op: 'open'; library: string; layout: LayoutSetting }
+  /** `rkllm_init`. Replies the status code. */
+  | { op: 'init'; param: NativeParam }
+  /**
+   * One generation, through `rkllm_run` or `rkllm_run_async`. `limit` makes the worker pause the
+   * runtime (callback return 1) after that many tokens, for layouts without a per-run
+   * `max_new_tokens`. Replies {@link RunEnd} once the generation is over.
+   */
+  | { op: 'run'; run: number; async: boolean; input: NativeInput; infer: NativeInferParam; limit: number | null }
+  /** Makes the run's next callback return 1 (pause): the consumer asked to stop. Replies null. */
+  | { op: 'stop'; run: number }
+  /** `rkllm_get_kv_cache_size` for `n_batch` slots. Replies {@link KvCacheSizes}. */
+  | { op: 'kv_cache_size'; n_batch: number }
+  /** Any other function of the handle. Replies the status code. */
+  | { op: 'call'; call: Call };
+
+export interface Request {
+  id: number;
+  command: Command;
+}
+
+/** The reply to `open`. */
+export interface Opened {
+  layout: LayoutVersion;
+  /** Whether the layout was set or told by the library's defaults. */
+  source: 'setting' | 'library';
+}
+
+/** The reply to `run`. */
+export interface RunEnd {
+  /** What `rkllm_run`/`rkllm_run_async` returned. */
+  code: number;
+  /** The last state the runtime reported: FINISH, ERROR, or none (paused or silent). */
+  final: 'finish' | 'error' | null;
+  /** The worker paused the runtime because the engine asked (`stop`). */
+  stopped: boolean;
+  /** The worker paused the runtime at `limit` tokens. */
+  limited: boolean;
+  /** The last RKLLMPerfStat the runtime reported. */
+  perf: RKLLMPerfStat | null;
+}
+
+/** The reply to `kv_cache_size`. */
+export interface KvCacheSizes {
+  code: number;
+  sizes: number[];
+}
+
+/** One callback of a run, copied out of the runtime's memory. `text` is whole UTF-8 characters. */
+export interface ResultMessage {
+  type: 'result';
+  run: number;
+  state: LLMCallState;
+  text: string;
+  token_id: number;
+  perf: RKLLMPerfStat;
+  last_hidden_layer?: { hidden_states: Float32Array; embd_size: number; num_tokens: number };
+  logits?: { logits: Float32Array; vocab_size: number; num_tokens: number };
+}
+
+/** A request that could not be carried out (a thrown error, not a runtime status code). */
+export interface FailureMessage {
+  type: 'failure';
+  id: number;
+  message: string;
+}
+
+export interface ReplyMessage {
+  type: 'reply';
+  id: number;
+  value: unknown;
+  /** The runtime refused the request; the worker wrote a mark after the runtime's output (see OUTPUT_MARK). */
+  marked: boolean;
+}
+
+export type WorkerMessage = ReplyMessage | FailureMessage | ResultMessage;
+
+/**
+ * Written by the worker to its stdout and stderr, followed by the request id and a newline, after
+ * a request failed, so the engine can tell which of the runtime's log lines came before the
+ * failure (each pipe keeps its order).
+ */
+export const OUTPUT_MARK = '\u0001rkllm-mcp-mark ';

@@ -1,0 +1,55 @@
+/**
+ * The RKLLM ABI twin (native/rkllm-twin/rkllm_twin.c), compiled on demand with gcc into build/,
+ * once per layout and variant, and the twin's model files (test/fixtures/rkllm-twin).
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { LayoutVersion } from '../../src/engine/rkllm/abi.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const SOURCE = join(ROOT, 'native/rkllm-twin/rkllm_twin.c');
+const OUT = join(ROOT, 'build/rkllm-twin');
+
+/** The twin's model files: `story` generates text, `echo` answers with what the twin received. */
+export const TWIN_MODELS = {
+  story: join(ROOT, 'test/fixtures/rkllm-twin/story.rkllm'),
+  echo: join(ROOT, 'test/fixtures/rkllm-twin/echo.rkllm'),
+  /** A file the runtime refuses at rkllm_init (not an RKLLM model). */
+  notAModel: join(ROOT, 'test/fixtures/rkllm-twin/not-a-model.rkllm'),
+} as const;
+
+/** Variants of the twin, as compile-time switches. */
+export type TwinVariant = 'standard' | 'missing-symbol' | 'dirty-defaults';
+
+const DEFINES: Record<TwinVariant, string[]> = {
+  standard: [],
+  'missing-symbol': ['-DRKLLM_TWIN_OMIT_FUNCTION_TOOLS'],
+  'dirty-defaults': ['-DRKLLM_TWIN_DIRTY_DEFAULTS'],
+};
+
+/** Compiles the twin for `layout` (once per source version) and returns the library's path. */
+export async function buildTwin(layout: LayoutVersion, variant: TwinVariant = 'standard'): Promise<string> {
+  const args = [
+    '-shared',
+    '-fPIC',
+    '-O2',
+    '-pthread',
+    '-Wall',
+    '-Wextra',
+    '-Werror',
+    `-DRKLLM_TWIN_API=${layout.replace('.', '')}`,
+    ...DEFINES[variant],
+  ];
+  const hash = createHash('sha256').update(readFileSync(SOURCE)).update(args.join(' ')).digest('hex').slice(0, 12);
+  const library = join(OUT, `librkllm_twin-${layout}-${variant}-${hash}.so`);
+  if (existsSync(library)) return library;
+  mkdirSync(OUT, { recursive: true });
+  const partial = `${library}.${process.pid}.tmp`;
+  await promisify(execFile)('gcc', [...args, '-o', partial, SOURCE]);
+  renameSync(partial, library);
+  return library;
+}
