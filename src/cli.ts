@@ -17,7 +17,11 @@ Usage: rkllm-mcp [flags]
                       do not serve that transport
   --stdio             also serve NDJSON on stdin/stdout (logs stay on stderr); exit 0 when stdin ends
   --host ADDR         address every transport binds (default 127.0.0.1)
-  --model PATH        a GGUF model file (default: the built-in tiny model, generated on first use)
+  --engine KIND       llama.cpp (default; any CPU, GGUF models) or rkllm (Rockchip NPU runtime)
+  --model PATH        the model: a GGUF file (default: the built-in tiny model, generated on first use),
+                      or an .rkllm file with --engine rkllm (required)
+  --rkllm-lib PATH    the RKLLM runtime library (default librkllmrt.so, found by the dynamic loader)
+  --rkllm-version V   its struct layout: 1.2, 1.3 or auto (default auto: told by the library)
   --threads N         CPU threads for evaluation (default: 1 for small models, else all cores)
   --parallel N        generations run at once (default 4)
   --context N         context length in tokens, max_context_len (default 2048)
@@ -66,6 +70,9 @@ export function parseFlags(argv: string[]): { settingsFile?: string; overrides: 
         stdio: { type: 'boolean' },
         host: { type: 'string' },
         model: { type: 'string' },
+        engine: { type: 'string' },
+        'rkllm-lib': { type: 'string' },
+        'rkllm-version': { type: 'string' },
         threads: { type: 'string' },
         parallel: { type: 'string' },
         context: { type: 'string' },
@@ -80,6 +87,11 @@ export function parseFlags(argv: string[]): { settingsFile?: string; overrides: 
   }
   const engine: Record<string, unknown> = {};
   if (values.model !== undefined) engine.model_path = values.model;
+  if (values.engine !== undefined) engine.kind = values.engine;
+  const rkllm: Record<string, unknown> = {};
+  if (values['rkllm-lib'] !== undefined) rkllm.library = values['rkllm-lib'];
+  if (values['rkllm-version'] !== undefined) rkllm.runtime_version = values['rkllm-version'];
+  if (Object.keys(rkllm).length > 0) engine.rkllm = rkllm;
   const threads = integer('threads', values.threads, 1, 1024);
   if (threads !== undefined) engine.threads = threads;
   const parallel = integer('parallel', values.parallel, 1, 256);

@@ -1,28 +1,17 @@
-import { statSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
 import type { Logger } from 'pino';
-import { LlamaEngine } from './engine/llama-engine.js';
-import { createDefaultParam, type Engine } from './engine/types.js';
+import { startEngine } from './engine/select.js';
 import { Dispatcher, type Method } from './jsonrpc/dispatcher.js';
 import { coreMethods, listFunctionsMethod } from './methods/core.js';
 import { diagnosticMethods } from './methods/diagnostics.js';
+import { engineStatusMethod } from './methods/engine-status.js';
 import { liveMethods } from './methods/live.js';
 import { rkllmMethods } from './methods/rkllm.js';
-import { ensureBuiltinModel } from './model/builtin.js';
 import type { Settings } from './settings.js';
 import { MemoryBufferStore } from './streams/memory-store.js';
 import { StreamHub, type StreamObserver } from './streams/hub.js';
 import { Scheduler } from './streams/scheduler.js';
 import { createTransports } from './transports/create.js';
-
-/** Models below this size run fastest on one thread: synchronising threads costs more than it saves. */
-const SMALL_MODEL_BYTES = 64 * 1024 * 1024;
-
-function chooseThreads(settings: Settings, modelPath: string): number {
-  if (settings.engine.threads > 0) return settings.engine.threads;
-  return statSync(modelPath).size < SMALL_MODEL_BYTES ? 1 : availableParallelism();
-}
 
 /** A running server: its transports' bound addresses and a way to stop it. */
 export interface RunningServer {
@@ -44,11 +33,8 @@ export interface ServerOptions {
 }
 
 export async function startServer(settings: Settings, log: Logger, options: ServerOptions = {}): Promise<RunningServer> {
-  const modelPath = settings.engine.model_path ?? (await ensureBuiltinModel('tiny'));
-  const threads = chooseThreads(settings, modelPath);
-  const engine: Engine = new LlamaEngine({ threads, slots: settings.engine.parallel });
-  await engine.init({ ...createDefaultParam(), model_path: modelPath, max_context_len: settings.engine.max_context_len });
-  log.info({ model: modelPath, threads, parallel: settings.engine.parallel, context: engine.param.max_context_len }, 'model loaded');
+  const engine = await startEngine(settings.engine, log);
+  const modelPath = engine.param.model_path;
 
   const s = settings.streams;
   const store = new MemoryBufferStore({
@@ -65,6 +51,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     ...coreMethods({ engine, hub, maxWaitMs: s.max_wait_ms, cleanupIntervalS: s.cleanup_interval, bufferTimeoutS: s.buffer_timeout }),
     ...rkllmMethods({ engine, hub }),
     ...liveMethods(hub),
+    engineStatusMethod(engine),
     listFunctionsMethod((): ReadonlyMap<string, Method> => table, engine),
     ...(settings.diagnostics ? diagnosticMethods(store, () => hub.sweep()) : []),
   ]);

@@ -55,8 +55,9 @@ export interface Settings {
     max_inflight: number;
   };
   engine: {
-    kind: 'llama.cpp';
-    /** A GGUF file; null uses the built-in model, generated on first use. */
+    /** "llama.cpp" (any CPU, GGUF models) or "rkllm" (Rockchip's NPU runtime, .rkllm models). */
+    kind: 'llama.cpp' | 'rkllm';
+    /** A GGUF file (llama.cpp; null uses the built-in model, generated on first use) or an .rkllm file (rkllm; required). */
     model_path: string | null;
     /** CPU threads; 0 picks: 1 for models under 64 MiB (thread sync dominates), else all cores. */
     threads: number;
@@ -65,6 +66,22 @@ export interface Settings {
     /** Runs waiting for a slot at most; beyond it callers get a busy error. */
     queue_limit: number;
     max_context_len: number;
+    /** The RKLLM engine: librkllmrt.so through FFI, in a worker process that is restarted when it crashes. */
+    rkllm: {
+      /** librkllmrt.so: a path, or a file name the dynamic loader finds (LD_LIBRARY_PATH, /usr/lib). */
+      library: string;
+      /** The struct layout of the library: "1.2", "1.3", or "auto" (told by the library's default parameters). */
+      runtime_version: 'auto' | '1.2' | '1.3';
+      /** RKLLMExtendParam at start: CPU cores for the runtime's threads (enabled_cpus_mask, e.g. 240 = CPU4-7), inputs per forward pass (n_batch). */
+      extend_param: { base_domain_id: number; embed_flash: number; enabled_cpus_num: number; enabled_cpus_mask: number; n_batch: number };
+      /** The first delay before restarting a crashed runtime, in ms; it doubles with each failure in a row. */
+      restart_delay_ms: number;
+      restart_max_delay_ms: number;
+      /** Failed restarts in a row before the engine gives up (the status method then shows "failed"). */
+      max_restarts: number;
+      /** How long loading the library and the model (rkllm_init) may take, in ms. */
+      init_timeout_ms: number;
+    };
   };
   jsonrpc: {
     max_batch: number;
@@ -92,7 +109,23 @@ export function defaultSettings(): Settings {
     ws: { enabled: true, port: 8083, max_message_bytes: 1024 * 1024 },
     stdio: { enabled: false, max_line_bytes: 1024 * 1024 },
     connections: { max_connections: 1024, idle_timeout: 300, max_send_buffer_bytes: 1024 * 1024, max_inflight: 64 },
-    engine: { kind: 'llama.cpp', model_path: null, threads: 0, parallel: 4, queue_limit: 64, max_context_len: 2048 },
+    engine: {
+      kind: 'llama.cpp',
+      model_path: null,
+      threads: 0,
+      parallel: 4,
+      queue_limit: 64,
+      max_context_len: 2048,
+      rkllm: {
+        library: 'librkllmrt.so',
+        runtime_version: 'auto',
+        extend_param: { base_domain_id: 0, embed_flash: 0, enabled_cpus_num: 0, enabled_cpus_mask: 0, n_batch: 1 },
+        restart_delay_ms: 500,
+        restart_max_delay_ms: 30_000,
+        max_restarts: 5,
+        init_timeout_ms: 600_000,
+      },
+    },
     jsonrpc: { max_batch: 100 },
     streams: { buffer_timeout: 60, cleanup_interval: 30, max_buffers: 256, max_buffer_bytes: 1024 * 1024, max_wait_ms: 30_000 },
   };
@@ -128,12 +161,27 @@ const settingsSchema = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        kind: { enum: ['llama.cpp'] },
+        kind: { enum: ['llama.cpp', 'rkllm'] },
         model_path: { type: ['string', 'null'] },
         threads: { type: 'integer', minimum: 0, maximum: 1024 },
         parallel: positive(256),
         queue_limit: { type: 'integer', minimum: 0, maximum: 1_000_000 },
         max_context_len: { type: 'integer', minimum: 16, maximum: 1 << 20 },
+        rkllm: section({
+          library: { type: 'string', minLength: 1 },
+          runtime_version: { enum: ['auto', '1.2', '1.3'] },
+          extend_param: section({
+            base_domain_id: { type: 'integer', minimum: 0, maximum: 2 ** 31 - 1 },
+            embed_flash: { type: 'integer', minimum: 0, maximum: 1 },
+            enabled_cpus_num: { type: 'integer', minimum: 0, maximum: 127 },
+            enabled_cpus_mask: { type: 'integer', minimum: 0, maximum: 2 ** 32 - 1 },
+            n_batch: positive(255),
+          }),
+          restart_delay_ms: positive(3_600_000),
+          restart_max_delay_ms: positive(3_600_000),
+          max_restarts: positive(1000),
+          init_timeout_ms: positive(86_400_000),
+        }),
       },
     },
     jsonrpc: { type: 'object', additionalProperties: false, properties: { max_batch: positive(100_000) } },
@@ -209,6 +257,9 @@ export function resolveSettings(layers: Array<{ source: string; values: unknown 
   for (const layer of layers) {
     checkSettings(layer.values, layer.source);
     settings = merge(settings, layer.values);
+  }
+  if (settings.engine.kind === 'rkllm' && settings.engine.model_path === null) {
+    throw new SettingsError('setting "engine.model_path" is required with engine.kind "rkllm": give the .rkllm model (--model FILE.rkllm)');
   }
   return settings;
 }

@@ -330,8 +330,8 @@ export class RkllmEngine implements Engine {
       onOutput: (line, stream) => {
         const version = VERSION_LINE.exec(line);
         if (version) reported.version = `${version[1]}.${version[2]}`;
-        if (stream === 'stderr') log?.warn({ engine: ENGINE, pid: runtime.pid }, line);
-        else log?.info({ engine: ENGINE, pid: runtime.pid }, line);
+        if (stream === 'stderr') log?.warn({ engine: ENGINE, worker_pid: runtime.pid }, line);
+        else log?.info({ engine: ENGINE, worker_pid: runtime.pid }, line);
       },
       onExit: (exit) => this.#onExit(runtime, exit),
     });
@@ -420,7 +420,10 @@ export class RkllmEngine implements Engine {
         this.#model = reloaded;
         this.#state = 'ready';
         this.#restarts++;
-        this.#options.log?.info({ engine: ENGINE, pid: runtime.pid, attempt }, 'the RKLLM runtime was restarted and the model reloaded');
+        this.#options.log?.info(
+          { engine: ENGINE, worker_pid: runtime.pid, attempt },
+          'the RKLLM runtime was restarted and the model reloaded',
+        );
         return;
       } catch (err) {
         this.#failures++;
