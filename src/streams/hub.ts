@@ -99,7 +99,7 @@ export class StreamHub {
     }
     if (connection) {
       if (!buffered) this.#abortOnClose(stream, connection.closed);
-      this.#deliverLive(stream, connection, requestId ?? null, -1);
+      this.#deliverLive(stream, this.#newSink(stream, connection, requestId ?? null, -1));
     }
     this.#launch(stream, params);
     return stream;
@@ -124,11 +124,13 @@ export class StreamHub {
         `Stream ${streamId} is not buffered, so it cannot be attached: it lives and dies with the connection that started it. Start runs with "detach": true to resume them later`,
       );
     }
-    const sink = this.#deliverLive(stream, connection, requestId, afterSeq);
+    // The connection that received the stream so far keeps it until the replay has succeeded.
+    const sink = this.#newSink(stream, connection, requestId, afterSeq);
     await sink.replay(async () => {
       await appended;
       return (await this.#store.poll(streamId, afterSeq)).chunks;
     });
+    this.#deliverLive(stream, sink);
     return true;
   }
 
@@ -240,8 +242,14 @@ export class StreamHub {
     void stream.ended.then(() => closed.removeEventListener('abort', onClose));
   }
 
-  #deliverLive(stream: Stream, connection: Connection, requestId: JsonRpcId, afterSeq: number): LiveSink {
-    this.#sinks.get(stream.id)?.close();
+  /** Makes `sink` the one live delivery of `stream`, ending any other. */
+  #deliverLive(stream: Stream, sink: LiveSink): void {
+    const previous = this.#sinks.get(stream.id);
+    if (previous !== sink) previous?.close();
+    if (!sink.closed) this.#sinks.set(stream.id, sink);
+  }
+
+  #newSink(stream: Stream, connection: Connection, requestId: JsonRpcId, afterSeq: number): LiveSink {
     const sink: LiveSink = new LiveSink({
       stream,
       connection,
@@ -253,7 +261,6 @@ export class StreamHub {
         if (this.#sinks.get(stream.id) === sink) this.#sinks.delete(stream.id);
       },
     });
-    this.#sinks.set(stream.id, sink);
     return sink;
   }
 

@@ -58,6 +58,11 @@ export class LiveSink {
     return this.#options.buffered;
   }
 
+  /** True once the sink delivers nothing more. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** Sends what `read` returns (chunks from the buffer), then what arrived meanwhile. A failed read closes the sink. */
   async replay(read: () => Promise<Chunk[]>): Promise<void> {
     this.#held = [];

@@ -63,6 +63,7 @@ export class WsTransport implements Transport {
   close(): Promise<void> {
     this.#closed ??= new Promise<void>((resolve) => {
       this.#http.close(() => resolve());
+      this.#http.closeAllConnections();
       for (const [ws, connection] of this.#connections) {
         connection.dispose();
         ws.terminate();

@@ -183,12 +183,13 @@ export class WsRpc extends LiveRpc {
   }
 
   static async connect(address: string): Promise<WsRpc> {
-    const ws = new WebSocket(`ws://${address}/`);
+    // Listen before the socket opens: a message may arrive right behind the handshake.
+    const client = new WsRpc(new WebSocket(`ws://${address}/`));
     await new Promise<void>((resolve, reject) => {
-      ws.once('open', resolve);
-      ws.once('error', reject);
+      client.ws.once('open', resolve);
+      client.ws.once('error', reject);
     });
-    return new WsRpc(ws);
+    return client;
   }
 
   sendRaw(data: string | Buffer): void {

@@ -123,6 +123,18 @@ describe('Disconnects and resuming', function () {
     await msUntilIdle(fixture.http, performance.now());
   });
 
+  it('a failed attach leaves the stream with the connection that receives it', async () => {
+    const params = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000, ...greedy };
+    const owner = await open('tcp');
+    const id = owner.send('rkllm_run_async', { ...params, detach: true });
+    const { stream_id } = (await owner.next(id)).result.chunk as LiveChunk;
+    const other = await open('ws');
+    const refused = await other.call('rkllm_stream_attach', { stream_id, after_seq: 1_000_000 });
+    expect(refused.error!.message).to.match(/after_seq 1000000 is beyond the last chunk sent/);
+    const rest = await owner.collect(id);
+    expect(rest.last).to.include({ end: true, finish_reason: 'length' });
+  });
+
   it('rkllm_stream_attach needs a live transport', async () => {
     const res = await fixture.http.call('rkllm_stream_attach', { stream_id: 'st_x', after_seq: -1 });
     expect(res.error!.code).to.equal(-32600);
