@@ -25,6 +25,17 @@ describe('stdio', function () {
     expect(drained.text).to.equal((await client.result('rkllm_run', params)).text);
     expect(drained.chunks.map((c) => c.seq)).to.deep.equal(drained.chunks.map((_, i) => i));
     expect(drained.last).to.include({ end: true, finish_reason: 'length' });
+    // poll works here too, on a detached stream.
+    const detached = (await client.next(client.send('rkllm_run_async', { ...params, detach: true }))).result.chunk;
+    let polled = detached.delta as string;
+    for (let seq = detached.seq as number, polls = 0; polls < 1000; polls++) {
+      const { chunk } = await client.result('poll', { stream_id: detached.stream_id, after_seq: seq, wait_ms: 1000 });
+      if (!chunk) continue;
+      polled += chunk.delta;
+      seq = chunk.seq;
+      if (chunk.end) break;
+    }
+    expect(polled).to.equal(drained.text);
     client.sendRaw('this is not json');
     expect((await client.next(null)).error!.code).to.equal(-32700);
     expect(client.stdoutLines.length).to.be.greaterThan(200);
