@@ -15,7 +15,8 @@
  * UTF-8 character is incomplete), then once with FINISH or ERROR. It returns -1 on bad input.
  *
  * What it does for tests: tokens are deterministic (a function of the input); directives in a
- * prompt steer a run ("[eos:N]", "[utf8]", "[error:N]", "[crash:N]", "[abort:N]", "[slow:US]");
+ * prompt steer a run after N tokens ("[eos:N]", "[error:N]", "[crash:N]" a segfault, "[abort:N]"
+ * abort(), "[hang:N]" no more callbacks, abort ignored) or all along ("[utf8]", "[slow:US]");
  * a model file with the line "echo=1" answers every run with one token holding a JSON echo of
  * every field the twin received, so tests can prove each field is written at the right offset;
  * and rkllm_twin_layout() returns the sizes and offsets of every struct as this compiler laid
@@ -731,7 +732,7 @@ typedef struct {
     bool ignore_eos;
     char *echo;
     Tokens tokens;
-    int eos_after, crash_after, abort_after, error_after, delay_us;
+    int eos_after, crash_after, abort_after, error_after, hang_after, delay_us;
     char *save_cache; /* path of a prompt cache to write, or NULL */
 } Job;
 
@@ -788,6 +789,10 @@ static bool step(Job *job, int generated, LLMCallState *end) {
         *end = RKLLM_RUN_ERROR;
         return false;
     }
+    if (job->hang_after == generated) {
+        log_error("simulated hang: no more callbacks, and rkllm_abort is ignored");
+        for (;;) sleep(1);
+    }
     return true;
 }
 
@@ -821,7 +826,7 @@ static void *generate(void *arg) {
         paused = deliver_outputs(job) == 1;
     } else if (job->echo) {
         RKLLMResult r = {.text = job->echo, .token_id = 3};
-        paused = deliver(job, &r, ++generated, RKLLM_RUN_NORMAL) == 1;
+        if (step(job, generated, &end)) paused = deliver(job, &r, ++generated, RKLLM_RUN_NORMAL) == 1;
     } else {
         for (size_t i = 0; i < job->tokens.len && generated < job->limit; i++) {
             if (t->abort_requested) break;
@@ -928,6 +933,7 @@ static Job *plan(Twin *t, RKLLMInput *in, RKLLMInferParam *infer, void *userdata
     job->crash_after = directive(prompt, "crash", 0);
     job->abort_after = directive(prompt, "abort", 0);
     job->error_after = directive(prompt, "error", 0);
+    job->hang_after = directive(prompt, "hang", 0);
     int slow = directive(prompt, "slow", 1000);
     job->delay_us = slow >= 0 ? slow : t->token_delay_us;
     if (t->echo) job->echo = echo_all(t, in, infer, userdata);

@@ -21,7 +21,7 @@ import type { LayoutVersion } from './abi.js';
 import { toKvPositions, toNativeCrossAttn, toNativeParam, toNativeRun } from './marshal.js';
 import type { Call, KvCacheSizes, LayoutSetting, Opened, ResultMessage, RunEnd } from './protocol.js';
 import { RunRelay, judge } from './run-relay.js';
-import { RuntimeExitError, RuntimeProcess, describeExit, type Reply, type RuntimeExit } from './runtime-process.js';
+import { RuntimeExitError, RuntimeProcess, describeExit, explain, type Reply, type RuntimeExit } from './runtime-process.js';
 
 /** How the engine restarts a crashed runtime: exponential backoff from `initialDelayMs`, up to `maxDelayMs`. */
 export interface RestartPolicy {
@@ -85,7 +85,7 @@ function message(err: unknown): string {
 
 /** The runtime answered a non-zero status code. `data` carries the code and the runtime's reason. */
 function refused(fn: string, code: number, log: string[]): RpcError {
-  const reason = log.length > 0 ? log.join('; ') : 'the runtime gave no reason';
+  const reason = explain(log);
   return new RpcError('ENGINE_ERROR', `${fn} failed with code ${code}: ${reason}`, { engine: ENGINE, function: fn, code, reason });
 }
 

@@ -8,6 +8,7 @@ import {
   type RunOutcome,
 } from '../types.js';
 import type { ResultMessage, RunEnd } from './protocol.js';
+import { explain } from './runtime-process.js';
 
 /**
  * One run as its consumer sees it: the worker's result messages become `LLMResultCallback`
@@ -81,7 +82,7 @@ export interface RunVerdictContext {
 
 /** Why a run ended, from the worker's account of it, or the error to report. */
 export function judge(end: RunEnd, context: RunVerdictContext): { reason: FinishReason; error?: string } {
-  const why = context.log.length > 0 ? context.log.join('; ') : 'the runtime gave no reason';
+  const why = explain(context.log);
   if (end.code !== 0) return { reason: 'error', error: `rkllm_run failed with code ${end.code}: ${why}` };
   if (end.final === 'error') return { reason: 'error', error: `the RKLLM runtime reported RKLLM_RUN_ERROR: ${why}` };
   if (context.stopped) return { reason: 'abort' };

@@ -43,6 +43,16 @@ export function describeExit(exit: RuntimeExit): string {
   return `the RKLLM runtime process ${how}${last ? ` (last output: ${last})` : ''}`;
 }
 
+/**
+ * The reason a refusal gives: the runtime's error and warning lines ("E rkllm: ...", "W rkllm: ...")
+ * among what it wrote during the request, or all of it when it wrote none.
+ */
+export function explain(log: string[]): string {
+  const problems = log.filter((line) => /^[EW]\b/.test(line));
+  const lines = problems.length > 0 ? problems : log;
+  return lines.length > 0 ? lines.join('; ') : 'the runtime gave no reason';
+}
+
 /** What a request answered, and the runtime's output lines that explain a refusal. */
 export interface Reply<T> {
   value: T;
