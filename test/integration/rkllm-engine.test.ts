@@ -1,0 +1,135 @@
+/**
+ * The server on the RKLLM engine (`--engine rkllm`), with the ABI twin as librkllmrt.so: the
+ * runtime crashes in the middle of a stream and the server proves everything the engine promises.
+ */
+import { expect } from 'chai';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TcpRpc } from '../helpers/live-rpc.js';
+import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
+import { HttpRpc } from '../helpers/rpc.js';
+import { runCli, startServer, type ServerProcess } from '../helpers/server-process.js';
+
+/** Calls engine_status until `state` (at most 200 times, 50 ms apart). */
+async function untilState(http: HttpRpc, state: string): Promise<any> {
+  for (let i = 0; i < 200; i++) {
+    const status = await http.result('engine_status', {});
+    if (status.state === state) return status;
+    await sleep(50);
+  }
+  throw new Error(`engine_status never reached "${state}"`);
+}
+
+describe('server with --engine rkllm (ABI twin 1.3)', function () {
+  this.timeout(60_000);
+  let library: string;
+  let server: ServerProcess | undefined;
+  let http: HttpRpc;
+  let tcp: TcpRpc | undefined;
+
+  before(async () => {
+    library = await buildTwin('1.3');
+    server = await startServer({
+      args: ['--engine', 'rkllm', '--model', TWIN_MODELS.story, '--rkllm-lib', library, '--context', '1024'],
+      // A long first delay, so the test sees the engine restarting.
+      settings: { engine: { rkllm: { restart_delay_ms: 2000 } } },
+    });
+    http = new HttpRpc(server.url);
+    tcp = await TcpRpc.connect(server.addresses.tcp!);
+  });
+
+  after(async () => {
+    await tcp?.close();
+    await server?.stop();
+  });
+
+  it('serves streams from the runtime, and reports the engine', async () => {
+    const status = await http.result('engine_status', {});
+    expect(status).to.include({ engine: 'rkllm', state: 'ready', model_path: TWIN_MODELS.story, restarts: 0 });
+    expect(status.runtime).to.include({ library, layout: '1.3', layout_source: 'library', reported_version: '1.3' });
+    const live = await tcp!.stream({ prompt_input: 'Once upon a time [utf8]', max_new_tokens: 40 });
+    expect(live.last).to.include({ end: true, finish_reason: 'length' });
+    expect(live.text).to.match(/[^\p{ASCII}]/u);
+    const functions = await http.result('rkllm_list_functions', {});
+    expect(functions.engine.name).to.equal('rkllm');
+    expect(Object.values(functions.engine.features).every(Boolean)).to.equal(true);
+  });
+
+  it('a runtime crash mid-stream: an error chunk ends that stream, the server keeps answering, the engine restarts and reloads, a queued stream is served', async () => {
+    const crashing = await http.start({ prompt_input: 'this one crashes [crash:25]', max_new_tokens: 200 });
+    const queued = tcp!.stream({ prompt_input: 'waiting behind the crash', max_new_tokens: 20 });
+
+    const drained = await http.drain(crashing.stream_id);
+    expect(drained.text.length).to.be.greaterThan(0);
+    expect(drained.last).to.include({ end: true, finish_reason: 'error' });
+    expect(drained.last.error!.code).to.equal(-32006);
+    expect(drained.last.error!.message)
+      .to.match(/killed by SIGSEGV/)
+      .and.match(/reloads the model/);
+
+    const restarting = await http.result('engine_status', {});
+    expect(restarting.state).to.equal('restarting');
+    expect(restarting.last_error.message).to.match(/SIGSEGV/);
+    expect(restarting.runtime.pid).to.equal(null);
+    const constants = await http.result('rkllm_get_constants', {});
+    expect(constants.enums.LLMCallState.RKLLM_RUN_ERROR).to.equal(3);
+    expect(await http.result('http_buffer_manager_status', {})).to.include({ initialized: true });
+    const running = await http.result('rkllm_is_running', {});
+    expect(running.queued + running.active).to.be.greaterThan(0);
+
+    const served = await queued;
+    expect(served.last).to.include({ end: true, finish_reason: 'length' });
+    const ready = await untilState(http, 'ready');
+    expect(ready.restarts).to.equal(1);
+    expect(ready.runtime.pid).to.be.a('number');
+
+    const after = await http.result('rkllm_run', { prompt_input: 'and after', max_new_tokens: 8 });
+    expect(after.finish_reason).to.equal('length');
+  });
+});
+
+describe('rkllm-mcp --engine rkllm: errors at start', function () {
+  this.timeout(60_000);
+
+  it('a missing --model is a usage error', async () => {
+    const { code, stderr } = await runCli(['--engine', 'rkllm', '--http', '0', '--no-tcp', '--no-udp', '--no-ws']);
+    expect(code).to.equal(2);
+    expect(stderr).to.match(/"engine.model_path" is required with engine.kind "rkllm"/);
+  });
+
+  it('a library that cannot be loaded stops the server with the reason', async () => {
+    const { code, stderr } = await runCli([
+      '--engine',
+      'rkllm',
+      '--model',
+      TWIN_MODELS.story,
+      '--rkllm-lib',
+      '/nonexistent/librkllmrt.so',
+      '--http',
+      '0',
+      '--no-tcp',
+      '--no-udp',
+      '--no-ws',
+    ]);
+    expect(code).to.equal(1);
+    expect(stderr).to.match(/The RKLLM runtime could not start: Cannot load the RKLLM runtime library \/nonexistent\/librkllmrt\.so/);
+  });
+
+  it('a model the runtime refuses stops the server with the runtime code and reason', async () => {
+    const library = await buildTwin('1.2');
+    const { code, stderr } = await runCli([
+      '--engine',
+      'rkllm',
+      '--model',
+      TWIN_MODELS.notAModel,
+      '--rkllm-lib',
+      library,
+      '--http',
+      '0',
+      '--no-tcp',
+      '--no-udp',
+      '--no-ws',
+    ]);
+    expect(code).to.equal(1);
+    expect(stderr).to.match(/rkllm_init failed with code -1: E rkllm: .*not an RKLLM model file/);
+  });
+});
