@@ -63,7 +63,7 @@ export function toNativeParam(param: RKLLMParam, layout: LayoutVersion): NativeP
 }
 
 /** What a run sends to the worker, and what the engine needs to judge how it ended. */
-export interface NativeRun {
+export interface NativeRunPlan {
   input: NativeInput;
   infer: NativeInferParam;
   /** Tokens after which the worker pauses the runtime (1.2 has no per-run max_new_tokens). */
@@ -73,7 +73,7 @@ export interface NativeRun {
 }
 
 /** Converts and checks one run for `layout`, against the model's `param`. */
-export function toNativeRun(request: RunRequest, param: RKLLMParam, layout: LayoutVersion): NativeRun {
+export function toNativeRun(request: RunRequest, param: RKLLMParam, layout: LayoutVersion): NativeRunPlan {
   const { infer } = request;
   const sampling = infer.sampling_params ?? {};
   if (sampling.seed !== undefined) throw unsupported('seed', 'RKLLM samples with its own generator, which takes no seed');
