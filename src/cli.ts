@@ -26,6 +26,8 @@ Usage: rkllm-mcp [flags]
   --parallel N        generations run at once (default 4)
   --context N         context length in tokens, max_context_len (default 2048)
   --settings FILE     read settings from this JSON file (see README)
+  --redis URL         share stream buffers with other instances through Redis (redis://host:port);
+                      any instance then answers poll, attach and abort for any stream
   --diagnostics       enable the buffer-manager test methods (test_*)
   --log-level LEVEL   fatal, error, warn, info, debug, trace or silent (default info)
   --help              show this help and exit
@@ -78,6 +80,7 @@ export function parseFlags(argv: string[]): { settingsFile?: string; overrides: 
         context: { type: 'string' },
         settings: { type: 'string' },
         diagnostics: { type: 'boolean' },
+        redis: { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -112,6 +115,10 @@ export function parseFlags(argv: string[]): { settingsFile?: string; overrides: 
   if (values.stdio) overrides.stdio = { enabled: true };
   if (values.host !== undefined) overrides.host = values.host;
   if (values.diagnostics) overrides.diagnostics = true;
+  if (values.redis !== undefined) {
+    overrides.streams = { store: 'redis' };
+    overrides.redis = { url: values.redis };
+  }
   if (values['log-level'] !== undefined) overrides.log_level = values['log-level'];
   return { ...(values.settings === undefined ? {} : { settingsFile: values.settings }), overrides, help: values.help === true };
 }

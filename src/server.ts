@@ -8,7 +8,7 @@ import { engineStatusMethod } from './methods/engine-status.js';
 import { liveMethods } from './methods/live.js';
 import { rkllmMethods } from './methods/rkllm.js';
 import type { Settings } from './settings.js';
-import { MemoryBufferStore } from './streams/memory-store.js';
+import { openStore, type OpenStore } from './streams/open-store.js';
 import { StreamHub, type StreamObserver } from './streams/hub.js';
 import { Scheduler } from './streams/scheduler.js';
 import { createTransports } from './transports/create.js';
@@ -37,13 +37,19 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   const modelPath = engine.param.model_path;
 
   const s = settings.streams;
-  const store = new MemoryBufferStore({
-    limits: { maxBuffers: s.max_buffers, maxBufferBytes: s.max_buffer_bytes, bufferTimeoutMs: s.buffer_timeout * 1000 },
-  });
+  let opened: OpenStore;
+  try {
+    opened = await openStore(settings, log);
+  } catch (err) {
+    await engine.dispose();
+    throw err;
+  }
+  const { store, cluster } = opened;
   const hub = new StreamHub({
     engine,
     scheduler: new Scheduler(engine.slots, settings.engine.queue_limit),
     store,
+    ...(cluster ? { cluster } : {}),
     log,
     ...(options.observer ? { observer: options.observer } : {}),
   });
@@ -80,7 +86,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
       clearInterval(sweeper);
       await Promise.all(transports.map((t) => t.close()));
       await hub.close();
-      await store.close();
+      await opened.close();
       await engine.dispose();
     })());
   try {

@@ -95,6 +95,21 @@ export interface Settings {
     max_buffer_bytes: number;
     /** Longest long-poll, in ms. */
     max_wait_ms: number;
+    /** Where buffers live: "memory" (this process) or "redis" (shared by every instance using the same Redis). */
+    store: 'memory' | 'redis';
+  };
+  /** The shared buffer store, with `streams.store: "redis"`. */
+  redis: {
+    /** redis://[user:password@]host:port[/db] or rediss://...; `--redis URL` sets it and the store. */
+    url: string | null;
+    /** Prefix of every key, so several deployments can share one Redis. */
+    key_prefix: string;
+    /** How long an instance's lease on the streams it generates lasts; if it is not renewed (the instance died), their pollers get an error chunk. */
+    lease_ms: number;
+    /** How long storing a chunk is retried while Redis is unreachable before the stream is stopped with an error. */
+    retry_ms: number;
+    /** Connections for blocking reads (long polls) per instance at most; further long polls wait for one. */
+    max_blocking_connections: number;
   };
 }
 
@@ -127,7 +142,15 @@ export function defaultSettings(): Settings {
       },
     },
     jsonrpc: { max_batch: 100 },
-    streams: { buffer_timeout: 60, cleanup_interval: 30, max_buffers: 256, max_buffer_bytes: 1024 * 1024, max_wait_ms: 30_000 },
+    streams: {
+      buffer_timeout: 60,
+      cleanup_interval: 30,
+      max_buffers: 256,
+      max_buffer_bytes: 1024 * 1024,
+      max_wait_ms: 30_000,
+      store: 'memory',
+    },
+    redis: { url: null, key_prefix: 'rkllm:', lease_ms: 5000, retry_ms: 10_000, max_blocking_connections: 64 },
   };
 }
 
@@ -194,8 +217,16 @@ const settingsSchema = {
         max_buffers: positive(1_000_000),
         max_buffer_bytes: positive(1024 ** 3),
         max_wait_ms: { type: 'integer', minimum: 0, maximum: 3_600_000 },
+        store: { enum: ['memory', 'redis'] },
       },
     },
+    redis: section({
+      url: { type: ['string', 'null'], pattern: '^rediss?://' },
+      key_prefix: { type: 'string', maxLength: 100 },
+      lease_ms: { type: 'integer', minimum: 100, maximum: 3_600_000 },
+      retry_ms: { type: 'integer', minimum: 0, maximum: 3_600_000 },
+      max_blocking_connections: positive(10_000),
+    }),
   },
 };
 

@@ -37,6 +37,10 @@ export const ErrorCodes = {
   TOO_MANY_CONNECTIONS: -32011,
   /** A connection was closed for staying idle too long. */
   CONNECTION_IDLE: -32012,
+  /** The shared stream store (Redis) cannot be reached; retry once it is back (replies and error chunks). */
+  STORE_UNAVAILABLE: -32013,
+  /** The instance generating a stream stopped renewing its lease (it died or lost Redis); appears in final chunks. */
+  STREAM_OWNER_LOST: -32014,
 } as const;
 
 export type ErrorName = keyof typeof ErrorCodes;

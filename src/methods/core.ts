@@ -159,10 +159,9 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
             live[0]!.abort();
             return { aborted: 1, stream_id: live[0]!.id };
           }
-          // Not live: an ended stream whose buffer remains is fine to "abort" (nothing to do).
+          // Not live here: another instance may generate it; an ended stream whose buffer remains is fine to "abort" (nothing to do).
           const streamId = await bufferedStream(params);
-          await store.peek(streamId);
-          return { aborted: 0, stream_id: streamId };
+          return { aborted: (await hub.abortElsewhere(streamId)) ? 1 : 0, stream_id: streamId };
         },
       ),
     ],

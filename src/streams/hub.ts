@@ -4,7 +4,9 @@ import type { Connection } from '../jsonrpc/connection.js';
 import { RpcError, invalidParams } from '../jsonrpc/errors.js';
 import type { JsonRpcId } from '../jsonrpc/message.js';
 import { requestKey, type BufferStore } from './buffer-store.js';
-import { LiveSink, chunkResponse } from './live-sink.js';
+import type { Cluster } from './cluster.js';
+import { followStored } from './follow.js';
+import { LiveSink } from './live-sink.js';
 import type { Scheduler } from './scheduler.js';
 import { Stream, type Chunk } from './stream.js';
 
@@ -17,6 +19,8 @@ export interface StreamHubOptions {
   engine: Engine;
   scheduler: Scheduler;
   store: BufferStore;
+  /** With a shared store: reaches the streams other instances generate, and lets them reach ours. */
+  cluster?: Cluster;
   log: Logger;
   observer?: StreamObserver;
 }
@@ -52,6 +56,7 @@ export class StreamHub {
   readonly #engine: Engine;
   readonly #scheduler: Scheduler;
   readonly #store: BufferStore;
+  readonly #cluster: Cluster | undefined;
   readonly #log: Logger;
   /** Streams that have not ended, by id. */
   readonly #live = new Map<string, Stream>();
@@ -69,6 +74,7 @@ export class StreamHub {
     this.#engine = options.engine;
     this.#scheduler = options.scheduler;
     this.#store = options.store;
+    this.#cluster = options.cluster;
     this.#log = options.log;
   }
 
@@ -94,8 +100,9 @@ export class StreamHub {
     const { connection } = delivery;
     const buffered = connection === undefined || connection.lossy || delivery.detach === true;
     if (buffered) {
-      await this.#store.create(stream.id, requestId === undefined ? {} : { requestKey: requestKey(requestId) });
+      await this.#store.create(stream.id, { generated: true, ...(requestId === undefined ? {} : { requestKey: requestKey(requestId) }) });
       this.#attachStore(stream);
+      this.#cluster?.own(stream);
     }
     if (connection) {
       if (!buffered) this.#abortOnClose(stream, connection.closed);
@@ -113,11 +120,7 @@ export class StreamHub {
    */
   async attach(streamId: string, afterSeq: number, connection: Connection, requestId: JsonRpcId): Promise<boolean> {
     const stream = this.#live.get(streamId);
-    if (!stream) {
-      const { chunks } = await this.#store.poll(streamId, afterSeq);
-      for (const chunk of chunks) connection.send(chunkResponse(requestId, streamId, chunk));
-      return chunks.length > 0;
-    }
+    if (!stream) return followStored({ store: this.#store, streamId, afterSeq, connection, requestId, log: this.#log });
     const appended = this.#appends.get(stream);
     if (!appended) {
       throw invalidParams(
@@ -167,6 +170,17 @@ export class StreamHub {
       return [...this.#live.values()].filter((s) => s.requestId !== undefined && requestKey(s.requestId) === key);
     }
     return [];
+  }
+
+  /**
+   * Aborts a stream this server does not run: asks the instance that generates it, through the
+   * cluster. Resolves false when there is nothing to abort (it has ended, or there is no cluster).
+   * Throws STREAM_NOT_FOUND for a stream that has no buffer.
+   */
+  async abortElsewhere(streamId: string): Promise<boolean> {
+    if (this.#cluster) return this.#cluster.abort(streamId);
+    await this.#store.peek(streamId);
+    return false;
   }
 
   /** Aborts every running (not queued) stream: `rkllm_abort` without parameters. */

@@ -1,5 +1,16 @@
-import { RpcError, invalidParams } from '../jsonrpc/errors.js';
-import { chunkBytes, type AppendResult, type BufferLimits, type BufferStore, type CreateOptions, type PollResult, type StoreStatus } from './buffer-store.js';
+import { RpcError } from '../jsonrpc/errors.js';
+import {
+  afterSeqBeyond,
+  afterSeqReleased,
+  chunkBytes,
+  streamNotFound,
+  type AppendResult,
+  type BufferLimits,
+  type BufferStore,
+  type CreateOptions,
+  type PollResult,
+  type StoreStatus,
+} from './buffer-store.js';
 import type { Chunk } from './stream.js';
 
 interface Buffer {
@@ -83,16 +94,8 @@ export class MemoryBufferStore implements BufferStore {
       this.#ack(streamId, buffer, buffer.lastSeq);
       return { chunks };
     }
-    if (afterSeq > buffer.lastSeq) {
-      throw invalidParams(`after_seq ${afterSeq} is beyond the last chunk sent (seq ${buffer.lastSeq})`, {
-        last_seq: buffer.lastSeq,
-      });
-    }
-    if (afterSeq < buffer.acked) {
-      throw invalidParams(`after_seq ${afterSeq} is before chunks already acknowledged and released (up to seq ${buffer.acked})`, {
-        acked_seq: buffer.acked,
-      });
-    }
+    if (afterSeq > buffer.lastSeq) throw afterSeqBeyond(afterSeq, buffer.lastSeq);
+    if (afterSeq < buffer.acked) throw afterSeqReleased(afterSeq, buffer.acked);
     this.#ack(streamId, buffer, afterSeq);
     return { chunks: buffer.chunks.slice() };
   }
@@ -160,14 +163,7 @@ export class MemoryBufferStore implements BufferStore {
   #get(streamId: string): Buffer {
     const buffer = this.#buffers.get(streamId);
     if (buffer) return buffer;
-    const gone = this.#gone.get(streamId);
-    const why =
-      gone === 'expired'
-        ? `Stream ${streamId} has expired: it was not polled for ${this.limits.bufferTimeoutMs / 1000} s and its buffer was dropped`
-        : gone === 'released'
-          ? `Stream ${streamId} has ended and its buffer was released after the final chunk was acknowledged`
-          : `Unknown stream ${streamId}`;
-    throw new RpcError('STREAM_NOT_FOUND', why, { stream_id: streamId, reason: gone ?? 'unknown' });
+    throw streamNotFound(streamId, this.#gone.get(streamId) ?? 'unknown', this.limits.bufferTimeoutMs);
   }
 
   /** Drops chunks up to `seq`; releases the buffer once its final chunk is acknowledged. */

@@ -1,0 +1,113 @@
+import type { Logger } from 'pino';
+import type { Connection } from '../jsonrpc/connection.js';
+import { RpcError } from '../jsonrpc/errors.js';
+import { errorResponse, type JsonRpcId } from '../jsonrpc/message.js';
+import type { BufferStore } from './buffer-store.js';
+import { chunkResponse } from './live-sink.js';
+import type { Chunk } from './stream.js';
+
+/** How long each blocking read of a followed stream lasts before it is made again. */
+const FOLLOW_WAIT_MS = 10_000;
+
+export interface FollowOptions {
+  store: BufferStore;
+  streamId: string;
+  /** The last seq the client has; -1 for none. */
+  afterSeq: number;
+  connection: Connection;
+  /** The request every chunk answers (the attach request). */
+  requestId: JsonRpcId;
+  log: Logger;
+}
+
+/**
+ * Delivers a buffered stream that this server does not generate (another instance does, or it has
+ * ended) live on a connection, by reading its buffer: first every chunk after `afterSeq`, then each
+ * new one as the store receives it (blocking reads), until the final chunk, until the connection
+ * closes or falls behind, or until the buffer is gone, which is answered as an error. Resolves
+ * false when nothing will be sent: the stream has ended and the client already has every chunk.
+ * A failure of the first read rejects, so the attach request itself is answered with it.
+ */
+export async function followStored(options: FollowOptions): Promise<boolean> {
+  const { store, streamId, afterSeq } = options;
+  const { chunks } = await store.poll(streamId, afterSeq);
+  if (chunks.length === 0 && (await released(store, streamId))) return false;
+  const follower = new Follower(options);
+  if (follower.deliver(chunks)) void follower.run();
+  else follower.stop();
+  return true;
+}
+
+/** True when the buffer was released, which a poll does once the final chunk is acknowledged. */
+async function released(store: BufferStore, streamId: string): Promise<boolean> {
+  try {
+    await store.peek(streamId);
+    return false;
+  } catch (err) {
+    if (err instanceof RpcError && err.name === 'STREAM_NOT_FOUND') return true;
+    throw err;
+  }
+}
+
+class Follower {
+  readonly #options: FollowOptions;
+  readonly #release: () => void;
+  #lastSeq: number;
+
+  constructor(options: FollowOptions) {
+    this.#options = options;
+    this.#lastSeq = options.afterSeq;
+    this.#release = options.connection.hold();
+  }
+
+  /** Reads and delivers until the stream ends, the connection closes, or reading fails. */
+  async run(): Promise<void> {
+    const { store, streamId, connection, requestId, log } = this.#options;
+    try {
+      while (!connection.closed.aborted) {
+        await store.wait(streamId, this.#lastSeq, FOLLOW_WAIT_MS, connection.closed);
+        if (connection.closed.aborted) break;
+        if (!this.deliver((await store.poll(streamId, this.#lastSeq)).chunks)) break;
+      }
+    } catch (err) {
+      if (!(err instanceof RpcError)) log.error({ err, stream_id: streamId }, 'following a stored stream failed');
+      const error = err instanceof RpcError ? err : new RpcError('INTERNAL_ERROR', 'Reading the stream buffer failed inside the server');
+      connection.send(errorResponse(requestId, error));
+    } finally {
+      this.stop();
+    }
+  }
+
+  /** Sends chunks in order; false once nothing more should be sent (the final chunk went, or the client fell behind). */
+  deliver(chunks: Chunk[]): boolean {
+    const { connection, requestId, streamId } = this.#options;
+    for (const chunk of chunks) {
+      this.#lastSeq = chunk.seq;
+      const accepted = connection.send(chunkResponse(requestId, streamId, chunk));
+      if (chunk.end) return false;
+      if (!accepted) {
+        this.#fellBehind();
+        return false;
+      }
+    }
+    return true;
+  }
+
+  stop(): void {
+    this.#release();
+  }
+
+  #fellBehind(): void {
+    const { connection, requestId, streamId } = this.#options;
+    const { bytes, setting } = connection.sendLimit;
+    const message =
+      `The connection's send buffer passed its cap of ${bytes} bytes (setting ${setting}) because the client is not reading; ` +
+      `live delivery stopped after seq ${this.#lastSeq}. The stream goes on buffering: resume it with rkllm_stream_attach or poll.`;
+    connection.send(
+      errorResponse(
+        requestId,
+        new RpcError('SEND_BUFFER_FULL', message, { stream_id: streamId, last_seq: this.#lastSeq, max_send_buffer_bytes: bytes }),
+      ),
+    );
+  }
+}

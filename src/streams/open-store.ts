@@ -1,0 +1,59 @@
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Settings } from '../settings.js';
+import type { BufferLimits, BufferStore } from './buffer-store.js';
+import type { Cluster } from './cluster.js';
+import { MemoryBufferStore } from './memory-store.js';
+import { RedisCluster } from './redis/cluster.js';
+import { RedisLink } from './redis/link.js';
+import { RedisBufferStore } from './redis/store.js';
+
+/** The buffer store a server uses, with the cluster it belongs to when the store is shared. */
+export interface OpenStore {
+  store: BufferStore;
+  /** Present with the Redis store: reaches the streams the other instances generate. */
+  cluster?: Cluster;
+  /** Closes the cluster, the store and their connections; shared buffers stay in Redis. */
+  close(): Promise<void>;
+}
+
+function limitsOf(settings: Settings): BufferLimits {
+  const s = settings.streams;
+  return { maxBuffers: s.max_buffers, maxBufferBytes: s.max_buffer_bytes, bufferTimeoutMs: s.buffer_timeout * 1000 };
+}
+
+/**
+ * Opens the buffer store the settings choose: in memory (the default), or shared by every
+ * instance through Redis (`streams.store: "redis"`, `redis.url`). Throws a clear error when Redis
+ * cannot be reached.
+ */
+export async function openStore(settings: Settings, log: Logger): Promise<OpenStore> {
+  const limits = limitsOf(settings);
+  if (settings.streams.store === 'memory') {
+    const store = new MemoryBufferStore({ limits });
+    return { store, close: () => store.close() };
+  }
+  const { url, key_prefix: keyPrefix, lease_ms: leaseMs, retry_ms: retryMs, max_blocking_connections: maxBlockingReads } = settings.redis;
+  if (url === null) throw new Error('streams.store is "redis" but no Redis URL is set: give --redis URL or the setting redis.url');
+  const link = await RedisLink.open({ url, keyPrefix });
+  const instanceId = `${process.pid}-${randomBytes(6).toString('hex')}`;
+  const store = new RedisBufferStore({ link, limits, instanceId, leaseMs, retryMs, maxBlockingReads });
+  let cluster: RedisCluster;
+  try {
+    cluster = await RedisCluster.start({ link, instanceId, leaseMs, bufferTimeoutMs: limits.bufferTimeoutMs, log });
+  } catch (err) {
+    await store.close();
+    link.close();
+    throw link.unavailable(err);
+  }
+  log.info({ redis: link.where, instance: instanceId }, 'stream buffers are shared through Redis');
+  return {
+    store,
+    cluster,
+    close: async () => {
+      await cluster.close();
+      await store.close();
+      link.close();
+    },
+  };
+}

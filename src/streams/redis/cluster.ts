@@ -1,0 +1,146 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { emptyPerf } from '../../engine/types.js';
+import { RpcError } from '../../jsonrpc/errors.js';
+import { chunkBytes, streamNotFound, type BufferGone } from '../buffer-store.js';
+import type { Cluster } from '../cluster.js';
+import type { Chunk, Stream } from '../stream.js';
+import type { RedisLink } from './link.js';
+import { ABORT, EXPIRE_LEASES, HEARTBEAT } from './scripts.js';
+
+/** Leases ended per script call. */
+const LEASE_BATCH = 100;
+
+export interface RedisClusterOptions {
+  link: RedisLink;
+  instanceId: string;
+  /** How long a lease lasts; owners renew theirs three times per lease, others check twice. */
+  leaseMs: number;
+  /**
+   * The buffer timeout. A stream that ended here is renewed this long at most while its final chunk
+   * waits for Redis; the final chunk a lease check writes lives twice as long in Redis.
+   */
+  bufferTimeoutMs: number;
+  log: Logger;
+}
+
+interface Owned {
+  stream: Stream;
+  /** When the stream ended here (its final chunk may not be stored yet); undefined while it runs. */
+  endedAt: number | undefined;
+}
+
+type Heartbeat = 'ok' | 'abort' | 'ended' | 'gone';
+
+/**
+ * The cluster on Redis. Each instance listens on a channel of its own for abort requests, renews
+ * the leases of the streams it generates, and ends, with an error chunk, the streams of owners
+ * whose lease ran out (they died, or lost Redis for longer than a lease).
+ */
+export class RedisCluster implements Cluster {
+  readonly #options: RedisClusterOptions;
+  readonly #link: RedisLink;
+  readonly #owned = new Map<string, Owned>();
+  readonly #subscriber: Redis;
+  readonly #timers: NodeJS.Timeout[] = [];
+  /** One round of each periodic task at a time. */
+  readonly #busy = new Set<string>();
+
+  private constructor(options: RedisClusterOptions, subscriber: Redis) {
+    this.#options = options;
+    this.#link = options.link;
+    this.#subscriber = subscriber;
+  }
+
+  /** Subscribes to this instance's abort channel and starts renewing and checking leases. */
+  static async start(options: RedisClusterOptions): Promise<RedisCluster> {
+    const subscriber = await options.link.duplicate('rkllm-mcp:control');
+    const cluster = new RedisCluster(options, subscriber);
+    subscriber.on('message', (_channel: string, streamId: string) => cluster.#abortLocal(streamId));
+    try {
+      await subscriber.subscribe(`${options.link.prefix}ctl:${options.instanceId}`);
+    } catch (err) {
+      subscriber.disconnect();
+      throw err;
+    }
+    cluster.#every(options.leaseMs / 3, 'heartbeat', () => cluster.#heartbeat());
+    cluster.#every(options.leaseMs / 2, 'leases', () => cluster.#expireLeases());
+    return cluster;
+  }
+
+  own(stream: Stream): void {
+    const owned: Owned = { stream, endedAt: undefined };
+    this.#owned.set(stream.id, owned);
+    void stream.ended.then(() => (owned.endedAt = Date.now()));
+  }
+
+  async abort(streamId: string): Promise<boolean> {
+    const reply = (await this.#link.run(ABORT, [streamId])) as ['gone', BufferGone] | ['none'] | ['asked', number];
+    if (reply[0] === 'gone') throw streamNotFound(streamId, reply[1], this.#options.bufferTimeoutMs);
+    if (reply[0] === 'asked' && reply[1] === 0) {
+      this.#options.log.warn(
+        { stream_id: streamId },
+        'abort requested, but the owning instance is not listening; its lease will end the stream',
+      );
+    }
+    return reply[0] === 'asked';
+  }
+
+  async close(): Promise<void> {
+    for (const timer of this.#timers) clearInterval(timer);
+    this.#subscriber.disconnect();
+  }
+
+  #every(ms: number, name: string, task: () => Promise<void>): void {
+    const timer = setInterval(() => {
+      if (this.#busy.has(name)) return;
+      this.#busy.add(name);
+      task()
+        .catch((err: unknown) => this.#options.log.warn({ err }, `cluster ${name} failed; retrying`))
+        .finally(() => this.#busy.delete(name));
+    }, ms);
+    timer.unref();
+    this.#timers.push(timer);
+  }
+
+  /** Renews the leases of the streams generated here, and acts on what the store says of them. */
+  async #heartbeat(): Promise<void> {
+    const graceEnd = Date.now() - this.#options.bufferTimeoutMs;
+    for (const [id, owned] of this.#owned) if (owned.endedAt !== undefined && owned.endedAt < graceEnd) this.#owned.delete(id);
+    const ids = [...this.#owned.keys()];
+    if (ids.length === 0) return;
+    const statuses = (await this.#link.run(HEARTBEAT, [this.#link.now() + this.#options.leaseMs, ...ids])) as Heartbeat[];
+    ids.forEach((id, i) => {
+      const status = statuses[i];
+      if (status === 'abort') this.#abortLocal(id);
+      if (status !== 'ended' && status !== 'gone') return;
+      // Ended in the store (its final chunk stored, or its lease judged lost) or dropped: nobody reads more.
+      this.#owned.get(id)?.stream.abort();
+      this.#owned.delete(id);
+    });
+  }
+
+  /** Ends the streams whose owner stopped renewing its lease. Not right after an outage: owners need a lease to catch up. */
+  async #expireLeases(): Promise<void> {
+    if (!this.#link.stableFor(this.#options.leaseMs)) return;
+    const final = this.#ownerLostChunk();
+    const args = [this.#link.now(), JSON.stringify(final), chunkBytes(final), this.#options.bufferTimeoutMs * 2, LEASE_BATCH];
+    const ended = (await this.#link.run(EXPIRE_LEASES, args)) as string[];
+    if (ended.length > 0) this.#options.log.warn({ stream_ids: ended }, 'ended streams whose owning instance stopped renewing its lease');
+  }
+
+  #ownerLostChunk(): Chunk {
+    const error = new RpcError(
+      'STREAM_OWNER_LOST',
+      `The instance generating this stream stopped renewing its lease for more than ${this.#options.leaseMs} ms (it died, or lost Redis); the stream was ended`,
+    );
+    return { seq: 0, delta: '', end: true, finish_reason: 'error', perf: emptyPerf(), error: error.toJSON() };
+  }
+
+  #abortLocal(streamId: string): void {
+    const owned = this.#owned.get(streamId);
+    if (!owned) return;
+    this.#options.log.info({ stream_id: streamId }, 'aborting a stream at the request of another instance');
+    owned.stream.abort();
+  }
+}

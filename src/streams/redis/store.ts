@@ -1,0 +1,256 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import { RpcError } from '../../jsonrpc/errors.js';
+import {
+  afterSeqBeyond,
+  afterSeqReleased,
+  chunkBytes,
+  streamNotFound,
+  type AppendResult,
+  type BufferGone,
+  type BufferLimits,
+  type BufferStore,
+  type CreateOptions,
+  type PollResult,
+  type StoreStatus,
+} from '../buffer-store.js';
+import type { Chunk } from '../stream.js';
+import { BlockingReads } from './blocking-reads.js';
+import type { RedisLink } from './link.js';
+import { APPEND, CREATE, DELETE, READ, STATUS, SWEEP, TOUCH } from './scripts.js';
+
+/** How long Redis remembers that a buffer expired or was released, so late polls hear why. */
+const TOMBSTONE_MS = 3_600_000;
+/** Expired buffers dropped per sweep script call. */
+const SWEEP_BATCH = 100;
+/** Pauses between attempts to store a chunk while Redis is away. */
+const RETRY_MIN_MS = 50;
+const RETRY_MAX_MS = 500;
+
+export interface RedisStoreOptions {
+  link: RedisLink;
+  limits: BufferLimits;
+  /** This server's id in the cluster, recorded as the owner of the streams it generates. */
+  instanceId: string;
+  /** How long a lease lasts before an owner that did not renew it counts as dead. */
+  leaseMs: number;
+  /** How long an append keeps retrying while Redis is away before the stream is given up. */
+  retryMs: number;
+  /** Connections for blocking reads (long polls) at most. */
+  maxBlockingReads: number;
+}
+
+/** Seqs that could not be stored in a stream: from the first that failed to the last produced. */
+interface Loss {
+  first: number;
+  last: number;
+}
+
+type Read = ['ok', string[]] | ['state', number, number, number] | ['gone', BufferGone] | ['beyond', number] | ['before', number];
+
+/**
+ * The buffer store shared by every instance of a cluster, on Redis Streams: each chunk is an
+ * entry (XADD) whose id is its seq, polls read after an id (XRANGE) and trim what they
+ * acknowledge (XTRIM), long polls block on their own connections (XREAD BLOCK), and every state
+ * change runs as one Lua script, so the limits hold across instances.
+ *
+ * While Redis is away, an append keeps retrying for `retryMs`: a short outage loses nothing. Past
+ * that it fails, and the seqs that could not be stored are reported in the stream's final chunk.
+ */
+export class RedisBufferStore implements BufferStore {
+  readonly limits: BufferLimits;
+  readonly #link: RedisLink;
+  readonly #options: RedisStoreOptions;
+  readonly #reads: BlockingReads;
+  /** Streams generated here that lost chunks while Redis was away. */
+  readonly #losses = new Map<string, Loss>();
+  readonly #closing = new AbortController();
+
+  constructor(options: RedisStoreOptions) {
+    this.limits = options.limits;
+    this.#link = options.link;
+    this.#options = options;
+    this.#reads = new BlockingReads(options.link, options.maxBlockingReads);
+  }
+
+  async create(streamId: string, options: CreateOptions = {}): Promise<void> {
+    const owner = options.generated ? this.#options.instanceId : '';
+    const status = await this.#link.run(CREATE, [
+      streamId,
+      this.limits.maxBuffers,
+      this.#expiresAt() - (options.idleMs ?? 0),
+      options.requestKey ?? '',
+      owner,
+      this.#link.now() + this.#options.leaseMs,
+    ]);
+    if (status === 'exists') throw new RpcError('INTERNAL_ERROR', `Stream ${streamId} already has a buffer`);
+    if (status === 'full') {
+      throw new RpcError(
+        'TOO_MANY_STREAMS',
+        `Too many live streams: the limit of ${this.limits.maxBuffers} buffers is reached across the cluster; poll or abort existing streams first`,
+        { max_buffers: this.limits.maxBuffers },
+      );
+    }
+  }
+
+  async append(streamId: string, chunk: Chunk): Promise<AppendResult> {
+    const loss = this.#losses.get(streamId);
+    if (loss) return this.#appendAfterLoss(streamId, chunk, loss);
+    const deadline = Date.now() + this.#options.retryMs;
+    try {
+      return await this.#retrying(
+        () => this.#add(streamId, chunk),
+        () => Date.now() < deadline,
+      );
+    } catch (err) {
+      if (err instanceof RpcError && err.name === 'STORE_UNAVAILABLE') this.#losses.set(streamId, { first: chunk.seq, last: chunk.seq });
+      throw err;
+    }
+  }
+
+  async poll(streamId: string, afterSeq?: number): Promise<PollResult> {
+    const mode = afterSeq === undefined ? 'ack' : 'after';
+    return { chunks: this.#chunks(streamId, await this.#read(streamId, mode, afterSeq ?? -1), afterSeq) };
+  }
+
+  async touch(streamId: string): Promise<void> {
+    await this.#link.run(TOUCH, [streamId, this.#expiresAt(), this.#ttlMs()]);
+  }
+
+  async peek(streamId: string): Promise<Chunk[]> {
+    return this.#chunks(streamId, await this.#read(streamId, 'peek', -1));
+  }
+
+  async wait(streamId: string, afterSeq: number | undefined, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const state = await this.#read(streamId, 'state', -1);
+    if (state[0] !== 'state') throw this.#readError(streamId, state);
+    const [, acked, last, ended] = state;
+    const after = afterSeq ?? acked;
+    if (ended === 1 || last > after || timeoutMs <= 0 || signal?.aborted) return;
+    const key = `${this.#link.prefix}l:${streamId}`;
+    try {
+      await this.#reads.waitFor(key, after < 0 ? '0-0' : `${after}-1`, timeoutMs, signal);
+    } catch (err) {
+      throw this.#link.unavailable(err);
+    }
+  }
+
+  async findByRequest(requestKey: string): Promise<string[]> {
+    try {
+      return await this.#link.redis.smembers(`${this.#link.prefix}r:${requestKey}`);
+    } catch (err) {
+      throw this.#link.unavailable(err);
+    }
+  }
+
+  /**
+   * Drops expired buffers, whoever created them. After an outage it waits until Redis has been
+   * back for a lease, so pollers can return before their streams are judged abandoned.
+   */
+  async sweep(): Promise<string[]> {
+    if (!this.#link.stableFor(this.#options.leaseMs)) return [];
+    const expired: string[] = [];
+    const rounds = Math.ceil(this.limits.maxBuffers / SWEEP_BATCH) + 1;
+    for (let round = 0; round < rounds; round++) {
+      const ids = (await this.#link.run(SWEEP, [this.#link.now(), TOMBSTONE_MS, SWEEP_BATCH])) as string[];
+      expired.push(...ids);
+      if (ids.length < SWEEP_BATCH) break;
+    }
+    return expired;
+  }
+
+  async delete(streamId: string): Promise<void> {
+    await this.#link.run(DELETE, [streamId, TOMBSTONE_MS]);
+  }
+
+  async status(): Promise<StoreStatus> {
+    const [buffers, bytes] = (await this.#link.run(STATUS, [])) as [number, number];
+    return { active_buffers: buffers, buffered_bytes: bytes };
+  }
+
+  /** Stops retrying and closes the blocking connections. The shared buffers stay for the other instances. */
+  async close(): Promise<void> {
+    this.#closing.abort();
+    await this.#reads.close();
+  }
+
+  async #add(streamId: string, chunk: Chunk): Promise<AppendResult> {
+    const args = [streamId, chunk.seq, JSON.stringify(chunk), chunk.end ? 1 : 0, chunkBytes(chunk), this.#ttlMs()];
+    const [status, bytes] = (await this.#link.run(APPEND, args)) as [number, number];
+    return { full: status < 0 || bytes >= this.limits.maxBufferBytes };
+  }
+
+  /**
+   * Once a chunk was lost, the stream is being stopped: later chunks are lost too, except the final
+   * one, which reports the loss. It is kept trying until Redis is back, for as long as the buffer
+   * could still be read (one buffer timeout).
+   */
+  async #appendAfterLoss(streamId: string, chunk: Chunk, loss: Loss): Promise<AppendResult> {
+    if (!chunk.end) {
+      loss.last = chunk.seq;
+      throw this.#lossError(loss);
+    }
+    const final: Chunk = { ...chunk, finish_reason: 'error', error: this.#lossError({ first: loss.first, last: chunk.seq - 1 }).toJSON() };
+    const deadline = Date.now() + this.limits.bufferTimeoutMs;
+    try {
+      return await this.#retrying(
+        () => this.#add(streamId, final),
+        () => Date.now() < deadline,
+      );
+    } finally {
+      this.#losses.delete(streamId);
+    }
+  }
+
+  #lossError(loss: Loss): RpcError {
+    const seqs = loss.first === loss.last ? `seq ${loss.first}` : `seqs ${loss.first} to ${loss.last}`;
+    return new RpcError(
+      'STORE_UNAVAILABLE',
+      `The stream store (Redis) was unreachable for more than ${this.#options.retryMs} ms, so chunks ${seqs} could not be stored; generation was stopped`,
+      { first_lost_seq: loss.first, last_lost_seq: loss.last },
+    );
+  }
+
+  /** Runs `attempt` until it succeeds, retrying while Redis is unreachable and `more()` allows. */
+  async #retrying<T>(attempt: () => Promise<T>, more: () => boolean): Promise<T> {
+    for (let pause = RETRY_MIN_MS; ; pause = Math.min(pause * 2, RETRY_MAX_MS)) {
+      try {
+        return await attempt();
+      } catch (err) {
+        const unavailable = err instanceof RpcError && err.name === 'STORE_UNAVAILABLE';
+        if (!unavailable || !more() || this.#closing.signal.aborted) throw err;
+      }
+      await delay(pause, undefined, { signal: this.#closing.signal }).catch(() => {});
+    }
+  }
+
+  async #read(streamId: string, mode: 'ack' | 'after' | 'peek' | 'state', afterSeq: number): Promise<Read> {
+    return (await this.#link.run(READ, [streamId, mode, afterSeq, this.#expiresAt(), this.#ttlMs(), TOMBSTONE_MS])) as Read;
+  }
+
+  #chunks(streamId: string, read: Read, afterSeq?: number): Chunk[] {
+    if (read[0] !== 'ok') throw this.#readError(streamId, read, afterSeq);
+    return read[1].map((json) => JSON.parse(json) as Chunk);
+  }
+
+  #readError(streamId: string, read: Read, afterSeq = -1): RpcError {
+    switch (read[0]) {
+      case 'beyond':
+        return afterSeqBeyond(afterSeq, read[1]);
+      case 'before':
+        return afterSeqReleased(afterSeq, read[1]);
+      case 'gone':
+        return streamNotFound(streamId, read[1], this.limits.bufferTimeoutMs);
+      default:
+        return new RpcError('INTERNAL_ERROR', `Unexpected reply from the stream store: ${read[0]}`);
+    }
+  }
+
+  #expiresAt(): number {
+    return this.#link.now() + this.limits.bufferTimeoutMs;
+  }
+
+  /** The Redis TTL of a stream's chunks: a safety net twice the buffer timeout, in case no instance sweeps. */
+  #ttlMs(): number {
+    return this.limits.bufferTimeoutMs * 2;
+  }
+}
