@@ -789,11 +789,14 @@ static bool step(Job *job, int generated, LLMCallState *end) {
         *end = RKLLM_RUN_ERROR;
         return false;
     }
-    if (job->hang_after == generated) {
-        log_error("simulated hang: no more callbacks, and rkllm_abort is ignored");
-        for (;;) sleep(1);
-    }
     return true;
+}
+
+/* After the callback of token N, for "[hang:N]": the task never ends, whatever rkllm_abort says. */
+static void maybe_hang(const Job *job, int generated) {
+    if (job->hang_after != generated) return;
+    log_error("simulated hang: no more callbacks, and rkllm_abort is ignored");
+    for (;;) sleep(1);
 }
 
 static void finish_job(Job *job, int generated, LLMCallState end, bool paused) {
@@ -836,6 +839,7 @@ static void *generate(void *arg) {
             Token *tok = &job->tokens.items[i];
             RKLLMResult r = {.text = tok->text, .token_id = tok->id};
             int ret = deliver(job, &r, ++generated, tok->state);
+            maybe_hang(job, generated);
             /* 0 continues; 1 pauses; 1.3's 2 releases the output buffers and continues. */
             if (ret != 0 && !(RKLLM_TWIN_API >= 13 && ret == 2)) {
                 paused = true;
@@ -1079,11 +1083,25 @@ TWIN_EXPORT int rkllm_release_prompt_cache(LLMHandle handle) {
     return 0;
 }
 
+static bool is_running(Twin *t) {
+    pthread_mutex_lock(&t->lock);
+    bool running = t->running;
+    pthread_mutex_unlock(&t->lock);
+    return running;
+}
+
+/* Waits (up to 3 s) for the task to stop, as a runtime may: a caller that blocks the thread the
+ * callbacks need would stall here. */
 TWIN_EXPORT int rkllm_abort(LLMHandle handle) {
     Twin *t = handle;
     if (!t) return -1;
     t->abort_requested = true;
-    return 0;
+    for (int waited_ms = 0; waited_ms < 3000; waited_ms++) {
+        if (!is_running(t)) return 0;
+        usleep(1000);
+    }
+    log_error("abort: the task did not stop within 3 s");
+    return -1;
 }
 
 TWIN_EXPORT int rkllm_destroy(LLMHandle handle) {
@@ -1118,9 +1136,7 @@ TWIN_EXPORT int rkllm_run_async(LLMHandle handle, RKLLMInput *input, RKLLMInferP
 TWIN_EXPORT int rkllm_is_running(LLMHandle handle) {
     Twin *t = handle;
     if (!t) return -1;
-    pthread_mutex_lock(&t->lock);
-    bool running = t->running;
-    pthread_mutex_unlock(&t->lock);
+    bool running = is_running(t);
 #if RKLLM_TWIN_API == 12
     return running ? 0 : -1; /* 1.2.x: 0 while a task runs, non-zero otherwise */
 #else

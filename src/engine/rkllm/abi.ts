@@ -359,10 +359,11 @@ export const RKLLM_SYMBOLS = [
 export type RkllmSymbol = (typeof RKLLM_SYMBOLS)[number];
 
 /**
- * The runtime's functions with TypeScript signatures. Functions that may block (loading, running
- * synchronously, destroying) run on a koffi worker thread and return promises, so the thread that
- * receives callbacks stays free; the rest are direct calls. Every function returns the runtime's
- * status code (0 for success) unless noted.
+ * The runtime's functions with TypeScript signatures. Every call but `createDefaultParamBytes`
+ * runs on a koffi worker thread and returns a promise: the runtime may wait for its own thread
+ * (rkllm_abort, rkllm_destroy, rkllm_run), and that thread may be waiting for a callback, which
+ * only runs when the main thread is free. Every function resolves with the runtime's status code
+ * (0 for success) unless noted.
  */
 export interface RkllmFunctions {
   /** `rkllm_createDefaultParam`, returned as raw bytes (more than either layout's size) for {@link plausibleLayouts}. */
@@ -371,21 +372,21 @@ export interface RkllmFunctions {
   init(handle: [NativeHandle | null], param: NativeParam, callback: bigint | Record<string, unknown>): Promise<number>;
   loadLora(handle: NativeHandle, adapter: NativeLoraAdapter): Promise<number>;
   loadPromptCache(handle: NativeHandle, path: string): Promise<number>;
-  releasePromptCache(handle: NativeHandle): number;
+  releasePromptCache(handle: NativeHandle): Promise<number>;
   destroy(handle: NativeHandle): Promise<number>;
   /** `rkllm_run`: resolves when the generation has ended; callbacks arrive meanwhile. */
   run(handle: NativeHandle, input: NativeInput, infer: NativeInferParam, userdata: number): Promise<number>;
-  /** `rkllm_run_async`: returns once the runtime has taken the input. */
-  runAsync(handle: NativeHandle, input: NativeInput, infer: NativeInferParam, userdata: number): number;
-  abort(handle: NativeHandle): number;
+  /** `rkllm_run_async`: resolves once the runtime has taken the input. */
+  runAsync(handle: NativeHandle, input: NativeInput, infer: NativeInferParam, userdata: number): Promise<number>;
+  abort(handle: NativeHandle): Promise<number>;
   /** `rkllm_is_running`: the raw value, whose meaning depends on the layout (see {@link isRunningValue}). */
-  isRunning(handle: NativeHandle): number;
-  clearKvCache(handle: NativeHandle, keepSystemPrompt: number, startPos: Int32Array | null, endPos: Int32Array | null): number;
+  isRunning(handle: NativeHandle): Promise<number>;
+  clearKvCache(handle: NativeHandle, keepSystemPrompt: number, startPos: Int32Array | null, endPos: Int32Array | null): Promise<number>;
   /** `rkllm_get_kv_cache_size`: fills `sizes` (one entry per batch slot). */
-  getKvCacheSize(handle: NativeHandle, sizes: Int32Array): number;
-  setChatTemplate(handle: NativeHandle, systemPrompt: string, promptPrefix: string, promptPostfix: string): number;
-  setFunctionTools(handle: NativeHandle, systemPrompt: string, tools: string, toolResponseStr: string): number;
-  setCrossAttnParams(handle: NativeHandle, params: NativeCrossAttnParam): number;
+  getKvCacheSize(handle: NativeHandle, sizes: Int32Array): Promise<number>;
+  setChatTemplate(handle: NativeHandle, systemPrompt: string, promptPrefix: string, promptPostfix: string): Promise<number>;
+  setFunctionTools(handle: NativeHandle, systemPrompt: string, tools: string, toolResponseStr: string): Promise<number>;
+  setCrossAttnParams(handle: NativeHandle, params: NativeCrossAttnParam): Promise<number>;
 }
 
 /** A library that lacks some of the runtime's functions. */
@@ -438,27 +439,23 @@ export function bindFunctions(lib: LibraryHandle, path: string, types: RkllmType
     }
   }
   if (missing.length > 0) throw new MissingSymbolsError(path, missing);
-  const fn = (name: RkllmSymbol): KoffiFunction => bound.get(name)!;
-  const call =
-    (name: RkllmSymbol) =>
-    (...args: unknown[]) =>
-      fn(name)(...args) as number;
+  const fn = (name: RkllmSymbol): ((...args: unknown[]) => Promise<number>) => promised(bound.get(name)!);
   return {
-    createDefaultParamBytes: () => (fn('rkllm_createDefaultParam')() as { bytes: Uint8Array }).bytes,
-    init: promised(fn('rkllm_init')),
-    loadLora: promised(fn('rkllm_load_lora')),
-    loadPromptCache: promised(fn('rkllm_load_prompt_cache')),
-    releasePromptCache: call('rkllm_release_prompt_cache'),
-    destroy: promised(fn('rkllm_destroy')),
-    run: promised(fn('rkllm_run')),
-    runAsync: call('rkllm_run_async'),
-    abort: call('rkllm_abort'),
-    isRunning: call('rkllm_is_running'),
-    clearKvCache: call('rkllm_clear_kv_cache'),
-    getKvCacheSize: call('rkllm_get_kv_cache_size'),
-    setChatTemplate: call('rkllm_set_chat_template'),
-    setFunctionTools: call('rkllm_set_function_tools'),
-    setCrossAttnParams: call('rkllm_set_cross_attn_params'),
+    createDefaultParamBytes: () => (bound.get('rkllm_createDefaultParam')!() as { bytes: Uint8Array }).bytes,
+    init: fn('rkllm_init'),
+    loadLora: fn('rkllm_load_lora'),
+    loadPromptCache: fn('rkllm_load_prompt_cache'),
+    releasePromptCache: fn('rkllm_release_prompt_cache'),
+    destroy: fn('rkllm_destroy'),
+    run: fn('rkllm_run'),
+    runAsync: fn('rkllm_run_async'),
+    abort: fn('rkllm_abort'),
+    isRunning: fn('rkllm_is_running'),
+    clearKvCache: fn('rkllm_clear_kv_cache'),
+    getKvCacheSize: fn('rkllm_get_kv_cache_size'),
+    setChatTemplate: fn('rkllm_set_chat_template'),
+    setFunctionTools: fn('rkllm_set_function_tools'),
+    setCrossAttnParams: fn('rkllm_set_cross_attn_params'),
   };
 }
 

@@ -142,7 +142,8 @@ export class NativeSession {
       }
       case 'kv_cache_size': {
         const sizes = new Int32Array(command.n_batch);
-        const reply: KvCacheSizes = { code: this.#require().fns.getKvCacheSize(this.#requireHandle(), sizes), sizes: [...sizes] };
+        const code = await this.#require().fns.getKvCacheSize(this.#requireHandle(), sizes);
+        const reply: KvCacheSizes = { code, sizes: [...sizes] };
         return { value: reply, failed: reply.code !== 0 };
       }
       case 'call':
@@ -222,7 +223,7 @@ export class NativeSession {
     this.#runs.set(run.id, run);
     try {
       if (!command.async) return run.end(await fns.run(handle, command.input, command.infer, run.id));
-      const code = fns.runAsync(handle, command.input, command.infer, run.id);
+      const code = await fns.runAsync(handle, command.input, command.infer, run.id);
       if (code === 0) await this.#idle(handle, layout, run);
       return run.end(code);
     } finally {
@@ -233,7 +234,7 @@ export class NativeSession {
   /** Waits until `rkllm_is_running` says no task runs: how an asynchronous run is known to be over. */
   async #idle(handle: NativeHandle, layout: LayoutVersion, run: NativeRun): Promise<void> {
     const { fns } = this.#require();
-    while (this.#handle === handle && isRunningValue(layout, fns.isRunning(handle))) {
+    while (this.#handle === handle && isRunningValue(layout, await fns.isRunning(handle))) {
       await new Promise((resolve) => setTimeout(resolve, run.settled ? IDLE_POLL_MS.settled : IDLE_POLL_MS.running));
     }
   }
