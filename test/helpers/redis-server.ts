@@ -11,7 +11,7 @@ export interface RedisProcess {
   readonly url: string;
   /** Stops it (SIGTERM: it saves its data first) and starts it again on the same port and data. */
   restart(): Promise<void>;
-  /** Stops it; `hard` kills it with SIGKILL. */
+  /** Stops it; `hard` kills it with SIGKILL (the last second of writes may be lost). */
   stop(hard?: boolean): Promise<void>;
   /** Starts it again after `stop`. */
   start(): Promise<void>;
@@ -33,21 +33,9 @@ export async function freePort(): Promise<number> {
 }
 
 async function launch(port: number, dir: string): Promise<ChildProcess> {
-  // Every write is logged before it is acknowledged (AOF, fsync always), so a restart keeps all.
-  const args = [
-    '--port',
-    String(port),
-    '--bind',
-    '127.0.0.1',
-    '--dir',
-    dir,
-    '--save',
-    '',
-    '--appendonly',
-    'yes',
-    '--appendfsync',
-    'always',
-  ];
+  // Writes are logged (AOF) and SIGTERM flushes the log before exit, so a restart keeps everything.
+  const persistence = ['--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec'];
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...persistence];
   const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   await new Promise<void>((resolve, reject) => {

@@ -1,0 +1,226 @@
+// Several real server processes sharing one real Redis (a redis-server of the test's own): any
+// instance answers poll, long poll, attach and abort for a stream generated on another; the
+// buffer limit holds across them; an owner killed mid-stream and a Redis restart mid-stream are
+// both reported, never hung on.
+import { expect } from 'chai';
+import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { connectLive, type LiveRpc } from '../helpers/live-rpc.js';
+import { greedy } from '../helpers/prompts.js';
+import { freePort, startRedis, type RedisProcess } from '../helpers/redis-server.js';
+import { HttpRpc, type Chunk } from '../helpers/rpc.js';
+import { runCli, startServer, type ServerProcess } from '../helpers/server-process.js';
+
+const LEASE_MS = 1000;
+/** Long enough to still be generating while a test acts (the tiny model makes ~2000 tokens/s here). */
+const LONG = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 15_000, ...greedy };
+const CONTEXT = '16384';
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface Instance {
+  server: ServerProcess;
+  http: HttpRpc;
+}
+
+/** Polls (after_seq mode, long polls) until the final chunk; retries polls Redis could not answer, a bounded number of times. */
+async function drain(rpc: HttpRpc, streamId: string, afterSeq = -1): Promise<{ text: string; last: Chunk; unavailable: number }> {
+  const parts: string[] = [];
+  let unavailable = 0;
+  for (let polls = 0; polls < 20_000; polls++) {
+    const res = await rpc.call<{ chunk: Chunk | null }>('poll', { stream_id: streamId, after_seq: afterSeq, wait_ms: 5000 });
+    if (res.error?.code === -32013 && unavailable < 200) {
+      unavailable++;
+      await sleep(50);
+      continue;
+    }
+    if (res.error) throw new Error(`poll: ${res.error.code} ${res.error.message}`);
+    const chunk = res.result!.chunk;
+    if (!chunk) continue;
+    parts.push(chunk.delta);
+    afterSeq = chunk.seq;
+    if (chunk.end) return { text: parts.join(''), last: chunk, unavailable };
+  }
+  throw new Error('the stream did not end');
+}
+
+/** Long-polls until at least one chunk arrives; returns it. */
+async function firstChunk(rpc: HttpRpc, streamId: string): Promise<Chunk> {
+  for (let polls = 0; polls < 50; polls++) {
+    const { chunk } = await rpc.result<{ chunk: Chunk | null }>('poll', { stream_id: streamId, after_seq: -1, wait_ms: 5000 });
+    if (chunk) return chunk;
+  }
+  throw new Error('no chunk came');
+}
+
+async function waitUntilIdle(rpc: HttpRpc, withinMs: number): Promise<void> {
+  const deadline = Date.now() + withinMs;
+  while (Date.now() < deadline) {
+    const { running, queued } = await rpc.result('rkllm_is_running', {});
+    if (!running && queued === 0) return;
+    await sleep(20);
+  }
+  throw new Error(`still running after ${withinMs} ms`);
+}
+
+describe('Several instances sharing streams through Redis', function () {
+  this.timeout(120_000);
+  let redis: RedisProcess;
+  let instances: Instance[] = [];
+
+  async function start(extra: string[] = [], settings: Record<string, unknown> = {}): Promise<Instance> {
+    const server = await startServer({
+      args: ['--redis', redis.url, '--context', CONTEXT, '--no-udp', '--no-ws', ...extra],
+      settings: { redis: { lease_ms: LEASE_MS }, ...settings },
+    });
+    const made = { server, http: new HttpRpc(server.url) };
+    instances.push(made);
+    return made;
+  }
+
+  before(async () => {
+    redis = await startRedis();
+  });
+
+  after(async () => {
+    await Promise.all(instances.map((i) => i.server.stop()));
+    instances = [];
+    await redis?.dispose();
+  });
+
+  describe('three instances', () => {
+    let a: Instance;
+    let b: Instance;
+    let c: Instance;
+    const live: LiveRpc[] = [];
+
+    before(async () => {
+      [a, b, c] = [await start(['--parallel', '1']), await start(['--parallel', '1']), await start(['--parallel', '1'])];
+    });
+
+    afterEach(async () => {
+      await Promise.all(live.splice(0).map((client) => client.close()));
+      await Promise.all([a, b, c].map((i) => i.http.result('rkllm_abort', {})));
+    });
+
+    it('a stream started on one instance and polled on another yields exactly rkllm_run text', async () => {
+      const params = { prompt_input: 'The Queen said', max_new_tokens: 300, ...greedy };
+      const expected = (await a.http.result('rkllm_run', params)).text;
+      const { stream_id } = await a.http.start(params, 'cross-poll');
+      const polled = await drain(b.http, stream_id);
+      expect(polled.text).to.equal(expected);
+      expect(polled.last).to.deep.include({ end: true, finish_reason: 'length' });
+      // Acknowledging the final chunk, here on C, releases the buffer for everyone.
+      expect(await c.http.result('poll', { stream_id, after_seq: polled.last.seq })).to.deep.equal({ chunk: null });
+      const gone = await b.http.call('poll', { stream_id });
+      expect(gone.error).to.deep.include({ code: -32001 });
+      expect(gone.error!.message).to.match(/released/);
+    });
+
+    it('finds a stream by its request id on any instance', async () => {
+      const { stream_id } = await a.http.start({ prompt_input: 'The fox', max_new_tokens: 20, ...greedy }, 'by-request-id');
+      const res = await c.http.call<{ chunk: Chunk | null }>('poll', { request_id: 'by-request-id', wait_ms: 5000 });
+      expect(res.error).to.equal(undefined);
+      expect(res.result!.chunk).to.include({ stream_id });
+      await drain(c.http, stream_id, res.result!.chunk!.seq);
+    });
+
+    it('a long poll on one instance returns as soon as another instance generates', async () => {
+      // A runs one generation at a time: the second stream waits in its queue until the first is aborted.
+      const blocker = await a.http.start(LONG, 'blocker');
+      const queued = await a.http.start({ prompt_input: 'The King', max_new_tokens: 50, ...greedy }, 'queued');
+      const started = Date.now();
+      const waiting = b.http.result<{ chunk: Chunk | null }>('poll', { stream_id: queued.stream_id, after_seq: -1, wait_ms: 20_000 });
+      await sleep(500);
+      expect((await c.http.result('rkllm_abort', { stream_id: blocker.stream_id })).aborted).to.equal(1);
+      const { chunk } = await waiting;
+      const elapsed = Date.now() - started;
+      expect(chunk).to.not.equal(null);
+      expect(elapsed).to.be.at.least(450);
+      expect(elapsed).to.be.below(20_000);
+      await drain(b.http, queued.stream_id, chunk!.seq);
+      expect((await drain(c.http, blocker.stream_id)).last.finish_reason).to.equal('abort');
+    });
+
+    it('rkllm_abort sent to another instance, by request id, stops the generation where it runs', async () => {
+      const { stream_id } = await a.http.start(LONG, 'abort-me');
+      await firstChunk(b.http, stream_id);
+      expect(await b.http.result('rkllm_abort', { request_id: 'abort-me' })).to.deep.equal({ aborted: 1, stream_id });
+      const { last } = await drain(c.http, stream_id);
+      expect(last.finish_reason).to.equal('abort');
+      expect(last.perf!.generate_tokens).to.be.below(LONG.max_new_tokens);
+      await waitUntilIdle(a.http, 5_000);
+    });
+
+    it('a detached stream re-attaches on another instance with no token lost or repeated', async () => {
+      const params = { prompt_input: 'Once upon a time', max_new_tokens: 2000, ...greedy };
+      const expected = (await a.http.result('rkllm_run', params)).text;
+      const first = await connectLive('tcp', a.server.addresses);
+      live.push(first);
+      const id = first.send('rkllm_run_async', { ...params, detach: true });
+      const head = await first.next(id);
+      const headChunk = head.result.chunk as Chunk & { stream_id: string };
+      await first.close();
+      const second = await connectLive('tcp', b.server.addresses);
+      live.push(second);
+      const rest = await second.collect(second.send('rkllm_stream_attach', { stream_id: headChunk.stream_id, after_seq: headChunk.seq }));
+      expect(rest.chunks[0]!.seq).to.equal(headChunk.seq + 1);
+      expect(headChunk.delta + rest.text).to.equal(expected);
+      expect(rest.last).to.deep.include({ end: true, finish_reason: 'length' });
+    });
+  });
+
+  it('holds the buffer limit across instances', async () => {
+    const settings = { streams: { max_buffers: 2 } };
+    const [a, b] = [
+      await start(['--parallel', '2', '--redis', `${redis.url}/1`], settings),
+      await start(['--redis', `${redis.url}/1`], settings),
+    ];
+    const one = await a.http.start(LONG);
+    const two = await b.http.start(LONG);
+    const refused = await b.http.call('rkllm_run_async', LONG);
+    expect(refused.error).to.deep.include({ code: -32002 });
+    expect(refused.error!.message).to.match(/limit of 2 buffers/);
+    expect((await a.http.result('http_buffer_manager_status', {})).active_buffers).to.equal(2);
+    for (const s of [one, two]) await a.http.result('rkllm_abort', { stream_id: s.stream_id });
+    for (const s of [one, two]) expect((await drain(b.http, s.stream_id)).last.finish_reason).to.equal('abort');
+  });
+
+  it('ends with an error chunk, within a bounded time, a stream whose instance is killed mid-stream', async () => {
+    const [owner, other] = [await start(['--redis', `${redis.url}/2`]), await start(['--redis', `${redis.url}/2`])];
+    const { stream_id } = await owner.http.start(LONG);
+    const head = await firstChunk(other.http, stream_id);
+    owner.server.proc.kill('SIGKILL');
+    const killedAt = Date.now();
+    const { last } = await drain(other.http, stream_id, head.seq);
+    expect(Date.now() - killedAt).to.be.below(LEASE_MS * 10);
+    expect(last).to.deep.include({ end: true, finish_reason: 'error' });
+    expect(last.error).to.deep.include({ code: -32014 });
+    expect(last.error!.message).to.match(/stopped renewing its lease/);
+  });
+
+  it('continues a stream across a Redis restart with nothing lost, polls meanwhile told Redis is away', async () => {
+    const [owner, other] = [await start(['--redis', `${redis.url}/3`]), await start(['--redis', `${redis.url}/3`])];
+    const params = { ...LONG, max_new_tokens: 5000 };
+    const expected = (await owner.http.result('rkllm_run', params)).text;
+    const { stream_id } = await owner.http.start(params);
+    const head = await firstChunk(other.http, stream_id);
+    expect((await owner.http.result('rkllm_is_running', {})).running).to.equal(true);
+    await redis.stop();
+    const during = await other.http.call('poll', { stream_id, after_seq: head.seq });
+    expect(during.error).to.deep.include({ code: -32013 });
+    expect(during.error!.message).to.match(/Redis .* is unreachable/);
+    await redis.start();
+    const rest = await drain(other.http, stream_id, head.seq);
+    expect(head.delta + rest.text).to.equal(expected);
+    expect(rest.last).to.deep.include({ end: true, finish_reason: 'length' });
+    // Nothing crashed: both instances still answer.
+    for (const i of [owner, other]) expect((await i.http.result('rkllm_is_running', {})).running).to.equal(false);
+  });
+
+  it('refuses to start, with a clear error and a non-zero exit, when Redis cannot be reached', async () => {
+    const url = `redis://127.0.0.1:${await freePort()}`;
+    const res = await runCli(['--redis', url, '--http', '0', '--tcp', '0', '--udp', '0', '--ws', '0']);
+    expect(res.code).to.not.equal(0);
+    expect(res.stderr).to.match(/Cannot connect to Redis at redis:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/);
+  });
+});
