@@ -120,6 +120,26 @@ describe('RKLLM engine crash isolation (ABI twin 1.3)', function () {
     await until(e, (s) => s.state === 'ready' && s.restarts === 1);
   });
 
+  it('destroy aborts a running generation before it frees the handle, and cancels a pending restart', async () => {
+    const e = await start(TWIN_MODELS.story, { restart: { initialDelayMs: 60_000, maxDelayMs: 60_000, maxAttempts: 1 } });
+    let first!: () => void;
+    const started = new Promise<void>((resolve) => (first = resolve));
+    const running = e.runAsync(request('a long one', 2000), () => {
+      first();
+      return 0;
+    });
+    await started;
+    await e.destroy();
+    expect((await running.done).finish_reason).to.equal('abort');
+    expect(e.status()).to.include({ state: 'unloaded', model_path: null });
+
+    await e.init({ ...createDefaultParam(), model_path: TWIN_MODELS.story, max_context_len: 512 });
+    expect((await e.run(request('[crash:1]'), () => 0)).finish_reason).to.equal('error');
+    expect(e.status().state).to.equal('restarting');
+    await e.destroy();
+    expect(e.status()).to.include({ state: 'unloaded', restarts: 0, last_error: null });
+  });
+
   it('restarts that keep failing back off and give up as "failed"; destroy and init recover', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'rkllm-twin-model-'));
     const model = join(dir, 'model.rkllm');

@@ -267,6 +267,7 @@ export class NativeSession {
   }
 
   async #destroy(handle: NativeHandle): Promise<number> {
+    if (this.#runs.size > 0) throw new Error('rkllm_destroy while a run is in progress would free what the run uses; abort it first');
     const code = await this.#require().fns.destroy(handle);
     this.#handle = undefined;
     if (this.#callback !== undefined) koffi.unregister(this.#callback);

@@ -231,23 +231,27 @@ export class RkllmEngine implements Engine {
     await this.#configure({ fn: 'rkllm_set_cross_attn_params', params: toNativeCrossAttn(params) }, replacing);
   }
 
+  /** Aborts every run and waits for them to end, then destroys the handle: the runtime must not free what a run still uses. */
   async destroy(): Promise<void> {
     await this.#loading?.catch(() => undefined);
     this.#recoveryAbort?.abort();
-    this.abort();
+    // From here on a crash is not restarted: `#onExit` only acts for the adopted runtime.
     const runtime = this.#runtime;
     this.#runtime = undefined;
+    this.abort();
+    await this.#turn;
+    await this.#recovery;
     if (runtime) {
       await this.#invoke(runtime, { fn: 'rkllm_destroy' }).catch((err: unknown) =>
         this.#options.log?.warn({ err }, 'rkllm_destroy failed'),
       );
       await runtime.close();
     }
-    await this.#recovery;
     this.#recovery = undefined;
-    await this.#turn;
     this.#model = undefined;
     this.#lastError = undefined;
+    this.#failures = 0;
+    this.#restarts = 0;
     this.#state = 'unloaded';
   }
 
