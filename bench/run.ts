@@ -23,6 +23,7 @@ import type { Chunk } from '../src/streams/stream.js';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { wallClock, type ClientInput, type ClientReport } from './http-client.js';
+import { redisTable } from './redis.js';
 
 interface Scenario {
   kind: BuiltinModelKind;
@@ -77,14 +78,21 @@ async function rawEngine(modelPath: string, threads: number, streams: number, to
 /** The long-polling clients run on their own thread (and core), as a separate client process would. */
 const CLIENT = new URL('./http-client.js', import.meta.url);
 
-/** A real server in this process; `streams` long-polling HTTP clients on a worker thread, over loopback. */
-async function httpDelivery(modelPath: string, threads: number, streams: number, tokens: number): Promise<DeliveryFigures> {
+/** A real server in this process; `streams` long-polling HTTP clients on a worker thread, over loopback. `overrides` adjusts its settings. */
+async function httpDelivery(
+  modelPath: string,
+  threads: number,
+  streams: number,
+  tokens: number,
+  overrides: object = {},
+): Promise<DeliveryFigures> {
   const produced = new Map<string, number>();
-  const settings: Settings = merge(defaultSettings(), {
+  const base: Settings = merge(defaultSettings(), {
     http: { port: 0 },
     engine: { model_path: modelPath, threads, parallel: streams, max_context_len: tokens + 256 },
     log_level: 'silent',
   });
+  const settings = merge(base, overrides);
   const server = await startServer(settings, pino({ level: 'silent' }), {
     observer: { chunk: (streamId: string, chunk: Chunk) => produced.set(`${streamId}/${chunk.seq}`, wallClock()) },
   });
@@ -146,6 +154,15 @@ async function main(): Promise<void> {
   const rows: string[] = [];
   for (const scenario of scenarios) rows.push(...(await runScenario(scenario)));
   process.stdout.write(`\nHTTP long-poll delivery vs raw engine (tokens per stream; delays: token produced -> client holds it)\n${header}\n${rows.join('\n')}\n`);
+  const redisScenarios = [];
+  for (const s of scenarios) {
+    const modelPath = await ensureBuiltinModel(s.kind);
+    redisScenarios.push({
+      label: s.kind,
+      deliver: (streams: number, overrides: object) => httpDelivery(modelPath, s.threads, streams, s.tokens, overrides),
+    });
+  }
+  process.stdout.write(await redisTable(redisScenarios));
 }
 
 main().catch((err: unknown) => {
