@@ -6,6 +6,7 @@ import { RpcError, invalidParams } from '../jsonrpc/errors.js';
 import { notSupported, type EngineFeature } from './capabilities.js';
 import { PromptFormat, type PromptSegment } from './prompt-format.js';
 import { ResultEmitter } from './result-emitter.js';
+import { serializeSampling } from './serial-sampling.js';
 import { SlotPool } from './slot-pool.js';
 import { TokenEmbeddingIndex } from './token-embeddings.js';
 import {
@@ -328,6 +329,7 @@ export class LlamaEngine implements Engine {
       batchSize: Math.min(512, contextSize),
       ...(adapter ? { lora: { adapters: [{ filePath: adapter.lora_adapter_path, scale: adapter.scale }] } } : {}),
     });
+    serializeSampling(context);
     return new SlotPool(context, this.slots);
   }
 
