@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 import { Console } from 'node:console';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
-import { readSettingsFile, resolveSettings, SettingsError, type Settings } from './settings.js';
+import { pino, type Logger } from 'pino';
+import { resolveSettings, SettingsError, type Settings } from './settings.js';
+import { openSettingsFile, printableSettings, settingsFromEnv, type SettingsFile } from './settings-sources.js';
 import { startServer } from './server.js';
+import { exitOnSignals } from './shutdown.js';
 
 const HELP = `rkllm-mcp: an on-device LLM behind JSON-RPC 2.0, streaming tokens to any client.
 
@@ -22,17 +25,23 @@ Usage: rkllm-mcp [flags]
                       or an .rkllm file with --engine rkllm (required)
   --rkllm-lib PATH    the RKLLM runtime library (default librkllmrt.so, found by the dynamic loader)
   --rkllm-version V   its struct layout: 1.2, 1.3 or auto (default auto: told by the library)
-  --threads N         CPU threads for evaluation (default: 1 for small models, else all cores)
+  --threads N         CPU threads for evaluation (default: all cores but one)
   --parallel N        generations run at once (default 4)
   --context N         context length in tokens, max_context_len (default 2048)
-  --settings FILE     read settings from this JSON file (see README)
+  --settings FILE     the settings file (default ./settings.json); written with every default
+                      when it does not exist
+  --print-settings    print the merged settings (API keys redacted) and exit
   --redis URL         share stream buffers with other instances through Redis (redis://host:port);
                       any instance then answers poll, attach and abort for any stream
   --diagnostics       enable the buffer-manager test methods (test_*)
   --log-level LEVEL   fatal, error, warn, info, debug, trace or silent (default info)
   --help              show this help and exit
 
-Settings are applied in this order, later winning: defaults, the settings file, flags.`;
+Settings are applied in this order, later winning: defaults, the settings file, environment
+variables (RKLLM_MCP_ and the setting's path in capitals, e.g. RKLLM_MCP_HTTP_PORT=8082,
+RKLLM_MCP_AUTH_API_KEYS=key1,key2), flags.
+
+SIGTERM or SIGINT shuts down gracefully (settings shutdown.*); a second signal exits at once.`;
 
 /** The transports that bind a port: each has `--NAME PORT` and `--no-NAME`. */
 const NETWORK_TRANSPORTS = ['http', 'tcp', 'udp', 'ws'] as const;
@@ -53,7 +62,7 @@ function integer(flag: string, value: string | undefined, min: number, max: numb
 }
 
 /** Turns the command line into a partial settings object; exits with code 2 on a usage error. */
-export function parseFlags(argv: string[]): { settingsFile?: string; overrides: Record<string, unknown>; help: boolean } {
+export function parseFlags(argv: string[]): { settingsFile?: string; overrides: Record<string, unknown>; help: boolean; printSettings: boolean } {
   let values;
   try {
     ({ values } = parseArgs({
@@ -79,6 +88,7 @@ export function parseFlags(argv: string[]): { settingsFile?: string; overrides: 
         parallel: { type: 'string' },
         context: { type: 'string' },
         settings: { type: 'string' },
+        'print-settings': { type: 'boolean' },
         diagnostics: { type: 'boolean' },
         redis: { type: 'string' },
         'log-level': { type: 'string' },
@@ -120,7 +130,33 @@ export function parseFlags(argv: string[]): { settingsFile?: string; overrides: 
     overrides.redis = { url: values.redis };
   }
   if (values['log-level'] !== undefined) overrides.log_level = values['log-level'];
-  return { ...(values.settings === undefined ? {} : { settingsFile: values.settings }), overrides, help: values.help === true };
+  return {
+    ...(values.settings === undefined ? {} : { settingsFile: values.settings }),
+    overrides,
+    help: values.help === true,
+    printSettings: values['print-settings'] === true,
+  };
+}
+
+/** Defaults < the settings file (written with every default when missing, unless only printing) < environment < flags. */
+function loadSettings(flags: ReturnType<typeof parseFlags>): { settings: Settings; file: SettingsFile } {
+  try {
+    const file = openSettingsFile(flags.settingsFile ?? join(process.cwd(), 'settings.json'), !flags.printSettings);
+    const settings = resolveSettings([
+      { source: file.path, values: file.values },
+      { source: 'environment', values: settingsFromEnv(process.env) },
+      { source: 'command line', values: flags.overrides },
+    ]);
+    return { settings, file };
+  } catch (err) {
+    if (err instanceof SettingsError) fail(err.message);
+    throw err;
+  }
+}
+
+function reportSettingsFile(file: SettingsFile, log: Logger): void {
+  if (file.created) log.info({ settings: file.path }, 'wrote the settings file with every default');
+  if (file.unwritable !== undefined) log.warn({ settings: file.path, reason: file.unwritable }, 'could not write the settings file; running on the defaults');
 }
 
 async function main(): Promise<void> {
@@ -129,31 +165,19 @@ async function main(): Promise<void> {
     process.stdout.write(`${HELP}\n`);
     return;
   }
-  let settings: Settings;
-  try {
-    const layers = flags.settingsFile === undefined ? [] : [{ source: flags.settingsFile, values: readSettingsFile(flags.settingsFile) }];
-    settings = resolveSettings([...layers, { source: 'command line', values: flags.overrides }]);
-  } catch (err) {
-    if (err instanceof SettingsError) fail(err.message);
-    throw err;
+  const { settings, file } = loadSettings(flags);
+  if (flags.printSettings) {
+    process.stdout.write(`${printableSettings(settings)}\n`);
+    return;
   }
   // Over stdio, stdout carries JSON-RPC only: whatever logs through console (a library) goes to stderr.
   if (settings.stdio.enabled) globalThis.console = new Console(process.stderr, process.stderr);
   const log = pino({ level: settings.log_level, base: { pid: process.pid } }, pino.destination(2));
+  reportSettingsFile(file, log);
+  const signals = exitOnSignals(log);
   const server = await startServer(settings, log);
+  signals.drainWith(() => server.shutdown());
   void server.ended.then(() => process.exit(0));
-  const stop = (signal: string): void => {
-    log.info({ signal }, 'shutting down');
-    server.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
 }
 
 main().catch((err: unknown) => {

@@ -43,7 +43,7 @@ export interface Settings {
   connections: {
     /** Open connections per transport (TCP, WebSocket) at most; a new one beyond it is told why and closed. */
     max_connections: number;
-    /** Seconds a connection may stay open with nothing received and nothing in progress (no request, no live stream); 0 never closes. */
+    /** Seconds a connection may stay open with nothing received and nothing in progress (no request, no live stream; HTTP: between requests); 0 never closes. */
     idle_timeout: number;
     /**
      * Bytes waiting to be sent per connection at most (over UDP: for all peers). Past it, reading
@@ -59,7 +59,7 @@ export interface Settings {
     kind: 'llama.cpp' | 'rkllm';
     /** A GGUF file (llama.cpp; null uses the built-in model, generated on first use) or an .rkllm file (rkllm; required). */
     model_path: string | null;
-    /** CPU threads; 0 picks: 1 for models under 64 MiB (thread sync dominates), else all cores. */
+    /** CPU threads; 0 picks all cores but one (the server's own thread needs one). */
     threads: number;
     /** Generations run at once (context sequences). */
     parallel: number;
@@ -111,6 +111,29 @@ export interface Settings {
     /** Connections for blocking reads (long polls) per instance at most; further long polls wait for one. */
     max_blocking_connections: number;
   };
+  /** API keys. With at least one, every request on every transport must carry a key, and a stream belongs to the key that started it. */
+  auth: {
+    /** The accepted keys: 16 to 4096 characters of A-Z a-z 0-9 . _ ~ + / - (a Bearer token); none turns authentication off. */
+    api_keys: string[];
+  };
+  /** Limits per client: per API key, or per client address when there are no keys. 0 turns a limit off. Refusals carry retry_after. */
+  limits: {
+    /** Requests a client may send per second, sustained. */
+    requests_per_second: number;
+    /** Requests a client may send at once beyond that rate. */
+    request_burst: number;
+    /** Streams (rkllm_run_async, rkllm_run) a client may have queued or running at once. */
+    max_streams: number;
+    /** Connections a client may hold open on each transport (TCP, WebSocket; HTTP: requests in progress). */
+    max_connections: number;
+  };
+  /** Graceful shutdown, on SIGTERM or SIGINT (a second signal exits at once). */
+  shutdown: {
+    /** Seconds running streams may take to finish, and buffered ones to be polled to their end; the rest then end with finish_reason "shutdown". */
+    drain_timeout: number;
+    /** Seconds the final chunks of the streams cut short stay pollable before the process exits. */
+    final_poll_timeout: number;
+  };
 }
 
 export function defaultSettings(): Settings {
@@ -151,6 +174,9 @@ export function defaultSettings(): Settings {
       store: 'memory',
     },
     redis: { url: null, key_prefix: 'rkllm:', lease_ms: 5000, retry_ms: 10_000, max_blocking_connections: 64 },
+    auth: { api_keys: [] },
+    limits: { requests_per_second: 0, request_burst: 200, max_streams: 64, max_connections: 256 },
+    shutdown: { drain_timeout: 30, final_poll_timeout: 5 },
   };
 }
 
@@ -227,6 +253,24 @@ const settingsSchema = {
       retry_ms: { type: 'integer', minimum: 0, maximum: 3_600_000 },
       max_blocking_connections: positive(10_000),
     }),
+    auth: section({
+      api_keys: {
+        type: 'array',
+        uniqueItems: true,
+        maxItems: 10_000,
+        items: { type: 'string', minLength: 16, maxLength: 4096, pattern: '^[A-Za-z0-9._~+/-]+=*$' },
+      },
+    }),
+    limits: section({
+      requests_per_second: { type: 'number', minimum: 0, maximum: 1_000_000 },
+      request_burst: positive(1_000_000),
+      max_streams: { type: 'integer', minimum: 0, maximum: 1_000_000 },
+      max_connections: { type: 'integer', minimum: 0, maximum: 1_000_000 },
+    }),
+    shutdown: section({
+      drain_timeout: { type: 'number', minimum: 0, maximum: 86_400 },
+      final_poll_timeout: { type: 'number', minimum: 0, maximum: 3600 },
+    }),
   },
 };
 
@@ -282,7 +326,7 @@ export function readSettingsFile(path: string): Plain {
   return parsed as Plain;
 }
 
-/** Defaults, then the file, then the flags; each layer validated. */
+/** The defaults, then each layer in order (the file, the environment, the flags), later ones winning; each layer validated. */
 export function resolveSettings(layers: Array<{ source: string; values: unknown }>): Settings {
   let settings = defaultSettings();
   for (const layer of layers) {
