@@ -148,7 +148,7 @@ async function main(): Promise<void> {
   const quick = values.quick === true;
   const scenarios: Scenario[] = [
     { kind: 'tiny', threads: 1, tokens: quick ? 300 : 2000 },
-    { kind: 'bench', threads: 2, tokens: quick ? 32 : 200 },
+    { kind: 'bench', threads: 1, tokens: quick ? 32 : 200 },
   ].filter((s) => values.model === 'all' || values.model === s.kind) as Scenario[];
   const header = ['model ', 'streams', ' tokens', '   raw t/s', '  http t/s', ' ratio', ' p50 ms', ' p99 ms', 'polls/st'].join(' ');
   const rows: string[] = [];
