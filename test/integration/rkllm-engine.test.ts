@@ -85,50 +85,47 @@ describe('server with --engine rkllm (ABI twin 1.3)', function () {
     const after = await http.result('rkllm_run', { prompt_input: 'and after', max_new_tokens: 8 });
     expect(after.finish_reason).to.equal('length');
   });
+
+  it('rkllm_destroy ends the running stream and unloads; rkllm_init loads again', async () => {
+    const running = await http.start({ prompt_input: 'a long one', max_new_tokens: 900 });
+    const destroyed = await http.result('rkllm_destroy', {});
+    expect(destroyed).to.include({ destroyed: true, streams_stopped: 1 });
+    const drained = await http.drain(running.stream_id);
+    expect(drained.last).to.include({ end: true, finish_reason: 'error' });
+    expect(drained.last.error!.code).to.equal(-32009);
+    expect(await http.result('engine_status', {})).to.include({ state: 'unloaded', model_path: null });
+    const init = await http.result('rkllm_init', {
+      model_path: TWIN_MODELS.story,
+      max_context_len: 512,
+      top_k: 1,
+      extend_param: { n_batch: 1 },
+    });
+    expect(init).to.include({ initialized: true, engine: 'rkllm', max_context_len: 512 });
+    expect((await http.result('rkllm_run', { prompt_input: 'reloaded', max_new_tokens: 4 })).finish_reason).to.equal('length');
+  });
 });
 
 describe('rkllm-mcp --engine rkllm: errors at start', function () {
   this.timeout(60_000);
 
+  /** Runs the server on one free HTTP port and nothing else, with `flags`; it should exit. */
+  const serve = (...flags: string[]): ReturnType<typeof runCli> =>
+    runCli(['--engine', 'rkllm', ...flags, '--http', '0', '--no-tcp', '--no-udp', '--no-ws']);
+
   it('a missing --model is a usage error', async () => {
-    const { code, stderr } = await runCli(['--engine', 'rkllm', '--http', '0', '--no-tcp', '--no-udp', '--no-ws']);
+    const { code, stderr } = await serve();
     expect(code).to.equal(2);
     expect(stderr).to.match(/"engine.model_path" is required with engine.kind "rkllm"/);
   });
 
   it('a library that cannot be loaded stops the server with the reason', async () => {
-    const { code, stderr } = await runCli([
-      '--engine',
-      'rkllm',
-      '--model',
-      TWIN_MODELS.story,
-      '--rkllm-lib',
-      '/nonexistent/librkllmrt.so',
-      '--http',
-      '0',
-      '--no-tcp',
-      '--no-udp',
-      '--no-ws',
-    ]);
+    const { code, stderr } = await serve('--model', TWIN_MODELS.story, '--rkllm-lib', '/nonexistent/librkllmrt.so');
     expect(code).to.equal(1);
     expect(stderr).to.match(/The RKLLM runtime could not start: Cannot load the RKLLM runtime library \/nonexistent\/librkllmrt\.so/);
   });
 
   it('a model the runtime refuses stops the server with the runtime code and reason', async () => {
-    const library = await buildTwin('1.2');
-    const { code, stderr } = await runCli([
-      '--engine',
-      'rkllm',
-      '--model',
-      TWIN_MODELS.notAModel,
-      '--rkllm-lib',
-      library,
-      '--http',
-      '0',
-      '--no-tcp',
-      '--no-udp',
-      '--no-ws',
-    ]);
+    const { code, stderr } = await serve('--model', TWIN_MODELS.notAModel, '--rkllm-lib', await buildTwin('1.2'));
     expect(code).to.equal(1);
     expect(stderr).to.match(/rkllm_init failed with code -1: E rkllm: .*not an RKLLM model file/);
   });
