@@ -45,6 +45,10 @@ interface Loss {
   last: number;
 }
 
+function isUnavailable(err: unknown): boolean {
+  return err instanceof RpcError && err.name === 'STORE_UNAVAILABLE';
+}
+
 type Read = ['ok', string[]] | ['state', number, number, number] | ['gone', BufferGone] | ['beyond', number] | ['before', number];
 
 /**
@@ -102,7 +106,7 @@ export class RedisBufferStore implements BufferStore {
         () => Date.now() < deadline,
       );
     } catch (err) {
-      if (err instanceof RpcError && err.name === 'STORE_UNAVAILABLE') this.#losses.set(streamId, { first: chunk.seq, last: chunk.seq });
+      if (isUnavailable(err)) this.#losses.set(streamId, { first: chunk.seq, last: chunk.seq });
       throw err;
     }
   }
@@ -216,8 +220,7 @@ export class RedisBufferStore implements BufferStore {
       try {
         return await attempt();
       } catch (err) {
-        const unavailable = err instanceof RpcError && err.name === 'STORE_UNAVAILABLE';
-        if (!unavailable || !more() || this.#closing.signal.aborted) throw err;
+        if (!isUnavailable(err) || !more() || this.#closing.signal.aborted) throw err;
       }
       await delay(pause, undefined, { signal: this.#closing.signal }).catch(() => {});
     }
