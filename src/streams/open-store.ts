@@ -40,7 +40,7 @@ export async function openStore(settings: Settings, log: Logger): Promise<OpenSt
   const store = new RedisBufferStore({ link, limits, instanceId, leaseMs, retryMs, maxBlockingReads });
   let cluster: RedisCluster;
   try {
-    cluster = await RedisCluster.start({ link, instanceId, leaseMs, bufferTimeoutMs: limits.bufferTimeoutMs, log });
+    cluster = await RedisCluster.start({ link, instanceId, leaseMs, retryMs, bufferTimeoutMs: limits.bufferTimeoutMs, log });
   } catch (err) {
     await store.close();
     link.close();

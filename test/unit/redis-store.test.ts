@@ -146,7 +146,14 @@ describe('RedisBufferStore', function () {
     });
 
     async function cluster(on: Instance, instanceId: string): Promise<RedisCluster> {
-      const made = await RedisCluster.start({ link: on.link, instanceId, leaseMs: LEASE_MS, bufferTimeoutMs: 60_000, log: silent });
+      const made = await RedisCluster.start({
+        link: on.link,
+        instanceId,
+        leaseMs: LEASE_MS,
+        retryMs: 0,
+        bufferTimeoutMs: 60_000,
+        log: silent,
+      });
       clusters.push(made);
       return made;
     }
@@ -226,7 +233,7 @@ describe('RedisBufferStore', function () {
     });
 
     it('reports in the final chunk the chunks it could not store', async () => {
-      const { store } = await instance(freshPrefix(), SUITE_LIMITS, Date.now, 100);
+      const { store } = await instance(freshPrefix(), SUITE_LIMITS, Date.now, 1000);
       await store.create('s');
       await store.append('s', text(0, 'a'));
       await redis.stop();

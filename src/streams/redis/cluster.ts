@@ -16,11 +16,13 @@ export interface RedisClusterOptions {
   instanceId: string;
   /** How long a lease lasts; owners renew theirs three times per lease, others check twice. */
   leaseMs: number;
-  /**
-   * The buffer timeout. A stream that ended here is renewed this long at most while its final chunk
-   * waits for Redis; the final chunk a lease check writes lives twice as long in Redis.
-   */
+  /** The buffer timeout: a final chunk written by a lease check lives twice as long in Redis. */
   bufferTimeoutMs: number;
+  /**
+   * How long the store retries a chunk while Redis is away. A stream that ended here keeps its
+   * lease renewed while its last chunks may still be retried (twice this, plus a lease).
+   */
+  retryMs: number;
   log: Logger;
 }
 
@@ -105,7 +107,7 @@ export class RedisCluster implements Cluster {
 
   /** Renews the leases of the streams generated here, and acts on what the store says of them. */
   async #heartbeat(): Promise<void> {
-    const graceEnd = Date.now() - this.#options.bufferTimeoutMs;
+    const graceEnd = Date.now() - (this.#options.retryMs * 2 + this.#options.leaseMs);
     for (const [id, owned] of this.#owned) if (owned.endedAt !== undefined && owned.endedAt < graceEnd) this.#owned.delete(id);
     const ids = [...this.#owned.keys()];
     if (ids.length === 0) return;

@@ -185,8 +185,8 @@ export class RedisBufferStore implements BufferStore {
 
   /**
    * Once a chunk was lost, the stream is being stopped: later chunks are lost too, except the final
-   * one, which reports the loss. It is kept trying until Redis is back, for as long as the buffer
-   * could still be read (one buffer timeout).
+   * one, which reports the loss. It too is retried for `retryMs`; if Redis stays away longer, the
+   * owner's lease runs out and another instance ends the stream with an error.
    */
   async #appendAfterLoss(streamId: string, chunk: Chunk, loss: Loss): Promise<AppendResult> {
     if (!chunk.end) {
@@ -194,7 +194,7 @@ export class RedisBufferStore implements BufferStore {
       throw this.#lossError(loss);
     }
     const final: Chunk = { ...chunk, finish_reason: 'error', error: this.#lossError({ first: loss.first, last: chunk.seq - 1 }).toJSON() };
-    const deadline = Date.now() + this.limits.bufferTimeoutMs;
+    const deadline = Date.now() + this.#options.retryMs;
     try {
       return await this.#retrying(
         () => this.#add(streamId, final),
