@@ -225,8 +225,11 @@ export class StreamHub {
 
   /** Aborts every stream and waits until all have ended. */
   async close(): Promise<void> {
-    for (const stream of this.#live.values()) stream.abort();
+    const streams = [...this.#live.values()];
+    for (const stream of streams) stream.abort();
     await Promise.all(this.#tasks);
+    // Their final chunks reach the buffer store before it closes.
+    await Promise.all(streams.map((stream) => this.#appends.get(stream)));
   }
 
   #attachStore(stream: Stream): void {
