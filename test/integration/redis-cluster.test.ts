@@ -198,6 +198,16 @@ describe('Several instances sharing streams through Redis', function () {
     expect(last.error!.message).to.match(/stopped renewing its lease/);
   });
 
+  it('a stream whose instance shuts down cleanly mid-stream ends with its abort chunk, stored before the instance exits', async () => {
+    const [owner, other] = [await start(['--redis', `${redis.url}/4`]), await start(['--redis', `${redis.url}/4`])];
+    const { stream_id } = await owner.http.start(LONG);
+    const head = await firstChunk(other.http, stream_id);
+    expect(await owner.server.stop()).to.equal(0);
+    const { last } = await drain(other.http, stream_id, head.seq);
+    expect(last).to.deep.include({ end: true, finish_reason: 'abort' });
+    expect(last.error).to.equal(undefined);
+  });
+
   it('continues a stream across a Redis restart with nothing lost, polls meanwhile told Redis is away', async () => {
     const [owner, other] = [await start(['--redis', `${redis.url}/3`]), await start(['--redis', `${redis.url}/3`])];
     const params = { ...LONG, max_new_tokens: 5000 };
