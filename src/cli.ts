@@ -62,7 +62,12 @@ function integer(flag: string, value: string | undefined, min: number, max: numb
 }
 
 /** Turns the command line into a partial settings object; exits with code 2 on a usage error. */
-export function parseFlags(argv: string[]): { settingsFile?: string; overrides: Record<string, unknown>; help: boolean; printSettings: boolean } {
+export function parseFlags(argv: string[]): {
+  settingsFile?: string;
+  overrides: Record<string, unknown>;
+  help: boolean;
+  printSettings: boolean;
+} {
   let values;
   try {
     ({ values } = parseArgs({
@@ -156,7 +161,9 @@ function loadSettings(flags: ReturnType<typeof parseFlags>): { settings: Setting
 
 function reportSettingsFile(file: SettingsFile, log: Logger): void {
   if (file.created) log.info({ settings: file.path }, 'wrote the settings file with every default');
-  if (file.unwritable !== undefined) log.warn({ settings: file.path, reason: file.unwritable }, 'could not write the settings file; running on the defaults');
+  if (file.unwritable !== undefined) {
+    log.warn({ settings: file.path, reason: file.unwritable }, 'could not write the settings file; running on the defaults');
+  }
 }
 
 async function main(): Promise<void> {

@@ -1,17 +1,29 @@
 import { basename } from 'node:path';
 import type { Logger } from 'pino';
+import { ApiKeys, exposesBeyondLoopback } from './auth.js';
+import { ClientGate } from './clients.js';
 import { startEngine } from './engine/select.js';
+import type { Engine } from './engine/types.js';
+import { Health } from './health.js';
 import { Dispatcher, type Method } from './jsonrpc/dispatcher.js';
+import { RpcError } from './jsonrpc/errors.js';
+import { errorResponse, parseMessage, salvageId, type JsonRpcResponse } from './jsonrpc/message.js';
+import { ClientLimits } from './limits.js';
+import { authenticateMethod } from './methods/auth.js';
 import { coreMethods, listFunctionsMethod } from './methods/core.js';
 import { diagnosticMethods } from './methods/diagnostics.js';
 import { engineStatusMethod } from './methods/engine-status.js';
 import { liveMethods } from './methods/live.js';
 import { rkllmMethods } from './methods/rkllm.js';
+import { Metrics } from './metrics.js';
 import type { Settings } from './settings.js';
+import { drain, type Drainable } from './shutdown.js';
 import { openStore, type OpenStore } from './streams/open-store.js';
 import { StreamHub, type StreamObserver } from './streams/hub.js';
 import { Scheduler } from './streams/scheduler.js';
 import { createTransports } from './transports/create.js';
+import type { HttpEndpoint } from './transports/http.js';
+import type { MessageHandler, Transport } from './transports/transport.js';
 
 /** A running server: its transports' bound addresses and a way to stop it. */
 export interface RunningServer {
@@ -19,58 +31,112 @@ export interface RunningServer {
   readonly dispatcher: Dispatcher;
   /** Resolves once the server has closed itself because stdio's input ended; the process should then exit 0. */
   readonly ended: Promise<void>;
+  /** Shuts down gracefully (settings `shutdown.*`): stops accepting, drains the streams, then closes. Idempotent. */
+  shutdown(): Promise<void>;
+  /** Closes at once, aborting every stream. Idempotent. */
   close(): Promise<void>;
 }
 
-/**
- * Builds and starts one server from settings: loads the model, then binds every enabled
- * transport. Everything is owned by the returned object; nothing is global, so several servers
- * can run in one process.
- */
 export interface ServerOptions {
-  /** Sees every chunk as it is produced (benchmarks, metrics). */
+  /** Sees every chunk as it is produced (benchmarks). */
   observer?: StreamObserver;
 }
 
-export async function startServer(settings: Settings, log: Logger, options: ServerOptions = {}): Promise<RunningServer> {
-  const engine = await startEngine(settings.engine, log);
-  const modelPath = engine.param.model_path;
-
-  const s = settings.streams;
-  let opened: OpenStore;
+/** Answers every message while the model loads: the engine is not there yet. */
+async function whileLoading(raw: Uint8Array | string): Promise<JsonRpcResponse | undefined> {
+  let message: unknown;
   try {
-    opened = await openStore(settings, log);
+    message = parseMessage(raw);
+  } catch (err) {
+    return errorResponse(null, err as RpcError);
+  }
+  if (typeof message === 'object' && message !== null && !Array.isArray(message) && !('id' in message)) return undefined;
+  const error = new RpcError('ENGINE_UNAVAILABLE', 'The model is loading; retry once GET /health answers 200', { retry_after: 1 });
+  return errorResponse(Array.isArray(message) ? null : salvageId(message), error);
+}
+
+/** `GET /health` (for load balancers: no key needed) and `GET /metrics` (needs a key when keys are set). */
+function endpoints(health: Health, metrics: Metrics): Map<string, HttpEndpoint> {
+  return new Map<string, HttpEndpoint>([
+    [
+      '/health',
+      {
+        keyed: false,
+        serve: async () => {
+          const { ok, ...report } = health.report();
+          return { status: ok ? 200 : 503, type: 'application/json', body: JSON.stringify(report) };
+        },
+      },
+    ],
+    ['/metrics', { keyed: true, serve: async () => ({ status: 200, ...(await metrics.render()) }) }],
+  ]);
+}
+
+/** Sends chunks to every observer: metrics, and the caller's own. */
+function observeAll(observers: StreamObserver[]): StreamObserver {
+  return {
+    chunk: (streamId, chunk) => observers.forEach((o) => o.chunk(streamId, chunk)),
+    started: (streamId) => observers.forEach((o) => o.started?.(streamId)),
+    running: (streamId) => observers.forEach((o) => o.running?.(streamId)),
+  };
+}
+
+/** Binds every transport; on failure closes them all and rethrows. */
+async function bind(transports: Transport[]): Promise<Record<string, string>> {
+  const addresses: Record<string, string> = {};
+  try {
+    for (const transport of transports) addresses[transport.name] = await transport.start();
+  } catch (err) {
+    await Promise.all(transports.map((t) => t.close()));
+    throw err;
+  }
+  return addresses;
+}
+
+/** Loads the model, then opens the buffer store; on failure frees what was made and rethrows. */
+async function loadEngineAndStore(settings: Settings, log: Logger): Promise<{ engine: Engine; opened: OpenStore }> {
+  const engine = await startEngine(settings.engine, log);
+  try {
+    return { engine, opened: await openStore(settings, log) };
   } catch (err) {
     await engine.dispose();
     throw err;
   }
-  const { store, cluster } = opened;
-  const hub = new StreamHub({
-    engine,
-    scheduler: new Scheduler(engine.slots, settings.engine.queue_limit),
-    store,
-    ...(cluster ? { cluster } : {}),
-    log,
-    ...(options.observer ? { observer: options.observer } : {}),
-  });
-  const table: Map<string, Method> = new Map([
-    ...coreMethods({ engine, hub, maxWaitMs: s.max_wait_ms, cleanupIntervalS: s.cleanup_interval, bufferTimeoutS: s.buffer_timeout }),
-    ...rkllmMethods({ engine, hub }),
-    ...liveMethods(hub),
-    engineStatusMethod(engine),
-    listFunctionsMethod((): ReadonlyMap<string, Method> => table, engine),
-    ...(settings.diagnostics ? diagnosticMethods(store, () => hub.sweep()) : []),
-  ]);
-  const dispatcher = new Dispatcher({ methods: table, log, maxBatch: settings.jsonrpc.max_batch });
-  const sweeper = setInterval(() => {
-    hub.sweep().catch((err: unknown) => log.error({ err }, 'buffer sweep failed'));
-  }, s.cleanup_interval * 1000);
-  sweeper.unref();
+}
 
+/**
+ * Builds and starts one server from settings. It binds every enabled transport first, so that
+ * `GET /health` answers 503 while the model loads (and everything else an "engine unavailable"
+ * error), then loads the model and starts serving. Everything is owned by the returned object;
+ * nothing is global, so several servers can run in one process.
+ */
+export async function startServer(settings: Settings, log: Logger, options: ServerOptions = {}): Promise<RunningServer> {
+  const keys = new ApiKeys(settings.auth.api_keys);
+  if (!keys.required && exposesBeyondLoopback(settings.host)) {
+    log.warn(
+      { host: settings.host },
+      'listening beyond this machine without API keys: anyone who can reach it can use it (set auth.api_keys)',
+    );
+  }
+  const health = new Health();
+  const metrics = new Metrics();
+  const { requests_per_second, request_burst, max_streams, max_connections } = settings.limits;
+  const limits = new ClientLimits({
+    requestsPerSecond: requests_per_second,
+    requestBurst: request_burst,
+    maxStreams: max_streams,
+    maxConnections: max_connections,
+  });
+  const gate = new ClientGate({ keys, limits, onRefusal: (error) => metrics.error(error.code) });
+
+  let serve: MessageHandler = whileLoading;
+  let close: () => Promise<void>;
   let endedByInput = (): void => {};
   const ended = new Promise<void>((resolve) => (endedByInput = resolve));
   const transports = createTransports(settings, {
-    handle: dispatcher.handle.bind(dispatcher),
+    handle: (raw, origin) => serve(raw, origin),
+    gate,
+    endpoints: endpoints(health, metrics),
     log,
     onStdioEnd: () => {
       log.info('stdin ended; shutting down');
@@ -79,9 +145,57 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
         .finally(endedByInput);
     },
   });
-  const addresses: Record<string, string> = {};
+  close = async () => void (await Promise.all(transports.map((t) => t.close())));
+  const addresses = await bind(transports);
+  log.info({ addresses }, 'transports bound; loading the model (GET /health answers 503 until it is loaded)');
+  let loaded: { engine: Engine; opened: OpenStore };
+  try {
+    loaded = await loadEngineAndStore(settings, log);
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  const { engine, opened } = loaded;
+  const { store, cluster } = opened;
+
+  const s = settings.streams;
+  const hub = new StreamHub({
+    engine,
+    scheduler: new Scheduler(engine.slots, settings.engine.queue_limit),
+    store,
+    ...(cluster ? { cluster } : {}),
+    log,
+    observer: observeAll(options.observer ? [metrics, options.observer] : [metrics]),
+  });
+  const table: Map<string, Method> = new Map([
+    ...coreMethods({ engine, hub, maxWaitMs: s.max_wait_ms, cleanupIntervalS: s.cleanup_interval, bufferTimeoutS: s.buffer_timeout }),
+    ...rkllmMethods({ engine, hub }),
+    ...liveMethods(hub),
+    authenticateMethod(gate),
+    engineStatusMethod(engine),
+    listFunctionsMethod((): ReadonlyMap<string, Method> => table, engine),
+    ...(settings.diagnostics ? diagnosticMethods(store, () => hub.sweep()) : []),
+  ]);
+  const dispatcher = new Dispatcher({
+    methods: table,
+    log,
+    maxBatch: settings.jsonrpc.max_batch,
+    gate,
+    onAnswered: (method, transport, seconds) => metrics.answered(method, transport, seconds),
+  });
+  metrics.watch({
+    streams: () => ({ active: hub.scheduler.active, queued: hub.scheduler.queued }),
+    buffers: () => store.status(),
+    connections: () => transports.map((t) => [t.name, t.openConnections]),
+    methods: new Set(table.keys()),
+  });
+  const sweeper = setInterval(() => {
+    hub.sweep().catch((err: unknown) => log.error({ err }, 'buffer sweep failed'));
+  }, s.cleanup_interval * 1000);
+  sweeper.unref();
+
   let closed: Promise<void> | undefined;
-  const close = (): Promise<void> =>
+  close = (): Promise<void> =>
     (closed ??= (async () => {
       clearInterval(sweeper);
       await Promise.all(transports.map((t) => t.close()));
@@ -89,13 +203,30 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
       await opened.close();
       await engine.dispose();
     })());
-  try {
-    for (const transport of transports) addresses[transport.name] = await transport.start();
-  } catch (err) {
-    await close();
-    throw err;
-  }
+  const drainable: Drainable = {
+    stopAccepting: () => {
+      health.draining();
+      hub.scheduler.close(new RpcError('SHUTTING_DOWN', 'The server is shutting down and starts no new runs'));
+      for (const transport of transports) transport.stopAccepting();
+    },
+    pending: async () => ({ streams: hub.liveCount, buffers: (await store.status()).active_buffers }),
+    endStreams: () => hub.stopAll(new RpcError('SHUTTING_DOWN', 'The server shut down before this stream finished')),
+    close,
+  };
+  let drained: Promise<void> | undefined;
+  const times = { drainMs: settings.shutdown.drain_timeout * 1000, finalPollMs: settings.shutdown.final_poll_timeout * 1000 };
+  const shutdown = (): Promise<void> => (drained ??= drain(drainable, times, log, cluster !== undefined));
+
+  serve = async (raw, origin) => {
+    const reply = await dispatcher.handle(raw, origin);
+    metrics.replied(reply);
+    return reply;
+  };
+  health.serving(engine);
   const names = Object.entries(addresses).map(([name, address]) => `${name}=${address}`);
-  log.info({ addresses }, `listening for connections: ${names.join(' ')} (engine ${engine.name}, model ${basename(modelPath)})`);
-  return { addresses, dispatcher, ended, close };
+  log.info(
+    { addresses },
+    `listening for connections: ${names.join(' ')} (engine ${engine.name}, model ${basename(engine.param.model_path)})`,
+  );
+  return { addresses, dispatcher, ended, shutdown, close };
 }

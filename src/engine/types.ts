@@ -211,8 +211,8 @@ export type RunOutputs = Pick<RKLLMResult, 'last_hidden_layer' | 'logits'>;
  */
 export type LLMResultCallback = (result: RKLLMResult, state: LLMCallState) => number | void;
 
-/** Why a run ended. */
-export type FinishReason = 'stop' | 'length' | 'abort' | 'error';
+/** Why a run ended. "shutdown" is the server's own: a graceful shutdown cut the stream short. */
+export type FinishReason = 'stop' | 'length' | 'abort' | 'error' | 'shutdown';
 
 export interface RunOutcome {
   finish_reason: FinishReason;

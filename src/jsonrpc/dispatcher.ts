@@ -1,4 +1,6 @@
 import type { Logger } from 'pino';
+import type { Peer } from '../auth.js';
+import type { Client } from '../clients.js';
 import type { Connection } from './connection.js';
 import { RpcError } from './errors.js';
 import {
@@ -8,6 +10,7 @@ import {
   salvageId,
   validateRequest,
   type JsonRpcId,
+  type JsonRpcRequest,
   type JsonRpcResponse,
 } from './message.js';
 
@@ -19,6 +22,9 @@ export interface MethodContext {
   signal: AbortSignal;
   /** The transport that carried the request ("http", "tcp", ...). */
   transport: string;
+  /** Who sent the request: limits and stream ownership go by it. */
+  client: Client;
+  /** Carries the request's ids (`req_id`, unique within the server, and the JSON-RPC `rpc_id`) and the client's id. */
   log: Logger;
   /** The live connection that carried the request (absent on HTTP): handlers may push messages on it. */
   connection?: Connection;
@@ -49,6 +55,13 @@ export interface RequestOrigin {
   transport: string;
   signal: AbortSignal;
   connection?: Connection;
+  /** The client end, with the key it presented. */
+  peer: Peer;
+}
+
+/** Admits each request before its method is looked up: says who sent it, or throws a refusal (a missing key, a limit). */
+export interface RequestGate {
+  admit(request: JsonRpcRequest, peer: Peer): Client;
 }
 
 export interface DispatcherOptions {
@@ -56,6 +69,9 @@ export interface DispatcherOptions {
   log: Logger;
   /** Requests in one batch at most. */
   maxBatch: number;
+  gate: RequestGate;
+  /** Told how long each request took to answer (metrics). */
+  onAnswered?: (method: string, transport: string, seconds: number) => void;
 }
 
 /**
@@ -66,11 +82,17 @@ export class Dispatcher {
   readonly #methods: MethodTable;
   readonly #log: Logger;
   readonly #maxBatch: number;
+  readonly #gate: RequestGate;
+  readonly #onAnswered: NonNullable<DispatcherOptions['onAnswered']>;
+  /** Numbers requests for the logs. */
+  #received = 0;
 
   constructor(options: DispatcherOptions) {
     this.#methods = options.methods;
     this.#log = options.log;
     this.#maxBatch = options.maxBatch;
+    this.#gate = options.gate;
+    this.#onAnswered = options.onAnswered ?? (() => {});
   }
 
   get methods(): MethodTable {
@@ -104,18 +126,27 @@ export class Dispatcher {
     }
     const isNotification = !('id' in request);
     const id = isNotification ? null : (request.id as JsonRpcId);
+    const { method } = request;
+    const log = this.#log.child({ req_id: `r${++this.#received}`, rpc_id: id, transport: origin.transport });
+    const started = performance.now();
     try {
-      const result = await this.call(request.method, request.params, {
+      const client = this.#gate.admit(request, origin.peer);
+      const result = await this.call(method, request.params, {
         id: isNotification ? undefined : id,
         signal: origin.signal,
         transport: origin.transport,
-        log: this.#log,
+        client,
+        log: log.child({ client: client.id }),
         ...(origin.connection ? { connection: origin.connection } : {}),
       });
+      log.debug({ method }, 'answered');
       return isNotification || result === PUSHED ? undefined : resultResponse(id, result);
     } catch (err) {
-      if (isNotification) return undefined;
-      return errorResponse(id, this.#toRpcError(err, request.method));
+      const error = this.#toRpcError(err, method, log);
+      log.debug({ method, code: error.code }, 'refused');
+      return isNotification ? undefined : errorResponse(id, error);
+    } finally {
+      this.#onAnswered(method, origin.transport, (performance.now() - started) / 1000);
     }
   }
 
@@ -128,9 +159,9 @@ export class Dispatcher {
     return await method.handler(parsed as never, ctx);
   }
 
-  #toRpcError(err: unknown, method: string): RpcError {
+  #toRpcError(err: unknown, method: string, log: Logger): RpcError {
     if (err instanceof RpcError) return err;
-    this.#log.error({ err, method }, 'internal error');
+    log.error({ err, method }, 'internal error');
     return new RpcError('INTERNAL_ERROR', 'Internal error');
   }
 }

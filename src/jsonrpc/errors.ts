@@ -41,6 +41,12 @@ export const ErrorCodes = {
   STORE_UNAVAILABLE: -32013,
   /** The instance generating a stream stopped renewing its lease (it died or lost Redis); appears in final chunks. */
   STREAM_OWNER_LOST: -32014,
+  /** A missing or wrong API key, on every transport (HTTP answers it with status 401). It says nothing more. */
+  UNAUTHORIZED: -32015,
+  /** A per-client limit is reached (request rate, streams, connections); `data.limit` names the setting, `data.retry_after` the seconds to wait. */
+  RATE_LIMITED: -32016,
+  /** The server is shutting down: it starts no new runs; a final chunk with `finish_reason: "shutdown"` carries it when a stream is cut short. */
+  SHUTTING_DOWN: -32017,
 } as const;
 
 export type ErrorName = keyof typeof ErrorCodes;

@@ -1,3 +1,6 @@
+import type { Logger } from 'pino';
+import { notOwned } from '../auth.js';
+import type { Client } from '../clients.js';
 import { ENGINE_FEATURE_NAMES } from '../engine/capabilities.js';
 import type { Engine } from '../engine/types.js';
 import { PUSHED, type Method, type MethodContext } from '../jsonrpc/dispatcher.js';
@@ -5,7 +8,7 @@ import { RpcError, invalidParams } from '../jsonrpc/errors.js';
 import type { JsonRpcId } from '../jsonrpc/message.js';
 import { requestKey } from '../streams/buffer-store.js';
 import type { StreamHub } from '../streams/hub.js';
-import type { Chunk } from '../streams/stream.js';
+import type { Chunk, Stream } from '../streams/stream.js';
 import { bool, compileParams, int, object, requestIdSchema, str, type JsonSchema } from './schema.js';
 import { runParamsSchema, toRunParams } from './run-params.js';
 
@@ -57,6 +60,14 @@ const runAsyncParamsSchema: JsonSchema = {
   },
 };
 
+/** Logs a stream's start and end under the request that started it. */
+function logLifetime(stream: Stream, log: Logger): void {
+  log.info({ stream_id: stream.id }, 'stream started');
+  void stream.ended.then((last) =>
+    log.info({ stream_id: stream.id, finish_reason: last.finish_reason, chunks: last.seq + 1 }, 'stream ended'),
+  );
+}
+
 /** Joins chunks read from a buffer into the one chunk a poll returns. */
 export function joinChunks(streamId: string, chunks: Chunk[]): Chunk & { stream_id: string } {
   // The last chunk's own fields (finish_reason, perf, error, outputs) carry over as they are.
@@ -75,12 +86,15 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
     }
   }
 
-  /** Resolves a poll target to one buffered stream id. */
-  async function bufferedStream(ref: StreamRef): Promise<string> {
+  /** Resolves a poll target to one buffered stream id of `client`'s: streams of other keys are as good as unknown. */
+  async function bufferedStream(ref: StreamRef, client: Client): Promise<string> {
     onlyOne(ref);
-    if (ref.stream_id !== undefined) return ref.stream_id;
+    if (ref.stream_id !== undefined) {
+      if (!client.owns(ref.stream_id)) throw notOwned(ref.stream_id);
+      return ref.stream_id;
+    }
     if (ref.request_id === undefined) throw invalidParams('Invalid params: missing required field "stream_id" or "request_id"');
-    const ids = await store.findByRequest(requestKey(ref.request_id));
+    const ids = (await store.findByRequest(requestKey(ref.request_id))).filter((id) => client.owns(id));
     if (ids.length === 1) return ids[0]!;
     if (ids.length > 1) {
       throw new RpcError(
@@ -102,7 +116,7 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
       method<Record<string, unknown>>(
         'Runs a prompt to the end and returns the whole text (rkllm_run). Blocks until generation ends.',
         runParamsSchema,
-        (params, ctx) => hub.run(toRunParams(params, engine.param.max_context_len), ctx.id, ctx.signal),
+        (params, ctx) => hub.run(toRunParams(params, engine.param.max_context_len), ctx.id, ctx.signal, ctx.client),
       ),
     ],
     [
@@ -116,7 +130,9 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
           // A notification cannot be answered, so its chunks are only buffered, as over HTTP.
           const connection = ctx.id === undefined ? undefined : ctx.connection;
           const runParams = toRunParams(params, engine.param.max_context_len);
-          const stream = await hub.start(runParams, ctx.id, { ...(connection ? { connection } : {}), detach: params.detach === true });
+          const delivery = { ...(connection ? { connection } : {}), detach: params.detach === true };
+          const stream = await hub.start(runParams, ctx.id, delivery, ctx.client);
+          logLifetime(stream, ctx.log);
           if (connection) return PUSHED;
           return { stream_id: stream.id, request_id: ctx.id ?? null, status: stream.state };
         },
@@ -134,7 +150,7 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
           wait_ms: int(0, deps.maxWaitMs, `Long-poll for up to this many ms (at most ${deps.maxWaitMs})`),
         }),
         async (params, ctx) => {
-          const streamId = await bufferedStream(params);
+          const streamId = await bufferedStream(params, ctx.client);
           if (params.wait_ms) await store.wait(streamId, params.after_seq, params.wait_ms, ctx.signal);
           const { chunks } = await store.poll(streamId, params.after_seq);
           return { chunk: chunks.length === 0 ? null : joinChunks(streamId, chunks) };
@@ -146,10 +162,11 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
       method<StreamRef>(
         'Stops a stream, queued or running, by stream_id or request_id. Without parameters it stops every running generation (rkllm_abort).',
         object(streamRefProperties),
-        async (params) => {
+        async (params, ctx) => {
           onlyOne(params);
-          if (params.stream_id === undefined && params.request_id === undefined) return { aborted: hub.abortRunning() };
-          const live = hub.select(params);
+          const owned = (stream: Stream): boolean => ctx.client.owns(stream.id);
+          if (params.stream_id === undefined && params.request_id === undefined) return { aborted: hub.abortRunning(owned) };
+          const live = hub.select(params).filter(owned);
           if (live.length > 1) {
             throw new RpcError('AMBIGUOUS_REQUEST_ID', `${live.length} live streams share request id ${JSON.stringify(params.request_id)}; abort by "stream_id" instead`, {
               stream_ids: live.map((s) => s.id),
@@ -160,7 +177,7 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
             return { aborted: 1, stream_id: live[0]!.id };
           }
           // Not live here: another instance may generate it; an ended stream whose buffer remains is fine to "abort" (nothing to do).
-          const streamId = await bufferedStream(params);
+          const streamId = await bufferedStream(params, ctx.client);
           return { aborted: (await hub.abortElsewhere(streamId)) ? 1 : 0, stream_id: streamId };
         },
       ),

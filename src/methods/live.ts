@@ -1,3 +1,4 @@
+import { notOwned } from '../auth.js';
 import { PUSHED, type Method } from '../jsonrpc/dispatcher.js';
 import { RpcError } from '../jsonrpc/errors.js';
 import type { StreamHub } from '../streams/hub.js';
@@ -32,6 +33,7 @@ export function liveMethods(hub: StreamHub): Array<[string, Method]> {
               'rkllm_stream_attach pushes chunks as responses, so it needs a request id and a live transport (TCP, UDP, WebSocket or stdio); over HTTP use poll',
             );
           }
+          if (!ctx.client.owns(params.stream_id)) throw notOwned(params.stream_id);
           const sending = await hub.attach(params.stream_id, params.after_seq, ctx.connection, ctx.id);
           return sending ? PUSHED : { chunk: null };
         },

@@ -1,18 +1,23 @@
 import type { Logger } from 'pino';
 import { LLMCallState, emptyPerf, type Engine, type FinishReason, type RKLLMPerfStat, type RunOutputs, type RunRequest } from '../engine/types.js';
 import type { Connection } from '../jsonrpc/connection.js';
-import { RpcError, invalidParams } from '../jsonrpc/errors.js';
+import { ErrorCodes, RpcError, invalidParams } from '../jsonrpc/errors.js';
 import type { JsonRpcId } from '../jsonrpc/message.js';
 import { requestKey, type BufferStore } from './buffer-store.js';
 import type { Cluster } from './cluster.js';
 import { followStored } from './follow.js';
 import { LiveSink } from './live-sink.js';
+import { ANYONE, type StreamOwner } from './owner.js';
 import type { Scheduler } from './scheduler.js';
-import { Stream, type Chunk } from './stream.js';
+import { Stream, newStreamId, type Chunk } from './stream.js';
 
 /** Instrumentation: sees every chunk the moment its stream produces it (benchmarks, metrics). */
 export interface StreamObserver {
   chunk(streamId: string, chunk: Chunk): void;
+  /** A stream was admitted: it waits for an engine slot. */
+  started?(streamId: string): void;
+  /** A stream got its engine slot. */
+  running?(streamId: string): void;
 }
 
 export interface StreamHubOptions {
@@ -90,17 +95,23 @@ export class StreamHub {
    * Starts a stream (`rkllm_run_async`). Without a connection (HTTP) it is buffered for `poll`. On a
    * live connection its chunks are pushed there; it is buffered too when the connection is lossy
    * (UDP) or the run detached, and otherwise it is aborted when the connection closes. Refuses at
-   * once, before anything is created, when the input is invalid, the queue is full or the buffer
-   * limit is reached.
+   * once, before anything is created, when the input is invalid, the queue is full, the owner's
+   * stream limit or the buffer limit is reached. The owner names the stream and is charged for it.
    */
-  async start(params: RunParams, requestId: JsonRpcId | undefined, delivery: Delivery = {}): Promise<Stream> {
+  async start(params: RunParams, requestId: JsonRpcId | undefined, delivery: Delivery = {}, owner: StreamOwner = ANYONE): Promise<Stream> {
     await this.#engine.validate(params);
     this.#scheduler.checkCapacity();
-    const stream = new Stream(requestId);
+    const release = owner.admitStream();
+    const stream = new Stream(requestId, owner.streamId(newStreamId()));
     const { connection } = delivery;
     const buffered = connection === undefined || connection.lossy || delivery.detach === true;
     if (buffered) {
-      await this.#store.create(stream.id, { generated: true, ...(requestId === undefined ? {} : { requestKey: requestKey(requestId) }) });
+      try {
+        await this.#store.create(stream.id, { generated: true, ...(requestId === undefined ? {} : { requestKey: requestKey(requestId) }) });
+      } catch (err) {
+        release();
+        throw err;
+      }
       this.#attachStore(stream);
       this.#cluster?.own(stream);
     }
@@ -108,7 +119,7 @@ export class StreamHub {
       if (!buffered) this.#abortOnClose(stream, connection.closed);
       this.#deliverLive(stream, this.#newSink(stream, connection, requestId ?? null, -1));
     }
-    this.#launch(stream, params);
+    this.#launch(stream, params, release);
     return stream;
   }
 
@@ -138,16 +149,17 @@ export class StreamHub {
   }
 
   /** Runs to the end (`rkllm_run`). `signal` aborts it, e.g. when the client disconnects. */
-  async run(params: RunParams, requestId: JsonRpcId | undefined, signal: AbortSignal): Promise<RunResult> {
+  async run(params: RunParams, requestId: JsonRpcId | undefined, signal: AbortSignal, owner: StreamOwner = ANYONE): Promise<RunResult> {
     await this.#engine.validate(params);
     this.#scheduler.checkCapacity();
-    const stream = new Stream(requestId);
+    const release = owner.admitStream();
+    const stream = new Stream(requestId, owner.streamId(newStreamId()));
     const parts: string[] = [];
     stream.subscribe((chunk) => parts.push(chunk.delta));
     const onAbort = (): void => stream.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      this.#launch(stream, params);
+      this.#launch(stream, params, release);
       const last = await stream.ended;
       const result: RunResult = { text: parts.join(''), finish_reason: last.finish_reason!, perf: last.perf! };
       if (last.error) result.error = last.error.message;
@@ -183,11 +195,11 @@ export class StreamHub {
     return false;
   }
 
-  /** Aborts every running (not queued) stream: `rkllm_abort` without parameters. */
-  abortRunning(): number {
+  /** Aborts every running (not queued) stream that `selected` accepts: `rkllm_abort` without parameters. */
+  abortRunning(selected: (stream: Stream) => boolean = () => true): number {
     let count = 0;
     for (const stream of this.#live.values()) {
-      if (stream.state === 'running') {
+      if (stream.state === 'running' && selected(stream)) {
         stream.abort();
         count++;
       }
@@ -215,7 +227,8 @@ export class StreamHub {
 
   /**
    * Stops every live stream, queued or running, each with `error` in its final chunk (e.g. when
-   * `rkllm_destroy` unloads the model), and waits until all have ended.
+   * `rkllm_destroy` unloads the model), and waits until all have ended. The final chunks say
+   * `finish_reason: "shutdown"` when `error` is SHUTTING_DOWN, else "error".
    */
   async stopAll(error: RpcError): Promise<void> {
     const streams = [...this.#live.values()];
@@ -297,11 +310,14 @@ export class StreamHub {
     stream.abort();
   }
 
-  #launch(stream: Stream, params: RunParams): void {
+  /** Runs `stream` through the scheduler and the engine; `release` frees its place in its owner's limit once it has ended. */
+  #launch(stream: Stream, params: RunParams, release: () => void): void {
     this.#live.set(stream.id, stream);
     const observer = this.#observer;
     if (observer) stream.subscribe((chunk) => observer.chunk(stream.id, chunk));
+    observer?.started?.(stream.id);
     const task = this.#drive(stream, params).finally(() => {
+      release();
       this.#live.delete(stream.id);
       this.#tasks.delete(task);
     });
@@ -318,6 +334,7 @@ export class StreamHub {
     }
     try {
       stream.markRunning();
+      this.#observer?.running?.(stream.id);
       const outputs: RunOutputs = {};
       const outcome = await this.#engine.run({ ...params, signal: stream.signal }, (result, state) => {
         if (state !== LLMCallState.RKLLM_RUN_NORMAL) return;
@@ -338,6 +355,7 @@ export class StreamHub {
   #end(stream: Stream, reason: FinishReason, perf: RKLLMPerfStat | undefined, error?: RpcError, outputs?: RunOutputs): void {
     const stopError = this.#stopErrors.get(stream);
     const finalError = stopError ?? error;
-    stream.end(stopError ? 'error' : reason, perf ?? emptyPerf(), finalError?.toJSON(), outputs);
+    const stopReason = stopError?.code === ErrorCodes.SHUTTING_DOWN ? 'shutdown' : 'error';
+    stream.end(stopError ? stopReason : reason, perf ?? emptyPerf(), finalError?.toJSON(), outputs);
   }
 }

@@ -9,6 +9,8 @@ export class Scheduler {
   readonly queueLimit: number;
   #active = 0;
   #queue: Array<() => void> = [];
+  /** Once set (a shutdown), every new run is refused with it; runs already admitted carry on. */
+  #closedWith: RpcError | undefined;
 
   constructor(slots: number, queueLimit: number) {
     this.slots = slots;
@@ -23,10 +25,17 @@ export class Scheduler {
     return this.#queue.length;
   }
 
-  /** Throws BUSY, with a retry hint, when neither a slot nor a queue place is free. */
+  /** Refuses every run not admitted yet with `refusal` from now on. */
+  close(refusal: RpcError): void {
+    this.#closedWith = refusal;
+  }
+
+  /** Throws BUSY, with a retry hint, when neither a slot nor a queue place is free; throws the refusal once closed. */
   checkCapacity(): void {
+    if (this.#closedWith) throw this.#closedWith;
     if (this.#active < this.slots || this.#queue.length < this.queueLimit) return;
     throw new RpcError('BUSY', `Server busy: ${this.#active} runs active and ${this.#queue.length} queued (the limit); retry later`, {
+      retry_after: 1,
       retry_after_ms: 1000,
       active: this.#active,
       queued: this.#queue.length,

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
+import type { ClientGate } from '../clients.js';
 import type { Settings } from '../settings.js';
-import { HttpTransport } from './http.js';
+import { HttpTransport, type HttpEndpoint } from './http.js';
 import type { ConnectionLimits } from './live-connection.js';
 import { StdioTransport } from './stdio.js';
 import { TcpTransport } from './tcp.js';
@@ -10,6 +11,9 @@ import { WsTransport } from './ws.js';
 
 export interface TransportDeps {
   handle: MessageHandler;
+  gate: ClientGate;
+  /** GET endpoints of the HTTP transport (`/health`, `/metrics`). */
+  endpoints: ReadonlyMap<string, HttpEndpoint>;
   log: Logger;
   /** stdio's input has ended and everything is flushed: the server should stop. */
   onStdioEnd: () => void;
@@ -18,7 +22,7 @@ export interface TransportDeps {
 /** Builds every enabled transport from the settings, in the order the readiness line names them. */
 export function createTransports(settings: Settings, deps: TransportDeps): Transport[] {
   const { host } = settings;
-  const { handle, log } = deps;
+  const { handle, gate, log } = deps;
   const c = settings.connections;
   const limits: ConnectionLimits = {
     maxSendBufferBytes: c.max_send_buffer_bytes,
@@ -27,11 +31,16 @@ export function createTransports(settings: Settings, deps: TransportDeps): Trans
   };
   const transports: Transport[] = [];
   if (settings.http.enabled) {
-    transports.push(new HttpTransport({ host, port: settings.http.port, maxBodyBytes: settings.http.max_body_bytes, handle, log }));
+    const { port, max_body_bytes: maxBodyBytes } = settings.http;
+    transports.push(
+      new HttpTransport({ host, port, maxBodyBytes, idleTimeoutMs: limits.idleTimeoutMs, handle, gate, endpoints: deps.endpoints, log }),
+    );
   }
   if (settings.tcp.enabled) {
     const { port, max_line_bytes } = settings.tcp;
-    transports.push(new TcpTransport({ host, port, maxLineBytes: max_line_bytes, maxConnections: c.max_connections, limits, handle, log }));
+    transports.push(
+      new TcpTransport({ host, port, maxLineBytes: max_line_bytes, maxConnections: c.max_connections, limits, handle, gate, log }),
+    );
   }
   if (settings.udp.enabled) {
     const { port, max_datagram_bytes } = settings.udp;
@@ -42,7 +51,7 @@ export function createTransports(settings: Settings, deps: TransportDeps): Trans
   if (settings.ws.enabled) {
     const { port, max_message_bytes } = settings.ws;
     transports.push(
-      new WsTransport({ host, port, maxMessageBytes: max_message_bytes, maxConnections: c.max_connections, limits, handle, log }),
+      new WsTransport({ host, port, maxMessageBytes: max_message_bytes, maxConnections: c.max_connections, limits, handle, gate, log }),
     );
   }
   if (settings.stdio.enabled) {

@@ -1,27 +1,44 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { ErrorCodes } from '../jsonrpc/errors.js';
+import type { Peer } from '../auth.js';
+import type { ClientGate } from '../clients.js';
+import { ErrorCodes, RpcError } from '../jsonrpc/errors.js';
+import type { JsonRpcResponse } from '../jsonrpc/message.js';
 import { listen } from './listen.js';
 import type { MessageHandler, Transport } from './transport.js';
+
+/** A GET endpoint beside JSON-RPC (`/health`, `/metrics`). */
+export interface HttpEndpoint {
+  /** Whether it needs an API key when keys are set (`/metrics` does; `/health` is for load balancers and does not). */
+  keyed: boolean;
+  serve(): Promise<{ status: number; type: string; body: string }>;
+}
 
 export interface HttpTransportOptions {
   host: string;
   port: number;
   maxBodyBytes: number;
+  /** How long a keep-alive connection may stay idle between requests; 0 never closes it. */
+  idleTimeoutMs: number;
   handle: MessageHandler;
+  gate: ClientGate;
+  /** GET endpoints by path. */
+  endpoints: ReadonlyMap<string, HttpEndpoint>;
   log: Logger;
 }
 
 /** How long a refused oversized request may keep sending before its connection is cut. */
 const LINGER_MS = 2000;
 
-function sendJson(res: ServerResponse, status: number, body: unknown, close = false): void {
+/** HTTP statuses of the refusals that have one; every other JSON-RPC answer is 200. */
+const STATUS_OF_ERROR = new Map<number, number>([
+  [ErrorCodes.UNAUTHORIZED, 401],
+  [ErrorCodes.RATE_LIMITED, 429],
+]);
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-    ...(close ? { connection: 'close' } : {}),
-  });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
   res.end(text);
 }
 
@@ -29,25 +46,59 @@ function rpcError(code: number, message: string): unknown {
   return { jsonrpc: '2.0', id: null, error: { code, message } };
 }
 
+/** The status and headers for a reply: a single refusal keeps its HTTP meaning (401, 429 with Retry-After). */
+function statusOf(reply: JsonRpcResponse | JsonRpcResponse[]): { status: number; headers: Record<string, string> } {
+  if (Array.isArray(reply) || !('error' in reply)) return { status: 200, headers: {} };
+  const status = STATUS_OF_ERROR.get(reply.error.code) ?? 200;
+  return { status, headers: refusalHeaders(status, reply.error.data) };
+}
+
+function refusalHeaders(status: number, data: unknown): Record<string, string> {
+  if (status === 401) return { 'www-authenticate': 'Bearer' };
+  const retryAfter = (data as { retry_after?: unknown } | undefined)?.retry_after;
+  return status === 429 && typeof retryAfter === 'number' ? { 'retry-after': String(Math.ceil(retryAfter)) } : {};
+}
+
+/** Answers a request refused before its body is read, and discards the body. */
+function refuse(req: IncomingMessage, res: ServerResponse, error: RpcError): void {
+  const status = STATUS_OF_ERROR.get(error.code) ?? 400;
+  sendJson(res, status, { jsonrpc: '2.0', id: null, error: error.toJSON() }, refusalHeaders(status, error.data));
+  req.resume();
+}
+
 /**
  * JSON-RPC over HTTP: `POST /` with one message or a batch in the body, the response in the
  * reply. Bodies over the limit are refused (413) without being read, from Content-Length when
- * given and while streaming otherwise. A request whose client goes away is aborted.
+ * given and while streaming otherwise. A request whose client goes away is aborted. With API keys,
+ * every POST needs `Authorization: Bearer <key>` (401 otherwise, before the body is read). GET
+ * serves the endpoints beside JSON-RPC (`/health`, `/metrics`).
  */
 export class HttpTransport implements Transport {
   readonly name = 'http';
   readonly #options: HttpTransportOptions;
   readonly #server: Server;
+  #sockets = 0;
   #closed: Promise<void> | undefined;
 
   constructor(options: HttpTransportOptions) {
     this.#options = options;
-    this.#server = createServer((req, res) => this.#onRequest(req, res));
+    this.#server = createServer({ keepAliveTimeout: options.idleTimeoutMs }, (req, res) => this.#onRequest(req, res));
+    this.#server.on('connection', (socket) => {
+      this.#sockets++;
+      socket.once('close', () => this.#sockets--);
+    });
+  }
+
+  get openConnections(): number {
+    return this.#sockets;
   }
 
   start(): Promise<string> {
     return listen(this.#server, this.#options.host, this.#options.port);
   }
+
+  /** HTTP keeps listening while the server drains: buffered streams must stay pollable, by clients that open a connection per poll too. */
+  stopAccepting(): void {}
 
   close(): Promise<void> {
     this.#closed ??= new Promise<void>((resolve) => {
@@ -58,14 +109,38 @@ export class HttpTransport implements Transport {
   }
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const endpoint = req.method === 'GET' ? this.#options.endpoints.get(new URL(req.url ?? '/', 'http://x').pathname) : undefined;
+    if (endpoint) {
+      void this.#serve(endpoint, req, res);
+      return;
+    }
     if (req.method !== 'POST') {
       res.setHeader('allow', 'POST');
       sendJson(res, 405, rpcError(ErrorCodes.INVALID_REQUEST, 'Use POST with a JSON-RPC 2.0 message in the body'));
       return;
     }
+    const peer = this.#admit(req, res);
+    if (peer) this.#read(req, res, peer);
+  }
+
+  /** Checks the key and counts the request against its client's limit; on refusal answers and returns undefined. */
+  #admit(req: IncomingMessage, res: ServerResponse): Peer | undefined {
+    const { gate } = this.#options;
+    try {
+      const peer: Peer = { address: req.socket.remoteAddress ?? 'unknown', key: gate.keyFromHeader(req.headers.authorization, 'refuse') };
+      res.once('close', gate.admitConnection(peer, this.name));
+      return peer;
+    } catch (err) {
+      if (!(err instanceof RpcError)) throw err;
+      refuse(req, res, err);
+      return undefined;
+    }
+  }
+
+  #read(req: IncomingMessage, res: ServerResponse, peer: Peer): void {
     const limit = this.#options.maxBodyBytes;
     const tooLarge = (): void => {
-      sendJson(res, 413, rpcError(ErrorCodes.INVALID_REQUEST, `Request body exceeds the limit of ${limit} bytes`), true);
+      sendJson(res, 413, rpcError(ErrorCodes.INVALID_REQUEST, `Request body exceeds the limit of ${limit} bytes`), { connection: 'close' });
       // Answer at once, then discard (never buffer) what is still arriving, so the client reads the
       // reply instead of a connection reset; a client that keeps sending is cut off shortly.
       req.removeAllListeners('data');
@@ -89,26 +164,42 @@ export class HttpTransport implements Transport {
       parts.push(part);
     });
     req.on('end', () => {
-      if (size <= limit) void this.#respond(Buffer.concat(parts), res);
+      if (size <= limit) void this.#respond(Buffer.concat(parts), res, peer);
     });
     req.on('error', () => res.destroy());
   }
 
-  async #respond(body: Buffer, res: ServerResponse): Promise<void> {
+  async #respond(body: Buffer, res: ServerResponse, peer: Peer): Promise<void> {
     const gone = new AbortController();
     res.on('close', () => {
       if (!res.writableFinished) gone.abort();
     });
     try {
-      const reply = await this.#options.handle(body, { transport: this.name, signal: gone.signal });
+      const reply = await this.#options.handle(body, { transport: this.name, signal: gone.signal, peer });
       if (gone.signal.aborted) return;
       if (reply === undefined) {
         res.writeHead(204).end();
       } else {
-        sendJson(res, 200, reply);
+        const { status, headers } = statusOf(reply);
+        sendJson(res, status, reply, headers);
       }
     } catch (err) {
       this.#options.log.error({ err }, 'http: unexpected failure');
+      if (!res.headersSent) sendJson(res, 500, rpcError(ErrorCodes.INTERNAL_ERROR, 'Internal error'));
+    }
+  }
+
+  async #serve(endpoint: HttpEndpoint, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      if (endpoint.keyed) this.#options.gate.keyFromHeader(req.headers.authorization, 'refuse');
+      const { status, type, body } = await endpoint.serve();
+      res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' }).end(body);
+    } catch (err) {
+      if (err instanceof RpcError) {
+        refuse(req, res, err);
+        return;
+      }
+      this.#options.log.error({ err }, 'http: endpoint failed');
       if (!res.headersSent) sendJson(res, 500, rpcError(ErrorCodes.INTERNAL_ERROR, 'Internal error'));
     }
   }

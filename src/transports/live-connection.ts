@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import type { Peer } from '../auth.js';
 import type { Connection } from '../jsonrpc/connection.js';
 import { RpcError } from '../jsonrpc/errors.js';
 import { errorResponse, type JsonRpcResponse } from '../jsonrpc/message.js';
@@ -33,6 +34,8 @@ export interface LiveConnectionOptions {
   /** Unique within the server, e.g. "tcp#3". */
   id: string;
   transport: string;
+  /** The client end: its address, and the key it presented (at the WebSocket handshake, or later with `authenticate`). */
+  peer: Peer;
   wire: Wire;
   handle: MessageHandler;
   limits: ConnectionLimits;
@@ -44,7 +47,7 @@ export function tooManyConnections(transport: string, max: number): RpcError {
   return new RpcError(
     'TOO_MANY_CONNECTIONS',
     `Too many connections: the limit of ${max} ${transport} connections (setting connections.max_connections) is reached; try again later`,
-    { max_connections: max },
+    { max_connections: max, retry_after: 1 },
   );
 }
 
@@ -186,9 +189,9 @@ export class LiveConnection implements Connection {
   }
 
   async #dispatch(raw: Buffer | string): Promise<void> {
-    const { handle, transport, log } = this.#options;
+    const { handle, transport, peer, log } = this.#options;
     try {
-      const reply = await handle(raw, { transport, signal: this.#closed.signal, connection: this });
+      const reply = await handle(raw, { transport, signal: this.#closed.signal, connection: this, peer });
       if (reply !== undefined) this.send(reply);
     } catch (err) {
       log.error({ err, connection: this.id }, `${transport}: unexpected failure handling a message`);

@@ -37,6 +37,7 @@ export class StdioTransport implements Transport {
     this.#connection = new LiveConnection({
       id: 'stdio',
       transport: this.name,
+      peer: { address: 'stdio', key: undefined },
       handle,
       limits: { ...limits, idleTimeoutMs: 0 },
       log,
@@ -51,6 +52,13 @@ export class StdioTransport implements Transport {
       },
     });
   }
+
+  get openConnections(): number {
+    return this.#closed || this.#ended ? 0 : 1;
+  }
+
+  /** The parent process is the one client; it keeps its connection while the server drains. */
+  stopAccepting(): void {}
 
   async start(): Promise<string> {
     const { input, output, maxLineBytes, log } = this.#options;

@@ -1,5 +1,8 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
+import type { Peer } from '../auth.js';
+import type { ClientGate } from '../clients.js';
+import type { RpcError } from '../jsonrpc/errors.js';
 import { errorResponse } from '../jsonrpc/message.js';
 import { LiveConnection, readLines, tooManyConnections, type ConnectionLimits } from './live-connection.js';
 import { listen } from './listen.js';
@@ -14,11 +17,17 @@ export interface TcpTransportOptions {
   maxConnections: number;
   limits: ConnectionLimits;
   handle: MessageHandler;
+  gate: ClientGate;
   log: Logger;
 }
 
 /** How long a socket we have ended may keep sending (discarded) before it is cut off. */
 const LINGER_MS = 2000;
+
+/** Tells a connection we will not serve why, then closes it. */
+function turnAway(socket: Socket, error: RpcError): void {
+  endGracefully(socket, `${JSON.stringify(errorResponse(null, error))}\n`);
+}
 
 /** Ends our side once what was written is flushed, discarding whatever the peer still sends, and cuts it off if it lingers. */
 function endGracefully(socket: Socket, last = ''): void {
@@ -39,6 +48,7 @@ export class TcpTransport implements Transport {
   readonly #server: Server;
   readonly #connections = new Map<Socket, LiveConnection>();
   #accepted = 0;
+  #listening: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
 
   constructor(options: TcpTransportOptions) {
@@ -52,28 +62,51 @@ export class TcpTransport implements Transport {
     return listen(this.#server, this.#options.host, this.#options.port);
   }
 
+  get openConnections(): number {
+    return this.#connections.size;
+  }
+
+  stopAccepting(): void {
+    void this.#stopListening();
+  }
+
   close(): Promise<void> {
-    this.#closed ??= new Promise<void>((resolve) => {
-      this.#server.close(() => resolve());
+    this.#closed ??= (async () => {
+      const stopped = this.#stopListening();
       for (const [socket, connection] of this.#connections) {
         connection.dispose();
         socket.destroy();
       }
-    });
+      await stopped;
+    })();
     return this.#closed;
   }
 
+  /** Resolves once the listener is closed and every connection has ended. */
+  #stopListening(): Promise<void> {
+    this.#listening ??= new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    return this.#listening;
+  }
+
   #accept(socket: Socket): void {
-    const { maxConnections, maxLineBytes, limits, handle, log } = this.#options;
+    const { maxConnections, maxLineBytes, limits, handle, gate, log } = this.#options;
     socket.on('error', (err) => log.debug({ err }, 'tcp: socket error'));
     if (this.#connections.size >= maxConnections) {
-      const error = tooManyConnections('TCP', maxConnections);
-      endGracefully(socket, `${JSON.stringify(errorResponse(null, error))}\n`);
+      turnAway(socket, tooManyConnections('TCP', maxConnections));
+      return;
+    }
+    const peer: Peer = { address: socket.remoteAddress ?? 'unknown', key: undefined };
+    let release: () => void;
+    try {
+      release = gate.admitConnection(peer, this.name);
+    } catch (err) {
+      turnAway(socket, err as RpcError);
       return;
     }
     const connection = new LiveConnection({
       id: `tcp#${++this.#accepted}`,
       transport: this.name,
+      peer,
       handle,
       limits,
       log,
@@ -96,6 +129,7 @@ export class TcpTransport implements Transport {
     socket.on('close', () => {
       connection.dispose();
       this.#connections.delete(socket);
+      release();
     });
   }
 }

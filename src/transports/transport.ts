@@ -11,8 +11,15 @@ export type MessageHandler = (raw: Uint8Array | string, origin: RequestOrigin) =
 export interface Transport {
   /** "http", "tcp", "udp", "ws" or "stdio". */
   readonly name: string;
+  /** Connections open now (HTTP: sockets; UDP, which has none: 0), for metrics. */
+  readonly openConnections: number;
   /** Binds and starts accepting. Resolves with the bound address, e.g. "127.0.0.1:8082". */
   start(): Promise<string>;
+  /**
+   * A graceful shutdown has begun: take no new connections where that is possible without cutting
+   * off clients that still read their streams. Open connections carry on. Idempotent.
+   */
+  stopAccepting(): void;
   /** Stops accepting and closes every connection. Idempotent. */
   close(): Promise<void>;
 }

@@ -60,6 +60,14 @@ export class UdpTransport implements Transport {
     return formatAddress(this.#socket.address());
   }
 
+  /** UDP has no connections. */
+  get openConnections(): number {
+    return 0;
+  }
+
+  /** UDP keeps answering while the server drains, so clients can still repair and finish their streams with `poll`. */
+  stopAccepting(): void {}
+
   close(): Promise<void> {
     this.#closed ??= new Promise<void>((resolve) => {
       this.#closing.abort();
@@ -80,12 +88,19 @@ export class UdpTransport implements Transport {
       peer.send(errorResponse(null, error));
       return;
     }
-    void this.#dispatch(data, peer);
+    void this.#dispatch(data, peer, sender);
   }
 
-  async #dispatch(data: Buffer, peer: Connection): Promise<void> {
+  /** Each datagram stands alone: over UDP a key travels in every request (`api_key`), never in a session. */
+  async #dispatch(data: Buffer, peer: Connection, sender: RemoteInfo): Promise<void> {
     try {
-      const reply = await this.#options.handle(data, { transport: this.name, signal: this.#closing.signal, connection: peer });
+      const origin = {
+        transport: this.name,
+        signal: this.#closing.signal,
+        connection: peer,
+        peer: { address: sender.address, key: undefined },
+      };
+      const reply = await this.#options.handle(data, origin);
       if (reply !== undefined) peer.send(reply);
     } catch (err) {
       this.#options.log.error({ err, connection: peer.id }, 'udp: unexpected failure handling a message');

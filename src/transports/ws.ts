@@ -1,6 +1,9 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import type { ApiKey, Peer } from '../auth.js';
+import type { ClientGate } from '../clients.js';
 import { RpcError } from '../jsonrpc/errors.js';
 import { errorResponse } from '../jsonrpc/message.js';
 import { LiveConnection, tooManyConnections, type ConnectionLimits } from './live-connection.js';
@@ -16,11 +19,25 @@ export interface WsTransportOptions {
   maxConnections: number;
   limits: ConnectionLimits;
   handle: MessageHandler;
+  gate: ClientGate;
   log: Logger;
 }
 
 /** WebSocket close codes (RFC 6455, section 7.4.1). */
 const CloseCode = { NORMAL: 1000, TRY_AGAIN_LATER: 1013 } as const;
+
+/** Refuses a handshake that carries a wrong key: HTTP 401 with the JSON-RPC error, as on the HTTP transport. */
+function refuseHandshake(socket: Duplex, error: RpcError): void {
+  const body = JSON.stringify({ jsonrpc: '2.0', id: null, error: error.toJSON() });
+  const head = [
+    'HTTP/1.1 401 Unauthorized',
+    'WWW-Authenticate: Bearer',
+    'Content-Type: application/json',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    'Connection: close',
+  ];
+  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+}
 
 /**
  * JSON-RPC over WebSocket, one message per text frame. Binary frames are answered with -32600 and
@@ -35,6 +52,7 @@ export class WsTransport implements Transport {
   readonly #wss: WebSocketServer;
   readonly #connections = new Map<WebSocket, LiveConnection>();
   #accepted = 0;
+  #listening: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
 
   constructor(options: WsTransportOptions) {
@@ -52,32 +70,68 @@ export class WsTransport implements Transport {
     });
     this.#http.on('upgrade', (req, socket, head) => {
       socket.on('error', (err) => options.log.debug({ err }, 'ws: socket error during upgrade'));
-      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws));
+      const key = this.#keyOf(req, socket);
+      if (key === null) return;
+      const peer: Peer = { address: req.socket.remoteAddress ?? 'unknown', key };
+      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, peer));
     });
+  }
+
+  get openConnections(): number {
+    return this.#connections.size;
+  }
+
+  /**
+   * The key of the handshake's Authorization header. Without the header the connection opens
+   * unauthenticated (it may call `authenticate`, as browsers cannot set the header); a wrong key is
+   * refused with 401 and null is returned.
+   */
+  #keyOf(req: IncomingMessage, socket: Duplex): ApiKey | undefined | null {
+    try {
+      return this.#options.gate.keyFromHeader(req.headers.authorization, 'allow');
+    } catch (err) {
+      refuseHandshake(socket, err as RpcError);
+      return null;
+    }
   }
 
   start(): Promise<string> {
     return listen(this.#http, this.#options.host, this.#options.port);
   }
 
+  stopAccepting(): void {
+    void this.#stopListening();
+  }
+
   close(): Promise<void> {
-    this.#closed ??= new Promise<void>((resolve) => {
-      this.#http.close(() => resolve());
+    this.#closed ??= (async () => {
+      const stopped = this.#stopListening();
       this.#http.closeAllConnections();
       for (const [ws, connection] of this.#connections) {
         connection.dispose();
         ws.terminate();
       }
       this.#wss.close();
-    });
+      await stopped;
+    })();
     return this.#closed;
   }
 
-  #accept(ws: WebSocket): void {
-    const { maxConnections, limits, handle, log } = this.#options;
+  /** Resolves once the listener is closed and every plain HTTP connection has ended. */
+  #stopListening(): Promise<void> {
+    this.#listening ??= new Promise<void>((resolve) => this.#http.close(() => resolve()));
+    return this.#listening;
+  }
+
+  #accept(ws: WebSocket, peer: Peer): void {
+    const { maxConnections, limits, handle, gate, log } = this.#options;
     ws.on('error', (err) => log.debug({ err }, 'ws: connection error'));
-    if (this.#connections.size >= maxConnections) {
-      const error = tooManyConnections('WebSocket', maxConnections);
+    let release: () => void;
+    try {
+      if (this.#connections.size >= maxConnections) throw tooManyConnections('WebSocket', maxConnections);
+      release = gate.admitConnection(peer, this.name);
+    } catch (err) {
+      const error = err as RpcError;
       ws.send(JSON.stringify(errorResponse(null, error)));
       ws.close(CloseCode.TRY_AGAIN_LATER, error.name);
       return;
@@ -85,6 +139,7 @@ export class WsTransport implements Transport {
     const connection: LiveConnection = new LiveConnection({
       id: `ws#${++this.#accepted}`,
       transport: this.name,
+      peer,
       handle,
       limits,
       log,
@@ -114,6 +169,7 @@ export class WsTransport implements Transport {
     ws.on('close', () => {
       connection.dispose();
       this.#connections.delete(ws);
+      release();
     });
   }
 }

@@ -3,12 +3,12 @@
  * Responses are routed by id, because a live stream answers one request many times. Every wait is
  * bounded, so a test fails instead of hanging.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect, type Socket } from 'node:net';
 import { WebSocket } from 'ws';
 import type { Chunk, RpcResponse } from './rpc.js';
-import { CLI } from './server-process.js';
+import { spawnCli } from './server-process.js';
 
 export type LiveTransport = 'tcp' | 'udp' | 'ws';
 export const LIVE_TRANSPORTS: LiveTransport[] = ['tcp', 'udp', 'ws'];
@@ -182,9 +182,10 @@ export class WsRpc extends LiveRpc {
     this.closed = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   }
 
-  static async connect(address: string): Promise<WsRpc> {
+  /** `headers` go with the handshake (e.g. an Authorization header). */
+  static async connect(address: string, headers: Record<string, string> = {}): Promise<WsRpc> {
     // Listen before the socket opens: a message may arrive right behind the handshake.
-    const client = new WsRpc(new WebSocket(`ws://${address}/`));
+    const client = new WsRpc(new WebSocket(`ws://${address}/`, { headers }));
     await new Promise<void>((resolve, reject) => {
       client.ws.once('open', resolve);
       client.ws.once('error', reject);
@@ -312,8 +313,8 @@ export class StdioRpc extends LiveRpc {
   }
 
   /** Spawns the server with `--stdio` (and no network transports unless asked) and waits for its readiness line. */
-  static async spawn(args: string[] = ['--no-http', '--no-tcp', '--no-udp', '--no-ws']): Promise<StdioRpc> {
-    const proc = spawn(process.execPath, [CLI, '--stdio', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  static async spawn(args: string[] = ['--no-http', '--no-tcp', '--no-udp', '--no-ws'], env?: Record<string, string>): Promise<StdioRpc> {
+    const proc = spawnCli(['--stdio', ...args], { ...(env ? { env } : {}) });
     const rpc = new StdioRpc(proc);
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`server did not become ready:\n${rpc.stderr}`)), 60_000);
@@ -325,10 +326,10 @@ export class StdioRpc extends LiveRpc {
         if (!ready) return;
         rpc.addresses = (JSON.parse(ready) as { addresses: Record<string, string> }).addresses;
         clearTimeout(timer);
-        proc.stderr.off('data', check);
+        proc.stderr!.off('data', check);
         resolve();
       };
-      proc.stderr.on('data', check);
+      proc.stderr!.on('data', check);
       proc.once('exit', () => reject(new Error(`server exited before it was ready:\n${rpc.stderr}`)));
     });
     return rpc;

@@ -19,13 +19,24 @@ export interface Chunk {
 
 export class HttpRpc {
   #nextId = 1;
-  constructor(readonly url: string) {}
+  /** `headers` go with every request (e.g. an Authorization header). */
+  constructor(
+    readonly url: string,
+    readonly headers: Record<string, string> = {},
+  ) {}
 
-  /** POSTs a raw body; returns status and parsed body (undefined for an empty body). */
-  async raw(body: string | Uint8Array, headers: Record<string, string> = {}): Promise<{ status: number; body: any; text: string }> {
-    const res = await fetch(this.url, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
+  /** POSTs a raw body; returns status, headers and parsed body (undefined for an empty body). */
+  async raw(
+    body: string | Uint8Array,
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; body: any; text: string; headers: Headers }> {
+    const res = await fetch(this.url, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json', ...this.headers, ...headers },
+    });
     const text = await res.text();
-    return { status: res.status, text, body: text === '' ? undefined : JSON.parse(text) };
+    return { status: res.status, text, body: text === '' ? undefined : JSON.parse(text), headers: res.headers };
   }
 
   /** Sends one request with a fresh numeric id (or the id given). */

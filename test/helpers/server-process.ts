@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { merge } from '../../src/settings.js';
 
 /** The compiled CLI: tests run the real server as a separate process. */
 export const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
@@ -22,16 +23,44 @@ export interface ServerProcess {
 export interface StartOptions {
   /** Extra flags. `--http 0 --tcp 0 --udp 0 --ws 0` are added, each unless that transport's flag (or --no- flag) is given. */
   args?: string[];
-  /** Written to a temp file and passed with --settings. */
-  settings?: Record<string, unknown>;
+  /**
+   * Written to a temp file and passed with --settings, over a shutdown that does not wait (test
+   * servers stop at once unless a test sets `shutdown`). Null passes no settings file: the server
+   * then uses (and on first start writes) settings.json in its working directory.
+   */
+  settings?: Record<string, unknown> | null;
+  /** Added to the environment (e.g. RKLLM_MCP_* settings). */
+  env?: Record<string, string>;
+  /** The working directory; a fresh temp directory by default, so a settings.json written on first start never lands in the repo. */
+  cwd?: string;
   timeoutMs?: number;
+}
+
+/** Test servers end what is still running at once when stopped, rather than draining it. */
+const QUICK_STOP = { shutdown: { drain_timeout: 0, final_poll_timeout: 0 } };
+
+/** A fresh, empty temp directory. */
+export function scratchDir(): string {
+  return mkdtempSync(join(tmpdir(), 'rkllm-mcp-test-'));
 }
 
 /** Writes a settings object to a fresh temp file and returns its path. */
 export function writeSettings(settings: Record<string, unknown>): string {
-  const path = join(mkdtempSync(join(tmpdir(), 'rkllm-mcp-test-')), 'settings.json');
+  const path = join(scratchDir(), 'settings.json');
   writeFileSync(path, JSON.stringify(settings));
   return path;
+}
+
+/** Spawns the CLI in `cwd` (a fresh temp directory by default) with `env` added to this process's environment. */
+export function spawnCli(
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string; stdin?: 'pipe' | 'ignore' } = {},
+): ChildProcess {
+  return spawn(process.execPath, [CLI, ...args], {
+    stdio: [options.stdin ?? 'pipe', 'pipe', 'pipe'],
+    cwd: options.cwd ?? scratchDir(),
+    env: { ...process.env, ...options.env },
+  });
 }
 
 /** Starts the real server and waits for its readiness line ("listening for connections"). */
@@ -40,13 +69,14 @@ export async function startServer(options: StartOptions = {}): Promise<ServerPro
   for (const name of ['http', 'tcp', 'udp', 'ws']) {
     if (!args.includes(`--${name}`) && !args.includes(`--no-${name}`)) args.push(`--${name}`, '0');
   }
-  if (options.settings) args.push('--settings', writeSettings(options.settings));
-  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  if (options.settings !== null && !args.includes('--settings'))
+    args.push('--settings', writeSettings(merge(QUICK_STOP, options.settings ?? {})));
+  const proc = spawnCli(args, options);
   let stderr = '';
   const addresses = await new Promise<Record<string, string>>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not become ready:\n${stderr}`)), options.timeoutMs ?? 60_000);
-    proc.stderr.setEncoding('utf8');
-    proc.stderr.on('data', (data: string) => {
+    proc.stderr!.setEncoding('utf8');
+    proc.stderr!.on('data', (data: string) => {
       stderr += data;
       for (const line of stderr.split('\n')) {
         if (!line.includes('listening for connections')) continue;
@@ -74,13 +104,16 @@ export async function startServer(options: StartOptions = {}): Promise<ServerPro
 }
 
 /** Runs the CLI to completion (for flags that exit), collecting its output. */
-export function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCli(
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawnCli(args, { ...options, stdin: 'ignore' });
     let stdout = '';
     let stderr = '';
-    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    proc.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     proc.on('exit', (code) => resolve({ code, stdout, stderr }));
   });
 }

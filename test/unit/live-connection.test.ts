@@ -45,6 +45,7 @@ function connection(wire: FakeWire, handle: MessageHandler, limits: Partial<Conn
   return new LiveConnection({
     id: 'test#1',
     transport: 'test',
+    peer: { address: '127.0.0.1', key: undefined },
     wire,
     handle,
     log,

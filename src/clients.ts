@@ -1,0 +1,142 @@
+import { unauthorized, type ApiKey, type ApiKeys, type Peer } from './auth.js';
+import type { Connection } from './jsonrpc/connection.js';
+import { RpcError } from './jsonrpc/errors.js';
+import type { JsonRpcRequest } from './jsonrpc/message.js';
+import type { ClientLimits } from './limits.js';
+import type { StreamOwner } from './streams/owner.js';
+
+/** The method that binds a key to a live connection (TCP, WebSocket, stdio). */
+export const AUTHENTICATE = 'authenticate';
+
+/**
+ * Who sent a request, as limits, logs and stream ownership know them: the API key it carried, or,
+ * without keys, its address. The streams it starts get ids bound to its key, and count against its
+ * stream limit.
+ */
+export class Client implements StreamOwner {
+  readonly peer: Peer;
+  readonly key: ApiKey | undefined;
+  readonly #limits: ClientLimits;
+  readonly #keysRequired: boolean;
+
+  constructor(peer: Peer, key: ApiKey | undefined, limits: ClientLimits, keysRequired: boolean) {
+    this.peer = peer;
+    this.key = key;
+    this.#limits = limits;
+    this.#keysRequired = keysRequired;
+  }
+
+  /** The key's id with keys ("key_…"), the client's address without. */
+  get id(): string {
+    return this.key?.id ?? this.peer.address;
+  }
+
+  streamId(fresh: string): string {
+    return this.key ? this.key.sign(fresh) : fresh;
+  }
+
+  admitStream(): () => void {
+    return this.#limits.stream(this.id);
+  }
+
+  /** Whether this client may poll, abort or attach to `streamId`: only the key that started a stream may, when there are keys. */
+  owns(streamId: string): boolean {
+    return this.key ? this.key.signed(streamId) : !this.#keysRequired;
+  }
+}
+
+export interface ClientGateOptions {
+  keys: ApiKeys;
+  limits: ClientLimits;
+  /** Sees every refusal made before a request reaches the dispatcher (HTTP 401, connection limits), for metrics. */
+  onRefusal?: (error: RpcError) => void;
+}
+
+/**
+ * Admits clients: checks their keys (from a header, a connection's session, or the `api_key`
+ * member of a request) and their limits. Transports ask it about headers and connections; the
+ * dispatcher asks it about each request.
+ */
+export class ClientGate {
+  readonly #keys: ApiKeys;
+  readonly #limits: ClientLimits;
+  readonly #onRefusal: (error: RpcError) => void;
+
+  constructor(options: ClientGateOptions) {
+    this.#keys = options.keys;
+    this.#limits = options.limits;
+    this.#onRefusal = options.onRefusal ?? (() => {});
+  }
+
+  /**
+   * The key of an Authorization header. Throws UNAUTHORIZED when keys are required and the header
+   * holds a wrong key, or holds none while `missing` is "refuse" (HTTP). With "allow" (WebSocket),
+   * a connection without the header may still call `authenticate`.
+   */
+  keyFromHeader(header: string | undefined, missing: 'refuse' | 'allow'): ApiKey | undefined {
+    if (!this.#keys.required) return undefined;
+    if (header === undefined && missing === 'allow') return undefined;
+    const key = this.#keys.fromAuthorization(header);
+    if (!key) throw this.#refuse(unauthorized());
+    return key;
+  }
+
+  /**
+   * Counts a new connection (HTTP: a request in progress) against its client's limit for
+   * `transport`, and returns the release. A connection that has not authenticated yet, while keys
+   * are required, is counted once it does (`authenticate`).
+   */
+  admitConnection(peer: Peer, transport: string): () => void {
+    if (this.#keys.required && !peer.key) return () => {};
+    try {
+      return this.#limits.connection(peer.key?.id ?? peer.address, transport);
+    } catch (err) {
+      throw this.#refuse(err as RpcError);
+    }
+  }
+
+  /**
+   * Admits one request: works out who sent it and spends one request of its rate. Refuses a
+   * missing or wrong key (except for `authenticate` itself) and an exhausted rate; attempts without
+   * a valid key are charged to the client's address, so guessing keys is rate-limited too.
+   */
+  admit(request: JsonRpcRequest, peer: Peer): Client {
+    const key = 'api_key' in request ? this.#keys.find(request.api_key) : peer.key;
+    if (this.#keys.required && !key && request.method !== AUTHENTICATE) {
+      this.#limits.request(peer.address);
+      throw unauthorized();
+    }
+    const client = new Client(peer, key, this.#limits, this.#keys.required);
+    this.#limits.request(client.id);
+    return client;
+  }
+
+  /**
+   * `authenticate`: binds `secret`'s key to the live connection the request came on. Its later
+   * requests need no key. The connection then counts against that key's connection limit.
+   */
+  authenticate(secret: string, client: Client, connection: Connection | undefined, transport: string): { authenticated: true } {
+    if (!connection || connection.lossy) {
+      throw new RpcError(
+        'INVALID_REQUEST',
+        `${AUTHENTICATE} binds a key to a live connection (TCP, WebSocket, stdio). Over HTTP send "Authorization: Bearer <key>"; over UDP put "api_key" in every request`,
+      );
+    }
+    if (!this.#keys.required) return { authenticated: true };
+    const key = this.#keys.find(secret);
+    if (!key) throw unauthorized();
+    const { peer } = client;
+    if (peer.key === key) return { authenticated: true };
+    if (peer.key) throw new RpcError('INVALID_REQUEST', 'This connection is already authenticated with another key; open a new connection');
+    const release = this.#limits.connection(key.id, transport);
+    if (connection.closed.aborted) release();
+    else connection.closed.addEventListener('abort', release, { once: true });
+    peer.key = key;
+    return { authenticated: true };
+  }
+
+  #refuse(error: RpcError): RpcError {
+    this.#onRefusal(error);
+    return error;
+  }
+}

@@ -1,0 +1,45 @@
+import { engineStatus } from './engine/status.js';
+import type { Engine } from './engine/types.js';
+
+/** What `GET /health` answers: 200 with status "ready", or 503 with the status and the reason. */
+export interface HealthReport {
+  ok: boolean;
+  status: 'loading' | 'ready' | 'unloaded' | 'restarting' | 'failed' | 'shutting_down';
+  /** Why the server cannot serve runs now (absent when ready). Never names files or internal errors. */
+  reason?: string;
+}
+
+const REASONS = {
+  loading: 'the model is loading',
+  unloaded: 'no model is loaded (rkllm_destroy); load one with rkllm_init',
+  restarting: 'the engine runtime stopped and is restarting',
+  failed: 'the engine failed: its runtime could not be restarted',
+  shutting_down: 'the server is shutting down',
+} as const;
+
+/**
+ * The server's health, for load balancers and supervisors: loading until the engine is up, then the
+ * engine's own state (a runtime can crash, restart or fail for good), and shutting down once a
+ * drain has begun.
+ */
+export class Health {
+  #engine: Engine | undefined;
+  #draining = false;
+
+  /** The model is loaded: from now on the engine's state decides. */
+  serving(engine: Engine): void {
+    this.#engine = engine;
+  }
+
+  /** A graceful shutdown has begun: tell load balancers to send no more work. */
+  draining(): void {
+    this.#draining = true;
+  }
+
+  report(): HealthReport {
+    if (this.#draining) return { ok: false, status: 'shutting_down', reason: REASONS.shutting_down };
+    if (!this.#engine) return { ok: false, status: 'loading', reason: REASONS.loading };
+    const { state } = engineStatus(this.#engine);
+    return state === 'ready' ? { ok: true, status: 'ready' } : { ok: false, status: state, reason: REASONS[state] };
+  }
+}

@@ -1,0 +1,116 @@
+import { existsSync, writeFileSync } from 'node:fs';
+import { ApiKey } from './auth.js';
+import { defaultSettings, readSettingsFile, SettingsError, type Settings } from './settings.js';
+
+/** Every environment variable that sets a setting starts with this. */
+export const ENV_PREFIX = 'RKLLM_MCP_';
+
+type Plain = Record<string, unknown>;
+
+/** A setting that an environment variable can set: where it sits, and the type its default has. */
+interface EnvSetting {
+  path: string[];
+  /** The default's type; "nullable" is a string that may be null (an empty value gives null). */
+  type: 'string' | 'number' | 'boolean' | 'list' | 'nullable';
+}
+
+function typeOf(value: unknown): EnvSetting['type'] {
+  if (value === null) return 'nullable';
+  if (Array.isArray(value)) return 'list';
+  return typeof value as 'string' | 'number' | 'boolean';
+}
+
+/** Every leaf setting, by its environment variable: RKLLM_MCP_ and its path in capitals, e.g. RKLLM_MCP_HTTP_MAX_BODY_BYTES. */
+export function envSettings(): Map<string, EnvSetting> {
+  const found = new Map<string, EnvSetting>();
+  const walk = (value: unknown, path: string[]): void => {
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+      for (const [key, child] of Object.entries(value)) walk(child, [...path, key]);
+      return;
+    }
+    found.set(`${ENV_PREFIX}${path.join('_').toUpperCase()}`, { path, type: typeOf(value) });
+  };
+  walk(defaultSettings(), []);
+  return found;
+}
+
+/** Turns a variable's text into the setting's type; validation of the value itself comes later, with the other layers'. */
+function parseValue(name: string, text: string, setting: EnvSetting): unknown {
+  switch (setting.type) {
+    case 'number': {
+      const n = Number(text);
+      if (text.trim() === '' || !Number.isFinite(n))
+        throw new SettingsError(`environment: ${name} (setting "${setting.path.join('.')}") must be a number, got "${text}"`);
+      return n;
+    }
+    case 'boolean':
+      if (['true', '1'].includes(text)) return true;
+      if (['false', '0'].includes(text)) return false;
+      throw new SettingsError(`environment: ${name} (setting "${setting.path.join('.')}") must be true, false, 1 or 0, got "${text}"`);
+    case 'list':
+      return text
+        .split(',')
+        .map((item) => item.trim())
+        .filter((item) => item !== '');
+    case 'nullable':
+      return text === '' ? null : text;
+    case 'string':
+      return text;
+  }
+}
+
+/**
+ * The settings given by `RKLLM_MCP_*` variables, as a partial settings object. Lists are comma
+ * separated (RKLLM_MCP_AUTH_API_KEYS=key1,key2). An unknown RKLLM_MCP_ variable is an error, so a
+ * typo never passes silently.
+ */
+export function settingsFromEnv(env: NodeJS.ProcessEnv): Plain {
+  const known = envSettings();
+  const values: Plain = {};
+  for (const [name, text] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || text === undefined) continue;
+    const setting = known.get(name);
+    if (!setting)
+      throw new SettingsError(
+        `environment: ${name} is not a known setting (each setting's variable is ${ENV_PREFIX} and its path in capitals, e.g. ${ENV_PREFIX}HTTP_PORT)`,
+      );
+    let node = values;
+    for (const key of setting.path.slice(0, -1)) node = (node[key] ??= {}) as Plain;
+    node[setting.path.at(-1)!] = parseValue(name, text, setting);
+  }
+  return values;
+}
+
+/** What became of the settings file. */
+export interface SettingsFile {
+  path: string;
+  values: Plain;
+  /** It did not exist, and was written with every default. */
+  created: boolean;
+  /** It did not exist and could not be written (the server runs on the other layers). */
+  unwritable?: string;
+}
+
+/**
+ * Reads the settings file. With `create`, first writes it with every default if it does not exist
+ * (readable by its owner only, since it may come to hold API keys); without, a missing file reads as
+ * empty.
+ */
+export function openSettingsFile(path: string, create: boolean): SettingsFile {
+  if (!create) return { path, values: existsSync(path) ? readSettingsFile(path) : {}, created: false };
+  const defaults = defaultSettings();
+  try {
+    writeFileSync(path, `${JSON.stringify(defaults, null, 2)}\n`, { flag: 'wx', mode: 0o600 });
+    return { path, values: defaults as unknown as Plain, created: true };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return { path, values: readSettingsFile(path), created: false };
+    return { path, values: {}, created: false, unwritable: (err as Error).message };
+  }
+}
+
+/** The merged settings as JSON for `--print-settings`, with each API key replaced by its id. */
+export function printableSettings(settings: Settings): string {
+  const keys = settings.auth.api_keys.map((secret) => `<redacted ${new ApiKey(secret).id}>`);
+  return JSON.stringify({ ...settings, auth: { ...settings.auth, api_keys: keys } }, null, 2);
+}
