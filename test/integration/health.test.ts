@@ -1,0 +1,118 @@
+// GET /health through the engine's life: loading, ready, a runtime that restarts and then fails for good.
+import { expect } from 'chai';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { copyFileSync, readFileSync, rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
+import { HttpRpc } from '../helpers/rpc.js';
+import { scratchDir, spawnCli, startServer, writeSettings, type ServerProcess } from '../helpers/server-process.js';
+
+interface Health {
+  status: number;
+  body: { status: string; reason?: string };
+}
+
+async function health(url: string): Promise<Health> {
+  const res = await fetch(`${url}health`);
+  return { status: res.status, body: (await res.json()) as Health['body'] };
+}
+
+/** Waits for the first stderr line of `proc` that contains `text`, and parses it. */
+function lineWith(proc: ChildProcess, text: string): Promise<any> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`no line with "${text}":\n${seen}`)), 30_000);
+    proc.stderr!.on('data', (data: Buffer) => {
+      seen += data.toString();
+      const line = seen.split('\n').find((l) => l.includes(text));
+      if (!line) return;
+      clearTimeout(timer);
+      resolve(JSON.parse(line));
+    });
+  });
+}
+
+describe('GET /health', function () {
+  this.timeout(120_000);
+  let library: string;
+  before(async () => {
+    library = await buildTwin('1.3');
+  });
+
+  it('answers 503 "loading" while the model loads (and requests an engine-unavailable error), then 200 "ready"', async () => {
+    // The model is a FIFO: loading blocks until the test writes the model into it.
+    const model = join(scratchDir(), 'model.rkllm');
+    execFileSync('mkfifo', [model]);
+    const settings = writeSettings({ shutdown: { drain_timeout: 0, final_poll_timeout: 0 } });
+    const args = [
+      '--engine',
+      'rkllm',
+      '--model',
+      model,
+      '--rkllm-lib',
+      library,
+      '--http',
+      '0',
+      '--no-tcp',
+      '--no-udp',
+      '--no-ws',
+      '--settings',
+      settings,
+    ];
+    const proc = spawnCli(args);
+    const exited = new Promise((resolve) => proc.once('exit', resolve));
+    try {
+      const bound = await lineWith(proc, 'transports bound');
+      const url = `http://${bound.addresses.http}/`;
+      expect(await health(url)).to.deep.equal({ status: 503, body: { status: 'loading', reason: 'the model is loading' } });
+      const refused = await new HttpRpc(url).call('rkllm_is_running', {}, 'early');
+      expect(refused).to.deep.include({ id: 'early' });
+      expect(refused.error).to.deep.include({ code: -32004 });
+      const ready = lineWith(proc, 'listening for connections');
+      await writeFile(model, readFileSync(TWIN_MODELS.story));
+      await ready;
+      expect(await health(url)).to.deep.equal({ status: 200, body: { status: 'ready' } });
+    } finally {
+      proc.kill('SIGTERM');
+      await exited;
+    }
+  });
+
+  describe('after an engine failure', () => {
+    let server: ServerProcess;
+    let dir: string;
+    before(async () => {
+      dir = scratchDir();
+      const model = join(dir, 'model.rkllm');
+      copyFileSync(TWIN_MODELS.story, model);
+      server = await startServer({
+        args: ['--engine', 'rkllm', '--model', model, '--rkllm-lib', library, '--no-tcp', '--no-udp', '--no-ws'],
+        settings: { engine: { rkllm: { restart_delay_ms: 300, restart_max_delay_ms: 300, max_restarts: 1 } } },
+      });
+    });
+    after(async () => {
+      await server?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('answers 503 "restarting" while the runtime restarts, then 503 "failed" when it cannot, naming no file', async () => {
+      expect(await health(server.url)).to.deep.equal({ status: 200, body: { status: 'ready' } });
+      rmSync(join(dir, 'model.rkllm'));
+      const http = new HttpRpc(server.url);
+      const { stream_id } = await http.start({ prompt_input: 'crash now [crash:1]', max_new_tokens: 20 });
+      expect((await http.drain(stream_id)).last.finish_reason).to.equal('error');
+      const seen: Health[] = [];
+      for (let i = 0; i < 400 && seen.at(-1)?.body.status !== 'failed'; i++) {
+        seen.push(await health(server.url));
+        await sleep(10);
+      }
+      const statuses = [...new Set(seen.map((h) => h.body.status))];
+      expect(statuses).to.deep.equal(['restarting', 'failed']);
+      expect(seen.every((h) => h.status === 503)).to.equal(true);
+      expect(seen.at(-1)!.body).to.deep.equal({ status: 'failed', reason: 'the engine failed: its runtime could not be restarted' });
+      expect(JSON.stringify(seen)).not.to.include(dir);
+    });
+  });
+});
