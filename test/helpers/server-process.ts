@@ -17,7 +17,9 @@ export interface ServerProcess {
   /** Everything the server wrote to stderr so far. */
   stderr(): string;
   /** SIGTERM, then waits for exit; returns the exit code. */
-  stop(): Promise<number | null>;
+  stop(): Promise<number | string | null>;
+  /** Resolves with the exit code (or the signal's name, when killed by one) once the process has exited. */
+  exited: Promise<number | string | null>;
 }
 
 export interface StartOptions {
@@ -90,12 +92,13 @@ export async function startServer(options: StartOptions = {}): Promise<ServerPro
       reject(new Error(`server exited with code ${code} before it was ready:\n${stderr}`));
     });
   });
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const exited = new Promise<number | string | null>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal)));
   return {
     proc,
     addresses,
     url: `http://${addresses.http}/`,
     stderr: () => stderr,
+    exited,
     stop: async () => {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
       return exited;
