@@ -81,6 +81,40 @@ function observeAll(observers: StreamObserver[]): StreamObserver {
   };
 }
 
+/** The gate every request passes: API keys and per-client limits. Warns when the server is open to the network without keys. */
+function clientGate(settings: Settings, metrics: Metrics, log: Logger): ClientGate {
+  const keys = new ApiKeys(settings.auth.api_keys);
+  if (!keys.required && exposesBeyondLoopback(settings.host)) {
+    log.warn(
+      { host: settings.host },
+      'listening beyond this machine without API keys: anyone who can reach it can use it (set auth.api_keys)',
+    );
+  }
+  const l = settings.limits;
+  const limits = new ClientLimits({
+    requestsPerSecond: l.requests_per_second,
+    requestBurst: l.request_burst,
+    maxStreams: l.max_streams,
+    maxConnections: l.max_connections,
+  });
+  return new ClientGate({ keys, limits, onRefusal: (error) => metrics.error(error.code) });
+}
+
+/** What a graceful shutdown acts on: health turns 503, the scheduler refuses new runs, listeners close. */
+function drainTarget(server: { health: Health; hub: StreamHub; transports: Transport[]; close: () => Promise<void> }): Drainable {
+  const { health, hub, transports } = server;
+  return {
+    stopAccepting: () => {
+      health.draining();
+      hub.scheduler.close(new RpcError('SHUTTING_DOWN', 'The server is shutting down and starts no new runs'));
+      for (const transport of transports) transport.stopAccepting();
+    },
+    pending: async () => ({ streams: hub.liveCount, buffers: (await hub.store.status()).active_buffers }),
+    endStreams: () => hub.stopAll(new RpcError('SHUTTING_DOWN', 'The server shut down before this stream finished')),
+    close: server.close,
+  };
+}
+
 /** Binds every transport; on failure closes them all and rethrows. */
 async function bind(transports: Transport[]): Promise<Record<string, string>> {
   const addresses: Record<string, string> = {};
@@ -111,23 +145,9 @@ async function loadEngineAndStore(settings: Settings, log: Logger): Promise<{ en
  * nothing is global, so several servers can run in one process.
  */
 export async function startServer(settings: Settings, log: Logger, options: ServerOptions = {}): Promise<RunningServer> {
-  const keys = new ApiKeys(settings.auth.api_keys);
-  if (!keys.required && exposesBeyondLoopback(settings.host)) {
-    log.warn(
-      { host: settings.host },
-      'listening beyond this machine without API keys: anyone who can reach it can use it (set auth.api_keys)',
-    );
-  }
   const health = new Health();
   const metrics = new Metrics();
-  const { requests_per_second, request_burst, max_streams, max_connections } = settings.limits;
-  const limits = new ClientLimits({
-    requestsPerSecond: requests_per_second,
-    requestBurst: request_burst,
-    maxStreams: max_streams,
-    maxConnections: max_connections,
-  });
-  const gate = new ClientGate({ keys, limits, onRefusal: (error) => metrics.error(error.code) });
+  const gate = clientGate(settings, metrics, log);
 
   let serve: MessageHandler = whileLoading;
   let close: () => Promise<void>;
@@ -203,19 +223,10 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
       await opened.close();
       await engine.dispose();
     })());
-  const drainable: Drainable = {
-    stopAccepting: () => {
-      health.draining();
-      hub.scheduler.close(new RpcError('SHUTTING_DOWN', 'The server is shutting down and starts no new runs'));
-      for (const transport of transports) transport.stopAccepting();
-    },
-    pending: async () => ({ streams: hub.liveCount, buffers: (await store.status()).active_buffers }),
-    endStreams: () => hub.stopAll(new RpcError('SHUTTING_DOWN', 'The server shut down before this stream finished')),
-    close,
-  };
   let drained: Promise<void> | undefined;
   const times = { drainMs: settings.shutdown.drain_timeout * 1000, finalPollMs: settings.shutdown.final_poll_timeout * 1000 };
-  const shutdown = (): Promise<void> => (drained ??= drain(drainable, times, log, cluster !== undefined));
+  const target = drainTarget({ health, hub, transports, close });
+  const shutdown = (): Promise<void> => (drained ??= drain(target, times, log, cluster !== undefined));
 
   serve = async (raw, origin) => {
     const reply = await dispatcher.handle(raw, origin);
