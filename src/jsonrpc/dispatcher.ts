@@ -143,7 +143,7 @@ export class Dispatcher {
       return isNotification || result === PUSHED ? undefined : resultResponse(id, result);
     } catch (err) {
       const error = this.#toRpcError(err, method, log);
-      log.debug({ method, code: error.code }, 'refused');
+      log.debug({ method, code: error.code }, 'answered with an error');
       return isNotification ? undefined : errorResponse(id, error);
     } finally {
       this.#onAnswered(method, origin.transport, (performance.now() - started) / 1000);

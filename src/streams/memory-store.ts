@@ -57,7 +57,7 @@ export class MemoryBufferStore implements BufferStore {
       throw new RpcError(
         'TOO_MANY_STREAMS',
         `Too many live streams: the limit of ${this.limits.maxBuffers} buffers is reached; poll or abort existing streams first`,
-        { max_buffers: this.limits.maxBuffers },
+        { max_buffers: this.limits.maxBuffers, retry_after: 1 },
       );
     }
     this.#buffers.set(streamId, {
