@@ -162,7 +162,10 @@ function loadSettings(flags: ReturnType<typeof parseFlags>): { settings: Setting
 function reportSettingsFile(file: SettingsFile, log: Logger): void {
   if (file.created) log.info({ settings: file.path }, 'wrote the settings file with every default');
   if (file.unwritable !== undefined) {
-    log.warn({ settings: file.path, reason: file.unwritable }, 'could not write the settings file; running on the defaults');
+    log.warn(
+      { settings: file.path, reason: file.unwritable },
+      'could not write the settings file; running without one (defaults, environment, flags)',
+    );
   }
 }
 
