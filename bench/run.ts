@@ -4,11 +4,13 @@
  * For each built-in model (tiny, and the ~50-100M parameter bench model) and for 1 and 8
  * concurrent streams:
  * - raw engine tokens/s: a direct node-llama-cpp loop with the same threads and sequences;
- * - tokens/s received by a long-polling HTTP client of a real server (in this process, over
- *   loopback), and its ratio to the raw figure;
+ * - for each transport (HTTP long polling, TCP, WebSocket, UDP), tokens/s received by clients of a
+ *   real server (in this process; clients on a worker thread, over loopback), and its ratio to the
+ *   raw figure;
  * - the delay from a token being generated (the stream producing its chunk) to the client
  *   holding it: median and p99;
- * - polls per stream.
+ * - HTTP: polls per stream;
+ * - then the Redis store against the memory store (bench/redis.ts).
  *
  * The machine is shared and noisy, so compare the ratios rather than absolute figures.
  * Flags: --quick (fewer tokens), --model tiny|bench|all (default all).
@@ -22,7 +24,7 @@ import { defaultSettings, merge, type Settings } from '../src/settings.js';
 import type { Chunk } from '../src/streams/stream.js';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
-import { wallClock, type ClientInput, type ClientReport } from './http-client.js';
+import { wallClock, type BenchTransport, type ClientInput, type ClientReport } from './client.js';
 import { redisTable } from './redis.js';
 
 interface Scenario {
@@ -75,11 +77,16 @@ async function rawEngine(modelPath: string, threads: number, streams: number, to
   }
 }
 
-/** The long-polling clients run on their own thread (and core), as a separate client process would. */
-const CLIENT = new URL('./http-client.js', import.meta.url);
+/** The clients run on their own thread (and core), as a separate client process would. */
+const CLIENT = new URL('./client.js', import.meta.url);
+const TRANSPORTS: BenchTransport[] = ['http', 'tcp', 'ws', 'udp'];
 
-/** A real server in this process; `streams` long-polling HTTP clients on a worker thread, over loopback. `overrides` adjusts its settings. */
-async function httpDelivery(
+/**
+ * A real server in this process; `streams` clients of `transport` on a worker thread, over
+ * loopback. `overrides` adjusts the server's settings.
+ */
+async function delivery(
+  transport: BenchTransport,
   modelPath: string,
   threads: number,
   streams: number,
@@ -89,6 +96,9 @@ async function httpDelivery(
   const produced = new Map<string, number>();
   const base: Settings = merge(defaultSettings(), {
     http: { port: 0 },
+    tcp: { port: 0 },
+    ws: { port: 0 },
+    udp: { port: 0 },
     engine: { model_path: modelPath, threads, parallel: streams, max_context_len: tokens + 256 },
     log_level: 'silent',
   });
@@ -97,7 +107,7 @@ async function httpDelivery(
     observer: { chunk: (streamId: string, chunk: Chunk) => produced.set(`${streamId}/${chunk.seq}`, wallClock()) },
   });
   try {
-    const input: ClientInput = { url: `http://${server.addresses.http}/`, streams, params: { prompt_input: PROMPT, max_new_tokens: tokens, ...GREEDY } };
+    const input: ClientInput = { transport, addresses: server.addresses, streams, params: { prompt_input: PROMPT, max_new_tokens: tokens, ...GREEDY } };
     const worker = new Worker(CLIENT, { workerData: input });
     const [report] = (await once(worker, 'message')) as [ClientReport];
     const delays: number[] = [];
@@ -124,20 +134,23 @@ async function runScenario(s: Scenario): Promise<string[]> {
   const rows: string[] = [];
   for (const streams of [1, 8]) {
     const raw = await rawEngine(modelPath, s.threads, streams, s.tokens);
-    const http = await httpDelivery(modelPath, s.threads, streams, s.tokens);
-    rows.push(
-      [
-        s.kind.padEnd(6),
-        String(streams).padStart(7),
-        String(s.tokens).padStart(7),
-        fmt(raw.tokensPerSecond).padStart(10),
-        fmt(http.tokensPerSecond).padStart(10),
-        fmt(http.tokensPerSecond / raw.tokensPerSecond, 2).padStart(6),
-        fmt(percentile(http.delays, 50), 2).padStart(9),
-        fmt(percentile(http.delays, 99), 2).padStart(9),
-        fmt(http.pollsPerStream).padStart(8),
-      ].join(' '),
-    );
+    for (const transport of TRANSPORTS) {
+      const got = await delivery(transport, modelPath, s.threads, streams, s.tokens);
+      rows.push(
+        [
+          s.kind.padEnd(6),
+          transport.padEnd(9),
+          String(streams).padStart(7),
+          String(s.tokens).padStart(7),
+          fmt(raw.tokensPerSecond).padStart(10),
+          fmt(got.tokensPerSecond).padStart(10),
+          fmt(got.tokensPerSecond / raw.tokensPerSecond, 2).padStart(6),
+          fmt(percentile(got.delays, 50), 2).padStart(7),
+          fmt(percentile(got.delays, 99), 2).padStart(7),
+          (transport === 'http' ? fmt(got.pollsPerStream) : '-').padStart(8),
+        ].join(' '),
+      );
+    }
     process.stderr.write(`done: ${s.kind}, ${streams} stream(s)\n`);
   }
   return rows;
@@ -150,16 +163,18 @@ async function main(): Promise<void> {
     { kind: 'tiny', threads: 1, tokens: quick ? 300 : 2000 },
     { kind: 'bench', threads: 1, tokens: quick ? 32 : 200 },
   ].filter((s) => values.model === 'all' || values.model === s.kind) as Scenario[];
-  const header = ['model ', 'streams', ' tokens', '   raw t/s', '  http t/s', ' ratio', ' p50 ms', ' p99 ms', 'polls/st'].join(' ');
+  const header = ['model ', 'transport', 'streams', ' tokens', '   raw t/s', ' recv t/s', ' ratio', ' p50 ms', ' p99 ms', 'polls/st'].join(' ');
   const rows: string[] = [];
   for (const scenario of scenarios) rows.push(...(await runScenario(scenario)));
-  process.stdout.write(`\nHTTP long-poll delivery vs raw engine (tokens per stream; delays: token produced -> client holds it)\n${header}\n${rows.join('\n')}\n`);
+  process.stdout.write(
+    `\nDelivery to clients vs raw engine (ratio: received t/s / raw t/s; tokens per stream; delays: token produced -> client holds it)\n${header}\n${rows.join('\n')}\n`,
+  );
   const redisScenarios = [];
   for (const s of scenarios) {
     const modelPath = await ensureBuiltinModel(s.kind);
     redisScenarios.push({
       label: s.kind,
-      deliver: (streams: number, overrides: object) => httpDelivery(modelPath, s.threads, streams, s.tokens, overrides),
+      deliver: (streams: number, overrides: object) => delivery('http', modelPath, s.threads, streams, s.tokens, overrides),
     });
   }
   process.stdout.write(await redisTable(redisScenarios));

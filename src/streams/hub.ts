@@ -102,7 +102,7 @@ export class StreamHub {
     await this.#engine.validate(params);
     this.#scheduler.checkCapacity();
     const release = owner.admitStream();
-    const stream = new Stream(requestId, owner.streamId(newStreamId()));
+    const stream = this.#newStream(requestId, owner);
     const { connection } = delivery;
     const buffered = connection === undefined || connection.lossy || delivery.detach === true;
     if (buffered) {
@@ -153,7 +153,7 @@ export class StreamHub {
     await this.#engine.validate(params);
     this.#scheduler.checkCapacity();
     const release = owner.admitStream();
-    const stream = new Stream(requestId, owner.streamId(newStreamId()));
+    const stream = this.#newStream(requestId, owner);
     const parts: string[] = [];
     stream.subscribe((chunk) => parts.push(chunk.delta));
     const onAbort = (): void => stream.abort();
@@ -242,7 +242,7 @@ export class StreamHub {
     for (const stream of streams) stream.abort();
     await Promise.all(this.#tasks);
     // Their final chunks reach the buffer store before it closes.
-    await Promise.all(streams.map((stream) => this.#appends.get(stream)));
+    await Promise.all(streams.map((stream) => this.#appends.get(stream) ?? Promise.resolve()));
   }
 
   #attachStore(stream: Stream): void {
@@ -310,12 +310,18 @@ export class StreamHub {
     stream.abort();
   }
 
+  /** A new stream whose first listener is the observer, so it sees each chunk before any sink sends it. */
+  #newStream(requestId: JsonRpcId | undefined, owner: StreamOwner): Stream {
+    const stream = new Stream(requestId, owner.streamId(newStreamId()));
+    const observer = this.#observer;
+    if (observer) stream.subscribe((chunk) => observer.chunk(stream.id, chunk));
+    return stream;
+  }
+
   /** Runs `stream` through the scheduler and the engine; `release` frees its place in its owner's limit once it has ended. */
   #launch(stream: Stream, params: RunParams, release: () => void): void {
     this.#live.set(stream.id, stream);
-    const observer = this.#observer;
-    if (observer) stream.subscribe((chunk) => observer.chunk(stream.id, chunk));
-    observer?.started?.(stream.id);
+    this.#observer?.started?.(stream.id);
     const task = this.#drive(stream, params).finally(() => {
       release();
       this.#live.delete(stream.id);

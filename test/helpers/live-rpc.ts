@@ -59,6 +59,8 @@ export abstract class LiveRpc {
   #queues = new Map<string, RpcResponse[]>();
   #waiters = new Map<string, () => void>();
   #nextId = 1;
+  /** Sees every message the moment it arrives (the benchmark stamps arrival times with it). */
+  onMessage: ((message: RpcResponse) => void) | undefined;
 
   /** Sends one message exactly as given (framing added by the transport). */
   abstract sendRaw(data: string | Buffer): void;
@@ -66,6 +68,7 @@ export abstract class LiveRpc {
 
   protected deliver(text: string): void {
     const message = JSON.parse(text) as RpcResponse;
+    this.onMessage?.(message);
     this.received.push(message);
     const k = key(message.id);
     const queue = this.#queues.get(k) ?? [];

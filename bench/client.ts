@@ -1,0 +1,95 @@
+/**
+ * The benchmark's client, run on a worker thread (its own core, as a separate client process would
+ * be): `streams` concurrent streams over one transport. HTTP clients start with rkllm_run_async and
+ * long-poll to the end; TCP, WebSocket and UDP clients read the pushed chunks (UDP repairing gaps
+ * with poll). Reports when each seq arrived (wall clock, so the server's thread can compare) and
+ * the totals.
+ */
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { connectLive, type LiveTransport } from '../test/helpers/live-rpc.js';
+import { HttpRpc } from '../test/helpers/rpc.js';
+import type { Chunk } from '../src/streams/stream.js';
+
+export type BenchTransport = 'http' | LiveTransport;
+
+export interface ClientInput {
+  transport: BenchTransport;
+  /** Bound addresses by transport, as the server reports them. */
+  addresses: Record<string, string>;
+  streams: number;
+  params: Record<string, unknown>;
+}
+
+export interface ClientReport {
+  /** When the client held each chunk's seq (wall clock, ms). */
+  received: Array<{ stream_id: string; seq: number; at: number }>;
+  /** HTTP only: polls sent. */
+  polls: number;
+  /** Tokens generated over all streams (from the final chunks' perf). */
+  tokens: number;
+  seconds: number;
+}
+
+/** Milliseconds since the epoch with sub-millisecond precision, comparable across threads. */
+export function wallClock(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+async function pollStream(rpc: HttpRpc, params: Record<string, unknown>, report: ClientReport): Promise<void> {
+  const { stream_id } = await rpc.start(params);
+  let after = -1;
+  for (;;) {
+    const { chunk } = await rpc.result<{ chunk: Chunk | null }>('poll', { stream_id, wait_ms: 10_000 });
+    report.polls++;
+    const at = wallClock();
+    if (!chunk) continue;
+    for (let seq = after + 1; seq <= chunk.seq; seq++) report.received.push({ stream_id, seq, at });
+    after = chunk.seq;
+    if (chunk.end) {
+      report.tokens += chunk.perf?.generate_tokens ?? 0;
+      return;
+    }
+  }
+}
+
+async function pollAll(input: ClientInput, report: ClientReport): Promise<void> {
+  const rpc = new HttpRpc(`http://${input.addresses.http}/`);
+  await Promise.all(Array.from({ length: input.streams }, () => pollStream(rpc, input.params, report)));
+}
+
+/** One connection per stream, as independent clients would have. */
+async function liveAll(input: ClientInput, transport: LiveTransport, report: ClientReport): Promise<void> {
+  const one = async (): Promise<void> => {
+    const rpc = await connectLive(transport, input.addresses);
+    rpc.onMessage = (message) => {
+      const chunk = (message.result as { chunk?: Chunk & { stream_id: string } } | undefined)?.chunk;
+      if (chunk) report.received.push({ stream_id: chunk.stream_id, seq: chunk.seq, at: wallClock() });
+    };
+    try {
+      const { last } = await rpc.stream(input.params);
+      report.tokens += last.perf?.generate_tokens ?? 0;
+    } finally {
+      await rpc.close();
+    }
+  };
+  await Promise.all(Array.from({ length: input.streams }, one));
+}
+
+async function run(input: ClientInput): Promise<ClientReport> {
+  const report: ClientReport = { received: [], polls: 0, tokens: 0, seconds: 0 };
+  const started = performance.now();
+  if (input.transport === 'http') await pollAll(input, report);
+  else await liveAll(input, input.transport, report);
+  report.seconds = (performance.now() - started) / 1000;
+  return report;
+}
+
+if (!isMainThread && parentPort) {
+  const port = parentPort;
+  run(workerData as ClientInput).then(
+    (report) => port.postMessage(report),
+    (err: unknown) => {
+      throw err;
+    },
+  );
+}
