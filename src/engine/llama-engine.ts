@@ -190,7 +190,7 @@ export class LlamaEngine implements Engine {
     const loaded = this.#require();
     await this.#checkStateFile(path);
     const sequence = loaded.base.tryTake();
-    if (!sequence) throw new RpcError('BUSY', 'Every slot is running; load the prompt cache when one is free', { retry_after_ms: 1000 });
+    if (!sequence) throw new RpcError('BUSY', 'Every slot is running; load the prompt cache when one is free', { retry_after: 1 });
     try {
       await sequence.loadStateFromFile(path, { acceptRisk: true });
       loaded.promptCache = { path, tokens: [...sequence.contextTokens] };
@@ -213,7 +213,7 @@ export class LlamaEngine implements Engine {
     const loaded = this.#require();
     if (this.isRunning()) {
       throw new RpcError('BUSY', 'The KV cache cannot be cleared while a generation runs; abort it or retry when it ends', {
-        retry_after_ms: 1000,
+        retry_after: 1,
       });
     }
     const pools = [loaded.base, ...loaded.adapters.values()];

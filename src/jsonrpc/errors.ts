@@ -11,7 +11,7 @@ export const ErrorCodes = {
   METHOD_NOT_FOUND: -32601,
   INVALID_PARAMS: -32602,
   INTERNAL_ERROR: -32603,
-  /** The run queue is full; `data.retry_after_ms` says when to try again. */
+  /** The run queue is full; `data.retry_after` (seconds) says when to try again. */
   BUSY: -32000,
   /** `poll`/`rkllm_abort` named a stream that does not exist, has expired or was released. */
   STREAM_NOT_FOUND: -32001,

@@ -36,7 +36,6 @@ export class Scheduler {
     if (this.#active < this.slots || this.#queue.length < this.queueLimit) return;
     throw new RpcError('BUSY', `Server busy: ${this.#active} runs active and ${this.#queue.length} queued (the limit); retry later`, {
       retry_after: 1,
-      retry_after_ms: 1000,
       active: this.#active,
       queued: this.#queue.length,
     });
