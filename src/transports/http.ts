@@ -140,9 +140,11 @@ export class HttpTransport implements Transport {
   #read(req: IncomingMessage, res: ServerResponse, peer: Peer): void {
     const limit = this.#options.maxBodyBytes;
     const tooLarge = (): void => {
-      sendJson(res, 413, rpcError(ErrorCodes.INVALID_REQUEST, `Request body exceeds the limit of ${limit} bytes`), { connection: 'close' });
-      // Answer at once, then discard (never buffer) what is still arriving, so the client reads the
-      // reply instead of a connection reset; a client that keeps sending is cut off shortly.
+      // Answer at once, then discard (never buffer) what is still arriving, and cut the connection
+      // shortly after. No "Connection: close": Node would then destroy the socket as soon as the
+      // reply is flushed, with the client's body still unread, and the reset that follows can
+      // reach the client before it has read the reply.
+      sendJson(res, 413, rpcError(ErrorCodes.INVALID_REQUEST, `Request body exceeds the limit of ${limit} bytes`));
       req.removeAllListeners('data');
       req.resume();
       setTimeout(() => req.socket.destroy(), LINGER_MS).unref();

@@ -185,14 +185,19 @@ describe('JSON-RPC 2.0 over HTTP', function () {
 
     it('refuses a chunked body once it passes the limit, before it ends', async () => {
       const url = new URL(server.url);
-      const reply = await new Promise<{ status: number; body: string }>((resolve) => {
+      const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        let answered = false;
         const req = request({ host: url.hostname, port: url.port, method: 'POST', path: '/', headers: { 'transfer-encoding': 'chunked' } }, (res) => {
+          answered = true;
           let body = '';
           res.on('data', (d: Buffer) => (body += d.toString()));
           res.on('end', () => resolve({ status: res.statusCode!, body }));
         });
         // Once the server has answered it may cut the connection while we still write: that is fine.
-        req.on('error', () => undefined);
+        // Before the answer it is the failure this test looks for.
+        req.on('error', (err) => {
+          if (!answered) reject(err);
+        });
         // Keep writing well past the limit; the server answers without waiting for the end.
         const piece = 'x'.repeat(1024);
         let sent = 0;
