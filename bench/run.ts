@@ -107,7 +107,12 @@ async function delivery(
     observer: { chunk: (streamId: string, chunk: Chunk) => produced.set(`${streamId}/${chunk.seq}`, wallClock()) },
   });
   try {
-    const input: ClientInput = { transport, addresses: server.addresses, streams, params: { prompt_input: PROMPT, max_new_tokens: tokens, ...GREEDY } };
+    const input: ClientInput = {
+      transport,
+      addresses: server.addresses,
+      streams,
+      params: { prompt_input: PROMPT, max_new_tokens: tokens, ...GREEDY },
+    };
     const worker = new Worker(CLIENT, { workerData: input });
     const [report] = (await once(worker, 'message')) as [ClientReport];
     const delays: number[] = [];
@@ -163,7 +168,9 @@ async function main(): Promise<void> {
     { kind: 'tiny', threads: 1, tokens: quick ? 300 : 2000 },
     { kind: 'bench', threads: 1, tokens: quick ? 32 : 200 },
   ].filter((s) => values.model === 'all' || values.model === s.kind) as Scenario[];
-  const header = ['model ', 'transport', 'streams', ' tokens', '   raw t/s', ' recv t/s', ' ratio', ' p50 ms', ' p99 ms', 'polls/st'].join(' ');
+  const header = ['model ', 'transport', 'streams', ' tokens', '   raw t/s', ' recv t/s', ' ratio', ' p50 ms', ' p99 ms', 'polls/st'].join(
+    ' ',
+  );
   const rows: string[] = [];
   for (const scenario of scenarios) rows.push(...(await runScenario(scenario)));
   process.stdout.write(

@@ -299,7 +299,10 @@ export function checkSettings(partial: unknown, source: string): void {
   const error = validate.errors?.[0];
   if (!error) throw new SettingsError(`${source}: invalid settings`);
   const p = error.params as Plain;
-  const key = [...error.instancePath.split('/').filter(Boolean), ...(typeof p.additionalProperty === 'string' ? [p.additionalProperty] : [])].join('.');
+  const key = [
+    ...error.instancePath.split('/').filter(Boolean),
+    ...(typeof p.additionalProperty === 'string' ? [p.additionalProperty] : []),
+  ].join('.');
   const detail =
     error.keyword === 'additionalProperties'
       ? 'is not a known setting'

@@ -110,7 +110,10 @@ export class Dispatcher {
     if (!Array.isArray(message)) return this.#one(message, origin);
     if (message.length === 0) return errorResponse(null, new RpcError('INVALID_REQUEST', 'Invalid Request: empty batch'));
     if (message.length > this.#maxBatch) {
-      return errorResponse(null, new RpcError('INVALID_REQUEST', `Invalid Request: a batch holds at most ${this.#maxBatch} requests; got ${message.length}`));
+      return errorResponse(
+        null,
+        new RpcError('INVALID_REQUEST', `Invalid Request: a batch holds at most ${this.#maxBatch} requests; got ${message.length}`),
+      );
     }
     const responses = await Promise.all(message.map((m) => this.#one(m, origin)));
     const sent = responses.filter((r): r is JsonRpcResponse => r !== undefined);

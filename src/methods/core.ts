@@ -168,9 +168,13 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
           if (params.stream_id === undefined && params.request_id === undefined) return { aborted: hub.abortRunning(owned) };
           const live = hub.select(params).filter(owned);
           if (live.length > 1) {
-            throw new RpcError('AMBIGUOUS_REQUEST_ID', `${live.length} live streams share request id ${JSON.stringify(params.request_id)}; abort by "stream_id" instead`, {
-              stream_ids: live.map((s) => s.id),
-            });
+            throw new RpcError(
+              'AMBIGUOUS_REQUEST_ID',
+              `${live.length} live streams share request id ${JSON.stringify(params.request_id)}; abort by "stream_id" instead`,
+              {
+                stream_ids: live.map((s) => s.id),
+              },
+            );
           }
           if (live.length === 1) {
             live[0]!.abort();

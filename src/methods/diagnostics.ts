@@ -44,7 +44,10 @@ export function diagnosticMethods(store: BufferStore, sweep: () => Promise<strin
       'test_http_buffer_manager',
       method<MockChunksParams>(
         'Diagnostics: buffers mock chunks under a request id; read them back with poll.',
-        object({ request_id: requestIdSchema, mock_chunks: { type: 'array', items: chunkSchema, maxItems: 10_000 } }, ['request_id', 'mock_chunks']),
+        object({ request_id: requestIdSchema, mock_chunks: { type: 'array', items: chunkSchema, maxItems: 10_000 } }, [
+          'request_id',
+          'mock_chunks',
+        ]),
         async (params) => {
           const streamId = await inject(store, params.request_id, params.mock_chunks);
           const buffered = await store.peek(streamId);
@@ -85,7 +88,11 @@ export function diagnosticMethods(store: BufferStore, sweep: () => Promise<strin
       method<OperationsParams>(
         'Diagnostics: creates a buffer from plain strings and reads the chunks back without acknowledging them.',
         object(
-          { operation: { type: 'string', enum: ['create_and_retrieve'] }, request_id: requestIdSchema, chunks: { type: 'array', items: str(), maxItems: 10_000 } },
+          {
+            operation: { type: 'string', enum: ['create_and_retrieve'] },
+            request_id: requestIdSchema,
+            chunks: { type: 'array', items: str(), maxItems: 10_000 },
+          },
           ['operation', 'request_id', 'chunks'],
         ),
         async (params) => {

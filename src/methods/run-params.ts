@@ -23,9 +23,14 @@ const inputProperties: Record<string, JsonSchema> = {
   enable_thinking: bool('Thinking mode (Qwen3)'),
   input_type: int(0, 3, 'RKLLMInputType: 0 PROMPT, 1 TOKEN, 2 EMBED, 3 MULTIMODAL'),
   prompt_input: str('The prompt text (input_type 0)'),
-  token_input: object({ input_ids: { type: 'array', items: { type: 'integer' }, minItems: 1 }, n_tokens: int(1, 1_000_000) }, ['input_ids']),
+  token_input: object({ input_ids: { type: 'array', items: { type: 'integer' }, minItems: 1 }, n_tokens: int(1, 1_000_000) }, [
+    'input_ids',
+  ]),
   embed_input: object(
-    { embed: { type: 'array', items: { type: 'number' }, minItems: 1, description: 'n_tokens x n_embd values, row-major' }, n_tokens: int(1, 1_000_000) },
+    {
+      embed: { type: 'array', items: { type: 'number' }, minItems: 1, description: 'n_tokens x n_embd values, row-major' },
+      n_tokens: int(1, 1_000_000),
+    },
     ['embed'],
   ),
   multimodal_input: { type: 'object' },
@@ -96,7 +101,9 @@ export function toRunParams(params: Fields, maxContext: number): RunParams {
   }
   const tokens = i.token_input as { input_ids: number[]; n_tokens?: number } | undefined;
   if (tokens?.n_tokens !== undefined && tokens.n_tokens !== tokens.input_ids.length) {
-    throw invalidParams(`Invalid params: "token_input.n_tokens" must equal the length of "input_ids" (${tokens.input_ids.length}); got ${tokens.n_tokens}`);
+    throw invalidParams(
+      `Invalid params: "token_input.n_tokens" must equal the length of "input_ids" (${tokens.input_ids.length}); got ${tokens.n_tokens}`,
+    );
   }
   const maxNew = f.max_new_tokens as number | undefined;
   if (maxNew !== undefined && (maxNew === 0 || maxNew > maxContext)) {

@@ -1,5 +1,13 @@
 import type { Logger } from 'pino';
-import { LLMCallState, emptyPerf, type Engine, type FinishReason, type RKLLMPerfStat, type RunOutputs, type RunRequest } from '../engine/types.js';
+import {
+  LLMCallState,
+  emptyPerf,
+  type Engine,
+  type FinishReason,
+  type RKLLMPerfStat,
+  type RunOutputs,
+  type RunRequest,
+} from '../engine/types.js';
 import type { Connection } from '../jsonrpc/connection.js';
 import { ErrorCodes, RpcError, invalidParams } from '../jsonrpc/errors.js';
 import type { JsonRpcId } from '../jsonrpc/message.js';

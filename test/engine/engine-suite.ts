@@ -67,7 +67,9 @@ export function engineSuite(name: string, factory: () => Promise<Engine>, option
       expect(outcome.finish_reason).to.equal('length');
       expect(record.states.at(-1)).to.equal(LLMCallState.RKLLM_RUN_FINISH);
       expect(record.states.filter((s) => s === LLMCallState.RKLLM_RUN_FINISH)).to.have.lengthOf(1);
-      expect(record.states.slice(0, -1).every((s) => s === LLMCallState.RKLLM_RUN_NORMAL || s === LLMCallState.RKLLM_RUN_WAITING)).to.equal(true);
+      expect(record.states.slice(0, -1).every((s) => s === LLMCallState.RKLLM_RUN_NORMAL || s === LLMCallState.RKLLM_RUN_WAITING)).to.equal(
+        true,
+      );
       expect(outcome.perf.generate_tokens).to.equal(50);
       expect(record.states.length - 1).to.equal(50);
       expect(outcome.perf.prefill_tokens).to.be.greaterThan(0);

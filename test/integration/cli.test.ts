@@ -8,7 +8,19 @@ describe('Command line', function () {
   it('--help lists every flag and exits 0', async () => {
     const { code, stdout } = await runCli(['--help']);
     expect(code).to.equal(0);
-    for (const flag of ['--http', '--no-http', '--host', '--model', '--settings', '--diagnostics', '--threads', '--parallel', '--context', '--log-level', '--help']) {
+    for (const flag of [
+      '--http',
+      '--no-http',
+      '--host',
+      '--model',
+      '--settings',
+      '--diagnostics',
+      '--threads',
+      '--parallel',
+      '--context',
+      '--log-level',
+      '--help',
+    ]) {
       expect(stdout).to.include(flag);
     }
   });
@@ -50,7 +62,10 @@ describe('Command line', function () {
 
   it('prints one readiness line naming each transport and its address, and exits 0 on SIGTERM', async () => {
     const server = await startServer();
-    const ready = server.stderr().split('\n').filter((l) => l.includes('listening for connections'));
+    const ready = server
+      .stderr()
+      .split('\n')
+      .filter((l) => l.includes('listening for connections'));
     expect(ready).to.have.lengthOf(1);
     expect(ready[0]).to.match(/http=127\.0\.0\.1:\d+/);
     expect(await server.stop()).to.equal(0);

@@ -32,9 +32,17 @@ describe('JSON-RPC 2.0 over HTTP', function () {
     });
 
     it('refuses invalid UTF-8', async () => {
-      const bytes = Buffer.concat([Buffer.from('{"jsonrpc":"2.0","id":1,"method":"rkllm_run","params":{"prompt_input":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}}')]);
+      const bytes = Buffer.concat([
+        Buffer.from('{"jsonrpc":"2.0","id":1,"method":"rkllm_run","params":{"prompt_input":"'),
+        Buffer.from([0xc3, 0x28]),
+        Buffer.from('"}}'),
+      ]);
       const { body } = await rpc.raw(bytes);
-      expect(body).to.deep.equal({ jsonrpc: '2.0', id: null, error: { code: -32700, message: 'Parse error: the message is not valid UTF-8' } });
+      expect(body).to.deep.equal({
+        jsonrpc: '2.0',
+        id: null,
+        error: { code: -32700, message: 'Parse error: the message is not valid UTF-8' },
+      });
     });
   });
 
@@ -79,9 +87,21 @@ describe('JSON-RPC 2.0 over HTTP', function () {
       ['a wrong type', { prompt_input: 5 }, /"prompt_input" must be string/],
       ['a missing prompt', { input_type: 0 }, /missing required field "prompt_input"/],
       ['an absurd max_new_tokens', { prompt_input: 'hi', max_new_tokens: 1e12 }, /"max_new_tokens" must be <= 1000000/],
-      ['max_new_tokens beyond the context', { prompt_input: 'hi', max_new_tokens: 100000 }, /"max_new_tokens" must be -1 or between 1 and 2048/],
-      ['a nested field out of range', { input: { prompt_input: 'hi' }, infer_params: { sampling_params: { top_p: 2 } } }, /"infer_params.sampling_params.top_p" must be <= 1/],
-      ['a field given flat and nested', { prompt_input: 'a', input: { prompt_input: 'b' } }, /"prompt_input" is given both flat and in "input"/],
+      [
+        'max_new_tokens beyond the context',
+        { prompt_input: 'hi', max_new_tokens: 100000 },
+        /"max_new_tokens" must be -1 or between 1 and 2048/,
+      ],
+      [
+        'a nested field out of range',
+        { input: { prompt_input: 'hi' }, infer_params: { sampling_params: { top_p: 2 } } },
+        /"infer_params.sampling_params.top_p" must be <= 1/,
+      ],
+      [
+        'a field given flat and nested',
+        { prompt_input: 'a', input: { prompt_input: 'b' } },
+        /"prompt_input" is given both flat and in "input"/,
+      ],
       ['positional params', ['hi'], /params must be an object/],
     ];
     for (const [what, params, pattern] of cases) {
@@ -170,7 +190,12 @@ describe('JSON-RPC 2.0 over HTTP', function () {
       const single = await rpc.raw(JSON.stringify({ jsonrpc: '2.0', method: 'rkllm_is_running' }));
       expect(single.status).to.equal(204);
       expect(single.text).to.equal('');
-      const batch = await rpc.raw(JSON.stringify([{ jsonrpc: '2.0', method: 'nope' }, { jsonrpc: '2.0', method: 'rkllm_is_running' }]));
+      const batch = await rpc.raw(
+        JSON.stringify([
+          { jsonrpc: '2.0', method: 'nope' },
+          { jsonrpc: '2.0', method: 'rkllm_is_running' },
+        ]),
+      );
       expect(batch.status).to.equal(204);
       expect(batch.text).to.equal('');
     });
@@ -178,7 +203,9 @@ describe('JSON-RPC 2.0 over HTTP', function () {
 
   describe('size limit', () => {
     it('refuses a body over the limit from its Content-Length, without reading it', async () => {
-      const { status, body } = await rpc.raw(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'rkllm_run', params: { prompt_input: 'x'.repeat(5000) } }));
+      const { status, body } = await rpc.raw(
+        JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'rkllm_run', params: { prompt_input: 'x'.repeat(5000) } }),
+      );
       expect(status).to.equal(413);
       expect(body.error).to.deep.equal({ code: -32600, message: 'Request body exceeds the limit of 4096 bytes' });
     });
@@ -187,12 +214,15 @@ describe('JSON-RPC 2.0 over HTTP', function () {
       const url = new URL(server.url);
       const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
         let answered = false;
-        const req = request({ host: url.hostname, port: url.port, method: 'POST', path: '/', headers: { 'transfer-encoding': 'chunked' } }, (res) => {
-          answered = true;
-          let body = '';
-          res.on('data', (d: Buffer) => (body += d.toString()));
-          res.on('end', () => resolve({ status: res.statusCode!, body }));
-        });
+        const req = request(
+          { host: url.hostname, port: url.port, method: 'POST', path: '/', headers: { 'transfer-encoding': 'chunked' } },
+          (res) => {
+            answered = true;
+            let body = '';
+            res.on('data', (d: Buffer) => (body += d.toString()));
+            res.on('end', () => resolve({ status: res.statusCode!, body }));
+          },
+        );
         // Once the server has answered it may cut the connection while we still write: that is fine.
         // Before the answer it is the failure this test looks for.
         req.on('error', (err) => {
@@ -219,9 +249,20 @@ describe('JSON-RPC 2.0 over HTTP', function () {
   });
 
   it('lists every method with its schema and support', async () => {
-    const { functions } = await rpc.result<{ functions: Array<{ name: string; params: any; supported: boolean }> }>('rkllm_list_functions', {});
+    const { functions } = await rpc.result<{ functions: Array<{ name: string; params: any; supported: boolean }> }>(
+      'rkllm_list_functions',
+      {},
+    );
     const names = functions.map((f) => f.name);
-    for (const name of ['rkllm_run', 'rkllm_run_async', 'poll', 'rkllm_abort', 'rkllm_is_running', 'rkllm_list_functions', 'http_buffer_manager_status']) {
+    for (const name of [
+      'rkllm_run',
+      'rkllm_run_async',
+      'poll',
+      'rkllm_abort',
+      'rkllm_is_running',
+      'rkllm_list_functions',
+      'http_buffer_manager_status',
+    ]) {
       expect(names).to.include(name);
     }
     expect(names).not.to.include('test_buffer_cleanup');

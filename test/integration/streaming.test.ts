@@ -106,7 +106,10 @@ describe('Streaming by polling', function () {
     await rpc.drain(stream_id);
 
     // A stream that stays silent: injected through diagnostics, never ended.
-    const injected = await rpc.result('test_http_buffer_manager', { request_id: 'silent', mock_chunks: [{ seq: 0, delta: 'a', end: false }] });
+    const injected = await rpc.result('test_http_buffer_manager', {
+      request_id: 'silent',
+      mock_chunks: [{ seq: 0, delta: 'a', end: false }],
+    });
     expect((await rpc.result('poll', { stream_id: injected.stream_id })).chunk.delta).to.equal('a');
     const started = performance.now();
     const waited = await rpc.result('poll', { stream_id: injected.stream_id, wait_ms: 300 });
@@ -208,7 +211,11 @@ describe('Queueing and limits', function () {
     expect(last.finish_reason).to.equal('error');
     expect(last.error!.code).to.equal(-32007);
     expect(last.error!.message).to.match(/cap of 2000 bytes/);
-    const expected = await rpc.result('rkllm_run', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: last.perf!.generate_tokens, ...greedy });
+    const expected = await rpc.result('rkllm_run', {
+      prompt_input: TINY_MODEL_PROMPTS.long,
+      max_new_tokens: last.perf!.generate_tokens,
+      ...greedy,
+    });
     expect(text).to.equal(expected.text);
     expect(last.perf!.generate_tokens).to.be.below(2000);
   });
