@@ -107,10 +107,7 @@ export class StreamHub {
    * stream limit or the buffer limit is reached. The owner names the stream and is charged for it.
    */
   async start(params: RunParams, requestId: JsonRpcId | undefined, delivery: Delivery = {}, owner: StreamOwner = ANYONE): Promise<Stream> {
-    await this.#engine.validate(params);
-    this.#scheduler.checkCapacity();
-    const release = owner.admitStream();
-    const stream = this.#newStream(requestId, owner);
+    const { stream, release } = await this.#admit(params, requestId, owner);
     const { connection } = delivery;
     const buffered = connection === undefined || connection.lossy || delivery.detach === true;
     if (buffered) {
@@ -158,10 +155,7 @@ export class StreamHub {
 
   /** Runs to the end (`rkllm_run`). `signal` aborts it, e.g. when the client disconnects. */
   async run(params: RunParams, requestId: JsonRpcId | undefined, signal: AbortSignal, owner: StreamOwner = ANYONE): Promise<RunResult> {
-    await this.#engine.validate(params);
-    this.#scheduler.checkCapacity();
-    const release = owner.admitStream();
-    const stream = this.#newStream(requestId, owner);
+    const { stream, release } = await this.#admit(params, requestId, owner);
     const parts: string[] = [];
     stream.subscribe((chunk) => parts.push(chunk.delta));
     const onAbort = (): void => stream.abort();
@@ -179,7 +173,7 @@ export class StreamHub {
     }
   }
 
-  /** The live (not yet ended) streams selected; at most one unless `all` allowed. */
+  /** The live (not yet ended) streams selected by stream id, or by request id (which several may share). */
   select(selector: StreamSelector): Stream[] {
     if (selector.stream_id !== undefined) {
       const stream = this.#live.get(selector.stream_id);
@@ -316,6 +310,17 @@ export class StreamHub {
     if (stream.state === 'ended' || this.#stopErrors.has(stream)) return;
     this.#stopErrors.set(stream, error);
     stream.abort();
+  }
+
+  /**
+   * Admission, shared by `start` and `run`: the input is valid, the queue has room and the owner
+   * may start another stream. Only then is the stream created; `release` frees the owner's place.
+   */
+  async #admit(params: RunParams, requestId: JsonRpcId | undefined, owner: StreamOwner): Promise<{ stream: Stream; release: () => void }> {
+    await this.#engine.validate(params);
+    this.#scheduler.checkCapacity();
+    const release = owner.admitStream();
+    return { stream: this.#newStream(requestId, owner), release };
   }
 
   /** A new stream whose first listener is the observer, so it sees each chunk before any sink sends it. */
