@@ -40,6 +40,18 @@ export interface LlamaEngineOptions {
 /** Prompts are evaluated in slices this long, so an abort during a long prefill takes effect quickly. */
 const PREFILL_SLICE = 128;
 
+/** Recent tokens the repeat penalties look at. */
+const REPEAT_WINDOW = 64;
+
+/**
+ * The last `n` tokens of `before` followed by `after`, without copying the whole history: this runs
+ * once per generated token.
+ */
+function lastTokens(before: Token[], after: Token[], n: number): Token[] {
+  if (after.length >= n) return after.slice(after.length - n);
+  return [...before.slice(Math.max(0, before.length - (n - after.length))), ...after];
+}
+
 /** The longest byte sequence of one UTF-8 character: a partial character never spans more tokens. */
 const MAX_UTF8_TOKENS = 4;
 
@@ -524,7 +536,7 @@ export class LlamaEngine implements Engine {
       topP: s.top_p,
       ...(s.seed === undefined ? {} : { seed: s.seed }),
       repeatPenalty: {
-        punishTokens: () => [...tokens, ...generated].slice(-64),
+        punishTokens: () => lastTokens(tokens, generated, REPEAT_WINDOW),
         penalty: s.repeat_penalty,
         frequencyPenalty: s.frequency_penalty,
         presencePenalty: s.presence_penalty,
