@@ -188,7 +188,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     observer: observeAll(options.observer ? [metrics, options.observer] : [metrics]),
   });
   const table: Map<string, Method> = new Map([
-    ...coreMethods({ engine, hub, maxWaitMs: s.max_wait_ms, cleanupIntervalS: s.cleanup_interval, bufferTimeoutS: s.buffer_timeout }),
+    ...coreMethods({ engine, hub, maxWaitMs: s.max_wait_ms, cleanupIntervalS: s.cleanup_interval_s, bufferTimeoutS: s.buffer_timeout_s }),
     ...rkllmMethods({ engine, hub }),
     ...liveMethods(hub),
     authenticateMethod(gate),
@@ -211,7 +211,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   });
   const sweeper = setInterval(() => {
     hub.sweep().catch((err: unknown) => log.error({ err }, 'buffer sweep failed'));
-  }, s.cleanup_interval * 1000);
+  }, s.cleanup_interval_s * 1000);
   sweeper.unref();
 
   let closed: Promise<void> | undefined;
@@ -224,7 +224,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
       await engine.dispose();
     })());
   let drained: Promise<void> | undefined;
-  const times = { drainMs: settings.shutdown.drain_timeout * 1000, finalPollMs: settings.shutdown.final_poll_timeout * 1000 };
+  const times = { drainMs: settings.shutdown.drain_timeout_s * 1000, finalPollMs: settings.shutdown.final_poll_timeout_s * 1000 };
   const target = drainTarget({ health, hub, transports, close });
   const shutdown = (): Promise<void> => (drained ??= drain(target, times, log, cluster !== undefined));
 

@@ -44,7 +44,7 @@ export interface Settings {
     /** Open connections per transport (TCP, WebSocket) at most; a new one beyond it is told why and closed. */
     max_connections: number;
     /** Seconds a connection may stay open with nothing received and nothing in progress (no request, no live stream; HTTP: between requests); 0 never closes. */
-    idle_timeout: number;
+    idle_timeout_s: number;
     /**
      * Bytes waiting to be sent per connection at most (over UDP: for all peers). Past it, reading
      * from the connection pauses, its streams end with a -32010 error chunk, and detached streams
@@ -88,9 +88,9 @@ export interface Settings {
   };
   streams: {
     /** Seconds a buffer may go unpolled before it expires. */
-    buffer_timeout: number;
+    buffer_timeout_s: number;
     /** Seconds between sweeps for expired buffers. */
-    cleanup_interval: number;
+    cleanup_interval_s: number;
     max_buffers: number;
     max_buffer_bytes: number;
     /** Longest long-poll, in ms. */
@@ -130,9 +130,9 @@ export interface Settings {
   /** Graceful shutdown, on SIGTERM or SIGINT (a second signal exits at once). */
   shutdown: {
     /** Seconds running streams may take to finish, and buffered ones to be polled to their end; the rest then end with finish_reason "shutdown". */
-    drain_timeout: number;
+    drain_timeout_s: number;
     /** Seconds the final chunks of the streams cut short stay pollable before the process exits. */
-    final_poll_timeout: number;
+    final_poll_timeout_s: number;
   };
 }
 
@@ -146,7 +146,7 @@ export function defaultSettings(): Settings {
     udp: { enabled: true, port: 8081, max_datagram_bytes: 65_507 },
     ws: { enabled: true, port: 8083, max_message_bytes: 1024 * 1024 },
     stdio: { enabled: false, max_line_bytes: 1024 * 1024 },
-    connections: { max_connections: 1024, idle_timeout: 300, max_send_buffer_bytes: 1024 * 1024, max_inflight: 64 },
+    connections: { max_connections: 1024, idle_timeout_s: 300, max_send_buffer_bytes: 1024 * 1024, max_inflight: 64 },
     engine: {
       kind: 'llama.cpp',
       model_path: null,
@@ -166,8 +166,8 @@ export function defaultSettings(): Settings {
     },
     jsonrpc: { max_batch: 100 },
     streams: {
-      buffer_timeout: 60,
-      cleanup_interval: 30,
+      buffer_timeout_s: 60,
+      cleanup_interval_s: 30,
       max_buffers: 256,
       max_buffer_bytes: 1024 * 1024,
       max_wait_ms: 30_000,
@@ -176,7 +176,7 @@ export function defaultSettings(): Settings {
     redis: { url: null, key_prefix: 'rkllm:', lease_ms: 5000, retry_ms: 10_000, max_blocking_connections: 64 },
     auth: { api_keys: [] },
     limits: { requests_per_second: 0, request_burst: 200, max_streams: 64, max_connections: 256 },
-    shutdown: { drain_timeout: 30, final_poll_timeout: 5 },
+    shutdown: { drain_timeout_s: 30, final_poll_timeout_s: 5 },
   };
 }
 
@@ -202,7 +202,7 @@ const settingsSchema = {
     stdio: section({ enabled: { type: 'boolean' }, max_line_bytes: positive(1024 ** 3) }),
     connections: section({
       max_connections: positive(1_000_000),
-      idle_timeout: { type: 'number', minimum: 0, maximum: 86_400 },
+      idle_timeout_s: { type: 'number', minimum: 0, maximum: 86_400 },
       max_send_buffer_bytes: positive(1024 ** 3),
       max_inflight: positive(100_000),
     }),
@@ -238,8 +238,8 @@ const settingsSchema = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        buffer_timeout: { type: 'number', exclusiveMinimum: 0, maximum: 86_400 },
-        cleanup_interval: { type: 'number', exclusiveMinimum: 0, maximum: 86_400 },
+        buffer_timeout_s: { type: 'number', exclusiveMinimum: 0, maximum: 86_400 },
+        cleanup_interval_s: { type: 'number', exclusiveMinimum: 0, maximum: 86_400 },
         max_buffers: positive(1_000_000),
         max_buffer_bytes: positive(1024 ** 3),
         max_wait_ms: { type: 'integer', minimum: 0, maximum: 3_600_000 },
@@ -268,8 +268,8 @@ const settingsSchema = {
       max_connections: { type: 'integer', minimum: 0, maximum: 1_000_000 },
     }),
     shutdown: section({
-      drain_timeout: { type: 'number', minimum: 0, maximum: 86_400 },
-      final_poll_timeout: { type: 'number', minimum: 0, maximum: 3600 },
+      drain_timeout_s: { type: 'number', minimum: 0, maximum: 86_400 },
+      final_poll_timeout_s: { type: 'number', minimum: 0, maximum: 3600 },
     }),
   },
 };

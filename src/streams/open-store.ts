@@ -19,7 +19,7 @@ export interface OpenStore {
 
 function limitsOf(settings: Settings): BufferLimits {
   const s = settings.streams;
-  return { maxBuffers: s.max_buffers, maxBufferBytes: s.max_buffer_bytes, bufferTimeoutMs: s.buffer_timeout * 1000 };
+  return { maxBuffers: s.max_buffers, maxBufferBytes: s.max_buffer_bytes, bufferTimeoutMs: s.buffer_timeout_s * 1000 };
 }
 
 /**

@@ -27,7 +27,7 @@ export function createTransports(settings: Settings, deps: TransportDeps): Trans
   const limits: ConnectionLimits = {
     maxSendBufferBytes: c.max_send_buffer_bytes,
     maxInflight: c.max_inflight,
-    idleTimeoutMs: c.idle_timeout * 1000,
+    idleTimeoutMs: c.idle_timeout_s * 1000,
   };
   const transports: Transport[] = [];
   if (settings.http.enabled) {

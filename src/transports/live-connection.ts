@@ -232,8 +232,8 @@ export class LiveConnection implements Connection {
     }
     if (this.#idleTimer) return;
     this.#idleTimer = setTimeout(() => {
-      const reason = `Closing the connection: nothing was received and nothing was in progress for ${ms / 1000} s (setting connections.idle_timeout)`;
-      this.closeWith(new RpcError('CONNECTION_IDLE', reason, { idle_timeout: ms / 1000 }));
+      const reason = `Closing the connection: nothing was received and nothing was in progress for ${ms / 1000} s (setting connections.idle_timeout_s)`;
+      this.closeWith(new RpcError('CONNECTION_IDLE', reason, { idle_timeout_s: ms / 1000 }));
     }, ms);
     this.#idleTimer.unref();
   }

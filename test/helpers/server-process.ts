@@ -39,7 +39,7 @@ export interface StartOptions {
 }
 
 /** Test servers end what is still running at once when stopped, rather than draining it. */
-const QUICK_STOP = { shutdown: { drain_timeout: 0, final_poll_timeout: 0 } };
+const QUICK_STOP = { shutdown: { drain_timeout_s: 0, final_poll_timeout_s: 0 } };
 
 /** A fresh, empty temp directory. */
 export function scratchDir(): string {

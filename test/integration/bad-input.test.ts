@@ -107,7 +107,7 @@ describe('Connection limits and idle timeouts', function () {
   this.timeout(120_000);
   const fixture = liveFixture({
     args: ['--parallel', '1', '--context', '8192', '--diagnostics'],
-    settings: { connections: { max_connections: 3, idle_timeout: 1 } },
+    settings: { connections: { max_connections: 3, idle_timeout_s: 1 } },
   });
 
   it('tcp: silent connections are bounded by the limit and closed when idle, with the reason', async () => {
@@ -122,7 +122,7 @@ describe('Connection limits and idle timeouts', function () {
     for (const client of silent) {
       const closing = await client.next(null);
       expect(closing.error!.code).to.equal(-32012);
-      expect(closing.error!.message).to.include('for 1 s (setting connections.idle_timeout)');
+      expect(closing.error!.message).to.include('for 1 s (setting connections.idle_timeout_s)');
       await client.closed;
     }
     // The server notices the closes a moment after the clients do; then there is room again.

@@ -42,10 +42,10 @@ describe('Command line', function () {
   }
 
   it('rejects a settings file with a bad value, naming the key and what it expects', async () => {
-    const path = writeSettings({ streams: { buffer_timeout: 'soon' } });
+    const path = writeSettings({ streams: { buffer_timeout_s: 'soon' } });
     const { code, stderr } = await runCli(['--settings', path]);
     expect(code).to.equal(2);
-    expect(stderr).to.include('setting "streams.buffer_timeout" must be number');
+    expect(stderr).to.include('setting "streams.buffer_timeout_s" must be number');
   });
 
   it('rejects an unknown setting', async () => {

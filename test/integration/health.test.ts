@@ -45,7 +45,7 @@ describe('GET /health', function () {
     // The model is a FIFO: loading blocks until the test writes the model into it.
     const model = join(scratchDir(), 'model.rkllm');
     execFileSync('mkfifo', [model]);
-    const settings = writeSettings({ shutdown: { drain_timeout: 0, final_poll_timeout: 0 } });
+    const settings = writeSettings({ shutdown: { drain_timeout_s: 0, final_poll_timeout_s: 0 } });
     const args = [
       '--engine',
       'rkllm',

@@ -94,7 +94,7 @@ describe('Limits per client', function () {
   });
 
   describe('connections per transport, and idle timeouts', () => {
-    const fixture = serverFor({ limits: { max_connections: 2 }, connections: { idle_timeout: 1 } }, [
+    const fixture = serverFor({ limits: { max_connections: 2 }, connections: { idle_timeout_s: 1 } }, [
       '--parallel',
       '1',
       '--context',
@@ -151,7 +151,7 @@ describe('Limits per client', function () {
       await http.result('rkllm_abort', { stream_id: running.stream_id });
     });
 
-    it('http: an idle keep-alive connection is closed after connections.idle_timeout', async () => {
+    it('http: an idle keep-alive connection is closed after connections.idle_timeout_s', async () => {
       const { host, port } = hostPort(fixture.get().addresses.http!);
       const socket = connect({ host, port });
       let reply = '';

@@ -67,8 +67,8 @@ describe('Settings', function () {
     ],
     [
       'a bad value in the environment',
-      { env: { RKLLM_MCP_SHUTDOWN_DRAIN_TIMEOUT: 'soon' } },
-      'RKLLM_MCP_SHUTDOWN_DRAIN_TIMEOUT (setting "shutdown.drain_timeout") must be a number',
+      { env: { RKLLM_MCP_SHUTDOWN_DRAIN_TIMEOUT_S: 'soon' } },
+      'RKLLM_MCP_SHUTDOWN_DRAIN_TIMEOUT_S (setting "shutdown.drain_timeout_s") must be a number',
     ],
     [
       'an out-of-range value in the environment',

@@ -50,7 +50,7 @@ describe('Graceful shutdown', function () {
   });
 
   it('SIGTERM: stops accepting, keeps buffered streams pollable, ends what still runs at the drain timeout with finish_reason "shutdown", exits 0', async () => {
-    server = await startServer({ args: ARGS, settings: { shutdown: { drain_timeout: 0.2, final_poll_timeout: 10 } } });
+    server = await startServer({ args: ARGS, settings: { shutdown: { drain_timeout_s: 0.2, final_poll_timeout_s: 10 } } });
     const http = new HttpRpc(server.url);
     const tcp = (clients[clients.length] = await TcpRpc.connect(server.addresses.tcp!));
     const ws = (clients[clients.length] = await WsRpc.connect(server.addresses.ws!));
@@ -84,7 +84,7 @@ describe('Graceful shutdown', function () {
   });
 
   it('SIGINT: streams that finish within the drain timeout end as usual, and the process exits 0 once they have been read', async () => {
-    server = await startServer({ args: ARGS, settings: { shutdown: { drain_timeout: 60, final_poll_timeout: 0 } } });
+    server = await startServer({ args: ARGS, settings: { shutdown: { drain_timeout_s: 60, final_poll_timeout_s: 0 } } });
     const http = new HttpRpc(server.url);
     const tcp = (clients[clients.length] = await TcpRpc.connect(server.addresses.tcp!));
     const polled = await http.start({ prompt_input: 'Once upon a time', max_new_tokens: 300, ...greedy });
@@ -99,7 +99,7 @@ describe('Graceful shutdown', function () {
   });
 
   it('a second signal exits at once', async () => {
-    server = await startServer({ args: ARGS, settings: { shutdown: { drain_timeout: 600, final_poll_timeout: 600 } } });
+    server = await startServer({ args: ARGS, settings: { shutdown: { drain_timeout_s: 600, final_poll_timeout_s: 600 } } });
     const http = new HttpRpc(server.url);
     await http.start(LONG);
     server.proc.kill('SIGTERM');
@@ -110,7 +110,7 @@ describe('Graceful shutdown', function () {
   });
 
   it('stdio: a stream running when SIGTERM comes ends with finish_reason "shutdown" on stdout, and the process exits 0', async () => {
-    const client = await StdioRpc.spawn(undefined, { RKLLM_MCP_SHUTDOWN_DRAIN_TIMEOUT: '0.5', RKLLM_MCP_ENGINE_MAX_CONTEXT_LEN: '8192' });
+    const client = await StdioRpc.spawn(undefined, { RKLLM_MCP_SHUTDOWN_DRAIN_TIMEOUT_S: '0.5', RKLLM_MCP_ENGINE_MAX_CONTEXT_LEN: '8192' });
     try {
       const id = client.send('rkllm_run_async', LONG);
       await received(client, id, 3);

@@ -243,7 +243,7 @@ describe('Queueing and limits', function () {
     const model = await ensureBuiltinModel('bench');
     server = await startServer({
       args: ['--model', model, '--threads', '1'],
-      settings: { streams: { buffer_timeout: 0.3, cleanup_interval: 0.1 } },
+      settings: { streams: { buffer_timeout_s: 0.3, cleanup_interval_s: 0.1 } },
     });
     rpc = new HttpRpc(server.url);
     const { stream_id } = await rpc.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000 });

@@ -26,7 +26,7 @@ describe('Settings from the environment', () => {
       PATH: '/usr/bin',
       RKLLM_MCP_HTTP_PORT: '9000',
       RKLLM_MCP_TCP_ENABLED: 'false',
-      RKLLM_MCP_STREAMS_BUFFER_TIMEOUT: '2.5',
+      RKLLM_MCP_STREAMS_BUFFER_TIMEOUT_S: '2.5',
       RKLLM_MCP_LOG_LEVEL: 'debug',
       RKLLM_MCP_ENGINE_MODEL_PATH: '',
       RKLLM_MCP_AUTH_API_KEYS: 'first-key-0123456789, second-key-0123456789',
@@ -34,7 +34,7 @@ describe('Settings from the environment', () => {
     expect(values).to.deep.equal({
       http: { port: 9000 },
       tcp: { enabled: false },
-      streams: { buffer_timeout: 2.5 },
+      streams: { buffer_timeout_s: 2.5 },
       log_level: 'debug',
       engine: { model_path: null },
       auth: { api_keys: ['first-key-0123456789', 'second-key-0123456789'] },

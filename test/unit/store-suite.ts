@@ -109,7 +109,7 @@ export function storeSuite(make: MakeStore): void {
     expect((await store.status()).active_buffers).to.equal(0);
   });
 
-  it('expires a buffer not polled for buffer_timeout, and tells unknown from expired', async () => {
+  it('expires a buffer not polled for buffer_timeout_s, and tells unknown from expired', async () => {
     await store.create('old');
     await store.create('fresh');
     now += 59_000;
