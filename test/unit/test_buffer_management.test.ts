@@ -23,7 +23,7 @@ describe('HTTP Buffer Management', function () {
     expect(response.error).to.be.undefined;
     expect(response.result.initialized).to.be.true;
     expect(response.result.active_buffers).to.be.a('number');
-    expect(response.result).to.include({ max_buffers: 256, cleanup_interval_s: 30, buffer_timeout_s: 60, buffered_bytes: 0 });
+    expect(response.result).to.include({ max_buffers: 256, cleanup_interval: 30, buffer_timeout: 60, buffered_bytes: 0 });
   });
 
   it('should create and retrieve buffer chunks', async () => {
