@@ -18,6 +18,7 @@ import { rkllmMethods } from './methods/rkllm.js';
 import { Metrics } from './metrics.js';
 import type { Settings } from './settings.js';
 import { drain, type Drainable } from './shutdown.js';
+import type { BufferStore } from './streams/buffer-store.js';
 import { openStore, type OpenStore } from './streams/open-store.js';
 import { StreamHub, type StreamObserver } from './streams/hub.js';
 import { Scheduler } from './streams/scheduler.js';
@@ -101,15 +102,22 @@ function clientGate(settings: Settings, metrics: Metrics, log: Logger): ClientGa
 }
 
 /** What a graceful shutdown acts on: health turns 503, the scheduler refuses new runs, listeners close. */
-function drainTarget(server: { health: Health; hub: StreamHub; transports: Transport[]; close: () => Promise<void> }): Drainable {
-  const { health, hub, transports } = server;
+function drainTarget(server: {
+  health: Health;
+  hub: StreamHub;
+  scheduler: Scheduler;
+  store: BufferStore;
+  transports: Transport[];
+  close: () => Promise<void>;
+}): Drainable {
+  const { health, hub, scheduler, store, transports } = server;
   return {
     stopAccepting: () => {
       health.draining();
-      hub.scheduler.close(new RpcError('SHUTTING_DOWN', 'The server is shutting down and starts no new runs'));
+      scheduler.close(new RpcError('SHUTTING_DOWN', 'The server is shutting down and starts no new runs'));
       for (const transport of transports) transport.stopAccepting();
     },
-    pending: async () => ({ streams: hub.liveCount, buffers: (await hub.store.status()).active_buffers }),
+    pending: async () => ({ streams: hub.liveCount, buffers: (await store.status()).active_buffers }),
     endStreams: () => hub.stopAll(new RpcError('SHUTTING_DOWN', 'The server shut down before this stream finished')),
     close: server.close,
   };
@@ -179,16 +187,25 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   const { store, cluster } = opened;
 
   const s = settings.streams;
+  const scheduler = new Scheduler(engine.slots, settings.engine.queue_limit);
   const hub = new StreamHub({
     engine,
-    scheduler: new Scheduler(engine.slots, settings.engine.queue_limit),
+    scheduler,
     store,
-    ...(cluster ? { cluster } : {}),
+    ...(cluster ? { peers: cluster } : {}),
     log,
     observer: observeAll(options.observer ? [metrics, options.observer] : [metrics]),
   });
   const table: Map<string, Method> = new Map([
-    ...coreMethods({ engine, hub, maxWaitMs: s.max_wait_ms, cleanupIntervalS: s.cleanup_interval_s, bufferTimeoutS: s.buffer_timeout_s }),
+    ...coreMethods({
+      engine,
+      hub,
+      store,
+      scheduler,
+      maxWaitMs: s.max_wait_ms,
+      cleanupIntervalS: s.cleanup_interval_s,
+      bufferTimeoutS: s.buffer_timeout_s,
+    }),
     ...rkllmMethods({ engine, hub }),
     ...liveMethods(hub),
     authenticateMethod(gate),
@@ -204,7 +221,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     onAnswered: (method, transport, seconds) => metrics.answered(method, transport, seconds),
   });
   metrics.watch({
-    streams: () => ({ active: hub.scheduler.active, queued: hub.scheduler.queued }),
+    streams: () => ({ active: scheduler.active, queued: scheduler.queued }),
     buffers: () => store.status(),
     connections: () => transports.map((t) => [t.name, t.openConnections]),
     methods: new Set(table.keys()),
@@ -225,7 +242,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     })());
   let drained: Promise<void> | undefined;
   const times = { drainMs: settings.shutdown.drain_timeout_s * 1000, finalPollMs: settings.shutdown.final_poll_timeout_s * 1000 };
-  const target = drainTarget({ health, hub, transports, close });
+  const target = drainTarget({ health, hub, scheduler, store, transports, close });
   const shutdown = (): Promise<void> => (drained ??= drain(target, times, log, cluster !== undefined));
 
   serve = async (raw, origin) => {

@@ -8,7 +8,10 @@ import type { JsonRpcResponse } from './message.js';
 export interface Connection {
   /** Unique within the server, e.g. "tcp#3" or "udp:127.0.0.1:50123"; for logs. */
   readonly id: string;
-  /** Messages may be lost on the way (UDP): streams started here are also buffered, for `poll`. */
+  /**
+   * Messages may be lost on the way (UDP). The method layer then also buffers the streams it pushes
+   * here, so gaps can be repaired with `poll`, and binds no key to it (`authenticate`).
+   */
   readonly lossy: boolean;
   /**
    * Aborts when the client has gone or stopped sending. Everything the connection started is then

@@ -6,9 +6,11 @@ import type { Engine } from '../engine/types.js';
 import { PUSHED, type Method, type MethodContext } from '../jsonrpc/dispatcher.js';
 import { RpcError, invalidParams } from '../jsonrpc/errors.js';
 import type { JsonRpcId } from '../jsonrpc/message.js';
-import { requestKey } from '../streams/buffer-store.js';
+import { requestKey, type BufferStore } from '../streams/buffer-store.js';
 import type { StreamHub } from '../streams/hub.js';
+import type { Scheduler } from '../streams/scheduler.js';
 import type { Chunk, Stream } from '../streams/stream.js';
+import { runDelivery } from './delivery.js';
 import { bool, compileParams, int, object, requestIdSchema, str, type JsonSchema } from './schema.js';
 import { runParamsSchema, toRunParams } from './run-params.js';
 
@@ -31,6 +33,10 @@ export function method<P>(
 export interface CoreDeps {
   engine: Engine;
   hub: StreamHub;
+  /** The hub's buffer store, which `poll` reads. */
+  store: BufferStore;
+  /** The hub's scheduler, whose runs `rkllm_is_running` counts. */
+  scheduler: Scheduler;
   /** Longest `wait_ms` a poll may ask for. */
   maxWaitMs: number;
   cleanupIntervalS: number;
@@ -77,8 +83,7 @@ export function joinChunks(streamId: string, chunks: Chunk[]): Chunk & { stream_
 
 /** The production methods of the server core. */
 export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
-  const { engine, hub } = deps;
-  const store = hub.store;
+  const { engine, hub, store, scheduler } = deps;
 
   function onlyOne(ref: StreamRef): void {
     if (ref.stream_id !== undefined && ref.request_id !== undefined) {
@@ -127,13 +132,11 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
           'detach: true keeps the run going, buffered, after the connection closes (resume it with rkllm_stream_attach).',
         runAsyncParamsSchema,
         async (params, ctx) => {
-          // A notification cannot be answered, so its chunks are only buffered, as over HTTP.
-          const connection = ctx.id === undefined ? undefined : ctx.connection;
           const runParams = toRunParams(params, engine.param.max_context_len);
-          const delivery = { ...(connection ? { connection } : {}), detach: params.detach === true };
+          const delivery = runDelivery(ctx, params.detach === true);
           const stream = await hub.start(runParams, ctx.id, delivery, ctx.client);
           logLifetime(stream, ctx.log);
-          if (connection) return PUSHED;
+          if (delivery.kind !== 'buffer') return PUSHED;
           return { stream_id: stream.id, request_id: ctx.id ?? null, status: stream.state };
         },
       ),
@@ -190,8 +193,8 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
       'rkllm_is_running',
       method<Record<string, never>>('Tells whether a generation is running (rkllm_is_running).', object({}), () => ({
         running: engine.isRunning(),
-        active: hub.scheduler.active,
-        queued: hub.scheduler.queued,
+        active: scheduler.active,
+        queued: scheduler.queued,
       })),
     ],
     [

@@ -3,6 +3,7 @@ import { PUSHED, type Method } from '../jsonrpc/dispatcher.js';
 import { RpcError } from '../jsonrpc/errors.js';
 import type { StreamHub } from '../streams/hub.js';
 import { method } from './core.js';
+import { chunkOutlet } from './delivery.js';
 import { int, object, str } from './schema.js';
 
 interface AttachParams {
@@ -34,7 +35,7 @@ export function liveMethods(hub: StreamHub): Array<[string, Method]> {
             );
           }
           if (!ctx.client.owns(params.stream_id)) throw notOwned(params.stream_id);
-          const sending = await hub.attach(params.stream_id, params.after_seq, ctx.connection, ctx.id);
+          const sending = await hub.attach(params.stream_id, params.after_seq, chunkOutlet(ctx.connection, ctx.id));
           return sending ? PUSHED : { chunk: null };
         },
       ),

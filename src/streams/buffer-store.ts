@@ -1,5 +1,5 @@
 import { RpcError, invalidParams } from '../jsonrpc/errors.js';
-import type { Chunk } from './stream.js';
+import type { Chunk, RequestId } from './stream.js';
 
 /** Limits every buffer store enforces. Times are in milliseconds. */
 export interface BufferLimits {
@@ -72,11 +72,13 @@ export interface BufferStore {
   sweep(): Promise<string[]>;
   delete(streamId: string): Promise<void>;
   status(): Promise<StoreStatus>;
+  /** Stops serving: what a shared store holds stays for the other instances. Closing twice is harmless. */
   close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** A JSON-RPC id as a map key that keeps its type: 7 and "7" are different requests. */
-export function requestKey(id: string | number | null): string {
+/** A request id as a map key that keeps its type: 7 and "7" are different requests. */
+export function requestKey(id: RequestId): string {
   return JSON.stringify(id);
 }
 

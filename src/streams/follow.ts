@@ -1,9 +1,8 @@
 import type { Logger } from 'pino';
-import type { Connection } from '../jsonrpc/connection.js';
 import { RpcError } from '../jsonrpc/errors.js';
-import { errorResponse, type JsonRpcId } from '../jsonrpc/message.js';
 import type { BufferStore } from './buffer-store.js';
-import { chunkResponse } from './live-sink.js';
+import { sendBufferFull } from './live-sink.js';
+import type { ChunkOutlet } from './outlet.js';
 import type { Chunk } from './stream.js';
 
 /** How long each blocking read of a followed stream lasts before it is made again. */
@@ -14,16 +13,15 @@ export interface FollowOptions {
   streamId: string;
   /** The last seq the client has; -1 for none. */
   afterSeq: number;
-  connection: Connection;
-  /** The request every chunk answers (the attach request). */
-  requestId: JsonRpcId;
+  /** Where the chunks go: the replies to the attach request. */
+  outlet: ChunkOutlet;
   log: Logger;
 }
 
 /**
  * Delivers a buffered stream that this server does not generate (another instance does, or it has
- * ended) live on a connection, by reading its buffer: first every chunk after `afterSeq`, then each
- * new one as the store receives it (blocking reads), until the final chunk, until the connection
+ * ended) live to an outlet, by reading its buffer: first every chunk after `afterSeq`, then each
+ * new one as the store receives it (blocking reads), until the final chunk, until the outlet
  * closes or falls behind, or until the buffer is gone, which is answered as an error. Resolves
  * false when nothing will be sent: the stream has ended and the client already has every chunk.
  * A failure of the first read rejects, so the attach request itself is answered with it.
@@ -57,22 +55,21 @@ class Follower {
   constructor(options: FollowOptions) {
     this.#options = options;
     this.#lastSeq = options.afterSeq;
-    this.#release = options.connection.hold();
+    this.#release = options.outlet.hold();
   }
 
-  /** Reads and delivers until the stream ends, the connection closes, or reading fails. */
+  /** Reads and delivers until the stream ends, the outlet closes, or reading fails. */
   async run(): Promise<void> {
-    const { store, streamId, connection, requestId, log } = this.#options;
+    const { store, streamId, outlet, log } = this.#options;
     try {
-      while (!connection.closed.aborted) {
-        await store.wait(streamId, this.#lastSeq, FOLLOW_WAIT_MS, connection.closed);
-        if (connection.closed.aborted) break;
+      while (!outlet.closed.aborted) {
+        await store.wait(streamId, this.#lastSeq, FOLLOW_WAIT_MS, outlet.closed);
+        if (outlet.closed.aborted) break;
         if (!this.deliver((await store.poll(streamId, this.#lastSeq)).chunks)) break;
       }
     } catch (err) {
       if (!(err instanceof RpcError)) log.error({ err, stream_id: streamId }, 'following a stored stream failed');
-      const error = err instanceof RpcError ? err : new RpcError('INTERNAL_ERROR', 'Reading the stream buffer failed inside the server');
-      connection.send(errorResponse(requestId, error));
+      outlet.fail(err instanceof RpcError ? err : new RpcError('INTERNAL_ERROR', 'Reading the stream buffer failed inside the server'));
     } finally {
       this.stop();
     }
@@ -80,13 +77,13 @@ class Follower {
 
   /** Sends chunks in order; false once nothing more should be sent (the final chunk went, or the client fell behind). */
   deliver(chunks: Chunk[]): boolean {
-    const { connection, requestId, streamId } = this.#options;
+    const { outlet, streamId } = this.#options;
     for (const chunk of chunks) {
       this.#lastSeq = chunk.seq;
-      const accepted = connection.send(chunkResponse(requestId, streamId, chunk));
+      const accepted = outlet.send(streamId, chunk);
       if (chunk.end) return false;
       if (!accepted) {
-        this.#fellBehind();
+        outlet.fail(sendBufferFull(outlet, streamId, this.#lastSeq, 'delivery'));
         return false;
       }
     }
@@ -95,19 +92,5 @@ class Follower {
 
   stop(): void {
     this.#release();
-  }
-
-  #fellBehind(): void {
-    const { connection, requestId, streamId } = this.#options;
-    const { bytes, setting } = connection.sendLimit;
-    const message =
-      `The connection's send buffer passed its cap of ${bytes} bytes (setting ${setting}) because the client is not reading; ` +
-      `live delivery stopped after seq ${this.#lastSeq}. The stream goes on buffering: resume it with rkllm_stream_attach or poll.`;
-    connection.send(
-      errorResponse(
-        requestId,
-        new RpcError('SEND_BUFFER_FULL', message, { stream_id: streamId, last_seq: this.#lastSeq, max_send_buffer_bytes: bytes }),
-      ),
-    );
   }
 }

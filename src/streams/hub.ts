@@ -8,16 +8,14 @@ import {
   type RunOutputs,
   type RunRequest,
 } from '../engine/types.js';
-import type { Connection } from '../jsonrpc/connection.js';
-import { ErrorCodes, RpcError, invalidParams } from '../jsonrpc/errors.js';
-import type { JsonRpcId } from '../jsonrpc/message.js';
+import { ErrorCodes, RpcError } from '../jsonrpc/errors.js';
 import { requestKey, type BufferStore } from './buffer-store.js';
-import type { Cluster } from './cluster.js';
-import { followStored } from './follow.js';
-import { LiveSink } from './live-sink.js';
+import { StreamDelivery, type Delivery } from './delivery.js';
+import type { ChunkOutlet } from './outlet.js';
 import { ANYONE, type StreamOwner } from './owner.js';
+import type { Peers } from './peers.js';
 import type { Scheduler } from './scheduler.js';
-import { Stream, newStreamId, type Chunk } from './stream.js';
+import { Stream, newStreamId, type Chunk, type RequestId } from './stream.js';
 
 /** Instrumentation: sees every chunk the moment its stream produces it (benchmarks, metrics). */
 export interface StreamObserver {
@@ -33,7 +31,7 @@ export interface StreamHubOptions {
   scheduler: Scheduler;
   store: BufferStore;
   /** With a shared store: reaches the streams other instances generate, and lets them reach ours. */
-  cluster?: Cluster;
+  peers?: Peers;
   log: Logger;
   observer?: StreamObserver;
 }
@@ -47,114 +45,73 @@ export interface RunResult extends RunOutputs {
 
 export type RunParams = Omit<RunRequest, 'signal'>;
 
-/** How the chunks of a stream started by `start` reach the client. */
-export interface Delivery {
-  /** Push every chunk live on this connection. Without one (HTTP), the stream is buffered for `poll`. */
-  connection?: Connection;
-  /** Survive the connection: keep running and buffering after it closes (`detach: true`). */
-  detach?: boolean;
-}
-
 /** Selects streams for `rkllm_abort` and `poll`. */
 export interface StreamSelector {
   stream_id?: string;
-  request_id?: JsonRpcId;
+  request_id?: RequestId;
 }
 
 /**
- * Owns every stream of one server: admits runs through the scheduler, drives the engine, feeds
- * buffered streams into the buffer store, and aborts what is abandoned.
+ * Owns every stream of one server: admits runs through the scheduler, drives the engine, hands
+ * each stream's chunks to its delivery (the buffer store, a live outlet), and aborts what is
+ * abandoned.
  */
 export class StreamHub {
   readonly #engine: Engine;
   readonly #scheduler: Scheduler;
   readonly #store: BufferStore;
-  readonly #cluster: Cluster | undefined;
+  readonly #peers: Peers | undefined;
   readonly #log: Logger;
+  readonly #delivery: StreamDelivery;
   /** Streams that have not ended, by id. */
   readonly #live = new Map<string, Stream>();
   /** Why a stream was stopped by the server rather than by its client. */
   readonly #stopErrors = new WeakMap<Stream, RpcError>();
   readonly #tasks = new Set<Promise<void>>();
-  /** The pending appends of each buffered stream: once settled, its buffer holds every chunk produced before. */
-  readonly #appends = new WeakMap<Stream, Promise<unknown>>();
-  /** Live deliveries by stream id: one connection at most receives a stream live. */
-  readonly #sinks = new Map<string, LiveSink>();
   readonly #observer: StreamObserver | undefined;
+  #closed: Promise<void> | undefined;
 
   constructor(options: StreamHubOptions) {
     this.#observer = options.observer;
     this.#engine = options.engine;
     this.#scheduler = options.scheduler;
     this.#store = options.store;
-    this.#cluster = options.cluster;
+    this.#peers = options.peers;
     this.#log = options.log;
-  }
-
-  get store(): BufferStore {
-    return this.#store;
-  }
-
-  get scheduler(): Scheduler {
-    return this.#scheduler;
+    this.#delivery = new StreamDelivery({ store: options.store, log: options.log, stop: (stream, error) => this.#stop(stream, error) });
   }
 
   /**
-   * Starts a stream (`rkllm_run_async`). Without a connection (HTTP) it is buffered for `poll`. On a
-   * live connection its chunks are pushed there; it is buffered too when the connection is lossy
-   * (UDP) or the run detached, and otherwise it is aborted when the connection closes. Refuses at
-   * once, before anything is created, when the input is invalid, the queue is full, the owner's
-   * stream limit or the buffer limit is reached. The owner names the stream and is charged for it.
+   * Starts a stream (`rkllm_run_async`) whose chunks reach its client through `delivery`: buffered
+   * for `poll`, pushed live, or both (see `Delivery`). Refuses at once, before anything is
+   * created, when the input is invalid, the queue is full, the owner's stream limit or the buffer
+   * limit is reached. The owner names the stream and is charged for it.
    */
-  async start(params: RunParams, requestId: JsonRpcId | undefined, delivery: Delivery = {}, owner: StreamOwner = ANYONE): Promise<Stream> {
+  async start(params: RunParams, requestId: RequestId | undefined, delivery: Delivery, owner: StreamOwner = ANYONE): Promise<Stream> {
     const { stream, release } = await this.#admit(params, requestId, owner);
-    const { connection } = delivery;
-    const buffered = connection === undefined || connection.lossy || delivery.detach === true;
-    if (buffered) {
-      try {
-        await this.#store.create(stream.id, { generated: true, ...(requestId === undefined ? {} : { requestKey: requestKey(requestId) }) });
-      } catch (err) {
-        release();
-        throw err;
-      }
-      this.#attachStore(stream);
-      this.#cluster?.own(stream);
+    try {
+      await this.#delivery.open(stream, delivery);
+    } catch (err) {
+      release();
+      throw err;
     }
-    if (connection) {
-      if (!buffered) this.#abortOnClose(stream, connection.closed);
-      this.#deliverLive(stream, this.#newSink(stream, connection, requestId ?? null, -1));
-    }
+    if (delivery.kind !== 'push') this.#peers?.own(stream);
     this.#launch(stream, params, release);
     return stream;
   }
 
   /**
-   * Delivers a buffered stream live on `connection` from after `afterSeq` (`rkllm_stream_attach`):
+   * Delivers a buffered stream live to `outlet` from after `afterSeq` (`rkllm_stream_attach`):
    * first what its buffer holds after that seq, then every new chunk, none lost and none repeated.
-   * The connection takes over from any other that received the stream live. Resolves false when
+   * The outlet takes over from any other that received the stream live. Resolves false when
    * nothing will be sent: the stream has ended and the client already has every chunk.
    */
-  async attach(streamId: string, afterSeq: number, connection: Connection, requestId: JsonRpcId): Promise<boolean> {
-    const stream = this.#live.get(streamId);
-    if (!stream) return followStored({ store: this.#store, streamId, afterSeq, connection, requestId, log: this.#log });
-    const appended = this.#appends.get(stream);
-    if (!appended) {
-      throw invalidParams(
-        `Stream ${streamId} is not buffered, so it cannot be attached: it lives and dies with the connection that started it. Start runs with "detach": true to resume them later`,
-      );
-    }
-    // The connection that received the stream so far keeps it until the replay has succeeded.
-    const sink = this.#newSink(stream, connection, requestId, afterSeq);
-    await sink.replay(async () => {
-      await appended;
-      return (await this.#store.poll(streamId, afterSeq)).chunks;
-    });
-    this.#deliverLive(stream, sink);
-    return true;
+  attach(streamId: string, afterSeq: number, outlet: ChunkOutlet): Promise<boolean> {
+    return this.#delivery.attach(streamId, this.#live.get(streamId), afterSeq, outlet);
   }
 
   /** Runs to the end (`rkllm_run`). `signal` aborts it, e.g. when the client disconnects. */
-  async run(params: RunParams, requestId: JsonRpcId | undefined, signal: AbortSignal, owner: StreamOwner = ANYONE): Promise<RunResult> {
+  async run(params: RunParams, requestId: RequestId | undefined, signal: AbortSignal, owner: StreamOwner = ANYONE): Promise<RunResult> {
     const { stream, release } = await this.#admit(params, requestId, owner);
     const parts: string[] = [];
     stream.subscribe((chunk) => parts.push(chunk.delta));
@@ -188,11 +145,11 @@ export class StreamHub {
 
   /**
    * Aborts a stream this server does not run: asks the instance that generates it, through the
-   * cluster. Resolves false when there is nothing to abort (it has ended, or there is no cluster).
+   * peers. Resolves false when there is nothing to abort (it has ended, or there are no peers).
    * Throws STREAM_NOT_FOUND for a stream that has no buffer.
    */
   async abortElsewhere(streamId: string): Promise<boolean> {
-    if (this.#cluster) return this.#cluster.abort(streamId);
+    if (this.#peers) return this.#peers.abort(streamId);
     await this.#store.peek(streamId);
     return false;
   }
@@ -215,7 +172,7 @@ export class StreamHub {
 
   /** Drops expired buffers and aborts the generations nobody is polling any more (nor receiving live). */
   async sweep(): Promise<string[]> {
-    for (const [id, sink] of this.#sinks) if (sink.buffered) await this.#store.touch(id);
+    await this.#delivery.touchLive();
     const expired = await this.#store.sweep();
     for (const id of expired) {
       const stream = this.#live.get(id);
@@ -238,71 +195,20 @@ export class StreamHub {
     await Promise.all(streams.map((stream) => stream.ended));
   }
 
-  /** Aborts every stream and waits until all have ended. */
-  async close(): Promise<void> {
-    const streams = [...this.#live.values()];
-    for (const stream of streams) stream.abort();
-    await Promise.all(this.#tasks);
-    // Their final chunks reach the buffer store before it closes.
-    await Promise.all(streams.map((stream) => this.#appends.get(stream) ?? Promise.resolve()));
+  /** Aborts every stream and waits until all have ended. Idempotent. */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      const streams = [...this.#live.values()];
+      for (const stream of streams) stream.abort();
+      await Promise.all(this.#tasks);
+      // Their final chunks reach the buffer store before it closes.
+      await Promise.all(streams.map((stream) => this.#delivery.settled(stream)));
+    })();
+    return this.#closed;
   }
 
-  #attachStore(stream: Stream): void {
-    let tail: Promise<unknown> = Promise.resolve();
-    this.#appends.set(stream, tail);
-    stream.subscribe((chunk: Chunk) => {
-      tail = tail
-        .then(() => this.#store.append(stream.id, chunk))
-        .then(({ full }) => {
-          if (full && !chunk.end) this.#stop(stream, this.#bufferFull());
-        })
-        .catch((err: unknown) => {
-          this.#log.error({ err, stream_id: stream.id }, 'could not buffer a chunk');
-          this.#stop(stream, new RpcError('INTERNAL_ERROR', 'The stream buffer failed; the stream was stopped'));
-        });
-      this.#appends.set(stream, tail);
-    });
-  }
-
-  #abortOnClose(stream: Stream, closed: AbortSignal): void {
-    if (closed.aborted) {
-      stream.abort();
-      return;
-    }
-    const onClose = (): void => stream.abort();
-    closed.addEventListener('abort', onClose, { once: true });
-    void stream.ended.then(() => closed.removeEventListener('abort', onClose));
-  }
-
-  /** Makes `sink` the one live delivery of `stream`, ending any other. */
-  #deliverLive(stream: Stream, sink: LiveSink): void {
-    const previous = this.#sinks.get(stream.id);
-    if (previous !== sink) previous?.close();
-    if (!sink.closed) this.#sinks.set(stream.id, sink);
-  }
-
-  #newSink(stream: Stream, connection: Connection, requestId: JsonRpcId, afterSeq: number): LiveSink {
-    const sink: LiveSink = new LiveSink({
-      stream,
-      connection,
-      requestId,
-      afterSeq,
-      buffered: this.#appends.has(stream),
-      stop: (error) => this.#stop(stream, error),
-      onClose: () => {
-        if (this.#sinks.get(stream.id) === sink) this.#sinks.delete(stream.id);
-      },
-    });
-    return sink;
-  }
-
-  #bufferFull(): RpcError {
-    const cap = this.#store.limits.maxBufferBytes;
-    return new RpcError(
-      'BUFFER_FULL',
-      `The stream buffer reached its cap of ${cap} bytes because it was not polled; generation stopped. Everything buffered before this chunk was kept.`,
-      { max_buffer_bytes: cap },
-    );
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   /** Stops a stream for a server-side reason, which its final chunk will carry. */
@@ -316,7 +222,7 @@ export class StreamHub {
    * Admission, shared by `start` and `run`: the input is valid, the queue has room and the owner
    * may start another stream. Only then is the stream created; `release` frees the owner's place.
    */
-  async #admit(params: RunParams, requestId: JsonRpcId | undefined, owner: StreamOwner): Promise<{ stream: Stream; release: () => void }> {
+  async #admit(params: RunParams, requestId: RequestId | undefined, owner: StreamOwner): Promise<{ stream: Stream; release: () => void }> {
     await this.#engine.validate(params);
     this.#scheduler.checkCapacity();
     const release = owner.admitStream();
@@ -324,7 +230,7 @@ export class StreamHub {
   }
 
   /** A new stream whose first listener is the observer, so it sees each chunk before any sink sends it. */
-  #newStream(requestId: JsonRpcId | undefined, owner: StreamOwner): Stream {
+  #newStream(requestId: RequestId | undefined, owner: StreamOwner): Stream {
     const stream = new Stream(requestId, owner.streamId(newStreamId()));
     const observer = this.#observer;
     if (observer) stream.subscribe((chunk) => observer.chunk(stream.id, chunk));

@@ -1,23 +1,31 @@
-import type { Connection } from '../jsonrpc/connection.js';
 import { RpcError } from '../jsonrpc/errors.js';
-import { errorResponse, resultResponse, type JsonRpcId, type JsonRpcResponse } from '../jsonrpc/message.js';
+import type { ChunkOutlet } from './outlet.js';
 import type { Chunk, Stream } from './stream.js';
 
-/** A chunk as a live connection carries it: a response to `requestId`, naming its stream so it can be resumed. */
-export function chunkResponse(requestId: JsonRpcId, streamId: string, chunk: Chunk): JsonRpcResponse {
-  return resultResponse(requestId, { chunk: { ...chunk, stream_id: streamId } });
+/**
+ * SEND_BUFFER_FULL: the client does not read, so pushing stopped after `lastSeq`. What stopped is
+ * either the stream itself (it was not buffered) or only its live delivery (it goes on buffering).
+ */
+export function sendBufferFull(outlet: ChunkOutlet, streamId: string, lastSeq: number, stopped: 'stream' | 'delivery'): RpcError {
+  const { bytes, setting } = outlet.sendLimit;
+  const cause = `The connection's send buffer passed its cap of ${bytes} bytes (setting ${setting}) because the client is not reading`;
+  const data = { stream_id: streamId, last_seq: lastSeq, max_send_buffer_bytes: bytes };
+  const message =
+    stopped === 'stream'
+      ? `${cause}; the stream was stopped.`
+      : `${cause}; live delivery stopped after seq ${lastSeq}. The stream goes on buffering: resume it with rkllm_stream_attach or poll.`;
+  return new RpcError('SEND_BUFFER_FULL', message, data);
 }
 
 export interface LiveSinkOptions {
   stream: Stream;
-  connection: Connection;
-  /** The id every chunk answers: the request that started the stream or attached it. */
-  requestId: JsonRpcId;
+  /** Where the chunks go: the replies to the request that started the stream or attached it. */
+  outlet: ChunkOutlet;
   /** The last seq the client already has; later chunks only are sent. -1: none. */
   afterSeq: number;
   /**
    * The stream is buffered (detached, HTTP or UDP): it outlives this delivery. The sink then stops
-   * when the connection closes or falls behind, and the stream goes on buffering. Otherwise the
+   * when the outlet closes or falls behind, and the stream goes on buffering. Otherwise the
    * sink delivers to the stream's end, and a connection that falls behind stops the stream.
    */
   buffered: boolean;
@@ -28,10 +36,10 @@ export interface LiveSinkOptions {
 }
 
 /**
- * Delivers one stream's chunks live on one connection, each as a JSON-RPC response carrying the
- * request id. It can first replay chunks read from the stream's buffer: chunks produced meanwhile
- * are held back and sent after the replay, skipping any it covered, so the client receives every
- * seq after `afterSeq` exactly once and in order. It keeps its connection from being closed as idle.
+ * Delivers one stream's chunks live to one outlet (a request's replies on a live connection). It
+ * can first replay chunks read from the stream's buffer: chunks produced meanwhile are held back
+ * and sent after the replay, skipping any it covered, so the client receives every seq after
+ * `afterSeq` exactly once and in order. It keeps its connection from being closed as idle.
  */
 export class LiveSink {
   readonly #options: LiveSinkOptions;
@@ -46,12 +54,12 @@ export class LiveSink {
   constructor(options: LiveSinkOptions) {
     this.#options = options;
     this.#lastSeq = options.afterSeq;
-    this.#release = options.connection.hold();
+    this.#release = options.outlet.hold();
     this.#unsubscribe = options.stream.subscribe((chunk) => {
       if (this.#held) this.#held.push(chunk);
       else this.#deliver(chunk);
     });
-    if (options.buffered) options.connection.closed.addEventListener('abort', this.close, { once: true });
+    if (options.buffered) options.outlet.closed.addEventListener('abort', this.close, { once: true });
   }
 
   get buffered(): boolean {
@@ -85,33 +93,29 @@ export class LiveSink {
     this.#closed = true;
     this.#unsubscribe();
     this.#release();
-    this.#options.connection.closed.removeEventListener('abort', this.close);
+    this.#options.outlet.closed.removeEventListener('abort', this.close);
     this.#options.onClose();
   };
 
   #deliver(chunk: Chunk): void {
     if (this.#closed || chunk.seq <= this.#lastSeq) return;
-    const { connection, requestId, stream } = this.#options;
+    const { outlet, stream } = this.#options;
     this.#lastSeq = chunk.seq;
-    const accepted = connection.send(chunkResponse(requestId, stream.id, chunk));
+    const accepted = outlet.send(stream.id, chunk);
     if (chunk.end) this.close();
     else if (!accepted) this.#fellBehind();
   }
 
   /** The client does not read fast enough: stop pushing, leaving memory bounded by the connection's cap. */
   #fellBehind(): void {
-    const { connection, requestId, stream, buffered } = this.#options;
-    if (this.#overflowed || connection.closed.aborted) return;
+    const { outlet, stream, buffered } = this.#options;
+    if (this.#overflowed || outlet.closed.aborted) return;
     this.#overflowed = true;
-    const { bytes, setting } = connection.sendLimit;
-    const cause = `The connection's send buffer passed its cap of ${bytes} bytes (setting ${setting}) because the client is not reading`;
-    const data = { stream_id: stream.id, last_seq: this.#lastSeq, max_send_buffer_bytes: bytes };
     if (!buffered) {
-      this.#options.stop(new RpcError('SEND_BUFFER_FULL', `${cause}; the stream was stopped.`, data));
+      this.#options.stop(sendBufferFull(outlet, stream.id, this.#lastSeq, 'stream'));
       return;
     }
     this.close();
-    const message = `${cause}; live delivery stopped after seq ${this.#lastSeq}. The stream goes on buffering: resume it with rkllm_stream_attach or poll.`;
-    connection.send(errorResponse(requestId, new RpcError('SEND_BUFFER_FULL', message, data)));
+    outlet.fail(sendBufferFull(outlet, stream.id, this.#lastSeq, 'delivery'));
   }
 }

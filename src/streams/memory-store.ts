@@ -13,7 +13,8 @@ import {
 } from './buffer-store.js';
 import type { Chunk } from './stream.js';
 
-interface Buffer {
+/** What the in-memory store keeps of one stream. */
+interface StoredStream {
   requestKey: string | undefined;
   /** Unacknowledged chunks, in seq order. */
   chunks: Chunk[];
@@ -42,7 +43,7 @@ export interface MemoryStoreOptions {
 export class MemoryBufferStore implements BufferStore {
   readonly limits: BufferLimits;
   readonly #now: () => number;
-  readonly #buffers = new Map<string, Buffer>();
+  readonly #buffers = new Map<string, StoredStream>();
   readonly #gone = new Map<string, Gone>();
   #bytes = 0;
 
@@ -156,18 +157,23 @@ export class MemoryBufferStore implements BufferStore {
     return { active_buffers: this.#buffers.size, buffered_bytes: this.#bytes };
   }
 
+  /** Releases every buffer, waking whoever waits on one. Idempotent. */
   async close(): Promise<void> {
     for (const [id, buffer] of this.#buffers) this.#drop(id, buffer, 'released');
   }
 
-  #get(streamId: string): Buffer {
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #get(streamId: string): StoredStream {
     const buffer = this.#buffers.get(streamId);
     if (buffer) return buffer;
     throw streamNotFound(streamId, this.#gone.get(streamId) ?? 'unknown', this.limits.bufferTimeoutMs);
   }
 
   /** Drops chunks up to `seq`; releases the buffer once its final chunk is acknowledged. */
-  #ack(streamId: string, buffer: Buffer, seq: number): void {
+  #ack(streamId: string, buffer: StoredStream, seq: number): void {
     if (seq <= buffer.acked) return;
     let dropped = 0;
     while (buffer.chunks.length > 0 && buffer.chunks[0]!.seq <= seq) dropped += chunkBytes(buffer.chunks.shift()!);
@@ -177,7 +183,7 @@ export class MemoryBufferStore implements BufferStore {
     if (buffer.ended && seq >= buffer.lastSeq) this.#drop(streamId, buffer, 'released');
   }
 
-  #drop(streamId: string, buffer: Buffer, why: Gone): void {
+  #drop(streamId: string, buffer: StoredStream, why: Gone): void {
     this.#buffers.delete(streamId);
     this.#bytes -= buffer.bytes;
     buffer.ended = true;
@@ -186,7 +192,7 @@ export class MemoryBufferStore implements BufferStore {
     if (this.#gone.size > TOMBSTONES) this.#gone.delete(this.#gone.keys().next().value!);
   }
 
-  #wake(buffer: Buffer): void {
+  #wake(buffer: StoredStream): void {
     for (const wake of [...buffer.waiters]) wake();
   }
 }

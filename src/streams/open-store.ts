@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Settings } from '../settings.js';
 import type { BufferLimits, BufferStore } from './buffer-store.js';
-import type { Cluster } from './cluster.js';
+import type { Peers } from './peers.js';
 import { MemoryBufferStore } from './memory-store.js';
-import { RedisCluster } from './redis/cluster.js';
+import { RedisPeers } from './redis/peers.js';
 import { RedisLink } from './redis/link.js';
 import { RedisBufferStore } from './redis/store.js';
 
@@ -12,7 +12,7 @@ import { RedisBufferStore } from './redis/store.js';
 export interface OpenStore {
   store: BufferStore;
   /** Present with the Redis store: reaches the streams the other instances generate. */
-  cluster?: Cluster;
+  cluster?: Peers;
   /** Closes the cluster, the store and their connections; shared buffers stay in Redis. */
   close(): Promise<void>;
 }
@@ -38,9 +38,9 @@ export async function openStore(settings: Settings, log: Logger): Promise<OpenSt
   const link = await RedisLink.open({ url, keyPrefix });
   const instanceId = `${process.pid}-${randomBytes(6).toString('hex')}`;
   const store = new RedisBufferStore({ link, limits, instanceId, leaseMs, retryMs, maxBlockingReads });
-  let cluster: RedisCluster;
+  let cluster: RedisPeers;
   try {
-    cluster = await RedisCluster.start({ link, instanceId, leaseMs, retryMs, bufferTimeoutMs: limits.bufferTimeoutMs, log });
+    cluster = await RedisPeers.start({ link, instanceId, leaseMs, retryMs, bufferTimeoutMs: limits.bufferTimeoutMs, log });
   } catch (err) {
     await store.close();
     link.close();

@@ -1,6 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import type { FinishReason, RKLLMPerfStat, RunOutputs } from '../engine/types.js';
-import type { JsonRpcErrorObject, JsonRpcId } from '../jsonrpc/message.js';
+
+/** The id of the request that started a stream, as its client gave it (a JSON-RPC id: string, number or null). */
+export type RequestId = string | number | null;
+
+/** Why a stream ended in error, as its final chunk carries it (the shape of a JSON-RPC error object). */
+export interface ChunkError {
+  code: number;
+  message: string;
+  data?: unknown;
+}
 
 /** One unit of a stream as it travels to clients. The final chunk also carries a GET_* run's outputs. */
 export interface Chunk extends RunOutputs {
@@ -12,7 +21,7 @@ export interface Chunk extends RunOutputs {
   /** Only on the final chunk. */
   perf?: RKLLMPerfStat;
   /** Only on a final chunk that ends in error. */
-  error?: JsonRpcErrorObject;
+  error?: ChunkError;
 }
 
 export type StreamState = 'queued' | 'running' | 'ended';
@@ -31,7 +40,7 @@ export function newStreamId(): string {
  */
 export class Stream {
   readonly id: string;
-  readonly requestId: JsonRpcId | undefined;
+  readonly requestId: RequestId | undefined;
   readonly controller = new AbortController();
   #state: StreamState = 'queued';
   #nextSeq = 0;
@@ -39,7 +48,7 @@ export class Stream {
   #ended: Promise<Chunk>;
   #resolveEnded!: (chunk: Chunk) => void;
 
-  constructor(requestId: JsonRpcId | undefined, id: string = newStreamId()) {
+  constructor(requestId: RequestId | undefined, id: string = newStreamId()) {
     this.id = id;
     this.requestId = requestId;
     this.#ended = new Promise((resolve) => (this.#resolveEnded = resolve));
@@ -83,7 +92,7 @@ export class Stream {
   }
 
   /** Ends the stream with its final chunk. Later calls do nothing. */
-  end(finishReason: FinishReason, perf: RKLLMPerfStat, error?: JsonRpcErrorObject, outputs: RunOutputs = {}): void {
+  end(finishReason: FinishReason, perf: RKLLMPerfStat, error?: ChunkError, outputs: RunOutputs = {}): void {
     if (this.#state === 'ended') return;
     this.#state = 'ended';
     const chunk: Chunk = { seq: this.#nextSeq++, delta: '', end: true, finish_reason: finishReason, perf, ...outputs };

@@ -108,6 +108,10 @@ export class HttpTransport implements Transport {
     return this.#closed;
   }
 
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
     const endpoint = req.method === 'GET' ? this.#options.endpoints.get(new URL(req.url ?? '/', 'http://x').pathname) : undefined;
     if (endpoint) {

@@ -42,15 +42,6 @@ export interface LiveConnectionOptions {
   log: Logger;
 }
 
-/** What a connection beyond a transport's limit is told before it is closed. */
-export function tooManyConnections(transport: string, max: number): RpcError {
-  return new RpcError(
-    'TOO_MANY_CONNECTIONS',
-    `Too many connections: the limit of ${max} ${transport} connections (setting connections.max_connections) is reached; try again later`,
-    { max_connections: max, retry_after: 1 },
-  );
-}
-
 /**
  * Feeds newline-delimited JSON from `input` to `connection`, one message per line; the end of the
  * input ends the connection's input. A line over `maxLineBytes` is handed to `onOversize` as a

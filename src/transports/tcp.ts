@@ -1,11 +1,12 @@
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Peer } from '../auth.js';
 import type { ClientGate } from '../clients.js';
 import type { RpcError } from '../jsonrpc/errors.js';
 import { errorResponse } from '../jsonrpc/message.js';
-import { LiveConnection, readLines, tooManyConnections, type ConnectionLimits } from './live-connection.js';
-import { listen } from './listen.js';
+import { readLines, type ConnectionLimits } from './live-connection.js';
+import { Listener } from './listen.js';
+import { TrackedConnections } from './tracked-connections.js';
 import type { MessageHandler, Transport } from './transport.js';
 
 export interface TcpTransportOptions {
@@ -45,21 +46,21 @@ function endGracefully(socket: Socket, last = ''): void {
 export class TcpTransport implements Transport {
   readonly name = 'tcp';
   readonly #options: TcpTransportOptions;
-  readonly #server: Server;
-  readonly #connections = new Map<Socket, LiveConnection>();
-  #accepted = 0;
-  #listening: Promise<void> | undefined;
+  readonly #listener: Listener;
+  readonly #connections: TrackedConnections<Socket>;
   #closed: Promise<void> | undefined;
 
   constructor(options: TcpTransportOptions) {
     this.#options = options;
-    this.#server = createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, (socket) =>
+    this.#connections = new TrackedConnections({ ...options, transport: this.name, title: 'TCP' });
+    const server = createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, (socket) =>
       this.#accept(socket),
     );
+    this.#listener = new Listener(server, options.host, options.port);
   }
 
   start(): Promise<string> {
-    return listen(this.#server, this.#options.host, this.#options.port);
+    return this.#listener.start();
   }
 
   get openConnections(): number {
@@ -67,69 +68,42 @@ export class TcpTransport implements Transport {
   }
 
   stopAccepting(): void {
-    void this.#stopListening();
+    void this.#listener.stop();
   }
 
   close(): Promise<void> {
     this.#closed ??= (async () => {
-      const stopped = this.#stopListening();
-      for (const [socket, connection] of this.#connections) {
-        connection.dispose();
-        socket.destroy();
-      }
+      const stopped = this.#listener.stop();
+      this.#connections.disposeAll((socket) => socket.destroy());
       await stopped;
     })();
     return this.#closed;
   }
 
-  /** Resolves once the listener is closed and every connection has ended. */
-  #stopListening(): Promise<void> {
-    this.#listening ??= new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    return this.#listening;
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   #accept(socket: Socket): void {
-    const { maxConnections, maxLineBytes, limits, handle, gate, log } = this.#options;
+    const { maxLineBytes, log } = this.#options;
     socket.on('error', (err) => log.debug({ err }, 'tcp: socket error'));
-    if (this.#connections.size >= maxConnections) {
-      turnAway(socket, tooManyConnections('TCP', maxConnections));
-      return;
-    }
     const peer: Peer = { address: socket.remoteAddress ?? 'unknown', key: undefined };
-    let release: () => void;
-    try {
-      release = gate.admitConnection(peer, this.name);
-    } catch (err) {
-      turnAway(socket, err as RpcError);
-      return;
-    }
-    const connection = new LiveConnection({
-      id: `tcp#${++this.#accepted}`,
-      transport: this.name,
-      peer,
-      handle,
-      limits,
-      log,
-      wire: {
-        write: (text) => socket.write(`${text}\n`),
-        get pendingBytes() {
-          return socket.writableLength;
-        },
-        pause: () => socket.pause(),
-        resume: () => socket.resume(),
-        end: () => endGracefully(socket),
+    const wire = {
+      write: (text: string) => socket.write(`${text}\n`),
+      get pendingBytes() {
+        return socket.writableLength;
       },
-    });
-    this.#connections.set(socket, connection);
+      pause: () => socket.pause(),
+      resume: () => socket.resume(),
+      end: () => endGracefully(socket),
+    };
+    const connection = this.#connections.accept(socket, peer, wire, (error) => turnAway(socket, error));
+    if (!connection) return;
     readLines(socket, connection, { maxLineBytes, setting: 'tcp.max_line_bytes' }, (error) => {
       connection.closeWith(error);
       return 'stop';
     });
     socket.on('drain', () => connection.drained());
-    socket.on('close', () => {
-      connection.dispose();
-      this.#connections.delete(socket);
-      release();
-    });
+    socket.on('close', () => this.#connections.closed(socket));
   }
 }

@@ -22,4 +22,6 @@ export interface Transport {
   stopAccepting(): void;
   /** Stops accepting and closes every connection. Idempotent. */
   close(): Promise<void>;
+  /** The same as `close`. */
+  [Symbol.asyncDispose](): Promise<void>;
 }

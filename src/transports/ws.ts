@@ -6,8 +6,9 @@ import type { ApiKey, Peer } from '../auth.js';
 import type { ClientGate } from '../clients.js';
 import { RpcError } from '../jsonrpc/errors.js';
 import { errorResponse } from '../jsonrpc/message.js';
-import { LiveConnection, tooManyConnections, type ConnectionLimits } from './live-connection.js';
-import { listen } from './listen.js';
+import type { ConnectionLimits, LiveConnection } from './live-connection.js';
+import { Listener } from './listen.js';
+import { TrackedConnections } from './tracked-connections.js';
 import type { MessageHandler, Transport } from './transport.js';
 
 export interface WsTransportOptions {
@@ -49,14 +50,14 @@ export class WsTransport implements Transport {
   readonly name = 'ws';
   readonly #options: WsTransportOptions;
   readonly #http: Server;
+  readonly #listener: Listener;
   readonly #wss: WebSocketServer;
-  readonly #connections = new Map<WebSocket, LiveConnection>();
-  #accepted = 0;
-  #listening: Promise<void> | undefined;
+  readonly #connections: TrackedConnections<WebSocket>;
   #closed: Promise<void> | undefined;
 
   constructor(options: WsTransportOptions) {
     this.#options = options;
+    this.#connections = new TrackedConnections({ ...options, transport: this.name, title: 'WebSocket' });
     this.#wss = new WebSocketServer({
       noServer: true,
       maxPayload: options.maxMessageBytes,
@@ -68,6 +69,7 @@ export class WsTransport implements Transport {
     this.#http = createServer((_req, res) => {
       res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' }).end('This port speaks JSON-RPC over WebSocket\n');
     });
+    this.#listener = new Listener(this.#http, options.host, options.port);
     this.#http.on('upgrade', (req, socket, head) => {
       socket.on('error', (err) => options.log.debug({ err }, 'ws: socket error during upgrade'));
       const key = this.#keyOf(req, socket);
@@ -96,65 +98,45 @@ export class WsTransport implements Transport {
   }
 
   start(): Promise<string> {
-    return listen(this.#http, this.#options.host, this.#options.port);
+    return this.#listener.start();
   }
 
   stopAccepting(): void {
-    void this.#stopListening();
+    void this.#listener.stop();
   }
 
   close(): Promise<void> {
     this.#closed ??= (async () => {
-      const stopped = this.#stopListening();
+      const stopped = this.#listener.stop();
       this.#http.closeAllConnections();
-      for (const [ws, connection] of this.#connections) {
-        connection.dispose();
-        ws.terminate();
-      }
+      this.#connections.disposeAll((ws) => ws.terminate());
       this.#wss.close();
       await stopped;
     })();
     return this.#closed;
   }
 
-  /** Resolves once the listener is closed and every plain HTTP connection has ended. */
-  #stopListening(): Promise<void> {
-    this.#listening ??= new Promise<void>((resolve) => this.#http.close(() => resolve()));
-    return this.#listening;
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   #accept(ws: WebSocket, peer: Peer): void {
-    const { maxConnections, limits, handle, gate, log } = this.#options;
-    ws.on('error', (err) => log.debug({ err }, 'ws: connection error'));
-    let release: () => void;
-    try {
-      if (this.#connections.size >= maxConnections) throw tooManyConnections('WebSocket', maxConnections);
-      release = gate.admitConnection(peer, this.name);
-    } catch (err) {
-      const error = err as RpcError;
+    ws.on('error', (err) => this.#options.log.debug({ err }, 'ws: connection error'));
+    const wire = {
+      write: (text: string) => ws.send(text, () => connection?.drained()),
+      get pendingBytes() {
+        return ws.bufferedAmount;
+      },
+      pause: () => ws.pause(),
+      resume: () => ws.resume(),
+      // The reason itself went out as a JSON-RPC message; the close frame carries its string code.
+      end: (reason?: RpcError) => ws.close(CloseCode.NORMAL, reason?.name),
+    };
+    const connection: LiveConnection | undefined = this.#connections.accept(ws, peer, wire, (error) => {
       ws.send(JSON.stringify(errorResponse(null, error)));
       ws.close(CloseCode.TRY_AGAIN_LATER, error.name);
-      return;
-    }
-    const connection: LiveConnection = new LiveConnection({
-      id: `ws#${++this.#accepted}`,
-      transport: this.name,
-      peer,
-      handle,
-      limits,
-      log,
-      wire: {
-        write: (text) => ws.send(text, () => connection.drained()),
-        get pendingBytes() {
-          return ws.bufferedAmount;
-        },
-        pause: () => ws.pause(),
-        resume: () => ws.resume(),
-        // The reason itself went out as a JSON-RPC message; the close frame carries its string code.
-        end: (reason) => ws.close(CloseCode.NORMAL, reason?.name),
-      },
     });
-    this.#connections.set(ws, connection);
+    if (!connection) return;
     ws.on('message', (data: RawData, isBinary: boolean) => {
       if (!isBinary) {
         connection.receive(data as Buffer);
@@ -166,10 +148,6 @@ export class WsTransport implements Transport {
       );
       connection.send(errorResponse(null, error));
     });
-    ws.on('close', () => {
-      connection.dispose();
-      this.#connections.delete(ws);
-      release();
-    });
+    ws.on('close', () => this.#connections.closed(ws));
   }
 }

@@ -3,6 +3,7 @@ import { emptyPerf } from '../../src/engine/types.js';
 import type { Connection } from '../../src/jsonrpc/connection.js';
 import type { RpcError } from '../../src/jsonrpc/errors.js';
 import type { JsonRpcResponse } from '../../src/jsonrpc/message.js';
+import { chunkOutlet } from '../../src/methods/delivery.js';
 import { LiveSink } from '../../src/streams/live-sink.js';
 import { Stream, type Chunk } from '../../src/streams/stream.js';
 
@@ -38,8 +39,8 @@ function sink(
 ): LiveSink {
   return new LiveSink({
     stream,
-    connection,
-    requestId: 9,
+    // The wire layer's outlet: each chunk a response to request 9.
+    outlet: chunkOutlet(connection, 9),
     afterSeq: options.afterSeq ?? -1,
     buffered: options.buffered ?? false,
     stop: options.stop ?? (() => {}),

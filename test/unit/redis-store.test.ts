@@ -5,7 +5,7 @@
 import { expect } from 'chai';
 import { pino } from 'pino';
 import type { BufferLimits } from '../../src/streams/buffer-store.js';
-import { RedisCluster } from '../../src/streams/redis/cluster.js';
+import { RedisPeers } from '../../src/streams/redis/peers.js';
 import { RedisLink } from '../../src/streams/redis/link.js';
 import { RedisBufferStore } from '../../src/streams/redis/store.js';
 import { Stream } from '../../src/streams/stream.js';
@@ -128,25 +128,25 @@ describe('RedisBufferStore', function () {
     });
   });
 
-  describe('the cluster: abort and leases', () => {
+  describe('the peers: abort and leases', () => {
     let a: Instance;
     let b: Instance;
-    let clusters: RedisCluster[];
+    let started: RedisPeers[];
 
     beforeEach(async () => {
       const prefix = freshPrefix();
       // Real time here: leases are renewed and checked by timers.
       a = await instance(prefix, SUITE_LIMITS, Date.now);
       b = await instance(prefix, SUITE_LIMITS, Date.now);
-      clusters = [];
+      started = [];
     });
 
     afterEach(async () => {
-      await Promise.all(clusters.map((c) => c.close()));
+      await Promise.all(started.map((p) => p.close()));
     });
 
-    async function cluster(on: Instance, instanceId: string): Promise<RedisCluster> {
-      const made = await RedisCluster.start({
+    async function peers(on: Instance, instanceId: string): Promise<RedisPeers> {
+      const made = await RedisPeers.start({
         link: on.link,
         instanceId,
         leaseMs: LEASE_MS,
@@ -154,13 +154,19 @@ describe('RedisBufferStore', function () {
         bufferTimeoutMs: 60_000,
         log: silent,
       });
-      clusters.push(made);
+      started.push(made);
       return made;
     }
 
+    it('closes twice without harm, by close and by Symbol.asyncDispose', async () => {
+      const made = await peers(a, 'i0');
+      await made.close();
+      await made[Symbol.asyncDispose]();
+    });
+
     it('aborts a stream on the instance that generates it', async () => {
-      const owner = await cluster(a, 'i0');
-      const other = await cluster(b, 'i1');
+      const owner = await peers(a, 'i0');
+      const other = await peers(b, 'i1');
       const stream = new Stream(1);
       await a.store.create(stream.id, { generated: true });
       owner.own(stream);
@@ -174,8 +180,8 @@ describe('RedisBufferStore', function () {
       await a.store.create('s', { generated: true });
       await a.store.append('s', text(0, 'a'));
       // Nobody renews the lease of 's'; two instances check leases.
-      await cluster(a, 'i9');
-      await cluster(b, 'i8');
+      await peers(a, 'i9');
+      await peers(b, 'i8');
       await b.store.wait('s', 0, 5_000);
       const chunks = (await b.store.poll('s', -1)).chunks;
       expect(chunks.map((c) => c.seq)).to.deep.equal([0, 1]);
@@ -185,8 +191,8 @@ describe('RedisBufferStore', function () {
     });
 
     it('keeps alive the lease of a stream its owner renews', async () => {
-      const owner = await cluster(a, 'i0');
-      await cluster(b, 'i1');
+      const owner = await peers(a, 'i0');
+      await peers(b, 'i1');
       const stream = new Stream(1);
       await a.store.create(stream.id, { generated: true });
       owner.own(stream);
@@ -195,7 +201,7 @@ describe('RedisBufferStore', function () {
     });
 
     it('aborts the generation of a stream whose buffer expired elsewhere', async () => {
-      const owner = await cluster(a, 'i0');
+      const owner = await peers(a, 'i0');
       const stream = new Stream(1);
       await a.store.create(stream.id, { generated: true, idleMs: 120_000 });
       owner.own(stream);

@@ -223,4 +223,11 @@ export function storeSuite(make: MakeStore): void {
     const err = await rejection(store.wait('never', undefined, 1000));
     expect(err.code).to.equal(-32001);
   });
+
+  it('closes twice without harm, by close and by Symbol.asyncDispose', async () => {
+    await store.create('s');
+    await store.close();
+    await store.close();
+    await store[Symbol.asyncDispose]();
+  });
 }

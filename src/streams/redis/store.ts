@@ -68,6 +68,7 @@ export class RedisBufferStore implements BufferStore {
   /** Streams generated here that lost chunks while Redis was away. */
   readonly #losses = new Map<string, Loss>();
   readonly #closing = new AbortController();
+  #closed: Promise<void> | undefined;
 
   constructor(options: RedisStoreOptions) {
     this.limits = options.limits;
@@ -171,10 +172,17 @@ export class RedisBufferStore implements BufferStore {
     return { active_buffers: buffers, buffered_bytes: bytes };
   }
 
-  /** Stops retrying and closes the blocking connections. The shared buffers stay for the other instances. */
-  async close(): Promise<void> {
-    this.#closing.abort();
-    await this.#reads.close();
+  /** Stops retrying and closes the blocking connections. The shared buffers stay for the other instances. Idempotent. */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      this.#closing.abort();
+      await this.#reads.close();
+    })();
+    return this.#closed;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   async #add(streamId: string, chunk: Chunk): Promise<AppendResult> {

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { emptyPerf } from '../../engine/types.js';
 import { RpcError } from '../../jsonrpc/errors.js';
 import { chunkBytes, streamNotFound, type BufferGone } from '../buffer-store.js';
-import type { Cluster } from '../cluster.js';
+import type { Peers } from '../peers.js';
 import type { Chunk, Stream } from '../stream.js';
 import type { RedisLink } from './link.js';
 import { ABORT, EXPIRE_LEASES, HEARTBEAT } from './scripts.js';
@@ -11,7 +11,7 @@ import { ABORT, EXPIRE_LEASES, HEARTBEAT } from './scripts.js';
 /** Leases ended per script call. */
 const LEASE_BATCH = 100;
 
-export interface RedisClusterOptions {
+export interface RedisPeersOptions {
   link: RedisLink;
   instanceId: string;
   /** How long a lease lasts; owners renew theirs three times per lease, others check twice. */
@@ -35,39 +35,41 @@ interface Owned {
 type Heartbeat = 'ok' | 'abort' | 'ended' | 'gone';
 
 /**
- * The cluster on Redis. Each instance listens on a channel of its own for abort requests, renews
- * the leases of the streams it generates, and ends, with an error chunk, the streams of owners
- * whose lease ran out (they died, or lost Redis for longer than a lease).
+ * The peers of one instance on a shared Redis (one Redis server, not Redis Cluster). Each instance
+ * listens on a channel of its own for abort requests, renews the leases of the streams it
+ * generates, and ends, with an error chunk, the streams of owners whose lease ran out (they died,
+ * or lost Redis for longer than a lease).
  */
-export class RedisCluster implements Cluster {
-  readonly #options: RedisClusterOptions;
+export class RedisPeers implements Peers {
+  readonly #options: RedisPeersOptions;
   readonly #link: RedisLink;
   readonly #owned = new Map<string, Owned>();
   readonly #subscriber: Redis;
   readonly #timers: NodeJS.Timeout[] = [];
   /** One round of each periodic task at a time. */
   readonly #busy = new Set<string>();
+  #closed = false;
 
-  private constructor(options: RedisClusterOptions, subscriber: Redis) {
+  private constructor(options: RedisPeersOptions, subscriber: Redis) {
     this.#options = options;
     this.#link = options.link;
     this.#subscriber = subscriber;
   }
 
   /** Subscribes to this instance's abort channel and starts renewing and checking leases. */
-  static async start(options: RedisClusterOptions): Promise<RedisCluster> {
+  static async start(options: RedisPeersOptions): Promise<RedisPeers> {
     const subscriber = await options.link.duplicate('rkllm-mcp:control');
-    const cluster = new RedisCluster(options, subscriber);
-    subscriber.on('message', (_channel: string, streamId: string) => cluster.#abortLocal(streamId));
+    const peers = new RedisPeers(options, subscriber);
+    subscriber.on('message', (_channel: string, streamId: string) => peers.#abortLocal(streamId));
     try {
       await subscriber.subscribe(`${options.link.prefix}ctl:${options.instanceId}`);
     } catch (err) {
       subscriber.disconnect();
       throw err;
     }
-    cluster.#every(options.leaseMs / 3, 'heartbeat', () => cluster.#heartbeat());
-    cluster.#every(options.leaseMs / 2, 'leases', () => cluster.#expireLeases());
-    return cluster;
+    peers.#every(options.leaseMs / 3, 'heartbeat', () => peers.#heartbeat());
+    peers.#every(options.leaseMs / 2, 'leases', () => peers.#expireLeases());
+    return peers;
   }
 
   own(stream: Stream): void {
@@ -89,8 +91,14 @@ export class RedisCluster implements Cluster {
   }
 
   async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
     for (const timer of this.#timers) clearInterval(timer);
     this.#subscriber.disconnect();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   #every(ms: number, name: string, task: () => Promise<void>): void {

@@ -1,0 +1,152 @@
+import type { Logger } from 'pino';
+import { RpcError, invalidParams } from '../jsonrpc/errors.js';
+import { requestKey, type BufferStore } from './buffer-store.js';
+import { followStored } from './follow.js';
+import { LiveSink } from './live-sink.js';
+import type { ChunkOutlet } from './outlet.js';
+import type { Chunk, Stream } from './stream.js';
+
+/**
+ * The sinks a stream started by `StreamHub.start` gets, chosen by the caller, which knows its
+ * transport:
+ * - `buffer`: its chunks are buffered for `poll` only (HTTP, notifications);
+ * - `push`: they are pushed live to `outlet` only, and the stream lives and dies with it: it is
+ *   aborted when the outlet closes;
+ * - `push+buffer`: they are pushed live and buffered, so the stream outlives the outlet (a detached
+ *   run, resumed with attach) and a client that lost chunks repairs the gaps with `poll` (UDP).
+ */
+export type Delivery = { kind: 'buffer' } | { kind: 'push'; outlet: ChunkOutlet } | { kind: 'push+buffer'; outlet: ChunkOutlet };
+
+export interface StreamDeliveryOptions {
+  store: BufferStore;
+  log: Logger;
+  /** Stops a stream for a server-side reason (its buffer is full or failing, its client fell behind), which its final chunk will carry. */
+  stop: (stream: Stream, error: RpcError) => void;
+}
+
+/** Aborts `stream` when `closed` aborts, until the stream has ended. */
+function abortOnClose(stream: Stream, closed: AbortSignal): void {
+  if (closed.aborted) {
+    stream.abort();
+    return;
+  }
+  const onClose = (): void => stream.abort();
+  closed.addEventListener('abort', onClose, { once: true });
+  void stream.ended.then(() => closed.removeEventListener('abort', onClose));
+}
+
+/**
+ * How the chunks of one hub's streams reach clients: buffered streams feed the buffer store (for
+ * `poll` and attach), and at most one outlet at a time receives a stream live. Attach moves that
+ * live delivery to a new outlet, replaying from the buffer; a stream this server does not generate
+ * is followed through the store.
+ */
+export class StreamDelivery {
+  readonly #store: BufferStore;
+  readonly #log: Logger;
+  readonly #stop: (stream: Stream, error: RpcError) => void;
+  /** The pending appends of each buffered stream: once settled, its buffer holds every chunk produced before. */
+  readonly #appends = new WeakMap<Stream, Promise<unknown>>();
+  /** Live deliveries by stream id: one outlet at most receives a stream live. */
+  readonly #sinks = new Map<string, LiveSink>();
+
+  constructor(options: StreamDeliveryOptions) {
+    this.#store = options.store;
+    this.#log = options.log;
+    this.#stop = options.stop;
+  }
+
+  /** Subscribes a new stream's sinks, before it runs. Rejects, subscribing nothing, when the store refuses its buffer. */
+  async open(stream: Stream, delivery: Delivery): Promise<void> {
+    if (delivery.kind !== 'push') {
+      const key = stream.requestId === undefined ? {} : { requestKey: requestKey(stream.requestId) };
+      await this.#store.create(stream.id, { generated: true, ...key });
+      this.#buffer(stream);
+    }
+    if (delivery.kind === 'buffer') return;
+    if (delivery.kind === 'push') abortOnClose(stream, delivery.outlet.closed);
+    this.#deliverLive(stream, this.#newSink(stream, delivery.outlet, -1));
+  }
+
+  /**
+   * Delivers a buffered stream live to `outlet` from after `afterSeq`: first what its buffer holds
+   * after that seq, then every new chunk, none lost and none repeated. The outlet takes over from
+   * any other that received the stream live. `stream` is the stream when this server generates it;
+   * otherwise its buffer is followed. Resolves false when nothing will be sent: the stream has ended
+   * and the client already has every chunk.
+   */
+  async attach(streamId: string, stream: Stream | undefined, afterSeq: number, outlet: ChunkOutlet): Promise<boolean> {
+    if (!stream) return followStored({ store: this.#store, streamId, afterSeq, outlet, log: this.#log });
+    const appended = this.#appends.get(stream);
+    if (!appended) {
+      throw invalidParams(
+        `Stream ${streamId} is not buffered, so it cannot be attached: it lives and dies with the connection that started it. Start runs with "detach": true to resume them later`,
+      );
+    }
+    // The outlet that received the stream so far keeps it until the replay has succeeded.
+    const sink = this.#newSink(stream, outlet, afterSeq);
+    await sink.replay(async () => {
+      await appended;
+      return (await this.#store.poll(streamId, afterSeq)).chunks;
+    });
+    this.#deliverLive(stream, sink);
+    return true;
+  }
+
+  /** Refreshes the buffers of the buffered streams delivered live, so they do not expire while nobody polls them. */
+  async touchLive(): Promise<void> {
+    for (const [id, sink] of this.#sinks) if (sink.buffered) await this.#store.touch(id);
+  }
+
+  /** Resolves once every chunk `stream` has produced is in the buffer store; at once for a stream that is not buffered. */
+  settled(stream: Stream): Promise<unknown> {
+    return this.#appends.get(stream) ?? Promise.resolve();
+  }
+
+  #buffer(stream: Stream): void {
+    let tail: Promise<unknown> = Promise.resolve();
+    this.#appends.set(stream, tail);
+    stream.subscribe((chunk: Chunk) => {
+      tail = tail
+        .then(() => this.#store.append(stream.id, chunk))
+        .then(({ full }) => {
+          if (full && !chunk.end) this.#stop(stream, this.#bufferFull());
+        })
+        .catch((err: unknown) => {
+          this.#log.error({ err, stream_id: stream.id }, 'could not buffer a chunk');
+          this.#stop(stream, new RpcError('INTERNAL_ERROR', 'The stream buffer failed; the stream was stopped'));
+        });
+      this.#appends.set(stream, tail);
+    });
+  }
+
+  #bufferFull(): RpcError {
+    const cap = this.#store.limits.maxBufferBytes;
+    return new RpcError(
+      'BUFFER_FULL',
+      `The stream buffer reached its cap of ${cap} bytes because it was not polled; generation stopped. Everything buffered before this chunk was kept.`,
+      { max_buffer_bytes: cap },
+    );
+  }
+
+  /** Makes `sink` the one live delivery of `stream`, ending any other. */
+  #deliverLive(stream: Stream, sink: LiveSink): void {
+    const previous = this.#sinks.get(stream.id);
+    if (previous !== sink) previous?.close();
+    if (!sink.closed) this.#sinks.set(stream.id, sink);
+  }
+
+  #newSink(stream: Stream, outlet: ChunkOutlet, afterSeq: number): LiveSink {
+    const sink: LiveSink = new LiveSink({
+      stream,
+      outlet,
+      afterSeq,
+      buffered: this.#appends.has(stream),
+      stop: (error) => this.#stop(stream, error),
+      onClose: () => {
+        if (this.#sinks.get(stream.id) === sink) this.#sinks.delete(stream.id);
+      },
+    });
+    return sink;
+  }
+}

@@ -1,0 +1,83 @@
+import type { Logger } from 'pino';
+import type { Peer } from '../auth.js';
+import type { ClientGate } from '../clients.js';
+import { RpcError } from '../jsonrpc/errors.js';
+import { LiveConnection, type ConnectionLimits, type Wire } from './live-connection.js';
+import type { MessageHandler } from './transport.js';
+
+export interface TrackedConnectionsOptions {
+  /** The transport's name ("tcp", "ws"): connection ids are `${transport}#${n}`. */
+  transport: string;
+  /** The transport as messages name it ("TCP", "WebSocket"). */
+  title: string;
+  /** Open connections at most (setting connections.max_connections). */
+  maxConnections: number;
+  limits: ConnectionLimits;
+  handle: MessageHandler;
+  gate: ClientGate;
+  log: Logger;
+}
+
+/** What a connection beyond a transport's limit is told before it is closed. */
+export function tooManyConnections(transport: string, max: number): RpcError {
+  return new RpcError(
+    'TOO_MANY_CONNECTIONS',
+    `Too many connections: the limit of ${max} ${transport} connections (setting connections.max_connections) is reached; try again later`,
+    { max_connections: max, retry_after: 1 },
+  );
+}
+
+/**
+ * The open connections of one socket transport (TCP, WebSocket), by socket. It accepts a socket:
+ * counts it against the transport's limit and its client's, turns it away beyond either, and
+ * otherwise makes its `LiveConnection` and tracks it until the socket closes or the transport does.
+ */
+export class TrackedConnections<S> {
+  readonly #options: TrackedConnectionsOptions;
+  readonly #open = new Map<S, { connection: LiveConnection; release: () => void }>();
+  #accepted = 0;
+
+  constructor(options: TrackedConnectionsOptions) {
+    this.#options = options;
+  }
+
+  get size(): number {
+    return this.#open.size;
+  }
+
+  /**
+   * Admits `socket` from `peer`, speaking through `wire`. Beyond a limit, hands the refusal to
+   * `turnAway` (which tells the client and closes the socket) and returns undefined.
+   */
+  accept(socket: S, peer: Peer, wire: Wire, turnAway: (error: RpcError) => void): LiveConnection | undefined {
+    const { transport, title, maxConnections, limits, handle, gate, log } = this.#options;
+    let release: () => void;
+    try {
+      if (this.#open.size >= maxConnections) throw tooManyConnections(title, maxConnections);
+      release = gate.admitConnection(peer, transport);
+    } catch (err) {
+      turnAway(err as RpcError);
+      return undefined;
+    }
+    const connection = new LiveConnection({ id: `${transport}#${++this.#accepted}`, transport, peer, handle, limits, log, wire });
+    this.#open.set(socket, { connection, release });
+    return connection;
+  }
+
+  /** The socket has closed: its connection is disposed and stops counting. */
+  closed(socket: S): void {
+    const open = this.#open.get(socket);
+    if (!open) return;
+    open.connection.dispose();
+    this.#open.delete(socket);
+    open.release();
+  }
+
+  /** The transport closes: every connection is disposed and `destroy` cuts its socket. */
+  disposeAll(destroy: (socket: S) => void): void {
+    for (const [socket, { connection }] of this.#open) {
+      connection.dispose();
+      destroy(socket);
+    }
+  }
+}
