@@ -33,7 +33,8 @@ export const ERRORS = {
       not_post: 'Use POST with a JSON-RPC 2.0 message in the body',
       body_too_large: 'Request body exceeds the limit of {max_body_bytes} bytes',
       line_too_long: 'Invalid Request: a line exceeds the limit of {max_line_bytes} bytes (setting {setting})',
-      datagram_too_large: 'Invalid Request: the datagram is {bytes} bytes, over the limit of {max_datagram_bytes} bytes (setting {setting})',
+      datagram_too_large:
+        'Invalid Request: the datagram is {bytes} bytes, over the limit of {max_datagram_bytes} bytes (setting {setting})',
       reply_too_large:
         'The response is {bytes} bytes, over the datagram limit of {max_datagram_bytes} bytes (setting {setting}); use a stream transport for this request',
       binary_frame: 'Invalid Request: binary frames are not accepted; send each JSON-RPC message as a text frame',
@@ -105,7 +106,8 @@ export const ERRORS = {
     meaning: '`streams.max_buffers` live stream buffers exist; a new stream is refused, never evicting a live one.',
     messages: {
       local: 'Too many live streams: the limit of {max_buffers} buffers is reached; poll or abort existing streams first',
-      cluster: 'Too many live streams: the limit of {max_buffers} buffers is reached across the cluster; poll or abort existing streams first',
+      cluster:
+        'Too many live streams: the limit of {max_buffers} buffers is reached across the cluster; poll or abort existing streams first',
     },
   },
   AMBIGUOUS_REQUEST_ID: {
@@ -181,7 +183,8 @@ export const ERRORS = {
     data: ['stream_id', 'last_seq', 'max_send_buffer_bytes'],
     meaning: "A live connection's send buffer passed its cap because the client does not read (final chunk or notice).",
     messages: {
-      stopped: "The connection's send buffer passed its cap of {bytes} bytes (setting {setting}) because the client is not reading; the stream was stopped.",
+      stopped:
+        "The connection's send buffer passed its cap of {bytes} bytes (setting {setting}) because the client is not reading; the stream was stopped.",
       detached:
         "The connection's send buffer passed its cap of {bytes} bytes (setting {setting}) because the client is not reading; live delivery stopped after seq {last_seq}. " +
         'The stream goes on buffering: resume it with rkllm_stream_attach or poll.',
@@ -233,7 +236,8 @@ export const ERRORS = {
     code: -32016,
     http: 429,
     data: ['limit', 'retry_after'],
-    meaning: 'A per-client limit is reached (request rate, streams, connections); `limit` names the setting, `retry_after` the seconds to wait.',
+    meaning:
+      'A per-client limit is reached (request rate, streams, connections); `limit` names the setting, `retry_after` the seconds to wait.',
     messages: {
       requests: 'Too many requests: at most {max} per second per client (setting {limit}); retry after {retry_after} s',
       streams: 'Too many streams: at most {max} queued or running per client (setting {limit}); retry after {retry_after} s',
@@ -309,7 +313,9 @@ export class ServerError extends Error {
    * errors straight into chunks that are serialised; the wire layer uses `toErrorObject`.
    */
   toJSON(): { code: number; message: string; data?: unknown } {
-    return this.data === undefined ? { code: this.code, message: this.message } : { code: this.code, message: this.message, data: this.data };
+    return this.data === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, data: this.data };
   }
 }
 

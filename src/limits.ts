@@ -78,9 +78,7 @@ export class ClientLimits {
   /** Counts a new stream of `client`; returns its release, to call once when the stream ends. */
   stream(client: string): () => void {
     const max = this.#settings.maxStreams;
-    return this.#take(`${client}\nstreams`, max, () =>
-      limitReached('streams', { max }, 'limits.max_streams', COUNT_RETRY_AFTER_S),
-    );
+    return this.#take(`${client}\nstreams`, max, () => limitReached('streams', { max }, 'limits.max_streams', COUNT_RETRY_AFTER_S));
   }
 
   /** Counts a new connection of `client` on `transport`; returns its release, to call once when it closes. */

@@ -93,7 +93,8 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
       if (!client.owns(ref.stream_id)) throw notOwned(ref.stream_id);
       return ref.stream_id;
     }
-    if (ref.request_id === undefined) throw fault('INVALID_PARAMS', 'detail', { detail: 'missing required field "stream_id" or "request_id"' });
+    if (ref.request_id === undefined)
+      throw fault('INVALID_PARAMS', 'detail', { detail: 'missing required field "stream_id" or "request_id"' });
     const ids = (await store.findByRequest(requestKey(ref.request_id))).filter((id) => client.owns(id));
     if (ids.length === 1) return ids[0]!;
     if (ids.length > 1) {

@@ -114,9 +114,7 @@ export function rkllmMethods({ engine, hub }: RkllmDeps): Array<[string, Method]
         NO_PARAMS,
         async () => {
           const streams = hub.liveCount;
-          const stopped = hub.stopAll(
-            fault('ABORTED', 'destroyed', {}, { engine: engine.name }),
-          );
+          const stopped = hub.stopAll(fault('ABORTED', 'destroyed', {}, { engine: engine.name }));
           await Promise.all([stopped, engine.destroy()]);
           return { destroyed: true, streams_stopped: streams };
         },

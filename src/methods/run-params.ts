@@ -101,11 +101,15 @@ export function toRunParams(params: Fields, maxContext: number): RunParams {
   }
   const tokens = i.token_input as { input_ids: number[]; n_tokens?: number } | undefined;
   if (tokens?.n_tokens !== undefined && tokens.n_tokens !== tokens.input_ids.length) {
-    throw fault('INVALID_PARAMS', 'detail', { detail: `"token_input.n_tokens" must equal the length of "input_ids" (${tokens.input_ids.length}); got ${tokens.n_tokens}` });
+    throw fault('INVALID_PARAMS', 'detail', {
+      detail: `"token_input.n_tokens" must equal the length of "input_ids" (${tokens.input_ids.length}); got ${tokens.n_tokens}`,
+    });
   }
   const maxNew = f.max_new_tokens as number | undefined;
   if (maxNew !== undefined && (maxNew === 0 || maxNew > maxContext)) {
-    throw fault('INVALID_PARAMS', 'detail', { detail: `"max_new_tokens" must be -1 or between 1 and ${maxContext} (max_context_len); got ${maxNew}` });
+    throw fault('INVALID_PARAMS', 'detail', {
+      detail: `"max_new_tokens" must be -1 or between 1 and ${maxContext} (max_context_len); got ${maxNew}`,
+    });
   }
   const input: RKLLMInput = {
     ...i,
