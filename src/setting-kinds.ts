@@ -61,7 +61,7 @@ export function boolean(value: boolean, doc: string): Leaf<boolean> {
 
 export function string(value: string, doc: string, bounds: { minLength?: number; maxLength?: number } = {}): Leaf<string> {
   const shown = [
-    ...(bounds.minLength === undefined ? [] : [`at least ${bounds.minLength} characters`]),
+    ...(bounds.minLength === undefined ? [] : [bounds.minLength === 1 ? 'not empty' : `at least ${bounds.minLength} characters`]),
     ...(bounds.maxLength === undefined ? [] : [`at most ${bounds.maxLength} characters`]),
   ];
   return leaf(value, { type: 'string', ...bounds }, 'string', ['string', ...shown].join(', '), doc);
