@@ -1,6 +1,6 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
-import { RpcError } from './jsonrpc/errors.js';
+import { fault, type ServerError } from './errors.js';
 
 /** Length of the ownership tag appended to the ids of streams started with a key. */
 const TAG_LENGTH = 16;
@@ -85,16 +85,16 @@ export interface Peer {
  * The one refusal for a missing or wrong key, on every transport (HTTP answers it with status
  * 401). It says nothing about why, nor about which keys exist.
  */
-export function unauthorized(): RpcError {
-  return new RpcError('UNAUTHORIZED', 'Unauthorized: a valid API key is required');
+export function unauthorized(): ServerError {
+  return fault('UNAUTHORIZED', 'key');
 }
 
 /**
  * What a key-holding client is told about a stream that another key started: exactly what it would
  * be told about a stream that does not exist.
  */
-export function notOwned(streamId: string): RpcError {
-  return new RpcError('STREAM_NOT_FOUND', `Unknown stream ${streamId}`, { stream_id: streamId, reason: 'unknown' });
+export function notOwned(streamId: string): ServerError {
+  return fault('STREAM_NOT_FOUND', 'unknown', { stream_id: streamId }, { stream_id: streamId, reason: 'unknown' });
 }
 
 /** Whether binding `host` exposes the server beyond this machine. */

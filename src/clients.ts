@@ -1,6 +1,6 @@
 import { unauthorized, type ApiKey, type ApiKeys, type Peer } from './auth.js';
+import { fault, type ServerError } from './errors.js';
 import type { Connection } from './jsonrpc/connection.js';
-import { RpcError } from './jsonrpc/errors.js';
 import type { JsonRpcRequest } from './jsonrpc/message.js';
 import type { ClientLimits } from './limits.js';
 import type { StreamOwner } from './streams/owner.js';
@@ -49,7 +49,7 @@ export interface ClientGateOptions {
   keys: ApiKeys;
   limits: ClientLimits;
   /** Sees every refusal made before a request reaches the dispatcher (HTTP 401, connection limits), for metrics. */
-  onRefusal?: (error: RpcError) => void;
+  onRefusal?: (error: ServerError) => void;
 }
 
 /**
@@ -60,7 +60,7 @@ export interface ClientGateOptions {
 export class ClientGate {
   readonly #keys: ApiKeys;
   readonly #limits: ClientLimits;
-  readonly #onRefusal: (error: RpcError) => void;
+  readonly #onRefusal: (error: ServerError) => void;
 
   constructor(options: ClientGateOptions) {
     this.#keys = options.keys;
@@ -91,7 +91,7 @@ export class ClientGate {
     try {
       return this.#limits.connection(peer.key?.id ?? peer.address, transport);
     } catch (err) {
-      throw this.#refuse(err as RpcError);
+      throw this.#refuse(err as ServerError);
     }
   }
 
@@ -117,17 +117,14 @@ export class ClientGate {
    */
   authenticate(secret: string, client: Client, connection: Connection | undefined, transport: string): { authenticated: true } {
     if (!connection || connection.lossy) {
-      throw new RpcError(
-        'INVALID_REQUEST',
-        `${AUTHENTICATE} binds a key to a live connection (TCP, WebSocket, stdio). Over HTTP send "Authorization: Bearer <key>"; over UDP put "api_key" in every request`,
-      );
+      throw fault('INVALID_REQUEST', 'authenticate_not_live', { method: AUTHENTICATE });
     }
     if (!this.#keys.required) return { authenticated: true };
     const key = this.#keys.find(secret);
     if (!key) throw unauthorized();
     const { peer } = client;
     if (peer.key === key) return { authenticated: true };
-    if (peer.key) throw new RpcError('INVALID_REQUEST', 'This connection is already authenticated with another key; open a new connection');
+    if (peer.key) throw fault('INVALID_REQUEST', 'already_authenticated');
     const release = this.#limits.connection(key.id, transport);
     if (connection.closed.aborted) release();
     else connection.closed.addEventListener('abort', release, { once: true });
@@ -135,7 +132,7 @@ export class ClientGate {
     return { authenticated: true };
   }
 
-  #refuse(error: RpcError): RpcError {
+  #refuse(error: ServerError): ServerError {
     this.#onRefusal(error);
     return error;
   }

@@ -1,4 +1,4 @@
-import { RpcError } from './jsonrpc/errors.js';
+import { fault, type ServerError } from './errors.js';
 
 /** The `limits` settings. Each applies per client: per API key, or per address without keys. 0 turns a limit off. */
 export interface ClientLimitSettings {
@@ -28,11 +28,14 @@ interface Bucket {
  * A limit was reached. The refusal names the setting and says, in `retry_after` (seconds), when
  * trying again may succeed.
  */
-export function limitReached(message: string, setting: string, retryAfter: number): RpcError {
-  return new RpcError('RATE_LIMITED', `${message} (setting ${setting}); retry after ${retryAfter} s`, {
-    limit: setting,
-    retry_after: retryAfter,
-  });
+function limitReached(
+  message: 'requests' | 'streams' | 'connections',
+  vars: { max: number; what?: string },
+  setting: string,
+  retryAfter: number,
+): ServerError {
+  const data = { limit: setting, retry_after: retryAfter };
+  return fault('RATE_LIMITED', message, { what: '', ...vars, ...data }, data);
 }
 
 /**
@@ -69,15 +72,13 @@ export class ClientLimits {
     }
     // Whole milliseconds, rounded up; the epsilon keeps float noise from adding one.
     const retryAfter = Math.ceil(((1 - bucket.tokens) / rate) * 1000 - 1e-6) / 1000;
-    throw limitReached(`Too many requests: at most ${rate} per second per client`, 'limits.requests_per_second', retryAfter);
+    throw limitReached('requests', { max: rate }, 'limits.requests_per_second', retryAfter);
   }
 
   /** Counts a new stream of `client`; returns its release, to call once when the stream ends. */
   stream(client: string): () => void {
     const max = this.#settings.maxStreams;
-    return this.#take(`${client}\nstreams`, max, () =>
-      limitReached(`Too many streams: at most ${max} queued or running per client`, 'limits.max_streams', COUNT_RETRY_AFTER_S),
-    );
+    return this.#take(`${client}\nstreams`, max, () => limitReached('streams', { max }, 'limits.max_streams', COUNT_RETRY_AFTER_S));
   }
 
   /** Counts a new connection of `client` on `transport`; returns its release, to call once when it closes. */
@@ -85,7 +86,7 @@ export class ClientLimits {
     const max = this.#settings.maxConnections;
     const what = transport === 'http' ? 'HTTP requests in progress' : `${transport.toUpperCase()} connections`;
     return this.#take(`${client}\n${transport}`, max, () =>
-      limitReached(`Too many ${what}: at most ${max} per client`, 'limits.max_connections', COUNT_RETRY_AFTER_S),
+      limitReached('connections', { max, what }, 'limits.max_connections', COUNT_RETRY_AFTER_S),
     );
   }
 
@@ -94,7 +95,7 @@ export class ClientLimits {
     return new Set([...this.#buckets.keys(), ...[...this.#counts.keys()].map((k) => k.split('\n')[0])]).size;
   }
 
-  #take(counter: string, max: number, refusal: () => RpcError): () => void {
+  #take(counter: string, max: number, refusal: () => ServerError): () => void {
     const held = this.#counts.get(counter) ?? 0;
     if (max > 0 && held >= max) throw refusal();
     this.#counts.set(counter, held + 1);

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { ErrorCodes } from './jsonrpc/errors.js';
+import { ERROR_NAMES, ERRORS } from './errors.js';
 import type { JsonRpcResponse } from './jsonrpc/message.js';
 import type { Chunk } from './streams/stream.js';
 
@@ -18,7 +18,7 @@ export interface MetricsSources {
 /** Delay buckets, in seconds, from a fast token (1 ms) to a slow first token after a long queue (2 min). */
 const DELAY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
-const ERROR_NAMES = new Map<number, string>(Object.entries(ErrorCodes).map(([name, code]) => [code, name]));
+const NAME_OF_CODE = new Map<number, string>(ERROR_NAMES.map((name) => [ERRORS[name].code, name]));
 
 /** Timing of one stream, from its admission to its end. */
 interface StreamTiming {
@@ -127,7 +127,7 @@ export class Metrics {
 
   /** Counts one error sent to a client. */
   error(code: number): void {
-    this.#errors.inc({ code: String(code), name: ERROR_NAMES.get(code) ?? 'other' });
+    this.#errors.inc({ code: String(code), name: NAME_OF_CODE.get(code) ?? 'other' });
   }
 
   #seconds(since: number): number {

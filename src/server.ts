@@ -1,12 +1,13 @@
 import { basename } from 'node:path';
 import type { Logger } from 'pino';
-import { ApiKeys, exposesBeyondLoopback } from './auth.js';
-import { ClientGate } from './clients.js';
-import { startEngine } from './engine/select.js';
+import { ApiKeys, exposesBeyondLoopback, type Peer } from './auth.js';
+import { ClientGate, type Client } from './clients.js';
+import { startEngine, type EngineOptions } from './engine/start.js';
 import type { Engine } from './engine/types.js';
+import { fault, type ServerError } from './errors.js';
 import { Health } from './health.js';
 import { Dispatcher, type Method } from './jsonrpc/dispatcher.js';
-import { RpcError } from './jsonrpc/errors.js';
+import { toErrorObject } from './jsonrpc/errors.js';
 import { errorResponse, parseMessage, salvageId, type JsonRpcResponse } from './jsonrpc/message.js';
 import { ClientLimits } from './limits.js';
 import { authenticateMethod } from './methods/auth.js';
@@ -19,17 +20,17 @@ import { Metrics } from './metrics.js';
 import type { Settings } from './settings.js';
 import { drain, type Drainable } from './shutdown.js';
 import type { BufferStore } from './streams/buffer-store.js';
-import { openStore, type OpenStore } from './streams/open-store.js';
+import { openStore, type OpenStore, type StoreOptions } from './streams/open-store.js';
 import { StreamHub, type StreamObserver } from './streams/hub.js';
 import { Scheduler } from './streams/scheduler.js';
-import { createTransports } from './transports/create.js';
+import { createTransports, type TransportOptions } from './transports/create.js';
 import type { HttpEndpoint } from './transports/http.js';
 import type { MessageHandler, Transport } from './transports/transport.js';
 
 /** A running server: its transports' bound addresses and a way to stop it. */
 export interface RunningServer {
   readonly addresses: Record<string, string>;
-  readonly dispatcher: Dispatcher;
+  readonly dispatcher: Dispatcher<Peer, Client>;
   /** Resolves once the server has closed itself because stdio's input ended; the process should then exit 0. */
   readonly ended: Promise<void>;
   /** Shuts down gracefully (settings `shutdown.*`): stops accepting, drains the streams, then closes. Idempotent. */
@@ -49,10 +50,10 @@ async function whileLoading(raw: Uint8Array | string): Promise<JsonRpcResponse |
   try {
     message = parseMessage(raw);
   } catch (err) {
-    return errorResponse(null, err as RpcError);
+    return errorResponse(null, err as ServerError);
   }
   if (typeof message === 'object' && message !== null && !Array.isArray(message) && !('id' in message)) return undefined;
-  const error = new RpcError('ENGINE_UNAVAILABLE', 'The model is loading; retry once GET /health answers 200', { retry_after: 1 });
+  const error = fault('ENGINE_UNAVAILABLE', 'server_loading', {}, { retry_after: 1 });
   return errorResponse(Array.isArray(message) ? null : salvageId(message), error);
 }
 
@@ -82,6 +83,53 @@ function observeAll(observers: StreamObserver[]): StreamObserver {
   };
 }
 
+/** What the engine layer gets from the settings. */
+function engineOptions(settings: Settings): EngineOptions {
+  const e = settings.engine;
+  const r = e.rkllm;
+  return {
+    kind: e.kind,
+    modelPath: e.model_path,
+    threads: e.threads,
+    parallel: e.parallel,
+    maxContextLen: e.max_context_len,
+    rkllm: {
+      library: r.library,
+      runtimeVersion: r.runtime_version,
+      extendParam: r.extend_param,
+      restartDelayMs: r.restart_delay_ms,
+      restartMaxDelayMs: r.restart_max_delay_ms,
+      maxRestarts: r.max_restarts,
+      initTimeoutMs: r.init_timeout_ms,
+    },
+  };
+}
+
+/** What the buffer store gets from the settings. */
+function storeOptions(settings: Settings): StoreOptions {
+  const { streams: s, redis: r } = settings;
+  return {
+    kind: s.store,
+    limits: { maxBuffers: s.max_buffers, maxBufferBytes: s.max_buffer_bytes, bufferTimeoutMs: s.buffer_timeout_s * 1000 },
+    redis: { url: r.url, keyPrefix: r.key_prefix, leaseMs: r.lease_ms, retryMs: r.retry_ms, maxBlockingReads: r.max_blocking_connections },
+  };
+}
+
+/** What the transports get from the settings: the enabled ones, with their limits. */
+function transportOptions(settings: Settings): TransportOptions {
+  const { connections: c, http, tcp, udp, ws, stdio } = settings;
+  return {
+    host: settings.host,
+    limits: { maxSendBufferBytes: c.max_send_buffer_bytes, maxInflight: c.max_inflight, idleTimeoutMs: c.idle_timeout_s * 1000 },
+    maxConnections: c.max_connections,
+    ...(http.enabled ? { http: { port: http.port, maxBodyBytes: http.max_body_bytes } } : {}),
+    ...(tcp.enabled ? { tcp: { port: tcp.port, maxLineBytes: tcp.max_line_bytes } } : {}),
+    ...(udp.enabled ? { udp: { port: udp.port, maxDatagramBytes: udp.max_datagram_bytes } } : {}),
+    ...(ws.enabled ? { ws: { port: ws.port, maxMessageBytes: ws.max_message_bytes } } : {}),
+    ...(stdio.enabled ? { stdio: { maxLineBytes: stdio.max_line_bytes } } : {}),
+  };
+}
+
 /** The gate every request passes: API keys and per-client limits. Warns when the server is open to the network without keys. */
 function clientGate(settings: Settings, metrics: Metrics, log: Logger): ClientGate {
   const keys = new ApiKeys(settings.auth.api_keys);
@@ -98,7 +146,7 @@ function clientGate(settings: Settings, metrics: Metrics, log: Logger): ClientGa
     maxStreams: l.max_streams,
     maxConnections: l.max_connections,
   });
-  return new ClientGate({ keys, limits, onRefusal: (error) => metrics.error(error.code) });
+  return new ClientGate({ keys, limits, onRefusal: (error) => metrics.error(toErrorObject(error).code) });
 }
 
 /** What a graceful shutdown acts on: health turns 503, the scheduler refuses new runs, listeners close. */
@@ -114,11 +162,11 @@ function drainTarget(server: {
   return {
     stopAccepting: () => {
       health.draining();
-      scheduler.close(new RpcError('SHUTTING_DOWN', 'The server is shutting down and starts no new runs'));
+      scheduler.close(fault('SHUTTING_DOWN', 'no_new_runs'));
       for (const transport of transports) transport.stopAccepting();
     },
     pending: async () => ({ streams: hub.liveCount, buffers: (await store.status()).active_buffers }),
-    endStreams: () => hub.stopAll(new RpcError('SHUTTING_DOWN', 'The server shut down before this stream finished')),
+    endStreams: () => hub.stopAll(fault('SHUTTING_DOWN', 'cut_short')),
     close: server.close,
   };
 }
@@ -137,9 +185,9 @@ async function bind(transports: Transport[]): Promise<Record<string, string>> {
 
 /** Loads the model, then opens the buffer store; on failure frees what was made and rethrows. */
 async function loadEngineAndStore(settings: Settings, log: Logger): Promise<{ engine: Engine; opened: OpenStore }> {
-  const engine = await startEngine(settings.engine, log);
+  const engine = await startEngine(engineOptions(settings), log);
   try {
-    return { engine, opened: await openStore(settings, log) };
+    return { engine, opened: await openStore(storeOptions(settings), log) };
   } catch (err) {
     await engine.dispose();
     throw err;
@@ -161,7 +209,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   let close: () => Promise<void>;
   let endedByInput = (): void => {};
   const ended = new Promise<void>((resolve) => (endedByInput = resolve));
-  const transports = createTransports(settings, {
+  const transports = createTransports(transportOptions(settings), {
     handle: (raw, origin) => serve(raw, origin),
     gate,
     endpoints: endpoints(health, metrics),
@@ -196,7 +244,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     log,
     observer: observeAll(options.observer ? [metrics, options.observer] : [metrics]),
   });
-  const table: Map<string, Method> = new Map([
+  const table: Map<string, Method<Client>> = new Map([
     ...coreMethods({
       engine,
       hub,
@@ -210,7 +258,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     ...liveMethods(hub),
     authenticateMethod(gate),
     engineStatusMethod(engine),
-    listFunctionsMethod((): ReadonlyMap<string, Method> => table, engine),
+    listFunctionsMethod((): ReadonlyMap<string, Method<Client>> => table, engine),
     ...(settings.diagnostics ? diagnosticMethods(store, () => hub.sweep()) : []),
   ]);
   const dispatcher = new Dispatcher({

@@ -1,37 +1,27 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { ApiKey } from './auth.js';
-import { defaultSettings, readSettingsFile, SettingsError, type Settings } from './settings.js';
+import { type EnvType, leavesOf } from './setting-kinds.js';
+import { defaultSettings, readSettingsFile, SETTINGS, SettingsError, type Settings } from './settings.js';
 
 /** Every environment variable that sets a setting starts with this. */
 export const ENV_PREFIX = 'RKLLM_MCP_';
 
 type Plain = Record<string, unknown>;
 
-/** A setting that an environment variable can set: where it sits, and the type its default has. */
-interface EnvSetting {
+/** A setting that an environment variable can set: where it sits, and how the variable's text is read. */
+export interface EnvSetting {
   path: string[];
-  /** The default's type; "nullable" is a string that may be null (an empty value gives null). */
-  type: 'string' | 'number' | 'boolean' | 'list' | 'nullable';
+  type: EnvType;
 }
 
-function typeOf(value: unknown): EnvSetting['type'] {
-  if (value === null) return 'nullable';
-  if (Array.isArray(value)) return 'list';
-  return typeof value as 'string' | 'number' | 'boolean';
+/** The variable of the setting at `path`: RKLLM_MCP_ and the path in capitals, e.g. RKLLM_MCP_HTTP_MAX_BODY_BYTES. */
+export function envName(path: readonly string[]): string {
+  return `${ENV_PREFIX}${path.join('_').toUpperCase()}`;
 }
 
-/** Every leaf setting, by its environment variable: RKLLM_MCP_ and its path in capitals, e.g. RKLLM_MCP_HTTP_MAX_BODY_BYTES. */
+/** Every leaf setting, by its environment variable. */
 export function envSettings(): Map<string, EnvSetting> {
-  const found = new Map<string, EnvSetting>();
-  const walk = (value: unknown, path: string[]): void => {
-    if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
-      for (const [key, child] of Object.entries(value)) walk(child, [...path, key]);
-      return;
-    }
-    found.set(`${ENV_PREFIX}${path.join('_').toUpperCase()}`, { path, type: typeOf(value) });
-  };
-  walk(defaultSettings(), []);
-  return found;
+  return new Map(leavesOf(SETTINGS).map(({ path, leaf }) => [envName(path), { path, type: leaf.env }]));
 }
 
 /** Turns a variable's text into the setting's type; validation of the value itself comes later, with the other layers'. */
@@ -101,7 +91,7 @@ export function openSettingsFile(path: string, create: boolean): SettingsFile {
   const defaults = defaultSettings();
   try {
     writeFileSync(path, `${JSON.stringify(defaults, null, 2)}\n`, { flag: 'wx', mode: 0o600 });
-    return { path, values: defaults as unknown as Plain, created: true };
+    return { path, values: defaults, created: true };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') return { path, values: readSettingsFile(path), created: false };

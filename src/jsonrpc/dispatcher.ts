@@ -1,8 +1,7 @@
 import type { Logger } from 'pino';
-import type { Peer } from '../auth.js';
-import type { Client } from '../clients.js';
+import { fault, ServerError } from '../errors.js';
 import type { Connection } from './connection.js';
-import { RpcError } from './errors.js';
+import { ErrorCodes } from './errors.js';
 import {
   errorResponse,
   parseMessage,
@@ -14,8 +13,11 @@ import {
   type JsonRpcResponse,
 } from './message.js';
 
-/** What a handler knows about the request it serves. */
-export interface MethodContext {
+/**
+ * What a handler knows about the request it serves. `Who` is whoever the gate says sent it (the
+ * server's `Client`); the dispatcher only passes it on.
+ */
+export interface MethodContext<Who = unknown> {
   /** The request id; undefined for a notification. */
   id: JsonRpcId | undefined;
   /** Aborts when the request is cancelled, e.g. its connection closed. */
@@ -23,7 +25,7 @@ export interface MethodContext {
   /** The transport that carried the request ("http", "tcp", ...). */
   transport: string;
   /** Who sent the request: limits and stream ownership go by it. */
-  client: Client;
+  client: Who;
   /** Carries the request's ids (`req_id`, unique within the server, and the JSON-RPC `rpc_id`) and the client's id. */
   log: Logger;
   /** The live connection that carried the request (absent on HTTP): handlers may push messages on it. */
@@ -37,21 +39,21 @@ export interface MethodContext {
 export const PUSHED: unique symbol = Symbol('responses pushed on the connection');
 
 /** One entry of the method table. */
-export interface Method {
+export interface Method<Who = unknown> {
   description: string;
   /** JSON Schema of the params object; published by `rkllm_list_functions`. */
   params: Record<string, unknown>;
   /** Validates raw params (throwing -32602) and returns them typed. */
   parse: (params: unknown) => unknown;
-  handler: (params: never, ctx: MethodContext) => unknown;
+  handler(params: never, ctx: MethodContext<Who>): unknown;
   /** Whether the active engine can serve the method; true when absent. */
   supported?: () => boolean;
 }
 
-export type MethodTable = ReadonlyMap<string, Method>;
+export type MethodTable<Who = unknown> = ReadonlyMap<string, Method<Who>>;
 
-/** Transport-level facts the dispatcher passes on to handlers. */
-export interface RequestOrigin {
+/** Transport-level facts the dispatcher passes on to handlers. `Peer` is the client end as the transport knows it. */
+export interface RequestOrigin<Peer = unknown> {
   transport: string;
   signal: AbortSignal;
   connection?: Connection;
@@ -60,16 +62,21 @@ export interface RequestOrigin {
 }
 
 /** Admits each request before its method is looked up: says who sent it, or throws a refusal (a missing key, a limit). */
-export interface RequestGate {
-  admit(request: JsonRpcRequest, peer: Peer): Client;
+export interface RequestGate<Peer, Who> {
+  admit(request: JsonRpcRequest, peer: Peer): Who;
 }
 
-export interface DispatcherOptions {
-  methods: MethodTable;
+/** Whoever sent a request, as far as the dispatcher cares: something with an id for the logs. */
+export interface Sender {
+  readonly id: string;
+}
+
+export interface DispatcherOptions<Peer, Who extends Sender> {
+  methods: MethodTable<Who>;
   log: Logger;
   /** Requests in one batch at most. */
   maxBatch: number;
-  gate: RequestGate;
+  gate: RequestGate<Peer, Who>;
   /** Told how long each request took to answer (metrics). */
   onAnswered?: (method: string, transport: string, seconds: number) => void;
 }
@@ -78,16 +85,16 @@ export interface DispatcherOptions {
  * Turns raw messages into responses. Knows nothing of sockets: every transport hands it the bytes
  * of one message and writes back what it returns (nothing for notifications).
  */
-export class Dispatcher {
-  readonly #methods: MethodTable;
+export class Dispatcher<Peer, Who extends Sender> {
+  readonly #methods: MethodTable<Who>;
   readonly #log: Logger;
   readonly #maxBatch: number;
-  readonly #gate: RequestGate;
-  readonly #onAnswered: NonNullable<DispatcherOptions['onAnswered']>;
+  readonly #gate: RequestGate<Peer, Who>;
+  readonly #onAnswered: NonNullable<DispatcherOptions<Peer, Who>['onAnswered']>;
   /** Numbers requests for the logs. */
   #received = 0;
 
-  constructor(options: DispatcherOptions) {
+  constructor(options: DispatcherOptions<Peer, Who>) {
     this.#methods = options.methods;
     this.#log = options.log;
     this.#maxBatch = options.maxBatch;
@@ -95,37 +102,34 @@ export class Dispatcher {
     this.#onAnswered = options.onAnswered ?? (() => {});
   }
 
-  get methods(): MethodTable {
+  get methods(): MethodTable<Who> {
     return this.#methods;
   }
 
   /** Handles one message (a request, a notification or a batch). Undefined means "send nothing". */
-  async handle(raw: Uint8Array | string, origin: RequestOrigin): Promise<JsonRpcResponse | JsonRpcResponse[] | undefined> {
+  async handle(raw: Uint8Array | string, origin: RequestOrigin<Peer>): Promise<JsonRpcResponse | JsonRpcResponse[] | undefined> {
     let message: unknown;
     try {
       message = parseMessage(raw);
     } catch (err) {
-      return errorResponse(null, err as RpcError);
+      return errorResponse(null, err as ServerError);
     }
     if (!Array.isArray(message)) return this.#one(message, origin);
-    if (message.length === 0) return errorResponse(null, new RpcError('INVALID_REQUEST', 'Invalid Request: empty batch'));
+    if (message.length === 0) return errorResponse(null, fault('INVALID_REQUEST', 'empty_batch'));
     if (message.length > this.#maxBatch) {
-      return errorResponse(
-        null,
-        new RpcError('INVALID_REQUEST', `Invalid Request: a batch holds at most ${this.#maxBatch} requests; got ${message.length}`),
-      );
+      return errorResponse(null, fault('INVALID_REQUEST', 'batch_too_large', { max_batch: this.#maxBatch, count: message.length }));
     }
     const responses = await Promise.all(message.map((m) => this.#one(m, origin)));
     const sent = responses.filter((r): r is JsonRpcResponse => r !== undefined);
     return sent.length > 0 ? sent : undefined;
   }
 
-  async #one(value: unknown, origin: RequestOrigin): Promise<JsonRpcResponse | undefined> {
+  async #one(value: unknown, origin: RequestOrigin<Peer>): Promise<JsonRpcResponse | undefined> {
     let request;
     try {
       request = validateRequest(value);
     } catch (err) {
-      return errorResponse(salvageId(value), err as RpcError);
+      return errorResponse(salvageId(value), err as ServerError);
     }
     const isNotification = !('id' in request);
     const id = isNotification ? null : (request.id as JsonRpcId);
@@ -145,8 +149,8 @@ export class Dispatcher {
       log.debug({ method }, 'answered');
       return isNotification || result === PUSHED ? undefined : resultResponse(id, result);
     } catch (err) {
-      const error = this.#toRpcError(err, method, log);
-      log.debug({ method, code: error.code }, 'answered with an error');
+      const error = this.#toServerError(err, method, log);
+      log.debug({ method, code: ErrorCodes[error.name] }, 'answered with an error');
       return isNotification ? undefined : errorResponse(id, error);
     } finally {
       this.#onAnswered(method, origin.transport, (performance.now() - started) / 1000);
@@ -154,17 +158,17 @@ export class Dispatcher {
   }
 
   /** Looks the method up before touching its params, validates them, then runs the handler. */
-  async call(name: string, params: unknown, ctx: MethodContext): Promise<unknown> {
+  async call(name: string, params: unknown, ctx: MethodContext<Who>): Promise<unknown> {
     const method = this.#methods.get(name);
-    if (!method) throw new RpcError('METHOD_NOT_FOUND', `Method not found: ${name}`);
-    if (Array.isArray(params)) throw new RpcError('INVALID_PARAMS', 'Invalid params: params must be an object with named fields');
+    if (!method) throw fault('METHOD_NOT_FOUND', 'unknown', { method: name });
+    if (Array.isArray(params)) throw fault('INVALID_PARAMS', 'positional');
     const parsed = method.parse(params ?? {});
     return await method.handler(parsed as never, ctx);
   }
 
-  #toRpcError(err: unknown, method: string, log: Logger): RpcError {
-    if (err instanceof RpcError) return err;
+  #toServerError(err: unknown, method: string, log: Logger): ServerError {
+    if (err instanceof ServerError) return err;
     log.error({ err, method }, 'internal error');
-    return new RpcError('INTERNAL_ERROR', 'Internal error');
+    return fault('INTERNAL_ERROR', 'internal');
   }
 }

@@ -1,4 +1,7 @@
-import { RpcError } from './errors.js';
+import { fault, ServerError } from '../errors.js';
+import { toErrorObject, type JsonRpcErrorObject } from './errors.js';
+
+export type { JsonRpcErrorObject };
 
 /** A JSON-RPC id: string, number or null. `undefined` marks a notification. */
 export type JsonRpcId = string | number | null;
@@ -9,12 +12,6 @@ export interface JsonRpcRequest {
   params?: unknown;
   /** Absent for notifications. */
   id?: JsonRpcId;
-}
-
-export interface JsonRpcErrorObject {
-  code: number;
-  message: string;
-  data?: unknown;
 }
 
 export type JsonRpcResponse =
@@ -34,13 +31,13 @@ export function parseMessage(raw: Uint8Array | string): unknown {
     try {
       text = utf8.decode(raw);
     } catch {
-      throw new RpcError('PARSE_ERROR', 'Parse error: the message is not valid UTF-8');
+      throw fault('PARSE_ERROR', 'utf8');
     }
   }
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
-    throw new RpcError('PARSE_ERROR', `Parse error: ${(err as Error).message}`);
+    throw fault('PARSE_ERROR', 'json', { reason: (err as Error).message });
   }
 }
 
@@ -60,20 +57,20 @@ export function salvageId(value: unknown): JsonRpcId {
 /** Checks the envelope of one request; throws -32600 naming what is wrong. */
 export function validateRequest(value: unknown): JsonRpcRequest {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new RpcError('INVALID_REQUEST', 'Invalid Request: a request must be a JSON object');
+    throw fault('INVALID_REQUEST', 'envelope', { detail: 'a request must be a JSON object' });
   }
   const msg = value as Record<string, unknown>;
   if (msg.jsonrpc !== '2.0') {
-    throw new RpcError('INVALID_REQUEST', 'Invalid Request: "jsonrpc" must be exactly "2.0"');
+    throw fault('INVALID_REQUEST', 'envelope', { detail: '"jsonrpc" must be exactly "2.0"' });
   }
   if (typeof msg.method !== 'string') {
-    throw new RpcError('INVALID_REQUEST', 'Invalid Request: "method" must be a string');
+    throw fault('INVALID_REQUEST', 'envelope', { detail: '"method" must be a string' });
   }
   if ('id' in msg && !isValidId(msg.id)) {
-    throw new RpcError('INVALID_REQUEST', 'Invalid Request: "id" must be a string, a number or null');
+    throw fault('INVALID_REQUEST', 'envelope', { detail: '"id" must be a string, a number or null' });
   }
   if ('params' in msg && (typeof msg.params !== 'object' || msg.params === null)) {
-    throw new RpcError('INVALID_REQUEST', 'Invalid Request: "params" must be an object or an array');
+    throw fault('INVALID_REQUEST', 'envelope', { detail: '"params" must be an object or an array' });
   }
   return msg as unknown as JsonRpcRequest;
 }
@@ -82,7 +79,7 @@ export function resultResponse(id: JsonRpcId, result: unknown): JsonRpcResponse 
   return { jsonrpc: '2.0', id, result };
 }
 
-export function errorResponse(id: JsonRpcId, error: RpcError | JsonRpcErrorObject): JsonRpcResponse {
-  const body = error instanceof RpcError ? error.toJSON() : error;
+export function errorResponse(id: JsonRpcId, error: ServerError | JsonRpcErrorObject): JsonRpcResponse {
+  const body = error instanceof ServerError ? toErrorObject(error) : error;
   return { jsonrpc: '2.0', id, error: body };
 }

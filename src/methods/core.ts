@@ -4,7 +4,7 @@ import type { Client } from '../clients.js';
 import { ENGINE_FEATURE_NAMES } from '../engine/capabilities.js';
 import type { Engine } from '../engine/types.js';
 import { PUSHED, type Method, type MethodContext } from '../jsonrpc/dispatcher.js';
-import { RpcError, invalidParams } from '../jsonrpc/errors.js';
+import { fault } from '../errors.js';
 import type { JsonRpcId } from '../jsonrpc/message.js';
 import { requestKey, type BufferStore } from '../streams/buffer-store.js';
 import type { StreamHub } from '../streams/hub.js';
@@ -18,9 +18,9 @@ import { runParamsSchema, toRunParams } from './run-params.js';
 export function method<P>(
   description: string,
   schema: JsonSchema,
-  handler: (params: P, ctx: MethodContext) => unknown,
+  handler: (params: P, ctx: MethodContext<Client>) => unknown,
   supported?: () => boolean,
-): Method {
+): Method<Client> {
   return {
     description,
     params: schema,
@@ -87,7 +87,7 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
 
   function onlyOne(ref: StreamRef): void {
     if (ref.stream_id !== undefined && ref.request_id !== undefined) {
-      throw invalidParams('Invalid params: give either "stream_id" or "request_id", not both');
+      throw fault('INVALID_PARAMS', 'detail', { detail: 'give either "stream_id" or "request_id", not both' });
     }
   }
 
@@ -98,19 +98,17 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
       if (!client.owns(ref.stream_id)) throw notOwned(ref.stream_id);
       return ref.stream_id;
     }
-    if (ref.request_id === undefined) throw invalidParams('Invalid params: missing required field "stream_id" or "request_id"');
+    if (ref.request_id === undefined)
+      throw fault('INVALID_PARAMS', 'detail', { detail: 'missing required field "stream_id" or "request_id"' });
     const ids = (await store.findByRequest(requestKey(ref.request_id))).filter((id) => client.owns(id));
     if (ids.length === 1) return ids[0]!;
     if (ids.length > 1) {
-      throw new RpcError(
-        'AMBIGUOUS_REQUEST_ID',
-        `${ids.length} live streams were started with request id ${JSON.stringify(ref.request_id)}; poll by "stream_id" instead`,
-        { stream_ids: ids },
-      );
+      throw fault('AMBIGUOUS_REQUEST_ID', 'poll', { count: ids.length, request_id: JSON.stringify(ref.request_id) }, { stream_ids: ids });
     }
-    throw new RpcError(
+    throw fault(
       'STREAM_NOT_FOUND',
-      `No live stream was started by request id ${JSON.stringify(ref.request_id)}: it never existed, expired, or its final chunk was already acknowledged`,
+      'unknown_request',
+      { request_id: JSON.stringify(ref.request_id) },
       { request_id: ref.request_id, reason: 'unknown' },
     );
   }
@@ -171,13 +169,8 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
           if (params.stream_id === undefined && params.request_id === undefined) return { aborted: hub.abortRunning(owned) };
           const live = hub.select(params).filter(owned);
           if (live.length > 1) {
-            throw new RpcError(
-              'AMBIGUOUS_REQUEST_ID',
-              `${live.length} live streams share request id ${JSON.stringify(params.request_id)}; abort by "stream_id" instead`,
-              {
-                stream_ids: live.map((s) => s.id),
-              },
-            );
+            const vars = { count: live.length, request_id: JSON.stringify(params.request_id) };
+            throw fault('AMBIGUOUS_REQUEST_ID', 'abort', vars, { stream_ids: live.map((s) => s.id) });
           }
           if (live.length === 1) {
             live[0]!.abort();

@@ -3,7 +3,7 @@
  * server's real buffer store: chunks injected here can be read back with `poll`.
  */
 import type { Method } from '../jsonrpc/dispatcher.js';
-import { invalidParams } from '../jsonrpc/errors.js';
+import { fault } from '../errors.js';
 import { requestKey, type BufferStore } from '../streams/buffer-store.js';
 import { newStreamId, type Chunk } from '../streams/stream.js';
 import { method } from './core.js';
@@ -28,7 +28,8 @@ interface OperationsParams {
 /** Creates a buffer under `requestId` and appends the chunks, checking they are numbered 0, 1, 2... */
 async function inject(store: BufferStore, requestId: string | number | null, chunks: Chunk[], idleMs = 0): Promise<string> {
   chunks.forEach((chunk, index) => {
-    if (chunk.seq !== index) throw invalidParams(`Invalid params: chunk ${index} has seq ${chunk.seq}; seqs must count 0, 1, 2, ...`);
+    if (chunk.seq !== index)
+      throw fault('INVALID_PARAMS', 'detail', { detail: `chunk ${index} has seq ${chunk.seq}; seqs must count 0, 1, 2, ...` });
   });
   const streamId = newStreamId();
   await store.create(streamId, { requestKey: requestKey(requestId), idleMs });

@@ -19,7 +19,7 @@ import {
   type RKLLMParam,
 } from '../engine/types.js';
 import type { Method } from '../jsonrpc/dispatcher.js';
-import { RpcError, invalidParams } from '../jsonrpc/errors.js';
+import { fault } from '../errors.js';
 import type { StreamHub } from '../streams/hub.js';
 import { method } from './core.js';
 import { samplingProperties } from './run-params.js';
@@ -69,7 +69,7 @@ const floats: JsonSchema = { type: 'array', items: { type: 'number' } };
 async function requireFile(path: string, field: string): Promise<void> {
   const info = await stat(path).catch(() => undefined);
   if (!info?.isFile()) {
-    throw invalidParams(`Invalid params: "${field}" names no file: ${path}`, { reason: 'file_not_found', path });
+    throw fault('INVALID_PARAMS', 'detail', { detail: `"${field}" names no file: ${path}` }, { reason: 'file_not_found', path });
   }
 }
 
@@ -114,9 +114,7 @@ export function rkllmMethods({ engine, hub }: RkllmDeps): Array<[string, Method]
         NO_PARAMS,
         async () => {
           const streams = hub.liveCount;
-          const stopped = hub.stopAll(
-            new RpcError('ABORTED', 'The model was unloaded by rkllm_destroy; this stream was stopped', { engine: engine.name }),
-          );
+          const stopped = hub.stopAll(fault('ABORTED', 'destroyed', {}, { engine: engine.name }));
           await Promise.all([stopped, engine.destroy()]);
           return { destroyed: true, streams_stopped: streams };
         },

@@ -1,4 +1,4 @@
-import { invalidParams } from '../jsonrpc/errors.js';
+import { fault } from '../errors.js';
 import { RKLLMInputType, type RKLLMInferParam, type RKLLMInput } from '../engine/types.js';
 import type { RunParams } from '../streams/hub.js';
 import { bool, int, num, object, str, type JsonSchema } from './schema.js';
@@ -64,7 +64,7 @@ type Fields = Record<string, unknown>;
 /** Picks `name` from the flat params or from the nested object, refusing it in both. */
 function pick(flat: Fields, nested: Fields | undefined, name: string, where: string): unknown {
   const inNested = nested !== undefined && name in nested;
-  if (name in flat && inNested) throw invalidParams(`Invalid params: "${name}" is given both flat and in "${where}"`);
+  if (name in flat && inNested) throw fault('INVALID_PARAMS', 'detail', { detail: `"${name}" is given both flat and in "${where}"` });
   return inNested ? nested[name] : flat[name];
 }
 
@@ -91,23 +91,25 @@ export function toRunParams(params: Fields, maxContext: number): RunParams {
 
   const inputType = (i.input_type as number | undefined) ?? RKLLMInputType.RKLLM_INPUT_PROMPT;
   if (inputType === RKLLMInputType.RKLLM_INPUT_PROMPT && typeof i.prompt_input !== 'string') {
-    throw invalidParams('Invalid params: missing required field "prompt_input" (input_type 0, PROMPT)');
+    throw fault('INVALID_PARAMS', 'detail', { detail: 'missing required field "prompt_input" (input_type 0, PROMPT)' });
   }
   if (inputType === RKLLMInputType.RKLLM_INPUT_TOKEN && i.token_input === undefined) {
-    throw invalidParams('Invalid params: missing required field "token_input" (input_type 1, TOKEN)');
+    throw fault('INVALID_PARAMS', 'detail', { detail: 'missing required field "token_input" (input_type 1, TOKEN)' });
   }
   if (inputType === RKLLMInputType.RKLLM_INPUT_EMBED && i.embed_input === undefined) {
-    throw invalidParams('Invalid params: missing required field "embed_input" (input_type 2, EMBED)');
+    throw fault('INVALID_PARAMS', 'detail', { detail: 'missing required field "embed_input" (input_type 2, EMBED)' });
   }
   const tokens = i.token_input as { input_ids: number[]; n_tokens?: number } | undefined;
   if (tokens?.n_tokens !== undefined && tokens.n_tokens !== tokens.input_ids.length) {
-    throw invalidParams(
-      `Invalid params: "token_input.n_tokens" must equal the length of "input_ids" (${tokens.input_ids.length}); got ${tokens.n_tokens}`,
-    );
+    throw fault('INVALID_PARAMS', 'detail', {
+      detail: `"token_input.n_tokens" must equal the length of "input_ids" (${tokens.input_ids.length}); got ${tokens.n_tokens}`,
+    });
   }
   const maxNew = f.max_new_tokens as number | undefined;
   if (maxNew !== undefined && (maxNew === 0 || maxNew > maxContext)) {
-    throw invalidParams(`Invalid params: "max_new_tokens" must be -1 or between 1 and ${maxContext} (max_context_len); got ${maxNew}`);
+    throw fault('INVALID_PARAMS', 'detail', {
+      detail: `"max_new_tokens" must be -1 or between 1 and ${maxContext} (max_context_len); got ${maxNew}`,
+    });
   }
   const input: RKLLMInput = {
     ...i,

@@ -1,5 +1,5 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { invalidParams } from '../jsonrpc/errors.js';
+import { fault } from '../errors.js';
 
 /** A JSON Schema (draft-07 subset) as plain data, so `rkllm_list_functions` can publish it. */
 export type JsonSchema = Record<string, unknown>;
@@ -49,7 +49,7 @@ export function compileParams<T>(schema: JsonSchema): (params: unknown) => T {
     if (!validate(params)) {
       const errors = validate.errors ?? [];
       const first = errors.find((e) => e.keyword === 'additionalProperties') ?? errors[0];
-      throw invalidParams(`Invalid params: ${first ? describe(first) : 'rejected by the schema'}`);
+      throw fault('INVALID_PARAMS', 'detail', { detail: `${first ? describe(first) : 'rejected by the schema'}` });
     }
     return params as T;
   };

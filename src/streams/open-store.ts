@@ -1,12 +1,26 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Settings } from '../settings.js';
 import type { BufferLimits, BufferStore } from './buffer-store.js';
 import type { Peers } from './peers.js';
 import { MemoryBufferStore } from './memory-store.js';
 import { RedisPeers } from './redis/peers.js';
 import { RedisLink } from './redis/link.js';
 import { RedisBufferStore } from './redis/store.js';
+
+/** Which buffer store to open, and how. */
+export interface StoreOptions {
+  /** "memory" (this process) or "redis" (shared by every instance using the same Redis). */
+  kind: 'memory' | 'redis';
+  limits: BufferLimits;
+  redis: {
+    /** redis://... or rediss://...; required with kind "redis". */
+    url: string | null;
+    keyPrefix: string;
+    leaseMs: number;
+    retryMs: number;
+    maxBlockingReads: number;
+  };
+}
 
 /** The buffer store a server uses, with the cluster it belongs to when the store is shared. */
 export interface OpenStore {
@@ -17,23 +31,17 @@ export interface OpenStore {
   close(): Promise<void>;
 }
 
-function limitsOf(settings: Settings): BufferLimits {
-  const s = settings.streams;
-  return { maxBuffers: s.max_buffers, maxBufferBytes: s.max_buffer_bytes, bufferTimeoutMs: s.buffer_timeout_s * 1000 };
-}
-
 /**
- * Opens the buffer store the settings choose: in memory (the default), or shared by every
- * instance through Redis (`streams.store: "redis"`, `redis.url`). Throws a clear error when Redis
- * cannot be reached.
+ * Opens the buffer store `options.kind` names: in memory (the default), or shared by every
+ * instance through Redis. Throws a clear error when Redis cannot be reached.
  */
-export async function openStore(settings: Settings, log: Logger): Promise<OpenStore> {
-  const limits = limitsOf(settings);
-  if (settings.streams.store === 'memory') {
+export async function openStore(options: StoreOptions, log: Logger): Promise<OpenStore> {
+  const { limits } = options;
+  if (options.kind === 'memory') {
     const store = new MemoryBufferStore({ limits });
     return { store, close: () => store.close() };
   }
-  const { url, key_prefix: keyPrefix, lease_ms: leaseMs, retry_ms: retryMs, max_blocking_connections: maxBlockingReads } = settings.redis;
+  const { url, keyPrefix, leaseMs, retryMs, maxBlockingReads } = options.redis;
   if (url === null) throw new Error('streams.store is "redis" but no Redis URL is set: give --redis URL or the setting redis.url');
   const link = await RedisLink.open({ url, keyPrefix });
   const instanceId = `${process.pid}-${randomBytes(6).toString('hex')}`;

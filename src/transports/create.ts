@@ -1,6 +1,5 @@
 import type { Logger } from 'pino';
 import type { ClientGate } from '../clients.js';
-import type { Settings } from '../settings.js';
 import { HttpTransport, type HttpEndpoint } from './http.js';
 import type { ConnectionLimits } from './live-connection.js';
 import { StdioTransport } from './stdio.js';
@@ -8,6 +7,21 @@ import { TcpTransport } from './tcp.js';
 import type { MessageHandler, Transport } from './transport.js';
 import { UdpTransport } from './udp.js';
 import { WsTransport } from './ws.js';
+
+/** Which transports to build, and their limits. A transport left out is not served. */
+export interface TransportOptions {
+  /** The address every network transport binds. */
+  host: string;
+  /** What every live connection enforces. */
+  limits: ConnectionLimits;
+  /** Open connections per transport (TCP, WebSocket) at most. */
+  maxConnections: number;
+  http?: { port: number; maxBodyBytes: number };
+  tcp?: { port: number; maxLineBytes: number };
+  udp?: { port: number; maxDatagramBytes: number };
+  ws?: { port: number; maxMessageBytes: number };
+  stdio?: { maxLineBytes: number };
+}
 
 export interface TransportDeps {
   handle: MessageHandler;
@@ -19,45 +33,32 @@ export interface TransportDeps {
   onStdioEnd: () => void;
 }
 
-/** Builds every enabled transport from the settings, in the order the readiness line names them. */
-export function createTransports(settings: Settings, deps: TransportDeps): Transport[] {
-  const { host } = settings;
+/** Builds every transport `options` names, in the order the readiness line names them. */
+export function createTransports(options: TransportOptions, deps: TransportDeps): Transport[] {
+  const { host, limits, maxConnections } = options;
   const { handle, gate, log } = deps;
-  const c = settings.connections;
-  const limits: ConnectionLimits = {
-    maxSendBufferBytes: c.max_send_buffer_bytes,
-    maxInflight: c.max_inflight,
-    idleTimeoutMs: c.idle_timeout_s * 1000,
-  };
   const transports: Transport[] = [];
-  if (settings.http.enabled) {
-    const { port, max_body_bytes: maxBodyBytes } = settings.http;
+  if (options.http) {
+    const { port, maxBodyBytes } = options.http;
     transports.push(
       new HttpTransport({ host, port, maxBodyBytes, idleTimeoutMs: limits.idleTimeoutMs, handle, gate, endpoints: deps.endpoints, log }),
     );
   }
-  if (settings.tcp.enabled) {
-    const { port, max_line_bytes } = settings.tcp;
-    transports.push(
-      new TcpTransport({ host, port, maxLineBytes: max_line_bytes, maxConnections: c.max_connections, limits, handle, gate, log }),
-    );
+  if (options.tcp) {
+    const { port, maxLineBytes } = options.tcp;
+    transports.push(new TcpTransport({ host, port, maxLineBytes, maxConnections, limits, handle, gate, log }));
   }
-  if (settings.udp.enabled) {
-    const { port, max_datagram_bytes } = settings.udp;
-    transports.push(
-      new UdpTransport({ host, port, maxDatagramBytes: max_datagram_bytes, maxSendBufferBytes: c.max_send_buffer_bytes, handle, log }),
-    );
+  if (options.udp) {
+    const { port, maxDatagramBytes } = options.udp;
+    transports.push(new UdpTransport({ host, port, maxDatagramBytes, maxSendBufferBytes: limits.maxSendBufferBytes, handle, log }));
   }
-  if (settings.ws.enabled) {
-    const { port, max_message_bytes } = settings.ws;
-    transports.push(
-      new WsTransport({ host, port, maxMessageBytes: max_message_bytes, maxConnections: c.max_connections, limits, handle, gate, log }),
-    );
+  if (options.ws) {
+    const { port, maxMessageBytes } = options.ws;
+    transports.push(new WsTransport({ host, port, maxMessageBytes, maxConnections, limits, handle, gate, log }));
   }
-  if (settings.stdio.enabled) {
-    const { max_line_bytes } = settings.stdio;
+  if (options.stdio) {
     const io = { input: process.stdin, output: process.stdout };
-    transports.push(new StdioTransport({ ...io, maxLineBytes: max_line_bytes, limits, handle, log, onEnd: deps.onStdioEnd }));
+    transports.push(new StdioTransport({ ...io, maxLineBytes: options.stdio.maxLineBytes, limits, handle, log, onEnd: deps.onStdioEnd }));
   }
   return transports;
 }

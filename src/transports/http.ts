@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Logger } from 'pino';
 import type { Peer } from '../auth.js';
 import type { ClientGate } from '../clients.js';
+import { ERROR_NAMES, ERRORS, type ErrorSpec } from '../errors.js';
 import { ErrorCodes, RpcError } from '../jsonrpc/errors.js';
 import type { JsonRpcResponse } from '../jsonrpc/message.js';
 import { listen } from './listen.js';
@@ -30,11 +31,13 @@ export interface HttpTransportOptions {
 /** How long a refused oversized request may keep sending before its connection is cut. */
 const LINGER_MS = 2000;
 
-/** HTTP statuses of the refusals that have one; every other JSON-RPC answer is 200. */
-const STATUS_OF_ERROR = new Map<number, number>([
-  [ErrorCodes.UNAUTHORIZED, 401],
-  [ErrorCodes.RATE_LIMITED, 429],
-]);
+/** HTTP statuses of the refusals that have one (the `http` of their entry in src/errors.ts); every other JSON-RPC answer is 200. */
+const STATUS_OF_ERROR = new Map<number, number>(
+  ERROR_NAMES.flatMap((name): Array<[number, number]> => {
+    const spec: ErrorSpec = ERRORS[name];
+    return spec.http === undefined ? [] : [[spec.code, spec.http]];
+  }),
+);
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);

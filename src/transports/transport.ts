@@ -1,8 +1,12 @@
+import type { Peer } from '../auth.js';
 import type { RequestOrigin } from '../jsonrpc/dispatcher.js';
 import type { JsonRpcResponse } from '../jsonrpc/message.js';
 
 /** Hands one raw message to the dispatcher; resolves with what to send back (nothing for notifications). */
-export type MessageHandler = (raw: Uint8Array | string, origin: RequestOrigin) => Promise<JsonRpcResponse | JsonRpcResponse[] | undefined>;
+export type MessageHandler = (
+  raw: Uint8Array | string,
+  origin: RequestOrigin<Peer>,
+) => Promise<JsonRpcResponse | JsonRpcResponse[] | undefined>;
 
 /**
  * The contract every transport implements. A transport owns its sockets and framing; it never

@@ -1,0 +1,334 @@
+/**
+ * Every error the server can produce, in one table (the shape of fastify's `createError` table).
+ *
+ * Each entry has a stable string name (the key, used in logs, metrics and tests), the number
+ * clients see (`code`: the five standard JSON-RPC codes, and the server's own in -32000..-32099),
+ * the HTTP status a reply carrying only this error gets (`http`; absent: 200), the names of the
+ * fields its `data` may hold, what it means (for docs/errors.md), and its message templates.
+ * A template names its parameters in braces: `Unknown stream {stream_id}`.
+ *
+ * Nothing here knows JSON-RPC or HTTP: the wire layer (src/jsonrpc/errors.ts, the HTTP transport)
+ * turns a `ServerError` into a JSON-RPC error object or an HTTP status.
+ */
+export const ERRORS = {
+  PARSE_ERROR: {
+    code: -32700,
+    data: [],
+    meaning: 'The message is not JSON, or not valid UTF-8; answered with id null.',
+    messages: {
+      utf8: 'Parse error: the message is not valid UTF-8',
+      json: 'Parse error: {reason}',
+    },
+  },
+  INVALID_REQUEST: {
+    code: -32600,
+    data: ['max_line_bytes', 'max_datagram_bytes'],
+    meaning:
+      'A bad envelope, an empty or oversized batch, a body, line or datagram over its limit (HTTP answers 413), a WebSocket binary frame, ' +
+      'or a method called where it cannot work.',
+    messages: {
+      envelope: 'Invalid Request: {detail}',
+      empty_batch: 'Invalid Request: empty batch',
+      batch_too_large: 'Invalid Request: a batch holds at most {max_batch} requests; got {count}',
+      not_post: 'Use POST with a JSON-RPC 2.0 message in the body',
+      body_too_large: 'Request body exceeds the limit of {max_body_bytes} bytes',
+      line_too_long: 'Invalid Request: a line exceeds the limit of {max_line_bytes} bytes (setting {setting})',
+      datagram_too_large:
+        'Invalid Request: the datagram is {bytes} bytes, over the limit of {max_datagram_bytes} bytes (setting {setting})',
+      reply_too_large:
+        'The response is {bytes} bytes, over the datagram limit of {max_datagram_bytes} bytes (setting {setting}); use a stream transport for this request',
+      binary_frame: 'Invalid Request: binary frames are not accepted; send each JSON-RPC message as a text frame',
+      authenticate_not_live:
+        '{method} binds a key to a live connection (TCP, WebSocket, stdio). Over HTTP send "Authorization: Bearer <key>"; over UDP put "api_key" in every request',
+      already_authenticated: 'This connection is already authenticated with another key; open a new connection',
+      attach_not_live:
+        'rkllm_stream_attach pushes chunks as responses, so it needs a request id and a live transport (TCP, UDP, WebSocket or stdio); over HTTP use poll',
+    },
+  },
+  METHOD_NOT_FOUND: {
+    code: -32601,
+    data: [],
+    meaning: 'An unknown method, or a `test_*` method without `--diagnostics`.',
+    messages: { unknown: 'Method not found: {method}' },
+  },
+  INVALID_PARAMS: {
+    code: -32602,
+    data: ['reason', 'path', 'engine', 'last_seq', 'acked_seq'],
+    meaning:
+      'The message names the field and the problem: wrong type or range, unknown field, token id outside the vocabulary, prompt longer ' +
+      'than the context, `after_seq` beyond what was sent, missing file.',
+    messages: {
+      detail: 'Invalid params: {detail}',
+      positional: 'Invalid params: params must be an object with named fields',
+      after_seq_beyond: 'after_seq {after_seq} is beyond the last chunk sent (seq {last_seq})',
+      after_seq_released: 'after_seq {after_seq} is before chunks already acknowledged and released (up to seq {acked_seq})',
+    },
+  },
+  INTERNAL_ERROR: {
+    code: -32603,
+    data: [],
+    meaning: 'A server bug; no details leak to the client (the log has them).',
+    messages: {
+      internal: 'Internal error',
+      buffer_failed: 'The stream buffer failed; the stream was stopped',
+      run_failed: 'The run failed inside the server',
+      follow_failed: 'Reading the stream buffer failed inside the server',
+      duplicate_buffer: 'Stream {stream_id} already has a buffer',
+      store_reply: 'Unexpected reply from the stream store: {reply}',
+    },
+  },
+  BUSY: {
+    code: -32000,
+    data: ['retry_after', 'active', 'queued'],
+    meaning: 'The run queue is full, or a slot the request needs is running; `retry_after` says when to try again (seconds).',
+    messages: {
+      queue_full: 'Server busy: {active} runs active and {queued} queued (the limit); retry later',
+      no_free_slot: 'Every slot is running; load the prompt cache when one is free',
+      kv_cache_in_use: 'The KV cache cannot be cleared while a generation runs; abort it or retry when it ends',
+    },
+  },
+  STREAM_NOT_FOUND: {
+    code: -32001,
+    data: ['stream_id', 'request_id', 'reason'],
+    meaning:
+      'The stream is unknown, has expired or was released (`reason` says which); a stream another API key started is reported as unknown.',
+    messages: {
+      unknown: 'Unknown stream {stream_id}',
+      expired: 'Stream {stream_id} has expired: it was not polled for {seconds} s and its buffer was dropped',
+      released: 'Stream {stream_id} has ended and its buffer was released after the final chunk was acknowledged',
+      unknown_request:
+        'No live stream was started by request id {request_id}: it never existed, expired, or its final chunk was already acknowledged',
+    },
+  },
+  TOO_MANY_STREAMS: {
+    code: -32002,
+    data: ['max_buffers', 'retry_after'],
+    meaning: '`streams.max_buffers` live stream buffers exist; a new stream is refused, never evicting a live one.',
+    messages: {
+      local: 'Too many live streams: the limit of {max_buffers} buffers is reached; poll or abort existing streams first',
+      cluster:
+        'Too many live streams: the limit of {max_buffers} buffers is reached across the cluster; poll or abort existing streams first',
+    },
+  },
+  AMBIGUOUS_REQUEST_ID: {
+    code: -32003,
+    data: ['stream_ids'],
+    meaning: 'Several live streams share the JSON-RPC id given as `request_id`: name one by `stream_id`.',
+    messages: {
+      poll: '{count} live streams were started with request id {request_id}; poll by "stream_id" instead',
+      abort: '{count} live streams share request id {request_id}; abort by "stream_id" instead',
+    },
+  },
+  ENGINE_UNAVAILABLE: {
+    code: -32004,
+    data: ['engine', 'state', 'retry_after'],
+    meaning: 'No model is loaded (after `rkllm_destroy`), it is still loading, or the runtime is restarting or failed.',
+    messages: {
+      server_loading: 'The model is loading; retry once GET /health answers 200',
+      unloaded: 'No model is loaded; call rkllm_init first',
+      loading: 'The model is still loading; retry when rkllm_init has answered',
+      not_running: 'The RKLLM runtime is not running',
+      restarting: 'The RKLLM runtime is restarting after a crash; retry shortly',
+      failed: 'The RKLLM runtime could not be restarted ({reason}); call rkllm_destroy, then rkllm_init',
+    },
+  },
+  NOT_SUPPORTED: {
+    code: -32005,
+    data: ['engine', 'feature', 'reason'],
+    meaning: 'The active engine cannot do this feature; `data` names the engine, the feature and, when known, why.',
+    messages: {
+      feature: '{feature} is not supported by the {engine} engine',
+      feature_because: '{feature} is not supported by the {engine} engine: {reason}',
+    },
+  },
+  ENGINE_ERROR: {
+    code: -32006,
+    data: ['engine', 'function', 'code', 'library', 'reason'],
+    meaning:
+      'The engine failed while running or loading (a final chunk, or `rkllm_init`); a runtime call that returned a status names the ' +
+      'function and its `code`.',
+    messages: {
+      detail: '{detail}',
+      refused: '{function} failed with code {code}: {reason}',
+      runtime_failed: 'The RKLLM runtime failed: {reason}',
+      runtime_start: 'The RKLLM runtime could not start: {reason}',
+      layout_mismatch:
+        '{library} says it is RKLLM runtime {version}, but the {layout} struct layout is in use: set engine.rkllm.runtime_version (--rkllm-version) to {version}',
+      llama_load: 'llama.cpp cannot load "{path}": {reason}',
+      no_probabilities: 'llama.cpp returned no probabilities for the last input token',
+    },
+  },
+  BUFFER_FULL: {
+    code: -32007,
+    data: ['max_buffer_bytes'],
+    meaning: "A stream's buffer reached `streams.max_buffer_bytes` because nobody polled it (final chunk).",
+    messages: {
+      full: 'The stream buffer reached its cap of {max_buffer_bytes} bytes because it was not polled; generation stopped. Everything buffered before this chunk was kept.',
+    },
+  },
+  MODEL_LOADED: {
+    code: -32008,
+    data: ['engine'],
+    meaning: '`rkllm_init` while a model is loaded or loading: the server holds one model; call `rkllm_destroy` first.',
+    messages: { loaded: 'A model is already {state}; the server holds one model at a time: call rkllm_destroy first' },
+  },
+  ABORTED: {
+    code: -32009,
+    data: ['engine'],
+    meaning: 'The stream was stopped because its model went away (`rkllm_destroy`); appears in final chunks.',
+    messages: { destroyed: 'The model was unloaded by rkllm_destroy; this stream was stopped' },
+  },
+  SEND_BUFFER_FULL: {
+    code: -32010,
+    data: ['stream_id', 'last_seq', 'max_send_buffer_bytes'],
+    meaning: "A live connection's send buffer passed its cap because the client does not read (final chunk or notice).",
+    messages: {
+      stopped:
+        "The connection's send buffer passed its cap of {bytes} bytes (setting {setting}) because the client is not reading; the stream was stopped.",
+      detached:
+        "The connection's send buffer passed its cap of {bytes} bytes (setting {setting}) because the client is not reading; live delivery stopped after seq {last_seq}. " +
+        'The stream goes on buffering: resume it with rkllm_stream_attach or poll.',
+    },
+  },
+  TOO_MANY_CONNECTIONS: {
+    code: -32011,
+    data: ['max_connections', 'retry_after'],
+    meaning: "A transport's `connections.max_connections` is reached; the new connection is told so and closed (WebSocket: close 1013).",
+    messages: {
+      transport:
+        'Too many connections: the limit of {max_connections} {transport} connections (setting connections.max_connections) is reached; try again later',
+    },
+  },
+  CONNECTION_IDLE: {
+    code: -32012,
+    data: ['idle_timeout_s'],
+    meaning: 'The connection was closed after `connections.idle_timeout_s` with nothing received and nothing in progress.',
+    messages: {
+      idle: 'Closing the connection: nothing was received and nothing was in progress for {idle_timeout_s} s (setting connections.idle_timeout_s)',
+    },
+  },
+  STORE_UNAVAILABLE: {
+    code: -32013,
+    data: ['first_lost_seq', 'last_lost_seq'],
+    meaning: 'The shared stream store (Redis) cannot be reached; retry once it is back (replies, or a final chunk naming the lost seqs).',
+    messages: {
+      unreachable: 'The stream store (Redis at {where}) is unreachable: {reason}. Retry shortly.',
+      lost: 'The stream store (Redis) was unreachable for more than {retry_ms} ms, so chunks {seqs} could not be stored; generation was stopped',
+    },
+  },
+  STREAM_OWNER_LOST: {
+    code: -32014,
+    data: [],
+    meaning: 'The instance generating the stream stopped renewing its lease (it died or lost Redis); appears in final chunks.',
+    messages: {
+      lease:
+        'The instance generating this stream stopped renewing its lease for more than {lease_ms} ms (it died, or lost Redis); the stream was ended',
+    },
+  },
+  UNAUTHORIZED: {
+    code: -32015,
+    http: 401,
+    data: [],
+    meaning: 'A missing or wrong API key, on every transport. It says nothing more.',
+    messages: { key: 'Unauthorized: a valid API key is required' },
+  },
+  RATE_LIMITED: {
+    code: -32016,
+    http: 429,
+    data: ['limit', 'retry_after'],
+    meaning:
+      'A per-client limit is reached (request rate, streams, connections); `limit` names the setting, `retry_after` the seconds to wait.',
+    messages: {
+      requests: 'Too many requests: at most {max} per second per client (setting {limit}); retry after {retry_after} s',
+      streams: 'Too many streams: at most {max} queued or running per client (setting {limit}); retry after {retry_after} s',
+      connections: 'Too many {what}: at most {max} per client (setting {limit}); retry after {retry_after} s',
+    },
+  },
+  SHUTTING_DOWN: {
+    code: -32017,
+    data: [],
+    meaning: 'The server is draining: it starts no new runs; a stream cut short ends with `finish_reason: "shutdown"` and this error.',
+    messages: {
+      no_new_runs: 'The server is shutting down and starts no new runs',
+      cut_short: 'The server shut down before this stream finished',
+    },
+  },
+} as const satisfies Record<string, ErrorSpec>;
+
+/** One entry of the table. */
+export interface ErrorSpec {
+  /** The number clients see (JSON-RPC's `error.code`). */
+  code: number;
+  /** The HTTP status of a reply that carries only this error; absent: 200, the error travels in the JSON-RPC body. */
+  http?: number;
+  /** Names of the fields its `data` may hold. */
+  data: readonly string[];
+  /** What it means, for the docs. */
+  meaning: string;
+  /** Message templates by name; `{field}` is replaced by that parameter. */
+  messages: Readonly<Record<string, string>>;
+}
+
+export type ErrorName = keyof typeof ERRORS;
+
+/** Every name, in the order of the table. */
+export const ERROR_NAMES = Object.keys(ERRORS) as ErrorName[];
+
+type Spec<N extends ErrorName> = (typeof ERRORS)[N];
+type MessageName<N extends ErrorName> = keyof Spec<N>['messages'] & string;
+type Template<N extends ErrorName, M extends MessageName<N>> = Spec<N>['messages'][M] & string;
+
+/** The `{names}` in a template. */
+type Placeholders<S extends string> = S extends `${string}{${infer K}}${infer Rest}` ? K | Placeholders<Rest> : never;
+
+/** The fields `data` may hold for error `N`. */
+export type ErrorData<N extends ErrorName> = { [K in Spec<N>['data'][number]]?: unknown };
+
+/** What a template needs: its placeholders' values, then the error's data (if any). */
+type Args<N extends ErrorName, M extends MessageName<N>> = [Placeholders<Template<N, M>>] extends [never]
+  ? [vars?: Record<string, never>, data?: ErrorData<N>]
+  : [vars: Record<Placeholders<Template<N, M>>, string | number>, data?: ErrorData<N>];
+
+/**
+ * An error the server produces, by its name in the table. It carries the client-facing message and
+ * `data`; how it travels (JSON-RPC error object, HTTP status) is the wire layer's business.
+ */
+export class ServerError extends Error {
+  override readonly name: ErrorName;
+  readonly data: unknown;
+
+  constructor(name: ErrorName, message: string, data?: unknown) {
+    super(message);
+    this.name = name;
+    this.data = data;
+  }
+
+  /** The number clients see for this error (its table entry's `code`). */
+  get code(): number {
+    return ERRORS[this.name].code;
+  }
+
+  /**
+   * The error as clients see it, `{ code, message, data? }`. Kept while some code still puts
+   * errors straight into chunks that are serialised; the wire layer uses `toErrorObject`.
+   */
+  toJSON(): { code: number; message: string; data?: unknown } {
+    return this.data === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, data: this.data };
+  }
+}
+
+/** Fills `{name}` placeholders from `vars`. */
+export function fill(template: string, vars: Readonly<Record<string, string | number>> = {}): string {
+  return template.replace(/\{(\w+)\}/g, (whole, key: string) => (key in vars ? String(vars[key]) : whole));
+}
+
+/**
+ * Builds error `name` from its template `message`:
+ * `fault('STREAM_NOT_FOUND', 'unknown', { stream_id }, { stream_id, reason: 'unknown' })`.
+ */
+export function fault<N extends ErrorName, M extends MessageName<N>>(name: N, message: M, ...[vars, data]: Args<N, M>): ServerError {
+  const templates: Readonly<Record<string, string>> = ERRORS[name].messages;
+  return new ServerError(name, fill(templates[message]!, vars), data);
+}
