@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { ensureBuiltinModel } from '../model/builtin.js';
 import type { Settings } from '../settings.js';
-import { LlamaEngine } from './llama-engine.js';
+import { LlamaEngine } from './llama/engine.js';
 import { RkllmEngine } from './rkllm/rkllm-engine.js';
 import { createDefaultParam, type Engine } from './types.js';
 
