@@ -14,7 +14,7 @@ import {
   describeBuiltinModel,
   ensureBuiltinModel,
 } from '../src/model/builtin.js';
-import { serializeSampling } from '../src/engine/serial-sampling.js';
+import { serializeSampling } from '../src/engine/llama/serial-sampling.js';
 import { gguf, writeGguf, type GgufTensor } from '../src/model/gguf-writer.js';
 
 const GREEDY = { temperature: 0, topK: 1 } as const;

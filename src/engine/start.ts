@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { ensureBuiltinModel } from '../model/builtin.js';
-import { LlamaEngine } from './llama-engine.js';
+import { LlamaEngine } from './llama/engine.js';
 import type { LayoutSetting } from './rkllm/protocol.js';
 import { RkllmEngine } from './rkllm/rkllm-engine.js';
 import { createDefaultParam, type Engine, type RKLLMExtendParam } from './types.js';

@@ -1,224 +1,26 @@
 /**
  * The engine contract, in the RKLLM C API's own vocabulary (rkllm.h). Both engines implement it:
  * the llama.cpp engine (node-llama-cpp) and, on Rockchip boards, the RKLLM runtime through FFI.
- * Field names follow the header exactly, so JSON-RPC parameters map onto them one to one.
+ * The structs it speaks are in params.ts (what goes in) and results.ts (what comes out); this file
+ * re-exports them, and the defaults, so callers import the whole vocabulary from one place.
  */
 import type { EngineFeature } from './capabilities.js';
-import type { EngineStatus } from './status.js';
+import type {
+  ChatTemplate,
+  FunctionTools,
+  KvCacheClear,
+  KvCacheSize,
+  RKLLMCrossAttnParam,
+  RKLLMInferParam,
+  RKLLMInput,
+  RKLLMLoraAdapter,
+  RKLLMParam,
+} from './params.js';
+import type { LLMResultCallback, RunOutcome } from './results.js';
 
-/** The CPU masks of rkllm.h, for `extend_param.enabled_cpus_mask`. */
-export const CPU_MASKS = {
-  CPU0: 1 << 0,
-  CPU1: 1 << 1,
-  CPU2: 1 << 2,
-  CPU3: 1 << 3,
-  CPU4: 1 << 4,
-  CPU5: 1 << 5,
-  CPU6: 1 << 6,
-  CPU7: 1 << 7,
-} as const;
-
-/** `LLMCallState`: the state passed with each callback. */
-export const LLMCallState = {
-  RKLLM_RUN_NORMAL: 0,
-  RKLLM_RUN_WAITING: 1,
-  RKLLM_RUN_FINISH: 2,
-  RKLLM_RUN_ERROR: 3,
-} as const;
-export type LLMCallState = (typeof LLMCallState)[keyof typeof LLMCallState];
-
-export const RKLLMInputType = {
-  RKLLM_INPUT_PROMPT: 0,
-  RKLLM_INPUT_TOKEN: 1,
-  RKLLM_INPUT_EMBED: 2,
-  RKLLM_INPUT_MULTIMODAL: 3,
-} as const;
-export type RKLLMInputType = (typeof RKLLMInputType)[keyof typeof RKLLMInputType];
-
-export const RKLLMInferMode = {
-  RKLLM_INFER_GENERATE: 0,
-  RKLLM_INFER_GET_LAST_HIDDEN_LAYER: 1,
-  RKLLM_INFER_GET_LOGITS: 2,
-} as const;
-export type RKLLMInferMode = (typeof RKLLMInferMode)[keyof typeof RKLLMInferMode];
-
-export interface RKLLMExtendParam {
-  base_domain_id: number;
-  embed_flash: number;
-  enabled_cpus_num: number;
-  enabled_cpus_mask: number;
-  n_batch: number;
-  use_cross_attn: number;
-}
-
-/** `RKLLMParam`: what `rkllm_init` takes. */
-export interface RKLLMParam {
-  model_path: string;
-  max_context_len: number;
-  max_new_tokens: number;
-  top_k: number;
-  n_keep: number;
-  top_p: number;
-  temperature: number;
-  repeat_penalty: number;
-  frequency_penalty: number;
-  presence_penalty: number;
-  mirostat: number;
-  mirostat_tau: number;
-  mirostat_eta: number;
-  skip_special_token: boolean;
-  /** RKLLM 1.3 and later: keep generating past the end-of-sequence token. Absent means false. */
-  ignore_eos_token?: boolean;
-  is_async: boolean;
-  img_start: string;
-  img_end: string;
-  img_content: string;
-  extend_param: RKLLMExtendParam;
-}
-
-/** The sampling fields a single run may override (RKLLM 1.3's `sampling_params`). */
-export interface SamplingParams {
-  top_k: number;
-  top_p: number;
-  temperature: number;
-  repeat_penalty: number;
-  frequency_penalty: number;
-  presence_penalty: number;
-  mirostat?: number;
-  mirostat_tau?: number;
-  mirostat_eta?: number;
-  /** Not in rkllm.h: a seed for reproducible sampling when temperature > 0. */
-  seed?: number;
-}
-
-/** `RKLLMInput`, with the union flattened into optional members selected by `input_type`. */
-export interface RKLLMInput {
-  role: string;
-  enable_thinking: boolean;
-  input_type: RKLLMInputType;
-  prompt_input?: string;
-  token_input?: { input_ids: number[] };
-  embed_input?: { embed: number[]; n_tokens?: number };
-  multimodal_input?: Record<string, unknown>;
-}
-
-/** `RKLLMInferParam`, with RKLLM 1.3's per-run `max_new_tokens` and `sampling_params`. */
-export interface RKLLMInferParam {
-  mode: RKLLMInferMode;
-  lora_params?: { lora_adapter_name: string } | null;
-  prompt_cache_params?: { save_prompt_cache: number; prompt_cache_path: string } | null;
-  keep_history: number;
-  max_new_tokens?: number;
-  sampling_params?: Partial<SamplingParams>;
-}
-
-/** `RKLLMLoraAdapter`: what `rkllm_load_lora` takes. */
-export interface RKLLMLoraAdapter {
-  lora_adapter_path: string;
-  lora_adapter_name: string;
-  scale: number;
-}
-
-/** `RKLLMCrossAttnParam`, with arrays in place of the pointers. */
-export interface RKLLMCrossAttnParam {
-  encoder_k_cache: number[];
-  encoder_v_cache: number[];
-  encoder_mask: number[];
-  encoder_pos: number[];
-  num_tokens: number;
-}
-
-/** The arguments of `rkllm_set_chat_template`: how a prompt is wrapped before tokenization. */
-export interface ChatTemplate {
-  system_prompt: string;
-  prompt_prefix: string;
-  prompt_postfix: string;
-}
-
-/** The arguments of `rkllm_set_function_tools`. `tools` is a JSON array of tool definitions. */
-export interface FunctionTools {
-  system_prompt: string;
-  tools: string;
-  /** The tag that wraps a function result fed back with role "tool", e.g. "tool_response". */
-  tool_response_str: string;
-}
-
-/**
- * The arguments of `rkllm_clear_kv_cache`. Without positions the whole cache is cleared (keeping
- * the system prompt when asked); with them, slot i loses the range [start_pos[i], end_pos[i]).
- */
-export interface KvCacheClear {
-  keep_system_prompt: boolean;
-  start_pos?: number[];
-  end_pos?: number[];
-}
-
-/** `rkllm_get_kv_cache_size`: tokens held in the KV cache, one entry per slot (batch index). */
-export interface KvCacheSize {
-  cache_sizes: number[];
-}
-
-/** `RKLLMResultLastHiddenLayer`: `hidden_states` holds num_tokens x embd_size values, row-major. */
-export interface RKLLMResultLastHiddenLayer {
-  hidden_states: number[];
-  embd_size: number;
-  num_tokens: number;
-}
-
-/**
- * `RKLLMResultLogits`: `logits` holds num_tokens x vocab_size values, row-major. `normalization`
- * says what the numbers are: raw logits ("none"), or log-probabilities ("log_softmax") when the
- * engine can only give normalised values.
- */
-export interface RKLLMResultLogits {
-  logits: number[];
-  vocab_size: number;
-  num_tokens: number;
-  normalization: 'none' | 'log_softmax';
-}
-
-/** `RKLLMPerfStat`. */
-export interface RKLLMPerfStat {
-  prefill_time_ms: number;
-  prefill_tokens: number;
-  generate_time_ms: number;
-  generate_tokens: number;
-  memory_usage_mb: number;
-}
-
-/**
- * `RKLLMResult` as delivered to the callback. `text` is always complete UTF-8: a character split
- * across tokens arrives once whole, after callbacks in the WAITING state.
- */
-export interface RKLLMResult {
-  text: string;
-  token_id: number;
-  perf: RKLLMPerfStat;
-  /** Set once, in a NORMAL callback, by a GET_LAST_HIDDEN_LAYER run. */
-  last_hidden_layer?: RKLLMResultLastHiddenLayer;
-  /** Set once, in a NORMAL callback, by a GET_LOGITS run. */
-  logits?: RKLLMResultLogits;
-  /** Set with RKLLM_RUN_ERROR. */
-  error?: string;
-}
-
-/** What a GET_LAST_HIDDEN_LAYER or GET_LOGITS run produces besides text. */
-export type RunOutputs = Pick<RKLLMResult, 'last_hidden_layer' | 'logits'>;
-
-/**
- * `LLMResultCallback`. Called once per token (NORMAL), while a character is incomplete (WAITING),
- * and a last time with FINISH or ERROR. Returning a non-zero number asks the engine to stop.
- */
-export type LLMResultCallback = (result: RKLLMResult, state: LLMCallState) => number | void;
-
-/** Why a run ended. "shutdown" is the server's own: a graceful shutdown cut the stream short. */
-export type FinishReason = 'stop' | 'length' | 'abort' | 'error' | 'shutdown';
-
-export interface RunOutcome {
-  finish_reason: FinishReason;
-  perf: RKLLMPerfStat;
-  error?: string;
-}
+export * from './params.js';
+export * from './results.js';
+export { createDefaultParam, emptyPerf } from './defaults.js';
 
 export interface RunRequest {
   input: RKLLMInput;
@@ -239,7 +41,7 @@ export interface RunHandle {
  * a model throws ENGINE_UNAVAILABLE (-32004) without one; a feature the engine cannot do throws
  * NOT_SUPPORTED (-32005) naming the engine and the feature (see `capabilities.ts`).
  */
-export interface Engine {
+export interface Engine extends AsyncDisposable {
   /** A short name, e.g. "llama.cpp" or "rkllm", used in messages. */
   readonly name: string;
   /** How many runs can execute at the same time. The scheduler queues the rest. */
@@ -283,42 +85,28 @@ export interface Engine {
   destroy(): Promise<void>;
   /** Frees the model and everything else the engine holds (the runtime itself). Idempotent; the engine is unusable afterwards. */
   dispose(): Promise<void>;
+  /** `await using`: {@link dispose}. Idempotent. */
+  [Symbol.asyncDispose](): Promise<void>;
   /** The engine's state for the status method, when it supervises a runtime that can fail and restart. */
   status?(): EngineStatus;
 }
 
-/** `rkllm_createDefaultParam()`: the runtime's defaults. */
-export function createDefaultParam(): RKLLMParam {
-  return {
-    model_path: '',
-    max_context_len: 512,
-    max_new_tokens: -1,
-    top_k: 40,
-    n_keep: 0,
-    top_p: 0.9,
-    temperature: 0.8,
-    repeat_penalty: 1.1,
-    frequency_penalty: 0,
-    presence_penalty: 0,
-    mirostat: 0,
-    mirostat_tau: 5.0,
-    mirostat_eta: 0.1,
-    skip_special_token: true,
-    is_async: false,
-    img_start: '',
-    img_end: '',
-    img_content: '',
-    extend_param: {
-      base_domain_id: 0,
-      embed_flash: 0,
-      enabled_cpus_num: 0,
-      enabled_cpus_mask: 0,
-      n_batch: 1,
-      use_cross_attn: 0,
-    },
-  };
-}
+/**
+ * Where an engine is in its life: no model; loading one; serving; restarting its runtime after a
+ * crash; or failed (the runtime could not be restarted, or is not usable until rkllm_destroy).
+ */
+export type EngineState = 'unloaded' | 'loading' | 'ready' | 'restarting' | 'failed';
 
-export function emptyPerf(): RKLLMPerfStat {
-  return { prefill_time_ms: 0, prefill_tokens: 0, generate_time_ms: 0, generate_tokens: 0, memory_usage_mb: 0 };
+/** What the status method reports about the engine. */
+export interface EngineStatus {
+  engine: string;
+  state: EngineState;
+  /** The loaded model, also while restarting or failed. */
+  model_path: string | null;
+  /** How many times the runtime was restarted after a crash. */
+  restarts: number;
+  /** The last runtime failure (a crash, a failed restart), with when it happened (ISO 8601). */
+  last_error: { message: string; at: string } | null;
+  /** Engine-specific details, e.g. the runtime library and its version. */
+  runtime?: Record<string, unknown>;
 }

@@ -157,5 +157,14 @@ export function engineSuite(name: string, factory: () => Promise<Engine>, option
         expect((await engine.run(request(prompts.long, 5), () => 0)).finish_reason).to.equal('length');
       });
     }
+
+    it('destroy twice, then Symbol.asyncDispose: each resolves, and the engine holds no model', async () => {
+      await engine.destroy();
+      await engine.destroy();
+      await engine[Symbol.asyncDispose]();
+      expect(() => engine.param)
+        .to.throw(RpcError)
+        .with.property('code', -32004);
+    });
   });
 }

@@ -1,4 +1,4 @@
-import { LlamaEngine } from '../../src/engine/llama-engine.js';
+import { LlamaEngine } from '../../src/engine/llama/engine.js';
 import { createDefaultParam } from '../../src/engine/types.js';
 import { ensureBuiltinModel } from '../../src/model/builtin.js';
 import { engineSuite } from './engine-suite.js';

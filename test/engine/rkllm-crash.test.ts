@@ -8,9 +8,14 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { EngineStatus } from '../../src/engine/status.js';
 import { RkllmEngine, type RkllmEngineOptions } from '../../src/engine/rkllm/rkllm-engine.js';
-import { LLMCallState, createDefaultParam, type LLMCallState as State, type RunRequest } from '../../src/engine/types.js';
+import {
+  LLMCallState,
+  createDefaultParam,
+  type EngineStatus,
+  type LLMCallState as State,
+  type RunRequest,
+} from '../../src/engine/types.js';
 import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
 
 function request(prompt: string, maxNew = 50): RunRequest {

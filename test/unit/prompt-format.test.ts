@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { EMPTY_THINKING, PromptFormat } from '../../src/engine/prompt-format.js';
+import { EMPTY_THINKING, PromptFormat } from '../../src/engine/llama/prompt-format.js';
 import { RpcError } from '../../src/jsonrpc/errors.js';
 
 const text = (segments: Array<{ text: string }>): string => segments.map((s) => s.text).join('');

@@ -4,6 +4,7 @@
  * -32602 or -32005 that names the field, before anything reaches the native side.
  */
 import { RpcError, invalidParams } from '../../jsonrpc/errors.js';
+import { tokenBudget } from '../token-budget.js';
 import {
   RKLLMInputType,
   type RKLLMCrossAttnParam,
@@ -77,8 +78,9 @@ export function toNativeRun(request: RunRequest, param: RKLLMParam, layout: Layo
   const { infer } = request;
   const sampling = infer.sampling_params ?? {};
   if (sampling.seed !== undefined) throw unsupported('seed', 'RKLLM samples with its own generator, which takes no seed');
-  const requested = infer.max_new_tokens !== undefined && infer.max_new_tokens > 0 ? infer.max_new_tokens : null;
-  const fallback = param.max_new_tokens > 0 ? param.max_new_tokens : null;
+  const { requested, max: asked } = tokenBudget(infer.max_new_tokens, param.max_new_tokens);
+  // The runtime keeps rkllm_init's cap even when a run asks for more (see tokenBudget).
+  const max = asked ?? tokenBudget(undefined, param.max_new_tokens).max;
   const native: NativeInferParam = {
     mode: infer.mode,
     lora_params: infer.lora_params ? { lora_adapter_name: infer.lora_params.lora_adapter_name } : null,
@@ -93,14 +95,14 @@ export function toNativeRun(request: RunRequest, param: RKLLMParam, layout: Layo
   const input = toNativeInput(request.input, layout);
   if (layout === '1.2') {
     checkSamplingMatches(sampling, param);
-    return { input, infer: native, limit: requested, maxNewTokens: requested ?? fallback };
+    return { input, infer: native, limit: requested, maxNewTokens: max };
   }
   const overrides = SAMPLING_FIELDS.some((field) => sampling[field] !== undefined);
   return {
     input,
     infer: { ...native, sampling_params: overrides ? samplingParams(param, sampling) : null, max_new_tokens: requested ?? 0 },
     limit: null,
-    maxNewTokens: requested ?? fallback,
+    maxNewTokens: max,
   };
 }
 

@@ -7,7 +7,7 @@
  * or `failure`. While a `run` request is open, the worker also sends its callbacks as `result`
  * messages, in order, before the run's reply.
  */
-import type { LLMCallState, RKLLMPerfStat } from '../types.js';
+import type { RKLLMPerfStat, TokenState } from '../types.js';
 import type { LayoutVersion, NativeCrossAttnParam, NativeInferParam, NativeInput, NativeLoraAdapter, NativeParam } from './abi.js';
 
 /** The layout setting: a version, or `auto` to let the library tell (see `plausibleLayouts`). */
@@ -80,7 +80,8 @@ export interface KvCacheSizes {
 export interface ResultMessage {
   type: 'result';
   run: number;
-  state: LLMCallState;
+  /** The runtime's FINISH and ERROR callbacks end the run: they arrive with its reply ({@link RunEnd}). */
+  state: TokenState;
   text: string;
   token_id: number;
   perf: RKLLMPerfStat;

@@ -26,7 +26,9 @@ export function serializeSampling(context: LlamaContext): void {
   const native = holder._ctx;
   const sample = native?.sampleToken;
   if (!native || typeof sample !== 'function') {
-    throw new Error('node-llama-cpp internals changed: LlamaContext._ctx.sampleToken is missing; review src/engine/serial-sampling.ts');
+    throw new Error(
+      'node-llama-cpp internals changed: LlamaContext._ctx.sampleToken is missing; review src/engine/llama/serial-sampling.ts',
+    );
   }
   let previous: Promise<unknown> = Promise.resolve();
   const serial: SampleToken = (...args) => {

@@ -1,4 +1,6 @@
-import type { LlamaContext, LlamaContextSequence } from 'node-llama-cpp';
+import type { LlamaContext, LlamaContextSequence, LlamaModel } from 'node-llama-cpp';
+import type { RKLLMLoraAdapter } from '../types.js';
+import { serializeSampling } from './serial-sampling.js';
 
 /**
  * One llama.cpp context and its sequences, one per slot, lent to one user at a time (a run, or
@@ -15,6 +17,28 @@ export class SlotPool {
     this.context = context;
     this.sequences = Array.from({ length: slots }, () => context.getSequence());
     this.#free = [...this.sequences];
+  }
+
+  /**
+   * A context of `model` with one sequence per slot, sampling one sequence at a time (see
+   * serial-sampling.ts). With `adapter`, the context applies that LoRA adapter to every sequence.
+   */
+  static async create(
+    model: LlamaModel,
+    contextSize: number,
+    threads: number,
+    slots: number,
+    adapter?: RKLLMLoraAdapter,
+  ): Promise<SlotPool> {
+    const context = await model.createContext({
+      contextSize,
+      sequences: slots,
+      threads,
+      batchSize: Math.min(512, contextSize),
+      ...(adapter ? { lora: { adapters: [{ filePath: adapter.lora_adapter_path, scale: adapter.scale }] } } : {}),
+    });
+    serializeSampling(context);
+    return new SlotPool(context, slots);
   }
 
   /** Lends a free sequence, waiting for one to come back when all are lent. */

@@ -1,5 +1,5 @@
-import { invalidParams } from '../jsonrpc/errors.js';
-import type { ChatTemplate, FunctionTools, RKLLMInput } from './types.js';
+import { invalidParams } from '../../jsonrpc/errors.js';
+import type { ChatTemplate, FunctionTools, RKLLMInput } from '../types.js';
 
 /** A piece of prompt text; `special` pieces may spell special tokens (e.g. `<|im_start|>`), user text may not. */
 export interface PromptSegment {

@@ -1,0 +1,215 @@
+import { getLlama, type Llama } from 'node-llama-cpp';
+import { RpcError } from '../../jsonrpc/errors.js';
+import { notSupported, type EngineFeature } from '../capabilities.js';
+import { NO_MODEL, STILL_LOADING, engineUnavailable, errorText, modelLoaded } from '../messages.js';
+import { RunReporter } from '../run-reporter.js';
+import {
+  RKLLMInferMode,
+  type ChatTemplate,
+  type Engine,
+  type FunctionTools,
+  type KvCacheClear,
+  type KvCacheSize,
+  type LLMResultCallback,
+  type RKLLMLoraAdapter,
+  type RKLLMParam,
+  type RunHandle,
+  type RunOutcome,
+  type RunRequest,
+} from '../types.js';
+import { generate, hiddenLayer, logits } from './generation.js';
+import { clearKvCache, kvCacheSize } from './kv-cache.js';
+import { createAdapterPool } from './lora.js';
+import { LLAMA, freeModel, loadModel, type LoadedModel } from './model.js';
+import { PerfMeter } from './perf-meter.js';
+import { checkSampling, fitting, planRun } from './planning.js';
+import { loadPromptCache } from './prompt-cache.js';
+
+export interface LlamaEngineOptions {
+  /** CPU threads used for evaluation. Always explicit: llama.cpp's default oversubscribes small machines. */
+  threads: number;
+  /** Generations that run at once, each on its own context sequence. */
+  slots: number;
+  /** An already loaded llama.cpp binding to share; one is created (and owned) otherwise. */
+  llama?: Llama;
+}
+
+const UNSUPPORTED: ReadonlySet<EngineFeature> = new Set(['input_multimodal', 'cross_attn', 'mirostat']);
+
+/**
+ * The engine on llama.cpp (node-llama-cpp). Each slot is a sequence of one shared context, so
+ * parallel runs are batched in the same forward passes. Each LoRA adapter gets a context of its
+ * own (llama.cpp applies adapters per context); GET_LAST_HIDDEN_LAYER runs on an embedding
+ * context made on first use.
+ */
+export class LlamaEngine implements Engine {
+  readonly name = LLAMA;
+  readonly slots: number;
+  readonly #threads: number;
+  readonly #ownsLlama: boolean;
+  #llama: Llama | undefined;
+  #loaded: LoadedModel | undefined;
+  #loading: Promise<LoadedModel> | undefined;
+  #running = new Set<AbortController>();
+  #runs = new Set<Promise<RunOutcome>>();
+
+  constructor(options: LlamaEngineOptions) {
+    this.slots = options.slots;
+    this.#threads = options.threads;
+    this.#llama = options.llama;
+    this.#ownsLlama = options.llama === undefined;
+  }
+
+  get param(): RKLLMParam {
+    return this.#require().param;
+  }
+
+  supports(feature: EngineFeature): boolean {
+    return !UNSUPPORTED.has(feature);
+  }
+
+  async init(param: RKLLMParam): Promise<void> {
+    if (this.#loaded || this.#loading)
+      throw modelLoaded(this.name, this.#loading ? 'loading' : `loaded (${this.#loaded!.param.model_path})`);
+    if (param.extend_param.use_cross_attn) throw notSupported(this.name, 'cross_attn', 'node-llama-cpp exposes no encoder cache');
+    checkSampling(param);
+    this.#loading = this.#load(param);
+    try {
+      this.#loaded = await this.#loading;
+    } finally {
+      this.#loading = undefined;
+    }
+  }
+
+  async validate(request: RunRequest): Promise<void> {
+    await planRun(this.#require(), request);
+  }
+
+  run(request: RunRequest, callback: LLMResultCallback): Promise<RunOutcome> {
+    const done = this.#run(request, callback);
+    this.#runs.add(done);
+    void done.finally(() => this.#runs.delete(done));
+    return done;
+  }
+
+  runAsync(request: RunRequest, callback: LLMResultCallback): RunHandle {
+    return { done: this.run(request, callback) };
+  }
+
+  abort(): void {
+    for (const controller of this.#running) controller.abort();
+  }
+
+  isRunning(): boolean {
+    return this.#running.size > 0;
+  }
+
+  async loadLora(adapter: RKLLMLoraAdapter): Promise<void> {
+    const loaded = this.#require();
+    const pool = await createAdapterPool(loaded, adapter, this.slots);
+    if (this.#loaded !== loaded) {
+      await pool.context.dispose();
+      throw this.#unavailable();
+    }
+    loaded.adapters.set(adapter.lora_adapter_name, pool);
+  }
+
+  async loadPromptCache(path: string): Promise<void> {
+    await loadPromptCache(this.#require(), path);
+  }
+
+  async releasePromptCache(): Promise<void> {
+    this.#require().promptCache = undefined;
+  }
+
+  async clearKvCache(request: KvCacheClear): Promise<void> {
+    const loaded = this.#require();
+    if (this.isRunning()) {
+      throw new RpcError('BUSY', 'The KV cache cannot be cleared while a generation runs; abort it or retry when it ends', {
+        retry_after: 1,
+      });
+    }
+    await clearKvCache(loaded, request, this.slots);
+  }
+
+  async getKvCacheSize(): Promise<KvCacheSize> {
+    return kvCacheSize(this.#require());
+  }
+
+  async setChatTemplate(template: ChatTemplate): Promise<void> {
+    const loaded = this.#require();
+    loaded.format = fitting(loaded, loaded.format.withTemplate(template));
+  }
+
+  async setFunctionTools(tools: FunctionTools): Promise<void> {
+    const loaded = this.#require();
+    loaded.format = fitting(loaded, loaded.format.withTools(tools));
+  }
+
+  async setCrossAttnParams(): Promise<void> {
+    this.#require();
+    throw notSupported(this.name, 'cross_attn', 'node-llama-cpp exposes no encoder cache');
+  }
+
+  async destroy(): Promise<void> {
+    const loaded = this.#loaded ?? (await this.#loading?.catch(() => undefined));
+    this.#loaded = undefined;
+    this.abort();
+    await Promise.all(this.#runs);
+    if (loaded) await freeModel(loaded);
+  }
+
+  async dispose(): Promise<void> {
+    await this.destroy();
+    if (this.#ownsLlama) await this.#llama?.dispose();
+  }
+
+  /** `await using engine = ...`: {@link dispose}, which destroys the model first. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
+  }
+
+  #require(): LoadedModel {
+    if (!this.#loaded) throw this.#unavailable();
+    return this.#loaded;
+  }
+
+  #unavailable(): RpcError {
+    return engineUnavailable(this.name, this.#loading ? STILL_LOADING : NO_MODEL);
+  }
+
+  async #load(param: RKLLMParam): Promise<LoadedModel> {
+    this.#llama ??= await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
+    return loadModel(this.#llama, param, this.#threads, this.slots);
+  }
+
+  async #run(request: RunRequest, callback: LLMResultCallback): Promise<RunOutcome> {
+    const controller = new AbortController();
+    const onAbort = (): void => controller.abort();
+    request.signal?.addEventListener('abort', onAbort, { once: true });
+    if (request.signal?.aborted) controller.abort();
+    this.#running.add(controller);
+    const reporter = new RunReporter(callback);
+    const meter = new PerfMeter();
+    let release: (() => void) | undefined;
+    try {
+      const loaded = this.#require();
+      const plan = await planRun(loaded, request);
+      const run = { loaded, plan, request, reporter, meter };
+      if (request.infer.mode === RKLLMInferMode.RKLLM_INFER_GET_LAST_HIDDEN_LAYER) {
+        return reporter.end(await hiddenLayer(run), meter.finished());
+      }
+      const sequence = await plan.pool.take();
+      release = () => plan.pool.give(sequence);
+      const slotRun = { ...run, sequence, signal: controller.signal };
+      const reason = request.infer.mode === RKLLMInferMode.RKLLM_INFER_GET_LOGITS ? await logits(slotRun) : await generate(slotRun);
+      return reporter.end(reason, meter.finished());
+    } catch (err) {
+      return reporter.fail(errorText(err), meter.snapshot());
+    } finally {
+      request.signal?.removeEventListener('abort', onAbort);
+      this.#running.delete(controller);
+      release?.();
+    }
+  }
+}

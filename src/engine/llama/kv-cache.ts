@@ -1,0 +1,46 @@
+/** `rkllm_clear_kv_cache` and `rkllm_get_kv_cache_size` on llama.cpp: every slot's sequence, in every context. */
+import type { Token } from 'node-llama-cpp';
+import { invalidParams } from '../../jsonrpc/errors.js';
+import type { KvCacheClear, KvCacheSize } from '../types.js';
+import type { LoadedModel } from './model.js';
+import { conversationStart } from './planning.js';
+
+function commonPrefix(a: readonly Token[], b: readonly Token[]): number {
+  let common = 0;
+  while (common < a.length && common < b.length && a[common] === b[common]) common++;
+  return common;
+}
+
+/**
+ * Clears every slot (keeping the system prompt when asked), or, with positions, slot i's range
+ * [start_pos[i], end_pos[i]) in the base context and every adapter's. The caller makes sure no run
+ * is using the sequences.
+ */
+export async function clearKvCache(loaded: LoadedModel, request: KvCacheClear, slots: number): Promise<void> {
+  const pools = [loaded.base, ...loaded.adapters.values()];
+  const { start_pos: starts, end_pos: ends } = request;
+  if (starts === undefined && ends === undefined) {
+    const system = request.keep_system_prompt ? conversationStart(loaded) : [];
+    for (const sequence of pools.flatMap((pool) => pool.sequences)) {
+      await sequence.eraseContextTokenRanges([{ start: commonPrefix(sequence.contextTokens, system), end: sequence.nextTokenIndex }]);
+    }
+    loaded.history = loaded.history.slice(0, commonPrefix(loaded.history, system));
+    return;
+  }
+  if (starts === undefined || ends === undefined || starts.length !== ends.length || starts.length > slots) {
+    throw invalidParams(`Invalid params: "start_pos" and "end_pos" go together, with one position per slot (at most ${slots})`);
+  }
+  for (const [slot, start] of starts.entries()) {
+    const end = ends[slot]!;
+    for (const sequence of pools.map((pool) => pool.sequences[slot]!)) {
+      const stop = Math.min(end, sequence.nextTokenIndex);
+      if (start < stop) await sequence.eraseContextTokenRanges([{ start, end: stop }]);
+    }
+    // The kept conversation follows slot 0, as with a single RKLLM batch.
+    if (slot === 0 && start < end) loaded.history = [...loaded.history.slice(0, start), ...loaded.history.slice(end)];
+  }
+}
+
+export function kvCacheSize(loaded: LoadedModel): KvCacheSize {
+  return { cache_sizes: loaded.base.sequences.map((sequence) => sequence.nextTokenIndex) };
+}

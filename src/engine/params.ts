@@ -1,0 +1,148 @@
+/**
+ * What the engine takes, in the RKLLM C API's own vocabulary (rkllm.h): the parameters of
+ * `rkllm_init`, of a run, and of the calls that configure a loaded model. Field names follow the
+ * header exactly, so JSON-RPC parameters map onto them one to one.
+ */
+
+/** The CPU masks of rkllm.h, for `extend_param.enabled_cpus_mask`. */
+export const CPU_MASKS = {
+  CPU0: 1 << 0,
+  CPU1: 1 << 1,
+  CPU2: 1 << 2,
+  CPU3: 1 << 3,
+  CPU4: 1 << 4,
+  CPU5: 1 << 5,
+  CPU6: 1 << 6,
+  CPU7: 1 << 7,
+} as const;
+
+export const RKLLMInputType = {
+  RKLLM_INPUT_PROMPT: 0,
+  RKLLM_INPUT_TOKEN: 1,
+  RKLLM_INPUT_EMBED: 2,
+  RKLLM_INPUT_MULTIMODAL: 3,
+} as const;
+export type RKLLMInputType = (typeof RKLLMInputType)[keyof typeof RKLLMInputType];
+
+export const RKLLMInferMode = {
+  RKLLM_INFER_GENERATE: 0,
+  RKLLM_INFER_GET_LAST_HIDDEN_LAYER: 1,
+  RKLLM_INFER_GET_LOGITS: 2,
+} as const;
+export type RKLLMInferMode = (typeof RKLLMInferMode)[keyof typeof RKLLMInferMode];
+
+export interface RKLLMExtendParam {
+  base_domain_id: number;
+  embed_flash: number;
+  enabled_cpus_num: number;
+  enabled_cpus_mask: number;
+  n_batch: number;
+  use_cross_attn: number;
+}
+
+/** `RKLLMParam`: what `rkllm_init` takes. */
+export interface RKLLMParam {
+  model_path: string;
+  max_context_len: number;
+  max_new_tokens: number;
+  top_k: number;
+  n_keep: number;
+  top_p: number;
+  temperature: number;
+  repeat_penalty: number;
+  frequency_penalty: number;
+  presence_penalty: number;
+  mirostat: number;
+  mirostat_tau: number;
+  mirostat_eta: number;
+  skip_special_token: boolean;
+  /** RKLLM 1.3 and later: keep generating past the end-of-sequence token. Absent means false. */
+  ignore_eos_token?: boolean;
+  is_async: boolean;
+  img_start: string;
+  img_end: string;
+  img_content: string;
+  extend_param: RKLLMExtendParam;
+}
+
+/** The sampling fields a single run may override (RKLLM 1.3's `sampling_params`). */
+export interface SamplingParams {
+  top_k: number;
+  top_p: number;
+  temperature: number;
+  repeat_penalty: number;
+  frequency_penalty: number;
+  presence_penalty: number;
+  mirostat?: number;
+  mirostat_tau?: number;
+  mirostat_eta?: number;
+  /** Not in rkllm.h: a seed for reproducible sampling when temperature > 0. */
+  seed?: number;
+}
+
+/** `RKLLMInput`, with the union flattened into optional members selected by `input_type`. */
+export interface RKLLMInput {
+  role: string;
+  enable_thinking: boolean;
+  input_type: RKLLMInputType;
+  prompt_input?: string;
+  token_input?: { input_ids: number[] };
+  embed_input?: { embed: number[]; n_tokens?: number };
+  multimodal_input?: Record<string, unknown>;
+}
+
+/** `RKLLMInferParam`, with RKLLM 1.3's per-run `max_new_tokens` and `sampling_params`. */
+export interface RKLLMInferParam {
+  mode: RKLLMInferMode;
+  lora_params?: { lora_adapter_name: string } | null;
+  prompt_cache_params?: { save_prompt_cache: number; prompt_cache_path: string } | null;
+  keep_history: number;
+  max_new_tokens?: number;
+  sampling_params?: Partial<SamplingParams>;
+}
+
+/** `RKLLMLoraAdapter`: what `rkllm_load_lora` takes. */
+export interface RKLLMLoraAdapter {
+  lora_adapter_path: string;
+  lora_adapter_name: string;
+  scale: number;
+}
+
+/** `RKLLMCrossAttnParam`, with arrays in place of the pointers. */
+export interface RKLLMCrossAttnParam {
+  encoder_k_cache: number[];
+  encoder_v_cache: number[];
+  encoder_mask: number[];
+  encoder_pos: number[];
+  num_tokens: number;
+}
+
+/** The arguments of `rkllm_set_chat_template`: how a prompt is wrapped before tokenization. */
+export interface ChatTemplate {
+  system_prompt: string;
+  prompt_prefix: string;
+  prompt_postfix: string;
+}
+
+/** The arguments of `rkllm_set_function_tools`. `tools` is a JSON array of tool definitions. */
+export interface FunctionTools {
+  system_prompt: string;
+  tools: string;
+  /** The tag that wraps a function result fed back with role "tool", e.g. "tool_response". */
+  tool_response_str: string;
+}
+
+/**
+ * The arguments of `rkllm_clear_kv_cache`. Without positions the whole cache is cleared (keeping
+ * the system prompt when asked); with them, slot i loses the range [start_pos[i], end_pos[i]).
+ */
+export interface KvCacheClear {
+  keep_system_prompt: boolean;
+  start_pos?: number[];
+  end_pos?: number[];
+}
+
+/** `rkllm_get_kv_cache_size`: tokens held in the KV cache, one entry per slot (batch index). */
+export interface KvCacheSize {
+  cache_sizes: number[];
+}

@@ -1,0 +1,33 @@
+/** Requests to a runtime worker, with the runtime's failures and refusals turned into ENGINE_ERROR. */
+import { RpcError } from '../../jsonrpc/errors.js';
+import { errorText } from '../messages.js';
+import type { Call } from './protocol.js';
+import { explain, type Reply, type RuntimeProcess } from './runtime-process.js';
+
+/** The engine's name in messages and in `data.engine`. */
+export const RKLLM = 'rkllm';
+
+/** The runtime answered a non-zero status code. `data` carries the code and the runtime's reason. */
+export function refused(fn: string, code: number, log: string[]): RpcError {
+  const reason = explain(log);
+  return new RpcError('ENGINE_ERROR', `${fn} failed with code ${code}: ${reason}`, { engine: RKLLM, function: fn, code, reason });
+}
+
+/** One request; a worker that fails it (a crash, a timeout) becomes ENGINE_ERROR. */
+export async function request<T>(
+  runtime: RuntimeProcess,
+  command: Parameters<RuntimeProcess['request']>[0],
+  timeoutMs: number,
+): Promise<Reply<T>> {
+  try {
+    return await runtime.request<T>(command, timeoutMs);
+  } catch (err) {
+    throw new RpcError('ENGINE_ERROR', `The RKLLM runtime failed: ${errorText(err)}`, { engine: RKLLM, reason: errorText(err) });
+  }
+}
+
+/** Makes one runtime call; a non-zero status code becomes ENGINE_ERROR with the runtime's reason. */
+export async function invoke(runtime: RuntimeProcess, call: Call, timeoutMs: number): Promise<void> {
+  const { value, log } = await request<number>(runtime, { op: 'call', call }, timeoutMs);
+  if (value !== 0) throw refused(call.fn, value, log);
+}

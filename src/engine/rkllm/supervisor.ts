@@ -1,0 +1,276 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { RpcError } from '../../jsonrpc/errors.js';
+import { NO_MODEL, STILL_LOADING, engineUnavailable, errorText } from '../messages.js';
+import type { EngineState, EngineStatus, RKLLMParam } from '../types.js';
+import type { LayoutVersion } from './abi.js';
+import { toNativeParam } from './marshal.js';
+import type { Call, LayoutSetting, Opened, ResultMessage } from './protocol.js';
+import { RKLLM, invoke, refused, request } from './runtime-calls.js';
+import { RuntimeProcess, describeExit, type RuntimeExit } from './runtime-process.js';
+
+/** How the engine restarts a crashed runtime: exponential backoff from `initialDelayMs`, up to `maxDelayMs`. */
+export interface RestartPolicy {
+  initialDelayMs: number;
+  maxDelayMs: number;
+  /** Failed restarts in a row before the engine gives up (state "failed"). */
+  maxAttempts: number;
+}
+
+export interface SupervisorOptions {
+  /** librkllmrt.so (a path, or a name the dynamic loader finds). */
+  library: string;
+  /** The struct layout: the runtime version, or `auto` to tell it from the library. */
+  layout: LayoutSetting;
+  restart: RestartPolicy;
+  /** How long loading (`initMs`) and any other call (`callMs`) may take. */
+  timeouts: { initMs: number; callMs: number };
+  /** Receives the runtime's output, its crashes and the restarts. */
+  log?: Logger;
+  /** Each callback of a run, from whichever worker serves it. */
+  onResult(message: ResultMessage): void;
+}
+
+/** The loaded model: what it was loaded with, and the calls that configure its handle. */
+export interface Model {
+  param: RKLLMParam;
+  layout: LayoutVersion;
+  source: Opened['source'];
+  /** The version the runtime printed while loading, if it did. */
+  reported: string | null;
+  /** Adapters, prompt cache, template, tools and cross-attention, replayed in order after a restart. */
+  replay: Call[];
+}
+
+/** "rkllm-runtime version: 1.2.1", as the runtime prints it while loading. */
+const VERSION_LINE = /rkllm-runtime version:?\s*v?(\d+)\.(\d+)(?:\.\d+)?/i;
+
+/**
+ * Keeps one runtime worker serving the loaded model. A crash (a segfault or abort in the runtime
+ * ends the worker only) makes it restart the worker with backoff, reload the model and replay its
+ * configuration, until it runs again, {@link stop} cancels, or `maxAttempts` restarts in a row
+ * fail (state "failed"). Its state is the engine's, from "unloaded" to "ready".
+ */
+export class RuntimeSupervisor {
+  readonly #options: SupervisorOptions;
+  #state: EngineState = 'unloaded';
+  #model: Model | undefined;
+  #runtime: RuntimeProcess | undefined;
+  #loading: Promise<void> | undefined;
+  #recovery: Promise<void> | undefined;
+  #recoveryAbort: AbortController | undefined;
+  #nextRestartAt: number | undefined;
+  /** Crashes and failed restarts since the last run that ended normally: the backoff exponent. */
+  #failures = 0;
+  #restarts = 0;
+  #lastError: { message: string; at: string } | undefined;
+
+  constructor(options: SupervisorOptions) {
+    this.#options = options;
+  }
+
+  get state(): EngineState {
+    return this.#state;
+  }
+
+  /** The loaded model, also while restarting or failed. */
+  get model(): Model | undefined {
+    return this.#model;
+  }
+
+  /** Starts a worker and loads the model (`rkllm_init`). The caller checks that none is loaded. */
+  async start(param: RKLLMParam): Promise<void> {
+    this.#state = 'loading';
+    this.#loading = this.#launch(param, []).then(
+      ({ runtime, model }) => {
+        this.#runtime = runtime;
+        this.#model = model;
+        this.#failures = 0;
+        this.#state = 'ready';
+      },
+      (err: unknown) => {
+        this.#state = 'unloaded';
+        throw err;
+      },
+    );
+    try {
+      await this.#loading;
+    } finally {
+      this.#loading = undefined;
+    }
+  }
+
+  /** The running worker, after waiting out a restart. Throws ENGINE_UNAVAILABLE. */
+  async ready(): Promise<RuntimeProcess> {
+    if (this.#state === 'restarting') await this.#recovery;
+    if (this.#state === 'ready' && this.#runtime) return this.#runtime;
+    throw this.unavailable();
+  }
+
+  /** A run ended normally: the runtime is healthy again, and the backoff starts over. */
+  succeeded(): void {
+    this.#failures = 0;
+  }
+
+  unavailable(): RpcError {
+    const reasons: Record<EngineState, string> = {
+      unloaded: NO_MODEL,
+      loading: STILL_LOADING,
+      ready: 'The RKLLM runtime is not running',
+      restarting: 'The RKLLM runtime is restarting after a crash; retry shortly',
+      failed: `The RKLLM runtime could not be restarted (${this.#lastError?.message ?? 'unknown error'}); call rkllm_destroy, then rkllm_init`,
+    };
+    return engineUnavailable(RKLLM, reasons[this.#state], { state: this.#state });
+  }
+
+  /**
+   * Frees the model (`rkllm_destroy`) and stops the worker. From its start a crash is not restarted;
+   * `drain` ends the runs before the handle is destroyed (the runtime must not free what a run
+   * still uses). Harmless when nothing is loaded.
+   */
+  async stop(drain: () => Promise<void>): Promise<void> {
+    await this.#loading?.catch(() => undefined);
+    this.#recoveryAbort?.abort();
+    // From here on a crash is not restarted: `#onExit` only acts for the adopted runtime.
+    const runtime = this.#runtime;
+    this.#runtime = undefined;
+    await drain();
+    await this.#recovery;
+    if (runtime) {
+      await invoke(runtime, { fn: 'rkllm_destroy' }, this.#options.timeouts.callMs).catch((err: unknown) =>
+        this.#options.log?.warn({ err }, 'rkllm_destroy failed'),
+      );
+      await runtime.close();
+    }
+    this.#recovery = undefined;
+    this.#model = undefined;
+    this.#lastError = undefined;
+    this.#failures = 0;
+    this.#restarts = 0;
+    this.#state = 'unloaded';
+  }
+
+  status(): EngineStatus {
+    const model = this.#model;
+    const restartIn =
+      this.#state === 'restarting' && this.#nextRestartAt !== undefined ? Math.max(0, this.#nextRestartAt - Date.now()) : null;
+    return {
+      engine: RKLLM,
+      state: this.#state,
+      model_path: model?.param.model_path ?? null,
+      restarts: this.#restarts,
+      last_error: this.#lastError ?? null,
+      runtime: {
+        library: this.#options.library,
+        layout: model?.layout ?? null,
+        layout_source: model?.source ?? null,
+        reported_version: model?.reported ?? null,
+        pid: this.#runtime?.pid ?? null,
+        next_restart_in_ms: restartIn,
+      },
+    };
+  }
+
+  #spawn(reported: { version: string | null }): RuntimeProcess {
+    const log = this.#options.log;
+    const runtime: RuntimeProcess = new RuntimeProcess({
+      onResult: (message) => this.#options.onResult(message),
+      onOutput: (line, stream) => {
+        const version = VERSION_LINE.exec(line);
+        if (version) reported.version = `${version[1]}.${version[2]}`;
+        if (stream === 'stderr') log?.warn({ engine: RKLLM, worker_pid: runtime.pid }, line);
+        else log?.info({ engine: RKLLM, worker_pid: runtime.pid }, line);
+      },
+      onExit: (exit) => this.#onExit(runtime, exit),
+    });
+    return runtime;
+  }
+
+  /**
+   * Starts a worker, loads the library and the model, and replays `replay`. Every failure is an
+   * RpcError that says what went wrong; the worker is stopped.
+   */
+  async #launch(param: RKLLMParam, replay: Call[]): Promise<{ runtime: RuntimeProcess; model: Model }> {
+    const { library, timeouts } = this.#options;
+    const reported: { version: string | null } = { version: null };
+    const runtime = this.#spawn(reported);
+    try {
+      const opened = await this.#opened(runtime);
+      const native = toNativeParam(param, opened.layout);
+      const init = await request<number>(runtime, { op: 'init', param: native }, timeouts.initMs);
+      if (init.value !== 0) throw refused('rkllm_init', init.value, init.log);
+      if (reported.version !== null && reported.version !== opened.layout) {
+        throw new RpcError(
+          'ENGINE_ERROR',
+          `${library} says it is RKLLM runtime ${reported.version}, but the ${opened.layout} struct layout is in use: ` +
+            `set engine.rkllm.runtime_version (--rkllm-version) to ${reported.version}`,
+          { engine: RKLLM, reason: 'layout_mismatch' },
+        );
+      }
+      for (const call of replay) await invoke(runtime, call, timeouts.callMs);
+      return { runtime, model: { param, layout: opened.layout, source: opened.source, reported: reported.version, replay } };
+    } catch (err) {
+      runtime.kill();
+      await runtime.close();
+      throw err instanceof RpcError ? err : new RpcError('ENGINE_ERROR', errorText(err), { engine: RKLLM });
+    }
+  }
+
+  async #opened(runtime: RuntimeProcess): Promise<Opened> {
+    const { library, layout } = this.#options;
+    try {
+      return (await runtime.request<Opened>({ op: 'open', library, layout }, this.#options.timeouts.callMs)).value;
+    } catch (err) {
+      throw new RpcError('ENGINE_ERROR', `The RKLLM runtime could not start: ${errorText(err)}`, {
+        engine: RKLLM,
+        library,
+        reason: errorText(err),
+      });
+    }
+  }
+
+  #onExit(runtime: RuntimeProcess, exit: RuntimeExit): void {
+    if (runtime !== this.#runtime) return;
+    this.#runtime = undefined;
+    this.#lastError = { message: describeExit(exit), at: new Date().toISOString() };
+    this.#failures++;
+    this.#state = 'restarting';
+    this.#options.log?.error(
+      { engine: RKLLM, code: exit.code, signal: exit.signal, output: exit.lastLines },
+      'the RKLLM runtime crashed; restarting it',
+    );
+    this.#recovery = this.#recover();
+  }
+
+  /** Restarts the runtime with backoff until it runs again, `stop` cancels, or too many attempts fail. */
+  async #recover(): Promise<void> {
+    const { restart, log } = this.#options;
+    const model = this.#model!;
+    const controller = new AbortController();
+    this.#recoveryAbort = controller;
+    for (let attempt = 1; attempt <= restart.maxAttempts; attempt++) {
+      const delay = Math.min(restart.initialDelayMs * 2 ** (this.#failures - 1), restart.maxDelayMs);
+      this.#nextRestartAt = Date.now() + delay;
+      const waited = await sleep(delay, true, { signal: controller.signal }).catch(() => false);
+      if (!waited) return;
+      try {
+        const { runtime, model: reloaded } = await this.#launch(model.param, model.replay);
+        if (controller.signal.aborted) {
+          await runtime.close();
+          return;
+        }
+        this.#runtime = runtime;
+        this.#model = reloaded;
+        this.#state = 'ready';
+        this.#restarts++;
+        log?.info({ engine: RKLLM, worker_pid: runtime.pid, attempt }, 'the RKLLM runtime was restarted and the model reloaded');
+        return;
+      } catch (err) {
+        this.#failures++;
+        this.#lastError = { message: `restart ${attempt} failed: ${errorText(err)}`, at: new Date().toISOString() };
+        log?.warn({ engine: RKLLM, attempt, err }, 'restarting the RKLLM runtime failed');
+      }
+    }
+    this.#state = 'failed';
+  }
+}

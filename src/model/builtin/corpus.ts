@@ -1,0 +1,38 @@
+/** The texts the built-in models are built from: `corpus/*.txt` of the package. */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The nearest ancestor directory of this module that has a package.json. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
+    dir = parent;
+  }
+  return dir;
+}
+
+export interface CorpusFile {
+  readonly name: string;
+  readonly text: string;
+}
+
+/** The `corpus/*.txt` files of the package, sorted by name. */
+export function readCorpusFiles(): CorpusFile[] {
+  const dir = join(packageRoot(), 'corpus');
+  const names = readdirSync(dir)
+    .filter((name) => name.endsWith('.txt'))
+    .sort();
+  if (names.length === 0) throw new Error(`no corpus files (*.txt) in ${dir}`);
+  return names.map((name) => ({ name, text: readFileSync(join(dir, name), 'utf8') }));
+}
+
+/** Splits a text into paragraphs at blank lines, collapsing whitespace runs to one space. */
+export function paragraphs(text: string): string[] {
+  return text
+    .split(/\n\s*\n/)
+    .map((paragraph) => paragraph.replace(/\s+/g, ' ').trim())
+    .filter((paragraph) => paragraph.length > 0);
+}
