@@ -24,6 +24,7 @@ import { openStore, type OpenStore, type StoreOptions } from './streams/open-sto
 import { StreamHub, type StreamObserver } from './streams/hub.js';
 import { Scheduler } from './streams/scheduler.js';
 import { createTransports, type TransportOptions } from './transports/create.js';
+import type { HttpRoute } from './transports/http-route.js';
 import type { HttpEndpoint } from './transports/http.js';
 import type { MessageHandler, Transport } from './transports/transport.js';
 
@@ -206,6 +207,8 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   const gate = clientGate(settings, metrics, log);
 
   let serve: MessageHandler = whileLoading;
+  /** The faces on the HTTP port beside JSON-RPC (OpenAI, Ollama, MCP, the playground); none until the model is loaded. */
+  let routes: readonly HttpRoute[] = [];
   let close: () => Promise<void>;
   let endedByInput = (): void => {};
   const ended = new Promise<void>((resolve) => (endedByInput = resolve));
@@ -213,6 +216,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     handle: (raw, origin) => serve(raw, origin),
     gate,
     endpoints: endpoints(health, metrics),
+    routes: () => routes,
     log,
     onStdioEnd: () => {
       log.info('stdin ended; shutting down');
@@ -298,6 +302,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     metrics.replied(reply);
     return reply;
   };
+  routes = [];
   health.serving(engine);
   const names = Object.entries(addresses).map(([name, address]) => `${name}=${address}`);
   log.info(

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { ClientGate } from '../clients.js';
 import { HttpTransport, type HttpEndpoint } from './http.js';
+import type { HttpRoute } from './http-route.js';
 import type { ConnectionLimits } from './live-connection.js';
 import { StdioTransport } from './stdio.js';
 import { TcpTransport } from './tcp.js';
@@ -28,6 +29,8 @@ export interface TransportDeps {
   gate: ClientGate;
   /** GET endpoints of the HTTP transport (`/health`, `/metrics`). */
   endpoints: ReadonlyMap<string, HttpEndpoint>;
+  /** The faces served on the HTTP port beside JSON-RPC, read at each request. */
+  routes: () => readonly HttpRoute[];
   log: Logger;
   /** stdio's input has ended and everything is flushed: the server should stop. */
   onStdioEnd: () => void;
@@ -41,7 +44,17 @@ export function createTransports(options: TransportOptions, deps: TransportDeps)
   if (options.http) {
     const { port, maxBodyBytes } = options.http;
     transports.push(
-      new HttpTransport({ host, port, maxBodyBytes, idleTimeoutMs: limits.idleTimeoutMs, handle, gate, endpoints: deps.endpoints, log }),
+      new HttpTransport({
+        host,
+        port,
+        maxBodyBytes,
+        idleTimeoutMs: limits.idleTimeoutMs,
+        handle,
+        gate,
+        endpoints: deps.endpoints,
+        routes: deps.routes,
+        log,
+      }),
     );
   }
   if (options.tcp) {

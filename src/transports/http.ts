@@ -5,6 +5,7 @@ import type { ClientGate } from '../clients.js';
 import { ERROR_NAMES, ERRORS, type ErrorSpec } from '../errors.js';
 import { ErrorCodes, RpcError } from '../jsonrpc/errors.js';
 import type { JsonRpcResponse } from '../jsonrpc/message.js';
+import { BodyTooLarge, type HttpRoute } from './http-route.js';
 import { listen } from './listen.js';
 import type { MessageHandler, Transport } from './transport.js';
 
@@ -25,6 +26,8 @@ export interface HttpTransportOptions {
   gate: ClientGate;
   /** GET endpoints by path. */
   endpoints: ReadonlyMap<string, HttpEndpoint>;
+  /** The faces beside JSON-RPC, asked in order before it; read at each request, so a server can add them once its model is loaded. */
+  routes?: () => readonly HttpRoute[];
   log: Logger;
 }
 
@@ -67,6 +70,53 @@ function refuse(req: IncomingMessage, res: ServerResponse, error: RpcError): voi
   const status = STATUS_OF_ERROR.get(error.code) ?? 400;
   sendJson(res, status, { jsonrpc: '2.0', id: null, error: error.toJSON() }, refusalHeaders(status, error.data));
   req.resume();
+}
+
+/** Aborts when the client goes away before the reply is complete. */
+function clientGone(res: ServerResponse): AbortSignal {
+  const gone = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) gone.abort();
+  });
+  return gone.signal;
+}
+
+/**
+ * Reads a whole request body of at most `limit` bytes. Over it (from Content-Length when given,
+ * while streaming otherwise) it rejects with BodyTooLarge, discards (never buffers) what is still
+ * arriving, and cuts the connection shortly after. The caller answers 413 at once. No
+ * "Connection: close": Node would then destroy the socket as soon as the reply is flushed, with
+ * the client's body still unread, and the reset that follows can reach the client before it has
+ * read the reply.
+ */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const tooLarge = (): void => {
+      req.removeAllListeners('data');
+      req.resume();
+      setTimeout(() => req.socket.destroy(), LINGER_MS).unref();
+      reject(new BodyTooLarge(limit));
+    };
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) {
+      tooLarge();
+      return;
+    }
+    const parts: Buffer[] = [];
+    let size = 0;
+    req.on('data', (part: Buffer) => {
+      size += part.length;
+      if (size > limit) {
+        tooLarge();
+        return;
+      }
+      parts.push(part);
+    });
+    req.on('end', () => {
+      if (size <= limit) resolve(Buffer.concat(parts));
+    });
+    req.on('error', (err) => reject(err));
+  });
 }
 
 /**
@@ -116,18 +166,25 @@ export class HttpTransport implements Transport {
   }
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const endpoint = req.method === 'GET' ? this.#options.endpoints.get(new URL(req.url ?? '/', 'http://x').pathname) : undefined;
+    const url = new URL(req.url ?? '/', 'http://x');
+    const method = req.method ?? 'GET';
+    const route = this.#options.routes?.().find((r) => r.matches(method, url.pathname));
+    if (route) {
+      void this.#route(route, url, req, res);
+      return;
+    }
+    const endpoint = method === 'GET' ? this.#options.endpoints.get(url.pathname) : undefined;
     if (endpoint) {
       void this.#serve(endpoint, req, res);
       return;
     }
-    if (req.method !== 'POST') {
+    if (method !== 'POST') {
       res.setHeader('allow', 'POST');
       sendJson(res, 405, rpcError(ErrorCodes.INVALID_REQUEST, 'Use POST with a JSON-RPC 2.0 message in the body'));
       return;
     }
     const peer = this.#admit(req, res);
-    if (peer) this.#read(req, res, peer);
+    if (peer) void this.#read(req, res, peer);
   }
 
   /** Checks the key and counts the request against its client's limit; on refusal answers and returns undefined. */
@@ -144,48 +201,37 @@ export class HttpTransport implements Transport {
     }
   }
 
-  #read(req: IncomingMessage, res: ServerResponse, peer: Peer): void {
-    const limit = this.#options.maxBodyBytes;
-    const tooLarge = (): void => {
-      // Answer at once, then discard (never buffer) what is still arriving, and cut the connection
-      // shortly after. No "Connection: close": Node would then destroy the socket as soon as the
-      // reply is flushed, with the client's body still unread, and the reset that follows can
-      // reach the client before it has read the reply.
-      sendJson(res, 413, rpcError(ErrorCodes.INVALID_REQUEST, `Request body exceeds the limit of ${limit} bytes`));
-      req.removeAllListeners('data');
-      req.resume();
-      setTimeout(() => req.socket.destroy(), LINGER_MS).unref();
-    };
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limit) {
-      tooLarge();
+  async #read(req: IncomingMessage, res: ServerResponse, peer: Peer): Promise<void> {
+    let body: Buffer;
+    try {
+      body = await readBody(req, this.#options.maxBodyBytes);
+    } catch (err) {
+      if (err instanceof BodyTooLarge) sendJson(res, 413, rpcError(ErrorCodes.INVALID_REQUEST, err.message));
+      else res.destroy();
       return;
     }
-    const parts: Buffer[] = [];
-    let size = 0;
-    req.on('data', (part: Buffer) => {
-      size += part.length;
-      if (size > limit) {
-        req.removeAllListeners('data');
-        tooLarge();
-        return;
-      }
-      parts.push(part);
-    });
-    req.on('end', () => {
-      if (size <= limit) void this.#respond(Buffer.concat(parts), res, peer);
-    });
-    req.on('error', () => res.destroy());
+    await this.#respond(body, res, peer);
+  }
+
+  async #route(route: HttpRoute, url: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const gone = clientGone(res);
+    const limit = this.#options.maxBodyBytes;
+    const log = this.#options.log;
+    try {
+      const address = req.socket.remoteAddress ?? 'unknown';
+      await route.serve({ req, res, url, address, signal: gone, readBody: () => readBody(req, limit), log });
+    } catch (err) {
+      log.error({ err, path: url.pathname }, 'http: route failed');
+      if (!res.headersSent) sendJson(res, 500, rpcError(ErrorCodes.INTERNAL_ERROR, 'Internal error'));
+      else res.end();
+    }
   }
 
   async #respond(body: Buffer, res: ServerResponse, peer: Peer): Promise<void> {
-    const gone = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) gone.abort();
-    });
+    const gone = clientGone(res);
     try {
-      const reply = await this.#options.handle(body, { transport: this.name, signal: gone.signal, peer });
-      if (gone.signal.aborted) return;
+      const reply = await this.#options.handle(body, { transport: this.name, signal: gone, peer });
+      if (gone.aborted) return;
       if (reply === undefined) {
         res.writeHead(204).end();
       } else {
