@@ -23,8 +23,9 @@ describe('Bad input on the live transports', function () {
   it('tcp: a line that arrives in pieces is read whole', async () => {
     const client = await tcp();
     for (const piece of ['{"jsonrpc":"2.0",', '"id":"pieces","method":"rkllm_is', '_running"}\n']) {
-      client.socket.write(piece);
-      await sleep(30);
+      await new Promise<void>((resolve, reject) => client.socket.write(piece, (err) => (err ? reject(err) : resolve())));
+      // A round trip on another connection: the server's loop has read this piece before the next one is written.
+      await fixture.http.result('rkllm_is_running', {});
     }
     expect((await client.next('pieces')).result).to.deep.equal(IDLE);
   });
@@ -106,8 +107,7 @@ describe('Bad input on the live transports', function () {
 describe('Connection limits and idle timeouts', function () {
   this.timeout(120_000);
   const fixture = liveFixture({
-    args: ['--parallel', '1', '--context', '8192', '--diagnostics'],
-    settings: { connections: { max_connections: 3, idle_timeout_s: 1 } },
+    settings: { engine: { parallel: 1, max_context_len: 8192 }, diagnostics: true, connections: { max_connections: 3, idle_timeout_s: 1 } },
   });
 
   it('tcp: silent connections are bounded by the limit and closed when idle, with the reason', async () => {
@@ -158,7 +158,12 @@ describe('Connection limits and idle timeouts', function () {
     // A live stream waiting in the queue: nothing crosses the connection until it starts.
     const blocker = await fixture.http.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000 });
     const id = client.send('rkllm_run_async', { prompt_input: 'The fox', max_new_tokens: 5 });
-    await sleep(1500);
+    // A connection opened after that request, with nothing to do: once the server closes it as idle,
+    // the busy connection has been quiet for longer than the idle timeout too.
+    const idle = fixture.track(await TcpRpc.connect(fixture.server.addresses.tcp!));
+    expect((await idle.next(null, 10_000)).error!.code).to.equal(-32012);
+    await idle.closed;
+    expect(client.socket.destroyed, 'the busy connection is still open').to.equal(false);
     await fixture.http.result('rkllm_abort', { stream_id: blocker.stream_id });
     expect((await client.collect(id)).last.finish_reason).to.equal('length');
   });

@@ -4,28 +4,25 @@ import { connect } from 'node:net';
 import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
 import { TcpRpc, WsRpc, hostPort, type LiveRpc } from '../helpers/live-rpc.js';
 import { HttpRpc } from '../helpers/rpc.js';
-import { startServer, type ServerProcess } from '../helpers/server-process.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const KEY_A = 'alpha-key-0123456789abcdef';
 const KEY_B = 'bravo-key-0123456789abcdef';
 const bearer = (key: string): Record<string, string> => ({ authorization: `Bearer ${key}` });
 const LONG = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000 };
 
-/** Starts a server for one `describe` block and stops it after; live clients opened with `track` are closed after each test. */
-function serverFor(
-  settings: Record<string, unknown>,
-  args: string[] = [],
-): { get: () => ServerProcess; track: <T extends LiveRpc>(c: T) => T } {
-  let server: ServerProcess | undefined;
+/** Starts a server (in this process) for one `describe` block and closes it after; live clients opened with `track` are closed after each test. */
+function serverFor(settings: Record<string, unknown>): { get: () => TestServer; track: <T extends LiveRpc>(c: T) => T } {
+  let server: TestServer | undefined;
   const clients: LiveRpc[] = [];
   before(async () => {
-    server = await startServer({ args, settings });
+    server = await startTestServer({ settings });
   });
   afterEach(async () => {
     await Promise.all(clients.splice(0).map((c) => c.close()));
   });
   after(async () => {
-    await server?.stop();
+    await server?.close();
   });
   return {
     get: () => server!,
@@ -66,7 +63,7 @@ describe('Limits per client', function () {
   });
 
   describe('concurrent streams, per address without keys', () => {
-    const fixture = serverFor({ limits: { max_streams: 1 } }, ['--parallel', '2']);
+    const fixture = serverFor({ limits: { max_streams: 1 }, engine: { parallel: 2 } });
 
     it('a second stream is refused while the first runs, with retry_after; once it has ended, a new one starts', async () => {
       const http = new HttpRpc(fixture.get().url);
@@ -94,12 +91,11 @@ describe('Limits per client', function () {
   });
 
   describe('connections per transport, and idle timeouts', () => {
-    const fixture = serverFor({ limits: { max_connections: 2 }, connections: { idle_timeout_s: 1 } }, [
-      '--parallel',
-      '1',
-      '--context',
-      '8192',
-    ]);
+    const fixture = serverFor({
+      limits: { max_connections: 2 },
+      connections: { idle_timeout_s: 1 },
+      engine: { parallel: 1, max_context_len: 8192 },
+    });
 
     it('tcp: the connection beyond the limit is told why, with retry_after, and closed', async () => {
       const address = fixture.get().addresses.tcp!;
