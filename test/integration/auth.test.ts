@@ -183,7 +183,13 @@ describe('Exposure warning', function () {
   ] as const) {
     it(`binding beyond loopback ${warned ? 'without keys warns' : 'with keys does not warn'}`, async () => {
       const server = await startTestServer({
-        settings: { host: '0.0.0.0', udp: { enabled: false }, ws: { enabled: false }, tcp: { enabled: false }, auth: { api_keys: [...keys] } },
+        settings: {
+          host: '0.0.0.0',
+          udp: { enabled: false },
+          ws: { enabled: false },
+          tcp: { enabled: false },
+          auth: { api_keys: [...keys] },
+        },
       });
       try {
         expect(server.log.text().includes('listening beyond this machine without API keys')).to.equal(warned);

@@ -39,7 +39,9 @@ describe('Disconnects and resuming', function () {
     it(`${transport}: a disconnect during prompt prefill frees the engine within 100 ms`, async () => {
       const client = await open(transport);
       let id: string | number | null = null;
-      await fixture.server.streams.untilNextRun(() => (id = client.send('rkllm_run_async', { prompt_input: LONG_PROMPT, max_new_tokens: 100 })));
+      await fixture.server.streams.untilNextRun(
+        () => (id = client.send('rkllm_run_async', { prompt_input: LONG_PROMPT, max_new_tokens: 100 })),
+      );
       expect((await fixture.http.result('rkllm_is_running', {})).running).to.equal(true);
       expect(client.pending(id), 'no chunk yet: the prompt is still being evaluated').to.deep.equal([]);
       const disconnected = performance.now();
@@ -50,7 +52,9 @@ describe('Disconnects and resuming', function () {
 
   it('a blocking rkllm_run is aborted when its TCP connection closes', async () => {
     const client = await open('tcp');
-    await fixture.server.streams.untilNextRun(() => client.send('rkllm_run', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000 }));
+    await fixture.server.streams.untilNextRun(() =>
+      client.send('rkllm_run', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000 }),
+    );
     const disconnected = performance.now();
     await client.close();
     expect(await msUntilIdle(fixture.http, disconnected)).to.be.below(100);

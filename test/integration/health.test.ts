@@ -68,7 +68,11 @@ describe('GET /health', function () {
       server = await startTestServer({
         settings: {
           ...HTTP_ONLY,
-          engine: { kind: 'rkllm', model_path: model, rkllm: { library, restart_delay_ms: 300, restart_max_delay_ms: 300, max_restarts: 1 } },
+          engine: {
+            kind: 'rkllm',
+            model_path: model,
+            rkllm: { library, restart_delay_ms: 300, restart_max_delay_ms: 300, max_restarts: 1 },
+          },
         },
       });
     });

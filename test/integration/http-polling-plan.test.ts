@@ -26,7 +26,7 @@ describe('Phase 3: HTTP polling and buffer management (the seed plan)', function
   /** Long-polls by request id until the final chunk; every chunk must belong to `streamId`. */
   async function pollToEnd(requestId: string | number | null, streamId: string): Promise<{ text: string; last: Chunk }> {
     let text = '';
-    for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline;) {
       const res = await client.httpRequest<{ chunk: Chunk | null }>('poll', { request_id: requestId, wait_ms: 2000 });
       expect(res.error).to.equal(undefined);
       const chunk = res.result!.chunk;
