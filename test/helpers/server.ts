@@ -208,21 +208,3 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     [Symbol.asyncDispose]: close,
   };
 }
-
-/**
- * Registers the hooks of one `describe` block: a server started before its tests and closed after
- * them. Read `server()` inside tests and hooks.
- */
-export function serverFor(options: TestServerOptions = {}): () => TestServer {
-  let server: TestServer | undefined;
-  before(async () => {
-    server = await startTestServer(options);
-  });
-  after(async () => {
-    await server?.close();
-  });
-  return () => {
-    if (!server) throw new Error('the test server is not started yet');
-    return server;
-  };
-}
