@@ -39,7 +39,7 @@ describe('Backpressure', function () {
     const fixture = liveFixture({
       settings: { engine: { parallel: 2, max_context_len: 8192 }, connections: { max_send_buffer_bytes: CAP } },
     });
-    const tcp = async (): Promise<TcpRpc> => fixture.track(await TcpRpc.connect(fixture.server.addresses.tcp!));
+    const tcp = async (): Promise<TcpRpc> => fixture.track(await fixture.server.tcp());
 
     it('a reader that does not drain ends its streams with an error chunk; other clients are not affected', async () => {
       const params = { prompt_input: 'The Queen said', max_new_tokens: 200, ...greedy };

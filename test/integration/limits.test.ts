@@ -31,7 +31,7 @@ describe('Limits per client', function () {
     });
 
     it('the key is limited the same on TCP', async () => {
-      const b = fixture.track(await TcpRpc.connect(fixture.server.addresses.tcp!));
+      const b = fixture.track(await fixture.server.tcp());
       for (let id = 1; id <= 4; id++) b.sendRaw(JSON.stringify({ jsonrpc: '2.0', id, method: 'rkllm_is_running', api_key: KEY_B }));
       const answers = await Promise.all([1, 2, 3, 4].map((id) => b.next(id)));
       const refused = answers.filter((r) => r.error?.code === -32016);
@@ -60,7 +60,7 @@ describe('Limits per client', function () {
     it('streams on live transports count too', async () => {
       const http = new HttpRpc(fixture.server.url);
       const { stream_id } = await http.start(LONG);
-      const tcp = fixture.track(await TcpRpc.connect(fixture.server.addresses.tcp!));
+      const tcp = fixture.track(await fixture.server.tcp());
       const refused = await tcp.call('rkllm_run_async', { prompt_input: 'The King', max_new_tokens: 3 });
       expect(refused.error!.data.limit).to.equal('limits.max_streams');
       await http.result('rkllm_abort', { stream_id });
