@@ -1,23 +1,23 @@
 /**
- * The seed plan's test client (`tests/client.js`), ported: it starts the real server process with
- * the built-in model and speaks JSON-RPC to it over real HTTP.
+ * The seed plan's test client (`tests/client.js`), ported: it starts a real server with the
+ * built-in model (in this process, on free ports) and speaks JSON-RPC to it over real HTTP.
  */
 import { HttpRpc, type RpcResponse } from './helpers/rpc.js';
-import { startServer, type ServerProcess } from './helpers/server-process.js';
+import { startTestServer, type TestServer } from './helpers/server.js';
 
 export class RKLLMTestClient {
-  #server: ServerProcess | undefined;
-  #starting: Promise<ServerProcess> | undefined;
+  #server: TestServer | undefined;
+  #starting: Promise<TestServer> | undefined;
   #rpc: HttpRpc | undefined;
 
-  /** @param args extra server flags; the seed's test methods need --diagnostics. */
-  constructor(readonly args: string[] = ['--diagnostics']) {}
+  /** @param settings over the test defaults; the seed's test methods need `diagnostics`. */
+  constructor(readonly settings: Record<string, unknown> = { diagnostics: true }) {}
 
   async startServer(): Promise<void> {
-    this.#starting = startServer({ args: this.args });
+    this.#starting = startTestServer({ settings: this.settings });
   }
 
-  /** Resolves once the server printed its readiness line. */
+  /** Resolves once the server serves (its model loaded). */
   async waitForServer(): Promise<void> {
     this.#server = await this.#starting!;
     this.#rpc = new HttpRpc(this.#server.url);
@@ -28,6 +28,6 @@ export class RKLLMTestClient {
   }
 
   async stopServer(): Promise<void> {
-    await this.#server?.stop();
+    await this.#server?.close();
   }
 }

@@ -1,10 +1,10 @@
-import { connectLive, type LiveRpc, type LiveTransport } from './live-rpc.js';
-import { HttpRpc } from './rpc.js';
-import { startServer, type ServerProcess, type StartOptions } from './server-process.js';
+import type { LiveRpc, LiveTransport } from './live-rpc.js';
+import type { HttpRpc } from './rpc.js';
+import { startTestServer, type TestServer, type TestServerOptions } from './server.js';
 
 /** A server shared by the tests of one `describe` block, and the live clients each test opens. */
 export interface LiveFixture {
-  readonly server: ServerProcess;
+  readonly server: TestServer;
   readonly http: HttpRpc;
   /** Opens a client on `transport`; it is closed after the test. */
   readonly open: (transport: LiveTransport) => Promise<LiveRpc>;
@@ -12,34 +12,32 @@ export interface LiveFixture {
   readonly track: <T extends LiveRpc>(client: T) => T;
 }
 
-/** Registers the hooks: start the server before the block, close each test's clients after it, stop the server after the block. */
-export function liveFixture(options: StartOptions = {}): LiveFixture {
-  let server: ServerProcess | undefined;
-  let http: HttpRpc | undefined;
+/** Registers the hooks: start the server (in this process) before the block, close each test's clients after it, close the server after the block. */
+export function liveFixture(options: TestServerOptions = {}): LiveFixture {
+  let server: TestServer | undefined;
   let clients: LiveRpc[] = [];
   const track = <T extends LiveRpc>(client: T): T => {
     clients.push(client);
     return client;
   };
   before(async () => {
-    server = await startServer(options);
-    http = new HttpRpc(server.url);
+    server = await startTestServer(options);
   });
   afterEach(async () => {
     await Promise.all(clients.map((c) => c.close()));
     clients = [];
   });
   after(async () => {
-    await server?.stop();
+    await server?.close();
   });
   return {
     get server() {
       return server!;
     },
     get http() {
-      return http!;
+      return server!.http;
     },
-    open: async (transport) => track(await connectLive(transport, server!.addresses)),
+    open: async (transport) => track(await server!.connect(transport)),
     track,
   };
 }

@@ -58,6 +58,7 @@ export abstract class LiveRpc {
   readonly received: RpcResponse[] = [];
   #queues = new Map<string, RpcResponse[]>();
   #waiters = new Map<string, () => void>();
+  #arrivals = new Set<() => void>();
   #nextId = 1;
   /** Sees every message the moment it arrives (the benchmark stamps arrival times with it). */
   onMessage: ((message: RpcResponse) => void) | undefined;
@@ -75,6 +76,7 @@ export abstract class LiveRpc {
     queue.push(message);
     this.#queues.set(k, queue);
     this.#waiters.get(k)?.();
+    for (const arrival of [...this.#arrivals]) arrival();
   }
 
   newId(): number {
@@ -98,6 +100,24 @@ export abstract class LiveRpc {
       });
     });
     return this.#queues.get(k)!.shift()!;
+  }
+
+  /** Resolves once at least `count` messages for `id` have arrived and wait to be taken. */
+  untilPending(id: string | number | null, count: number, timeoutMs = DEFAULT_WAIT_MS): Promise<void> {
+    if (this.pending(id).length >= count) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#arrivals.delete(arrival);
+        reject(new Error(`fewer than ${count} messages for id ${key(id)} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const arrival = (): void => {
+        if (this.pending(id).length < count) return;
+        clearTimeout(timer);
+        this.#arrivals.delete(arrival);
+        resolve();
+      };
+      this.#arrivals.add(arrival);
+    });
   }
 
   /** Messages for `id` that arrived and were not taken yet. */

@@ -2,9 +2,9 @@
 import { expect } from 'chai';
 import { WebSocket } from 'ws';
 import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
-import { StdioRpc, TcpRpc, UdpRpc, WsRpc, type LiveRpc } from '../helpers/live-rpc.js';
+import { TcpRpc, UdpRpc, WsRpc, type LiveRpc } from '../helpers/live-rpc.js';
 import { HttpRpc } from '../helpers/rpc.js';
-import { startServer, type ServerProcess } from '../helpers/server-process.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const KEY_A = 'alpha-key-0123456789abcdef';
 const KEY_B = 'bravo-key-0123456789abcdef';
@@ -34,7 +34,7 @@ function handshake(address: string, headers: Record<string, string>): Promise<nu
 
 describe('Authentication with API keys', function () {
   this.timeout(120_000);
-  let server: ServerProcess;
+  let server: TestServer;
   let a: HttpRpc;
   let b: HttpRpc;
   const clients: LiveRpc[] = [];
@@ -44,7 +44,7 @@ describe('Authentication with API keys', function () {
   };
 
   before(async () => {
-    server = await startServer({ args: ['--parallel', '2'], settings: { auth: { api_keys: [KEY_A, KEY_B] } } });
+    server = await startTestServer({ settings: { engine: { parallel: 2 }, auth: { api_keys: [KEY_A, KEY_B] } } });
     a = new HttpRpc(server.url, bearer(KEY_A));
     b = new HttpRpc(server.url, bearer(KEY_B));
   });
@@ -53,7 +53,7 @@ describe('Authentication with API keys', function () {
     await a.call('rkllm_abort', {});
   });
   after(async () => {
-    await server?.stop();
+    await server?.close();
   });
 
   describe('HTTP', () => {
@@ -139,19 +139,6 @@ describe('Authentication with API keys', function () {
     });
   });
 
-  describe('stdio', () => {
-    it('requests are refused until authenticate', async () => {
-      const client = await StdioRpc.spawn(undefined, { RKLLM_MCP_AUTH_API_KEYS: `${KEY_A},${KEY_B}` });
-      try {
-        expect((await client.call('rkllm_is_running', {})).error).to.deep.equal(UNAUTHORIZED);
-        await client.result('authenticate', { api_key: KEY_B });
-        expect(await client.result('rkllm_is_running', {})).to.include({ running: false });
-      } finally {
-        await client.close();
-      }
-    });
-  });
-
   describe('Streams belong to the key that started them', () => {
     it('another key can neither poll nor abort them, by stream id or request id, and hears what it would of an unknown stream', async () => {
       const { stream_id } = await a.start(LONG, 'shared-id');
@@ -195,14 +182,20 @@ describe('Exposure warning', function () {
     [[KEY_A], false],
   ] as const) {
     it(`binding beyond loopback ${warned ? 'without keys warns' : 'with keys does not warn'}`, async () => {
-      const server = await startServer({
-        args: ['--host', '0.0.0.0', '--no-udp', '--no-ws', '--no-tcp'],
-        settings: { auth: { api_keys: [...keys] } },
+      const server = await startTestServer({
+        settings: {
+          host: '0.0.0.0',
+          udp: { enabled: false },
+          ws: { enabled: false },
+          tcp: { enabled: false },
+          auth: { api_keys: [...keys] },
+        },
       });
       try {
-        expect(server.stderr().includes('listening beyond this machine without API keys')).to.equal(warned);
+        expect(server.log.text().includes('listening beyond this machine without API keys')).to.equal(warned);
+        expect(server.log.lines.some((l) => l.level === 40 && l.host === '0.0.0.0')).to.equal(warned);
       } finally {
-        await server.stop();
+        await server.close();
       }
     });
   }

@@ -12,8 +12,8 @@ const IDLE = { running: false, active: 0, queued: 0 };
 describe('Bad input on the live transports', function () {
   this.timeout(120_000);
   const fixture = liveFixture({ settings: { tcp: { max_line_bytes: LIMIT }, ws: { max_message_bytes: LIMIT } } });
-  const tcp = async (): Promise<TcpRpc> => fixture.track(await TcpRpc.connect(fixture.server.addresses.tcp!));
-  const ws = async (): Promise<WsRpc> => fixture.track(await WsRpc.connect(fixture.server.addresses.ws!));
+  const tcp = async (): Promise<TcpRpc> => fixture.track(await fixture.server.tcp());
+  const ws = async (): Promise<WsRpc> => fixture.track(await fixture.server.ws());
 
   afterEach(async () => {
     // Whatever a test did, the server still serves everyone else.
@@ -23,8 +23,9 @@ describe('Bad input on the live transports', function () {
   it('tcp: a line that arrives in pieces is read whole', async () => {
     const client = await tcp();
     for (const piece of ['{"jsonrpc":"2.0",', '"id":"pieces","method":"rkllm_is', '_running"}\n']) {
-      client.socket.write(piece);
-      await sleep(30);
+      await new Promise<void>((resolve, reject) => client.socket.write(piece, (err) => (err ? reject(err) : resolve())));
+      // A round trip on another connection: the server's loop has read this piece before the next one is written.
+      await fixture.http.result('rkllm_is_running', {});
     }
     expect((await client.next('pieces')).result).to.deep.equal(IDLE);
   });
@@ -106,13 +107,12 @@ describe('Bad input on the live transports', function () {
 describe('Connection limits and idle timeouts', function () {
   this.timeout(120_000);
   const fixture = liveFixture({
-    args: ['--parallel', '1', '--context', '8192', '--diagnostics'],
-    settings: { connections: { max_connections: 3, idle_timeout_s: 1 } },
+    settings: { engine: { parallel: 1, max_context_len: 8192 }, diagnostics: true, connections: { max_connections: 3, idle_timeout_s: 1 } },
   });
 
   it('tcp: silent connections are bounded by the limit and closed when idle, with the reason', async () => {
-    const silent = await Promise.all([1, 2, 3].map(() => TcpRpc.connect(fixture.server.addresses.tcp!)));
-    const refused = await TcpRpc.connect(fixture.server.addresses.tcp!);
+    const silent = await Promise.all([1, 2, 3].map(() => fixture.server.tcp()));
+    const refused = await fixture.server.tcp();
     [...silent, refused].forEach(fixture.track);
     const res = await refused.next(null);
     expect(res.error!.code).to.equal(-32011);
@@ -127,7 +127,7 @@ describe('Connection limits and idle timeouts', function () {
     }
     // The server notices the closes a moment after the clients do; then there is room again.
     for (let attempt = 0; ; attempt++) {
-      const fresh = await TcpRpc.connect(fixture.server.addresses.tcp!);
+      const fresh = await fixture.server.tcp();
       fixture.track(fresh);
       const answer = await fresh.next(fresh.send('rkllm_is_running', {}), 1000).catch(() => undefined);
       if (answer) {
@@ -141,8 +141,8 @@ describe('Connection limits and idle timeouts', function () {
   });
 
   it('ws: the connection beyond the limit is closed with 1013 and the reason; idle ones are closed', async () => {
-    const silent = await Promise.all([1, 2, 3].map(() => WsRpc.connect(fixture.server.addresses.ws!)));
-    const refused = await WsRpc.connect(fixture.server.addresses.ws!);
+    const silent = await Promise.all([1, 2, 3].map(() => fixture.server.ws()));
+    const refused = await fixture.server.ws();
     [...silent, refused].forEach(fixture.track);
     expect((await refused.next(null)).error!.code).to.equal(-32011);
     expect(await refused.closed).to.deep.equal({ code: 1013, reason: 'TOO_MANY_CONNECTIONS' });
@@ -150,7 +150,7 @@ describe('Connection limits and idle timeouts', function () {
   });
 
   it('a connection with work in progress is not closed as idle, however long the work takes', async () => {
-    const client = fixture.track(await TcpRpc.connect(fixture.server.addresses.tcp!));
+    const client = fixture.track(await fixture.server.tcp());
     // A request in progress: a long poll, longer than the idle timeout, on a stream that stays silent.
     const mock_chunks = [{ seq: 0, delta: 'a', end: false }];
     const silent = await fixture.http.result('test_http_buffer_manager', { request_id: 'silent', mock_chunks });
@@ -158,7 +158,12 @@ describe('Connection limits and idle timeouts', function () {
     // A live stream waiting in the queue: nothing crosses the connection until it starts.
     const blocker = await fixture.http.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000 });
     const id = client.send('rkllm_run_async', { prompt_input: 'The fox', max_new_tokens: 5 });
-    await sleep(1500);
+    // A connection opened after that request, with nothing to do: once the server closes it as idle,
+    // the busy connection has been quiet for longer than the idle timeout too.
+    const idle = fixture.track(await fixture.server.tcp());
+    expect((await idle.next(null, 10_000)).error!.code).to.equal(-32012);
+    await idle.closed;
+    expect(client.socket.destroyed, 'the busy connection is still open').to.equal(false);
     await fixture.http.result('rkllm_abort', { stream_id: blocker.stream_id });
     expect((await client.collect(id)).last.finish_reason).to.equal('length');
   });

@@ -1,5 +1,6 @@
-// The command line, run as a real process.
+// The command line, run as a real process: its flags, usage errors, exit codes and readiness line.
 import { expect } from 'chai';
+import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
 import { runCli, startServer, writeSettings } from '../helpers/server-process.js';
 
 describe('Command line', function () {
@@ -69,5 +70,31 @@ describe('Command line', function () {
     expect(ready).to.have.lengthOf(1);
     expect(ready[0]).to.match(/http=127\.0\.0\.1:\d+/);
     expect(await server.stop()).to.equal(0);
+  });
+});
+
+describe('rkllm-mcp --engine rkllm: errors at start', function () {
+  this.timeout(60_000);
+
+  /** Runs the server on one free HTTP port and nothing else, with `flags`; it should exit. */
+  const serve = (...flags: string[]): ReturnType<typeof runCli> =>
+    runCli(['--engine', 'rkllm', ...flags, '--http', '0', '--no-tcp', '--no-udp', '--no-ws']);
+
+  it('a missing --model is a usage error', async () => {
+    const { code, stderr } = await serve();
+    expect(code).to.equal(2);
+    expect(stderr).to.match(/"engine.model_path" is required with engine.kind "rkllm"/);
+  });
+
+  it('a library that cannot be loaded stops the server with the reason', async () => {
+    const { code, stderr } = await serve('--model', TWIN_MODELS.story, '--rkllm-lib', '/nonexistent/librkllmrt.so');
+    expect(code).to.equal(1);
+    expect(stderr).to.match(/The RKLLM runtime could not start: Cannot load the RKLLM runtime library \/nonexistent\/librkllmrt\.so/);
+  });
+
+  it('a model the runtime refuses stops the server with the runtime code and reason', async () => {
+    const { code, stderr } = await serve('--model', TWIN_MODELS.notAModel, '--rkllm-lib', await buildTwin('1.2'));
+    expect(code).to.equal(1);
+    expect(stderr).to.match(/rkllm_init failed with code -1: E rkllm: .*not an RKLLM model file/);
   });
 });

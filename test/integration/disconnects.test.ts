@@ -21,17 +21,9 @@ async function msUntilIdle(http: HttpRpc, since: number): Promise<number> {
   throw new Error('the engine never became idle');
 }
 
-async function untilRunning(http: HttpRpc): Promise<void> {
-  for (let polls = 0; polls < 2000; polls++) {
-    if ((await http.result('rkllm_is_running', {})).running) return;
-    await sleep(2);
-  }
-  throw new Error('the run never started');
-}
-
 describe('Disconnects and resuming', function () {
   this.timeout(120_000);
-  const fixture = liveFixture({ args: ['--parallel', '2', '--context', '8192'] });
+  const fixture = liveFixture({ settings: { engine: { parallel: 2, max_context_len: 8192 } } });
   const { open } = fixture;
 
   for (const transport of ['tcp', 'ws'] as const) {
@@ -46,8 +38,11 @@ describe('Disconnects and resuming', function () {
 
     it(`${transport}: a disconnect during prompt prefill frees the engine within 100 ms`, async () => {
       const client = await open(transport);
-      const id = client.send('rkllm_run_async', { prompt_input: LONG_PROMPT, max_new_tokens: 100 });
-      await untilRunning(fixture.http);
+      let id: string | number | null = null;
+      await fixture.server.streams.untilNextRun(
+        () => (id = client.send('rkllm_run_async', { prompt_input: LONG_PROMPT, max_new_tokens: 100 })),
+      );
+      expect((await fixture.http.result('rkllm_is_running', {})).running).to.equal(true);
       expect(client.pending(id), 'no chunk yet: the prompt is still being evaluated').to.deep.equal([]);
       const disconnected = performance.now();
       await client.close();
@@ -57,8 +52,9 @@ describe('Disconnects and resuming', function () {
 
   it('a blocking rkllm_run is aborted when its TCP connection closes', async () => {
     const client = await open('tcp');
-    client.send('rkllm_run', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000 });
-    await untilRunning(fixture.http);
+    await fixture.server.streams.untilNextRun(() =>
+      client.send('rkllm_run', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000 }),
+    );
     const disconnected = performance.now();
     await client.close();
     expect(await msUntilIdle(fixture.http, disconnected)).to.be.below(100);
@@ -78,8 +74,8 @@ describe('Disconnects and resuming', function () {
       while (seen.length < 50) seen.push((await first.next(id)).result.chunk);
       await first.close();
       const lastSeen = seen.at(-1)!;
-      // The stream kept running without a connection: part of what follows is replayed from its buffer.
-      await sleep(20);
+      // The stream keeps running without a connection: once it has produced more, part of what follows is replayed from its buffer.
+      await fixture.server.streams.untilChunks(lastSeen.stream_id, lastSeen.seq + 10);
       const second = await open(to);
       const resumed = await second.collect(second.send('rkllm_stream_attach', { stream_id: lastSeen.stream_id, after_seq: lastSeen.seq }));
       expect(resumed.chunks[0]!.seq).to.equal(lastSeen.seq + 1);

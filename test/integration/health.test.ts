@@ -1,13 +1,15 @@
 // GET /health through the engine's life: loading, ready, a runtime that restarts and then fails for good.
 import { expect } from 'chai';
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, readFileSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { startServer } from '../../src/server.js';
 import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
 import { HttpRpc } from '../helpers/rpc.js';
-import { scratchDir, spawnCli, startServer, writeSettings, type ServerProcess } from '../helpers/server-process.js';
+import { scratchDir } from '../helpers/server-process.js';
+import { captureLog, startTestServer, testSettings, type TestServer } from '../helpers/server.js';
 
 interface Health {
   status: number;
@@ -19,20 +21,8 @@ async function health(url: string): Promise<Health> {
   return { status: res.status, body: (await res.json()) as Health['body'] };
 }
 
-/** Waits for the first stderr line of `proc` that contains `text`, and parses it. */
-function lineWith(proc: ChildProcess, text: string): Promise<any> {
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => reject(new Error(`no line with "${text}":\n${seen}`)), 30_000);
-    proc.stderr!.on('data', (data: Buffer) => {
-      seen += data.toString();
-      const line = seen.split('\n').find((l) => l.includes(text));
-      if (!line) return;
-      clearTimeout(timer);
-      resolve(JSON.parse(line));
-    });
-  });
-}
+/** Only HTTP: health is an HTTP endpoint. */
+const HTTP_ONLY = { tcp: { enabled: false }, udp: { enabled: false }, ws: { enabled: false } };
 
 describe('GET /health', function () {
   this.timeout(120_000);
@@ -42,58 +32,52 @@ describe('GET /health', function () {
   });
 
   it('answers 503 "loading" while the model loads (and requests an engine-unavailable error), then 200 "ready"', async () => {
-    // The model is a FIFO: loading blocks until the test writes the model into it.
+    // The model is a FIFO: loading (in the runtime's worker process) blocks until the test writes the model into it.
     const model = join(scratchDir(), 'model.rkllm');
     execFileSync('mkfifo', [model]);
-    const settings = writeSettings({ shutdown: { drain_timeout_s: 0, final_poll_timeout_s: 0 } });
-    const args = [
-      '--engine',
-      'rkllm',
-      '--model',
-      model,
-      '--rkllm-lib',
-      library,
-      '--http',
-      '0',
-      '--no-tcp',
-      '--no-udp',
-      '--no-ws',
-      '--settings',
-      settings,
-    ];
-    const proc = spawnCli(args);
-    const exited = new Promise((resolve) => proc.once('exit', resolve));
+    const log = captureLog();
+    const settings = testSettings({ ...HTTP_ONLY, engine: { kind: 'rkllm', model_path: model, rkllm: { library } } });
+    const starting = startServer(settings, log.log);
+    let written: Promise<void> | undefined;
     try {
-      const bound = await lineWith(proc, 'transports bound');
+      const bound = await log.line('transports bound');
       const url = `http://${bound.addresses.http}/`;
       expect(await health(url)).to.deep.equal({ status: 503, body: { status: 'loading', reason: 'the model is loading' } });
       const refused = await new HttpRpc(url).call('rkllm_is_running', {}, 'early');
       expect(refused).to.deep.include({ id: 'early' });
       expect(refused.error).to.deep.include({ code: -32004 });
-      const ready = lineWith(proc, 'listening for connections');
-      await writeFile(model, readFileSync(TWIN_MODELS.story));
-      await ready;
+      written = writeFile(model, readFileSync(TWIN_MODELS.story));
+      await starting;
+      expect(log.lines.filter((l) => String(l.msg).includes('listening for connections'))).to.have.lengthOf(1);
       expect(await health(url)).to.deep.equal({ status: 200, body: { status: 'ready' } });
     } finally {
-      proc.kill('SIGTERM');
-      await exited;
+      // Whatever happened, let the load finish so that the server can be closed.
+      written ??= writeFile(model, readFileSync(TWIN_MODELS.story));
+      await written;
+      await (await starting).close();
     }
   });
 
   describe('after an engine failure', () => {
-    let server: ServerProcess;
+    let server: TestServer;
     let dir: string;
     before(async () => {
       dir = scratchDir();
       const model = join(dir, 'model.rkllm');
       copyFileSync(TWIN_MODELS.story, model);
-      server = await startServer({
-        args: ['--engine', 'rkllm', '--model', model, '--rkllm-lib', library, '--no-tcp', '--no-udp', '--no-ws'],
-        settings: { engine: { rkllm: { restart_delay_ms: 300, restart_max_delay_ms: 300, max_restarts: 1 } } },
+      server = await startTestServer({
+        settings: {
+          ...HTTP_ONLY,
+          engine: {
+            kind: 'rkllm',
+            model_path: model,
+            rkllm: { library, restart_delay_ms: 300, restart_max_delay_ms: 300, max_restarts: 1 },
+          },
+        },
       });
     });
     after(async () => {
-      await server?.stop();
+      await server?.close();
       rmSync(dir, { recursive: true, force: true });
     });
 

@@ -1,26 +1,28 @@
-// JSON-RPC 2.0 conformance and bad input, over real HTTP to a real server process.
+// JSON-RPC 2.0 conformance and bad input, over real HTTP to a real server (in this process).
 import { expect } from 'chai';
 import { request } from 'node:http';
 import { HttpRpc } from '../helpers/rpc.js';
-import { startServer, type ServerProcess } from '../helpers/server-process.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
 
 describe('JSON-RPC 2.0 over HTTP', function () {
   this.timeout(60_000);
-  let server: ServerProcess;
+  let server: TestServer;
   let rpc: HttpRpc;
 
   before(async () => {
-    server = await startServer({ settings: { http: { max_body_bytes: 4096 }, streams: { max_wait_ms: 5000 } } });
+    server = await startTestServer({ settings: { http: { max_body_bytes: 4096 }, streams: { max_wait_ms: 5000 } } });
     rpc = new HttpRpc(server.url);
   });
 
   after(async () => {
-    expect(await server.stop()).to.equal(0);
+    await server.close();
   });
 
   /** The server still answers after whatever the test threw at it. */
   afterEach(async () => {
-    expect((await rpc.call('rkllm_is_running', {})).result).to.have.property('running');
+    const res = await rpc.call('rkllm_is_running', {});
+    expect(res.error).to.equal(undefined);
+    expect(res.result.running).to.be.a('boolean');
   });
 
   describe('parse errors (-32700, id null)', () => {
@@ -183,7 +185,9 @@ describe('JSON-RPC 2.0 over HTTP', function () {
       expect(body[1]).to.deep.equal({ jsonrpc: '2.0', id: 'x', error: { code: -32601, message: 'Method not found: nope' } });
       expect(body[2].id).to.equal(null);
       expect(body[2].error.code).to.equal(-32600);
-      expect(body[3].result.initialized).to.equal(true);
+      expect(body[3].id).to.equal(3);
+      expect(body[3].result).to.deep.include({ initialized: true, max_buffers: 256, buffer_timeout_s: 60 });
+      expect(body[3].result.active_buffers).to.equal((await rpc.result('http_buffer_manager_status', {})).active_buffers);
     });
 
     it('answers a body of notifications only with 204 and an empty body', async () => {

@@ -2,48 +2,23 @@
 import { expect } from 'chai';
 import { connect } from 'node:net';
 import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
-import { TcpRpc, WsRpc, hostPort, type LiveRpc } from '../helpers/live-rpc.js';
+import { TcpRpc, WsRpc, hostPort } from '../helpers/live-rpc.js';
+import { liveFixture } from '../helpers/fixture.js';
 import { HttpRpc } from '../helpers/rpc.js';
-import { startServer, type ServerProcess } from '../helpers/server-process.js';
 
 const KEY_A = 'alpha-key-0123456789abcdef';
 const KEY_B = 'bravo-key-0123456789abcdef';
 const bearer = (key: string): Record<string, string> => ({ authorization: `Bearer ${key}` });
 const LONG = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000 };
 
-/** Starts a server for one `describe` block and stops it after; live clients opened with `track` are closed after each test. */
-function serverFor(
-  settings: Record<string, unknown>,
-  args: string[] = [],
-): { get: () => ServerProcess; track: <T extends LiveRpc>(c: T) => T } {
-  let server: ServerProcess | undefined;
-  const clients: LiveRpc[] = [];
-  before(async () => {
-    server = await startServer({ args, settings });
-  });
-  afterEach(async () => {
-    await Promise.all(clients.splice(0).map((c) => c.close()));
-  });
-  after(async () => {
-    await server?.stop();
-  });
-  return {
-    get: () => server!,
-    track: (client) => {
-      clients.push(client);
-      return client;
-    },
-  };
-}
-
 describe('Limits per client', function () {
   this.timeout(120_000);
 
   describe('request rate, per key', () => {
-    const fixture = serverFor({ auth: { api_keys: [KEY_A, KEY_B] }, limits: { requests_per_second: 1, request_burst: 3 } });
+    const fixture = liveFixture({ settings: { auth: { api_keys: [KEY_A, KEY_B] }, limits: { requests_per_second: 1, request_burst: 3 } } });
 
     it('past the burst a key is refused with 429, Retry-After and retry_after; another key is not affected', async () => {
-      const a = new HttpRpc(fixture.get().url, bearer(KEY_A));
+      const a = new HttpRpc(fixture.server.url, bearer(KEY_A));
       for (let i = 0; i < 3; i++) await a.result('rkllm_is_running', {});
       const refused = await a.raw(JSON.stringify({ jsonrpc: '2.0', id: 4, method: 'rkllm_is_running' }));
       expect(refused.status).to.equal(429);
@@ -52,11 +27,11 @@ describe('Limits per client', function () {
       expect(error.code).to.equal(-32016);
       expect(error.data.limit).to.equal('limits.requests_per_second');
       expect(error.data.retry_after).to.be.greaterThan(0).and.at.most(1);
-      expect(await new HttpRpc(fixture.get().url, bearer(KEY_B)).result('rkllm_is_running', {})).to.include({ running: false });
+      expect(await new HttpRpc(fixture.server.url, bearer(KEY_B)).result('rkllm_is_running', {})).to.include({ running: false });
     });
 
     it('the key is limited the same on TCP', async () => {
-      const b = fixture.track(await TcpRpc.connect(fixture.get().addresses.tcp!));
+      const b = fixture.track(await fixture.server.tcp());
       for (let id = 1; id <= 4; id++) b.sendRaw(JSON.stringify({ jsonrpc: '2.0', id, method: 'rkllm_is_running', api_key: KEY_B }));
       const answers = await Promise.all([1, 2, 3, 4].map((id) => b.next(id)));
       const refused = answers.filter((r) => r.error?.code === -32016);
@@ -66,10 +41,10 @@ describe('Limits per client', function () {
   });
 
   describe('concurrent streams, per address without keys', () => {
-    const fixture = serverFor({ limits: { max_streams: 1 } }, ['--parallel', '2']);
+    const fixture = liveFixture({ settings: { limits: { max_streams: 1 }, engine: { parallel: 2 } } });
 
     it('a second stream is refused while the first runs, with retry_after; once it has ended, a new one starts', async () => {
-      const http = new HttpRpc(fixture.get().url);
+      const http = new HttpRpc(fixture.server.url);
       const { stream_id } = await http.start(LONG);
       for (const method of ['rkllm_run_async', 'rkllm_run']) {
         const { error } = await http.call(method, { prompt_input: 'The King', max_new_tokens: 3 });
@@ -83,9 +58,9 @@ describe('Limits per client', function () {
     });
 
     it('streams on live transports count too', async () => {
-      const http = new HttpRpc(fixture.get().url);
+      const http = new HttpRpc(fixture.server.url);
       const { stream_id } = await http.start(LONG);
-      const tcp = fixture.track(await TcpRpc.connect(fixture.get().addresses.tcp!));
+      const tcp = fixture.track(await fixture.server.tcp());
       const refused = await tcp.call('rkllm_run_async', { prompt_input: 'The King', max_new_tokens: 3 });
       expect(refused.error!.data.limit).to.equal('limits.max_streams');
       await http.result('rkllm_abort', { stream_id });
@@ -94,15 +69,12 @@ describe('Limits per client', function () {
   });
 
   describe('connections per transport, and idle timeouts', () => {
-    const fixture = serverFor({ limits: { max_connections: 2 }, connections: { idle_timeout_s: 1 } }, [
-      '--parallel',
-      '1',
-      '--context',
-      '8192',
-    ]);
+    const fixture = liveFixture({
+      settings: { limits: { max_connections: 2 }, connections: { idle_timeout_s: 1 }, engine: { parallel: 1, max_context_len: 8192 } },
+    });
 
     it('tcp: the connection beyond the limit is told why, with retry_after, and closed', async () => {
-      const address = fixture.get().addresses.tcp!;
+      const address = fixture.server.addresses.tcp!;
       for (let i = 0; i < 2; i++) await fixture.track(await TcpRpc.connect(address)).result('rkllm_is_running', {});
       const third = fixture.track(await TcpRpc.connect(address));
       const { error } = await third.next(null);
@@ -113,7 +85,7 @@ describe('Limits per client', function () {
     });
 
     it('ws: the connection beyond the limit is told why and closed with 1013', async () => {
-      const address = fixture.get().addresses.ws!;
+      const address = fixture.server.addresses.ws!;
       for (let i = 0; i < 2; i++) await fixture.track(await WsRpc.connect(address)).result('rkllm_is_running', {});
       const third = fixture.track(await WsRpc.connect(address));
       expect((await third.next(null)).error!.data.limit).to.equal('limits.max_connections');
@@ -121,7 +93,7 @@ describe('Limits per client', function () {
     });
 
     it('a closed connection frees its place', async () => {
-      const address = fixture.get().addresses.tcp!;
+      const address = fixture.server.addresses.tcp!;
       const first = await TcpRpc.connect(address);
       fixture.track(await TcpRpc.connect(address));
       await first.close();
@@ -135,7 +107,7 @@ describe('Limits per client', function () {
     });
 
     it('http: requests in progress beyond the limit get 429 with Retry-After', async () => {
-      const http = new HttpRpc(fixture.get().url);
+      const http = new HttpRpc(fixture.server.url);
       const running = await http.start({ ...LONG, max_new_tokens: 8000 });
       const queued = await http.start(LONG);
       const waiting = [1, 2].map(() => http.call('poll', { stream_id: queued.stream_id, wait_ms: 2000 }));
@@ -152,7 +124,7 @@ describe('Limits per client', function () {
     });
 
     it('http: an idle keep-alive connection is closed after connections.idle_timeout_s', async () => {
-      const { host, port } = hostPort(fixture.get().addresses.http!);
+      const { host, port } = hostPort(fixture.server.addresses.http!);
       const socket = connect({ host, port });
       let reply = '';
       socket.on('data', (d: Buffer) => (reply += d.toString()));

@@ -26,7 +26,7 @@ function growth(before: Samples, after: Samples): (series: string) => number {
 
 describe('GET /metrics', function () {
   this.timeout(120_000);
-  const fixture = liveFixture({ args: ['--parallel', '1', '--context', '8192'] });
+  const fixture = liveFixture({ settings: { engine: { parallel: 1, max_context_len: 8192 } } });
 
   it('serves every metric the issue lists, in the Prometheus text format', async () => {
     const samples = await scrape(fixture.server.url);
@@ -49,7 +49,7 @@ describe('GET /metrics', function () {
     const { url } = fixture.server;
     const before = await scrape(url);
     const { stream_id } = await fixture.http.start({ prompt_input: 'The Queen said', max_new_tokens: 30, ...greedy });
-    for (let i = 0; i < 200 && ((await scrape(url)).get('rkllm_buffer_bytes') ?? 0) === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await fixture.server.streams.untilChunks(stream_id, 1);
     expect((await scrape(url)).get('rkllm_buffer_bytes'), 'the unpolled stream holds bytes').to.be.greaterThan(0);
     const drained = await fixture.http.drain(stream_id);
     const grew = growth(before, await scrape(url));

@@ -1,4 +1,4 @@
-// The whole RKLLM API against a real server running the built-in tiny model: over HTTP, and over
+// The whole RKLLM API against a real server (in this process) running the built-in tiny model: over HTTP, and over
 // TCP as the real-time transport.
 import { expect } from 'chai';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -8,7 +8,7 @@ import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
 import { writeLogitBoostLora } from '../../src/model/lora.js';
 import { TcpRpc } from '../helpers/live-rpc.js';
 import { HttpRpc, type Chunk, type RpcResponse } from '../helpers/rpc.js';
-import { startServer, type ServerProcess } from '../helpers/server-process.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
 import { tinyModel, type TinyModel } from '../helpers/tiny-model.js';
 
 const greedy = { top_k: 1, temperature: 0, repeat_penalty: 1 };
@@ -40,7 +40,7 @@ interface Client {
   close(): Promise<void>;
 }
 
-async function connect(transport: 'http' | 'tcp', server: ServerProcess): Promise<Client> {
+async function connect(transport: 'http' | 'tcp', server: TestServer): Promise<Client> {
   if (transport === 'http') {
     const http = new HttpRpc(server.url);
     return {
@@ -62,7 +62,7 @@ async function connect(transport: 'http' | 'tcp', server: ServerProcess): Promis
 for (const transport of ['http', 'tcp'] as const)
   describe(`The RKLLM API over ${transport}`, function () {
     this.timeout(120_000);
-    let server: ServerProcess;
+    let server: TestServer;
     let rpc: Client;
     let tiny: TinyModel;
     let dir: string;
@@ -77,13 +77,13 @@ for (const transport of ['http', 'tcp'] as const)
     before(async () => {
       tiny = await tinyModel();
       dir = mkdtempSync(join(tmpdir(), 'rkllm-api-'));
-      server = await startServer({ args: ['--parallel', '2', '--context', String(CONTEXT)] });
+      server = await startTestServer({ settings: { engine: { parallel: 2, max_context_len: CONTEXT } } });
       rpc = await connect(transport, server);
     });
 
     after(async () => {
       await rpc.close();
-      await server.stop();
+      await server.close();
     });
 
     describe('constants, defaults and the method list', () => {
@@ -416,7 +416,7 @@ for (const transport of ['http', 'tcp'] as const)
         const path = join(dir, 'shared.cache');
         const saved = await run({ prompt_input: prompt, prompt_cache_params: { save_prompt_cache: 1, prompt_cache_path: path } });
         // llama.cpp sequence state files load only into a context with as many sequences: same parallel setting.
-        const other = await startServer({ args: ['--parallel', '2', '--context', String(CONTEXT)] });
+        const other = await startTestServer({ settings: { engine: { parallel: 2, max_context_len: CONTEXT } } });
         try {
           const otherRpc = new HttpRpc(other.url);
           await otherRpc.result('rkllm_load_prompt_cache', { prompt_cache_path: path });
@@ -424,7 +424,7 @@ for (const transport of ['http', 'tcp'] as const)
           expect(cached.perf.prefill_tokens).to.equal(1);
           expect(cached.text).to.equal(saved.text);
         } finally {
-          await other.stop();
+          await other.close();
         }
       });
 

@@ -1,13 +1,15 @@
 /**
- * The server on the RKLLM engine (`--engine rkllm`), with the ABI twin as librkllmrt.so: the
- * runtime crashes in the middle of a stream and the server proves everything the engine promises.
+ * The server (in this process) on the RKLLM engine (`engine.kind: "rkllm"`), with the ABI twin as
+ * librkllmrt.so: the runtime (in its worker process) crashes in the middle of a stream and the
+ * server proves everything the engine promises. Errors at start, which the CLI reports with its
+ * exit code, are tested in cli.test.ts.
  */
 import { expect } from 'chai';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TcpRpc } from '../helpers/live-rpc.js';
 import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
 import { HttpRpc } from '../helpers/rpc.js';
-import { runCli, startServer, type ServerProcess } from '../helpers/server-process.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
 
 /** Calls engine_status until `state` (at most 200 times, 50 ms apart). */
 async function untilState(http: HttpRpc, state: string): Promise<any> {
@@ -22,16 +24,17 @@ async function untilState(http: HttpRpc, state: string): Promise<any> {
 describe('server with --engine rkllm (ABI twin 1.3)', function () {
   this.timeout(60_000);
   let library: string;
-  let server: ServerProcess | undefined;
+  let server: TestServer | undefined;
   let http: HttpRpc;
   let tcp: TcpRpc | undefined;
 
   before(async () => {
     library = await buildTwin('1.3');
-    server = await startServer({
-      args: ['--engine', 'rkllm', '--model', TWIN_MODELS.story, '--rkllm-lib', library, '--context', '1024'],
+    server = await startTestServer({
       // A long first delay, so the test sees the engine restarting.
-      settings: { engine: { rkllm: { restart_delay_ms: 2000 } } },
+      settings: {
+        engine: { kind: 'rkllm', model_path: TWIN_MODELS.story, max_context_len: 1024, rkllm: { library, restart_delay_ms: 2000 } },
+      },
     });
     http = new HttpRpc(server.url);
     tcp = await TcpRpc.connect(server.addresses.tcp!);
@@ -39,7 +42,7 @@ describe('server with --engine rkllm (ABI twin 1.3)', function () {
 
   after(async () => {
     await tcp?.close();
-    await server?.stop();
+    await server?.close();
   });
 
   it('serves streams from the runtime, and reports the engine', async () => {
@@ -72,7 +75,8 @@ describe('server with --engine rkllm (ABI twin 1.3)', function () {
     expect(restarting.runtime.pid).to.equal(null);
     const constants = await http.result('rkllm_get_constants', {});
     expect(constants.enums.LLMCallState.RKLLM_RUN_ERROR).to.equal(3);
-    expect(await http.result('http_buffer_manager_status', {})).to.include({ initialized: true });
+    // The buffers are still managed: the crashed stream's buffer was released when it was drained.
+    expect(await http.result('http_buffer_manager_status', {})).to.include({ initialized: true, active_buffers: 0, max_buffers: 256 });
     const running = await http.result('rkllm_is_running', {});
     expect(running.queued + running.active).to.be.greaterThan(0);
 
@@ -102,31 +106,5 @@ describe('server with --engine rkllm (ABI twin 1.3)', function () {
     });
     expect(init).to.include({ initialized: true, engine: 'rkllm', max_context_len: 512 });
     expect((await http.result('rkllm_run', { prompt_input: 'reloaded', max_new_tokens: 4 })).finish_reason).to.equal('length');
-  });
-});
-
-describe('rkllm-mcp --engine rkllm: errors at start', function () {
-  this.timeout(60_000);
-
-  /** Runs the server on one free HTTP port and nothing else, with `flags`; it should exit. */
-  const serve = (...flags: string[]): ReturnType<typeof runCli> =>
-    runCli(['--engine', 'rkllm', ...flags, '--http', '0', '--no-tcp', '--no-udp', '--no-ws']);
-
-  it('a missing --model is a usage error', async () => {
-    const { code, stderr } = await serve();
-    expect(code).to.equal(2);
-    expect(stderr).to.match(/"engine.model_path" is required with engine.kind "rkllm"/);
-  });
-
-  it('a library that cannot be loaded stops the server with the reason', async () => {
-    const { code, stderr } = await serve('--model', TWIN_MODELS.story, '--rkllm-lib', '/nonexistent/librkllmrt.so');
-    expect(code).to.equal(1);
-    expect(stderr).to.match(/The RKLLM runtime could not start: Cannot load the RKLLM runtime library \/nonexistent\/librkllmrt\.so/);
-  });
-
-  it('a model the runtime refuses stops the server with the runtime code and reason', async () => {
-    const { code, stderr } = await serve('--model', TWIN_MODELS.notAModel, '--rkllm-lib', await buildTwin('1.2'));
-    expect(code).to.equal(1);
-    expect(stderr).to.match(/rkllm_init failed with code -1: E rkllm: .*not an RKLLM model file/);
   });
 });

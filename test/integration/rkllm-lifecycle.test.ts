@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TINY_MODEL_PROMPTS, ensureBuiltinModel } from '../../src/model/builtin.js';
 import { HttpRpc, type RpcResponse } from '../helpers/rpc.js';
-import { startServer, type ServerProcess } from '../helpers/server-process.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const greedy = { top_k: 1, temperature: 0, repeat_penalty: 1 };
 
@@ -17,18 +17,18 @@ function expectError(res: RpcResponse, code: number, pattern?: RegExp): void {
 
 describe('rkllm_init and rkllm_destroy', function () {
   this.timeout(120_000);
-  let server: ServerProcess;
+  let server: TestServer;
   let rpc: HttpRpc;
   let modelPath: string;
 
   before(async () => {
     modelPath = await ensureBuiltinModel('tiny');
-    server = await startServer({ args: ['--parallel', '1'] });
+    server = await startTestServer({ settings: { engine: { parallel: 1 } } });
     rpc = new HttpRpc(server.url);
   });
 
   after(async () => {
-    await server.stop();
+    await server.close();
   });
 
   it('a second rkllm_init without rkllm_destroy gets -32008', async () => {
@@ -39,12 +39,9 @@ describe('rkllm_init and rkllm_destroy', function () {
     const before = await rpc.result('rkllm_run', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 30, ...greedy });
     const running = await rpc.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000, ...greedy });
     const queued = await rpc.start({ prompt_input: 'The Queen said', max_new_tokens: 50, ...greedy });
-    // Bounded wait until the first stream produces something.
-    for (let i = 0; i < 200; i++) {
-      const { active } = await rpc.result('rkllm_is_running', {});
-      if (active === 1) break;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    // The first stream is generating; the second waits for the one slot.
+    await server.streams.untilChunks(running.stream_id, 1);
+    expect(await rpc.result('rkllm_is_running', {})).to.deep.equal({ running: true, active: 1, queued: 1 });
     const destroyed = await rpc.result('rkllm_destroy', {});
     expect(destroyed).to.deep.equal({ destroyed: true, streams_stopped: 2 });
     for (const { stream_id } of [running, queued]) {

@@ -1,4 +1,5 @@
-// Graceful shutdown on SIGTERM and SIGINT, with streams running on several transports.
+// Graceful shutdown on SIGTERM and SIGINT, with streams running on several transports. Signals
+// need a process of the server's own: these tests start the CLI.
 import { expect } from 'chai';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,7 +14,7 @@ const LONG = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 3000, ...g
 /** A slot for each stream of the first test (four long ones and a short one). */
 const ARGS = ['--parallel', '5', '--context', '16384'];
 
-/** Calls `probe` every 10 ms until it returns something other than undefined (at most 500 times). */
+/** Calls `probe` every 10 ms until it returns something other than undefined (at most 500 times): for a server in another process, that is all one can do. */
 async function until<T>(probe: () => Promise<T | undefined>): Promise<T> {
   for (let i = 0; i < 500; i++) {
     const value = await probe();
@@ -36,8 +37,8 @@ function refusesConnections(address: string): Promise<boolean> {
 }
 
 /** Waits until `client` has received at least `count` chunks for `id`. */
-async function received(client: LiveRpc, id: string | number | null, count: number): Promise<void> {
-  await until(async () => (client.pending(id).length >= count ? true : undefined));
+function received(client: LiveRpc, id: string | number | null, count: number): Promise<void> {
+  return client.untilPending(id, count);
 }
 
 describe('Graceful shutdown', function () {

@@ -1,9 +1,30 @@
-// stdio: a parent process speaks NDJSON on the server's stdin and stdout.
+// stdio: a parent process speaks NDJSON on the server's stdin and stdout. This needs a process of
+// its own: the server reads its stdin and writes its stdout.
 import { expect } from 'chai';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
 import { StdioRpc } from '../helpers/live-rpc.js';
 import { greedy } from '../helpers/prompts.js';
+import { HttpRpc } from '../helpers/rpc.js';
 import { writeSettings } from '../helpers/server-process.js';
+
+const KEY_A = 'alpha-key-0123456789abcdef';
+const KEY_B = 'bravo-key-0123456789abcdef';
+const UNAUTHORIZED = { code: -32015, message: 'Unauthorized: a valid API key is required' };
+/** A prompt whose prefill keeps a stream alive, without output, long enough to be seen starting. */
+const SLOW_PROMPT = 'Alice was beginning to get very tired of sitting by her sister on the bank. '.repeat(60);
+
+/**
+ * Asks the child's HTTP transport, every 5 ms, until the number of live streams satisfies `ok`.
+ * The streams run in another process: there is no event to wait for from here.
+ */
+async function untilLiveStreams(http: HttpRpc, ok: (n: number) => boolean): Promise<void> {
+  for (let polls = 0; polls < 6000; polls++) {
+    if (ok((await http.result('http_buffer_manager_status', {})).live_streams)) return;
+    await sleep(5);
+  }
+  throw new Error('the number of live streams never got there');
+}
 
 describe('stdio', function () {
   this.timeout(120_000);
@@ -72,5 +93,29 @@ describe('stdio', function () {
     expect(await client.result('rkllm_is_running', {})).to.deep.equal({ running: false, active: 0, queued: 0 });
     await client.close();
     expect(await client.exited).to.equal(0);
+  });
+
+  it('with API keys, requests are refused until authenticate', async () => {
+    client = await StdioRpc.spawn(undefined, { RKLLM_MCP_AUTH_API_KEYS: `${KEY_A},${KEY_B}` });
+    expect((await client.call('rkllm_is_running', {})).error).to.deep.equal(UNAUTHORIZED);
+    await client.result('authenticate', { api_key: KEY_B });
+    expect(await client.result('rkllm_is_running', {})).to.include({ running: false });
+    await client.close();
+    expect(await client.exited).to.equal(0);
+  });
+
+  it('a parent that does not read stdout gets its stream ended with an error chunk, not unbounded memory', async () => {
+    const settings = writeSettings({ connections: { max_send_buffer_bytes: 16_384 } });
+    client = await StdioRpc.spawn(['--no-tcp', '--no-udp', '--no-ws', '--http', '0', '--context', '8192', '--settings', settings]);
+    const http = new HttpRpc(`http://${client.addresses.http}/`);
+    client.proc.stdout!.pause();
+    const id = client.send('rkllm_run_async', { prompt_input: SLOW_PROMPT, max_new_tokens: 2000, ...greedy });
+    await untilLiveStreams(http, (n) => n > 0);
+    await untilLiveStreams(http, (n) => n === 0);
+    client.proc.stdout!.resume();
+    const { last, chunks } = await client.collect(id);
+    expect(last.error!.code).to.equal(-32010);
+    expect(last.perf!.generate_tokens).to.be.below(2000);
+    expect(chunks.map((c) => c.seq)).to.deep.equal(chunks.map((_, i) => i));
   });
 });

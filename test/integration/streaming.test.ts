@@ -1,10 +1,10 @@
-// Loss-free streaming by polling, against a real server process running the built-in model.
+// Loss-free streaming by polling, against a real server (in this process) running the built-in model.
 import { expect } from 'chai';
 import { request } from 'node:http';
 import { ensureBuiltinModel, TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
 import { greedy, PROMPTS as TEN_PROMPTS } from '../helpers/prompts.js';
 import { HttpRpc, type Chunk } from '../helpers/rpc.js';
-import { startServer, type ServerProcess } from '../helpers/server-process.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const PROMPTS = TEN_PROMPTS.slice(0, 8);
 
@@ -20,16 +20,16 @@ async function waitUntilIdle(rpc: HttpRpc): Promise<void> {
 
 describe('Streaming by polling', function () {
   this.timeout(120_000);
-  let server: ServerProcess;
+  let server: TestServer;
   let rpc: HttpRpc;
 
   before(async () => {
-    server = await startServer({ args: ['--parallel', '8', '--diagnostics'] });
+    server = await startTestServer({ settings: { engine: { parallel: 8 }, diagnostics: true } });
     rpc = new HttpRpc(server.url);
   });
 
   after(async () => {
-    await server.stop();
+    await server.close();
   });
 
   it('rkllm_run returns text, finish_reason and perf', async () => {
@@ -102,7 +102,8 @@ describe('Streaming by polling', function () {
   it('a long poll answers as soon as a chunk arrives, and chunk:null at the deadline', async () => {
     const { stream_id } = await rpc.start({ prompt_input: 'The fox', max_new_tokens: 5, ...greedy });
     const first = await rpc.result('poll', { stream_id, wait_ms: 5000 });
-    expect(first.chunk).to.not.equal(null);
+    expect(first.chunk).to.include({ stream_id });
+    expect(first.chunk.seq).to.be.a('number').at.least(0);
     await rpc.drain(stream_id);
 
     // A stream that stays silent: injected through diagnostics, never ended.
@@ -161,15 +162,16 @@ describe('Streaming by polling', function () {
 
 describe('Queueing and limits', function () {
   this.timeout(120_000);
-  let server: ServerProcess;
+  let server: TestServer | undefined;
   let rpc: HttpRpc;
 
   afterEach(async () => {
-    await server?.stop();
+    await server?.close();
+    server = undefined;
   });
 
   it('queues beyond the parallel limit, first in first out, and refuses when the queue is full', async () => {
-    server = await startServer({ args: ['--parallel', '1'], settings: { engine: { queue_limit: 2 } } });
+    server = await startTestServer({ settings: { engine: { parallel: 1, queue_limit: 2 } } });
     rpc = new HttpRpc(server.url);
     const running = await rpc.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000 });
     const queued1 = await rpc.start({ prompt_input: 'The fox', max_new_tokens: 5 });
@@ -177,7 +179,7 @@ describe('Queueing and limits', function () {
     expect((await rpc.result('poll', { stream_id: queued1.stream_id })).chunk).to.equal(null);
     const busy = await rpc.call('rkllm_run_async', { prompt_input: 'x' });
     expect(busy.error!.code).to.equal(-32000);
-    expect(busy.error!.data.retry_after).to.be.a('number');
+    expect(busy.error!.data.retry_after).to.equal(1);
     // Aborting a queued stream ends it without running it.
     await rpc.result('rkllm_abort', { stream_id: queued2.stream_id });
     const aborted = await rpc.drain(queued2.stream_id);
@@ -189,7 +191,7 @@ describe('Queueing and limits', function () {
   });
 
   it('refuses new streams beyond the live-buffer limit, without evicting any', async () => {
-    server = await startServer({ settings: { streams: { max_buffers: 2 } } });
+    server = await startTestServer({ settings: { streams: { max_buffers: 2 } } });
     rpc = new HttpRpc(server.url);
     const a = await rpc.start({ prompt_input: 'The fox', max_new_tokens: 3 });
     await rpc.start({ prompt_input: 'The fox', max_new_tokens: 3 });
@@ -202,10 +204,10 @@ describe('Queueing and limits', function () {
   });
 
   it('ends a stream nobody polls with an error chunk at the byte cap, keeping what was buffered', async () => {
-    server = await startServer({ settings: { streams: { max_buffer_bytes: 2000 } } });
+    server = await startTestServer({ settings: { streams: { max_buffer_bytes: 2000 } } });
     rpc = new HttpRpc(server.url);
     const { stream_id } = await rpc.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000, ...greedy });
-    await waitUntilIdle(rpc);
+    await server.streams.untilEnded(stream_id);
     const { chunks, last, text } = await rpc.drain(stream_id);
     expect(chunks).to.have.lengthOf(1);
     expect(last.finish_reason).to.equal('error');
@@ -221,15 +223,15 @@ describe('Queueing and limits', function () {
   });
 
   it('a client that disconnects during rkllm_run frees the engine', async () => {
-    server = await startServer({ args: ['--context', '4096'] });
+    server = await startTestServer({ settings: { engine: { max_context_len: 4096 } } });
     rpc = new HttpRpc(server.url);
     const params = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 4000, ...greedy };
     const full = await rpc.result('rkllm_run', params);
     const url = new URL(server.url);
     const req = request({ host: url.hostname, port: url.port, method: 'POST', path: '/' });
     req.on('error', () => undefined);
-    req.end(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'rkllm_run', params }));
-    for (let i = 0; i < 1000 && !(await rpc.result('rkllm_is_running', {})).running; i++) await sleep(2);
+    await server.streams.untilNextRun(() => req.end(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'rkllm_run', params })));
+    expect((await rpc.result('rkllm_is_running', {})).running).to.equal(true);
     const gone = performance.now();
     req.destroy();
     await waitUntilIdle(rpc);
@@ -241,19 +243,20 @@ describe('Queueing and limits', function () {
     // The bench model (~8 ms/token here) makes the 2000-token run last far longer than the expiry,
     // so the sweep, not the end of generation, is what stops it.
     const model = await ensureBuiltinModel('bench');
-    server = await startServer({
-      args: ['--model', model, '--threads', '1'],
-      settings: { streams: { buffer_timeout_s: 0.3, cleanup_interval_s: 0.1 } },
+    server = await startTestServer({
+      settings: { engine: { model_path: model, threads: 1 }, streams: { buffer_timeout_s: 0.3, cleanup_interval_s: 0.1 } },
     });
     rpc = new HttpRpc(server.url);
     const { stream_id } = await rpc.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000 });
     await rpc.result('poll', { stream_id, wait_ms: 5000 });
     // Nobody polls again: the sweep drops the buffer and stops the generation.
+    await server.streams.untilEnded(stream_id);
     await waitUntilIdle(rpc);
     const res = await rpc.call('poll', { stream_id });
     expect(res.error!.code).to.equal(-32001);
     expect(res.error!.message).to.match(/has expired/);
     expect((await rpc.result('http_buffer_manager_status', {})).active_buffers).to.equal(0);
-    expect(server.stderr()).to.include('aborting its generation').and.include(stream_id);
+    const expired = await server.log.line('aborting its generation');
+    expect(expired.stream_id).to.equal(stream_id);
   });
 });

@@ -10,7 +10,7 @@ const LIMIT = 2048;
 describe('UDP', function () {
   this.timeout(120_000);
   const fixture = liveFixture({ settings: { udp: { max_datagram_bytes: LIMIT } } });
-  const open = async (): Promise<UdpRpc> => fixture.track(await UdpRpc.connect(fixture.server.addresses.udp!));
+  const open = async (): Promise<UdpRpc> => fixture.track(await fixture.server.udp());
 
   it('a client detects lost chunks from gaps in seq and repairs them with poll and after_seq', async () => {
     const params = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 300, ...greedy };
