@@ -186,7 +186,7 @@ describe('JSON-RPC 2.0 over HTTP', function () {
       expect(body[2].id).to.equal(null);
       expect(body[2].error.code).to.equal(-32600);
       expect(body[3].id).to.equal(3);
-      expect(body[3].result).to.deep.include({ initialized: true, max_buffers: 256, buffer_timeout_s: 60 });
+      expect(body[3].result).to.deep.include({ initialized: true, max_buffers: 256, buffer_timeout: 60 });
       expect(body[3].result.active_buffers).to.equal((await rpc.result('http_buffer_manager_status', {})).active_buffers);
     });
 
