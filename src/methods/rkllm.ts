@@ -22,7 +22,7 @@ import type { Method } from '../jsonrpc/dispatcher.js';
 import { fault } from '../errors.js';
 import type { StreamHub } from '../streams/hub.js';
 import { method } from './core.js';
-import { samplingProperties } from './run-params.js';
+import { maxNewTokensProperty, samplingProperties } from './run-params.js';
 import { bool, int, num, object, str, type JsonSchema } from './schema.js';
 
 export interface RkllmDeps {
@@ -45,7 +45,7 @@ const initSchema = object(
   {
     model_path: { ...str('The model file (GGUF for the llama.cpp engine)'), minLength: 1 },
     max_context_len: int(16, 1 << 20),
-    max_new_tokens: int(-1, 1 << 20, '-1: until the context is full'),
+    max_new_tokens: maxNewTokensProperty,
     ...Object.fromEntries(Object.entries(samplingProperties).filter(([name]) => name !== 'seed')),
     n_keep: int(-1, 1 << 20, 'Tokens kept at the start when old history is dropped'),
     skip_special_token: bool(),

@@ -4,6 +4,13 @@ import type { RunParams } from '../streams/hub.js';
 import { bool, int, num, object, str, type JsonSchema } from './schema.js';
 
 /** The sampling fields of RKLLMParam that a run may override (also part of `rkllm_init`'s schema). */
+/**
+ * `max_new_tokens`, for `rkllm_init` and for each run: -1 (or 0 at init) fills the context. The
+ * engines read it with one rule (src/engine/token-budget.ts); a run's value is also held to the
+ * model's context length (`toRunParams`).
+ */
+export const maxNewTokensProperty: JsonSchema = int(-1, 1 << 20, 'Tokens to generate at most; -1 fills the context');
+
 export const samplingProperties: Record<string, JsonSchema> = {
   temperature: num(0, 100, 'Sampling temperature; 0 is greedy'),
   top_k: int(0, 1_000_000, 'Keep the k most likely tokens; 1 is greedy, 0 disables'),
@@ -43,7 +50,7 @@ const inferProperties: Record<string, JsonSchema> = {
     anyOf: [object({ save_prompt_cache: int(0, 1), prompt_cache_path: str() }, ['prompt_cache_path']), { type: 'null' }],
   },
   keep_history: int(0, 1, '1 continues the conversation on the next run, 0 starts fresh'),
-  max_new_tokens: int(-1, 1_000_000, 'Tokens to generate at most; -1 fills the context'),
+  max_new_tokens: maxNewTokensProperty,
 };
 
 /**
