@@ -7,8 +7,10 @@
  * fields its `data` may hold, what it means (for docs/errors.md), and its message templates.
  * A template names its parameters in braces: `Unknown stream {stream_id}`.
  *
- * Nothing here knows JSON-RPC or HTTP: the wire layer (src/jsonrpc/errors.ts, the HTTP transport)
- * turns a `ServerError` into a JSON-RPC error object or an HTTP status.
+ * Nothing here knows JSON-RPC or HTTP. Layers below the wire throw a `ServerError` built with
+ * `fault`; the wire layer (src/jsonrpc/message.ts `errorResponse`, the transports) turns it into a
+ * JSON-RPC response or an HTTP status. `errorObject` is the one place an error becomes the
+ * `{ code, message, data }` clients read, in a response or in a final chunk.
  */
 export const ERRORS = {
   PARSE_ERROR: {
@@ -62,6 +64,8 @@ export const ERRORS = {
       positional: 'Invalid params: params must be an object with named fields',
       after_seq_beyond: 'after_seq {after_seq} is beyond the last chunk sent (seq {last_seq})',
       after_seq_released: 'after_seq {after_seq} is before chunks already acknowledged and released (up to seq {acked_seq})',
+      not_buffered:
+        'Stream {stream_id} is not buffered, so it cannot be attached: it lives and dies with the connection that started it. Start runs with "detach": true to resume them later',
     },
   },
   INTERNAL_ERROR: {
@@ -186,8 +190,7 @@ export const ERRORS = {
       stopped:
         "The connection's send buffer passed its cap of {bytes} bytes (setting {setting}) because the client is not reading; the stream was stopped.",
       detached:
-        "The connection's send buffer passed its cap of {bytes} bytes (setting {setting}) because the client is not reading; live delivery stopped after seq {last_seq}. " +
-        'The stream goes on buffering: resume it with rkllm_stream_attach or poll.',
+        "The connection's send buffer passed its cap of {bytes} bytes (setting {setting}) because the client is not reading; live delivery stopped after seq {last_seq}. The stream goes on buffering: resume it with rkllm_stream_attach or poll.",
     },
   },
   TOO_MANY_CONNECTIONS: {
@@ -265,7 +268,7 @@ export interface ErrorSpec {
   data: readonly string[];
   /** What it means, for the docs. */
   meaning: string;
-  /** Message templates by name; `{field}` is replaced by that parameter. */
+  /** Message templates by name; `{field}` is replaced by that parameter. One string literal each: `fault` reads the placeholders from its type. */
   messages: Readonly<Record<string, string>>;
 }
 
@@ -302,21 +305,23 @@ export class ServerError extends Error {
     this.name = name;
     this.data = data;
   }
+}
 
-  /** The number clients see for this error (its table entry's `code`). */
-  get code(): number {
-    return ERRORS[this.name].code;
-  }
+/** An error as clients see it: a JSON-RPC error object, and the `error` of a final chunk. */
+export interface ErrorObject {
+  code: number;
+  message: string;
+  data?: unknown;
+}
 
-  /**
-   * The error as clients see it, `{ code, message, data? }`. Kept while some code still puts
-   * errors straight into chunks that are serialised; the wire layer uses `toErrorObject`.
-   */
-  toJSON(): { code: number; message: string; data?: unknown } {
-    return this.data === undefined
-      ? { code: this.code, message: this.message }
-      : { code: this.code, message: this.message, data: this.data };
-  }
+/**
+ * The one place an error becomes `{ code, message, data? }`. The wire layer calls it for JSON-RPC
+ * replies and HTTP refusals; the streams layer calls it for a final chunk's `error`, because chunks
+ * are stored (memory, Redis) in the form clients read them.
+ */
+export function errorObject(error: ServerError): ErrorObject {
+  const code = ERRORS[error.name].code;
+  return error.data === undefined ? { code, message: error.message } : { code, message: error.message, data: error.data };
 }
 
 /** Fills `{name}` placeholders from `vars`. */

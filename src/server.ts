@@ -4,10 +4,9 @@ import { ApiKeys, exposesBeyondLoopback, type Peer } from './auth.js';
 import { ClientGate, type Client } from './clients.js';
 import { startEngine, type EngineOptions } from './engine/start.js';
 import type { Engine } from './engine/types.js';
-import { fault, type ServerError } from './errors.js';
+import { errorObject, fault, type ServerError } from './errors.js';
 import { Health } from './health.js';
 import { Dispatcher, type Method } from './jsonrpc/dispatcher.js';
-import { toErrorObject } from './jsonrpc/errors.js';
 import { errorResponse, parseMessage, salvageId, type JsonRpcResponse } from './jsonrpc/message.js';
 import { ClientLimits } from './limits.js';
 import { authenticateMethod } from './methods/auth.js';
@@ -147,7 +146,7 @@ function clientGate(settings: Settings, metrics: Metrics, log: Logger): ClientGa
     maxStreams: l.max_streams,
     maxConnections: l.max_connections,
   });
-  return new ClientGate({ keys, limits, onRefusal: (error) => metrics.error(toErrorObject(error).code) });
+  return new ClientGate({ keys, limits, onRefusal: (error) => metrics.error(errorObject(error).code) });
 }
 
 /** What a graceful shutdown acts on: health turns 503, the scheduler refuses new runs, listeners close. */

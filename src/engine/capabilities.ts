@@ -1,4 +1,4 @@
-import { RpcError } from '../jsonrpc/errors.js';
+import { fault, type ServerError } from '../errors.js';
 
 /**
  * What an engine may or may not be able to do, one flag per RKLLM feature. Engines report them
@@ -31,7 +31,9 @@ export const ENGINE_FEATURE_NAMES = Object.keys(ENGINE_FEATURES) as EngineFeatur
  * The "not supported by this engine" error (-32005). It names the engine and the feature, in the
  * message and in `data`, and says why when the engine knows.
  */
-export function notSupported(engine: string, feature: EngineFeature, reason?: string): RpcError {
-  const message = `${ENGINE_FEATURES[feature]} is not supported by the ${engine} engine${reason ? `: ${reason}` : ''}`;
-  return new RpcError('NOT_SUPPORTED', message, { engine, feature, ...(reason ? { reason } : {}) });
+export function notSupported(engine: string, feature: EngineFeature, reason?: string): ServerError {
+  const vars = { feature: ENGINE_FEATURES[feature], engine };
+  return reason
+    ? fault('NOT_SUPPORTED', 'feature_because', { ...vars, reason }, { engine, feature, reason })
+    : fault('NOT_SUPPORTED', 'feature', vars, { engine, feature });
 }

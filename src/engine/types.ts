@@ -54,7 +54,7 @@ export interface Engine extends AsyncDisposable {
   init(param: RKLLMParam): Promise<void>;
   /**
    * Checks an input before it is queued, where the engine can (e.g. a prompt longer than the
-   * context). Rejects with an RpcError. Engines that cannot check ahead accept everything.
+   * context). Rejects with a ServerError. Engines that cannot check ahead accept everything.
    */
   validate(request: RunRequest): Promise<void>;
   /** Runs to the end, invoking `callback` for every token. Resolves when generation ends. */

@@ -1,7 +1,6 @@
 import type { Logger } from 'pino';
-import { fault, ServerError } from '../errors.js';
+import { ERRORS, fault, ServerError } from '../errors.js';
 import type { Connection } from './connection.js';
-import { ErrorCodes } from './errors.js';
 import {
   errorResponse,
   parseMessage,
@@ -150,7 +149,7 @@ export class Dispatcher<Peer, Who extends Sender> {
       return isNotification || result === PUSHED ? undefined : resultResponse(id, result);
     } catch (err) {
       const error = this.#toServerError(err, method, log);
-      log.debug({ method, code: ErrorCodes[error.name] }, 'answered with an error');
+      log.debug({ method, code: ERRORS[error.name].code }, 'answered with an error');
       return isNotification ? undefined : errorResponse(id, error);
     } finally {
       this.#onAnswered(method, origin.transport, (performance.now() - started) / 1000);

@@ -1,7 +1,4 @@
-import { fault, ServerError } from '../errors.js';
-import { toErrorObject, type JsonRpcErrorObject } from './errors.js';
-
-export type { JsonRpcErrorObject };
+import { errorObject, fault, type ErrorObject, type ServerError } from '../errors.js';
 
 /** A JSON-RPC id: string, number or null. `undefined` marks a notification. */
 export type JsonRpcId = string | number | null;
@@ -14,8 +11,7 @@ export interface JsonRpcRequest {
   id?: JsonRpcId;
 }
 
-export type JsonRpcResponse =
-  { jsonrpc: '2.0'; id: JsonRpcId; result: unknown } | { jsonrpc: '2.0'; id: JsonRpcId; error: JsonRpcErrorObject };
+export type JsonRpcResponse = { jsonrpc: '2.0'; id: JsonRpcId; result: unknown } | { jsonrpc: '2.0'; id: JsonRpcId; error: ErrorObject };
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -79,7 +75,7 @@ export function resultResponse(id: JsonRpcId, result: unknown): JsonRpcResponse 
   return { jsonrpc: '2.0', id, result };
 }
 
-export function errorResponse(id: JsonRpcId, error: ServerError | JsonRpcErrorObject): JsonRpcResponse {
-  const body = error instanceof ServerError ? toErrorObject(error) : error;
-  return { jsonrpc: '2.0', id, error: body };
+/** The response that answers request `id` with `error`: the wire layer's way of sending an error. */
+export function errorResponse(id: JsonRpcId, error: ServerError): JsonRpcResponse {
+  return { jsonrpc: '2.0', id, error: errorObject(error) };
 }

@@ -1,6 +1,6 @@
 import { notOwned } from '../auth.js';
+import { fault } from '../errors.js';
 import { PUSHED, type Method } from '../jsonrpc/dispatcher.js';
-import { RpcError } from '../jsonrpc/errors.js';
 import type { StreamHub } from '../streams/hub.js';
 import { method } from './core.js';
 import { chunkOutlet } from './delivery.js';
@@ -29,10 +29,7 @@ export function liveMethods(hub: StreamHub): Array<[string, Method]> {
         ),
         async (params, ctx) => {
           if (!ctx.connection || ctx.id === undefined) {
-            throw new RpcError(
-              'INVALID_REQUEST',
-              'rkllm_stream_attach pushes chunks as responses, so it needs a request id and a live transport (TCP, UDP, WebSocket or stdio); over HTTP use poll',
-            );
+            throw fault('INVALID_REQUEST', 'attach_not_live');
           }
           if (!ctx.client.owns(params.stream_id)) throw notOwned(params.stream_id);
           const sending = await hub.attach(params.stream_id, params.after_seq, chunkOutlet(ctx.connection, ctx.id));

@@ -1,4 +1,4 @@
-import { RpcError, invalidParams } from '../jsonrpc/errors.js';
+import { fault, type ServerError } from '../errors.js';
 import type { Chunk, RequestId } from './stream.js';
 
 /** Limits every buffer store enforces. Times are in milliseconds. */
@@ -43,7 +43,7 @@ export interface StoreStatus {
  * and expiry (the shape of the MCP SDK's EventStore). The in-memory store is the default; a
  * shared store (Redis Streams) lets several instances serve the same streams.
  *
- * Errors are RpcErrors: STREAM_NOT_FOUND (with a message that says unknown, expired or
+ * Errors are ServerErrors: STREAM_NOT_FOUND (with a message that says unknown, expired or
  * released), TOO_MANY_STREAMS and INVALID_PARAMS (an `after_seq` beyond what was sent).
  */
 export interface BufferStore {
@@ -91,24 +91,9 @@ export function chunkBytes(chunk: Chunk): number {
 export type BufferGone = 'unknown' | 'expired' | 'released';
 
 /** The STREAM_NOT_FOUND error every store gives for a stream without a buffer, saying which case it is. */
-export function streamNotFound(streamId: string, reason: BufferGone, bufferTimeoutMs: number): RpcError {
-  const why =
-    reason === 'expired'
-      ? `Stream ${streamId} has expired: it was not polled for ${bufferTimeoutMs / 1000} s and its buffer was dropped`
-      : reason === 'released'
-        ? `Stream ${streamId} has ended and its buffer was released after the final chunk was acknowledged`
-        : `Unknown stream ${streamId}`;
-  return new RpcError('STREAM_NOT_FOUND', why, { stream_id: streamId, reason });
-}
-
-/** A poll's `after_seq` is beyond the last chunk appended. */
-export function afterSeqBeyond(afterSeq: number, lastSeq: number): RpcError {
-  return invalidParams(`after_seq ${afterSeq} is beyond the last chunk sent (seq ${lastSeq})`, { last_seq: lastSeq });
-}
-
-/** A poll's `after_seq` is before chunks that were acknowledged and dropped. */
-export function afterSeqReleased(afterSeq: number, ackedSeq: number): RpcError {
-  return invalidParams(`after_seq ${afterSeq} is before chunks already acknowledged and released (up to seq ${ackedSeq})`, {
-    acked_seq: ackedSeq,
-  });
+export function streamNotFound(streamId: string, reason: BufferGone, bufferTimeoutMs: number): ServerError {
+  const data = { stream_id: streamId, reason };
+  return reason === 'expired'
+    ? fault('STREAM_NOT_FOUND', 'expired', { stream_id: streamId, seconds: bufferTimeoutMs / 1000 }, data)
+    : fault('STREAM_NOT_FOUND', reason, { stream_id: streamId }, data);
 }

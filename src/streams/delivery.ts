@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { RpcError, invalidParams } from '../jsonrpc/errors.js';
+import { fault, type ServerError } from '../errors.js';
 import { requestKey, type BufferStore } from './buffer-store.js';
 import { followStored } from './follow.js';
 import { LiveSink } from './live-sink.js';
@@ -21,7 +21,7 @@ export interface StreamDeliveryOptions {
   store: BufferStore;
   log: Logger;
   /** Stops a stream for a server-side reason (its buffer is full or failing, its client fell behind), which its final chunk will carry. */
-  stop: (stream: Stream, error: RpcError) => void;
+  stop: (stream: Stream, error: ServerError) => void;
 }
 
 /** Aborts `stream` when `closed` aborts, until the stream has ended. */
@@ -44,7 +44,7 @@ function abortOnClose(stream: Stream, closed: AbortSignal): void {
 export class StreamDelivery {
   readonly #store: BufferStore;
   readonly #log: Logger;
-  readonly #stop: (stream: Stream, error: RpcError) => void;
+  readonly #stop: (stream: Stream, error: ServerError) => void;
   /** The pending appends of each buffered stream: once settled, its buffer holds every chunk produced before. */
   readonly #appends = new WeakMap<Stream, Promise<unknown>>();
   /** Live deliveries by stream id: one outlet at most receives a stream live. */
@@ -79,9 +79,7 @@ export class StreamDelivery {
     if (!stream) return followStored({ store: this.#store, streamId, afterSeq, outlet, log: this.#log });
     const appended = this.#appends.get(stream);
     if (!appended) {
-      throw invalidParams(
-        `Stream ${streamId} is not buffered, so it cannot be attached: it lives and dies with the connection that started it. Start runs with "detach": true to resume them later`,
-      );
+      throw fault('INVALID_PARAMS', 'not_buffered', { stream_id: streamId });
     }
     // The outlet that received the stream so far keeps it until the replay has succeeded.
     const sink = this.#newSink(stream, outlet, afterSeq);
@@ -114,19 +112,15 @@ export class StreamDelivery {
         })
         .catch((err: unknown) => {
           this.#log.error({ err, stream_id: stream.id }, 'could not buffer a chunk');
-          this.#stop(stream, new RpcError('INTERNAL_ERROR', 'The stream buffer failed; the stream was stopped'));
+          this.#stop(stream, fault('INTERNAL_ERROR', 'buffer_failed'));
         });
       this.#appends.set(stream, tail);
     });
   }
 
-  #bufferFull(): RpcError {
+  #bufferFull(): ServerError {
     const cap = this.#store.limits.maxBufferBytes;
-    return new RpcError(
-      'BUFFER_FULL',
-      `The stream buffer reached its cap of ${cap} bytes because it was not polled; generation stopped. Everything buffered before this chunk was kept.`,
-      { max_buffer_bytes: cap },
-    );
+    return fault('BUFFER_FULL', 'full', { max_buffer_bytes: cap }, { max_buffer_bytes: cap });
   }
 
   /** Makes `sink` the one live delivery of `stream`, ending any other. */

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { RpcError } from '../jsonrpc/errors.js';
+import { fault, ServerError } from '../errors.js';
 import type { BufferStore } from './buffer-store.js';
 import { sendBufferFull } from './live-sink.js';
 import type { ChunkOutlet } from './outlet.js';
@@ -42,7 +42,7 @@ async function released(store: BufferStore, streamId: string): Promise<boolean> 
     await store.peek(streamId);
     return false;
   } catch (err) {
-    if (err instanceof RpcError && err.name === 'STREAM_NOT_FOUND') return true;
+    if (err instanceof ServerError && err.name === 'STREAM_NOT_FOUND') return true;
     throw err;
   }
 }
@@ -68,8 +68,8 @@ class Follower {
         if (!this.deliver((await store.poll(streamId, this.#lastSeq)).chunks)) break;
       }
     } catch (err) {
-      if (!(err instanceof RpcError)) log.error({ err, stream_id: streamId }, 'following a stored stream failed');
-      outlet.fail(err instanceof RpcError ? err : new RpcError('INTERNAL_ERROR', 'Reading the stream buffer failed inside the server'));
+      if (!(err instanceof ServerError)) log.error({ err, stream_id: streamId }, 'following a stored stream failed');
+      outlet.fail(err instanceof ServerError ? err : fault('INTERNAL_ERROR', 'follow_failed'));
     } finally {
       this.stop();
     }

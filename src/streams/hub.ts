@@ -8,7 +8,7 @@ import {
   type RunOutputs,
   type RunRequest,
 } from '../engine/types.js';
-import { ErrorCodes, RpcError } from '../jsonrpc/errors.js';
+import { errorObject, fault, type ServerError } from '../errors.js';
 import { requestKey, type BufferStore } from './buffer-store.js';
 import { StreamDelivery, type Delivery } from './delivery.js';
 import type { ChunkOutlet } from './outlet.js';
@@ -66,7 +66,7 @@ export class StreamHub {
   /** Streams that have not ended, by id. */
   readonly #live = new Map<string, Stream>();
   /** Why a stream was stopped by the server rather than by its client. */
-  readonly #stopErrors = new WeakMap<Stream, RpcError>();
+  readonly #stopErrors = new WeakMap<Stream, ServerError>();
   readonly #tasks = new Set<Promise<void>>();
   readonly #observer: StreamObserver | undefined;
   #closed: Promise<void> | undefined;
@@ -189,7 +189,7 @@ export class StreamHub {
    * `rkllm_destroy` unloads the model), and waits until all have ended. The final chunks say
    * `finish_reason: "shutdown"` when `error` is SHUTTING_DOWN, else "error".
    */
-  async stopAll(error: RpcError): Promise<void> {
+  async stopAll(error: ServerError): Promise<void> {
     const streams = [...this.#live.values()];
     for (const stream of streams) this.#stop(stream, error);
     await Promise.all(streams.map((stream) => stream.ended));
@@ -212,7 +212,7 @@ export class StreamHub {
   }
 
   /** Stops a stream for a server-side reason, which its final chunk will carry. */
-  #stop(stream: Stream, error: RpcError): void {
+  #stop(stream: Stream, error: ServerError): void {
     if (stream.state === 'ended' || this.#stopErrors.has(stream)) return;
     this.#stopErrors.set(stream, error);
     stream.abort();
@@ -267,20 +267,20 @@ export class StreamHub {
         if (result.last_hidden_layer) outputs.last_hidden_layer = result.last_hidden_layer;
         if (result.logits) outputs.logits = result.logits;
       });
-      const error = outcome.error === undefined ? undefined : new RpcError('ENGINE_ERROR', outcome.error);
+      const error = outcome.error === undefined ? undefined : fault('ENGINE_ERROR', 'detail', { detail: outcome.error });
       this.#end(stream, outcome.finish_reason, outcome.perf, error, outputs);
     } catch (err) {
       this.#log.error({ err, stream_id: stream.id }, 'run failed');
-      this.#end(stream, 'error', undefined, new RpcError('INTERNAL_ERROR', 'The run failed inside the server'));
+      this.#end(stream, 'error', undefined, fault('INTERNAL_ERROR', 'run_failed'));
     } finally {
       release();
     }
   }
 
-  #end(stream: Stream, reason: FinishReason, perf: RKLLMPerfStat | undefined, error?: RpcError, outputs?: RunOutputs): void {
+  #end(stream: Stream, reason: FinishReason, perf: RKLLMPerfStat | undefined, error?: ServerError, outputs?: RunOutputs): void {
     const stopError = this.#stopErrors.get(stream);
     const finalError = stopError ?? error;
-    const stopReason = stopError?.code === ErrorCodes.SHUTTING_DOWN ? 'shutdown' : 'error';
-    stream.end(stopError ? stopReason : reason, perf ?? emptyPerf(), finalError?.toJSON(), outputs);
+    const stopReason = stopError?.name === 'SHUTTING_DOWN' ? 'shutdown' : 'error';
+    stream.end(stopError ? stopReason : reason, perf ?? emptyPerf(), finalError && errorObject(finalError), outputs);
   }
 }

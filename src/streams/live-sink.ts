@@ -1,4 +1,4 @@
-import { RpcError } from '../jsonrpc/errors.js';
+import { fault, type ServerError } from '../errors.js';
 import type { ChunkOutlet } from './outlet.js';
 import type { Chunk, Stream } from './stream.js';
 
@@ -6,15 +6,12 @@ import type { Chunk, Stream } from './stream.js';
  * SEND_BUFFER_FULL: the client does not read, so pushing stopped after `lastSeq`. What stopped is
  * either the stream itself (it was not buffered) or only its live delivery (it goes on buffering).
  */
-export function sendBufferFull(outlet: ChunkOutlet, streamId: string, lastSeq: number, stopped: 'stream' | 'delivery'): RpcError {
+export function sendBufferFull(outlet: ChunkOutlet, streamId: string, lastSeq: number, stopped: 'stream' | 'delivery'): ServerError {
   const { bytes, setting } = outlet.sendLimit;
-  const cause = `The connection's send buffer passed its cap of ${bytes} bytes (setting ${setting}) because the client is not reading`;
   const data = { stream_id: streamId, last_seq: lastSeq, max_send_buffer_bytes: bytes };
-  const message =
-    stopped === 'stream'
-      ? `${cause}; the stream was stopped.`
-      : `${cause}; live delivery stopped after seq ${lastSeq}. The stream goes on buffering: resume it with rkllm_stream_attach or poll.`;
-  return new RpcError('SEND_BUFFER_FULL', message, data);
+  return stopped === 'stream'
+    ? fault('SEND_BUFFER_FULL', 'stopped', { bytes, setting }, data)
+    : fault('SEND_BUFFER_FULL', 'detached', { bytes, setting, last_seq: lastSeq }, data);
 }
 
 export interface LiveSinkOptions {
@@ -30,7 +27,7 @@ export interface LiveSinkOptions {
    */
   buffered: boolean;
   /** Stops the stream with `error` in its final chunk (unbuffered streams whose client falls behind). */
-  stop: (error: RpcError) => void;
+  stop: (error: ServerError) => void;
   /** Called once when the sink stops delivering, whatever the reason. */
   onClose: () => void;
 }

@@ -1,7 +1,5 @@
-import { RpcError } from '../jsonrpc/errors.js';
+import { fault } from '../errors.js';
 import {
-  afterSeqBeyond,
-  afterSeqReleased,
   chunkBytes,
   streamNotFound,
   type AppendResult,
@@ -53,13 +51,10 @@ export class MemoryBufferStore implements BufferStore {
   }
 
   async create(streamId: string, options: CreateOptions = {}): Promise<void> {
-    if (this.#buffers.has(streamId)) throw new RpcError('INTERNAL_ERROR', `Stream ${streamId} already has a buffer`);
+    if (this.#buffers.has(streamId)) throw fault('INTERNAL_ERROR', 'duplicate_buffer', { stream_id: streamId });
     if (this.#buffers.size >= this.limits.maxBuffers) {
-      throw new RpcError(
-        'TOO_MANY_STREAMS',
-        `Too many live streams: the limit of ${this.limits.maxBuffers} buffers is reached; poll or abort existing streams first`,
-        { max_buffers: this.limits.maxBuffers, retry_after: 1 },
-      );
+      const max = this.limits.maxBuffers;
+      throw fault('TOO_MANY_STREAMS', 'local', { max_buffers: max }, { max_buffers: max, retry_after: 1 });
     }
     this.#buffers.set(streamId, {
       requestKey: options.requestKey,
@@ -95,8 +90,12 @@ export class MemoryBufferStore implements BufferStore {
       this.#ack(streamId, buffer, buffer.lastSeq);
       return { chunks };
     }
-    if (afterSeq > buffer.lastSeq) throw afterSeqBeyond(afterSeq, buffer.lastSeq);
-    if (afterSeq < buffer.acked) throw afterSeqReleased(afterSeq, buffer.acked);
+    if (afterSeq > buffer.lastSeq) {
+      throw fault('INVALID_PARAMS', 'after_seq_beyond', { after_seq: afterSeq, last_seq: buffer.lastSeq }, { last_seq: buffer.lastSeq });
+    }
+    if (afterSeq < buffer.acked) {
+      throw fault('INVALID_PARAMS', 'after_seq_released', { after_seq: afterSeq, acked_seq: buffer.acked }, { acked_seq: buffer.acked });
+    }
     this.#ack(streamId, buffer, afterSeq);
     return { chunks: buffer.chunks.slice() };
   }

@@ -1,4 +1,4 @@
-import type { RpcError } from '../jsonrpc/errors.js';
+import type { ServerError } from '../errors.js';
 import type { Chunk } from './stream.js';
 
 /**
@@ -14,7 +14,7 @@ export interface ChunkOutlet {
   /** Sends one chunk of stream `streamId`. Returns false once the bytes waiting exceed `sendLimit`: stop pushing. */
   send(streamId: string, chunk: Chunk): boolean;
   /** Tells the client why delivery stopped (it fell behind, the buffer went away), answering the same request. */
-  fail(error: RpcError): void;
+  fail(error: ServerError): void;
   /** Keeps the connection from being closed as idle until the returned function is called. */
   hold(): () => void;
 }

@@ -1,4 +1,4 @@
-import { RpcError } from '../jsonrpc/errors.js';
+import { fault, type ServerError } from '../errors.js';
 
 /**
  * Admits at most `slots` runs at once and queues the rest first in, first out, up to
@@ -10,7 +10,7 @@ export class Scheduler {
   #active = 0;
   #queue: Array<() => void> = [];
   /** Once set (a shutdown), every new run is refused with it; runs already admitted carry on. */
-  #closedWith: RpcError | undefined;
+  #closedWith: ServerError | undefined;
 
   constructor(slots: number, queueLimit: number) {
     this.slots = slots;
@@ -26,7 +26,7 @@ export class Scheduler {
   }
 
   /** Refuses every run not admitted yet with `refusal` from now on. */
-  close(refusal: RpcError): void {
+  close(refusal: ServerError): void {
     this.#closedWith = refusal;
   }
 
@@ -34,11 +34,8 @@ export class Scheduler {
   checkCapacity(): void {
     if (this.#closedWith) throw this.#closedWith;
     if (this.#active < this.slots || this.#queue.length < this.queueLimit) return;
-    throw new RpcError('BUSY', `Server busy: ${this.#active} runs active and ${this.#queue.length} queued (the limit); retry later`, {
-      retry_after: 1,
-      active: this.#active,
-      queued: this.#queue.length,
-    });
+    const [active, queued] = [this.#active, this.#queue.length];
+    throw fault('BUSY', 'queue_full', { active, queued }, { retry_after: 1, active, queued });
   }
 
   /**

@@ -1,15 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { FinishReason, RKLLMPerfStat, RunOutputs } from '../engine/types.js';
+import type { ErrorObject } from '../errors.js';
 
 /** The id of the request that started a stream, as its client gave it (a JSON-RPC id: string, number or null). */
 export type RequestId = string | number | null;
-
-/** Why a stream ended in error, as its final chunk carries it (the shape of a JSON-RPC error object). */
-export interface ChunkError {
-  code: number;
-  message: string;
-  data?: unknown;
-}
 
 /** One unit of a stream as it travels to clients. The final chunk also carries a GET_* run's outputs. */
 export interface Chunk extends RunOutputs {
@@ -20,8 +14,8 @@ export interface Chunk extends RunOutputs {
   finish_reason?: FinishReason;
   /** Only on the final chunk. */
   perf?: RKLLMPerfStat;
-  /** Only on a final chunk that ends in error. */
-  error?: ChunkError;
+  /** Only on a final chunk that ends in error: why, as `errorObject` puts it (the shape of a JSON-RPC error object). */
+  error?: ErrorObject;
 }
 
 export type StreamState = 'queued' | 'running' | 'ended';
@@ -92,7 +86,7 @@ export class Stream {
   }
 
   /** Ends the stream with its final chunk. Later calls do nothing. */
-  end(finishReason: FinishReason, perf: RKLLMPerfStat, error?: ChunkError, outputs: RunOutputs = {}): void {
+  end(finishReason: FinishReason, perf: RKLLMPerfStat, error?: ErrorObject, outputs: RunOutputs = {}): void {
     if (this.#state === 'ended') return;
     this.#state = 'ended';
     const chunk: Chunk = { seq: this.#nextSeq++, delta: '', end: true, finish_reason: finishReason, perf, ...outputs };

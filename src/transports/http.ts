@@ -2,9 +2,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Logger } from 'pino';
 import type { Peer } from '../auth.js';
 import type { ClientGate } from '../clients.js';
-import { ERROR_NAMES, ERRORS, type ErrorSpec } from '../errors.js';
-import { ErrorCodes, RpcError } from '../jsonrpc/errors.js';
-import type { JsonRpcResponse } from '../jsonrpc/message.js';
+import { ERROR_NAMES, ERRORS, fault, ServerError, type ErrorSpec } from '../errors.js';
+import { errorResponse, type JsonRpcResponse } from '../jsonrpc/message.js';
 import { BodyTooLarge, type HttpRoute } from './http-route.js';
 import { listen } from './listen.js';
 import type { MessageHandler, Transport } from './transport.js';
@@ -48,8 +47,9 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(text);
 }
 
-function rpcError(code: number, message: string): unknown {
-  return { jsonrpc: '2.0', id: null, error: { code, message } };
+/** A reply with HTTP status `status` that carries only `error`, answering no request id. */
+function sendError(res: ServerResponse, status: number, error: ServerError, headers: Record<string, string> = {}): void {
+  sendJson(res, status, errorResponse(null, error), headers);
 }
 
 /** The status and headers for a reply: a single refusal keeps its HTTP meaning (401, 429 with Retry-After). */
@@ -66,9 +66,10 @@ function refusalHeaders(status: number, data: unknown): Record<string, string> {
 }
 
 /** Answers a request refused before its body is read, and discards the body. */
-function refuse(req: IncomingMessage, res: ServerResponse, error: RpcError): void {
-  const status = STATUS_OF_ERROR.get(error.code) ?? 400;
-  sendJson(res, status, { jsonrpc: '2.0', id: null, error: error.toJSON() }, refusalHeaders(status, error.data));
+function refuse(req: IncomingMessage, res: ServerResponse, error: ServerError): void {
+  const spec: ErrorSpec = ERRORS[error.name];
+  const status = spec.http ?? 400;
+  sendError(res, status, error, refusalHeaders(status, error.data));
   req.resume();
 }
 
@@ -180,7 +181,7 @@ export class HttpTransport implements Transport {
     }
     if (method !== 'POST') {
       res.setHeader('allow', 'POST');
-      sendJson(res, 405, rpcError(ErrorCodes.INVALID_REQUEST, 'Use POST with a JSON-RPC 2.0 message in the body'));
+      sendError(res, 405, fault('INVALID_REQUEST', 'not_post'));
       return;
     }
     const peer = this.#admit(req, res);
@@ -195,7 +196,7 @@ export class HttpTransport implements Transport {
       res.once('close', gate.admitConnection(peer, this.name));
       return peer;
     } catch (err) {
-      if (!(err instanceof RpcError)) throw err;
+      if (!(err instanceof ServerError)) throw err;
       refuse(req, res, err);
       return undefined;
     }
@@ -206,7 +207,7 @@ export class HttpTransport implements Transport {
     try {
       body = await readBody(req, this.#options.maxBodyBytes);
     } catch (err) {
-      if (err instanceof BodyTooLarge) sendJson(res, 413, rpcError(ErrorCodes.INVALID_REQUEST, err.message));
+      if (err instanceof BodyTooLarge) sendError(res, 413, fault('INVALID_REQUEST', 'body_too_large', { max_body_bytes: err.limit }));
       else res.destroy();
       return;
     }
@@ -222,7 +223,7 @@ export class HttpTransport implements Transport {
       await route.serve({ req, res, url, address, signal: gone, readBody: () => readBody(req, limit), log });
     } catch (err) {
       log.error({ err, path: url.pathname }, 'http: route failed');
-      if (!res.headersSent) sendJson(res, 500, rpcError(ErrorCodes.INTERNAL_ERROR, 'Internal error'));
+      if (!res.headersSent) sendError(res, 500, fault('INTERNAL_ERROR', 'internal'));
       else res.end();
     }
   }
@@ -240,7 +241,7 @@ export class HttpTransport implements Transport {
       }
     } catch (err) {
       this.#options.log.error({ err }, 'http: unexpected failure');
-      if (!res.headersSent) sendJson(res, 500, rpcError(ErrorCodes.INTERNAL_ERROR, 'Internal error'));
+      if (!res.headersSent) sendError(res, 500, fault('INTERNAL_ERROR', 'internal'));
     }
   }
 
@@ -250,12 +251,12 @@ export class HttpTransport implements Transport {
       const { status, type, body } = await endpoint.serve();
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' }).end(body);
     } catch (err) {
-      if (err instanceof RpcError) {
+      if (err instanceof ServerError) {
         refuse(req, res, err);
         return;
       }
       this.#options.log.error({ err }, 'http: endpoint failed');
-      if (!res.headersSent) sendJson(res, 500, rpcError(ErrorCodes.INTERNAL_ERROR, 'Internal error'));
+      if (!res.headersSent) sendError(res, 500, fault('INTERNAL_ERROR', 'internal'));
     }
   }
 }

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Peer } from '../auth.js';
 import type { Connection } from '../jsonrpc/connection.js';
-import { RpcError } from '../jsonrpc/errors.js';
+import { fault, type ServerError } from '../errors.js';
 import { errorResponse, type JsonRpcResponse } from '../jsonrpc/message.js';
 import { LineSplitter } from './ndjson.js';
 import type { MessageHandler } from './transport.js';
@@ -27,7 +27,7 @@ export interface Wire {
   pause(): void;
   resume(): void;
   /** Closes once what was written is flushed. `reason`, when given, says why (it was also sent as a message). */
-  end(reason?: RpcError): void;
+  end(reason?: ServerError): void;
 }
 
 export interface LiveConnectionOptions {
@@ -51,16 +51,10 @@ export function readLines(
   input: Readable,
   connection: LiveConnection,
   limit: { maxLineBytes: number; setting: string },
-  onOversize: (error: RpcError) => 'skip' | 'stop',
+  onOversize: (error: ServerError) => 'skip' | 'stop',
 ): void {
   const { maxLineBytes, setting } = limit;
-  const tooLong = new RpcError(
-    'INVALID_REQUEST',
-    `Invalid Request: a line exceeds the limit of ${maxLineBytes} bytes (setting ${setting})`,
-    {
-      max_line_bytes: maxLineBytes,
-    },
-  );
+  const tooLong = fault('INVALID_REQUEST', 'line_too_long', { max_line_bytes: maxLineBytes, setting }, { max_line_bytes: maxLineBytes });
   const lines = new LineSplitter(maxLineBytes);
   input.on('data', (data: Buffer) => {
     for (const frame of lines.push(data)) {
@@ -152,7 +146,7 @@ export class LiveConnection implements Connection {
   }
 
   /** Sends `error` (with id null) and closes: a framing violation or an idle timeout. */
-  closeWith(error: RpcError): void {
+  closeWith(error: ServerError): void {
     if (!this.#sendable) return;
     this.send(errorResponse(null, error));
     this.#shutDown();
@@ -223,8 +217,8 @@ export class LiveConnection implements Connection {
     }
     if (this.#idleTimer) return;
     this.#idleTimer = setTimeout(() => {
-      const reason = `Closing the connection: nothing was received and nothing was in progress for ${ms / 1000} s (setting connections.idle_timeout_s)`;
-      this.closeWith(new RpcError('CONNECTION_IDLE', reason, { idle_timeout_s: ms / 1000 }));
+      const seconds = ms / 1000;
+      this.closeWith(fault('CONNECTION_IDLE', 'idle', { idle_timeout_s: seconds }, { idle_timeout_s: seconds }));
     }, ms);
     this.#idleTimer.unref();
   }

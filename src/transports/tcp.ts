@@ -2,7 +2,7 @@ import { createServer, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Peer } from '../auth.js';
 import type { ClientGate } from '../clients.js';
-import type { RpcError } from '../jsonrpc/errors.js';
+import type { ServerError } from '../errors.js';
 import { errorResponse } from '../jsonrpc/message.js';
 import { readLines, type ConnectionLimits } from './live-connection.js';
 import { Listener } from './listen.js';
@@ -26,7 +26,7 @@ export interface TcpTransportOptions {
 const LINGER_MS = 2000;
 
 /** Tells a connection we will not serve why, then closes it. */
-function turnAway(socket: Socket, error: RpcError): void {
+function turnAway(socket: Socket, error: ServerError): void {
   endGracefully(socket, `${JSON.stringify(errorResponse(null, error))}\n`);
 }
 

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Peer } from '../auth.js';
 import type { ClientGate } from '../clients.js';
-import { RpcError } from '../jsonrpc/errors.js';
+import { fault, type ServerError } from '../errors.js';
 import { LiveConnection, type ConnectionLimits, type Wire } from './live-connection.js';
 import type { MessageHandler } from './transport.js';
 
@@ -16,15 +16,6 @@ export interface TrackedConnectionsOptions {
   handle: MessageHandler;
   gate: ClientGate;
   log: Logger;
-}
-
-/** What a connection beyond a transport's limit is told before it is closed. */
-export function tooManyConnections(transport: string, max: number): RpcError {
-  return new RpcError(
-    'TOO_MANY_CONNECTIONS',
-    `Too many connections: the limit of ${max} ${transport} connections (setting connections.max_connections) is reached; try again later`,
-    { max_connections: max, retry_after: 1 },
-  );
 }
 
 /**
@@ -49,14 +40,21 @@ export class TrackedConnections<S> {
    * Admits `socket` from `peer`, speaking through `wire`. Beyond a limit, hands the refusal to
    * `turnAway` (which tells the client and closes the socket) and returns undefined.
    */
-  accept(socket: S, peer: Peer, wire: Wire, turnAway: (error: RpcError) => void): LiveConnection | undefined {
+  accept(socket: S, peer: Peer, wire: Wire, turnAway: (error: ServerError) => void): LiveConnection | undefined {
     const { transport, title, maxConnections, limits, handle, gate, log } = this.#options;
     let release: () => void;
     try {
-      if (this.#open.size >= maxConnections) throw tooManyConnections(title, maxConnections);
+      if (this.#open.size >= maxConnections) {
+        throw fault(
+          'TOO_MANY_CONNECTIONS',
+          'transport',
+          { max_connections: maxConnections, transport: title },
+          { max_connections: maxConnections, retry_after: 1 },
+        );
+      }
       release = gate.admitConnection(peer, transport);
     } catch (err) {
-      turnAway(err as RpcError);
+      turnAway(err as ServerError);
       return undefined;
     }
     const connection = new LiveConnection({ id: `${transport}#${++this.#accepted}`, transport, peer, handle, limits, log, wire });

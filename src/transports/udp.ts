@@ -2,7 +2,7 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import type { Connection } from '../jsonrpc/connection.js';
-import { RpcError } from '../jsonrpc/errors.js';
+import { fault } from '../errors.js';
 import { errorResponse, type JsonRpcResponse } from '../jsonrpc/message.js';
 import { formatAddress } from './listen.js';
 import type { MessageHandler, Transport } from './transport.js';
@@ -22,11 +22,8 @@ const DATAGRAM_SETTING = 'udp.max_datagram_bytes';
 
 /** A reply that would not fit in one datagram becomes an error that fits, for the same request. */
 function tooLargeReply(message: JsonRpcResponse | JsonRpcResponse[], bytes: number, limit: number): JsonRpcResponse {
-  const error = new RpcError(
-    'INVALID_REQUEST',
-    `The response is ${bytes} bytes, over the datagram limit of ${limit} bytes (setting ${DATAGRAM_SETTING}); use a stream transport for this request`,
-    { max_datagram_bytes: limit },
-  );
+  const vars = { bytes, max_datagram_bytes: limit, setting: DATAGRAM_SETTING };
+  const error = fault('INVALID_REQUEST', 'reply_too_large', vars, { max_datagram_bytes: limit });
   return errorResponse(Array.isArray(message) ? null : message.id, error);
 }
 
@@ -84,11 +81,8 @@ export class UdpTransport implements Transport {
     const peer = this.#peer(sender);
     const limit = this.#options.maxDatagramBytes;
     if (data.length > limit) {
-      const error = new RpcError(
-        'INVALID_REQUEST',
-        `Invalid Request: the datagram is ${data.length} bytes, over the limit of ${limit} bytes (setting ${DATAGRAM_SETTING})`,
-        { max_datagram_bytes: limit },
-      );
+      const vars = { bytes: data.length, max_datagram_bytes: limit, setting: DATAGRAM_SETTING };
+      const error = fault('INVALID_REQUEST', 'datagram_too_large', vars, { max_datagram_bytes: limit });
       peer.send(errorResponse(null, error));
       return;
     }

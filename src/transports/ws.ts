@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { ApiKey, Peer } from '../auth.js';
 import type { ClientGate } from '../clients.js';
-import { RpcError } from '../jsonrpc/errors.js';
+import { fault, type ServerError } from '../errors.js';
 import { errorResponse } from '../jsonrpc/message.js';
 import type { ConnectionLimits, LiveConnection } from './live-connection.js';
 import { Listener } from './listen.js';
@@ -28,8 +28,8 @@ export interface WsTransportOptions {
 const CloseCode = { NORMAL: 1000, TRY_AGAIN_LATER: 1013 } as const;
 
 /** Refuses a handshake that carries a wrong key: HTTP 401 with the JSON-RPC error, as on the HTTP transport. */
-function refuseHandshake(socket: Duplex, error: RpcError): void {
-  const body = JSON.stringify({ jsonrpc: '2.0', id: null, error: error.toJSON() });
+function refuseHandshake(socket: Duplex, error: ServerError): void {
+  const body = JSON.stringify(errorResponse(null, error));
   const head = [
     'HTTP/1.1 401 Unauthorized',
     'WWW-Authenticate: Bearer',
@@ -92,7 +92,7 @@ export class WsTransport implements Transport {
     try {
       return this.#options.gate.keyFromHeader(req.headers.authorization, 'allow');
     } catch (err) {
-      refuseHandshake(socket, err as RpcError);
+      refuseHandshake(socket, err as ServerError);
       return null;
     }
   }
@@ -130,7 +130,7 @@ export class WsTransport implements Transport {
       pause: () => ws.pause(),
       resume: () => ws.resume(),
       // The reason itself went out as a JSON-RPC message; the close frame carries its string code.
-      end: (reason?: RpcError) => ws.close(CloseCode.NORMAL, reason?.name),
+      end: (reason?: ServerError) => ws.close(CloseCode.NORMAL, reason?.name),
     };
     const connection: LiveConnection | undefined = this.#connections.accept(ws, peer, wire, (error) => {
       ws.send(JSON.stringify(errorResponse(null, error)));
@@ -142,11 +142,7 @@ export class WsTransport implements Transport {
         connection.receive(data as Buffer);
         return;
       }
-      const error = new RpcError(
-        'INVALID_REQUEST',
-        'Invalid Request: binary frames are not accepted; send each JSON-RPC message as a text frame',
-      );
-      connection.send(errorResponse(null, error));
+      connection.send(errorResponse(null, fault('INVALID_REQUEST', 'binary_frame')));
     });
     ws.on('close', () => this.#connections.closed(ws));
   }

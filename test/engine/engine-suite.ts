@@ -4,7 +4,7 @@
  */
 import { expect } from 'chai';
 import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
-import { RpcError } from '../../src/jsonrpc/errors.js';
+import { ServerError } from '../../src/errors.js';
 import { LLMCallState, type Engine, type LLMCallState as State, type RKLLMResult, type RunRequest } from '../../src/engine/types.js';
 
 interface Recorded {
@@ -145,7 +145,7 @@ export function engineSuite(name: string, factory: () => Promise<Engine>, option
           () => undefined,
           (err: unknown) => err,
         );
-        expect(error).to.be.instanceOf(RpcError).with.property('code', -32602);
+        expect(error).to.be.instanceOf(ServerError).with.property('name', 'INVALID_PARAMS');
       });
     } else {
       it('a run whose prompt is longer than the context ends with an error, and the engine keeps serving', async () => {
@@ -163,8 +163,8 @@ export function engineSuite(name: string, factory: () => Promise<Engine>, option
       await engine.destroy();
       await engine[Symbol.asyncDispose]();
       expect(() => engine.param)
-        .to.throw(RpcError)
-        .with.property('code', -32004);
+        .to.throw(ServerError)
+        .with.property('name', 'ENGINE_UNAVAILABLE');
     });
   });
 }

@@ -5,21 +5,21 @@
  * process down.
  */
 import { expect } from 'chai';
-import { RpcError } from '../../src/jsonrpc/errors.js';
+import { ServerError } from '../../src/errors.js';
 import type { LayoutVersion } from '../../src/engine/rkllm/abi.js';
 import type { LayoutSetting } from '../../src/engine/rkllm/protocol.js';
 import { RkllmEngine } from '../../src/engine/rkllm/rkllm-engine.js';
 import { createDefaultParam, type RKLLMInput, type RunRequest } from '../../src/engine/types.js';
 import { TWIN_MODELS, buildTwin, type TwinVariant } from '../helpers/rkllm-twin.js';
 
-async function initError(library: string, layout: LayoutSetting, model: string = TWIN_MODELS.story): Promise<RpcError> {
+async function initError(library: string, layout: LayoutSetting, model: string = TWIN_MODELS.story): Promise<ServerError> {
   const engine = new RkllmEngine({ library, layout });
   try {
     await engine.init({ ...createDefaultParam(), model_path: model });
   } catch (err) {
     expect(engine.status().state).to.equal('unloaded');
-    expect(err).to.be.instanceOf(RpcError);
-    return err as RpcError;
+    expect(err).to.be.instanceOf(ServerError);
+    return err as ServerError;
   } finally {
     await engine.dispose();
   }
@@ -102,8 +102,8 @@ describe('RKLLM engine: bad input', function () {
       const error = await engine
         .init({ ...createDefaultParam(), model_path: TWIN_MODELS.story, img_start: '<img>' })
         .catch((err: unknown) => err);
-      expect(error).to.be.instanceOf(RpcError).with.property('code', -32602);
-      expect((error as RpcError).message).to.match(/"img_start" is not a field of RKLLMParam in runtime 1\.3/);
+      expect(error).to.be.instanceOf(ServerError).with.property('name', 'INVALID_PARAMS');
+      expect((error as ServerError).message).to.match(/"img_start" is not a field of RKLLMParam in runtime 1\.3/);
       await engine.dispose();
     });
   });
@@ -185,9 +185,9 @@ describe('RKLLM engine: bad input', function () {
 
     it('a runtime call refused with a non-zero code answers ENGINE_ERROR with the code', async () => {
       const error = await engine.loadPromptCache(TWIN_MODELS.story).catch((err: unknown) => err);
-      expect(error).to.be.instanceOf(RpcError).with.property('code', -32006);
-      expect((error as RpcError).data).to.include({ function: 'rkllm_load_prompt_cache', code: -1 });
-      expect((error as RpcError).message).to.match(/is not a prompt cache/);
+      expect(error).to.be.instanceOf(ServerError).with.property('name', 'ENGINE_ERROR');
+      expect((error as ServerError).data).to.include({ function: 'rkllm_load_prompt_cache', code: -1 });
+      expect((error as ServerError).message).to.match(/is not a prompt cache/);
     });
   });
 });

@@ -2,7 +2,7 @@
 import { expect } from 'chai';
 import { ApiKeys, exposesBeyondLoopback, type Peer } from '../../src/auth.js';
 import { ClientGate } from '../../src/clients.js';
-import { RpcError } from '../../src/jsonrpc/errors.js';
+import { ServerError } from '../../src/errors.js';
 import type { JsonRpcRequest } from '../../src/jsonrpc/message.js';
 import { ClientLimits } from '../../src/limits.js';
 import { thrown } from '../helpers/thrown.js';
@@ -19,7 +19,7 @@ function gate(
   return new ClientGate({ keys: new ApiKeys(secrets), limits });
 }
 
-const code = (fn: () => unknown): number => thrown(fn, RpcError).code;
+const refusal = (fn: () => unknown): string => thrown(fn, ServerError).name;
 
 describe('API keys', () => {
   const keys = new ApiKeys([A, B]);
@@ -67,8 +67,8 @@ describe('ClientGate', () => {
 
   it('with keys refuses requests without a valid key, except authenticate', () => {
     const g = gate([A]);
-    expect(code(() => g.admit(request('poll'), peer()))).to.equal(-32015);
-    expect(code(() => g.admit(request('poll', { api_key: 'wrong' }), peer()))).to.equal(-32015);
+    expect(refusal(() => g.admit(request('poll'), peer()))).to.equal('UNAUTHORIZED');
+    expect(refusal(() => g.admit(request('poll', { api_key: 'wrong' }), peer()))).to.equal('UNAUTHORIZED');
     expect(g.admit(request('authenticate'), peer()).owns('st_x')).to.equal(false);
     const client = g.admit(request('poll', { api_key: A }), peer());
     expect(client.id).to.match(/^key_/);
@@ -78,21 +78,21 @@ describe('ClientGate', () => {
   it('a wrong api_key member is refused even on a connection that authenticated', () => {
     const g = gate([A]);
     const keys = new ApiKeys([A]);
-    expect(code(() => g.admit(request('poll', { api_key: 'wrong' }), peer(keys.find(A))))).to.equal(-32015);
+    expect(refusal(() => g.admit(request('poll', { api_key: 'wrong' }), peer(keys.find(A))))).to.equal('UNAUTHORIZED');
   });
 
   it('charges attempts without a valid key to the address, so guessing is rate-limited', () => {
     const limits = new ClientLimits({ requestsPerSecond: 1, requestBurst: 2, maxStreams: 0, maxConnections: 0 }, () => 0);
     const g = gate([A], limits);
-    expect(code(() => g.admit(request('poll', { api_key: 'guess-1' }), peer()))).to.equal(-32015);
-    expect(code(() => g.admit(request('poll', { api_key: 'guess-2' }), peer()))).to.equal(-32015);
-    expect(code(() => g.admit(request('poll', { api_key: 'guess-3' }), peer()))).to.equal(-32016);
+    expect(refusal(() => g.admit(request('poll', { api_key: 'guess-1' }), peer()))).to.equal('UNAUTHORIZED');
+    expect(refusal(() => g.admit(request('poll', { api_key: 'guess-2' }), peer()))).to.equal('UNAUTHORIZED');
+    expect(refusal(() => g.admit(request('poll', { api_key: 'guess-3' }), peer()))).to.equal('RATE_LIMITED');
   });
 
   it('header checks: a wrong key is refused; a missing one is refused on HTTP and allowed for a WebSocket handshake', () => {
     const g = gate([A]);
-    expect(code(() => g.keyFromHeader(undefined, 'refuse'))).to.equal(-32015);
-    expect(code(() => g.keyFromHeader('Bearer wrong', 'allow'))).to.equal(-32015);
+    expect(refusal(() => g.keyFromHeader(undefined, 'refuse'))).to.equal('UNAUTHORIZED');
+    expect(refusal(() => g.keyFromHeader('Bearer wrong', 'allow'))).to.equal('UNAUTHORIZED');
     expect(g.keyFromHeader(undefined, 'allow')).to.equal(undefined);
     expect(g.keyFromHeader(`Bearer ${A}`, 'refuse')?.id).to.match(/^key_/);
     expect(gate([]).keyFromHeader('Bearer whatever', 'refuse')).to.equal(undefined);

@@ -1,13 +1,12 @@
-// The error table: every template builds the message the server sends, and the factories not yet
-// built on the table say word for word what the table says.
+// The error table: every template builds the message the server sends, and the helpers built on
+// it say word for word what clients have always read.
 import { expect } from 'chai';
-import { ERROR_NAMES, ERRORS, fault, fill, ServerError } from '../../src/errors.js';
+import { ERROR_NAMES, ERRORS, errorObject, fault, fill, ServerError, type ErrorObject } from '../../src/errors.js';
 import { notSupported } from '../../src/engine/capabilities.js';
 import { toNativeParam } from '../../src/engine/rkllm/marshal.js';
 import { createDefaultParam } from '../../src/engine/types.js';
-import { ErrorCodes, RpcError, toErrorObject } from '../../src/jsonrpc/errors.js';
-import { afterSeqBeyond, afterSeqReleased, streamNotFound } from '../../src/streams/buffer-store.js';
-import { tooManyConnections } from '../../src/transports/tracked-connections.js';
+import { errorResponse } from '../../src/jsonrpc/message.js';
+import { streamNotFound } from '../../src/streams/buffer-store.js';
 import { thrown } from '../helpers/thrown.js';
 
 describe('The error table', () => {
@@ -15,23 +14,23 @@ describe('The error table', () => {
     const codes = ERROR_NAMES.map((name) => ERRORS[name].code);
     expect(new Set(codes).size).to.equal(codes.length);
     for (const code of codes) expect(code >= -32768 && code <= -32000, String(code)).to.equal(true);
-    expect(ErrorCodes.STREAM_NOT_FOUND).to.equal(-32001);
+    expect(ERRORS.STREAM_NOT_FOUND.code).to.equal(-32001);
   });
 
   it('builds an error from a template, with its data, and the wire object from it', () => {
     const error = fault('STREAM_NOT_FOUND', 'unknown', { stream_id: 'st_1' }, { stream_id: 'st_1', reason: 'unknown' });
-    expect(error).to.be.instanceOf(ServerError).and.instanceOf(RpcError);
+    expect(error).to.be.instanceOf(ServerError);
     expect(error.name).to.equal('STREAM_NOT_FOUND');
-    expect(toErrorObject(error)).to.deep.equal({
+    expect(errorObject(error)).to.deep.equal({
       code: -32001,
       message: 'Unknown stream st_1',
       data: { stream_id: 'st_1', reason: 'unknown' },
     });
-    expect(toErrorObject(fault('UNAUTHORIZED', 'key'))).to.deep.equal({
+    expect(errorObject(fault('UNAUTHORIZED', 'key'))).to.deep.equal({
       code: -32015,
       message: 'Unauthorized: a valid API key is required',
     });
-    expect(JSON.stringify(error)).to.equal(JSON.stringify(toErrorObject(error)));
+    expect(errorResponse(7, error)).to.deep.equal({ jsonrpc: '2.0', id: 7, error: errorObject(error) });
   });
 
   it('fills only the placeholders it is given', () => {
@@ -39,55 +38,57 @@ describe('The error table', () => {
     expect(fill('Parse error: {reason}', { reason: 'bad {reason}' })).to.equal('Parse error: bad {reason}');
   });
 
-  it('says word for word what the factories elsewhere say', () => {
-    const same = (error: ServerError, built: ServerError): void => {
-      expect(toErrorObject(error)).to.deep.equal(toErrorObject(built));
+  it('says word for word what clients have always read', () => {
+    const is = (error: ServerError, expected: ErrorObject): void => {
+      expect(errorObject(error)).to.deep.equal(expected);
     };
-    same(
-      streamNotFound('st_1', 'unknown', 60_000),
-      fault('STREAM_NOT_FOUND', 'unknown', { stream_id: 'st_1' }, { stream_id: 'st_1', reason: 'unknown' }),
-    );
-    same(
-      streamNotFound('st_1', 'expired', 60_000),
-      fault('STREAM_NOT_FOUND', 'expired', { stream_id: 'st_1', seconds: 60 }, { stream_id: 'st_1', reason: 'expired' }),
-    );
-    same(
-      streamNotFound('st_1', 'released', 60_000),
-      fault('STREAM_NOT_FOUND', 'released', { stream_id: 'st_1' }, { stream_id: 'st_1', reason: 'released' }),
-    );
-    same(afterSeqBeyond(9, 3), fault('INVALID_PARAMS', 'after_seq_beyond', { after_seq: 9, last_seq: 3 }, { last_seq: 3 }));
-    same(afterSeqReleased(1, 4), fault('INVALID_PARAMS', 'after_seq_released', { after_seq: 1, acked_seq: 4 }, { acked_seq: 4 }));
-    same(
-      notSupported('llama.cpp', 'mirostat'),
-      fault(
-        'NOT_SUPPORTED',
-        'feature',
-        { feature: 'mirostat sampling (mirostat 1 or 2)', engine: 'llama.cpp' },
-        { engine: 'llama.cpp', feature: 'mirostat' },
-      ),
-    );
-    same(
-      notSupported('llama.cpp', 'mirostat', 'why'),
-      fault(
-        'NOT_SUPPORTED',
-        'feature_because',
-        { feature: 'mirostat sampling (mirostat 1 or 2)', engine: 'llama.cpp', reason: 'why' },
-        { engine: 'llama.cpp', feature: 'mirostat', reason: 'why' },
-      ),
-    );
-    same(
-      tooManyConnections('TCP', 5),
-      fault('TOO_MANY_CONNECTIONS', 'transport', { max_connections: 5, transport: 'TCP' }, { max_connections: 5, retry_after: 1 }),
-    );
+    is(streamNotFound('st_1', 'unknown', 60_000), {
+      code: -32001,
+      message: 'Unknown stream st_1',
+      data: { stream_id: 'st_1', reason: 'unknown' },
+    });
+    is(streamNotFound('st_1', 'expired', 60_000), {
+      code: -32001,
+      message: 'Stream st_1 has expired: it was not polled for 60 s and its buffer was dropped',
+      data: { stream_id: 'st_1', reason: 'expired' },
+    });
+    is(streamNotFound('st_1', 'released', 60_000), {
+      code: -32001,
+      message: 'Stream st_1 has ended and its buffer was released after the final chunk was acknowledged',
+      data: { stream_id: 'st_1', reason: 'released' },
+    });
+    is(fault('INVALID_PARAMS', 'after_seq_beyond', { after_seq: 9, last_seq: 3 }, { last_seq: 3 }), {
+      code: -32602,
+      message: 'after_seq 9 is beyond the last chunk sent (seq 3)',
+      data: { last_seq: 3 },
+    });
+    is(fault('INVALID_PARAMS', 'detail', { detail: '"x" must be a string' }), {
+      code: -32602,
+      message: 'Invalid params: "x" must be a string',
+    });
+    is(notSupported('llama.cpp', 'mirostat'), {
+      code: -32005,
+      message: 'mirostat sampling (mirostat 1 or 2) is not supported by the llama.cpp engine',
+      data: { engine: 'llama.cpp', feature: 'mirostat' },
+    });
+    is(notSupported('llama.cpp', 'mirostat', 'why'), {
+      code: -32005,
+      message: 'mirostat sampling (mirostat 1 or 2) is not supported by the llama.cpp engine: why',
+      data: { engine: 'llama.cpp', feature: 'mirostat', reason: 'why' },
+    });
+    is(fault('TOO_MANY_CONNECTIONS', 'transport', { max_connections: 5, transport: 'TCP' }, { max_connections: 5, retry_after: 1 }), {
+      code: -32011,
+      message: 'Too many connections: the limit of 5 TCP connections (setting connections.max_connections) is reached; try again later',
+      data: { max_connections: 5, retry_after: 1 },
+    });
     const reason = 'RKLLMParam has no ignore_eos_token before runtime 1.3';
-    same(
+    is(
       thrown(() => toNativeParam({ ...createDefaultParam(), ignore_eos_token: true }, '1.2'), ServerError),
-      fault(
-        'NOT_SUPPORTED',
-        'feature_because',
-        { feature: 'ignore_eos_token', engine: 'rkllm', reason },
-        { engine: 'rkllm', feature: 'ignore_eos_token', reason },
-      ),
+      {
+        code: -32005,
+        message: `ignore_eos_token is not supported by the rkllm engine: ${reason}`,
+        data: { engine: 'rkllm', feature: 'ignore_eos_token', reason },
+      },
     );
   });
 });

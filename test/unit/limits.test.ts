@@ -1,12 +1,12 @@
 // Per-client limits, on a clock the tests move by hand.
 import { expect } from 'chai';
-import { RpcError } from '../../src/jsonrpc/errors.js';
+import { ServerError } from '../../src/errors.js';
 import { ClientLimits, type ClientLimitSettings } from '../../src/limits.js';
 import { thrown } from '../helpers/thrown.js';
 
 const OFF: ClientLimitSettings = { requestsPerSecond: 0, requestBurst: 1, maxStreams: 0, maxConnections: 0 };
 
-const refusal = (fn: () => unknown): RpcError => thrown(fn, RpcError);
+const refusal = (fn: () => unknown): ServerError => thrown(fn, ServerError);
 
 describe('ClientLimits', () => {
   let now = 0;
@@ -17,7 +17,7 @@ describe('ClientLimits', () => {
     const limits = new ClientLimits({ ...OFF, requestsPerSecond: 2, requestBurst: 3 }, clock);
     for (let i = 0; i < 3; i++) limits.request('a');
     const error = refusal(() => limits.request('a'));
-    expect(error.code).to.equal(-32016);
+    expect(error.name).to.equal('RATE_LIMITED');
     expect(error.data).to.deep.equal({ limit: 'limits.requests_per_second', retry_after: 0.5 });
     expect(error.message).to.include('at most 2 per second').and.include('retry after 0.5 s');
     now += 499;

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { emptyPerf } from '../../src/engine/types.js';
 import type { Connection } from '../../src/jsonrpc/connection.js';
-import type { RpcError } from '../../src/jsonrpc/errors.js';
+import { errorObject, type ServerError } from '../../src/errors.js';
 import type { JsonRpcResponse } from '../../src/jsonrpc/message.js';
 import { chunkOutlet } from '../../src/methods/delivery.js';
 import { LiveSink } from '../../src/streams/live-sink.js';
@@ -35,7 +35,7 @@ const seqs = (sent: JsonRpcResponse[]): number[] => sent.map((m) => (m as { resu
 function sink(
   stream: Stream,
   connection: Connection,
-  options: { buffered?: boolean; afterSeq?: number; stop?: (e: RpcError) => void } = {},
+  options: { buffered?: boolean; afterSeq?: number; stop?: (e: ServerError) => void } = {},
 ): LiveSink {
   return new LiveSink({
     stream,
@@ -83,13 +83,13 @@ describe('LiveSink', () => {
   it('stops an unbuffered stream whose client falls behind, and still delivers its final chunk', () => {
     const stream = new Stream(1);
     const connection = fakeConnection(2);
-    const errors: RpcError[] = [];
+    const errors: ServerError[] = [];
     sink(stream, connection, { stop: (error) => errors.push(error) });
     for (const delta of ['a', 'b', 'c', 'd']) stream.push(delta);
     expect(errors).to.have.lengthOf(1);
-    expect(errors[0]!.code).to.equal(-32010);
+    expect(errors[0]!.name).to.equal('SEND_BUFFER_FULL');
     expect(errors[0]!.message).to.match(/cap of 10 bytes \(setting connections.max_send_buffer_bytes\)/);
-    stream.end('error', emptyPerf(), errors[0]!.toJSON());
+    stream.end('error', emptyPerf(), errorObject(errors[0]!));
     expect(seqs(connection.sent)).to.deep.equal([0, 1, 2, 3, 4]);
   });
 

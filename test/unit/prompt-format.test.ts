@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { EMPTY_THINKING, PromptFormat } from '../../src/engine/llama/prompt-format.js';
-import { RpcError } from '../../src/jsonrpc/errors.js';
+import { ServerError } from '../../src/errors.js';
 
 const text = (segments: Array<{ text: string }>): string => segments.map((s) => s.text).join('');
 const user = { role: 'user', enable_thinking: false };
@@ -52,8 +52,8 @@ describe('PromptFormat', () => {
     const format = new PromptFormat();
     for (const tools of ['{', '{"name":"x"}', '[1, 2]']) {
       expect(() => format.withTools({ system_prompt: '', tools, tool_response_str: '' }))
-        .to.throw(RpcError)
-        .with.property('code', -32602);
+        .to.throw(ServerError)
+        .with.property('name', 'INVALID_PARAMS');
     }
   });
 });

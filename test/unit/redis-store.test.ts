@@ -101,8 +101,8 @@ describe('RedisBufferStore', function () {
       await a.store.create('a1');
       await a.store.create('a2');
       await b.store.create('b1');
-      expect((await rejection(b.store.create('b2'))).code).to.equal(-32002);
-      expect((await rejection(a.store.create('a3'))).code).to.equal(-32002);
+      expect((await rejection(b.store.create('b2'))).name).to.equal('TOO_MANY_STREAMS');
+      expect((await rejection(a.store.create('a3'))).name).to.equal('TOO_MANY_STREAMS');
       expect((await b.store.status()).active_buffers).to.equal(3);
     });
 
@@ -173,7 +173,7 @@ describe('RedisBufferStore', function () {
       expect(await other.abort(stream.id)).to.equal(true);
       for (let i = 0; i < 100 && !stream.signal.aborted; i++) await new Promise((r) => setTimeout(r, 20));
       expect(stream.signal.aborted).to.equal(true);
-      expect((await rejection(other.abort('unknown'))).code).to.equal(-32001);
+      expect((await rejection(other.abort('unknown'))).name).to.equal('STREAM_NOT_FOUND');
     });
 
     it('ends, once, with an error chunk the stream of an owner that stopped renewing its lease', async () => {
@@ -228,7 +228,7 @@ describe('RedisBufferStore', function () {
       await store.append('s', text(0, 'a'));
       await redis.stop();
       const err = await rejection(store.poll('s', -1));
-      expect(err.code).to.equal(-32013);
+      expect(err.name).to.equal('STORE_UNAVAILABLE');
       expect(err.message).to.match(/unreachable/);
       const appending = store.append('s', text(1, 'b'));
       await new Promise((r) => setTimeout(r, 300));
@@ -243,8 +243,8 @@ describe('RedisBufferStore', function () {
       await store.create('s');
       await store.append('s', text(0, 'a'));
       await redis.stop();
-      expect((await rejection(store.append('s', text(1, 'b')))).code).to.equal(-32013);
-      expect((await rejection(store.append('s', text(2, 'c')))).code).to.equal(-32013);
+      expect((await rejection(store.append('s', text(1, 'b')))).name).to.equal('STORE_UNAVAILABLE');
+      expect((await rejection(store.append('s', text(2, 'c')))).name).to.equal('STORE_UNAVAILABLE');
       const ending = store.append('s', final(3));
       await redis.start();
       await ending;

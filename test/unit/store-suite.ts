@@ -1,19 +1,19 @@
 // The one suite every buffer store passes (in memory, and on Redis). Time is a controlled clock:
 // nothing sleeps to wait for an expiry.
 import { expect } from 'chai';
-import { RpcError } from '../../src/jsonrpc/errors.js';
+import { ServerError } from '../../src/errors.js';
 import { requestKey, type BufferLimits, type BufferStore } from '../../src/streams/buffer-store.js';
 import type { Chunk } from '../../src/streams/stream.js';
 
 export const text = (seq: number, delta: string): Chunk => ({ seq, delta, end: false });
 export const final = (seq: number): Chunk => ({ seq, delta: '', end: true, finish_reason: 'stop' });
 
-export async function rejection(promise: Promise<unknown>): Promise<RpcError> {
+export async function rejection(promise: Promise<unknown>): Promise<ServerError> {
   try {
     await promise;
   } catch (err) {
-    expect(err).to.be.instanceOf(RpcError);
-    return err as RpcError;
+    expect(err).to.be.instanceOf(ServerError);
+    return err as ServerError;
   }
   throw new Error('expected a rejection');
 }
@@ -81,7 +81,7 @@ export function storeSuite(make: MakeStore): void {
     await store.append('s', text(0, 'a'));
     await store.append('s', text(1, 'b'));
     const beyond = await rejection(store.poll('s', 5));
-    expect(beyond.code).to.equal(-32602);
+    expect(beyond.name).to.equal('INVALID_PARAMS');
     expect(beyond.message).to.match(/after_seq 5 is beyond the last chunk sent \(seq 1\)/);
     await store.poll('s', 1);
     const before = await rejection(store.poll('s', 0));
@@ -95,7 +95,7 @@ export function storeSuite(make: MakeStore): void {
     expect((await store.poll('s')).chunks).to.have.lengthOf(2);
     expect((await store.status()).active_buffers).to.equal(0);
     const err = await rejection(store.poll('s'));
-    expect(err.code).to.equal(-32001);
+    expect(err.name).to.equal('STREAM_NOT_FOUND');
     expect(err.message).to.match(/ended and its buffer was released/);
   });
 
@@ -145,7 +145,7 @@ export function storeSuite(make: MakeStore): void {
   it('refuses a new buffer beyond max_buffers and never evicts a live one', async () => {
     for (const id of ['a', 'b', 'c']) await store.create(id);
     const err = await rejection(store.create('d'));
-    expect(err.code).to.equal(-32002);
+    expect(err.name).to.equal('TOO_MANY_STREAMS');
     expect(err.message).to.match(/limit of 3 buffers/);
     expect((await store.status()).active_buffers).to.equal(3);
     await store.delete('a');
@@ -221,7 +221,7 @@ export function storeSuite(make: MakeStore): void {
 
   it('refuses to wait on an unknown stream', async () => {
     const err = await rejection(store.wait('never', undefined, 1000));
-    expect(err.code).to.equal(-32001);
+    expect(err.name).to.equal('STREAM_NOT_FOUND');
   });
 
   it('closes twice without harm, by close and by Symbol.asyncDispose', async () => {

@@ -1,7 +1,7 @@
 import { getLlama, type Llama } from 'node-llama-cpp';
-import { RpcError } from '../../jsonrpc/errors.js';
+import { fault, type ServerError } from '../../errors.js';
 import { notSupported, type EngineFeature } from '../capabilities.js';
-import { NO_MODEL, STILL_LOADING, engineUnavailable, errorText, modelLoaded } from '../messages.js';
+import { errorText } from '../messages.js';
 import { RunReporter } from '../run-reporter.js';
 import {
   RKLLMInferMode,
@@ -69,8 +69,10 @@ export class LlamaEngine implements Engine {
   }
 
   async init(param: RKLLMParam): Promise<void> {
-    if (this.#loaded || this.#loading)
-      throw modelLoaded(this.name, this.#loading ? 'loading' : `loaded (${this.#loaded!.param.model_path})`);
+    if (this.#loaded || this.#loading) {
+      const state = this.#loading ? 'loading' : `loaded (${this.#loaded!.param.model_path})`;
+      throw fault('MODEL_LOADED', 'loaded', { state }, { engine: this.name });
+    }
     if (param.extend_param.use_cross_attn) throw notSupported(this.name, 'cross_attn', 'node-llama-cpp exposes no encoder cache');
     checkSampling(param);
     this.#loading = this.#load(param);
@@ -125,9 +127,7 @@ export class LlamaEngine implements Engine {
   async clearKvCache(request: KvCacheClear): Promise<void> {
     const loaded = this.#require();
     if (this.isRunning()) {
-      throw new RpcError('BUSY', 'The KV cache cannot be cleared while a generation runs; abort it or retry when it ends', {
-        retry_after: 1,
-      });
+      throw fault('BUSY', 'kv_cache_in_use', {}, { retry_after: 1 });
     }
     await clearKvCache(loaded, request, this.slots);
   }
@@ -174,8 +174,8 @@ export class LlamaEngine implements Engine {
     return this.#loaded;
   }
 
-  #unavailable(): RpcError {
-    return engineUnavailable(this.name, this.#loading ? STILL_LOADING : NO_MODEL);
+  #unavailable(): ServerError {
+    return fault('ENGINE_UNAVAILABLE', this.#loading ? 'loading' : 'unloaded', {}, { engine: this.name });
   }
 
   async #load(param: RKLLMParam): Promise<LoadedModel> {

@@ -1,6 +1,6 @@
 /** The three inference modes on llama.cpp: GENERATE, GET_LOGITS and GET_LAST_HIDDEN_LAYER. */
 import type { LlamaContextSequence, Token } from 'node-llama-cpp';
-import { RpcError } from '../../jsonrpc/errors.js';
+import { fault } from '../../errors.js';
 import type { RunReporter } from '../run-reporter.js';
 import { tokenBudget } from '../token-budget.js';
 import { LLMCallState, type FinishReason, type RunOutputs, type RunRequest, type SamplingParams } from '../types.js';
@@ -137,7 +137,7 @@ export async function logits(run: SlotRun): Promise<FinishReason> {
     [last, { generateNext: { probabilities: true, options: { temperature: 0 } } }],
   ]);
   const probabilities = outputs.at(-1)?.next.probabilities;
-  if (!probabilities) throw new RpcError('ENGINE_ERROR', 'llama.cpp returned no probabilities for the last input token', { engine: LLAMA });
+  if (!probabilities) throw fault('ENGINE_ERROR', 'no_probabilities', {}, { engine: LLAMA });
   const values = new Array<number>(loaded.vocabSize).fill(LOG_PROB_FLOOR);
   for (const [token, probability] of probabilities) values[token] = Math.max(Math.log(probability), LOG_PROB_FLOOR);
   deliverOutput(run, { logits: { logits: values, vocab_size: loaded.vocabSize, num_tokens: 1, normalization: 'log_softmax' } });

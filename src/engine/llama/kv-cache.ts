@@ -1,6 +1,6 @@
 /** `rkllm_clear_kv_cache` and `rkllm_get_kv_cache_size` on llama.cpp: every slot's sequence, in every context. */
 import type { Token } from 'node-llama-cpp';
-import { invalidParams } from '../../jsonrpc/errors.js';
+import { fault } from '../../errors.js';
 import type { KvCacheClear, KvCacheSize } from '../types.js';
 import type { LoadedModel } from './model.js';
 import { conversationStart } from './planning.js';
@@ -28,7 +28,9 @@ export async function clearKvCache(loaded: LoadedModel, request: KvCacheClear, s
     return;
   }
   if (starts === undefined || ends === undefined || starts.length !== ends.length || starts.length > slots) {
-    throw invalidParams(`Invalid params: "start_pos" and "end_pos" go together, with one position per slot (at most ${slots})`);
+    throw fault('INVALID_PARAMS', 'detail', {
+      detail: `"start_pos" and "end_pos" go together, with one position per slot (at most ${slots})`,
+    });
   }
   for (const [slot, start] of starts.entries()) {
     const end = ends[slot]!;

@@ -1,4 +1,4 @@
-import { invalidParams } from '../../jsonrpc/errors.js';
+import { fault } from '../../errors.js';
 import { notSupported } from '../capabilities.js';
 import { errorText } from '../messages.js';
 import { RKLLMInferMode, type RKLLMLoraAdapter, type RunRequest } from '../types.js';
@@ -11,15 +11,22 @@ import { SlotPool } from './slot-pool.js';
  */
 export async function createAdapterPool(loaded: LoadedModel, adapter: RKLLMLoraAdapter, slots: number): Promise<SlotPool> {
   if (loaded.adapters.has(adapter.lora_adapter_name)) {
-    throw invalidParams(`Invalid params: a LoRA adapter named "${adapter.lora_adapter_name}" is already loaded; names must be unique`);
+    throw fault('INVALID_PARAMS', 'detail', {
+      detail: `a LoRA adapter named "${adapter.lora_adapter_name}" is already loaded; names must be unique`,
+    });
   }
   try {
     return await SlotPool.create(loaded.model, loaded.param.max_context_len, loaded.threads, slots, adapter);
   } catch (err) {
-    throw invalidParams(`Invalid params: llama.cpp cannot apply "${adapter.lora_adapter_path}" to this model: ${errorText(err)}`, {
-      engine: LLAMA,
-      reason: 'invalid_file',
-    });
+    throw fault(
+      'INVALID_PARAMS',
+      'detail',
+      { detail: `llama.cpp cannot apply "${adapter.lora_adapter_path}" to this model: ${errorText(err)}` },
+      {
+        engine: LLAMA,
+        reason: 'invalid_file',
+      },
+    );
   }
 }
 
@@ -33,7 +40,9 @@ export function poolFor(loaded: LoadedModel, request: RunRequest): SlotPool {
   const pool = loaded.adapters.get(name);
   if (!pool) {
     const names = [...loaded.adapters.keys()].map((n) => JSON.stringify(n)).join(', ') || 'none';
-    throw invalidParams(`Invalid params: "lora_params.lora_adapter_name" is "${name}", which names no loaded adapter (loaded: ${names})`);
+    throw fault('INVALID_PARAMS', 'detail', {
+      detail: `"lora_params.lora_adapter_name" is "${name}", which names no loaded adapter (loaded: ${names})`,
+    });
   }
   return pool;
 }

@@ -1,5 +1,5 @@
 import type { Llama, LlamaEmbeddingContext, LlamaModel, Token } from 'node-llama-cpp';
-import { RpcError } from '../../jsonrpc/errors.js';
+import { fault } from '../../errors.js';
 import { errorText } from '../messages.js';
 import type { RKLLMParam } from '../types.js';
 import { PromptFormat } from './prompt-format.js';
@@ -36,10 +36,8 @@ export async function loadModel(llama: Llama, param: RKLLMParam, defaultThreads:
   try {
     model = await llama.loadModel({ modelPath: param.model_path });
   } catch (err) {
-    throw new RpcError('ENGINE_ERROR', `llama.cpp cannot load "${param.model_path}": ${errorText(err)}`, {
-      engine: LLAMA,
-      reason: errorText(err),
-    });
+    const reason = errorText(err);
+    throw fault('ENGINE_ERROR', 'llama_load', { path: param.model_path, reason }, { engine: LLAMA, reason });
   }
   const threads = param.extend_param.enabled_cpus_num > 0 ? param.extend_param.enabled_cpus_num : defaultThreads;
   try {

@@ -1,6 +1,6 @@
 /** From a run request to the tokens it evaluates, checked before the run takes a slot. */
 import type { Token } from 'node-llama-cpp';
-import { invalidParams } from '../../jsonrpc/errors.js';
+import { fault } from '../../errors.js';
 import { notSupported } from '../capabilities.js';
 import { RKLLMInputType, type RKLLMInput, type RunRequest, type SamplingParams } from '../types.js';
 import { poolFor } from './lora.js';
@@ -38,8 +38,12 @@ export function fitting(loaded: LoadedModel, format: PromptFormat): PromptFormat
     conversationStart(loaded, format).length +
     tokenize(loaded, format.turn({ role: 'user', enable_thinking: true }, '', loaded.thinking)).length;
   if (fixed >= loaded.param.max_context_len - 1) {
-    throw invalidParams(
-      `Invalid params: the system prompt, prefix and postfix take ${fixed} tokens, which leaves no room for a prompt in the context (max_context_len ${loaded.param.max_context_len})`,
+    throw fault(
+      'INVALID_PARAMS',
+      'detail',
+      {
+        detail: `the system prompt, prefix and postfix take ${fixed} tokens, which leaves no room for a prompt in the context (max_context_len ${loaded.param.max_context_len})`,
+      },
       { reason: 'context_overflow' },
     );
   }
@@ -55,11 +59,15 @@ export async function planRun(loaded: LoadedModel, request: RunRequest): Promise
   const history = infer.keep_history ? loaded.history : [];
   const start = history.length === 0 ? conversationStart(loaded) : [];
   const fresh = await inputTokens(loaded, input);
-  if (fresh.length === 0) throw invalidParams('Invalid params: the input is empty: there is nothing to evaluate');
+  if (fresh.length === 0) throw fault('INVALID_PARAMS', 'detail', { detail: 'the input is empty: there is nothing to evaluate' });
   const limit = loaded.param.max_context_len - 1;
   if (start.length + fresh.length > limit) {
-    throw invalidParams(
-      `Invalid params: the input is ${start.length + fresh.length} tokens, longer than the context allows (${limit} tokens, max_context_len ${loaded.param.max_context_len})`,
+    throw fault(
+      'INVALID_PARAMS',
+      'detail',
+      {
+        detail: `the input is ${start.length + fresh.length} tokens, longer than the context allows (${limit} tokens, max_context_len ${loaded.param.max_context_len})`,
+      },
       { reason: 'context_overflow' },
     );
   }
@@ -78,9 +86,9 @@ async function inputTokens(loaded: LoadedModel, input: RKLLMInput): Promise<Toke
       const ids = input.token_input?.input_ids ?? [];
       const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= loaded.vocabSize);
       if (bad >= 0) {
-        throw invalidParams(
-          `Invalid params: "token_input.input_ids[${bad}]" must be a token id of this model (0 to ${loaded.vocabSize - 1}); got ${ids[bad]}`,
-        );
+        throw fault('INVALID_PARAMS', 'detail', {
+          detail: `"token_input.input_ids[${bad}]" must be a token id of this model (0 to ${loaded.vocabSize - 1}); got ${ids[bad]}`,
+        });
       }
       return ids as Token[];
     }
@@ -95,9 +103,9 @@ async function embedTokens(loaded: LoadedModel, input: { embed: number[]; n_toke
   const size = loaded.model.embeddingVectorSize;
   const count = input.n_tokens ?? Math.ceil(input.embed.length / size);
   if (count < 1 || input.embed.length !== count * size) {
-    throw invalidParams(
-      `Invalid params: "embed_input.embed" must hold n_tokens x n_embd = ${count} x ${size} = ${count * size} values; got ${input.embed.length}`,
-    );
+    throw fault('INVALID_PARAMS', 'detail', {
+      detail: `"embed_input.embed" must hold n_tokens x n_embd = ${count} x ${size} = ${count * size} values; got ${input.embed.length}`,
+    });
   }
   const index = await (loaded.embeddingIndex ??= TokenEmbeddingIndex.fromModelFile(loaded.param.model_path, loaded.model.fileInfo));
   if (typeof index === 'string') throw notSupported(LLAMA, 'input_embed', index);

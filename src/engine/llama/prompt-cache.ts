@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { LlamaContextSequence, Token } from 'node-llama-cpp';
-import { RpcError, invalidParams } from '../../jsonrpc/errors.js';
+import { fault } from '../../errors.js';
 import { notSupported } from '../capabilities.js';
 import { errorText } from '../messages.js';
 import { RKLLMInferMode, type RunRequest } from '../types.js';
@@ -27,14 +27,18 @@ function reusable(held: readonly Token[], wanted: readonly Token[]): number {
 export async function loadPromptCache(loaded: LoadedModel, path: string): Promise<void> {
   await checkStateFile(path);
   const sequence = loaded.base.tryTake();
-  if (!sequence) throw new RpcError('BUSY', 'Every slot is running; load the prompt cache when one is free', { retry_after: 1 });
+  if (!sequence) throw fault('BUSY', 'no_free_slot', {}, { retry_after: 1 });
   try {
     await sequence.loadStateFromFile(path, { acceptRisk: true });
     loaded.promptCache = { path, tokens: [...sequence.contextTokens] };
   } catch (err) {
     await sequence.clearHistory();
-    throw invalidParams(
-      `Invalid params: "${path}" is not a prompt cache for this model and slot count (a cache loads where the same model runs with the same parallel setting): ${errorText(err)}`,
+    throw fault(
+      'INVALID_PARAMS',
+      'detail',
+      {
+        detail: `"${path}" is not a prompt cache for this model and slot count (a cache loads where the same model runs with the same parallel setting): ${errorText(err)}`,
+      },
       { engine: LLAMA, reason: 'invalid_file' },
     );
   } finally {
@@ -52,10 +56,15 @@ async function checkStateFile(path: string): Promise<void> {
     await file.close();
   }
   if (head.toString('latin1') !== STATE_FILE_MAGIC) {
-    throw invalidParams(`Invalid params: "${path}" is not a prompt cache: it does not start like a llama.cpp sequence state file`, {
-      engine: LLAMA,
-      reason: 'invalid_file',
-    });
+    throw fault(
+      'INVALID_PARAMS',
+      'detail',
+      { detail: `"${path}" is not a prompt cache: it does not start like a llama.cpp sequence state file` },
+      {
+        engine: LLAMA,
+        reason: 'invalid_file',
+      },
+    );
   }
 }
 
@@ -68,9 +77,14 @@ export function checkCacheTarget(request: RunRequest): void {
   }
   const path = request.infer.prompt_cache_params!.prompt_cache_path;
   if (!existsSync(dirname(path))) {
-    throw invalidParams(`Invalid params: "prompt_cache_params.prompt_cache_path" is in a folder that does not exist: ${dirname(path)}`, {
-      reason: 'file_not_found',
-    });
+    throw fault(
+      'INVALID_PARAMS',
+      'detail',
+      { detail: `"prompt_cache_params.prompt_cache_path" is in a folder that does not exist: ${dirname(path)}` },
+      {
+        reason: 'file_not_found',
+      },
+    );
   }
 }
 

@@ -1,4 +1,4 @@
-import { invalidParams } from '../../jsonrpc/errors.js';
+import { fault } from '../../errors.js';
 import type { ChatTemplate, FunctionTools, RKLLMInput } from '../types.js';
 
 /** A piece of prompt text; `special` pieces may spell special tokens (e.g. `<|im_start|>`), user text may not. */
@@ -21,10 +21,14 @@ function parseTools(tools: string): string[] {
   try {
     parsed = JSON.parse(tools);
   } catch (err) {
-    throw invalidParams(`Invalid params: "tools" must be a JSON array of tool definitions; it is not JSON (${(err as Error).message})`);
+    throw fault('INVALID_PARAMS', 'detail', {
+      detail: `"tools" must be a JSON array of tool definitions; it is not JSON (${(err as Error).message})`,
+    });
   }
   if (!Array.isArray(parsed) || !parsed.every((tool) => typeof tool === 'object' && tool !== null && !Array.isArray(tool))) {
-    throw invalidParams(`Invalid params: "tools" must be a JSON array of tool definitions (objects); got ${tools.slice(0, 80)}`);
+    throw fault('INVALID_PARAMS', 'detail', {
+      detail: `"tools" must be a JSON array of tool definitions (objects); got ${tools.slice(0, 80)}`,
+    });
   }
   return parsed.map((tool) => JSON.stringify(tool));
 }

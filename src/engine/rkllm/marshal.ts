@@ -3,7 +3,7 @@
  * the runtime would read past the end of an array, or silently ignore, is refused here with a
  * -32602 or -32005 that names the field, before anything reaches the native side.
  */
-import { RpcError, invalidParams } from '../../jsonrpc/errors.js';
+import { fault, type ServerError } from '../../errors.js';
 import { tokenBudget } from '../token-budget.js';
 import {
   RKLLMInputType,
@@ -42,8 +42,8 @@ const SAMPLING_FIELDS = [
   'mirostat_eta',
 ] as const satisfies ReadonlyArray<keyof NativeSamplingParam & keyof RKLLMParam>;
 
-function unsupported(feature: string, reason: string): RpcError {
-  return new RpcError('NOT_SUPPORTED', `${feature} is not supported by the rkllm engine: ${reason}`, { engine: ENGINE, feature, reason });
+function unsupported(feature: string, reason: string): ServerError {
+  return fault('NOT_SUPPORTED', 'feature_because', { feature, engine: ENGINE, reason }, { engine: ENGINE, feature, reason });
 }
 
 /** `RKLLMParam` for `layout`. The image tags moved out of RKLLMParam in 1.3; `ignore_eos_token` came in. */
@@ -56,9 +56,9 @@ export function toNativeParam(param: RKLLMParam, layout: LayoutVersion): NativeP
   }
   const tags = Object.entries({ img_start, img_end, img_content }).filter(([, value]) => value);
   if (tags.length > 0) {
-    throw invalidParams(
-      `Invalid params: "${tags[0]![0]}" is not a field of RKLLMParam in runtime 1.3; give the image tags with each run in multimodal_input.image (image_start, image_end, image_content)`,
-    );
+    throw fault('INVALID_PARAMS', 'detail', {
+      detail: `"${tags[0]![0]}" is not a field of RKLLMParam in runtime 1.3; give the image tags with each run in multimodal_input.image (image_start, image_end, image_content)`,
+    });
   }
   return { ...native, ignore_eos_token: ignore_eos_token ?? false };
 }
@@ -129,15 +129,15 @@ function toNativeInput(input: RKLLMInput, layout: LayoutVersion): NativeInput {
   switch (input.input_type) {
     case RKLLMInputType.RKLLM_INPUT_PROMPT:
       if (typeof input.prompt_input !== 'string')
-        throw invalidParams('Invalid params: missing required field "prompt_input" (input_type 0, PROMPT)');
+        throw fault('INVALID_PARAMS', 'detail', { detail: 'missing required field "prompt_input" (input_type 0, PROMPT)' });
       return { ...base, data: { prompt_input: input.prompt_input } };
     case RKLLMInputType.RKLLM_INPUT_TOKEN: {
       const ids = input.token_input?.input_ids ?? [];
       const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0 || id > INT32_MAX);
       if (ids.length === 0 || bad >= 0) {
-        throw invalidParams(
-          `Invalid params: "token_input.input_ids" must be non-negative 32-bit token ids; got ${JSON.stringify(ids[bad] ?? [])}`,
-        );
+        throw fault('INVALID_PARAMS', 'detail', {
+          detail: `"token_input.input_ids" must be non-negative 32-bit token ids; got ${JSON.stringify(ids[bad] ?? [])}`,
+        });
       }
       return { ...base, data: { token_input: { input_ids: Int32Array.from(ids), n_tokens: ids.length } } };
     }
@@ -154,14 +154,14 @@ function embedInput(embed: RKLLMInput['embed_input']): { embed: Float32Array; n_
   const values = embed?.embed ?? [];
   const count = embed?.n_tokens;
   if (count === undefined) {
-    throw invalidParams(
-      'Invalid params: "embed_input.n_tokens" is required by the rkllm engine: the runtime reads n_tokens x n_embd values',
-    );
+    throw fault('INVALID_PARAMS', 'detail', {
+      detail: '"embed_input.n_tokens" is required by the rkllm engine: the runtime reads n_tokens x n_embd values',
+    });
   }
   if (values.length === 0 || values.length % count !== 0) {
-    throw invalidParams(
-      `Invalid params: "embed_input.embed" must hold n_tokens x n_embd values, a multiple of n_tokens (${count}); got ${values.length}`,
-    );
+    throw fault('INVALID_PARAMS', 'detail', {
+      detail: `"embed_input.embed" must hold n_tokens x n_embd values, a multiple of n_tokens (${count}); got ${values.length}`,
+    });
   }
   return { embed: Float32Array.from(values), n_tokens: count };
 }
@@ -182,8 +182,10 @@ class Fields {
     return this.#object[name];
   }
 
-  #bad(name: string, expected: string): RpcError {
-    return invalidParams(`Invalid params: "${this.#where}.${name}" must be ${expected}; got ${JSON.stringify(this.#object[name])}`);
+  #bad(name: string, expected: string): ServerError {
+    return fault('INVALID_PARAMS', 'detail', {
+      detail: `"${this.#where}.${name}" must be ${expected}; got ${JSON.stringify(this.#object[name])}`,
+    });
   }
 
   string(name: string, required = false): string | null {
@@ -217,7 +219,7 @@ class Fields {
   /** Refuses any field that was not read: a typo never passes silently. */
   done(): void {
     const unknown = Object.keys(this.#object).find((key) => !this.#seen.has(key));
-    if (unknown !== undefined) throw invalidParams(`Invalid params: unknown field "${this.#where}.${unknown}"`);
+    if (unknown !== undefined) throw fault('INVALID_PARAMS', 'detail', { detail: `unknown field "${this.#where}.${unknown}"` });
   }
 }
 
@@ -286,16 +288,16 @@ function multimodal13(fields: Fields): NativeMultimodal13 {
 export function toNativeCrossAttn(params: RKLLMCrossAttnParam): NativeCrossAttnParam {
   const n = params.num_tokens;
   const { encoder_k_cache: k, encoder_v_cache: v, encoder_mask: mask, encoder_pos: pos } = params;
-  if (n < 1) throw invalidParams(`Invalid params: "num_tokens" must be at least 1; got ${n}`);
+  if (n < 1) throw fault('INVALID_PARAMS', 'detail', { detail: `"num_tokens" must be at least 1; got ${n}` });
   if (mask.length !== n || pos.length !== n) {
-    throw invalidParams(
-      `Invalid params: "encoder_mask" and "encoder_pos" must hold num_tokens (${n}) values; got ${mask.length} and ${pos.length}`,
-    );
+    throw fault('INVALID_PARAMS', 'detail', {
+      detail: `"encoder_mask" and "encoder_pos" must hold num_tokens (${n}) values; got ${mask.length} and ${pos.length}`,
+    });
   }
   if (k.length === 0 || k.length !== v.length || k.length % n !== 0) {
-    throw invalidParams(
-      `Invalid params: "encoder_k_cache" and "encoder_v_cache" must be equally long, a multiple of num_tokens (${n}); got ${k.length} and ${v.length}`,
-    );
+    throw fault('INVALID_PARAMS', 'detail', {
+      detail: `"encoder_k_cache" and "encoder_v_cache" must be equally long, a multiple of num_tokens (${n}); got ${k.length} and ${v.length}`,
+    });
   }
   return {
     encoder_k_cache: Float32Array.from(k),
@@ -313,9 +315,9 @@ export function toNativeCrossAttn(params: RKLLMCrossAttnParam): NativeCrossAttnP
 export function toKvPositions(starts: number[] | undefined, ends: number[] | undefined, nBatch: number): [Int32Array, Int32Array] | null {
   if (starts === undefined && ends === undefined) return null;
   if (starts === undefined || ends === undefined || starts.length !== ends.length || starts.length > nBatch) {
-    throw invalidParams(
-      `Invalid params: "start_pos" and "end_pos" go together, with one position per batch slot (at most n_batch = ${nBatch})`,
-    );
+    throw fault('INVALID_PARAMS', 'detail', {
+      detail: `"start_pos" and "end_pos" go together, with one position per batch slot (at most n_batch = ${nBatch})`,
+    });
   }
   const pad = (values: number[]): Int32Array => Int32Array.from({ length: nBatch }, (_, i) => values[i] ?? 0);
   return [pad(starts), pad(ends)];

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
+import { fault } from '../../errors.js';
 import type { EngineFeature } from '../capabilities.js';
-import { errorText, modelLoaded } from '../messages.js';
+import { errorText } from '../messages.js';
 import { RunReporter } from '../run-reporter.js';
 import type {
   ChatTemplate,
@@ -106,8 +107,10 @@ export class RkllmEngine implements Engine {
 
   async init(param: RKLLMParam): Promise<void> {
     const state = this.#supervisor.state;
-    if (state !== 'unloaded')
-      throw modelLoaded(RKLLM, state === 'loading' ? 'loading' : `loaded (${this.#supervisor.model?.param.model_path})`);
+    if (state !== 'unloaded') {
+      const what = state === 'loading' ? 'loading' : `loaded (${this.#supervisor.model?.param.model_path})`;
+      throw fault('MODEL_LOADED', 'loaded', { state: what }, { engine: RKLLM });
+    }
     await this.#supervisor.start(param);
   }
 

@@ -1,5 +1,5 @@
 /** Requests to a runtime worker, with the runtime's failures and refusals turned into ENGINE_ERROR. */
-import { RpcError } from '../../jsonrpc/errors.js';
+import { fault, type ServerError } from '../../errors.js';
 import { errorText } from '../messages.js';
 import type { Call } from './protocol.js';
 import { explain, type Reply, type RuntimeProcess } from './runtime-process.js';
@@ -8,9 +8,9 @@ import { explain, type Reply, type RuntimeProcess } from './runtime-process.js';
 export const RKLLM = 'rkllm';
 
 /** The runtime answered a non-zero status code. `data` carries the code and the runtime's reason. */
-export function refused(fn: string, code: number, log: string[]): RpcError {
+export function refused(fn: string, code: number, log: string[]): ServerError {
   const reason = explain(log);
-  return new RpcError('ENGINE_ERROR', `${fn} failed with code ${code}: ${reason}`, { engine: RKLLM, function: fn, code, reason });
+  return fault('ENGINE_ERROR', 'refused', { function: fn, code, reason }, { engine: RKLLM, function: fn, code, reason });
 }
 
 /** One request; a worker that fails it (a crash, a timeout) becomes ENGINE_ERROR. */
@@ -22,7 +22,8 @@ export async function request<T>(
   try {
     return await runtime.request<T>(command, timeoutMs);
   } catch (err) {
-    throw new RpcError('ENGINE_ERROR', `The RKLLM runtime failed: ${errorText(err)}`, { engine: RKLLM, reason: errorText(err) });
+    const reason = errorText(err);
+    throw fault('ENGINE_ERROR', 'runtime_failed', { reason }, { engine: RKLLM, reason });
   }
 }
 

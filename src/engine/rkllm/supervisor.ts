@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { RpcError } from '../../jsonrpc/errors.js';
-import { NO_MODEL, STILL_LOADING, engineUnavailable, errorText } from '../messages.js';
+import { fault, ServerError, type ERRORS } from '../../errors.js';
+import { errorText } from '../messages.js';
 import type { EngineState, EngineStatus, RKLLMParam } from '../types.js';
 import type { LayoutVersion } from './abi.js';
 import { toNativeParam } from './marshal.js';
@@ -44,6 +44,15 @@ export interface Model {
 
 /** "rkllm-runtime version: 1.2.1", as the runtime prints it while loading. */
 const VERSION_LINE = /rkllm-runtime version:?\s*v?(\d+)\.(\d+)(?:\.\d+)?/i;
+
+/** The ENGINE_UNAVAILABLE message for each state the runtime cannot serve in. */
+const UNAVAILABLE = {
+  unloaded: 'unloaded',
+  loading: 'loading',
+  ready: 'not_running',
+  restarting: 'restarting',
+  failed: 'failed',
+} as const satisfies Record<EngineState, keyof (typeof ERRORS)['ENGINE_UNAVAILABLE']['messages']>;
 
 /**
  * Keeps one runtime worker serving the loaded model. A crash (a segfault or abort in the runtime
@@ -112,15 +121,9 @@ export class RuntimeSupervisor {
     this.#failures = 0;
   }
 
-  unavailable(): RpcError {
-    const reasons: Record<EngineState, string> = {
-      unloaded: NO_MODEL,
-      loading: STILL_LOADING,
-      ready: 'The RKLLM runtime is not running',
-      restarting: 'The RKLLM runtime is restarting after a crash; retry shortly',
-      failed: `The RKLLM runtime could not be restarted (${this.#lastError?.message ?? 'unknown error'}); call rkllm_destroy, then rkllm_init`,
-    };
-    return engineUnavailable(RKLLM, reasons[this.#state], { state: this.#state });
+  unavailable(): ServerError {
+    const reason = this.#lastError?.message ?? 'unknown error';
+    return fault('ENGINE_UNAVAILABLE', UNAVAILABLE[this.#state], { reason }, { engine: RKLLM, state: this.#state });
   }
 
   /**
@@ -188,7 +191,7 @@ export class RuntimeSupervisor {
 
   /**
    * Starts a worker, loads the library and the model, and replays `replay`. Every failure is an
-   * RpcError that says what went wrong; the worker is stopped.
+   * ServerError that says what went wrong; the worker is stopped.
    */
   async #launch(param: RKLLMParam, replay: Call[]): Promise<{ runtime: RuntimeProcess; model: Model }> {
     const { library, timeouts } = this.#options;
@@ -200,19 +203,15 @@ export class RuntimeSupervisor {
       const init = await request<number>(runtime, { op: 'init', param: native }, timeouts.initMs);
       if (init.value !== 0) throw refused('rkllm_init', init.value, init.log);
       if (reported.version !== null && reported.version !== opened.layout) {
-        throw new RpcError(
-          'ENGINE_ERROR',
-          `${library} says it is RKLLM runtime ${reported.version}, but the ${opened.layout} struct layout is in use: ` +
-            `set engine.rkllm.runtime_version (--rkllm-version) to ${reported.version}`,
-          { engine: RKLLM, reason: 'layout_mismatch' },
-        );
+        const vars = { library, version: reported.version, layout: opened.layout };
+        throw fault('ENGINE_ERROR', 'layout_mismatch', vars, { engine: RKLLM, reason: 'layout_mismatch' });
       }
       for (const call of replay) await invoke(runtime, call, timeouts.callMs);
       return { runtime, model: { param, layout: opened.layout, source: opened.source, reported: reported.version, replay } };
     } catch (err) {
       runtime.kill();
       await runtime.close();
-      throw err instanceof RpcError ? err : new RpcError('ENGINE_ERROR', errorText(err), { engine: RKLLM });
+      throw err instanceof ServerError ? err : fault('ENGINE_ERROR', 'detail', { detail: errorText(err) }, { engine: RKLLM });
     }
   }
 
@@ -221,11 +220,8 @@ export class RuntimeSupervisor {
     try {
       return (await runtime.request<Opened>({ op: 'open', library, layout }, this.#options.timeouts.callMs)).value;
     } catch (err) {
-      throw new RpcError('ENGINE_ERROR', `The RKLLM runtime could not start: ${errorText(err)}`, {
-        engine: RKLLM,
-        library,
-        reason: errorText(err),
-      });
+      const reason = errorText(err);
+      throw fault('ENGINE_ERROR', 'runtime_start', { reason }, { engine: RKLLM, library, reason });
     }
   }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Redis, ReplyError, type RedisOptions } from 'ioredis';
-import { RpcError } from '../../jsonrpc/errors.js';
+import { fault, ServerError } from '../../errors.js';
 
 /** How long one connection attempt may take before it counts as failed. */
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -53,7 +53,7 @@ function isReplyError(err: unknown): boolean {
 
 /** True for errors of the connection (Redis away, connection closed), as opposed to errors Redis replied. */
 export function isConnectionError(err: unknown): boolean {
-  return err instanceof Error && !isReplyError(err) && !(err instanceof RpcError);
+  return err instanceof Error && !isReplyError(err) && !(err instanceof ServerError);
 }
 
 /** A Lua script run by its SHA1, loaded on first use and again after Redis forgot it (a restart). */
@@ -152,10 +152,7 @@ export class RedisLink {
   /** Turns a failure to reach Redis into the error clients see; other errors pass through. */
   unavailable(err: unknown): Error {
     if (!isConnectionError(err)) return err instanceof Error ? err : new Error(String(err));
-    return new RpcError(
-      'STORE_UNAVAILABLE',
-      `The stream store (Redis at ${this.where}) is unreachable: ${(err as Error).message}. Retry shortly.`,
-    );
+    return fault('STORE_UNAVAILABLE', 'unreachable', { where: this.where, reason: (err as Error).message });
   }
 
   close(): void {

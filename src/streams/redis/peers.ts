@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { emptyPerf } from '../../engine/types.js';
-import { RpcError } from '../../jsonrpc/errors.js';
+import { errorObject, fault } from '../../errors.js';
 import { chunkBytes, streamNotFound, type BufferGone } from '../buffer-store.js';
 import type { Peers } from '../peers.js';
 import type { Chunk, Stream } from '../stream.js';
@@ -140,11 +140,8 @@ export class RedisPeers implements Peers {
   }
 
   #ownerLostChunk(): Chunk {
-    const error = new RpcError(
-      'STREAM_OWNER_LOST',
-      `The instance generating this stream stopped renewing its lease for more than ${this.#options.leaseMs} ms (it died, or lost Redis); the stream was ended`,
-    );
-    return { seq: 0, delta: '', end: true, finish_reason: 'error', perf: emptyPerf(), error: error.toJSON() };
+    const error = fault('STREAM_OWNER_LOST', 'lease', { lease_ms: this.#options.leaseMs });
+    return { seq: 0, delta: '', end: true, finish_reason: 'error', perf: emptyPerf(), error: errorObject(error) };
   }
 
   #abortLocal(streamId: string): void {

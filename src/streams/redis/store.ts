@@ -1,8 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { RpcError } from '../../jsonrpc/errors.js';
+import { errorObject, fault, ServerError } from '../../errors.js';
 import {
-  afterSeqBeyond,
-  afterSeqReleased,
   chunkBytes,
   streamNotFound,
   type AppendResult,
@@ -46,7 +44,7 @@ interface Loss {
 }
 
 function isUnavailable(err: unknown): boolean {
-  return err instanceof RpcError && err.name === 'STORE_UNAVAILABLE';
+  return err instanceof ServerError && err.name === 'STORE_UNAVAILABLE';
 }
 
 type Read = ['ok', string[]] | ['state', number, number, number] | ['gone', BufferGone] | ['beyond', number] | ['before', number];
@@ -87,13 +85,10 @@ export class RedisBufferStore implements BufferStore {
       owner,
       this.#link.now() + this.#options.leaseMs,
     ]);
-    if (status === 'exists') throw new RpcError('INTERNAL_ERROR', `Stream ${streamId} already has a buffer`);
+    if (status === 'exists') throw fault('INTERNAL_ERROR', 'duplicate_buffer', { stream_id: streamId });
     if (status === 'full') {
-      throw new RpcError(
-        'TOO_MANY_STREAMS',
-        `Too many live streams: the limit of ${this.limits.maxBuffers} buffers is reached across the cluster; poll or abort existing streams first`,
-        { max_buffers: this.limits.maxBuffers, retry_after: 1 },
-      );
+      const max = this.limits.maxBuffers;
+      throw fault('TOO_MANY_STREAMS', 'cluster', { max_buffers: max }, { max_buffers: max, retry_after: 1 });
     }
   }
 
@@ -201,7 +196,11 @@ export class RedisBufferStore implements BufferStore {
       loss.last = chunk.seq;
       throw this.#lossError(loss);
     }
-    const final: Chunk = { ...chunk, finish_reason: 'error', error: this.#lossError({ first: loss.first, last: chunk.seq - 1 }).toJSON() };
+    const final: Chunk = {
+      ...chunk,
+      finish_reason: 'error',
+      error: errorObject(this.#lossError({ first: loss.first, last: chunk.seq - 1 })),
+    };
     const deadline = Date.now() + this.#options.retryMs;
     try {
       return await this.#retrying(
@@ -213,11 +212,12 @@ export class RedisBufferStore implements BufferStore {
     }
   }
 
-  #lossError(loss: Loss): RpcError {
+  #lossError(loss: Loss): ServerError {
     const seqs = loss.first === loss.last ? `seq ${loss.first}` : `seqs ${loss.first} to ${loss.last}`;
-    return new RpcError(
+    return fault(
       'STORE_UNAVAILABLE',
-      `The stream store (Redis) was unreachable for more than ${this.#options.retryMs} ms, so chunks ${seqs} could not be stored; generation was stopped`,
+      'lost',
+      { retry_ms: this.#options.retryMs, seqs },
       { first_lost_seq: loss.first, last_lost_seq: loss.last },
     );
   }
@@ -243,16 +243,16 @@ export class RedisBufferStore implements BufferStore {
     return read[1].map((json) => JSON.parse(json) as Chunk);
   }
 
-  #readError(streamId: string, read: Read, afterSeq = -1): RpcError {
+  #readError(streamId: string, read: Read, afterSeq = -1): ServerError {
     switch (read[0]) {
       case 'beyond':
-        return afterSeqBeyond(afterSeq, read[1]);
+        return fault('INVALID_PARAMS', 'after_seq_beyond', { after_seq: afterSeq, last_seq: read[1] }, { last_seq: read[1] });
       case 'before':
-        return afterSeqReleased(afterSeq, read[1]);
+        return fault('INVALID_PARAMS', 'after_seq_released', { after_seq: afterSeq, acked_seq: read[1] }, { acked_seq: read[1] });
       case 'gone':
         return streamNotFound(streamId, read[1], this.limits.bufferTimeoutMs);
       default:
-        return new RpcError('INTERNAL_ERROR', `Unexpected reply from the stream store: ${read[0]}`);
+        return fault('INTERNAL_ERROR', 'store_reply', { reply: read[0] });
     }
   }
 
