@@ -88,7 +88,7 @@ describe('JSON-RPC 2.0 over HTTP', function () {
       ['a typo in a field name', { promt_input: 'hi' }, /unknown field "promt_input"/],
       ['a wrong type', { prompt_input: 5 }, /"prompt_input" must be string/],
       ['a missing prompt', { input_type: 0 }, /missing required field "prompt_input"/],
-      ['an absurd max_new_tokens', { prompt_input: 'hi', max_new_tokens: 1e12 }, /"max_new_tokens" must be <= 1000000/],
+      ['an absurd max_new_tokens', { prompt_input: 'hi', max_new_tokens: 1e12 }, /"max_new_tokens" must be <= 1048576/],
       [
         'max_new_tokens beyond the context',
         { prompt_input: 'hi', max_new_tokens: 100000 },
