@@ -8,7 +8,7 @@ import { packageRoot, readCorpusFiles, type CorpusFile } from './corpus.js';
 import { buildModel, type BuiltinModelKind } from './model.js';
 
 /** Bump whenever the construction changes, so no stale model file is reused. */
-const GENERATOR_VERSION = 1;
+const GENERATOR_VERSION = 2;
 
 function defaultModelsDir(): string {
   return join(packageRoot(), 'models');
