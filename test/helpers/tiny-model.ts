@@ -1,13 +1,13 @@
 /** What tests need to know about the built-in tiny model, read from its GGUF file. */
 import { open } from 'node:fs/promises';
 import { readGgufFileInfo } from 'node-llama-cpp';
-import { BYTE_TOKEN_OFFSET, ensureBuiltinModel } from '../../src/model/builtin.js';
+import { builtinTokenizer, ensureBuiltinModel } from '../../src/model/builtin.js';
 
 export interface TinyModel {
   path: string;
   vocabSize: number;
   embdSize: number;
-  /** The token ids llama.cpp gives `text` (character-level, byte fallback), without BOS. */
+  /** The token ids llama.cpp gives `text` (word pieces, characters, byte fallback), without BOS. */
   tokenIds(text: string): number[];
   /** The rows of `token_embd.weight` for `ids`, concatenated. */
   embeddingRows(ids: number[]): Promise<number[]>;
@@ -33,18 +33,11 @@ export async function tinyModel(): Promise<TinyModel> {
   const tensor = (name: string) => info.tensorInfo!.find((t) => t.name === name)!;
   const embd = tensor('token_embd.weight');
   const embdSize = Number(embd.dimensions[0]);
-  const index = new Map(pieces.map((piece, id) => [piece, id]));
   return {
     path,
     vocabSize: pieces.length,
     embdSize,
-    tokenIds: (text) =>
-      [...text].flatMap((char) => {
-        const id = index.get(char === ' ' ? '\u2581' : char);
-        return id !== undefined && char.length === 1 && char >= ' ' && char <= '~'
-          ? [id]
-          : [...Buffer.from(char, 'utf8')].map((b) => BYTE_TOKEN_OFFSET + b);
-      }),
+    tokenIds: builtinTokenizer(),
     embeddingRows: async (ids) => {
       const rows: number[] = [];
       for (const id of ids) rows.push(...(await readTensor(path, Number(embd.fileOffset), embdSize, id * embdSize)));
