@@ -207,7 +207,12 @@ describe('builtin tiny model', function () {
     it('tokenizes exactly like builtinTokenizer, on the corpus and on any text', async function () {
       const tokenizer = builtinTokenizer();
       const corpus = await readFile(join(dirname(dirname(modelPath)), 'corpus', 'aesop.txt'), 'utf8');
-      const texts = [...corpus.split(/\n\s*\n/), 'What is AI?', "rabbit-hole didn't xyzzy Alicex  two  spaces", 'Café “naïve” — 東京 🙂\ttab\n'];
+      const texts = [
+        ...corpus.split(/\n\s*\n/),
+        'What is AI?',
+        "rabbit-hole didn't xyzzy Alicex  two  spaces",
+        'Café “naïve” — 東京 🙂\ttab\n',
+      ];
       for (const text of texts) expect(tokenizer(text), text).to.deep.equal([...model.tokenize(text)]);
     });
 

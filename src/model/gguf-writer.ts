@@ -89,12 +89,13 @@ const TENSOR_TYPES: Record<GgmlTensorType, { readonly code: number; readonly byt
 };
 
 /**
- * Writes `file` to `path` (created or truncated).
+ * Writes `file` to `path` (created or truncated), calling `onProgress` with the
+ * fraction of tensor data written after each tensor.
  *
  * @throws if a value is out of range for its type, a tensor is malformed, or a
  * tensor's producer yields a different number of elements than its dims say.
  */
-export async function writeGguf(path: string, file: GgufFile): Promise<void> {
+export async function writeGguf(path: string, file: GgufFile, onProgress?: (fraction: number) => void): Promise<void> {
   const alignment = file.alignment ?? DEFAULT_ALIGNMENT;
   validateAlignment(alignment);
   if (file.metadata.has('general.alignment')) {
@@ -105,8 +106,12 @@ export async function writeGguf(path: string, file: GgufFile): Promise<void> {
   try {
     const sink = new FileSink(handle);
     await sink.write(header);
+    const total = file.tensors.reduce((sum, tensor) => sum + tensorByteLength(tensor), 0);
+    let written = 0;
     for (const tensor of file.tensors) {
       await writeTensorData(sink, tensor, alignment);
+      written += tensorByteLength(tensor);
+      onProgress?.(total === 0 ? 1 : written / total);
     }
     await sink.flush();
   } finally {

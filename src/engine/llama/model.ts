@@ -1,6 +1,7 @@
 import type { Llama, LlamaEmbeddingContext, LlamaModel, Token } from 'node-llama-cpp';
 import { RpcError } from '../../jsonrpc/errors.js';
 import { errorText } from '../messages.js';
+import { loadProgress } from './load-progress.js';
 import type { RKLLMParam } from '../types.js';
 import { PromptFormat } from './prompt-format.js';
 import { SlotPool } from './slot-pool.js';
@@ -33,13 +34,19 @@ export interface LoadedModel {
  */
 export async function loadModel(llama: Llama, param: RKLLMParam, defaultThreads: number, slots: number): Promise<LoadedModel> {
   let model: LlamaModel;
+  const progress = loadProgress(param.model_path);
   try {
-    model = await llama.loadModel({ modelPath: param.model_path });
+    model = await llama.loadModel({
+      modelPath: param.model_path,
+      ...(progress && { onLoadProgress: (done: number) => progress.update(done) }),
+    });
   } catch (err) {
     throw new RpcError('ENGINE_ERROR', `llama.cpp cannot load "${param.model_path}": ${errorText(err)}`, {
       engine: LLAMA,
       reason: errorText(err),
     });
+  } finally {
+    progress?.done();
   }
   const threads = param.extend_param.enabled_cpus_num > 0 ? param.extend_param.enabled_cpus_num : defaultThreads;
   try {

@@ -20,7 +20,14 @@ export const BENCH_NOISE: NoiseAmplitudes = { read: 0.02, write: 1e-4 };
  * `cols`) and whose remaining rows are uniform noise in [-amplitude, amplitude),
  * seeded by the tensor name. Rows are produced one at a time.
  */
-export function embedded(name: string, core: Matrix, rows: number, cols: number, amplitude: number, type: GgmlTensorType = 'F32'): GgufTensor {
+export function embedded(
+  name: string,
+  core: Matrix,
+  rows: number,
+  cols: number,
+  amplitude: number,
+  type: GgmlTensorType = 'F32',
+): GgufTensor {
   if (core.rows > rows || core.cols > cols) {
     throw new Error(`the ${core.rows}x${core.cols} core of ${name} does not fit in ${rows}x${cols}`);
   }
