@@ -2,6 +2,7 @@
 import { open } from 'node:fs/promises';
 import { readGgufFileInfo } from 'node-llama-cpp';
 import { builtinTokenizer, ensureBuiltinModel } from '../../src/model/builtin.js';
+import { fromHalfBits } from '../../src/model/half-float.js';
 
 export interface TinyModel {
   path: string;
@@ -15,15 +16,23 @@ export interface TinyModel {
   outputWeight(): Promise<Float32Array>;
 }
 
-async function readTensor(path: string, offset: number, floats: number, skipFloats = 0): Promise<Float32Array> {
-  const bytes = Buffer.alloc(floats * 4);
+/** GGUF tensor types the built-in model uses. */
+const F32 = 0;
+const F16 = 1;
+
+async function readTensor(path: string, offset: number, type: number, floats: number, skipFloats = 0): Promise<Float32Array> {
+  const size = type === F16 ? 2 : 4;
+  if (type !== F16 && type !== F32) throw new Error(`tensor type ${type} is neither F32 nor F16`);
+  const bytes = Buffer.alloc(floats * size);
   const file = await open(path, 'r');
   try {
-    await file.read(bytes, 0, bytes.length, offset + skipFloats * 4);
+    await file.read(bytes, 0, bytes.length, offset + skipFloats * size);
   } finally {
     await file.close();
   }
-  return new Float32Array(bytes.buffer, bytes.byteOffset, floats);
+  return Float32Array.from({ length: floats }, (_, i) =>
+    type === F16 ? fromHalfBits(bytes.readUInt16LE(2 * i)) : bytes.readFloatLE(4 * i),
+  );
 }
 
 export async function tinyModel(): Promise<TinyModel> {
@@ -40,9 +49,10 @@ export async function tinyModel(): Promise<TinyModel> {
     tokenIds: builtinTokenizer(),
     embeddingRows: async (ids) => {
       const rows: number[] = [];
-      for (const id of ids) rows.push(...(await readTensor(path, Number(embd.fileOffset), embdSize, id * embdSize)));
+      for (const id of ids) rows.push(...(await readTensor(path, Number(embd.fileOffset), embd.ggmlType, embdSize, id * embdSize)));
       return rows;
     },
-    outputWeight: () => readTensor(path, Number(tensor('output.weight').fileOffset), pieces.length * embdSize),
+    outputWeight: () =>
+      readTensor(path, Number(tensor('output.weight').fileOffset), tensor('output.weight').ggmlType, pieces.length * embdSize),
   };
 }
