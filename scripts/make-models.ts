@@ -5,7 +5,15 @@
  */
 import { stat } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { BUILTIN_MODEL_KINDS, describeBuiltinModel, ensureBuiltinModel, type BuiltinModelKind } from '../src/model/builtin.js';
+import { existsSync } from 'node:fs';
+import {
+  BUILTIN_MODEL_KINDS,
+  builtinModelPath,
+  describeBuiltinModel,
+  ensureBuiltinModel,
+  type BuiltinModelKind,
+} from '../src/model/builtin.js';
+import { startProgress } from '../src/progress.js';
 
 const USAGE = 'usage: make-models [tiny|bench|all] [--dir DIR]';
 
@@ -40,7 +48,9 @@ async function main(): Promise<void> {
   const { kinds, dir } = parseOptions(process.argv.slice(2));
   for (const kind of kinds) {
     const started = performance.now();
-    const path = await ensureBuiltinModel(kind, dir);
+    const progress = existsSync(builtinModelPath(kind, dir)) ? undefined : startProgress(`building the ${kind} model`);
+    const path = await ensureBuiltinModel(kind, dir, progress && ((fraction) => progress.update(fraction)));
+    progress?.done();
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     const { size } = await stat(path);
     const { parameterCount } = describeBuiltinModel(kind);

@@ -11,6 +11,7 @@ import {
   EOS_TOKEN_ID,
   TINY_MODEL_PROMPTS,
   builtinModelPath,
+  builtinTokenizer,
   describeBuiltinModel,
   ensureBuiltinModel,
 } from '../src/model/builtin.js';
@@ -197,11 +198,22 @@ describe('builtin tiny model', function () {
       expect(model.trainContextSize).to.equal(BUILTIN_CONTEXT_LENGTH);
     });
 
-    it('gives every ASCII character of the corpus its own token', function () {
+    it('gives every word of the corpus its own token', function () {
       const text = 'Alice was beginning to get very tired.';
-      const tokens = model.tokenize(text);
-      expect(tokens).to.have.length(text.length);
-      expect(tokens.every((token) => token >= BYTE_TOKEN_OFFSET + 256)).to.equal(true);
+      const pieces = model.tokenize(text).map((token) => model.detokenize([token]));
+      expect(pieces).to.deep.equal(['Alice', ' was', ' beginning', ' to', ' get', ' very', ' tired', '.']);
+    });
+
+    it('tokenizes exactly like builtinTokenizer, on the corpus and on any text', async function () {
+      const tokenizer = builtinTokenizer();
+      const corpus = await readFile(join(dirname(dirname(modelPath)), 'corpus', 'aesop.txt'), 'utf8');
+      const texts = [
+        ...corpus.split(/\n\s*\n/),
+        'What is AI?',
+        "rabbit-hole didn't xyzzy Alicex  two  spaces",
+        'Café “naïve” — 東京 🙂\ttab\n',
+      ];
+      for (const text of texts) expect(tokenizer(text), text).to.deep.equal([...model.tokenize(text)]);
     });
 
     it('spells non-ASCII characters with byte tokens', function () {

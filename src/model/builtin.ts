@@ -1,24 +1,23 @@
 /**
  * The project's own deterministic GGUF models, generated on demand from the
- * texts in `corpus/` — no downloads, no training loop.
+ * texts in `corpus/`: no downloads, no training loop.
  *
- * Both models are llama-architecture character-level language models whose
- * weights are written by hand from corpus statistics:
+ * Both models are llama-architecture word-level language models whose weights
+ * are written from corpus statistics (see `builtin/core-weights.ts`):
  *
- * - The token embedding puts a constant 1 in a "bias" dimension and a one-hot
- *   code of the token's context class in the "current" block.
- * - Layer 0 has a previous-token attention head: its queries and keys come
- *   from the bias dimension only, and RoPE turns them into a positional
- *   pattern that peaks at distance 1, so the head copies the previous token's
- *   one-hot code into the "previous" block.
- * - Layer 0's SwiGLU FFN has one neuron per (previous, current) pair seen in
- *   the corpus: the up projection selects the current token, the gate fires
- *   only for the right previous token, and the down projection writes the
- *   difference between the trigram and the bigram log-probabilities into the
- *   "logit" block.
- * - The output matrix reads bigram log-probabilities from the current block
- *   and adds the logit block, so the model computes a backed-off character
- *   trigram model. The bias dimension dominates every RMSNorm, which makes the
+ * - The vocabulary has a token for every corpus word (with and without a
+ *   leading space) and for each of its prefixes, so llama.cpp's SentencePiece
+ *   merges grow every corpus word into one token; other text is spelled with
+ *   characters and UTF-8 byte tokens.
+ * - The token embedding holds a three-hot code of the token's context class
+ *   and the token's bigram "context vector". The output matrix scores each
+ *   word as a floor plus a fixed random code dotted with the context vector;
+ *   each context vector is the least-norm fit of that word's most frequent
+ *   successors (`builtin/fit.ts`).
+ * - Layer 0 has a previous-token attention head (RoPE peaking at distance 1)
+ *   that copies the previous token's code, and one SwiGLU neuron per
+ *   corrected (previous, current) pair that adds the trigram correction.
+ *   The bias dimension dominates every RMSNorm, which makes the
  *   normalisations (almost exactly) constant scalings.
  *
  * Greedy decoding has a margin of at least {@link GREEDY_MARGIN} nats at every
@@ -28,7 +27,9 @@
  * network whose extra weights are small seeded pseudo-random values that
  * never write into the dimensions the construction uses.
  */
+import { paragraphs, readCorpusFiles } from './builtin/corpus.js';
 import { buildModel, type BuiltinModelKind, type BuiltinModelShape } from './builtin/model.js';
+import { buildVocabulary, tokenize } from './builtin/vocabulary.js';
 
 export { builtinModelPath, ensureBuiltinModel } from './builtin/cache.js';
 export { BUILTIN_CONTEXT_LENGTH, BUILTIN_MODEL_KINDS, type BuiltinModelKind, type BuiltinModelShape } from './builtin/model.js';
@@ -44,9 +45,9 @@ export const TINY_MODEL_PROMPTS = {
   /** The greedy continuation runs for at least 500 tokens without EOS. */
   long: 'Alice was beginning to get very tired',
   /** The greedy continuation ends with EOS within 50 tokens. */
-  endsWithEos: 'THE GET',
+  endsWithEos: 'shall not perish from the earth',
   /** The greedy continuation contains a multi-byte UTF-8 character within 100 tokens. */
-  multiByte: 'Oh dear! I shall be late.',
+  multiByte: 'The Queen said',
 } as const;
 
 /** Shape and parameter count of a built-in model (computed without writing it). */
@@ -58,4 +59,10 @@ export function describeBuiltinModel(kind: BuiltinModelKind): BuiltinModelShape 
 
 function elementCount(dims: readonly number[]): number {
   return dims.reduce((product, dim) => product * dim, 1);
+}
+
+/** Tokenizes text exactly as llama.cpp does with the built-in models' vocabulary (without BOS). */
+export function builtinTokenizer(): (text: string) => number[] {
+  const vocabulary = buildVocabulary(readCorpusFiles().flatMap((file) => paragraphs(file.text)));
+  return (text) => tokenize(text, vocabulary);
 }

@@ -9,6 +9,7 @@
  * Format reference: ggml `docs/gguf.md`.
  */
 import { open, type FileHandle } from 'node:fs/promises';
+import { toHalfBits } from './half-float.js';
 
 /** A typed GGUF metadata value (the subset of GGUF value types this project needs). */
 export type GgufValue =
@@ -34,7 +35,7 @@ export const gguf = {
 } as const;
 
 /** Element types supported for tensor data. */
-export type GgmlTensorType = 'F32';
+export type GgmlTensorType = 'F32' | 'F16';
 
 /** One tensor to be written. */
 export interface GgufTensor {
@@ -84,15 +85,17 @@ const enum ValueType {
 /** ggml type codes and element sizes. */
 const TENSOR_TYPES: Record<GgmlTensorType, { readonly code: number; readonly bytes: number }> = {
   F32: { code: 0, bytes: 4 },
+  F16: { code: 1, bytes: 2 },
 };
 
 /**
- * Writes `file` to `path` (created or truncated).
+ * Writes `file` to `path` (created or truncated), calling `onProgress` with the
+ * fraction of tensor data written after each tensor.
  *
  * @throws if a value is out of range for its type, a tensor is malformed, or a
  * tensor's producer yields a different number of elements than its dims say.
  */
-export async function writeGguf(path: string, file: GgufFile): Promise<void> {
+export async function writeGguf(path: string, file: GgufFile, onProgress?: (fraction: number) => void): Promise<void> {
   const alignment = file.alignment ?? DEFAULT_ALIGNMENT;
   validateAlignment(alignment);
   if (file.metadata.has('general.alignment')) {
@@ -103,8 +106,12 @@ export async function writeGguf(path: string, file: GgufFile): Promise<void> {
   try {
     const sink = new FileSink(handle);
     await sink.write(header);
+    const total = file.tensors.reduce((sum, tensor) => sum + tensorByteLength(tensor), 0);
+    let written = 0;
     for (const tensor of file.tensors) {
       await writeTensorData(sink, tensor, alignment);
+      written += tensorByteLength(tensor);
+      onProgress?.(total === 0 ? 1 : written / total);
     }
     await sink.flush();
   } finally {
@@ -216,7 +223,8 @@ async function writeTensorData(sink: FileSink, tensor: GgufTensor, alignment: nu
     if (written > expected) {
       throw new Error(`tensor ${tensor.name} produced more than the ${expected} elements its dims allow`);
     }
-    await sink.writeFloat32(chunk);
+    if (tensor.type === 'F16') await sink.writeFloat16(chunk);
+    else await sink.writeFloat32(chunk);
   }
   if (written !== expected) {
     throw new Error(`tensor ${tensor.name} produced ${written} elements, expected ${expected}`);
@@ -336,6 +344,14 @@ class FileSink {
       if (this.used + 4 > this.staging.length) await this.flush();
       this.view.setFloat32(this.used, values[i]!, true);
       this.used += 4;
+    }
+  }
+
+  async writeFloat16(values: Float32Array): Promise<void> {
+    for (let i = 0; i < values.length; i++) {
+      if (this.used + 2 > this.staging.length) await this.flush();
+      this.view.setUint16(this.used, toHalfBits(values[i]!), true);
+      this.used += 2;
     }
   }
 

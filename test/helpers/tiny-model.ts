@@ -1,13 +1,14 @@
 /** What tests need to know about the built-in tiny model, read from its GGUF file. */
 import { open } from 'node:fs/promises';
 import { readGgufFileInfo } from 'node-llama-cpp';
-import { BYTE_TOKEN_OFFSET, ensureBuiltinModel } from '../../src/model/builtin.js';
+import { builtinTokenizer, ensureBuiltinModel } from '../../src/model/builtin.js';
+import { fromHalfBits } from '../../src/model/half-float.js';
 
 export interface TinyModel {
   path: string;
   vocabSize: number;
   embdSize: number;
-  /** The token ids llama.cpp gives `text` (character-level, byte fallback), without BOS. */
+  /** The token ids llama.cpp gives `text` (word pieces, characters, byte fallback), without BOS. */
   tokenIds(text: string): number[];
   /** The rows of `token_embd.weight` for `ids`, concatenated. */
   embeddingRows(ids: number[]): Promise<number[]>;
@@ -15,15 +16,23 @@ export interface TinyModel {
   outputWeight(): Promise<Float32Array>;
 }
 
-async function readTensor(path: string, offset: number, floats: number, skipFloats = 0): Promise<Float32Array> {
-  const bytes = Buffer.alloc(floats * 4);
+/** GGUF tensor types the built-in model uses. */
+const F32 = 0;
+const F16 = 1;
+
+async function readTensor(path: string, offset: number, type: number, floats: number, skipFloats = 0): Promise<Float32Array> {
+  const size = type === F16 ? 2 : 4;
+  if (type !== F16 && type !== F32) throw new Error(`tensor type ${type} is neither F32 nor F16`);
+  const bytes = Buffer.alloc(floats * size);
   const file = await open(path, 'r');
   try {
-    await file.read(bytes, 0, bytes.length, offset + skipFloats * 4);
+    await file.read(bytes, 0, bytes.length, offset + skipFloats * size);
   } finally {
     await file.close();
   }
-  return new Float32Array(bytes.buffer, bytes.byteOffset, floats);
+  return Float32Array.from({ length: floats }, (_, i) =>
+    type === F16 ? fromHalfBits(bytes.readUInt16LE(2 * i)) : bytes.readFloatLE(4 * i),
+  );
 }
 
 export async function tinyModel(): Promise<TinyModel> {
@@ -33,23 +42,17 @@ export async function tinyModel(): Promise<TinyModel> {
   const tensor = (name: string) => info.tensorInfo!.find((t) => t.name === name)!;
   const embd = tensor('token_embd.weight');
   const embdSize = Number(embd.dimensions[0]);
-  const index = new Map(pieces.map((piece, id) => [piece, id]));
   return {
     path,
     vocabSize: pieces.length,
     embdSize,
-    tokenIds: (text) =>
-      [...text].flatMap((char) => {
-        const id = index.get(char === ' ' ? '\u2581' : char);
-        return id !== undefined && char.length === 1 && char >= ' ' && char <= '~'
-          ? [id]
-          : [...Buffer.from(char, 'utf8')].map((b) => BYTE_TOKEN_OFFSET + b);
-      }),
+    tokenIds: builtinTokenizer(),
     embeddingRows: async (ids) => {
       const rows: number[] = [];
-      for (const id of ids) rows.push(...(await readTensor(path, Number(embd.fileOffset), embdSize, id * embdSize)));
+      for (const id of ids) rows.push(...(await readTensor(path, Number(embd.fileOffset), embd.ggmlType, embdSize, id * embdSize)));
       return rows;
     },
-    outputWeight: () => readTensor(path, Number(tensor('output.weight').fileOffset), pieces.length * embdSize),
+    outputWeight: () =>
+      readTensor(path, Number(tensor('output.weight').fileOffset), tensor('output.weight').ggmlType, pieces.length * embdSize),
   };
 }

@@ -115,7 +115,7 @@ describe('JSON-RPC 2.0 over HTTP', function () {
     }
 
     it('for a prompt longer than the context', async () => {
-      const res = await rpc.call('rkllm_run_async', { prompt_input: 'word '.repeat(700) });
+      const res = await rpc.call('rkllm_run_async', { prompt_input: 'x'.repeat(3500) });
       expect(res.error!.code).to.equal(-32602);
       expect(res.error!.message).to.match(/longer than the context allows/);
     });

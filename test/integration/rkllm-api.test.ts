@@ -295,8 +295,11 @@ for (const transport of ['http', 'tcp'] as const)
         await rpc.result('rkllm_set_chat_template', template);
         try {
           const wrapped = await cold({ prompt_input: PROMPT });
-          const added = template.system_prompt.length + template.prompt_prefix.length + template.prompt_postfix.length;
-          expect(wrapped.perf.prefill_tokens).to.equal(plain.perf.prefill_tokens + added);
+          // Each part is tokenized on its own.
+          const parts = [template.system_prompt, template.prompt_prefix, PROMPT, template.prompt_postfix];
+          expect(plain.perf.prefill_tokens).to.equal(1 + tiny.tokenIds(PROMPT).length);
+          expect(wrapped.perf.prefill_tokens).to.equal(1 + parts.reduce((sum, part) => sum + tiny.tokenIds(part).length, 0));
+          expect(wrapped.perf.prefill_tokens).to.be.above(plain.perf.prefill_tokens);
           await rpc.result('rkllm_set_chat_template', { system_prompt: '', prompt_prefix: '', prompt_postfix: '' });
           const spelled = await run({
             prompt_input: `${template.system_prompt}${template.prompt_prefix}${PROMPT}${template.prompt_postfix}`,

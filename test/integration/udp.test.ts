@@ -34,7 +34,8 @@ describe('UDP', function () {
 
   it('sends every chunk in its own datagram, to the address it came from', async () => {
     const [a, b] = [await open(), await open()];
-    const params = { prompt_input: 'The Queen said', max_new_tokens: 50, ...greedy };
+    // Its greedy text is ASCII: every token is a chunk of its own (a split UTF-8 character would be one chunk).
+    const params = { prompt_input: 'Once upon a time', max_new_tokens: 50, ...greedy };
     // Both clients use the same request id: each receives only its own stream.
     const [da, db] = await Promise.all([a.stream(params, 7), b.stream(params, 7)]);
     expect(da.last.stream_id).to.not.equal(db.last.stream_id);

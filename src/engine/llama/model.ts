@@ -1,6 +1,7 @@
 import type { Llama, LlamaEmbeddingContext, LlamaModel, Token } from 'node-llama-cpp';
 import { fault } from '../../errors.js';
 import { errorText } from '../messages.js';
+import { loadProgress } from './load-progress.js';
 import type { RKLLMParam } from '../types.js';
 import { PromptFormat } from './prompt-format.js';
 import { SlotPool } from './slot-pool.js';
@@ -33,11 +34,17 @@ export interface LoadedModel {
  */
 export async function loadModel(llama: Llama, param: RKLLMParam, defaultThreads: number, slots: number): Promise<LoadedModel> {
   let model: LlamaModel;
+  const progress = loadProgress(param.model_path);
   try {
-    model = await llama.loadModel({ modelPath: param.model_path });
+    model = await llama.loadModel({
+      modelPath: param.model_path,
+      ...(progress && { onLoadProgress: (done: number) => progress.update(done) }),
+    });
   } catch (err) {
     const reason = errorText(err);
     throw fault('ENGINE_ERROR', 'llama_load', { path: param.model_path, reason }, { engine: LLAMA, reason });
+  } finally {
+    progress?.done();
   }
   const threads = param.extend_param.enabled_cpus_num > 0 ? param.extend_param.enabled_cpus_num : defaultThreads;
   try {

@@ -8,7 +8,7 @@ import { packageRoot, readCorpusFiles, type CorpusFile } from './corpus.js';
 import { buildModel, type BuiltinModelKind } from './model.js';
 
 /** Bump whenever the construction changes, so no stale model file is reused. */
-const GENERATOR_VERSION = 1;
+const GENERATOR_VERSION = 2;
 
 function defaultModelsDir(): string {
   return join(packageRoot(), 'models');
@@ -33,14 +33,20 @@ export function builtinModelPath(kind: BuiltinModelKind, dir: string = defaultMo
  * corpus always gives a byte-identical file.
  *
  * @param dir directory of the model files; default `<package root>/models`.
+ * @param onProgress called with the fraction done while a file is generated.
  */
-export async function ensureBuiltinModel(kind: BuiltinModelKind, dir: string = defaultModelsDir()): Promise<string> {
+export async function ensureBuiltinModel(
+  kind: BuiltinModelKind,
+  dir: string = defaultModelsDir(),
+  onProgress?: (fraction: number) => void,
+): Promise<string> {
   const path = builtinModelPath(kind, dir);
   if (existsSync(path)) return path;
   await mkdir(dir, { recursive: true });
   const tempPath = `${path}.${process.pid}-${randomUUID()}.tmp`;
   try {
-    await writeGguf(tempPath, buildModel(kind).file);
+    onProgress?.(0);
+    await writeGguf(tempPath, buildModel(kind).file, onProgress);
     await rename(tempPath, path);
   } catch (error) {
     await rm(tempPath, { force: true });

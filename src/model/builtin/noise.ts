@@ -1,5 +1,5 @@
 /** The bench model's filler: seeded pseudo-random weights around the core, never written into its dimensions. */
-import type { GgufTensor } from '../gguf-writer.js';
+import type { GgmlTensorType, GgufTensor } from '../gguf-writer.js';
 import type { Matrix } from './matrix.js';
 
 const BENCH_SEED = 0x5eed_2024;
@@ -20,14 +20,21 @@ export const BENCH_NOISE: NoiseAmplitudes = { read: 0.02, write: 1e-4 };
  * `cols`) and whose remaining rows are uniform noise in [-amplitude, amplitude),
  * seeded by the tensor name. Rows are produced one at a time.
  */
-export function embedded(name: string, core: Matrix, rows: number, cols: number, amplitude: number): GgufTensor {
+export function embedded(
+  name: string,
+  core: Matrix,
+  rows: number,
+  cols: number,
+  amplitude: number,
+  type: GgmlTensorType = 'F32',
+): GgufTensor {
   if (core.rows > rows || core.cols > cols) {
     throw new Error(`the ${core.rows}x${core.cols} core of ${name} does not fit in ${rows}x${cols}`);
   }
   return {
     name,
     dims: [cols, rows],
-    type: 'F32',
+    type,
     *data() {
       const random = mulberry32(BENCH_SEED ^ fnv1a(name));
       for (let row = 0; row < rows; row++) {
@@ -48,7 +55,7 @@ function fnv1a(text: string): number {
 }
 
 /** The mulberry32 PRNG: uniform floats in [0, 1) from a 32-bit seed. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;
