@@ -62,6 +62,7 @@ export const ERRORS = {
       positional: 'Invalid params: params must be an object with named fields',
       after_seq_beyond: 'after_seq {after_seq} is beyond the last chunk sent (seq {last_seq})',
       after_seq_released: 'after_seq {after_seq} is before chunks already acknowledged and released (up to seq {acked_seq})',
+      unknown_model: 'The model "{model}" does not exist: this server serves "{served}" (the OpenAI and Ollama APIs answer 404)',
     },
   },
   INTERNAL_ERROR: {
