@@ -32,14 +32,23 @@ export function contentText(content: unknown, where: string): string {
   throw badField(where, 'must be a string or an array of content parts');
 }
 
-const ROLES: Record<string, ChatMessage['role']> = { system: 'system', developer: 'system', user: 'user', assistant: 'assistant', tool: 'tool' };
+const ROLES: Record<string, ChatMessage['role']> = {
+  system: 'system',
+  developer: 'system',
+  user: 'user',
+  assistant: 'assistant',
+  tool: 'tool',
+};
 
 /**
  * Reads `messages` (OpenAI's or Ollama's shape): each has a role and a content; an assistant's
  * `tool_calls` are appended to its content as the model writes them. `readCalls` gives a message's
  * calls as name and arguments.
  */
-export function readMessages(value: unknown, readCalls: (message: Record<string, unknown>) => Array<{ name: string; args: unknown }>): ChatMessage[] {
+export function readMessages(
+  value: unknown,
+  readCalls: (message: Record<string, unknown>) => Array<{ name: string; args: unknown }>,
+): ChatMessage[] {
   if (!Array.isArray(value) || value.length === 0) throw badField('messages', 'must be a non-empty array of messages');
   return value.map((item: unknown, i): ChatMessage => {
     if (typeof item !== 'object' || item === null) throw badField(`messages[${i}]`, 'must be an object');

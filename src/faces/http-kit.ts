@@ -119,7 +119,17 @@ export function field<T extends 'string' | 'number' | 'boolean' | 'object' | 'ar
   body: Record<string, unknown>,
   name: string,
   type: T,
-): (T extends 'string' ? string : T extends 'number' ? number : T extends 'boolean' ? boolean : T extends 'array' ? unknown[] : Record<string, unknown>) | undefined {
+):
+  | (T extends 'string'
+      ? string
+      : T extends 'number'
+        ? number
+        : T extends 'boolean'
+          ? boolean
+          : T extends 'array'
+            ? unknown[]
+            : Record<string, unknown>)
+  | undefined {
   const value = body[name];
   if (value === undefined || value === null) return undefined;
   const actual = Array.isArray(value) ? 'array' : typeof value;

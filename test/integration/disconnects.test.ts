@@ -6,7 +6,6 @@ import { type LiveChunk } from '../helpers/live-rpc.js';
 import { msUntilIdle } from '../helpers/idle.js';
 import { greedy } from '../helpers/prompts.js';
 
-
 /** About 6000 tokens for the character-level model: its prefill takes well over 100 ms. */
 const LONG_PROMPT = 'Alice was beginning to get very tired of sitting by her sister on the bank. '.repeat(80);
 

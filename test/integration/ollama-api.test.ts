@@ -56,7 +56,11 @@ describe('Ollama-compatible API', function () {
   });
 
   it('chat: greedy streamed text equals the non-streamed text; options map num_predict and stop', async () => {
-    const request = { model, messages: [{ role: 'user', content: PROMPT }], options: { num_predict: 40, temperature: 0, top_k: 1, top_p: 1, repeat_penalty: 1.1, seed: 3 } };
+    const request = {
+      model,
+      messages: [{ role: 'user', content: PROMPT }],
+      options: { num_predict: 40, temperature: 0, top_k: 1, top_p: 1, repeat_penalty: 1.1, seed: 3 },
+    };
     const whole = await ollama.chat({ ...request, stream: false });
     expect(whole.message.role).to.equal('assistant');
     expect(whole.eval_count).to.equal(40);
@@ -70,15 +74,32 @@ describe('Ollama-compatible API', function () {
   });
 
   it('format with a JSON Schema: the output parses and matches it', async () => {
-    const format = { type: 'object', properties: { mood: { enum: ['happy', 'sad'] }, tired: { type: 'boolean' } }, required: ['mood', 'tired'] };
-    const res = await ollama.chat({ model, messages: [{ role: 'user', content: PROMPT }], format, options: { num_predict: 200, temperature: 0 }, stream: false });
+    const format = {
+      type: 'object',
+      properties: { mood: { enum: ['happy', 'sad'] }, tired: { type: 'boolean' } },
+      required: ['mood', 'tired'],
+    };
+    const res = await ollama.chat({
+      model,
+      messages: [{ role: 'user', content: PROMPT }],
+      format,
+      options: { num_predict: 200, temperature: 0 },
+      stream: false,
+    });
     const value = JSON.parse(res.message.content) as { mood: string; tired: boolean };
     expect(['happy', 'sad']).to.include(value.mood);
     expect(value.tired).to.be.a('boolean');
   });
 
   it('chat takes tools, tool calls and tool results in the conversation', async () => {
-    const tool = { type: 'function', function: { name: 'get_weather', description: 'Weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } };
+    const tool = {
+      type: 'function',
+      function: {
+        name: 'get_weather',
+        description: 'Weather',
+        parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+      },
+    };
     const res = await ollama.chat({
       model,
       messages: [
@@ -94,11 +115,13 @@ describe('Ollama-compatible API', function () {
     expect(res.eval_count).to.equal(10);
   });
 
-  it('embed: one unit vector per input, equal to the OpenAI face\'s', async () => {
+  it("embed: one unit vector per input, equal to the OpenAI face's", async () => {
     const res = await ollama.embed({ model, input: ['Alice', 'the rabbit hole'] });
     expect(res.embeddings).to.have.length(2);
     expect(Math.hypot(...res.embeddings[0]!)).to.be.closeTo(1, 1e-5);
-    const openai = (await (await fetch(`${base}/v1/embeddings`, { method: 'POST', body: JSON.stringify({ input: 'Alice' }) })).json()) as { data: Array<{ embedding: number[] }> };
+    const openai = (await (await fetch(`${base}/v1/embeddings`, { method: 'POST', body: JSON.stringify({ input: 'Alice' }) })).json()) as {
+      data: Array<{ embedding: number[] }>;
+    };
     expect(openai.data[0]!.embedding).to.deep.equal(res.embeddings[0]);
   });
 
@@ -106,7 +129,7 @@ describe('Ollama-compatible API', function () {
     const stream = await ollama.generate({ model, prompt: PROMPT, options: { num_predict: 8000 }, stream: true });
     let parts = 0;
     const reading = (async () => {
-      for await (const _ of stream) if (++parts === 5) stream.abort();
+      for await (const part of stream) if (part && ++parts === 5) stream.abort();
     })().catch((e: unknown) => e);
     expect(await reading).to.have.property('name', 'AbortError');
     const aborted = performance.now();

@@ -15,11 +15,17 @@ const WEATHER_TOOL = {
   function: {
     name: 'get_weather',
     description: 'The weather in a city',
-    parameters: { type: 'object', properties: { city: { enum: ['Paris', 'Rome'] }, celsius: { type: 'boolean' } }, required: ['city', 'celsius'] },
+    parameters: {
+      type: 'object',
+      properties: { city: { enum: ['Paris', 'Rome'] }, celsius: { type: 'boolean' } },
+      required: ['city', 'celsius'],
+    },
   },
 };
 
-async function collect(stream: AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>): Promise<{ text: string; chunks: OpenAI.Chat.Completions.ChatCompletionChunk[] }> {
+async function collect(
+  stream: AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>,
+): Promise<{ text: string; chunks: OpenAI.Chat.Completions.ChatCompletionChunk[] }> {
   const chunks: OpenAI.Chat.Completions.ChatCompletionChunk[] = [];
   for await (const chunk of stream) chunks.push(chunk);
   return { text: chunks.map((c) => c.choices[0]?.delta.content ?? '').join(''), chunks };
@@ -50,8 +56,13 @@ describe('OpenAI-compatible API', function () {
     it('an unknown model is a 404 in OpenAI error shape', async () => {
       const err = await openai.models.retrieve('gpt-4o').catch((e: unknown) => e);
       expect(err).to.be.instanceOf(OpenAI.NotFoundError);
-      expect((err as InstanceType<typeof OpenAI.NotFoundError>).error).to.include({ type: 'invalid_request_error', code: 'model_not_found' });
-      const chat = await openai.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+      expect((err as InstanceType<typeof OpenAI.NotFoundError>).error).to.include({
+        type: 'invalid_request_error',
+        code: 'model_not_found',
+      });
+      const chat = await openai.chat.completions
+        .create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })
+        .catch((e: unknown) => e);
       expect(chat).to.be.instanceOf(OpenAI.NotFoundError);
     });
   });
@@ -67,7 +78,9 @@ describe('OpenAI-compatible API', function () {
       expect(choice.message.content).to.have.length.above(10);
       expect(whole.usage).to.include({ completion_tokens: 40 });
       expect(whole.usage!.total_tokens).to.equal(whole.usage!.prompt_tokens + 40);
-      const streamed = await collect(await openai.chat.completions.create({ ...request, stream: true, stream_options: { include_usage: true } }));
+      const streamed = await collect(
+        await openai.chat.completions.create({ ...request, stream: true, stream_options: { include_usage: true } }),
+      );
       expect(streamed.text).to.equal(choice.message.content);
       expect(streamed.chunks[0]!.choices[0]!.delta.role).to.equal('assistant');
       expect(streamed.chunks.filter((c) => c.choices[0]?.finish_reason).map((c) => c.choices[0]!.finish_reason)).to.deep.equal(['length']);
@@ -95,7 +108,14 @@ describe('OpenAI-compatible API', function () {
       const whole = await openai.completions.create({ model, prompt: PROMPT, max_tokens: 60, temperature: 0, stop: ['zzzz', stop] });
       expect(whole.choices[0]).to.include({ text: expected, finish_reason: 'stop' });
       const streamed = await collect(
-        await openai.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 60, temperature: 0, stop, stream: true }),
+        await openai.chat.completions.create({
+          model,
+          messages: [{ role: 'user', content: PROMPT }],
+          max_tokens: 60,
+          temperature: 0,
+          stop,
+          stream: true,
+        }),
       );
       expect(streamed.text).to.equal(expected);
       expect(streamed.chunks.at(-1)!.choices[0]!.finish_reason).to.equal('stop');
@@ -107,7 +127,11 @@ describe('OpenAI-compatible API', function () {
         messages: [
           { role: 'system', content: 'You tell stories.' },
           { role: 'user', content: 'Weather?' },
-          { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Rome"}' } }] },
+          {
+            role: 'assistant',
+            content: null,
+            tool_calls: [{ id: 'c1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Rome"}' } }],
+          },
           { role: 'tool', tool_call_id: 'c1', content: 'Sunny' },
           { role: 'user', content: [{ type: 'text', text: 'Alice' }] },
         ],
@@ -134,7 +158,13 @@ describe('OpenAI-compatible API', function () {
 
   describe('tools and JSON', () => {
     it('tool_choice "required": the call comes back as tool_calls with arguments that match the parameters, streamed or not', async () => {
-      const request = { model, messages: [{ role: 'user' as const, content: 'What is the weather in Rome?' }], tools: [WEATHER_TOOL], tool_choice: 'required' as const, max_tokens: 200 };
+      const request = {
+        model,
+        messages: [{ role: 'user' as const, content: 'What is the weather in Rome?' }],
+        tools: [WEATHER_TOOL],
+        tool_choice: 'required' as const,
+        max_tokens: 200,
+      };
       const whole = await openai.chat.completions.create(request);
       const choice = whole.choices[0]!;
       expect(choice.finish_reason).to.equal('tool_calls');
@@ -156,7 +186,10 @@ describe('OpenAI-compatible API', function () {
     });
 
     it('tool_choice naming a function calls that one; "auto" lets the model answer in text', async () => {
-      const other = { type: 'function' as const, function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { enum: ['UTC'] } }, required: ['zone'] } } };
+      const other = {
+        type: 'function' as const,
+        function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { enum: ['UTC'] } }, required: ['zone'] } },
+      };
       const named = await openai.chat.completions.create({
         model,
         messages: [{ role: 'user', content: 'Time?' }],
@@ -168,7 +201,13 @@ describe('OpenAI-compatible API', function () {
       if (call.type !== 'function') throw new Error('not a function call');
       expect(call.function.name).to.equal('get_time');
       expect(JSON.parse(call.function.arguments)).to.deep.equal({ zone: 'UTC' });
-      const auto = await openai.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], tools: [WEATHER_TOOL], max_tokens: 20, temperature: 0 });
+      const auto = await openai.chat.completions.create({
+        model,
+        messages: [{ role: 'user', content: PROMPT }],
+        tools: [WEATHER_TOOL],
+        max_tokens: 20,
+        temperature: 0,
+      });
       expect(auto.choices[0]!.message.tool_calls).to.equal(undefined);
       expect(auto.choices[0]!.message.content).to.have.length.above(0);
     });
@@ -176,11 +215,21 @@ describe('OpenAI-compatible API', function () {
     it('response_format json_schema: the output parses and matches the schema; json_object gives a JSON object', async () => {
       const schema = {
         type: 'object',
-        properties: { mood: { enum: ['happy', 'sad'] }, tired: { type: 'boolean' }, tags: { type: 'array', items: { enum: ['a', 'b'] }, maxItems: 3 } },
+        properties: {
+          mood: { enum: ['happy', 'sad'] },
+          tired: { type: 'boolean' },
+          tags: { type: 'array', items: { enum: ['a', 'b'] }, maxItems: 3 },
+        },
         required: ['mood', 'tired', 'tags'],
       };
       for (const stream of [false, true]) {
-        const request = { model, messages: [{ role: 'user' as const, content: PROMPT }], max_tokens: 300, temperature: 0, response_format: { type: 'json_schema' as const, json_schema: { name: 'alice', schema } } };
+        const request = {
+          model,
+          messages: [{ role: 'user' as const, content: PROMPT }],
+          max_tokens: 300,
+          temperature: 0,
+          response_format: { type: 'json_schema' as const, json_schema: { name: 'alice', schema } },
+        };
         const text = stream
           ? (await collect(await openai.chat.completions.create({ ...request, stream: true }))).text
           : (await openai.chat.completions.create(request)).choices[0]!.message.content!;
@@ -191,7 +240,13 @@ describe('OpenAI-compatible API', function () {
         expect(value.tags.every((t) => t === 'a' || t === 'b')).to.equal(true);
       }
       // Any JSON object: the built-in model fills a free string until max_tokens, so only the start is certain.
-      const object = await openai.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 50, temperature: 0, response_format: { type: 'json_object' } });
+      const object = await openai.chat.completions.create({
+        model,
+        messages: [{ role: 'user', content: PROMPT }],
+        max_tokens: 50,
+        temperature: 0,
+        response_format: { type: 'json_object' },
+      });
       const content = object.choices[0]!.message.content!;
       expect(content).to.match(/^\{\s*"/);
       if (object.choices[0]!.finish_reason === 'stop') expect(JSON.parse(content)).to.be.an('object');
@@ -223,7 +278,7 @@ describe('OpenAI-compatible API', function () {
       );
       let chunks = 0;
       const reading = (async () => {
-        for await (const _ of stream) if (++chunks === 5) controller.abort();
+        for await (const chunk of stream) if (chunk && ++chunks === 5) controller.abort();
       })().catch((e: unknown) => e);
       // The client ends the iteration quietly on its own abort.
       await reading;
@@ -236,7 +291,9 @@ describe('OpenAI-compatible API', function () {
       const controller = new AbortController();
       let pending: Promise<unknown> | undefined;
       await fixture.server.streams.untilNextRun(() => {
-        pending = openai.completions.create({ model, prompt: LONG_PROMPT, max_tokens: 100 }, { signal: controller.signal }).catch((e: unknown) => e);
+        pending = openai.completions
+          .create({ model, prompt: LONG_PROMPT, max_tokens: 100 }, { signal: controller.signal })
+          .catch((e: unknown) => e);
       });
       expect((await fixture.http.result('rkllm_is_running', {})).running).to.equal(true);
       controller.abort();
@@ -247,7 +304,8 @@ describe('OpenAI-compatible API', function () {
   });
 
   describe('bad requests', () => {
-    const post = (path: string, body: string): Promise<Response> => fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const post = (path: string, body: string): Promise<Response> =>
+      fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
 
     it('malformed JSON is a 400 in OpenAI error shape, and the server goes on answering', async () => {
       for (const path of ['/v1/chat/completions', '/v1/completions', '/v1/embeddings']) {
@@ -271,7 +329,14 @@ describe('OpenAI-compatible API', function () {
         [{ messages: [{ role: 'user', content: 'x' }], max_tokens: 0 }, 'max_tokens'],
         [{ messages: [{ role: 'user', content: 'x' }], stop: 5 }, 'stop'],
         [{ messages: [{ role: 'user', content: 'x' }], response_format: { type: 'xml' } }, 'response_format.type'],
-        [{ messages: [{ role: 'user', content: 'x' }], tools: [WEATHER_TOOL], tool_choice: { type: 'function', function: { name: 'nope' } } }, 'tool_choice'],
+        [
+          {
+            messages: [{ role: 'user', content: 'x' }],
+            tools: [WEATHER_TOOL],
+            tool_choice: { type: 'function', function: { name: 'nope' } },
+          },
+          'tool_choice',
+        ],
       ];
       for (const [body, param] of cases) {
         const err = await openai.chat.completions.create({ model, ...body } as never).catch((e: unknown) => e);
@@ -318,9 +383,12 @@ describe('OpenAI-compatible API: keys and the queue', function () {
     const client = new OpenAI({ baseURL, apiKey: 'unused', maxRetries: 0 });
     const model = (await client.models.list()).data[0]!.id;
     const controller = new AbortController();
-    const first = await client.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 8000, stream: true }, { signal: controller.signal });
+    const first = await client.chat.completions.create(
+      { model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 8000, stream: true },
+      { signal: controller.signal },
+    );
     const reading = (async () => {
-      for await (const _ of first);
+      for await (const chunk of first) void chunk;
     })().catch(() => undefined);
     await server.streams.until(() => server.streams.runs === 1, 'the first run to start');
     const res = await fetch(`${baseURL}/completions`, { method: 'POST', body: JSON.stringify({ model, prompt: 'x', max_tokens: 1 }) });

@@ -39,7 +39,9 @@ describe('Faces: stop strings', () => {
 describe('Faces: tool calls in text', () => {
   it('passes text until <tool_call>, holding a partial tag, and reads the calls at the end', () => {
     const catcher = new ToolCallCatcher();
-    const out = ['Let me look. <tool', '_call>\n{"name": "get_weather", ', '"arguments": {"city": "Rome"}}\n</tool_call>'].map((p) => catcher.push(p));
+    const out = ['Let me look. <tool', '_call>\n{"name": "get_weather", ', '"arguments": {"city": "Rome"}}\n</tool_call>'].map((p) =>
+      catcher.push(p),
+    );
     expect(out).to.deep.equal(['Let me look. ', '', '']);
     expect(catcher.finish()).to.deep.equal({ text: '', calls: [{ name: 'get_weather', arguments: '{"city":"Rome"}' }] });
   });
@@ -54,9 +56,14 @@ describe('Faces: tool calls in text', () => {
   });
 
   it('a forced call is one of the tools, or the named one, with its parameters', () => {
-    const tool = (name: string) => ({ type: 'function' as const, function: { name, parameters: { type: 'object', properties: { x: { type: 'string' } } } } });
+    const tool = (name: string) => ({
+      type: 'function' as const,
+      function: { name, parameters: { type: 'object', properties: { x: { type: 'string' } } } },
+    });
     expect(forcedCallSchema([tool('a')])).to.deep.include({ required: ['name', 'arguments'] });
-    expect(forcedCallSchema([tool('a'), tool('b')])).to.have.property('oneOf').with.length(2);
+    expect(forcedCallSchema([tool('a'), tool('b')]))
+      .to.have.property('oneOf')
+      .with.length(2);
     expect(forcedCallSchema([tool('a'), tool('b')], 'b')).to.deep.nested.include({ 'properties.name.const': 'b' });
     expect(parseCall('{"name":"a","arguments":{"x":"1"}}')).to.deep.equal({ name: 'a', arguments: '{"x":"1"}' });
     expect(parseCall('{"arguments":{}}')).to.equal(undefined);
@@ -72,7 +79,15 @@ describe('Faces: while the model loads', () => {
       const url = new URL(req.url ?? '/', 'http://x');
       if (!route.matches(req.method ?? 'GET', url.pathname)) return void res.writeHead(418).end();
       const signal = new AbortController().signal;
-      void route.serve({ req, res, url, address: '127.0.0.1', signal, readBody: async () => Buffer.alloc(0), log: pino({ level: 'silent' }) });
+      void route.serve({
+        req,
+        res,
+        url,
+        address: '127.0.0.1',
+        signal,
+        readBody: async () => Buffer.alloc(0),
+        log: pino({ level: 'silent' }),
+      });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -63,7 +63,8 @@ function withFormat(loaded: LoadedModel, messages: readonly ChatMessage[], forma
   tokens.push(...tokenize(loaded, start));
   for (const m of messages) {
     if (m.role === 'assistant') tokens.push(...tokenize(loaded, [{ text: m.content, special: false }]));
-    else if (m.role !== 'system') tokens.push(...tokenize(loaded, format.turn({ role: m.role, enable_thinking: false }, m.content, loaded.thinking)));
+    else if (m.role !== 'system')
+      tokens.push(...tokenize(loaded, format.turn({ role: m.role, enable_thinking: false }, m.content, loaded.thinking)));
   }
   return tokens;
 }

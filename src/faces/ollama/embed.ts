@@ -13,11 +13,22 @@ export async function embed(deps: HubDeps, exchange: HttpExchange, client: Clien
   const { vectors, tokens } = await embedAll(deps, readInputs(body.input), client, exchange.signal);
   if (exchange.signal.aborted) return;
   const total = Number(process.hrtime.bigint() - started);
-  sendJson(exchange.res, 200, { model: name ?? `${modelId(deps.engine)}:latest`, embeddings: vectors, total_duration: total, load_duration: 0, prompt_eval_count: tokens });
+  sendJson(exchange.res, 200, {
+    model: name ?? `${modelId(deps.engine)}:latest`,
+    embeddings: vectors,
+    total_duration: total,
+    load_duration: 0,
+    prompt_eval_count: tokens,
+  });
 }
 
 /** The older endpoint: one `prompt`, one `embedding`. */
-export async function embeddingsLegacy(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
+export async function embeddingsLegacy(
+  deps: HubDeps,
+  exchange: HttpExchange,
+  client: Client,
+  body: Record<string, unknown>,
+): Promise<void> {
   checkModel(deps.engine, readModel(body));
   const { vectors } = await embedAll(deps, readInputs(field(body, 'prompt', 'string') ?? body.prompt), client, exchange.signal);
   if (!exchange.signal.aborted) sendJson(exchange.res, 200, { embedding: vectors[0] });

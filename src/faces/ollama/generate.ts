@@ -18,7 +18,13 @@ interface Flavour {
   last: (result: FaceRunResult) => Record<string, unknown>;
 }
 
-async function generation(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>, flavour: Flavour): Promise<void> {
+async function generation(
+  deps: HubDeps,
+  exchange: HttpExchange,
+  client: Client,
+  body: Record<string, unknown>,
+  flavour: Flavour,
+): Promise<void> {
   const started = process.hrtime.bigint();
   const modelName = readModel(body);
   checkModel(deps.engine, modelName);
@@ -26,7 +32,12 @@ async function generation(deps: HubDeps, exchange: HttpExchange, client: Client,
   const stream = readStream(body);
   const model = modelName ?? `${modelId(deps.engine)}:latest`;
   const jsonSchema = readFormat(body);
-  const params = toRunParams(deps.engine, { ...flavour.request, maxTokens: options.maxTokens, sampling: options.sampling, ...(jsonSchema ? { jsonSchema } : {}) });
+  const params = toRunParams(deps.engine, {
+    ...flavour.request,
+    maxTokens: options.maxTokens,
+    sampling: options.sampling,
+    ...(jsonSchema ? { jsonSchema } : {}),
+  });
   const lines = stream ? new NdjsonStream(exchange.res) : undefined;
   const tools = flavour.request.tools?.length ? { tools: 'catch' as const } : {};
   const result = await runForFace(deps.hub, {
@@ -37,7 +48,11 @@ async function generation(deps: HubDeps, exchange: HttpExchange, client: Client,
     ...tools,
     sendLimit: deps.sendLimit,
     ...(lines
-      ? { pending: () => lines.pending, onStarted: () => lines.open(), onText: (text: string) => lines.send({ model, created_at: now(), ...flavour.piece(text), done: false }) }
+      ? {
+          pending: () => lines.pending,
+          onStarted: () => lines.open(),
+          onText: (text: string) => lines.send({ model, created_at: now(), ...flavour.piece(text), done: false }),
+        }
       : {}),
   });
   if (exchange.signal.aborted) return;
@@ -46,7 +61,14 @@ async function generation(deps: HubDeps, exchange: HttpExchange, client: Client,
     throw fault('ENGINE_ERROR', 'detail', { detail: result.error.message });
   }
   const doneReason = result.finish_reason === 'length' ? 'length' : 'stop';
-  const final = { model, created_at: now(), ...flavour.last(result), done: true, done_reason: doneReason, ...timings(result.perf, started) };
+  const final = {
+    model,
+    created_at: now(),
+    ...flavour.last(result),
+    done: true,
+    done_reason: doneReason,
+    ...timings(result.perf, started),
+  };
   if (lines) lines.end(final);
   else sendJson(exchange.res, 200, final);
 }
@@ -57,7 +79,13 @@ export async function generate(deps: HubDeps, exchange: HttpExchange, client: Cl
   if (prompt === '') {
     // Ollama loads the model for an empty prompt and answers at once: here it is always loaded.
     checkModel(deps.engine, readModel(body));
-    sendJson(exchange.res, 200, { model: readModel(body) ?? `${modelId(deps.engine)}:latest`, created_at: now(), response: '', done: true, done_reason: 'load' });
+    sendJson(exchange.res, 200, {
+      model: readModel(body) ?? `${modelId(deps.engine)}:latest`,
+      created_at: now(),
+      response: '',
+      done: true,
+      done_reason: 'load',
+    });
     return;
   }
   // With a system prompt the two become a conversation (the chat template applies); without, the prompt goes as rkllm_run's does.
@@ -79,14 +107,18 @@ export async function generate(deps: HubDeps, exchange: HttpExchange, client: Cl
 
 function ollamaCalls(m: Record<string, unknown>): Array<{ name: string; args: unknown }> {
   if (!Array.isArray(m.tool_calls)) return [];
-  return m.tool_calls.map((c: { function?: { name?: unknown; arguments?: unknown } }) => ({ name: String(c.function?.name), args: c.function?.arguments }));
+  return m.tool_calls.map((c: { function?: { name?: unknown; arguments?: unknown } }) => ({
+    name: String(c.function?.name),
+    args: c.function?.arguments,
+  }));
 }
 
 export async function chat(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
   const messages: ChatMessage[] = readMessages(body.messages, ollamaCalls);
   const tools = (field(body, 'tools', 'array') ?? []) as ToolDefinition[];
   tools.forEach((t, i) => {
-    if (typeof t?.function?.name !== 'string') throw badField(`tools[${i}]`, 'must be {"type": "function", "function": {"name", "parameters"}}');
+    if (typeof t?.function?.name !== 'string')
+      throw badField(`tools[${i}]`, 'must be {"type": "function", "function": {"name", "parameters"}}');
   });
   const streamed = readStream(body);
   await generation(deps, exchange, client, body, {

@@ -13,7 +13,9 @@ async function describe(deps: HubDeps): Promise<Record<string, unknown>> {
   const path = deps.engine.param.model_path;
   const file = await stat(path).catch(() => undefined);
   const name = `${modelId(deps.engine)}:latest`;
-  const digest = createHash('sha256').update(`${path}:${file?.size ?? 0}:${file?.mtimeMs ?? 0}`).digest('hex');
+  const digest = createHash('sha256')
+    .update(`${path}:${file?.size ?? 0}:${file?.mtimeMs ?? 0}`)
+    .digest('hex');
   return {
     name,
     model: name,
@@ -46,13 +48,23 @@ export async function show(deps: HubDeps, exchange: HttpExchange, body: Record<s
   checkModel(deps.engine, readModel(body));
   const p = deps.engine.param;
   const capabilities = ['completion', 'embedding', ...(deps.engine.supports('run_tools') ? ['tools'] : [])];
-  const parameters = [`temperature ${p.temperature}`, `top_k ${p.top_k}`, `top_p ${p.top_p}`, `repeat_penalty ${p.repeat_penalty}`, `num_ctx ${p.max_context_len}`].join('\n');
+  const parameters = [
+    `temperature ${p.temperature}`,
+    `top_k ${p.top_k}`,
+    `top_p ${p.top_p}`,
+    `repeat_penalty ${p.repeat_penalty}`,
+    `num_ctx ${p.max_context_len}`,
+  ].join('\n');
   sendJson(exchange.res, 200, {
     modelfile: `FROM ${p.model_path}\n`,
     parameters,
     template: '',
     details: details(deps),
-    model_info: { 'general.architecture': deps.engine.name, 'general.basename': modelId(deps.engine), 'general.context_length': p.max_context_len },
+    model_info: {
+      'general.architecture': deps.engine.name,
+      'general.basename': modelId(deps.engine),
+      'general.context_length': p.max_context_len,
+    },
     capabilities,
     modified_at: now(),
   });

@@ -4,7 +4,15 @@ import { checkSampling } from '../generation-request.js';
 import { badField, field } from '../http-kit.js';
 import { readStop } from '../openai/request.js';
 
-const SAMPLING: Array<keyof SamplingParams> = ['temperature', 'top_k', 'top_p', 'repeat_penalty', 'frequency_penalty', 'presence_penalty', 'seed'];
+const SAMPLING: Array<keyof SamplingParams> = [
+  'temperature',
+  'top_k',
+  'top_p',
+  'repeat_penalty',
+  'frequency_penalty',
+  'presence_penalty',
+  'seed',
+];
 
 export interface OllamaOptions {
   maxTokens: number | undefined;

@@ -10,7 +10,6 @@ import type { HttpExchange } from '../../transports/http-route.js';
 import { readCommon, finishReason, usage } from './request.js';
 import { EventStream, openaiId, unixSeconds } from './wire.js';
 
-
 /** `response_format` as a JSON Schema: `{}` for json_object, the given schema for json_schema, undefined for text. */
 function readResponseFormat(body: Record<string, unknown>): Record<string, unknown> | undefined {
   const format = field(body, 'response_format', 'object');
@@ -18,7 +17,8 @@ function readResponseFormat(body: Record<string, unknown>): Record<string, unkno
   if (format.type === 'json_object') return {};
   if (format.type === 'json_schema') {
     const spec = format.json_schema as { schema?: unknown } | undefined;
-    if (typeof spec?.schema !== 'object' || spec.schema === null) throw badField('response_format.json_schema.schema', 'must be a JSON Schema object');
+    if (typeof spec?.schema !== 'object' || spec.schema === null)
+      throw badField('response_format.json_schema.schema', 'must be a JSON Schema object');
     return spec.schema as Record<string, unknown>;
   }
   throw badField('response_format.type', `must be "text", "json_object" or "json_schema"; got ${JSON.stringify(format.type)}`);
@@ -52,7 +52,10 @@ export async function chatCompletions(deps: HubDeps, exchange: HttpExchange, cli
   checkModel(deps.engine, common.model);
   const messages = readMessages(body.messages, (m) =>
     Array.isArray(m.tool_calls)
-      ? m.tool_calls.map((c: { function?: { name?: unknown; arguments?: unknown } }) => ({ name: String(c.function?.name), args: c.function?.arguments }))
+      ? m.tool_calls.map((c: { function?: { name?: unknown; arguments?: unknown } }) => ({
+          name: String(c.function?.name),
+          args: c.function?.arguments,
+        }))
       : [],
   );
   const { tools, forced } = readTools(body);
@@ -63,7 +66,10 @@ export async function chatCompletions(deps: HubDeps, exchange: HttpExchange, cli
   const model = modelId(deps.engine);
   const base = { id, object: 'chat.completion.chunk', created, model, system_fingerprint: null };
   const events = common.stream ? new EventStream(exchange.res) : undefined;
-  const delta = (d: Record<string, unknown>, finish: string | null = null): unknown => ({ ...base, choices: [{ index: 0, delta: d, logprobs: null, finish_reason: finish }] });
+  const delta = (d: Record<string, unknown>, finish: string | null = null): unknown => ({
+    ...base,
+    choices: [{ index: 0, delta: d, logprobs: null, finish_reason: finish }],
+  });
   const result: FaceRunResult = await runForFace(deps.hub, {
     params,
     client,
@@ -91,7 +97,12 @@ export async function chatCompletions(deps: HubDeps, exchange: HttpExchange, cli
   }
   if (result.error) throw fault('ENGINE_ERROR', 'detail', { detail: result.error.message });
   const calls = toolCalls(result.calls);
-  const message = { role: 'assistant', content: calls.length > 0 && result.text === '' ? null : result.text, refusal: null, ...(calls.length > 0 ? { tool_calls: calls } : {}) };
+  const message = {
+    role: 'assistant',
+    content: calls.length > 0 && result.text === '' ? null : result.text,
+    refusal: null,
+    ...(calls.length > 0 ? { tool_calls: calls } : {}),
+  };
   sendJson(exchange.res, 200, {
     id,
     object: 'chat.completion',

@@ -20,16 +20,27 @@ export async function completions(deps: HubDeps, exchange: HttpExchange, client:
   checkModel(deps.engine, common.model);
   const prompt = readPrompt(body.prompt);
   const params = toRunParams(deps.engine, { prompt, maxTokens: common.maxTokens, sampling: common.sampling });
-  const base = { id: openaiId('cmpl'), object: 'text_completion', created: unixSeconds(), model: modelId(deps.engine), system_fingerprint: null };
+  const base = {
+    id: openaiId('cmpl'),
+    object: 'text_completion',
+    created: unixSeconds(),
+    model: modelId(deps.engine),
+    system_fingerprint: null,
+  };
   const events = common.stream ? new EventStream(exchange.res) : undefined;
-  const choice = (text: string, finish: string | null = null): unknown => ({ ...base, choices: [{ text, index: 0, logprobs: null, finish_reason: finish }] });
+  const choice = (text: string, finish: string | null = null): unknown => ({
+    ...base,
+    choices: [{ text, index: 0, logprobs: null, finish_reason: finish }],
+  });
   const result = await runForFace(deps.hub, {
     params,
     client,
     signal: exchange.signal,
     stop: common.stop,
     sendLimit: deps.sendLimit,
-    ...(events ? { pending: () => events.pending, onStarted: () => events.open(), onText: (text: string) => events.send(choice(text)) } : {}),
+    ...(events
+      ? { pending: () => events.pending, onStarted: () => events.open(), onText: (text: string) => events.send(choice(text)) }
+      : {}),
   });
   if (exchange.signal.aborted) return;
   const finish = finishReason(result.finish_reason, 0);

@@ -56,7 +56,7 @@ export function readCommon(body: Record<string, unknown>): CommonFields {
 export function readStop(value: unknown, name = 'stop'): string[] {
   if (value === undefined || value === null) return [];
   if (typeof value === 'string') return [value];
-  if (Array.isArray(value) && value.every((s) => typeof s === 'string')) return value as string[];
+  if (Array.isArray(value) && value.every((s) => typeof s === 'string')) return value;
   throw badField(name, 'must be a string or an array of strings');
 }
 
@@ -67,5 +67,9 @@ export function finishReason(reason: string, calls: number): 'stop' | 'length' |
 }
 
 export function usage(perf: { prefill_tokens: number; generate_tokens: number }): Record<string, number> {
-  return { prompt_tokens: perf.prefill_tokens, completion_tokens: perf.generate_tokens, total_tokens: perf.prefill_tokens + perf.generate_tokens };
+  return {
+    prompt_tokens: perf.prefill_tokens,
+    completion_tokens: perf.generate_tokens,
+    total_tokens: perf.prefill_tokens + perf.generate_tokens,
+  };
 }
