@@ -101,11 +101,13 @@ export async function runForFace(hub: StreamHub, options: FaceRunOptions): Promi
     signal.removeEventListener('abort', onGone);
   }
   const caught = catcher?.finish() ?? { text: '', calls: [] };
-  if (caught.text !== '') {
-    parts.push(caught.text);
-    onText?.(caught.text);
-  }
   const forced = options.tools === 'forced' ? parseCall(raw) : undefined;
+  // A forced call that did not complete (max_tokens) is given back as text, so the client sees what was made.
+  const leftover = options.tools === 'forced' && !forced ? raw.trim() : caught.text;
+  if (leftover !== '') {
+    parts.push(leftover);
+    onText?.(leftover);
+  }
   const calls = forced ? [forced] : caught.calls;
   let reason = last.finish_reason ?? 'stop';
   if (reason === 'abort' && stops.stopped && !signal.aborted) reason = 'stop';

@@ -201,6 +201,16 @@ describe('OpenAI-compatible API', function () {
       if (call.type !== 'function') throw new Error('not a function call');
       expect(call.function.name).to.equal('get_time');
       expect(JSON.parse(call.function.arguments)).to.deep.equal({ zone: 'UTC' });
+      const cut = await openai.chat.completions.create({
+        model,
+        messages: [{ role: 'user', content: 'Weather?' }],
+        tools: [WEATHER_TOOL],
+        tool_choice: 'required',
+        max_tokens: 3,
+      });
+      expect(cut.choices[0]!.finish_reason, 'a call cut short by max_tokens').to.equal('length');
+      expect(cut.choices[0]!.message.tool_calls).to.equal(undefined);
+      expect(cut.choices[0]!.message.content).to.match(/^\{/);
       const auto = await openai.chat.completions.create({
         model,
         messages: [{ role: 'user', content: PROMPT }],
