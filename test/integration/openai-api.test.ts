@@ -4,6 +4,7 @@ import OpenAI from 'openai';
 import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
 import { liveFixture } from '../helpers/fixture.js';
 import { msUntilIdle } from '../helpers/idle.js';
+import { HttpRpc } from '../helpers/rpc.js';
 import { startTestServer } from '../helpers/server.js';
 
 /** About 6000 tokens for the character-level model: its prefill takes well over 100 ms. */
@@ -385,6 +386,28 @@ describe('OpenAI-compatible API: keys and the queue', function () {
     const model = (await client.models.list()).data[0]!.id;
     const res = await client.completions.create({ model, prompt: PROMPT, max_tokens: 5 });
     expect(res.usage!.completion_tokens).to.equal(5);
+  });
+
+  it('a stream started through the API belongs to its key: only that key can abort it', async () => {
+    const OTHER = 'other-key-0123456789abcdef';
+    await using server = await startTestServer({ settings: { auth: { api_keys: [KEY, OTHER] } } });
+    const client = new OpenAI({ baseURL: `http://${server.addresses.http}/v1`, apiKey: KEY, maxRetries: 0 });
+    const model = (await client.models.list()).data[0]!.id;
+    const stream = await client.chat.completions.create({
+      model,
+      messages: [{ role: 'user', content: PROMPT }],
+      max_tokens: 8000,
+      stream: true,
+    });
+    let text = '';
+    const reading = (async () => {
+      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    })();
+    await server.streams.until(() => server.streams.runs === 1, 'the stream to start');
+    expect(await new HttpRpc(server.url, { authorization: `Bearer ${OTHER}` }).result('rkllm_abort', {})).to.deep.equal({ aborted: 0 });
+    expect(await new HttpRpc(server.url, { authorization: `Bearer ${KEY}` }).result('rkllm_abort', {})).to.deep.equal({ aborted: 1 });
+    await reading;
+    expect(text.length).to.be.below(8000);
   });
 
   it('a full queue is a 429 with Retry-After', async () => {
