@@ -55,6 +55,10 @@ function status(spec: ErrorSpec): string {
   return spec.http === undefined ? '200' : String(spec.http);
 }
 
+function apiStatus(spec: ErrorSpec): string {
+  return spec.api === undefined ? '500' : String(spec.api);
+}
+
 /** docs/errors.md: the error table, then every message template. */
 export function errorsPage(): string {
   const lines = [
@@ -66,16 +70,17 @@ export function errorsPage(): string {
     'logs and in the `rkllm_errors_total` metric. Over HTTP a reply that carries only one error gets the',
     'status shown (200 otherwise: the error travels in the JSON-RPC body). The HTTP transport also answers',
     '405 to anything but `POST /` (and the GET endpoints), 413 to a body over `http.max_body_bytes`, and 500',
-    'if it fails itself. `data` holds at most the fields listed; refusals that can be retried carry',
-    '`retry_after` in seconds.',
+    'if it fails itself. The OpenAI and Ollama APIs answer an error with the status of the "API status"',
+    'column, in their own error shape (an unknown model is their 404). `data` holds at most the fields',
+    'listed; refusals that can be retried carry `retry_after` in seconds.',
     '',
-    row(['code', 'name', 'HTTP status', '`data` fields', 'meaning']),
-    '|---|---|---|---|---|',
+    row(['code', 'name', 'HTTP status', 'API status', '`data` fields', 'meaning']),
+    '|---|---|---|---|---|---|',
   ];
   for (const name of ERROR_NAMES) {
     const spec: ErrorSpec = ERRORS[name];
     const data = spec.data.map((field) => `\`${field}\``).join(', ');
-    lines.push(row([String(spec.code), `\`${name}\``, status(spec), data, spec.meaning]));
+    lines.push(row([String(spec.code), `\`${name}\``, status(spec), apiStatus(spec), data, spec.meaning]));
   }
   lines.push('', '## Messages', '', 'The message templates of each error; `{name}` stands for a value filled in when it is raised.');
   for (const name of ERROR_NAMES) {

@@ -96,6 +96,28 @@ export class ClientGate {
   }
 
   /**
+   * Admits one request of a face on the HTTP port (OpenAI, Ollama): the key of its Authorization
+   * header, one request of its client's rate, and its place in the client's HTTP connection limit
+   * until `release` is called. Throws UNAUTHORIZED (attempts charged to the address) or
+   * RATE_LIMITED, counted as refusals.
+   */
+  admitHttp(authorization: string | undefined, address: string): { client: Client; release: () => void } {
+    const key = this.#keys.required ? this.#keys.fromAuthorization(authorization) : undefined;
+    try {
+      if (this.#keys.required && !key) {
+        this.#limits.request(address);
+        throw unauthorized();
+      }
+      const peer: Peer = { address, key };
+      this.#limits.request(key?.id ?? address);
+      const release = this.#limits.connection(key?.id ?? address, 'http');
+      return { client: new Client(peer, key, this.#limits, this.#keys.required), release };
+    } catch (err) {
+      throw this.#refuse(err as ServerError);
+    }
+  }
+
+  /**
    * Admits one request: works out who sent it and spends one request of its rate. Refuses a
    * missing or wrong key (except for `authenticate` itself) and an exhausted rate; attempts without
    * a valid key are charged to the client's address, so guessing keys is rate-limited too.

@@ -15,6 +15,7 @@
 export const ERRORS = {
   PARSE_ERROR: {
     code: -32700,
+    api: 400,
     data: [],
     meaning: 'The message is not JSON, or not valid UTF-8; answered with id null.',
     messages: {
@@ -24,6 +25,7 @@ export const ERRORS = {
   },
   INVALID_REQUEST: {
     code: -32600,
+    api: 400,
     data: ['max_line_bytes', 'max_datagram_bytes'],
     meaning:
       'A bad envelope, an empty or oversized batch, a body, line or datagram over its limit (HTTP answers 413), a WebSocket binary frame, ' +
@@ -55,6 +57,7 @@ export const ERRORS = {
   },
   INVALID_PARAMS: {
     code: -32602,
+    api: 400,
     data: ['reason', 'path', 'engine', 'last_seq', 'acked_seq'],
     meaning:
       'The message names the field and the problem: wrong type or range, unknown field, token id outside the vocabulary, prompt longer ' +
@@ -66,6 +69,7 @@ export const ERRORS = {
       after_seq_released: 'after_seq {after_seq} is before chunks already acknowledged and released (up to seq {acked_seq})',
       not_buffered:
         'Stream {stream_id} is not buffered, so it cannot be attached: it lives and dies with the connection that started it. Start runs with "detach": true to resume them later',
+      unknown_model: 'The model "{model}" does not exist: this server serves "{served}" (the OpenAI and Ollama APIs answer 404)',
     },
   },
   INTERNAL_ERROR: {
@@ -83,6 +87,7 @@ export const ERRORS = {
   },
   BUSY: {
     code: -32000,
+    api: 429,
     data: ['retry_after', 'active', 'queued'],
     meaning: 'The run queue is full, or a slot the request needs is running; `retry_after` says when to try again (seconds).',
     messages: {
@@ -106,6 +111,7 @@ export const ERRORS = {
   },
   TOO_MANY_STREAMS: {
     code: -32002,
+    api: 429,
     data: ['max_buffers', 'retry_after'],
     meaning: '`streams.max_buffers` live stream buffers exist; a new stream is refused, never evicting a live one.',
     messages: {
@@ -125,6 +131,7 @@ export const ERRORS = {
   },
   ENGINE_UNAVAILABLE: {
     code: -32004,
+    api: 503,
     data: ['engine', 'state', 'retry_after'],
     meaning: 'No model is loaded (after `rkllm_destroy`), it is still loading, or the runtime is restarting or failed.',
     messages: {
@@ -138,6 +145,7 @@ export const ERRORS = {
   },
   NOT_SUPPORTED: {
     code: -32005,
+    api: 400,
     data: ['engine', 'feature', 'reason'],
     meaning: 'The active engine cannot do this feature; `data` names the engine, the feature and, when known, why.',
     messages: {
@@ -195,6 +203,7 @@ export const ERRORS = {
   },
   TOO_MANY_CONNECTIONS: {
     code: -32011,
+    api: 429,
     data: ['max_connections', 'retry_after'],
     meaning: "A transport's `connections.max_connections` is reached; the new connection is told so and closed (WebSocket: close 1013).",
     messages: {
@@ -230,6 +239,7 @@ export const ERRORS = {
   },
   UNAUTHORIZED: {
     code: -32015,
+    api: 401,
     http: 401,
     data: [],
     meaning: 'A missing or wrong API key, on every transport. It says nothing more.',
@@ -237,6 +247,7 @@ export const ERRORS = {
   },
   RATE_LIMITED: {
     code: -32016,
+    api: 429,
     http: 429,
     data: ['limit', 'retry_after'],
     meaning:
@@ -249,6 +260,7 @@ export const ERRORS = {
   },
   SHUTTING_DOWN: {
     code: -32017,
+    api: 503,
     data: [],
     meaning: 'The server is draining: it starts no new runs; a stream cut short ends with `finish_reason: "shutdown"` and this error.',
     messages: {
@@ -264,6 +276,8 @@ export interface ErrorSpec {
   code: number;
   /** The HTTP status of a reply that carries only this error; absent: 200, the error travels in the JSON-RPC body. */
   http?: number;
+  /** The HTTP status when an HTTP API (OpenAI, Ollama) answers with this error; absent: 500. */
+  api?: number;
   /** Names of the fields its `data` may hold. */
   data: readonly string[];
   /** What it means, for the docs. */

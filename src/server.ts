@@ -5,6 +5,7 @@ import { ClientGate, type Client } from './clients.js';
 import { startEngine, type EngineOptions } from './engine/start.js';
 import type { Engine } from './engine/types.js';
 import { errorObject, fault, type ServerError } from './errors.js';
+import { FACE_METHODS, faceRoutes, loadingRoute } from './faces/routes.js';
 import { Health } from './health.js';
 import { Dispatcher, type Method } from './jsonrpc/dispatcher.js';
 import { errorResponse, parseMessage, salvageId, type JsonRpcResponse } from './jsonrpc/message.js';
@@ -207,7 +208,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
 
   let serve: MessageHandler = whileLoading;
   /** The faces on the HTTP port beside JSON-RPC (OpenAI, Ollama, MCP, the playground); none until the model is loaded. */
-  let routes: readonly HttpRoute[] = [];
+  let routes: readonly HttpRoute[] = [loadingRoute()];
   let close: () => Promise<void>;
   let endedByInput = (): void => {};
   const ended = new Promise<void>((resolve) => (endedByInput = resolve));
@@ -275,7 +276,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     streams: () => ({ active: scheduler.active, queued: scheduler.queued }),
     buffers: () => store.status(),
     connections: () => transports.map((t) => [t.name, t.openConnections]),
-    methods: new Set(table.keys()),
+    methods: new Set([...table.keys(), ...FACE_METHODS]),
   });
   const sweeper = setInterval(() => {
     hub.sweep().catch((err: unknown) => log.error({ err }, 'buffer sweep failed'));
@@ -301,7 +302,9 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     metrics.replied(reply);
     return reply;
   };
-  routes = [];
+  const sendLimit = { bytes: settings.connections.max_send_buffer_bytes, setting: 'connections.max_send_buffer_bytes' };
+  const refused = (code: number): void => metrics.error(code);
+  routes = faceRoutes({ hub, engine, gate, sendLimit, refused, answered: (method, seconds) => metrics.answered(method, 'http', seconds) });
   health.serving(engine);
   const names = Object.entries(addresses).map(([name, address]) => `${name}=${address}`);
   log.info(

@@ -20,6 +20,9 @@ export const ENGINE_FEATURES = {
   function_tools: 'function calling (rkllm_set_function_tools)',
   cross_attn: 'cross-attention (rkllm_set_cross_attn_params, extend_param.use_cross_attn)',
   mirostat: 'mirostat sampling (mirostat 1 or 2)',
+  json_schema: 'JSON-schema constrained output (json_schema, response_format)',
+  run_tools: 'function tools offered to one run (tools in a request)',
+  seed: 'seeded sampling (seed)',
 } as const;
 
 export type EngineFeature = keyof typeof ENGINE_FEATURES;

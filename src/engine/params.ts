@@ -89,6 +89,20 @@ export interface RKLLMInput {
   token_input?: { input_ids: number[] };
   embed_input?: { embed: number[]; n_tokens?: number };
   multimodal_input?: Record<string, unknown>;
+  /**
+   * Not in rkllm.h: a whole conversation (OpenAI/Ollama chat), for input_type PROMPT in place of
+   * `prompt_input`. The engine turns it into a prompt with the model's own chat template when it
+   * has one, else with the configured one (`rkllm_set_chat_template`).
+   */
+  messages?: ChatMessage[];
+  /** Not in rkllm.h: function tools offered to this run only, as `rkllm_set_function_tools` offers them to every run. */
+  function_tools?: FunctionTools;
+}
+
+/** One message of a conversation (`RKLLMInput.messages`). */
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool';
+  content: string;
 }
 
 /** `RKLLMInferParam`, with RKLLM 1.3's per-run `max_new_tokens` and `sampling_params`. */
@@ -99,6 +113,11 @@ export interface RKLLMInferParam {
   keep_history: number;
   max_new_tokens?: number;
   sampling_params?: Partial<SamplingParams>;
+  /**
+   * Not in rkllm.h: constrains the output to JSON that matches this JSON Schema (a grammar on
+   * llama.cpp); `{}` allows any JSON object. Engines without grammars refuse it (NOT_SUPPORTED).
+   */
+  json_schema?: Record<string, unknown>;
 }
 
 /** `RKLLMLoraAdapter`: what `rkllm_load_lora` takes. */

@@ -3,23 +3,11 @@ import { expect } from 'chai';
 import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
 import { liveFixture } from '../helpers/fixture.js';
 import { type LiveChunk } from '../helpers/live-rpc.js';
+import { msUntilIdle } from '../helpers/idle.js';
 import { greedy } from '../helpers/prompts.js';
-import { HttpRpc } from '../helpers/rpc.js';
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** About 6000 tokens for the character-level model: its prefill takes well over 100 ms. */
 const LONG_PROMPT = 'Alice was beginning to get very tired of sitting by her sister on the bank. '.repeat(80);
-
-/** Polls `rkllm_is_running` every 5 ms; resolves with the ms from `since` to the first idle observation. */
-async function msUntilIdle(http: HttpRpc, since: number): Promise<number> {
-  for (let polls = 0; polls < 2000; polls++) {
-    const { running, active, queued } = await http.result('rkllm_is_running', {});
-    if (!running && active === 0 && queued === 0) return performance.now() - since;
-    await sleep(5);
-  }
-  throw new Error('the engine never became idle');
-}
 
 describe('Disconnects and resuming', function () {
   this.timeout(120_000);

@@ -1,5 +1,5 @@
 /** The three inference modes on llama.cpp: GENERATE, GET_LOGITS and GET_LAST_HIDDEN_LAYER. */
-import type { LlamaContextSequence, Token } from 'node-llama-cpp';
+import { LlamaGrammarEvaluationState, type LlamaContextSequence, type Token } from 'node-llama-cpp';
 import { fault } from '../../errors.js';
 import type { RunReporter } from '../run-reporter.js';
 import { tokenBudget } from '../token-budget.js';
@@ -87,6 +87,7 @@ export async function generate(run: SlotRun): Promise<FinishReason> {
     topK: s.top_k,
     topP: s.top_p,
     ...(s.seed === undefined ? {} : { seed: s.seed }),
+    ...(plan.grammar ? { grammarEvaluationState: new LlamaGrammarEvaluationState({ model, grammar: plan.grammar }) } : {}),
     repeatPenalty: {
       punishTokens: () => lastTokens(tokens, generated, REPEAT_WINDOW),
       penalty: s.repeat_penalty,

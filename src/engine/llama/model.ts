@@ -1,4 +1,4 @@
-import type { Llama, LlamaEmbeddingContext, LlamaModel, Token } from 'node-llama-cpp';
+import type { ChatWrapper, Llama, LlamaEmbeddingContext, LlamaModel, Token } from 'node-llama-cpp';
 import { fault } from '../../errors.js';
 import { errorText } from '../messages.js';
 import { loadProgress } from './load-progress.js';
@@ -26,6 +26,8 @@ export interface LoadedModel {
   vocabSize: number;
   embedding?: Promise<LlamaEmbeddingContext>;
   embeddingIndex?: Promise<TokenEmbeddingIndex | string>;
+  /** The chat wrapper of the GGUF's chat template, null when it has none; worked out on first use (chat-prompt.ts). */
+  chatWrapper?: ChatWrapper | null;
 }
 
 /**

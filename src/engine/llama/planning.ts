@@ -1,10 +1,12 @@
 /** From a run request to the tokens it evaluates, checked before the run takes a slot. */
-import type { Token } from 'node-llama-cpp';
+import type { LlamaGrammar, Token } from 'node-llama-cpp';
 import { fault } from '../../errors.js';
 import { notSupported } from '../capabilities.js';
 import { RKLLMInputType, type RKLLMInput, type RunRequest, type SamplingParams } from '../types.js';
+import { chatTokens } from './chat-prompt.js';
 import { poolFor } from './lora.js';
 import { LLAMA, type LoadedModel } from './model.js';
+import { outputGrammar } from './output-grammar.js';
 import { checkCacheTarget } from './prompt-cache.js';
 import type { PromptFormat, PromptSegment } from './prompt-format.js';
 import type { SlotPool } from './slot-pool.js';
@@ -15,6 +17,8 @@ export interface RunPlan {
   /** History (when kept) and the wrapped input, from BOS on. */
   tokens: Token[];
   pool: SlotPool;
+  /** Constrains sampling (`json_schema`). */
+  grammar?: LlamaGrammar;
 }
 
 export function checkSampling(sampling: Partial<SamplingParams>): void {
@@ -56,9 +60,12 @@ export async function planRun(loaded: LoadedModel, request: RunRequest): Promise
   checkSampling(infer.sampling_params ?? {});
   const pool = poolFor(loaded, request);
   if (infer.prompt_cache_params?.save_prompt_cache) checkCacheTarget(request);
-  const history = infer.keep_history ? loaded.history : [];
-  const start = history.length === 0 ? conversationStart(loaded) : [];
-  const fresh = await inputTokens(loaded, input);
+  // A conversation carries its own history, and starts with its own system prompt.
+  const chat = input.messages !== undefined && input.input_type === RKLLMInputType.RKLLM_INPUT_PROMPT;
+  const format = input.function_tools ? fitting(loaded, loaded.format.withTools(input.function_tools)) : loaded.format;
+  const history = infer.keep_history && !chat ? loaded.history : [];
+  const start = history.length === 0 && !chat ? conversationStart(loaded, format) : [];
+  const fresh = chat ? chatTokens(loaded, input.messages!, loaded.format, input.function_tools) : await inputTokens(loaded, input, format);
   if (fresh.length === 0) throw fault('INVALID_PARAMS', 'detail', { detail: 'the input is empty: there is nothing to evaluate' });
   const limit = loaded.param.max_context_len - 1;
   if (start.length + fresh.length > limit) {
@@ -71,17 +78,18 @@ export async function planRun(loaded: LoadedModel, request: RunRequest): Promise
       { reason: 'context_overflow' },
     );
   }
+  const grammar = infer.json_schema ? { grammar: await outputGrammar(loaded, infer.json_schema) } : {};
   const all = [...start, ...history, ...fresh];
-  if (all.length <= limit) return { tokens: all, pool };
+  if (all.length <= limit) return { tokens: all, pool, ...grammar };
   // Too long with the history: keep its first n_keep tokens (at least BOS) and the most recent turns.
   const keep = Math.min(Math.max(loaded.param.n_keep, 1), history.length);
-  return { tokens: [...all.slice(0, keep), ...all.slice(all.length - limit + keep)], pool };
+  return { tokens: [...all.slice(0, keep), ...all.slice(all.length - limit + keep)], pool, ...grammar };
 }
 
-async function inputTokens(loaded: LoadedModel, input: RKLLMInput): Promise<Token[]> {
+async function inputTokens(loaded: LoadedModel, input: RKLLMInput, format: PromptFormat): Promise<Token[]> {
   switch (input.input_type) {
     case RKLLMInputType.RKLLM_INPUT_PROMPT:
-      return tokenize(loaded, loaded.format.turn(input, input.prompt_input ?? '', loaded.thinking));
+      return tokenize(loaded, format.turn(input, input.prompt_input ?? '', loaded.thinking));
     case RKLLMInputType.RKLLM_INPUT_TOKEN: {
       const ids = input.token_input?.input_ids ?? [];
       const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= loaded.vocabSize);

@@ -4,6 +4,8 @@
  * -32602 or -32005 that names the field, before anything reaches the native side.
  */
 import { fault, type ServerError } from '../../errors.js';
+import { notSupported } from '../capabilities.js';
+import { flattenChat } from '../chat.js';
 import { tokenBudget } from '../token-budget.js';
 import {
   RKLLMInputType,
@@ -78,6 +80,10 @@ export function toNativeRun(request: RunRequest, param: RKLLMParam, layout: Layo
   const { infer } = request;
   const sampling = infer.sampling_params ?? {};
   if (sampling.seed !== undefined) throw unsupported('seed', 'RKLLM samples with its own generator, which takes no seed');
+  if (infer.json_schema) throw notSupported(ENGINE, 'json_schema', 'the RKLLM runtime has no grammar-constrained sampling');
+  if (request.input.function_tools) {
+    throw notSupported(ENGINE, 'run_tools', 'the RKLLM runtime offers tools to every run only: set them with rkllm_set_function_tools');
+  }
   const { requested, max: asked } = tokenBudget(infer.max_new_tokens, param.max_new_tokens);
   // The runtime keeps rkllm_init's cap even when a run asks for more (see tokenBudget).
   const max = asked ?? tokenBudget(undefined, param.max_new_tokens).max;
@@ -128,6 +134,10 @@ function toNativeInput(input: RKLLMInput, layout: LayoutVersion): NativeInput {
   const base = { role: input.role, enable_thinking: input.enable_thinking, input_type: input.input_type };
   switch (input.input_type) {
     case RKLLMInputType.RKLLM_INPUT_PROMPT:
+      if (input.messages) {
+        const { role, prompt } = flattenChat(input.messages);
+        return { ...base, role, data: { prompt_input: prompt } };
+      }
       if (typeof input.prompt_input !== 'string')
         throw fault('INVALID_PARAMS', 'detail', { detail: 'missing required field "prompt_input" (input_type 0, PROMPT)' });
       return { ...base, data: { prompt_input: input.prompt_input } };

@@ -100,9 +100,9 @@ export class RkllmEngine implements Engine {
     return this.#model().param;
   }
 
-  /** The runtime has every RKLLM feature; whether a model uses one is the runtime's call. */
-  supports(_feature: EngineFeature): boolean {
-    return true;
+  /** The runtime has every RKLLM feature (whether a model uses one is the runtime's call), and none of the server's extensions. */
+  supports(feature: EngineFeature): boolean {
+    return feature !== 'json_schema' && feature !== 'run_tools' && feature !== 'seed';
   }
 
   async init(param: RKLLMParam): Promise<void> {

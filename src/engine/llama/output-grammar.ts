@@ -1,0 +1,22 @@
+/** `json_schema` on llama.cpp: the output is constrained by node-llama-cpp's JSON-schema grammar. */
+import type { LlamaGrammar } from 'node-llama-cpp';
+import { fault } from '../../errors.js';
+import { errorText } from '../messages.js';
+import type { LoadedModel } from './model.js';
+
+/**
+ * The grammar for `schema`: any JSON object for `{}` (llama.cpp's JSON grammar), else
+ * node-llama-cpp's grammar for that schema. A schema it cannot turn into a grammar is
+ * INVALID_PARAMS naming the reason.
+ */
+export async function outputGrammar(loaded: LoadedModel, schema: Record<string, unknown>): Promise<LlamaGrammar> {
+  const llama = loaded.model.llama;
+  if (Object.keys(schema).length === 0) return llama.getGrammarFor('json');
+  try {
+    // The schema comes from a client: node-llama-cpp checks it at run time, its compile-time type cannot.
+    const create = llama.createGrammarForJsonSchema.bind(llama) as (schema: unknown) => Promise<LlamaGrammar>;
+    return await create(schema);
+  } catch (err) {
+    throw fault('INVALID_PARAMS', 'detail', { detail: `"json_schema" cannot be turned into a grammar: ${errorText(err)}` });
+  }
+}

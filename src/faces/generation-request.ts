@@ -1,0 +1,107 @@
+/** What the OpenAI and Ollama faces share: the model's name, and a generation request as the hub's run parameters. */
+import { basename, extname } from 'node:path';
+import { fault } from '../errors.js';
+import { RKLLMInferMode, RKLLMInputType, type ChatMessage, type Engine, type SamplingParams } from '../engine/types.js';
+import type { RunParams } from '../streams/hub.js';
+import { badField } from './http-kit.js';
+import type { ToolDefinition } from './tool-calls.js';
+
+/** The loaded model's id in both APIs: its file's name without the extension. */
+export function modelId(engine: Engine): string {
+  const file = basename(engine.param.model_path);
+  return file.slice(0, file.length - extname(file).length);
+}
+
+/** Checks the model a request names (absent: the loaded one). Ollama's `:latest` tag is accepted. Throws INVALID_PARAMS with reason "model_not_found" (404). */
+export function checkModel(engine: Engine, requested: string | undefined): void {
+  const served = modelId(engine);
+  if (requested === undefined || requested === served || requested === `${served}:latest`) return;
+  throw fault('INVALID_PARAMS', 'unknown_model', { model: requested, served }, { path: 'model', reason: 'model_not_found' });
+}
+
+/** A generation in the words both APIs share. */
+export interface GenerationRequest {
+  /** A conversation (chat), or... */
+  messages?: ChatMessage[];
+  /** ...a raw prompt (completion), which goes to the engine as `rkllm_run`'s `prompt_input` does. */
+  prompt?: string;
+  maxTokens?: number;
+  sampling: Partial<SamplingParams>;
+  /** Constrains the output: `{}` for any JSON object. */
+  jsonSchema?: Record<string, unknown>;
+  tools?: readonly ToolDefinition[];
+}
+
+/** Range checks of the sampling fields, by their name in the engine (the faces name them in their own words). */
+const RANGES: Record<keyof SamplingParams, [number, number, boolean]> = {
+  temperature: [0, 100, false],
+  top_p: [0, 1, false],
+  top_k: [0, 1_000_000, true],
+  repeat_penalty: [0, 10, false],
+  frequency_penalty: [-2, 2, false],
+  presence_penalty: [-2, 2, false],
+  seed: [-(2 ** 53), 2 ** 53, true],
+  mirostat: [0, 2, true],
+  mirostat_tau: [0, 100, false],
+  mirostat_eta: [0, 10, false],
+};
+
+/** Checks one sampling value; `name` is the field as the client spelled it. */
+export function checkSampling(key: keyof SamplingParams, value: number, name: string): void {
+  const [min, max, integer] = RANGES[key];
+  if (!Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
+    throw badField(name, `must be ${integer ? 'an integer' : 'a number'} between ${min} and ${max}; got ${value}`);
+  }
+}
+
+/**
+ * The hub's run parameters for `request`. `max_tokens` beyond the context is capped to it (as
+ * llama-server does); a seed is dropped on an engine that samples without one (RKLLM); a seed
+ * becomes an unsigned 32-bit number.
+ */
+export function toRunParams(engine: Engine, request: GenerationRequest): RunParams {
+  const sampling = { ...request.sampling };
+  if (sampling.seed !== undefined) {
+    if (engine.supports('seed')) sampling.seed = sampling.seed >>> 0;
+    else delete sampling.seed;
+  }
+  const context = engine.param.max_context_len;
+  const tools = request.tools && request.tools.length > 0 ? request.tools : undefined;
+  return {
+    input: {
+      role: 'user',
+      enable_thinking: false,
+      input_type: RKLLMInputType.RKLLM_INPUT_PROMPT,
+      ...(request.messages ? { messages: request.messages } : { prompt_input: request.prompt ?? '' }),
+      ...(tools ? { function_tools: { system_prompt: '', tools: JSON.stringify(tools), tool_response_str: '' } } : {}),
+    },
+    infer: {
+      mode: RKLLMInferMode.RKLLM_INFER_GENERATE,
+      keep_history: 0,
+      ...(request.maxTokens === undefined ? {} : { max_new_tokens: Math.min(request.maxTokens, context) }),
+      sampling_params: sampling,
+      ...(request.jsonSchema ? { json_schema: request.jsonSchema } : {}),
+    },
+  };
+}
+
+/** The run parameters of an embedding: the input's last hidden layer (GET_LAST_HIDDEN_LAYER). */
+export function embeddingParams(text: string): RunParams {
+  return {
+    input: { role: 'user', enable_thinking: false, input_type: RKLLMInputType.RKLLM_INPUT_PROMPT, prompt_input: text },
+    infer: { mode: RKLLMInferMode.RKLLM_INFER_GET_LAST_HIDDEN_LAYER, keep_history: 0 },
+  };
+}
+
+/**
+ * The embedding of one text: the rows of the last hidden layer the engine returns, averaged
+ * (mean pooling), then scaled to unit length. On llama.cpp the engine returns one row (node-llama-cpp's
+ * embedding of the whole input); on RKLLM one row per input token.
+ */
+export function pool(hidden: { hidden_states: number[]; embd_size: number; num_tokens: number }): number[] {
+  const { hidden_states: values, embd_size: size, num_tokens: rows } = hidden;
+  const mean = new Array<number>(size).fill(0);
+  for (let r = 0; r < rows; r++) for (let i = 0; i < size; i++) mean[i]! += values[r * size + i]! / rows;
+  const norm = Math.hypot(...mean);
+  return norm > 0 ? mean.map((v) => v / norm) : mean;
+}

@@ -1,0 +1,35 @@
+/** `POST /api/embed` (and the older `POST /api/embeddings`): the same vectors as OpenAI's `/v1/embeddings`. */
+import type { Client } from '../../clients.js';
+import type { HttpExchange } from '../../transports/http-route.js';
+import { checkModel, modelId } from '../generation-request.js';
+import { field, sendJson, type HubDeps } from '../http-kit.js';
+import { embedAll, readInputs } from '../openai/embeddings.js';
+import { readModel } from './request.js';
+
+export async function embed(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
+  const started = process.hrtime.bigint();
+  const name = readModel(body);
+  checkModel(deps.engine, name);
+  const { vectors, tokens } = await embedAll(deps, readInputs(body.input), client, exchange.signal);
+  if (exchange.signal.aborted) return;
+  const total = Number(process.hrtime.bigint() - started);
+  sendJson(exchange.res, 200, {
+    model: name ?? `${modelId(deps.engine)}:latest`,
+    embeddings: vectors,
+    total_duration: total,
+    load_duration: 0,
+    prompt_eval_count: tokens,
+  });
+}
+
+/** The older endpoint: one `prompt`, one `embedding`. */
+export async function embeddingsLegacy(
+  deps: HubDeps,
+  exchange: HttpExchange,
+  client: Client,
+  body: Record<string, unknown>,
+): Promise<void> {
+  checkModel(deps.engine, readModel(body));
+  const { vectors } = await embedAll(deps, readInputs(field(body, 'prompt', 'string') ?? body.prompt), client, exchange.signal);
+  if (!exchange.signal.aborted) sendJson(exchange.res, 200, { embedding: vectors[0] });
+}

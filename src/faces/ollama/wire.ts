@@ -1,0 +1,60 @@
+/** Ollama's wire format: `{"error": "..."}`, NDJSON streams, durations in nanoseconds. */
+import type { ServerResponse } from 'node:http';
+import type { RKLLMPerfStat } from '../../engine/types.js';
+import { sendJson, type HttpFault } from '../http-kit.js';
+
+/** The Ollama API version these endpoints follow (what `GET /api/version` reports). */
+export const OLLAMA_API_VERSION = '0.6.4';
+
+export function answerError(res: ServerResponse, answer: HttpFault): void {
+  sendJson(res, answer.status, { error: answer.error.message }, answer.headers);
+}
+
+/** One JSON object per line, `application/x-ndjson`. */
+export class NdjsonStream {
+  readonly #res: ServerResponse;
+  #open = false;
+
+  constructor(res: ServerResponse) {
+    this.#res = res;
+  }
+
+  open(): void {
+    if (this.#open) return;
+    this.#open = true;
+    this.#res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' });
+    this.#res.flushHeaders();
+  }
+
+  send(line: unknown): void {
+    this.open();
+    if (!this.#res.writableEnded) this.#res.write(`${JSON.stringify(line)}\n`);
+  }
+
+  /** The last line, then the end. */
+  end(line: unknown): void {
+    this.send(line);
+    if (!this.#res.writableEnded) this.#res.end();
+  }
+
+  get pending(): number {
+    return this.#res.writableLength;
+  }
+}
+
+/** Ollama's counts and durations (nanoseconds) of a finished run, from its perf and its wall time. */
+export function timings(perf: RKLLMPerfStat, startedNs: bigint): Record<string, number> {
+  const ns = (ms: number): number => Math.round(ms * 1e6);
+  return {
+    total_duration: Number(process.hrtime.bigint() - startedNs),
+    load_duration: 0,
+    prompt_eval_count: perf.prefill_tokens,
+    prompt_eval_duration: ns(perf.prefill_time_ms),
+    eval_count: perf.generate_tokens,
+    eval_duration: ns(perf.generate_time_ms),
+  };
+}
+
+export function now(): string {
+  return new Date().toISOString();
+}

@@ -1,0 +1,53 @@
+/** `POST /v1/embeddings`: the last hidden layer of each input, mean-pooled and scaled to unit length. */
+import type { Client } from '../../clients.js';
+import { fault } from '../../errors.js';
+import type { HttpExchange } from '../../transports/http-route.js';
+import { checkModel, embeddingParams, modelId, pool } from '../generation-request.js';
+import { badField, field, sendJson, type HubDeps } from '../http-kit.js';
+
+/** `input`: a string or an array of strings (token arrays are not accepted). Shared with Ollama's `/api/embed`. */
+export function readInputs(value: unknown): string[] {
+  if (typeof value === 'string') return [value];
+  if (Array.isArray(value) && value.length > 0 && value.every((s) => typeof s === 'string')) return value;
+  throw badField('input', 'must be a string or a non-empty array of strings');
+}
+
+/** Embeds each text in turn, through the hub (queue, limits); also the prompt tokens they took. */
+export async function embedAll(
+  deps: HubDeps,
+  texts: string[],
+  client: Client,
+  signal: AbortSignal,
+): Promise<{ vectors: number[][]; tokens: number }> {
+  const vectors: number[][] = [];
+  let tokens = 0;
+  for (const text of texts) {
+    const result = await deps.hub.run(embeddingParams(text), undefined, signal, client);
+    if (result.error || !result.last_hidden_layer)
+      throw fault('ENGINE_ERROR', 'detail', { detail: result.error ?? 'the engine returned no hidden layer' });
+    vectors.push(pool(result.last_hidden_layer));
+    tokens += result.perf.prefill_tokens;
+  }
+  return { vectors, tokens };
+}
+
+export async function embeddings(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
+  checkModel(deps.engine, field(body, 'model', 'string'));
+  const texts = readInputs(body.input);
+  const format = field(body, 'encoding_format', 'string') ?? 'float';
+  if (format !== 'float' && format !== 'base64')
+    throw badField('encoding_format', `must be "float" or "base64"; got ${JSON.stringify(format)}`);
+  const { vectors, tokens } = await embedAll(deps, texts, client, exchange.signal);
+  if (exchange.signal.aborted) return;
+  const data = vectors.map((v, index) => ({
+    object: 'embedding',
+    index,
+    embedding: format === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v,
+  }));
+  sendJson(exchange.res, 200, {
+    object: 'list',
+    data,
+    model: modelId(deps.engine),
+    usage: { prompt_tokens: tokens, total_tokens: tokens },
+  });
+}
