@@ -5,6 +5,7 @@ import { ClientGate, type Client } from './clients.js';
 import { startEngine, type EngineOptions } from './engine/start.js';
 import type { Engine } from './engine/types.js';
 import { fault, type ServerError } from './errors.js';
+import { playgroundRoute } from './faces/playground/route.js';
 import { Health } from './health.js';
 import { Dispatcher, type Method } from './jsonrpc/dispatcher.js';
 import { toErrorObject } from './jsonrpc/errors.js';
@@ -227,6 +228,8 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   });
   close = async () => void (await Promise.all(transports.map((t) => t.close())));
   const addresses = await bind(transports);
+  const playground = playgroundRoute({ wsAddress: () => addresses.ws, keysRequired: settings.auth.api_keys.length > 0 });
+  routes = [playground]; // the page loads while the model does
   log.info({ addresses }, 'transports bound; loading the model (GET /health answers 503 until it is loaded)');
   let loaded: { engine: Engine; opened: OpenStore };
   try {
@@ -302,7 +305,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     metrics.replied(reply);
     return reply;
   };
-  routes = [];
+  routes = [playground];
   health.serving(engine);
   const names = Object.entries(addresses).map(([name, address]) => `${name}=${address}`);
   log.info(
