@@ -104,6 +104,16 @@ describe('rkllm-mcp chat and run', function () {
     expect(run.stdout().length).to.be.greaterThan(1);
   });
 
+  it('SIGINT during run aborts the run on the server and exits 130', async () => {
+    const child = spawnCli(['run', '--url', server.url, '--max-new-tokens', '2000', ...GREEDY_FLAGS, 'Down, down, down']);
+    const run = watch(child);
+    await run.output((out) => out.length > 0);
+    child.kill('SIGINT');
+    expect(await run.exited, run.stderr()).to.equal(130);
+    await server.streams.until(() => server.streams.live === 0, 'the run to be aborted');
+    expect(await server.http.result('rkllm_is_running', {})).to.include({ running: false, active: 0 });
+  });
+
   it('a usage error exits 2', async () => {
     const run = watch(spawnCli(['run', '--top-k', 'many', 'x']));
     expect(await run.exited).to.equal(2);
