@@ -5,12 +5,14 @@ import { parseArgs } from 'node:util';
 import { pino, type Logger } from 'pino';
 import { resolveSettings, SettingsError, type Settings } from './settings.js';
 import { openSettingsFile, printableSettings, settingsFromEnv, type SettingsFile } from './settings-sources.js';
-import { startServer } from './server.js';
+import { clientCommand } from './commands/dispatch.js';
 import { exitOnSignals } from './shutdown.js';
 
 const HELP = `rkllm-mcp: an on-device LLM behind JSON-RPC 2.0, streaming tokens to any client.
 
 Usage: rkllm-mcp [flags]
+       rkllm-mcp chat [--url URL]     a conversation with a running server (rkllm-mcp chat --help)
+       rkllm-mcp run "prompt"         one completion from a running server (rkllm-mcp run --help)
 
   --http PORT         HTTP port (default 8082; 0 picks a free port)
   --tcp PORT          TCP port, NDJSON (default 8080)
@@ -169,7 +171,19 @@ function reportSettingsFile(file: SettingsFile, log: Logger): void {
   }
 }
 
+/** The local HTTP port of the settings (the file is read, never written): where `chat` and `run` connect by default. */
+function localHttpUrl(): string {
+  const { settings } = loadSettings({ overrides: {}, help: false, printSettings: true });
+  const host = ['0.0.0.0', '::', ''].includes(settings.host) ? '127.0.0.1' : settings.host;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${settings.http.port}/`;
+}
+
 async function main(): Promise<void> {
+  const [command, ...rest] = process.argv.slice(2);
+  if (command === 'chat' || command === 'run') {
+    // Exits at once: idle keep-alive connections to the server would hold the process for seconds.
+    process.exit(await clientCommand(command, rest, localHttpUrl));
+  }
   const flags = parseFlags(process.argv.slice(2));
   if (flags.help) {
     process.stdout.write(`${HELP}\n`);
@@ -185,6 +199,8 @@ async function main(): Promise<void> {
   const log = pino({ level: settings.log_level, base: { pid: process.pid } }, pino.destination(2));
   reportSettingsFile(file, log);
   const signals = exitOnSignals(log);
+  // Imported here, so that `chat` and `run` start without loading the engine's libraries.
+  const { startServer } = await import('./server.js');
   const server = await startServer(settings, log);
   signals.drainWith(() => server.shutdown());
   void server.ended.then(() => process.exit(0));

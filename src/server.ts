@@ -6,6 +6,7 @@ import { startEngine, type EngineOptions } from './engine/start.js';
 import type { Engine } from './engine/types.js';
 import { errorObject, fault, type ServerError } from './errors.js';
 import { FACE_METHODS, faceRoutes, loadingRoute } from './faces/routes.js';
+import { playgroundRoute } from './faces/playground/route.js';
 import { Health } from './health.js';
 import { Dispatcher, type Method } from './jsonrpc/dispatcher.js';
 import { errorResponse, parseMessage, salvageId, type JsonRpcResponse } from './jsonrpc/message.js';
@@ -227,6 +228,8 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   });
   close = async () => void (await Promise.all(transports.map((t) => t.close())));
   const addresses = await bind(transports);
+  const playground = playgroundRoute({ wsAddress: () => addresses.ws, keysRequired: settings.auth.api_keys.length > 0 });
+  routes = [playground, ...routes]; // the page loads while the model does
   log.info({ addresses }, 'transports bound; loading the model (GET /health answers 503 until it is loaded)');
   let loaded: { engine: Engine; opened: OpenStore };
   try {
@@ -304,7 +307,15 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   };
   const sendLimit = { bytes: settings.connections.max_send_buffer_bytes, setting: 'connections.max_send_buffer_bytes' };
   const refused = (code: number): void => metrics.error(code);
-  routes = faceRoutes({ hub, engine, gate, sendLimit, refused, answered: (method, seconds) => metrics.answered(method, 'http', seconds) });
+  const faces = faceRoutes({
+    hub,
+    engine,
+    gate,
+    sendLimit,
+    refused,
+    answered: (method, seconds) => metrics.answered(method, 'http', seconds),
+  });
+  routes = [playground, ...faces];
   health.serving(engine);
   const names = Object.entries(addresses).map(([name, address]) => `${name}=${address}`);
   log.info(

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ERRORS, fill } from '../errors.js';
 
@@ -8,8 +8,8 @@ import { ERRORS, fill } from '../errors.js';
  * the first that matches answers the request, in its own wire format.
  */
 export interface HttpRoute {
-  /** Whether this route answers `method` on `path` (the URL's pathname). */
-  matches(method: string, path: string): boolean;
+  /** Whether this route answers `method` on `path` (the URL's pathname); `headers` tell apart, e.g., a browser asking for HTML. */
+  matches(method: string, path: string, headers: IncomingHttpHeaders): boolean;
   /** Answers the request. A rejection is logged and answered 500 when nothing was sent yet. */
   serve(exchange: HttpExchange): Promise<void>;
 }

@@ -169,7 +169,7 @@ export class HttpTransport implements Transport {
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://x');
     const method = req.method ?? 'GET';
-    const route = this.#options.routes?.().find((r) => r.matches(method, url.pathname));
+    const route = this.#options.routes?.().find((r) => r.matches(method, url.pathname, req.headers));
     if (route) {
       void this.#route(route, url, req, res);
       return;

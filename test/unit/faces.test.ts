@@ -77,7 +77,7 @@ describe('Faces: while the model loads', () => {
     const route = loadingRoute();
     server = createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://x');
-      if (!route.matches(req.method ?? 'GET', url.pathname)) return void res.writeHead(418).end();
+      if (!route.matches(req.method ?? 'GET', url.pathname, req.headers)) return void res.writeHead(418).end();
       const signal = new AbortController().signal;
       void route.serve({
         req,

@@ -1,0 +1,82 @@
+/** The run parameters of `rkllm_run` and `rkllm_run_async`, flat or nested (see docs/protocol.md); checked by the server. */
+export interface RunParams {
+  prompt_input?: string;
+  input_type?: number;
+  role?: string;
+  keep_history?: number;
+  max_new_tokens?: number;
+  temperature?: number;
+  top_k?: number;
+  top_p?: number;
+  repeat_penalty?: number;
+  seed?: number;
+  [field: string]: unknown;
+}
+
+/** Why a generation ended. */
+export type FinishReason = 'stop' | 'length' | 'abort' | 'error' | 'shutdown';
+
+/** One piece of a stream. Over HTTP, one chunk joins everything buffered since the last poll, and `seq` is the last seq it holds. */
+export interface Chunk {
+  seq: number;
+  delta: string;
+  end: boolean;
+  stream_id: string;
+  /** On the final chunk. */
+  finish_reason?: FinishReason;
+  /** On the final chunk: the fields of RKLLMPerfStat. */
+  perf?: Record<string, number>;
+  /** On a final chunk that ended in error. */
+  error?: { code: number; message: string; data?: unknown };
+}
+
+/** What `rkllm_run` resolves to. */
+export interface RunResult {
+  text: string;
+  finish_reason: FinishReason;
+  perf: Record<string, number>;
+  [field: string]: unknown;
+}
+
+/** A JSON-RPC error answered by the server: its code, message and `data` (see docs/errors.md). */
+export class RkllmError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly data?: unknown,
+  ) {
+    super(message);
+    this.name = 'RkllmError';
+  }
+}
+
+/** What a reply message looks like. */
+export interface Reply {
+  id: string | number | null;
+  result?: unknown;
+  error?: { code: number; message: string; data?: unknown };
+}
+
+/** The error a reply carries (or the connection's failure), if any. */
+export function failureOf(reply: Reply | Error): Error | undefined {
+  if (reply instanceof Error) return reply;
+  return reply.error && new RkllmError(reply.error.code, reply.error.message, reply.error.data);
+}
+
+/** Turns a reply into its result, or throws its error. */
+export function resultOf(reply: Reply | Error): unknown {
+  const failure = failureOf(reply);
+  if (failure) throw failure;
+  return (reply as Reply).result;
+}
+
+/**
+ * How the client reaches the server: one per URL scheme. `stream` starts `rkllm_run_async` and
+ * yields its chunks until the final one; returning early (a `break` in the caller's loop) aborts
+ * the stream on the server.
+ */
+export interface Channel {
+  call(method: string, params?: unknown): Promise<unknown>;
+  stream(params: RunParams): AsyncGenerator<Chunk, void, undefined>;
+  close(): Promise<void>;
+}
