@@ -62,6 +62,9 @@ export const ERRORS = {
       positional: 'Invalid params: params must be an object with named fields',
       after_seq_beyond: 'after_seq {after_seq} is beyond the last chunk sent (seq {last_seq})',
       after_seq_released: 'after_seq {after_seq} is before chunks already acknowledged and released (up to seq {acked_seq})',
+      path_refused:
+        'Invalid params: "{field}" must name a file inside the {folder} folder (setting {setting}): a relative name, without "..", and no link leading out of it',
+      no_file: 'Invalid params: "{field}" names no file: {name}',
     },
   },
   INTERNAL_ERROR: {
@@ -230,7 +233,10 @@ export const ERRORS = {
     http: 401,
     data: [],
     meaning: 'A missing or wrong API key, on every transport. It says nothing more.',
-    messages: { key: 'Unauthorized: a valid API key is required' },
+    messages: {
+      key: 'Unauthorized: a valid API key is required',
+      timeout: 'Closing the connection: no valid API key was presented within {timeout_s} s (setting auth.timeout_s)',
+    },
   },
   RATE_LIMITED: {
     code: -32016,
@@ -251,6 +257,20 @@ export const ERRORS = {
     messages: {
       no_new_runs: 'The server is shutting down and starts no new runs',
       cut_short: 'The server shut down before this stream finished',
+    },
+  },
+  FORBIDDEN: {
+    code: -32018,
+    http: 403,
+    data: ['origin'],
+    meaning:
+      'The request is understood and the key is valid, but not enough: a method that changes the engine for everyone needs an admin key ' +
+      '(`auth.admin_keys`); a browser page from another origin (`http.allowed_origins`); a stream started by an unauthenticated datagram on UDP bound beyond loopback.',
+    messages: {
+      admin: 'Forbidden: {method} changes the engine for every client and needs an admin key (setting auth.admin_keys)',
+      origin: 'Forbidden: requests from origin {origin} are refused (setting http.allowed_origins)',
+      udp_stream:
+        'Forbidden: over UDP on an address beyond loopback, only a request carrying a valid "api_key" may start a stream (replies to others never exceed their size)',
     },
   },
 } as const satisfies Record<string, ErrorSpec>;

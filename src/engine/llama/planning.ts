@@ -52,7 +52,7 @@ export async function planRun(loaded: LoadedModel, request: RunRequest): Promise
   checkSampling(infer.sampling_params ?? {});
   const pool = poolFor(loaded, request);
   if (infer.prompt_cache_params?.save_prompt_cache) checkCacheTarget(request);
-  const history = infer.keep_history ? loaded.history : [];
+  const history = infer.keep_history ? loaded.conversations.of(request.owner ?? '') : [];
   const start = history.length === 0 ? conversationStart(loaded) : [];
   const fresh = await inputTokens(loaded, input);
   if (fresh.length === 0) throw invalidParams('Invalid params: the input is empty: there is nothing to evaluate');
