@@ -148,12 +148,20 @@ export const SETTINGS = section('Every setting.', {
     'Where names that clients give are resolved: a client names a file inside one of these folders, never a path of its own choosing ' +
       '(absolute paths, ".." and links leading out are refused). Relative folders are under the working directory.',
     {
-      models: string('models', 'Models that `rkllm_init` may load (`model_path`); the operator\'s own `engine.model_path` may be anywhere.', {
-        minLength: 1,
-      }),
-      prompt_caches: string('prompt-caches', 'Prompt caches that runs save and `rkllm_load_prompt_cache` loads (`prompt_cache_path`); created on first save.', {
-        minLength: 1,
-      }),
+      models: string(
+        'models',
+        "Models that `rkllm_init` may load (`model_path`); the operator's own `engine.model_path` may be anywhere.",
+        {
+          minLength: 1,
+        },
+      ),
+      prompt_caches: string(
+        'prompt-caches',
+        'Prompt caches that runs save and `rkllm_load_prompt_cache` loads (`prompt_cache_path`); created on first save.',
+        {
+          minLength: 1,
+        },
+      ),
       lora_adapters: string('lora-adapters', 'LoRA adapters that `rkllm_load_lora` loads (`lora_adapter_path`).', { minLength: 1 }),
     },
   ),
@@ -211,7 +219,7 @@ export const SETTINGS = section('Every setting.', {
       ),
       admin_keys: stringList(
         'Keys that may also change the engine for everyone (rkllm_init, rkllm_destroy, templates, tools, LoRA, prompt caches, the KV cache, diagnostics) ' +
-          'and see every client\'s state; they are accepted keys too. With keys but no admin key, nobody may.',
+          "and see every client's state; they are accepted keys too. With keys but no admin key, nobody may.",
         { minLength: 16, maxLength: 4096, pattern: '^[A-Za-z0-9._~+/-]+=*$' },
         10_000,
       ),

@@ -210,25 +210,25 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
         'Reports the stream buffer manager: live buffers, limits and bytes buffered. A user key sees only its own live streams, and no totals.',
         object({}),
         async (_params, ctx) => {
-        const limits = {
-          initialized: true,
-          max_buffers: store.limits.maxBuffers,
-          cleanup_interval: deps.cleanupIntervalS,
-          buffer_timeout: deps.bufferTimeoutS,
-          max_buffer_bytes: store.limits.maxBufferBytes,
-        };
-        if (!ctx.client.admin) return { ...limits, live_streams: hub.countLive((stream) => ctx.client.owns(stream.id)) };
-        const status = await store.status();
-        return {
-          initialized: true,
-          active_buffers: status.active_buffers,
-          max_buffers: store.limits.maxBuffers,
-          cleanup_interval: deps.cleanupIntervalS,
-          buffer_timeout: deps.bufferTimeoutS,
-          buffered_bytes: status.buffered_bytes,
-          max_buffer_bytes: store.limits.maxBufferBytes,
-          live_streams: hub.liveCount,
-        };
+          const limits = {
+            initialized: true,
+            max_buffers: store.limits.maxBuffers,
+            cleanup_interval: deps.cleanupIntervalS,
+            buffer_timeout: deps.bufferTimeoutS,
+            max_buffer_bytes: store.limits.maxBufferBytes,
+          };
+          if (!ctx.client.admin) return { ...limits, live_streams: hub.countLive((stream) => ctx.client.owns(stream.id)) };
+          const status = await store.status();
+          return {
+            initialized: true,
+            active_buffers: status.active_buffers,
+            max_buffers: store.limits.maxBuffers,
+            cleanup_interval: deps.cleanupIntervalS,
+            buffer_timeout: deps.bufferTimeoutS,
+            buffered_bytes: status.buffered_bytes,
+            max_buffer_bytes: store.limits.maxBufferBytes,
+            live_streams: hub.liveCount,
+          };
         },
       ),
     ],

@@ -7,9 +7,10 @@ import { object } from './schema.js';
 
 /** What a user key sees: the state, the model's file name (not where it lives), when the last failure happened (not its text, which may name files). */
 function userView(status: EngineStatus): EngineStatus {
-  const { runtime: _runtime, ...rest } = status;
   return {
-    ...rest,
+    engine: status.engine,
+    state: status.state,
+    restarts: status.restarts,
     model_path: status.model_path === null ? null : basename(status.model_path),
     last_error: status.last_error === null ? null : { message: 'the runtime failed (an admin key sees why)', at: status.last_error.at },
   };

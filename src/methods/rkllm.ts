@@ -45,7 +45,10 @@ const extendParamSchema = object({
 
 const initSchema = object(
   {
-    model_path: { ...str('A model file name inside the models folder (setting folders.models; GGUF for the llama.cpp engine)'), minLength: 1 },
+    model_path: {
+      ...str('A model file name inside the models folder (setting folders.models; GGUF for the llama.cpp engine)'),
+      minLength: 1,
+    },
     max_context_len: int(16, 1 << 20),
     max_new_tokens: int(-1, 1 << 20, '-1: until the context is full'),
     ...Object.fromEntries(Object.entries(samplingProperties).filter(([name]) => name !== 'seed')),

@@ -43,7 +43,10 @@ const inferProperties: Record<string, JsonSchema> = {
   prompt_cache_params: {
     anyOf: [
       object(
-        { save_prompt_cache: int(0, 1), prompt_cache_path: str('A file name inside the prompt cache folder (setting folders.prompt_caches)') },
+        {
+          save_prompt_cache: int(0, 1),
+          prompt_cache_path: str('A file name inside the prompt cache folder (setting folders.prompt_caches)'),
+        },
         ['prompt_cache_path'],
       ),
       { type: 'null' },

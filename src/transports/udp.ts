@@ -137,7 +137,10 @@ export class UdpTransport implements Transport {
       send: (message) => {
         const data = this.#encode(message);
         if (data.length > left) {
-          this.#options.log.debug({ to: formatAddress(sender), bytes: data.length, budget: left }, 'udp: reply larger than the datagram; not sent');
+          this.#options.log.debug(
+            { to: formatAddress(sender), bytes: data.length, budget: left },
+            'udp: reply larger than the datagram; not sent',
+          );
           return true;
         }
         left -= data.length;

@@ -371,7 +371,9 @@ describe('Security (issue 14)', function () {
       const started = Date.now();
       const closed = await new Promise<string>((resolve, reject) => {
         const socket = connect(port, host, () => {
-          socket.write(`POST / HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nAuthorization: Bearer ${ADMIN}\r\nContent-Length: 100\r\n\r\n{"json`);
+          socket.write(
+            `POST / HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nAuthorization: Bearer ${ADMIN}\r\nContent-Length: 100\r\n\r\n{"json`,
+          );
         });
         let text = '';
         const timer = setTimeout(() => reject(new Error('the slow body was not cut within 20 s')), 20_000);
