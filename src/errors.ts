@@ -65,6 +65,7 @@ export const ERRORS = {
       path_refused:
         'Invalid params: "{field}" must name a file inside the {folder} folder (setting {setting}): a relative name, without "..", and no link leading out of it',
       no_file: 'Invalid params: "{field}" names no file: {name}',
+      no_folder: 'Invalid params: "{field}" is in a folder that does not exist: {name}',
     },
   },
   INTERNAL_ERROR: {

@@ -5,6 +5,7 @@
  * refused, with one refusal that does not depend on whether the file exists, so it tells a client
  * nothing about the rest of the disk.
  */
+import { existsSync } from 'node:fs';
 import { lstat, mkdir, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { fault, type ServerError } from './errors.js';
@@ -49,10 +50,15 @@ export class ConfinedFolder {
     return path;
   }
 
-  /** Where `name` would be written: refused outside the folder. With `create`, the folder itself is made first when missing. */
+  /**
+   * Where `name` would be written: refused outside the folder. With `create` (a write is coming),
+   * the folder itself is made first when missing, and a subfolder the name needs must exist.
+   */
   async target(name: string, field: string, create: boolean): Promise<string> {
     if (create) await mkdir(this.root, { recursive: true });
-    return (await this.#resolve(name, field)) ?? join(this.root, name);
+    const path = (await this.#resolve(name, field)) ?? join(this.root, name);
+    if (create && !existsSync(dirname(path))) throw fault('INVALID_PARAMS', 'no_folder', { field, name }, { reason: 'file_not_found' });
+    return path;
   }
 
   /** The real path of `name` inside the folder; undefined when the folder does not exist. Throws the refusal. */

@@ -99,6 +99,10 @@ export interface RKLLMInferParam {
   keep_history: number;
   max_new_tokens?: number;
   sampling_params?: Partial<SamplingParams>;
+  /** Not in rkllm.h: this run's own chat template, in place of the one `rkllm_set_chat_template` set for everyone. */
+  chat_template?: ChatTemplate;
+  /** Not in rkllm.h: this run's own function tools, in place of those `rkllm_set_function_tools` set for everyone. */
+  function_tools?: FunctionTools;
 }
 
 /** `RKLLMLoraAdapter`: what `rkllm_load_lora` takes. */

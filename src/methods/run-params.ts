@@ -52,7 +52,17 @@ const inferProperties: Record<string, JsonSchema> = {
       { type: 'null' },
     ],
   },
-  keep_history: int(0, 1, '1 continues the conversation on the next run, 0 starts fresh'),
+  keep_history: int(0, 1, '1 continues the conversation on the next run, 0 starts fresh (each API key has its own)'),
+  chat_template: object({ system_prompt: str(), prompt_prefix: str(), prompt_postfix: str() }, [
+    'system_prompt',
+    'prompt_prefix',
+    'prompt_postfix',
+  ]),
+  function_tools: object({ system_prompt: str(), tools: str('A JSON array of tool definitions'), tool_response_str: str() }, [
+    'system_prompt',
+    'tools',
+    'tool_response_str',
+  ]),
   max_new_tokens: int(-1, 1_000_000, 'Tokens to generate at most; -1 fills the context'),
 };
 

@@ -443,7 +443,7 @@ for (const transport of ['http', 'tcp'] as const)
           prompt_input: PROMPT,
           prompt_cache_params: { save_prompt_cache: 1, prompt_cache_path: 'no/such/dir/x' },
         });
-        expectError(res, -32602, /folder that does not exist/);
+        expectError(res, -32602, /folder that does not exist: no\/such\/dir\/x$/);
       });
     });
 

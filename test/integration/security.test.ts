@@ -295,6 +295,21 @@ describe('Security (issue 14)', function () {
       expect(aAgain.perf.prefill_tokens).to.be.at.least(aAlone.perf.prefill_tokens);
     });
 
+    it("a user key brings its own chat template and tools on the run, without changing anyone else's", async () => {
+      const plain = await a.result('rkllm_run', { prompt_input: 'x', max_new_tokens: 4, ...GREEDY });
+      const size = async (): Promise<number> => Math.max(...((await b.result('rkllm_get_kv_cache_size', {})).cache_sizes as number[]));
+      await b.result('rkllm_run', { prompt_input: 'x', max_new_tokens: 4, ...GREEDY });
+      const withoutTemplate = await size();
+      const template = { system_prompt: 'You are a rabbit in a waistcoat.', prompt_prefix: '<<', prompt_postfix: '>>' };
+      await b.result('rkllm_run', { prompt_input: 'x', max_new_tokens: 4, chat_template: template, ...GREEDY });
+      expect(await size()).to.be.above(withoutTemplate);
+      const tools = { system_prompt: 'Tools:', tools: '[{"name":"clock","description":"the time"}]', tool_response_str: 'tool_response' };
+      await b.result('rkllm_run', { prompt_input: 'x', max_new_tokens: 4, function_tools: tools, ...GREEDY });
+      const badTools = await b.call('rkllm_run', { prompt_input: 'x', function_tools: { ...tools, tools: 'tools!' } });
+      expect(badTools.error?.code).to.equal(-32602);
+      expect((await a.result('rkllm_run', { prompt_input: 'x', max_new_tokens: 4, ...GREEDY })).text).to.equal(plain.text);
+    });
+
     it('a user key is forbidden (-32018, HTTP 403) the methods that change the engine for everyone', async () => {
       for (const [method, params] of [
         ['rkllm_destroy', {}],

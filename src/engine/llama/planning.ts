@@ -46,15 +46,24 @@ export function fitting(loaded: LoadedModel, format: PromptFormat): PromptFormat
   return format;
 }
 
+/** The run's prompt format: the one set for everyone, or the run's own template and tools laid over it. */
+function formatOf(loaded: LoadedModel, request: RunRequest): PromptFormat {
+  const { chat_template: template, function_tools: tools } = request.infer;
+  if (!template && !tools) return loaded.format;
+  const withTemplate = template ? loaded.format.withTemplate(template) : loaded.format;
+  return fitting(loaded, tools ? withTemplate.withTools(tools) : withTemplate);
+}
+
 /** Checks a run and works out its tokens. Throws -32602 or NOT_SUPPORTED. */
 export async function planRun(loaded: LoadedModel, request: RunRequest): Promise<RunPlan> {
   const { input, infer } = request;
   checkSampling(infer.sampling_params ?? {});
   const pool = poolFor(loaded, request);
   if (infer.prompt_cache_params?.save_prompt_cache) checkCacheTarget(request);
+  const format = formatOf(loaded, request);
   const history = infer.keep_history ? loaded.conversations.of(request.owner ?? '') : [];
-  const start = history.length === 0 ? conversationStart(loaded) : [];
-  const fresh = await inputTokens(loaded, input);
+  const start = history.length === 0 ? conversationStart(loaded, format) : [];
+  const fresh = await inputTokens(loaded, format, input);
   if (fresh.length === 0) throw invalidParams('Invalid params: the input is empty: there is nothing to evaluate');
   const limit = loaded.param.max_context_len - 1;
   if (start.length + fresh.length > limit) {
@@ -70,10 +79,10 @@ export async function planRun(loaded: LoadedModel, request: RunRequest): Promise
   return { tokens: [...all.slice(0, keep), ...all.slice(all.length - limit + keep)], pool };
 }
 
-async function inputTokens(loaded: LoadedModel, input: RKLLMInput): Promise<Token[]> {
+async function inputTokens(loaded: LoadedModel, format: PromptFormat, input: RKLLMInput): Promise<Token[]> {
   switch (input.input_type) {
     case RKLLMInputType.RKLLM_INPUT_PROMPT:
-      return tokenize(loaded, loaded.format.turn(input, input.prompt_input ?? '', loaded.thinking));
+      return tokenize(loaded, format.turn(input, input.prompt_input ?? '', loaded.thinking));
     case RKLLMInputType.RKLLM_INPUT_TOKEN: {
       const ids = input.token_input?.input_ids ?? [];
       const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= loaded.vocabSize);

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { EngineFeature } from '../capabilities.js';
+import { notSupported, type EngineFeature } from '../capabilities.js';
 import { errorText, modelLoaded } from '../messages.js';
 import { RunReporter } from '../run-reporter.js';
 import type {
@@ -63,6 +63,13 @@ function replacing(replay: Call[], call: Call): Call[] {
   return [...replay.filter((c) => c.fn !== call.fn), call];
 }
 
+/** Refuses a run's own chat template or tools: the runtime holds one of each, for every run. */
+function perRunFormat(request: RunRequest): void {
+  const why = 'the runtime holds one for every run; an admin key sets it with';
+  if (request.infer.chat_template) throw notSupported(RKLLM, 'chat_template', `a run's own template: ${why} rkllm_set_chat_template`);
+  if (request.infer.function_tools) throw notSupported(RKLLM, 'function_tools', `a run's own tools: ${why} rkllm_set_function_tools`);
+}
+
 /**
  * The engine on Rockchip's RKLLM runtime (librkllmrt.so) through koffi. The runtime lives in a
  * worker process that owns the handle (runtime-process.ts, worker.ts): a segfault or abort in it
@@ -115,6 +122,7 @@ export class RkllmEngine implements Engine {
 
   async validate(request: RunRequest): Promise<void> {
     const model = this.#model();
+    perRunFormat(request);
     toNativeRun(request, model.param, model.layout);
   }
 
@@ -258,6 +266,7 @@ export class RkllmEngine implements Engine {
     try {
       runtime = await this.#supervisor.ready();
       model = this.#supervisor.model!;
+      perRunFormat(request);
       native = toNativeRun(request, model.param, model.layout);
     } catch (err) {
       return reporter.fail(errorText(err));
