@@ -269,6 +269,7 @@ export const ERRORS = {
       '(`auth.admin_keys`); a browser page from another origin (`http.allowed_origins`); a stream started by an unauthenticated datagram on UDP bound beyond loopback.',
     messages: {
       admin: 'Forbidden: {method} changes the engine for every client and needs an admin key (setting auth.admin_keys)',
+      admin_view: "Forbidden: {what} shows every client's state and needs an admin key (setting auth.admin_keys)",
       origin: 'Forbidden: requests from origin {origin} are refused (setting http.allowed_origins)',
       udp_stream:
         'Forbidden: over UDP on an address beyond loopback, only a request carrying a valid "api_key" may start a stream (replies to others never exceed their size)',

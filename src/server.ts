@@ -59,7 +59,7 @@ async function whileLoading(raw: Uint8Array | string): Promise<JsonRpcResponse |
   return errorResponse(Array.isArray(message) ? null : salvageId(message), error);
 }
 
-/** `GET /health` (for load balancers: no key needed) and `GET /metrics` (needs a key when keys are set). */
+/** `GET /health` (for load balancers: no key needed) and `GET /metrics` (needs an admin key when keys are set: it shows every client). */
 function endpoints(health: Health, metrics: Metrics): Map<string, HttpEndpoint> {
   return new Map<string, HttpEndpoint>([
     [
@@ -72,7 +72,7 @@ function endpoints(health: Health, metrics: Metrics): Map<string, HttpEndpoint> 
         },
       },
     ],
-    ['/metrics', { keyed: true, serve: async () => ({ status: 200, ...(await metrics.render()) }) }],
+    ['/metrics', { keyed: true, admin: true, serve: async () => ({ status: 200, ...(await metrics.render()) }) }],
   ]);
 }
 

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Logger } from 'pino';
 import type { Peer } from '../auth.js';
 import type { ClientGate } from '../clients.js';
-import { ERROR_NAMES, ERRORS, type ErrorSpec } from '../errors.js';
+import { ERROR_NAMES, ERRORS, fault, type ErrorSpec } from '../errors.js';
 import { ErrorCodes, RpcError } from '../jsonrpc/errors.js';
 import type { JsonRpcResponse } from '../jsonrpc/message.js';
 import { BodyTooLarge, type HttpRoute } from './http-route.js';
@@ -14,6 +14,8 @@ import type { MessageHandler, Transport } from './transport.js';
 export interface HttpEndpoint {
   /** Whether it needs an API key when keys are set (`/metrics` does; `/health` is for load balancers and does not). */
   keyed: boolean;
+  /** With keys, only an admin key may read it (it shows every client's state): others get 403. */
+  admin?: boolean;
   serve(): Promise<{ status: number; type: string; body: string }>;
 }
 
@@ -266,7 +268,9 @@ export class HttpTransport implements Transport {
 
   async #serve(endpoint: HttpEndpoint, req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      if (endpoint.keyed) this.#options.gate.keyFromHeader(req.headers.authorization, 'refuse');
+      const { gate } = this.#options;
+      const key = endpoint.keyed ? gate.keyFromHeader(req.headers.authorization, 'refuse') : undefined;
+      if (endpoint.admin && gate.keysRequired && !key?.admin) throw fault('FORBIDDEN', 'admin_view', { what: `GET ${req.url ?? ''}` });
       const { status, type, body } = await endpoint.serve();
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' }).end(body);
     } catch (err) {
