@@ -16,10 +16,13 @@ function sha256(text: string): Buffer {
  */
 export class ApiKey {
   readonly id: string;
+  /** An admin key (setting `auth.admin_keys`): it may also call the methods that change the engine for everyone. */
+  readonly admin: boolean;
   readonly #secret: string;
 
-  constructor(secret: string) {
+  constructor(secret: string, admin = false) {
     this.#secret = secret;
+    this.admin = admin;
     this.id = `key_${sha256(`rkllm-mcp key id:${secret}`).toString('hex').slice(0, 12)}`;
   }
 
@@ -43,14 +46,16 @@ export class ApiKey {
 }
 
 /**
- * The API keys of the server (setting `auth.api_keys`). With none, authentication is off. Keys
- * are looked up by their SHA-256 digest, so how long a lookup takes says nothing about them.
+ * The API keys of the server (settings `auth.api_keys` and `auth.admin_keys`, which are keys too).
+ * With none, authentication is off. Keys are looked up by their SHA-256 digest, so how long a
+ * lookup takes says nothing about them.
  */
 export class ApiKeys {
   readonly #byDigest = new Map<string, ApiKey>();
 
-  constructor(secrets: readonly string[]) {
+  constructor(secrets: readonly string[], adminSecrets: readonly string[] = []) {
     for (const secret of secrets) this.#byDigest.set(sha256(secret).toString('hex'), new ApiKey(secret));
+    for (const secret of adminSecrets) this.#byDigest.set(sha256(secret).toString('hex'), new ApiKey(secret, true));
   }
 
   /** Whether requests must carry a key. */
@@ -79,6 +84,8 @@ export interface Peer {
   /** The client's IP address (without port), or "stdio". */
   readonly address: string;
   key: ApiKey | undefined;
+  /** Called once when a live connection authenticates: it stops counting against its address (see `ClientGate.admitConnection`). */
+  authenticated?: () => void;
 }
 
 /**

@@ -26,9 +26,14 @@ export class Client implements StreamOwner {
     this.#keysRequired = keysRequired;
   }
 
-  /** The key's id with keys ("key_…"), the client's address without. */
+  /** The key's id with keys ("key_…"), the client's address without. Its runs' `keep_history` conversation is kept under it. */
   get id(): string {
     return this.key?.id ?? this.peer.address;
+  }
+
+  /** Whether it may change the engine for everyone and see every client's state: an admin key, or anyone when there are no keys. */
+  get admin(): boolean {
+    return !this.#keysRequired || this.key?.admin === true;
   }
 
   streamId(fresh: string): string {
@@ -81,13 +86,17 @@ export class ClientGate {
     return key;
   }
 
+  /** Whether requests must carry a key. */
+  get keysRequired(): boolean {
+    return this.#keys.required;
+  }
+
   /**
    * Counts a new connection (HTTP: a request in progress) against its client's limit for
-   * `transport`, and returns the release. A connection that has not authenticated yet, while keys
-   * are required, is counted once it does (`authenticate`).
+   * `transport`, and returns the release. A connection that has not authenticated yet counts
+   * against its address until it does (`authenticate`), then against its key.
    */
   admitConnection(peer: Peer, transport: string): () => void {
-    if (this.#keys.required && !peer.key) return () => {};
     try {
       return this.#limits.connection(peer.key?.id ?? peer.address, transport);
     } catch (err) {
@@ -115,6 +124,25 @@ export class ClientGate {
     } catch (err) {
       throw this.#refuse(err as ServerError);
     }
+  }
+
+  /**
+   * Whether a raw message (a datagram) carries a valid `api_key` in every request it holds; false
+   * without keys. UDP beyond loopback answers other datagrams with no more than their own size.
+   */
+  presentsKey(raw: Uint8Array): boolean {
+    if (!this.#keys.required) return false;
+    let message: unknown;
+    try {
+      message = JSON.parse(Buffer.from(raw).toString('utf8'));
+    } catch {
+      return false;
+    }
+    const requests = Array.isArray(message) ? message : [message];
+    return (
+      requests.length > 0 &&
+      requests.every((r) => typeof r === 'object' && r !== null && this.#keys.find((r as { api_key?: unknown }).api_key) !== undefined)
+    );
   }
 
   /**
@@ -151,6 +179,7 @@ export class ClientGate {
     if (connection.closed.aborted) release();
     else connection.closed.addEventListener('abort', release, { once: true });
     peer.key = key;
+    peer.authenticated?.();
     return { authenticated: true };
   }
 

@@ -70,6 +70,10 @@ export const ERRORS = {
       not_buffered:
         'Stream {stream_id} is not buffered, so it cannot be attached: it lives and dies with the connection that started it. Start runs with "detach": true to resume them later',
       unknown_model: 'The model "{model}" does not exist: this server serves "{served}" (the OpenAI and Ollama APIs answer 404)',
+      path_refused:
+        'Invalid params: "{field}" must name a file inside the {folder} folder (setting {setting}): a relative name, without "..", and no link leading out of it',
+      no_file: 'Invalid params: "{field}" names no file: {name}',
+      no_folder: 'Invalid params: "{field}" is in a folder that does not exist: {name}',
     },
   },
   INTERNAL_ERROR: {
@@ -243,7 +247,10 @@ export const ERRORS = {
     http: 401,
     data: [],
     meaning: 'A missing or wrong API key, on every transport. It says nothing more.',
-    messages: { key: 'Unauthorized: a valid API key is required' },
+    messages: {
+      key: 'Unauthorized: a valid API key is required',
+      timeout: 'Closing the connection: no valid API key was presented within {timeout_s} s (setting auth.timeout_s)',
+    },
   },
   RATE_LIMITED: {
     code: -32016,
@@ -266,6 +273,21 @@ export const ERRORS = {
     messages: {
       no_new_runs: 'The server is shutting down and starts no new runs',
       cut_short: 'The server shut down before this stream finished',
+    },
+  },
+  FORBIDDEN: {
+    code: -32018,
+    http: 403,
+    data: ['origin'],
+    meaning:
+      'The request is understood and the key is valid, but not enough: a method that changes the engine for everyone needs an admin key ' +
+      '(`auth.admin_keys`); a browser page from another origin (`http.allowed_origins`); a stream started by an unauthenticated datagram on UDP bound beyond loopback.',
+    messages: {
+      admin: 'Forbidden: {method} changes the engine for every client and needs an admin key (setting auth.admin_keys)',
+      admin_view: "Forbidden: {what} shows every client's state and needs an admin key (setting auth.admin_keys)",
+      origin: 'Forbidden: requests from origin {origin} are refused (setting http.allowed_origins)',
+      udp_stream:
+        'Forbidden: over UDP on an address beyond loopback, only a request carrying a valid "api_key" may start a stream (replies to others never exceed their size)',
     },
   },
 } as const satisfies Record<string, ErrorSpec>;

@@ -12,12 +12,13 @@ import { Dispatcher, type Method } from './jsonrpc/dispatcher.js';
 import { errorResponse, parseMessage, salvageId, type JsonRpcResponse } from './jsonrpc/message.js';
 import { ClientLimits } from './limits.js';
 import { authenticateMethod } from './methods/auth.js';
-import { coreMethods, listFunctionsMethod } from './methods/core.js';
+import { adminOnly, coreMethods, listFunctionsMethod } from './methods/core.js';
 import { diagnosticMethods } from './methods/diagnostics.js';
 import { engineStatusMethod } from './methods/engine-status.js';
 import { liveMethods } from './methods/live.js';
 import { rkllmMethods } from './methods/rkllm.js';
 import { Metrics } from './metrics.js';
+import { clientFolders, type ClientFolders } from './paths.js';
 import type { Settings } from './settings.js';
 import { drain, type Drainable } from './shutdown.js';
 import type { BufferStore } from './streams/buffer-store.js';
@@ -59,7 +60,7 @@ async function whileLoading(raw: Uint8Array | string): Promise<JsonRpcResponse |
   return errorResponse(Array.isArray(message) ? null : salvageId(message), error);
 }
 
-/** `GET /health` (for load balancers: no key needed) and `GET /metrics` (needs a key when keys are set). */
+/** `GET /health` (for load balancers: no key needed) and `GET /metrics` (needs an admin key when keys are set: it shows every client). */
 function endpoints(health: Health, metrics: Metrics): Map<string, HttpEndpoint> {
   return new Map<string, HttpEndpoint>([
     [
@@ -72,7 +73,7 @@ function endpoints(health: Health, metrics: Metrics): Map<string, HttpEndpoint> 
         },
       },
     ],
-    ['/metrics', { keyed: true, serve: async () => ({ status: 200, ...(await metrics.render()) }) }],
+    ['/metrics', { keyed: true, admin: true, serve: async () => ({ status: 200, ...(await metrics.render()) }) }],
   ]);
 }
 
@@ -117,16 +118,27 @@ function storeOptions(settings: Settings): StoreOptions {
   };
 }
 
+/** The folders client-given file names resolve in (relative ones from the working directory). */
+function folders(settings: Settings): ClientFolders {
+  const f = settings.folders;
+  return clientFolders({ models: f.models, promptCaches: f.prompt_caches, loraAdapters: f.lora_adapters });
+}
+
 /** What the transports get from the settings: the enabled ones, with their limits. */
 function transportOptions(settings: Settings): TransportOptions {
   const { connections: c, http, tcp, udp, ws, stdio } = settings;
+  const guard = exposesBeyondLoopback(settings.host);
   return {
     host: settings.host,
     limits: { maxSendBufferBytes: c.max_send_buffer_bytes, maxInflight: c.max_inflight, idleTimeoutMs: c.idle_timeout_s * 1000 },
     maxConnections: c.max_connections,
-    ...(http.enabled ? { http: { port: http.port, maxBodyBytes: http.max_body_bytes } } : {}),
+    authTimeoutMs: settings.auth.timeout_s * 1000,
+    allowedOrigins: http.allowed_origins,
+    ...(http.enabled
+      ? { http: { port: http.port, maxBodyBytes: http.max_body_bytes, requestTimeoutMs: http.request_timeout_s * 1000 } }
+      : {}),
     ...(tcp.enabled ? { tcp: { port: tcp.port, maxLineBytes: tcp.max_line_bytes } } : {}),
-    ...(udp.enabled ? { udp: { port: udp.port, maxDatagramBytes: udp.max_datagram_bytes } } : {}),
+    ...(udp.enabled ? { udp: { port: udp.port, maxDatagramBytes: udp.max_datagram_bytes, guard } } : {}),
     ...(ws.enabled ? { ws: { port: ws.port, maxMessageBytes: ws.max_message_bytes } } : {}),
     ...(stdio.enabled ? { stdio: { maxLineBytes: stdio.max_line_bytes } } : {}),
   };
@@ -134,7 +146,7 @@ function transportOptions(settings: Settings): TransportOptions {
 
 /** The gate every request passes: API keys and per-client limits. Warns when the server is open to the network without keys. */
 function clientGate(settings: Settings, metrics: Metrics, log: Logger): ClientGate {
-  const keys = new ApiKeys(settings.auth.api_keys);
+  const keys = new ApiKeys(settings.auth.api_keys, settings.auth.admin_keys);
   if (!keys.required && exposesBeyondLoopback(settings.host)) {
     log.warn(
       { host: settings.host },
@@ -242,6 +254,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   const { store, cluster } = opened;
 
   const s = settings.streams;
+  const files = folders(settings);
   const scheduler = new Scheduler(engine.slots, settings.engine.queue_limit);
   const hub = new StreamHub({
     engine,
@@ -260,13 +273,14 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
       maxWaitMs: s.max_wait_ms,
       cleanupIntervalS: s.cleanup_interval_s,
       bufferTimeoutS: s.buffer_timeout_s,
+      promptCaches: files.promptCaches,
     }),
-    ...rkllmMethods({ engine, hub }),
+    ...rkllmMethods({ engine, hub, folders: files }),
     ...liveMethods(hub),
     authenticateMethod(gate),
     engineStatusMethod(engine),
     listFunctionsMethod((): ReadonlyMap<string, Method<Client>> => table, engine),
-    ...(settings.diagnostics ? diagnosticMethods(store, () => hub.sweep()) : []),
+    ...(settings.diagnostics ? diagnosticMethods(store, () => hub.sweep()).map(adminOnly) : []),
   ]);
   const dispatcher = new Dispatcher({
     methods: table,

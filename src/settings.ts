@@ -34,6 +34,17 @@ export const SETTINGS = section('Every setting.', {
     enabled: boolean(true, 'Serves HTTP.'),
     port: port(8082, 'The HTTP port; 0 picks a free port.'),
     max_body_bytes: positive(MiB, GiB, 'Largest request body accepted, in bytes; a larger one is refused with HTTP 413 before it is read.'),
+    allowed_origins: stringList(
+      'Browser origins (scheme://host[:port], or "null") allowed besides the server\'s own; a request or WebSocket handshake carrying any other `Origin` gets 403. ' +
+        'Requests without `Origin` (curl, SDKs) are not affected.',
+      { minLength: 4, maxLength: 2048, pattern: '^(null|[a-z][a-z0-9+.-]*://[^/?#\\s]+)$' },
+      1000,
+    ),
+    request_timeout_s: number(
+      10,
+      { above: 0, max: 3600 },
+      'Seconds a client may take to send a whole request (headers and body); a slower one is answered 408 and its connection closed.',
+    ),
   }),
   tcp: section('TCP: one JSON-RPC message per line (NDJSON) both ways; chunks are pushed live.', {
     enabled: boolean(true, 'Serves TCP.'),
@@ -133,6 +144,27 @@ export const SETTINGS = section('Every setting.', {
       init_timeout_ms: positive(600_000, 86_400_000, 'How long loading the library and the model (rkllm_init) may take, in ms.'),
     }),
   }),
+  folders: section(
+    'Where names that clients give are resolved: a client names a file inside one of these folders, never a path of its own choosing ' +
+      '(absolute paths, ".." and links leading out are refused). Relative folders are under the working directory.',
+    {
+      models: string(
+        'models',
+        "Models that `rkllm_init` may load (`model_path`); the operator's own `engine.model_path` may be anywhere.",
+        {
+          minLength: 1,
+        },
+      ),
+      prompt_caches: string(
+        'prompt-caches',
+        'Prompt caches that runs save and `rkllm_load_prompt_cache` loads (`prompt_cache_path`); created on first save.',
+        {
+          minLength: 1,
+        },
+      ),
+      lora_adapters: string('lora-adapters', 'LoRA adapters that `rkllm_load_lora` loads (`lora_adapter_path`).', { minLength: 1 }),
+    },
+  ),
   jsonrpc: section('JSON-RPC.', {
     max_batch: positive(100, 100_000, 'Requests in one batch at most.'),
   }),
@@ -184,6 +216,17 @@ export const SETTINGS = section('Every setting.', {
         'The accepted keys: 16 to 4096 characters of A-Z a-z 0-9 . _ ~ + / - (a Bearer token); none turns authentication off.',
         { minLength: 16, maxLength: 4096, pattern: '^[A-Za-z0-9._~+/-]+=*$' },
         10_000,
+      ),
+      admin_keys: stringList(
+        'Keys that may also change the engine for everyone (rkllm_init, rkllm_destroy, templates, tools, LoRA, prompt caches, the KV cache, diagnostics) ' +
+          "and see every client's state; they are accepted keys too. With keys but no admin key, nobody may.",
+        { minLength: 16, maxLength: 4096, pattern: '^[A-Za-z0-9._~+/-]+=*$' },
+        10_000,
+      ),
+      timeout_s: number(
+        10,
+        { above: 0, max: 3600 },
+        'Seconds a TCP or WebSocket connection may stay open without a valid key while keys are required; it counts against its address meanwhile.',
       ),
     },
   ),

@@ -22,6 +22,7 @@ export const ENGINE_FEATURES = {
   mirostat: 'mirostat sampling (mirostat 1 or 2)',
   json_schema: 'JSON-schema constrained output (json_schema, response_format)',
   run_tools: 'function tools offered to one run (tools in a request)',
+  run_template: 'a chat template for one run (chat_template in a request)',
   seed: 'seeded sampling (seed)',
 } as const;
 

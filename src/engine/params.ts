@@ -95,8 +95,6 @@ export interface RKLLMInput {
    * has one, else with the configured one (`rkllm_set_chat_template`).
    */
   messages?: ChatMessage[];
-  /** Not in rkllm.h: function tools offered to this run only, as `rkllm_set_function_tools` offers them to every run. */
-  function_tools?: FunctionTools;
 }
 
 /** One message of a conversation (`RKLLMInput.messages`). */
@@ -118,6 +116,10 @@ export interface RKLLMInferParam {
    * llama.cpp); `{}` allows any JSON object. Engines without grammars refuse it (NOT_SUPPORTED).
    */
   json_schema?: Record<string, unknown>;
+  /** Not in rkllm.h: this run's own chat template, in place of the one `rkllm_set_chat_template` set for everyone. */
+  chat_template?: ChatTemplate;
+  /** Not in rkllm.h: this run's own function tools, in place of those `rkllm_set_function_tools` set for everyone. */
+  function_tools?: FunctionTools;
 }
 
 /** `RKLLMLoraAdapter`: what `rkllm_load_lora` takes. */

@@ -27,6 +27,11 @@ export interface RunRequest {
   infer: RKLLMInferParam;
   /** Aborting it stops this run (the per-run equivalent of `rkllm_abort`). */
   signal?: AbortSignal;
+  /**
+   * Whose `keep_history` conversation the run continues (an API key's id, or a client address
+   * without keys); no client continues or sees another's. Runs without one share one conversation.
+   */
+  owner?: string;
 }
 
 /** A run started with `runAsync`. */
@@ -73,8 +78,8 @@ export interface Engine extends AsyncDisposable {
   releasePromptCache(): Promise<void>;
   /** `rkllm_clear_kv_cache`. */
   clearKvCache(request: KvCacheClear): Promise<void>;
-  /** `rkllm_get_kv_cache_size`. */
-  getKvCacheSize(): Promise<KvCacheSize>;
+  /** `rkllm_get_kv_cache_size`; with `owner`, what that owner's conversation holds (0 where another's is). */
+  getKvCacheSize(owner?: string): Promise<KvCacheSize>;
   /** `rkllm_set_chat_template`. */
   setChatTemplate(template: ChatTemplate): Promise<void>;
   /** `rkllm_set_function_tools`. */

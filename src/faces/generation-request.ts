@@ -73,7 +73,6 @@ export function toRunParams(engine: Engine, request: GenerationRequest): RunPara
       enable_thinking: false,
       input_type: RKLLMInputType.RKLLM_INPUT_PROMPT,
       ...(request.messages ? { messages: request.messages } : { prompt_input: request.prompt ?? '' }),
-      ...(tools ? { function_tools: { system_prompt: '', tools: JSON.stringify(tools), tool_response_str: '' } } : {}),
     },
     infer: {
       mode: RKLLMInferMode.RKLLM_INFER_GENERATE,
@@ -81,6 +80,7 @@ export function toRunParams(engine: Engine, request: GenerationRequest): RunPara
       ...(request.maxTokens === undefined ? {} : { max_new_tokens: Math.min(request.maxTokens, context) }),
       sampling_params: sampling,
       ...(request.jsonSchema ? { json_schema: request.jsonSchema } : {}),
+      ...(tools ? { function_tools: { system_prompt: '', tools: JSON.stringify(tools), tool_response_str: '' } } : {}),
     },
   };
 }

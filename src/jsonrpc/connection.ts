@@ -18,6 +18,11 @@ export interface Connection {
    * aborted, except detached streams; messages already queued are still flushed where possible.
    */
   readonly closed: AbortSignal;
+  /**
+   * The message came where answering it could amplify an attack (an unauthenticated datagram on UDP
+   * bound beyond loopback): it may start no stream, and replies larger than it are not sent.
+   */
+  readonly restricted?: boolean;
   /** The cap `send` enforces on bytes waiting to be sent, and the setting it comes from. */
   readonly sendLimit: { bytes: number; setting: string };
   /**

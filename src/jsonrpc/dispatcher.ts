@@ -47,6 +47,10 @@ export interface Method<Who = unknown> {
   handler(params: never, ctx: MethodContext<Who>): unknown;
   /** Whether the active engine can serve the method; true when absent. */
   supported?: () => boolean;
+  /** It changes the engine for every client (or shows their state): only an admin may call it; others get FORBIDDEN. */
+  admin?: boolean;
+  /** It starts or resumes a stream: refused on a restricted connection (see `Connection.restricted`). */
+  streams?: boolean;
 }
 
 export type MethodTable<Who = unknown> = ReadonlyMap<string, Method<Who>>;
@@ -65,9 +69,10 @@ export interface RequestGate<Peer, Who> {
   admit(request: JsonRpcRequest, peer: Peer): Who;
 }
 
-/** Whoever sent a request, as far as the dispatcher cares: something with an id for the logs. */
+/** Whoever sent a request, as far as the dispatcher cares: an id for the logs, and whether it may call admin methods. */
 export interface Sender {
   readonly id: string;
+  readonly admin: boolean;
 }
 
 export interface DispatcherOptions<Peer, Who extends Sender> {
@@ -160,6 +165,8 @@ export class Dispatcher<Peer, Who extends Sender> {
   async call(name: string, params: unknown, ctx: MethodContext<Who>): Promise<unknown> {
     const method = this.#methods.get(name);
     if (!method) throw fault('METHOD_NOT_FOUND', 'unknown', { method: name });
+    if (method.admin && !ctx.client.admin) throw fault('FORBIDDEN', 'admin', { method: name });
+    if (method.streams && ctx.connection?.restricted) throw fault('FORBIDDEN', 'udp_stream');
     if (Array.isArray(params)) throw fault('INVALID_PARAMS', 'positional');
     const parsed = method.parse(params ?? {});
     return await method.handler(parsed as never, ctx);

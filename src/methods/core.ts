@@ -7,12 +7,13 @@ import { PUSHED, type Method, type MethodContext } from '../jsonrpc/dispatcher.j
 import { fault } from '../errors.js';
 import type { JsonRpcId } from '../jsonrpc/message.js';
 import { requestKey, type BufferStore } from '../streams/buffer-store.js';
-import type { StreamHub } from '../streams/hub.js';
+import type { RunParams, StreamHub } from '../streams/hub.js';
 import type { Scheduler } from '../streams/scheduler.js';
 import type { Chunk, Stream } from '../streams/stream.js';
 import { runDelivery } from './delivery.js';
 import { bool, compileParams, int, object, requestIdSchema, str, type JsonSchema } from './schema.js';
-import { runParamsSchema, toRunParams } from './run-params.js';
+import { confineRunPaths, runParamsSchema, toRunParams } from './run-params.js';
+import type { ConfinedFolder } from '../paths.js';
 
 /** Builds a table entry whose params are checked against `schema` before `handler` runs. */
 export function method<P>(
@@ -30,6 +31,16 @@ export function method<P>(
   };
 }
 
+/** The entry, marked as changing the engine for everyone: only an admin key may call it (checked by the dispatcher). */
+export function adminOnly<W>(entry: [string, Method<W>]): [string, Method<W>] {
+  return [entry[0], { ...entry[1], admin: true }];
+}
+
+/** The entry, marked as starting or resuming a stream (refused to unauthenticated datagrams on UDP beyond loopback). */
+export function streaming<W>(entry: [string, Method<W>]): [string, Method<W>] {
+  return [entry[0], { ...entry[1], streams: true }];
+}
+
 export interface CoreDeps {
   engine: Engine;
   hub: StreamHub;
@@ -41,6 +52,8 @@ export interface CoreDeps {
   maxWaitMs: number;
   cleanupIntervalS: number;
   bufferTimeoutS: number;
+  /** Where a run's `prompt_cache_path` is resolved. */
+  promptCaches: ConfinedFolder;
 }
 
 interface StreamRef {
@@ -84,6 +97,8 @@ export function joinChunks(streamId: string, chunks: Chunk[]): Chunk & { stream_
 /** The production methods of the server core. */
 export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
   const { engine, hub, store, scheduler } = deps;
+  const runParams = (params: Record<string, unknown>): Promise<RunParams> =>
+    confineRunPaths(toRunParams(params, engine.param.max_context_len), deps.promptCaches);
 
   function onlyOne(ref: StreamRef): void {
     if (ref.stream_id !== undefined && ref.request_id !== undefined) {
@@ -114,15 +129,15 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
   }
 
   return [
-    [
+    streaming([
       'rkllm_run',
       method<Record<string, unknown>>(
         'Runs a prompt to the end and returns the whole text (rkllm_run). Blocks until generation ends.',
         runParamsSchema,
-        (params, ctx) => hub.run(toRunParams(params, engine.param.max_context_len), ctx.id, ctx.signal, ctx.client),
+        async (params, ctx) => hub.run(await runParams(params), ctx.id, ctx.signal, ctx.client),
       ),
-    ],
-    [
+    ]),
+    streaming([
       'rkllm_run_async',
       method<Record<string, unknown>>(
         'Starts a generation (rkllm_run_async). Over HTTP it answers at once with its stream_id; read the tokens with poll. ' +
@@ -130,15 +145,14 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
           'detach: true keeps the run going, buffered, after the connection closes (resume it with rkllm_stream_attach).',
         runAsyncParamsSchema,
         async (params, ctx) => {
-          const runParams = toRunParams(params, engine.param.max_context_len);
           const delivery = runDelivery(ctx, params.detach === true);
-          const stream = await hub.start(runParams, ctx.id, delivery, ctx.client);
+          const stream = await hub.start(await runParams(params), ctx.id, delivery, ctx.client);
           logLifetime(stream, ctx.log);
           if (delivery.kind !== 'buffer') return PUSHED;
           return { stream_id: stream.id, request_id: ctx.id ?? null, status: stream.state };
         },
       ),
-    ],
+    ]),
     [
       'poll',
       method<PollParams>(
@@ -192,19 +206,31 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
     ],
     [
       'http_buffer_manager_status',
-      method<Record<string, never>>('Reports the stream buffer manager: live buffers, limits and bytes buffered.', object({}), async () => {
-        const status = await store.status();
-        return {
-          initialized: true,
-          active_buffers: status.active_buffers,
-          max_buffers: store.limits.maxBuffers,
-          cleanup_interval: deps.cleanupIntervalS,
-          buffer_timeout: deps.bufferTimeoutS,
-          buffered_bytes: status.buffered_bytes,
-          max_buffer_bytes: store.limits.maxBufferBytes,
-          live_streams: hub.liveCount,
-        };
-      }),
+      method<Record<string, never>>(
+        'Reports the stream buffer manager: live buffers, limits and bytes buffered. A user key sees only its own live streams, and no totals.',
+        object({}),
+        async (_params, ctx) => {
+          const limits = {
+            initialized: true,
+            max_buffers: store.limits.maxBuffers,
+            cleanup_interval: deps.cleanupIntervalS,
+            buffer_timeout: deps.bufferTimeoutS,
+            max_buffer_bytes: store.limits.maxBufferBytes,
+          };
+          if (!ctx.client.admin) return { ...limits, live_streams: hub.countLive((stream) => ctx.client.owns(stream.id)) };
+          const status = await store.status();
+          return {
+            initialized: true,
+            active_buffers: status.active_buffers,
+            max_buffers: store.limits.maxBuffers,
+            cleanup_interval: deps.cleanupIntervalS,
+            buffer_timeout: deps.bufferTimeoutS,
+            buffered_bytes: status.buffered_bytes,
+            max_buffer_bytes: store.limits.maxBufferBytes,
+            live_streams: hub.liveCount,
+          };
+        },
+      ),
     ],
   ];
 }
@@ -223,6 +249,7 @@ export function listFunctionsMethod(table: () => ReadonlyMap<string, Method>, en
         description: m.description,
         params: m.params,
         supported: m.supported ? m.supported() : true,
+        ...(m.admin ? { admin: true } : {}),
       })),
     })),
   ];

@@ -1,8 +1,20 @@
+import { basename } from 'node:path';
 import { engineStatus } from '../engine/status.js';
-import type { Engine } from '../engine/types.js';
+import type { Engine, EngineStatus } from '../engine/types.js';
 import type { Method } from '../jsonrpc/dispatcher.js';
 import { method } from './core.js';
 import { object } from './schema.js';
+
+/** What a user key sees: the state, the model's file name (not where it lives), when the last failure happened (not its text, which may name files). */
+function userView(status: EngineStatus): EngineStatus {
+  return {
+    engine: status.engine,
+    state: status.state,
+    restarts: status.restarts,
+    model_path: status.model_path === null ? null : basename(status.model_path),
+    last_error: status.last_error === null ? null : { message: 'the runtime failed (an admin key sees why)', at: status.last_error.at },
+  };
+}
 
 /** `engine_status`: the engine's state (ready, restarting after a runtime crash, failed...), its model, restarts and last error. */
 export function engineStatusMethod(engine: Engine): [string, Method] {
@@ -11,7 +23,7 @@ export function engineStatusMethod(engine: Engine): [string, Method] {
     method<Record<string, never>>(
       'Reports the engine: its state (unloaded, loading, ready, restarting after a runtime crash, failed), model, restarts and last error.',
       object({}),
-      () => engineStatus(engine),
+      (_params, ctx) => (ctx.client.admin ? engineStatus(engine) : userView(engineStatus(engine))),
     ),
   ];
 }

@@ -2,7 +2,7 @@ import { notOwned } from '../auth.js';
 import { fault } from '../errors.js';
 import { PUSHED, type Method } from '../jsonrpc/dispatcher.js';
 import type { StreamHub } from '../streams/hub.js';
-import { method } from './core.js';
+import { method, streaming } from './core.js';
 import { chunkOutlet } from './delivery.js';
 import { int, object, str } from './schema.js';
 
@@ -14,7 +14,7 @@ interface AttachParams {
 /** Methods that only make sense on a live connection (TCP, UDP, WebSocket, stdio). */
 export function liveMethods(hub: StreamHub): Array<[string, Method]> {
   return [
-    [
+    streaming([
       'rkllm_stream_attach',
       method<AttachParams>(
         'Resumes a buffered stream (detached, or started over HTTP or UDP) on this connection: pushes every chunk after after_seq, ' +
@@ -36,6 +36,6 @@ export function liveMethods(hub: StreamHub): Array<[string, Method]> {
           return sending ? PUSHED : { chunk: null };
         },
       ),
-    ],
+    ]),
   ];
 }

@@ -3,7 +3,6 @@
  * cache, templates, tools, cross-attention and the header's constants. Each maps one to one onto
  * a function of rkllm.h and onto one method of the engine.
  */
-import { stat } from 'node:fs/promises';
 import type { EngineFeature } from '../engine/capabilities.js';
 import {
   CPU_MASKS,
@@ -20,14 +19,17 @@ import {
 } from '../engine/types.js';
 import type { Method } from '../jsonrpc/dispatcher.js';
 import { fault } from '../errors.js';
+import type { ClientFolders } from '../paths.js';
 import type { StreamHub } from '../streams/hub.js';
-import { method } from './core.js';
+import { adminOnly, method } from './core.js';
 import { maxNewTokensProperty, samplingProperties } from './run-params.js';
 import { bool, int, num, object, str, type JsonSchema } from './schema.js';
 
 export interface RkllmDeps {
   engine: Engine;
   hub: StreamHub;
+  /** Where the file names clients give are resolved. */
+  folders: ClientFolders;
 }
 
 const NO_PARAMS = object({});
@@ -43,7 +45,10 @@ const extendParamSchema = object({
 
 const initSchema = object(
   {
-    model_path: { ...str('The model file (GGUF for the llama.cpp engine)'), minLength: 1 },
+    model_path: {
+      ...str('A model file name inside the models folder (setting folders.models; GGUF for the llama.cpp engine)'),
+      minLength: 1,
+    },
     max_context_len: int(16, 1 << 20),
     max_new_tokens: maxNewTokensProperty,
     ...Object.fromEntries(Object.entries(samplingProperties).filter(([name]) => name !== 'seed')),
@@ -65,14 +70,6 @@ const positions = (description: string): JsonSchema => ({
 
 const floats: JsonSchema = { type: 'array', items: { type: 'number' } };
 
-/** Refuses a path that names no regular file with -32602, so a typo is not reported as a runtime failure. */
-async function requireFile(path: string, field: string): Promise<void> {
-  const info = await stat(path).catch(() => undefined);
-  if (!info?.isFile()) {
-    throw fault('INVALID_PARAMS', 'detail', { detail: `"${field}" names no file: ${path}` }, { reason: 'file_not_found', path });
-  }
-}
-
 const asArray = (value: number | number[] | undefined): number[] | undefined => (typeof value === 'number' ? [value] : value);
 
 /** `RKLLMParam` from the flat fields of `rkllm_init`, on top of the runtime's defaults. */
@@ -82,22 +79,22 @@ function toParam(params: Partial<RKLLMParam> & { extend_param?: Partial<RKLLMExt
 }
 
 /** The production methods of the RKLLM API that `coreMethods` does not cover. */
-export function rkllmMethods({ engine, hub }: RkllmDeps): Array<[string, Method]> {
+export function rkllmMethods({ engine, hub, folders }: RkllmDeps): Array<[string, Method]> {
   const supported = (feature: EngineFeature) => (): boolean => engine.supports(feature);
   return [
     [
       'rkllm_createDefaultParam',
       method('Returns every RKLLMParam field with the runtime defaults (rkllm_createDefaultParam).', NO_PARAMS, () => createDefaultParam()),
     ],
-    [
+    adminOnly([
       'rkllm_init',
       method<Partial<RKLLMParam>>(
         'Loads a model (rkllm_init), taking the RKLLMParam fields flat; missing fields take the defaults of rkllm_createDefaultParam. ' +
           'The server holds one model at a time: call rkllm_destroy first.',
         initSchema,
         async (params) => {
-          await requireFile(params.model_path!, 'model_path');
-          await engine.init(toParam(params));
+          const modelPath = await folders.models.file(params.model_path!, 'model_path');
+          await engine.init(toParam({ ...params, model_path: modelPath }));
           return {
             initialized: true,
             engine: engine.name,
@@ -106,8 +103,8 @@ export function rkllmMethods({ engine, hub }: RkllmDeps): Array<[string, Method]
           };
         },
       ),
-    ],
-    [
+    ]),
+    adminOnly([
       'rkllm_destroy',
       method(
         'Unloads the model (rkllm_destroy). Every running or queued stream ends with a final chunk carrying error -32009.',
@@ -119,42 +116,44 @@ export function rkllmMethods({ engine, hub }: RkllmDeps): Array<[string, Method]
           return { destroyed: true, streams_stopped: streams };
         },
       ),
-    ],
-    [
+    ]),
+    adminOnly([
       'rkllm_load_lora',
       method<{ lora_adapter_path: string; lora_adapter_name: string; scale?: number }>(
         'Loads a LoRA adapter (rkllm_load_lora; GGUF for the llama.cpp engine). A run uses it by naming it in lora_params.lora_adapter_name.',
         object(
           {
-            lora_adapter_path: { ...str(), minLength: 1 },
+            lora_adapter_path: { ...str('A file name inside the LoRA adapter folder (setting folders.lora_adapters)'), minLength: 1 },
             lora_adapter_name: { ...str(), minLength: 1 },
             scale: num(-100, 100, 'Strength of the adapter; default 1'),
           },
           ['lora_adapter_path', 'lora_adapter_name'],
         ),
         async (params) => {
-          await requireFile(params.lora_adapter_path, 'lora_adapter_path');
-          await engine.loadLora({ ...params, scale: params.scale ?? 1 });
+          const path = await folders.loraAdapters.file(params.lora_adapter_path, 'lora_adapter_path');
+          await engine.loadLora({ ...params, lora_adapter_path: path, scale: params.scale ?? 1 });
           return { loaded: true, lora_adapter_name: params.lora_adapter_name };
         },
         supported('lora'),
       ),
-    ],
-    [
+    ]),
+    adminOnly([
       'rkllm_load_prompt_cache',
       method<{ prompt_cache_path: string }>(
         'Loads a prompt cache saved by a run with prompt_cache_params.save_prompt_cache (rkllm_load_prompt_cache). ' +
           'Runs whose input starts with the cached prefix skip its prefill.',
-        object({ prompt_cache_path: { ...str(), minLength: 1 } }, ['prompt_cache_path']),
+        object(
+          { prompt_cache_path: { ...str('A file name inside the prompt cache folder (setting folders.prompt_caches)'), minLength: 1 } },
+          ['prompt_cache_path'],
+        ),
         async (params) => {
-          await requireFile(params.prompt_cache_path, 'prompt_cache_path');
-          await engine.loadPromptCache(params.prompt_cache_path);
+          await engine.loadPromptCache(await folders.promptCaches.file(params.prompt_cache_path, 'prompt_cache_path'));
           return { loaded: true, prompt_cache_path: params.prompt_cache_path };
         },
         supported('prompt_cache'),
       ),
-    ],
-    [
+    ]),
+    adminOnly([
       'rkllm_release_prompt_cache',
       method(
         'Forgets the loaded prompt cache (rkllm_release_prompt_cache).',
@@ -165,8 +164,8 @@ export function rkllmMethods({ engine, hub }: RkllmDeps): Array<[string, Method]
         },
         supported('prompt_cache'),
       ),
-    ],
-    [
+    ]),
+    adminOnly([
       'rkllm_clear_kv_cache',
       method<{ keep_system_prompt?: number | boolean; start_pos?: number | number[]; end_pos?: number | number[] }>(
         'Clears the KV cache (rkllm_clear_kv_cache). Without positions it clears everything, keeping the system prompt if keep_system_prompt is 1; ' +
@@ -188,17 +187,17 @@ export function rkllmMethods({ engine, hub }: RkllmDeps): Array<[string, Method]
         },
         supported('kv_cache'),
       ),
-    ],
+    ]),
     [
       'rkllm_get_kv_cache_size',
       method(
-        'Reports the tokens held in the KV cache, one entry per slot (rkllm_get_kv_cache_size).',
+        'Reports the tokens held in the KV cache, one entry per slot (rkllm_get_kv_cache_size); a user key sees only its own conversation, 0 elsewhere.',
         NO_PARAMS,
-        () => engine.getKvCacheSize(),
+        (_params, ctx) => engine.getKvCacheSize(ctx.client.admin ? undefined : ctx.client.id),
         supported('kv_cache'),
       ),
     ],
-    [
+    adminOnly([
       'rkllm_set_chat_template',
       method<ChatTemplate>(
         'Sets how prompts are wrapped (rkllm_set_chat_template): the system prompt starts each conversation, prefix and postfix surround each prompt.',
@@ -209,8 +208,8 @@ export function rkllmMethods({ engine, hub }: RkllmDeps): Array<[string, Method]
         },
         supported('chat_template'),
       ),
-    ],
-    [
+    ]),
+    adminOnly([
       'rkllm_set_function_tools',
       method<FunctionTools>(
         'Offers function tools (rkllm_set_function_tools): tools is a JSON array of tool definitions, placed in the system prompt; ' +
@@ -229,8 +228,8 @@ export function rkllmMethods({ engine, hub }: RkllmDeps): Array<[string, Method]
         },
         supported('function_tools'),
       ),
-    ],
-    [
+    ]),
+    adminOnly([
       'rkllm_set_cross_attn_params',
       method<RKLLMCrossAttnParam>(
         "Sets the encoder's cross-attention inputs (rkllm_set_cross_attn_params).",
@@ -250,7 +249,7 @@ export function rkllmMethods({ engine, hub }: RkllmDeps): Array<[string, Method]
         },
         supported('cross_attn'),
       ),
-    ],
+    ]),
     [
       'rkllm_get_constants',
       method('Returns every enum and constant of rkllm.h.', NO_PARAMS, () => ({

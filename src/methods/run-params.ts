@@ -1,4 +1,5 @@
 import { fault } from '../errors.js';
+import type { ConfinedFolder } from '../paths.js';
 import { RKLLMInputType, type RKLLMInferParam, type RKLLMInput } from '../engine/types.js';
 import type { RunParams } from '../streams/hub.js';
 import { bool, int, num, object, str, type JsonSchema } from './schema.js';
@@ -47,9 +48,28 @@ const inferProperties: Record<string, JsonSchema> = {
   mode: int(0, 2, 'RKLLMInferMode: 0 GENERATE, 1 GET_LAST_HIDDEN_LAYER, 2 GET_LOGITS'),
   lora_params: { anyOf: [object({ lora_adapter_name: str() }, ['lora_adapter_name']), { type: 'null' }] },
   prompt_cache_params: {
-    anyOf: [object({ save_prompt_cache: int(0, 1), prompt_cache_path: str() }, ['prompt_cache_path']), { type: 'null' }],
+    anyOf: [
+      object(
+        {
+          save_prompt_cache: int(0, 1),
+          prompt_cache_path: str('A file name inside the prompt cache folder (setting folders.prompt_caches)'),
+        },
+        ['prompt_cache_path'],
+      ),
+      { type: 'null' },
+    ],
   },
-  keep_history: int(0, 1, '1 continues the conversation on the next run, 0 starts fresh'),
+  keep_history: int(0, 1, '1 continues the conversation on the next run, 0 starts fresh (each API key has its own)'),
+  chat_template: object({ system_prompt: str(), prompt_prefix: str(), prompt_postfix: str() }, [
+    'system_prompt',
+    'prompt_prefix',
+    'prompt_postfix',
+  ]),
+  function_tools: object({ system_prompt: str(), tools: str('A JSON array of tool definitions'), tool_response_str: str() }, [
+    'system_prompt',
+    'tools',
+    'tool_response_str',
+  ]),
   max_new_tokens: maxNewTokensProperty,
 };
 
@@ -131,4 +151,12 @@ export function toRunParams(params: Fields, maxContext: number): RunParams {
     sampling_params: sampling,
   };
   return { input, infer };
+}
+
+/** `params` with its prompt cache name resolved inside `folder` (the folder is made when the run saves a cache); refuses a name leading out. */
+export async function confineRunPaths(params: RunParams, folder: ConfinedFolder): Promise<RunParams> {
+  const cache = params.infer.prompt_cache_params;
+  if (!cache) return params;
+  const path = await folder.target(cache.prompt_cache_path, 'prompt_cache_path', Boolean(cache.save_prompt_cache));
+  return { ...params, infer: { ...params.infer, prompt_cache_params: { ...cache, prompt_cache_path: path } } };
 }

@@ -51,6 +51,11 @@ export interface StreamSelector {
   request_id?: RequestId;
 }
 
+/** The run, as its owner's: it continues that owner's `keep_history` conversation only. */
+function ownedBy(params: RunParams, owner: StreamOwner): RunParams {
+  return owner.id === undefined ? params : { ...params, owner: owner.id };
+}
+
 /**
  * Owns every stream of one server: admits runs through the scheduler, drives the engine, hands
  * each stream's chunks to its delivery (the buffer store, a live outlet), and aborts what is
@@ -88,6 +93,7 @@ export class StreamHub {
    * limit is reached. The owner names the stream and is charged for it.
    */
   async start(params: RunParams, requestId: RequestId | undefined, delivery: Delivery, owner: StreamOwner = ANYONE): Promise<Stream> {
+    params = ownedBy(params, owner);
     const { stream, release } = await this.#admit(params, requestId, owner);
     try {
       await this.#delivery.open(stream, delivery);
@@ -112,6 +118,7 @@ export class StreamHub {
 
   /** Runs to the end (`rkllm_run`). `signal` aborts it, e.g. when the client disconnects. */
   async run(params: RunParams, requestId: RequestId | undefined, signal: AbortSignal, owner: StreamOwner = ANYONE): Promise<RunResult> {
+    params = ownedBy(params, owner);
     const { stream, release } = await this.#admit(params, requestId, owner);
     const parts: string[] = [];
     stream.subscribe((chunk) => parts.push(chunk.delta));
@@ -168,6 +175,13 @@ export class StreamHub {
 
   get liveCount(): number {
     return this.#live.size;
+  }
+
+  /** How many live streams `selected` accepts (a client's own, for a view that must not show other clients' streams). */
+  countLive(selected: (stream: Stream) => boolean): number {
+    let count = 0;
+    for (const stream of this.#live.values()) if (selected(stream)) count++;
+    return count;
   }
 
   /** Drops expired buffers and aborts the generations nobody is polling any more (nor receiving live). */

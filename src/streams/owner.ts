@@ -4,6 +4,8 @@
  * queued or running.
  */
 export interface StreamOwner {
+  /** Whose `keep_history` conversation its runs continue (`RunRequest.owner`); absent: the shared one. */
+  readonly id?: string;
   /** The id of a new stream, from a fresh random one. */
   streamId(fresh: string): string;
   /** Counts a new stream, or throws the refusal when the owner's limit is reached. Returns the release, called once when the stream ends. */

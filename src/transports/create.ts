@@ -17,9 +17,14 @@ export interface TransportOptions {
   limits: ConnectionLimits;
   /** Open connections per transport (TCP, WebSocket) at most. */
   maxConnections: number;
-  http?: { port: number; maxBodyBytes: number };
+  /** How long a TCP or WebSocket connection may stay without a valid key while keys are required, in ms. */
+  authTimeoutMs: number;
+  /** Browser origins allowed besides the server's own, on HTTP and WebSocket. */
+  allowedOrigins: readonly string[];
+  http?: { port: number; maxBodyBytes: number; requestTimeoutMs: number };
   tcp?: { port: number; maxLineBytes: number };
-  udp?: { port: number; maxDatagramBytes: number };
+  /** `guard`: bound beyond loopback, so a datagram without a valid key gets no more than its own size back and starts no stream. */
+  udp?: { port: number; maxDatagramBytes: number; guard: boolean };
   ws?: { port: number; maxMessageBytes: number };
   stdio?: { maxLineBytes: number };
 }
@@ -38,16 +43,18 @@ export interface TransportDeps {
 
 /** Builds every transport `options` names, in the order the readiness line names them. */
 export function createTransports(options: TransportOptions, deps: TransportDeps): Transport[] {
-  const { host, limits, maxConnections } = options;
+  const { host, limits, maxConnections, authTimeoutMs, allowedOrigins } = options;
   const { handle, gate, log } = deps;
   const transports: Transport[] = [];
   if (options.http) {
-    const { port, maxBodyBytes } = options.http;
+    const { port, maxBodyBytes, requestTimeoutMs } = options.http;
     transports.push(
       new HttpTransport({
         host,
         port,
         maxBodyBytes,
+        requestTimeoutMs,
+        allowedOrigins,
         idleTimeoutMs: limits.idleTimeoutMs,
         handle,
         gate,
@@ -59,15 +66,17 @@ export function createTransports(options: TransportOptions, deps: TransportDeps)
   }
   if (options.tcp) {
     const { port, maxLineBytes } = options.tcp;
-    transports.push(new TcpTransport({ host, port, maxLineBytes, maxConnections, limits, handle, gate, log }));
+    transports.push(new TcpTransport({ host, port, maxLineBytes, maxConnections, authTimeoutMs, limits, handle, gate, log }));
   }
   if (options.udp) {
-    const { port, maxDatagramBytes } = options.udp;
-    transports.push(new UdpTransport({ host, port, maxDatagramBytes, maxSendBufferBytes: limits.maxSendBufferBytes, handle, log }));
+    const { port, maxDatagramBytes, guard } = options.udp;
+    const maxSendBufferBytes = limits.maxSendBufferBytes;
+    transports.push(new UdpTransport({ host, port, maxDatagramBytes, maxSendBufferBytes, guard, gate, handle, log }));
   }
   if (options.ws) {
     const { port, maxMessageBytes } = options.ws;
-    transports.push(new WsTransport({ host, port, maxMessageBytes, maxConnections, limits, handle, gate, log }));
+    const wsOptions = { host, port, maxMessageBytes, maxConnections, authTimeoutMs, allowedOrigins, limits, handle, gate, log };
+    transports.push(new WsTransport(wsOptions));
   }
   if (options.stdio) {
     const io = { input: process.stdin, output: process.stdout };

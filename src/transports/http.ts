@@ -6,12 +6,15 @@ import { ERROR_NAMES, ERRORS, fault, ServerError, type ErrorSpec } from '../erro
 import { errorResponse, type JsonRpcResponse } from '../jsonrpc/message.js';
 import { BodyTooLarge, type HttpRoute } from './http-route.js';
 import { listen } from './listen.js';
+import { foreignOrigin } from './origin.js';
 import type { MessageHandler, Transport } from './transport.js';
 
 /** A GET endpoint beside JSON-RPC (`/health`, `/metrics`). */
 export interface HttpEndpoint {
   /** Whether it needs an API key when keys are set (`/metrics` does; `/health` is for load balancers and does not). */
   keyed: boolean;
+  /** With keys, only an admin key may read it (it shows every client's state): others get 403. */
+  admin?: boolean;
   serve(): Promise<{ status: number; type: string; body: string }>;
 }
 
@@ -21,6 +24,10 @@ export interface HttpTransportOptions {
   maxBodyBytes: number;
   /** How long a keep-alive connection may stay idle between requests; 0 never closes it. */
   idleTimeoutMs: number;
+  /** How long a client may take to send a whole request, headers and body (setting http.request_timeout_s); then 408. */
+  requestTimeoutMs: number;
+  /** Browser origins allowed besides the server's own (setting http.allowed_origins). */
+  allowedOrigins: readonly string[];
   handle: MessageHandler;
   gate: ClientGate;
   /** GET endpoints by path. */
@@ -131,12 +138,22 @@ export class HttpTransport implements Transport {
   readonly name = 'http';
   readonly #options: HttpTransportOptions;
   readonly #server: Server;
+  readonly #origins: ReadonlySet<string>;
   #sockets = 0;
   #closed: Promise<void> | undefined;
 
   constructor(options: HttpTransportOptions) {
     this.#options = options;
-    this.#server = createServer({ keepAliveTimeout: options.idleTimeoutMs }, (req, res) => this.#onRequest(req, res));
+    this.#origins = new Set(options.allowedOrigins);
+    const timeout = options.requestTimeoutMs;
+    const serverOptions = {
+      keepAliveTimeout: options.idleTimeoutMs,
+      requestTimeout: timeout,
+      headersTimeout: timeout,
+      // Node checks these timeouts only this often (30 s by default).
+      connectionsCheckingInterval: Math.min(30_000, Math.max(50, timeout / 4)),
+    };
+    this.#server = createServer(serverOptions, (req, res) => this.#onRequest(req, res));
     this.#server.on('connection', (socket) => {
       this.#sockets++;
       socket.once('close', () => this.#sockets--);
@@ -167,6 +184,11 @@ export class HttpTransport implements Transport {
   }
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const foreign = foreignOrigin(req.headers, this.#origins);
+    if (foreign) {
+      refuse(req, res, foreign);
+      return;
+    }
     const url = new URL(req.url ?? '/', 'http://x');
     const method = req.method ?? 'GET';
     const route = this.#options.routes?.().find((r) => r.matches(method, url.pathname, req.headers));
@@ -247,7 +269,9 @@ export class HttpTransport implements Transport {
 
   async #serve(endpoint: HttpEndpoint, req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      if (endpoint.keyed) this.#options.gate.keyFromHeader(req.headers.authorization, 'refuse');
+      const { gate } = this.#options;
+      const key = endpoint.keyed ? gate.keyFromHeader(req.headers.authorization, 'refuse') : undefined;
+      if (endpoint.admin && gate.keysRequired && !key?.admin) throw fault('FORBIDDEN', 'admin_view', { what: `GET ${req.url ?? ''}` });
       const { status, type, body } = await endpoint.serve();
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' }).end(body);
     } catch (err) {

@@ -16,6 +16,8 @@ export interface TcpTransportOptions {
   maxLineBytes: number;
   /** Open connections at most. */
   maxConnections: number;
+  /** How long a connection may stay without a valid key while keys are required, in ms. */
+  authTimeoutMs: number;
   limits: ConnectionLimits;
   handle: MessageHandler;
   gate: ClientGate;

@@ -12,6 +12,8 @@ export interface TrackedConnectionsOptions {
   title: string;
   /** Open connections at most (setting connections.max_connections). */
   maxConnections: number;
+  /** How long a connection may stay without a valid key while keys are required (setting auth.timeout_s), in ms. */
+  authTimeoutMs: number;
   limits: ConnectionLimits;
   handle: MessageHandler;
   gate: ClientGate;
@@ -25,7 +27,7 @@ export interface TrackedConnectionsOptions {
  */
 export class TrackedConnections<S> {
   readonly #options: TrackedConnectionsOptions;
-  readonly #open = new Map<S, { connection: LiveConnection; release: () => void }>();
+  readonly #open = new Map<S, { connection: LiveConnection; release: () => void; authTimer?: NodeJS.Timeout }>();
   #accepted = 0;
 
   constructor(options: TrackedConnectionsOptions) {
@@ -58,8 +60,26 @@ export class TrackedConnections<S> {
       return undefined;
     }
     const connection = new LiveConnection({ id: `${transport}#${++this.#accepted}`, transport, peer, handle, limits, log, wire });
-    this.#open.set(socket, { connection, release });
+    this.#open.set(socket, { connection, release, ...this.#awaitKey(connection, peer, release) });
     return connection;
+  }
+
+  /**
+   * While keys are required, a connection without one counts against its address and has
+   * `authTimeoutMs` to authenticate; once it does, its address count is released (its key's was taken).
+   */
+  #awaitKey(connection: LiveConnection, peer: Peer, releaseAddress: () => void): { authTimer?: NodeJS.Timeout } {
+    const { gate, authTimeoutMs } = this.#options;
+    if (!gate.keysRequired || peer.key) return {};
+    const authTimer = setTimeout(() => {
+      if (!peer.key) connection.closeWith(fault('UNAUTHORIZED', 'timeout', { timeout_s: authTimeoutMs / 1000 }));
+    }, authTimeoutMs);
+    authTimer.unref();
+    peer.authenticated = () => {
+      clearTimeout(authTimer);
+      releaseAddress();
+    };
+    return { authTimer };
   }
 
   /** The socket has closed: its connection is disposed and stops counting. */
@@ -67,13 +87,15 @@ export class TrackedConnections<S> {
     const open = this.#open.get(socket);
     if (!open) return;
     open.connection.dispose();
+    clearTimeout(open.authTimer);
     this.#open.delete(socket);
     open.release();
   }
 
   /** The transport closes: every connection is disposed and `destroy` cuts its socket. */
   disposeAll(destroy: (socket: S) => void): void {
-    for (const [socket, { connection }] of this.#open) {
+    for (const [socket, { connection, authTimer }] of this.#open) {
+      clearTimeout(authTimer);
       connection.dispose();
       destroy(socket);
     }

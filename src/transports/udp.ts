@@ -1,6 +1,7 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
+import type { ClientGate } from '../clients.js';
 import type { Connection } from '../jsonrpc/connection.js';
 import { fault } from '../errors.js';
 import { errorResponse, type JsonRpcResponse } from '../jsonrpc/message.js';
@@ -14,6 +15,14 @@ export interface UdpTransportOptions {
   maxDatagramBytes: number;
   /** Bytes of datagrams queued for sending at most, over all peers. */
   maxSendBufferBytes: number;
+  /**
+   * Bound beyond loopback: a datagram that does not carry a valid `api_key` in every request gets
+   * no more bytes back than it had (replies that would exceed that are dropped) and starts no stream,
+   * so the server cannot be used to amplify traffic towards a forged sender address.
+   */
+  guard: boolean;
+  /** Tells whether a datagram carries valid keys. */
+  gate: ClientGate;
   handle: MessageHandler;
   log: Logger;
 }
@@ -86,7 +95,8 @@ export class UdpTransport implements Transport {
       peer.send(errorResponse(null, error));
       return;
     }
-    void this.#dispatch(data, peer, sender);
+    const restricted = this.#options.guard && !this.#options.gate.presentsKey(data);
+    void this.#dispatch(data, restricted ? this.#peer(sender, data.length) : peer, sender);
   }
 
   /** Each datagram stands alone: over UDP a key travels in every request (`api_key`), never in a session. */
@@ -110,23 +120,40 @@ export class UdpTransport implements Transport {
    * lossy, so streams started through it are buffered and gaps are repaired with `poll`. It never
    * closes on its own (UDP has no disconnects), only with the transport.
    */
-  #peer(sender: RemoteInfo): Connection {
+  #peer(sender: RemoteInfo, budget?: number): Connection {
+    let left = budget ?? Infinity;
     return {
       id: `udp:${formatAddress(sender)}`,
       lossy: true,
+      restricted: budget !== undefined,
       closed: this.#closing.signal,
       sendLimit: { bytes: this.#options.maxSendBufferBytes, setting: 'connections.max_send_buffer_bytes' },
-      send: (message) => this.#sendTo(sender, message),
+      send: (message) => {
+        const data = this.#encode(message);
+        if (data.length > left) {
+          this.#options.log.debug(
+            { to: formatAddress(sender), bytes: data.length, budget: left },
+            'udp: reply larger than the datagram; not sent',
+          );
+          return true;
+        }
+        left -= data.length;
+        return this.#sendTo(sender, data);
+      },
       hold: () => () => {},
     };
   }
 
-  /** Sends one datagram; false once the datagrams still queued exceed the cap. */
-  #sendTo(to: RemoteInfo, message: JsonRpcResponse | JsonRpcResponse[]): boolean {
-    if (this.#closing.signal.aborted) return false;
+  /** One datagram for `message`; a reply over the datagram limit becomes an error that fits. */
+  #encode(message: JsonRpcResponse | JsonRpcResponse[]): Buffer {
     const limit = this.#options.maxDatagramBytes;
-    let data = Buffer.from(JSON.stringify(message));
-    if (data.length > limit) data = Buffer.from(JSON.stringify(tooLargeReply(message, data.length, limit)));
+    const data = Buffer.from(JSON.stringify(message));
+    return data.length > limit ? Buffer.from(JSON.stringify(tooLargeReply(message, data.length, limit))) : data;
+  }
+
+  /** Sends one datagram; false once the datagrams still queued exceed the cap. */
+  #sendTo(to: RemoteInfo, data: Buffer): boolean {
+    if (this.#closing.signal.aborted) return false;
     this.#pendingBytes += data.length;
     this.#socket.send(data, to.port, to.address, (err) => {
       this.#pendingBytes -= data.length;

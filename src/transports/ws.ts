@@ -1,13 +1,14 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { STATUS_CODES, createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { ApiKey, Peer } from '../auth.js';
 import type { ClientGate } from '../clients.js';
-import { fault, type ServerError } from '../errors.js';
+import { ERRORS, fault, type ServerError } from '../errors.js';
 import { errorResponse } from '../jsonrpc/message.js';
 import type { ConnectionLimits, LiveConnection } from './live-connection.js';
 import { Listener } from './listen.js';
+import { foreignOrigin } from './origin.js';
 import { TrackedConnections } from './tracked-connections.js';
 import type { MessageHandler, Transport } from './transport.js';
 
@@ -18,6 +19,10 @@ export interface WsTransportOptions {
   maxMessageBytes: number;
   /** Open connections at most. */
   maxConnections: number;
+  /** How long a connection may stay without a valid key while keys are required, in ms. */
+  authTimeoutMs: number;
+  /** Browser origins allowed besides the server's own (setting http.allowed_origins). */
+  allowedOrigins: readonly string[];
   limits: ConnectionLimits;
   handle: MessageHandler;
   gate: ClientGate;
@@ -27,12 +32,13 @@ export interface WsTransportOptions {
 /** WebSocket close codes (RFC 6455, section 7.4.1). */
 const CloseCode = { NORMAL: 1000, TRY_AGAIN_LATER: 1013 } as const;
 
-/** Refuses a handshake that carries a wrong key: HTTP 401 with the JSON-RPC error, as on the HTTP transport. */
+/** Refuses a handshake (a wrong key: 401; a foreign origin: 403) with the JSON-RPC error, as on the HTTP transport. */
 function refuseHandshake(socket: Duplex, error: ServerError): void {
   const body = JSON.stringify(errorResponse(null, error));
+  const status = (ERRORS[error.name] as { http?: number }).http ?? 400;
   const head = [
-    'HTTP/1.1 401 Unauthorized',
-    'WWW-Authenticate: Bearer',
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
+    ...(status === 401 ? ['WWW-Authenticate: Bearer'] : []),
     'Content-Type: application/json',
     `Content-Length: ${Buffer.byteLength(body)}`,
     'Connection: close',
@@ -70,8 +76,14 @@ export class WsTransport implements Transport {
       res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' }).end('This port speaks JSON-RPC over WebSocket\n');
     });
     this.#listener = new Listener(this.#http, options.host, options.port);
+    const origins = new Set(options.allowedOrigins);
     this.#http.on('upgrade', (req, socket, head) => {
       socket.on('error', (err) => options.log.debug({ err }, 'ws: socket error during upgrade'));
+      const foreign = foreignOrigin(req.headers, origins);
+      if (foreign) {
+        refuseHandshake(socket, foreign);
+        return;
+      }
       const key = this.#keyOf(req, socket);
       if (key === null) return;
       const peer: Peer = { address: req.socket.remoteAddress ?? 'unknown', key };

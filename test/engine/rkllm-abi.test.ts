@@ -64,9 +64,10 @@ interface Echo {
 }
 
 /** Runs once and returns the echo, the last NORMAL result and the outcome. */
-async function echoRun(engine: RkllmEngine, input: RKLLMInput, infer: Partial<RKLLMInferParam> = {}) {
+async function echoRun(engine: RkllmEngine, input: RKLLMInput, infer: Partial<RKLLMInferParam> = {}, owner?: string) {
   const results: Array<{ result: RKLLMResult; state: State }> = [];
-  const outcome = await engine.run({ input, infer: { mode: 0, keep_history: 0, ...infer } }, (result, state) => {
+  const request = { input, infer: { mode: 0 as const, keep_history: 0, ...infer }, ...(owner === undefined ? {} : { owner }) };
+  const outcome = await engine.run(request, (result, state) => {
     results.push({ result, state });
     return 0;
   });
@@ -298,6 +299,20 @@ for (const layout of LAYOUT_VERSIONS) {
         expect(echo.cross_attn).to.deep.equal(crossAttn);
         // One position per batch slot (n_batch 2): the second slot is padded with an empty range.
         expect(echo.last_clear_kv_cache).to.deep.equal({ keep_system_prompt: 1, start_pos: [1, 0], end_pos: [2, 0] });
+      });
+
+      it("keep_history is its owner's: another owner's run clears the runtime's one history first, and sees none of it", async () => {
+        await engine.clearKvCache({ keep_system_prompt: false });
+        await echoRun(engine, prompt('from A'), { keep_history: 1 }, 'key_a');
+        const ofA = (await engine.getKvCacheSize('key_a')).cache_sizes;
+        expect(ofA[0]).to.be.greaterThan(0);
+        expect((await engine.getKvCacheSize()).cache_sizes).to.deep.equal(ofA);
+        expect((await engine.getKvCacheSize('key_b')).cache_sizes).to.deep.equal(ofA.map(() => 0));
+        const again = await echoRun(engine, prompt('A again'), { keep_history: 1 }, 'key_a');
+        expect(again.echo.last_clear_kv_cache).to.include({ keep_system_prompt: 0 });
+        const ofB = await echoRun(engine, prompt('from B'), { keep_history: 1 }, 'key_b');
+        expect(ofB.echo.last_clear_kv_cache).to.include({ keep_system_prompt: 1 });
+        expect((await engine.getKvCacheSize('key_a')).cache_sizes[0]).to.equal(0);
       });
 
       it('RKLLMResult: text, token id, perf, hidden states and logits are read at their offsets; kv cache sizes too', async () => {

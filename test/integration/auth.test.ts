@@ -8,6 +8,7 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const KEY_A = 'alpha-key-0123456789abcdef';
 const KEY_B = 'bravo-key-0123456789abcdef';
+const ADMIN = 'admin-key-0123456789abcdef';
 const bearer = (key: string): Record<string, string> => ({ authorization: `Bearer ${key}` });
 const UNAUTHORIZED = { code: -32015, message: 'Unauthorized: a valid API key is required' };
 const LONG = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000 };
@@ -44,7 +45,7 @@ describe('Authentication with API keys', function () {
   };
 
   before(async () => {
-    server = await startTestServer({ settings: { engine: { parallel: 2 }, auth: { api_keys: [KEY_A, KEY_B] } } });
+    server = await startTestServer({ settings: { engine: { parallel: 2 }, auth: { api_keys: [KEY_A, KEY_B], admin_keys: [ADMIN] } } });
     a = new HttpRpc(server.url, bearer(KEY_A));
     b = new HttpRpc(server.url, bearer(KEY_B));
   });
@@ -80,12 +81,15 @@ describe('Authentication with API keys', function () {
       expect(res.body).to.deep.equal({ jsonrpc: '2.0', id: 7, error: UNAUTHORIZED });
     });
 
-    it('GET /health needs no key; GET /metrics does', async () => {
+    it('GET /health needs no key; GET /metrics needs an admin key', async () => {
       expect((await fetch(`${server.url}health`)).status).to.equal(200);
       const refused = await fetch(`${server.url}metrics`);
       expect(refused.status).to.equal(401);
       expect(((await refused.json()) as any).error).to.deep.equal(UNAUTHORIZED);
-      const metrics = await fetch(`${server.url}metrics`, { headers: bearer(KEY_A) });
+      const user = await fetch(`${server.url}metrics`, { headers: bearer(KEY_A) });
+      expect(user.status).to.equal(403);
+      expect(((await user.json()) as any).error.code).to.equal(-32018);
+      const metrics = await fetch(`${server.url}metrics`, { headers: bearer(ADMIN) });
       expect(metrics.status).to.equal(200);
       expect(await metrics.text()).to.include('rkllm_tokens_generated_total');
     });

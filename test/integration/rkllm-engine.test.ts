@@ -5,6 +5,7 @@
  * exit code, are tested in cli.test.ts.
  */
 import { expect } from 'chai';
+import { basename, dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TcpRpc } from '../helpers/live-rpc.js';
 import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
@@ -34,6 +35,7 @@ describe('server with --engine rkllm (ABI twin 1.3)', function () {
       // A long first delay, so the test sees the engine restarting.
       settings: {
         engine: { kind: 'rkllm', model_path: TWIN_MODELS.story, max_context_len: 1024, rkllm: { library, restart_delay_ms: 2000 } },
+        folders: { models: dirname(TWIN_MODELS.story) },
       },
     });
     http = new HttpRpc(server.url);
@@ -54,9 +56,9 @@ describe('server with --engine rkllm (ABI twin 1.3)', function () {
     expect(live.text).to.match(/[^\p{ASCII}]/u);
     const functions = await http.result('rkllm_list_functions', {});
     expect(functions.engine.name).to.equal('rkllm');
-    const { json_schema, run_tools, seed, ...rkllmFeatures } = functions.engine.features;
+    const { json_schema, run_tools, run_template, seed, ...rkllmFeatures } = functions.engine.features;
     expect(Object.values(rkllmFeatures).every(Boolean)).to.equal(true);
-    expect([json_schema, run_tools, seed]).to.deep.equal([false, false, false]);
+    expect([json_schema, run_tools, run_template, seed]).to.deep.equal([false, false, false, false]);
   });
 
   it('a runtime crash mid-stream: an error chunk ends that stream, the server keeps answering, the engine restarts and reloads, a queued stream is served', async () => {
@@ -101,7 +103,7 @@ describe('server with --engine rkllm (ABI twin 1.3)', function () {
     expect(drained.last.error!.code).to.equal(-32009);
     expect(await http.result('engine_status', {})).to.include({ state: 'unloaded', model_path: null });
     const init = await http.result('rkllm_init', {
-      model_path: TWIN_MODELS.story,
+      model_path: basename(TWIN_MODELS.story),
       max_context_len: 512,
       top_k: 1,
       extend_param: { n_batch: 1 },

@@ -1,8 +1,8 @@
 // rkllm_init and rkllm_destroy over HTTP: one model at a time, loaded at run time.
 import { expect } from 'chai';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { TINY_MODEL_PROMPTS, ensureBuiltinModel } from '../../src/model/builtin.js';
 import { HttpRpc, type RpcResponse } from '../helpers/rpc.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -19,11 +19,16 @@ describe('rkllm_init and rkllm_destroy', function () {
   this.timeout(120_000);
   let server: TestServer;
   let rpc: HttpRpc;
+  /** The built-in model, by its name inside the models folder (setting folders.models), as clients name it. */
   let modelPath: string;
+  let models: string;
 
   before(async () => {
-    modelPath = await ensureBuiltinModel('tiny');
-    server = await startTestServer({ settings: { engine: { parallel: 1 } } });
+    const builtin = await ensureBuiltinModel('tiny');
+    models = mkdtempSync(join(tmpdir(), 'rkllm-models-'));
+    modelPath = basename(builtin);
+    copyFileSync(builtin, join(models, modelPath));
+    server = await startTestServer({ settings: { engine: { parallel: 1, model_path: builtin }, folders: { models } } });
     rpc = new HttpRpc(server.url);
   });
 
@@ -65,12 +70,11 @@ describe('rkllm_init and rkllm_destroy', function () {
 
   it('refuses a missing model file with -32602 and a file llama.cpp cannot load with -32006, and keeps serving', async () => {
     await rpc.result('rkllm_destroy', {});
-    const missing = await rpc.call('rkllm_init', { model_path: '/nonexistent/model.gguf' });
+    const missing = await rpc.call('rkllm_init', { model_path: 'nonexistent/model.gguf' });
     expectError(missing, -32602, /"model_path" names no file/);
     expect(missing.error!.data.reason).to.equal('file_not_found');
-    const junk = join(mkdtempSync(join(tmpdir(), 'rkllm-init-')), 'junk.gguf');
-    writeFileSync(junk, 'this is not a GGUF file');
-    expectError(await rpc.call('rkllm_init', { model_path: junk }), -32006, /llama\.cpp cannot load/);
+    writeFileSync(join(models, 'junk.gguf'), 'this is not a GGUF file');
+    expectError(await rpc.call('rkllm_init', { model_path: 'junk.gguf' }), -32006, /llama\.cpp cannot load/);
     expectError(await rpc.call('rkllm_init', { model_path: modelPath, extend_param: { use_cross_attn: 1 } }), -32005, /cross-attention/);
     await rpc.result('rkllm_init', { model_path: modelPath });
     expect((await rpc.result('rkllm_run', { prompt_input: 'The fox', max_new_tokens: 5, ...greedy })).perf.generate_tokens).to.equal(5);

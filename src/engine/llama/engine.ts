@@ -132,8 +132,8 @@ export class LlamaEngine implements Engine {
     await clearKvCache(loaded, request, this.slots);
   }
 
-  async getKvCacheSize(): Promise<KvCacheSize> {
-    return kvCacheSize(this.#require());
+  async getKvCacheSize(owner?: string): Promise<KvCacheSize> {
+    return kvCacheSize(this.#require(), owner);
   }
 
   async setChatTemplate(template: ChatTemplate): Promise<void> {
@@ -201,6 +201,7 @@ export class LlamaEngine implements Engine {
       }
       const sequence = await plan.pool.take();
       release = () => plan.pool.give(sequence);
+      if (plan.pool === loaded.base) loaded.conversations.ran(sequence, request.owner ?? '');
       const slotRun = { ...run, sequence, signal: controller.signal };
       const reason = request.infer.mode === RKLLMInferMode.RKLLM_INFER_GET_LOGITS ? await logits(slotRun) : await generate(slotRun);
       return reporter.end(reason, meter.finished());

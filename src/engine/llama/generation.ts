@@ -50,7 +50,7 @@ function deliverOutput(run: Run, outputs: RunOutputs): void {
 }
 
 function keepHistory(loaded: LoadedModel, request: RunRequest, tokens: Token[]): void {
-  loaded.history = request.infer.keep_history ? tokens : [];
+  loaded.conversations.set(request.owner ?? '', request.infer.keep_history ? tokens : []);
 }
 
 function sampling(loaded: LoadedModel, request: RunRequest): SamplingParams {

@@ -24,7 +24,7 @@ export async function clearKvCache(loaded: LoadedModel, request: KvCacheClear, s
     for (const sequence of pools.flatMap((pool) => pool.sequences)) {
       await sequence.eraseContextTokenRanges([{ start: commonPrefix(sequence.contextTokens, system), end: sequence.nextTokenIndex }]);
     }
-    loaded.history = loaded.history.slice(0, commonPrefix(loaded.history, system));
+    loaded.conversations.map((history) => history.slice(0, commonPrefix(history, system)));
     return;
   }
   if (starts === undefined || ends === undefined || starts.length !== ends.length || starts.length > slots) {
@@ -38,11 +38,19 @@ export async function clearKvCache(loaded: LoadedModel, request: KvCacheClear, s
       const stop = Math.min(end, sequence.nextTokenIndex);
       if (start < stop) await sequence.eraseContextTokenRanges([{ start, end: stop }]);
     }
-    // The kept conversation follows slot 0, as with a single RKLLM batch.
-    if (slot === 0 && start < end) loaded.history = [...loaded.history.slice(0, start), ...loaded.history.slice(end)];
+    // The kept conversation of the owner whose run slot 0 last held follows it, as with a single RKLLM batch.
+    const owner = slot === 0 && start < end ? loaded.conversations.slotOwner(loaded.base.sequences[0]!) : undefined;
+    if (owner !== undefined) {
+      const history = loaded.conversations.of(owner);
+      loaded.conversations.set(owner, [...history.slice(0, start), ...history.slice(end)]);
+    }
   }
 }
 
-export function kvCacheSize(loaded: LoadedModel): KvCacheSize {
-  return { cache_sizes: loaded.base.sequences.map((sequence) => sequence.nextTokenIndex) };
+/** Tokens each slot holds; with `owner`, only the slots whose last run was `owner`'s (0 elsewhere), so no client sees another's. */
+export function kvCacheSize(loaded: LoadedModel, owner?: string): KvCacheSize {
+  const sizes = loaded.base.sequences.map((sequence) =>
+    owner === undefined || loaded.conversations.slotOwner(sequence) === owner ? sequence.nextTokenIndex : 0,
+  );
+  return { cache_sizes: sizes };
 }

@@ -3,6 +3,7 @@ import { fault } from '../../errors.js';
 import { errorText } from '../messages.js';
 import { loadProgress } from './load-progress.js';
 import type { RKLLMParam } from '../types.js';
+import { Conversations } from './conversations.js';
 import { PromptFormat } from './prompt-format.js';
 import { SlotPool } from './slot-pool.js';
 import type { TokenEmbeddingIndex } from './token-embeddings.js';
@@ -18,8 +19,8 @@ export interface LoadedModel {
   base: SlotPool;
   adapters: Map<string, SlotPool>;
   format: PromptFormat;
-  /** The conversation kept by `keep_history`: every token of the last run, from BOS on. */
-  history: Token[];
+  /** The conversations kept by `keep_history`, one per run owner. */
+  conversations: Conversations;
   promptCache?: { path: string; tokens: Token[] };
   /** Whether the vocabulary has `<think>`/`</think>` tokens (a Qwen3-style thinking model). */
   thinking: boolean;
@@ -59,7 +60,7 @@ export async function loadModel(llama: Llama, param: RKLLMParam, defaultThreads:
       base,
       adapters: new Map(),
       format: new PromptFormat(),
-      history: [],
+      conversations: new Conversations(),
       thinking: isSpecial('<think>') && isSpecial('</think>'),
       vocabSize: model.fileInfo.metadata.tokenizer?.ggml.tokens.length ?? 0,
     };

@@ -54,6 +54,20 @@ export function fitting(loaded: LoadedModel, format: PromptFormat): PromptFormat
   return format;
 }
 
+/** The run's prompt format: the one set for everyone, or the run's own template and tools laid over it. */
+function formatOf(loaded: LoadedModel, request: RunRequest): PromptFormat {
+  const { chat_template: template, function_tools: tools } = request.infer;
+  if (!template && !tools) return loaded.format;
+  const withTemplate = templateOf(loaded, request);
+  return fitting(loaded, tools ? withTemplate.withTools(tools) : withTemplate);
+}
+
+/** The run's template without its tools: a conversation (`input.messages`) lays the tools over it itself. */
+function templateOf(loaded: LoadedModel, request: RunRequest): PromptFormat {
+  const template = request.infer.chat_template;
+  return template ? loaded.format.withTemplate(template) : loaded.format;
+}
+
 /** Checks a run and works out its tokens. Throws -32602 or NOT_SUPPORTED. */
 export async function planRun(loaded: LoadedModel, request: RunRequest): Promise<RunPlan> {
   const { input, infer } = request;
@@ -62,10 +76,12 @@ export async function planRun(loaded: LoadedModel, request: RunRequest): Promise
   if (infer.prompt_cache_params?.save_prompt_cache) checkCacheTarget(request);
   // A conversation carries its own history, and starts with its own system prompt.
   const chat = input.messages !== undefined && input.input_type === RKLLMInputType.RKLLM_INPUT_PROMPT;
-  const format = input.function_tools ? fitting(loaded, loaded.format.withTools(input.function_tools)) : loaded.format;
-  const history = infer.keep_history && !chat ? loaded.history : [];
+  const format = formatOf(loaded, request);
+  const history = infer.keep_history && !chat ? loaded.conversations.of(request.owner ?? '') : [];
   const start = history.length === 0 && !chat ? conversationStart(loaded, format) : [];
-  const fresh = chat ? chatTokens(loaded, input.messages!, loaded.format, input.function_tools) : await inputTokens(loaded, input, format);
+  const fresh = chat
+    ? chatTokens(loaded, input.messages!, templateOf(loaded, request), infer.function_tools)
+    : await inputTokens(loaded, format, input);
   if (fresh.length === 0) throw fault('INVALID_PARAMS', 'detail', { detail: 'the input is empty: there is nothing to evaluate' });
   const limit = loaded.param.max_context_len - 1;
   if (start.length + fresh.length > limit) {
@@ -86,7 +102,7 @@ export async function planRun(loaded: LoadedModel, request: RunRequest): Promise
   return { tokens: [...all.slice(0, keep), ...all.slice(all.length - limit + keep)], pool, ...grammar };
 }
 
-async function inputTokens(loaded: LoadedModel, input: RKLLMInput, format: PromptFormat): Promise<Token[]> {
+async function inputTokens(loaded: LoadedModel, format: PromptFormat, input: RKLLMInput): Promise<Token[]> {
   switch (input.input_type) {
     case RKLLMInputType.RKLLM_INPUT_PROMPT:
       return tokenize(loaded, format.turn(input, input.prompt_input ?? '', loaded.thinking));

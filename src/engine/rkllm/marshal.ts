@@ -81,8 +81,19 @@ export function toNativeRun(request: RunRequest, param: RKLLMParam, layout: Layo
   const sampling = infer.sampling_params ?? {};
   if (sampling.seed !== undefined) throw unsupported('seed', 'RKLLM samples with its own generator, which takes no seed');
   if (infer.json_schema) throw notSupported(ENGINE, 'json_schema', 'the RKLLM runtime has no grammar-constrained sampling');
-  if (request.input.function_tools) {
-    throw notSupported(ENGINE, 'run_tools', 'the RKLLM runtime offers tools to every run only: set them with rkllm_set_function_tools');
+  if (infer.chat_template) {
+    throw notSupported(
+      ENGINE,
+      'run_template',
+      'the RKLLM runtime holds one template for every run: an admin key sets it with rkllm_set_chat_template',
+    );
+  }
+  if (infer.function_tools) {
+    throw notSupported(
+      ENGINE,
+      'run_tools',
+      'the RKLLM runtime offers tools to every run only: an admin key sets them with rkllm_set_function_tools',
+    );
   }
   const { requested, max: asked } = tokenBudget(infer.max_new_tokens, param.max_new_tokens);
   // The runtime keeps rkllm_init's cap even when a run asks for more (see tokenBudget).

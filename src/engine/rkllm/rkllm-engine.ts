@@ -81,6 +81,8 @@ export class RkllmEngine implements Engine {
   readonly #tickets = new Set<Ticket>();
   #turn: Promise<void> = Promise.resolve();
   #nextRun = 1;
+  /** Whose conversation the runtime's one history holds (`RunRequest.owner`); undefined when the last run kept none. */
+  #historyOwner: string | undefined;
   readonly #reporters = new Map<number, { reporter: RunReporter; runtime: RuntimeProcess }>();
 
   constructor(options: RkllmEngineOptions) {
@@ -102,7 +104,7 @@ export class RkllmEngine implements Engine {
 
   /** The runtime has every RKLLM feature (whether a model uses one is the runtime's call), and none of the server's extensions. */
   supports(feature: EngineFeature): boolean {
-    return feature !== 'json_schema' && feature !== 'run_tools' && feature !== 'seed';
+    return feature !== 'json_schema' && feature !== 'run_tools' && feature !== 'run_template' && feature !== 'seed';
   }
 
   async init(param: RKLLMParam): Promise<void> {
@@ -162,12 +164,14 @@ export class RkllmEngine implements Engine {
     );
   }
 
-  async getKvCacheSize(): Promise<KvCacheSize> {
+  async getKvCacheSize(owner?: string): Promise<KvCacheSize> {
     const nBatch = this.#nBatch();
     const runtime = await this.#supervisor.ready();
     const { value, log } = await request<KvCacheSizes>(runtime, { op: 'kv_cache_size', n_batch: nBatch }, this.#timeouts.callMs);
     if (value.code !== 0) throw refused('rkllm_get_kv_cache_size', value.code, log);
-    return { cache_sizes: value.sizes };
+    // The runtime holds one conversation: only its owner sees what it holds.
+    const visible = owner === undefined || owner === this.#historyOwner;
+    return { cache_sizes: visible ? value.sizes : value.sizes.map(() => 0) };
   }
 
   async setChatTemplate(template: ChatTemplate): Promise<void> {
@@ -262,6 +266,16 @@ export class RkllmEngine implements Engine {
       return reporter.fail(errorText(err));
     }
     if (ticket.aborted) return reporter.end('abort');
+    const owner = request.owner ?? '';
+    if (request.infer.keep_history && this.#historyOwner !== undefined && this.#historyOwner !== owner) {
+      // The runtime keeps one history: another owner's conversation is cleared before this one continues its own.
+      try {
+        await invoke(runtime, { fn: 'rkllm_clear_kv_cache', keep_system_prompt: 1, start_pos: null, end_pos: null }, this.#timeouts.callMs);
+      } catch (err) {
+        return reporter.fail(errorText(err));
+      }
+    }
+    this.#historyOwner = request.infer.keep_history ? owner : undefined;
     const id = this.#nextRun++;
     ticket.runtime = runtime;
     this.#reporters.set(id, { reporter, runtime });
