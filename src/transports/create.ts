@@ -46,10 +46,11 @@ export function createTransports(options: TransportOptions, deps: TransportDeps)
   const { host, limits, maxConnections, authTimeoutMs, allowedOrigins } = options;
   const { handle, gate, log } = deps;
   const transports: Transport[] = [];
+  let http: HttpTransport | undefined;
   if (options.http) {
     const { port, maxBodyBytes, requestTimeoutMs } = options.http;
     transports.push(
-      new HttpTransport({
+      (http = new HttpTransport({
         host,
         port,
         maxBodyBytes,
@@ -61,7 +62,7 @@ export function createTransports(options: TransportOptions, deps: TransportDeps)
         endpoints: deps.endpoints,
         routes: deps.routes,
         log,
-      }),
+      })),
     );
   }
   if (options.tcp) {
@@ -75,7 +76,8 @@ export function createTransports(options: TransportOptions, deps: TransportDeps)
   }
   if (options.ws) {
     const { port, maxMessageBytes } = options.ws;
-    const wsOptions = { host, port, maxMessageBytes, maxConnections, authTimeoutMs, allowedOrigins, limits, handle, gate, log };
+    const pagePorts = (): number[] => (http?.port === undefined ? [] : [http.port]);
+    const wsOptions = { host, port, maxMessageBytes, maxConnections, authTimeoutMs, allowedOrigins, pagePorts, limits, handle, gate, log };
     transports.push(new WsTransport(wsOptions));
   }
   if (options.stdio) {

@@ -139,6 +139,7 @@ export class HttpTransport implements Transport {
   readonly #options: HttpTransportOptions;
   readonly #server: Server;
   readonly #origins: ReadonlySet<string>;
+  #port: number | undefined;
   #sockets = 0;
   #closed: Promise<void> | undefined;
 
@@ -164,8 +165,15 @@ export class HttpTransport implements Transport {
     return this.#sockets;
   }
 
-  start(): Promise<string> {
-    return listen(this.#server, this.#options.host, this.#options.port);
+  async start(): Promise<string> {
+    const address = await listen(this.#server, this.#options.host, this.#options.port);
+    this.#port = Number(address.slice(address.lastIndexOf(':') + 1));
+    return address;
+  }
+
+  /** The bound port, once started: pages served here may open the WebSocket transport. */
+  get port(): number | undefined {
+    return this.#port;
   }
 
   /** HTTP keeps listening while the server drains: buffered streams must stay pollable, by clients that open a connection per poll too. */

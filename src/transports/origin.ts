@@ -3,20 +3,25 @@ import { isIP } from 'node:net';
 import { fault, type ServerError } from '../errors.js';
 
 /**
- * A page this server served itself: the origin names exactly the host and port the request was
- * sent to (its `Host` header), by an address (an IP, or localhost). A name is not enough: DNS can
+ * A page this server served itself: the origin names the host the request was sent to (its `Host`
+ * header) by an address (an IP, or localhost), and either the port it was sent to or one of the
+ * ports this server serves pages on (`pagePorts`: the playground on the HTTP port, calling the
+ * WebSocket port). A name is not enough: DNS can
  * point any name at this server (DNS rebinding), and the browser then sends that name in both.
  */
-function ownOrigin(origin: string, host: string | undefined): boolean {
+function ownOrigin(origin: string, host: string | undefined, pagePorts: readonly number[]): boolean {
   let url: URL;
+  let sentTo: URL;
   try {
     url = new URL(origin);
+    sentTo = new URL(`http://${host ?? ''}`);
   } catch {
     return false;
   }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || host === undefined || url.host !== host.toLowerCase()) return false;
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || host === undefined || url.hostname !== sentTo.hostname) return false;
+  const samePort = url.host === host.toLowerCase() || pagePorts.includes(Number(url.port || (url.protocol === 'https:' ? 443 : 80)));
   const name = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  return name === 'localhost' || isIP(name) !== 0;
+  return samePort && (name === 'localhost' || isIP(name) !== 0);
 }
 
 /**
@@ -26,8 +31,12 @@ function ownOrigin(origin: string, host: string | undefined): boolean {
  * listed in `allowed` (setting `http.allowed_origins`). Requests without `Origin` (curl, SDKs,
  * anything that is not a browser) pass. Returns the refusal, or undefined.
  */
-export function foreignOrigin(headers: IncomingHttpHeaders, allowed: ReadonlySet<string>): ServerError | undefined {
+export function foreignOrigin(
+  headers: IncomingHttpHeaders,
+  allowed: ReadonlySet<string>,
+  pagePorts: readonly number[] = [],
+): ServerError | undefined {
   const origin = headers.origin;
-  if (origin === undefined || allowed.has(origin) || ownOrigin(origin, headers.host)) return undefined;
+  if (origin === undefined || allowed.has(origin) || ownOrigin(origin, headers.host, pagePorts)) return undefined;
   return fault('FORBIDDEN', 'origin', { origin: JSON.stringify(origin) }, { origin });
 }

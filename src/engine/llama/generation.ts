@@ -117,7 +117,8 @@ export async function generate(run: SlotRun): Promise<FinishReason> {
   }
   if (pending.length > 0) {
     const text = model.detokenize(pending, false, context);
-    reporter.deliver({ text, token_id: pending.at(-1)!, perf: meter.token() }, LLMCallState.RKLLM_RUN_NORMAL);
+    // The held-back tokens were counted as they came: flushing them generates nothing new.
+    reporter.deliver({ text, token_id: pending.at(-1)!, perf: meter.live }, LLMCallState.RKLLM_RUN_NORMAL);
   }
   keepHistory(loaded, request, [...tokens, ...generated]);
   return reason;
