@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiKeys, exposesBeyondLoopback, type Peer } from './auth.js';
@@ -6,10 +7,13 @@ import { startEngine, type EngineOptions } from './engine/start.js';
 import type { Engine } from './engine/types.js';
 import { fault, type ServerError } from './errors.js';
 import { Health } from './health.js';
+import type { McpBackend } from './faces/mcp/backend.js';
+import { McpFace } from './faces/mcp/face.js';
 import { Dispatcher, type Method } from './jsonrpc/dispatcher.js';
 import { toErrorObject } from './jsonrpc/errors.js';
 import { errorResponse, parseMessage, salvageId, type JsonRpcResponse } from './jsonrpc/message.js';
 import { ClientLimits } from './limits.js';
+import { LoadGate } from './load-gate.js';
 import { authenticateMethod } from './methods/auth.js';
 import { coreMethods, listFunctionsMethod } from './methods/core.js';
 import { diagnosticMethods } from './methods/diagnostics.js';
@@ -56,6 +60,35 @@ async function whileLoading(raw: Uint8Array | string): Promise<JsonRpcResponse |
   if (typeof message === 'object' && message !== null && !Array.isArray(message) && !('id' in message)) return undefined;
   const error = fault('ENGINE_UNAVAILABLE', 'server_loading', {}, { retry_after: 1 });
   return errorResponse(Array.isArray(message) ? null : salvageId(message), error);
+}
+
+/** The package's version, which MCP's `initialize` reports. */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** The MCP face, built before the model loads: `initialize` answers at once, its tools wait for `backend`. */
+function mcpFace(settings: Settings, gate: ClientGate, backend: (signal: AbortSignal) => Promise<McpBackend>, log: Logger): McpFace {
+  const { mcp, connections } = settings;
+  return new McpFace({
+    backend,
+    gate,
+    name: 'rkllm-mcp',
+    version: packageVersion(),
+    maxChatSessions: mcp.max_chat_sessions,
+    http: {
+      allowedOrigins: mcp.allowed_origins,
+      loopbackOnly: !exposesBeyondLoopback(settings.host),
+      maxSessions: mcp.max_sessions,
+      idleTimeoutMs: connections.idle_timeout_s * 1000,
+      maxBodyBytes: settings.http.max_body_bytes,
+    },
+    log,
+  });
 }
 
 /** `GET /health` (for load balancers: no key needed) and `GET /metrics` (needs a key when keys are set). */
@@ -206,9 +239,12 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   const metrics = new Metrics();
   const gate = clientGate(settings, metrics, log);
 
-  let serve: MessageHandler = whileLoading;
-  /** The faces on the HTTP port beside JSON-RPC (OpenAI, Ollama, MCP, the playground); none until the model is loaded. */
-  let routes: readonly HttpRoute[] = [];
+  /** Requests that arrive while the model loads wait for it, at most `engine.load_wait_ms`. */
+  const loading = new LoadGate<{ serve: MessageHandler; mcp: McpBackend }>(settings.engine.load_wait_ms);
+  let serve: MessageHandler = (raw, origin) => loading.wait(origin.signal).then((ready) => ready.serve(raw, origin), () => whileLoading(raw));
+  const mcp = settings.mcp.enabled ? mcpFace(settings, gate, async (signal) => (await loading.wait(signal)).mcp, log) : undefined;
+  /** The faces on the HTTP port beside JSON-RPC (OpenAI, Ollama, MCP, the playground); only MCP until the model is loaded. */
+  let routes: readonly HttpRoute[] = mcp ? [mcp.route] : [];
   let close: () => Promise<void>;
   let endedByInput = (): void => {};
   const ended = new Promise<void>((resolve) => (endedByInput = resolve));
@@ -217,6 +253,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     gate,
     endpoints: endpoints(health, metrics),
     routes: () => routes,
+    ...(mcp ? { stdioGuest: mcp.stdio } : {}),
     log,
     onStdioEnd: () => {
       log.info('stdin ended; shutting down');
@@ -225,13 +262,17 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
         .finally(endedByInput);
     },
   });
-  close = async () => void (await Promise.all(transports.map((t) => t.close())));
+  close = async () => {
+    await Promise.all(transports.map((t) => t.close()));
+    await mcp?.close();
+  };
   const addresses = await bind(transports);
   log.info({ addresses }, 'transports bound; loading the model (GET /health answers 503 until it is loaded)');
   let loaded: { engine: Engine; opened: OpenStore };
   try {
     loaded = await loadEngineAndStore(settings, log);
   } catch (err) {
+    loading.fail();
     await close();
     throw err;
   }
@@ -288,6 +329,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     (closed ??= (async () => {
       clearInterval(sweeper);
       await Promise.all(transports.map((t) => t.close()));
+      await mcp?.close();
       await hub.close();
       await opened.close();
       await engine.dispose();
@@ -302,7 +344,8 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     metrics.replied(reply);
     return reply;
   };
-  routes = [];
+  loading.open({ serve, mcp: { engine, hub, store, queueLimit: settings.engine.queue_limit } });
+  routes = mcp ? [mcp.route] : [];
   health.serving(engine);
   const names = Object.entries(addresses).map(([name, address]) => `${name}=${address}`);
   log.info(

@@ -104,6 +104,12 @@ export const SETTINGS = section('Every setting.', {
       'Runs waiting for a slot at most, first in first out; beyond it callers get a busy error (-32000).',
     ),
     max_context_len: integer(2048, 16, 1 << 20, 'Context length per sequence, in tokens.'),
+    load_wait_ms: integer(
+      120_000,
+      0,
+      86_400_000,
+      'How long a request that arrives while the model loads waits for it, in ms, on every transport; after that it is refused (-32004). 0 refuses at once.',
+    ),
     rkllm: section('The RKLLM engine: librkllmrt.so through FFI, in a worker process that is restarted when it crashes.', {
       library: string('librkllmrt.so', 'librkllmrt.so: a path, or a file name the dynamic loader finds (LD_LIBRARY_PATH, /usr/lib).', {
         minLength: 1,
@@ -132,6 +138,16 @@ export const SETTINGS = section('Every setting.', {
       max_restarts: positive(5, 1000, 'Failed restarts in a row before the engine gives up (the status method then shows "failed").'),
       init_timeout_ms: positive(600_000, 86_400_000, 'How long loading the library and the model (rkllm_init) may take, in ms.'),
     }),
+  }),
+  mcp: section('MCP (Model Context Protocol): Streamable HTTP at `/mcp` on the HTTP port, and on stdio beside JSON-RPC with `--stdio`.', {
+    enabled: boolean(true, 'Serves MCP (`/mcp` over HTTP; MCP messages on stdio).'),
+    allowed_origins: stringList(
+      'Origins (scheme://host[:port]) allowed to call `/mcp` from a browser, besides loopback ones (localhost, 127.0.0.1, [::1], any port); a request with any other Origin header is refused with 403 (DNS rebinding).',
+      { minLength: 1, maxLength: 2048, pattern: '^[a-z][a-z0-9+.-]*://[^/]+$' },
+      1000,
+    ),
+    max_sessions: positive(1024, 1_000_000, 'Open MCP sessions over HTTP at most; a new one beyond it is refused with 503.'),
+    max_chat_sessions: positive(256, 1_000_000, 'Chat histories (`chat` tool, `session`) kept at most; the least recently used is forgotten first.'),
   }),
   jsonrpc: section('JSON-RPC.', {
     max_batch: positive(100, 100_000, 'Requests in one batch at most.'),

@@ -3,7 +3,7 @@ import type { ClientGate } from '../clients.js';
 import { HttpTransport, type HttpEndpoint } from './http.js';
 import type { HttpRoute } from './http-route.js';
 import type { ConnectionLimits } from './live-connection.js';
-import { StdioTransport } from './stdio.js';
+import { StdioTransport, type StdioGuest } from './stdio.js';
 import { TcpTransport } from './tcp.js';
 import type { MessageHandler, Transport } from './transport.js';
 import { UdpTransport } from './udp.js';
@@ -32,6 +32,8 @@ export interface TransportDeps {
   /** The faces served on the HTTP port beside JSON-RPC, read at each request. */
   routes: () => readonly HttpRoute[];
   log: Logger;
+  /** Another protocol sharing stdio with JSON-RPC (MCP). */
+  stdioGuest?: StdioGuest;
   /** stdio's input has ended and everything is flushed: the server should stop. */
   onStdioEnd: () => void;
 }
@@ -71,7 +73,9 @@ export function createTransports(options: TransportOptions, deps: TransportDeps)
   }
   if (options.stdio) {
     const io = { input: process.stdin, output: process.stdout };
-    transports.push(new StdioTransport({ ...io, maxLineBytes: options.stdio.maxLineBytes, limits, handle, log, onEnd: deps.onStdioEnd }));
+    const guest = deps.stdioGuest ? { guest: deps.stdioGuest } : {};
+    const stdio = { ...io, ...guest, maxLineBytes: options.stdio.maxLineBytes, limits, handle, log, onEnd: deps.onStdioEnd };
+    transports.push(new StdioTransport(stdio));
   }
   return transports;
 }
