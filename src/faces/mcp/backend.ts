@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import type { Peer } from '../../auth.js';
 import type { Client, ClientGate } from '../../clients.js';
 import type { Engine } from '../../engine/types.js';
@@ -25,6 +26,7 @@ export interface McpDeps {
   /** The server's name and version, as `initialize` reports them. */
   name: string;
   version: string;
+  log: Logger;
 }
 
 /** The caller of one MCP request: admitted by the gate (key, request rate) under `method`, as JSON-RPC requests are. */

@@ -1,5 +1,4 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { Logger } from 'pino';
 import type { Peer } from '../../auth.js';
 import type { McpDeps } from './backend.js';
 import { ChatSessions } from './chat-sessions.js';
@@ -12,7 +11,6 @@ export interface McpFaceOptions extends McpDeps {
   /** Chat histories kept at most (`mcp.max_chat_sessions`). */
   maxChatSessions: number;
   http: Omit<McpHttpOptions, 'newServer' | 'gate' | 'log'>;
-  log: Logger;
 }
 
 /**

@@ -22,6 +22,8 @@ export interface GenerateOptions {
   /** Aborts the generation: the caller cancelled (notifications/cancelled) or went away. */
   signal: AbortSignal;
   stop: readonly string[];
+  /** Told the stream's id once it is admitted. */
+  onStart?: (streamId: string) => void;
   /** Sees each new piece of text and the number of tokens generated so far; joined, the pieces are the final text. */
   onText?: (text: string, tokens: number) => void;
 }
@@ -55,6 +57,7 @@ export async function generate(options: GenerateOptions): Promise<Generated> {
     hold: () => () => {},
   };
   const stream = await hub.start(params, requestId, { kind: 'push', outlet }, client);
+  options.onStart?.(stream.id);
   const last = await stream.ended;
   if (!scanner.stopped) release(scanner.flush(), last.seq);
   if (failed) throw failed;

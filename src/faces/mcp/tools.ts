@@ -111,7 +111,19 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
             const params = { progressToken: token, progress: tokens, ...(limit > 0 ? { total: limit } : {}), message: text };
             progress = progress.then(() => extra.sendNotification({ method: 'notifications/progress', params })).catch(() => {});
           };
-    const out = await generate({ hub: backend.hub, params, client, requestId: extra.requestId, signal: extra.signal, stop: args.stop ?? [], ...(onText ? { onText } : {}) });
+    const log = deps.log.child({ client: client.id, mcp_request_id: extra.requestId });
+    const onStart = (streamId: string): void => log.info({ stream_id: streamId }, 'mcp: stream started');
+    const out = await generate({
+      hub: backend.hub,
+      params,
+      client,
+      requestId: extra.requestId,
+      signal: extra.signal,
+      stop: args.stop ?? [],
+      onStart,
+      ...(onText ? { onText } : {}),
+    });
+    log.info({ stream_id: out.stream_id, finish_reason: out.finish_reason, generate_tokens: out.perf.generate_tokens }, 'mcp: stream ended');
     await progress;
     return out;
   };
