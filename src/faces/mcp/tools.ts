@@ -109,7 +109,9 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
         ? undefined
         : (text: string, tokens: number): void => {
             const params = { progressToken: token, progress: tokens, ...(limit > 0 ? { total: limit } : {}), message: text };
-            progress = progress.then(() => extra.sendNotification({ method: 'notifications/progress', params })).catch(() => {});
+            progress = progress
+              .then(() => extra.sendNotification({ method: 'notifications/progress', params }))
+              .catch((err: unknown) => deps.log.warn({ err }, 'mcp: could not send a progress notification'));
           };
     const log = deps.log.child({ client: client.id, mcp_request_id: extra.requestId });
     const onStart = (streamId: string): void => log.info({ stream_id: streamId }, 'mcp: stream started');
