@@ -49,8 +49,8 @@ export interface ServerOptions {
   observer?: StreamObserver;
 }
 
-/** Answers every message while the model loads: the engine is not there yet. */
-async function whileLoading(raw: Uint8Array | string): Promise<JsonRpcResponse | undefined> {
+/** Answers a message that waited for the model longer than `engine.load_wait_ms` with `error` (notifications get nothing). */
+async function whileLoading(raw: Uint8Array | string, error: ServerError): Promise<JsonRpcResponse | undefined> {
   let message: unknown;
   try {
     message = parseMessage(raw);
@@ -58,7 +58,6 @@ async function whileLoading(raw: Uint8Array | string): Promise<JsonRpcResponse |
     return errorResponse(null, err as ServerError);
   }
   if (typeof message === 'object' && message !== null && !Array.isArray(message) && !('id' in message)) return undefined;
-  const error = fault('ENGINE_UNAVAILABLE', 'server_loading', {}, { retry_after: 1 });
   return errorResponse(Array.isArray(message) ? null : salvageId(message), error);
 }
 
@@ -241,7 +240,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
 
   /** Requests that arrive while the model loads wait for it, at most `engine.load_wait_ms`. */
   const loading = new LoadGate<{ serve: MessageHandler; mcp: McpBackend }>(settings.engine.load_wait_ms);
-  let serve: MessageHandler = (raw, origin) => loading.wait(origin.signal).then((ready) => ready.serve(raw, origin), () => whileLoading(raw));
+  let serve: MessageHandler = (raw, origin) => loading.wait(origin.signal).then((ready) => ready.serve(raw, origin), (error: ServerError) => whileLoading(raw, error));
   const mcp = settings.mcp.enabled ? mcpFace(settings, gate, async (signal) => (await loading.wait(signal)).mcp, log) : undefined;
   /** The faces on the HTTP port beside JSON-RPC (OpenAI, Ollama, MCP, the playground); only MCP until the model is loaded. */
   let routes: readonly HttpRoute[] = mcp ? [mcp.route] : [];
