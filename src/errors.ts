@@ -125,8 +125,7 @@ export const ERRORS = {
     meaning: 'No model is loaded (after `rkllm_destroy`), it is still loading, or the runtime is restarting or failed.',
     messages: {
       server_loading: 'The model is loading; retry once GET /health answers 200',
-      load_wait:
-        'The model is still loading after {load_wait_ms} ms (setting engine.load_wait_ms); retry once GET /health answers 200',
+      load_wait: 'The model is still loading after {load_wait_ms} ms (setting engine.load_wait_ms); retry once GET /health answers 200',
       unloaded: 'No model is loaded; call rkllm_init first',
       loading: 'The model is still loading; retry when rkllm_init has answered',
       not_running: 'The RKLLM runtime is not running',

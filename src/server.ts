@@ -240,7 +240,11 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
 
   /** Requests that arrive while the model loads wait for it, at most `engine.load_wait_ms`. */
   const loading = new LoadGate<{ serve: MessageHandler; mcp: McpBackend }>(settings.engine.load_wait_ms);
-  let serve: MessageHandler = (raw, origin) => loading.wait(origin.signal).then((ready) => ready.serve(raw, origin), (error: ServerError) => whileLoading(raw, error));
+  let serve: MessageHandler = (raw, origin) =>
+    loading.wait(origin.signal).then(
+      (ready) => ready.serve(raw, origin),
+      (error: ServerError) => whileLoading(raw, error),
+    );
   const mcp = settings.mcp.enabled ? mcpFace(settings, gate, async (signal) => (await loading.wait(signal)).mcp, log) : undefined;
   /** The faces on the HTTP port beside JSON-RPC (OpenAI, Ollama, MCP, the playground); only MCP until the model is loaded. */
   let routes: readonly HttpRoute[] = mcp ? [mcp.route] : [];

@@ -147,7 +147,11 @@ export const SETTINGS = section('Every setting.', {
       1000,
     ),
     max_sessions: positive(1024, 1_000_000, 'Open MCP sessions over HTTP at most; a new one beyond it is refused with 503.'),
-    max_chat_sessions: positive(256, 1_000_000, 'Chat histories (`chat` tool, `session`) kept at most; the least recently used is forgotten first.'),
+    max_chat_sessions: positive(
+      256,
+      1_000_000,
+      'Chat histories (`chat` tool, `session`) kept at most; the least recently used is forgotten first.',
+    ),
   }),
   jsonrpc: section('JSON-RPC.', {
     max_batch: positive(100, 100_000, 'Requests in one batch at most.'),

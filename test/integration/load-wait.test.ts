@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { startServer, type RunningServer } from '../../src/server.js';
+import { startServer } from '../../src/server.js';
 import { TcpRpc } from '../helpers/live-rpc.js';
 import { connectHttp } from '../helpers/mcp.js';
 import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
@@ -21,7 +21,12 @@ async function loadingServer(settings: Record<string, unknown> = {}) {
   const model = join(scratchDir(), 'model.rkllm');
   execFileSync('mkfifo', [model]);
   const log = captureLog();
-  const merged = { udp: { enabled: false }, ws: { enabled: false }, ...settings, engine: { kind: 'rkllm', model_path: model, rkllm: { library }, ...(settings.engine as object) } };
+  const merged = {
+    udp: { enabled: false },
+    ws: { enabled: false },
+    ...settings,
+    engine: { kind: 'rkllm', model_path: model, rkllm: { library }, ...(settings.engine as object) },
+  };
   const starting = startServer(testSettings(merged), log.log);
   let written: Promise<void> | undefined;
   const load = (): Promise<void> => (written ??= writeFile(model, readFileSync(TWIN_MODELS.story)));
@@ -34,7 +39,7 @@ async function loadingServer(settings: Record<string, unknown> = {}) {
     /** Lets the load finish, whatever happened, and closes the server. */
     close: async (): Promise<void> => {
       await load();
-      await ((await starting) as RunningServer).close();
+      await (await starting).close();
     },
   };
 }

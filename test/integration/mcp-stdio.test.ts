@@ -73,9 +73,14 @@ describe('MCP over stdio (rkllm-mcp --stdio)', function () {
     const result = (await client.callTool({ name: 'generate', arguments: args }, undefined, { onprogress: () => {} })) as CallToolResult;
     // The progress notifications as the server wrote them. (The SDK's client runs notification handlers a microtask later than
     // it settles a response, so over stdio it can drop those read in the same chunk as the result: read them off the transport.)
-    const seen = spawned.received.flatMap((m) => ('method' in m && m.method === 'notifications/progress' ? [m.params as unknown as Progress] : []));
+    const seen = spawned.received.flatMap((m) =>
+      'method' in m && m.method === 'notifications/progress' ? [m.params as unknown as Progress] : [],
+    );
     // The RKLLM JSON-RPC methods, on the same stdin/stdout.
-    const run = await client.request({ method: 'rkllm_run', params: { prompt_input: args.prompt, max_new_tokens: 60, ...greedy } }, RunResult);
+    const run = await client.request(
+      { method: 'rkllm_run', params: { prompt_input: args.prompt, max_new_tokens: 60, ...greedy } },
+      RunResult,
+    );
     expect(run.text).to.have.length.above(30);
     expect(result.structuredContent, JSON.stringify(result.structuredContent)).to.deep.include({ text: run.text, finish_reason: 'length' });
     expect(textOf(result)).to.equal(run.text);
@@ -100,7 +105,12 @@ describe('MCP over stdio (rkllm-mcp --stdio)', function () {
       signal: abort.signal,
       onprogress: () => abort.abort(),
     });
-    expect(await call.then(() => 'answered', (err: Error) => err.name)).to.equal('McpError');
+    expect(
+      await call.then(
+        () => 'answered',
+        (err: Error) => err.name,
+      ),
+    ).to.equal('McpError');
     // The engine is free once the cancelled stream has ended: poll its state over the same stdio, on the server's own events.
     let state = await client.request({ method: 'rkllm_is_running', params: {} }, Running);
     for (let i = 0; i < 200 && state.active > 0; i++) state = await client.request({ method: 'rkllm_is_running', params: {} }, Running);

@@ -90,9 +90,15 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
     if (req.method !== 'POST') return sendError(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required');
     if (this.#closed) return sendError(res, 503, -32000, 'The server is shutting down');
     if (this.#sessions.size >= this.#options.maxSessions) {
-      return sendError(res, 503, -32000, `Too many MCP sessions: at most ${this.#options.maxSessions} (setting mcp.max_sessions); end one with DELETE`, {
-        'retry-after': '1',
-      });
+      return sendError(
+        res,
+        503,
+        -32000,
+        `Too many MCP sessions: at most ${this.#options.maxSessions} (setting mcp.max_sessions); end one with DELETE`,
+        {
+          'retry-after': '1',
+        },
+      );
     }
     await this.#open(peer, exchange);
   }

@@ -7,7 +7,11 @@ import { isLoopbackAddress } from './loopback.js';
  * loopback only, `Host` must name loopback too. Clients that are not browsers send no `Origin`.
  * Returns why the request is refused, or undefined when it may pass.
  */
-export function refuseOrigin(headers: { origin?: string | undefined; host?: string | undefined }, allowed: readonly string[], loopbackOnly: boolean): string | undefined {
+export function refuseOrigin(
+  headers: { origin?: string | undefined; host?: string | undefined },
+  allowed: readonly string[],
+  loopbackOnly: boolean,
+): string | undefined {
   const { origin, host } = headers;
   if (origin !== undefined && !allowed.includes(origin)) {
     let hostname: string;

@@ -72,8 +72,9 @@ function result(structured: Record<string, unknown>, text: string): CallToolResu
 
 /** The flat RKLLM run parameters of a prompt and the sampling fields, checked as rkllm_run checks them. */
 function runParams(backend: McpBackend, prompt: string, args: Sampling, mode: number = RKLLMInferMode.RKLLM_INFER_GENERATE) {
-  const { stop: _stop, ...fields } = args;
-  return toRunParams({ prompt_input: prompt, mode, ...fields }, backend.engine.param.max_context_len);
+  const fields: Record<string, unknown> = { prompt_input: prompt, mode, ...args };
+  delete fields.stop;
+  return toRunParams(fields, backend.engine.param.max_context_len);
 }
 
 /** `model_info`'s answer, also the `rkllm://model` resource. */
@@ -125,7 +126,10 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
       onStart,
       ...(onText ? { onText } : {}),
     });
-    log.info({ stream_id: out.stream_id, finish_reason: out.finish_reason, generate_tokens: out.perf.generate_tokens }, 'mcp: stream ended');
+    log.info(
+      { stream_id: out.stream_id, finish_reason: out.finish_reason, generate_tokens: out.perf.generate_tokens },
+      'mcp: stream ended',
+    );
     await progress;
     return out;
   };
@@ -160,7 +164,11 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
         session: z.string().min(1).max(128).optional().describe('A name of your choosing that keeps the conversation between calls'),
         ...sampling,
       },
-      outputSchema: { ...generated, session: z.string().optional(), turns: z.number().int().describe('Messages in the conversation, the answer included') },
+      outputSchema: {
+        ...generated,
+        session: z.string().optional(),
+        turns: z.number().int().describe('Messages in the conversation, the answer included'),
+      },
     },
     (args, extra) =>
       guarded(async () => {
@@ -169,8 +177,15 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
         const conversation: ChatMessage[] = [...(session === undefined ? [] : chats.history(client.id, session)), ...messages];
         const out = await run(backend, client, conversationPrompt(conversation), rest, extra);
         const answered = [...conversation, { role: 'assistant' as const, content: out.text }];
-        if (session !== undefined && out.finish_reason !== 'abort' && out.finish_reason !== 'error') chats.save(client.id, session, answered);
-        const structured = { text: out.text, finish_reason: out.finish_reason, perf: out.perf, ...(session === undefined ? {} : { session }), turns: answered.length };
+        if (session !== undefined && out.finish_reason !== 'abort' && out.finish_reason !== 'error')
+          chats.save(client.id, session, answered);
+        const structured = {
+          text: out.text,
+          finish_reason: out.finish_reason,
+          perf: out.perf,
+          ...(session === undefined ? {} : { session }),
+          turns: answered.length,
+        };
         return result(structured, out.text);
       }),
   );
@@ -179,7 +194,8 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
     'embed',
     {
       title: 'Embed text with the on-device model',
-      description: "Turns text into vectors: the model's last hidden layer at the last token of each input (RKLLM_INFER_GET_LAST_HIDDEN_LAYER).",
+      description:
+        "Turns text into vectors: the model's last hidden layer at the last token of each input (RKLLM_INFER_GET_LAST_HIDDEN_LAYER).",
       inputSchema: { input: z.union([z.string(), z.array(z.string()).min(1).max(256)]).describe('A string, or an array of strings') },
       outputSchema: { vectors: z.array(z.array(z.number())), dimensions: z.number().int(), model: z.string() },
     },
