@@ -185,6 +185,36 @@ describe('MCP over Streamable HTTP (/mcp)', function () {
     expect(after.structuredContent).to.deep.include({ finish_reason: 'length' });
   });
 
+  it('a client that goes away before the result cancels its call: the generation stops and frees the engine', async () => {
+    const { transport } = await connect();
+    const { streams } = fixture.server;
+    const gone = new AbortController();
+    const runsBefore = streams.runs;
+    const res = await fetch(`${fixture.server.url}mcp`, {
+      method: 'POST',
+      signal: gone.signal,
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-session-id': transport.sessionId!,
+        'mcp-protocol-version': transport.protocolVersion ?? '2025-06-18',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 'vanishing',
+        method: 'tools/call',
+        params: { name: 'generate', arguments: { prompt: TINY_MODEL_PROMPTS.long, max_new_tokens: 1500 } },
+      }),
+    });
+    expect(res.status).to.equal(200);
+    await streams.until(() => streams.runs > runsBefore, 'the call to run');
+    gone.abort();
+    await streams.until(() => streams.live === 0, 'the abandoned stream to end');
+    const ended = streams.finals.get(streams.startedIds.at(-1)!)!;
+    expect(ended.finish_reason).to.equal('abort');
+    expect(ended.perf!.generate_tokens).to.be.below(1500);
+  });
+
   it('embed returns one vector per input, from the last hidden layer', async () => {
     const { client } = await connect();
     const one = (await client.callTool({ name: 'embed', arguments: { input: 'The Queen' } })) as CallToolResult;

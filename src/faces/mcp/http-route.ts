@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Peer } from '../../auth.js';
 import type { ClientGate } from '../../clients.js';
 import { ServerError } from '../../errors.js';
-import type { HttpExchange, HttpRoute } from '../../transports/http-route.js';
+import { BodyTooLarge, type HttpExchange, type HttpRoute } from '../../transports/http-route.js';
 import { refuseOrigin } from './origin.js';
 
 export interface McpHttpOptions {
@@ -133,11 +133,23 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
     if (transport.sessionId === undefined) await server.close();
   }
 
-  async #handle(session: Session, { req, res }: HttpExchange): Promise<void> {
+  async #handle(session: Session, exchange: HttpExchange): Promise<void> {
+    const { req, res } = exchange;
+    let body: unknown;
+    if (req.method === 'POST') {
+      try {
+        body = JSON.parse((await exchange.readBody()).toString('utf8'));
+      } catch (err) {
+        if (err instanceof BodyTooLarge) return sendError(res, 413, -32600, err.message);
+        if (err instanceof SyntaxError) return sendError(res, 400, -32700, `Parse error: ${err.message}`);
+        throw err;
+      }
+      this.#cancelOnDisconnect(session, res, body);
+    }
     session.active++;
     clearTimeout(session.idleTimer);
     try {
-      await session.transport.handleRequest(req, res);
+      await session.transport.handleRequest(req, res, body);
     } finally {
       // The SDK resolves once the reply has begun; an SSE stream stays open after it.
       const done = (): void => {
@@ -147,6 +159,28 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
       if (res.writableFinished || res.destroyed) done();
       else res.once('close', done);
     }
+  }
+
+  /**
+   * A client that goes away before its reply is complete cancels its requests, as if it had sent
+   * `notifications/cancelled`: their generations stop and free the engine.
+   */
+  #cancelOnDisconnect(session: Session, res: ServerResponse, body: unknown): void {
+    const ids = (Array.isArray(body) ? body : [body]).flatMap((m: unknown) => {
+      const message = m as { method?: unknown; id?: unknown } | null;
+      return typeof message?.method === 'string' && (typeof message.id === 'string' || typeof message.id === 'number') ? [message.id] : [];
+    });
+    if (ids.length === 0) return;
+    res.once('close', () => {
+      if (res.writableFinished) return;
+      for (const requestId of ids) {
+        session.transport.onmessage?.({
+          jsonrpc: '2.0',
+          method: 'notifications/cancelled',
+          params: { requestId, reason: 'the client went away' },
+        });
+      }
+    });
   }
 
   #armIdle(session: Session): void {
