@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { startServer } from '../../src/server.js';
@@ -29,7 +29,14 @@ async function loadingServer(settings: Record<string, unknown> = {}) {
   };
   const starting = startServer(testSettings(merged), log.log);
   let written: Promise<void> | undefined;
-  const load = (): Promise<void> => (written ??= writeFile(model, readFileSync(TWIN_MODELS.story)));
+  // A server that fails to start never reads the FIFO: its failure must not leave the write hanging.
+  const failed = starting.then(
+    () => new Promise<never>(() => {}),
+    (err: unknown) => {
+      throw err;
+    },
+  );
+  const load = (): Promise<void> => Promise.race([(written ??= writeFile(model, readFileSync(TWIN_MODELS.story))), failed]);
   const bound = await log.line('transports bound');
   return {
     addresses: bound.addresses as Record<string, string>,
@@ -38,7 +45,13 @@ async function loadingServer(settings: Record<string, unknown> = {}) {
     loaded: () => log.lines.some((l) => String(l.msg).includes('listening for connections')),
     /** Lets the load finish, whatever happened, and closes the server. */
     close: async (): Promise<void> => {
-      await load();
+      try {
+        await load();
+      } catch {
+        // Unblock the write nobody reads: open the FIFO for reading ourselves.
+        await (await open(model, 'r')).close();
+        await written?.catch(() => {});
+      }
       await (await starting).close();
     },
   };
