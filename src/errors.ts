@@ -140,6 +140,7 @@ export const ERRORS = {
     meaning: 'No model is loaded (after `rkllm_destroy`), it is still loading, or the runtime is restarting or failed.',
     messages: {
       server_loading: 'The model is loading; retry once GET /health answers 200',
+      load_wait: 'The model is still loading after {load_wait_ms} ms (setting engine.load_wait_ms); retry once GET /health answers 200',
       unloaded: 'No model is loaded; call rkllm_init first',
       loading: 'The model is still loading; retry when rkllm_init has answered',
       not_running: 'The RKLLM runtime is not running',
@@ -278,14 +279,16 @@ export const ERRORS = {
   FORBIDDEN: {
     code: -32018,
     http: 403,
-    data: ['origin'],
+    api: 403,
+    data: ['origin', 'host'],
     meaning:
       'The request is understood and the key is valid, but not enough: a method that changes the engine for everyone needs an admin key ' +
-      '(`auth.admin_keys`); a browser page from another origin (`http.allowed_origins`); a stream started by an unauthenticated datagram on UDP bound beyond loopback.',
+      '(`auth.admin_keys`); a browser page from another origin (`http.allowed_origins`), or a Host that is not loopback on a server bound to loopback; a stream started by an unauthenticated datagram on UDP bound beyond loopback.',
     messages: {
       admin: 'Forbidden: {method} changes the engine for every client and needs an admin key (setting auth.admin_keys)',
       admin_view: "Forbidden: {what} shows every client's state and needs an admin key (setting auth.admin_keys)",
       origin: 'Forbidden: requests from origin {origin} are refused (setting http.allowed_origins)',
+      host: 'Forbidden: the server listens on loopback only, and Host {host} does not name loopback (DNS rebinding)',
       udp_stream:
         'Forbidden: over UDP on an address beyond loopback, only a request carrying a valid "api_key" may start a stream (replies to others never exceed their size)',
     },

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiKeys, exposesBeyondLoopback, type Peer } from './auth.js';
@@ -8,9 +9,12 @@ import { errorObject, fault, type ServerError } from './errors.js';
 import { FACE_METHODS, faceRoutes, loadingRoute } from './faces/routes.js';
 import { playgroundRoute } from './faces/playground/route.js';
 import { Health } from './health.js';
+import type { McpBackend } from './faces/mcp/backend.js';
+import { McpFace } from './faces/mcp/face.js';
 import { Dispatcher, type Method } from './jsonrpc/dispatcher.js';
 import { errorResponse, parseMessage, salvageId, type JsonRpcResponse } from './jsonrpc/message.js';
 import { ClientLimits } from './limits.js';
+import { LoadGate } from './load-gate.js';
 import { authenticateMethod } from './methods/auth.js';
 import { adminOnly, coreMethods, listFunctionsMethod } from './methods/core.js';
 import { diagnosticMethods } from './methods/diagnostics.js';
@@ -47,8 +51,8 @@ export interface ServerOptions {
   observer?: StreamObserver;
 }
 
-/** Answers every message while the model loads: the engine is not there yet. */
-async function whileLoading(raw: Uint8Array | string): Promise<JsonRpcResponse | undefined> {
+/** Answers a message that waited for the model longer than `engine.load_wait_ms` with `error` (notifications get nothing). */
+async function whileLoading(raw: Uint8Array | string, error: ServerError): Promise<JsonRpcResponse | undefined> {
   let message: unknown;
   try {
     message = parseMessage(raw);
@@ -56,8 +60,34 @@ async function whileLoading(raw: Uint8Array | string): Promise<JsonRpcResponse |
     return errorResponse(null, err as ServerError);
   }
   if (typeof message === 'object' && message !== null && !Array.isArray(message) && !('id' in message)) return undefined;
-  const error = fault('ENGINE_UNAVAILABLE', 'server_loading', {}, { retry_after: 1 });
   return errorResponse(Array.isArray(message) ? null : salvageId(message), error);
+}
+
+/** The package's version, which MCP's `initialize` reports. */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** The MCP face, built before the model loads: `initialize` answers at once, its tools wait for `backend`. */
+function mcpFace(settings: Settings, gate: ClientGate, backend: (signal: AbortSignal) => Promise<McpBackend>, log: Logger): McpFace {
+  const { mcp, connections } = settings;
+  return new McpFace({
+    backend,
+    gate,
+    name: 'rkllm-mcp',
+    version: packageVersion(),
+    maxChatSessions: mcp.max_chat_sessions,
+    http: {
+      maxSessions: mcp.max_sessions,
+      idleTimeoutMs: connections.idle_timeout_s * 1000,
+      maxBodyBytes: settings.http.max_body_bytes,
+    },
+    log,
+  });
 }
 
 /** `GET /health` (for load balancers: no key needed) and `GET /metrics` (needs an admin key when keys are set: it shows every client). */
@@ -134,6 +164,7 @@ function transportOptions(settings: Settings): TransportOptions {
     maxConnections: c.max_connections,
     authTimeoutMs: settings.auth.timeout_s * 1000,
     allowedOrigins: http.allowed_origins,
+    loopbackOnly: !exposesBeyondLoopback(settings.host),
     ...(http.enabled
       ? { http: { port: http.port, maxBodyBytes: http.max_body_bytes, requestTimeoutMs: http.request_timeout_s * 1000 } }
       : {}),
@@ -219,9 +250,16 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   const metrics = new Metrics();
   const gate = clientGate(settings, metrics, log);
 
-  let serve: MessageHandler = whileLoading;
-  /** The faces on the HTTP port beside JSON-RPC (OpenAI, Ollama, MCP, the playground); none until the model is loaded. */
-  let routes: readonly HttpRoute[] = [loadingRoute()];
+  /** Requests that arrive while the model loads wait for it, at most `engine.load_wait_ms`. */
+  const loading = new LoadGate<{ serve: MessageHandler; mcp: McpBackend }>(settings.engine.load_wait_ms);
+  let serve: MessageHandler = (raw, origin) =>
+    loading.wait(origin.signal).then(
+      (ready) => ready.serve(raw, origin),
+      (error: ServerError) => whileLoading(raw, error),
+    );
+  const mcp = settings.mcp.enabled ? mcpFace(settings, gate, async (signal) => (await loading.wait(signal)).mcp, log) : undefined;
+  /** The faces on the HTTP port beside JSON-RPC (OpenAI, Ollama, MCP, the playground); until the model is loaded, MCP and the "loading" answers of the others. */
+  let routes: readonly HttpRoute[] = [...(mcp ? [mcp.route] : []), loadingRoute()];
   let close: () => Promise<void>;
   let endedByInput = (): void => {};
   const ended = new Promise<void>((resolve) => (endedByInput = resolve));
@@ -230,6 +268,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     gate,
     endpoints: endpoints(health, metrics),
     routes: () => routes,
+    ...(mcp ? { stdioGuest: mcp.stdio } : {}),
     log,
     onStdioEnd: () => {
       log.info('stdin ended; shutting down');
@@ -238,7 +277,10 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
         .finally(endedByInput);
     },
   });
-  close = async () => void (await Promise.all(transports.map((t) => t.close())));
+  close = async () => {
+    await Promise.all(transports.map((t) => t.close()));
+    await mcp?.close();
+  };
   const addresses = await bind(transports);
   const playground = playgroundRoute({ wsAddress: () => addresses.ws, keysRequired: settings.auth.api_keys.length > 0 });
   routes = [playground, ...routes]; // the page loads while the model does
@@ -247,6 +289,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   try {
     loaded = await loadEngineAndStore(settings, log);
   } catch (err) {
+    loading.fail();
     await close();
     throw err;
   }
@@ -305,6 +348,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     (closed ??= (async () => {
       clearInterval(sweeper);
       await Promise.all(transports.map((t) => t.close()));
+      await mcp?.close();
       await hub.close();
       await opened.close();
       await engine.dispose();
@@ -329,7 +373,8 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     refused,
     answered: (method, seconds) => metrics.answered(method, 'http', seconds),
   });
-  routes = [playground, ...faces];
+  loading.open({ serve, mcp: { engine, hub, store, queueLimit: settings.engine.queue_limit } });
+  routes = [playground, ...(mcp ? [mcp.route] : []), ...faces];
   health.serving(engine);
   const names = Object.entries(addresses).map(([name, address]) => `${name}=${address}`);
   log.info(

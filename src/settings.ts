@@ -115,6 +115,12 @@ export const SETTINGS = section('Every setting.', {
       'Runs waiting for a slot at most, first in first out; beyond it callers get a busy error (-32000).',
     ),
     max_context_len: integer(2048, 16, 1 << 20, 'Context length per sequence, in tokens.'),
+    load_wait_ms: integer(
+      120_000,
+      0,
+      86_400_000,
+      'How long a request that arrives while the model loads waits for it, in ms, on every transport; after that it is refused (-32004). 0 refuses at once.',
+    ),
     rkllm: section('The RKLLM engine: librkllmrt.so through FFI, in a worker process that is restarted when it crashes.', {
       library: string('librkllmrt.so', 'librkllmrt.so: a path, or a file name the dynamic loader finds (LD_LIBRARY_PATH, /usr/lib).', {
         minLength: 1,
@@ -165,6 +171,15 @@ export const SETTINGS = section('Every setting.', {
       lora_adapters: string('lora-adapters', 'LoRA adapters that `rkllm_load_lora` loads (`lora_adapter_path`).', { minLength: 1 }),
     },
   ),
+  mcp: section('MCP (Model Context Protocol): Streamable HTTP at `/mcp` on the HTTP port, and on stdio beside JSON-RPC with `--stdio`.', {
+    enabled: boolean(true, 'Serves MCP (`/mcp` over HTTP; MCP messages on stdio).'),
+    max_sessions: positive(1024, 1_000_000, 'Open MCP sessions over HTTP at most; a new one beyond it is refused with 503.'),
+    max_chat_sessions: positive(
+      256,
+      1_000_000,
+      'Chat histories (`chat` tool, `session`) kept at most; the least recently used is forgotten first.',
+    ),
+  }),
   jsonrpc: section('JSON-RPC.', {
     max_batch: positive(100, 100_000, 'Requests in one batch at most.'),
   }),

@@ -3,7 +3,7 @@ import type { ClientGate } from '../clients.js';
 import { HttpTransport, type HttpEndpoint } from './http.js';
 import type { HttpRoute } from './http-route.js';
 import type { ConnectionLimits } from './live-connection.js';
-import { StdioTransport } from './stdio.js';
+import { StdioTransport, type StdioGuest } from './stdio.js';
 import { TcpTransport } from './tcp.js';
 import type { MessageHandler, Transport } from './transport.js';
 import { UdpTransport } from './udp.js';
@@ -21,6 +21,8 @@ export interface TransportOptions {
   authTimeoutMs: number;
   /** Browser origins allowed besides the server's own, on HTTP and WebSocket. */
   allowedOrigins: readonly string[];
+  /** Every transport is bound to loopback only: HTTP and WebSocket refuse a Host that is not loopback. */
+  loopbackOnly: boolean;
   http?: { port: number; maxBodyBytes: number; requestTimeoutMs: number };
   tcp?: { port: number; maxLineBytes: number };
   /** `guard`: bound beyond loopback, so a datagram without a valid key gets no more than its own size back and starts no stream. */
@@ -37,13 +39,15 @@ export interface TransportDeps {
   /** The faces served on the HTTP port beside JSON-RPC, read at each request. */
   routes: () => readonly HttpRoute[];
   log: Logger;
+  /** Another protocol sharing stdio with JSON-RPC (MCP). */
+  stdioGuest?: StdioGuest;
   /** stdio's input has ended and everything is flushed: the server should stop. */
   onStdioEnd: () => void;
 }
 
 /** Builds every transport `options` names, in the order the readiness line names them. */
 export function createTransports(options: TransportOptions, deps: TransportDeps): Transport[] {
-  const { host, limits, maxConnections, authTimeoutMs, allowedOrigins } = options;
+  const { host, limits, maxConnections, authTimeoutMs, allowedOrigins, loopbackOnly } = options;
   const { handle, gate, log } = deps;
   const transports: Transport[] = [];
   let http: HttpTransport | undefined;
@@ -56,6 +60,7 @@ export function createTransports(options: TransportOptions, deps: TransportDeps)
         maxBodyBytes,
         requestTimeoutMs,
         allowedOrigins,
+        loopbackOnly,
         idleTimeoutMs: limits.idleTimeoutMs,
         handle,
         gate,
@@ -77,12 +82,27 @@ export function createTransports(options: TransportOptions, deps: TransportDeps)
   if (options.ws) {
     const { port, maxMessageBytes } = options.ws;
     const pagePorts = (): number[] => (http?.port === undefined ? [] : [http.port]);
-    const wsOptions = { host, port, maxMessageBytes, maxConnections, authTimeoutMs, allowedOrigins, pagePorts, limits, handle, gate, log };
+    const wsOptions = {
+      host,
+      port,
+      maxMessageBytes,
+      maxConnections,
+      authTimeoutMs,
+      allowedOrigins,
+      loopbackOnly,
+      pagePorts,
+      limits,
+      handle,
+      gate,
+      log,
+    };
     transports.push(new WsTransport(wsOptions));
   }
   if (options.stdio) {
     const io = { input: process.stdin, output: process.stdout };
-    transports.push(new StdioTransport({ ...io, maxLineBytes: options.stdio.maxLineBytes, limits, handle, log, onEnd: deps.onStdioEnd }));
+    const guest = deps.stdioGuest ? { guest: deps.stdioGuest } : {};
+    const stdio = { ...io, ...guest, maxLineBytes: options.stdio.maxLineBytes, limits, handle, log, onEnd: deps.onStdioEnd };
+    transports.push(new StdioTransport(stdio));
   }
   return transports;
 }

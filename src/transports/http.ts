@@ -28,6 +28,8 @@ export interface HttpTransportOptions {
   requestTimeoutMs: number;
   /** Browser origins allowed besides the server's own (setting http.allowed_origins). */
   allowedOrigins: readonly string[];
+  /** Bound to loopback only: a Host that is not loopback is refused (DNS rebinding). */
+  loopbackOnly?: boolean;
   handle: MessageHandler;
   gate: ClientGate;
   /** GET endpoints by path. */
@@ -192,7 +194,7 @@ export class HttpTransport implements Transport {
   }
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const foreign = foreignOrigin(req.headers, this.#origins);
+    const foreign = foreignOrigin(req.headers, this.#origins, [], this.#options.loopbackOnly);
     if (foreign) {
       refuse(req, res, foreign);
       return;

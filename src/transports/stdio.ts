@@ -1,8 +1,41 @@
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
-import { errorResponse } from '../jsonrpc/message.js';
+import type { Peer } from '../auth.js';
+import { errorResponse, type JsonRpcResponse } from '../jsonrpc/message.js';
 import { LiveConnection, readLines, type ConnectionLimits } from './live-connection.js';
 import type { MessageHandler, Transport } from './transport.js';
+
+/**
+ * Another protocol that shares stdio with JSON-RPC (MCP). Every message is offered to it first,
+ * parsed; what it takes never reaches the dispatcher. It writes its own messages through the link.
+ */
+export interface StdioGuest {
+  /** Called once, when the transport starts. */
+  open(link: StdioLink): void;
+  /** Takes `message` (one parsed JSON value) when it is the guest's; returns whether it did. */
+  offer(message: unknown): boolean;
+}
+
+/** What a guest gets: the one stdio connection, its client and its end. */
+export interface StdioLink {
+  /** Writes one message (one line). */
+  send(message: object): void;
+  /** Keeps the output open, once stdin has ended, until the returned function is called. */
+  hold(): () => void;
+  /** The client (the parent process), with the key it bound with `authenticate`, if any. */
+  readonly peer: Peer;
+  /** Aborts when stdin has ended or stdout failed. */
+  readonly closed: AbortSignal;
+}
+
+/** The message in `raw`, or undefined when it is not JSON (the dispatcher then answers -32700). */
+function parsed(raw: Uint8Array | string): unknown {
+  try {
+    return JSON.parse(typeof raw === 'string' ? raw : Buffer.from(raw).toString('utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
 
 export interface StdioTransportOptions {
   /** Where messages come from (process.stdin). */
@@ -14,6 +47,8 @@ export interface StdioTransportOptions {
   limits: ConnectionLimits;
   handle: MessageHandler;
   log: Logger;
+  /** Another protocol on the same stdio (MCP), offered every message first. */
+  guest?: StdioGuest;
   /** Called once, when the input has ended and every reply and final chunk is flushed, or when the output fails. */
   onEnd: () => void;
 }
@@ -28,17 +63,18 @@ export class StdioTransport implements Transport {
   readonly name = 'stdio';
   readonly #options: StdioTransportOptions;
   readonly #connection: LiveConnection;
+  readonly #peer: Peer = { address: 'stdio', key: undefined };
   #closed = false;
   #ended = false;
 
   constructor(options: StdioTransportOptions) {
     this.#options = options;
-    const { input, output, limits, handle, log } = options;
+    const { input, output, limits, handle, log, guest } = options;
     this.#connection = new LiveConnection({
       id: 'stdio',
       transport: this.name,
-      peer: { address: 'stdio', key: undefined },
-      handle,
+      peer: this.#peer,
+      handle: guest ? (raw, origin) => (guest.offer(parsed(raw)) ? Promise.resolve(undefined) : handle(raw, origin)) : handle,
       limits: { ...limits, idleTimeoutMs: 0 },
       log,
       wire: {
@@ -63,6 +99,13 @@ export class StdioTransport implements Transport {
   async start(): Promise<string> {
     const { input, output, maxLineBytes, log } = this.#options;
     const connection = this.#connection;
+    this.#options.guest?.open({
+      // The guest's messages are JSON-RPC messages too; the connection only serialises them.
+      send: (message) => void connection.send(message as JsonRpcResponse),
+      hold: () => connection.hold(),
+      peer: this.#peer,
+      closed: connection.closed,
+    });
     readLines(input, connection, { maxLineBytes, setting: 'stdio.max_line_bytes' }, (error) => {
       connection.send(errorResponse(null, error));
       return 'skip';

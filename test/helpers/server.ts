@@ -75,6 +75,10 @@ export function captureLog(level: Settings['log_level'] = 'info'): CapturedLog {
 
 /** What the server's streams do, as events a test can wait for. */
 export class StreamEvents implements StreamObserver {
+  /** The ids of the streams admitted, in order. */
+  readonly startedIds: string[] = [];
+  /** The final chunk of each stream that has ended. */
+  readonly finals = new Map<string, Chunk>();
   readonly #chunks = new Map<string, number>();
   readonly #ended = new Set<string>();
   readonly #live = new Set<string>();
@@ -84,6 +88,7 @@ export class StreamEvents implements StreamObserver {
   chunk(streamId: string, chunk: Chunk): void {
     this.#chunks.set(streamId, (this.#chunks.get(streamId) ?? 0) + 1);
     if (chunk.end) {
+      this.finals.set(streamId, chunk);
       this.#ended.add(streamId);
       this.#live.delete(streamId);
     }
@@ -91,6 +96,7 @@ export class StreamEvents implements StreamObserver {
   }
 
   started(streamId: string): void {
+    this.startedIds.push(streamId);
     this.#live.add(streamId);
     this.#wake();
   }

@@ -36,7 +36,8 @@ describe('GET /health', function () {
     const model = join(scratchDir(), 'model.rkllm');
     execFileSync('mkfifo', [model]);
     const log = captureLog();
-    const settings = testSettings({ ...HTTP_ONLY, engine: { kind: 'rkllm', model_path: model, rkllm: { library } } });
+    // load_wait_ms 0: requests are refused at once rather than waiting for the model (test/integration/load-wait.test.ts).
+    const settings = testSettings({ ...HTTP_ONLY, engine: { kind: 'rkllm', model_path: model, load_wait_ms: 0, rkllm: { library } } });
     const starting = startServer(settings, log.log);
     let written: Promise<void> | undefined;
     try {

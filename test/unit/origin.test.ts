@@ -28,4 +28,11 @@ describe('foreignOrigin (the one cross-origin rule)', () => {
     expect(refused('https://app.example', '127.0.0.1:8082', [], new Set(['https://app.example']))).to.equal(false);
     expect(refused('https://other.example', '127.0.0.1:8082', [], new Set(['https://app.example']))).to.equal(true);
   });
+
+  it('on a server bound to loopback only, refuses a Host that is not loopback, with or without Origin', () => {
+    expect(foreignOrigin({ host: 'evil.example:8082' }, none, [], true)?.name).to.equal('FORBIDDEN');
+    expect(foreignOrigin({ host: 'evil.example:8082' }, none, [], false)).to.equal(undefined);
+    for (const host of ['127.0.0.1:8082', 'localhost:8082', '[::1]:8082'])
+      expect(foreignOrigin({ host }, none, [], true), host).to.equal(undefined);
+  });
 });

@@ -1,0 +1,186 @@
+import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { Logger } from 'pino';
+import type { Peer } from '../../auth.js';
+import type { ClientGate } from '../../clients.js';
+import { ERRORS, ServerError } from '../../errors.js';
+import { BodyTooLarge, type HttpExchange, type HttpRoute } from '../../transports/http-route.js';
+
+export interface McpHttpOptions {
+  newServer: (peer: Peer) => McpServer;
+  gate: ClientGate;
+  /** Open sessions at most (`mcp.max_sessions`). */
+  maxSessions: number;
+  /** A session with no request in progress for this long is closed; 0 never (`connections.idle_timeout_s`). */
+  idleTimeoutMs: number;
+  /** Largest message body (`http.max_body_bytes`). */
+  maxBodyBytes: number;
+  log: Logger;
+}
+
+/** One MCP session over HTTP: its SDK transport and server, and the key that opened it. */
+interface Session {
+  transport: StreamableHTTPServerTransport;
+  server: McpServer;
+  keyId: string | undefined;
+  /** Requests in progress (an open GET stream counts). */
+  active: number;
+  idleTimer: NodeJS.Timeout | undefined;
+}
+
+function sendError(res: ServerResponse, status: number, code: number, message: string, headers: Record<string, string> = {}): void {
+  const body = JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers }).end(body);
+}
+
+/**
+ * MCP's Streamable HTTP transport at `/mcp`, through the SDK: `POST` for messages (answered with
+ * JSON or an SSE stream), `GET` for the server's own stream, `DELETE` to end a session, sessions
+ * named by `Mcp-Session-Id`. Before the SDK sees a request, this checks `Origin` and `Host`
+ * (DNS rebinding), the API key (`Authorization: Bearer`, when keys are set; a session belongs to
+ * the key that opened it) and the client's connection limit.
+ */
+export class McpHttpRoute implements HttpRoute, AsyncDisposable {
+  readonly #options: McpHttpOptions;
+  readonly #sessions = new Map<string, Session>();
+  #closed = false;
+
+  constructor(options: McpHttpOptions) {
+    this.#options = options;
+  }
+
+  get sessions(): number {
+    return this.#sessions.size;
+  }
+
+  matches(_method: string, path: string): boolean {
+    return path === '/mcp';
+  }
+
+  async serve(exchange: HttpExchange): Promise<void> {
+    const { req, res, address } = exchange;
+    // Browsers from other origins never get here: the HTTP transport applies the one origin rule to every route.
+    const { gate } = this.#options;
+    let peer: Peer;
+    try {
+      peer = { address, key: gate.keyFromHeader(req.headers.authorization, 'refuse') };
+      res.once('close', gate.admitConnection(peer, 'http'));
+    } catch (err) {
+      if (!(err instanceof ServerError)) throw err;
+      const status = err.name === 'UNAUTHORIZED' ? 401 : 429;
+      const retry = (err.data as { retry_after?: number } | undefined)?.retry_after;
+      const headers: Record<string, string> =
+        status === 401 ? { 'www-authenticate': 'Bearer' } : retry === undefined ? {} : { 'retry-after': String(Math.ceil(retry)) };
+      return sendError(res, status, ERRORS[err.name].code, err.message, headers);
+    }
+    const sessionId = req.headers['mcp-session-id'];
+    if (typeof sessionId === 'string') {
+      const session = this.#sessions.get(sessionId);
+      if (!session || session.keyId !== peer.key?.id) return sendError(res, 404, -32001, 'Session not found');
+      return this.#handle(session, exchange);
+    }
+    if (req.method !== 'POST') return sendError(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required');
+    if (this.#closed) return sendError(res, 503, -32000, 'The server is shutting down');
+    if (this.#sessions.size >= this.#options.maxSessions) {
+      return sendError(
+        res,
+        503,
+        -32000,
+        `Too many MCP sessions: at most ${this.#options.maxSessions} (setting mcp.max_sessions); end one with DELETE`,
+        {
+          'retry-after': '1',
+        },
+      );
+    }
+    await this.#open(peer, exchange);
+  }
+
+  /** Closes every session. Idempotent. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([...this.#sessions.values()].map((s) => s.transport.close()));
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** A request without a session: an `initialize` opens one; anything else is answered by the SDK (400) and forgotten. */
+  async #open(peer: Peer, exchange: HttpExchange): Promise<void> {
+    const server = this.#options.newServer(peer);
+    const session: Session = { transport: undefined!, server, keyId: peer.key?.id, active: 0, idleTimer: undefined };
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => void this.#sessions.set(id, session),
+      maxRequestBodySize: this.#options.maxBodyBytes,
+    });
+    session.transport = transport;
+    transport.onclose = () => {
+      clearTimeout(session.idleTimer);
+      if (transport.sessionId !== undefined) this.#sessions.delete(transport.sessionId);
+    };
+    transport.onerror = (err) => this.#options.log.debug({ err }, 'mcp over http: transport error');
+    await server.connect(transport);
+    await this.#handle(session, exchange);
+    if (transport.sessionId === undefined) await server.close();
+  }
+
+  async #handle(session: Session, exchange: HttpExchange): Promise<void> {
+    const { req, res } = exchange;
+    let body: unknown;
+    if (req.method === 'POST') {
+      try {
+        body = JSON.parse((await exchange.readBody()).toString('utf8'));
+      } catch (err) {
+        if (err instanceof BodyTooLarge) return sendError(res, 413, -32600, err.message);
+        if (err instanceof SyntaxError) return sendError(res, 400, -32700, `Parse error: ${err.message}`);
+        throw err;
+      }
+      this.#cancelOnDisconnect(session, res, body);
+    }
+    session.active++;
+    clearTimeout(session.idleTimer);
+    try {
+      await session.transport.handleRequest(req, res, body);
+    } finally {
+      // The SDK resolves once the reply has begun; an SSE stream stays open after it.
+      const done = (): void => {
+        session.active--;
+        this.#armIdle(session);
+      };
+      if (res.writableFinished || res.destroyed) done();
+      else res.once('close', done);
+    }
+  }
+
+  /**
+   * A client that goes away before its reply is complete cancels its requests, as if it had sent
+   * `notifications/cancelled`: their generations stop and free the engine.
+   */
+  #cancelOnDisconnect(session: Session, res: ServerResponse, body: unknown): void {
+    const ids = (Array.isArray(body) ? body : [body]).flatMap((m: unknown) => {
+      const message = m as { method?: unknown; id?: unknown } | null;
+      return typeof message?.method === 'string' && (typeof message.id === 'string' || typeof message.id === 'number') ? [message.id] : [];
+    });
+    if (ids.length === 0) return;
+    res.once('close', () => {
+      if (res.writableFinished) return;
+      for (const requestId of ids) {
+        session.transport.onmessage?.({
+          jsonrpc: '2.0',
+          method: 'notifications/cancelled',
+          params: { requestId, reason: 'the client went away' },
+        });
+      }
+    });
+  }
+
+  #armIdle(session: Session): void {
+    const ms = this.#options.idleTimeoutMs;
+    if (ms === 0 || session.active > 0) return;
+    session.idleTimer = setTimeout(() => void session.transport.close(), ms);
+    session.idleTimer.unref();
+  }
+}

@@ -1,0 +1,62 @@
+import { ResourceTemplate, type McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { McpError, type ReadResourceResult } from '@modelcontextprotocol/sdk/types.js';
+import type { Peer } from '../../auth.js';
+import { ServerError } from '../../errors.js';
+import { admitCaller, type McpDeps } from './backend.js';
+import { modelInfo } from './tools.js';
+
+/** MCP's "resource not found" (the specification's -32002, not this server's TOO_MANY_STREAMS). */
+const RESOURCE_NOT_FOUND = -32002;
+
+function json(uri: URL, value: unknown): ReadResourceResult {
+  return { contents: [{ uri: uri.href, mimeType: 'application/json', text: JSON.stringify(value) }] };
+}
+
+/**
+ * Registers the resources on one session's server: `rkllm://model`, the model's metadata, and
+ * `rkllm://streams/{stream_id}`, the buffered text of a stream the caller owns (one started with
+ * rkllm_run_async over HTTP, or detached): an agent can start a long job and read it later.
+ */
+export function registerResources(server: McpServer, deps: McpDeps, peer: Peer): void {
+  server.registerResource(
+    'model',
+    'rkllm://model',
+    { title: 'The loaded model', description: 'The model, the engine, its limits and features', mimeType: 'application/json' },
+    async (uri, extra) => {
+      admitCaller(deps.gate, peer, 'resources/read', extra.requestId);
+      return json(uri, modelInfo(await deps.backend(extra.signal)));
+    },
+  );
+  server.registerResource(
+    'stream',
+    new ResourceTemplate('rkllm://streams/{stream_id}', { list: undefined }),
+    {
+      title: 'A stream',
+      description: 'The text a stream has buffered and nobody has acknowledged with poll yet, and whether it has ended',
+      mimeType: 'application/json',
+    },
+    async (uri, variables, extra) => {
+      const client = admitCaller(deps.gate, peer, 'resources/read', extra.requestId);
+      const streamId = String(variables.stream_id);
+      const notFound = new McpError(RESOURCE_NOT_FOUND, `Resource not found: ${uri.href}`);
+      if (!client.owns(streamId)) throw notFound;
+      const { store } = await deps.backend(extra.signal);
+      let chunks;
+      try {
+        chunks = await store.peek(streamId);
+      } catch (err) {
+        if (err instanceof ServerError && err.name === 'STREAM_NOT_FOUND') throw notFound;
+        throw err;
+      }
+      const last = chunks.at(-1);
+      return json(uri, {
+        stream_id: streamId,
+        text: chunks.map((c) => c.delta).join(''),
+        first_seq: chunks[0]?.seq ?? null,
+        last_seq: last?.seq ?? null,
+        ended: last?.end === true,
+        ...(last?.end ? { finish_reason: last.finish_reason, perf: last.perf, ...(last.error ? { error: last.error } : {}) } : {}),
+      });
+    },
+  );
+}

@@ -1,0 +1,60 @@
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { JSONRPCMessageSchema } from '@modelcontextprotocol/sdk/types.js';
+import type { Logger } from 'pino';
+import type { Peer } from '../../auth.js';
+import type { StdioGuest, StdioLink } from '../../transports/stdio.js';
+import { LinkTransport } from './link-transport.js';
+
+/** MCP's own methods, and the notifications of either side: everything else on stdio is RKLLM JSON-RPC. */
+const MCP_METHOD = /^(initialize|ping|(tools|resources|prompts|completion|logging|tasks|notifications)\/.+)$/;
+
+function isMcp(message: unknown): boolean {
+  if (typeof message !== 'object' || message === null || Array.isArray(message)) return false;
+  const m = message as Record<string, unknown>;
+  // No method: a response to a request the MCP server sent (the RKLLM side sends none).
+  if (typeof m.method !== 'string') return 'id' in m && ('result' in m || 'error' in m);
+  return MCP_METHOD.test(m.method);
+}
+
+export interface McpStdioGuestOptions {
+  newServer: (peer: Peer) => McpServer;
+  log: Logger;
+}
+
+/**
+ * MCP on the stdio connection, beside the RKLLM JSON-RPC methods: it takes MCP's messages (by
+ * method name, and responses to its own requests) and hands them to an SDK server through a
+ * {@link LinkTransport}. Everything else goes on to the dispatcher. The session ends with stdin.
+ */
+export class McpStdioGuest implements StdioGuest {
+  readonly #options: McpStdioGuestOptions;
+  #transport: LinkTransport | undefined;
+  #server: McpServer | undefined;
+
+  constructor(options: McpStdioGuestOptions) {
+    this.#options = options;
+  }
+
+  open(link: StdioLink): void {
+    const transport = new LinkTransport(link);
+    const server = this.#options.newServer(link.peer);
+    transport.onerror = (err) => this.#options.log.warn({ err }, 'mcp over stdio: transport error');
+    this.#transport = transport;
+    this.#server = server;
+    server.connect(transport).catch((err: unknown) => this.#options.log.error({ err }, 'mcp over stdio: could not start'));
+    link.closed.addEventListener('abort', () => void this.close(), { once: true });
+  }
+
+  offer(message: unknown): boolean {
+    if (!this.#transport || !isMcp(message)) return false;
+    const parsed = JSONRPCMessageSchema.safeParse(message);
+    if (!parsed.success) return false;
+    this.#transport.deliver(parsed.data);
+    return true;
+  }
+
+  /** Ends the session: its tool calls are aborted. Idempotent. */
+  async close(): Promise<void> {
+    await this.#server?.close();
+  }
+}

@@ -1,0 +1,243 @@
+import { basename } from 'node:path';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import type { Peer } from '../../auth.js';
+import type { Client } from '../../clients.js';
+import { ENGINE_FEATURE_NAMES } from '../../engine/capabilities.js';
+import { RKLLMInferMode } from '../../engine/types.js';
+import { ERRORS, ServerError } from '../../errors.js';
+import { toRunParams } from '../../methods/run-params.js';
+import { admitCaller, type McpBackend, type McpDeps } from './backend.js';
+import { conversationPrompt, type ChatMessage, type ChatSessions } from './chat-sessions.js';
+import { generate, type Generated } from './run.js';
+
+/** What a tool handler gets from the SDK, as far as the tools use it. */
+interface ToolExtra {
+  signal: AbortSignal;
+  requestId: string | number;
+  _meta?: { progressToken?: string | number } | undefined;
+  sendNotification: (notification: {
+    method: 'notifications/progress';
+    params: { progressToken: string | number; progress: number; total?: number; message?: string };
+  }) => Promise<void>;
+}
+
+const sampling = {
+  max_new_tokens: z.number().int().min(1).optional().describe('Tokens to generate at most (default: the model setting)'),
+  temperature: z.number().min(0).max(100).optional().describe('Sampling temperature; 0 is greedy'),
+  top_k: z.number().int().min(0).max(1_000_000).optional().describe('Keep the k most likely tokens; 1 is greedy, 0 disables'),
+  top_p: z.number().min(0).max(1).optional().describe('Nucleus sampling threshold'),
+  repeat_penalty: z.number().min(0).max(10).optional().describe('Penalty for repeating recent tokens; 1 disables'),
+  stop: z.array(z.string().min(1).max(200)).max(16).optional().describe('Stop sequences: the text ends before the first one'),
+};
+
+const perf = z.object({
+  prefill_time_ms: z.number(),
+  prefill_tokens: z.number(),
+  generate_time_ms: z.number(),
+  generate_tokens: z.number(),
+  memory_usage_mb: z.number(),
+});
+
+const generated = {
+  text: z.string().describe('The generated text'),
+  finish_reason: z.enum(['stop', 'length', 'abort', 'error', 'shutdown']),
+  perf,
+};
+
+const message = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() });
+
+type Sampling = { [K in keyof typeof sampling]?: z.infer<(typeof sampling)[K]> };
+
+/** A ServerError as a tool error result, which the session survives; a busy queue says when to retry. */
+function toolError(err: ServerError): CallToolResult {
+  const retry = (err.data as { retry_after?: unknown } | undefined)?.retry_after;
+  const when = typeof retry === 'number' ? ` Retry after ${retry} s.` : '';
+  return { isError: true, content: [{ type: 'text', text: `${err.message} (${ERRORS[err.name].code})${when}` }] };
+}
+
+async function guarded(body: () => Promise<CallToolResult>): Promise<CallToolResult> {
+  try {
+    return await body();
+  } catch (err) {
+    if (err instanceof ServerError) return toolError(err);
+    throw err;
+  }
+}
+
+function result(structured: Record<string, unknown>, text: string): CallToolResult {
+  return { content: [{ type: 'text', text }], structuredContent: structured };
+}
+
+/** The flat RKLLM run parameters of a prompt and the sampling fields, checked as rkllm_run checks them. */
+function runParams(backend: McpBackend, prompt: string, args: Sampling, mode: number = RKLLMInferMode.RKLLM_INFER_GENERATE) {
+  const fields: Record<string, unknown> = { prompt_input: prompt, mode, ...args };
+  delete fields.stop;
+  return toRunParams(fields, backend.engine.param.max_context_len);
+}
+
+/** `model_info`'s answer, also the `rkllm://model` resource. */
+export function modelInfo(backend: McpBackend): Record<string, unknown> {
+  const { engine } = backend;
+  const p = engine.param;
+  return {
+    engine: engine.name,
+    model: basename(p.model_path),
+    max_context_len: p.max_context_len,
+    max_new_tokens: p.max_new_tokens,
+    slots: engine.slots,
+    queue_limit: backend.queueLimit,
+    sampling: { temperature: p.temperature, top_k: p.top_k, top_p: p.top_p, repeat_penalty: p.repeat_penalty },
+    features: Object.fromEntries(ENGINE_FEATURE_NAMES.map((f) => [f, engine.supports(f)])),
+  };
+}
+
+/** Registers the tools on one session's server. `peer` is the session's client end. */
+export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chats: ChatSessions): void {
+  const caller = async (extra: ToolExtra): Promise<{ backend: McpBackend; client: Client }> => {
+    const client = admitCaller(deps.gate, peer, 'tools/call', extra.requestId);
+    return { backend: await deps.backend(extra.signal), client };
+  };
+
+  const run = async (backend: McpBackend, client: Client, prompt: string, args: Sampling, extra: ToolExtra): Promise<Generated> => {
+    const params = runParams(backend, prompt, args);
+    const token = extra._meta?.progressToken;
+    const limit = args.max_new_tokens ?? backend.engine.param.max_new_tokens;
+    let progress: Promise<void> = Promise.resolve();
+    const onText =
+      token === undefined
+        ? undefined
+        : (text: string, tokens: number): void => {
+            const params = { progressToken: token, progress: tokens, ...(limit > 0 ? { total: limit } : {}), message: text };
+            progress = progress
+              .then(() => extra.sendNotification({ method: 'notifications/progress', params }))
+              .catch((err: unknown) => deps.log.warn({ err }, 'mcp: could not send a progress notification'));
+          };
+    const log = deps.log.child({ client: client.id, mcp_request_id: extra.requestId });
+    const onStart = (streamId: string): void => log.info({ stream_id: streamId }, 'mcp: stream started');
+    const out = await generate({
+      hub: backend.hub,
+      params,
+      client,
+      requestId: extra.requestId,
+      signal: extra.signal,
+      stop: args.stop ?? [],
+      onStart,
+      ...(onText ? { onText } : {}),
+    });
+    log.info(
+      { stream_id: out.stream_id, finish_reason: out.finish_reason, generate_tokens: out.perf.generate_tokens },
+      'mcp: stream ended',
+    );
+    await progress;
+    return out;
+  };
+
+  server.registerTool(
+    'generate',
+    {
+      title: 'Generate text with the on-device model',
+      description:
+        'Continues a prompt with the on-device LLM (private, offline). With a progressToken, each new piece of text arrives as a progress notification.',
+      inputSchema: { prompt: z.string().describe('The prompt text'), ...sampling },
+      outputSchema: generated,
+    },
+    (args, extra) =>
+      guarded(async () => {
+        const { backend, client } = await caller(extra);
+        const { prompt, ...rest } = args;
+        const out = await run(backend, client, prompt, rest, extra);
+        const structured = { text: out.text, finish_reason: out.finish_reason, perf: out.perf };
+        return result(structured, out.text);
+      }),
+  );
+
+  server.registerTool(
+    'chat',
+    {
+      title: 'Chat with the on-device model',
+      description:
+        'Answers a conversation with the on-device LLM. With "session", the history is kept between calls: send only the new messages.',
+      inputSchema: {
+        messages: z.array(message).min(1).max(1000).describe('The new messages, oldest first'),
+        session: z.string().min(1).max(128).optional().describe('A name of your choosing that keeps the conversation between calls'),
+        ...sampling,
+      },
+      outputSchema: {
+        ...generated,
+        session: z.string().optional(),
+        turns: z.number().int().describe('Messages in the conversation, the answer included'),
+      },
+    },
+    (args, extra) =>
+      guarded(async () => {
+        const { backend, client } = await caller(extra);
+        const { messages, session, ...rest } = args;
+        const conversation: ChatMessage[] = [...(session === undefined ? [] : chats.history(client.id, session)), ...messages];
+        const out = await run(backend, client, conversationPrompt(conversation), rest, extra);
+        const answered = [...conversation, { role: 'assistant' as const, content: out.text }];
+        if (session !== undefined && out.finish_reason !== 'abort' && out.finish_reason !== 'error')
+          chats.save(client.id, session, answered);
+        const structured = {
+          text: out.text,
+          finish_reason: out.finish_reason,
+          perf: out.perf,
+          ...(session === undefined ? {} : { session }),
+          turns: answered.length,
+        };
+        return result(structured, out.text);
+      }),
+  );
+
+  server.registerTool(
+    'embed',
+    {
+      title: 'Embed text with the on-device model',
+      description:
+        "Turns text into vectors: the model's last hidden layer at the last token of each input (RKLLM_INFER_GET_LAST_HIDDEN_LAYER).",
+      inputSchema: { input: z.union([z.string(), z.array(z.string()).min(1).max(256)]).describe('A string, or an array of strings') },
+      outputSchema: { vectors: z.array(z.array(z.number())), dimensions: z.number().int(), model: z.string() },
+    },
+    (args, extra) =>
+      guarded(async () => {
+        const { backend, client } = await caller(extra);
+        const inputs = typeof args.input === 'string' ? [args.input] : args.input;
+        const vectors: number[][] = [];
+        for (const text of inputs) {
+          const params = runParams(backend, text, {}, RKLLMInferMode.RKLLM_INFER_GET_LAST_HIDDEN_LAYER);
+          const out = await backend.hub.run(params, extra.requestId, extra.signal, client);
+          const layer = out.last_hidden_layer;
+          if (!layer) throw new ServerError('ENGINE_ERROR', out.error ?? 'The engine returned no hidden layer');
+          vectors.push(layer.hidden_states.slice((layer.num_tokens - 1) * layer.embd_size, layer.num_tokens * layer.embd_size));
+        }
+        const structured = { vectors, dimensions: vectors[0]?.length ?? 0, model: basename(backend.engine.param.model_path) };
+        return result(structured, `${vectors.length} vector(s) of ${structured.dimensions} dimensions`);
+      }),
+  );
+
+  server.registerTool(
+    'model_info',
+    {
+      title: 'The on-device model',
+      description: 'The loaded model, the engine, its limits and features.',
+      inputSchema: {},
+      outputSchema: {
+        engine: z.string(),
+        model: z.string(),
+        max_context_len: z.number().int(),
+        max_new_tokens: z.number().int(),
+        slots: z.number().int(),
+        queue_limit: z.number().int(),
+        sampling: z.record(z.string(), z.number()),
+        features: z.record(z.string(), z.boolean()),
+      },
+    },
+    (_args, extra) =>
+      guarded(async () => {
+        const { backend } = await caller(extra);
+        const info = modelInfo(backend);
+        return result(info, JSON.stringify(info));
+      }),
+  );
+}

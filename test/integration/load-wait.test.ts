@@ -1,0 +1,112 @@
+// Requests that arrive while the model loads wait for it (engine.load_wait_ms) on every transport;
+// MCP's initialize answers at once. The model is a FIFO: loading (in the RKLLM runtime's worker
+// process) blocks until the test writes the model into it, so "while it loads" is certain.
+import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { open, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { startServer } from '../../src/server.js';
+import { TcpRpc } from '../helpers/live-rpc.js';
+import { connectHttp } from '../helpers/mcp.js';
+import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
+import { HttpRpc } from '../helpers/rpc.js';
+import { scratchDir } from '../helpers/server-process.js';
+import { captureLog, testSettings } from '../helpers/server.js';
+
+/** Starts a server on a model that loads only once `load()` is called. */
+async function loadingServer(settings: Record<string, unknown> = {}) {
+  const library = await buildTwin('1.3');
+  const model = join(scratchDir(), 'model.rkllm');
+  execFileSync('mkfifo', [model]);
+  const log = captureLog();
+  const merged = {
+    udp: { enabled: false },
+    ws: { enabled: false },
+    ...settings,
+    engine: { kind: 'rkllm', model_path: model, rkllm: { library }, ...(settings.engine as object) },
+  };
+  const starting = startServer(testSettings(merged), log.log);
+  let written: Promise<void> | undefined;
+  // A server that fails to start never reads the FIFO: its failure must not leave the write hanging.
+  const failed = starting.then(
+    () => new Promise<never>(() => {}),
+    (err: unknown) => {
+      throw err;
+    },
+  );
+  const load = (): Promise<void> => Promise.race([(written ??= writeFile(model, readFileSync(TWIN_MODELS.story))), failed]);
+  const bound = await log.line('transports bound');
+  return {
+    addresses: bound.addresses as Record<string, string>,
+    log,
+    load,
+    loaded: () => log.lines.some((l) => String(l.msg).includes('listening for connections')),
+    /** Lets the load finish, whatever happened, and closes the server. */
+    close: async (): Promise<void> => {
+      try {
+        await load();
+      } catch {
+        // Unblock the write nobody reads: open the FIFO for reading ourselves.
+        await (await open(model, 'r')).close();
+        await written?.catch(() => {});
+      }
+      await (await starting).close();
+    },
+  };
+}
+
+describe('requests while the model loads', function () {
+  this.timeout(120_000);
+
+  it('wait for the model on HTTP, TCP and MCP, and are answered once it has loaded; MCP initialize answers at once', async () => {
+    const server = await loadingServer();
+    try {
+      const url = `http://${server.addresses.http}/`;
+      const mcp = await connectHttp(url);
+      expect((await mcp.client.listTools()).tools).to.have.lengthOf(4);
+      const tcp = await TcpRpc.connect(server.addresses.tcp!);
+      try {
+        const call = mcp.client.callTool({ name: 'generate', arguments: { prompt: 'Once upon a time', max_new_tokens: 8 } });
+        const overHttp = new HttpRpc(url).call('rkllm_is_running', {}, 'early-http');
+        const overTcp = tcp.call('rkllm_is_running', {}, 'early-tcp');
+        // Everything above was sent, and MCP answers a ping, while the model is still loading.
+        await mcp.client.ping();
+        expect(server.loaded()).to.equal(false);
+        await server.load();
+        const result = (await call) as CallToolResult;
+        expect(result.isError).to.not.equal(true);
+        expect(result.structuredContent).to.have.property('finish_reason');
+        expect((await overHttp).result).to.deep.include({ running: false });
+        expect((await overTcp).result).to.deep.include({ running: false });
+        expect(server.loaded()).to.equal(true);
+      } finally {
+        await tcp.close();
+        await mcp.close();
+      }
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('are refused with -32004 once engine.load_wait_ms has passed, over JSON-RPC and as a tool error result', async () => {
+    const server = await loadingServer({ engine: { load_wait_ms: 50 } });
+    try {
+      const url = `http://${server.addresses.http}/`;
+      const refused = await new HttpRpc(url).call('rkllm_is_running', {}, 'early');
+      expect(refused.error).to.deep.include({ code: -32004 });
+      expect(refused.error!.message).to.match(/still loading after 50 ms \(setting engine\.load_wait_ms\)/);
+      const mcp = await connectHttp(url);
+      try {
+        const result = (await mcp.client.callTool({ name: 'model_info', arguments: {} })) as CallToolResult;
+        expect(result.isError).to.equal(true);
+        expect(server.loaded()).to.equal(false);
+      } finally {
+        await mcp.close();
+      }
+    } finally {
+      await server.close();
+    }
+  });
+});
