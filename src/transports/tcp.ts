@@ -88,8 +88,21 @@ export class TcpTransport implements Transport {
     const { maxLineBytes, log } = this.#options;
     socket.on('error', (err) => log.debug({ err }, 'tcp: socket error'));
     const peer: Peer = { address: socket.remoteAddress ?? 'unknown', key: undefined };
+    // Messages written in one tick (chunks of several streams, replies) leave in one send.
+    let corked = false;
+    const uncork = (): void => {
+      corked = false;
+      socket.uncork();
+    };
     const wire = {
-      write: (text: string) => socket.write(`${text}\n`),
+      write: (text: string) => {
+        if (!corked) {
+          corked = true;
+          socket.cork();
+          process.nextTick(uncork);
+        }
+        socket.write(`${text}\n`);
+      },
       get pendingBytes() {
         return socket.writableLength;
       },
