@@ -25,6 +25,8 @@ export class SlotPool {
   /**
    * A context of `model` with one sequence per slot, whose samplings wait for the batch's output
    * rows to be in place (see serial-sampling.ts). With `adapter`, the context applies that LoRA adapter to every sequence.
+   * Flash attention is on, as llama-server's default ("auto") turns it on for the CPU: without it,
+   * a decode of several sequences cost about as much as decoding them one by one (docs/benchmarks.md).
    */
   static async create(
     model: LlamaModel,
@@ -38,6 +40,7 @@ export class SlotPool {
       sequences: slots,
       threads,
       batchSize: Math.min(512, contextSize),
+      flashAttention: true,
       ...(adapter ? { lora: { adapters: [{ filePath: adapter.lora_adapter_path, scale: adapter.scale }] } } : {}),
     });
     serializeSampling(context);
