@@ -7,6 +7,8 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 
+const HTTP_THREADS = 128;
+
 export interface Anchor extends AsyncDisposable {
   /** `http://127.0.0.1:PORT` */
   readonly url: string;
@@ -31,7 +33,8 @@ export async function startAnchor(
 ): Promise<Anchor> {
   const port = await freePort();
   const args = ['-m', modelPath, '--host', '127.0.0.1', '--port', String(port), '-t', String(threads), '-tb', String(threads)];
-  args.push('-np', String(parallel), '-c', String(parallel * contextPerSlot), '-b', '512');
+  // One HTTP thread per keep-alive connection of the req/s row (its default, the core count, serves 2 at a time here).
+  args.push('-np', String(parallel), '-c', String(parallel * contextPerSlot), '-b', '512', '--threads-http', String(HTTP_THREADS));
   const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   child.stderr.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-4000)));
