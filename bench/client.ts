@@ -9,6 +9,7 @@ import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { connectLive, type LiveTransport } from '../test/helpers/live-rpc.js';
 import { HttpRpc } from '../test/helpers/rpc.js';
 import type { Chunk } from '../src/streams/stream.js';
+import { burstFirstChunk, llamaServerBurst, llamaServerStream, requestsPerSecond } from './load.js';
 
 export type BenchTransport = 'http' | LiveTransport;
 
@@ -19,6 +20,20 @@ export interface ClientInput {
   streams: number;
   params: Record<string, unknown>;
 }
+
+/** Other jobs the worker runs (see load.ts); each answers with a number or a list of numbers. */
+export type LoadJob =
+  | {
+      job: 'burst';
+      transport: LiveTransport;
+      addresses: Record<string, string>;
+      streams: number;
+      rounds: number;
+      params: Record<string, unknown>;
+    }
+  | { job: 'rps'; url: string; body?: string; connections: number; seconds: number }
+  | { job: 'llama-stream'; base: string; streams: number; prompt: string; tokens: number }
+  | { job: 'llama-burst'; base: string; streams: number; rounds: number; prompt: string; tokens: number };
 
 export interface ClientReport {
   /** When the client held each chunk's seq (wall clock, ms). */
@@ -84,9 +99,30 @@ async function run(input: ClientInput): Promise<ClientReport> {
   return report;
 }
 
+/** llama-server streams: tokens/s over all of them. */
+async function llamaStreams(job: Extract<LoadJob, { job: 'llama-stream' }>): Promise<number> {
+  const started = performance.now();
+  const runs = await Promise.all(Array.from({ length: job.streams }, () => llamaServerStream(job.base, job.prompt, job.tokens)));
+  return runs.reduce((n, r) => n + r.tokens, 0) / ((performance.now() - started) / 1000);
+}
+
+async function load(job: LoadJob): Promise<number | number[]> {
+  switch (job.job) {
+    case 'burst':
+      return burstFirstChunk(job.transport, job.addresses, job.streams, job.rounds, job.params);
+    case 'rps':
+      return requestsPerSecond(job.url, job.body, job.connections, job.seconds);
+    case 'llama-stream':
+      return llamaStreams(job);
+    case 'llama-burst':
+      return llamaServerBurst(job.base, job.streams, job.rounds, job.prompt, job.tokens);
+  }
+}
+
 if (!isMainThread && parentPort) {
   const port = parentPort;
-  run(workerData as ClientInput).then(
+  const data = workerData as ClientInput | LoadJob;
+  ('job' in data ? load(data) : run(data)).then(
     (report) => port.postMessage(report),
     (err: unknown) => {
       throw err;

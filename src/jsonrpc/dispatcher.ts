@@ -25,7 +25,7 @@ export interface MethodContext<Who = unknown> {
   transport: string;
   /** Who sent the request: limits and stream ownership go by it. */
   client: Who;
-  /** Carries the request's ids (`req_id`, unique within the server, and the JSON-RPC `rpc_id`) and the client's id. */
+  /** Carries the request's ids (`req_id`, unique within the server, and the JSON-RPC `rpc_id`) and the client's id. Made on first use. */
   log: Logger;
   /** The live connection that carried the request (absent on HTTP): handlers may push messages on it. */
   connection?: Connection;
@@ -138,23 +138,30 @@ export class Dispatcher<Peer, Who extends Sender> {
     const isNotification = !('id' in request);
     const id = isNotification ? null : (request.id as JsonRpcId);
     const { method } = request;
-    const log = this.#log.child({ req_id: `r${++this.#received}`, rpc_id: id, transport: origin.transport });
+    const bindings = { req_id: `r${++this.#received}`, rpc_id: id, transport: origin.transport };
+    // Child loggers cost more than a trivial method: made only when something logs.
+    let log: Logger | undefined;
+    const requestLog = (): Logger => (log ??= this.#log.child(bindings));
+    const debug = this.#log.isLevelEnabled('debug');
     const started = performance.now();
     try {
       const client = this.#gate.admit(request, origin.peer);
+      let clientLog: Logger | undefined;
       const result = await this.call(method, request.params, {
         id: isNotification ? undefined : id,
         signal: origin.signal,
         transport: origin.transport,
         client,
-        log: log.child({ client: client.id }),
+        get log() {
+          return (clientLog ??= requestLog().child({ client: client.id }));
+        },
         ...(origin.connection ? { connection: origin.connection } : {}),
       });
-      log.debug({ method }, 'answered');
+      if (debug) requestLog().debug({ method }, 'answered');
       return isNotification || result === PUSHED ? undefined : resultResponse(id, result);
     } catch (err) {
-      const error = this.#toServerError(err, method, log);
-      log.debug({ method, code: ERRORS[error.name].code }, 'answered with an error');
+      const error = this.#toServerError(err, method, requestLog);
+      if (debug) requestLog().debug({ method, code: ERRORS[error.name].code }, 'answered with an error');
       return isNotification ? undefined : errorResponse(id, error);
     } finally {
       this.#onAnswered(method, origin.transport, (performance.now() - started) / 1000);
@@ -172,9 +179,9 @@ export class Dispatcher<Peer, Who extends Sender> {
     return await method.handler(parsed as never, ctx);
   }
 
-  #toServerError(err: unknown, method: string, log: Logger): ServerError {
+  #toServerError(err: unknown, method: string, log: () => Logger): ServerError {
     if (err instanceof ServerError) return err;
-    log.error({ err, method }, 'internal error');
+    log().error({ err, method }, 'internal error');
     return fault('INTERNAL_ERROR', 'internal');
   }
 }

@@ -41,6 +41,24 @@ export function streaming<W>(entry: [string, Method<W>]): [string, Method<W>] {
   return [entry[0], { ...entry[1], streams: true }];
 }
 
+/**
+ * A long poll that has data waits this long for more before it answers (unless the stream ends
+ * first): a fast generator then fills each answer with several tokens instead of one, for at most
+ * this much extra delay.
+ */
+const POLL_LINGER_MS = 2;
+
+/** Resolves after `ms`, or as soon as `stream` ends. */
+function linger(stream: Stream, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    void stream.ended.then(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
 export interface CoreDeps {
   engine: Engine;
   hub: StreamHub;
@@ -166,7 +184,11 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
         }),
         async (params, ctx) => {
           const streamId = await bufferedStream(params, ctx.client);
-          if (params.wait_ms) await store.wait(streamId, params.after_seq, params.wait_ms, ctx.signal);
+          if (params.wait_ms) {
+            await store.wait(streamId, params.after_seq, params.wait_ms, ctx.signal);
+            const live = hub.select({ stream_id: streamId })[0];
+            if (live?.state === 'running') await linger(live, POLL_LINGER_MS);
+          }
           const { chunks } = await store.poll(streamId, params.after_seq);
           return { chunk: chunks.length === 0 ? null : joinChunks(streamId, chunks) };
         },

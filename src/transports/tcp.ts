@@ -27,6 +27,9 @@ export interface TcpTransportOptions {
 /** How long a socket we have ended may keep sending (discarded) before it is cut off. */
 const LINGER_MS = 2000;
 
+/** Bytes one tick may gather under the cork before they are sent anyway. */
+const CORK_BYTES = 16_384;
+
 /** Tells a connection we will not serve why, then closes it. */
 function turnAway(socket: Socket, error: ServerError): void {
   endGracefully(socket, `${JSON.stringify(errorResponse(null, error))}\n`);
@@ -90,10 +93,27 @@ export class TcpTransport implements Transport {
     const { maxLineBytes, log } = this.#options;
     socket.on('error', (err) => log.debug({ err }, 'tcp: socket error'));
     const peer: Peer = { address: socket.remoteAddress ?? 'unknown', key: undefined };
+    // Messages written in one tick (chunks of several streams, replies) leave in one send. Bytes
+    // held by the cork are not "pending" (the client has not had the chance to read them yet);
+    // a tick that writes a lot (a replay) sends as it goes.
+    let corkedAt: number | undefined;
+    const uncork = (): void => {
+      if (corkedAt === undefined) return;
+      corkedAt = undefined;
+      socket.uncork();
+    };
     const wire = {
-      write: (text: string) => socket.write(`${text}\n`),
+      write: (text: string) => {
+        if (corkedAt === undefined) {
+          corkedAt = socket.writableLength;
+          socket.cork();
+          process.nextTick(uncork);
+        }
+        socket.write(`${text}\n`);
+        if (socket.writableLength - corkedAt >= CORK_BYTES) uncork();
+      },
       get pendingBytes() {
-        return socket.writableLength;
+        return corkedAt ?? socket.writableLength;
       },
       pause: () => socket.pause(),
       resume: () => socket.resume(),

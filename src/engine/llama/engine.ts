@@ -200,7 +200,11 @@ export class LlamaEngine implements Engine {
         return reporter.end(await hiddenLayer(run), meter.finished());
       }
       const sequence = await plan.pool.take();
-      release = () => plan.pool.give(sequence);
+      plan.pool.steps.enter();
+      release = () => {
+        plan.pool.steps.leave();
+        plan.pool.give(sequence);
+      };
       if (plan.pool === loaded.base) loaded.conversations.ran(sequence, request.owner ?? '');
       const slotRun = { ...run, sequence, signal: controller.signal };
       const reason = request.infer.mode === RKLLMInferMode.RKLLM_INFER_GET_LOGITS ? await logits(slotRun) : await generate(slotRun);

@@ -71,6 +71,7 @@ export async function generate(run: SlotRun): Promise<FinishReason> {
   const { loaded, sequence, plan, request, reporter, meter, signal } = run;
   const model = loaded.model;
   const tokens = plan.tokens;
+  const steps = plan.pool.steps;
   const rest = await prefill(run);
   if (!rest) return 'abort';
   const { max } = tokenBudget(request.infer.max_new_tokens, loaded.param.max_new_tokens);
@@ -95,6 +96,8 @@ export async function generate(run: SlotRun): Promise<FinishReason> {
       presencePenalty: s.presence_penalty,
     },
   };
+  const first = steps.arrive();
+  if (first) await first;
   for await (const token of sequence.evaluate(rest, options)) {
     generated.push(token);
     pending.push(token);
@@ -114,6 +117,8 @@ export async function generate(run: SlotRun): Promise<FinishReason> {
       reason = 'length';
       break;
     }
+    const step = steps.arrive();
+    if (step) await step;
   }
   if (pending.length > 0) {
     const text = model.detokenize(pending, false, context);
@@ -169,7 +174,8 @@ export async function hiddenLayer(run: Run): Promise<FinishReason> {
 /**
  * Evaluates the input up to what `sequence.evaluate` should take with generation: at most one
  * slice, or only the last token when the run saves a prompt cache (the cache then holds
- * everything before it). Returns undefined when aborted.
+ * everything before it). Each slice is one step of the pool's runs, so a long prompt shares the
+ * decodes with the streams already running. Returns undefined when aborted.
  */
 async function prefill(run: SlotRun): Promise<Token[] | undefined> {
   const { loaded, sequence, plan, request, meter, signal } = run;
@@ -178,6 +184,9 @@ async function prefill(run: SlotRun): Promise<Token[] | undefined> {
   const cache = request.infer.prompt_cache_params;
   const keep = cache?.save_prompt_cache ? 1 : PREFILL_SLICE;
   while (rest.length > keep && !signal.aborted) {
+    const step = plan.pool.steps.arrive();
+    if (step) await step;
+    if (signal.aborted) break;
     const n = Math.min(PREFILL_SLICE, rest.length - 1);
     await sequence.evaluateWithoutGeneratingNewTokens(rest.slice(0, n));
     rest = rest.slice(n);

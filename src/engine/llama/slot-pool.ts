@@ -1,6 +1,7 @@
 import type { LlamaContext, LlamaContextSequence, LlamaModel } from 'node-llama-cpp';
 import type { RKLLMLoraAdapter } from '../types.js';
 import { serializeSampling } from './serial-sampling.js';
+import { StepBarrier } from './step-barrier.js';
 
 /**
  * One llama.cpp context and its sequences, one per slot, lent to one user at a time (a run, or
@@ -10,6 +11,8 @@ import { serializeSampling } from './serial-sampling.js';
 export class SlotPool {
   readonly context: LlamaContext;
   readonly sequences: readonly LlamaContextSequence[];
+  /** The runs on this context's sequences step together (see step-barrier.ts). */
+  readonly steps = new StepBarrier();
   readonly #free: LlamaContextSequence[];
   readonly #waiting: Array<(sequence: LlamaContextSequence) => void> = [];
 
@@ -20,8 +23,10 @@ export class SlotPool {
   }
 
   /**
-   * A context of `model` with one sequence per slot, sampling one sequence at a time (see
-   * serial-sampling.ts). With `adapter`, the context applies that LoRA adapter to every sequence.
+   * A context of `model` with one sequence per slot, whose samplings wait for the batch's output
+   * rows to be in place (see serial-sampling.ts). With `adapter`, the context applies that LoRA adapter to every sequence.
+   * Flash attention is on, as llama-server's default ("auto") turns it on for the CPU: without it,
+   * a decode of several sequences cost about as much as decoding them one by one (docs/benchmarks.md).
    */
   static async create(
     model: LlamaModel,
@@ -35,6 +40,7 @@ export class SlotPool {
       sequences: slots,
       threads,
       batchSize: Math.min(512, contextSize),
+      flashAttention: true,
       ...(adapter ? { lora: { adapters: [{ filePath: adapter.lora_adapter_path, scale: adapter.scale }] } } : {}),
     });
     serializeSampling(context);

@@ -1,0 +1,177 @@
+/**
+ * The goal table of issue 11, measured side by side in one run: each row is a ratio or a figure
+ * with its goal. With `anchor` (a running llama-server, see anchor.ts), the same rows for it.
+ */
+import { ensureBuiltinModel } from '../src/model/builtin.js';
+import type { Anchor } from './anchor.js';
+import { benchServer, delivery, GREEDY, onWorker, PROMPT, rawEngine } from './measure.js';
+
+export interface GoalOptions {
+  threads: number;
+  /** Tokens per stream for the tiny model, and for the bench model. */
+  tinyTokens: number;
+  benchTokens: number;
+  /** Seconds of load for each req/s figure. */
+  seconds: number;
+  /** A llama-server to measure side by side, started by the caller for each model. */
+  anchor?: (kind: 'tiny' | 'bench', parallel: number) => Promise<Anchor>;
+}
+
+interface Row {
+  figure: string;
+  goal: string;
+  ours: string;
+  met: boolean;
+  anchor?: string;
+}
+
+const BURST = 8;
+const ROUNDS = 3;
+const CONNECTIONS = 100;
+
+function fixed(n: number, digits: number): string {
+  return Number.isFinite(n) ? n.toFixed(digits) : '-';
+}
+
+async function burstRounds(modelPath: string, threads: number, tokens: number): Promise<number[]> {
+  const server = await benchServer(modelPath, threads, BURST, tokens);
+  try {
+    const params = { prompt_input: PROMPT, max_new_tokens: tokens, ...GREEDY };
+    return await onWorker<number[]>({
+      job: 'burst',
+      transport: 'tcp',
+      addresses: server.addresses,
+      streams: BURST,
+      rounds: ROUNDS,
+      params,
+    });
+  } finally {
+    await server.close();
+  }
+}
+
+async function requestRates(modelPath: string, threads: number, seconds: number): Promise<{ rpc: number; health: number }> {
+  const server = await benchServer(modelPath, threads, 1, 64);
+  try {
+    const url = `http://${server.addresses.http}/`;
+    const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'rkllm_is_running' });
+    const rpc = await onWorker<number>({ job: 'rps', url, body, connections: CONNECTIONS, seconds });
+    const health = await onWorker<number>({ job: 'rps', url: `${url}health`, connections: CONNECTIONS, seconds });
+    return { rpc, health };
+  } finally {
+    await server.close();
+  }
+}
+
+/** Measures every row; progress goes to stderr. */
+export async function goalRows(options: GoalOptions): Promise<Row[]> {
+  const { threads, tinyTokens, benchTokens, seconds } = options;
+  const tiny = await ensureBuiltinModel('tiny');
+  const benchModel = await ensureBuiltinModel('bench');
+  const step = (what: string): boolean => process.stderr.write(`goals: ${what}\n`);
+
+  step('bare loop');
+  const bare = (await rawEngine(tiny, threads, 1, tinyTokens)).tokensPerSecond;
+  step('burst');
+  const burst = await burstRounds(tiny, threads, 200);
+  step('1 stream');
+  const tcp1 = (await delivery('tcp', tiny, threads, 1, tinyTokens)).tokensPerSecond;
+  const ws1 = (await delivery('ws', tiny, threads, 1, tinyTokens)).tokensPerSecond;
+  const http1 = (await delivery('http', tiny, threads, 1, tinyTokens)).tokensPerSecond;
+  step('8 streams');
+  const tcp8 = (await delivery('tcp', tiny, threads, 8, tinyTokens)).tokensPerSecond;
+  step('bench model');
+  const bench1 = (await delivery('tcp', benchModel, threads, 1, benchTokens)).tokensPerSecond;
+  const bench4 = (await delivery('tcp', benchModel, threads, 4, benchTokens)).tokensPerSecond;
+  step('req/s');
+  const rates = await requestRates(tiny, threads, seconds);
+
+  const rows: Row[] = [
+    {
+      figure: `burst of ${BURST} on ${BURST} slots, slowest first token of ${ROUNDS} rounds (ms)`,
+      goal: '<= 100',
+      ours: `${fixed(Math.max(...burst), 0)} (rounds: ${burst.map((b) => fixed(b, 0)).join(', ')})`,
+      met: Math.max(...burst) <= 100,
+    },
+    {
+      figure: '1 stream TCP / bare loop',
+      goal: '>= 0.9',
+      ours: `${fixed(tcp1 / bare, 2)} (${fixed(tcp1, 0)} / ${fixed(bare, 0)} t/s)`,
+      met: tcp1 / bare >= 0.9,
+    },
+    {
+      figure: '1 stream WebSocket / bare loop',
+      goal: '>= 0.9',
+      ours: `${fixed(ws1 / bare, 2)} (${fixed(ws1, 0)} t/s)`,
+      met: ws1 / bare >= 0.9,
+    },
+    {
+      figure: '1 stream HTTP long-poll / bare loop',
+      goal: '>= 0.8',
+      ours: `${fixed(http1 / bare, 2)} (${fixed(http1, 0)} t/s)`,
+      met: http1 / bare >= 0.8,
+    },
+    {
+      figure: '8 streams TCP aggregate / bare loop',
+      goal: '>= 1.5',
+      ours: `${fixed(tcp8 / bare, 2)} (${fixed(tcp8, 0)} t/s)`,
+      met: tcp8 / bare >= 1.5,
+    },
+    {
+      figure: 'bench model, 4 streams / 1 stream, TCP',
+      goal: '>= 1.6',
+      ours: `${fixed(bench4 / bench1, 2)} (${fixed(bench4, 0)} / ${fixed(bench1, 0)} t/s)`,
+      met: bench4 / bench1 >= 1.6,
+    },
+    {
+      figure: `rkllm_is_running over HTTP, ${CONNECTIONS} keep-alive connections (req/s)`,
+      goal: '>= 20000, >= 0.8 x /health',
+      ours: `${fixed(rates.rpc, 0)} = ${fixed(rates.rpc / rates.health, 2)} x /health (${fixed(rates.health, 0)})`,
+      met: rates.rpc >= 20_000 && rates.rpc / rates.health >= 0.8,
+    },
+  ];
+  if (options.anchor) await anchorRows(options, rows, { bare, tiny, benchModel });
+  return rows;
+}
+
+/** The same figures from llama-server, beside ours. */
+async function anchorRows(options: GoalOptions, rows: Row[], base: { bare: number; tiny: string; benchModel: string }): Promise<void> {
+  const { tinyTokens, benchTokens, seconds } = options;
+  const start = options.anchor!;
+  process.stderr.write('goals: llama-server\n');
+  const sse = (url: string, streams: number, tokens: number): Promise<number> =>
+    onWorker<number>({ job: 'llama-stream', base: url, streams, prompt: PROMPT, tokens });
+  {
+    await using tiny = await start('tiny', BURST);
+    const burst = await onWorker<number[]>({
+      job: 'llama-burst',
+      base: tiny.url,
+      streams: BURST,
+      rounds: ROUNDS,
+      prompt: PROMPT,
+      tokens: 200,
+    });
+    const one = await sse(tiny.url, 1, tinyTokens);
+    const eight = await sse(tiny.url, BURST, tinyTokens);
+    const health = await onWorker<number>({ job: 'rps', url: `${tiny.url}/health`, connections: CONNECTIONS, seconds });
+    rows[0]!.anchor = `${fixed(Math.max(...burst), 0)} (rounds: ${burst.map((b) => fixed(b, 0)).join(', ')})`;
+    rows[1]!.anchor = `SSE ${fixed(one / base.bare, 2)} (${fixed(one, 0)} t/s)`;
+    rows[4]!.anchor = `${fixed(eight / base.bare, 2)} (${fixed(eight, 0)} t/s)`;
+    rows[6]!.anchor = `/health ${fixed(health, 0)}`;
+  }
+  {
+    await using bench = await start('bench', 4);
+    const one = await sse(bench.url, 1, benchTokens);
+    const four = await sse(bench.url, 4, benchTokens);
+    rows[5]!.anchor = `${fixed(four / one, 2)} (${fixed(four, 0)} / ${fixed(one, 0)} t/s)`;
+  }
+}
+
+/** The table as text. */
+export function goalTable(rows: Row[]): string {
+  const anchored = rows.some((r) => r.anchor !== undefined);
+  const head = ['figure', 'goal', 'this server', 'met', ...(anchored ? ['llama-server'] : [])];
+  const lines = rows.map((r) => [r.figure, r.goal, r.ours, r.met ? 'yes' : 'NO', ...(anchored ? [r.anchor ?? '-'] : [])]);
+  const table = [head, head.map(() => '---'), ...lines].map((cells) => `| ${cells.join(' | ')} |`);
+  return `\nGoals of issue 11 (tiny model unless said; ratios measured in this run)\n${table.join('\n')}\n`;
+}
