@@ -31,6 +31,10 @@ export class Client implements StreamOwner {
     return this.key?.id ?? this.peer.address;
   }
 
+  get queueKey(): string {
+    return this.id;
+  }
+
   streamId(fresh: string): string {
     return this.key ? this.key.sign(fresh) : fresh;
   }

@@ -80,9 +80,12 @@ export const ERRORS = {
   BUSY: {
     code: -32000,
     data: ['retry_after', 'active', 'queued'],
-    meaning: 'The run queue is full, or a slot the request needs is running; `retry_after` says when to try again (seconds).',
+    meaning:
+      "The run queue is full (or this client's share of it), or a slot the request needs is running; `retry_after` says when to try again (seconds).",
     messages: {
       queue_full: 'Server busy: {active} runs active and {queued} queued (the limit); retry later',
+      client_queue_full:
+        'Server busy for this client: it has {queued} runs queued, its share of the queue (setting engine.queue_limit_per_client); retry later',
       no_free_slot: 'Every slot is running; load the prompt cache when one is free',
       kv_cache_in_use: 'The KV cache cannot be cleared while a generation runs; abort it or retry when it ends',
     },

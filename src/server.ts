@@ -239,7 +239,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   const { store, cluster } = opened;
 
   const s = settings.streams;
-  const scheduler = new Scheduler(engine.slots, settings.engine.queue_limit);
+  const scheduler = new Scheduler(engine.slots, settings.engine.queue_limit, settings.engine.queue_limit_per_client);
   const hub = new StreamHub({
     engine,
     scheduler,

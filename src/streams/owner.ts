@@ -4,6 +4,8 @@
  * queued or running.
  */
 export interface StreamOwner {
+  /** Whose line the stream waits in, in the fair queue: one per API key, or per address without keys. */
+  readonly queueKey: string;
   /** The id of a new stream, from a fresh random one. */
   streamId(fresh: string): string;
   /** Counts a new stream, or throws the refusal when the owner's limit is reached. Returns the release, called once when the stream ends. */
@@ -12,6 +14,7 @@ export interface StreamOwner {
 
 /** The owner of streams started by the server itself or when nobody needs telling apart: ids as they are, no limit. */
 export const ANYONE: StreamOwner = {
+  queueKey: '',
   streamId: (fresh) => fresh,
   admitStream: () => () => {},
 };
