@@ -60,6 +60,7 @@ export const ERRORS = {
     messages: {
       detail: 'Invalid params: {detail}',
       positional: 'Invalid params: params must be an object with named fields',
+      too_deep: 'Invalid params: values nest deeper than {max_depth} levels of arrays and objects',
       after_seq_beyond: 'after_seq {after_seq} is beyond the last chunk sent (seq {last_seq})',
       after_seq_released: 'after_seq {after_seq} is before chunks already acknowledged and released (up to seq {acked_seq})',
     },

@@ -31,6 +31,8 @@ import type { MessageHandler, Transport } from './transports/transport.js';
 /** A running server: its transports' bound addresses and a way to stop it. */
 export interface RunningServer {
   readonly addresses: Record<string, string>;
+  /** The readiness message, `listening for connections: …`, as logged at info level once serving. */
+  readonly readyLine: string;
   readonly dispatcher: Dispatcher<Peer, Client>;
   /** Resolves once the server has closed itself because stdio's input ended; the process should then exit 0. */
   readonly ended: Promise<void>;
@@ -305,9 +307,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   routes = [];
   health.serving(engine);
   const names = Object.entries(addresses).map(([name, address]) => `${name}=${address}`);
-  log.info(
-    { addresses },
-    `listening for connections: ${names.join(' ')} (engine ${engine.name}, model ${basename(engine.param.model_path)})`,
-  );
-  return { addresses, dispatcher, ended, shutdown, close };
+  const readyLine = `listening for connections: ${names.join(' ')} (engine ${engine.name}, model ${basename(engine.param.model_path)})`;
+  log.info({ addresses }, readyLine);
+  return { addresses, readyLine, dispatcher, ended, shutdown, close };
 }

@@ -179,6 +179,14 @@ export function rkllmMethods({ engine, hub }: RkllmDeps): Array<[string, Method]
         async (params) => {
           const starts = asArray(params.start_pos);
           const ends = asArray(params.end_pos);
+          for (const [slot, start] of (starts ?? []).entries()) {
+            const end = ends?.[slot];
+            if (end !== undefined && start > end) {
+              throw fault('INVALID_PARAMS', 'detail', {
+                detail: `start_pos ${start} is after end_pos ${end} (slot ${slot}); a cleared range is [start_pos, end_pos)`,
+              });
+            }
+          }
           await engine.clearKvCache({
             keep_system_prompt: Boolean(params.keep_system_prompt),
             ...(starts ? { start_pos: starts } : {}),
