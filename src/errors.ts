@@ -159,6 +159,8 @@ export const ERRORS = {
       layout_mismatch:
         '{library} says it is RKLLM runtime {version}, but the {layout} struct layout is in use: set engine.rkllm.runtime_version (--rkllm-version) to {version}',
       llama_load: 'llama.cpp cannot load "{path}": {reason}',
+      too_much_memory:
+        'The model with a context of {context} tokens for each of {parallel} slots needs about {needed} of memory, more than the {limit} allowed ({source}); this machine has {total}. Lower max_context_len (--context) or engine.parallel (--parallel), or raise engine.max_memory',
       no_probabilities: 'llama.cpp returned no probabilities for the last input token',
     },
   },

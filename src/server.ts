@@ -96,6 +96,7 @@ function engineOptions(settings: Settings): EngineOptions {
     threads: e.threads,
     parallel: e.parallel,
     maxContextLen: e.max_context_len,
+    maxMemory: e.max_memory,
     rkllm: {
       library: r.library,
       runtimeVersion: r.runtime_version,

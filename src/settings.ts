@@ -106,6 +106,13 @@ export const SETTINGS = section('Every setting.', {
         'Waiting runs take turns across clients (each client in its own order). 0: only queue_limit bounds it.',
     ),
     max_context_len: integer(2048, 16, 1 << 20, 'Context length per sequence, in tokens.'),
+    max_memory: integer(
+      0,
+      0,
+      Number.MAX_SAFE_INTEGER,
+      "Bytes the model and its context may take (llama.cpp's estimate); settings that need more are refused at start, with the estimate. " +
+        "0: 75% of the machine's memory.",
+    ),
     rkllm: section('The RKLLM engine: librkllmrt.so through FFI, in a worker process that is restarted when it crashes.', {
       library: string('librkllmrt.so', 'librkllmrt.so: a path, or a file name the dynamic loader finds (LD_LIBRARY_PATH, /usr/lib).', {
         minLength: 1,

@@ -17,6 +17,8 @@ export interface EngineOptions {
   /** Generations run at once (llama.cpp context sequences). */
   parallel: number;
   maxContextLen: number;
+  /** Bytes the model and its context may take at most (llama.cpp); 0: a safe share of the machine's memory. */
+  maxMemory: number;
   rkllm: RkllmOptions;
 }
 
@@ -46,7 +48,7 @@ function chooseThreads(threads: number): number {
 async function startLlama(options: EngineOptions, log: Logger): Promise<Engine> {
   const modelPath = options.modelPath ?? (await ensureBuiltinModel('tiny'));
   const threads = chooseThreads(options.threads);
-  const engine = new LlamaEngine({ threads, slots: options.parallel });
+  const engine = new LlamaEngine({ threads, slots: options.parallel, maxMemory: options.maxMemory });
   await engine.init({ ...createDefaultParam(), model_path: modelPath, max_context_len: options.maxContextLen });
   log.info({ model: modelPath, threads, parallel: options.parallel, context: engine.param.max_context_len }, 'model loaded');
   return engine;

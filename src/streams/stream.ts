@@ -1,8 +1,9 @@
+import type { LargeId } from '../jsonrpc/large-id.js';
 import { randomBytes } from 'node:crypto';
 import type { FinishReason, RKLLMPerfStat, RunOutputs } from '../engine/types.js';
 
 /** The id of the request that started a stream, as its client gave it (a JSON-RPC id: string, number or null). */
-export type RequestId = string | number | null;
+export type RequestId = string | number | LargeId | null;
 
 /** Why a stream ended in error, as its final chunk carries it (the shape of a JSON-RPC error object). */
 export interface ChunkError {

@@ -1,4 +1,5 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { encodeJson } from '../jsonrpc/large-id.js';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import type { Connection } from '../jsonrpc/connection.js';
@@ -131,7 +132,7 @@ export class UdpTransport implements Transport {
   #sendTo(to: RemoteInfo, message: JsonRpcResponse | JsonRpcResponse[]): boolean {
     if (this.#closing.signal.aborted) return false;
     const limit = this.#options.maxDatagramBytes;
-    let data = Buffer.from(JSON.stringify(message));
+    let data = Buffer.from(encodeJson(message));
     if (data.length > limit) data = Buffer.from(JSON.stringify(tooLargeReply(message, data.length, limit)));
     this.#pendingBytes += data.length;
     this.#socket.send(data, to.port, to.address, (err) => {

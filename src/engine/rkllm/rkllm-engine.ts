@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { EngineFeature } from '../capabilities.js';
+import { checkModelFile } from '../../model/model-file.js';
 import { errorText, modelLoaded } from '../messages.js';
 import { RunReporter } from '../run-reporter.js';
 import type {
@@ -108,6 +109,7 @@ export class RkllmEngine implements Engine {
     const state = this.#supervisor.state;
     if (state !== 'unloaded')
       throw modelLoaded(RKLLM, state === 'loading' ? 'loading' : `loaded (${this.#supervisor.model?.param.model_path})`);
+    checkModelFile(param.model_path, RKLLM);
     await this.#supervisor.start(param);
   }
 
