@@ -10,12 +10,10 @@ import {
   LLMCallState,
   RKLLMInferMode,
   RKLLMInputType,
-  createDefaultParam,
   type ChatTemplate,
   type Engine,
   type FunctionTools,
   type RKLLMCrossAttnParam,
-  type RKLLMExtendParam,
   type RKLLMParam,
 } from '../engine/types.js';
 import type { Method } from '../jsonrpc/dispatcher.js';
@@ -75,19 +73,17 @@ async function requireFile(path: string, field: string): Promise<void> {
 
 const asArray = (value: number | number[] | undefined): number[] | undefined => (typeof value === 'number' ? [value] : value);
 
-/** `RKLLMParam` from the flat fields of `rkllm_init`, on top of the runtime's defaults. */
-function toParam(params: Partial<RKLLMParam> & { extend_param?: Partial<RKLLMExtendParam> }): RKLLMParam {
-  const defaults = createDefaultParam();
-  return { ...defaults, ...params, extend_param: { ...defaults.extend_param, ...params.extend_param } };
-}
-
 /** The production methods of the RKLLM API that `coreMethods` does not cover. */
 export function rkllmMethods({ engine, hub }: RkllmDeps): Array<[string, Method]> {
   const supported = (feature: EngineFeature) => (): boolean => engine.supports(feature);
   return [
     [
       'rkllm_createDefaultParam',
-      method('Returns every RKLLMParam field with the runtime defaults (rkllm_createDefaultParam).', NO_PARAMS, () => createDefaultParam()),
+      method(
+        'Returns every RKLLMParam field with the runtime defaults (rkllm_createDefaultParam; on RKLLM, what the library returns).',
+        NO_PARAMS,
+        () => engine.defaultParam(),
+      ),
     ],
     [
       'rkllm_init',
@@ -97,7 +93,7 @@ export function rkllmMethods({ engine, hub }: RkllmDeps): Array<[string, Method]
         initSchema,
         async (params) => {
           await requireFile(params.model_path!, 'model_path');
-          await engine.init(toParam(params));
+          await engine.init({ ...params, model_path: params.model_path! });
           return {
             initialized: true,
             engine: engine.name,

@@ -123,10 +123,10 @@ function checkGgufHeader(cursor: FileCursor): void {
 
 /**
  * Throws ENGINE_ERROR, naming `path` and the problem, when it is not a regular file, or is a GGUF
- * file whose header claims more than the file holds. Other formats (.rkllm) are only checked to be
- * regular files. `engine` goes into the error's data.
+ * file whose header claims more than the file holds (unless `gguf` is false: the RKLLM runtime
+ * reads no GGUF and says so itself). `engine` goes into the error's data.
  */
-export function checkModelFile(path: string, engine: string): void {
+export function checkModelFile(path: string, engine: string, gguf = true): void {
   const refuse = (detail: string): ServerError => {
     const reason = `"${path}" ${detail}`;
     return fault('ENGINE_ERROR', 'detail', { detail: `Refused to load the model: ${reason}` }, { engine, reason });
@@ -140,7 +140,7 @@ export function checkModelFile(path: string, engine: string): void {
   const fd = openSync(path, 'r');
   try {
     const cursor = new FileCursor(fd, stat.size, (detail) => refuse(`is not a valid GGUF file: ${detail}`));
-    if (stat.size < 4 || cursor.bytes(4, 'the magic').toString('latin1') !== 'GGUF') return;
+    if (!gguf || stat.size < 4 || cursor.bytes(4, 'the magic').toString('latin1') !== 'GGUF') return;
     checkGgufHeader(cursor);
   } finally {
     closeSync(fd);

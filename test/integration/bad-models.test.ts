@@ -43,7 +43,9 @@ describe('Bad models and impossible settings (issue 14, section 4)', function ()
   it('refuses --context 1048576 --parallel 256 at start, with the estimate and the machine memory', async () => {
     const { code, stderr } = await runCli(['--context', '1048576', '--parallel', '256', ...NO_PORTS]);
     expect(code).to.equal(1);
-    expect(stderr).to.match(/needs about [\d.]+ GiB of memory/).and.match(/this machine has [\d.]+ GiB/);
+    expect(stderr)
+      .to.match(/needs about [\d.]+ GiB of memory/)
+      .and.match(/this machine has [\d.]+ GiB/);
     expect(stderr).to.include("75% of the machine's memory");
   });
 

@@ -119,7 +119,8 @@ describe('LiveConnection', () => {
         id: null,
         error: {
           code: -32012,
-          message: 'Closing the connection: nothing was received and nothing was in progress for 0.02 s (setting connections.idle_timeout_s)',
+          message:
+            'Closing the connection: nothing was received and nothing was in progress for 0.02 s (setting connections.idle_timeout_s)',
           data: { idle_timeout_s: 0.02 },
         },
       },

@@ -39,12 +39,16 @@ describe('Model file check', function () {
     const bad = patchedCopy(tiny, dir, 'tensors.gguf', 8, 1n << 40n);
     const err = thrown(() => checkModelFile(bad, 'llama.cpp'), ServerError);
     expect(err.name).to.equal('ENGINE_ERROR');
-    expect(err.message).to.include(bad).and.include(`claims ${2 ** 40} tensors`);
+    expect(err.message)
+      .to.include(bad)
+      .and.include(`claims ${2 ** 40} tensors`);
   });
 
   it('refuses a header claiming more metadata entries than the file can hold', () => {
     const bad = patchedCopy(tiny, dir, 'entries.gguf', 16, 123_456_789n);
-    expect(thrown(() => checkModelFile(bad, 'llama.cpp'), ServerError).message).to.include(bad).and.include('123456789 metadata entries');
+    expect(thrown(() => checkModelFile(bad, 'llama.cpp'), ServerError).message)
+      .to.include(bad)
+      .and.include('123456789 metadata entries');
   });
 
   it('refuses a count beyond 2^53 and a first key longer than the file', () => {
@@ -57,7 +61,9 @@ describe('Model file check', function () {
   it('refuses a FIFO, a device and a directory without waiting on them', () => {
     const fifo = join(dir, 'model.fifo');
     execFileSync('mkfifo', [fifo]);
-    expect(thrown(() => checkModelFile(fifo, 'llama.cpp'), ServerError).message).to.include(fifo).and.include('is a FIFO, not a regular file');
+    expect(thrown(() => checkModelFile(fifo, 'llama.cpp'), ServerError).message)
+      .to.include(fifo)
+      .and.include('is a FIFO, not a regular file');
     expect(thrown(() => checkModelFile('/dev/zero', 'rkllm'), ServerError).message).to.include('is a device');
     expect(thrown(() => checkModelFile(dir, 'llama.cpp'), ServerError).message).to.include('is a directory');
   });

@@ -5,6 +5,9 @@ import { NO_MODEL, STILL_LOADING, engineUnavailable, errorText, modelLoaded } fr
 import { RunReporter } from '../run-reporter.js';
 import {
   RKLLMInferMode,
+  createDefaultParam,
+  overParam,
+  type InitParam,
   type ChatTemplate,
   type Engine,
   type FunctionTools,
@@ -72,7 +75,12 @@ export class LlamaEngine implements Engine {
     return !UNSUPPORTED.has(feature);
   }
 
-  async init(param: RKLLMParam): Promise<void> {
+  async defaultParam(): Promise<RKLLMParam> {
+    return createDefaultParam();
+  }
+
+  async init(given: InitParam): Promise<void> {
+    const param = overParam(createDefaultParam(), given);
     if (this.#loaded || this.#loading)
       throw modelLoaded(this.name, this.#loading ? 'loading' : `loaded (${this.#loaded!.param.model_path})`);
     if (param.extend_param.use_cross_attn) throw notSupported(this.name, 'cross_attn', 'node-llama-cpp exposes no encoder cache');

@@ -25,7 +25,8 @@ export function checkMemory(model: LlamaModel, contextSize: number, slots: numbe
   const total = totalmem();
   const limit = maxBytes > 0 ? maxBytes : Math.floor(total * DEFAULT_MEMORY_SHARE);
   if (needed <= limit) return;
-  const source = maxBytes > 0 ? 'setting engine.max_memory' : `${DEFAULT_MEMORY_SHARE * 100}% of the machine's memory; setting engine.max_memory`;
+  const source =
+    maxBytes > 0 ? 'setting engine.max_memory' : `${DEFAULT_MEMORY_SHARE * 100}% of the machine's memory; setting engine.max_memory`;
   throw fault(
     'ENGINE_ERROR',
     'too_much_memory',

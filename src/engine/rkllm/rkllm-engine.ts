@@ -4,6 +4,7 @@ import { checkModelFile } from '../../model/model-file.js';
 import { errorText, modelLoaded } from '../messages.js';
 import { RunReporter } from '../run-reporter.js';
 import type {
+  InitParam,
   ChatTemplate,
   Engine,
   EngineStatus,
@@ -105,11 +106,16 @@ export class RkllmEngine implements Engine {
     return true;
   }
 
-  async init(param: RKLLMParam): Promise<void> {
+  /** What the library's `rkllm_createDefaultParam()` returns: from the loaded model's worker, or from a worker started to ask. */
+  async defaultParam(): Promise<RKLLMParam> {
+    return this.#supervisor.model?.defaults ?? (await this.#supervisor.libraryDefaults());
+  }
+
+  async init(param: InitParam): Promise<void> {
     const state = this.#supervisor.state;
     if (state !== 'unloaded')
       throw modelLoaded(RKLLM, state === 'loading' ? 'loading' : `loaded (${this.#supervisor.model?.param.model_path})`);
-    checkModelFile(param.model_path, RKLLM);
+    checkModelFile(param.model_path, RKLLM, false);
     await this.#supervisor.start(param);
   }
 
