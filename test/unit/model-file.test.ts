@@ -1,25 +1,14 @@
 // Model files are checked before an engine gets them: regular files only, GGUF headers weighed against the file size.
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, openSync, writeSync, closeSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ServerError } from '../../src/errors.js';
 import { ensureBuiltinModel } from '../../src/model/builtin.js';
 import { checkModelFile } from '../../src/model/model-file.js';
+import { patchedCopy } from '../helpers/gguf-patch.js';
 import { thrown } from '../helpers/thrown.js';
-
-/** A copy of `source` with a little-endian uint64 written at `offset`. */
-export function patchedCopy(source: string, dir: string, name: string, offset: number, value: bigint): string {
-  const path = join(dir, name);
-  copyFileSync(source, path);
-  const buffer = Buffer.alloc(8);
-  buffer.writeBigUInt64LE(value);
-  const fd = openSync(path, 'r+');
-  writeSync(fd, buffer, 0, 8, offset);
-  closeSync(fd);
-  return path;
-}
 
 describe('Model file check', function () {
   this.timeout(60_000);
