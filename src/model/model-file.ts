@@ -8,7 +8,6 @@
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { fault, type ServerError } from '../errors.js';
 
-
 /** GGUF value types (gguf.h) and the bytes one value takes; 8 (string) and 9 (array) are read apart. */
 const SCALAR_BYTES: ReadonlyMap<number, number> = new Map([
   [0, 1], [1, 1], [2, 2], [3, 2], [4, 4], [5, 4], [6, 4], [7, 1], [10, 8], [11, 8], [12, 8],
