@@ -63,6 +63,51 @@ function integer(flag: string, value: string | undefined, min: number, max: numb
   return n;
 }
 
+/** The command line's flags, for parseArgs. */
+const OPTIONS = {
+  http: { type: 'string' },
+  'no-http': { type: 'boolean' },
+  tcp: { type: 'string' },
+  'no-tcp': { type: 'boolean' },
+  udp: { type: 'string' },
+  'no-udp': { type: 'boolean' },
+  ws: { type: 'string' },
+  'no-ws': { type: 'boolean' },
+  stdio: { type: 'boolean' },
+  host: { type: 'string' },
+  model: { type: 'string' },
+  engine: { type: 'string' },
+  'rkllm-lib': { type: 'string' },
+  'rkllm-version': { type: 'string' },
+  threads: { type: 'string' },
+  parallel: { type: 'string' },
+  context: { type: 'string' },
+  settings: { type: 'string' },
+  'print-settings': { type: 'boolean' },
+  diagnostics: { type: 'boolean' },
+  redis: { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/**
+ * Joins a flag and a value that starts with "-" and a digit (`--threads -1` becomes `--threads=-1`),
+ * which parseArgs would otherwise refuse as ambiguous, so the value's own check can say what is
+ * wrong with it.
+ */
+function joinNegativeValues(argv: string[], takesValue: (flag: string) => boolean): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const next = argv[i + 1];
+    if (arg.startsWith('--') && takesValue(arg.slice(2)) && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
+}
+
 /** Turns the command line into a partial settings object; exits with code 2 on a usage error. */
 export function parseFlags(argv: string[]): {
   settingsFile?: string;
@@ -73,38 +118,15 @@ export function parseFlags(argv: string[]): {
   let values;
   try {
     ({ values } = parseArgs({
-      args: argv,
+      args: joinNegativeValues(argv, (flag) => OPTIONS[flag as keyof typeof OPTIONS]?.type === 'string'),
       strict: true,
       allowPositionals: false,
-      options: {
-        http: { type: 'string' },
-        'no-http': { type: 'boolean' },
-        tcp: { type: 'string' },
-        'no-tcp': { type: 'boolean' },
-        udp: { type: 'string' },
-        'no-udp': { type: 'boolean' },
-        ws: { type: 'string' },
-        'no-ws': { type: 'boolean' },
-        stdio: { type: 'boolean' },
-        host: { type: 'string' },
-        model: { type: 'string' },
-        engine: { type: 'string' },
-        'rkllm-lib': { type: 'string' },
-        'rkllm-version': { type: 'string' },
-        threads: { type: 'string' },
-        parallel: { type: 'string' },
-        context: { type: 'string' },
-        settings: { type: 'string' },
-        'print-settings': { type: 'boolean' },
-        diagnostics: { type: 'boolean' },
-        redis: { type: 'string' },
-        'log-level': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
+      options: OPTIONS,
     }));
   } catch (err) {
     fail((err as Error).message);
   }
+
   const engine: Record<string, unknown> = {};
   if (values.model !== undefined) engine.model_path = values.model;
   if (values.engine !== undefined) engine.kind = values.engine;
@@ -202,6 +224,11 @@ async function main(): Promise<void> {
   // Imported here, so that `chat` and `run` start without loading the engine's libraries.
   const { startServer } = await import('./server.js');
   const server = await startServer(settings, log);
+  // The ready line is the readiness signal that clients and supervisors wait for: it is printed at every log level.
+  if (!log.isLevelEnabled('info')) {
+    const line = { level: 30, time: Date.now(), pid: process.pid, addresses: server.addresses, msg: server.readyLine };
+    process.stderr.write(`${JSON.stringify(line)}\n`);
+  }
   signals.drainWith(() => server.shutdown());
   void server.ended.then(() => process.exit(0));
 }

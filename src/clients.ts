@@ -36,6 +36,10 @@ export class Client implements StreamOwner {
     return !this.#keysRequired || this.key?.admin === true;
   }
 
+  get queueKey(): string {
+    return this.id;
+  }
+
   streamId(fresh: string): string {
     return this.key ? this.key.sign(fresh) : fresh;
   }

@@ -65,6 +65,7 @@ export const ERRORS = {
     messages: {
       detail: 'Invalid params: {detail}',
       positional: 'Invalid params: params must be an object with named fields',
+      too_deep: 'Invalid params: values nest deeper than {max_depth} levels of arrays and objects',
       after_seq_beyond: 'after_seq {after_seq} is beyond the last chunk sent (seq {last_seq})',
       after_seq_released: 'after_seq {after_seq} is before chunks already acknowledged and released (up to seq {acked_seq})',
       not_buffered:
@@ -93,9 +94,12 @@ export const ERRORS = {
     code: -32000,
     api: 429,
     data: ['retry_after', 'active', 'queued'],
-    meaning: 'The run queue is full, or a slot the request needs is running; `retry_after` says when to try again (seconds).',
+    meaning:
+      "The run queue is full (or this client's share of it), or a slot the request needs is running; `retry_after` says when to try again (seconds).",
     messages: {
       queue_full: 'Server busy: {active} runs active and {queued} queued (the limit); retry later',
+      client_queue_full:
+        'Server busy for this client: it has {queued} runs queued, its share of the queue (setting engine.queue_limit_per_client); retry later',
       no_free_slot: 'Every slot is running; load the prompt cache when one is free',
       kv_cache_in_use: 'The KV cache cannot be cleared while a generation runs; abort it or retry when it ends',
     },
@@ -172,6 +176,8 @@ export const ERRORS = {
       layout_mismatch:
         '{library} says it is RKLLM runtime {version}, but the {layout} struct layout is in use: set engine.rkllm.runtime_version (--rkllm-version) to {version}',
       llama_load: 'llama.cpp cannot load "{path}": {reason}',
+      too_much_memory:
+        'The model with a context of {context} tokens for each of {parallel} slots needs about {needed} of memory, more than the {limit} allowed ({source}); this machine has {total}. Lower max_context_len (--context) or engine.parallel (--parallel), or raise engine.max_memory',
       no_probabilities: 'llama.cpp returned no probabilities for the last input token',
     },
   },

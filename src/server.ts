@@ -37,6 +37,8 @@ import type { MessageHandler, Transport } from './transports/transport.js';
 /** A running server: its transports' bound addresses and a way to stop it. */
 export interface RunningServer {
   readonly addresses: Record<string, string>;
+  /** The readiness message, `listening for connections: …`, as logged at info level once serving. */
+  readonly readyLine: string;
   readonly dispatcher: Dispatcher<Peer, Client>;
   /** Resolves once the server has closed itself because stdio's input ended; the process should then exit 0. */
   readonly ended: Promise<void>;
@@ -126,6 +128,7 @@ function engineOptions(settings: Settings): EngineOptions {
     threads: e.threads,
     parallel: e.parallel,
     maxContextLen: e.max_context_len,
+    maxMemory: e.max_memory,
     rkllm: {
       library: r.library,
       runtimeVersion: r.runtime_version,
@@ -298,7 +301,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
 
   const s = settings.streams;
   const files = folders(settings);
-  const scheduler = new Scheduler(engine.slots, settings.engine.queue_limit);
+  const scheduler = new Scheduler(engine.slots, settings.engine.queue_limit, settings.engine.queue_limit_per_client);
   const hub = new StreamHub({
     engine,
     scheduler,
@@ -377,9 +380,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   routes = [playground, ...(mcp ? [mcp.route] : []), ...faces];
   health.serving(engine);
   const names = Object.entries(addresses).map(([name, address]) => `${name}=${address}`);
-  log.info(
-    { addresses },
-    `listening for connections: ${names.join(' ')} (engine ${engine.name}, model ${basename(engine.param.model_path)})`,
-  );
-  return { addresses, dispatcher, ended, shutdown, close };
+  const readyLine = `listening for connections: ${names.join(' ')} (engine ${engine.name}, model ${basename(engine.param.model_path)})`;
+  log.info({ addresses }, readyLine);
+  return { addresses, readyLine, dispatcher, ended, shutdown, close };
 }

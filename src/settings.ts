@@ -108,11 +108,13 @@ export const SETTINGS = section('Every setting.', {
     ),
     threads: integer(0, 0, 1024, "CPU threads; 0 picks all cores but one (the server's own thread needs one)."),
     parallel: positive(4, 256, 'Generations run at once (context sequences), batched together.'),
-    queue_limit: integer(
-      64,
+    queue_limit: integer(64, 0, 1_000_000, 'Runs waiting for a slot at most, in all clients; beyond it callers get a busy error (-32000).'),
+    queue_limit_per_client: integer(
+      16,
       0,
       1_000_000,
-      'Runs waiting for a slot at most, first in first out; beyond it callers get a busy error (-32000).',
+      'Runs one client (API key, or address without keys) may have waiting for a slot; beyond it it gets a busy error (-32000). ' +
+        'Waiting runs take turns across clients (each client in its own order). 0: only queue_limit bounds it.',
     ),
     max_context_len: integer(2048, 16, 1 << 20, 'Context length per sequence, in tokens.'),
     load_wait_ms: integer(
@@ -120,6 +122,13 @@ export const SETTINGS = section('Every setting.', {
       0,
       86_400_000,
       'How long a request that arrives while the model loads waits for it, in ms, on every transport; after that it is refused (-32004). 0 refuses at once.',
+    ),
+    max_memory: integer(
+      0,
+      0,
+      Number.MAX_SAFE_INTEGER,
+      "Bytes the model and its context may take (llama.cpp's estimate); settings that need more are refused at start, with the estimate. " +
+        "0: 75% of the machine's memory.",
     ),
     rkllm: section('The RKLLM engine: librkllmrt.so through FFI, in a worker process that is restarted when it crashes.', {
       library: string('librkllmrt.so', 'librkllmrt.so: a path, or a file name the dynamic loader finds (LD_LIBRARY_PATH, /usr/lib).', {

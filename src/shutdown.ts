@@ -57,21 +57,20 @@ export async function drain(server: Drainable, times: DrainTimes, log: Logger, b
 }
 
 /**
- * Exits on SIGTERM and SIGINT. The first signal runs the graceful shutdown given to `drainWith`
- * (before there is one, while the model loads, nothing runs yet and it exits 0 at once) and exits 0
- * once it is done, 1 if it failed. A second signal exits at once, with 128 + the signal's number, as shells report it.
+ * Exits on SIGTERM and SIGINT. Until `drainWith` is given the graceful shutdown (while the model
+ * loads) no handler is installed: the signals keep their default action and end the process at
+ * once, even while llama.cpp holds the main thread in a long native call (a JavaScript handler
+ * would only run after it: 20 s measured with `--context 1048576 --parallel 256`). Nothing runs
+ * yet, so there is nothing to drain. From then on, the first signal runs the graceful shutdown and
+ * exits 0 once it is done, 1 if it failed; a second signal exits at once, with 128 + the signal's
+ * number, as shells report it.
  */
 export function exitOnSignals(log: Logger): { drainWith(shutdown: () => Promise<void>): void } {
-  let shutdown: (() => Promise<void>) | undefined;
   let stopping = false;
-  const onSignal = (signal: NodeJS.Signals): void => {
+  const onSignal = (shutdown: () => Promise<void>, signal: NodeJS.Signals): void => {
     if (stopping) {
       log.warn({ signal }, 'second signal: exiting at once');
       process.exit(128 + constants.signals[signal]);
-    }
-    if (!shutdown) {
-      log.info({ signal }, 'signal while starting: nothing to drain, exiting');
-      process.exit(0);
     }
     stopping = true;
     log.info({ signal }, 'shutting down: draining (a second signal exits at once)');
@@ -83,7 +82,10 @@ export function exitOnSignals(log: Logger): { drainWith(shutdown: () => Promise<
       },
     );
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return { drainWith: (fn) => (shutdown = fn) };
+  return {
+    drainWith: (shutdown) => {
+      process.on('SIGINT', (signal) => onSignal(shutdown, signal));
+      process.on('SIGTERM', (signal) => onSignal(shutdown, signal));
+    },
+  };
 }

@@ -1025,6 +1025,9 @@ TWIN_EXPORT int rkllm_init(LLMHandle *handle, RKLLMParam *param, RKLLMCallback *
     printf("I rkllm: rkllm-runtime version: %s (rkllm-mcp ABI twin), platform: twin\n", TWIN_VERSION);
     fflush(stdout);
     if (!handle || !param || !result_callback) return log_error("handle, param and callback must not be NULL"), -1;
+    /* A slow load, for tests: loading waits until the file RKLLM_TWIN_INIT_GATE names exists. */
+    const char *gate = getenv("RKLLM_TWIN_INIT_GATE");
+    while (gate && *gate && !file_exists(gate)) usleep(10000);
     if (!param->model_path || !file_exists(param->model_path))
         return log_error("model file %s does not exist", param->model_path ? param->model_path : "(null)"), -1;
     if (param->max_context_len <= 0) return log_error("max_context_len must be positive"), -1;

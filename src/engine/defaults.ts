@@ -1,7 +1,15 @@
-import type { RKLLMParam } from './params.js';
+import type { RKLLMExtendParam, RKLLMParam } from './params.js';
 import type { RKLLMPerfStat } from './results.js';
 
-/** `rkllm_createDefaultParam()`: the runtime's defaults. */
+/** What `rkllm_init` is given: the model and any other field; the engine's defaults fill in the rest. */
+export type InitParam = Partial<Omit<RKLLMParam, 'extend_param'>> & { model_path: string; extend_param?: Partial<RKLLMExtendParam> };
+
+/** `given` laid over `base`: the fields given replace the base's, `extend_param` field by field. */
+export function overParam(base: RKLLMParam, given: InitParam): RKLLMParam {
+  return { ...base, ...given, extend_param: { ...base.extend_param, ...given.extend_param } };
+}
+
+/** The defaults of `rkllm_createDefaultParam()` in rkllm.h, for engines without a library to ask (llama.cpp). */
 export function createDefaultParam(): RKLLMParam {
   return {
     model_path: '',

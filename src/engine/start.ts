@@ -4,7 +4,7 @@ import { ensureBuiltinModel } from '../model/builtin.js';
 import { LlamaEngine } from './llama/engine.js';
 import type { LayoutSetting } from './rkllm/protocol.js';
 import { RkllmEngine } from './rkllm/rkllm-engine.js';
-import { createDefaultParam, type Engine, type RKLLMExtendParam } from './types.js';
+import type { Engine, RKLLMExtendParam } from './types.js';
 
 /** What `startEngine` builds and loads. */
 export interface EngineOptions {
@@ -17,6 +17,8 @@ export interface EngineOptions {
   /** Generations run at once (llama.cpp context sequences). */
   parallel: number;
   maxContextLen: number;
+  /** Bytes the model and its context may take at most (llama.cpp); 0: a safe share of the machine's memory. */
+  maxMemory: number;
   rkllm: RkllmOptions;
 }
 
@@ -46,10 +48,24 @@ function chooseThreads(threads: number): number {
 async function startLlama(options: EngineOptions, log: Logger): Promise<Engine> {
   const modelPath = options.modelPath ?? (await ensureBuiltinModel('tiny'));
   const threads = chooseThreads(options.threads);
-  const engine = new LlamaEngine({ threads, slots: options.parallel });
-  await engine.init({ ...createDefaultParam(), model_path: modelPath, max_context_len: options.maxContextLen });
+  const engine = new LlamaEngine({ threads, slots: options.parallel, maxMemory: options.maxMemory });
+  await engine.init({ model_path: modelPath, max_context_len: options.maxContextLen });
   log.info({ model: modelPath, threads, parallel: options.parallel, context: engine.param.max_context_len }, 'model loaded');
   return engine;
+}
+
+/**
+ * The extend_param settings to lay over the library's defaults: `enabled_cpus_num` and
+ * `enabled_cpus_mask` at 0 (their setting's default) mean "the runtime's own choice", so they are
+ * left out and the library's defaults stand.
+ */
+function givenExtendParam(settings: Partial<RKLLMExtendParam>): Partial<RKLLMExtendParam> {
+  const { enabled_cpus_num, enabled_cpus_mask, ...rest } = settings;
+  return {
+    ...rest,
+    ...(enabled_cpus_num ? { enabled_cpus_num } : {}),
+    ...(enabled_cpus_mask ? { enabled_cpus_mask } : {}),
+  };
 }
 
 async function startRkllm(options: EngineOptions, log: Logger): Promise<Engine> {
@@ -61,12 +77,10 @@ async function startRkllm(options: EngineOptions, log: Logger): Promise<Engine> 
     timeouts: { initMs: initTimeoutMs },
     log,
   });
-  const defaults = createDefaultParam();
   await engine.init({
-    ...defaults,
     model_path: options.modelPath!,
     max_context_len: options.maxContextLen,
-    extend_param: { ...defaults.extend_param, ...extendParam },
+    extend_param: givenExtendParam(extendParam),
   });
   log.info({ model: options.modelPath, context: options.maxContextLen, runtime: engine.status().runtime }, 'model loaded');
   return engine;

@@ -5,6 +5,7 @@
  * re-exports them, and the defaults, so callers import the whole vocabulary from one place.
  */
 import type { EngineFeature } from './capabilities.js';
+import type { InitParam } from './defaults.js';
 import type {
   ChatTemplate,
   FunctionTools,
@@ -20,7 +21,7 @@ import type { LLMResultCallback, RunOutcome } from './results.js';
 
 export * from './params.js';
 export * from './results.js';
-export { createDefaultParam, emptyPerf } from './defaults.js';
+export { createDefaultParam, emptyPerf, overParam, type InitParam } from './defaults.js';
 
 export interface RunRequest {
   input: RKLLMInput;
@@ -55,8 +56,13 @@ export interface Engine extends AsyncDisposable {
   readonly param: RKLLMParam;
   /** Whether the engine can do `feature` at all (with any model). */
   supports(feature: EngineFeature): boolean;
-  /** Loads the model (`rkllm_init`). Throws MODEL_LOADED while a model is loaded or loading. */
-  init(param: RKLLMParam): Promise<void>;
+  /**
+   * Loads the model (`rkllm_init`) with the fields given laid over the engine's defaults (see
+   * `defaultParam`). Throws MODEL_LOADED while a model is loaded or loading.
+   */
+  init(param: InitParam): Promise<void>;
+  /** `rkllm_createDefaultParam()`: what the engine starts from. RKLLM: what the loaded library returns. */
+  defaultParam(): Promise<RKLLMParam>;
   /**
    * Checks an input before it is queued, where the engine can (e.g. a prompt longer than the
    * context). Rejects with a ServerError. Engines that cannot check ahead accept everything.

@@ -12,6 +12,21 @@ import {
   type JsonRpcResponse,
 } from './message.js';
 
+/** Levels of arrays and objects params may nest: deeper ones are refused before any schema or handler recurses into them. */
+export const MAX_PARAMS_DEPTH = 64;
+
+/** Whether `value` holds arrays or objects more than `max` levels deep; iterative, so no depth overflows it. */
+function nestsDeeperThan(value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop()!;
+    if (typeof item !== 'object' || item === null) continue;
+    if (depth + 1 > max) return true;
+    for (const child of Object.values(item)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 /**
  * What a handler knows about the request it serves. `Who` is whoever the gate says sent it (the
  * server's `Client`); the dispatcher only passes it on.
@@ -175,6 +190,7 @@ export class Dispatcher<Peer, Who extends Sender> {
     if (method.admin && !ctx.client.admin) throw fault('FORBIDDEN', 'admin', { method: name });
     if (method.streams && ctx.connection?.restricted) throw fault('FORBIDDEN', 'udp_stream');
     if (Array.isArray(params)) throw fault('INVALID_PARAMS', 'positional');
+    if (nestsDeeperThan(params, MAX_PARAMS_DEPTH)) throw fault('INVALID_PARAMS', 'too_deep', { max_depth: MAX_PARAMS_DEPTH });
     const parsed = method.parse(params ?? {});
     return await method.handler(parsed as never, ctx);
   }

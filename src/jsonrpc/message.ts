@@ -1,7 +1,8 @@
 import { errorObject, fault, type ErrorObject, type ServerError } from '../errors.js';
+import { keepLargeIds, LargeId } from './large-id.js';
 
-/** A JSON-RPC id: string, number or null. `undefined` marks a notification. */
-export type JsonRpcId = string | number | null;
+/** A JSON-RPC id: string, number (a LargeId beyond 2^53, kept exact) or null. `undefined` marks a notification. */
+export type JsonRpcId = string | number | LargeId | null;
 
 export interface JsonRpcRequest {
   jsonrpc: '2.0';
@@ -31,14 +32,14 @@ export function parseMessage(raw: Uint8Array | string): unknown {
     }
   }
   try {
-    return JSON.parse(text) as unknown;
+    return keepLargeIds(JSON.parse(text), text);
   } catch (err) {
     throw fault('PARSE_ERROR', 'json', { reason: (err as Error).message });
   }
 }
 
 function isValidId(id: unknown): id is JsonRpcId {
-  return id === null || typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id));
+  return id === null || typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)) || id instanceof LargeId;
 }
 
 /** The id to answer an invalid request with: its own id when that id is well-formed, else null. */

@@ -9,12 +9,10 @@ import {
   LLMCallState,
   RKLLMInferMode,
   RKLLMInputType,
-  createDefaultParam,
   type ChatTemplate,
   type Engine,
   type FunctionTools,
   type RKLLMCrossAttnParam,
-  type RKLLMExtendParam,
   type RKLLMParam,
 } from '../engine/types.js';
 import type { Method } from '../jsonrpc/dispatcher.js';
@@ -72,19 +70,17 @@ const floats: JsonSchema = { type: 'array', items: { type: 'number' } };
 
 const asArray = (value: number | number[] | undefined): number[] | undefined => (typeof value === 'number' ? [value] : value);
 
-/** `RKLLMParam` from the flat fields of `rkllm_init`, on top of the runtime's defaults. */
-function toParam(params: Partial<RKLLMParam> & { extend_param?: Partial<RKLLMExtendParam> }): RKLLMParam {
-  const defaults = createDefaultParam();
-  return { ...defaults, ...params, extend_param: { ...defaults.extend_param, ...params.extend_param } };
-}
-
 /** The production methods of the RKLLM API that `coreMethods` does not cover. */
 export function rkllmMethods({ engine, hub, folders }: RkllmDeps): Array<[string, Method]> {
   const supported = (feature: EngineFeature) => (): boolean => engine.supports(feature);
   return [
     [
       'rkllm_createDefaultParam',
-      method('Returns every RKLLMParam field with the runtime defaults (rkllm_createDefaultParam).', NO_PARAMS, () => createDefaultParam()),
+      method(
+        'Returns every RKLLMParam field with the runtime defaults (rkllm_createDefaultParam; on RKLLM, what the library returns).',
+        NO_PARAMS,
+        () => engine.defaultParam(),
+      ),
     ],
     adminOnly([
       'rkllm_init',
@@ -94,7 +90,7 @@ export function rkllmMethods({ engine, hub, folders }: RkllmDeps): Array<[string
         initSchema,
         async (params) => {
           const modelPath = await folders.models.file(params.model_path!, 'model_path');
-          await engine.init(toParam({ ...params, model_path: modelPath }));
+          await engine.init({ ...params, model_path: modelPath });
           return {
             initialized: true,
             engine: engine.name,
@@ -178,6 +174,14 @@ export function rkllmMethods({ engine, hub, folders }: RkllmDeps): Array<[string
         async (params) => {
           const starts = asArray(params.start_pos);
           const ends = asArray(params.end_pos);
+          for (const [slot, start] of (starts ?? []).entries()) {
+            const end = ends?.[slot];
+            if (end !== undefined && start > end) {
+              throw fault('INVALID_PARAMS', 'detail', {
+                detail: `start_pos ${start} is after end_pos ${end} (slot ${slot}); a cleared range is [start_pos, end_pos)`,
+              });
+            }
+          }
           await engine.clearKvCache({
             keep_system_prompt: Boolean(params.keep_system_prompt),
             ...(starts ? { start_pos: starts } : {}),

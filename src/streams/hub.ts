@@ -102,7 +102,7 @@ export class StreamHub {
       throw err;
     }
     if (delivery.kind !== 'push') this.#peers?.own(stream);
-    this.#launch(stream, params, release);
+    this.#launch(stream, params, owner, release);
     return stream;
   }
 
@@ -125,7 +125,7 @@ export class StreamHub {
     const onAbort = (): void => stream.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      this.#launch(stream, params, release);
+      this.#launch(stream, params, owner, release);
       const last = await stream.ended;
       const result: RunResult = { text: parts.join(''), finish_reason: last.finish_reason!, perf: last.perf! };
       if (last.error) result.error = last.error.message;
@@ -238,7 +238,7 @@ export class StreamHub {
    */
   async #admit(params: RunParams, requestId: RequestId | undefined, owner: StreamOwner): Promise<{ stream: Stream; release: () => void }> {
     await this.#engine.validate(params);
-    this.#scheduler.checkCapacity();
+    this.#scheduler.checkCapacity(owner.queueKey);
     const release = owner.admitStream();
     return { stream: this.#newStream(requestId, owner), release };
   }
@@ -252,10 +252,10 @@ export class StreamHub {
   }
 
   /** Runs `stream` through the scheduler and the engine; `release` frees its place in its owner's limit once it has ended. */
-  #launch(stream: Stream, params: RunParams, release: () => void): void {
+  #launch(stream: Stream, params: RunParams, owner: StreamOwner, release: () => void): void {
     this.#live.set(stream.id, stream);
     this.#observer?.started?.(stream.id);
-    const task = this.#drive(stream, params).finally(() => {
+    const task = this.#drive(stream, params, owner.queueKey).finally(() => {
       release();
       this.#live.delete(stream.id);
       this.#tasks.delete(task);
@@ -263,10 +263,10 @@ export class StreamHub {
     this.#tasks.add(task);
   }
 
-  async #drive(stream: Stream, params: RunParams): Promise<void> {
+  async #drive(stream: Stream, params: RunParams, queueKey: string): Promise<void> {
     let release: (() => void) | undefined;
     try {
-      release = await this.#scheduler.acquire(stream.signal);
+      release = await this.#scheduler.acquire(stream.signal, queueKey);
     } catch {
       this.#end(stream, 'abort', undefined);
       return;

@@ -6,6 +6,8 @@
 export interface StreamOwner {
   /** Whose `keep_history` conversation its runs continue (`RunRequest.owner`); absent: the shared one. */
   readonly id?: string;
+  /** Whose line the stream waits in, in the fair queue: one per API key, or per address without keys. */
+  readonly queueKey: string;
   /** The id of a new stream, from a fresh random one. */
   streamId(fresh: string): string;
   /** Counts a new stream, or throws the refusal when the owner's limit is reached. Returns the release, called once when the stream ends. */
@@ -14,6 +16,7 @@ export interface StreamOwner {
 
 /** The owner of streams started by the server itself or when nobody needs telling apart: ids as they are, no limit. */
 export const ANYONE: StreamOwner = {
+  queueKey: '',
   streamId: (fresh) => fresh,
   admitStream: () => () => {},
 };

@@ -1,9 +1,10 @@
+import type { LargeId } from '../jsonrpc/large-id.js';
 import { randomBytes } from 'node:crypto';
 import type { FinishReason, RKLLMPerfStat, RunOutputs } from '../engine/types.js';
 import type { ErrorObject } from '../errors.js';
 
 /** The id of the request that started a stream, as its client gave it (a JSON-RPC id: string, number or null). */
-export type RequestId = string | number | null;
+export type RequestId = string | number | LargeId | null;
 
 /** One unit of a stream as it travels to clients. The final chunk also carries a GET_* run's outputs. */
 export interface Chunk extends RunOutputs {

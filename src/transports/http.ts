@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { encodeJson } from '../jsonrpc/large-id.js';
 import type { Logger } from 'pino';
 import type { Peer } from '../auth.js';
 import type { ClientGate } from '../clients.js';
@@ -51,7 +52,7 @@ const STATUS_OF_ERROR = new Map<number, number>(
 );
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
+  const text = encodeJson(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
   res.end(text);
 }

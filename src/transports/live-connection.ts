@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { encodeJson } from '../jsonrpc/large-id.js';
 import type { Logger } from 'pino';
 import type { Peer } from '../auth.js';
 import type { Connection } from '../jsonrpc/connection.js';
@@ -108,7 +109,7 @@ export class LiveConnection implements Connection {
   send(message: JsonRpcResponse | JsonRpcResponse[]): boolean {
     if (!this.#sendable) return false;
     const { wire, limits } = this.#options;
-    wire.write(JSON.stringify(message));
+    wire.write(encodeJson(message));
     if (wire.pendingBytes <= limits.maxSendBufferBytes) return true;
     this.#update();
     return false;

@@ -1,4 +1,5 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { encodeJson } from '../jsonrpc/large-id.js';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import type { ClientGate } from '../clients.js';
@@ -147,7 +148,7 @@ export class UdpTransport implements Transport {
   /** One datagram for `message`; a reply over the datagram limit becomes an error that fits. */
   #encode(message: JsonRpcResponse | JsonRpcResponse[]): Buffer {
     const limit = this.#options.maxDatagramBytes;
-    const data = Buffer.from(JSON.stringify(message));
+    const data = Buffer.from(encodeJson(message));
     return data.length > limit ? Buffer.from(JSON.stringify(tooLargeReply(message, data.length, limit))) : data;
   }
 

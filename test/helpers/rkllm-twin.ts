@@ -4,7 +4,8 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -52,4 +53,22 @@ export async function buildTwin(layout: LayoutVersion, variant: TwinVariant = 's
   await promisify(execFile)('gcc', [...args, '-o', partial, SOURCE]);
   renameSync(partial, library);
   return library;
+}
+
+/**
+ * A slow model load, for tests of what happens while it lasts: the twin's `rkllm_init` waits until
+ * `finish()` creates the gate file that `env` names (RKLLM_TWIN_INIT_GATE). Pass `env` to a
+ * spawned server; for a server in this process, `apply()` sets it in this process's environment
+ * (the runtime's worker inherits it) and `finish()` removes it again.
+ */
+export function slowLoad(): { env: Record<string, string>; apply(): void; finish(): void } {
+  const gate = join(mkdtempSync(join(tmpdir(), 'rkllm-twin-gate-')), 'loaded');
+  return {
+    env: { RKLLM_TWIN_INIT_GATE: gate },
+    apply: () => void (process.env.RKLLM_TWIN_INIT_GATE = gate),
+    finish: () => {
+      writeFileSync(gate, '');
+      if (process.env.RKLLM_TWIN_INIT_GATE === gate) delete process.env.RKLLM_TWIN_INIT_GATE;
+    },
+  };
 }

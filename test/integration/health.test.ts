@@ -1,8 +1,6 @@
 // GET /health through the engine's life: loading, ready, a runtime that restarts and then fails for good.
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
-import { copyFileSync, readFileSync, rmSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { copyFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startServer } from '../../src/server.js';
@@ -32,14 +30,16 @@ describe('GET /health', function () {
   });
 
   it('answers 503 "loading" while the model loads (and requests an engine-unavailable error), then 200 "ready"', async () => {
-    // The model is a FIFO: loading (in the runtime's worker process) blocks until the test writes the model into it.
-    const model = join(scratchDir(), 'model.rkllm');
-    execFileSync('mkfifo', [model]);
+    // Loading (in the runtime's worker process) waits until the test creates the twin's gate file.
+    const gate = join(scratchDir(), 'loaded');
+    process.env.RKLLM_TWIN_INIT_GATE = gate;
     const log = captureLog();
     // load_wait_ms 0: requests are refused at once rather than waiting for the model (test/integration/load-wait.test.ts).
-    const settings = testSettings({ ...HTTP_ONLY, engine: { kind: 'rkllm', model_path: model, load_wait_ms: 0, rkllm: { library } } });
+    const settings = testSettings({
+      ...HTTP_ONLY,
+      engine: { kind: 'rkllm', model_path: TWIN_MODELS.story, load_wait_ms: 0, rkllm: { library } },
+    });
     const starting = startServer(settings, log.log);
-    let written: Promise<void> | undefined;
     try {
       const bound = await log.line('transports bound');
       const url = `http://${bound.addresses.http}/`;
@@ -47,14 +47,14 @@ describe('GET /health', function () {
       const refused = await new HttpRpc(url).call('rkllm_is_running', {}, 'early');
       expect(refused).to.deep.include({ id: 'early' });
       expect(refused.error).to.deep.include({ code: -32004 });
-      written = writeFile(model, readFileSync(TWIN_MODELS.story));
+      writeFileSync(gate, '');
       await starting;
       expect(log.lines.filter((l) => String(l.msg).includes('listening for connections'))).to.have.lengthOf(1);
       expect(await health(url)).to.deep.equal({ status: 200, body: { status: 'ready' } });
     } finally {
       // Whatever happened, let the load finish so that the server can be closed.
-      written ??= writeFile(model, readFileSync(TWIN_MODELS.story));
-      await written;
+      writeFileSync(gate, '');
+      delete process.env.RKLLM_TWIN_INIT_GATE;
       await (await starting).close();
     }
   });

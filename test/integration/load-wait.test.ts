@@ -1,60 +1,49 @@
 // Requests that arrive while the model loads wait for it (engine.load_wait_ms) on every transport;
-// MCP's initialize answers at once. The model is a FIFO: loading (in the RKLLM runtime's worker
-// process) blocks until the test writes the model into it, so "while it loads" is certain.
+// MCP's initialize answers at once. Loading (in the RKLLM runtime's worker process) waits for the
+// test to open the twin's gate (slowLoad), so "while it loads" is certain.
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { open, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { startServer } from '../../src/server.js';
 import { TcpRpc } from '../helpers/live-rpc.js';
 import { connectHttp } from '../helpers/mcp.js';
-import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
+import { TWIN_MODELS, buildTwin, slowLoad } from '../helpers/rkllm-twin.js';
 import { HttpRpc } from '../helpers/rpc.js';
-import { scratchDir } from '../helpers/server-process.js';
 import { captureLog, testSettings } from '../helpers/server.js';
 
 /** Starts a server on a model that loads only once `load()` is called. */
 async function loadingServer(settings: Record<string, unknown> = {}) {
   const library = await buildTwin('1.3');
-  const model = join(scratchDir(), 'model.rkllm');
-  execFileSync('mkfifo', [model]);
+  const slow = slowLoad();
   const log = captureLog();
   const merged = {
     udp: { enabled: false },
     ws: { enabled: false },
     ...settings,
-    engine: { kind: 'rkllm', model_path: model, rkllm: { library }, ...(settings.engine as object) },
+    engine: { kind: 'rkllm', model_path: TWIN_MODELS.story, rkllm: { library }, ...(settings.engine as object) },
   };
+  slow.apply();
   const starting = startServer(testSettings(merged), log.log);
-  let written: Promise<void> | undefined;
-  // A server that fails to start never reads the FIFO: its failure must not leave the write hanging.
-  const failed = starting.then(
-    () => new Promise<never>(() => {}),
-    (err: unknown) => {
-      throw err;
-    },
-  );
-  const load = (): Promise<void> => Promise.race([(written ??= writeFile(model, readFileSync(TWIN_MODELS.story))), failed]);
-  const bound = await log.line('transports bound');
-  return {
-    addresses: bound.addresses as Record<string, string>,
-    log,
-    load,
-    loaded: () => log.lines.some((l) => String(l.msg).includes('listening for connections')),
-    /** Lets the load finish, whatever happened, and closes the server. */
-    close: async (): Promise<void> => {
-      try {
-        await load();
-      } catch {
-        // Unblock the write nobody reads: open the FIFO for reading ourselves.
-        await (await open(model, 'r')).close();
-        await written?.catch(() => {});
-      }
-      await (await starting).close();
-    },
+  const load = async (): Promise<void> => {
+    slow.finish();
+    await starting;
   };
+  try {
+    const bound = await log.line('transports bound');
+    return {
+      addresses: bound.addresses as Record<string, string>,
+      log,
+      load,
+      loaded: () => log.lines.some((l) => String(l.msg).includes('listening for connections')),
+      /** Lets the load finish, whatever happened, and closes the server. */
+      close: async (): Promise<void> => {
+        slow.finish();
+        await (await starting).close();
+      },
+    };
+  } catch (err) {
+    slow.finish();
+    throw err;
+  }
 }
 
 describe('requests while the model loads', function () {

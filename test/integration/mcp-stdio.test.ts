@@ -2,10 +2,6 @@
 // answers MCP and the RKLLM JSON-RPC methods on the same stdin/stdout. This needs a process of its
 // own: the server reads its stdin and writes its stdout.
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult, JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
@@ -13,7 +9,7 @@ import { z } from 'zod';
 import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
 import { textOf, type Progress } from '../helpers/mcp.js';
 import { greedy } from '../helpers/prompts.js';
-import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
+import { TWIN_MODELS, buildTwin, slowLoad } from '../helpers/rkllm-twin.js';
 import { CLI, scratchDir } from '../helpers/server-process.js';
 
 const KEY = 'alpha-key-0123456789abcdef';
@@ -131,13 +127,11 @@ describe('MCP over stdio (rkllm-mcp --stdio)', function () {
   });
 
   it('initialize answers while the model loads; a tool call and an RKLLM request sent then are answered once it has loaded', async () => {
-    // The model is a FIFO: loading (in the RKLLM runtime's worker process) blocks until the test writes the model into it.
+    // Loading (in the RKLLM runtime's worker process) waits until the test opens the twin's gate.
     const library = await buildTwin('1.3');
-    const model = join(scratchDir(), 'model.rkllm');
-    execFileSync('mkfifo', [model]);
-    let written: Promise<void> | undefined;
+    const slow = slowLoad();
     try {
-      spawned = await spawnStdio(['--engine', 'rkllm', '--model', model, '--rkllm-lib', library]);
+      spawned = await spawnStdio(['--engine', 'rkllm', '--model', TWIN_MODELS.story, '--rkllm-lib', library], slow.env);
       const { client } = spawned;
       expect(spawned.stderr()).to.not.include('listening for connections');
       const { tools } = await client.listTools();
@@ -146,15 +140,14 @@ describe('MCP over stdio (rkllm-mcp --stdio)', function () {
       const rpc = client.request({ method: 'rkllm_is_running', params: {} }, Running);
       const early = await Promise.race([call.then(() => 'tool'), rpc.then(() => 'rpc'), client.ping().then(() => 'ping')]);
       expect(early, 'answered while the model loads').to.equal('ping');
-      written = writeFile(model, readFileSync(TWIN_MODELS.story));
+      slow.finish();
       const result = (await call) as CallToolResult;
       expect(result.isError).to.not.equal(true);
       expect(result.structuredContent).to.have.property('finish_reason');
       expect(await rpc).to.deep.include({ running: false });
       expect(spawned.stderr()).to.include('listening for connections');
     } finally {
-      written ??= writeFile(model, readFileSync(TWIN_MODELS.story));
-      await written;
+      slow.finish();
     }
   });
 });

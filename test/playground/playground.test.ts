@@ -1,16 +1,13 @@
 // The playground page at GET /, driven in real headless Chromium (Debian's chromium, through
 // puppeteer-core) against a real server in this process. Screenshots go to .scratch/playground/.
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { startServer } from '../../src/server.js';
-import { buildTwin, TWIN_MODELS } from '../helpers/rkllm-twin.js';
-import { scratchDir } from '../helpers/server-process.js';
+import { buildTwin, slowLoad, TWIN_MODELS } from '../helpers/rkllm-twin.js';
 import { captureLog, startTestServer, testSettings, type TestServer } from '../helpers/server.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -204,17 +201,16 @@ describe('The playground page', function () {
 
   it('loads while the model is still loading', async () => {
     const library = await buildTwin('1.3');
-    // The model is a FIFO: loading blocks until the test writes the model into it (as in health.test.ts).
-    const model = join(scratchDir(), 'model.rkllm');
-    execFileSync('mkfifo', [model]);
+    // Loading waits until the test opens the twin's gate (as in health.test.ts).
+    const slow = slowLoad();
     const log = captureLog();
     const settings = testSettings({
       tcp: { enabled: false },
       udp: { enabled: false },
-      engine: { kind: 'rkllm', model_path: model, rkllm: { library } },
+      engine: { kind: 'rkllm', model_path: TWIN_MODELS.story, rkllm: { library } },
     });
+    slow.apply();
     const starting = startServer(settings, log.log);
-    let written: Promise<void> | undefined;
     try {
       const bound = await log.line('transports bound');
       const { page, problems } = await openPage(browser, `http://${bound.addresses.http}/`);
@@ -224,8 +220,7 @@ describe('The playground page', function () {
       expect(problems).to.deep.equal([]);
       await page.close();
     } finally {
-      written ??= writeFile(model, readFileSync(TWIN_MODELS.story));
-      await written;
+      slow.finish();
       await (await starting).close();
     }
   });

@@ -5,6 +5,9 @@ import { errorText } from '../messages.js';
 import { RunReporter } from '../run-reporter.js';
 import {
   RKLLMInferMode,
+  createDefaultParam,
+  overParam,
+  type InitParam,
   type ChatTemplate,
   type Engine,
   type FunctionTools,
@@ -30,6 +33,8 @@ export interface LlamaEngineOptions {
   threads: number;
   /** Generations that run at once, each on its own context sequence. */
   slots: number;
+  /** Bytes the model and its context may take at most; 0 (the default): a safe share of the machine's memory. */
+  maxMemory?: number;
   /** An already loaded llama.cpp binding to share; one is created (and owned) otherwise. */
   llama?: Llama;
 }
@@ -46,6 +51,7 @@ export class LlamaEngine implements Engine {
   readonly name = LLAMA;
   readonly slots: number;
   readonly #threads: number;
+  readonly #maxMemory: number;
   readonly #ownsLlama: boolean;
   #llama: Llama | undefined;
   #loaded: LoadedModel | undefined;
@@ -56,6 +62,7 @@ export class LlamaEngine implements Engine {
   constructor(options: LlamaEngineOptions) {
     this.slots = options.slots;
     this.#threads = options.threads;
+    this.#maxMemory = options.maxMemory ?? 0;
     this.#llama = options.llama;
     this.#ownsLlama = options.llama === undefined;
   }
@@ -68,7 +75,12 @@ export class LlamaEngine implements Engine {
     return !UNSUPPORTED.has(feature);
   }
 
-  async init(param: RKLLMParam): Promise<void> {
+  async defaultParam(): Promise<RKLLMParam> {
+    return createDefaultParam();
+  }
+
+  async init(given: InitParam): Promise<void> {
+    const param = overParam(createDefaultParam(), given);
     if (this.#loaded || this.#loading) {
       const state = this.#loading ? 'loading' : `loaded (${this.#loaded!.param.model_path})`;
       throw fault('MODEL_LOADED', 'loaded', { state }, { engine: this.name });
@@ -180,7 +192,7 @@ export class LlamaEngine implements Engine {
 
   async #load(param: RKLLMParam): Promise<LoadedModel> {
     this.#llama ??= await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
-    return loadModel(this.#llama, param, this.#threads, this.slots);
+    return loadModel(this.#llama, param, this.#threads, this.slots, this.#maxMemory);
   }
 
   async #run(request: RunRequest, callback: LLMResultCallback): Promise<RunOutcome> {

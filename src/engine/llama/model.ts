@@ -1,9 +1,11 @@
 import type { ChatWrapper, Llama, LlamaEmbeddingContext, LlamaModel, Token } from 'node-llama-cpp';
 import { fault } from '../../errors.js';
+import { checkModelFile } from '../../model/model-file.js';
 import { errorText } from '../messages.js';
 import { loadProgress } from './load-progress.js';
 import type { RKLLMParam } from '../types.js';
 import { Conversations } from './conversations.js';
+import { checkMemory } from './memory-budget.js';
 import { PromptFormat } from './prompt-format.js';
 import { SlotPool } from './slot-pool.js';
 import type { TokenEmbeddingIndex } from './token-embeddings.js';
@@ -35,7 +37,14 @@ export interface LoadedModel {
  * Loads `param.model_path` with one context of `slots` sequences. `max_context_len` becomes what
  * the context really holds. A model that cannot load is ENGINE_ERROR.
  */
-export async function loadModel(llama: Llama, param: RKLLMParam, defaultThreads: number, slots: number): Promise<LoadedModel> {
+export async function loadModel(
+  llama: Llama,
+  param: RKLLMParam,
+  defaultThreads: number,
+  slots: number,
+  maxMemory = 0,
+): Promise<LoadedModel> {
+  checkModelFile(param.model_path, LLAMA);
   let model: LlamaModel;
   const progress = loadProgress(param.model_path);
   try {
@@ -51,6 +60,7 @@ export async function loadModel(llama: Llama, param: RKLLMParam, defaultThreads:
   }
   const threads = param.extend_param.enabled_cpus_num > 0 ? param.extend_param.enabled_cpus_num : defaultThreads;
   try {
+    checkMemory(model, param.max_context_len, slots, maxMemory, LLAMA);
     const base = await SlotPool.create(model, param.max_context_len, threads, slots);
     const isSpecial = (text: string): boolean => model.tokenize(text, true).length === 1;
     return {

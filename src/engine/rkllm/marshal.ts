@@ -65,6 +65,21 @@ export function toNativeParam(param: RKLLMParam, layout: LayoutVersion): NativeP
   return { ...native, ignore_eos_token: ignore_eos_token ?? false };
 }
 
+/** The engine's RKLLMParam from what the runtime returned (its `rkllm_createDefaultParam`): strings are left empty. */
+export function fromNativeParam(native: NativeParam): RKLLMParam {
+  const { img_start, img_end, img_content, extend_param, ...common } = native;
+  const { base_domain_id, embed_flash, enabled_cpus_num, enabled_cpus_mask, n_batch, use_cross_attn } = extend_param;
+  const extend = { base_domain_id, embed_flash, enabled_cpus_num, enabled_cpus_mask, n_batch, use_cross_attn };
+  return {
+    ...common,
+    model_path: '',
+    img_start: img_start ?? '',
+    img_end: img_end ?? '',
+    img_content: img_content ?? '',
+    extend_param: extend,
+  };
+}
+
 /** What a run sends to the worker, and what the engine needs to judge how it ended. */
 export interface NativeRunPlan {
   input: NativeInput;

@@ -18,6 +18,7 @@ import {
   type RkllmFunctions,
   type RkllmTypes,
 } from './abi.js';
+import { fromNativeParam } from './marshal.js';
 import type { Call, Command, KvCacheSizes, LayoutSetting, Opened, ResultMessage, RunEnd } from './protocol.js';
 
 /** How often the worker asks `rkllm_is_running` while waiting for an asynchronous run to end. */
@@ -184,7 +185,7 @@ export class NativeSession {
     const { layout, source } = chooseLayout(path, setting, plausibleLayouts(bytes));
     const types = layout === provisional.version ? provisional : defineTypes(layout);
     this.#loaded = { path, layout, types, fns: bindFunctions(lib, path, types) };
-    return { layout, source };
+    return { layout, source, defaults: fromNativeParam(readNumbers(bytes, types.param) as NativeParam) };
   }
 
   async #init(param: NativeParam): Promise<number> {
@@ -314,8 +315,46 @@ function floats(pointer: NativePointer, rows: number, columns: number): Float32A
   return Float32Array.from(koffi.decode(pointer, 'float', rows * columns) as ArrayLike<number>);
 }
 
+interface TypeInfo {
+  primitive: string;
+  members?: Record<string, { type: TypeInfo; offset: number }>;
+}
+
+/**
+ * The number and bool fields of a struct of `type` in `bytes`, nested structs included. Pointers
+ * (strings) are left out, never followed: under a wrong layout they would be garbage.
+ */
+function readNumbers(bytes: Uint8Array, type: Parameters<typeof koffi.type>[0], at = 0): Record<string, unknown> {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const read = (info: TypeInfo, offset: number): unknown => {
+    switch (info.primitive) {
+      case 'Bool':
+        return view.getUint8(offset) !== 0;
+      case 'Int8':
+        return view.getInt8(offset);
+      case 'UInt8':
+        return view.getUint8(offset);
+      case 'Int32':
+        return view.getInt32(offset, true);
+      case 'UInt32':
+        return view.getUint32(offset, true);
+      case 'Float32':
+        return view.getFloat32(offset, true);
+      case 'Record':
+        return Object.fromEntries(
+          Object.entries(info.members ?? {})
+            .map(([name, member]) => [name, read(member.type, offset + member.offset)] as const)
+            .filter(([, value]) => value !== undefined),
+        );
+      default:
+        return undefined;
+    }
+  };
+  return read(koffi.type(type), at) as Record<string, unknown>;
+}
+
 /** Decides the layout from the setting and what the library's defaults look like; refuses a contradiction. */
-export function chooseLayout(path: string, setting: LayoutSetting, plausible: LayoutVersion[]): Opened {
+export function chooseLayout(path: string, setting: LayoutSetting, plausible: LayoutVersion[]): Omit<Opened, 'defaults'> {
   const told = plausible.length === 1 ? plausible[0] : undefined;
   if (setting === 'auto') {
     if (told) return { layout: told, source: 'library' };

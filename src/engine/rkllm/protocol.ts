@@ -7,7 +7,7 @@
  * or `failure`. While a `run` request is open, the worker also sends its callbacks as `result`
  * messages, in order, before the run's reply.
  */
-import type { RKLLMPerfStat, TokenState } from '../types.js';
+import type { RKLLMParam, RKLLMPerfStat, TokenState } from '../types.js';
 import type { LayoutVersion, NativeCrossAttnParam, NativeInferParam, NativeInput, NativeLoraAdapter, NativeParam } from './abi.js';
 
 /** The layout setting: a version, or `auto` to let the library tell (see `plausibleLayouts`). */
@@ -54,6 +54,8 @@ export interface Opened {
   layout: LayoutVersion;
   /** Whether the layout was set or told by the library's defaults. */
   source: 'setting' | 'library';
+  /** What the library's `rkllm_createDefaultParam()` returned, under that layout. */
+  defaults: RKLLMParam;
 }
 
 /** The reply to `run`. */

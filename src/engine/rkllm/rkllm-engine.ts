@@ -1,9 +1,11 @@
 import type { Logger } from 'pino';
 import { fault } from '../../errors.js';
 import type { EngineFeature } from '../capabilities.js';
+import { checkModelFile } from '../../model/model-file.js';
 import { errorText } from '../messages.js';
 import { RunReporter } from '../run-reporter.js';
 import type {
+  InitParam,
   ChatTemplate,
   Engine,
   EngineStatus,
@@ -107,12 +109,18 @@ export class RkllmEngine implements Engine {
     return feature !== 'json_schema' && feature !== 'run_tools' && feature !== 'run_template' && feature !== 'seed';
   }
 
-  async init(param: RKLLMParam): Promise<void> {
+  /** What the library's `rkllm_createDefaultParam()` returns: from the loaded model's worker, or from a worker started to ask. */
+  async defaultParam(): Promise<RKLLMParam> {
+    return this.#supervisor.model?.defaults ?? (await this.#supervisor.libraryDefaults());
+  }
+
+  async init(param: InitParam): Promise<void> {
     const state = this.#supervisor.state;
     if (state !== 'unloaded') {
       const what = state === 'loading' ? 'loading' : `loaded (${this.#supervisor.model?.param.model_path})`;
       throw fault('MODEL_LOADED', 'loaded', { state: what }, { engine: RKLLM });
     }
+    checkModelFile(param.model_path, RKLLM, false);
     await this.#supervisor.start(param);
   }
 

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { fault, ServerError, type ERRORS } from '../../errors.js';
 import { errorText } from '../messages.js';
-import type { EngineState, EngineStatus, RKLLMParam } from '../types.js';
+import { overParam, type EngineState, type EngineStatus, type InitParam, type RKLLMParam } from '../types.js';
 import type { LayoutVersion } from './abi.js';
 import { toNativeParam } from './marshal.js';
 import type { Call, LayoutSetting, Opened, ResultMessage } from './protocol.js';
@@ -33,7 +33,10 @@ export interface SupervisorOptions {
 
 /** The loaded model: what it was loaded with, and the calls that configure its handle. */
 export interface Model {
+  /** What rkllm_init was given: the fields the caller gave, laid over the library's defaults. */
   param: RKLLMParam;
+  /** What the library's rkllm_createDefaultParam() returned. */
+  defaults: RKLLMParam;
   layout: LayoutVersion;
   source: Opened['source'];
   /** The version the runtime printed while loading, if it did. */
@@ -88,7 +91,7 @@ export class RuntimeSupervisor {
   }
 
   /** Starts a worker and loads the model (`rkllm_init`). The caller checks that none is loaded. */
-  async start(param: RKLLMParam): Promise<void> {
+  async start(param: InitParam): Promise<void> {
     this.#state = 'loading';
     this.#loading = this.#launch(param, []).then(
       ({ runtime, model }) => {
@@ -193,12 +196,13 @@ export class RuntimeSupervisor {
    * Starts a worker, loads the library and the model, and replays `replay`. Every failure is an
    * ServerError that says what went wrong; the worker is stopped.
    */
-  async #launch(param: RKLLMParam, replay: Call[]): Promise<{ runtime: RuntimeProcess; model: Model }> {
+  async #launch(given: InitParam, replay: Call[]): Promise<{ runtime: RuntimeProcess; model: Model }> {
     const { library, timeouts } = this.#options;
     const reported: { version: string | null } = { version: null };
     const runtime = this.#spawn(reported);
     try {
       const opened = await this.#opened(runtime);
+      const param = overParam(opened.defaults, given);
       const native = toNativeParam(param, opened.layout);
       const init = await request<number>(runtime, { op: 'init', param: native }, timeouts.initMs);
       if (init.value !== 0) throw refused('rkllm_init', init.value, init.log);
@@ -207,11 +211,25 @@ export class RuntimeSupervisor {
         throw fault('ENGINE_ERROR', 'layout_mismatch', vars, { engine: RKLLM, reason: 'layout_mismatch' });
       }
       for (const call of replay) await invoke(runtime, call, timeouts.callMs);
-      return { runtime, model: { param, layout: opened.layout, source: opened.source, reported: reported.version, replay } };
+      return {
+        runtime,
+        model: { param, defaults: opened.defaults, layout: opened.layout, source: opened.source, reported: reported.version, replay },
+      };
     } catch (err) {
       runtime.kill();
       await runtime.close();
       throw err instanceof ServerError ? err : fault('ENGINE_ERROR', 'detail', { detail: errorText(err) }, { engine: RKLLM });
+    }
+  }
+
+  /** What the library's rkllm_createDefaultParam() returns, from a worker started for the question and stopped. */
+  async libraryDefaults(): Promise<RKLLMParam> {
+    const runtime = this.#spawn({ version: null });
+    try {
+      return (await this.#opened(runtime)).defaults;
+    } finally {
+      runtime.kill();
+      await runtime.close();
     }
   }
 
