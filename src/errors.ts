@@ -289,7 +289,7 @@ export const ERRORS = {
     data: ['origin', 'host'],
     meaning:
       'The request is understood and the key is valid, but not enough: a method that changes the engine for everyone needs an admin key ' +
-      '(`auth.admin_keys`); a browser page from another origin (`http.allowed_origins`), or a Host that is not loopback on a server bound to loopback; a stream started by an unauthenticated datagram on UDP bound beyond loopback.',
+      '(`auth.admin_keys`); a browser page from another origin (`http.allowed_origins`), or, on `/mcp`, a Host that is not loopback on a server bound to loopback; a stream started by an unauthenticated datagram on UDP bound beyond loopback.',
     messages: {
       admin: 'Forbidden: {method} changes the engine for every client and needs an admin key (setting auth.admin_keys)',
       admin_view: "Forbidden: {what} shows every client's state and needs an admin key (setting auth.admin_keys)",

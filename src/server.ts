@@ -84,6 +84,7 @@ function mcpFace(settings: Settings, gate: ClientGate, backend: (signal: AbortSi
     version: packageVersion(),
     maxChatSessions: mcp.max_chat_sessions,
     http: {
+      loopbackOnly: !exposesBeyondLoopback(settings.host),
       maxSessions: mcp.max_sessions,
       idleTimeoutMs: connections.idle_timeout_s * 1000,
       maxBodyBytes: settings.http.max_body_bytes,
@@ -167,7 +168,6 @@ function transportOptions(settings: Settings): TransportOptions {
     maxConnections: c.max_connections,
     authTimeoutMs: settings.auth.timeout_s * 1000,
     allowedOrigins: http.allowed_origins,
-    loopbackOnly: !exposesBeyondLoopback(settings.host),
     ...(http.enabled
       ? { http: { port: http.port, maxBodyBytes: http.max_body_bytes, requestTimeoutMs: http.request_timeout_s * 1000 } }
       : {}),

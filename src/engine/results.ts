@@ -56,8 +56,14 @@ export interface RKLLMResult {
   error?: string;
 }
 
-/** What a GET_LAST_HIDDEN_LAYER or GET_LOGITS run produces besides text. */
-export type RunOutputs = Pick<RKLLMResult, 'last_hidden_layer' | 'logits'>;
+/** What a run produces besides text: the outputs of GET_LAST_HIDDEN_LAYER and GET_LOGITS, and its input's size. */
+export interface RunOutputs extends Pick<RKLLMResult, 'last_hidden_layer' | 'logits'> {
+  /**
+   * Not in rkllm.h: the run's whole input in tokens, history included, where the engine knows it.
+   * `perf.prefill_tokens` counts only what was evaluated, which a prefix still in the KV cache spares.
+   */
+  input_tokens?: number;
+}
 
 /**
  * `LLMResultCallback`. Called once per token (NORMAL), while a character is incomplete (WAITING),
@@ -72,4 +78,6 @@ export interface RunOutcome {
   finish_reason: FinishReason;
   perf: RKLLMPerfStat;
   error?: string;
+  /** See `RunOutputs.input_tokens`. */
+  input_tokens?: number;
 }

@@ -40,6 +40,8 @@ export interface FaceRunResult {
   /** "abort" only when the client went away; a stop string ends with "stop". */
   finish_reason: FinishReason;
   perf: RKLLMPerfStat;
+  /** The prompt's size in tokens, a prefix still in the KV cache included (absent where the engine does not tell). */
+  input_tokens?: number;
   error?: ErrorObject;
 }
 
@@ -113,6 +115,7 @@ export async function runForFace(hub: StreamHub, options: FaceRunOptions): Promi
   let reason = last.finish_reason ?? 'stop';
   if (reason === 'abort' && stops.stopped && !signal.aborted) reason = 'stop';
   const result: FaceRunResult = { text: parts.join(''), calls, finish_reason: reason, perf: last.perf! };
+  if (last.input_tokens !== undefined) result.input_tokens = last.input_tokens;
   const error = failure ?? last.error;
   if (error) result.error = error;
   return result;

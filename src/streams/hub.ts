@@ -282,6 +282,7 @@ export class StreamHub {
         if (result.logits) outputs.logits = result.logits;
       });
       const error = outcome.error === undefined ? undefined : fault('ENGINE_ERROR', 'detail', { detail: outcome.error });
+      if (outcome.input_tokens !== undefined) outputs.input_tokens = outcome.input_tokens;
       this.#end(stream, outcome.finish_reason, outcome.perf, error, outputs);
     } catch (err) {
       this.#log.error({ err, stream_id: stream.id }, 'run failed');

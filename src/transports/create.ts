@@ -21,8 +21,6 @@ export interface TransportOptions {
   authTimeoutMs: number;
   /** Browser origins allowed besides the server's own, on HTTP and WebSocket. */
   allowedOrigins: readonly string[];
-  /** Every transport is bound to loopback only: HTTP and WebSocket refuse a Host that is not loopback. */
-  loopbackOnly: boolean;
   http?: { port: number; maxBodyBytes: number; requestTimeoutMs: number };
   tcp?: { port: number; maxLineBytes: number };
   /** `guard`: bound beyond loopback, so a datagram without a valid key gets no more than its own size back and starts no stream. */
@@ -47,7 +45,7 @@ export interface TransportDeps {
 
 /** Builds every transport `options` names, in the order the readiness line names them. */
 export function createTransports(options: TransportOptions, deps: TransportDeps): Transport[] {
-  const { host, limits, maxConnections, authTimeoutMs, allowedOrigins, loopbackOnly } = options;
+  const { host, limits, maxConnections, authTimeoutMs, allowedOrigins } = options;
   const { handle, gate, log } = deps;
   const transports: Transport[] = [];
   let http: HttpTransport | undefined;
@@ -60,7 +58,6 @@ export function createTransports(options: TransportOptions, deps: TransportDeps)
         maxBodyBytes,
         requestTimeoutMs,
         allowedOrigins,
-        loopbackOnly,
         idleTimeoutMs: limits.idleTimeoutMs,
         handle,
         gate,
@@ -89,7 +86,6 @@ export function createTransports(options: TransportOptions, deps: TransportDeps)
       maxConnections,
       authTimeoutMs,
       allowedOrigins,
-      loopbackOnly,
       pagePorts,
       limits,
       handle,

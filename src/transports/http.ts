@@ -29,8 +29,6 @@ export interface HttpTransportOptions {
   requestTimeoutMs: number;
   /** Browser origins allowed besides the server's own (setting http.allowed_origins). */
   allowedOrigins: readonly string[];
-  /** Bound to loopback only: a Host that is not loopback is refused (DNS rebinding). */
-  loopbackOnly?: boolean;
   handle: MessageHandler;
   gate: ClientGate;
   /** GET endpoints by path. */
@@ -195,7 +193,7 @@ export class HttpTransport implements Transport {
   }
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const foreign = foreignOrigin(req.headers, this.#origins, [], this.#options.loopbackOnly);
+    const foreign = foreignOrigin(req.headers, this.#origins);
     if (foreign) {
       refuse(req, res, foreign);
       return;

@@ -35,24 +35,29 @@ function loopbackHost(host: string): boolean {
 }
 
 /**
+ * MCP's extra guard against DNS rebinding, for a server bound to loopback only: a `Host` that does
+ * not name loopback is refused (after rebinding, a browser's same-origin GET carries no `Origin`,
+ * but its `Host` names the attacker's domain). Not applied to the rest of the port, where a
+ * reverse proxy may forward its own `Host`.
+ */
+export function foreignHost(headers: IncomingHttpHeaders): ServerError | undefined {
+  if (headers.host === undefined || loopbackHost(headers.host)) return undefined;
+  return fault('FORBIDDEN', 'host', { host: JSON.stringify(headers.host) }, { host: headers.host });
+}
+
+/**
  * The one rule against browsers reaching the server from other sites, for every HTTP request
  * (JSON-RPC and every face on the port) and every WebSocket handshake: a request that carries an
  * `Origin` header is refused (FORBIDDEN, HTTP 403) unless that origin is the server's own or is
- * listed in `allowed` (setting `http.allowed_origins`). A server bound to loopback only also
- * refuses a `Host` that does not name loopback: after DNS rebinding, a browser's same-origin GET
- * carries no `Origin`, but its `Host` names the attacker's domain. Requests without `Origin` (curl, SDKs,
+ * listed in `allowed` (setting `http.allowed_origins`). Requests without `Origin` (curl, SDKs,
  * anything that is not a browser) pass. Returns the refusal, or undefined.
  */
 export function foreignOrigin(
   headers: IncomingHttpHeaders,
   allowed: ReadonlySet<string>,
   pagePorts: readonly number[] = [],
-  loopbackOnly = false,
 ): ServerError | undefined {
   const origin = headers.origin;
-  if (loopbackOnly && headers.host !== undefined && !loopbackHost(headers.host)) {
-    return fault('FORBIDDEN', 'host', { host: JSON.stringify(headers.host) }, { host: headers.host });
-  }
   if (origin === undefined || allowed.has(origin) || ownOrigin(origin, headers.host, pagePorts)) return undefined;
   return fault('FORBIDDEN', 'origin', { origin: JSON.stringify(origin) }, { origin });
 }

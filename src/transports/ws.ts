@@ -23,8 +23,6 @@ export interface WsTransportOptions {
   authTimeoutMs: number;
   /** Browser origins allowed besides the server's own (setting http.allowed_origins). */
   allowedOrigins: readonly string[];
-  /** Bound to loopback only: a Host that is not loopback is refused (DNS rebinding). */
-  loopbackOnly?: boolean;
   /** The ports this server serves pages on (the playground on the HTTP port): their origins may open a WebSocket. */
   pagePorts?: () => readonly number[];
   limits: ConnectionLimits;
@@ -83,7 +81,7 @@ export class WsTransport implements Transport {
     const origins = new Set(options.allowedOrigins);
     this.#http.on('upgrade', (req, socket, head) => {
       socket.on('error', (err) => options.log.debug({ err }, 'ws: socket error during upgrade'));
-      const foreign = foreignOrigin(req.headers, origins, options.pagePorts?.() ?? [], options.loopbackOnly);
+      const foreign = foreignOrigin(req.headers, origins, options.pagePorts?.() ?? []);
       if (foreign) {
         refuseHandshake(socket, foreign);
         return;

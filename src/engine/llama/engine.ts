@@ -220,7 +220,7 @@ export class LlamaEngine implements Engine {
       if (plan.pool === loaded.base) loaded.conversations.ran(sequence, request.owner ?? '');
       const slotRun = { ...run, sequence, signal: controller.signal };
       const reason = request.infer.mode === RKLLMInferMode.RKLLM_INFER_GET_LOGITS ? await logits(slotRun) : await generate(slotRun);
-      return reporter.end(reason, meter.finished());
+      return { ...reporter.end(reason, meter.finished()), input_tokens: plan.tokens.length };
     } catch (err) {
       return reporter.fail(errorText(err), meter.snapshot());
     } finally {

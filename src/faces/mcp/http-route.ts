@@ -7,10 +7,13 @@ import type { Peer } from '../../auth.js';
 import type { ClientGate } from '../../clients.js';
 import { ERRORS, ServerError } from '../../errors.js';
 import { BodyTooLarge, type HttpExchange, type HttpRoute } from '../../transports/http-route.js';
+import { foreignHost } from '../../transports/origin.js';
 
 export interface McpHttpOptions {
   newServer: (peer: Peer) => McpServer;
   gate: ClientGate;
+  /** The server listens on loopback only: `Host` must name loopback too (DNS rebinding). */
+  loopbackOnly: boolean;
   /** Open sessions at most (`mcp.max_sessions`). */
   maxSessions: number;
   /** A session with no request in progress for this long is closed; 0 never (`connections.idle_timeout_s`). */
@@ -62,7 +65,9 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
   async serve(exchange: HttpExchange): Promise<void> {
     const { req, res, address } = exchange;
     // Browsers from other origins never get here: the HTTP transport applies the one origin rule to every route.
-    const { gate } = this.#options;
+    const { gate, loopbackOnly } = this.#options;
+    const foreign = loopbackOnly ? foreignHost(req.headers) : undefined;
+    if (foreign) return sendError(res, 403, ERRORS.FORBIDDEN.code, foreign.message);
     let peer: Peer;
     try {
       peer = { address, key: gate.keyFromHeader(req.headers.authorization, 'refuse') };

@@ -92,7 +92,7 @@ export async function chatCompletions(deps: HubDeps, exchange: HttpExchange, cli
     const calls = toolCalls(result.calls);
     if (calls.length > 0) events.send(delta({ tool_calls: calls.map((c, index) => ({ index, ...c })) }));
     events.send(delta({}, finish));
-    if (common.includeUsage) events.send({ ...base, choices: [], usage: usage(result.perf) });
+    if (common.includeUsage) events.send({ ...base, choices: [], usage: usage(result) });
     return events.end();
   }
   if (result.error) throw fault('ENGINE_ERROR', 'detail', { detail: result.error.message });
@@ -110,6 +110,6 @@ export async function chatCompletions(deps: HubDeps, exchange: HttpExchange, cli
     model,
     system_fingerprint: null,
     choices: [{ index: 0, message, logprobs: null, finish_reason: finish }],
-    usage: usage(result.perf),
+    usage: usage(result),
   });
 }

@@ -47,9 +47,9 @@ export async function completions(deps: HubDeps, exchange: HttpExchange, client:
   if (events) {
     if (result.error) return events.fail(result.error.message);
     events.send(choice('', finish));
-    if (common.includeUsage) events.send({ ...base, choices: [], usage: usage(result.perf) });
+    if (common.includeUsage) events.send({ ...base, choices: [], usage: usage(result) });
     return events.end();
   }
   if (result.error) throw fault('ENGINE_ERROR', 'detail', { detail: result.error.message });
-  sendJson(exchange.res, 200, { ...(choice(result.text, finish) as object), usage: usage(result.perf) });
+  sendJson(exchange.res, 200, { ...(choice(result.text, finish) as object), usage: usage(result) });
 }

@@ -66,10 +66,15 @@ export function finishReason(reason: string, calls: number): 'stop' | 'length' |
   return reason === 'length' ? 'length' : 'stop';
 }
 
-export function usage(perf: { prefill_tokens: number; generate_tokens: number }): Record<string, number> {
+export function usage(result: {
+  perf: { prefill_tokens: number; generate_tokens: number };
+  input_tokens?: number;
+}): Record<string, number> {
+  const { perf } = result;
+  const prompt = result.input_tokens ?? perf.prefill_tokens;
   return {
-    prompt_tokens: perf.prefill_tokens,
+    prompt_tokens: prompt,
     completion_tokens: perf.generate_tokens,
-    total_tokens: perf.prefill_tokens + perf.generate_tokens,
+    total_tokens: prompt + perf.generate_tokens,
   };
 }
