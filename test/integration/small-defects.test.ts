@@ -3,7 +3,6 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { runCli, startServer as startProcess } from '../helpers/server-process.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const KEY = 'alpha-key-0123456789abcdef';
@@ -90,27 +89,4 @@ describe('Smaller defects (issue 14, section 5)', function () {
     expect(docs).not.to.include('Any transport also accepts the `api_key` member');
     expect(docs).to.match(/HTTP\s+does not read the `api_key` member/);
   });
-});
-
-describe('CLI messages (issue 14, section 5)', function () {
-  this.timeout(120_000);
-
-  it('--threads -1 says what is wrong with the value', async () => {
-    const { code, stderr } = await runCli(['--threads', '-1']);
-    expect(code).to.equal(2);
-    expect(stderr).to.include('--threads expects an integer from');
-    expect(stderr).to.include('"-1"');
-  });
-
-  for (const level of ['warn', 'error', 'silent']) {
-    it(`prints the ready line at --log-level ${level}`, async () => {
-      const proc = await startProcess({ args: ['--log-level', level] });
-      try {
-        expect(proc.stderr()).to.include('listening for connections');
-        expect(proc.addresses.http).to.match(/:\d+$/);
-      } finally {
-        await proc.stop();
-      }
-    });
-  }
 });
