@@ -12,7 +12,7 @@ import { startTestServer } from '../helpers/server.js';
 const KEY_A = 'alpha-key-0123456789abcdef';
 const KEY_B = 'bravo-key-0123456789abcdef';
 /** A prompt whose prefill takes long enough to cancel it before the first token. */
-const SLOW_PROMPT = 'Alice was beginning to get very tired of sitting by her sister on the bank. '.repeat(24);
+const SLOW_PROMPT = 'Alice was beginning to get very tired of sitting by her sister on the bank. '.repeat(115); // about 1,840 tokens of the built-in model: a prefill long enough to cancel inside
 
 /** POSTs an initialize with a Host header of our choosing (fetch does not let one set Host). */
 function statusWithHost(url: string, host: string): Promise<number> {
