@@ -11,7 +11,9 @@ import { parseArgs } from 'node:util';
 import { connectLive, type LiveRpc } from '../test/helpers/live-rpc.js';
 import { HttpRpc, type Chunk } from '../test/helpers/rpc.js';
 import { greedy, PROMPTS } from '../test/helpers/prompts.js';
-import { startTestServer } from '../test/helpers/server.js';
+import { pino } from 'pino';
+import { startServer } from '../src/server.js';
+import { testSettings } from '../test/helpers/server.js';
 
 const WORKERS = 8;
 const MAX_TOKENS = 48;
@@ -148,8 +150,9 @@ async function liveStream(rpc: LiveRpc, counts: Counts, prompt: number, referenc
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { minutes: { type: 'string', default: '2' } } });
   const minutes = Number(values.minutes);
-  const server = await startTestServer({ settings: { log_level: 'warn', streams: { buffer_timeout_s: 5 } } });
-  const http = server.http;
+  // No stream observer and no log kept in memory (the test server keeps both, and would grow with every stream).
+  const server = await startServer(testSettings({ streams: { buffer_timeout_s: 5 } }), pino({ level: 'silent' }));
+  const http = new HttpRpc(`http://${server.addresses.http}/`);
   const references: string[] = [];
   for (let p = 0; p < PROMPTS.length; p++) references.push((await http.result<{ text: string }>('rkllm_run', params(p))).text);
 
@@ -223,7 +226,7 @@ async function main(): Promise<void> {
     `RSS MiB: first ${first.toFixed(0)}, last ${last.toFixed(0)}, peak ${peak.toFixed(0)}; slope over the second half ${slope(half).toFixed(2)} MiB/min (${half.length} samples${gc ? ', each after a full GC' : ''}); JS heap ${heap.at(-1)?.[1].toFixed(0)} MiB, slope ${slope(heapHalf).toFixed(2)} MiB/min\n`,
   );
   for (const p of counts.firstProblems) process.stdout.write(`  ${p}\n`);
-  await server.close();
+  await server.shutdown();
 }
 
 main().then(
