@@ -386,12 +386,12 @@ async function httpRound(tally: Tally, url: string, cases: Case[]): Promise<void
   }
 }
 
-/** POSTs rkllm_is_running with the Host header given. */
+/** POSTs to `/mcp` (where a loopback-bound server checks Host, as MCP asks) with the Host header given. */
 function withHost(address: string, host: string): Promise<Expect | 'hang'> {
   const { host: hostname, port } = hostPort(address);
   return new Promise((resolve) => {
     const r = request(
-      { hostname, port, method: 'POST', path: '/', headers: { host, 'content-type': 'application/json' }, timeout: TIMEOUT_MS },
+      { hostname, port, method: 'POST', path: '/mcp', headers: { host, 'content-type': 'application/json' }, timeout: TIMEOUT_MS },
       (res) => {
         let text = '';
         res.on('data', (d: Buffer) => (text += d.toString()));
@@ -442,7 +442,7 @@ async function main(): Promise<void> {
         expect: { status: 403, code: C.FORBIDDEN },
       });
   await httpRound(tally('http'), server.url, httpCases);
-  // fetch cannot set Host (DNS rebinding): a plain request can.
+  // fetch cannot set Host (DNS rebinding, checked on /mcp): a plain request can.
   for (const host of ['evil.example', 'evil.example:80', 'localhost.evil.example', '127.0.0.1.nip.io'])
     for (let i = 0; i < 5; i++)
       judge(
