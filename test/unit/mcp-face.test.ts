@@ -1,16 +1,16 @@
 import { expect } from 'chai';
-import { StopScanner } from '../../src/faces/mcp/stop-scanner.js';
+import { StopFilter } from '../../src/faces/stop-filter.js';
 import { LoadGate } from '../../src/load-gate.js';
 
 /** Feeds `pieces` to a scanner; returns what it released, piece by piece, then the flush. */
 function scan(stops: string[], pieces: string[]): { released: string[]; stopped: boolean } {
-  const scanner = new StopScanner(stops);
+  const scanner = new StopFilter(stops);
   const released = pieces.map((p) => scanner.push(p));
   if (!scanner.stopped) released.push(scanner.flush());
   return { released, stopped: scanner.stopped };
 }
 
-describe('StopScanner', () => {
+describe('StopFilter, as MCP uses it', () => {
   it('releases everything at once when no stop sequence can begin', () => {
     expect(scan(['END'], ['abc', 'def'])).to.deep.equal({ released: ['abc', 'def', ''], stopped: false });
   });

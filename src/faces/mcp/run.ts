@@ -3,7 +3,7 @@ import type { FinishReason, RKLLMPerfStat } from '../../engine/types.js';
 import { ERROR_NAMES, ERRORS, ServerError } from '../../errors.js';
 import type { RunParams, StreamHub } from '../../streams/hub.js';
 import type { ChunkOutlet } from '../../streams/outlet.js';
-import { StopScanner } from './stop-scanner.js';
+import { StopFilter } from '../stop-filter.js';
 
 /** How a generation tool call ended: its whole text, as the final result gives it. */
 export interface Generated {
@@ -35,7 +35,7 @@ export interface GenerateOptions {
  */
 export async function generate(options: GenerateOptions): Promise<Generated> {
   const { hub, params, client, requestId, signal, onText } = options;
-  const scanner = new StopScanner(options.stop);
+  const scanner = new StopFilter(options.stop);
   const stopSequence = new AbortController();
   const parts: string[] = [];
   let failed: ServerError | undefined;
