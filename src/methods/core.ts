@@ -185,7 +185,10 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
         async (params, ctx) => {
           const streamId = await bufferedStream(params, ctx.client);
           if (params.wait_ms) {
-            await store.wait(streamId, params.after_seq, params.wait_ms, ctx.signal);
+            // A buffer expires when nobody polls it for buffer_timeout_s, and waiting is not polling:
+            // answer by half that time, so the client's next poll comes before its buffer could expire.
+            const wait = Math.min(params.wait_ms, (deps.bufferTimeoutS * 1000) / 2);
+            await store.wait(streamId, params.after_seq, wait, ctx.signal);
             const live = hub.select({ stream_id: streamId })[0];
             if (live?.state === 'running') await linger(live, POLL_LINGER_MS);
           }

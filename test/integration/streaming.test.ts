@@ -240,6 +240,29 @@ describe('Queueing and limits', function () {
     expect(performance.now() - gone).to.be.below(full.perf.generate_time_ms / 2);
   });
 
+  it('a long poll never outlasts the buffer it waits on: it answers before the buffer could expire', async () => {
+    // The bench model (~8 ms/token here) keeps the 2000-token run going far longer than the long poll.
+    const model = await ensureBuiltinModel('bench');
+    server = await startTestServer({
+      settings: {
+        engine: { model_path: model, threads: 1, parallel: 1 },
+        streams: { buffer_timeout_s: 1, cleanup_interval_s: 0.1, max_wait_ms: 10_000 },
+      },
+    });
+    rpc = new HttpRpc(server.url);
+    // A stream queued behind a long run produces nothing for a while: the long poll has nothing to wake it.
+    const running = await rpc.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000, ...greedy });
+    const queued = await rpc.start({ prompt_input: 'The fox', max_new_tokens: 5 });
+    const waited = await rpc.result('poll', { stream_id: queued.stream_id, wait_ms: 5000 });
+    expect(waited.chunk).to.equal(null);
+    // The client polls again at once, as a long-polling client does: its buffer must still be there.
+    const again = await rpc.call('poll', { stream_id: queued.stream_id });
+    expect(again.error, JSON.stringify(again.error)).to.equal(undefined);
+    await rpc.result('rkllm_abort', { stream_id: running.stream_id });
+    const done = await rpc.drain(queued.stream_id);
+    expect(done.last).to.include({ end: true, finish_reason: 'length' });
+  });
+
   it('reaps an abandoned stream and aborts its generation', async () => {
     // The bench model (~8 ms/token here) makes the 2000-token run last far longer than the expiry,
     // so the sweep, not the end of generation, is what stops it.
