@@ -11,6 +11,7 @@ import { playgroundRoute } from './faces/playground/route.js';
 import { Health } from './health.js';
 import type { McpBackend } from './faces/mcp/backend.js';
 import { McpFace } from './faces/mcp/face.js';
+import { MCP_TOOL_METHODS } from './faces/mcp/tools.js';
 import { Dispatcher, type Method } from './jsonrpc/dispatcher.js';
 import { errorResponse, parseMessage, salvageId, type JsonRpcResponse } from './jsonrpc/message.js';
 import { ClientLimits } from './limits.js';
@@ -75,11 +76,21 @@ function packageVersion(): string {
 }
 
 /** The MCP face, built before the model loads: `initialize` answers at once, its tools wait for `backend`. */
-function mcpFace(settings: Settings, gate: ClientGate, backend: (signal: AbortSignal) => Promise<McpBackend>, log: Logger): McpFace {
+function mcpFace(
+  settings: Settings,
+  gate: ClientGate,
+  backend: (signal: AbortSignal) => Promise<McpBackend>,
+  metrics: Metrics,
+  log: Logger,
+): McpFace {
   const { mcp, connections } = settings;
   return new McpFace({
     backend,
     gate,
+    answered: (tool, seconds, code) => {
+      metrics.answered(`mcp/${tool}`, 'mcp', seconds);
+      if (code !== undefined) metrics.error(code);
+    },
     name: 'rkllm-mcp',
     version: packageVersion(),
     maxChatSessions: mcp.max_chat_sessions,
@@ -260,7 +271,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
       (ready) => ready.serve(raw, origin),
       (error: ServerError) => whileLoading(raw, error),
     );
-  const mcp = settings.mcp.enabled ? mcpFace(settings, gate, async (signal) => (await loading.wait(signal)).mcp, log) : undefined;
+  const mcp = settings.mcp.enabled ? mcpFace(settings, gate, async (signal) => (await loading.wait(signal)).mcp, metrics, log) : undefined;
   /** The faces on the HTTP port beside JSON-RPC (OpenAI, Ollama, MCP, the playground); until the model is loaded, MCP and the "loading" answers of the others. */
   let routes: readonly HttpRoute[] = [...(mcp ? [mcp.route] : []), loadingRoute()];
   let close: () => Promise<void>;
@@ -339,7 +350,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     streams: () => ({ active: scheduler.active, queued: scheduler.queued }),
     buffers: () => store.status(),
     connections: () => transports.map((t) => [t.name, t.openConnections]),
-    methods: new Set([...table.keys(), ...FACE_METHODS]),
+    methods: new Set([...table.keys(), ...FACE_METHODS, ...MCP_TOOL_METHODS]),
   });
   const sweeper = setInterval(() => {
     hub.sweep().catch((err: unknown) => log.error({ err }, 'buffer sweep failed'));

@@ -68,6 +68,21 @@ describe('MCP over Streamable HTTP (/mcp)', function () {
     for (const tool of tools) expect(tool.outputSchema, tool.name).to.be.an('object');
   });
 
+  it('tool calls are counted in the metrics like every other request, by tool', async () => {
+    const { client } = await connect();
+    const count = async (): Promise<number> => {
+      const text = await (await fetch(`${fixture.server.url}metrics`)).text();
+      const line = text
+        .split('\n')
+        .find((l) => l.startsWith('rkllm_request_duration_seconds_count{') && l.includes('method="mcp/model_info"'));
+      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+    };
+    const before = await count();
+    await client.callTool({ name: 'model_info', arguments: {} });
+    await client.callTool({ name: 'model_info', arguments: {} });
+    expect(await count()).to.equal(before + 2);
+  });
+
   it('generate: the greedy text equals rkllm_run for the same prompt, as content and structuredContent', async () => {
     const { client } = await connect();
     const args = { prompt: TINY_MODEL_PROMPTS.long, max_new_tokens: 40, ...greedy };

@@ -23,6 +23,8 @@ export interface McpDeps {
    */
   backend(signal: AbortSignal): Promise<McpBackend>;
   gate: ClientGate;
+  /** Counts one answered tool call (metrics): the tool, its seconds, and the JSON-RPC code of a tool error. */
+  answered?: (tool: string, seconds: number, code?: number) => void;
   /** The server's name and version, as `initialize` reports them. */
   name: string;
   version: string;

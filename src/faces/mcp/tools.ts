@@ -57,12 +57,21 @@ function toolError(err: ServerError): CallToolResult {
   return { isError: true, content: [{ type: 'text', text: `${err.message} (${ERRORS[err.name].code})${when}` }] };
 }
 
-async function guarded(body: () => Promise<CallToolResult>): Promise<CallToolResult> {
+/** The tools, as the metrics name them (`rkllm_request_duration_seconds{method, transport="mcp"}`). */
+export const MCP_TOOL_METHODS: readonly string[] = ['generate', 'chat', 'embed', 'model_info'].map((tool) => `mcp/${tool}`);
+
+/** Runs a tool call: a ServerError becomes a tool error result; the call is counted either way. */
+async function guarded(tool: string, deps: McpDeps, body: () => Promise<CallToolResult>): Promise<CallToolResult> {
+  const started = performance.now();
+  let code: number | undefined;
   try {
     return await body();
   } catch (err) {
-    if (err instanceof ServerError) return toolError(err);
-    throw err;
+    if (!(err instanceof ServerError)) throw err;
+    code = ERRORS[err.name].code;
+    return toolError(err);
+  } finally {
+    deps.answered?.(tool, (performance.now() - started) / 1000, code);
   }
 }
 
@@ -144,7 +153,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
       outputSchema: generated,
     },
     (args, extra) =>
-      guarded(async () => {
+      guarded('generate', deps, async () => {
         const { backend, client } = await caller(extra);
         const { prompt, ...rest } = args;
         const out = await run(backend, client, prompt, rest, extra);
@@ -171,7 +180,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
       },
     },
     (args, extra) =>
-      guarded(async () => {
+      guarded('chat', deps, async () => {
         const { backend, client } = await caller(extra);
         const { messages, session, ...rest } = args;
         const conversation: ChatMessage[] = [...(session === undefined ? [] : chats.history(client.id, session)), ...messages];
@@ -200,7 +209,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
       outputSchema: { vectors: z.array(z.array(z.number())), dimensions: z.number().int(), model: z.string() },
     },
     (args, extra) =>
-      guarded(async () => {
+      guarded('embed', deps, async () => {
         const { backend, client } = await caller(extra);
         const inputs = typeof args.input === 'string' ? [args.input] : args.input;
         const vectors: number[][] = [];
@@ -234,7 +243,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
       },
     },
     (_args, extra) =>
-      guarded(async () => {
+      guarded('model_info', deps, async () => {
         const { backend } = await caller(extra);
         const info = modelInfo(backend);
         return result(info, JSON.stringify(info));
