@@ -99,3 +99,30 @@ describe('requests while the model loads', function () {
     }
   });
 });
+
+describe('the OpenAI and Ollama APIs while the model loads', function () {
+  this.timeout(120_000);
+
+  it('answer 503 with Retry-After in their own shapes, then serve once the model has loaded', async () => {
+    const server = await loadingServer();
+    try {
+      const base = `http://${server.addresses.http}`;
+      const body = JSON.stringify({ model: 'any', messages: [{ role: 'user', content: 'Once' }], max_tokens: 3 });
+      const openai = await fetch(`${base}/v1/chat/completions`, { method: 'POST', body });
+      expect(openai.status).to.equal(503);
+      expect(openai.headers.get('retry-after')).to.equal('1');
+      expect(((await openai.json()) as { error: { message: string } }).error.message)
+        .to.be.a('string')
+        .and.not.equal('');
+      const ollama = await fetch(`${base}/api/tags`);
+      expect(ollama.status).to.equal(503);
+      expect(Object.keys((await ollama.json()) as object)).to.deep.equal(['error']);
+      expect(server.loaded()).to.equal(false);
+      await server.load();
+      const models = (await (await fetch(`${base}/v1/models`)).json()) as { data: Array<{ id: string }> };
+      expect(models.data.map((m) => m.id)).to.deep.equal(['story']);
+    } finally {
+      await server.close();
+    }
+  });
+});
