@@ -8,7 +8,12 @@ import { randomBytes } from 'node:crypto';
 
 /** An integer id too large for a double, with its source text. Serialised by JSON.stringify as the nearest double. */
 export class LargeId {
-  constructor(readonly text: string) {}
+  /** Whether this process has ever made one: until then `encodeJson` is plain JSON.stringify. */
+  static made = false;
+
+  constructor(readonly text: string) {
+    LargeId.made = true;
+  }
 
   toJSON(): number {
     return Number(this.text);
@@ -76,10 +81,18 @@ export function keepLargeIds(message: unknown, text: string): unknown {
   return message;
 }
 
-/** JSON.stringify, writing every LargeId as its exact source text. */
+/** Marks a LargeId's place in JSON text; random, so that no client can forge one. Made on first use. */
+let marker: string | undefined;
+
+/**
+ * JSON.stringify, writing every LargeId as its exact source text. Every reply goes through it, so
+ * the replacer (several times slower than plain JSON.stringify) runs only in a process that has
+ * met a large id at all.
+ */
 export function encodeJson(value: unknown): string {
+  if (!LargeId.made) return JSON.stringify(value);
   const large: string[] = [];
-  const mark = `\u0000large-id:${randomBytes(8).toString('hex')}:`;
+  const mark = (marker ??= `\u0000large-id:${randomBytes(8).toString('hex')}:`);
   const text = JSON.stringify(value, function (this: Record<string, unknown>, key: string, item: unknown) {
     const original = this[key];
     if (!(original instanceof LargeId)) return item;
