@@ -2,6 +2,7 @@
 import type { ServerResponse } from 'node:http';
 import type { RKLLMPerfStat } from '../../engine/types.js';
 import { sendJson, type HttpFault } from '../http-kit.js';
+import { ResponseStream } from '../response-stream.js';
 
 /** The Ollama API version these endpoints follow (what `GET /api/version` reports). */
 export const OLLAMA_API_VERSION = '0.6.4';
@@ -11,34 +12,15 @@ export function answerError(res: ServerResponse, answer: HttpFault): void {
 }
 
 /** One JSON object per line, `application/x-ndjson`. */
-export class NdjsonStream {
-  readonly #res: ServerResponse;
-  #open = false;
-
+export class NdjsonStream extends ResponseStream {
   constructor(res: ServerResponse) {
-    this.#res = res;
-  }
-
-  open(): void {
-    if (this.#open) return;
-    this.#open = true;
-    this.#res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' });
-    this.#res.flushHeaders();
-  }
-
-  send(line: unknown): void {
-    this.open();
-    if (!this.#res.writableEnded) this.#res.write(`${JSON.stringify(line)}\n`);
+    super(res, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' }, (line) => `${JSON.stringify(line)}\n`);
   }
 
   /** The last line, then the end. */
   end(line: unknown): void {
     this.send(line);
-    if (!this.#res.writableEnded) this.#res.end();
-  }
-
-  get pending(): number {
-    return this.#res.writableLength;
+    this.close();
   }
 }
 

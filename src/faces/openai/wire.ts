@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { sendJson, type HttpFault } from '../http-kit.js';
+import { ResponseStream } from '../response-stream.js';
 
 /** OpenAI's `type` of an error, by HTTP status. */
 function errorType(status: number): string {
@@ -29,25 +30,10 @@ export function unixSeconds(): number {
 }
 
 /** A stream of server-sent events on `res`, in OpenAI's framing (`data: {json}`, ending with `data: [DONE]`). */
-export class EventStream {
-  readonly #res: ServerResponse;
-  #open = false;
-
+export class EventStream extends ResponseStream {
   constructor(res: ServerResponse) {
-    this.#res = res;
-  }
-
-  /** Sends the headers (once). */
-  open(): void {
-    if (this.#open) return;
-    this.#open = true;
-    this.#res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-    this.#res.flushHeaders();
-  }
-
-  send(event: unknown): void {
-    this.open();
-    if (!this.#res.writableEnded) this.#res.write(`data: ${JSON.stringify(event)}\n\n`);
+    const headers = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' };
+    super(res, headers, (event) => `data: ${JSON.stringify(event)}\n\n`);
   }
 
   /** An error after the stream began: OpenAI's error object as an event, then the end. */
@@ -57,12 +43,6 @@ export class EventStream {
   }
 
   end(): void {
-    this.open();
-    if (!this.#res.writableEnded) this.#res.end('data: [DONE]\n\n');
-  }
-
-  /** Bytes written but not yet sent. */
-  get pending(): number {
-    return this.#res.writableLength;
+    this.close('data: [DONE]\n\n');
   }
 }
