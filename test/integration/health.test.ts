@@ -1,10 +1,10 @@
 // GET /health through the engine's life: loading, ready, a runtime that restarts and then fails for good.
 import { expect } from 'chai';
-import { copyFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startServer } from '../../src/server.js';
-import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
+import { TWIN_MODELS, buildTwin, slowLoad } from '../helpers/rkllm-twin.js';
 import { HttpRpc } from '../helpers/rpc.js';
 import { scratchDir } from '../helpers/server-process.js';
 import { captureLog, startTestServer, testSettings, type TestServer } from '../helpers/server.js';
@@ -30,15 +30,15 @@ describe('GET /health', function () {
   });
 
   it('answers 503 "loading" while the model loads (and requests an engine-unavailable error), then 200 "ready"', async () => {
-    // Loading (in the runtime's worker process) waits until the test creates the twin's gate file.
-    const gate = join(scratchDir(), 'loaded');
-    process.env.RKLLM_TWIN_INIT_GATE = gate;
+    // Loading (in the runtime's worker process) waits until the test opens the twin's gate.
+    const slow = slowLoad();
     const log = captureLog();
     // load_wait_ms 0: requests are refused at once rather than waiting for the model (test/integration/load-wait.test.ts).
     const settings = testSettings({
       ...HTTP_ONLY,
       engine: { kind: 'rkllm', model_path: TWIN_MODELS.story, load_wait_ms: 0, rkllm: { library } },
     });
+    slow.apply();
     const starting = startServer(settings, log.log);
     try {
       const bound = await log.line('transports bound');
@@ -47,14 +47,13 @@ describe('GET /health', function () {
       const refused = await new HttpRpc(url).call('rkllm_is_running', {}, 'early');
       expect(refused).to.deep.include({ id: 'early' });
       expect(refused.error).to.deep.include({ code: -32004 });
-      writeFileSync(gate, '');
+      slow.finish();
       await starting;
       expect(log.lines.filter((l) => String(l.msg).includes('listening for connections'))).to.have.lengthOf(1);
       expect(await health(url)).to.deep.equal({ status: 200, body: { status: 'ready' } });
     } finally {
       // Whatever happened, let the load finish so that the server can be closed.
-      writeFileSync(gate, '');
-      delete process.env.RKLLM_TWIN_INIT_GATE;
+      slow.finish();
       await (await starting).close();
     }
   });
