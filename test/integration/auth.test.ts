@@ -5,13 +5,14 @@ import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
 import { TcpRpc, UdpRpc, WsRpc, type LiveRpc } from '../helpers/live-rpc.js';
 import { HttpRpc } from '../helpers/rpc.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { greedy } from '../helpers/prompts.js';
 
 const KEY_A = 'alpha-key-0123456789abcdef';
 const KEY_B = 'bravo-key-0123456789abcdef';
 const ADMIN = 'admin-key-0123456789abcdef';
 const bearer = (key: string): Record<string, string> => ({ authorization: `Bearer ${key}` });
 const UNAUTHORIZED = { code: -32015, message: 'Unauthorized: a valid API key is required' };
-const LONG = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000 };
+const LONG = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000, ...greedy };
 
 /** The HTTP status of a WebSocket handshake that the server refuses, or "open" when it accepts it. */
 function handshake(address: string, headers: Record<string, string>): Promise<number | 'open'> {

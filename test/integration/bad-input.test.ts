@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
 import { liveFixture } from '../helpers/fixture.js';
 import { TcpRpc, WsRpc } from '../helpers/live-rpc.js';
+import { greedy } from '../helpers/prompts.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const LIMIT = 4096;
@@ -156,7 +157,7 @@ describe('Connection limits and idle timeouts', function () {
     const silent = await fixture.http.result('test_http_buffer_manager', { request_id: 'silent', mock_chunks });
     expect(await client.result('poll', { stream_id: silent.stream_id, after_seq: 0, wait_ms: 1500 })).to.deep.equal({ chunk: null });
     // A live stream waiting in the queue: nothing crosses the connection until it starts.
-    const blocker = await fixture.http.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000 });
+    const blocker = await fixture.http.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000, ...greedy });
     const id = client.send('rkllm_run_async', { prompt_input: 'The fox', max_new_tokens: 5 });
     // A connection opened after that request, with nothing to do: once the server closes it as idle,
     // the busy connection has been quiet for longer than the idle timeout too.

@@ -17,7 +17,7 @@ describe('Disconnects and resuming', function () {
   for (const transport of ['tcp', 'ws'] as const) {
     it(`${transport}: a disconnect in the middle of a stream frees the engine within 100 ms`, async () => {
       const client = await open(transport);
-      const id = client.send('rkllm_run_async', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000 });
+      const id = client.send('rkllm_run_async', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000, ...greedy });
       for (let i = 0; i < 5; i++) expect((await client.next(id)).result.chunk.end).to.equal(false);
       const disconnected = performance.now();
       await client.close();
@@ -41,7 +41,7 @@ describe('Disconnects and resuming', function () {
   it('a blocking rkllm_run is aborted when its TCP connection closes', async () => {
     const client = await open('tcp');
     await fixture.server.streams.untilNextRun(() =>
-      client.send('rkllm_run', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000 }),
+      client.send('rkllm_run', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000, ...greedy }),
     );
     const disconnected = performance.now();
     await client.close();
@@ -95,7 +95,7 @@ describe('Disconnects and resuming', function () {
 
   it('a stream that is not detached cannot be attached, and is aborted with its connection', async () => {
     const owner = await open('tcp');
-    const id = owner.send('rkllm_run_async', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000 });
+    const id = owner.send('rkllm_run_async', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000, ...greedy });
     const { stream_id } = (await owner.next(id)).result.chunk as LiveChunk;
     const other = await open('ws');
     const refused = await other.call('rkllm_stream_attach', { stream_id, after_seq: 0 });

@@ -4,6 +4,7 @@ import { expect } from 'chai';
 import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
 import { HttpRpc } from '../helpers/rpc.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { greedy } from '../helpers/prompts.js';
 
 const KEY_A = 'alpha-key-0123456789abcdef';
 const KEY_B = 'bravo-key-0123456789abcdef';
@@ -22,7 +23,7 @@ describe('Fair queue across clients', function () {
     server = await startTestServer({ settings: { engine: { parallel: 1 }, auth: { api_keys: [KEY_A, KEY_B] } } });
     const a = new HttpRpc(server.url, bearer(KEY_A));
     const b = new HttpRpc(server.url, bearer(KEY_B));
-    const running = await a.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000 });
+    const running = await a.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000, ...greedy });
     await server.streams.until(() => server!.streams.runs === 1, 'the first stream to run');
     const queued = [];
     for (let i = 0; i < 16; i++) queued.push(await a.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 40 }));

@@ -5,11 +5,12 @@ import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
 import { TcpRpc, WsRpc, hostPort } from '../helpers/live-rpc.js';
 import { liveFixture } from '../helpers/fixture.js';
 import { HttpRpc } from '../helpers/rpc.js';
+import { greedy } from '../helpers/prompts.js';
 
 const KEY_A = 'alpha-key-0123456789abcdef';
 const KEY_B = 'bravo-key-0123456789abcdef';
 const bearer = (key: string): Record<string, string> => ({ authorization: `Bearer ${key}` });
-const LONG = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000 };
+const LONG = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000, ...greedy };
 
 describe('Limits per client', function () {
   this.timeout(120_000);

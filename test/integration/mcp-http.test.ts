@@ -218,7 +218,7 @@ describe('MCP over Streamable HTTP (/mcp)', function () {
         jsonrpc: '2.0',
         id: 'vanishing',
         method: 'tools/call',
-        params: { name: 'generate', arguments: { prompt: TINY_MODEL_PROMPTS.long, max_new_tokens: 1500 } },
+        params: { name: 'generate', arguments: { prompt: TINY_MODEL_PROMPTS.long, max_new_tokens: 1500, temperature: 0 } },
       }),
     });
     expect(res.status).to.equal(200);

@@ -97,10 +97,14 @@ describe('MCP over stdio (rkllm-mcp --stdio)', function () {
     spawned = await spawnStdio();
     const { client } = spawned;
     const abort = new AbortController();
-    const call = client.callTool({ name: 'generate', arguments: { prompt: TINY_MODEL_PROMPTS.long, max_new_tokens: 1500 } }, undefined, {
-      signal: abort.signal,
-      onprogress: () => abort.abort(),
-    });
+    const call = client.callTool(
+      { name: 'generate', arguments: { prompt: TINY_MODEL_PROMPTS.long, max_new_tokens: 1500, temperature: 0 } },
+      undefined,
+      {
+        signal: abort.signal,
+        onprogress: () => abort.abort(),
+      },
+    );
     expect(
       await call.then(
         () => 'answered',

@@ -66,7 +66,7 @@ describe('GET /metrics', function () {
 
   it('streams active and queued follow the scheduler', async () => {
     const { url } = fixture.server;
-    const long = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000 };
+    const long = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000, ...greedy };
     const first = await fixture.http.start(long);
     const second = await fixture.http.start(long);
     const samples = await scrape(url);

@@ -284,7 +284,7 @@ describe('OpenAI-compatible API', function () {
     it("the client's abort of a stream frees the engine within 100 ms", async () => {
       const controller = new AbortController();
       const stream = await openai.chat.completions.create(
-        { model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 8000, stream: true },
+        { model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 8000, temperature: 0, stream: true },
         { signal: controller.signal },
       );
       let chunks = 0;
@@ -397,6 +397,7 @@ describe('OpenAI-compatible API: keys and the queue', function () {
       model,
       messages: [{ role: 'user', content: PROMPT }],
       max_tokens: 8000,
+      temperature: 0,
       stream: true,
     });
     let text = '';
@@ -417,7 +418,7 @@ describe('OpenAI-compatible API: keys and the queue', function () {
     const model = (await client.models.list()).data[0]!.id;
     const controller = new AbortController();
     const first = await client.chat.completions.create(
-      { model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 8000, stream: true },
+      { model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 8000, temperature: 0, stream: true },
       { signal: controller.signal },
     );
     const reading = (async () => {

@@ -139,7 +139,7 @@ describe('Streaming by polling', function () {
 
   it('rkllm_abort stops a running stream by stream_id, and by request_id', async () => {
     for (const by of ['stream_id', 'request_id'] as const) {
-      const started = await rpc.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000 });
+      const started = await rpc.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000, ...greedy });
       await rpc.result('poll', { stream_id: started.stream_id, wait_ms: 5000 });
       const res = await rpc.result('rkllm_abort', { [by]: started[by] });
       expect(res.aborted).to.equal(1);
@@ -150,7 +150,9 @@ describe('Streaming by polling', function () {
   });
 
   it('rkllm_abort without parameters stops whatever is running', async () => {
-    const streams = await Promise.all([1, 2].map(() => rpc.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000 })));
+    const streams = await Promise.all(
+      [1, 2].map(() => rpc.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000, ...greedy })),
+    );
     for (const s of streams) await rpc.result('poll', { stream_id: s.stream_id, wait_ms: 5000, after_seq: -1 });
     expect((await rpc.result('rkllm_is_running', {})).running).to.equal(true);
     const res = await rpc.result('rkllm_abort', {});
@@ -174,7 +176,7 @@ describe('Queueing and limits', function () {
   it('queues beyond the parallel limit, first in first out, and refuses when the queue is full', async () => {
     server = await startTestServer({ settings: { engine: { parallel: 1, queue_limit: 2 } } });
     rpc = new HttpRpc(server.url);
-    const running = await rpc.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000 });
+    const running = await rpc.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000, ...greedy });
     const queued1 = await rpc.start({ prompt_input: 'The fox', max_new_tokens: 5 });
     const queued2 = await rpc.start({ prompt_input: 'The fox', max_new_tokens: 5 });
     expect((await rpc.result('poll', { stream_id: queued1.stream_id })).chunk).to.equal(null);
@@ -271,7 +273,8 @@ describe('Queueing and limits', function () {
       settings: { engine: { model_path: model, threads: 1 }, streams: { buffer_timeout_s: 1, cleanup_interval_s: 0.1 } },
     });
     rpc = new HttpRpc(server.url);
-    const { stream_id } = await rpc.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000 });
+    // Greedy: with sampling, the word-level model may write its end-of-text token and end the run itself.
+    const { stream_id } = await rpc.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000, ...greedy });
     // One poll at once (no long wait, which could outlast the expiry on a loaded machine).
     const first = await rpc.result('poll', { stream_id });
     expect(first.chunk === null || first.chunk.stream_id === stream_id).to.equal(true);
