@@ -6,7 +6,7 @@ import type { ServerError } from '../errors.js';
 import { errorResponse } from '../jsonrpc/message.js';
 import { readLines, type ConnectionLimits } from './live-connection.js';
 import { Listener } from './listen.js';
-import { TrackedConnections } from './tracked-connections.js';
+import { LINGER_MS, TrackedConnections } from './tracked-connections.js';
 import type { MessageHandler, Transport } from './transport.js';
 
 export interface TcpTransportOptions {
@@ -23,9 +23,6 @@ export interface TcpTransportOptions {
   gate: ClientGate;
   log: Logger;
 }
-
-/** How long a socket we have ended may keep sending (discarded) before it is cut off. */
-const LINGER_MS = 2000;
 
 /** Bytes one tick may gather under the cork before they are sent anyway. */
 const CORK_BYTES = 16_384;
@@ -79,7 +76,10 @@ export class TcpTransport implements Transport {
   close(): Promise<void> {
     this.#closed ??= (async () => {
       const stopped = this.#listener.stop();
-      this.#connections.disposeAll((socket) => socket.destroy());
+      await this.#connections.closeAll(
+        (socket) => endGracefully(socket),
+        (socket) => socket.destroy(),
+      );
       await stopped;
     })();
     return this.#closed;

@@ -5,6 +5,14 @@ import { fault, type ServerError } from '../errors.js';
 import { LiveConnection, type ConnectionLimits, type Wire } from './live-connection.js';
 import type { MessageHandler } from './transport.js';
 
+/** How long a socket we have ended may linger (the peer not reading, or not closing its side) before it is cut off. */
+export const LINGER_MS = 2000;
+
+/** What the transports' sockets (a TCP socket, a WebSocket) have in common: they say when they have closed. */
+export interface ClosingSocket {
+  once(event: 'close', listener: () => void): unknown;
+}
+
 export interface TrackedConnectionsOptions {
   /** The transport's name ("tcp", "ws"): connection ids are `${transport}#${n}`. */
   transport: string;
@@ -25,7 +33,7 @@ export interface TrackedConnectionsOptions {
  * counts it against the transport's limit and its client's, turns it away beyond either, and
  * otherwise makes its `LiveConnection` and tracks it until the socket closes or the transport does.
  */
-export class TrackedConnections<S> {
+export class TrackedConnections<S extends ClosingSocket> {
   readonly #options: TrackedConnectionsOptions;
   readonly #open = new Map<S, { connection: LiveConnection; release: () => void; authTimer?: NodeJS.Timeout }>();
   #accepted = 0;
@@ -92,12 +100,27 @@ export class TrackedConnections<S> {
     open.release();
   }
 
-  /** The transport closes: every connection is disposed and `destroy` cuts its socket. */
-  disposeAll(destroy: (socket: S) => void): void {
-    for (const [socket, { connection, authTimer }] of this.#open) {
-      clearTimeout(authTimer);
-      connection.dispose();
-      destroy(socket);
-    }
+  /**
+   * The transport closes: every connection is disposed (it sends nothing more) and `end` closes its
+   * socket once what was already written has gone out (the final chunks of the streams a shutdown
+   * cut short). A socket still open `LINGER_MS` later is cut with `cut`. Resolves once all are closed.
+   */
+  async closeAll(end: (socket: S) => void, cut: (socket: S) => void): Promise<void> {
+    const open = [...this.#open];
+    await Promise.all(
+      open.map(
+        ([socket, { connection, authTimer }]) =>
+          new Promise<void>((resolve) => {
+            clearTimeout(authTimer);
+            connection.dispose();
+            const lingering = setTimeout(() => cut(socket), LINGER_MS);
+            socket.once('close', () => {
+              clearTimeout(lingering);
+              resolve();
+            });
+            end(socket);
+          }),
+      ),
+    );
   }
 }

@@ -32,7 +32,7 @@ export interface WsTransportOptions {
 }
 
 /** WebSocket close codes (RFC 6455, section 7.4.1). */
-const CloseCode = { NORMAL: 1000, TRY_AGAIN_LATER: 1013 } as const;
+const CloseCode = { NORMAL: 1000, GOING_AWAY: 1001, TRY_AGAIN_LATER: 1013 } as const;
 
 /** Refuses a handshake (a wrong key: 401; a foreign origin: 403) with the JSON-RPC error, as on the HTTP transport. */
 function refuseHandshake(socket: Duplex, error: ServerError): void {
@@ -122,8 +122,11 @@ export class WsTransport implements Transport {
   close(): Promise<void> {
     this.#closed ??= (async () => {
       const stopped = this.#listener.stop();
+      await this.#connections.closeAll(
+        (ws) => ws.close(CloseCode.GOING_AWAY, 'SHUTTING_DOWN'),
+        (ws) => ws.terminate(),
+      );
       this.#http.closeAllConnections();
-      this.#connections.disposeAll((ws) => ws.terminate());
       this.#wss.close();
       await stopped;
     })();

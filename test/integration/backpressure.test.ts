@@ -1,9 +1,11 @@
 // A client that does not read never makes the server's memory grow: each connection has a cap on
 // the bytes waiting to be sent, and past it the connection's streams stop with an explicit error.
 import { expect } from 'chai';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { liveFixture } from '../helpers/fixture.js';
-import { TcpRpc, type LiveChunk, type LiveRpc } from '../helpers/live-rpc.js';
+import { TcpRpc, WsRpc, type LiveChunk, type LiveRpc } from '../helpers/live-rpc.js';
 import { greedy } from '../helpers/prompts.js';
+import { startTestServer } from '../helpers/server.js';
 
 const CAP = 65_536;
 /** rkllm_list_functions answers with about 20 KB: this many replies overflow the kernel's socket buffers (about 4 MB on loopback). */
@@ -25,11 +27,23 @@ async function readAll(
   }
 }
 
-/** Asks for FLOOD large replies, all in one write, on a connection that does not read. */
-function flood(client: TcpRpc): void {
+/** Asks for FLOOD large replies on a connection that does not read (over TCP, all in one write). */
+function flood(client: LiveRpc): void {
   const lines: string[] = [];
   for (let id = 1; id <= FLOOD; id++) lines.push(JSON.stringify({ jsonrpc: '2.0', id, method: 'rkllm_list_functions' }));
-  client.socket.write(`${lines.join('\n')}\n`);
+  if (client instanceof TcpRpc) client.socket.write(`${lines.join('\n')}\n`);
+  else for (const line of lines) client.sendRaw(line);
+}
+
+/** Stops reading from the server: what it sends piles up in the kernel's buffers, then in the server's. */
+function pause(client: LiveRpc): void {
+  if (client instanceof TcpRpc) client.socket.pause();
+  else (client as WsRpc).ws.pause();
+}
+
+function resume(client: LiveRpc): void {
+  if (client instanceof TcpRpc) client.socket.resume();
+  else (client as WsRpc).ws.resume();
 }
 
 describe('Backpressure', function () {
@@ -90,4 +104,38 @@ describe('Backpressure', function () {
       expect(rest.last.finish_reason).to.equal('length');
     });
   });
+
+  for (const transport of ['tcp', 'ws'] as const) {
+    it(`${transport}: a server that closes while a client is behind sends it everything already written, the final chunks included`, async () => {
+      // The cap is far above what the flood leaves waiting in the server, so nothing stops for it.
+      const server = await startTestServer({
+        settings: { engine: { max_context_len: 8192 }, connections: { max_send_buffer_bytes: 64 << 20 } },
+      });
+      try {
+        const slow = await server.connect(transport);
+        try {
+          pause(slow);
+          slow.send('rkllm_run_async', { prompt_input: PROMPT, max_new_tokens: 2000, ...greedy }, 'stream');
+          await server.streams.until(() => server.streams.live > 0, 'the stream to start');
+          const id = server.streams.startedIds[0]!;
+          flood(slow);
+          // The flood is answered within a few turns of the event loop; the stream's steps take many more.
+          await server.streams.untilChunks(id, server.streams.chunks(id) + 50);
+          const closing = server.close();
+          // Well within the time a closing server waits for a slow reader (2 s).
+          await sleep(100);
+          resume(slow);
+          const { chunks } = await readAll(slow, 'stream');
+          for (let n = 1; n <= FLOOD; n++) expect((await slow.next(n)).result.functions).to.be.an('array').that.is.not.empty;
+          expect(chunks.map((c) => c.seq)).to.deep.equal(chunks.map((_, i) => i));
+          expect(chunks.at(-1)).to.include({ end: true, finish_reason: 'shutdown' });
+          await closing;
+        } finally {
+          await slow.close();
+        }
+      } finally {
+        await server.close();
+      }
+    });
+  }
 });
