@@ -104,6 +104,15 @@ function pickAll(flat: Fields, nested: Fields | undefined, names: string[], wher
   return out;
 }
 
+/** Refuses a run's `max_new_tokens` of 0 or beyond the context (rather than clamping it): INVALID_PARAMS. */
+export function checkMaxNewTokens(maxNew: number | undefined, maxContext: number): void {
+  if (maxNew !== undefined && (maxNew === 0 || maxNew > maxContext)) {
+    throw fault('INVALID_PARAMS', 'detail', {
+      detail: `"max_new_tokens" must be -1 or between 1 and ${maxContext} (max_context_len); got ${maxNew}`,
+    });
+  }
+}
+
 /**
  * Normalises validated run parameters into the engine's RKLLMInput and RKLLMInferParam.
  * `maxContext` bounds `max_new_tokens`, so an absurd value is refused rather than clamped.
@@ -132,12 +141,7 @@ export function toRunParams(params: Fields, maxContext: number): RunParams {
       detail: `"token_input.n_tokens" must equal the length of "input_ids" (${tokens.input_ids.length}); got ${tokens.n_tokens}`,
     });
   }
-  const maxNew = f.max_new_tokens as number | undefined;
-  if (maxNew !== undefined && (maxNew === 0 || maxNew > maxContext)) {
-    throw fault('INVALID_PARAMS', 'detail', {
-      detail: `"max_new_tokens" must be -1 or between 1 and ${maxContext} (max_context_len); got ${maxNew}`,
-    });
-  }
+  checkMaxNewTokens(f.max_new_tokens as number | undefined, maxContext);
   const input: RKLLMInput = {
     ...i,
     role: (i.role as string | undefined) ?? 'user',

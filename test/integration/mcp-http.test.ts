@@ -2,6 +2,7 @@
 import { expect } from 'chai';
 import { request } from 'node:http';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import OpenAI from 'openai';
 import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
 import { liveFixture } from '../helpers/fixture.js';
 import { connectHttp, textOf, type McpConnection, type Progress } from '../helpers/mcp.js';
@@ -122,6 +123,28 @@ describe('MCP over Streamable HTTP (/mcp)', function () {
     expect(textOf(result)).to.equal(full.slice(0, full.indexOf(stop)));
     expect(result.structuredContent).to.deep.include({ finish_reason: 'stop' });
     expect(seen.map((p) => p.message).join('')).to.equal(textOf(result));
+  });
+
+  it("chat goes through the model's chat template: its answer equals the OpenAI face's for the same conversation", async () => {
+    const { client } = await connect();
+    const messages = [
+      { role: 'system' as const, content: 'You tell stories.' },
+      { role: 'user' as const, content: 'Alice was' },
+      { role: 'assistant' as const, content: 'beginning to get very tired' },
+      { role: 'user' as const, content: 'and then?' },
+    ];
+    const chat = (await client.callTool({ name: 'chat', arguments: { messages, max_new_tokens: 20, ...greedy } })) as CallToolResult;
+    const openai = new OpenAI({ baseURL: `${fixture.server.url}v1`, apiKey: 'unused', maxRetries: 0 });
+    const completion = await openai.chat.completions.create({
+      model: (await openai.models.list()).data[0]!.id,
+      messages,
+      max_tokens: 20,
+      temperature: 0,
+      top_k: 1,
+      repeat_penalty: 1,
+    } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    expect(textOf(chat)).to.have.length.above(10);
+    expect(textOf(chat)).to.equal(completion.choices[0]!.message.content);
   });
 
   it('chat keeps a session between calls; another session starts fresh', async () => {

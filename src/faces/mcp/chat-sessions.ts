@@ -1,8 +1,4 @@
-/** One message of a conversation, as the `chat` tool takes it. */
-export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
-  content: string;
-}
+import type { ChatMessage } from '../../engine/types.js';
 
 /**
  * The histories of `chat` sessions, by client and session name: a session is seen only by the
@@ -38,15 +34,4 @@ export class ChatSessions {
 
 function key(clientId: string, session: string): string {
   return JSON.stringify([clientId, session]);
-}
-
-const SPEAKERS = { system: 'System', user: 'User', assistant: 'Assistant' } as const;
-
-/**
- * A conversation as one prompt: each message on its own lines after its speaker, ending with the
- * assistant's turn to speak. Engine-neutral: the engine wraps it in its own chat template as one
- * user turn.
- */
-export function conversationPrompt(messages: readonly ChatMessage[]): string {
-  return `${messages.map((m) => `${SPEAKERS[m.role]}: ${m.content}`).join('\n')}\nAssistant:`;
 }

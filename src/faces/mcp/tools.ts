@@ -5,11 +5,13 @@ import { z } from 'zod';
 import type { Peer } from '../../auth.js';
 import type { Client } from '../../clients.js';
 import { ENGINE_FEATURE_NAMES } from '../../engine/capabilities.js';
-import { RKLLMInferMode } from '../../engine/types.js';
+import type { ChatMessage } from '../../engine/types.js';
 import { ERRORS, ServerError } from '../../errors.js';
-import { toRunParams } from '../../methods/run-params.js';
+import { checkMaxNewTokens } from '../../methods/run-params.js';
+import type { RunParams } from '../../streams/hub.js';
+import { embeddingParams, toRunParams } from '../generation-request.js';
 import { admitCaller, type McpBackend, type McpDeps } from './backend.js';
-import { conversationPrompt, type ChatMessage, type ChatSessions } from './chat-sessions.js';
+import type { ChatSessions } from './chat-sessions.js';
 import { generate, type Generated } from './run.js';
 
 /** What a tool handler gets from the SDK, as far as the tools use it. */
@@ -50,6 +52,9 @@ const message = z.object({ role: z.enum(['system', 'user', 'assistant']), conten
 
 type Sampling = { [K in keyof typeof sampling]?: z.infer<(typeof sampling)[K]> };
 
+/** The tools' fields that are the engine's sampling parameters, under the same names. */
+const SAMPLING_FIELDS = ['temperature', 'top_k', 'top_p', 'repeat_penalty'] as const;
+
 /** A ServerError as a tool error result, which the session survives; a busy queue says when to retry. */
 function toolError(err: ServerError): CallToolResult {
   const retry = (err.data as { retry_after?: unknown } | undefined)?.retry_after;
@@ -79,11 +84,15 @@ function result(structured: Record<string, unknown>, text: string): CallToolResu
   return { content: [{ type: 'text', text }], structuredContent: structured };
 }
 
-/** The flat RKLLM run parameters of a prompt and the sampling fields, checked as rkllm_run checks them. */
-function runParams(backend: McpBackend, prompt: string, args: Sampling, mode: number = RKLLMInferMode.RKLLM_INFER_GENERATE) {
-  const fields: Record<string, unknown> = { prompt_input: prompt, mode, ...args };
-  delete fields.stop;
-  return toRunParams(fields, backend.engine.param.max_context_len);
+/**
+ * The run parameters of a tool call, made as the OpenAI and Ollama faces make theirs: a prompt
+ * (generate) goes to the model as it is, a conversation (chat) through the model's chat template.
+ */
+function runParams(backend: McpBackend, input: { prompt: string } | { messages: ChatMessage[] }, args: Sampling): RunParams {
+  const { max_new_tokens: maxTokens } = args;
+  const sampling = Object.fromEntries(SAMPLING_FIELDS.flatMap((name) => (args[name] === undefined ? [] : [[name, args[name]]])));
+  checkMaxNewTokens(maxTokens, backend.engine.param.max_context_len);
+  return toRunParams(backend.engine, { ...input, ...(maxTokens === undefined ? {} : { maxTokens }), sampling });
 }
 
 /** `model_info`'s answer, also the `rkllm://model` resource. */
@@ -109,8 +118,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
     return { backend: await deps.backend(extra.signal), client };
   };
 
-  const run = async (backend: McpBackend, client: Client, prompt: string, args: Sampling, extra: ToolExtra): Promise<Generated> => {
-    const params = runParams(backend, prompt, args);
+  const run = async (backend: McpBackend, client: Client, params: RunParams, args: Sampling, extra: ToolExtra): Promise<Generated> => {
     const token = extra._meta?.progressToken;
     const limit = args.max_new_tokens ?? backend.engine.param.max_new_tokens;
     let progress: Promise<void> = Promise.resolve();
@@ -156,7 +164,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
       guarded('generate', deps, async () => {
         const { backend, client } = await caller(extra);
         const { prompt, ...rest } = args;
-        const out = await run(backend, client, prompt, rest, extra);
+        const out = await run(backend, client, runParams(backend, { prompt }, rest), rest, extra);
         const structured = { text: out.text, finish_reason: out.finish_reason, perf: out.perf };
         return result(structured, out.text);
       }),
@@ -184,7 +192,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
         const { backend, client } = await caller(extra);
         const { messages, session, ...rest } = args;
         const conversation: ChatMessage[] = [...(session === undefined ? [] : chats.history(client.id, session)), ...messages];
-        const out = await run(backend, client, conversationPrompt(conversation), rest, extra);
+        const out = await run(backend, client, runParams(backend, { messages: conversation }, rest), rest, extra);
         const answered = [...conversation, { role: 'assistant' as const, content: out.text }];
         if (session !== undefined && out.finish_reason !== 'abort' && out.finish_reason !== 'error')
           chats.save(client.id, session, answered);
@@ -214,8 +222,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
         const inputs = typeof args.input === 'string' ? [args.input] : args.input;
         const vectors: number[][] = [];
         for (const text of inputs) {
-          const params = runParams(backend, text, {}, RKLLMInferMode.RKLLM_INFER_GET_LAST_HIDDEN_LAYER);
-          const out = await backend.hub.run(params, extra.requestId, extra.signal, client);
+          const out = await backend.hub.run(embeddingParams(text), extra.requestId, extra.signal, client);
           const layer = out.last_hidden_layer;
           if (!layer) throw new ServerError('ENGINE_ERROR', out.error ?? 'The engine returned no hidden layer');
           vectors.push(layer.hidden_states.slice((layer.num_tokens - 1) * layer.embd_size, layer.num_tokens * layer.embd_size));
