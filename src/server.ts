@@ -236,7 +236,13 @@ function drainTarget(server: {
 }
 
 /** With `--redis` and `fleet.shared_queue`: this instance's part in the fleet's one run queue. */
-async function startFleet(settings: Settings, opened: OpenStore, engine: Engine, scheduler: Scheduler, log: Logger): Promise<Fleet | undefined> {
+async function startFleet(
+  settings: Settings,
+  opened: OpenStore,
+  engine: Engine,
+  scheduler: Scheduler,
+  log: Logger,
+): Promise<Fleet | undefined> {
   if (!opened.redis || !settings.fleet.shared_queue) return undefined;
   const { engine: e, redis, limits } = settings;
   return Fleet.start({
@@ -421,7 +427,10 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     refused,
     answered: (method, seconds) => metrics.answered(method, 'http', seconds),
   });
-  loading.open({ serve, mcp: { engine, hub, store, queueLimit: settings.engine.queue_limit, ...(fleet ? { fleet: () => fleet.status() } : {}) } });
+  loading.open({
+    serve,
+    mcp: { engine, hub, store, queueLimit: settings.engine.queue_limit, ...(fleet ? { fleet: () => fleet.status() } : {}) },
+  });
   if (fleet) health.degradedWhen(() => fleet.degraded);
   routes = [playground, ...(mcp ? [mcp.route] : []), ...faces];
   health.serving(engine);

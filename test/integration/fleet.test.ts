@@ -61,16 +61,30 @@ async function firstChunk(rpc: HttpRpc, streamId: string): Promise<Chunk> {
   throw new Error('no chunk came');
 }
 
-const running = async (i: Instance): Promise<boolean> => (await i.http.result<{ running: boolean }>('rkllm_is_running', {})).running;
+const running = async (i: { http: HttpRpc }): Promise<boolean> =>
+  (await i.http.result<{ running: boolean }>('rkllm_is_running', {})).running;
 
 describe('A fleet: one run queue across instances on Redis', function () {
   this.timeout(180_000);
   let redis: RedisProcess;
-  let monitor: Redis;
   const started: Instance[] = [];
 
-  async function instance(db: number, options: { model?: string; settings?: Record<string, unknown> } = {}): Promise<Instance> {
-    const args = ['--redis', `${redis.url}/${db}`, '--parallel', '1', '--threads', '1', '--context', String(CONTEXT), '--no-udp', '--no-ws'];
+  async function instance(
+    db: number,
+    options: { model?: string; parallel?: number; settings?: Record<string, unknown> } = {},
+  ): Promise<Instance> {
+    const args = [
+      '--redis',
+      `${redis.url}/${db}`,
+      '--parallel',
+      String(options.parallel ?? 1),
+      '--threads',
+      '1',
+      '--context',
+      String(CONTEXT),
+      '--no-udp',
+      '--no-ws',
+    ];
     if (options.model) args.push('--model', options.model);
     const settings = { redis: { lease_ms: LEASE_MS }, fleet: { check_interval_ms: 200 }, ...options.settings };
     const proc = await startServer({ args, settings });
@@ -81,12 +95,10 @@ describe('A fleet: one run queue across instances on Redis', function () {
 
   before(async () => {
     redis = await startRedis();
-    monitor = new Redis(redis.url, { maxRetriesPerRequest: 1 });
   });
 
   after(async () => {
     await Promise.all(started.map((i) => i.proc.stop()));
-    monitor?.disconnect();
     await redis?.dispose();
   });
 
@@ -173,5 +185,160 @@ describe('A fleet: one run queue across instances on Redis', function () {
     expect(await running(same)).to.equal(true);
     for (const s of [first, second]) await same.http.result('rkllm_abort', { stream_id: s.stream_id });
     for (const s of [first, second]) expect((await drain(same.http, s.stream_id)).last.finish_reason).to.equal('abort');
+  });
+
+  describe('an executor killed with SIGKILL while it holds a claimed run', () => {
+    let x: Instance;
+    let y: Instance;
+    let db2: Redis;
+
+    /** The claimed run of `streamId`, as the queue holds it. */
+    async function claimOf(streamId: string): Promise<{ id: string; tokens: string } | undefined> {
+      for (const id of await db2.zrange('rkllm:fq:claims', 0, -1)) {
+        const [stream, tokens] = await db2.hmget(`rkllm:fq:j:${id}`, 'stream', 'tokens');
+        if (stream === streamId) return { id, tokens: tokens! };
+      }
+      return undefined;
+    }
+
+    beforeEach(async () => {
+      db2 = new Redis(`${redis.url}/2`, { maxRetriesPerRequest: 1 });
+      [x, y] = await Promise.all([instance(2), instance(2)]);
+      await until('both registered', async () => (await y.http.result('engine_status', {})).fleet.instances.length === 2);
+    });
+
+    afterEach(async () => {
+      db2.disconnect();
+      await x.proc.stop();
+      await y.proc.stop();
+      await db2.flushdb().catch(() => {});
+    });
+
+    /** Fills Y's only slot with a run pinned to it, so that a run sent to Y is claimed by X. */
+    async function busyY(): Promise<{ stream_id: string }> {
+      const pinned = await y.http.start({ ...LONG, keep_history: 1 });
+      await firstChunk(y.http, pinned.stream_id);
+      return pinned;
+    }
+
+    it('a run that had produced no text is retried once elsewhere and gives the solo text', async () => {
+      // A long prompt: its prefill takes long enough that the kill lands before the first token.
+      const params = { prompt_input: Array(1200).fill(TINY_MODEL_PROMPTS.long).join(' '), max_new_tokens: 40, ...greedy };
+      const solo = (await y.http.result('rkllm_run', params)).text;
+      const pinned = await busyY();
+      const { stream_id } = await y.http.start(params);
+      let claim: { id: string; tokens: string } | undefined;
+      await until('X claims it', async () => (claim = await claimOf(stream_id)) !== undefined);
+      x.proc.proc.kill('SIGKILL');
+      await x.proc.exited;
+      const [tokens] = await db2.hmget(`rkllm:fq:j:${claim!.id}`, 'tokens');
+      expect(tokens, 'the kill landed before the first token').to.equal('0');
+      await y.http.result('rkllm_abort', { stream_id: pinned.stream_id });
+      const killedAt = Date.now();
+      const { text, last } = await drain(y.http, stream_id);
+      expect(last).to.deep.include({ end: true, finish_reason: 'length' });
+      expect(text, 'one execution only').to.equal(solo);
+      expect(Date.now() - killedAt).to.be.below(LEASE_MS * 15);
+      expect(await db2.hget(`rkllm:fq:j:${claim!.id}`, 'attempt')).to.equal('2');
+    });
+
+    it('a run that had produced text ends with an explicit error chunk, within a bounded time', async () => {
+      await busyY();
+      const { stream_id } = await y.http.start(LONG);
+      const head = await firstChunk(y.http, stream_id);
+      expect(await claimOf(stream_id)).to.not.equal(undefined);
+      x.proc.proc.kill('SIGKILL');
+      const killedAt = Date.now();
+      const rest = await drain(y.http, stream_id);
+      expect(Date.now() - killedAt).to.be.below(LEASE_MS * 10);
+      expect(rest.last).to.deep.include({ end: true, finish_reason: 'error' });
+      expect(rest.last.error).to.deep.include({ code: -32019 });
+      expect(rest.last.error!.message).to.match(/stopped renewing its lease/);
+      expect(rest.last.seq).to.be.above(head.seq);
+    });
+  });
+
+  it('holds per-client limits across the fleet: queue share and stream count', async () => {
+    const keys = ['fleet-test-key-one-0123456789', 'fleet-test-key-two-0123456789'];
+    const settings = { auth: { api_keys: keys }, limits: { max_streams: 3 }, engine: { queue_limit_per_client: 1 } };
+    const [f, g] = await Promise.all([instance(3, { settings }), instance(3, { settings })]);
+    const as = (i: Instance, key: string): HttpRpc => new HttpRpc(i.url, { authorization: `Bearer ${key}` });
+    const [f1, g1, f2, g2] = [as(f, keys[0]!), as(g, keys[0]!), as(f, keys[1]!), as(g, keys[1]!)];
+    const long = [await f1.start(LONG), await g1.start(LONG)];
+    await until('both run', async () => (await running({ http: f1 })) && (await running({ http: g1 })));
+    const queued = [await f2.start(SHORT)];
+    // The second key's share of the queue is one run, wherever it sends the next.
+    const share = await g2.call('rkllm_run_async', SHORT);
+    expect(share.error).to.deep.include({ code: -32000 });
+    expect(share.error!.message).to.match(/its share of the queue/);
+    queued.push(await f1.start(SHORT));
+    // The first key has three streams in the fleet (one on G): G refuses a fourth.
+    const count = await g1.call('rkllm_run_async', SHORT);
+    expect(count.error).to.deep.include({ code: -32016 });
+    expect(count.error!.message).to.match(/at most 3 queued or running per client/);
+    for (const [rpc, s] of [
+      [f1, long[0]!],
+      [g1, long[1]!],
+    ] as const)
+      await rpc.result('rkllm_abort', { stream_id: s.stream_id });
+    expect((await drain(f2, queued[0]!.stream_id)).last.finish_reason).to.equal('length');
+    expect((await drain(f1, queued[1]!.stream_id)).last.finish_reason).to.equal('length');
+  });
+
+  it('with Redis gone each instance serves its own queue and /health says so; with Redis back, the shared queue again', async () => {
+    const [p, q] = await Promise.all([instance(5), instance(5)]);
+    const solo = (await p.http.result('rkllm_run', SHORT)).text;
+    await redis.stop();
+    try {
+      for (const i of [p, q]) {
+        await until('health says degraded', async () => {
+          const health = (await (await fetch(`${i.url}health`)).json()) as { degraded?: boolean };
+          return health.degraded === true;
+        });
+        const res = await fetch(`${i.url}health`);
+        expect(res.status).to.equal(200);
+        const health = (await res.json()) as { status: string; reason: string };
+        expect(health.status).to.equal('ready');
+        expect(health.reason).to.match(/shared run queue \(Redis\) is unreachable.*serves its own queue/);
+        expect((await i.http.result('rkllm_run', SHORT)).text).to.equal(solo);
+        expect((await i.http.result('engine_status', {})).fleet).to.include({ mode: 'local' });
+      }
+    } finally {
+      await redis.start();
+    }
+    for (const i of [p, q]) {
+      await until('health is plain ready again', async () => {
+        const health = (await (await fetch(`${i.url}health`)).json()) as { degraded?: boolean };
+        return health.degraded === undefined;
+      });
+    }
+    expect((await p.http.result('engine_status', {})).fleet).to.include({ mode: 'shared' });
+    expect((await q.http.result('rkllm_run', SHORT)).text).to.equal(solo);
+  });
+
+  it('an instance shutting down gracefully stops claiming at once, while it finishes its own run', async () => {
+    const db = new Redis(`${redis.url}/6`, { maxRetriesPerRequest: 1 });
+    try {
+      const draining = await instance(6, { parallel: 2, settings: { shutdown: { drain_timeout_s: 60 } } });
+      const other = await instance(6);
+      const drainingId: string = (await draining.http.result('engine_status', {})).fleet.instance;
+      const otherId: string = (await other.http.result('engine_status', {})).fleet.instance;
+      const own = await draining.http.start({ ...LONG, keep_history: 1 });
+      await firstChunk(draining.http, own.stream_id);
+      const busy = await other.http.start({ ...LONG, keep_history: 1 });
+      await firstChunk(other.http, busy.stream_id);
+      await until('the draining instance has a free slot', async () => (await db.hget('rkllm:fq:free', drainingId)) === '1');
+      draining.proc.proc.kill('SIGTERM');
+      await until('it no longer offers its free slot', async () => (await db.hget('rkllm:fq:free', drainingId)) !== '1');
+      const { stream_id } = await other.http.start(SHORT);
+      await other.http.result('rkllm_abort', { stream_id: busy.stream_id });
+      expect((await drain(other.http, stream_id)).last.finish_reason).to.equal('length');
+      const ran = await db.keys('rkllm:fq:j:*');
+      const execs = await Promise.all(ran.map(async (key) => db.hmget(key, 'stream', 'exec')));
+      expect(execs.find(([stream]) => stream === stream_id)?.[1]).to.equal(otherId);
+      draining.proc.proc.kill('SIGKILL');
+    } finally {
+      db.disconnect();
+    }
   });
 });

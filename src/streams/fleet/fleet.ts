@@ -74,14 +74,16 @@ export class Fleet {
     const { link, engine, instanceId, log } = options;
     const path = engine.param.model_path;
     const capability = options.capability ?? engineCapability(engine, await modelHash(path), basename(path), instanceId);
-    let fleet: Fleet | undefined;
+    // The queue and executor report reachability from their first call; the fleet exists only after them.
+    const made: { fleet?: Fleet } = {};
     const onReachable = (reachable: boolean, reason?: string): void => {
-      if (fleet) fleet.#reachable(reachable, reason);
+      if (made.fleet) made.fleet.#reachable(reachable, reason);
     };
     const reads = new BlockingReads(link, options.maxBlockingReads);
     const queue = new FleetQueue({ ...options, reads, capability, onReachable });
     const executor = await FleetExecutor.start({ ...options, capability, onReachable });
-    fleet = new Fleet(options, queue, executor, reads);
+    const fleet = new Fleet(options, queue, executor, reads);
+    made.fleet = fleet;
     log.info({ instance: instanceId, models: capability.models() }, 'fleet: runs go through the shared queue in Redis');
     return fleet;
   }
@@ -118,7 +120,11 @@ export class Fleet {
       return local((err as Error).message);
     }
     const [queued, running, ...rows] = reply;
-    const instances = rows.map(([id, free, info]) => ({ id, free_slots: free, ...(JSON.parse(info) as Omit<FleetInstance, 'id' | 'free_slots'>) }));
+    const instances = rows.map(([id, free, info]) => ({
+      id,
+      free_slots: free,
+      ...(JSON.parse(info) as Omit<FleetInstance, 'id' | 'free_slots'>),
+    }));
     return { mode: 'shared', instance: instanceId, queued, running, instances };
   }
 

@@ -133,7 +133,7 @@ class QueuedRun implements SharedRun {
     for (;;) {
       let read: Array<[string, Array<[string, string[]]>]> | null;
       try {
-        read = (await link.redis.xread('COUNT', 1000, 'STREAMS', key, last)) as typeof read;
+        read = await link.redis.xread('COUNT', 1000, 'STREAMS', key, last);
       } catch (err) {
         throw link.unavailable(err);
       }
