@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { LLMCallState, emptyPerf, type LLMResultCallback, type RunOutcome, type RunRequest } from '../../engine/types.js';
 import { fault, type ServerError } from '../../errors.js';
 import type { RedisLink } from '../redis/link.js';
-import type { BlockingReads } from '../redis/blocking-reads.js';
+import type { BlockingReads, StreamRead } from '../redis/blocking-reads.js';
 import type { SharedRun, SharedRunRequest, SharedRuns } from '../shared-runs.js';
 import { classOf, needsOf, type Capability } from './needs.js';
 import { CANCEL, ENQUEUE } from './scripts.js';
@@ -125,15 +125,15 @@ class QueuedRun implements SharedRun {
     }
   }
 
-  /** Reads the run's entries until its end. */
+  /** Reads the run's entries until its end: one blocking read per wake-up, which returns what is there at once. */
   async #follow(callback: LLMResultCallback, running: () => void, waitSignal: () => AbortSignal): Promise<RunOutcome> {
     const { link, reads } = this.#o;
     const key = `${link.prefix}fq:ch:${this.#id}`;
     let last = '0-0';
     for (;;) {
-      let read: Array<[string, Array<[string, string[]]>]> | null;
+      let read: StreamRead | null;
       try {
-        read = await link.redis.xread('COUNT', 1000, 'STREAMS', key, last);
+        read = await reads.waitFor(key, last, WAIT_MS, waitSignal());
       } catch (err) {
         throw link.unavailable(err);
       }
@@ -142,10 +142,6 @@ class QueuedRun implements SharedRun {
         const end = this.#deliver(JSON.parse(fields[1]!) as Entry, callback, running);
         if (end) return end;
       }
-      if (read) continue;
-      await reads.waitFor(key, last, WAIT_MS, waitSignal()).catch((err: unknown) => {
-        throw link.unavailable(err);
-      });
     }
   }
 
