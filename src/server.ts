@@ -251,6 +251,7 @@ async function startFleet(
     scheduler,
     limits: { queueLimit: e.queue_limit, clientQueueLimit: e.queue_limit_per_client, maxStreams: limits.max_streams },
     leaseMs: redis.lease_ms,
+    retryMs: redis.retry_ms,
     checkIntervalMs: settings.fleet.check_interval_ms,
     maxBlockingReads: redis.max_blocking_connections,
     log,

@@ -4,9 +4,6 @@ import type { Entry } from './entries.js';
 import { JOB_TTL_MS } from './queue.js';
 import { EMIT } from './scripts.js';
 
-/** How long sending one entry is retried while Redis is away; past it the run is given up (its lease will end it). */
-const RETRY_FOR_MS = 5_000;
-
 /**
  * How long text waits to be joined with the text that follows before it is sent (ms). Without it
  * each token would cost a round trip to Redis and a wake-up of the receiver; with it a run costs
@@ -23,14 +20,17 @@ export class Emitter {
   readonly #link: RedisLink;
   readonly #args: [string, number];
   readonly #stop: (why: 'asked' | 'fenced' | 'unreachable') => void;
+  readonly #retryMs: number;
   #tail: Promise<void> = Promise.resolve();
   #pending: Extract<Entry, { t: 't' }> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #texts = 0;
   #fenced = false;
 
-  constructor(link: RedisLink, runId: string, attempt: number, stop: (why: 'asked' | 'fenced' | 'unreachable') => void) {
+  /** `retryMs`: how long sending one entry is retried while Redis is away; past it the run is given up (its lease ends it). */
+  constructor(link: RedisLink, runId: string, attempt: number, retryMs: number, stop: (why: 'asked' | 'fenced' | 'unreachable') => void) {
     this.#link = link;
+    this.#retryMs = retryMs;
     this.#args = [runId, attempt];
     this.#stop = stop;
   }
@@ -73,7 +73,7 @@ export class Emitter {
 
   async #deliver(entry: Entry): Promise<void> {
     if (this.#fenced) return;
-    const deadline = Date.now() + RETRY_FOR_MS;
+    const deadline = Date.now() + this.#retryMs;
     for (let pause = 50; ; pause = Math.min(pause * 2, 500)) {
       try {
         const status = await this.#link.run(EMIT, [...this.#args, entry.t, JSON.stringify(entry), JOB_TTL_MS]);

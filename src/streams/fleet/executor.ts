@@ -23,6 +23,8 @@ export interface FleetExecutorOptions {
   capability: Capability;
   instanceId: string;
   leaseMs: number;
+  /** How long sending a run's entries is retried while Redis is unreachable. */
+  retryMs: number;
   checkIntervalMs: number;
   /** Told whether Redis answered the last periodic task. */
   onReachable(reachable: boolean, reason?: string): void;
@@ -199,7 +201,7 @@ export class FleetExecutor {
 
   async #execute(id: string, attempt: number, params: Omit<RunRequest, 'signal'>, controller: AbortController): Promise<void> {
     const { engine, link, instanceId, log } = this.#o;
-    const emitter = new Emitter(link, id, attempt, (why) => {
+    const emitter = new Emitter(link, id, attempt, this.#o.retryMs, (why) => {
       if (why !== 'asked') log.warn({ run: id, why }, 'fleet: stopping a run whose claim this instance lost');
       controller.abort();
     });

@@ -19,6 +19,8 @@ export interface FleetOptions {
   scheduler: Scheduler;
   limits: FleetLimits;
   leaseMs: number;
+  /** How long the fleet's reads and writes are retried while Redis is unreachable (`redis.retry_ms`). */
+  retryMs: number;
   checkIntervalMs: number;
   /** Connections for the receivers' blocking reads at most. */
   maxBlockingReads: number;

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { LLMCallState, emptyPerf, type LLMResultCallback, type RunOutcome, type RunRequest } from '../../engine/types.js';
 import { fault, type ServerError } from '../../errors.js';
@@ -10,6 +11,8 @@ import type { Entry } from './entries.js';
 
 /** How long a receiver blocks on its run's entries at a time (it loops). */
 const WAIT_MS = 5_000;
+/** The pause between reads while Redis is unreachable. */
+const RETRY_PAUSE_MS = 100;
 /** How long a run's queue data stays in Redis once done (and at most, for one never finished). */
 export const JOB_TTL_MS = 600_000;
 
@@ -28,6 +31,8 @@ export interface FleetQueueOptions {
   limits: FleetLimits;
   /** How long the executor's lease lasts (for the "lost" message). */
   leaseMs: number;
+  /** How long reading a run's entries is retried while Redis is unreachable before the run ends with an error. */
+  retryMs: number;
   /** Told when Redis is unreachable (the run is served locally) and when it answers again. */
   onReachable(reachable: boolean, reason?: string): void;
   log: Logger;
@@ -130,12 +135,18 @@ class QueuedRun implements SharedRun {
     const { link, reads } = this.#o;
     const key = `${link.prefix}fq:ch:${this.#id}`;
     let last = '0-0';
+    let unreachableSince: number | undefined;
     for (;;) {
       let read: StreamRead | null;
       try {
         read = await reads.waitFor(key, last, WAIT_MS, waitSignal());
+        unreachableSince = undefined;
       } catch (err) {
-        throw link.unavailable(err);
+        // A short outage loses nothing: the entries wait in Redis (the executor retries as long).
+        unreachableSince ??= Date.now();
+        if (Date.now() - unreachableSince > this.#o.retryMs) throw link.unavailable(err);
+        await delay(RETRY_PAUSE_MS);
+        continue;
       }
       for (const [id, fields] of read?.[0]?.[1] ?? []) {
         last = id;
