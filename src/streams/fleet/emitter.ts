@@ -25,6 +25,8 @@ export class Emitter {
   #pending: Extract<Entry, { t: 't' }> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #texts = 0;
+  /** Entries handed to `#send` so far: the next one's number. */
+  #sent = 0;
   #fenced = false;
 
   /** `retryMs`: how long sending one entry is retried while Redis is away; past it the run is given up (its lease ends it). */
@@ -68,15 +70,17 @@ export class Emitter {
   }
 
   #send(entry: Entry): void {
-    this.#tail = this.#tail.then(() => this.#deliver(entry));
+    const n = this.#sent++;
+    this.#tail = this.#tail.then(() => this.#deliver(entry, n));
   }
 
-  async #deliver(entry: Entry): Promise<void> {
+  /** Sends entry number `n`, retrying while Redis is away; a retry of one that got through is not added twice. */
+  async #deliver(entry: Entry, n: number): Promise<void> {
     if (this.#fenced) return;
     const deadline = Date.now() + this.#retryMs;
     for (let pause = 50; ; pause = Math.min(pause * 2, 500)) {
       try {
-        const status = await this.#link.run(EMIT, [...this.#args, entry.t, JSON.stringify(entry), JOB_TTL_MS]);
+        const status = await this.#link.run(EMIT, [...this.#args, entry.t, JSON.stringify(entry), JOB_TTL_MS, n]);
         if (status === 0) {
           this.#fenced = true;
           this.#stop('fenced');

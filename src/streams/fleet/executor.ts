@@ -12,6 +12,8 @@ import { CLAIM, LEAVE, REAP, RENEW } from './scripts.js';
 const REAP_BATCH = 100;
 /** How long what this instance decided about a class (can it serve it?) holds: LoRA adapters get loaded. */
 const DECISION_MS = 2_000;
+/** The longest pause between two reconnection attempts to Redis (see link.ts): instances may come back that much apart. */
+const RECONNECT_MAX_MS = 1_000;
 /** The scheduler line executed runs take their slot in. */
 const FLEET_LINE = '\u0000fleet';
 
@@ -80,6 +82,8 @@ export class FleetExecutor {
       throw link.unavailable(err);
     }
     executor.#every(options.leaseMs / 3, 'renew', () => executor.#renew());
+    // Back from an outage: renew at once, before other instances judge the leases that ran out meanwhile.
+    link.redis.on('ready', () => executor.#now('renew', () => executor.#renew()));
     executor.#every(options.leaseMs / 2, 'reap', () => executor.#reap());
     executor.#every(options.checkIntervalMs, 'check', async () => executor.kick());
     executor.kick();
@@ -128,16 +132,19 @@ export class FleetExecutor {
   }
 
   #every(ms: number, name: string, task: () => Promise<void>): void {
-    const timer = setInterval(() => {
-      if (this.#busy.has(name)) return;
-      this.#busy.add(name);
-      task()
-        .then(() => this.#o.onReachable(true))
-        .catch((err: unknown) => this.#o.onReachable(false, (err as Error).message))
-        .finally(() => this.#busy.delete(name));
-    }, ms);
+    const timer = setInterval(() => this.#now(name, task), ms);
     timer.unref();
     this.#timers.push(timer);
+  }
+
+  /** Runs a periodic task now, unless a round of it is under way. */
+  #now(name: string, task: () => Promise<void>): void {
+    if (this.#busy.has(name) || this.#timers.length === 0) return;
+    this.#busy.add(name);
+    task()
+      .then(() => this.#o.onReachable(true))
+      .catch((err: unknown) => this.#o.onReachable(false, (err as Error).message))
+      .finally(() => this.#busy.delete(name));
   }
 
   async #pump(): Promise<void> {
@@ -151,12 +158,13 @@ export class FleetExecutor {
   /** Takes a slot and claims a run for it; gives the slot back when there was none. */
   async #claimOne(): Promise<boolean> {
     const { link, scheduler, instanceId, leaseMs } = this.#o;
-    const classes = await this.#servable();
     const controller = new AbortController();
     const free = scheduler.slots - scheduler.active;
+    // The slot is taken before anything is awaited (a free one is given at once), so nothing takes it meanwhile.
     const release = await scheduler.acquire(controller.signal, FLEET_LINE);
     let claimed: Claimed;
     try {
+      const classes = await this.#servable();
       claimed = (await link.run(CLAIM, [link.now(), link.now() + leaseMs, instanceId, free, ...classes])) as Claimed;
     } catch (err) {
       release();
@@ -238,10 +246,13 @@ export class FleetExecutor {
     });
   }
 
-  /** Takes back the claims of instances that stopped renewing; not right after an outage (they need a lease to catch up). */
+  /**
+   * Takes back the claims of instances that stopped renewing; not right after an outage: they get a
+   * lease to catch up, plus the longest pause between their reconnection attempts.
+   */
   async #reap(): Promise<void> {
     const { link, leaseMs, log } = this.#o;
-    if (!link.stableFor(leaseMs)) return;
+    if (!link.stableFor(leaseMs + RECONNECT_MAX_MS)) return;
     const [requeued, ended] = (await link.run(REAP, [link.now(), JOB_TTL_MS, REAP_BATCH])) as [string[], string[]];
     if (requeued.length > 0) log.warn({ runs: requeued }, 'fleet: re-queued runs whose executor died before they produced text');
     if (ended.length > 0) log.warn({ runs: ended }, 'fleet: ended runs whose executor died after they produced text');

@@ -118,7 +118,7 @@ local j = job(best)
 local client = redis.call('HGET', j, 'client')
 unqueue(best, best_cls, client)
 local attempt = redis.call('HINCRBY', j, 'attempt', 1)
-redis.call('HSET', j, 'state', 'claimed', 'exec', instance)
+redis.call('HSET', j, 'state', 'claimed', 'exec', instance, 'sent', -1)
 redis.call('ZADD', Q .. 'claims', ARGV[3], best)
 redis.call('HSET', Q .. 'free', instance, free - 1)
 local svc = math.max(tonumber(redis.call('GET', Q .. 'svc') or '0'), best_turn - 1)
@@ -132,15 +132,18 @@ return {best, attempt, s[1], s[2]}
 `);
 
 /**
- * ARGV: P, id, attempt, kind (s start, t text, e end), entry JSON, ttl_ms. Sends one entry to the
- * run's receiver, if `attempt` still holds the claim (the fence: a run whose claim was taken back
- * never gets entries from its old executor). Returns 0 fenced, 1 sent, 2 sent and its receiver
- * asks it to stop.
+ * ARGV: P, id, attempt, kind (s start, t text, e end), entry JSON, ttl_ms, n (the entry's number
+ * in this attempt, from 0). Sends one entry to the run's receiver, if `attempt` still holds the
+ * claim (the fence: a run whose claim was taken back never gets entries from its old executor),
+ * once: an entry sent again (its reply was lost) is not added twice. Returns 0 fenced, 1 sent,
+ * 2 sent and its receiver asks it to stop.
  */
 export const EMIT = script(`
-local id, kind = ARGV[2], ARGV[4]
-local s = redis.call('HMGET', job(id), 'state', 'attempt', 'abort')
+local id, kind, n = ARGV[2], ARGV[4], tonumber(ARGV[7])
+local s = redis.call('HMGET', job(id), 'state', 'attempt', 'abort', 'sent')
+if s[2] == ARGV[3] and n <= tonumber(s[4] or '-1') then return 1 end
 if s[1] ~= 'claimed' or s[2] ~= ARGV[3] then return 0 end
+redis.call('HSET', job(id), 'sent', n)
 redis.call('XADD', Q .. 'ch:' .. id, '*', 'e', ARGV[5])
 if kind == 't' then redis.call('HSET', job(id), 'tokens', 1) end
 if kind == 'e' then
