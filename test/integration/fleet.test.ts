@@ -341,4 +341,29 @@ describe('A fleet: one run queue across instances on Redis', function () {
       db.disconnect();
     }
   });
+
+  it('takes turns across clients in the shared queue: a newcomer is served before the runs queued earlier by another client', async () => {
+    const keys = ['fleet-fair-key-one-0123456789', 'fleet-fair-key-two-0123456789', 'fleet-fair-key-three-012345678'];
+    const settings = { auth: { api_keys: keys } };
+    const [u, v] = await Promise.all([instance(7, { settings }), instance(7, { settings })]);
+    const as = (i: Instance, key: string): HttpRpc => new HttpRpc(i.url, { authorization: `Bearer ${key}` });
+    const [u1, v2, u3, v3] = [as(u, keys[0]!), as(v, keys[1]!), as(u, keys[2]!), as(v, keys[2]!)];
+    // A third key fills both slots with runs pinned to them.
+    const pinnedU = await u3.start({ ...LONG, keep_history: 1 });
+    const pinnedV = await v3.start({ ...LONG, keep_history: 1 });
+    await firstChunk(u3, pinnedU.stream_id);
+    await firstChunk(v3, pinnedV.stream_id);
+    const first = [await u1.start(SHORT), await u1.start(SHORT), await u1.start(SHORT)];
+    const newcomer = await v2.start(SHORT);
+    // One slot frees up: the four runs go through it one at a time, in turn order.
+    await v3.result('rkllm_abort', { stream_id: pinnedV.stream_id });
+    const order: string[] = [];
+    const follow = async (rpc: HttpRpc, streamId: string, name: string): Promise<void> => {
+      expect((await drain(rpc, streamId)).last.finish_reason).to.equal('length');
+      order.push(name);
+    };
+    await Promise.all([...first.map((s, i) => follow(u1, s.stream_id, `first ${i}`)), follow(v2, newcomer.stream_id, 'newcomer')]);
+    expect(order).to.deep.equal(['first 0', 'newcomer', 'first 1', 'first 2']);
+    await u3.result('rkllm_abort', { stream_id: pinnedU.stream_id });
+  });
 });
