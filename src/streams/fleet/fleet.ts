@@ -1,4 +1,3 @@
-import { basename } from 'node:path';
 import type { Logger } from 'pino';
 import type { Engine } from '../../engine/types.js';
 import type { ServerError } from '../../errors.js';
@@ -74,8 +73,8 @@ export class Fleet {
   /** Hashes the model, registers this instance and starts claiming. */
   static async start(options: FleetOptions): Promise<Fleet> {
     const { link, engine, instanceId, log } = options;
-    const path = engine.param.model_path;
-    const capability = options.capability ?? engineCapability(engine, await modelHash(path), basename(path), instanceId);
+    const capability = options.capability ?? engineCapability(engine, instanceId, modelHash);
+    await capability.model();
     // The queue and executor report reachability from their first call; the fleet exists only after them.
     const made: { fleet?: Fleet } = {};
     const onReachable = (reachable: boolean, reason?: string): void => {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { basename } from 'node:path';
 import type { EngineFeature } from '../../engine/capabilities.js';
 import { RKLLMInferMode, RKLLMInputType, type Engine, type RunRequest } from '../../engine/types.js';
 
@@ -57,11 +58,11 @@ export function classOf(needs: RunNeeds): string {
  * each of them.
  */
 export interface Capability {
-  /** The content hash of the model a run received here is meant for (the default model's). */
-  model(): string;
+  /** The content hash of the model a run received here is meant for (the loaded model's). */
+  model(): Promise<string>;
   /** Whether this instance can execute a run with these needs now. */
   canServe(needs: RunNeeds): Promise<boolean>;
-  /** The models it serves, for status views. */
+  /** The models it serves, for status views (those whose hash is known yet). */
   models(): Array<{ name: string; hash: string }>;
 }
 
@@ -73,13 +74,38 @@ function probe(lora: string): RunRequest {
   };
 }
 
-/** The capability of one engine whose model has content hash `hash`. */
-export function engineCapability(engine: Engine, hash: string, name: string, instance: string): Capability {
+/**
+ * The capability of one engine, whatever model it has loaded now (`rkllm_init` may load another):
+ * the model's content hash is computed by `hashOf` once per model file, when first needed.
+ */
+export function engineCapability(engine: Engine, instance: string, hashOf: (path: string) => Promise<string>): Capability {
+  let known: { path: string; hash: Promise<string>; done?: string } | undefined;
+  const loaded = (): string | undefined => {
+    try {
+      return engine.param.model_path;
+    } catch {
+      return undefined;
+    }
+  };
+  const current = (): Promise<string> | undefined => {
+    const path = loaded();
+    if (path === undefined) return undefined;
+    if (known?.path !== path) {
+      const entry: NonNullable<typeof known> = { path, hash: hashOf(path) };
+      entry.hash.then((hash) => (entry.done = hash)).catch(() => {});
+      known = entry;
+    }
+    return known.hash;
+  };
   return {
-    model: () => hash,
-    models: () => [{ name, hash }],
+    model: async () => (await current()) ?? 'none',
+    models: () => {
+      void current();
+      return known?.done === undefined ? [] : [{ name: basename(known.path), hash: known.done }];
+    },
     async canServe(needs) {
       if (needs.pin !== undefined) return needs.pin === instance;
+      const hash = await current();
       if (needs.model !== hash || !needs.features.every((f) => engine.supports(f))) return false;
       if (needs.lora === null) return true;
       return engine.validate(probe(needs.lora)).then(

@@ -61,7 +61,7 @@ export class FleetQueue implements SharedRuns {
   async enqueue(request: SharedRunRequest): Promise<SharedRun | undefined> {
     if (this.#closedWith) throw this.#closedWith;
     const { link, capability, instanceId, limits } = this.#o;
-    const needs = needsOf(request.params, capability.model(), instanceId);
+    const needs = needsOf(request.params, await capability.model(), instanceId);
     const cls = classOf(needs);
     const args = [link.now(), cls, JSON.stringify(needs), request.client, JSON.stringify(request.params), instanceId, request.streamId];
     let reply: Enqueued;
