@@ -3,7 +3,8 @@
  * burst first-token latency, delivered tokens/s over TCP, WebSocket and HTTP long-poll as ratios
  * of a bare node-llama-cpp loop, batching gain on the bench model, trivial RPCs per second. With
  * LLAMA_SERVER=<llama-server binary> (built by `npm run bench:anchor`), the same figures from
- * llama-server on the same GGUF and threads, side by side.
+ * llama-server on the same GGUF and threads, side by side. Then the fleet (bench/fleet.ts): 3
+ * instances on one Redis queue against 1, on a burst of short runs, and the shared queue's cost.
  *
  * --detail adds the older per-transport table (tiny and bench model, 1 and 8 streams; delivery
  * delay p50/p99; HTTP polls per stream) and the Redis store against the memory store.
@@ -18,6 +19,7 @@ import type { BenchTransport } from './client.js';
 import { startAnchor } from './anchor.js';
 import { goalRows, goalTable } from './goals.js';
 import { delivery, rawEngine } from './measure.js';
+import { fleetTable } from './fleet.js';
 import { redisTable } from './redis.js';
 
 interface Scenario {
@@ -80,6 +82,7 @@ async function main(): Promise<void> {
   process.stdout.write(`load before: ${loadAverage()}\n`);
   const rows = await goalRows({ threads, tinyTokens, benchTokens, seconds: quick ? 2 : 5, ...(anchor ? { anchor } : {}) });
   process.stdout.write(goalTable(rows));
+  process.stdout.write(await fleetTable({ modelPath: await ensureBuiltinModel('bench'), runs: quick ? 6 : 12, tokens: 32 }));
   process.stdout.write(`load after: ${loadAverage()}\n`);
   if (!values.detail) return;
   const scenarios: Scenario[] = [

@@ -248,6 +248,15 @@ export const ERRORS = {
         'The instance generating this stream stopped renewing its lease for more than {lease_ms} ms (it died, or lost Redis); the stream was ended',
     },
   },
+  FLEET_EXECUTOR_LOST: {
+    code: -32019,
+    data: ['stream_id', 'executor', 'attempts'],
+    meaning:
+      'With a fleet (`--redis`): the instance executing a run from the shared queue stopped renewing its lease after the run had produced tokens (a run that had produced none is retried once elsewhere); appears in final chunks.',
+    messages: {
+      lost: 'The instance executing this run ({executor}) stopped renewing its lease for more than {lease_ms} ms after {what}; the run was ended',
+    },
+  },
   UNAUTHORIZED: {
     code: -32015,
     api: 401,

@@ -7,6 +7,8 @@ export interface HealthReport {
   status: 'loading' | 'ready' | 'unloaded' | 'restarting' | 'failed' | 'shutting_down';
   /** Why the server cannot serve runs now (absent when ready). Never names files or internal errors. */
   reason?: string;
+  /** Ready, but serving in a lesser mode: a fleet instance that cannot reach Redis serves its own queue (`reason` says so). */
+  degraded?: boolean;
 }
 
 const REASONS = {
@@ -25,10 +27,16 @@ const REASONS = {
 export class Health {
   #engine: Engine | undefined;
   #draining = false;
+  #degraded: () => string | undefined = () => undefined;
 
   /** The model is loaded: from now on the engine's state decides. */
   serving(engine: Engine): void {
     this.#engine = engine;
+  }
+
+  /** Reports why the server serves in a lesser mode, when it does (a fleet without Redis). */
+  degradedWhen(reason: () => string | undefined): void {
+    this.#degraded = reason;
   }
 
   /** A graceful shutdown has begun: tell load balancers to send no more work. */
@@ -40,6 +48,8 @@ export class Health {
     if (this.#draining) return { ok: false, status: 'shutting_down', reason: REASONS.shutting_down };
     if (!this.#engine) return { ok: false, status: 'loading', reason: REASONS.loading };
     const { state } = engineStatus(this.#engine);
-    return state === 'ready' ? { ok: true, status: 'ready' } : { ok: false, status: state, reason: REASONS[state] };
+    if (state !== 'ready') return { ok: false, status: state, reason: REASONS[state] };
+    const degraded = this.#degraded();
+    return degraded === undefined ? { ok: true, status: 'ready' } : { ok: true, status: 'ready', degraded: true, reason: degraded };
   }
 }

@@ -28,6 +28,7 @@ import type { Settings } from './settings.js';
 import { drain, type Drainable } from './shutdown.js';
 import type { BufferStore } from './streams/buffer-store.js';
 import { openStore, type OpenStore, type StoreOptions } from './streams/open-store.js';
+import { Fleet } from './streams/fleet/fleet.js';
 import { StreamHub, type StreamObserver } from './streams/hub.js';
 import { Scheduler } from './streams/scheduler.js';
 import { createTransports, type TransportOptions } from './transports/create.js';
@@ -208,26 +209,53 @@ function clientGate(settings: Settings, metrics: Metrics, log: Logger): ClientGa
   return new ClientGate({ keys, limits, onRefusal: (error) => metrics.error(errorObject(error).code) });
 }
 
-/** What a graceful shutdown acts on: health turns 503, the scheduler refuses new runs, listeners close. */
+/** What a graceful shutdown acts on: health turns 503, the scheduler refuses new runs, the fleet stops claiming, listeners close. */
 function drainTarget(server: {
   health: Health;
   hub: StreamHub;
   scheduler: Scheduler;
+  fleet: Fleet | undefined;
   store: BufferStore;
   transports: Transport[];
   close: () => Promise<void>;
 }): Drainable {
-  const { health, hub, scheduler, store, transports } = server;
+  const { health, hub, scheduler, fleet, store, transports } = server;
   return {
     stopAccepting: () => {
       health.draining();
       scheduler.close(fault('SHUTTING_DOWN', 'no_new_runs'));
+      fleet?.stopAccepting(fault('SHUTTING_DOWN', 'no_new_runs'));
       for (const transport of transports) transport.stopAccepting();
     },
-    pending: async () => ({ streams: hub.liveCount, buffers: (await store.status()).active_buffers }),
-    endStreams: () => hub.stopAll(fault('SHUTTING_DOWN', 'cut_short')),
+    pending: async () => ({ streams: hub.liveCount + (fleet?.executing ?? 0), buffers: (await store.status()).active_buffers }),
+    endStreams: async () => {
+      await Promise.all([hub.stopAll(fault('SHUTTING_DOWN', 'cut_short')), fleet?.stopAll()]);
+    },
     close: server.close,
   };
+}
+
+/** With `--redis` and `fleet.shared_queue`: this instance's part in the fleet's one run queue. */
+async function startFleet(
+  settings: Settings,
+  opened: OpenStore,
+  engine: Engine,
+  scheduler: Scheduler,
+  log: Logger,
+): Promise<Fleet | undefined> {
+  if (!opened.redis || !settings.fleet.shared_queue) return undefined;
+  const { engine: e, redis, limits } = settings;
+  return Fleet.start({
+    ...opened.redis,
+    engine,
+    scheduler,
+    limits: { queueLimit: e.queue_limit, clientQueueLimit: e.queue_limit_per_client, maxStreams: limits.max_streams },
+    leaseMs: redis.lease_ms,
+    retryMs: redis.retry_ms,
+    checkIntervalMs: settings.fleet.check_interval_ms,
+    maxBlockingReads: redis.max_blocking_connections,
+    log,
+  });
 }
 
 /** Binds every transport; on failure closes them all and rethrows. */
@@ -313,11 +341,22 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   const s = settings.streams;
   const files = folders(settings);
   const scheduler = new Scheduler(engine.slots, settings.engine.queue_limit, settings.engine.queue_limit_per_client);
+  let fleet: Fleet | undefined;
+  try {
+    fleet = await startFleet(settings, opened, engine, scheduler, log);
+  } catch (err) {
+    loading.fail();
+    await close();
+    await opened.close();
+    await engine.dispose();
+    throw err;
+  }
   const hub = new StreamHub({
     engine,
     scheduler,
     store,
     ...(cluster ? { peers: cluster } : {}),
+    ...(fleet ? { shared: fleet.runs } : {}),
     log,
     observer: observeAll(options.observer ? [metrics, options.observer] : [metrics]),
   });
@@ -335,7 +374,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     ...rkllmMethods({ engine, hub, folders: files }),
     ...liveMethods(hub),
     authenticateMethod(gate),
-    engineStatusMethod(engine),
+    engineStatusMethod(engine, fleet && (() => fleet.status())),
     listFunctionsMethod((): ReadonlyMap<string, Method<Client>> => table, engine),
     ...(settings.diagnostics ? diagnosticMethods(store, () => hub.sweep()).map(adminOnly) : []),
   ]);
@@ -361,15 +400,17 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   close = (): Promise<void> =>
     (closed ??= (async () => {
       clearInterval(sweeper);
+      fleet?.stopAccepting(fault('SHUTTING_DOWN', 'no_new_runs'));
       await Promise.all(transports.map((t) => t.close()));
       await mcp?.close();
       await hub.close();
+      await fleet?.close();
       await opened.close();
       await engine.dispose();
     })());
   let drained: Promise<void> | undefined;
   const times = { drainMs: settings.shutdown.drain_timeout_s * 1000, finalPollMs: settings.shutdown.final_poll_timeout_s * 1000 };
-  const target = drainTarget({ health, hub, scheduler, store, transports, close });
+  const target = drainTarget({ health, hub, scheduler, fleet, store, transports, close });
   const shutdown = (): Promise<void> => (drained ??= drain(target, times, log, cluster !== undefined));
 
   serve = async (raw, origin) => {
@@ -387,7 +428,11 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     refused,
     answered: (method, seconds) => metrics.answered(method, 'http', seconds),
   });
-  loading.open({ serve, mcp: { engine, hub, store, queueLimit: settings.engine.queue_limit } });
+  loading.open({
+    serve,
+    mcp: { engine, hub, store, queueLimit: settings.engine.queue_limit, ...(fleet ? { fleet: () => fleet.status() } : {}) },
+  });
+  if (fleet) health.degradedWhen(() => fleet.degraded);
   routes = [playground, ...(mcp ? [mcp.route] : []), ...faces];
   health.serving(engine);
   const names = Object.entries(addresses).map(([name, address]) => `${name}=${address}`);

@@ -233,6 +233,18 @@ export const SETTINGS = section('Every setting.', {
       'Connections for blocking reads (long polls) per instance at most; further long polls wait for one.',
     ),
   }),
+  fleet: section('One run queue shared by every instance on the same Redis (with `--redis`).', {
+    shared_queue: boolean(
+      true,
+      'With the Redis store, runs wait in one queue in Redis and any instance with a free slot that can serve them executes them; false: each instance runs what it receives.',
+    ),
+    check_interval_ms: integer(
+      500,
+      20,
+      60_000,
+      'How often an idle instance looks at the shared queue besides being woken by a notification (a lost notification delays a run at most this long).',
+    ),
+  }),
   auth: section(
     'API keys. With at least one, every request on every transport must carry a key, and a stream belongs to the key that started it.',
     {

@@ -16,14 +16,21 @@ function userView(status: EngineStatus): EngineStatus {
   };
 }
 
-/** `engine_status`: the engine's state (ready, restarting after a runtime crash, failed...), its model, restarts and last error. */
-export function engineStatusMethod(engine: Engine): [string, Method] {
+/**
+ * `engine_status`: the engine's state (ready, restarting after a runtime crash, failed...), its
+ * model, restarts and last error; with a fleet, the fleet (`fleet`: its instances, their models
+ * and free slots, the queue depth).
+ */
+export function engineStatusMethod(engine: Engine, fleet?: () => Promise<object>): [string, Method] {
   return [
     'engine_status',
     method<Record<string, never>>(
       'Reports the engine: its state (unloaded, loading, ready, restarting after a runtime crash, failed), model, restarts and last error.',
       object({}),
-      (_params, ctx) => (ctx.client.admin ? engineStatus(engine) : userView(engineStatus(engine))),
+      async (_params, ctx) => {
+        const status = ctx.client.admin ? engineStatus(engine) : userView(engineStatus(engine));
+        return fleet ? { ...status, fleet: await fleet() } : status;
+      },
     ),
   ];
 }

@@ -5,16 +5,18 @@ import {
   type Engine,
   type FinishReason,
   type RKLLMPerfStat,
+  type RKLLMResult,
   type RunOutputs,
   type RunRequest,
 } from '../engine/types.js';
-import { errorObject, fault, type ServerError } from '../errors.js';
+import { errorObject, fault, ServerError } from '../errors.js';
 import { requestKey, type BufferStore } from './buffer-store.js';
 import { StreamDelivery, type Delivery } from './delivery.js';
 import type { ChunkOutlet } from './outlet.js';
 import { ANYONE, type StreamOwner } from './owner.js';
 import type { Peers } from './peers.js';
 import type { Scheduler } from './scheduler.js';
+import type { SharedRun, SharedRuns } from './shared-runs.js';
 import { Stream, newStreamId, type Chunk, type RequestId } from './stream.js';
 
 /** Instrumentation: sees every chunk the moment its stream produces it (benchmarks, metrics). */
@@ -32,6 +34,8 @@ export interface StreamHubOptions {
   store: BufferStore;
   /** With a shared store: reaches the streams other instances generate, and lets them reach ours. */
   peers?: Peers;
+  /** With a fleet: the run queue shared by every instance, tried before this server's own scheduler. */
+  shared?: SharedRuns;
   log: Logger;
   observer?: StreamObserver;
 }
@@ -66,6 +70,7 @@ export class StreamHub {
   readonly #scheduler: Scheduler;
   readonly #store: BufferStore;
   readonly #peers: Peers | undefined;
+  readonly #shared: SharedRuns | undefined;
   readonly #log: Logger;
   readonly #delivery: StreamDelivery;
   /** Streams that have not ended, by id. */
@@ -82,6 +87,7 @@ export class StreamHub {
     this.#scheduler = options.scheduler;
     this.#store = options.store;
     this.#peers = options.peers;
+    this.#shared = options.shared;
     this.#log = options.log;
     this.#delivery = new StreamDelivery({ store: options.store, log: options.log, stop: (stream, error) => this.#stop(stream, error) });
   }
@@ -94,7 +100,7 @@ export class StreamHub {
    */
   async start(params: RunParams, requestId: RequestId | undefined, delivery: Delivery, owner: StreamOwner = ANYONE): Promise<Stream> {
     params = ownedBy(params, owner);
-    const { stream, release } = await this.#admit(params, requestId, owner);
+    const { stream, release, shared } = await this.#admit(params, requestId, owner);
     try {
       await this.#delivery.open(stream, delivery);
     } catch (err) {
@@ -102,7 +108,7 @@ export class StreamHub {
       throw err;
     }
     if (delivery.kind !== 'push') this.#peers?.own(stream);
-    this.#launch(stream, params, owner, release);
+    this.#launch(stream, params, owner, release, shared);
     return stream;
   }
 
@@ -119,13 +125,13 @@ export class StreamHub {
   /** Runs to the end (`rkllm_run`). `signal` aborts it, e.g. when the client disconnects. */
   async run(params: RunParams, requestId: RequestId | undefined, signal: AbortSignal, owner: StreamOwner = ANYONE): Promise<RunResult> {
     params = ownedBy(params, owner);
-    const { stream, release } = await this.#admit(params, requestId, owner);
+    const { stream, release, shared } = await this.#admit(params, requestId, owner);
     const parts: string[] = [];
     stream.subscribe((chunk) => parts.push(chunk.delta));
     const onAbort = (): void => stream.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      this.#launch(stream, params, owner, release);
+      this.#launch(stream, params, owner, release, shared);
       const last = await stream.ended;
       const result: RunResult = { text: parts.join(''), finish_reason: last.finish_reason!, perf: last.perf! };
       if (last.error) result.error = last.error.message;
@@ -235,12 +241,29 @@ export class StreamHub {
   /**
    * Admission, shared by `start` and `run`: the input is valid, the queue has room and the owner
    * may start another stream. Only then is the stream created; `release` frees the owner's place.
+   * With a fleet the run is queued in the shared queue, under its fleet-wide limits (`shared`);
+   * when that queue is unreachable, in this server's own.
    */
-  async #admit(params: RunParams, requestId: RequestId | undefined, owner: StreamOwner): Promise<{ stream: Stream; release: () => void }> {
+  async #admit(
+    params: RunParams,
+    requestId: RequestId | undefined,
+    owner: StreamOwner,
+  ): Promise<{ stream: Stream; release: () => void; shared?: SharedRun }> {
     await this.#engine.validate(params);
-    this.#scheduler.checkCapacity(owner.queueKey);
+    if (!this.#shared) this.#scheduler.checkCapacity(owner.queueKey);
     const release = owner.admitStream();
-    return { stream: this.#newStream(requestId, owner), release };
+    if (!this.#shared) return { stream: this.#newStream(requestId, owner), release };
+    const stream = this.#newStream(requestId, owner);
+    let shared: SharedRun | undefined;
+    try {
+      shared = await this.#shared.enqueue({ streamId: stream.id, params, client: owner.queueKey });
+      if (!shared) this.#scheduler.checkCapacity(owner.queueKey);
+    } catch (err) {
+      release();
+      throw err;
+    }
+    if (!shared) return { stream, release };
+    return { stream, shared, release: () => (release(), shared.cancel()) };
   }
 
   /** A new stream whose first listener is the observer, so it sees each chunk before any sink sends it. */
@@ -252,10 +275,10 @@ export class StreamHub {
   }
 
   /** Runs `stream` through the scheduler and the engine; `release` frees its place in its owner's limit once it has ended. */
-  #launch(stream: Stream, params: RunParams, owner: StreamOwner, release: () => void): void {
+  #launch(stream: Stream, params: RunParams, owner: StreamOwner, release: () => void, shared?: SharedRun): void {
     this.#live.set(stream.id, stream);
     this.#observer?.started?.(stream.id);
-    const task = this.#drive(stream, params, owner.queueKey).finally(() => {
+    const task = this.#drive(stream, params, owner.queueKey, shared).finally(() => {
       release();
       this.#live.delete(stream.id);
       this.#tasks.delete(task);
@@ -263,32 +286,42 @@ export class StreamHub {
     this.#tasks.add(task);
   }
 
-  async #drive(stream: Stream, params: RunParams, queueKey: string): Promise<void> {
+  /** Runs `stream` on this server's engine once its scheduler gives it a slot, or, with `shared`, wherever the fleet runs it. */
+  async #drive(stream: Stream, params: RunParams, queueKey: string, shared?: SharedRun): Promise<void> {
     let release: (() => void) | undefined;
     try {
-      release = await this.#scheduler.acquire(stream.signal, queueKey);
+      if (!shared) release = await this.#scheduler.acquire(stream.signal, queueKey);
     } catch {
       this.#end(stream, 'abort', undefined);
       return;
     }
-    try {
+    const running = (): void => {
       stream.markRunning();
       this.#observer?.running?.(stream.id);
+    };
+    try {
+      if (!shared) running();
       const outputs: RunOutputs = {};
-      const outcome = await this.#engine.run({ ...params, signal: stream.signal }, (result, state) => {
+      const request = { ...params, signal: stream.signal };
+      const callback = (result: RKLLMResult, state: LLMCallState): void => {
         if (state !== LLMCallState.RKLLM_RUN_NORMAL) return;
         stream.push(result.text);
         if (result.last_hidden_layer) outputs.last_hidden_layer = result.last_hidden_layer;
         if (result.logits) outputs.logits = result.logits;
-      });
+      };
+      const outcome = shared ? await shared.run(request, callback, running) : await this.#engine.run(request, callback);
       const error = outcome.error === undefined ? undefined : fault('ENGINE_ERROR', 'detail', { detail: outcome.error });
       if (outcome.input_tokens !== undefined) outputs.input_tokens = outcome.input_tokens;
       this.#end(stream, outcome.finish_reason, outcome.perf, error, outputs);
     } catch (err) {
+      if (err instanceof ServerError) {
+        this.#end(stream, 'error', undefined, err);
+        return;
+      }
       this.#log.error({ err, stream_id: stream.id }, 'run failed');
       this.#end(stream, 'error', undefined, fault('INTERNAL_ERROR', 'run_failed'));
     } finally {
-      release();
+      release?.();
     }
   }
 

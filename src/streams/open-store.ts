@@ -27,6 +27,8 @@ export interface OpenStore {
   store: BufferStore;
   /** Present with the Redis store: reaches the streams the other instances generate. */
   cluster?: Peers;
+  /** Present with the Redis store: the connection, and this instance's id in the cluster (a fleet shares them). */
+  redis?: { link: RedisLink; instanceId: string };
   /** Closes the cluster, the store and their connections; shared buffers stay in Redis. */
   close(): Promise<void>;
 }
@@ -58,6 +60,7 @@ export async function openStore(options: StoreOptions, log: Logger): Promise<Ope
   return {
     store,
     cluster,
+    redis: { link, instanceId },
     close: async () => {
       await cluster.close();
       await store.close();

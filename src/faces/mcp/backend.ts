@@ -13,6 +13,8 @@ export interface McpBackend {
   store: BufferStore;
   /** Runs waiting for a slot at most (`engine.queue_limit`), for `model_info`. */
   queueLimit: number;
+  /** With a fleet: its instances, models, free slots and queue depth, for `model_info`. */
+  fleet?: () => Promise<object>;
 }
 
 /** What every MCP session is built from. */

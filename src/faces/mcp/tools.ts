@@ -247,12 +247,13 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
         queue_limit: z.number().int(),
         sampling: z.record(z.string(), z.number()),
         features: z.record(z.string(), z.boolean()),
+        fleet: z.record(z.string(), z.unknown()).optional(),
       },
     },
     (_args, extra) =>
       guarded('model_info', deps, async () => {
         const { backend } = await caller(extra);
-        const info = modelInfo(backend);
+        const info = { ...modelInfo(backend), ...(backend.fleet ? { fleet: await backend.fleet() } : {}) };
         return result(info, JSON.stringify(info));
       }),
   );

@@ -1,6 +1,9 @@
 import type { Redis } from 'ioredis';
 import type { RedisLink } from './link.js';
 
+/** What XREAD answers: per stream, its entries as [id, [field, value, ...]]. */
+export type StreamRead = Array<[string, Array<[string, string[]]>]>;
+
 interface Reader {
   redis: Redis;
   /** Its CLIENT ID, for CLIENT UNBLOCK; fetched again after each reconnection. */
@@ -29,17 +32,18 @@ export class BlockingReads {
 
   /**
    * Resolves once `key` (a Redis Stream) has an entry after `afterId`, after `timeoutMs`, or when
-   * `signal` aborts. Rejects when Redis cannot be reached.
+   * `signal` aborts, with the entries read (null when none came). Rejects when Redis cannot be reached.
    */
-  async waitFor(key: string, afterId: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  async waitFor(key: string, afterId: string, timeoutMs: number, signal?: AbortSignal): Promise<StreamRead | null> {
     const deadline = Date.now() + timeoutMs;
     const reader = await this.#acquire(signal);
-    if (!reader) return;
+    if (!reader) return null;
     const remaining = deadline - Date.now();
     const unblock = (): void => this.#unblock(reader);
     signal?.addEventListener('abort', unblock, { once: true });
     try {
-      if (remaining > 0 && !signal?.aborted) await reader.redis.xread('BLOCK', remaining, 'STREAMS', key, afterId);
+      if (remaining > 0 && !signal?.aborted) return await reader.redis.xread('BLOCK', remaining, 'STREAMS', key, afterId);
+      return null;
     } finally {
       signal?.removeEventListener('abort', unblock);
       this.#release(reader);

@@ -1,0 +1,260 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { LLMCallState, emptyPerf, type Engine, type RunOutcome, type RunRequest } from '../../engine/types.js';
+import type { RedisLink } from '../redis/link.js';
+import type { Scheduler } from '../scheduler.js';
+import { Emitter } from './emitter.js';
+import type { Capability, RunNeeds } from './needs.js';
+import { JOB_TTL_MS } from './queue.js';
+import { CLAIM, LEAVE, REAP, RENEW } from './scripts.js';
+
+/** Claims taken back per reaper call. */
+const REAP_BATCH = 100;
+/** How long what this instance decided about a class (can it serve it?) holds: LoRA adapters get loaded. */
+const DECISION_MS = 2_000;
+/** The longest pause between two reconnection attempts to Redis (see link.ts): instances may come back that much apart. */
+const RECONNECT_MAX_MS = 1_000;
+/** The scheduler line executed runs take their slot in. */
+const FLEET_LINE = '\u0000fleet';
+
+export interface FleetExecutorOptions {
+  link: RedisLink;
+  engine: Engine;
+  /** This instance's slots: the executor takes one per run it claims. */
+  scheduler: Scheduler;
+  capability: Capability;
+  instanceId: string;
+  leaseMs: number;
+  /** How long sending a run's entries is retried while Redis is unreachable. */
+  retryMs: number;
+  checkIntervalMs: number;
+  /** Told whether Redis answered the last periodic task. */
+  onReachable(reachable: boolean, reason?: string): void;
+  log: Logger;
+}
+
+interface Execution {
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+type Claimed = [] | [string, number, string, string];
+
+/**
+ * The executing side of the shared queue: whenever this instance has a free slot it claims the
+ * next run it can serve (woken by a notification when a run is queued, and every
+ * `checkIntervalMs` besides), runs it on its engine, and sends what it produces to the run's
+ * receiver. It renews its claims' leases, and takes back the claims of instances that died.
+ */
+export class FleetExecutor {
+  readonly #o: FleetExecutorOptions;
+  readonly #subscriber: Redis;
+  readonly #running = new Map<string, Execution>();
+  readonly #timers: NodeJS.Timeout[] = [];
+  readonly #busy = new Set<string>();
+  readonly #decisions = new Map<string, boolean>();
+  #decidedAt = 0;
+  #pumping = false;
+  #again = false;
+  #stopped = false;
+  #shutdown = false;
+
+  private constructor(options: FleetExecutorOptions, subscriber: Redis) {
+    this.#o = options;
+    this.#subscriber = subscriber;
+  }
+
+  /** Subscribes to the queue's notifications and this instance's abort channel, registers, and starts claiming. */
+  static async start(options: FleetExecutorOptions): Promise<FleetExecutor> {
+    const { link, instanceId } = options;
+    const subscriber = await link.duplicate('rkllm-mcp:fleet');
+    const executor = new FleetExecutor(options, subscriber);
+    const ctl = `${link.prefix}fq:ctl:${instanceId}`;
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel === ctl) executor.#running.get(message)?.controller.abort();
+      else executor.kick();
+    });
+    try {
+      await subscriber.subscribe(`${link.prefix}fq:wake`, ctl);
+      await executor.#renew();
+    } catch (err) {
+      subscriber.disconnect();
+      throw link.unavailable(err);
+    }
+    executor.#every(options.leaseMs / 3, 'renew', () => executor.#renew());
+    // Back from an outage: renew at once, before other instances judge the leases that ran out meanwhile.
+    link.redis.on('ready', () => executor.#now('renew', () => executor.#renew()));
+    executor.#every(options.leaseMs / 2, 'reap', () => executor.#reap());
+    executor.#every(options.checkIntervalMs, 'check', async () => executor.kick());
+    executor.kick();
+    return executor;
+  }
+
+  /** Runs executing here. */
+  get executing(): number {
+    return this.#running.size;
+  }
+
+  /** Looks for runs to claim while a slot is free. One look at a time; a kick during one looks again after it. */
+  kick(): void {
+    if (this.#stopped) return;
+    if (this.#pumping) {
+      this.#again = true;
+      return;
+    }
+    this.#pumping = true;
+    void this.#pump()
+      .catch((err: unknown) => this.#o.onReachable(false, (err as Error).message))
+      .finally(() => (this.#pumping = false));
+  }
+
+  /** Stops claiming at once (a graceful shutdown): runs executing here carry on. */
+  async stopClaiming(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    await this.#o.link.run(LEAVE, [this.#o.instanceId]).catch(() => {});
+  }
+
+  /** Stops the runs executing here; they end with `finish_reason: "shutdown"`. Resolves once their ends are sent. */
+  async stopAll(): Promise<void> {
+    this.#shutdown = true;
+    const runs = [...this.#running.values()];
+    for (const run of runs) run.controller.abort();
+    await Promise.all(runs.map((run) => run.done));
+  }
+
+  /** Stops claiming, stops what runs here, and closes its connection. Idempotent. */
+  async close(): Promise<void> {
+    for (const timer of this.#timers.splice(0)) clearInterval(timer);
+    await this.stopClaiming();
+    await this.stopAll();
+    this.#subscriber.disconnect();
+  }
+
+  #every(ms: number, name: string, task: () => Promise<void>): void {
+    const timer = setInterval(() => this.#now(name, task), ms);
+    timer.unref();
+    this.#timers.push(timer);
+  }
+
+  /** Runs a periodic task now, unless a round of it is under way. */
+  #now(name: string, task: () => Promise<void>): void {
+    if (this.#busy.has(name) || this.#timers.length === 0) return;
+    this.#busy.add(name);
+    task()
+      .then(() => this.#o.onReachable(true))
+      .catch((err: unknown) => this.#o.onReachable(false, (err as Error).message))
+      .finally(() => this.#busy.delete(name));
+  }
+
+  async #pump(): Promise<void> {
+    do {
+      this.#again = false;
+      const { scheduler } = this.#o;
+      while (!this.#stopped && scheduler.active < scheduler.slots && (await this.#claimOne()));
+    } while (this.#again && !this.#stopped);
+  }
+
+  /** Takes a slot and claims a run for it; gives the slot back when there was none. */
+  async #claimOne(): Promise<boolean> {
+    const { link, scheduler, instanceId, leaseMs } = this.#o;
+    const controller = new AbortController();
+    const free = scheduler.slots - scheduler.active;
+    // The slot is taken before anything is awaited (a free one is given at once), so nothing takes it meanwhile.
+    const release = await scheduler.acquire(controller.signal, FLEET_LINE);
+    let claimed: Claimed;
+    try {
+      const classes = await this.#servable();
+      claimed = (await link.run(CLAIM, [link.now(), link.now() + leaseMs, instanceId, free, ...classes])) as Claimed;
+    } catch (err) {
+      release();
+      throw err;
+    }
+    if (claimed.length === 0 || this.#stopped) {
+      release();
+      return false;
+    }
+    const [id, attempt, params] = claimed;
+    const done = this.#execute(id, attempt, JSON.parse(params) as Omit<RunRequest, 'signal'>, controller).finally(() => {
+      release();
+      this.#running.delete(id);
+      this.kick();
+    });
+    this.#running.set(id, { controller, done });
+    return true;
+  }
+
+  /** The classes with waiting runs that this instance can serve. */
+  async #servable(): Promise<string[]> {
+    const { link, capability } = this.#o;
+    if (Date.now() - this.#decidedAt > DECISION_MS) {
+      this.#decisions.clear();
+      this.#decidedAt = Date.now();
+    }
+    const classes = await link.redis.smembers(`${link.prefix}fq:classes`).catch((err: unknown) => {
+      throw link.unavailable(err);
+    });
+    const servable: string[] = [];
+    for (const cls of classes) {
+      let yes = this.#decisions.get(cls);
+      if (yes === undefined) {
+        const needs = await link.redis.get(`${link.prefix}fq:need:${cls}`);
+        yes = needs !== null && (await capability.canServe(JSON.parse(needs) as RunNeeds));
+        this.#decisions.set(cls, yes);
+      }
+      if (yes) servable.push(cls);
+    }
+    return servable;
+  }
+
+  async #execute(id: string, attempt: number, params: Omit<RunRequest, 'signal'>, controller: AbortController): Promise<void> {
+    const { engine, link, instanceId, log } = this.#o;
+    const emitter = new Emitter(link, id, attempt, this.#o.retryMs, (why) => {
+      if (why !== 'asked') log.warn({ run: id, why }, 'fleet: stopping a run whose claim this instance lost');
+      controller.abort();
+    });
+    emitter.start(instanceId);
+    let outcome: RunOutcome;
+    try {
+      outcome = await engine.run({ ...params, signal: controller.signal }, (result, state) => {
+        if (state !== LLMCallState.RKLLM_RUN_NORMAL) return;
+        emitter.text({
+          t: 't',
+          text: result.text,
+          ...(result.last_hidden_layer ? { h: result.last_hidden_layer } : {}),
+          ...(result.logits ? { l: result.logits } : {}),
+        });
+      });
+    } catch (err) {
+      log.error({ err, run: id }, 'fleet: a claimed run failed');
+      outcome = { finish_reason: 'error', perf: emptyPerf(), error: 'the run failed on the instance executing it' };
+    }
+    if (this.#shutdown && outcome.finish_reason === 'abort') outcome = { ...outcome, finish_reason: 'shutdown' };
+    await emitter.end({ t: 'e', o: outcome });
+  }
+
+  /** Renews this instance's registration and its claims; stops the runs it has lost or was asked to stop. */
+  async #renew(): Promise<void> {
+    const { link, scheduler, instanceId, leaseMs, capability, engine } = this.#o;
+    const ids = [...this.#running.keys()];
+    const info = JSON.stringify({ engine: engine.name, slots: scheduler.slots, models: capability.models() });
+    // Once it stops claiming, its slots no longer count as free for the fleet.
+    const free = this.#stopped ? 0 : scheduler.slots - scheduler.active;
+    const statuses = (await link.run(RENEW, [link.now(), link.now() + leaseMs, instanceId, free, info, ...ids])) as string[];
+    ids.forEach((id, i) => {
+      if (statuses[i] !== 'ok') this.#running.get(id)?.controller.abort();
+    });
+  }
+
+  /**
+   * Takes back the claims of instances that stopped renewing; not right after an outage: they get a
+   * lease to catch up, plus the longest pause between their reconnection attempts.
+   */
+  async #reap(): Promise<void> {
+    const { link, leaseMs, log } = this.#o;
+    if (!link.stableFor(leaseMs + RECONNECT_MAX_MS)) return;
+    const [requeued, ended] = (await link.run(REAP, [link.now(), JOB_TTL_MS, REAP_BATCH])) as [string[], string[]];
+    if (requeued.length > 0) log.warn({ runs: requeued }, 'fleet: re-queued runs whose executor died before they produced text');
+    if (ended.length > 0) log.warn({ runs: ended }, 'fleet: ended runs whose executor died after they produced text');
+  }
+}

@@ -1,0 +1,117 @@
+import { createHash } from 'node:crypto';
+import { basename } from 'node:path';
+import type { EngineFeature } from '../../engine/capabilities.js';
+import { RKLLMInferMode, RKLLMInputType, type Engine, type RunRequest } from '../../engine/types.js';
+
+/**
+ * What an instance needs to execute a run: the model (by content hash), the LoRA adapter it
+ * names, the engine features it uses, and, for a run that continues or saves state kept on one
+ * instance (a `keep_history` conversation, a saved prompt cache), that instance.
+ */
+export interface RunNeeds {
+  model: string;
+  lora: string | null;
+  features: EngineFeature[];
+  /** The instance it must run on; absent: any instance that can serve the rest. */
+  pin?: string;
+}
+
+const INPUT_FEATURES: Record<number, EngineFeature> = {
+  [RKLLMInputType.RKLLM_INPUT_PROMPT]: 'input_prompt',
+  [RKLLMInputType.RKLLM_INPUT_TOKEN]: 'input_token',
+  [RKLLMInputType.RKLLM_INPUT_EMBED]: 'input_embed',
+  [RKLLMInputType.RKLLM_INPUT_MULTIMODAL]: 'input_multimodal',
+};
+
+const MODE_FEATURES: Record<number, EngineFeature> = {
+  [RKLLMInferMode.RKLLM_INFER_GENERATE]: 'infer_generate',
+  [RKLLMInferMode.RKLLM_INFER_GET_LAST_HIDDEN_LAYER]: 'infer_last_hidden_layer',
+  [RKLLMInferMode.RKLLM_INFER_GET_LOGITS]: 'infer_logits',
+};
+
+/** The needs of `params` received by `instance`, whose model has content hash `model`. */
+export function needsOf(params: Omit<RunRequest, 'signal'>, model: string, instance: string): RunNeeds {
+  const { input, infer } = params;
+  const features = new Set<EngineFeature>();
+  const add = (feature: EngineFeature | undefined): void => void (feature && features.add(feature));
+  add(INPUT_FEATURES[input.input_type]);
+  add(MODE_FEATURES[infer.mode]);
+  if (infer.json_schema !== undefined) add('json_schema');
+  if (infer.chat_template !== undefined) add('run_template');
+  if (infer.function_tools !== undefined) add('run_tools');
+  if (infer.sampling_params?.seed !== undefined) add('seed');
+  if ((infer.sampling_params?.mirostat ?? 0) > 0) add('mirostat');
+  const needs: RunNeeds = { model, lora: infer.lora_params?.lora_adapter_name ?? null, features: [...features].sort() };
+  if (infer.keep_history === 1 || (infer.prompt_cache_params?.save_prompt_cache ?? 0) !== 0) needs.pin = instance;
+  return needs;
+}
+
+/** The queue a run waits in: one per distinct set of needs, so an instance claims only from the queues it can serve. */
+export function classOf(needs: RunNeeds): string {
+  const canonical = JSON.stringify([needs.model, needs.lora, needs.features, needs.pin ?? null]);
+  return createHash('sha1').update(canonical).digest('hex').slice(0, 16);
+}
+
+/**
+ * What one instance can serve. The fleet asks it before claiming from a queue. An instance with
+ * one engine answers from that engine; one with several models (chosen by name) can answer for
+ * each of them.
+ */
+export interface Capability {
+  /** The content hash of the model a run received here is meant for (the loaded model's). */
+  model(): Promise<string>;
+  /** Whether this instance can execute a run with these needs now. */
+  canServe(needs: RunNeeds): Promise<boolean>;
+  /** The models it serves, for status views (those whose hash is known yet). */
+  models(): Array<{ name: string; hash: string }>;
+}
+
+/** A probe run that asks the engine whether it can run with `lora` (it refuses an adapter it has not loaded). */
+function probe(lora: string): RunRequest {
+  return {
+    input: { role: 'user', enable_thinking: false, input_type: RKLLMInputType.RKLLM_INPUT_PROMPT, prompt_input: 'a' },
+    infer: { mode: RKLLMInferMode.RKLLM_INFER_GENERATE, keep_history: 0, lora_params: { lora_adapter_name: lora } },
+  };
+}
+
+/**
+ * The capability of one engine, whatever model it has loaded now (`rkllm_init` may load another):
+ * the model's content hash is computed by `hashOf` once per model file, when first needed.
+ */
+export function engineCapability(engine: Engine, instance: string, hashOf: (path: string) => Promise<string>): Capability {
+  let known: { path: string; hash: Promise<string>; done?: string } | undefined;
+  const loaded = (): string | undefined => {
+    try {
+      return engine.param.model_path;
+    } catch {
+      return undefined;
+    }
+  };
+  const current = (): Promise<string> | undefined => {
+    const path = loaded();
+    if (path === undefined) return undefined;
+    if (known?.path !== path) {
+      const entry: NonNullable<typeof known> = { path, hash: hashOf(path) };
+      entry.hash.then((hash) => (entry.done = hash)).catch(() => {});
+      known = entry;
+    }
+    return known.hash;
+  };
+  return {
+    model: async () => (await current()) ?? 'none',
+    models: () => {
+      void current();
+      return known?.done === undefined ? [] : [{ name: basename(known.path), hash: known.done }];
+    },
+    async canServe(needs) {
+      if (needs.pin !== undefined) return needs.pin === instance;
+      const hash = await current();
+      if (needs.model !== hash || !needs.features.every((f) => engine.supports(f))) return false;
+      if (needs.lora === null) return true;
+      return engine.validate(probe(needs.lora)).then(
+        () => true,
+        () => false,
+      );
+    },
+  };
+}

@@ -1,0 +1,194 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { LLMCallState, emptyPerf, type LLMResultCallback, type RunOutcome, type RunRequest } from '../../engine/types.js';
+import { fault, type ServerError } from '../../errors.js';
+import type { RedisLink } from '../redis/link.js';
+import type { BlockingReads, StreamRead } from '../redis/blocking-reads.js';
+import type { SharedRun, SharedRunRequest, SharedRuns } from '../shared-runs.js';
+import { classOf, needsOf, type Capability } from './needs.js';
+import { CANCEL, ENQUEUE } from './scripts.js';
+import type { Entry } from './entries.js';
+
+/** How long a receiver blocks on its run's entries at a time (it loops). */
+const WAIT_MS = 5_000;
+/** The pause between reads while Redis is unreachable. */
+const RETRY_PAUSE_MS = 100;
+/** How long a run's queue data stays in Redis once done (and at most, for one never finished). */
+export const JOB_TTL_MS = 600_000;
+
+/** The fleet-wide limits the enqueue script checks. */
+export interface FleetLimits {
+  queueLimit: number;
+  clientQueueLimit: number;
+  maxStreams: number;
+}
+
+export interface FleetQueueOptions {
+  link: RedisLink;
+  reads: BlockingReads;
+  instanceId: string;
+  capability: Capability;
+  limits: FleetLimits;
+  /** How long the executor's lease lasts (for the "lost" message). */
+  leaseMs: number;
+  /** How long reading a run's entries is retried while Redis is unreachable before the run ends with an error. */
+  retryMs: number;
+  /** Told when Redis is unreachable (the run is served locally) and when it answers again. */
+  onReachable(reachable: boolean, reason?: string): void;
+  log: Logger;
+}
+
+type Enqueued = ['ok', string] | ['streams', number] | ['queue_full', number, number] | ['client_queue_full', number];
+
+/**
+ * The receiving side of the shared queue: admits runs into Redis under the fleet-wide limits, and
+ * reads what their executor (any instance, this one included) sends back, as the engine's callback
+ * would have delivered it.
+ */
+export class FleetQueue implements SharedRuns {
+  readonly #o: FleetQueueOptions;
+  #closedWith: ServerError | undefined;
+
+  constructor(options: FleetQueueOptions) {
+    this.#o = options;
+  }
+
+  /** Refuses every run not admitted yet with `refusal` (a graceful shutdown). */
+  close(refusal: ServerError): void {
+    this.#closedWith = refusal;
+  }
+
+  async enqueue(request: SharedRunRequest): Promise<SharedRun | undefined> {
+    if (this.#closedWith) throw this.#closedWith;
+    const { link, capability, instanceId, limits } = this.#o;
+    const needs = needsOf(request.params, await capability.model(), instanceId);
+    const cls = classOf(needs);
+    const args = [link.now(), cls, JSON.stringify(needs), request.client, JSON.stringify(request.params), instanceId, request.streamId];
+    let reply: Enqueued;
+    try {
+      reply = (await link.run(ENQUEUE, [...args, limits.queueLimit, limits.clientQueueLimit, limits.maxStreams])) as Enqueued;
+    } catch (err) {
+      if (!(err instanceof Error) || err.name !== 'STORE_UNAVAILABLE') throw err;
+      this.#o.onReachable(false, err.message);
+      return undefined;
+    }
+    this.#o.onReachable(true);
+    const busy = { retry_after: 1 };
+    switch (reply[0]) {
+      case 'streams': {
+        const data = { limit: 'limits.max_streams', retry_after: 1 };
+        throw fault('RATE_LIMITED', 'streams', { max: limits.maxStreams, ...data }, data);
+      }
+      case 'queue_full':
+        throw fault('BUSY', 'queue_full', { active: reply[1], queued: reply[2] }, { ...busy, active: reply[1], queued: reply[2] });
+      case 'client_queue_full':
+        throw fault('BUSY', 'client_queue_full', { queued: reply[1] }, { ...busy, queued: reply[1] });
+      default:
+        return new QueuedRun(this.#o, reply[1], request.streamId);
+    }
+  }
+}
+
+/** One run in the shared queue, as its receiver follows it. */
+class QueuedRun implements SharedRun {
+  readonly #o: FleetQueueOptions;
+  readonly #id: string;
+  #settled = false;
+  #cancelled = false;
+
+  readonly #streamId: string;
+
+  constructor(options: FleetQueueOptions, id: string, streamId: string) {
+    this.#o = options;
+    this.#id = id;
+    this.#streamId = streamId;
+  }
+
+  cancel(): void {
+    if (this.#settled || this.#cancelled) return;
+    this.#cancelled = true;
+    void this.#cancel();
+  }
+
+  async run(request: RunRequest, callback: LLMResultCallback, running: () => void): Promise<RunOutcome> {
+    const signal = request.signal;
+    // Aborting wakes the reader once; it then waits, uninterrupted, for the run's end entry.
+    let waits = new AbortController();
+    const onAbort = (): void => {
+      const current = waits;
+      waits = new AbortController();
+      current.abort();
+      this.cancel();
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) onAbort();
+    try {
+      return await this.#follow(callback, running, () => waits.signal);
+    } finally {
+      this.#settled = true;
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Reads the run's entries until its end: one blocking read per wake-up, which returns what is there at once. */
+  async #follow(callback: LLMResultCallback, running: () => void, waitSignal: () => AbortSignal): Promise<RunOutcome> {
+    const { link, reads } = this.#o;
+    const key = `${link.prefix}fq:ch:${this.#id}`;
+    let last = '0-0';
+    let unreachableSince: number | undefined;
+    for (;;) {
+      let read: StreamRead | null;
+      try {
+        read = await reads.waitFor(key, last, WAIT_MS, waitSignal());
+        unreachableSince = undefined;
+      } catch (err) {
+        // A short outage loses nothing: the entries wait in Redis (the executor retries as long).
+        unreachableSince ??= Date.now();
+        if (Date.now() - unreachableSince > this.#o.retryMs) throw link.unavailable(err);
+        await delay(RETRY_PAUSE_MS);
+        continue;
+      }
+      for (const [id, fields] of read?.[0]?.[1] ?? []) {
+        last = id;
+        const end = this.#deliver(JSON.parse(fields[1]!) as Entry, callback, running);
+        if (end) return end;
+      }
+    }
+  }
+
+  #deliver(entry: Entry, callback: LLMResultCallback, running: () => void): RunOutcome | undefined {
+    switch (entry.t) {
+      case 's':
+        running();
+        return undefined;
+      case 't':
+        callback(
+          {
+            text: entry.text,
+            token_id: -1,
+            perf: emptyPerf(),
+            ...(entry.h ? { last_hidden_layer: entry.h } : {}),
+            ...(entry.l ? { logits: entry.l } : {}),
+          },
+          LLMCallState.RKLLM_RUN_NORMAL,
+        );
+        return undefined;
+      case 'e':
+        return entry.o;
+      case 'lost': {
+        const what = entry.tokens ? 'it had produced tokens' : 'its retry had started';
+        const data = { stream_id: this.#streamId, executor: entry.executor, attempts: entry.attempts };
+        throw fault('FLEET_EXECUTOR_LOST', 'lost', { executor: entry.executor, lease_ms: this.#o.leaseMs, what }, data);
+      }
+    }
+  }
+
+  async #cancel(): Promise<void> {
+    const end: Entry = { t: 'e', o: { finish_reason: 'abort', perf: emptyPerf() } };
+    try {
+      await this.#o.link.run(CANCEL, [this.#id, JOB_TTL_MS, JSON.stringify(end)]);
+    } catch (err) {
+      this.#o.log.warn({ err, run: this.#id }, 'fleet: could not cancel a run');
+    }
+  }
+}

@@ -1,0 +1,251 @@
+/**
+ * The Lua scripts of the fleet's shared run queue. Each runs atomically in Redis, so admission,
+ * limits, claims and fencing hold whichever instance runs them: there is no coordinator.
+ *
+ * Keys, under Q = prefix .. 'fq:' (ARGV[1] of every script is the prefix):
+ * - Q..'j:'..id     a run (hash): cls, client, stream, origin, params, turn, state (queued, claimed,
+ *                   done), attempt (claims so far), exec (the claiming instance), tokens (1 once
+ *                   it produced text), retried (1 once re-queued), abort (1 when its receiver asks)
+ * - Q..'q:'..cls    the runs waiting in one class (runs with the same needs), scored by turn; a
+ *                   tie goes to the earlier run (ids are zero-padded enqueue counts)
+ * - Q..'classes'    the classes with waiting runs; Q..'need:'..cls what a class needs (JSON)
+ * - Q..'claims'     claimed runs, scored by when their executor's lease runs out
+ * - Q..'last'       each client's last turn; Q..'svc' the turn in service (start-time fair queueing)
+ * - Q..'queued'     runs waiting; Q..'nq' waiting per client; Q..'ns' queued or running per client
+ * - Q..'alive'      instances, scored by when their registration runs out; Q..'free' their free
+ *                   slots; Q..'info' what they serve (JSON)
+ * - Q..'ch:'..id    what the executor of a run sends its receiver: a Redis Stream of entries e
+ *                   (JSON: s start, t text, e end, lost)
+ * - channels Q..'wake' (a run was queued) and Q..'ctl:'..instance (abort a run executing there)
+ */
+import { Script } from '../redis/link.js';
+
+const PRELUDE = `
+local Q = ARGV[1] .. 'fq:'
+local function job(id) return Q .. 'j:' .. id end
+local function hdecr(key, field)
+  if redis.call('HINCRBY', key, field, -1) <= 0 then redis.call('HDEL', key, field) end
+end
+-- A run leaves the fleet's counts: it is done, and its data expires.
+local function finish(id, ttl)
+  local client = redis.call('HGET', job(id), 'client')
+  redis.call('HSET', job(id), 'state', 'done')
+  redis.call('ZREM', Q .. 'claims', id)
+  if client then hdecr(Q .. 'ns', client) end
+  redis.call('PEXPIRE', job(id), ttl)
+  redis.call('PEXPIRE', Q .. 'ch:' .. id, ttl)
+end
+-- Puts a run (back) in its class's queue.
+local function enqueue(id, cls, turn, client)
+  redis.call('ZADD', Q .. 'q:' .. cls, turn, id)
+  redis.call('SADD', Q .. 'classes', cls)
+  redis.call('INCR', Q .. 'queued')
+  redis.call('HINCRBY', Q .. 'nq', client, 1)
+  redis.call('PUBLISH', Q .. 'wake', cls)
+end
+local function unqueue(id, cls, client)
+  redis.call('ZREM', Q .. 'q:' .. cls, id)
+  if redis.call('ZCARD', Q .. 'q:' .. cls) == 0 then redis.call('SREM', Q .. 'classes', cls) end
+  redis.call('DECR', Q .. 'queued')
+  hdecr(Q .. 'nq', client)
+end
+local function free_slots(now)
+  local total = 0
+  for _, inst in ipairs(redis.call('ZRANGEBYSCORE', Q .. 'alive', now, '+inf')) do
+    total = total + tonumber(redis.call('HGET', Q .. 'free', inst) or '0')
+  end
+  return total
+end
+`;
+
+function script(body: string): Script {
+  return new Script(PRELUDE + body);
+}
+
+/**
+ * ARGV: P, now, cls, needs JSON, client, params JSON, origin, stream id, queue_limit,
+ * client_queue_limit (0: none), max_streams (0: none). Checks the fleet-wide limits and queues
+ * the run at its client's next turn. Returns {'ok', id}, {'streams', count},
+ * {'queue_full', running, queued} or {'client_queue_full', queued by the client}.
+ */
+export const ENQUEUE = script(`
+local now, cls, client = tonumber(ARGV[2]), ARGV[3], ARGV[5]
+local max_streams = tonumber(ARGV[11])
+local streams = tonumber(redis.call('HGET', Q .. 'ns', client) or '0')
+if max_streams > 0 and streams >= max_streams then return {'streams', streams} end
+local queued = tonumber(redis.call('GET', Q .. 'queued') or '0')
+local free = free_slots(now)
+if queued >= free then
+  if queued - free >= tonumber(ARGV[9]) then return {'queue_full', redis.call('ZCARD', Q .. 'claims'), queued} end
+  local mine = tonumber(redis.call('HGET', Q .. 'nq', client) or '0')
+  local share = tonumber(ARGV[10])
+  if share > 0 and mine >= share then return {'client_queue_full', mine} end
+end
+local svc = tonumber(redis.call('GET', Q .. 'svc') or '0')
+local turn = math.max(tonumber(redis.call('HGET', Q .. 'last', client) or '0'), svc) + 1
+redis.call('HSET', Q .. 'last', client, turn)
+local id = string.format('%015d', redis.call('INCR', Q .. 'seq'))
+redis.call('HSET', job(id), 'cls', cls, 'client', client, 'params', ARGV[6], 'origin', ARGV[7], 'stream', ARGV[8],
+  'turn', turn, 'state', 'queued', 'attempt', 0, 'tokens', 0, 'retried', 0)
+redis.call('SET', Q .. 'need:' .. cls, ARGV[4])
+redis.call('HINCRBY', Q .. 'ns', client, 1)
+enqueue(id, cls, turn, client)
+return {'ok', id}
+`);
+
+/**
+ * ARGV: P, now, lease_until, instance, free slots before this claim, cls... (the classes it can
+ * serve). Claims the waiting run with the lowest turn among them, the earlier on a tie, and
+ * records this instance's free slots. Returns {} or {id, attempt, params, stream}.
+ */
+export const CLAIM = script(`
+local instance, free = ARGV[4], tonumber(ARGV[5])
+local best, best_turn, best_cls
+for i = 6, #ARGV do
+  local head = redis.call('ZRANGE', Q .. 'q:' .. ARGV[i], 0, 0, 'WITHSCORES')
+  if head[1] then
+    local turn = tonumber(head[2])
+    if not best or turn < best_turn or (turn == best_turn and head[1] < best) then
+      best, best_turn, best_cls = head[1], turn, ARGV[i]
+    end
+  end
+end
+if not best then
+  redis.call('HSET', Q .. 'free', instance, free)
+  return {}
+end
+local j = job(best)
+local client = redis.call('HGET', j, 'client')
+unqueue(best, best_cls, client)
+local attempt = redis.call('HINCRBY', j, 'attempt', 1)
+redis.call('HSET', j, 'state', 'claimed', 'exec', instance, 'sent', -1)
+redis.call('ZADD', Q .. 'claims', ARGV[3], best)
+redis.call('HSET', Q .. 'free', instance, free - 1)
+local svc = math.max(tonumber(redis.call('GET', Q .. 'svc') or '0'), best_turn - 1)
+redis.call('SET', Q .. 'svc', svc)
+local last = redis.call('HGETALL', Q .. 'last')
+for i = 1, #last, 2 do
+  if tonumber(last[i + 1]) <= svc then redis.call('HDEL', Q .. 'last', last[i]) end
+end
+local s = redis.call('HMGET', j, 'params', 'stream')
+return {best, attempt, s[1], s[2]}
+`);
+
+/**
+ * ARGV: P, id, attempt, kind (s start, t text, e end), entry JSON, ttl_ms, n (the entry's number
+ * in this attempt, from 0). Sends one entry to the run's receiver, if `attempt` still holds the
+ * claim (the fence: a run whose claim was taken back never gets entries from its old executor),
+ * once: an entry sent again (its reply was lost) is not added twice. Returns 0 fenced, 1 sent,
+ * 2 sent and its receiver asks it to stop.
+ */
+export const EMIT = script(`
+local id, kind, n = ARGV[2], ARGV[4], tonumber(ARGV[7])
+local s = redis.call('HMGET', job(id), 'state', 'attempt', 'abort', 'sent')
+if s[2] == ARGV[3] and n <= tonumber(s[4] or '-1') then return 1 end
+if s[1] ~= 'claimed' or s[2] ~= ARGV[3] then return 0 end
+redis.call('HSET', job(id), 'sent', n)
+redis.call('XADD', Q .. 'ch:' .. id, '*', 'e', ARGV[5])
+if kind == 't' then redis.call('HSET', job(id), 'tokens', 1) end
+if kind == 'e' then
+  finish(id, ARGV[6])
+  return 1
+end
+redis.call('PEXPIRE', Q .. 'ch:' .. id, ARGV[6])
+if s[3] == '1' then return 2 end
+return 1
+`);
+
+/**
+ * ARGV: P, now, lease_until, instance, free slots, info JSON, id... (the runs it executes).
+ * Renews the instance's registration and its claims. Returns one status per id: ok, abort (its
+ * receiver asks it to stop) or lost (the claim is no longer its own).
+ */
+export const RENEW = script(`
+local instance = ARGV[4]
+redis.call('ZADD', Q .. 'alive', ARGV[3], instance)
+redis.call('HSET', Q .. 'free', instance, ARGV[5])
+redis.call('HSET', Q .. 'info', instance, ARGV[6])
+local out = {}
+for i = 7, #ARGV do
+  local id = ARGV[i]
+  local s = redis.call('HMGET', job(id), 'state', 'exec', 'abort')
+  if s[1] ~= 'claimed' or s[2] ~= instance then out[#out + 1] = 'lost'
+  else
+    redis.call('ZADD', Q .. 'claims', ARGV[3], id)
+    if s[3] == '1' then out[#out + 1] = 'abort' else out[#out + 1] = 'ok' end
+  end
+end
+return out
+`);
+
+/**
+ * ARGV: P, now, ttl_ms, limit. Forgets instances whose registration ran out, and takes back the
+ * claims whose lease ran out: a run that produced no text yet and was never retried goes back to
+ * the front of its queue (its old turn) once; any other ends with a "lost" entry to its receiver.
+ * Returns {requeued ids, ended ids}.
+ */
+export const REAP = script(`
+local now = tonumber(ARGV[2])
+for _, inst in ipairs(redis.call('ZRANGEBYSCORE', Q .. 'alive', '-inf', now)) do
+  redis.call('ZREM', Q .. 'alive', inst)
+  redis.call('HDEL', Q .. 'free', inst)
+  redis.call('HDEL', Q .. 'info', inst)
+end
+local requeued, ended = {}, {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', Q .. 'claims', '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))) do
+  redis.call('ZREM', Q .. 'claims', id)
+  local s = redis.call('HMGET', job(id), 'state', 'tokens', 'retried', 'cls', 'turn', 'client', 'exec', 'attempt')
+  if s[1] == 'claimed' then
+    if s[2] ~= '1' and s[3] ~= '1' then
+      redis.call('HSET', job(id), 'state', 'queued', 'retried', 1, 'exec', '')
+      enqueue(id, s[4], tonumber(s[5]), s[6])
+      requeued[#requeued + 1] = id
+    else
+      local entry = {t = 'lost', executor = s[7], tokens = tonumber(s[2]), attempts = tonumber(s[8])}
+      redis.call('XADD', Q .. 'ch:' .. id, '*', 'e', cjson.encode(entry))
+      finish(id, ARGV[3])
+      ended[#ended + 1] = id
+    end
+  end
+end
+return {requeued, ended}
+`);
+
+/**
+ * ARGV: P, id, ttl_ms, end entry JSON. The receiver stops a run: a waiting one leaves the queue at
+ * once, with the end entry sent to its receiver (removed); a claimed one is flagged and its
+ * executor told on its channel (asked); done: nothing to stop.
+ */
+export const CANCEL = script(`
+local id = ARGV[2]
+local s = redis.call('HMGET', job(id), 'state', 'cls', 'client', 'exec')
+if s[1] == 'queued' then
+  unqueue(id, s[2], s[3])
+  redis.call('XADD', Q .. 'ch:' .. id, '*', 'e', ARGV[4])
+  finish(id, ARGV[3])
+  return 'removed'
+end
+if s[1] == 'claimed' then
+  redis.call('HSET', job(id), 'abort', 1)
+  redis.call('PUBLISH', Q .. 'ctl:' .. s[4], id)
+  return 'asked'
+end
+return 'done'
+`);
+
+/** ARGV: P, instance. The instance stops claiming (a graceful shutdown): it is no longer counted as a free slot. */
+export const LEAVE = script(`
+redis.call('ZREM', Q .. 'alive', ARGV[2])
+redis.call('HDEL', Q .. 'free', ARGV[2])
+redis.call('HDEL', Q .. 'info', ARGV[2])
+return 1
+`);
+
+/** ARGV: P, now. Returns {waiting runs, claimed runs, {instance, free, info JSON}...} for the live instances. */
+export const STATUS = script(`
+local out = {tonumber(redis.call('GET', Q .. 'queued') or '0'), redis.call('ZCARD', Q .. 'claims')}
+for _, inst in ipairs(redis.call('ZRANGEBYSCORE', Q .. 'alive', ARGV[2], '+inf')) do
+  out[#out + 1] = {inst, tonumber(redis.call('HGET', Q .. 'free', inst) or '0'), redis.call('HGET', Q .. 'info', inst) or '{}'}
+end
+return out
+`);

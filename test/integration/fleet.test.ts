@@ -1,0 +1,369 @@
+// A fleet: several real server processes (the CLI, `--parallel 1 --threads 1`) on one real Redis
+// act as one server with one run queue. A run sent to a busy instance runs at once on an idle one
+// and gives the solo text; a burst sent to one instance fills every slot; instances with another
+// model take only the runs they can serve; an executor killed with SIGKILL has its run retried
+// once (no text yet) or ended with an error chunk (text produced); per-client limits hold across
+// the fleet; with Redis gone each instance serves its own queue and /health says so.
+import { expect } from 'chai';
+import { statSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import { ensureBuiltinModel, TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { patchedCopy } from '../helpers/gguf-patch.js';
+import { greedy } from '../helpers/prompts.js';
+import { startRedis, type RedisProcess } from '../helpers/redis-server.js';
+import { HttpRpc, type Chunk } from '../helpers/rpc.js';
+import { scratchDir, startServer, type ServerProcess } from '../helpers/server-process.js';
+
+const LEASE_MS = 1000;
+const CONTEXT = 16_384;
+/** Long enough to still be generating while a test acts. */
+const LONG = { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 15_000, ...greedy };
+const SHORT = { prompt_input: 'The Queen said', max_new_tokens: 200, ...greedy };
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface Instance {
+  proc: ServerProcess;
+  http: HttpRpc;
+  url: string;
+}
+
+/** Waits until `check` holds, polling every 20 ms, at most `withinMs`. */
+async function until(what: string, check: () => Promise<boolean>, withinMs = 10_000): Promise<void> {
+  const deadline = Date.now() + withinMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await sleep(20);
+  }
+  throw new Error(`not within ${withinMs} ms: ${what}`);
+}
+
+async function drain(rpc: HttpRpc, streamId: string): Promise<{ text: string; last: Chunk }> {
+  const parts: string[] = [];
+  let afterSeq = -1;
+  for (let polls = 0; polls < 20_000; polls++) {
+    const res = await rpc.call<{ chunk: Chunk | null }>('poll', { stream_id: streamId, after_seq: afterSeq, wait_ms: 5000 });
+    if (res.error) throw new Error(`poll: ${res.error.code} ${res.error.message}`);
+    const chunk = res.result!.chunk;
+    if (!chunk) continue;
+    parts.push(chunk.delta);
+    afterSeq = chunk.seq;
+    if (chunk.end) return { text: parts.join(''), last: chunk };
+  }
+  throw new Error('the stream did not end');
+}
+
+async function firstChunk(rpc: HttpRpc, streamId: string): Promise<Chunk> {
+  for (let polls = 0; polls < 50; polls++) {
+    const { chunk } = await rpc.result<{ chunk: Chunk | null }>('poll', { stream_id: streamId, after_seq: -1, wait_ms: 5000 });
+    if (chunk) return chunk;
+  }
+  throw new Error('no chunk came');
+}
+
+const running = async (i: { http: HttpRpc }): Promise<boolean> =>
+  (await i.http.result<{ running: boolean }>('rkllm_is_running', {})).running;
+
+describe('A fleet: one run queue across instances on Redis', function () {
+  this.timeout(180_000);
+  let redis: RedisProcess;
+  const started: Instance[] = [];
+
+  async function instance(
+    db: number,
+    options: { model?: string; parallel?: number; settings?: Record<string, unknown> } = {},
+  ): Promise<Instance> {
+    const args = [
+      '--redis',
+      `${redis.url}/${db}`,
+      '--parallel',
+      String(options.parallel ?? 1),
+      '--threads',
+      '1',
+      '--context',
+      String(CONTEXT),
+      '--no-udp',
+      '--no-ws',
+    ];
+    if (options.model) args.push('--model', options.model);
+    const settings = { redis: { lease_ms: LEASE_MS }, fleet: { check_interval_ms: 200 }, ...options.settings };
+    const proc = await startServer({ args, settings });
+    const made = { proc, http: new HttpRpc(proc.url), url: proc.url };
+    started.push(made);
+    return made;
+  }
+
+  before(async () => {
+    redis = await startRedis();
+  });
+
+  after(async () => {
+    await Promise.all(started.map((i) => i.proc.stop()));
+    await redis?.dispose();
+  });
+
+  describe('three instances of --parallel 1', () => {
+    let a: Instance;
+    let b: Instance;
+    let c: Instance;
+
+    before(async () => {
+      [a, b, c] = await Promise.all([instance(0), instance(0), instance(0)]);
+    });
+
+    afterEach(async () => {
+      for (const i of [a, b, c]) await i.http.result('rkllm_abort', {});
+      for (const i of [a, b, c]) await until('idle', async () => !(await running(i)));
+    });
+
+    it('shows the fleet in engine_status: every instance, its model hash and free slots, and the queue', async () => {
+      await until('three instances registered', async () => {
+        const { fleet } = await a.http.result('engine_status', {});
+        return fleet.instances.length === 3;
+      });
+      const { fleet } = await b.http.result('engine_status', {});
+      expect(fleet).to.include({ mode: 'shared', queued: 0 });
+      const hashes = new Set(fleet.instances.map((i: { models: Array<{ hash: string }> }) => i.models[0]!.hash));
+      expect(hashes.size).to.equal(1);
+      for (const i of fleet.instances) expect(i).to.include({ slots: 1, free_slots: 1, engine: 'llama.cpp' });
+    });
+
+    it('a greedy rkllm_run sent to the busy instance starts at once elsewhere and returns the solo text', async () => {
+      const solo = (await a.http.result('rkllm_run', SHORT)).text;
+      // keep_history pins a run to the instance holding the conversation: this one fills A's only slot.
+      const blocker = await a.http.start({ ...LONG, keep_history: 1 });
+      await firstChunk(a.http, blocker.stream_id);
+      expect(await running(a)).to.equal(true);
+      const result = await a.http.result('rkllm_run', SHORT);
+      expect(result.text).to.equal(solo);
+      expect(result.finish_reason).to.equal('length');
+      // A's slot was busy all along: its long run has not ended.
+      const { chunk } = await a.http.result('poll', { stream_id: blocker.stream_id, after_seq: -1, wait_ms: 0 });
+      expect(chunk?.end ?? false).to.equal(false);
+      expect((await a.http.result('rkllm_abort', { stream_id: blocker.stream_id })).aborted).to.equal(1);
+      expect((await drain(a.http, blocker.stream_id)).last.finish_reason).to.equal('abort');
+    });
+
+    it('three long runs sent to one instance keep all three slots busy', async () => {
+      const streams = [await a.http.start(LONG), await a.http.start(LONG), await a.http.start(LONG)];
+      await until('every instance runs one', async () => (await Promise.all([a, b, c].map(running))).every(Boolean));
+      const { fleet } = await a.http.result('engine_status', {});
+      expect(fleet).to.include({ queued: 0, running: 3 });
+      for (const s of streams) expect((await a.http.result('rkllm_abort', { stream_id: s.stream_id })).aborted).to.equal(1);
+      for (const s of streams) expect((await drain(b.http, s.stream_id)).last.finish_reason).to.equal('abort');
+    });
+
+    it('a run waiting in the shared queue leaves it when aborted, without ever running', async () => {
+      const long = [await a.http.start(LONG), await a.http.start(LONG), await a.http.start(LONG)];
+      await until('every instance runs one', async () => (await Promise.all([a, b, c].map(running))).every(Boolean));
+      const waiting = await c.http.start(SHORT);
+      expect((await a.http.result('engine_status', {})).fleet.queued).to.equal(1);
+      expect((await c.http.result('rkllm_abort', { stream_id: waiting.stream_id })).aborted).to.equal(1);
+      const { text, last } = await drain(c.http, waiting.stream_id);
+      expect(text).to.equal('');
+      expect(last.finish_reason).to.equal('abort');
+      expect((await a.http.result('engine_status', {})).fleet.queued).to.equal(0);
+      for (const s of long) await a.http.result('rkllm_abort', { stream_id: s.stream_id });
+    });
+  });
+
+  it('instances with different models only get the runs they can serve', async () => {
+    const tiny = await ensureBuiltinModel('tiny');
+    // Another model: the same file with its last weight changed, so its content hash differs.
+    const other = patchedCopy(tiny, scratchDir(), 'other.gguf', statSync(tiny).size - 8, 0x3c003c003c003c00n);
+    const [same, different] = await Promise.all([instance(1), instance(1, { model: other })]);
+    const first = await same.http.start(LONG);
+    await until('the first runs', async () => running(same));
+    const second = await same.http.start(LONG);
+    const { fleet } = await different.http.result('engine_status', {});
+    expect(fleet.queued, 'the second waits for the only instance with its model').to.equal(1);
+    expect(new Set(fleet.instances.map((i: { models: Array<{ hash: string }> }) => i.models[0]!.hash)).size).to.equal(2);
+    expect(await running(different)).to.equal(false);
+    // A run sent to the other model's instance runs there.
+    const own = await different.http.start(SHORT);
+    expect((await drain(different.http, own.stream_id)).last.finish_reason).to.equal('length');
+    expect(await running(same)).to.equal(true);
+    for (const s of [first, second]) await same.http.result('rkllm_abort', { stream_id: s.stream_id });
+    for (const s of [first, second]) expect((await drain(same.http, s.stream_id)).last.finish_reason).to.equal('abort');
+  });
+
+  describe('an executor killed with SIGKILL while it holds a claimed run', () => {
+    let x: Instance;
+    let y: Instance;
+    let db2: Redis;
+
+    /** The claimed run of `streamId`, as the queue holds it. */
+    async function claimOf(streamId: string): Promise<{ id: string; tokens: string } | undefined> {
+      for (const id of await db2.zrange('rkllm:fq:claims', 0, -1)) {
+        const [stream, tokens] = await db2.hmget(`rkllm:fq:j:${id}`, 'stream', 'tokens');
+        if (stream === streamId) return { id, tokens: tokens! };
+      }
+      return undefined;
+    }
+
+    beforeEach(async () => {
+      db2 = new Redis(`${redis.url}/2`, { maxRetriesPerRequest: 1 });
+      [x, y] = await Promise.all([instance(2), instance(2)]);
+      await until('both registered', async () => (await y.http.result('engine_status', {})).fleet.instances.length === 2);
+    });
+
+    afterEach(async () => {
+      db2.disconnect();
+      await x.proc.stop();
+      await y.proc.stop();
+      await db2.flushdb().catch(() => {});
+    });
+
+    /** Fills Y's only slot with a run pinned to it, so that a run sent to Y is claimed by X. */
+    async function busyY(): Promise<{ stream_id: string }> {
+      const pinned = await y.http.start({ ...LONG, keep_history: 1 });
+      await firstChunk(y.http, pinned.stream_id);
+      return pinned;
+    }
+
+    it('a run that had produced no text is retried once elsewhere and gives the solo text', async () => {
+      // A long prompt: its prefill takes long enough that the kill lands before the first token.
+      const params = { prompt_input: Array(1200).fill(TINY_MODEL_PROMPTS.long).join(' '), max_new_tokens: 40, ...greedy };
+      const solo = (await y.http.result('rkllm_run', params)).text;
+      const pinned = await busyY();
+      const { stream_id } = await y.http.start(params);
+      let claim: { id: string; tokens: string } | undefined;
+      await until('X claims it', async () => (claim = await claimOf(stream_id)) !== undefined);
+      x.proc.proc.kill('SIGKILL');
+      await x.proc.exited;
+      const [tokens] = await db2.hmget(`rkllm:fq:j:${claim!.id}`, 'tokens');
+      expect(tokens, 'the kill landed before the first token').to.equal('0');
+      await y.http.result('rkllm_abort', { stream_id: pinned.stream_id });
+      const killedAt = Date.now();
+      const { text, last } = await drain(y.http, stream_id);
+      expect(last).to.deep.include({ end: true, finish_reason: 'length' });
+      expect(text, 'one execution only').to.equal(solo);
+      expect(Date.now() - killedAt).to.be.below(LEASE_MS * 15);
+      expect(await db2.hget(`rkllm:fq:j:${claim!.id}`, 'attempt')).to.equal('2');
+    });
+
+    it('a run that had produced text ends with an explicit error chunk, within a bounded time', async () => {
+      await busyY();
+      const { stream_id } = await y.http.start(LONG);
+      const head = await firstChunk(y.http, stream_id);
+      expect(await claimOf(stream_id)).to.not.equal(undefined);
+      x.proc.proc.kill('SIGKILL');
+      const killedAt = Date.now();
+      const rest = await drain(y.http, stream_id);
+      expect(Date.now() - killedAt).to.be.below(LEASE_MS * 10);
+      expect(rest.last).to.deep.include({ end: true, finish_reason: 'error' });
+      expect(rest.last.error).to.deep.include({ code: -32019 });
+      expect(rest.last.error!.message).to.match(/stopped renewing its lease/);
+      expect(rest.last.seq).to.be.above(head.seq);
+    });
+  });
+
+  it('holds per-client limits across the fleet: queue share and stream count', async () => {
+    const keys = ['fleet-test-key-one-0123456789', 'fleet-test-key-two-0123456789'];
+    const settings = { auth: { api_keys: keys }, limits: { max_streams: 3 }, engine: { queue_limit_per_client: 1 } };
+    const [f, g] = await Promise.all([instance(3, { settings }), instance(3, { settings })]);
+    const as = (i: Instance, key: string): HttpRpc => new HttpRpc(i.url, { authorization: `Bearer ${key}` });
+    const [f1, g1, f2, g2] = [as(f, keys[0]!), as(g, keys[0]!), as(f, keys[1]!), as(g, keys[1]!)];
+    const long = [await f1.start(LONG), await g1.start(LONG)];
+    await until('both run', async () => (await running({ http: f1 })) && (await running({ http: g1 })));
+    const queued = [await f2.start(SHORT)];
+    // The second key's share of the queue is one run, wherever it sends the next.
+    const share = await g2.call('rkllm_run_async', SHORT);
+    expect(share.error).to.deep.include({ code: -32000 });
+    expect(share.error!.message).to.match(/its share of the queue/);
+    queued.push(await f1.start(SHORT));
+    // The first key has three streams in the fleet (one on G): G refuses a fourth.
+    const count = await g1.call('rkllm_run_async', SHORT);
+    expect(count.error).to.deep.include({ code: -32016 });
+    expect(count.error!.message).to.match(/at most 3 queued or running per client/);
+    for (const [rpc, s] of [
+      [f1, long[0]!],
+      [g1, long[1]!],
+    ] as const)
+      await rpc.result('rkllm_abort', { stream_id: s.stream_id });
+    expect((await drain(f2, queued[0]!.stream_id)).last.finish_reason).to.equal('length');
+    expect((await drain(f1, queued[1]!.stream_id)).last.finish_reason).to.equal('length');
+  });
+
+  it('with Redis gone each instance serves its own queue and /health says so; with Redis back, the shared queue again', async () => {
+    const [p, q] = await Promise.all([instance(5), instance(5)]);
+    const solo = (await p.http.result('rkllm_run', SHORT)).text;
+    await redis.stop();
+    try {
+      for (const i of [p, q]) {
+        await until('health says degraded', async () => {
+          const health = (await (await fetch(`${i.url}health`)).json()) as { degraded?: boolean };
+          return health.degraded === true;
+        });
+        const res = await fetch(`${i.url}health`);
+        expect(res.status).to.equal(200);
+        const health = (await res.json()) as { status: string; reason: string };
+        expect(health.status).to.equal('ready');
+        expect(health.reason).to.match(/shared run queue \(Redis\) is unreachable.*serves its own queue/);
+        expect((await i.http.result('rkllm_run', SHORT)).text).to.equal(solo);
+        expect((await i.http.result('engine_status', {})).fleet).to.include({ mode: 'local' });
+      }
+    } finally {
+      await redis.start();
+    }
+    for (const i of [p, q]) {
+      await until('health is plain ready again', async () => {
+        const health = (await (await fetch(`${i.url}health`)).json()) as { degraded?: boolean };
+        return health.degraded === undefined;
+      });
+    }
+    expect((await p.http.result('engine_status', {})).fleet).to.include({ mode: 'shared' });
+    expect((await q.http.result('rkllm_run', SHORT)).text).to.equal(solo);
+  });
+
+  it('an instance shutting down gracefully stops claiming at once, while it finishes its own run', async () => {
+    const db = new Redis(`${redis.url}/6`, { maxRetriesPerRequest: 1 });
+    try {
+      const draining = await instance(6, { parallel: 2, settings: { shutdown: { drain_timeout_s: 60 } } });
+      const other = await instance(6);
+      const drainingId: string = (await draining.http.result('engine_status', {})).fleet.instance;
+      const otherId: string = (await other.http.result('engine_status', {})).fleet.instance;
+      const own = await draining.http.start({ ...LONG, keep_history: 1 });
+      await firstChunk(draining.http, own.stream_id);
+      const busy = await other.http.start({ ...LONG, keep_history: 1 });
+      await firstChunk(other.http, busy.stream_id);
+      await until('the draining instance has a free slot', async () => (await db.hget('rkllm:fq:free', drainingId)) === '1');
+      draining.proc.proc.kill('SIGTERM');
+      await until('it no longer offers its free slot', async () => (await db.hget('rkllm:fq:free', drainingId)) !== '1');
+      const { stream_id } = await other.http.start(SHORT);
+      await other.http.result('rkllm_abort', { stream_id: busy.stream_id });
+      expect((await drain(other.http, stream_id)).last.finish_reason).to.equal('length');
+      const ran = await db.keys('rkllm:fq:j:*');
+      const execs = await Promise.all(ran.map(async (key) => db.hmget(key, 'stream', 'exec')));
+      expect(execs.find(([stream]) => stream === stream_id)?.[1]).to.equal(otherId);
+      draining.proc.proc.kill('SIGKILL');
+    } finally {
+      db.disconnect();
+    }
+  });
+
+  it('takes turns across clients in the shared queue: a newcomer is served before the runs queued earlier by another client', async () => {
+    const keys = ['fleet-fair-key-one-0123456789', 'fleet-fair-key-two-0123456789', 'fleet-fair-key-three-012345678'];
+    const settings = { auth: { api_keys: keys } };
+    const [u, v] = await Promise.all([instance(7, { settings }), instance(7, { settings })]);
+    const as = (i: Instance, key: string): HttpRpc => new HttpRpc(i.url, { authorization: `Bearer ${key}` });
+    const [u1, v2, u3, v3] = [as(u, keys[0]!), as(v, keys[1]!), as(u, keys[2]!), as(v, keys[2]!)];
+    // A third key fills both slots with runs pinned to them.
+    const pinnedU = await u3.start({ ...LONG, keep_history: 1 });
+    const pinnedV = await v3.start({ ...LONG, keep_history: 1 });
+    await firstChunk(u3, pinnedU.stream_id);
+    await firstChunk(v3, pinnedV.stream_id);
+    const first = [await u1.start(SHORT), await u1.start(SHORT), await u1.start(SHORT)];
+    const newcomer = await v2.start(SHORT);
+    // One slot frees up: the four runs go through it one at a time, in turn order.
+    await v3.result('rkllm_abort', { stream_id: pinnedV.stream_id });
+    const order: string[] = [];
+    const follow = async (rpc: HttpRpc, streamId: string, name: string): Promise<void> => {
+      expect((await drain(rpc, streamId)).last.finish_reason).to.equal('length');
+      order.push(name);
+    };
+    await Promise.all([...first.map((s, i) => follow(u1, s.stream_id, `first ${i}`)), follow(v2, newcomer.stream_id, 'newcomer')]);
+    expect(order).to.deep.equal(['first 0', 'newcomer', 'first 1', 'first 2']);
+    await u3.result('rkllm_abort', { stream_id: pinnedU.stream_id });
+  });
+});
