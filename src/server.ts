@@ -23,6 +23,10 @@ import { engineStatusMethod } from './methods/engine-status.js';
 import { liveMethods } from './methods/live.js';
 import { rkllmMethods } from './methods/rkllm.js';
 import { Metrics } from './metrics.js';
+import { parseKeepAlive } from './models/keep-alive.js';
+import type { LoadedModels } from './models/loaded.js';
+import { modelSet } from './models/model-set.js';
+import { modelsMethods } from './methods/models.js';
 import { clientFolders, type ClientFolders } from './paths.js';
 import type { Settings } from './settings.js';
 import { drain, type Drainable } from './shutdown.js';
@@ -153,6 +157,26 @@ function engineOptions(settings: Settings): EngineOptions {
   };
 }
 
+/** The models folder and the loaded set, from the settings `models.*` (see docs/models.md). */
+function models(settings: Settings, engine: Engine, scheduler: Scheduler, log: Logger): LoadedModels {
+  const m = settings.models;
+  const keepAliveMs = parseKeepAlive(m.keep_alive);
+  if (keepAliveMs === undefined)
+    throw new Error(`setting "models.keep_alive" must be a duration ("5m", "30s", "0", "-1"); got "${m.keep_alive}"`);
+  const e = settings.engine;
+  const options = {
+    dir: m.dir ?? settings.folders.models,
+    engine: engineOptions(settings),
+    maxLoaded: m.max_loaded,
+    keepAliveMs,
+    waitMs: e.load_wait_ms,
+    queueLimit: e.queue_limit,
+    queueLimitPerClient: e.queue_limit_per_client,
+    loraAdapters: folders(settings).loraAdapters,
+  };
+  return modelSet(options, engine, scheduler, log);
+}
+
 /** What the buffer store gets from the settings. */
 function storeOptions(settings: Settings): StoreOptions {
   const { streams: s, redis: r } = settings;
@@ -212,16 +236,16 @@ function clientGate(settings: Settings, metrics: Metrics, log: Logger): ClientGa
 function drainTarget(server: {
   health: Health;
   hub: StreamHub;
-  scheduler: Scheduler;
+  schedulers: () => Scheduler[];
   store: BufferStore;
   transports: Transport[];
   close: () => Promise<void>;
 }): Drainable {
-  const { health, hub, scheduler, store, transports } = server;
+  const { health, hub, schedulers, store, transports } = server;
   return {
     stopAccepting: () => {
       health.draining();
-      scheduler.close(fault('SHUTTING_DOWN', 'no_new_runs'));
+      for (const scheduler of schedulers()) scheduler.close(fault('SHUTTING_DOWN', 'no_new_runs'));
       for (const transport of transports) transport.stopAccepting();
     },
     pending: async () => ({ streams: hub.liveCount, buffers: (await store.status()).active_buffers }),
@@ -313,9 +337,11 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   const s = settings.streams;
   const files = folders(settings);
   const scheduler = new Scheduler(engine.slots, settings.engine.queue_limit, settings.engine.queue_limit_per_client);
+  const loadedModels = models(settings, engine, scheduler, log);
   const hub = new StreamHub({
     engine,
     scheduler,
+    resolve: (model, signal) => loadedModels.use(model, undefined, signal),
     store,
     ...(cluster ? { peers: cluster } : {}),
     log,
@@ -331,7 +357,9 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
       cleanupIntervalS: s.cleanup_interval_s,
       bufferTimeoutS: s.buffer_timeout_s,
       promptCaches: files.promptCaches,
+      maxContext: (model) => loadedModels.contextOf(model),
     }),
+    ...modelsMethods(loadedModels),
     ...rkllmMethods({ engine, hub, folders: files }),
     ...liveMethods(hub),
     authenticateMethod(gate),
@@ -365,11 +393,12 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
       await mcp?.close();
       await hub.close();
       await opened.close();
+      await loadedModels.close();
       await engine.dispose();
     })());
   let drained: Promise<void> | undefined;
   const times = { drainMs: settings.shutdown.drain_timeout_s * 1000, finalPollMs: settings.shutdown.final_poll_timeout_s * 1000 };
-  const target = drainTarget({ health, hub, scheduler, store, transports, close });
+  const target = drainTarget({ health, hub, schedulers: () => loadedModels.schedulers, store, transports, close });
   const shutdown = (): Promise<void> => (drained ??= drain(target, times, log, cluster !== undefined));
 
   serve = async (raw, origin) => {
@@ -382,12 +411,13 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   const faces = faceRoutes({
     hub,
     engine,
+    models: loadedModels,
     gate,
     sendLimit,
     refused,
     answered: (method, seconds) => metrics.answered(method, 'http', seconds),
   });
-  loading.open({ serve, mcp: { engine, hub, store, queueLimit: settings.engine.queue_limit } });
+  loading.open({ serve, mcp: { engine, hub, store, queueLimit: settings.engine.queue_limit, models: loadedModels } });
   routes = [playground, ...(mcp ? [mcp.route] : []), ...faces];
   health.serving(engine);
   const names = Object.entries(addresses).map(([name, address]) => `${name}=${address}`);

@@ -14,6 +14,7 @@ import { StreamDelivery, type Delivery } from './delivery.js';
 import type { ChunkOutlet } from './outlet.js';
 import { ANYONE, type StreamOwner } from './owner.js';
 import type { Peers } from './peers.js';
+import { fixedTarget, type RunResolver, type RunTarget } from './run-target.js';
 import type { Scheduler } from './scheduler.js';
 import { Stream, newStreamId, type Chunk, type RequestId } from './stream.js';
 
@@ -30,6 +31,8 @@ export interface StreamHubOptions {
   engine: Engine;
   scheduler: Scheduler;
   store: BufferStore;
+  /** Which engine and slot pool run a run, by the model it names (default: `engine` and `scheduler` for every run). */
+  resolve?: RunResolver;
   /** With a shared store: reaches the streams other instances generate, and lets them reach ours. */
   peers?: Peers;
   log: Logger;
@@ -43,7 +46,8 @@ export interface RunResult extends RunOutputs {
   error?: string;
 }
 
-export type RunParams = Omit<RunRequest, 'signal'>;
+/** A run as the hub takes it: the engine's run request, and the name of the model that runs it (absent: the default model). */
+export type RunParams = Omit<RunRequest, 'signal'> & { model?: string };
 
 /** Selects streams for `rkllm_abort` and `poll`. */
 export interface StreamSelector {
@@ -62,8 +66,7 @@ function ownedBy(params: RunParams, owner: StreamOwner): RunParams {
  * abandoned.
  */
 export class StreamHub {
-  readonly #engine: Engine;
-  readonly #scheduler: Scheduler;
+  readonly #resolve: RunResolver;
   readonly #store: BufferStore;
   readonly #peers: Peers | undefined;
   readonly #log: Logger;
@@ -78,8 +81,7 @@ export class StreamHub {
 
   constructor(options: StreamHubOptions) {
     this.#observer = options.observer;
-    this.#engine = options.engine;
-    this.#scheduler = options.scheduler;
+    this.#resolve = options.resolve ?? fixedTarget(options.engine, options.scheduler);
     this.#store = options.store;
     this.#peers = options.peers;
     this.#log = options.log;
@@ -94,7 +96,7 @@ export class StreamHub {
    */
   async start(params: RunParams, requestId: RequestId | undefined, delivery: Delivery, owner: StreamOwner = ANYONE): Promise<Stream> {
     params = ownedBy(params, owner);
-    const { stream, release } = await this.#admit(params, requestId, owner);
+    const { stream, release, target } = await this.#admit(params, requestId, owner);
     try {
       await this.#delivery.open(stream, delivery);
     } catch (err) {
@@ -102,7 +104,7 @@ export class StreamHub {
       throw err;
     }
     if (delivery.kind !== 'push') this.#peers?.own(stream);
-    this.#launch(stream, params, owner, release);
+    this.#launch(stream, params, owner, release, target);
     return stream;
   }
 
@@ -119,13 +121,13 @@ export class StreamHub {
   /** Runs to the end (`rkllm_run`). `signal` aborts it, e.g. when the client disconnects. */
   async run(params: RunParams, requestId: RequestId | undefined, signal: AbortSignal, owner: StreamOwner = ANYONE): Promise<RunResult> {
     params = ownedBy(params, owner);
-    const { stream, release } = await this.#admit(params, requestId, owner);
+    const { stream, release, target } = await this.#admit(params, requestId, owner, signal);
     const parts: string[] = [];
     stream.subscribe((chunk) => parts.push(chunk.delta));
     const onAbort = (): void => stream.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      this.#launch(stream, params, owner, release);
+      this.#launch(stream, params, owner, release, target);
       const last = await stream.ended;
       const result: RunResult = { text: parts.join(''), finish_reason: last.finish_reason!, perf: last.perf! };
       if (last.error) result.error = last.error.message;
@@ -233,14 +235,30 @@ export class StreamHub {
   }
 
   /**
-   * Admission, shared by `start` and `run`: the input is valid, the queue has room and the owner
-   * may start another stream. Only then is the stream created; `release` frees the owner's place.
+   * Admission, shared by `start` and `run`: the run's model is found (and loaded when needed), the
+   * input is valid, the queue has room and the owner may start another stream. Only then is the
+   * stream created; `release` frees the owner's place and the hold on the model.
    */
-  async #admit(params: RunParams, requestId: RequestId | undefined, owner: StreamOwner): Promise<{ stream: Stream; release: () => void }> {
-    await this.#engine.validate(params);
-    this.#scheduler.checkCapacity(owner.queueKey);
-    const release = owner.admitStream();
-    return { stream: this.#newStream(requestId, owner), release };
+  async #admit(
+    params: RunParams,
+    requestId: RequestId | undefined,
+    owner: StreamOwner,
+    signal?: AbortSignal,
+  ): Promise<{ stream: Stream; release: () => void; target: RunTarget }> {
+    const target = await this.#resolve(params.model, signal);
+    try {
+      await target.engine.validate(params);
+      target.scheduler.checkCapacity(owner.queueKey);
+      const admitted = owner.admitStream();
+      const release = (): void => {
+        admitted();
+        target.release();
+      };
+      return { stream: this.#newStream(requestId, owner), release, target };
+    } catch (err) {
+      target.release();
+      throw err;
+    }
   }
 
   /** A new stream whose first listener is the observer, so it sees each chunk before any sink sends it. */
@@ -252,10 +270,10 @@ export class StreamHub {
   }
 
   /** Runs `stream` through the scheduler and the engine; `release` frees its place in its owner's limit once it has ended. */
-  #launch(stream: Stream, params: RunParams, owner: StreamOwner, release: () => void): void {
+  #launch(stream: Stream, params: RunParams, owner: StreamOwner, release: () => void, target: RunTarget): void {
     this.#live.set(stream.id, stream);
     this.#observer?.started?.(stream.id);
-    const task = this.#drive(stream, params, owner.queueKey).finally(() => {
+    const task = this.#drive(stream, params, owner.queueKey, target).finally(() => {
       release();
       this.#live.delete(stream.id);
       this.#tasks.delete(task);
@@ -263,10 +281,10 @@ export class StreamHub {
     this.#tasks.add(task);
   }
 
-  async #drive(stream: Stream, params: RunParams, queueKey: string): Promise<void> {
+  async #drive(stream: Stream, { model: _model, ...params }: RunParams, queueKey: string, target: RunTarget): Promise<void> {
     let release: (() => void) | undefined;
     try {
-      release = await this.#scheduler.acquire(stream.signal, queueKey);
+      release = await target.scheduler.acquire(stream.signal, queueKey);
     } catch {
       this.#end(stream, 'abort', undefined);
       return;
@@ -275,7 +293,7 @@ export class StreamHub {
       stream.markRunning();
       this.#observer?.running?.(stream.id);
       const outputs: RunOutputs = {};
-      const outcome = await this.#engine.run({ ...params, signal: stream.signal }, (result, state) => {
+      const outcome = await target.engine.run({ ...params, signal: stream.signal }, (result, state) => {
         if (state !== LLMCallState.RKLLM_RUN_NORMAL) return;
         stream.push(result.text);
         if (result.last_hidden_layer) outputs.last_hidden_layer = result.last_hidden_layer;

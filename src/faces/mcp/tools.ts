@@ -30,6 +30,7 @@ const sampling = {
   top_p: z.number().min(0).max(1).optional().describe('Nucleus sampling threshold'),
   repeat_penalty: z.number().min(0).max(10).optional().describe('Penalty for repeating recent tokens; 1 disables'),
   stop: z.array(z.string().min(1).max(200)).max(16).optional().describe('Stop sequences: the text ends before the first one'),
+  model: z.string().min(1).max(256).optional().describe('The model, by name (models_list); absent: the default model'),
 };
 
 const perf = z.object({
@@ -83,7 +84,7 @@ function result(structured: Record<string, unknown>, text: string): CallToolResu
 function runParams(backend: McpBackend, prompt: string, args: Sampling, mode: number = RKLLMInferMode.RKLLM_INFER_GENERATE) {
   const fields: Record<string, unknown> = { prompt_input: prompt, mode, ...args };
   delete fields.stop;
-  return toRunParams(fields, backend.engine.param.max_context_len);
+  return toRunParams(fields, backend.models.contextOf(args.model));
 }
 
 /** `model_info`'s answer, also the `rkllm://model` resource. */
@@ -205,7 +206,10 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
       title: 'Embed text with the on-device model',
       description:
         "Turns text into vectors: the model's last hidden layer at the last token of each input (RKLLM_INFER_GET_LAST_HIDDEN_LAYER).",
-      inputSchema: { input: z.union([z.string(), z.array(z.string()).min(1).max(256)]).describe('A string, or an array of strings') },
+      inputSchema: {
+        input: z.union([z.string(), z.array(z.string()).min(1).max(256)]).describe('A string, or an array of strings'),
+        model: sampling.model,
+      },
       outputSchema: { vectors: z.array(z.array(z.number())), dimensions: z.number().int(), model: z.string() },
     },
     (args, extra) =>
@@ -214,7 +218,12 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
         const inputs = typeof args.input === 'string' ? [args.input] : args.input;
         const vectors: number[][] = [];
         for (const text of inputs) {
-          const params = runParams(backend, text, {}, RKLLMInferMode.RKLLM_INFER_GET_LAST_HIDDEN_LAYER);
+          const params = runParams(
+            backend,
+            text,
+            args.model ? { model: args.model } : {},
+            RKLLMInferMode.RKLLM_INFER_GET_LAST_HIDDEN_LAYER,
+          );
           const out = await backend.hub.run(params, extra.requestId, extra.signal, client);
           const layer = out.last_hidden_layer;
           if (!layer) throw new ServerError('ENGINE_ERROR', out.error ?? 'The engine returned no hidden layer');
