@@ -1,5 +1,4 @@
 /** What the OpenAI and Ollama faces share: the model's name, and a generation request as the hub's run parameters. */
-import { fault } from '../errors.js';
 import { parseKeepAlive } from '../models/keep-alive.js';
 import type { ModelLease } from '../models/loaded.js';
 import { RKLLMInferMode, RKLLMInputType, type ChatMessage, type Engine, type SamplingParams } from '../engine/types.js';

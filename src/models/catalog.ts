@@ -92,7 +92,7 @@ async function readSidecar(path: string): Promise<ModelSidecar> {
   if (text === undefined) return {};
   const value = JSON.parse(text) as unknown;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${path}: a model's sidecar must be a JSON object`);
-  return value as ModelSidecar;
+  return value;
 }
 
 /** The models of one folder. */
@@ -119,7 +119,7 @@ export class ModelCatalog {
 
   /** Every model, the built-in one first, then the folder's by name. A file that cannot be read is left out. */
   async list(): Promise<ModelEntry[]> {
-    const names = await readdir(this.dir).catch(() => [] as string[]);
+    const names: string[] = await readdir(this.dir).catch(() => []);
     const files = names.filter((n) => n.endsWith(this.#extension) && !BUILTIN_CACHE.test(n.slice(0, -this.#extension.length))).sort();
     const entries = await Promise.all(files.map((file) => this.#entry(join(this.dir, file), false).catch(() => undefined)));
     const builtin = this.#builtin ? await this.#entry(await this.#builtin(), true) : undefined;

@@ -303,6 +303,7 @@ export class LoadedModels implements AsyncDisposable {
       this.#default.ready.catch(() => {});
       return;
     }
+    this.#o.log.info({ model: entry.name }, 'models: loading');
     const resident: Resident = {
       name: entry.name,
       engine: undefined as unknown as Engine,
