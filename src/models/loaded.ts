@@ -175,7 +175,9 @@ export class LoadedModels implements AsyncDisposable {
     const label = entry?.name ?? this.#defaultName();
     for (;;) {
       signal?.throwIfAborted();
-      const resident = entry ? this.#residents.get(entry.name) : this.#defaultHeld() ? this.#default : undefined;
+      // The default model without a model of its own (rkllm_destroy) is leased as it is: its engine refuses the run, as before.
+      const parked = this.#defaultParked !== undefined && this.#default.state !== 'loading';
+      const resident = entry ? this.#residents.get(entry.name) : parked ? undefined : this.#default;
       if (resident?.state === 'loading') {
         await this.#bounded(resident.ready, deadline, signal, () => fault('ENGINE_UNAVAILABLE', 'model_loading', { model: label, load_wait_ms: this.#o.waitMs }, { retry_after: 1 }));
         continue;
