@@ -375,7 +375,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     onAnswered: (method, transport, seconds) => metrics.answered(method, transport, seconds),
   });
   metrics.watch({
-    streams: () => ({ active: scheduler.active, queued: scheduler.queued }),
+    streams: () => loadedModels.streams(),
     buffers: () => store.status(),
     connections: () => transports.map((t) => [t.name, t.openConnections]),
     methods: new Set([...table.keys(), ...FACE_METHODS, ...MCP_TOOL_METHODS]),

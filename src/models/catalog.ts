@@ -13,8 +13,9 @@ import type { ChatTemplate, SamplingParams } from '../engine/types.js';
 /** The name the built-in tiny model is always listed and requested under. */
 export const BUILTIN_NAME = 'rkllm-tiny';
 
-/** The built-in models' cache files (`rkllm-tiny-<hash>.gguf`): listed only under {@link BUILTIN_NAME}. */
-const BUILTIN_CACHE = /^rkllm-(tiny|bench)-[0-9a-f]{12}$/;
+/** The built-in models' cache files (`rkllm-tiny-<hash>.gguf`, and corpus slices `rkllm-tiny-aesop-<hash>.gguf`): not listed; the tiny one is {@link BUILTIN_NAME}. */
+const BUILTIN_CACHE = /^rkllm-(tiny|bench)(-[a-z0-9]+)*-[0-9a-f]{12}$/;
+const TINY_CACHE = /^rkllm-tiny-[0-9a-f]{12}$/;
 
 /** A model's optional `NAME.json` beside its file: what it loads with. */
 export interface ModelSidecar {
@@ -114,7 +115,7 @@ export class ModelCatalog {
   /** The name a model file goes by: the built-in model's fixed name, else its file name without the extension. */
   nameOf(path: string): string {
     const stem = basename(path, extname(path));
-    return BUILTIN_CACHE.test(stem) && stem.startsWith('rkllm-tiny-') ? BUILTIN_NAME : stem;
+    return TINY_CACHE.test(stem) ? BUILTIN_NAME : stem;
   }
 
   /** Every model, the built-in one first, then the folder's by name. A file that cannot be read is left out. */

@@ -155,7 +155,14 @@ export class LoadedModels implements AsyncDisposable {
 
   /** Every slot pool of a loaded model (for the metrics, and to refuse new runs on shutdown). */
   get schedulers(): Scheduler[] {
-    return [this.#default.scheduler, ...[...this.#residents.values()].map((r) => r.scheduler)];
+    const ready = [...this.#residents.values()].filter((r) => r.state === 'ready');
+    return [this.#default.scheduler, ...ready.map((r) => r.scheduler)];
+  }
+
+  /** Streams holding a slot, and waiting for one, over every loaded model's pool. */
+  streams(): { active: number; queued: number } {
+    const pools = this.schedulers;
+    return { active: pools.reduce((n, pool) => n + pool.active, 0), queued: pools.reduce((n, pool) => n + pool.queued, 0) };
   }
 
   /**
@@ -179,10 +186,17 @@ export class LoadedModels implements AsyncDisposable {
       const parked = this.#defaultParked !== undefined && this.#default.state !== 'loading';
       const resident = entry ? this.#residents.get(entry.name) : parked ? undefined : this.#default;
       if (resident?.state === 'loading') {
-        await this.#bounded(resident.ready, deadline, signal, () => fault('ENGINE_UNAVAILABLE', 'model_loading', { model: label, load_wait_ms: this.#o.waitMs }, { retry_after: 1 }));
-        continue;
+        // A request waiting for a load holds the model already: once loaded, it cannot be chosen to make room before this request runs it.
+        resident.uses++;
+        try {
+          await this.#bounded(resident.ready, deadline, signal, () => fault('ENGINE_UNAVAILABLE', 'model_loading', { model: label, load_wait_ms: this.#o.waitMs }, { retry_after: 1 }));
+        } catch (err) {
+          this.#drop(resident);
+          throw err;
+        }
+        return this.#lease(resident, keepAliveMs, true);
       }
-      if (resident) return this.#lease(resident, keepAliveMs);
+      if (resident) return this.#lease(resident, keepAliveMs, false);
       if (this.#unloading.size > 0) {
         await Promise.all(this.#unloading);
         continue;
@@ -343,8 +357,9 @@ export class LoadedModels implements AsyncDisposable {
     this.#residents.set(entry.name, resident);
   }
 
-  #lease(resident: Resident, keepAliveMs: KeepAliveMs | undefined): ModelLease {
-    resident.uses++;
+  /** A lease on `resident`; `held`: the caller's hold (taken while it waited for the load) becomes the lease. */
+  #lease(resident: Resident, keepAliveMs: KeepAliveMs | undefined, held: boolean): ModelLease {
+    if (!held) resident.uses++;
     resident.lastUsed = Date.now();
     if (keepAliveMs !== undefined) resident.keepAliveMs = keepAliveMs;
     clearTimeout(resident.timer);
@@ -358,12 +373,17 @@ export class LoadedModels implements AsyncDisposable {
       release: () => {
         if (released) return;
         released = true;
-        resident.uses--;
         resident.lastUsed = Date.now();
-        if (resident.uses === 0) this.#idle(resident);
-        this.#wake();
+        this.#drop(resident);
       },
     };
+  }
+
+  /** One hold on `resident` ends: when it was the last on a loaded model, the model's keep_alive starts. */
+  #drop(resident: Resident): void {
+    resident.uses--;
+    if (resident.uses === 0 && resident.state === 'ready') this.#idle(resident);
+    this.#wake();
   }
 
   /** The model has no lease left: it unloads after its keep_alive. */

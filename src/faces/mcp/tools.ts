@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { Peer } from '../../auth.js';
 import type { Client } from '../../clients.js';
 import { ENGINE_FEATURE_NAMES } from '../../engine/capabilities.js';
-import { RKLLMInferMode } from '../../engine/types.js';
+import { RKLLMInferMode, type Engine } from '../../engine/types.js';
 import { ERRORS, ServerError } from '../../errors.js';
 import { toRunParams } from '../../methods/run-params.js';
 import { admitCaller, type McpBackend, type McpDeps } from './backend.js';
@@ -87,9 +87,27 @@ function runParams(backend: McpBackend, prompt: string, args: Sampling, mode: nu
   return toRunParams(fields, backend.models.contextOf(args.model));
 }
 
-/** `model_info`'s answer, also the `rkllm://model` resource. */
-export function modelInfo(backend: McpBackend): Record<string, unknown> {
-  const { engine } = backend;
+/**
+ * Runs `fn` with the engine of the model a tool call names (absent: the default model), loading it
+ * when needed and holding it until `fn` ends, so a tool reads and runs the model it names.
+ */
+async function withModel<T>(
+  backend: McpBackend,
+  model: string | undefined,
+  signal: AbortSignal,
+  fn: (engine: Engine) => Promise<T>,
+): Promise<T> {
+  if (model === undefined) return fn(backend.engine);
+  const lease = await backend.models.use(model, undefined, signal);
+  try {
+    return await fn(lease.engine);
+  } finally {
+    lease.release();
+  }
+}
+
+/** `model_info`'s answer, also the `rkllm://model` resource: the default model's, or `engine`'s. */
+export function modelInfo(backend: McpBackend, engine: Engine = backend.engine): Record<string, unknown> {
   const p = engine.param;
   return {
     engine: engine.name,
@@ -217,19 +235,22 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
         const { backend, client } = await caller(extra);
         const inputs = typeof args.input === 'string' ? [args.input] : args.input;
         const vectors: number[][] = [];
-        for (const text of inputs) {
-          const params = runParams(
-            backend,
-            text,
-            args.model ? { model: args.model } : {},
-            RKLLMInferMode.RKLLM_INFER_GET_LAST_HIDDEN_LAYER,
-          );
-          const out = await backend.hub.run(params, extra.requestId, extra.signal, client);
-          const layer = out.last_hidden_layer;
-          if (!layer) throw new ServerError('ENGINE_ERROR', out.error ?? 'The engine returned no hidden layer');
-          vectors.push(layer.hidden_states.slice((layer.num_tokens - 1) * layer.embd_size, layer.num_tokens * layer.embd_size));
-        }
-        const structured = { vectors, dimensions: vectors[0]?.length ?? 0, model: basename(backend.engine.param.model_path) };
+        const model = await withModel(backend, args.model, extra.signal, async (engine) => {
+          for (const text of inputs) {
+            const params = runParams(
+              backend,
+              text,
+              args.model ? { model: args.model } : {},
+              RKLLMInferMode.RKLLM_INFER_GET_LAST_HIDDEN_LAYER,
+            );
+            const out = await backend.hub.run(params, extra.requestId, extra.signal, client);
+            const layer = out.last_hidden_layer;
+            if (!layer) throw new ServerError('ENGINE_ERROR', out.error ?? 'The engine returned no hidden layer');
+            vectors.push(layer.hidden_states.slice((layer.num_tokens - 1) * layer.embd_size, layer.num_tokens * layer.embd_size));
+          }
+          return basename(engine.param.model_path);
+        });
+        const structured = { vectors, dimensions: vectors[0]?.length ?? 0, model };
         return result(structured, `${vectors.length} vector(s) of ${structured.dimensions} dimensions`);
       }),
   );
@@ -238,8 +259,8 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
     'model_info',
     {
       title: 'The on-device model',
-      description: 'The loaded model, the engine, its limits and features.',
-      inputSchema: {},
+      description: 'The model (the default one, or the one `model` names, loaded when needed), the engine, its limits and features.',
+      inputSchema: { model: sampling.model },
       outputSchema: {
         engine: z.string(),
         model: z.string(),
@@ -251,10 +272,10 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
         features: z.record(z.string(), z.boolean()),
       },
     },
-    (_args, extra) =>
+    (args, extra) =>
       guarded('model_info', deps, async () => {
         const { backend } = await caller(extra);
-        const info = modelInfo(backend);
+        const info = await withModel(backend, args.model, extra.signal, async (engine) => modelInfo(backend, engine));
         return result(info, JSON.stringify(info));
       }),
   );

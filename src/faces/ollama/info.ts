@@ -53,7 +53,7 @@ export async function tags(deps: HubDeps, exchange: HttpExchange): Promise<void>
 export async function ps(deps: HubDeps, exchange: HttpExchange): Promise<void> {
   const models = deps.models
     .loaded()
-    .filter((view) => view.entry !== undefined)
+    .filter((view) => view.entry !== undefined && view.state === 'ready')
     .map((view) => ({
       ...describe(view.entry!),
       expires_at: view.expires_at ?? now(),
