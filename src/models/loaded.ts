@@ -98,6 +98,8 @@ export class LoadedModels implements AsyncDisposable {
   /** Woken whenever a lease is released or a model unloaded: a request waiting for room looks again. */
   #changed: Array<() => void> = [];
   #closed = false;
+  /** The default model's entry and memory estimate are read: the budget counts it from then on. */
+  readonly #described: Promise<void>;
 
   constructor(options: LoadedModelsOptions) {
     this.#o = options;
@@ -117,7 +119,7 @@ export class LoadedModels implements AsyncDisposable {
       entry: undefined,
       isDefault: true,
     };
-    void options.catalog
+    this.#described = options.catalog
       .describe(engine.param.model_path)
       .then((entry) => {
         this.#default.entry = entry;
@@ -178,6 +180,7 @@ export class LoadedModels implements AsyncDisposable {
     if (!isDefault && !entry) {
       throw fault('INVALID_PARAMS', 'no_model', { model: name, builtin: 'rkllm-tiny' }, { path: 'model', reason: 'model_not_found' });
     }
+    await this.#described;
     const deadline = Date.now() + this.#o.waitMs;
     const label = entry?.name ?? this.#defaultName();
     for (;;) {

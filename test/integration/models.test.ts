@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { ensureBuiltinModel, TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { connectHttp, textOf } from '../helpers/mcp.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const PROMPT = TINY_MODEL_PROMPTS.long;
@@ -24,7 +26,10 @@ describe('models by name: a folder, loading on demand, LRU, keep_alive', functio
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'rkllm-models-'));
     const tiny = await ensureBuiltinModel('tiny');
-    for (const name of ['alpha', 'beta', 'gamma']) await copyFile(tiny, join(dir, `${name}.gguf`));
+    // beta is a distinct model: the same construction from a slice of the corpus (make-models --corpus).
+    const fables = await ensureBuiltinModel('tiny', undefined, undefined, { corpus: ['aesop', 'gettysburg'] });
+    for (const name of ['alpha', 'gamma']) await copyFile(tiny, join(dir, `${name}.gguf`));
+    await copyFile(fables, join(dir, 'beta.gguf'));
     server = await startTestServer({
       settings: { engine: { parallel: 2, max_context_len: 8192 }, models: { dir, max_loaded: 2, keep_alive: '5m' } },
     });
@@ -85,6 +90,19 @@ describe('models by name: a folder, loading on demand, LRU, keep_alive', functio
     expect(await loaded()).to.deep.equal(['alpha:latest', 'rkllm-tiny:latest']);
   });
 
+  it('two models give different greedy texts, each the same side by side as alone (their own slot pools)', async () => {
+    const text = async (model: string): Promise<string> => (await chat(model, 12)).choices[0]!.message.content!;
+    const aloneAlpha = await text('alpha');
+    const aloneBeta = await text('beta');
+    expect(aloneAlpha).to.have.length.above(0);
+    expect(aloneBeta).to.have.length.above(0);
+    expect(aloneBeta).not.to.equal(aloneAlpha);
+    const [alpha, beta, alpha2, beta2] = await Promise.all([text('alpha'), text('beta'), text('alpha'), text('beta')]);
+    expect([alpha, alpha2]).to.deep.equal([aloneAlpha, aloneAlpha]);
+    expect([beta, beta2]).to.deep.equal([aloneBeta, aloneBeta]);
+    expect(await loaded()).to.deep.equal(['alpha:latest', 'beta:latest']);
+  });
+
   it('keep_alive 0 unloads the model once its request is answered; an empty prompt loads a model', async () => {
     const loadOnly = await ollama.generate({ model: 'gamma', prompt: '', keep_alive: '10m' });
     expect(loadOnly.done_reason).to.equal('load');
@@ -136,5 +154,38 @@ describe('models by name: a folder, loading on demand, LRU, keep_alive', functio
     controller.abort();
     await reading;
     expect(failure).to.equal(undefined);
+  });
+
+  it("the MCP tools' optional model: generate, embed and model_info run and describe the model named; an unknown name is a tool error", async () => {
+    const mcp = await connectHttp(server.url);
+    try {
+      const call = async (name: string, args: Record<string, unknown>) =>
+        (await mcp.client.callTool({ name, arguments: args })) as CallToolResult;
+      const greedy = { prompt: PROMPT, max_new_tokens: 10, top_k: 1 };
+      const beta = textOf(await call('generate', { ...greedy, model: 'beta' }));
+      const alpha = textOf(await call('generate', { ...greedy, model: 'alpha' }));
+      const rpc = async (model: string): Promise<string> =>
+        (await server.http.result('rkllm_run', { prompt_input: PROMPT, max_new_tokens: 10, top_k: 1, model })).text as string;
+      expect(beta).to.equal(await rpc('beta'));
+      expect(alpha).to.equal(await rpc('alpha'));
+      expect(beta).not.to.equal(alpha);
+      const infoResult = await call('model_info', { model: 'beta' });
+      expect(infoResult.isError, textOf(infoResult)).not.to.equal(true);
+      const info = infoResult.structuredContent as { model: string; max_context_len: number };
+      expect(info.model).to.equal('beta.gguf');
+      expect(((await call('model_info', {})).structuredContent as { model: string }).model).to.match(/^rkllm-tiny-[0-9a-f]{12}\.gguf$/);
+      const embedded = (await call('embed', { input: 'the Fox', model: 'beta' })).structuredContent as {
+        model: string;
+        dimensions: number;
+      };
+      expect(embedded.model).to.equal('beta.gguf');
+      expect(embedded.dimensions).to.be.above(0);
+      const unknown = await call('generate', { ...greedy, model: 'nope' });
+      expect(unknown.isError).to.equal(true);
+      expect(textOf(unknown)).to.match(/nope/);
+      expect(loads('nope')).to.equal(0);
+    } finally {
+      await mcp.close();
+    }
   });
 });

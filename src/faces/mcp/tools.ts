@@ -89,7 +89,8 @@ function runParams(backend: McpBackend, prompt: string, args: Sampling, mode: nu
 
 /**
  * Runs `fn` with the engine of the model a tool call names (absent: the default model), loading it
- * when needed and holding it until `fn` ends, so a tool reads and runs the model it names.
+ * when needed (the default model too, when it was unloaded to make room) and holding it until `fn`
+ * ends, so a tool reads and runs the model it names.
  */
 async function withModel<T>(
   backend: McpBackend,
@@ -97,7 +98,6 @@ async function withModel<T>(
   signal: AbortSignal,
   fn: (engine: Engine) => Promise<T>,
 ): Promise<T> {
-  if (model === undefined) return fn(backend.engine);
   const lease = await backend.models.use(model, undefined, signal);
   try {
     return await fn(lease.engine);
@@ -131,7 +131,8 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
   const run = async (backend: McpBackend, client: Client, prompt: string, args: Sampling, extra: ToolExtra): Promise<Generated> => {
     const params = runParams(backend, prompt, args);
     const token = extra._meta?.progressToken;
-    const limit = args.max_new_tokens ?? backend.engine.param.max_new_tokens;
+    const modelLimit = (): Promise<number> => withModel(backend, args.model, extra.signal, async (engine) => engine.param.max_new_tokens);
+    const limit = token === undefined ? 0 : (args.max_new_tokens ?? (await modelLimit()));
     let progress: Promise<void> = Promise.resolve();
     const onText =
       token === undefined
