@@ -183,6 +183,7 @@ export class LoadedModels implements AsyncDisposable {
     await this.#described;
     const deadline = Date.now() + this.#o.waitMs;
     const label = entry?.name ?? this.#defaultName();
+    let waiting = false;
     for (;;) {
       signal?.throwIfAborted();
       // The default model without a model of its own (rkllm_destroy) is leased as it is: its engine refuses the run, as before.
@@ -214,6 +215,8 @@ export class LoadedModels implements AsyncDisposable {
         this.#unload(victim, 'room');
         continue;
       }
+      if (!waiting) this.#o.log.info({ model: label, loaded: this.#count() }, 'models: waiting for room');
+      waiting = true;
       const waited = new Promise<void>((resolve) => this.#changed.push(resolve));
       await this.#bounded(waited, deadline, signal, () =>
         fault('BUSY', 'models_busy', { model: label, loaded: this.#count() }, { retry_after: 1, active: this.#count(), queued: 0 }),
