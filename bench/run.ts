@@ -5,6 +5,9 @@
  * LLAMA_SERVER=<llama-server binary> (built by `npm run bench:anchor`), the same figures from
  * llama-server on the same GGUF and threads, side by side.
  *
+ * Then the models table (bench/models.ts): cold start against loaded, and the cost of switching
+ * between two models. `--only models` runs that table alone.
+ *
  * --detail adds the older per-transport table (tiny and bench model, 1 and 8 streams; delivery
  * delay p50/p99; HTTP polls per stream) and the Redis store against the memory store.
  *
@@ -17,6 +20,7 @@ import { ensureBuiltinModel, type BuiltinModelKind } from '../src/model/builtin.
 import type { BenchTransport } from './client.js';
 import { startAnchor } from './anchor.js';
 import { goalRows, goalTable } from './goals.js';
+import { modelTable } from './models.js';
 import { delivery, rawEngine } from './measure.js';
 import { redisTable } from './redis.js';
 
@@ -66,7 +70,12 @@ async function runScenario(s: Scenario): Promise<string[]> {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean' }, detail: { type: 'boolean' }, model: { type: 'string', default: 'all' } },
+    options: {
+      quick: { type: 'boolean' },
+      detail: { type: 'boolean' },
+      model: { type: 'string', default: 'all' },
+      only: { type: 'string' },
+    },
   });
   const quick = values.quick === true;
   const threads = 1;
@@ -78,8 +87,11 @@ async function main(): Promise<void> {
         startAnchor(binary, await ensureBuiltinModel(kind), threads, parallel, (kind === 'tiny' ? tinyTokens : benchTokens) + 256)
     : undefined;
   process.stdout.write(`load before: ${loadAverage()}\n`);
-  const rows = await goalRows({ threads, tinyTokens, benchTokens, seconds: quick ? 2 : 5, ...(anchor ? { anchor } : {}) });
-  process.stdout.write(goalTable(rows));
+  if (values.only !== 'models') {
+    const rows = await goalRows({ threads, tinyTokens, benchTokens, seconds: quick ? 2 : 5, ...(anchor ? { anchor } : {}) });
+    process.stdout.write(goalTable(rows));
+  }
+  process.stdout.write(await modelTable({ threads, rounds: quick ? 3 : 5, requests: quick ? 6 : 10 }));
   process.stdout.write(`load after: ${loadAverage()}\n`);
   if (!values.detail) return;
   const scenarios: Scenario[] = [
