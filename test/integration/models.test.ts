@@ -149,6 +149,9 @@ describe('models by name: a folder, loading on demand, LRU, keep_alive', functio
     expect(await loaded()).to.deep.equal(['alpha:latest', 'beta:latest']);
     const view = (await server.http.result('models_loaded', {})).models as Array<{ name: string; in_use: number }>;
     expect(view.find((m) => m.name === 'alpha')!.in_use).to.be.above(0, 'the alpha stream still runs: the check above is meaningful');
+    // The metrics count the streams of every model's pool, not only the default model's.
+    const metrics = await (await fetch(`http://${server.addresses.http}/metrics`)).text();
+    expect(Number(/^rkllm_streams_active (\d+)$/m.exec(metrics)?.[1])).to.equal(1);
     const before = pieces.length;
     await server.streams.until(() => pieces.length > before + 3, 'the alpha stream to go on after the switches');
     controller.abort();
