@@ -16,6 +16,7 @@ import { fault, ServerError } from '../errors.js';
 import type { RunTarget } from '../streams/run-target.js';
 import type { Scheduler } from '../streams/scheduler.js';
 import type { ModelCatalog, ModelEntry } from './catalog.js';
+import { bounded } from './bounded.js';
 import { expiresAt, FOREVER, type KeepAliveMs } from './keep-alive.js';
 
 export interface LoadedModelsOptions {
@@ -193,7 +194,7 @@ export class LoadedModels implements AsyncDisposable {
         // A request waiting for a load holds the model already: once loaded, it cannot be chosen to make room before this request runs it.
         resident.uses++;
         try {
-          await this.#bounded(resident.ready, deadline, signal, () => fault('ENGINE_UNAVAILABLE', 'model_loading', { model: label, load_wait_ms: this.#o.waitMs }, { retry_after: 1 }));
+          await bounded(resident.ready, deadline, signal, () => fault('ENGINE_UNAVAILABLE', 'model_loading', { model: label, load_wait_ms: this.#o.waitMs }, { retry_after: 1 }));
         } catch (err) {
           this.#drop(resident);
           throw err;
@@ -218,7 +219,7 @@ export class LoadedModels implements AsyncDisposable {
       if (!waiting) this.#o.log.info({ model: label, loaded: this.#count() }, 'models: waiting for room');
       waiting = true;
       const waited = new Promise<void>((resolve) => this.#changed.push(resolve));
-      await this.#bounded(waited, deadline, signal, () =>
+      await bounded(waited, deadline, signal, () =>
         fault('BUSY', 'models_busy', { model: label, loaded: this.#count() }, { retry_after: 1, active: this.#count(), queued: 0 }),
       );
     }
@@ -435,24 +436,5 @@ export class LoadedModels implements AsyncDisposable {
     const waiters = this.#changed;
     this.#changed = [];
     for (const wake of waiters) wake();
-  }
-
-  /** Waits for `promise`, refusing with `refusal()` past `deadline` or when `signal` aborts. */
-  async #bounded(promise: Promise<void>, deadline: number, signal: AbortSignal | undefined, refusal: () => ServerError): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
-    try {
-      await Promise.race([
-        promise,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(refusal()), Math.max(0, deadline - Date.now()));
-          onAbort = () => reject(refusal());
-          signal?.addEventListener('abort', onAbort, { once: true });
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-      if (onAbort) signal?.removeEventListener('abort', onAbort);
-    }
   }
 }
