@@ -6,11 +6,14 @@
  * llama-server on the same GGUF and threads, side by side. Then the fleet (bench/fleet.ts): 3
  * instances on one Redis queue against 1, on a burst of short runs, and the shared queue's cost.
  *
+ * Then the models table (bench/models.ts): cold start against loaded, and the cost of switching
+ * between two models. `--only goals|fleet|models` runs one of the three tables alone.
+ *
  * --detail adds the older per-transport table (tiny and bench model, 1 and 8 streams; delivery
  * delay p50/p99; HTTP polls per stream) and the Redis store against the memory store.
  *
  * The machine is shared and noisy, so compare the ratios rather than absolute figures.
- * Flags: --quick (fewer tokens), --detail, --model tiny|bench|all (for --detail; default all).
+ * Flags: --quick (fewer tokens), --detail, --model tiny|bench|all (for --detail; default all), --only goals|fleet|models.
  */
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -18,6 +21,7 @@ import { ensureBuiltinModel, type BuiltinModelKind } from '../src/model/builtin.
 import type { BenchTransport } from './client.js';
 import { startAnchor } from './anchor.js';
 import { goalRows, goalTable } from './goals.js';
+import { modelTable } from './models.js';
 import { delivery, rawEngine } from './measure.js';
 import { fleetTable } from './fleet.js';
 import { redisTable } from './redis.js';
@@ -68,7 +72,12 @@ async function runScenario(s: Scenario): Promise<string[]> {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean' }, detail: { type: 'boolean' }, model: { type: 'string', default: 'all' } },
+    options: {
+      quick: { type: 'boolean' },
+      detail: { type: 'boolean' },
+      model: { type: 'string', default: 'all' },
+      only: { type: 'string' },
+    },
   });
   const quick = values.quick === true;
   const threads = 1;
@@ -80,9 +89,17 @@ async function main(): Promise<void> {
         startAnchor(binary, await ensureBuiltinModel(kind), threads, parallel, (kind === 'tiny' ? tinyTokens : benchTokens) + 256)
     : undefined;
   process.stdout.write(`load before: ${loadAverage()}\n`);
-  const rows = await goalRows({ threads, tinyTokens, benchTokens, seconds: quick ? 2 : 5, ...(anchor ? { anchor } : {}) });
-  process.stdout.write(goalTable(rows));
-  process.stdout.write(await fleetTable({ modelPath: await ensureBuiltinModel('bench'), runs: quick ? 6 : 12, tokens: 32 }));
+  const only = values.only;
+  if (only === undefined || only === 'goals') {
+    const rows = await goalRows({ threads, tinyTokens, benchTokens, seconds: quick ? 2 : 5, ...(anchor ? { anchor } : {}) });
+    process.stdout.write(goalTable(rows));
+  }
+  if (only === undefined || only === 'fleet') {
+    process.stdout.write(await fleetTable({ modelPath: await ensureBuiltinModel('bench'), runs: quick ? 6 : 12, tokens: 32 }));
+  }
+  if (only === undefined || only === 'models') {
+    process.stdout.write(await modelTable({ threads, rounds: quick ? 3 : 5, requests: quick ? 6 : 10 }));
+  }
   process.stdout.write(`load after: ${loadAverage()}\n`);
   if (!values.detail) return;
   const scenarios: Scenario[] = [

@@ -1,7 +1,10 @@
 /**
  * Builds the built-in GGUF models (if missing) and prints their paths and sizes.
  *
- *   node dist/scripts/make-models.js [tiny|bench|all] [--dir DIR]
+ *   node dist/scripts/make-models.js [tiny|bench|all] [--dir DIR] [--corpus aesop,gettysburg]
+ *
+ * `--corpus` builds from those corpus files only: a second, distinct model by the same construction
+ * (the tests' second model), written as `rkllm-KIND-<files>-<hash>.gguf`.
  */
 import { stat } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -15,17 +18,18 @@ import {
 } from '../src/model/builtin.js';
 import { startProgress } from '../src/progress.js';
 
-const USAGE = 'usage: make-models [tiny|bench|all] [--dir DIR]';
+const USAGE = 'usage: make-models [tiny|bench|all] [--dir DIR] [--corpus NAME,NAME]';
 
 interface Options {
   readonly kinds: readonly BuiltinModelKind[];
   readonly dir: string | undefined;
+  readonly corpus: string[] | undefined;
 }
 
 function parseOptions(argv: readonly string[]): Options {
   const { values, positionals } = parseArgs({
     args: [...argv],
-    options: { dir: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: { dir: { type: 'string' }, corpus: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     allowPositionals: true,
   });
   if (values.help) {
@@ -34,10 +38,11 @@ function parseOptions(argv: readonly string[]): Options {
   }
   if (positionals.length > 1) throw new Error(USAGE);
   const which = positionals[0] ?? 'all';
-  if (which === 'all') return { kinds: BUILTIN_MODEL_KINDS, dir: values.dir };
+  const corpus = values.corpus?.split(',').filter((name) => name !== '');
+  if (which === 'all') return { kinds: BUILTIN_MODEL_KINDS, dir: values.dir, corpus };
   const kind = BUILTIN_MODEL_KINDS.find((candidate) => candidate === which);
   if (kind === undefined) throw new Error(`unknown model ${JSON.stringify(which)}; ${USAGE}`);
-  return { kinds: [kind], dir: values.dir };
+  return { kinds: [kind], dir: values.dir, corpus };
 }
 
 function formatMegabytes(bytes: number): string {
@@ -45,15 +50,16 @@ function formatMegabytes(bytes: number): string {
 }
 
 async function main(): Promise<void> {
-  const { kinds, dir } = parseOptions(process.argv.slice(2));
+  const { kinds, dir, corpus } = parseOptions(process.argv.slice(2));
+  const options = corpus ? { corpus } : {};
   for (const kind of kinds) {
     const started = performance.now();
-    const progress = existsSync(builtinModelPath(kind, dir)) ? undefined : startProgress(`building the ${kind} model`);
-    const path = await ensureBuiltinModel(kind, dir, progress && ((fraction) => progress.update(fraction)));
+    const progress = existsSync(builtinModelPath(kind, dir, options)) ? undefined : startProgress(`building the ${kind} model`);
+    const path = await ensureBuiltinModel(kind, dir, progress && ((fraction) => progress.update(fraction)), options);
     progress?.done();
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     const { size } = await stat(path);
-    const { parameterCount } = describeBuiltinModel(kind);
+    const { parameterCount } = describeBuiltinModel(kind, corpus);
     console.log(`${kind}\t${path}\t${formatMegabytes(size)}\t${(parameterCount / 1e6).toFixed(1)}M params\t${seconds}s`);
   }
 }

@@ -25,6 +25,7 @@ Usage: rkllm-mcp [flags]
   --engine KIND       llama.cpp (default; any CPU, GGUF models) or rkllm (Rockchip NPU runtime)
   --model PATH        the model: a GGUF file (default: the built-in tiny model, generated on first use),
                       or an .rkllm file with --engine rkllm (required)
+  --models-dir DIR    the folder of models that requests name (default: folders.models, ./models)
   --rkllm-lib PATH    the RKLLM runtime library (default librkllmrt.so, found by the dynamic loader)
   --rkllm-version V   its struct layout: 1.2, 1.3 or auto (default auto: told by the library)
   --threads N         CPU threads for evaluation (default: all cores but one)
@@ -76,6 +77,7 @@ const OPTIONS = {
   stdio: { type: 'boolean' },
   host: { type: 'string' },
   model: { type: 'string' },
+  'models-dir': { type: 'string' },
   engine: { type: 'string' },
   'rkllm-lib': { type: 'string' },
   'rkllm-version': { type: 'string' },
@@ -153,6 +155,7 @@ export function parseFlags(argv: string[]): {
   }
   if (values.stdio) overrides.stdio = { enabled: true };
   if (values.host !== undefined) overrides.host = values.host;
+  if (values['models-dir'] !== undefined) overrides.models = { dir: values['models-dir'] };
   if (values.diagnostics) overrides.diagnostics = true;
   if (values.redis !== undefined) {
     overrides.streams = { store: 'redis' };

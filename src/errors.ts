@@ -70,7 +70,8 @@ export const ERRORS = {
       after_seq_released: 'after_seq {after_seq} is before chunks already acknowledged and released (up to seq {acked_seq})',
       not_buffered:
         'Stream {stream_id} is not buffered, so it cannot be attached: it lives and dies with the connection that started it. Start runs with "detach": true to resume them later',
-      unknown_model: 'The model "{model}" does not exist: this server serves "{served}" (the OpenAI and Ollama APIs answer 404)',
+      no_model:
+        'The model "{model}" is not in the models folder, and is not the built-in model "{builtin}" (models_list lists them; the OpenAI and Ollama APIs answer 404)',
       path_refused:
         'Invalid params: "{field}" must name a file inside the {folder} folder (setting {setting}): a relative name, without "..", and no link leading out of it',
       no_file: 'Invalid params: "{field}" names no file: {name}',
@@ -102,6 +103,8 @@ export const ERRORS = {
         'Server busy for this client: it has {queued} runs queued, its share of the queue (setting engine.queue_limit_per_client); retry later',
       no_free_slot: 'Every slot is running; load the prompt cache when one is free',
       kv_cache_in_use: 'The KV cache cannot be cleared while a generation runs; abort it or retry when it ends',
+      models_busy:
+        'Model "{model}" needs room, but the {loaded} loaded models (setting models.max_loaded, or the memory budget) all have runs; retry later',
     },
   },
   STREAM_NOT_FOUND: {
@@ -145,6 +148,8 @@ export const ERRORS = {
     messages: {
       server_loading: 'The model is loading; retry once GET /health answers 200',
       load_wait: 'The model is still loading after {load_wait_ms} ms (setting engine.load_wait_ms); retry once GET /health answers 200',
+      model_loading: 'Model "{model}" is still loading after {load_wait_ms} ms (setting engine.load_wait_ms); retry shortly',
+      model_unloading: 'Model "{model}" could not be unloaded: it has runs; retry when they end',
       unloaded: 'No model is loaded; call rkllm_init first',
       loading: 'The model is still loading; retry when rkllm_init has answered',
       not_running: 'The RKLLM runtime is not running',

@@ -23,12 +23,16 @@ import { engineStatusMethod } from './methods/engine-status.js';
 import { liveMethods } from './methods/live.js';
 import { rkllmMethods } from './methods/rkllm.js';
 import { Metrics } from './metrics.js';
+import { parseKeepAlive } from './models/keep-alive.js';
+import type { LoadedModels } from './models/loaded.js';
+import { modelSet } from './models/model-set.js';
+import { modelsMethods } from './methods/models.js';
 import { clientFolders, type ClientFolders } from './paths.js';
 import type { Settings } from './settings.js';
 import { drain, type Drainable } from './shutdown.js';
 import type { BufferStore } from './streams/buffer-store.js';
 import { openStore, type OpenStore, type StoreOptions } from './streams/open-store.js';
-import { Fleet } from './streams/fleet/fleet.js';
+import { Fleet, type FleetOptions } from './streams/fleet/fleet.js';
 import { StreamHub, type StreamObserver } from './streams/hub.js';
 import { Scheduler } from './streams/scheduler.js';
 import { createTransports, type TransportOptions } from './transports/create.js';
@@ -154,6 +158,26 @@ function engineOptions(settings: Settings): EngineOptions {
   };
 }
 
+/** The models folder and the loaded set, from the settings `models.*` (see docs/models.md). */
+function models(settings: Settings, engine: Engine, scheduler: Scheduler, log: Logger): LoadedModels {
+  const m = settings.models;
+  const keepAliveMs = parseKeepAlive(m.keep_alive);
+  if (keepAliveMs === undefined)
+    throw new Error(`setting "models.keep_alive" must be a duration ("5m", "30s", "0", "-1"); got "${m.keep_alive}"`);
+  const e = settings.engine;
+  const options = {
+    dir: m.dir ?? settings.folders.models,
+    engine: engineOptions(settings),
+    maxLoaded: m.max_loaded,
+    keepAliveMs,
+    waitMs: e.load_wait_ms,
+    queueLimit: e.queue_limit,
+    queueLimitPerClient: e.queue_limit_per_client,
+    loraAdapters: folders(settings).loraAdapters,
+  };
+  return modelSet(options, engine, scheduler, log);
+}
+
 /** What the buffer store gets from the settings. */
 function storeOptions(settings: Settings): StoreOptions {
   const { streams: s, redis: r } = settings;
@@ -213,17 +237,17 @@ function clientGate(settings: Settings, metrics: Metrics, log: Logger): ClientGa
 function drainTarget(server: {
   health: Health;
   hub: StreamHub;
-  scheduler: Scheduler;
+  schedulers: () => Scheduler[];
   fleet: Fleet | undefined;
   store: BufferStore;
   transports: Transport[];
   close: () => Promise<void>;
 }): Drainable {
-  const { health, hub, scheduler, fleet, store, transports } = server;
+  const { health, hub, schedulers, fleet, store, transports } = server;
   return {
     stopAccepting: () => {
       health.draining();
-      scheduler.close(fault('SHUTTING_DOWN', 'no_new_runs'));
+      for (const scheduler of schedulers()) scheduler.close(fault('SHUTTING_DOWN', 'no_new_runs'));
       fleet?.stopAccepting(fault('SHUTTING_DOWN', 'no_new_runs'));
       for (const transport of transports) transport.stopAccepting();
     },
@@ -239,16 +263,14 @@ function drainTarget(server: {
 async function startFleet(
   settings: Settings,
   opened: OpenStore,
-  engine: Engine,
-  scheduler: Scheduler,
+  local: Pick<FleetOptions, 'engine' | 'scheduler' | 'hold'>,
   log: Logger,
 ): Promise<Fleet | undefined> {
   if (!opened.redis || !settings.fleet.shared_queue) return undefined;
   const { engine: e, redis, limits } = settings;
   return Fleet.start({
     ...opened.redis,
-    engine,
-    scheduler,
+    ...local,
     limits: { queueLimit: e.queue_limit, clientQueueLimit: e.queue_limit_per_client, maxStreams: limits.max_streams },
     leaseMs: redis.lease_ms,
     retryMs: redis.retry_ms,
@@ -341,9 +363,10 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   const s = settings.streams;
   const files = folders(settings);
   const scheduler = new Scheduler(engine.slots, settings.engine.queue_limit, settings.engine.queue_limit_per_client);
+  const loadedModels = models(settings, engine, scheduler, log);
   let fleet: Fleet | undefined;
   try {
-    fleet = await startFleet(settings, opened, engine, scheduler, log);
+    fleet = await startFleet(settings, opened, { engine, scheduler, hold: () => loadedModels.use(undefined) }, log);
   } catch (err) {
     loading.fail();
     await close();
@@ -354,6 +377,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   const hub = new StreamHub({
     engine,
     scheduler,
+    resolve: (model, signal) => loadedModels.use(model, undefined, signal),
     store,
     ...(cluster ? { peers: cluster } : {}),
     ...(fleet ? { shared: fleet.runs } : {}),
@@ -370,7 +394,9 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
       cleanupIntervalS: s.cleanup_interval_s,
       bufferTimeoutS: s.buffer_timeout_s,
       promptCaches: files.promptCaches,
+      maxContext: (model) => loadedModels.contextOf(model),
     }),
+    ...modelsMethods(loadedModels),
     ...rkllmMethods({ engine, hub, folders: files }),
     ...liveMethods(hub),
     authenticateMethod(gate),
@@ -386,7 +412,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     onAnswered: (method, transport, seconds) => metrics.answered(method, transport, seconds),
   });
   metrics.watch({
-    streams: () => ({ active: scheduler.active, queued: scheduler.queued }),
+    streams: () => loadedModels.streams(),
     buffers: () => store.status(),
     connections: () => transports.map((t) => [t.name, t.openConnections]),
     methods: new Set([...table.keys(), ...FACE_METHODS, ...MCP_TOOL_METHODS]),
@@ -406,11 +432,12 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
       await hub.close();
       await fleet?.close();
       await opened.close();
+      await loadedModels.close();
       await engine.dispose();
     })());
   let drained: Promise<void> | undefined;
   const times = { drainMs: settings.shutdown.drain_timeout_s * 1000, finalPollMs: settings.shutdown.final_poll_timeout_s * 1000 };
-  const target = drainTarget({ health, hub, scheduler, fleet, store, transports, close });
+  const target = drainTarget({ health, hub, schedulers: () => loadedModels.schedulers, fleet, store, transports, close });
   const shutdown = (): Promise<void> => (drained ??= drain(target, times, log, cluster !== undefined));
 
   serve = async (raw, origin) => {
@@ -423,6 +450,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   const faces = faceRoutes({
     hub,
     engine,
+    models: loadedModels,
     gate,
     sendLimit,
     refused,
@@ -430,7 +458,14 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   });
   loading.open({
     serve,
-    mcp: { engine, hub, store, queueLimit: settings.engine.queue_limit, ...(fleet ? { fleet: () => fleet.status() } : {}) },
+    mcp: {
+      engine,
+      hub,
+      store,
+      queueLimit: settings.engine.queue_limit,
+      models: loadedModels,
+      ...(fleet ? { fleet: () => fleet.status() } : {}),
+    },
   });
   if (fleet) health.degradedWhen(() => fleet.degraded);
   routes = [playground, ...(mcp ? [mcp.route] : []), ...faces];

@@ -180,6 +180,28 @@ export const SETTINGS = section('Every setting.', {
       lora_adapters: string('lora-adapters', 'LoRA adapters that `rkllm_load_lora` loads (`lora_adapter_path`).', { minLength: 1 }),
     },
   ),
+  models: section(
+    'Models by name: the folder of models, loading on demand, and how long an idle model stays loaded (see docs/models.md).',
+    {
+      dir: nullableString(
+        "The folder of models (*.gguf on llama.cpp, *.rkllm on RKLLM); a model's name is its file name without the extension. " +
+          'null: the folder of `folders.models` (default `models/` under the working directory). `--models-dir DIR` sets it.',
+      ),
+      max_loaded: integer(
+        1,
+        0,
+        1024,
+        'Models loaded at once at most; a request for another unloads the least recently used idle one first. ' +
+          "0 (llama.cpp): as many as fit engine.max_memory, each model's size and KV cache computed from its GGUF metadata. Always 1 on RKLLM (the NPU holds one model).",
+      ),
+      keep_alive: string(
+        '5m',
+        'How long a model stays loaded once idle, in Ollama\'s words: a duration ("30s", "5m", "1h"), seconds as a number, "0" to unload at once, "-1" never. ' +
+          "A request's own `keep_alive` overrides it for its model. The model given at start never expires by time.",
+        { minLength: 1, maxLength: 32 },
+      ),
+    },
+  ),
   mcp: section('MCP (Model Context Protocol): Streamable HTTP at `/mcp` on the HTTP port, and on stdio beside JSON-RPC with `--stdio`.', {
     enabled: boolean(true, 'Serves MCP (`/mcp` over HTTP; MCP messages on stdio).'),
     max_sessions: positive(1024, 1_000_000, 'Open MCP sessions over HTTP at most; a new one beyond it is refused with 503.'),

@@ -4,7 +4,7 @@ import { ensureBuiltinModel } from '../model/builtin.js';
 import { LlamaEngine } from './llama/engine.js';
 import type { LayoutSetting } from './rkllm/protocol.js';
 import { RkllmEngine } from './rkllm/rkllm-engine.js';
-import type { Engine, RKLLMExtendParam } from './types.js';
+import type { Engine, InitParam, RKLLMExtendParam } from './types.js';
 
 /** What `startEngine` builds and loads. */
 export interface EngineOptions {
@@ -20,6 +20,8 @@ export interface EngineOptions {
   /** Bytes the model and its context may take at most (llama.cpp); 0: a safe share of the machine's memory. */
   maxMemory: number;
   rkllm: RkllmOptions;
+  /** More RKLLMParam fields to load the model with (a model's default sampling, from its sidecar). */
+  initParam?: Partial<InitParam>;
 }
 
 /** The RKLLM engine's own options. */
@@ -49,7 +51,7 @@ async function startLlama(options: EngineOptions, log: Logger): Promise<Engine> 
   const modelPath = options.modelPath ?? (await ensureBuiltinModel('tiny'));
   const threads = chooseThreads(options.threads);
   const engine = new LlamaEngine({ threads, slots: options.parallel, maxMemory: options.maxMemory });
-  await engine.init({ model_path: modelPath, max_context_len: options.maxContextLen });
+  await engine.init({ ...options.initParam, model_path: modelPath, max_context_len: options.maxContextLen });
   log.info({ model: modelPath, threads, parallel: options.parallel, context: engine.param.max_context_len }, 'model loaded');
   return engine;
 }
@@ -78,6 +80,7 @@ async function startRkllm(options: EngineOptions, log: Logger): Promise<Engine> 
     log,
   });
   await engine.init({
+    ...options.initParam,
     model_path: options.modelPath!,
     max_context_len: options.maxContextLen,
     extend_param: givenExtendParam(extendParam),

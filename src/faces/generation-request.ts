@@ -1,22 +1,24 @@
 /** What the OpenAI and Ollama faces share: the model's name, and a generation request as the hub's run parameters. */
-import { basename, extname } from 'node:path';
-import { fault } from '../errors.js';
+import { parseKeepAlive } from '../models/keep-alive.js';
+import type { ModelLease } from '../models/loaded.js';
 import { RKLLMInferMode, RKLLMInputType, type ChatMessage, type Engine, type SamplingParams } from '../engine/types.js';
 import type { RunParams } from '../streams/hub.js';
-import { badField } from './http-kit.js';
+import { badField, type HubDeps } from './http-kit.js';
 import type { ToolDefinition } from './tool-calls.js';
 
-/** The loaded model's id in both APIs: its file's name without the extension. */
-export function modelId(engine: Engine): string {
-  const file = basename(engine.param.model_path);
-  return file.slice(0, file.length - extname(file).length);
-}
-
-/** Checks the model a request names (absent: the loaded one). Ollama's `:latest` tag is accepted. Throws INVALID_PARAMS with reason "model_not_found" (404). */
-export function checkModel(engine: Engine, requested: string | undefined): void {
-  const served = modelId(engine);
-  if (requested === undefined || requested === served || requested === `${served}:latest`) return;
-  throw fault('INVALID_PARAMS', 'unknown_model', { model: requested, served }, { path: 'model', reason: 'model_not_found' });
+/**
+ * A hold on the model a request names (absent: the default), loaded when needed; `keepAlive` is
+ * the request's `keep_alive` (Ollama). An unknown name is INVALID_PARAMS "model_not_found" (404),
+ * before anything loads. Release the lease once the request is answered.
+ */
+export function useModel(deps: HubDeps, requested: string | undefined, keepAlive: unknown, signal: AbortSignal): Promise<ModelLease> {
+  let ms: number | undefined;
+  if (keepAlive !== undefined && keepAlive !== null) {
+    ms = parseKeepAlive(keepAlive);
+    if (ms === undefined)
+      throw badField('keep_alive', `must be a duration ("5m", "30s"), a number of seconds, 0 or -1; got ${JSON.stringify(keepAlive)}`);
+  }
+  return deps.models.use(requested, ms, signal);
 }
 
 /** A generation in the words both APIs share. */
@@ -59,7 +61,7 @@ export function checkSampling(key: keyof SamplingParams, value: number, name: st
  * llama-server does); a seed is dropped on an engine that samples without one (RKLLM); a seed
  * becomes an unsigned 32-bit number.
  */
-export function toRunParams(engine: Engine, request: GenerationRequest): RunParams {
+export function toRunParams(engine: Engine, request: GenerationRequest, model?: string): RunParams {
   const sampling = { ...request.sampling };
   if (sampling.seed !== undefined) {
     if (engine.supports('seed')) sampling.seed = sampling.seed >>> 0;
@@ -68,6 +70,7 @@ export function toRunParams(engine: Engine, request: GenerationRequest): RunPara
   const context = engine.param.max_context_len;
   const tools = request.tools && request.tools.length > 0 ? request.tools : undefined;
   return {
+    ...(model === undefined ? {} : { model }),
     input: {
       role: 'user',
       enable_thinking: false,
@@ -86,8 +89,9 @@ export function toRunParams(engine: Engine, request: GenerationRequest): RunPara
 }
 
 /** The run parameters of an embedding: the input's last hidden layer (GET_LAST_HIDDEN_LAYER). */
-export function embeddingParams(text: string): RunParams {
+export function embeddingParams(text: string, model?: string): RunParams {
   return {
+    ...(model === undefined ? {} : { model }),
     input: { role: 'user', enable_thinking: false, input_type: RKLLMInputType.RKLLM_INPUT_PROMPT, prompt_input: text },
     infer: { mode: RKLLMInferMode.RKLLM_INFER_GET_LAST_HIDDEN_LAYER, keep_history: 0 },
   };

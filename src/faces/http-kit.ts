@@ -2,6 +2,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Client, ClientGate } from '../clients.js';
 import type { Engine } from '../engine/types.js';
+import type { LoadedModels } from '../models/loaded.js';
 import type { StreamHub } from '../streams/hub.js';
 import { ERRORS, fault, ServerError, type ErrorSpec } from '../errors.js';
 import { BodyTooLarge, type HttpExchange } from '../transports/http-route.js';
@@ -21,6 +22,8 @@ export interface FaceDeps {
 export interface HubDeps extends FaceDeps {
   hub: StreamHub;
   engine: Engine;
+  /** The models requests name: the folder, and what is loaded. */
+  models: LoadedModels;
 }
 
 /** An error as a face answers it: its HTTP status, and the headers that go with it. */

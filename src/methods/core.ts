@@ -72,6 +72,8 @@ export interface CoreDeps {
   bufferTimeoutS: number;
   /** Where a run's `prompt_cache_path` is resolved. */
   promptCaches: ConfinedFolder;
+  /** The context length a run's `max_new_tokens` is checked against, by the model it names (default: the engine's). */
+  maxContext?: (model: string | undefined) => number;
 }
 
 interface StreamRef {
@@ -116,7 +118,10 @@ export function joinChunks(streamId: string, chunks: Chunk[]): Chunk & { stream_
 export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
   const { engine, hub, store, scheduler } = deps;
   const runParams = (params: Record<string, unknown>): Promise<RunParams> =>
-    confineRunPaths(toRunParams(params, engine.param.max_context_len), deps.promptCaches);
+    confineRunPaths(
+      toRunParams(params, deps.maxContext?.(params.model as string | undefined) ?? engine.param.max_context_len),
+      deps.promptCaches,
+    );
 
   function onlyOne(ref: StreamRef): void {
     if (ref.stream_id !== undefined && ref.request_id !== undefined) {

@@ -84,6 +84,7 @@ export const runParamsSchema: JsonSchema = object({
   input: object(inputProperties),
   infer_params: object({ ...inferProperties, sampling_params: object(samplingProperties) }),
   stream: bool('Accepted for compatibility; rkllm_run_async always streams'),
+  model: str('The model that runs it, by name (models_list); absent: the default model. Loaded when needed'),
 });
 
 type Fields = Record<string, unknown>;
@@ -154,7 +155,7 @@ export function toRunParams(params: Fields, maxContext: number): RunParams {
     keep_history: (f.keep_history as number | undefined) ?? 0,
     sampling_params: sampling,
   };
-  return { input, infer };
+  return { input, infer, ...(typeof params.model === 'string' ? { model: params.model } : {}) };
 }
 
 /** `params` with its prompt cache name resolved inside `folder` (the folder is made when the run saves a cache); refuses a name leading out. */

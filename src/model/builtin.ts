@@ -31,7 +31,7 @@ import { paragraphs, readCorpusFiles } from './builtin/corpus.js';
 import { buildModel, type BuiltinModelKind, type BuiltinModelShape } from './builtin/model.js';
 import { buildVocabulary, tokenize } from './builtin/vocabulary.js';
 
-export { builtinModelPath, ensureBuiltinModel } from './builtin/cache.js';
+export { builtinModelPath, ensureBuiltinModel, type BuiltinModelOptions } from './builtin/cache.js';
 export { BUILTIN_CONTEXT_LENGTH, BUILTIN_MODEL_KINDS, type BuiltinModelKind, type BuiltinModelShape } from './builtin/model.js';
 export { GREEDY_MARGIN } from './builtin/statistics.js';
 export { BOS_TOKEN_ID, BYTE_TOKEN_OFFSET, EOS_TOKEN_ID, UNK_TOKEN_ID } from './builtin/vocabulary.js';
@@ -51,8 +51,8 @@ export const TINY_MODEL_PROMPTS = {
 } as const;
 
 /** Shape and parameter count of a built-in model (computed without writing it). */
-export function describeBuiltinModel(kind: BuiltinModelKind): BuiltinModelShape {
-  const { shape, file } = buildModel(kind);
+export function describeBuiltinModel(kind: BuiltinModelKind, corpus?: readonly string[]): BuiltinModelShape {
+  const { shape, file } = buildModel(kind, corpus);
   const parameterCount = file.tensors.reduce((sum, tensor) => sum + elementCount(tensor.dims), 0);
   return { ...shape, parameterCount };
 }

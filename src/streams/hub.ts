@@ -15,6 +15,7 @@ import { StreamDelivery, type Delivery } from './delivery.js';
 import type { ChunkOutlet } from './outlet.js';
 import { ANYONE, type StreamOwner } from './owner.js';
 import type { Peers } from './peers.js';
+import { fixedTarget, type RunResolver, type RunTarget } from './run-target.js';
 import type { Scheduler } from './scheduler.js';
 import type { SharedRun, SharedRuns } from './shared-runs.js';
 import { Stream, newStreamId, type Chunk, type RequestId } from './stream.js';
@@ -32,6 +33,8 @@ export interface StreamHubOptions {
   engine: Engine;
   scheduler: Scheduler;
   store: BufferStore;
+  /** Which engine and slot pool run a run, by the model it names (default: `engine` and `scheduler` for every run). */
+  resolve?: RunResolver;
   /** With a shared store: reaches the streams other instances generate, and lets them reach ours. */
   peers?: Peers;
   /** With a fleet: the run queue shared by every instance, tried before this server's own scheduler. */
@@ -47,7 +50,8 @@ export interface RunResult extends RunOutputs {
   error?: string;
 }
 
-export type RunParams = Omit<RunRequest, 'signal'>;
+/** A run as the hub takes it: the engine's run request, and the name of the model that runs it (absent: the default model). */
+export type RunParams = Omit<RunRequest, 'signal'> & { model?: string };
 
 /** Selects streams for `rkllm_abort` and `poll`. */
 export interface StreamSelector {
@@ -66,8 +70,7 @@ function ownedBy(params: RunParams, owner: StreamOwner): RunParams {
  * abandoned.
  */
 export class StreamHub {
-  readonly #engine: Engine;
-  readonly #scheduler: Scheduler;
+  readonly #resolve: RunResolver;
   readonly #store: BufferStore;
   readonly #peers: Peers | undefined;
   readonly #shared: SharedRuns | undefined;
@@ -83,8 +86,7 @@ export class StreamHub {
 
   constructor(options: StreamHubOptions) {
     this.#observer = options.observer;
-    this.#engine = options.engine;
-    this.#scheduler = options.scheduler;
+    this.#resolve = options.resolve ?? fixedTarget(options.engine, options.scheduler);
     this.#store = options.store;
     this.#peers = options.peers;
     this.#shared = options.shared;
@@ -100,7 +102,7 @@ export class StreamHub {
    */
   async start(params: RunParams, requestId: RequestId | undefined, delivery: Delivery, owner: StreamOwner = ANYONE): Promise<Stream> {
     params = ownedBy(params, owner);
-    const { stream, release, shared } = await this.#admit(params, requestId, owner);
+    const { stream, release, target, shared } = await this.#admit(params, requestId, owner);
     try {
       await this.#delivery.open(stream, delivery);
     } catch (err) {
@@ -108,7 +110,7 @@ export class StreamHub {
       throw err;
     }
     if (delivery.kind !== 'push') this.#peers?.own(stream);
-    this.#launch(stream, params, owner, release, shared);
+    this.#launch(stream, params, owner, release, target, shared);
     return stream;
   }
 
@@ -125,13 +127,13 @@ export class StreamHub {
   /** Runs to the end (`rkllm_run`). `signal` aborts it, e.g. when the client disconnects. */
   async run(params: RunParams, requestId: RequestId | undefined, signal: AbortSignal, owner: StreamOwner = ANYONE): Promise<RunResult> {
     params = ownedBy(params, owner);
-    const { stream, release, shared } = await this.#admit(params, requestId, owner);
+    const { stream, release, target, shared } = await this.#admit(params, requestId, owner, signal);
     const parts: string[] = [];
     stream.subscribe((chunk) => parts.push(chunk.delta));
     const onAbort = (): void => stream.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      this.#launch(stream, params, owner, release, shared);
+      this.#launch(stream, params, owner, release, target, shared);
       const last = await stream.ended;
       const result: RunResult = { text: parts.join(''), finish_reason: last.finish_reason!, perf: last.perf! };
       if (last.error) result.error = last.error.message;
@@ -239,31 +241,44 @@ export class StreamHub {
   }
 
   /**
-   * Admission, shared by `start` and `run`: the input is valid, the queue has room and the owner
-   * may start another stream. Only then is the stream created; `release` frees the owner's place.
-   * With a fleet the run is queued in the shared queue, under its fleet-wide limits (`shared`);
-   * when that queue is unreachable, in this server's own.
+   * Admission, shared by `start` and `run`: the run's model is found (and loaded when needed), the
+   * input is valid, the queue has room and the owner may start another stream. Only then is the
+   * stream created; `release` frees the owner's place and the hold on the model. With a fleet, a
+   * run of the default model is queued in the shared queue, under its fleet-wide limits (`shared`);
+   * when that queue is unreachable, and for the other models of the folder, in this server's own.
    */
   async #admit(
     params: RunParams,
     requestId: RequestId | undefined,
     owner: StreamOwner,
-  ): Promise<{ stream: Stream; release: () => void; shared?: SharedRun }> {
-    await this.#engine.validate(params);
-    if (!this.#shared) this.#scheduler.checkCapacity(owner.queueKey);
-    const release = owner.admitStream();
-    if (!this.#shared) return { stream: this.#newStream(requestId, owner), release };
-    const stream = this.#newStream(requestId, owner);
-    let shared: SharedRun | undefined;
+    signal?: AbortSignal,
+  ): Promise<{ stream: Stream; release: () => void; target: RunTarget; shared?: SharedRun }> {
+    const target = await this.#resolve(params.model, signal);
+    const admitted: Array<() => void> = [() => target.release()];
+    const release = (): void => {
+      for (const free of admitted.splice(0).reverse()) free();
+    };
     try {
-      shared = await this.#shared.enqueue({ streamId: stream.id, params, client: owner.queueKey });
-      if (!shared) this.#scheduler.checkCapacity(owner.queueKey);
+      await target.engine.validate(params);
+      const fleet = target.isDefault ? this.#shared : undefined;
+      if (!fleet) target.scheduler.checkCapacity(owner.queueKey);
+      admitted.push(owner.admitStream());
+      const stream = this.#newStream(requestId, owner);
+      if (!fleet) return { stream, release, target };
+      // It runs on the default model wherever it is claimed, whatever name that model has there.
+      const request = { ...params };
+      delete request.model;
+      const shared = await fleet.enqueue({ streamId: stream.id, params: request, client: owner.queueKey });
+      if (!shared) {
+        target.scheduler.checkCapacity(owner.queueKey);
+        return { stream, release, target };
+      }
+      admitted.push(() => shared.cancel());
+      return { stream, release, target, shared };
     } catch (err) {
       release();
       throw err;
     }
-    if (!shared) return { stream, release };
-    return { stream, shared, release: () => (release(), shared.cancel()) };
   }
 
   /** A new stream whose first listener is the observer, so it sees each chunk before any sink sends it. */
@@ -275,10 +290,10 @@ export class StreamHub {
   }
 
   /** Runs `stream` through the scheduler and the engine; `release` frees its place in its owner's limit once it has ended. */
-  #launch(stream: Stream, params: RunParams, owner: StreamOwner, release: () => void, shared?: SharedRun): void {
+  #launch(stream: Stream, params: RunParams, owner: StreamOwner, release: () => void, target: RunTarget, shared?: SharedRun): void {
     this.#live.set(stream.id, stream);
     this.#observer?.started?.(stream.id);
-    const task = this.#drive(stream, params, owner.queueKey, shared).finally(() => {
+    const task = this.#drive(stream, params, owner.queueKey, target, shared).finally(() => {
       release();
       this.#live.delete(stream.id);
       this.#tasks.delete(task);
@@ -286,11 +301,17 @@ export class StreamHub {
     this.#tasks.add(task);
   }
 
-  /** Runs `stream` on this server's engine once its scheduler gives it a slot, or, with `shared`, wherever the fleet runs it. */
-  async #drive(stream: Stream, params: RunParams, queueKey: string, shared?: SharedRun): Promise<void> {
+  /** Runs `stream` on its target's engine once the target's scheduler gives it a slot, or, with `shared`, wherever the fleet runs it. */
+  async #drive(
+    stream: Stream,
+    { model: _model, ...params }: RunParams,
+    queueKey: string,
+    target: RunTarget,
+    shared?: SharedRun,
+  ): Promise<void> {
     let release: (() => void) | undefined;
     try {
-      if (!shared) release = await this.#scheduler.acquire(stream.signal, queueKey);
+      if (!shared) release = await target.scheduler.acquire(stream.signal, queueKey);
     } catch {
       this.#end(stream, 'abort', undefined);
       return;
@@ -309,7 +330,7 @@ export class StreamHub {
         if (result.last_hidden_layer) outputs.last_hidden_layer = result.last_hidden_layer;
         if (result.logits) outputs.logits = result.logits;
       };
-      const outcome = shared ? await shared.run(request, callback, running) : await this.#engine.run(request, callback);
+      const outcome = shared ? await shared.run(request, callback, running) : await target.engine.run(request, callback);
       const error = outcome.error === undefined ? undefined : fault('ENGINE_ERROR', 'detail', { detail: outcome.error });
       if (outcome.input_tokens !== undefined) outputs.input_tokens = outcome.input_tokens;
       this.#end(stream, outcome.finish_reason, outcome.perf, error, outputs);

@@ -61,6 +61,7 @@ describe('MCP over Streamable HTTP (/mcp)', function () {
       'top_p',
       'repeat_penalty',
       'stop',
+      'model',
     ]);
     expect(generate.inputSchema.required).to.deep.equal(['prompt']);
     expect(generate.outputSchema!.properties).to.have.keys(['text', 'finish_reason', 'perf']);

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Peer } from '../../auth.js';
 import type { Client, ClientGate } from '../../clients.js';
 import type { Engine } from '../../engine/types.js';
+import type { LoadedModels } from '../../models/loaded.js';
 import type { BufferStore } from '../../streams/buffer-store.js';
 import type { StreamHub } from '../../streams/hub.js';
 
@@ -15,6 +16,8 @@ export interface McpBackend {
   queueLimit: number;
   /** With a fleet: its instances, models, free slots and queue depth, for `model_info`. */
   fleet?: () => Promise<object>;
+  /** The models a tool call may name (`model`). */
+  models: LoadedModels;
 }
 
 /** What every MCP session is built from. */

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { Peer } from '../../auth.js';
 import type { Client } from '../../clients.js';
 import { ENGINE_FEATURE_NAMES } from '../../engine/capabilities.js';
-import type { ChatMessage } from '../../engine/types.js';
+import type { ChatMessage, Engine } from '../../engine/types.js';
 import { ERRORS, ServerError } from '../../errors.js';
 import { checkMaxNewTokens } from '../../methods/run-params.js';
 import type { RunParams } from '../../streams/hub.js';
@@ -32,6 +32,7 @@ const sampling = {
   top_p: z.number().min(0).max(1).optional().describe('Nucleus sampling threshold'),
   repeat_penalty: z.number().min(0).max(10).optional().describe('Penalty for repeating recent tokens; 1 disables'),
   stop: z.array(z.string().min(1).max(200)).max(16).optional().describe('Stop sequences: the text ends before the first one'),
+  model: z.string().min(1).max(256).optional().describe('The model, by name (models_list); absent: the default model'),
 };
 
 const perf = z.object({
@@ -85,19 +86,37 @@ function result(structured: Record<string, unknown>, text: string): CallToolResu
 }
 
 /**
- * The run parameters of a tool call, made as the OpenAI and Ollama faces make theirs: a prompt
- * (generate) goes to the model as it is, a conversation (chat) through the model's chat template.
+ * The run parameters of a tool call on `engine`, made as the OpenAI and Ollama faces make theirs: a
+ * prompt (generate) goes to the model as it is, a conversation (chat) through the model's chat template.
  */
-function runParams(backend: McpBackend, input: { prompt: string } | { messages: ChatMessage[] }, args: Sampling): RunParams {
-  const { max_new_tokens: maxTokens } = args;
+function runParams(engine: Engine, input: { prompt: string } | { messages: ChatMessage[] }, args: Sampling): RunParams {
+  const { max_new_tokens: maxTokens, model } = args;
   const sampling = Object.fromEntries(SAMPLING_FIELDS.flatMap((name) => (args[name] === undefined ? [] : [[name, args[name]]])));
-  checkMaxNewTokens(maxTokens, backend.engine.param.max_context_len);
-  return toRunParams(backend.engine, { ...input, ...(maxTokens === undefined ? {} : { maxTokens }), sampling });
+  checkMaxNewTokens(maxTokens, engine.param.max_context_len);
+  return toRunParams(engine, { ...input, ...(maxTokens === undefined ? {} : { maxTokens }), sampling }, model);
 }
 
-/** `model_info`'s answer, also the `rkllm://model` resource. */
-export function modelInfo(backend: McpBackend): Record<string, unknown> {
-  const { engine } = backend;
+/**
+ * Runs `fn` with the engine of the model a tool call names (absent: the default model), loading it
+ * when needed (the default model too, when it was unloaded to make room) and holding it until `fn`
+ * ends, so a tool reads and runs the model it names.
+ */
+async function withModel<T>(
+  backend: McpBackend,
+  model: string | undefined,
+  signal: AbortSignal,
+  fn: (engine: Engine) => Promise<T>,
+): Promise<T> {
+  const lease = await backend.models.use(model, undefined, signal);
+  try {
+    return await fn(lease.engine);
+  } finally {
+    lease.release();
+  }
+}
+
+/** `model_info`'s answer, also the `rkllm://model` resource: the default model's, or `engine`'s. */
+export function modelInfo(backend: McpBackend, engine: Engine = backend.engine): Record<string, unknown> {
   const p = engine.param;
   return {
     engine: engine.name,
@@ -118,38 +137,47 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
     return { backend: await deps.backend(extra.signal), client };
   };
 
-  const run = async (backend: McpBackend, client: Client, params: RunParams, args: Sampling, extra: ToolExtra): Promise<Generated> => {
-    const token = extra._meta?.progressToken;
-    const limit = args.max_new_tokens ?? backend.engine.param.max_new_tokens;
-    let progress: Promise<void> = Promise.resolve();
-    const onText =
-      token === undefined
-        ? undefined
-        : (text: string, tokens: number): void => {
-            const params = { progressToken: token, progress: tokens, ...(limit > 0 ? { total: limit } : {}), message: text };
-            progress = progress
-              .then(() => extra.sendNotification({ method: 'notifications/progress', params }))
-              .catch((err: unknown) => deps.log.warn({ err }, 'mcp: could not send a progress notification'));
-          };
-    const log = deps.log.child({ client: client.id, mcp_request_id: extra.requestId });
-    const onStart = (streamId: string): void => log.info({ stream_id: streamId }, 'mcp: stream started');
-    const out = await generate({
-      hub: backend.hub,
-      params,
-      client,
-      requestId: extra.requestId,
-      signal: extra.signal,
-      stop: args.stop ?? [],
-      onStart,
-      ...(onText ? { onText } : {}),
+  /** Runs a prompt or a conversation on the model the call names, holding that model until the run ends. */
+  const run = (
+    backend: McpBackend,
+    client: Client,
+    input: { prompt: string } | { messages: ChatMessage[] },
+    args: Sampling,
+    extra: ToolExtra,
+  ): Promise<Generated> =>
+    withModel(backend, args.model, extra.signal, async (engine) => {
+      const params = runParams(engine, input, args);
+      const token = extra._meta?.progressToken;
+      const limit = args.max_new_tokens ?? engine.param.max_new_tokens;
+      let progress: Promise<void> = Promise.resolve();
+      const onText =
+        token === undefined
+          ? undefined
+          : (text: string, tokens: number): void => {
+              const params = { progressToken: token, progress: tokens, ...(limit > 0 ? { total: limit } : {}), message: text };
+              progress = progress
+                .then(() => extra.sendNotification({ method: 'notifications/progress', params }))
+                .catch((err: unknown) => deps.log.warn({ err }, 'mcp: could not send a progress notification'));
+            };
+      const log = deps.log.child({ client: client.id, mcp_request_id: extra.requestId });
+      const onStart = (streamId: string): void => log.info({ stream_id: streamId }, 'mcp: stream started');
+      const out = await generate({
+        hub: backend.hub,
+        params,
+        client,
+        requestId: extra.requestId,
+        signal: extra.signal,
+        stop: args.stop ?? [],
+        onStart,
+        ...(onText ? { onText } : {}),
+      });
+      log.info(
+        { stream_id: out.stream_id, finish_reason: out.finish_reason, generate_tokens: out.perf.generate_tokens },
+        'mcp: stream ended',
+      );
+      await progress;
+      return out;
     });
-    log.info(
-      { stream_id: out.stream_id, finish_reason: out.finish_reason, generate_tokens: out.perf.generate_tokens },
-      'mcp: stream ended',
-    );
-    await progress;
-    return out;
-  };
 
   server.registerTool(
     'generate',
@@ -164,7 +192,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
       guarded('generate', deps, async () => {
         const { backend, client } = await caller(extra);
         const { prompt, ...rest } = args;
-        const out = await run(backend, client, runParams(backend, { prompt }, rest), rest, extra);
+        const out = await run(backend, client, { prompt }, rest, extra);
         const structured = { text: out.text, finish_reason: out.finish_reason, perf: out.perf };
         return result(structured, out.text);
       }),
@@ -192,7 +220,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
         const { backend, client } = await caller(extra);
         const { messages, session, ...rest } = args;
         const conversation: ChatMessage[] = [...(session === undefined ? [] : chats.history(client.id, session)), ...messages];
-        const out = await run(backend, client, runParams(backend, { messages: conversation }, rest), rest, extra);
+        const out = await run(backend, client, { messages: conversation }, rest, extra);
         const answered = [...conversation, { role: 'assistant' as const, content: out.text }];
         if (session !== undefined && out.finish_reason !== 'abort' && out.finish_reason !== 'error')
           chats.save(client.id, session, answered);
@@ -213,7 +241,10 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
       title: 'Embed text with the on-device model',
       description:
         "Turns text into vectors: the model's last hidden layer at the last token of each input (RKLLM_INFER_GET_LAST_HIDDEN_LAYER).",
-      inputSchema: { input: z.union([z.string(), z.array(z.string()).min(1).max(256)]).describe('A string, or an array of strings') },
+      inputSchema: {
+        input: z.union([z.string(), z.array(z.string()).min(1).max(256)]).describe('A string, or an array of strings'),
+        model: sampling.model,
+      },
       outputSchema: { vectors: z.array(z.array(z.number())), dimensions: z.number().int(), model: z.string() },
     },
     (args, extra) =>
@@ -221,13 +252,16 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
         const { backend, client } = await caller(extra);
         const inputs = typeof args.input === 'string' ? [args.input] : args.input;
         const vectors: number[][] = [];
-        for (const text of inputs) {
-          const out = await backend.hub.run(embeddingParams(text), extra.requestId, extra.signal, client);
-          const layer = out.last_hidden_layer;
-          if (!layer) throw new ServerError('ENGINE_ERROR', out.error ?? 'The engine returned no hidden layer');
-          vectors.push(layer.hidden_states.slice((layer.num_tokens - 1) * layer.embd_size, layer.num_tokens * layer.embd_size));
-        }
-        const structured = { vectors, dimensions: vectors[0]?.length ?? 0, model: basename(backend.engine.param.model_path) };
+        const model = await withModel(backend, args.model, extra.signal, async (engine) => {
+          for (const text of inputs) {
+            const out = await backend.hub.run(embeddingParams(text, args.model), extra.requestId, extra.signal, client);
+            const layer = out.last_hidden_layer;
+            if (!layer) throw new ServerError('ENGINE_ERROR', out.error ?? 'The engine returned no hidden layer');
+            vectors.push(layer.hidden_states.slice((layer.num_tokens - 1) * layer.embd_size, layer.num_tokens * layer.embd_size));
+          }
+          return basename(engine.param.model_path);
+        });
+        const structured = { vectors, dimensions: vectors[0]?.length ?? 0, model };
         return result(structured, `${vectors.length} vector(s) of ${structured.dimensions} dimensions`);
       }),
   );
@@ -236,8 +270,8 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
     'model_info',
     {
       title: 'The on-device model',
-      description: 'The loaded model, the engine, its limits and features.',
-      inputSchema: {},
+      description: 'The model (the default one, or the one `model` names, loaded when needed), the engine, its limits and features.',
+      inputSchema: { model: sampling.model },
       outputSchema: {
         engine: z.string(),
         model: z.string(),
@@ -250,10 +284,13 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
         fleet: z.record(z.string(), z.unknown()).optional(),
       },
     },
-    (_args, extra) =>
+    (args, extra) =>
       guarded('model_info', deps, async () => {
         const { backend } = await caller(extra);
-        const info = { ...modelInfo(backend), ...(backend.fleet ? { fleet: await backend.fleet() } : {}) };
+        const info = await withModel(backend, args.model, extra.signal, async (engine) => ({
+          ...modelInfo(backend, engine),
+          ...(backend.fleet ? { fleet: await backend.fleet() } : {}),
+        }));
         return result(info, JSON.stringify(info));
       }),
   );

@@ -1,7 +1,7 @@
 /** `POST /api/embed` (and the older `POST /api/embeddings`): the same vectors as OpenAI's `/v1/embeddings`. */
 import type { Client } from '../../clients.js';
 import type { HttpExchange } from '../../transports/http-route.js';
-import { checkModel, modelId } from '../generation-request.js';
+import { useModel } from '../generation-request.js';
 import { field, sendJson, type HubDeps } from '../http-kit.js';
 import { embedAll, readInputs } from '../openai/embeddings.js';
 import { readModel } from './request.js';
@@ -9,12 +9,19 @@ import { readModel } from './request.js';
 export async function embed(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
   const started = process.hrtime.bigint();
   const name = readModel(body);
-  checkModel(deps.engine, name);
-  const { vectors, tokens } = await embedAll(deps, readInputs(body.input), client, exchange.signal);
+  const inputs = readInputs(body.input);
+  const lease = await useModel(deps, name, body.keep_alive, exchange.signal);
+  let out: { vectors: number[][]; tokens: number };
+  try {
+    out = await embedAll(deps, inputs, client, exchange.signal, lease.name);
+  } finally {
+    lease.release();
+  }
+  const { vectors, tokens } = out;
   if (exchange.signal.aborted) return;
   const total = Number(process.hrtime.bigint() - started);
   sendJson(exchange.res, 200, {
-    model: name ?? `${modelId(deps.engine)}:latest`,
+    model: name ?? `${lease.name}:latest`,
     embeddings: vectors,
     total_duration: total,
     load_duration: 0,
@@ -29,7 +36,13 @@ export async function embeddingsLegacy(
   client: Client,
   body: Record<string, unknown>,
 ): Promise<void> {
-  checkModel(deps.engine, readModel(body));
-  const { vectors } = await embedAll(deps, readInputs(field(body, 'prompt', 'string') ?? body.prompt), client, exchange.signal);
+  const inputs = readInputs(field(body, 'prompt', 'string') ?? body.prompt);
+  const lease = await useModel(deps, readModel(body), body.keep_alive, exchange.signal);
+  let vectors: number[][];
+  try {
+    ({ vectors } = await embedAll(deps, inputs, client, exchange.signal, lease.name));
+  } finally {
+    lease.release();
+  }
   if (!exchange.signal.aborted) sendJson(exchange.res, 200, { embedding: vectors[0] });
 }

@@ -5,7 +5,7 @@ import type { ChatMessage } from '../../engine/types.js';
 import type { HttpExchange } from '../../transports/http-route.js';
 import { readMessages } from '../chat-messages.js';
 import { runForFace, type FaceRunResult } from '../face-run.js';
-import { checkModel, modelId, toRunParams, type GenerationRequest } from '../generation-request.js';
+import { toRunParams, useModel, type GenerationRequest } from '../generation-request.js';
 import { badField, field, sendJson, type HubDeps } from '../http-kit.js';
 import type { ToolDefinition } from '../tool-calls.js';
 import { readFormat, readModel, readOptions, readStream } from './request.js';
@@ -27,64 +27,69 @@ async function generation(
 ): Promise<void> {
   const started = process.hrtime.bigint();
   const modelName = readModel(body);
-  checkModel(deps.engine, modelName);
   const options = readOptions(body);
   const stream = readStream(body);
-  const model = modelName ?? `${modelId(deps.engine)}:latest`;
   const jsonSchema = readFormat(body);
-  const params = toRunParams(deps.engine, {
-    ...flavour.request,
-    maxTokens: options.maxTokens,
-    sampling: options.sampling,
-    ...(jsonSchema ? { jsonSchema } : {}),
-  });
-  const lines = stream ? new NdjsonStream(exchange.res) : undefined;
-  const tools = flavour.request.tools?.length ? { tools: 'catch' as const } : {};
-  const result = await runForFace(deps.hub, {
-    params,
-    client,
-    signal: exchange.signal,
-    stop: options.stop,
-    ...tools,
-    sendLimit: deps.sendLimit,
-    ...(lines
-      ? {
-          pending: () => lines.pending,
-          onStarted: () => lines.open(),
-          onText: (text: string) => lines.send({ model, created_at: now(), ...flavour.piece(text), done: false }),
-        }
-      : {}),
-  });
-  if (exchange.signal.aborted) return;
-  if (result.error) {
-    if (lines) return lines.end({ error: result.error.message });
-    throw fault('ENGINE_ERROR', 'detail', { detail: result.error.message });
+  const lease = await useModel(deps, modelName, body.keep_alive, exchange.signal);
+  try {
+    const model = modelName ?? `${lease.name}:latest`;
+    const params = toRunParams(
+      lease.engine,
+      { ...flavour.request, maxTokens: options.maxTokens, sampling: options.sampling, ...(jsonSchema ? { jsonSchema } : {}) },
+      lease.name,
+    );
+    const lines = stream ? new NdjsonStream(exchange.res) : undefined;
+    const tools = flavour.request.tools?.length ? { tools: 'catch' as const } : {};
+    const result = await runForFace(deps.hub, {
+      params,
+      client,
+      signal: exchange.signal,
+      stop: options.stop,
+      ...tools,
+      sendLimit: deps.sendLimit,
+      ...(lines
+        ? {
+            pending: () => lines.pending,
+            onStarted: () => lines.open(),
+            onText: (text: string) => lines.send({ model, created_at: now(), ...flavour.piece(text), done: false }),
+          }
+        : {}),
+    });
+    if (exchange.signal.aborted) return;
+    if (result.error) {
+      if (lines) return lines.end({ error: result.error.message });
+      throw fault('ENGINE_ERROR', 'detail', { detail: result.error.message });
+    }
+    const doneReason = result.finish_reason === 'length' ? 'length' : 'stop';
+    const final = {
+      model,
+      created_at: now(),
+      ...flavour.last(result),
+      done: true,
+      done_reason: doneReason,
+      ...timings(result.perf, started),
+    };
+    if (lines) lines.end(final);
+    else sendJson(exchange.res, 200, final);
+  } finally {
+    lease.release();
   }
-  const doneReason = result.finish_reason === 'length' ? 'length' : 'stop';
-  const final = {
-    model,
-    created_at: now(),
-    ...flavour.last(result),
-    done: true,
-    done_reason: doneReason,
-    ...timings(result.perf, started),
-  };
-  if (lines) lines.end(final);
-  else sendJson(exchange.res, 200, final);
 }
 
 export async function generate(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
   const prompt = field(body, 'prompt', 'string') ?? '';
   const system = field(body, 'system', 'string');
   if (prompt === '') {
-    // Ollama loads the model for an empty prompt and answers at once: here it is always loaded.
-    checkModel(deps.engine, readModel(body));
+    // Ollama loads the model for an empty prompt (and unloads it with keep_alive 0), and answers once done.
+    const lease = await useModel(deps, readModel(body), body.keep_alive, exchange.signal);
+    lease.release();
+    const unload = body.keep_alive === 0 || body.keep_alive === '0' || body.keep_alive === '0s';
     sendJson(exchange.res, 200, {
-      model: readModel(body) ?? `${modelId(deps.engine)}:latest`,
+      model: readModel(body) ?? `${lease.name}:latest`,
       created_at: now(),
       response: '',
       done: true,
-      done_reason: 'load',
+      done_reason: unload ? 'unload' : 'load',
     });
     return;
   }

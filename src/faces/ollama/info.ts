@@ -1,34 +1,45 @@
-/** `GET /api/version`, `GET /api/tags`, `POST /api/show`, `GET /api/ps`: the one loaded model, described as Ollama describes models. */
+/** `GET /api/version`, `GET /api/tags`, `POST /api/show`, `GET /api/ps`: the models, described as Ollama describes them. */
 import { createHash } from 'node:crypto';
-import { stat } from 'node:fs/promises';
-import { extname } from 'node:path';
+import { fault } from '../../errors.js';
+import type { ModelEntry } from '../../models/catalog.js';
 import type { HttpExchange } from '../../transports/http-route.js';
-import { checkModel, modelId } from '../generation-request.js';
 import { sendJson, type HubDeps } from '../http-kit.js';
 import { OLLAMA_API_VERSION, now } from './wire.js';
 import { readModel } from './request.js';
 
-/** The model as `/api/tags` and `/api/ps` list it. The digest names the file by its path, size and time (not its content: that would read gigabytes). */
-async function describe(deps: HubDeps): Promise<Record<string, unknown>> {
-  const path = deps.engine.param.model_path;
-  const file = await stat(path).catch(() => undefined);
-  const name = `${modelId(deps.engine)}:latest`;
-  const digest = createHash('sha256')
-    .update(`${path}:${file?.size ?? 0}:${file?.mtimeMs ?? 0}`)
-    .digest('hex');
+/** "2.6M", "7.2B": Ollama's parameter_size. */
+function parameterSize(count: number | undefined): string {
+  if (count === undefined) return '';
+  for (const [unit, scale] of [
+    ['B', 1e9],
+    ['M', 1e6],
+    ['K', 1e3],
+  ] as const) {
+    if (count >= scale) return `${(count / scale).toFixed(1)}${unit}`;
+  }
+  return String(count);
+}
+
+function details(entry: ModelEntry): Record<string, unknown> {
   return {
-    name,
-    model: name,
-    modified_at: (file?.mtime ?? new Date()).toISOString(),
-    size: file?.size ?? 0,
-    digest,
-    details: details(deps),
+    parent_model: '',
+    format: entry.format,
+    family: entry.family,
+    families: [entry.family],
+    parameter_size: parameterSize(entry.parameterCount),
+    quantization_level: entry.quantization ?? '',
   };
 }
 
-function details(deps: HubDeps): Record<string, unknown> {
-  const format = extname(deps.engine.param.model_path).slice(1) || 'gguf';
-  return { parent_model: '', format, family: deps.engine.name, families: [deps.engine.name], parameter_size: '', quantization_level: '' };
+/** A model as `/api/tags` lists it. The digest names the file by its path, size and time (not its content: that would read gigabytes). */
+function describe(entry: ModelEntry): Record<string, unknown> {
+  const name = `${entry.name}:latest`;
+  const digest = createHash('sha256').update(`${entry.path}:${entry.size}:${entry.modifiedAt.getTime()}`).digest('hex');
+  return { name, model: name, modified_at: entry.modifiedAt.toISOString(), size: entry.size, digest, details: details(entry) };
+}
+
+function notFound(model: string): Error {
+  return fault('INVALID_PARAMS', 'no_model', { model, builtin: 'rkllm-tiny' }, { path: 'model', reason: 'model_not_found' });
 }
 
 export async function version(_deps: HubDeps, exchange: HttpExchange): Promise<void> {
@@ -36,36 +47,52 @@ export async function version(_deps: HubDeps, exchange: HttpExchange): Promise<v
 }
 
 export async function tags(deps: HubDeps, exchange: HttpExchange): Promise<void> {
-  sendJson(exchange.res, 200, { models: [await describe(deps)] });
+  sendJson(exchange.res, 200, { models: (await deps.models.list()).map(describe) });
 }
 
 export async function ps(deps: HubDeps, exchange: HttpExchange): Promise<void> {
-  const model = await describe(deps);
-  sendJson(exchange.res, 200, { models: [{ ...model, expires_at: '2318-01-01T00:00:00Z', size_vram: 0 }] });
+  const models = deps.models
+    .loaded()
+    .filter((view) => view.entry !== undefined && view.state === 'ready')
+    .map((view) => ({
+      ...describe(view.entry!),
+      expires_at: view.expires_at ?? now(),
+      size_vram: 0,
+      size: view.memory || view.entry!.size,
+    }));
+  sendJson(exchange.res, 200, { models });
 }
 
 export async function show(deps: HubDeps, exchange: HttpExchange, body: Record<string, unknown>): Promise<void> {
-  checkModel(deps.engine, readModel(body));
-  const p = deps.engine.param;
-  const capabilities = ['completion', 'embedding', ...(deps.engine.supports('run_tools') ? ['tools'] : [])];
+  const name = readModel(body) ?? deps.models.defaultName;
+  const entry = await deps.models.find(name);
+  if (!entry) throw notFound(name);
+  const loaded = deps.models.loaded().find((view) => view.entry?.path === entry.path);
+  const engine = deps.engine;
+  const side = entry.sidecar;
+  const sampling = { temperature: 0.8, top_k: 40, top_p: 0.9, repeat_penalty: 1.1, ...side.sampling };
+  const context = side.max_context_len ?? deps.models.contextOf(loaded ? entry.name : undefined);
   const parameters = [
-    `temperature ${p.temperature}`,
-    `top_k ${p.top_k}`,
-    `top_p ${p.top_p}`,
-    `repeat_penalty ${p.repeat_penalty}`,
-    `num_ctx ${p.max_context_len}`,
+    `temperature ${sampling.temperature}`,
+    `top_k ${sampling.top_k}`,
+    `top_p ${sampling.top_p}`,
+    `repeat_penalty ${sampling.repeat_penalty}`,
+    `num_ctx ${context}`,
   ].join('\n');
+  const template = side.chat_template ? `${side.chat_template.prompt_prefix}{{ .Prompt }}${side.chat_template.prompt_postfix}` : '';
   sendJson(exchange.res, 200, {
-    modelfile: `FROM ${p.model_path}\n`,
+    modelfile: `FROM ${entry.builtin ? entry.name : entry.path.split(/[\\/]/).pop()}\n`,
     parameters,
-    template: '',
-    details: details(deps),
+    template,
+    ...(side.chat_template?.system_prompt ? { system: side.chat_template.system_prompt } : {}),
+    details: details(entry),
     model_info: {
-      'general.architecture': deps.engine.name,
-      'general.basename': modelId(deps.engine),
-      'general.context_length': p.max_context_len,
+      'general.architecture': entry.family,
+      'general.basename': entry.name,
+      'general.parameter_count': entry.parameterCount ?? 0,
+      ...(entry.trainContext === undefined ? {} : { [`${entry.family}.context_length`]: entry.trainContext }),
     },
-    capabilities,
-    modified_at: now(),
+    capabilities: ['completion', 'embedding', ...(engine.supports('run_tools') ? ['tools'] : [])],
+    modified_at: entry.modifiedAt.toISOString() || now(),
   });
 }

@@ -3,7 +3,7 @@ import type { Client } from '../../clients.js';
 import { fault } from '../../errors.js';
 import { readMessages } from '../chat-messages.js';
 import { runForFace, type FaceRunResult } from '../face-run.js';
-import { checkModel, modelId, toRunParams } from '../generation-request.js';
+import { toRunParams, useModel } from '../generation-request.js';
 import { badField, field, sendJson, type HubDeps } from '../http-kit.js';
 import { forcedCallSchema, type ToolCall, type ToolDefinition } from '../tool-calls.js';
 import type { HttpExchange } from '../../transports/http-route.js';
@@ -49,67 +49,75 @@ function toolCalls(calls: ToolCall[]): Array<Record<string, unknown>> {
 
 export async function chatCompletions(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
   const common = readCommon(body);
-  checkModel(deps.engine, common.model);
-  const messages = readMessages(body.messages, (m) =>
-    Array.isArray(m.tool_calls)
-      ? m.tool_calls.map((c: { function?: { name?: unknown; arguments?: unknown } }) => ({
-          name: String(c.function?.name),
-          args: c.function?.arguments,
-        }))
-      : [],
-  );
-  const { tools, forced } = readTools(body);
-  const jsonSchema = forced ? forcedCallSchema(tools, forced.name) : readResponseFormat(body);
-  const params = toRunParams(deps.engine, { messages, maxTokens: common.maxTokens, sampling: common.sampling, jsonSchema, tools });
-  const id = openaiId('chatcmpl');
-  const created = unixSeconds();
-  const model = modelId(deps.engine);
-  const base = { id, object: 'chat.completion.chunk', created, model, system_fingerprint: null };
-  const events = common.stream ? new EventStream(exchange.res) : undefined;
-  const delta = (d: Record<string, unknown>, finish: string | null = null): unknown => ({
-    ...base,
-    choices: [{ index: 0, delta: d, logprobs: null, finish_reason: finish }],
-  });
-  const result: FaceRunResult = await runForFace(deps.hub, {
-    params,
-    client,
-    signal: exchange.signal,
-    stop: common.stop,
-    ...(tools.length > 0 ? { tools: forced ? 'forced' : 'catch' } : {}),
-    sendLimit: deps.sendLimit,
-    ...(events
-      ? {
-          pending: () => events.pending,
-          onStarted: () => events.send(delta({ role: 'assistant', content: '' })),
-          onText: (text: string) => events.send(delta({ content: text })),
-        }
-      : {}),
-  });
-  if (exchange.signal.aborted) return;
-  const finish = finishReason(result.finish_reason, result.calls.length);
-  if (events) {
-    if (result.error) return events.fail(result.error.message);
+  const lease = await useModel(deps, common.model, undefined, exchange.signal);
+  try {
+    const messages = readMessages(body.messages, (m) =>
+      Array.isArray(m.tool_calls)
+        ? m.tool_calls.map((c: { function?: { name?: unknown; arguments?: unknown } }) => ({
+            name: String(c.function?.name),
+            args: c.function?.arguments,
+          }))
+        : [],
+    );
+    const { tools, forced } = readTools(body);
+    const jsonSchema = forced ? forcedCallSchema(tools, forced.name) : readResponseFormat(body);
+    const params = toRunParams(
+      lease.engine,
+      { messages, maxTokens: common.maxTokens, sampling: common.sampling, jsonSchema, tools },
+      lease.name,
+    );
+    const id = openaiId('chatcmpl');
+    const created = unixSeconds();
+    const model = lease.name;
+    const base = { id, object: 'chat.completion.chunk', created, model, system_fingerprint: null };
+    const events = common.stream ? new EventStream(exchange.res) : undefined;
+    const delta = (d: Record<string, unknown>, finish: string | null = null): unknown => ({
+      ...base,
+      choices: [{ index: 0, delta: d, logprobs: null, finish_reason: finish }],
+    });
+    const result: FaceRunResult = await runForFace(deps.hub, {
+      params,
+      client,
+      signal: exchange.signal,
+      stop: common.stop,
+      ...(tools.length > 0 ? { tools: forced ? 'forced' : 'catch' } : {}),
+      sendLimit: deps.sendLimit,
+      ...(events
+        ? {
+            pending: () => events.pending,
+            onStarted: () => events.send(delta({ role: 'assistant', content: '' })),
+            onText: (text: string) => events.send(delta({ content: text })),
+          }
+        : {}),
+    });
+    if (exchange.signal.aborted) return;
+    const finish = finishReason(result.finish_reason, result.calls.length);
+    if (events) {
+      if (result.error) return events.fail(result.error.message);
+      const calls = toolCalls(result.calls);
+      if (calls.length > 0) events.send(delta({ tool_calls: calls.map((c, index) => ({ index, ...c })) }));
+      events.send(delta({}, finish));
+      if (common.includeUsage) events.send({ ...base, choices: [], usage: usage(result) });
+      return events.end();
+    }
+    if (result.error) throw fault('ENGINE_ERROR', 'detail', { detail: result.error.message });
     const calls = toolCalls(result.calls);
-    if (calls.length > 0) events.send(delta({ tool_calls: calls.map((c, index) => ({ index, ...c })) }));
-    events.send(delta({}, finish));
-    if (common.includeUsage) events.send({ ...base, choices: [], usage: usage(result) });
-    return events.end();
+    const message = {
+      role: 'assistant',
+      content: calls.length > 0 && result.text === '' ? null : result.text,
+      refusal: null,
+      ...(calls.length > 0 ? { tool_calls: calls } : {}),
+    };
+    sendJson(exchange.res, 200, {
+      id,
+      object: 'chat.completion',
+      created,
+      model,
+      system_fingerprint: null,
+      choices: [{ index: 0, message, logprobs: null, finish_reason: finish }],
+      usage: usage(result),
+    });
+  } finally {
+    lease.release();
   }
-  if (result.error) throw fault('ENGINE_ERROR', 'detail', { detail: result.error.message });
-  const calls = toolCalls(result.calls);
-  const message = {
-    role: 'assistant',
-    content: calls.length > 0 && result.text === '' ? null : result.text,
-    refusal: null,
-    ...(calls.length > 0 ? { tool_calls: calls } : {}),
-  };
-  sendJson(exchange.res, 200, {
-    id,
-    object: 'chat.completion',
-    created,
-    model,
-    system_fingerprint: null,
-    choices: [{ index: 0, message, logprobs: null, finish_reason: finish }],
-    usage: usage(result),
-  });
 }

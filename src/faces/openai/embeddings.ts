@@ -2,7 +2,7 @@
 import type { Client } from '../../clients.js';
 import { fault } from '../../errors.js';
 import type { HttpExchange } from '../../transports/http-route.js';
-import { checkModel, embeddingParams, modelId, pool } from '../generation-request.js';
+import { embeddingParams, pool, useModel } from '../generation-request.js';
 import { badField, field, sendJson, type HubDeps } from '../http-kit.js';
 
 /** `input`: a string or an array of strings (token arrays are not accepted). Shared with Ollama's `/api/embed`. */
@@ -18,11 +18,12 @@ export async function embedAll(
   texts: string[],
   client: Client,
   signal: AbortSignal,
+  model?: string,
 ): Promise<{ vectors: number[][]; tokens: number }> {
   const vectors: number[][] = [];
   let tokens = 0;
   for (const text of texts) {
-    const result = await deps.hub.run(embeddingParams(text), undefined, signal, client);
+    const result = await deps.hub.run(embeddingParams(text, model), undefined, signal, client);
     if (result.error || !result.last_hidden_layer)
       throw fault('ENGINE_ERROR', 'detail', { detail: result.error ?? 'the engine returned no hidden layer' });
     vectors.push(pool(result.last_hidden_layer));
@@ -32,12 +33,20 @@ export async function embedAll(
 }
 
 export async function embeddings(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
-  checkModel(deps.engine, field(body, 'model', 'string'));
   const texts = readInputs(body.input);
+  const lease = await useModel(deps, field(body, 'model', 'string'), undefined, exchange.signal);
+  let model: string;
+  let result: { vectors: number[][]; tokens: number };
+  try {
+    model = lease.name;
+    result = await embedAll(deps, texts, client, exchange.signal, lease.name);
+  } finally {
+    lease.release();
+  }
   const format = field(body, 'encoding_format', 'string') ?? 'float';
   if (format !== 'float' && format !== 'base64')
     throw badField('encoding_format', `must be "float" or "base64"; got ${JSON.stringify(format)}`);
-  const { vectors, tokens } = await embedAll(deps, texts, client, exchange.signal);
+  const { vectors, tokens } = result;
   if (exchange.signal.aborted) return;
   const data = vectors.map((v, index) => ({
     object: 'embedding',
@@ -47,7 +56,7 @@ export async function embeddings(deps: HubDeps, exchange: HttpExchange, client: 
   sendJson(exchange.res, 200, {
     object: 'list',
     data,
-    model: modelId(deps.engine),
+    model,
     usage: { prompt_tokens: tokens, total_tokens: tokens },
   });
 }

@@ -1,7 +1,8 @@
 /** The OpenAI-compatible API under `/v1` on the HTTP port. */
 import type { Client } from '../../clients.js';
 import type { HttpExchange, HttpRoute } from '../../transports/http-route.js';
-import { checkModel, modelId } from '../generation-request.js';
+import { fault } from '../../errors.js';
+import type { ModelEntry } from '../../models/catalog.js';
 import { readJson, sendJson, serveFace, type HubDeps } from '../http-kit.js';
 import { chatCompletions } from './chat.js';
 import { completions } from './completions.js';
@@ -19,19 +20,21 @@ const POSTS: ReadonlyMap<string, [string, Handler]> = new Map([
 /** The names the OpenAI face counts its requests under in the metrics. */
 export const OPENAI_METHODS = ['openai.models', ...[...POSTS.values()].map(([name]) => name)];
 
-function model(deps: HubDeps): Record<string, unknown> {
-  return { id: modelId(deps.engine), object: 'model', created: 0, owned_by: 'rkllm-mcp' };
+function model(entry: ModelEntry): Record<string, unknown> {
+  return { id: entry.name, object: 'model', created: Math.floor(entry.modifiedAt.getTime() / 1000), owned_by: 'rkllm-mcp' };
 }
 
-/** Lists the loaded model, or returns it by id (404 for any other). */
+/** Lists every model requests may name (the built-in one and the folder's), or returns one by id (404 for any other). */
 async function models(deps: HubDeps, exchange: HttpExchange): Promise<void> {
-  const id = exchange.url.pathname.slice('/v1/models/'.length);
   if (exchange.url.pathname.startsWith('/v1/models/')) {
-    checkModel(deps.engine, decodeURIComponent(id));
-    sendJson(exchange.res, 200, model(deps));
+    const id = decodeURIComponent(exchange.url.pathname.slice('/v1/models/'.length));
+    const entry = await deps.models.find(id);
+    if (!entry)
+      throw fault('INVALID_PARAMS', 'no_model', { model: id, builtin: 'rkllm-tiny' }, { path: 'model', reason: 'model_not_found' });
+    sendJson(exchange.res, 200, model(entry));
     return;
   }
-  sendJson(exchange.res, 200, { object: 'list', data: [model(deps)] });
+  sendJson(exchange.res, 200, { object: 'list', data: (await deps.models.list()).map(model) });
 }
 
 /** Every path under `/v1`: the endpoints above, and OpenAI's 404 for the rest. */

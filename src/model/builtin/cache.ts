@@ -14,15 +14,21 @@ function defaultModelsDir(): string {
   return join(packageRoot(), 'models');
 }
 
+/** Which built-in model besides its kind: `corpus` builds it from those corpus files only (names without `.txt`), a distinct model. */
+export interface BuiltinModelOptions {
+  readonly corpus?: readonly string[];
+}
+
 /**
  * Path of the built-in model file. The name includes a hash of the corpus and
  * of the generator version, so a changed corpus or construction never reuses
- * a stale file.
+ * a stale file; a corpus slice adds its file names (`rkllm-tiny-aesop-<hash>.gguf`).
  *
  * @param dir directory of the model files; default `<package root>/models`.
  */
-export function builtinModelPath(kind: BuiltinModelKind, dir: string = defaultModelsDir()): string {
-  return join(dir, `rkllm-${kind}-${modelFingerprint(kind, readCorpusFiles())}.gguf`);
+export function builtinModelPath(kind: BuiltinModelKind, dir: string = defaultModelsDir(), options: BuiltinModelOptions = {}): string {
+  const slice = options.corpus ? `-${options.corpus.join('-')}` : '';
+  return join(dir, `rkllm-${kind}${slice}-${modelFingerprint(kind, readCorpusFiles(options.corpus))}.gguf`);
 }
 
 /**
@@ -39,14 +45,15 @@ export async function ensureBuiltinModel(
   kind: BuiltinModelKind,
   dir: string = defaultModelsDir(),
   onProgress?: (fraction: number) => void,
+  options: BuiltinModelOptions = {},
 ): Promise<string> {
-  const path = builtinModelPath(kind, dir);
+  const path = builtinModelPath(kind, dir, options);
   if (existsSync(path)) return path;
   await mkdir(dir, { recursive: true });
   const tempPath = `${path}.${process.pid}-${randomUUID()}.tmp`;
   try {
     onProgress?.(0);
-    await writeGguf(tempPath, buildModel(kind).file, onProgress);
+    await writeGguf(tempPath, buildModel(kind, options.corpus).file, onProgress);
     await rename(tempPath, path);
   } catch (error) {
     await rm(tempPath, { force: true });

@@ -19,12 +19,18 @@ export interface CorpusFile {
   readonly text: string;
 }
 
-/** The `corpus/*.txt` files of the package, sorted by name. */
-export function readCorpusFiles(): CorpusFile[] {
+/**
+ * The `corpus/*.txt` files of the package, sorted by name; with `only`, just those (by name
+ * without `.txt`): a slice of the corpus makes a different model by the same construction.
+ */
+export function readCorpusFiles(only?: readonly string[]): CorpusFile[] {
   const dir = join(packageRoot(), 'corpus');
-  const names = readdirSync(dir)
+  const all = readdirSync(dir)
     .filter((name) => name.endsWith('.txt'))
     .sort();
+  const unknown = only?.filter((stem) => !all.includes(`${stem}.txt`)) ?? [];
+  if (unknown.length > 0) throw new Error(`no corpus file ${unknown.map((stem) => `${stem}.txt`).join(', ')} in ${dir}`);
+  const names = only ? all.filter((name) => only.includes(name.slice(0, -'.txt'.length))) : all;
   if (names.length === 0) throw new Error(`no corpus files (*.txt) in ${dir}`);
   return names.map((name) => ({ name, text: readFileSync(join(dir, name), 'utf8') }));
 }

@@ -46,8 +46,9 @@ export interface BuiltinModel {
   readonly file: GgufFile;
 }
 
-export function buildModel(kind: BuiltinModelKind): BuiltinModel {
-  const stats = buildStatistics(readCorpusFiles().map((file) => paragraphs(file.text)));
+/** Builds a model of `kind` from the whole corpus, or from the files `corpus` names (without `.txt`). */
+export function buildModel(kind: BuiltinModelKind, corpus?: readonly string[]): BuiltinModel {
+  const stats = buildStatistics(readCorpusFiles(corpus).map((file) => paragraphs(file.text)));
   const layout = new CoreLayout(stats);
   const vocabularySize = stats.vocabulary.pieces.length;
   const shape: ModelShape =
@@ -68,7 +69,8 @@ export function buildModel(kind: BuiltinModelKind): BuiltinModel {
         };
   const core = buildCoreWeights(stats, layout, shape.embeddingLength);
   const tensors = modelTensors(core, shape, kind === 'bench' ? BENCH_NOISE : NO_NOISE);
-  return { shape, file: { metadata: modelMetadata(kind, shape, stats.vocabulary), tensors } };
+  const name = corpus ? `rkllm-mcp ${kind} (${corpus.join(', ')})` : `rkllm-mcp ${kind}`;
+  return { shape, file: { metadata: modelMetadata(name, shape, stats.vocabulary), tensors } };
 }
 
 /**
@@ -123,10 +125,10 @@ function ones(name: string, length: number): GgufTensor {
   return { name, dims: [length], type: 'F32', data: () => [new Float32Array(length).fill(1)] };
 }
 
-function modelMetadata(kind: BuiltinModelKind, shape: ModelShape, vocabulary: Vocabulary): Map<string, GgufValue> {
+function modelMetadata(name: string, shape: ModelShape, vocabulary: Vocabulary): Map<string, GgufValue> {
   return new Map<string, GgufValue>([
     ['general.architecture', gguf.string('llama')],
-    ['general.name', gguf.string(`rkllm-mcp ${kind}`)],
+    ['general.name', gguf.string(name)],
     ['general.description', gguf.string('Hand-built word bigram model, with trigram corrections, of the rkllm-mcp corpus')],
     ['general.file_type', gguf.uint32(1)], // mostly F16: the embeddings and the output
     ['llama.vocab_size', gguf.uint32(shape.vocabularySize)],

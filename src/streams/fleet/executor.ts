@@ -20,6 +20,11 @@ const FLEET_LINE = '\u0000fleet';
 export interface FleetExecutorOptions {
   link: RedisLink;
   engine: Engine;
+  /**
+   * Holds the engine a claimed run executes on until `release` (the server's default model, loaded
+   * again when it was unloaded to make room for another). Default: `engine`, as it is.
+   */
+  hold?: () => Promise<{ engine: Engine; release(): void }>;
   /** This instance's slots: the executor takes one per run it claims. */
   scheduler: Scheduler;
   capability: Capability;
@@ -208,15 +213,18 @@ export class FleetExecutor {
   }
 
   async #execute(id: string, attempt: number, params: Omit<RunRequest, 'signal'>, controller: AbortController): Promise<void> {
-    const { engine, link, instanceId, log } = this.#o;
+    const { link, instanceId, log } = this.#o;
+    const hold = this.#o.hold ?? (async () => ({ engine: this.#o.engine, release: () => {} }));
     const emitter = new Emitter(link, id, attempt, this.#o.retryMs, (why) => {
       if (why !== 'asked') log.warn({ run: id, why }, 'fleet: stopping a run whose claim this instance lost');
       controller.abort();
     });
     emitter.start(instanceId);
     let outcome: RunOutcome;
+    let held: { engine: Engine; release(): void } | undefined;
     try {
-      outcome = await engine.run({ ...params, signal: controller.signal }, (result, state) => {
+      held = await hold();
+      outcome = await held.engine.run({ ...params, signal: controller.signal }, (result, state) => {
         if (state !== LLMCallState.RKLLM_RUN_NORMAL) return;
         emitter.text({
           t: 't',
@@ -228,6 +236,8 @@ export class FleetExecutor {
     } catch (err) {
       log.error({ err, run: id }, 'fleet: a claimed run failed');
       outcome = { finish_reason: 'error', perf: emptyPerf(), error: 'the run failed on the instance executing it' };
+    } finally {
+      held?.release();
     }
     if (this.#shutdown && outcome.finish_reason === 'abort') outcome = { ...outcome, finish_reason: 'shutdown' };
     await emitter.end({ t: 'e', o: outcome });

@@ -5,7 +5,7 @@ import { BlockingReads } from '../redis/blocking-reads.js';
 import type { RedisLink } from '../redis/link.js';
 import type { Scheduler } from '../scheduler.js';
 import type { SharedRuns } from '../shared-runs.js';
-import { FleetExecutor } from './executor.js';
+import { FleetExecutor, type FleetExecutorOptions } from './executor.js';
 import { modelHash } from './model-hash.js';
 import { engineCapability, type Capability } from './needs.js';
 import { FleetQueue, type FleetLimits } from './queue.js';
@@ -15,6 +15,8 @@ export interface FleetOptions {
   link: RedisLink;
   instanceId: string;
   engine: Engine;
+  /** Holds the engine a claimed run executes on (see FleetExecutorOptions.hold). */
+  hold?: FleetExecutorOptions['hold'];
   scheduler: Scheduler;
   limits: FleetLimits;
   leaseMs: number;

@@ -1,0 +1,20 @@
+import type { ServerError } from '../errors.js';
+
+/** Waits for `promise`, refusing with `refusal()` past `deadline` (ms since the epoch) or when `signal` aborts. */
+export async function bounded(promise: Promise<void>, deadline: number, signal: AbortSignal | undefined, refusal: () => ServerError): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  try {
+    await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(refusal()), Math.max(0, deadline - Date.now()));
+        onAbort = () => reject(refusal());
+        signal?.addEventListener('abort', onAbort, { once: true });
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+  }
+}

@@ -1,0 +1,72 @@
+/** Builds the server's models: the folder's catalog and the loaded set over the default engine, from plain options. */
+import { totalmem } from 'node:os';
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { DEFAULT_MEMORY_SHARE } from '../engine/llama/memory-budget.js';
+import { startEngine, type EngineOptions } from '../engine/start.js';
+import type { Engine } from '../engine/types.js';
+import { ensureBuiltinModel } from '../model/builtin.js';
+import type { ConfinedFolder } from '../paths.js';
+import { Scheduler } from '../streams/scheduler.js';
+import { ModelCatalog, type ModelEntry } from './catalog.js';
+import type { KeepAliveMs } from './keep-alive.js';
+import { LoadedModels } from './loaded.js';
+
+export interface ModelSetOptions {
+  /** The folder of models (relative: from the working directory). */
+  dir: string;
+  /** How every model's engine is built (its model path and context come from the model). */
+  engine: EngineOptions;
+  /** Models loaded at once at most (0: what the memory budget holds); forced to 1 on RKLLM. */
+  maxLoaded: number;
+  keepAliveMs: KeepAliveMs;
+  waitMs: number;
+  queueLimit: number;
+  queueLimitPerClient: number;
+  /** Where a sidecar's LoRA adapters are found. */
+  loraAdapters: ConfinedFolder;
+}
+
+/** Builds an engine with `entry` loaded, then applies its sidecar's chat template and LoRA adapters. */
+async function openModel(entry: ModelEntry, base: EngineOptions, lora: ConfinedFolder, log: Logger): Promise<Engine> {
+  const side = entry.sidecar;
+  const engine = await startEngine(
+    { ...base, modelPath: entry.path, maxContextLen: side.max_context_len ?? base.maxContextLen, initParam: { ...side.sampling } },
+    log,
+  );
+  try {
+    if (side.chat_template) await engine.setChatTemplate(side.chat_template);
+    for (const adapter of side.lora_adapters ?? []) {
+      const path = await lora.file(adapter.path, 'lora_adapters');
+      await engine.loadLora({ lora_adapter_path: path, lora_adapter_name: adapter.name, scale: adapter.scale ?? 1 });
+    }
+  } catch (err) {
+    await engine.dispose();
+    throw err;
+  }
+  return engine;
+}
+
+export function modelSet(options: ModelSetOptions, engine: Engine, scheduler: Scheduler, log: Logger): LoadedModels {
+  const llama = options.engine.kind === 'llama.cpp';
+  const catalog = new ModelCatalog({
+    dir: resolve(options.dir),
+    engine: options.engine.kind,
+    ...(llama ? { builtin: () => ensureBuiltinModel('tiny') } : {}),
+  });
+  const maxMemory = options.engine.maxMemory;
+  return new LoadedModels({
+    catalog,
+    defaultEngine: engine,
+    defaultScheduler: scheduler,
+    open: (entry) => openModel(entry, options.engine, options.loraAdapters, log),
+    scheduler: (e) => new Scheduler(e.slots, options.queueLimit, options.queueLimitPerClient),
+    maxLoaded: llama ? options.maxLoaded : 1,
+    memoryBudget: maxMemory > 0 ? maxMemory : Math.floor(totalmem() * DEFAULT_MEMORY_SHARE),
+    keepAliveMs: options.keepAliveMs,
+    waitMs: options.waitMs,
+    contextSize: options.engine.maxContextLen,
+    slots: options.engine.parallel,
+    log,
+  });
+}
