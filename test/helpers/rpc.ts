@@ -86,4 +86,13 @@ export class HttpRpc {
       }
     }
   }
+
+  /** Long-polls until at least one chunk of `streamId` has arrived; returns the first. */
+  async firstChunk(streamId: string): Promise<Chunk> {
+    for (let polls = 0; polls < 50; polls++) {
+      const { chunk } = await this.result<{ chunk: Chunk | null }>('poll', { stream_id: streamId, after_seq: -1, wait_ms: 5000 });
+      if (chunk) return chunk;
+    }
+    throw new Error('no chunk came');
+  }
 }

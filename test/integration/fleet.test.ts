@@ -11,7 +11,7 @@ import { ensureBuiltinModel, TINY_MODEL_PROMPTS } from '../../src/model/builtin.
 import { patchedCopy } from '../helpers/gguf-patch.js';
 import { greedy } from '../helpers/prompts.js';
 import { startRedis, type RedisProcess } from '../helpers/redis-server.js';
-import { HttpRpc, type Chunk } from '../helpers/rpc.js';
+import { HttpRpc } from '../helpers/rpc.js';
 import { scratchDir, startServer, type ServerProcess } from '../helpers/server-process.js';
 
 const LEASE_MS = 1000;
@@ -36,29 +36,6 @@ async function until(what: string, check: () => Promise<boolean>, withinMs = 10_
     await sleep(20);
   }
   throw new Error(`not within ${withinMs} ms: ${what}`);
-}
-
-async function drain(rpc: HttpRpc, streamId: string): Promise<{ text: string; last: Chunk }> {
-  const parts: string[] = [];
-  let afterSeq = -1;
-  for (let polls = 0; polls < 20_000; polls++) {
-    const res = await rpc.call<{ chunk: Chunk | null }>('poll', { stream_id: streamId, after_seq: afterSeq, wait_ms: 5000 });
-    if (res.error) throw new Error(`poll: ${res.error.code} ${res.error.message}`);
-    const chunk = res.result!.chunk;
-    if (!chunk) continue;
-    parts.push(chunk.delta);
-    afterSeq = chunk.seq;
-    if (chunk.end) return { text: parts.join(''), last: chunk };
-  }
-  throw new Error('the stream did not end');
-}
-
-async function firstChunk(rpc: HttpRpc, streamId: string): Promise<Chunk> {
-  for (let polls = 0; polls < 50; polls++) {
-    const { chunk } = await rpc.result<{ chunk: Chunk | null }>('poll', { stream_id: streamId, after_seq: -1, wait_ms: 5000 });
-    if (chunk) return chunk;
-  }
-  throw new Error('no chunk came');
 }
 
 const running = async (i: { http: HttpRpc }): Promise<boolean> =>
@@ -132,7 +109,7 @@ describe('A fleet: one run queue across instances on Redis', function () {
       const solo = (await a.http.result('rkllm_run', SHORT)).text;
       // keep_history pins a run to the instance holding the conversation: this one fills A's only slot.
       const blocker = await a.http.start({ ...LONG, keep_history: 1 });
-      await firstChunk(a.http, blocker.stream_id);
+      await a.http.firstChunk(blocker.stream_id);
       expect(await running(a)).to.equal(true);
       const result = await a.http.result('rkllm_run', SHORT);
       expect(result.text).to.equal(solo);
@@ -141,7 +118,7 @@ describe('A fleet: one run queue across instances on Redis', function () {
       const { chunk } = await a.http.result('poll', { stream_id: blocker.stream_id, after_seq: -1, wait_ms: 0 });
       expect(chunk?.end ?? false).to.equal(false);
       expect((await a.http.result('rkllm_abort', { stream_id: blocker.stream_id })).aborted).to.equal(1);
-      expect((await drain(a.http, blocker.stream_id)).last.finish_reason).to.equal('abort');
+      expect((await a.http.drain(blocker.stream_id, { afterSeq: true, waitMs: 5000 })).last.finish_reason).to.equal('abort');
     });
 
     it('three long runs sent to one instance keep all three slots busy', async () => {
@@ -150,7 +127,8 @@ describe('A fleet: one run queue across instances on Redis', function () {
       const { fleet } = await a.http.result('engine_status', {});
       expect(fleet).to.include({ queued: 0, running: 3 });
       for (const s of streams) expect((await a.http.result('rkllm_abort', { stream_id: s.stream_id })).aborted).to.equal(1);
-      for (const s of streams) expect((await drain(b.http, s.stream_id)).last.finish_reason).to.equal('abort');
+      for (const s of streams)
+        expect((await b.http.drain(s.stream_id, { afterSeq: true, waitMs: 5000 })).last.finish_reason).to.equal('abort');
     });
 
     it('a run waiting in the shared queue leaves it when aborted, without ever running', async () => {
@@ -159,7 +137,7 @@ describe('A fleet: one run queue across instances on Redis', function () {
       const waiting = await c.http.start(SHORT);
       expect((await a.http.result('engine_status', {})).fleet.queued).to.equal(1);
       expect((await c.http.result('rkllm_abort', { stream_id: waiting.stream_id })).aborted).to.equal(1);
-      const { text, last } = await drain(c.http, waiting.stream_id);
+      const { text, last } = await c.http.drain(waiting.stream_id, { afterSeq: true, waitMs: 5000 });
       expect(text).to.equal('');
       expect(last.finish_reason).to.equal('abort');
       expect((await a.http.result('engine_status', {})).fleet.queued).to.equal(0);
@@ -181,10 +159,11 @@ describe('A fleet: one run queue across instances on Redis', function () {
     expect(await running(different)).to.equal(false);
     // A run sent to the other model's instance runs there.
     const own = await different.http.start(SHORT);
-    expect((await drain(different.http, own.stream_id)).last.finish_reason).to.equal('length');
+    expect((await different.http.drain(own.stream_id, { afterSeq: true, waitMs: 5000 })).last.finish_reason).to.equal('length');
     expect(await running(same)).to.equal(true);
     for (const s of [first, second]) await same.http.result('rkllm_abort', { stream_id: s.stream_id });
-    for (const s of [first, second]) expect((await drain(same.http, s.stream_id)).last.finish_reason).to.equal('abort');
+    for (const s of [first, second])
+      expect((await same.http.drain(s.stream_id, { afterSeq: true, waitMs: 5000 })).last.finish_reason).to.equal('abort');
   });
 
   describe('an executor killed with SIGKILL while it holds a claimed run', () => {
@@ -217,7 +196,7 @@ describe('A fleet: one run queue across instances on Redis', function () {
     /** Fills Y's only slot with a run pinned to it, so that a run sent to Y is claimed by X. */
     async function busyY(): Promise<{ stream_id: string }> {
       const pinned = await y.http.start({ ...LONG, keep_history: 1 });
-      await firstChunk(y.http, pinned.stream_id);
+      await y.http.firstChunk(pinned.stream_id);
       return pinned;
     }
 
@@ -235,7 +214,7 @@ describe('A fleet: one run queue across instances on Redis', function () {
       expect(tokens, 'the kill landed before the first token').to.equal('0');
       await y.http.result('rkllm_abort', { stream_id: pinned.stream_id });
       const killedAt = Date.now();
-      const { text, last } = await drain(y.http, stream_id);
+      const { text, last } = await y.http.drain(stream_id, { afterSeq: true, waitMs: 5000 });
       expect(last).to.deep.include({ end: true, finish_reason: 'length' });
       expect(text, 'one execution only').to.equal(solo);
       expect(Date.now() - killedAt).to.be.below(LEASE_MS * 15);
@@ -245,11 +224,11 @@ describe('A fleet: one run queue across instances on Redis', function () {
     it('a run that had produced text ends with an explicit error chunk, within a bounded time', async () => {
       await busyY();
       const { stream_id } = await y.http.start(LONG);
-      const head = await firstChunk(y.http, stream_id);
+      const head = await y.http.firstChunk(stream_id);
       expect(await claimOf(stream_id)).to.not.equal(undefined);
       x.proc.proc.kill('SIGKILL');
       const killedAt = Date.now();
-      const rest = await drain(y.http, stream_id);
+      const rest = await y.http.drain(stream_id, { afterSeq: true, waitMs: 5000 });
       expect(Date.now() - killedAt).to.be.below(LEASE_MS * 10);
       expect(rest.last).to.deep.include({ end: true, finish_reason: 'error' });
       expect(rest.last.error).to.deep.include({ code: -32019 });
@@ -281,8 +260,8 @@ describe('A fleet: one run queue across instances on Redis', function () {
       [g1, long[1]!],
     ] as const)
       await rpc.result('rkllm_abort', { stream_id: s.stream_id });
-    expect((await drain(f2, queued[0]!.stream_id)).last.finish_reason).to.equal('length');
-    expect((await drain(f1, queued[1]!.stream_id)).last.finish_reason).to.equal('length');
+    expect((await f2.drain(queued[0]!.stream_id, { afterSeq: true, waitMs: 5000 })).last.finish_reason).to.equal('length');
+    expect((await f1.drain(queued[1]!.stream_id, { afterSeq: true, waitMs: 5000 })).last.finish_reason).to.equal('length');
   });
 
   it('with Redis gone each instance serves its own queue and /health says so; with Redis back, the shared queue again', async () => {
@@ -324,15 +303,15 @@ describe('A fleet: one run queue across instances on Redis', function () {
       const drainingId: string = (await draining.http.result('engine_status', {})).fleet.instance;
       const otherId: string = (await other.http.result('engine_status', {})).fleet.instance;
       const own = await draining.http.start({ ...LONG, keep_history: 1 });
-      await firstChunk(draining.http, own.stream_id);
+      await draining.http.firstChunk(own.stream_id);
       const busy = await other.http.start({ ...LONG, keep_history: 1 });
-      await firstChunk(other.http, busy.stream_id);
+      await other.http.firstChunk(busy.stream_id);
       await until('the draining instance has a free slot', async () => (await db.hget('rkllm:fq:free', drainingId)) === '1');
       draining.proc.proc.kill('SIGTERM');
       await until('it no longer offers its free slot', async () => (await db.hget('rkllm:fq:free', drainingId)) !== '1');
       const { stream_id } = await other.http.start(SHORT);
       await other.http.result('rkllm_abort', { stream_id: busy.stream_id });
-      expect((await drain(other.http, stream_id)).last.finish_reason).to.equal('length');
+      expect((await other.http.drain(stream_id, { afterSeq: true, waitMs: 5000 })).last.finish_reason).to.equal('length');
       const ran = await db.keys('rkllm:fq:j:*');
       const execs = await Promise.all(ran.map(async (key) => db.hmget(key, 'stream', 'exec')));
       expect(execs.find(([stream]) => stream === stream_id)?.[1]).to.equal(otherId);
@@ -351,15 +330,15 @@ describe('A fleet: one run queue across instances on Redis', function () {
     // A third key fills both slots with runs pinned to them.
     const pinnedU = await u3.start({ ...LONG, keep_history: 1 });
     const pinnedV = await v3.start({ ...LONG, keep_history: 1 });
-    await firstChunk(u3, pinnedU.stream_id);
-    await firstChunk(v3, pinnedV.stream_id);
+    await u3.firstChunk(pinnedU.stream_id);
+    await v3.firstChunk(pinnedV.stream_id);
     const first = [await u1.start(SHORT), await u1.start(SHORT), await u1.start(SHORT)];
     const newcomer = await v2.start(SHORT);
     // One slot frees up: the four runs go through it one at a time, in turn order.
     await v3.result('rkllm_abort', { stream_id: pinnedV.stream_id });
     const order: string[] = [];
     const follow = async (rpc: HttpRpc, streamId: string, name: string): Promise<void> => {
-      expect((await drain(rpc, streamId)).last.finish_reason).to.equal('length');
+      expect((await rpc.drain(streamId, { afterSeq: true, waitMs: 5000 })).last.finish_reason).to.equal('length');
       order.push(name);
     };
     await Promise.all([...first.map((s, i) => follow(u1, s.stream_id, `first ${i}`)), follow(v2, newcomer.stream_id, 'newcomer')]);

@@ -49,15 +49,6 @@ async function drain(rpc: HttpRpc, streamId: string, afterSeq = -1): Promise<{ t
   throw new Error('the stream did not end');
 }
 
-/** Long-polls until at least one chunk arrives; returns it. */
-async function firstChunk(rpc: HttpRpc, streamId: string): Promise<Chunk> {
-  for (let polls = 0; polls < 50; polls++) {
-    const { chunk } = await rpc.result<{ chunk: Chunk | null }>('poll', { stream_id: streamId, after_seq: -1, wait_ms: 5000 });
-    if (chunk) return chunk;
-  }
-  throw new Error('no chunk came');
-}
-
 /** Resolves once some connection to `url` is blocked in XREAD: a long poll is waiting in Redis. */
 async function untilBlockedRead(url: string): Promise<void> {
   const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
@@ -173,7 +164,7 @@ describe('Several instances sharing streams through Redis', function () {
 
     it('rkllm_abort sent to another instance, by request id, stops the generation where it runs', async () => {
       const { stream_id } = await a.http.start(LONG, 'abort-me');
-      await firstChunk(b.http, stream_id);
+      await b.http.firstChunk(stream_id);
       expect(await b.http.result('rkllm_abort', { request_id: 'abort-me' })).to.deep.equal({ aborted: 1, stream_id });
       const { last } = await drain(c.http, stream_id);
       expect(last.finish_reason).to.equal('abort');
@@ -222,7 +213,7 @@ describe('Several instances sharing streams through Redis', function () {
     const owner = { http: new HttpRpc(child.url) };
     const other = await start({ db: 2 });
     const { stream_id } = await owner.http.start(LONG);
-    const head = await firstChunk(other.http, stream_id);
+    const head = await other.http.firstChunk(stream_id);
     child.proc.kill('SIGKILL');
     const killedAt = Date.now();
     const { last } = await drain(other.http, stream_id, head.seq);
@@ -235,7 +226,7 @@ describe('Several instances sharing streams through Redis', function () {
   it('a stream whose instance shuts down cleanly mid-stream ends with its shutdown chunk, stored before the instance exits', async () => {
     const [owner, other] = [await start({ db: 4 }), await start({ db: 4 })];
     const { stream_id } = await owner.http.start(LONG);
-    const head = await firstChunk(other.http, stream_id);
+    const head = await other.http.firstChunk(stream_id);
     await owner.stop();
     const { last } = await drain(other.http, stream_id, head.seq);
     expect(last, JSON.stringify(last)).to.deep.include({ end: true, finish_reason: 'shutdown' });
@@ -247,7 +238,7 @@ describe('Several instances sharing streams through Redis', function () {
     const params = { ...LONG, max_new_tokens: 5000 };
     const expected = (await owner.http.result('rkllm_run', params)).text;
     const { stream_id } = await owner.http.start(params);
-    const head = await firstChunk(other.http, stream_id);
+    const head = await other.http.firstChunk(stream_id);
     // With the fleet's shared queue, either instance may be the one generating it.
     const generating = await Promise.all([owner, other].map(async (i) => (await i.http.result('rkllm_is_running', {})).running));
     expect(generating).to.include(true);
