@@ -291,7 +291,8 @@ describe('A fleet: one run queue across instances on Redis', function () {
         return health.degraded === undefined;
       });
     }
-    expect((await p.http.result('engine_status', {})).fleet).to.include({ mode: 'shared' });
+    // engine_status asks Redis itself: its first query after the restart may still fail (and say "local").
+    await until('engine_status says shared', async () => (await p.http.result('engine_status', {})).fleet.mode === 'shared');
     expect((await q.http.result('rkllm_run', SHORT)).text).to.equal(solo);
   });
 
