@@ -35,11 +35,20 @@ export async function onWorker<T>(data: ClientInput | LoadJob): Promise<T> {
   return answer;
 }
 
-/** A direct node-llama-cpp loop: `streams` sequences of one context, each generating `tokens`. */
-export async function rawEngine(modelPath: string, threads: number, streams: number, tokens: number): Promise<Figures> {
+/**
+ * A direct node-llama-cpp loop: `streams` sequences of one context, each generating `tokens`.
+ * `flashAttention` as the engine's slot contexts set it (node-llama-cpp's default is off).
+ */
+export async function rawEngine(
+  modelPath: string,
+  threads: number,
+  streams: number,
+  tokens: number,
+  flashAttention = false,
+): Promise<Figures> {
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
   const model = await llama.loadModel({ modelPath });
-  const context = await model.createContext({ contextSize: tokens + 256, sequences: streams, threads });
+  const context = await model.createContext({ contextSize: (tokens + 256) * streams, sequences: streams, threads, flashAttention });
   try {
     const prompt = model.tokenize(PROMPT);
     const one = async (): Promise<number> => {
