@@ -320,6 +320,10 @@ describe('A fleet: one run queue across instances on Redis', function () {
         expect(health.status).to.equal('ready');
         expect(health.reason).to.match(/shared run queue \(Redis\) is unreachable.*serves its own queue/);
         expect((await i.http.result('rkllm_run', SHORT)).text).to.equal(solo);
+        // A LoRA adapter this instance lacks: refused as without a fleet (no other instance can be asked).
+        const unknown = await i.http.call('rkllm_run', { ...SHORT, lora_params: { lora_adapter_name: 'nope' } });
+        expect(unknown.error?.code).to.equal(-32602);
+        expect(unknown.error?.message).to.match(/names no loaded adapter \(loaded: none\)/);
         expect((await i.http.result('engine_status', {})).fleet).to.include({ mode: 'local' });
       }
     } finally {
