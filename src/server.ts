@@ -274,7 +274,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
       maxContext: (model) => loadedModels.contextOf(model),
     }),
     ...modelsMethods(loadedModels),
-    ...rkllmMethods({ engine, hub, folders: files }),
+    ...rkllmMethods({ engine, hub, folders: files, ...(fleet ? { loraLoaded: () => fleet.refresh() } : {}) }),
     ...liveMethods(hub),
     authenticateMethod(gate),
     engineStatusMethod(engine, fleet && (() => fleet.status())),

@@ -78,6 +78,8 @@ export interface Engine extends AsyncDisposable {
   isRunning(): boolean;
   /** `rkllm_load_lora`: loads an adapter that runs can then name in `lora_params`. */
   loadLora(adapter: RKLLMLoraAdapter): Promise<void>;
+  /** The names of the LoRA adapters loaded into the model now (none without a model). */
+  loraAdapters(): string[];
   /** `rkllm_load_prompt_cache`: later runs whose input starts with the cached prefix reuse it. */
   loadPromptCache(path: string): Promise<void>;
   /** `rkllm_release_prompt_cache`. */

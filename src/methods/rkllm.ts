@@ -28,6 +28,8 @@ export interface RkllmDeps {
   hub: StreamHub;
   /** Where the file names clients give are resolved. */
   folders: ClientFolders;
+  /** Told once `rkllm_load_lora` loaded an adapter (a fleet publishes it at once). */
+  loraLoaded?: () => Promise<void>;
 }
 
 const NO_PARAMS = object({});
@@ -71,7 +73,7 @@ const floats: JsonSchema = { type: 'array', items: { type: 'number' } };
 const asArray = (value: number | number[] | undefined): number[] | undefined => (typeof value === 'number' ? [value] : value);
 
 /** The production methods of the RKLLM API that `coreMethods` does not cover. */
-export function rkllmMethods({ engine, hub, folders }: RkllmDeps): Array<[string, Method]> {
+export function rkllmMethods({ engine, hub, folders, loraLoaded }: RkllmDeps): Array<[string, Method]> {
   const supported = (feature: EngineFeature) => (): boolean => engine.supports(feature);
   return [
     [
@@ -128,6 +130,7 @@ export function rkllmMethods({ engine, hub, folders }: RkllmDeps): Array<[string
         async (params) => {
           const path = await folders.loraAdapters.file(params.lora_adapter_path, 'lora_adapter_path');
           await engine.loadLora({ ...params, lora_adapter_path: path, scale: params.scale ?? 1 });
+          await loraLoaded?.();
           return { loaded: true, lora_adapter_name: params.lora_adapter_name };
         },
         supported('lora'),

@@ -17,6 +17,7 @@ import { ANYONE, type StreamOwner } from './owner.js';
 import type { Peers } from './peers.js';
 import { fixedTarget, type RunResolver, type RunTarget } from './run-target.js';
 import type { Scheduler } from './scheduler.js';
+import { checkForFleet } from './fleet/receiver-check.js';
 import type { SharedRun, SharedRuns } from './shared-runs.js';
 import { Stream, newStreamId, type Chunk, type RequestId } from './stream.js';
 
@@ -259,16 +260,21 @@ export class StreamHub {
       for (const free of admitted.splice(0).reverse()) free();
     };
     try {
-      await target.engine.validate(params);
       const fleet = target.isDefault ? this.#shared : undefined;
-      if (!fleet) target.scheduler.checkCapacity(owner.queueKey);
+      // With a fleet, a LoRA adapter this instance lacks may be loaded on another: `refusal` if none has it.
+      let refusal: ServerError | undefined;
+      if (fleet) refusal = await checkForFleet(target.engine, params);
+      else {
+        await target.engine.validate(params);
+        target.scheduler.checkCapacity(owner.queueKey);
+      }
       admitted.push(owner.admitStream());
       const stream = this.#newStream(requestId, owner);
       if (!fleet) return { stream, release, target };
       // It runs on the default model wherever it is claimed, whatever name that model has there.
       const request = { ...params };
       delete request.model;
-      const shared = await fleet.enqueue({ streamId: stream.id, params: request, client: owner.queueKey });
+      const shared = await fleet.enqueue({ streamId: stream.id, params: request, client: owner.queueKey, ...(refusal ? { refusal } : {}) });
       if (!shared) {
         target.scheduler.checkCapacity(owner.queueKey);
         return { stream, release, target };

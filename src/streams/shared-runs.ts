@@ -1,3 +1,4 @@
+import type { ServerError } from '../errors.js';
 import type { LLMResultCallback, RunOutcome, RunRequest } from '../engine/types.js';
 
 /** A run the hub hands to a queue shared by several instances (a fleet on Redis). */
@@ -6,6 +7,12 @@ export interface SharedRunRequest {
   params: Omit<RunRequest, 'signal'>;
   /** Whose line it waits in (the owner's `queueKey`). */
   client: string;
+  /**
+   * Set when the receiver lacks the LoRA adapter the run names: the run is admitted only if a live
+   * instance serving the same model has it, and refused with this otherwise, or when the shared
+   * queue is unreachable (the receiver cannot serve it itself).
+   */
+  refusal?: ServerError;
 }
 
 /** A run admitted into the shared queue: it executes on whichever instance claims it. */

@@ -107,6 +107,7 @@ describe('RKLLM engine crash isolation (ABI twin 1.3)', function () {
     expect(replayed.chat_template).to.deep.equal({ system_prompt: 'kept', prompt_prefix: '<', prompt_postfix: '>' });
     expect(replayed.loras).to.deep.equal([{ lora_adapter_path: TWIN_MODELS.story, lora_adapter_name: 'kept-adapter', scale: 0.5 }]);
     expect(e.status().restarts).to.equal(1);
+    expect(e.loraAdapters(), 'what a fleet registration publishes').to.deep.equal(['kept-adapter']);
   });
 
   it('a run the runtime does not end after rkllm_abort is ended by stopping the worker', async () => {

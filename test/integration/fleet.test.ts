@@ -6,13 +6,16 @@
 // the fleet; with Redis gone each instance serves its own queue and /health says so.
 import { expect } from 'chai';
 import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { ensureBuiltinModel, TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { writeLogitBoostLora } from '../../src/model/lora.js';
 import { patchedCopy } from '../helpers/gguf-patch.js';
 import { greedy } from '../helpers/prompts.js';
 import { startRedis, type RedisProcess } from '../helpers/redis-server.js';
 import { HttpRpc } from '../helpers/rpc.js';
 import { scratchDir, startServer, type ServerProcess } from '../helpers/server-process.js';
+import { tinyModel } from '../helpers/tiny-model.js';
 
 const LEASE_MS = 1000;
 const CONTEXT = 16_384;
@@ -166,6 +169,43 @@ describe('A fleet: one run queue across instances on Redis', function () {
       expect((await same.http.drain(s.stream_id, { afterSeq: true, waitMs: 5000 })).last.finish_reason).to.equal('abort');
   });
 
+  it('a run naming a LoRA adapter that only another instance has loaded runs there; one nobody has is refused as without a fleet', async () => {
+    const tiny = await tinyModel();
+    const dir = scratchDir();
+    await writeLogitBoostLora(join(dir, 'bang.gguf'), tiny.path, { tokens: tiny.tokenIds('!'), boost: 10 });
+    const settings = { folders: { lora_adapters: dir } };
+    const [withoutIt, withIt, alone] = await Promise.all([
+      instance(8, { settings }),
+      instance(8, { settings }),
+      startServer({ args: ['--parallel', '1', '--threads', '1', '--context', String(CONTEXT), '--no-udp', '--no-ws'], settings }),
+    ]);
+    const solo = new HttpRpc(alone.url);
+    try {
+      await withIt.http.result('rkllm_load_lora', { lora_adapter_path: 'bang.gguf', lora_adapter_name: 'bang' });
+      const adapted = { ...SHORT, max_new_tokens: 20, lora_params: { lora_adapter_name: 'bang' } };
+      const direct = await withIt.http.result('rkllm_run', adapted);
+      expect(direct.text, 'the adapter changes the output').to.equal('!'.repeat(20));
+      // Sent to the instance without the adapter: only the one with it can have produced this text.
+      const sent = await withoutIt.http.start(adapted);
+      const { text, last } = await withoutIt.http.drain(sent.stream_id, { afterSeq: true, waitMs: 5000 });
+      expect(last.finish_reason).to.equal('length');
+      expect(text).to.equal(direct.text);
+      const { fleet } = await withoutIt.http.result('engine_status', {});
+      const loras = fleet.instances.map((i: { models: Array<{ lora: string[] }> }) => i.models[0]!.lora.join(','));
+      expect(loras.sort()).to.deep.equal(['', 'bang']);
+      // An adapter nobody has: the same refusal as a server without a fleet gives.
+      const unknown = { ...SHORT, lora_params: { lora_adapter_name: 'nope' } };
+      const refused = await withoutIt.http.call('rkllm_run', unknown);
+      const expected = await solo.call('rkllm_run', unknown);
+      expect(expected.error?.code).to.equal(-32602);
+      expect(refused.error).to.deep.equal(expected.error);
+      expect((await withoutIt.http.result('engine_status', {})).fleet.queued).to.equal(0);
+      expect((await withIt.http.call('rkllm_run', unknown)).error?.message).to.match(/names no loaded adapter \(loaded: "bang"\)/);
+    } finally {
+      await alone.stop();
+    }
+  });
+
   describe('an executor killed with SIGKILL while it holds a claimed run', () => {
     let x: Instance;
     let y: Instance;
@@ -280,6 +320,10 @@ describe('A fleet: one run queue across instances on Redis', function () {
         expect(health.status).to.equal('ready');
         expect(health.reason).to.match(/shared run queue \(Redis\) is unreachable.*serves its own queue/);
         expect((await i.http.result('rkllm_run', SHORT)).text).to.equal(solo);
+        // A LoRA adapter this instance lacks: refused as without a fleet (no other instance can be asked).
+        const unknown = await i.http.call('rkllm_run', { ...SHORT, lora_params: { lora_adapter_name: 'nope' } });
+        expect(unknown.error?.code).to.equal(-32602);
+        expect(unknown.error?.message).to.match(/names no loaded adapter \(loaded: none\)/);
         expect((await i.http.result('engine_status', {})).fleet).to.include({ mode: 'local' });
       }
     } finally {

@@ -128,6 +128,10 @@ export class LlamaEngine implements Engine {
     loaded.adapters.set(adapter.lora_adapter_name, pool);
   }
 
+  loraAdapters(): string[] {
+    return [...(this.#loaded?.adapters.keys() ?? [])];
+  }
+
   async loadPromptCache(path: string): Promise<void> {
     await loadPromptCache(this.#require(), path);
   }

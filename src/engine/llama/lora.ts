@@ -1,5 +1,6 @@
 import { fault } from '../../errors.js';
 import { notSupported } from '../capabilities.js';
+import { unknownAdapter } from '../unknown-adapter.js';
 import { errorText } from '../messages.js';
 import { RKLLMInferMode, type RKLLMLoraAdapter, type RunRequest } from '../types.js';
 import { LLAMA, type LoadedModel } from './model.js';
@@ -38,11 +39,6 @@ export function poolFor(loaded: LoadedModel, request: RunRequest): SlotPool {
     throw notSupported(LLAMA, 'lora', 'GET_LAST_HIDDEN_LAYER runs on an embedding context, which takes no adapters');
   }
   const pool = loaded.adapters.get(name);
-  if (!pool) {
-    const names = [...loaded.adapters.keys()].map((n) => JSON.stringify(n)).join(', ') || 'none';
-    throw fault('INVALID_PARAMS', 'detail', {
-      detail: `"lora_params.lora_adapter_name" is "${name}", which names no loaded adapter (loaded: ${names})`,
-    });
-  }
+  if (!pool) throw unknownAdapter(name, [...loaded.adapters.keys()]);
   return pool;
 }

@@ -150,6 +150,12 @@ export class RkllmEngine implements Engine {
     await this.#configure({ fn: 'rkllm_load_lora', adapter: { ...adapter } }, (replay, call) => [...replay, call]);
   }
 
+  /** The adapters loaded into the model, as recorded for replay after a restart. */
+  loraAdapters(): string[] {
+    const replay = this.#supervisor.model?.replay ?? [];
+    return replay.flatMap((call) => (call.fn === 'rkllm_load_lora' ? [call.adapter.lora_adapter_name] : []));
+  }
+
   async loadPromptCache(path: string): Promise<void> {
     await this.#configure({ fn: 'rkllm_load_prompt_cache', path }, replacing);
   }

@@ -113,6 +113,18 @@ export class FleetExecutor {
       .finally(() => (this.#pumping = false));
   }
 
+  /**
+   * Publishes what this instance serves now (a LoRA adapter was loaded), forgets what it decided
+   * about the waiting classes, and looks for runs again. Never rejects: an unreachable Redis gets
+   * the registration at the next renewal.
+   */
+  async refresh(): Promise<void> {
+    if (this.#stopped) return;
+    this.#decisions.clear();
+    await this.#renew().catch((err: unknown) => this.#o.log.warn({ err }, 'fleet: could not publish what this instance serves'));
+    this.kick();
+  }
+
   /** Stops claiming at once (a graceful shutdown): runs executing here carry on. */
   async stopClaiming(): Promise<void> {
     if (this.#stopped) return;

@@ -7,7 +7,7 @@ import type { Scheduler } from '../scheduler.js';
 import type { SharedRuns } from '../shared-runs.js';
 import { FleetExecutor, type FleetExecutorOptions } from './executor.js';
 import { modelHash } from './model-hash.js';
-import { engineCapability, type Capability } from './needs.js';
+import { engineCapability, type Capability, type ServedModel } from './needs.js';
 import { FleetQueue, type FleetLimits } from './queue.js';
 import { STATUS } from './scripts.js';
 
@@ -36,7 +36,7 @@ export interface FleetInstance {
   free_slots: number;
   slots?: number;
   engine?: string;
-  models?: Array<{ name: string; hash: string }>;
+  models?: ServedModel[];
 }
 
 /** The fleet as this instance sees it. */
@@ -99,6 +99,11 @@ export class Fleet {
   /** Runs of any instance executing here. */
   get executing(): number {
     return this.#executor.executing;
+  }
+
+  /** Publishes at once what this instance serves, after a LoRA adapter was loaded (also done at each renewal). */
+  refresh(): Promise<void> {
+    return this.#executor.refresh();
   }
 
   /** A graceful shutdown: refuses new runs with `refusal`, and stops claiming at once. */

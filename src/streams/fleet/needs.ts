@@ -42,8 +42,13 @@ export function needsOf(params: Omit<RunRequest, 'signal'>, model: string, insta
   if (infer.sampling_params?.seed !== undefined) add('seed');
   if ((infer.sampling_params?.mirostat ?? 0) > 0) add('mirostat');
   const needs: RunNeeds = { model, lora: infer.lora_params?.lora_adapter_name ?? null, features: [...features].sort() };
-  if (infer.keep_history === 1 || (infer.prompt_cache_params?.save_prompt_cache ?? 0) !== 0) needs.pin = instance;
+  if (pinned(params)) needs.pin = instance;
   return needs;
+}
+
+/** Whether a run continues or saves state kept by the instance that received it, so it must run there. */
+export function pinned(params: Omit<RunRequest, 'signal'>): boolean {
+  return params.infer.keep_history === 1 || (params.infer.prompt_cache_params?.save_prompt_cache ?? 0) !== 0;
 }
 
 /** The queue a run waits in: one per distinct set of needs, so an instance claims only from the queues it can serve. */
@@ -62,16 +67,20 @@ export interface Capability {
   model(): Promise<string>;
   /** Whether this instance can execute a run with these needs now. */
   canServe(needs: RunNeeds): Promise<boolean>;
-  /** The models it serves, for status views (those whose hash is known yet). */
-  models(): Array<{ name: string; hash: string }>;
+  /**
+   * The models it serves (those whose hash is known yet), with the LoRA adapters loaded into each:
+   * published in its fleet registration, for status views and for admitting runs that name an
+   * adapter their receiver lacks.
+   */
+  models(): ServedModel[];
 }
 
-/** A probe run that asks the engine whether it can run with `lora` (it refuses an adapter it has not loaded). */
-function probe(lora: string): RunRequest {
-  return {
-    input: { role: 'user', enable_thinking: false, input_type: RKLLMInputType.RKLLM_INPUT_PROMPT, prompt_input: 'a' },
-    infer: { mode: RKLLMInferMode.RKLLM_INFER_GENERATE, keep_history: 0, lora_params: { lora_adapter_name: lora } },
-  };
+/** A model an instance serves, as its fleet registration shows it. */
+export interface ServedModel {
+  name: string;
+  hash: string;
+  /** The names of the LoRA adapters loaded into it. */
+  lora: string[];
 }
 
 /**
@@ -101,17 +110,13 @@ export function engineCapability(engine: Engine, instance: string, hashOf: (path
     model: async () => (await current()) ?? 'none',
     models: () => {
       void current();
-      return known?.done === undefined ? [] : [{ name: basename(known.path), hash: known.done }];
+      return known?.done === undefined ? [] : [{ name: basename(known.path), hash: known.done, lora: engine.loraAdapters() }];
     },
     async canServe(needs) {
       if (needs.pin !== undefined) return needs.pin === instance;
       const hash = await current();
       if (needs.model !== hash || !needs.features.every((f) => engine.supports(f))) return false;
-      if (needs.lora === null) return true;
-      return engine.validate(probe(needs.lora)).then(
-        () => true,
-        () => false,
-      );
+      return needs.lora === null || engine.loraAdapters().includes(needs.lora);
     },
   };
 }

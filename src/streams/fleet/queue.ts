@@ -38,7 +38,7 @@ export interface FleetQueueOptions {
   log: Logger;
 }
 
-type Enqueued = ['ok', string] | ['streams', number] | ['queue_full', number, number] | ['client_queue_full', number];
+type Enqueued = ['ok', string] | ['no_adapter'] | ['streams', number] | ['queue_full', number, number] | ['client_queue_full', number];
 
 /**
  * The receiving side of the shared queue: admits runs into Redis under the fleet-wide limits, and
@@ -64,17 +64,21 @@ export class FleetQueue implements SharedRuns {
     const needs = needsOf(request.params, await capability.model(), instanceId);
     const cls = classOf(needs);
     const args = [link.now(), cls, JSON.stringify(needs), request.client, JSON.stringify(request.params), instanceId, request.streamId];
+    const elsewhere = request.refusal ? 1 : 0;
     let reply: Enqueued;
     try {
-      reply = (await link.run(ENQUEUE, [...args, limits.queueLimit, limits.clientQueueLimit, limits.maxStreams])) as Enqueued;
+      reply = (await link.run(ENQUEUE, [...args, limits.queueLimit, limits.clientQueueLimit, limits.maxStreams, elsewhere])) as Enqueued;
     } catch (err) {
       if (!(err instanceof Error) || err.name !== 'STORE_UNAVAILABLE') throw err;
       this.#o.onReachable(false, err.message);
+      if (request.refusal) throw request.refusal;
       return undefined;
     }
     this.#o.onReachable(true);
     const busy = { retry_after: 1 };
     switch (reply[0]) {
+      case 'no_adapter':
+        throw request.refusal!;
       case 'streams': {
         const data = { limit: 'limits.max_streams', retry_after: 1 };
         throw fault('RATE_LIMITED', 'streams', { max: limits.maxStreams, ...data }, data);

@@ -13,7 +13,8 @@
  * - Q..'last'       each client's last turn; Q..'svc' the turn in service (start-time fair queueing)
  * - Q..'queued'     runs waiting; Q..'nq' waiting per client; Q..'ns' queued or running per client
  * - Q..'alive'      instances, scored by when their registration runs out; Q..'free' their free
- *                   slots; Q..'info' what they serve (JSON)
+ *                   slots; Q..'info' what they serve (JSON: engine, slots, models with their hash
+ *                   and LoRA adapters)
  * - Q..'ch:'..id    what the executor of a run sends its receiver: a Redis Stream of entries e
  *                   (JSON: s start, t text, e end, lost)
  * - channels Q..'wake' (a run was queued) and Q..'ctl:'..instance (abort a run executing there)
@@ -64,12 +65,29 @@ function script(body: string): Script {
 
 /**
  * ARGV: P, now, cls, needs JSON, client, params JSON, origin, stream id, queue_limit,
- * client_queue_limit (0: none), max_streams (0: none). Checks the fleet-wide limits and queues
- * the run at its client's next turn. Returns {'ok', id}, {'streams', count},
- * {'queue_full', running, queued} or {'client_queue_full', queued by the client}.
+ * client_queue_limit (0: none), max_streams (0: none), elsewhere (1: the receiver lacks the LoRA
+ * adapter the run names). Checks that some live instance serving the run's model has its adapter
+ * (with elsewhere), then the fleet-wide limits, and queues the run at its client's next turn.
+ * Returns {'ok', id}, {'no_adapter'}, {'streams', count}, {'queue_full', running, queued} or
+ * {'client_queue_full', queued by the client}.
  */
 export const ENQUEUE = script(`
 local now, cls, client = tonumber(ARGV[2]), ARGV[3], ARGV[5]
+if ARGV[12] == '1' then
+  local needs = cjson.decode(ARGV[4])
+  local found = false
+  for _, inst in ipairs(redis.call('ZRANGEBYSCORE', Q .. 'alive', now, '+inf')) do
+    local ok, info = pcall(cjson.decode, redis.call('HGET', Q .. 'info', inst) or '{}')
+    for _, model in ipairs(ok and type(info.models) == 'table' and info.models or {}) do
+      if model.hash == needs.model and type(model.lora) == 'table' then
+        for _, name in ipairs(model.lora) do
+          if name == needs.lora then found = true end
+        end
+      end
+    end
+  end
+  if not found then return {'no_adapter'} end
+end
 local max_streams = tonumber(ARGV[11])
 local streams = tonumber(redis.call('HGET', Q .. 'ns', client) or '0')
 if max_streams > 0 and streams >= max_streams then return {'streams', streams} end
