@@ -181,7 +181,6 @@ export class LoadedModels implements AsyncDisposable {
     if (!isDefault && !entry) {
       throw fault('INVALID_PARAMS', 'no_model', { model: name, builtin: 'rkllm-tiny' }, { path: 'model', reason: 'model_not_found' });
     }
-    await this.#described;
     const deadline = Date.now() + this.#o.waitMs;
     const label = entry?.name ?? this.#defaultName();
     let waiting = false;
@@ -206,6 +205,8 @@ export class LoadedModels implements AsyncDisposable {
         await Promise.all(this.#unloading);
         continue;
       }
+      // Only a load weighs the budget, which counts the default model once its estimate is read (a lease on a loaded model does not wait for it).
+      await this.#described;
       const memory = entry ? entry.memory(entry.sidecar.max_context_len ?? this.#o.contextSize, this.#o.slots) : this.#default.memory;
       if (this.#fits(memory)) {
         this.#startLoad(entry, memory);
