@@ -164,7 +164,10 @@ export class Dispatcher<Peer, Who extends Sender> {
       let clientLog: Logger | undefined;
       const result = await this.call(method, request.params, {
         id: isNotification ? undefined : id,
-        signal: origin.signal,
+        // Read when a handler asks: a transport may make it only then (HTTP does).
+        get signal() {
+          return origin.signal;
+        },
         transport: origin.transport,
         client,
         get log() {
