@@ -44,6 +44,8 @@ export class Metrics {
   readonly #interToken: Histogram;
   readonly #queueWait: Histogram;
   readonly #requests: Histogram<'method' | 'transport'>;
+  /** The request histogram's series by method and transport, looked up once each (a labelled observe hashes its labels every time). */
+  readonly #requestSeries = new Map<string, Map<string, { observe(value: number): void }>>();
 
   constructor(now: () => number = () => performance.now()) {
     this.#now = now;
@@ -114,8 +116,12 @@ export class Metrics {
 
   /** A request was answered (or failed) after `seconds`. */
   answered(method: string, transport: string, seconds: number): void {
-    const known = this.#sources?.methods.has(method) === true;
-    this.#requests.observe({ method: known ? method : 'unknown', transport }, seconds);
+    const name = this.#sources?.methods.has(method) === true ? method : 'unknown';
+    let byTransport = this.#requestSeries.get(name);
+    if (!byTransport) this.#requestSeries.set(name, (byTransport = new Map<string, { observe(value: number): void }>()));
+    let series = byTransport.get(transport);
+    if (!series) byTransport.set(transport, (series = this.#requests.labels({ method: name, transport })));
+    series.observe(seconds);
   }
 
   /** Counts the error responses in a reply of the dispatcher. */
