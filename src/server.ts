@@ -266,7 +266,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
       engine,
       hub,
       store,
-      scheduler,
+      streams: () => loadedModels.streams(),
       maxWaitMs: s.max_wait_ms,
       cleanupIntervalS: s.cleanup_interval_s,
       bufferTimeoutS: s.buffer_timeout_s,

@@ -8,7 +8,6 @@ import { fault } from '../errors.js';
 import type { JsonRpcId } from '../jsonrpc/message.js';
 import { requestKey, type BufferStore } from '../streams/buffer-store.js';
 import type { RunParams, StreamHub } from '../streams/hub.js';
-import type { Scheduler } from '../streams/scheduler.js';
 import type { Chunk, Stream } from '../streams/stream.js';
 import { runDelivery } from './delivery.js';
 import { bool, compileParams, int, object, requestIdSchema, str, type JsonSchema } from './schema.js';
@@ -64,8 +63,8 @@ export interface CoreDeps {
   hub: StreamHub;
   /** The hub's buffer store, which `poll` reads. */
   store: BufferStore;
-  /** The hub's scheduler, whose runs `rkllm_is_running` counts. */
-  scheduler: Scheduler;
+  /** What `rkllm_is_running` reports, over every loaded model: whether one generates, and the runs holding a slot and queued. */
+  streams: () => { active: number; queued: number; running: boolean };
   /** Longest `wait_ms` a poll may ask for. */
   maxWaitMs: number;
   cleanupIntervalS: number;
@@ -116,7 +115,7 @@ export function joinChunks(streamId: string, chunks: Chunk[]): Chunk & { stream_
 
 /** The production methods of the server core. */
 export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
-  const { engine, hub, store, scheduler } = deps;
+  const { engine, hub, store, streams } = deps;
   const runParams = (params: Record<string, unknown>): Promise<RunParams> =>
     confineRunPaths(
       toRunParams(params, deps.maxContext?.(params.model as string | undefined) ?? engine.param.max_context_len),
@@ -228,11 +227,10 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
     ],
     [
       'rkllm_is_running',
-      method<Record<string, never>>('Tells whether a generation is running (rkllm_is_running).', object({}), () => ({
-        running: engine.isRunning(),
-        active: scheduler.active,
-        queued: scheduler.queued,
-      })),
+      method<Record<string, never>>('Tells whether a generation is running (rkllm_is_running), on any loaded model.', object({}), () => {
+        const { running, active, queued } = streams();
+        return { running, active, queued };
+      }),
     ],
     [
       'http_buffer_manager_status',

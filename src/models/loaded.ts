@@ -162,10 +162,15 @@ export class LoadedModels implements AsyncDisposable {
     return [this.#default.scheduler, ...ready.map((r) => r.scheduler)];
   }
 
-  /** Streams holding a slot, and waiting for one, over every loaded model's pool. */
-  streams(): { active: number; queued: number } {
+  /** Streams holding a slot, and waiting for one, over every loaded model's pool; `running`: whether any loaded engine generates now. */
+  streams(): { active: number; queued: number; running: boolean } {
     const pools = this.schedulers;
-    return { active: pools.reduce((n, pool) => n + pool.active, 0), queued: pools.reduce((n, pool) => n + pool.queued, 0) };
+    const engines = [this.#default.engine, ...[...this.#residents.values()].filter((r) => r.state === 'ready').map((r) => r.engine)];
+    return {
+      active: pools.reduce((n, pool) => n + pool.active, 0),
+      queued: pools.reduce((n, pool) => n + pool.queued, 0),
+      running: engines.some((engine) => engine.isRunning()),
+    };
   }
 
   /**

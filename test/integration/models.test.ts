@@ -152,6 +152,8 @@ describe('models by name: a folder, loading on demand, LRU, keep_alive', functio
     // The metrics count the streams of every model's pool, not only the default model's.
     const metrics = await (await fetch(`http://${server.addresses.http}/metrics`)).text();
     expect(Number(/^rkllm_streams_active (\d+)$/m.exec(metrics)?.[1])).to.equal(1);
+    // So does rkllm_is_running: the default model is idle, alpha generates.
+    expect(await server.http.result('rkllm_is_running', {})).to.deep.equal({ running: true, active: 1, queued: 0 });
     const before = pieces.length;
     await server.streams.until(() => pieces.length > before + 3, 'the alpha stream to go on after the switches');
     controller.abort();
