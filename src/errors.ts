@@ -300,13 +300,15 @@ export const ERRORS = {
     code: -32018,
     http: 403,
     api: 403,
-    data: ['origin', 'host'],
+    data: ['origin', 'host', 'model'],
     meaning:
       'The request is understood and the key is valid, but not enough: a method that changes the engine for everyone needs an admin key ' +
       '(`auth.admin_keys`); a browser page from another origin (`http.allowed_origins`), or, on `/mcp`, a Host that is not loopback on a server bound to loopback; a stream started by an unauthenticated datagram on UDP bound beyond loopback.',
     messages: {
       admin: 'Forbidden: {method} changes the engine for every client and needs an admin key (setting auth.admin_keys)',
       admin_view: "Forbidden: {what} shows every client's state and needs an admin key (setting auth.admin_keys)",
+      model_load:
+        'Forbidden: the model {model} is not loaded, and loading it needs an admin key (setting auth.admin_keys), or the setting models.user_loads',
       origin: 'Forbidden: requests from origin {origin} are refused (setting http.allowed_origins)',
       host: 'Forbidden: the server listens on loopback only, and Host {host} does not name loopback (DNS rebinding)',
       udp_stream:

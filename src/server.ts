@@ -254,7 +254,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   const hub = new StreamHub({
     engine,
     scheduler,
-    resolve: (model, signal) => loadedModels.use(model, undefined, signal),
+    resolve: (model, signal, admin) => loadedModels.use(model, undefined, signal, admin),
     store,
     ...(cluster ? { peers: cluster } : {}),
     ...(fleet ? { shared: fleet.runs } : {}),

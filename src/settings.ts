@@ -200,6 +200,11 @@ export const SETTINGS = section('Every setting.', {
           "A request's own `keep_alive` overrides it for its model. The model given at start never expires by time.",
         { minLength: 1, maxLength: 32 },
       ),
+      user_loads: boolean(
+        false,
+        'With API keys: whether a user key may load a model that is not loaded (and so unload an idle one to make room) by naming it in a request. ' +
+          'false: only admin keys load (by a request, or models_load); a user key is served the models already loaded and gets -32018 (403) for the others. Without keys, anyone loads.',
+      ),
     },
   ),
   mcp: section('MCP (Model Context Protocol): Streamable HTTP at `/mcp` on the HTTP port, and on stdio beside JSON-RPC with `--stdio`.', {

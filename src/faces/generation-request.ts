@@ -1,4 +1,5 @@
 /** What the OpenAI and Ollama faces share: the model's name, and a generation request as the hub's run parameters. */
+import type { Client } from '../clients.js';
 import { parseKeepAlive } from '../models/keep-alive.js';
 import type { ModelLease } from '../models/loaded.js';
 import { RKLLMInferMode, RKLLMInputType, type ChatMessage, type Engine, type SamplingParams } from '../engine/types.js';
@@ -9,16 +10,23 @@ import type { ToolDefinition } from './tool-calls.js';
 /**
  * A hold on the model a request names (absent: the default), loaded when needed; `keepAlive` is
  * the request's `keep_alive` (Ollama). An unknown name is INVALID_PARAMS "model_not_found" (404),
- * before anything loads. Release the lease once the request is answered.
+ * before anything loads; a model that would need loading is FORBIDDEN (403) for a `client` that
+ * may not load (a user key, unless models.user_loads). Release the lease once the request is answered.
  */
-export function useModel(deps: HubDeps, requested: string | undefined, keepAlive: unknown, signal: AbortSignal): Promise<ModelLease> {
+export function useModel(
+  deps: HubDeps,
+  client: Client,
+  requested: string | undefined,
+  keepAlive: unknown,
+  signal: AbortSignal,
+): Promise<ModelLease> {
   let ms: number | undefined;
   if (keepAlive !== undefined && keepAlive !== null) {
     ms = parseKeepAlive(keepAlive);
     if (ms === undefined)
       throw badField('keep_alive', `must be a duration ("5m", "30s"), a number of seconds, 0 or -1; got ${JSON.stringify(keepAlive)}`);
   }
-  return deps.models.use(requested, ms, signal);
+  return deps.models.use(requested, ms, signal, client.admin);
 }
 
 /** A generation in the words both APIs share. */

@@ -34,6 +34,8 @@ export interface LoadedModelsOptions {
   memoryBudget: number;
   /** How long an idle model stays loaded unless a request says otherwise. */
   keepAliveMs: KeepAliveMs;
+  /** Whether a caller that is not an admin may load a model (see `use`). */
+  userLoads: boolean;
   /** How long a request waits for a model to load, or for room, in ms. */
   waitMs: number;
   /** Context and slots a model loads with, for its memory estimate. */
@@ -178,8 +180,10 @@ export class LoadedModels implements AsyncDisposable {
    * INVALID_PARAMS "model_not_found" for a name that is neither the default nor in the folder,
    * before anything loads; ENGINE_UNAVAILABLE when the load takes longer than the wait; BUSY when
    * no room is freed within it. `keepAliveMs` (a request's keep_alive) replaces the model's own.
+   * A caller that is not an admin (`admin` false: a user key) gets FORBIDDEN where a load would be
+   * needed, unless users may load; it is served the models already loaded, or loading.
    */
-  async use(name: string | undefined, keepAliveMs?: KeepAliveMs, signal?: AbortSignal): Promise<ModelLease> {
+  async use(name: string | undefined, keepAliveMs?: KeepAliveMs, signal?: AbortSignal, admin = true): Promise<ModelLease> {
     if (this.#closed) throw fault('SHUTTING_DOWN', 'no_new_runs');
     const isDefault = name === undefined || this.#isDefault(name);
     const entry = isDefault ? undefined : await this.#o.catalog.find(name);
@@ -210,6 +214,7 @@ export class LoadedModels implements AsyncDisposable {
         await Promise.all(this.#unloading);
         continue;
       }
+      if (!admin && !this.#o.userLoads) throw fault('FORBIDDEN', 'model_load', { model: label }, { model: label });
       // Only a load weighs the budget, which counts the default model once its estimate is read (a lease on a loaded model does not wait for it).
       await this.#described;
       const memory = entry ? entry.memory(entry.sidecar.max_context_len ?? this.#o.contextSize, this.#o.slots) : this.#default.memory;

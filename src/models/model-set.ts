@@ -20,6 +20,8 @@ export interface ModelSetOptions {
   /** Models loaded at once at most (0: what the memory budget holds); forced to 1 on RKLLM. */
   maxLoaded: number;
   keepAliveMs: KeepAliveMs;
+  /** With keys: whether a user key's request may load a model (otherwise only admins load). */
+  userLoads: boolean;
   waitMs: number;
   queueLimit: number;
   queueLimitPerClient: number;
@@ -64,6 +66,7 @@ export function modelSet(options: ModelSetOptions, engine: Engine, scheduler: Sc
     maxLoaded: llama ? options.maxLoaded : 1,
     memoryBudget: maxMemory > 0 ? maxMemory : Math.floor(totalmem() * DEFAULT_MEMORY_SHARE),
     keepAliveMs: options.keepAliveMs,
+    userLoads: options.userLoads,
     waitMs: options.waitMs,
     contextSize: options.engine.maxContextLen,
     slots: options.engine.parallel,

@@ -254,7 +254,7 @@ export class StreamHub {
     owner: StreamOwner,
     signal?: AbortSignal,
   ): Promise<{ stream: Stream; release: () => void; target: RunTarget; shared?: SharedRun }> {
-    const target = await this.#resolve(params.model, signal);
+    const target = await this.#resolve(params.model, signal, owner.admin !== false);
     const admitted: Array<() => void> = [() => target.release()];
     const release = (): void => {
       for (const free of admitted.splice(0).reverse()) free();

@@ -6,6 +6,8 @@
 export interface StreamOwner {
   /** Whose `keep_history` conversation its runs continue (`RunRequest.owner`); absent: the shared one. */
   readonly id?: string;
+  /** Whether its runs may load a model that is not loaded (an admin key, or anyone without keys); absent: yes. */
+  readonly admin?: boolean;
   /** Whose line the stream waits in, in the fair queue: one per API key, or per address without keys. */
   readonly queueKey: string;
   /** The id of a new stream, from a fresh random one. */

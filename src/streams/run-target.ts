@@ -17,8 +17,11 @@ export interface RunTarget {
   release(): void;
 }
 
-/** Finds (and loads when needed) the model a run names; rejects for an unknown name without loading anything. */
-export type RunResolver = (model: string | undefined, signal?: AbortSignal) => Promise<RunTarget>;
+/**
+ * Finds (and loads when needed) the model a run names; rejects for an unknown name without loading
+ * anything, and, when `admin` is false (a user key), where a load would be needed and users may not load.
+ */
+export type RunResolver = (model: string | undefined, signal?: AbortSignal, admin?: boolean) => Promise<RunTarget>;
 
 /** One engine, one slot pool, whatever the run names: the hub of a server without a models folder. */
 export function fixedTarget(engine: Engine, scheduler: Scheduler): RunResolver {

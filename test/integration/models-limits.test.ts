@@ -139,7 +139,7 @@ describe("models by name: a model's sidecar NAME.json", function () {
   });
 });
 
-describe('models by name: loading and unloading need an admin key when keys are set', function () {
+describe('models by name: loading and unloading need an admin key when keys are set (on demand too, unless models.user_loads)', function () {
   this.timeout(120_000);
   const KEY = 'user-key-0123456789abcdef';
   const ADMIN = 'admin-key-0123456789abcdef';
@@ -170,6 +170,46 @@ describe('models by name: loading and unloading need an admin key when keys are 
     expect(await loadedNames(server, user)).to.deep.equal(['alpha', 'rkllm-tiny']);
     expect(await admin.result('models_unload', { model: 'alpha' })).to.deep.equal({ model: 'alpha', unloading: true });
     expect(await loadedNames(server, user)).to.deep.equal(['rkllm-tiny']);
+  });
+
+  it('a user key is served the models that are loaded, and refused (403, -32018) one that would need loading; an admin key loads it on demand', async () => {
+    const baseURL = `http://${server.addresses.http}/v1`;
+    const user = new HttpRpc(server.url, { authorization: `Bearer ${KEY}` });
+    const asUser = new OpenAI({ baseURL, apiKey: KEY, maxRetries: 0 });
+    const asAdmin = new OpenAI({ baseURL, apiKey: ADMIN, maxRetries: 0 });
+    const ask = (client: OpenAI, model: string): Promise<OpenAI.ChatCompletion> =>
+      client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Alice was' }], max_tokens: 4, temperature: 0 });
+    expect(await loadedNames(server, user)).to.deep.equal(['rkllm-tiny']);
+    const refused = await ask(asUser, 'alpha').catch((err: unknown) => err);
+    expect(refused).to.be.instanceOf(OpenAI.PermissionDeniedError);
+    expect((refused as Error).message).to.match(/alpha is not loaded.*admin key.*models\.user_loads/);
+    const viaRpc = await user.call('rkllm_run', { prompt_input: 'Alice was', max_new_tokens: 4, model: 'alpha' });
+    expect(viaRpc.error).to.deep.include({ code: -32018 });
+    expect(await loadedNames(server, user), 'nothing was loaded for the user').to.deep.equal(['rkllm-tiny']);
+    expect((await ask(asUser, 'rkllm-tiny')).choices[0]!.message.content).to.be.a('string');
+    expect((await ask(asAdmin, 'alpha')).choices[0]!.message.content).to.be.a('string');
+    expect(await loadedNames(server, user)).to.deep.equal(['alpha', 'rkllm-tiny']);
+    expect((await ask(asUser, 'alpha')).choices[0]!.message.content, 'loaded now: served to the user').to.be.a('string');
+    expect((await user.result('rkllm_run', { prompt_input: 'Alice was', max_new_tokens: 4, model: 'alpha' })).text).to.be.a('string');
+    await new HttpRpc(server.url, { authorization: `Bearer ${ADMIN}` }).result('models_unload', { model: 'alpha' });
+  });
+
+  it('with models.user_loads, a user key loads on demand', async () => {
+    const own = await startTestServer({
+      settings: { auth: { api_keys: [KEY], admin_keys: [ADMIN] }, models: { dir, max_loaded: 2, user_loads: true } },
+    });
+    try {
+      const asUser = new OpenAI({ baseURL: `http://${own.addresses.http}/v1`, apiKey: KEY, maxRetries: 0 });
+      const answer = await asUser.chat.completions.create({
+        model: 'alpha',
+        messages: [{ role: 'user', content: 'Alice was' }],
+        max_tokens: 4,
+      });
+      expect(answer.choices[0]!.message.content).to.be.a('string');
+      expect(await loadedNames(own, new HttpRpc(own.url, { authorization: `Bearer ${KEY}` }))).to.deep.equal(['alpha', 'rkllm-tiny']);
+    } finally {
+      await own.close();
+    }
   });
 });
 

@@ -98,16 +98,17 @@ function runParams(engine: Engine, input: { prompt: string } | { messages: ChatM
 
 /**
  * Runs `fn` with the engine of the model a tool call names (absent: the default model), loading it
- * when needed (the default model too, when it was unloaded to make room) and holding it until `fn`
- * ends, so a tool reads and runs the model it names.
+ * when needed (the default model too, when it was unloaded to make room; a `client` that may not
+ * load gets FORBIDDEN instead) and holding it until `fn` ends, so a tool reads and runs the model it names.
  */
 async function withModel<T>(
   backend: McpBackend,
+  client: Client,
   model: string | undefined,
   signal: AbortSignal,
   fn: (engine: Engine) => Promise<T>,
 ): Promise<T> {
-  const lease = await backend.models.use(model, undefined, signal);
+  const lease = await backend.models.use(model, undefined, signal, client.admin);
   try {
     return await fn(lease.engine);
   } finally {
@@ -145,7 +146,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
     args: Sampling,
     extra: ToolExtra,
   ): Promise<Generated> =>
-    withModel(backend, args.model, extra.signal, async (engine) => {
+    withModel(backend, client, args.model, extra.signal, async (engine) => {
       const params = runParams(engine, input, args);
       const token = extra._meta?.progressToken;
       const limit = args.max_new_tokens ?? engine.param.max_new_tokens;
@@ -252,7 +253,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
         const { backend, client } = await caller(extra);
         const inputs = typeof args.input === 'string' ? [args.input] : args.input;
         const vectors: number[][] = [];
-        const model = await withModel(backend, args.model, extra.signal, async (engine) => {
+        const model = await withModel(backend, client, args.model, extra.signal, async (engine) => {
           for (const text of inputs) {
             const out = await backend.hub.run(embeddingParams(text, args.model), extra.requestId, extra.signal, client);
             const layer = out.last_hidden_layer;
@@ -286,8 +287,8 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chat
     },
     (args, extra) =>
       guarded('model_info', deps, async () => {
-        const { backend } = await caller(extra);
-        const info = await withModel(backend, args.model, extra.signal, async (engine) => ({
+        const { backend, client } = await caller(extra);
+        const info = await withModel(backend, client, args.model, extra.signal, async (engine) => ({
           ...modelInfo(backend, engine),
           ...(backend.fleet ? { fleet: await backend.fleet() } : {}),
         }));

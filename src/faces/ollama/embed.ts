@@ -10,7 +10,7 @@ export async function embed(deps: HubDeps, exchange: HttpExchange, client: Clien
   const started = process.hrtime.bigint();
   const name = readModel(body);
   const inputs = readInputs(body.input);
-  const lease = await useModel(deps, name, body.keep_alive, exchange.signal);
+  const lease = await useModel(deps, client, name, body.keep_alive, exchange.signal);
   let out: { vectors: number[][]; tokens: number };
   try {
     out = await embedAll(deps, inputs, client, exchange.signal, lease.name);
@@ -37,7 +37,7 @@ export async function embeddingsLegacy(
   body: Record<string, unknown>,
 ): Promise<void> {
   const inputs = readInputs(field(body, 'prompt', 'string') ?? body.prompt);
-  const lease = await useModel(deps, readModel(body), body.keep_alive, exchange.signal);
+  const lease = await useModel(deps, client, readModel(body), body.keep_alive, exchange.signal);
   let vectors: number[][];
   try {
     ({ vectors } = await embedAll(deps, inputs, client, exchange.signal, lease.name));

@@ -30,7 +30,7 @@ async function generation(
   const options = readOptions(body);
   const stream = readStream(body);
   const jsonSchema = readFormat(body);
-  const lease = await useModel(deps, modelName, body.keep_alive, exchange.signal);
+  const lease = await useModel(deps, client, modelName, body.keep_alive, exchange.signal);
   try {
     const model = modelName ?? `${lease.name}:latest`;
     const params = toRunParams(
@@ -81,7 +81,7 @@ export async function generate(deps: HubDeps, exchange: HttpExchange, client: Cl
   const system = field(body, 'system', 'string');
   if (prompt === '') {
     // Ollama loads the model for an empty prompt (and unloads it with keep_alive 0), and answers once done.
-    const lease = await useModel(deps, readModel(body), body.keep_alive, exchange.signal);
+    const lease = await useModel(deps, client, readModel(body), body.keep_alive, exchange.signal);
     lease.release();
     const unload = body.keep_alive === 0 || body.keep_alive === '0' || body.keep_alive === '0s';
     sendJson(exchange.res, 200, {

@@ -49,7 +49,7 @@ function toolCalls(calls: ToolCall[]): Array<Record<string, unknown>> {
 
 export async function chatCompletions(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
   const common = readCommon(body);
-  const lease = await useModel(deps, common.model, undefined, exchange.signal);
+  const lease = await useModel(deps, client, common.model, undefined, exchange.signal);
   try {
     const messages = readMessages(body.messages, (m) =>
       Array.isArray(m.tool_calls)

@@ -18,7 +18,7 @@ function readPrompt(value: unknown): string {
 export async function completions(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
   const common = readCommon(body);
   const prompt = readPrompt(body.prompt);
-  const lease = await useModel(deps, common.model, undefined, exchange.signal);
+  const lease = await useModel(deps, client, common.model, undefined, exchange.signal);
   try {
     const params = toRunParams(lease.engine, { prompt, maxTokens: common.maxTokens, sampling: common.sampling }, lease.name);
     const base = {

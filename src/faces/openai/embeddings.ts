@@ -34,7 +34,7 @@ export async function embedAll(
 
 export async function embeddings(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
   const texts = readInputs(body.input);
-  const lease = await useModel(deps, field(body, 'model', 'string'), undefined, exchange.signal);
+  const lease = await useModel(deps, client, field(body, 'model', 'string'), undefined, exchange.signal);
   let model: string;
   let result: { vectors: number[][]; tokens: number };
   try {
