@@ -1,27 +1,18 @@
 import { createServer, type Socket } from 'node:net';
-import type { Logger } from 'pino';
 import type { Peer } from '../auth.js';
-import type { ClientGate } from '../clients.js';
 import type { ServerError } from '../errors.js';
 import { errorResponse } from '../jsonrpc/message.js';
-import { readLines, type ConnectionLimits } from './live-connection.js';
+import { readLines } from './live-connection.js';
 import { Listener } from './listen.js';
-import { LINGER_MS, TrackedConnections } from './tracked-connections.js';
-import type { MessageHandler, Transport } from './transport.js';
+import { LINGER_MS, TrackedConnections, type TrackedConnectionsOptions } from './tracked-connections.js';
+import type { Transport } from './transport.js';
 
-export interface TcpTransportOptions {
+/** The host and port, the line limit, and what every socket transport's connections take (`TrackedConnectionsOptions`). */
+export interface TcpTransportOptions extends Omit<TrackedConnectionsOptions, 'transport' | 'title'> {
   host: string;
   port: number;
   /** Longest line (one message) accepted, in bytes. */
   maxLineBytes: number;
-  /** Open connections at most. */
-  maxConnections: number;
-  /** How long a connection may stay without a valid key while keys are required, in ms. */
-  authTimeoutMs: number;
-  limits: ConnectionLimits;
-  handle: MessageHandler;
-  gate: ClientGate;
-  log: Logger;
 }
 
 /** Bytes one tick may gather under the cork before they are sent anyway. */

@@ -1,34 +1,25 @@
 import { STATUS_CODES, createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Logger } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { ApiKey, Peer } from '../auth.js';
-import type { ClientGate } from '../clients.js';
 import { ERRORS, fault, type ServerError } from '../errors.js';
 import { errorResponse } from '../jsonrpc/message.js';
-import type { ConnectionLimits, LiveConnection } from './live-connection.js';
+import type { LiveConnection } from './live-connection.js';
 import { Listener } from './listen.js';
 import { foreignOrigin } from './origin.js';
-import { TrackedConnections } from './tracked-connections.js';
-import type { MessageHandler, Transport } from './transport.js';
+import { TrackedConnections, type TrackedConnectionsOptions } from './tracked-connections.js';
+import type { Transport } from './transport.js';
 
-export interface WsTransportOptions {
+/** The host and port, the message limit, the origins, and what every socket transport's connections take (`TrackedConnectionsOptions`). */
+export interface WsTransportOptions extends Omit<TrackedConnectionsOptions, 'transport' | 'title'> {
   host: string;
   port: number;
   /** Largest message accepted, in bytes (the WebSocket `maxPayload`). */
   maxMessageBytes: number;
-  /** Open connections at most. */
-  maxConnections: number;
-  /** How long a connection may stay without a valid key while keys are required, in ms. */
-  authTimeoutMs: number;
   /** Browser origins allowed besides the server's own (setting http.allowed_origins). */
   allowedOrigins: readonly string[];
   /** The ports this server serves pages on (the playground on the HTTP port): their origins may open a WebSocket. */
   pagePorts?: () => readonly number[];
-  limits: ConnectionLimits;
-  handle: MessageHandler;
-  gate: ClientGate;
-  log: Logger;
 }
 
 /** WebSocket close codes (RFC 6455, section 7.4.1). */
