@@ -3,6 +3,7 @@
 import { expect } from 'chai';
 import { RkllmClient, RkllmError, type Chunk } from 'rkllm-mcp/client';
 import { greedy } from '../helpers/prompts.js';
+import { liveFixture } from '../helpers/fixture.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const SHORT = { prompt_input: 'Alice was beginning', max_new_tokens: 40, ...greedy };
@@ -130,17 +131,11 @@ describe('RkllmClient', function () {
   });
 
   describe('with API keys', () => {
-    let keyed: TestServer;
-    before(async () => {
-      keyed = await startTestServer({ settings: { auth: { api_keys: [KEY] } } });
-    });
-    after(async () => {
-      await keyed?.close();
-    });
+    const fixture = liveFixture({ settings: { auth: { api_keys: [KEY] } } });
 
     for (const name of ['ws', 'tcp', 'http']) {
       it(`over ${name}, apiKey authenticates and a missing key is refused`, async () => {
-        const url = name === 'http' ? keyed.url : `${name}://${keyed.addresses[name]}`;
+        const url = name === 'http' ? fixture.server.url : `${name}://${fixture.server.addresses[name]}`;
         await using good = new RkllmClient({ url, apiKey: KEY });
         expect(await good.call('rkllm_is_running', {})).to.include({ running: false });
         await using bad = new RkllmClient({ url });

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { startServer } from '../../src/server.js';
 import { buildTwin, slowLoad, TWIN_MODELS } from '../helpers/rkllm-twin.js';
+import { liveFixture } from '../helpers/fixture.js';
 import { captureLog, startTestServer, testSettings, type TestServer } from '../helpers/server.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -171,16 +172,10 @@ describe('The playground page', function () {
   });
 
   describe('with API keys', () => {
-    let keyed: TestServer;
-    before(async () => {
-      keyed = await startTestServer({ settings: { auth: { api_keys: [KEY] } } });
-    });
-    after(async () => {
-      await keyed?.close();
-    });
+    const fixture = liveFixture({ settings: { auth: { api_keys: [KEY] } } });
 
     it('asks for a key, authenticates the WebSocket with it, then runs', async () => {
-      const { page, problems } = await openPage(browser, keyed.url);
+      const { page, problems } = await openPage(browser, fixture.server.url);
       await page.locator('::-p-aria(API key)').wait();
       expect(await disabled(page, '#send')).to.equal(true);
       await setValue(page, 'API key', 'wrong-key-0123456789');
