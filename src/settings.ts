@@ -15,6 +15,9 @@ import {
   type ValueOf,
 } from './setting-kinds.js';
 
+/** What an API key may be: a Bearer token (RFC 6750's token68), long enough not to be guessed. */
+const API_KEY = { minLength: 16, maxLength: 4096, pattern: '^[A-Za-z0-9._~+/-]+=*$' };
+
 const MiB = 1024 * 1024;
 const GiB = 1024 ** 3;
 
@@ -277,13 +280,13 @@ export const SETTINGS = section('Every setting.', {
     {
       api_keys: stringList(
         'The accepted keys: 16 to 4096 characters of A-Z a-z 0-9 . _ ~ + / - (a Bearer token); none turns authentication off.',
-        { minLength: 16, maxLength: 4096, pattern: '^[A-Za-z0-9._~+/-]+=*$' },
+        API_KEY,
         10_000,
       ),
       admin_keys: stringList(
         'Keys that may also change the engine for everyone (rkllm_init, rkllm_destroy, templates, tools, LoRA, prompt caches, the KV cache, diagnostics) ' +
           "and see every client's state; they are accepted keys too. With keys but no admin key, nobody may.",
-        { minLength: 16, maxLength: 4096, pattern: '^[A-Za-z0-9._~+/-]+=*$' },
+        API_KEY,
         10_000,
       ),
       timeout_s: number(
