@@ -52,7 +52,10 @@ export interface RunResult extends RunOutputs {
 }
 
 /** A run as the hub takes it: the engine's run request, and the name of the model that runs it (absent: the default model). */
-export type RunParams = Omit<RunRequest, 'signal'> & { model?: string };
+export type RunParams = EngineRun & { model?: string };
+
+/** A run as an engine takes it, but for the signal (the hub adds the stream's own). */
+type EngineRun = Omit<RunRequest, 'signal'>;
 
 /** Selects streams for `rkllm_abort` and `poll`. */
 export interface StreamSelector {
@@ -103,7 +106,7 @@ export class StreamHub {
    */
   async start(params: RunParams, requestId: RequestId | undefined, delivery: Delivery, owner: StreamOwner = ANYONE): Promise<Stream> {
     params = ownedBy(params, owner);
-    const { stream, release, target, shared } = await this.#admit(params, requestId, owner);
+    const { stream, request, release, target, shared } = await this.#admit(params, requestId, owner);
     try {
       await this.#delivery.open(stream, delivery);
     } catch (err) {
@@ -111,7 +114,7 @@ export class StreamHub {
       throw err;
     }
     if (delivery.kind !== 'push') this.#peers?.own(stream);
-    this.#launch(stream, params, owner, release, target, shared);
+    this.#launch(stream, request, owner, release, target, shared);
     return stream;
   }
 
@@ -128,13 +131,13 @@ export class StreamHub {
   /** Runs to the end (`rkllm_run`). `signal` aborts it, e.g. when the client disconnects. */
   async run(params: RunParams, requestId: RequestId | undefined, signal: AbortSignal, owner: StreamOwner = ANYONE): Promise<RunResult> {
     params = ownedBy(params, owner);
-    const { stream, release, target, shared } = await this.#admit(params, requestId, owner, signal);
+    const { stream, request, release, target, shared } = await this.#admit(params, requestId, owner, signal);
     const parts: string[] = [];
     stream.subscribe((chunk) => parts.push(chunk.delta));
     const onAbort = (): void => stream.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      this.#launch(stream, params, owner, release, target, shared);
+      this.#launch(stream, request, owner, release, target, shared);
       const last = await stream.ended;
       const result: RunResult = { text: parts.join(''), finish_reason: last.finish_reason!, perf: last.perf! };
       if (last.error) result.error = last.error.message;
@@ -247,14 +250,16 @@ export class StreamHub {
    * stream created; `release` frees the owner's place and the hold on the model. With a fleet, a
    * run of the default model is queued in the shared queue, under its fleet-wide limits (`shared`);
    * when that queue is unreachable, and for the other models of the folder, in this server's own.
+   * `request` is the engine's run request: the run without the model's name, which admission used.
    */
   async #admit(
     params: RunParams,
     requestId: RequestId | undefined,
     owner: StreamOwner,
     signal?: AbortSignal,
-  ): Promise<{ stream: Stream; release: () => void; target: RunTarget; shared?: SharedRun }> {
-    const target = await this.#resolve(params.model, signal, owner.admin !== false);
+  ): Promise<{ stream: Stream; request: EngineRun; release: () => void; target: RunTarget; shared?: SharedRun }> {
+    const { model, ...request } = params;
+    const target = await this.#resolve(model, signal, owner.admin !== false);
     const admitted: Array<() => void> = [() => target.release()];
     const release = (): void => {
       for (const free of admitted.splice(0).reverse()) free();
@@ -263,24 +268,22 @@ export class StreamHub {
       const fleet = target.isDefault ? this.#shared : undefined;
       // With a fleet, a LoRA adapter this instance lacks may be loaded on another: `refusal` if none has it.
       let refusal: ServerError | undefined;
-      if (fleet) refusal = await checkForFleet(target.engine, params);
+      if (fleet) refusal = await checkForFleet(target.engine, request);
       else {
-        await target.engine.validate(params);
+        await target.engine.validate(request);
         target.scheduler.checkCapacity(owner.queueKey);
       }
       admitted.push(owner.admitStream());
       const stream = this.#newStream(requestId, owner);
-      if (!fleet) return { stream, release, target };
+      if (!fleet) return { stream, request, release, target };
       // It runs on the default model wherever it is claimed, whatever name that model has there.
-      const request = { ...params };
-      delete request.model;
       const shared = await fleet.enqueue({ streamId: stream.id, params: request, client: owner.queueKey, ...(refusal ? { refusal } : {}) });
       if (!shared) {
         target.scheduler.checkCapacity(owner.queueKey);
-        return { stream, release, target };
+        return { stream, request, release, target };
       }
       admitted.push(() => shared.cancel());
-      return { stream, release, target, shared };
+      return { stream, request, release, target, shared };
     } catch (err) {
       release();
       throw err;
@@ -296,10 +299,10 @@ export class StreamHub {
   }
 
   /** Runs `stream` through the scheduler and the engine; `release` frees its place in its owner's limit once it has ended. */
-  #launch(stream: Stream, params: RunParams, owner: StreamOwner, release: () => void, target: RunTarget, shared?: SharedRun): void {
+  #launch(stream: Stream, request: EngineRun, owner: StreamOwner, release: () => void, target: RunTarget, shared?: SharedRun): void {
     this.#live.set(stream.id, stream);
     this.#observer?.started?.(stream.id);
-    const task = this.#drive(stream, params, owner.queueKey, target, shared).finally(() => {
+    const task = this.#drive(stream, request, owner.queueKey, target, shared).finally(() => {
       release();
       this.#live.delete(stream.id);
       this.#tasks.delete(task);
@@ -308,13 +311,7 @@ export class StreamHub {
   }
 
   /** Runs `stream` on its target's engine once the target's scheduler gives it a slot, or, with `shared`, wherever the fleet runs it. */
-  async #drive(
-    stream: Stream,
-    { model: _model, ...params }: RunParams,
-    queueKey: string,
-    target: RunTarget,
-    shared?: SharedRun,
-  ): Promise<void> {
+  async #drive(stream: Stream, params: EngineRun, queueKey: string, target: RunTarget, shared?: SharedRun): Promise<void> {
     let release: (() => void) | undefined;
     try {
       if (!shared) release = await target.scheduler.acquire(stream.signal, queueKey);
