@@ -10,6 +10,11 @@ import { basename, extname, join } from 'node:path';
 import { GgufInsights, readGgufFileInfo, type GgufFileInfo } from 'node-llama-cpp';
 import type { ChatTemplate, SamplingParams } from '../engine/types.js';
 
+/** A model's name without Ollama's `:latest` tag, which clients may add to any name. */
+export function bareName(name: string): string {
+  return name.endsWith(':latest') ? name.slice(0, -':latest'.length) : name;
+}
+
 /** The name the built-in tiny model is always listed and requested under. */
 export const BUILTIN_NAME = 'rkllm-tiny';
 
@@ -129,7 +134,7 @@ export class ModelCatalog {
 
   /** The model named `name` (Ollama's `:latest` tag accepted), or undefined. Never builds a path from the name: it is looked up among the files. */
   async find(name: string): Promise<ModelEntry | undefined> {
-    const bare = name.endsWith(':latest') ? name.slice(0, -':latest'.length) : name;
+    const bare = bareName(name);
     return (await this.list()).find((e) => e.name === bare);
   }
 

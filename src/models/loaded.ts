@@ -15,7 +15,7 @@ import type { Engine, RKLLMParam } from '../engine/types.js';
 import { fault, ServerError } from '../errors.js';
 import type { RunTarget } from '../streams/run-target.js';
 import type { Scheduler } from '../streams/scheduler.js';
-import type { ModelCatalog, ModelEntry } from './catalog.js';
+import { bareName, type ModelCatalog, type ModelEntry } from './catalog.js';
 import { bounded } from './bounded.js';
 import { expiresAt, FOREVER, type KeepAliveMs } from './keep-alive.js';
 
@@ -154,24 +154,22 @@ export class LoadedModels implements AsyncDisposable {
 
   /** The model `name` names (Ollama's `:latest` accepted), or undefined. */
   async find(name: string): Promise<ModelEntry | undefined> {
-    const bare = name.endsWith(':latest') ? name.slice(0, -':latest'.length) : name;
+    const bare = bareName(name);
     return (await this.list()).find((e) => e.name === bare);
   }
 
   /** Every slot pool of a loaded model (for the metrics, and to refuse new runs on shutdown). */
   get schedulers(): Scheduler[] {
-    const ready = [...this.#residents.values()].filter((r) => r.state === 'ready');
-    return [this.#default.scheduler, ...ready.map((r) => r.scheduler)];
+    return this.#loaded().map((r) => r.scheduler);
   }
 
   /** Streams holding a slot, and waiting for one, over every loaded model's pool; `running`: whether any loaded engine generates now. */
   streams(): { active: number; queued: number; running: boolean } {
-    const pools = this.schedulers;
-    const engines = [this.#default.engine, ...[...this.#residents.values()].filter((r) => r.state === 'ready').map((r) => r.engine)];
+    const loaded = this.#loaded();
     return {
-      active: pools.reduce((n, pool) => n + pool.active, 0),
-      queued: pools.reduce((n, pool) => n + pool.queued, 0),
-      running: engines.some((engine) => engine.isRunning()),
+      active: loaded.reduce((n, r) => n + r.scheduler.active, 0),
+      queued: loaded.reduce((n, r) => n + r.scheduler.queued, 0),
+      running: loaded.some((r) => r.engine.isRunning()),
     };
   }
 
@@ -240,13 +238,13 @@ export class LoadedModels implements AsyncDisposable {
   contextOf(name: string | undefined): number {
     const isDefault = name === undefined || this.#isDefault(name);
     if (isDefault && this.#defaultParked) return this.#defaultParked.max_context_len;
-    const resident = isDefault ? this.#default : this.#residents.get(name.replace(/:latest$/, ''));
+    const resident = isDefault ? this.#default : this.#residents.get(bareName(name));
     return resident?.state === 'ready' && hasModel(resident.engine) ? resident.engine.param.max_context_len : this.#o.contextSize;
   }
 
   /** Unloads `name` now when idle; when in use, as soon as it is idle (keep_alive 0). False when it is not loaded. */
   unload(name: string): boolean {
-    const resident = this.#isDefault(name) ? (this.#defaultHeld() ? this.#default : undefined) : this.#residents.get(name.replace(/:latest$/, ''));
+    const resident = this.#isDefault(name) ? (this.#defaultHeld() ? this.#default : undefined) : this.#residents.get(bareName(name));
     if (!resident) return false;
     resident.keepAliveMs = 0;
     if (resident.uses === 0 && resident.state === 'ready') this.#unload(resident, 'asked');
@@ -284,8 +282,13 @@ export class LoadedModels implements AsyncDisposable {
     return this.close();
   }
 
+  /** The default model and every model of the folder that has finished loading. */
+  #loaded(): Resident[] {
+    return [this.#default, ...[...this.#residents.values()].filter((r) => r.state === 'ready')];
+  }
+
   #isDefault(name: string): boolean {
-    const bare = name.endsWith(':latest') ? name.slice(0, -':latest'.length) : name;
+    const bare = bareName(name);
     return bare === this.#defaultName();
   }
 
