@@ -1,5 +1,6 @@
 import type { LlamaContext, LlamaContextSequence, LlamaModel } from 'node-llama-cpp';
 import type { RKLLMLoraAdapter } from '../types.js';
+import { SequenceOrder } from './batch-order.js';
 import { serializeSampling } from './serial-sampling.js';
 import { StepBarrier } from './step-barrier.js';
 
@@ -24,7 +25,8 @@ export class SlotPool {
 
   /**
    * A context of `model` with one sequence per slot, whose samplings wait for the batch's output
-   * rows to be in place (see serial-sampling.ts). With `adapter`, the context applies that LoRA adapter to every sequence.
+   * rows to be in place (see serial-sampling.ts) and whose batches hold their sequences in id order
+   * (see batch-order.ts). With `adapter`, the context applies that LoRA adapter to every sequence.
    * Flash attention is on, as llama-server's default ("auto") turns it on for the CPU: without it,
    * a decode of several sequences cost about as much as decoding them one by one (docs/benchmarks.md).
    */
@@ -35,34 +37,46 @@ export class SlotPool {
     slots: number,
     adapter?: RKLLMLoraAdapter,
   ): Promise<SlotPool> {
+    const order = new SequenceOrder();
     const context = await model.createContext({
       contextSize,
       sequences: slots,
       threads,
       batchSize: Math.min(512, contextSize),
       flashAttention: true,
+      batching: { itemPrioritizationStrategy: order.strategy },
       ...(adapter ? { lora: { adapters: [{ filePath: adapter.lora_adapter_path, scale: adapter.scale }] } } : {}),
     });
+    order.attach(context);
     serializeSampling(context);
     return new SlotPool(context, slots);
   }
 
   /** Lends a free sequence, waiting for one to come back when all are lent. */
   take(): Promise<LlamaContextSequence> {
-    const sequence = this.#free.pop();
+    const sequence = this.tryTake();
     if (sequence) return Promise.resolve(sequence);
     return new Promise((resolve) => this.#waiting.push(resolve));
   }
 
-  /** Lends a free sequence at once, or nothing when all are lent. */
+  /**
+   * Lends the free sequence made first (the lowest id) at once, or nothing when all are lent. The
+   * busy sequences then keep ids that follow each other, so a batch of them is decoded whole
+   * (batch-order.ts).
+   */
   tryTake(): LlamaContextSequence | undefined {
-    return this.#free.pop();
+    return this.#free.shift();
   }
 
   /** Gives a lent sequence back, to the longest waiter first. */
   give(sequence: LlamaContextSequence): void {
     const next = this.#waiting.shift();
-    if (next) next(sequence);
-    else this.#free.push(sequence);
+    if (next) {
+      next(sequence);
+      return;
+    }
+    const order = this.sequences.indexOf(sequence);
+    const at = this.#free.findIndex((free) => this.sequences.indexOf(free) > order);
+    this.#free.splice(at === -1 ? this.#free.length : at, 0, sequence);
   }
 }
