@@ -66,6 +66,33 @@ function sampling(loaded: LoadedModel, request: RunRequest): SamplingParams {
   };
 }
 
+/**
+ * Hands a token's result to the reporter once node-llama-cpp has dispatched the next decode, so
+ * that the result's way to the clients (envelope, sinks, socket writes) runs while the engine
+ * decodes, not between two decodes. node-llama-cpp dispatches a queued decode in a `setImmediate`
+ * ("nextCycle"), scheduled while the generator resumes after `next()`: a callback scheduled before
+ * that by one `setImmediate` runs ahead of the dispatch in the same turn, so the delivery waits one
+ * turn more. Results keep their order, and `settled` resolves once all have been handed over.
+ */
+class Handoff {
+  #last: Promise<void> = Promise.resolve();
+
+  later(deliver: () => void): void {
+    this.#last = new Promise((resolve) =>
+      setImmediate(() =>
+        setImmediate(() => {
+          deliver();
+          resolve();
+        }),
+      ),
+    );
+  }
+
+  settled(): Promise<void> {
+    return this.#last;
+  }
+}
+
 /** GENERATE: prefill, then sample token by token, holding back split UTF-8 characters (WAITING). */
 export async function generate(run: SlotRun): Promise<FinishReason> {
   const { loaded, sequence, plan, request, reporter, meter, signal } = run;
@@ -96,29 +123,44 @@ export async function generate(run: SlotRun): Promise<FinishReason> {
       presencePenalty: s.presence_penalty,
     },
   };
-  const first = steps.arrive();
-  if (first) await first;
-  for await (const token of sequence.evaluate(rest, options)) {
-    generated.push(token);
-    pending.push(token);
-    const text = model.detokenize(pending, !loaded.param.skip_special_token, context);
-    if (text.endsWith('\uFFFD') && pending.length < MAX_UTF8_TOKENS) {
-      reporter.deliver({ text: '', token_id: token, perf: meter.token() }, LLMCallState.RKLLM_RUN_WAITING);
-    } else {
-      context = [...context, ...pending].slice(-8);
-      pending.length = 0;
-      reporter.deliver({ text, token_id: token, perf: meter.token() }, LLMCallState.RKLLM_RUN_NORMAL);
+  const iterator = sequence.evaluate(rest, options)[Symbol.asyncIterator]();
+  const handoff = new Handoff();
+  try {
+    const first = steps.arrive();
+    if (first) await first;
+    let next = iterator.next();
+    for (;;) {
+      const { done, value: token } = await next;
+      if (done) break;
+      // A result delivered earlier asked to stop: this token, decoded meanwhile, is not delivered.
+      if (reporter.stopRequested) {
+        reason = 'abort';
+        break;
+      }
+      generated.push(token);
+      pending.push(token);
+      const text = model.detokenize(pending, !loaded.param.skip_special_token, context);
+      const waiting = text.endsWith('\uFFFD') && pending.length < MAX_UTF8_TOKENS;
+      const result = { text: waiting ? '' : text, token_id: token, perf: meter.token() };
+      const state = waiting ? LLMCallState.RKLLM_RUN_WAITING : LLMCallState.RKLLM_RUN_NORMAL;
+      if (!waiting) {
+        context = [...context, ...pending].slice(-8);
+        pending.length = 0;
+      }
+      if (signal.aborted || generated.length >= maxNew) {
+        await handoff.settled();
+        reporter.deliver(result, state);
+        reason = signal.aborted ? 'abort' : 'length';
+        break;
+      }
+      const step = steps.arrive();
+      if (step) await step;
+      next = iterator.next();
+      handoff.later(() => reporter.deliver(result, state));
     }
-    if (signal.aborted || reporter.stopRequested) {
-      reason = 'abort';
-      break;
-    }
-    if (generated.length >= maxNew) {
-      reason = 'length';
-      break;
-    }
-    const step = steps.arrive();
-    if (step) await step;
+  } finally {
+    await handoff.settled();
+    await iterator.return?.();
   }
   if (pending.length > 0) {
     const text = model.detokenize(pending, false, context);
