@@ -5,11 +5,11 @@
  * with poll). Reports when each seq arrived (wall clock, so the server's thread can compare) and
  * the totals.
  */
+import type { Agent } from 'node:http';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { connectLive, type LiveTransport } from '../test/helpers/live-rpc.js';
-import { HttpRpc } from '../test/helpers/rpc.js';
 import type { Chunk } from '../src/streams/stream.js';
-import { burstFirstChunk, llamaServerBurst, llamaServerStream, requestsPerSecond } from './load.js';
+import { benchAgent, burstFirstChunk, llamaServerBurst, llamaServerStream, requestsPerSecond, send } from './load.js';
 
 export type BenchTransport = 'http' | LiveTransport;
 
@@ -50,8 +50,31 @@ export function wallClock(): number {
   return performance.timeOrigin + performance.now();
 }
 
-async function pollStream(rpc: HttpRpc, params: Record<string, unknown>, report: ClientReport): Promise<void> {
-  const { stream_id } = await rpc.start(params);
+/** JSON-RPC over HTTP on Node's own client (see `send`): one keep-alive connection per stream. */
+class PollClient {
+  readonly #agent: Agent;
+  readonly #url: URL;
+  #id = 1;
+
+  constructor(url: string, streams: number) {
+    this.#agent = benchAgent(streams);
+    this.#url = new URL(url);
+  }
+
+  async result<T>(method: string, params: unknown): Promise<T> {
+    const { text } = await send(this.#agent, this.#url, JSON.stringify({ jsonrpc: '2.0', id: this.#id++, method, params }));
+    const reply = JSON.parse(text) as { result?: T; error?: { code: number; message: string } };
+    if (reply.error) throw new Error(`${method}: ${reply.error.code} ${reply.error.message}`);
+    return reply.result as T;
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+}
+
+async function pollStream(rpc: PollClient, params: Record<string, unknown>, report: ClientReport): Promise<void> {
+  const { stream_id } = await rpc.result<{ stream_id: string }>('rkllm_run_async', params);
   let after = -1;
   for (;;) {
     const { chunk } = await rpc.result<{ chunk: Chunk | null }>('poll', { stream_id, wait_ms: 10_000 });
@@ -68,8 +91,12 @@ async function pollStream(rpc: HttpRpc, params: Record<string, unknown>, report:
 }
 
 async function pollAll(input: ClientInput, report: ClientReport): Promise<void> {
-  const rpc = new HttpRpc(`http://${input.addresses.http}/`);
-  await Promise.all(Array.from({ length: input.streams }, () => pollStream(rpc, input.params, report)));
+  const rpc = new PollClient(`http://${input.addresses.http}/`, input.streams);
+  try {
+    await Promise.all(Array.from({ length: input.streams }, () => pollStream(rpc, input.params, report)));
+  } finally {
+    rpc.close();
+  }
 }
 
 /** One connection per stream, as independent clients would have. */
