@@ -304,9 +304,13 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     (closed ??= (async () => {
       clearInterval(sweeper);
       fleet?.stopAccepting(fault('SHUTTING_DOWN', 'no_new_runs'));
-      await Promise.all(transports.map((t) => t.close()));
-      await mcp?.close();
+      // The transports stop accepting at once and let the requests in flight finish: the streams'
+      // abort wakes the long polls still waiting, which answer with the final chunks, and MCP ends
+      // its sessions' event streams.
+      const closing = Promise.all(transports.map((t) => t.close()));
       await hub.close();
+      await mcp?.close();
+      await closing;
       await fleet?.close();
       await opened.close();
       await loadedModels.close();

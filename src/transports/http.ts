@@ -38,7 +38,10 @@ export interface HttpTransportOptions {
   log: Logger;
 }
 
-/** How long a refused oversized request may keep sending before its connection is cut. */
+/**
+ * How long a refused oversized request may keep sending before its connection is cut; and how long
+ * a closing server lets the requests in flight finish their answers before it cuts them.
+ */
 const LINGER_MS = 2000;
 
 /** HTTP statuses of the refusals that have one (the `http` of their entry in src/errors.ts); every other JSON-RPC answer is 200. */
@@ -169,6 +172,8 @@ export class HttpTransport implements Transport {
   #port: number | undefined;
   #sockets = 0;
   #closed: Promise<void> | undefined;
+  /** The answers not yet finished; once closing, each one's connection closes when it is sent. */
+  readonly #answering = new Set<ServerResponse>();
 
   constructor(options: HttpTransportOptions) {
     this.#options = options;
@@ -206,12 +211,25 @@ export class HttpTransport implements Transport {
   /** HTTP keeps listening while the server drains: buffered streams must stay pollable, by clients that open a connection per poll too. */
   stopAccepting(): void {}
 
+  /**
+   * Stops accepting and closes the idle connections at once. A request in flight gets its answer
+   * (a long poll woken by the streams' end carries their final chunks), sent with `Connection:
+   * close`; a connection still open `LINGER_MS` later (a stream of events) is cut off.
+   */
   close(): Promise<void> {
     this.#closed ??= new Promise<void>((resolve) => {
       this.#server.close(() => resolve());
-      this.#server.closeAllConnections();
+      this.#server.closeIdleConnections();
+      for (const res of this.#answering) this.#closeAfter(res);
+      setTimeout(() => this.#server.closeAllConnections(), LINGER_MS).unref();
     });
     return this.#closed;
+  }
+
+  /** Closes `res`'s connection once it is answered: by header if its head is not sent yet, else after it ends. */
+  #closeAfter(res: ServerResponse): void {
+    if (!res.headersSent) res.setHeader('connection', 'close');
+    else res.once('finish', () => setImmediate(() => this.#server.closeIdleConnections()));
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -219,6 +237,9 @@ export class HttpTransport implements Transport {
   }
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    this.#answering.add(res);
+    res.once('close', () => this.#answering.delete(res));
+    if (this.#closed) this.#closeAfter(res);
     const foreign = foreignOrigin(req.headers, this.#origins);
     if (foreign) {
       refuse(req, res, foreign);
