@@ -88,7 +88,8 @@ export async function goalRows(options: GoalOptions): Promise<Row[]> {
   step('bench model');
   const bench1 = (await delivery('tcp', benchModel, threads, 1, benchTokens)).tokensPerSecond;
   const bench4 = (await delivery('tcp', benchModel, threads, 4, benchTokens)).tokensPerSecond;
-  // The library's own batching gain, with the engine's context options: the ceiling of the row above.
+  // node-llama-cpp's own loop with the engine's context options, beside the row above: it queues its
+  // sequences in the order their samplings end, so llama.cpp splits its batches (docs/benchmarks.md).
   const bareBench1 = (await rawEngine(benchModel, threads, 1, benchTokens, true)).tokensPerSecond;
   const bareBench4 = (await rawEngine(benchModel, threads, 4, benchTokens, true)).tokensPerSecond;
   step('req/s');
