@@ -148,7 +148,7 @@ describe('Authentication with API keys', function () {
     it('another key can neither poll nor abort them, by stream id or request id, and hears what it would of an unknown stream', async () => {
       const { stream_id } = await a.start(LONG, 'shared-id');
       const own = await b.start({ prompt_input: 'The King', max_new_tokens: 3 }, 'shared-id');
-      const mine = await b.result('poll', { request_id: 'shared-id', wait_ms: 2000 });
+      const mine = await b.result('poll', { request_id: 'shared-id', after_seq: -1, wait_ms: 2000 });
       expect(mine.chunk.stream_id, 'a request id shared by two keys is not ambiguous').to.equal(own.stream_id);
       await b.drain(own.stream_id);
       const unknown = stream_id.replace(/^st_./, (p) => `st_${p.at(-1) === 'x' ? 'y' : 'x'}`);

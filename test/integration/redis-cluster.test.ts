@@ -136,7 +136,7 @@ describe('Several instances sharing streams through Redis', function () {
 
     it('finds a stream by its request id on any instance', async () => {
       const { stream_id } = await a.http.start({ prompt_input: 'The fox', max_new_tokens: 20, ...greedy }, 'by-request-id');
-      const res = await c.http.call<{ chunk: Chunk | null }>('poll', { request_id: 'by-request-id', wait_ms: 5000 });
+      const res = await c.http.call<{ chunk: Chunk | null }>('poll', { request_id: 'by-request-id', after_seq: -1, wait_ms: 5000 });
       expect(res.error).to.equal(undefined);
       expect(res.result!.chunk).to.include({ stream_id });
       await drain(c.http, stream_id, res.result!.chunk!.seq);
