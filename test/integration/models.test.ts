@@ -109,7 +109,13 @@ describe('models by name: a folder, loading on demand, LRU, keep_alive', functio
     expect(await loaded()).to.include('gamma:latest');
     const ps = (await ollama.ps()).models.find((m) => m.name === 'gamma:latest')!;
     expect(new Date(ps.expires_at).getTime() - Date.now()).to.be.within(9 * 60_000, 10 * 60_000 + 1000);
-    const out = await ollama.generate({ model: 'gamma', prompt: PROMPT, stream: false, keep_alive: 0, options: { num_predict: 5 } });
+    const out = await ollama.generate({
+      model: 'gamma',
+      prompt: PROMPT,
+      stream: false,
+      keep_alive: 0,
+      options: { num_predict: 5, temperature: 0 },
+    });
     expect(out.eval_count).to.equal(5);
     expect(await loaded()).not.to.include('gamma:latest');
   });

@@ -108,7 +108,8 @@ describe('Ollama-compatible API', function () {
         { role: 'tool', content: 'Sunny' },
       ],
       tools: [tool],
-      options: { num_predict: 10 },
+      // Greedy: a sampled answer may end with EOS before 10 tokens.
+      options: { num_predict: 10, temperature: 0 },
       stream: false,
     });
     expect(res.done).to.equal(true);
@@ -163,6 +164,8 @@ describe('Ollama-compatible API: keys', function () {
     expect(refused).to.have.property('status_code', 401);
     const ollama = new Ollama({ host, headers: { authorization: `Bearer ${KEY}` } });
     const model = (await ollama.list()).models[0]!.name;
-    expect((await ollama.generate({ model, prompt: PROMPT, options: { num_predict: 5 }, stream: false })).eval_count).to.equal(5);
+    // Greedy: a sampled answer may end with EOS before 5 tokens.
+    const options = { num_predict: 5, temperature: 0 };
+    expect((await ollama.generate({ model, prompt: PROMPT, options, stream: false })).eval_count).to.equal(5);
   });
 });
