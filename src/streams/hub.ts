@@ -57,6 +57,15 @@ export type RunParams = EngineRun & { model?: string };
 /** A run as an engine takes it, but for the signal (the hub adds the stream's own). */
 type EngineRun = Omit<RunRequest, 'signal'>;
 
+/** An admitted run: its stream, what the engine gets, how to free its places, and where it runs. */
+interface Admitted {
+  stream: Stream;
+  request: EngineRun;
+  release: () => void;
+  target: RunTarget;
+  shared?: SharedRun;
+}
+
 /** Selects streams for `rkllm_abort` and `poll`. */
 export interface StreamSelector {
   stream_id?: string;
@@ -131,7 +140,17 @@ export class StreamHub {
   /** Runs to the end (`rkllm_run`). `signal` aborts it, e.g. when the client disconnects. */
   async run(params: RunParams, requestId: RequestId | undefined, signal: AbortSignal, owner: StreamOwner = ANYONE): Promise<RunResult> {
     params = ownedBy(params, owner);
-    const { stream, request, release, target, shared } = await this.#admit(params, requestId, owner, signal);
+    let admitted: Admitted;
+    try {
+      admitted = await this.#admit(params, requestId, owner, signal);
+    } catch (err) {
+      // The client went away before the run was admitted (a connection whose input ended before
+      // this request was read, or a disconnect while its model loaded): it ends as a run stopped
+      // by the same signal does, not as a server fault.
+      if (signal.aborted && !(err instanceof ServerError)) return { text: '', finish_reason: 'abort', perf: emptyPerf() };
+      throw err;
+    }
+    const { stream, request, release, target, shared } = admitted;
     const parts: string[] = [];
     stream.subscribe((chunk) => parts.push(chunk.delta));
     const onAbort = (): void => stream.abort();
@@ -252,12 +271,7 @@ export class StreamHub {
    * when that queue is unreachable, and for the other models of the folder, in this server's own.
    * `request` is the engine's run request: the run without the model's name, which admission used.
    */
-  async #admit(
-    params: RunParams,
-    requestId: RequestId | undefined,
-    owner: StreamOwner,
-    signal?: AbortSignal,
-  ): Promise<{ stream: Stream; request: EngineRun; release: () => void; target: RunTarget; shared?: SharedRun }> {
+  async #admit(params: RunParams, requestId: RequestId | undefined, owner: StreamOwner, signal?: AbortSignal): Promise<Admitted> {
     const { model, ...request } = params;
     const target = await this.#resolve(model, signal, owner.admin !== false);
     const admitted: Array<() => void> = [() => target.release()];

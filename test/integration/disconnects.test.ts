@@ -1,5 +1,7 @@
 // Disconnects free the engine; detached streams survive and resume on another connection.
 import { expect } from 'chai';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
 import { liveFixture } from '../helpers/fixture.js';
 import { type LiveChunk } from '../helpers/live-rpc.js';
@@ -46,6 +48,21 @@ describe('Disconnects and resuming', function () {
     const disconnected = performance.now();
     await client.close();
     expect(await msUntilIdle(fixture.http, disconnected)).to.be.below(100);
+  });
+
+  it('a blocking rkllm_run read after its TCP client ended its input answers finish_reason "abort", not an internal error', async () => {
+    const [host, port] = fixture.server.addresses.tcp!.split(':');
+    const socket = connect(Number(port), host);
+    await once(socket, 'connect');
+    let answer = '';
+    socket.setEncoding('utf8').on('data', (text: string) => (answer += text));
+    // The request's line has no newline: it is read only when the input ends, with its client gone.
+    socket.end(JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'rkllm_run', params: { prompt_input: 'The fox', max_new_tokens: 50 } }));
+    await once(socket, 'close');
+    const reply = JSON.parse(answer.trim()) as { id: number; result?: { finish_reason: string; text: string }; error?: unknown };
+    expect(reply).to.deep.include({ id: 7 });
+    expect(reply.result).to.include({ finish_reason: 'abort', text: '' });
+    expect(fixture.server.log.lines.filter((line) => line.level >= 50).map((line) => line.msg)).to.deep.equal([]);
   });
 
   for (const [from, to] of [
