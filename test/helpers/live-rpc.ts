@@ -332,7 +332,8 @@ export class StdioRpc extends LiveRpc {
     });
     proc.stdout!.on('data', (data: Buffer) => lines.push(data));
     proc.stderr!.on('data', (data: Buffer) => (this.#stderr += data.toString()));
-    this.exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
+    // 'close', not 'exit': by then everything it wrote has been read.
+    this.exited = new Promise((resolve) => proc.once('close', (code) => resolve(code)));
   }
 
   /** Spawns the server with `--stdio` (and no network transports unless asked) and waits for its readiness line. */

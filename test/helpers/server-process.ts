@@ -92,7 +92,8 @@ export async function startServer(options: StartOptions = {}): Promise<ServerPro
       reject(new Error(`server exited with code ${code} before it was ready:\n${stderr}`));
     });
   });
-  const exited = new Promise<number | string | null>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal)));
+  // 'close', not 'exit': by then everything it wrote has been read, so its stderr is whole.
+  const exited = new Promise<number | string | null>((resolve) => proc.once('close', (code, signal) => resolve(code ?? signal)));
   return {
     proc,
     addresses,
@@ -117,6 +118,7 @@ export function runCli(
     let stderr = '';
     proc.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
     proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
+    // 'close', not 'exit': the process may exit before its last output has been read from the pipes.
+    proc.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }

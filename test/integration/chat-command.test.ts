@@ -22,7 +22,7 @@ function watch(proc: ChildProcess): {
     for (const w of [...waiters]) w();
   });
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
   const output = (done: (stdout: string) => boolean): Promise<void> =>
     new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`stdout not as awaited within 30 s: ${stdout}\n${stderr}`)), 30_000);

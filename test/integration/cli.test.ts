@@ -180,7 +180,7 @@ describe('Bad models and impossible settings (issue 14, section 4)', function ()
   it('exits promptly on SIGTERM while the model loads', async () => {
     const bench = await ensureBuiltinModel('bench');
     const proc = spawnCli(['--model', bench, '--context', '65536', '--parallel', '4', ...NO_PORTS]);
-    const exited = new Promise<number | string | null>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal)));
+    const exited = new Promise<number | string | null>((resolve) => proc.once('close', (code, signal) => resolve(code ?? signal)));
     let stderr = '';
     proc.stderr!.setEncoding('utf8');
     await new Promise<void>((resolve) =>
