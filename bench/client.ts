@@ -63,7 +63,7 @@ class PollClient {
 
   async result<T>(method: string, params: unknown): Promise<T> {
     const { text } = await send(this.#agent, this.#url, JSON.stringify({ jsonrpc: '2.0', id: this.#id++, method, params }));
-    const reply = JSON.parse(text) as { result?: T; error?: { code: number; message: string } };
+    const reply = JSON.parse(text()) as { result?: T; error?: { code: number; message: string } };
     if (reply.error) throw new Error(`${method}: ${reply.error.code} ${reply.error.message}`);
     return reply.result as T;
   }
