@@ -29,6 +29,8 @@ export class SequenceOrder {
   /** The context's `batching.itemPrioritizationStrategy`. */
   readonly strategy: CustomBatchingPrioritizationStrategy = ({ items, size }) => {
     const shares = fairShares(items, size);
+    // One item (a stream alone) has no order to keep: nothing to look up on this per-token path.
+    if (shares.length < 2) return shares;
     const queued = this.#context?._queuedDecodes;
     if (!queued || queued.length !== items.length) return shares;
     const ids = new Map<BatchItem, number>();
