@@ -12,7 +12,7 @@ import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
-import { TINY_MODEL_PROMPTS } from '../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../src/gguf/builtin.js';
 import { hostPort, TcpRpc } from '../test/helpers/live-rpc.js';
 import { greedy } from '../test/helpers/prompts.js';
 import { startTestServer } from '../test/helpers/server.js';

@@ -3,7 +3,7 @@
  * over TCP ÷ 1 stream over TCP, and the tiny model's 8 streams ÷ 1 stream. Prints one line per
  * repetition, so two builds can be run alternately on a noisy machine.
  */
-import { ensureBuiltinModel } from '../src/model/builtin.js';
+import { ensureBuiltinModel } from '../src/gguf/builtin.js';
 import { delivery } from './measure.js';
 
 const reps = Number(process.argv[2] ?? 1);

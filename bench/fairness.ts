@@ -6,7 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { TINY_MODEL_PROMPTS } from '../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../src/gguf/builtin.js';
 import { startServer } from '../src/server.js';
 import { resolveSettings } from '../src/settings.js';
 import { HttpRpc } from '../test/helpers/rpc.js';

@@ -1,5 +1,5 @@
 /** `node dist/bench/fleet-only.js [--quick] [--model tiny|bench]`: only the fleet table of `npm run bench`. */
-import { ensureBuiltinModel } from '../src/model/builtin.js';
+import { ensureBuiltinModel } from '../src/gguf/builtin.js';
 import { fleetTable } from './fleet.js';
 
 const quick = process.argv.includes('--quick');

@@ -2,7 +2,7 @@
  * The goal table of issue 11, measured side by side in one run: each row is a ratio or a figure
  * with its goal. With `anchor` (a running llama-server, see anchor.ts), the same rows for it.
  */
-import { ensureBuiltinModel } from '../src/model/builtin.js';
+import { ensureBuiltinModel } from '../src/gguf/builtin.js';
 import type { Anchor } from './anchor.js';
 import { benchServer, delivery, GREEDY, onWorker, PROMPT, rawEngine } from './measure.js';
 

@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { getLlama, type Token } from 'node-llama-cpp';
 import { pino } from 'pino';
-import { TINY_MODEL_PROMPTS } from '../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../src/gguf/builtin.js';
 import { startServer, type RunningServer } from '../src/server.js';
 import { defaultSettings, merge, type Settings } from '../src/settings.js';
 import type { Chunk } from '../src/streams/stream.js';

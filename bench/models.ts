@@ -13,7 +13,7 @@ import { mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { ensureBuiltinModel } from '../src/model/builtin.js';
+import { ensureBuiltinModel } from '../src/gguf/builtin.js';
 import { benchServer, PROMPT } from './measure.js';
 
 export interface ModelBenchOptions {

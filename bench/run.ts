@@ -17,7 +17,7 @@
  */
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { ensureBuiltinModel, type BuiltinModelKind } from '../src/model/builtin.js';
+import { ensureBuiltinModel, type BuiltinModelKind } from '../src/gguf/builtin.js';
 import type { BenchTransport } from './client.js';
 import { startAnchor } from './anchor.js';
 import { goalRows, goalTable } from './goals.js';

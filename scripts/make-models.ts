@@ -15,7 +15,7 @@ import {
   describeBuiltinModel,
   ensureBuiltinModel,
   type BuiltinModelKind,
-} from '../src/model/builtin.js';
+} from '../src/gguf/builtin.js';
 import { startProgress } from '../src/progress.js';
 
 const USAGE = 'usage: make-models [tiny|bench|all] [--dir DIR] [--corpus NAME,NAME]';

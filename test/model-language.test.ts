@@ -5,8 +5,8 @@
 import { expect } from 'chai';
 import { LlamaEngine } from '../src/engine/llama/engine.js';
 import { createDefaultParam, LLMCallState, type RunRequest } from '../src/engine/types.js';
-import { ensureBuiltinModel } from '../src/model/builtin.js';
-import { paragraphs, readCorpusFiles } from '../src/model/builtin/corpus.js';
+import { ensureBuiltinModel } from '../src/gguf/builtin.js';
+import { paragraphs, readCorpusFiles } from '../src/gguf/builtin/corpus.js';
 
 const PROMPTS = ['Alice was beginning', 'The Fox said', 'Four score and seven'];
 const NEW_TOKENS = 200;

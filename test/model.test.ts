@@ -14,9 +14,9 @@ import {
   builtinTokenizer,
   describeBuiltinModel,
   ensureBuiltinModel,
-} from '../src/model/builtin.js';
+} from '../src/gguf/builtin.js';
 import { serializeSampling } from '../src/engine/llama/serial-sampling.js';
-import { gguf, writeGguf, type GgufTensor } from '../src/model/gguf-writer.js';
+import { gguf, writeGguf, type GgufTensor } from '../src/gguf/gguf-writer.js';
 
 const GREEDY = { temperature: 0, topK: 1 } as const;
 const SEQUENCES = 8;

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
-import { ensureBuiltinModel } from '../model/builtin.js';
+import { ensureBuiltinModel } from '../gguf/builtin.js';
 import { LlamaEngine } from './llama/engine.js';
 import type { LayoutSetting } from './rkllm/protocol.js';
 import { RkllmEngine } from './rkllm/rkllm-engine.js';

@@ -9,7 +9,7 @@ import type { JsonRpcId } from '../jsonrpc/message.js';
 import { requestKey, type BufferStore } from '../streams/buffer-store.js';
 import type { RunParams, StreamHub } from '../streams/hub.js';
 import type { Chunk, Stream } from '../streams/stream.js';
-import { runDelivery } from './delivery.js';
+import { runDelivery } from './run-delivery.js';
 import { bool, compileParams, int, object, requestIdSchema, str, type JsonSchema } from './schema.js';
 import { confineRunPaths, runParamsSchema, toRunParams } from './run-params.js';
 import type { ConfinedFolder } from '../paths.js';

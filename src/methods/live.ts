@@ -3,7 +3,7 @@ import { fault } from '../errors.js';
 import { PUSHED, type Method } from '../jsonrpc/dispatcher.js';
 import type { StreamHub } from '../streams/hub.js';
 import { method, streaming } from './core.js';
-import { chunkOutlet } from './delivery.js';
+import { chunkOutlet } from './run-delivery.js';
 import { int, object, str } from './schema.js';
 
 interface AttachParams {

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { DEFAULT_MEMORY_SHARE } from '../engine/llama/memory-budget.js';
 import { startEngine, type EngineOptions } from '../engine/start.js';
 import type { Engine } from '../engine/types.js';
-import { ensureBuiltinModel } from '../model/builtin.js';
+import { ensureBuiltinModel } from '../gguf/builtin.js';
 import type { ConfinedFolder } from '../paths.js';
 import { Scheduler } from '../streams/scheduler.js';
 import { ModelCatalog, type ModelEntry } from './catalog.js';

@@ -3,7 +3,7 @@
  * initialised engine serving the built-in tiny model (or a runtime that behaves like it).
  */
 import { expect } from 'chai';
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { ServerError } from '../../src/errors.js';
 import { LLMCallState, type Engine, type LLMCallState as State, type RKLLMResult, type RunRequest } from '../../src/engine/types.js';
 

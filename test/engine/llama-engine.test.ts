@@ -1,6 +1,6 @@
 import { LlamaEngine } from '../../src/engine/llama/engine.js';
 import { createDefaultParam } from '../../src/engine/types.js';
-import { ensureBuiltinModel } from '../../src/model/builtin.js';
+import { ensureBuiltinModel } from '../../src/gguf/builtin.js';
 import { engineSuite } from './engine-suite.js';
 
 engineSuite('llama.cpp', async () => {

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { getLlama, type Llama, type LlamaContextSequence, type LlamaModel, type Token } from 'node-llama-cpp';
 import { fairShares } from '../../src/engine/llama/batch-order.js';
 import { SlotPool } from '../../src/engine/llama/slot-pool.js';
-import { ensureBuiltinModel, TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { ensureBuiltinModel, TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 
 const SLOTS = 4;
 const TOKENS = 120;

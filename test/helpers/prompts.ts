@@ -1,4 +1,4 @@
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 
 /** Sampling that makes the built-in model's text reproducible. */
 export const greedy = { top_k: 1, temperature: 0, repeat_penalty: 1 };

@@ -1,8 +1,8 @@
 /** What tests need to know about the built-in tiny model, read from its GGUF file. */
 import { open } from 'node:fs/promises';
 import { readGgufFileInfo } from 'node-llama-cpp';
-import { builtinTokenizer, ensureBuiltinModel } from '../../src/model/builtin.js';
-import { fromHalfBits } from '../../src/model/half-float.js';
+import { builtinTokenizer, ensureBuiltinModel } from '../../src/gguf/builtin.js';
+import { fromHalfBits } from '../../src/gguf/half-float.js';
 
 export interface TinyModel {
   path: string;

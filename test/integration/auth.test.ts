@@ -1,7 +1,7 @@
 // API keys on every transport, and streams kept apart between keys.
 import { expect } from 'chai';
 import { WebSocket } from 'ws';
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { TcpRpc, UdpRpc, WsRpc, type LiveRpc } from '../helpers/live-rpc.js';
 import { HttpRpc } from '../helpers/rpc.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';

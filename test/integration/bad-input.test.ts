@@ -1,7 +1,7 @@
 // Bad input on the live transports: each gets the right error and the server keeps serving everyone.
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { liveFixture } from '../helpers/fixture.js';
 import { TcpRpc, WsRpc } from '../helpers/live-rpc.js';
 import { greedy } from '../helpers/prompts.js';

@@ -1,6 +1,6 @@
 // Bursts of `parallel` requests on `parallel` slots: every stream starts at once, none waits for another's whole answer.
 import { expect } from 'chai';
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { liveFixture } from '../helpers/fixture.js';
 import type { LiveChunk, LiveRpc } from '../helpers/live-rpc.js';
 import { greedy } from '../helpers/prompts.js';

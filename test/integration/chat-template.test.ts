@@ -4,8 +4,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { buildModel } from '../../src/model/builtin/model.js';
-import { gguf, writeGguf } from '../../src/model/gguf-writer.js';
+import { buildModel } from '../../src/gguf/builtin/model.js';
+import { gguf, writeGguf } from '../../src/gguf/gguf-writer.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 /** A plain Jinja template that no specialised wrapper claims, so node-llama-cpp runs it as it is. */

@@ -3,7 +3,7 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { ensureBuiltinModel } from '../../src/model/builtin.js';
+import { ensureBuiltinModel } from '../../src/gguf/builtin.js';
 import { patchedCopy } from '../helpers/gguf-patch.js';
 import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
 import { runCli, scratchDir, spawnCli, startServer, writeSettings } from '../helpers/server-process.js';

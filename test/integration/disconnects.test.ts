@@ -2,7 +2,7 @@
 import { expect } from 'chai';
 import { once } from 'node:events';
 import { connect } from 'node:net';
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { liveFixture } from '../helpers/fixture.js';
 import { type LiveChunk } from '../helpers/live-rpc.js';
 import { msUntilIdle } from '../helpers/idle.js';

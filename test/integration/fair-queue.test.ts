@@ -1,7 +1,7 @@
 // The fair queue over a real server: two API keys, one floods the queue, the other's short run is
 // served at the next free slot; each key's share of the queue is bounded.
 import { expect } from 'chai';
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { HttpRpc } from '../helpers/rpc.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { greedy } from '../helpers/prompts.js';

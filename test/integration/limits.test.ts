@@ -1,7 +1,7 @@
 // Per-client limits through real sockets: request rate, concurrent streams, connections per transport, idle timeouts.
 import { expect } from 'chai';
 import { connect } from 'node:net';
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { TcpRpc, WsRpc, hostPort } from '../helpers/live-rpc.js';
 import { liveFixture } from '../helpers/fixture.js';
 import { HttpRpc } from '../helpers/rpc.js';

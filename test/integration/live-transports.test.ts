@@ -1,6 +1,6 @@
 // Live streaming on TCP, UDP and WebSocket, against a real server (in this process) on the built-in model.
 import { expect } from 'chai';
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { liveFixture } from '../helpers/fixture.js';
 import { LIVE_TRANSPORTS, type Drained } from '../helpers/live-rpc.js';
 import { greedy, PROMPTS } from '../helpers/prompts.js';

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { request } from 'node:http';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import OpenAI from 'openai';
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { liveFixture } from '../helpers/fixture.js';
 import { connectHttp, textOf, type McpConnection, type Progress } from '../helpers/mcp.js';
 import { greedy } from '../helpers/prompts.js';

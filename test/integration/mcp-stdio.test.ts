@@ -6,7 +6,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult, JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { textOf, type Progress } from '../helpers/mcp.js';
 import { greedy } from '../helpers/prompts.js';
 import { TWIN_MODELS, buildTwin, slowLoad } from '../helpers/rkllm-twin.js';

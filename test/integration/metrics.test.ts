@@ -2,7 +2,7 @@
 import { expect } from 'chai';
 import { liveFixture } from '../helpers/fixture.js';
 import { greedy } from '../helpers/prompts.js';
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 
 type Samples = Map<string, number>;
 

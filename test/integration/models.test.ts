@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { ensureBuiltinModel, TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { ensureBuiltinModel, TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { connectHttp, textOf } from '../helpers/mcp.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 

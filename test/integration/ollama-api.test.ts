@@ -1,7 +1,7 @@
 // The Ollama-compatible API (/api), driven by the official `ollama` client.
 import { expect } from 'chai';
 import { Ollama } from 'ollama';
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { liveFixture } from '../helpers/fixture.js';
 import { msUntilIdle } from '../helpers/idle.js';
 import { startTestServer } from '../helpers/server.js';

@@ -1,7 +1,7 @@
 // The OpenAI-compatible API (/v1), driven by the official `openai` client.
 import { expect } from 'chai';
 import OpenAI from 'openai';
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { liveFixture } from '../helpers/fixture.js';
 import { msUntilIdle } from '../helpers/idle.js';
 import { HttpRpc } from '../helpers/rpc.js';

@@ -5,7 +5,7 @@
 // the CLI in a process of its own.
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { connectLive, type LiveRpc } from '../helpers/live-rpc.js';
 import { greedy } from '../helpers/prompts.js';
 import { freePort, startRedis, type RedisProcess } from '../helpers/redis-server.js';

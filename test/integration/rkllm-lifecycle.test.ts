@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { TINY_MODEL_PROMPTS, ensureBuiltinModel } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS, ensureBuiltinModel } from '../../src/gguf/builtin.js';
 import { HttpRpc, type RpcResponse } from '../helpers/rpc.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 

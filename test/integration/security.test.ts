@@ -9,7 +9,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { hostPort } from '../helpers/live-rpc.js';
 import { HttpRpc, type RpcResponse } from '../helpers/rpc.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';

@@ -3,7 +3,7 @@
 import { expect } from 'chai';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { StdioRpc, TcpRpc, UdpRpc, WsRpc, hostPort, type LiveRpc } from '../helpers/live-rpc.js';
 import { greedy } from '../helpers/prompts.js';
 import { HttpRpc } from '../helpers/rpc.js';

@@ -2,7 +2,7 @@
 // its own: the server reads its stdin and writes its stdout.
 import { expect } from 'chai';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { StdioRpc } from '../helpers/live-rpc.js';
 import { greedy } from '../helpers/prompts.js';
 import { HttpRpc } from '../helpers/rpc.js';

@@ -1,6 +1,6 @@
 // UDP: replies to the sender, one chunk per datagram, gaps repaired with poll, a datagram limit.
 import { expect } from 'chai';
-import { TINY_MODEL_PROMPTS } from '../../src/model/builtin.js';
+import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { liveFixture } from '../helpers/fixture.js';
 import { UdpRpc, type LiveChunk } from '../helpers/live-rpc.js';
 import { greedy } from '../helpers/prompts.js';

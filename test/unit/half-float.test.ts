@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { fromHalfBits, toHalfBits } from '../../src/model/half-float.js';
+import { fromHalfBits, toHalfBits } from '../../src/gguf/half-float.js';
 
 describe('float16 encoding', function () {
   it('rounds to the nearest float16, ties to even, and keeps subnormals', function () {

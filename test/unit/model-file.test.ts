@@ -5,8 +5,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ServerError } from '../../src/errors.js';
-import { ensureBuiltinModel } from '../../src/model/builtin.js';
-import { checkModelFile } from '../../src/model/model-file.js';
+import { ensureBuiltinModel } from '../../src/gguf/builtin.js';
+import { checkModelFile } from '../../src/gguf/model-file.js';
 import { patchedCopy } from '../helpers/gguf-patch.js';
 import { thrown } from '../helpers/thrown.js';
 

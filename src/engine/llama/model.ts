@@ -1,6 +1,6 @@
 import type { ChatWrapper, Llama, LlamaEmbeddingContext, LlamaModel, Token } from 'node-llama-cpp';
 import { fault } from '../../errors.js';
-import { checkModelFile } from '../../model/model-file.js';
+import { checkModelFile } from '../../gguf/model-file.js';
 import { errorText } from '../messages.js';
 import { loadProgress } from './load-progress.js';
 import type { RKLLMParam } from '../types.js';

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { fault } from '../../errors.js';
 import type { EngineFeature } from '../capabilities.js';
-import { checkModelFile } from '../../model/model-file.js';
+import { checkModelFile } from '../../gguf/model-file.js';
 import { errorText } from '../messages.js';
 import { RunReporter } from '../run-reporter.js';
 import type {

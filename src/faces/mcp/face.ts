@@ -2,7 +2,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { Peer } from '../../auth.js';
 import type { McpDeps } from './backend.js';
 import { ChatSessions } from './chat-sessions.js';
-import { McpHttpRoute, type McpHttpOptions } from './http-route.js';
+import { McpHttpRoute, type McpHttpOptions } from './streamable-http.js';
 import { registerResources } from './resources.js';
 import { McpStdioGuest } from './stdio-guest.js';
 import { registerTools } from './tools.js';
