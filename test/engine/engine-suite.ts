@@ -102,6 +102,24 @@ export function engineSuite(name: string, factory: () => Promise<Engine>, option
       }
     });
 
+    it('a run that ends inside a multi-byte character (its limit, or a stop) delivers no part of it', async () => {
+      const full = recorder();
+      await engine.run(request(prompts.multiByte, 100), full.callback);
+      const split = full.record.states.indexOf(LLMCallState.RKLLM_RUN_WAITING);
+      expect(split).to.be.at.least(0);
+      const limited = recorder();
+      await engine.run(request(prompts.multiByte, split + 1), limited.callback);
+      const stopped: string[] = [];
+      await engine.run(request(prompts.multiByte, 100), (result, state) => {
+        if (state === LLMCallState.RKLLM_RUN_NORMAL) stopped.push(result.text);
+        return state === LLMCallState.RKLLM_RUN_WAITING ? 1 : 0;
+      });
+      for (const text of [limited.record.texts.join(''), stopped.join('')]) {
+        expect(text).not.to.include('\uFFFD');
+        expect(full.record.texts.join('').startsWith(text)).to.equal(true);
+      }
+    });
+
     it('runAsync returns at once; isRunning is true until the run ends', async () => {
       const handle = engine.runAsync(request(prompts.long, 400), () => 0);
       expect(engine.isRunning()).to.equal(true);

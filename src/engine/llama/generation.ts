@@ -163,8 +163,9 @@ export async function generate(run: SlotRun): Promise<FinishReason> {
     await iterator.return?.();
   }
   if (pending.length > 0) {
-    const text = model.detokenize(pending, false, context);
-    // The held-back tokens were counted as they came: flushing them generates nothing new.
+    // The run ended inside a character (its limit, or a stop): its bytes so far cannot be shown, and are dropped,
+    // as the RKLLM runtime drops them. The held-back tokens were counted as they came: flushing generates nothing new.
+    const text = model.detokenize(pending, false, context).replace(/\uFFFD+$/u, '');
     reporter.deliver({ text, token_id: pending.at(-1)!, perf: meter.live }, LLMCallState.RKLLM_RUN_NORMAL);
   }
   keepHistory(loaded, request, [...tokens, ...generated]);
