@@ -1,4 +1,4 @@
-// The playground page at GET /, driven in real headless Chromium (Debian's chromium, through
+// The completion playground at GET /complete (the chat at GET / has chat.test.ts), driven in real headless Chromium (Debian's chromium, through
 // puppeteer-core) against a real server in this process. Screenshots go to .scratch/playground/.
 import { expect } from 'chai';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -92,14 +92,17 @@ describe('The playground page', function () {
     rmSync(profile, { recursive: true, force: true });
   });
 
-  it('GET / answers the page to a browser (Accept: text/html), and POST / stays JSON-RPC', async () => {
-    const page = await fetch(server.url, { headers: { accept: 'text/html,application/xhtml+xml' } });
+  it('GET /complete answers the page, GET / to a browser the chat, and POST / stays JSON-RPC', async () => {
+    const page = await fetch(`${server.url}complete`, { headers: { accept: 'text/html,application/xhtml+xml' } });
     expect(page.status).to.equal(200);
     expect(page.headers.get('content-type')).to.match(/^text\/html/);
     expect(page.headers.get('content-security-policy')).to.include("default-src 'self'");
     const html = await page.text();
     expect(html).to.include('<title>rkllm-mcp playground</title>');
     expect(html, 'nothing loaded from elsewhere').to.not.match(/(src|href)="(https?:)?\/\//);
+    expect(html, 'a link to the chat').to.include('href="/"');
+    const chat = await fetch(server.url, { headers: { accept: 'text/html,application/xhtml+xml' } });
+    expect(await chat.text()).to.include('<title>rkllm-mcp chat</title>');
     const other = await fetch(server.url, { headers: { accept: 'application/json' } });
     expect(other.status).to.equal(405);
     expect((await server.http.result('rkllm_is_running', {})).running).to.equal(false);
@@ -110,7 +113,7 @@ describe('The playground page', function () {
   it('streams a greedy run token by token into Output, equal to rkllm_run, then shows its statistics', async () => {
     const params = { prompt_input: 'Alice was beginning', max_new_tokens: 120, temperature: 0, top_k: 1 };
     const expected = (await server.http.result('rkllm_run', params)).text as string;
-    const { page, problems } = await openPage(browser, server.url);
+    const { page, problems } = await openPage(browser, `${server.url}complete`);
     await page.locator('::-p-aria(Send)').setEnsureElementIsInTheViewport(false).wait();
     await page.waitForFunction(SEND_ENABLED);
     await setValue(page, 'Prompt', params.prompt_input);
@@ -137,7 +140,7 @@ describe('The playground page', function () {
   });
 
   it('Stop aborts a long run; the engine is then free', async () => {
-    const { page, problems } = await openPage(browser, server.url);
+    const { page, problems } = await openPage(browser, `${server.url}complete`);
     await page.waitForFunction(SEND_ENABLED);
     await setValue(page, 'Prompt', 'Down, down, down');
     await setValue(page, 'Max new tokens', '2000');
@@ -157,7 +160,7 @@ describe('The playground page', function () {
   });
 
   it('is usable on a phone: nothing wider than the screen, controls large enough to touch', async () => {
-    const { page, problems } = await openPage(browser, server.url);
+    const { page, problems } = await openPage(browser, `${server.url}complete`);
     const layout = (await page.evaluate(LAYOUT)) as { scrollWidth: number; width: number; send: Box; stop: Box; prompt: Box };
     expect(layout.width).to.equal(PHONE.width);
     expect(layout.scrollWidth).to.be.at.most(layout.width);
@@ -175,7 +178,7 @@ describe('The playground page', function () {
     const fixture = liveFixture({ settings: { auth: { api_keys: [KEY] } } });
 
     it('asks for a key, authenticates the WebSocket with it, then runs', async () => {
-      const { page, problems } = await openPage(browser, fixture.server.url);
+      const { page, problems } = await openPage(browser, `${fixture.server.url}complete`);
       await page.locator('::-p-aria(API key)').wait();
       expect(await disabled(page, '#send')).to.equal(true);
       await setValue(page, 'API key', 'wrong-key-0123456789');
@@ -210,7 +213,7 @@ describe('The playground page', function () {
     const starting = startServer(settings, log.log);
     try {
       const bound = await log.line('transports bound');
-      const { page, problems } = await openPage(browser, `http://${bound.addresses.http}/`);
+      const { page, problems } = await openPage(browser, `http://${bound.addresses.http}/complete`);
       await page.locator('::-p-aria(Prompt)').wait();
       await page.waitForFunction("/Connected/.test(document.getElementById('connection').textContent)");
       expect((await fetch(`http://${bound.addresses.http}/health`)).status, 'still loading').to.equal(503);

@@ -7,23 +7,37 @@ export interface PlaygroundOptions {
   wsAddress: () => string | undefined;
   /** Whether the server has API keys: the page then asks for one and sends `authenticate`. */
   keysRequired: boolean;
-  /** The folder holding the page's files (default: `public/playground/` of this package). */
+  /** The folder holding the pages' files (default: `public/` of this package). */
   root?: URL;
 }
 
-/** The page's files, by URL path, with their content type. `/` is the page itself. */
+const HTML = 'text/html; charset=utf-8';
+const JS = 'text/javascript; charset=utf-8';
+const CSS = 'text/css; charset=utf-8';
+
+/**
+ * The pages' files, by URL path: the file under the root, and its content type. `/` is the chat,
+ * `/complete` the completion playground; `/vendor/` holds the libraries the chat uses (see its README).
+ */
 const FILES = new Map([
-  ['/', { file: 'index.html', type: 'text/html; charset=utf-8' }],
-  ['/playground/app.js', { file: 'app.js', type: 'text/javascript; charset=utf-8' }],
-  ['/playground/style.css', { file: 'style.css', type: 'text/css; charset=utf-8' }],
+  ['/', { file: 'chat/index.html', type: HTML }],
+  ['/chat/app.js', { file: 'chat/app.js', type: JS }],
+  ['/chat/conversations.js', { file: 'chat/conversations.js', type: JS }],
+  ['/chat/markdown.js', { file: 'chat/markdown.js', type: JS }],
+  ['/chat/style.css', { file: 'chat/style.css', type: CSS }],
+  ['/vendor/marked.esm.js', { file: 'vendor/marked.esm.js', type: JS }],
+  ['/vendor/purify.min.js', { file: 'vendor/purify.min.js', type: JS }],
+  ['/complete', { file: 'playground/index.html', type: HTML }],
+  ['/playground/app.js', { file: 'playground/app.js', type: JS }],
+  ['/playground/style.css', { file: 'playground/style.css', type: CSS }],
 ]);
 
 const CONFIG_PATH = '/playground/config.json';
 
 /** From dist/src/faces/playground/ (or src/faces/playground/) up to the package's root. */
-const DEFAULT_ROOT = new URL('../../../../public/playground/', import.meta.url);
+const DEFAULT_ROOT = new URL('../../../../public/', import.meta.url);
 
-/** The page loads only files of its own origin and talks to the server's WebSocket port: nothing from elsewhere. */
+/** The pages load only files of their own origin and talk to it (the chat) or to the server's WebSocket port (the playground): nothing from elsewhere. */
 const CSP = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; form-action 'none'";
 
 /** Whether a request for `/` asks for a page: a browser's Accept header names text/html; JSON-RPC clients do not. */
@@ -32,9 +46,11 @@ function wantsHtml(headers: IncomingHttpHeaders | undefined): boolean {
 }
 
 /**
- * The playground: a page at `GET /` (for requests that accept HTML), with its script and style, and
- * a small JSON document telling the page where the WebSocket transport listens. The files are
- * static, served from the package: no CDN, no external fonts. The page streams over WebSocket.
+ * The pages: the chat at `GET /` (for requests that accept HTML), which streams from
+ * `/v1/chat/completions`; the completion playground at `GET /complete`, which streams over
+ * WebSocket; their scripts and styles; and a small JSON document telling them where the WebSocket
+ * transport listens and whether keys are needed. The files are static, served from the package: no
+ * CDN, no external fonts.
  */
 export function playgroundRoute(options: PlaygroundOptions): HttpRoute {
   const root = options.root ?? DEFAULT_ROOT;
