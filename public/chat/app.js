@@ -255,6 +255,9 @@ async function readEvents(res, onEvent) {
   }
 }
 
+/** The shortest time between the first token and the end over which a rate of generation is measured. */
+const MIN_SPAN_MS = 20;
+
 /** Streams the next reply of `conversation` into a new assistant message. */
 async function generate(conversation) {
   const body = requestBody(conversation);
@@ -310,8 +313,11 @@ async function generate(conversation) {
   const stats = { tokens, finish };
   if (firstAt !== undefined) {
     stats.ttftMs = Math.round(firstAt - sentAt);
-    // The rate of generation: the tokens after the first, over the time since the first.
-    if (tokens > 1 && endedAt > firstAt) stats.tokensPerSecond = ((tokens - 1) * 1000) / (endedAt - firstAt);
+    // The rate of generation: the tokens after the first, over the time since the first. A reply
+    // that arrived nearly all at once (a fast model, or a proxy that buffers) has no such time to
+    // measure: then all the tokens over the time since sending.
+    if (endedAt - firstAt >= MIN_SPAN_MS && tokens > 1) stats.tokensPerSecond = ((tokens - 1) * 1000) / (endedAt - firstAt);
+    else if (tokens > 0 && endedAt > sentAt) stats.tokensPerSecond = (tokens * 1000) / (endedAt - sentAt);
   }
   reply.stats = stats;
   delete reply.pending;
@@ -352,6 +358,13 @@ async function loadModels() {
   updateControls();
   ui.status.textContent = 'Loading the list of models…';
   const res = await fetch('/v1/models', { headers: headers() });
+  if (res.status === 503) {
+    // The server is still loading the model: ask again in a moment.
+    ui.status.textContent = 'The server is loading the model…';
+    const wait = Number(res.headers.get('retry-after')) || 1;
+    setTimeout(() => loadModels().catch((err) => showError(err.message)), wait * 1000);
+    return;
+  }
   if (!res.ok) {
     ui.status.textContent = res.status === 401 ? NEEDS_KEY : 'No models.';
     if (res.status !== 401) showError(`The list of models: ${await errorOf(res)}`);
@@ -397,6 +410,9 @@ function bindEvents() {
     }
   });
   ui.stop.addEventListener('click', () => state.inFlight?.controller.abort());
+  document.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape' && state.inFlight) state.inFlight.controller.abort();
+  });
   ui.newChat.addEventListener('click', startNew);
   ui.messages.addEventListener('click', (event) => {
     const target = event.target.closest('button');

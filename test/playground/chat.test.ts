@@ -7,8 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import puppeteer, { type Browser, type BrowserContext, type Page } from 'puppeteer-core';
+import { startServer } from '../../src/server.js';
 import { liveFixture } from '../helpers/fixture.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { buildTwin, slowLoad, TWIN_MODELS } from '../helpers/rkllm-twin.js';
+import { captureLog, startTestServer, testSettings, type TestServer } from '../helpers/server.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = [
@@ -314,6 +316,37 @@ describe('The chat page', function () {
     expect(width[0]).to.be.at.most(width[1]);
     await page.screenshot({ path: join(SHOTS, 'phone-conversation.png'), fullPage: true });
     expect(problems).to.deep.equal([]);
+  });
+
+  it('loads while the model is still loading, and is ready once it is', async () => {
+    const library = await buildTwin('1.3');
+    // Loading waits until the test opens the twin's gate (as in playground.test.ts).
+    const slow = slowLoad();
+    const log = captureLog();
+    const settings = testSettings({
+      tcp: { enabled: false },
+      udp: { enabled: false },
+      engine: { kind: 'rkllm', model_path: TWIN_MODELS.story, rkllm: { library } },
+    });
+    slow.apply();
+    const starting = startServer(settings, log.log);
+    try {
+      const bound = await log.line('transports bound');
+      const url = `http://${bound.addresses.http}/`;
+      const { page, problems } = await openPage(context, url);
+      await page.waitForFunction("/loading the model/.test(document.getElementById('status').textContent)");
+      expect(await page.$eval('#send', (el) => (el as unknown as { disabled: boolean }).disabled)).to.equal(true);
+      slow.finish();
+      await ready(page);
+      // While loading, /v1/models answers 503 (and Chromium logs each): those are expected.
+      const expected = (p: string) => p === `HTTP 503: ${url}v1/models` || /status of 503/.test(p);
+      expect(problems.filter((p) => !expected(p))).to.deep.equal([]);
+      expect(problems.length).to.be.greaterThan(0);
+      await page.close();
+    } finally {
+      slow.finish();
+      await (await starting).close();
+    }
   });
 
   describe('with API keys', () => {
