@@ -194,6 +194,9 @@ describe('The chat page', function () {
     }
     expect(await page.evaluate(CONVERSATIONS)).to.deep.equal(['Hello there']);
     await page.screenshot({ path: join(SHOTS, 'desktop-conversation.png') });
+    await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'dark' }]);
+    await page.screenshot({ path: join(SHOTS, 'desktop-conversation-dark.png') });
+    await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'light' }]);
 
     await page.reload({ waitUntil: 'load' });
     await ready(page);

@@ -5,7 +5,7 @@ import type { HttpExchange, HttpRoute } from '../../transports/http-route.js';
 export interface PlaygroundOptions {
   /** The WebSocket transport's bound address ("host:port"), read at each request; undefined when it is off. */
   wsAddress: () => string | undefined;
-  /** Whether the server has API keys: the page then asks for one and sends `authenticate`. */
+  /** Whether the server has API keys: the pages then ask for one (the chat sends it as a bearer token, the playground with `authenticate`). */
   keysRequired: boolean;
   /** The folder holding the pages' files (default: `public/` of this package). */
   root?: URL;
