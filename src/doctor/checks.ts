@@ -3,7 +3,7 @@
  * test's fake tree) and the engine's options, each returning findings. Every system path is read
  * under the root; so are the model and the library, which are paths on the board.
  */
-import { accessSync, constants, readdirSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import type { LayoutSetting, Opened } from '../engine/rkllm/protocol.js';
 import { RuntimeProcess } from '../engine/rkllm/runtime-process.js';
@@ -75,13 +75,9 @@ function gigabytes(bytes: number): string {
   return bytes >= 1024 ** 3 ? `${(bytes / 1024 ** 3).toFixed(1)} GB` : `${Math.ceil(bytes / 1024 ** 2)} MB`;
 }
 
-const finding = (check: string, status: Status, found: string, needed: string, fix = ''): Finding => ({
-  check,
-  status,
-  found,
-  needed,
-  fix,
-});
+function finding(check: string, status: Status, found: string, needed: string, fix = ''): Finding {
+  return { check, status, found, needed, fix };
+}
 
 /** The chip, from the device tree; `board` is false on a machine that is not a Rockchip board. */
 export function chipCheck(root: string, read = readText): { finding: Finding; board: boolean } {
@@ -96,19 +92,9 @@ export function chipCheck(root: string, read = readText): { finding: Finding; bo
   }
   const chip = SUPPORTED_CHIPS[soc];
   if (chip) return { finding: finding('chip', 'ok', `${chip} (rockchip,${soc})`, needed), board: true };
-  const why = /^rk356[68]$/.test(soc)
-    ? 'the RKLLM runtime refuses RK3566/RK3568 ("Your platform is lite")'
-    : 'the RKLLM runtime does not support it';
-  return {
-    finding: finding(
-      'chip',
-      'fail',
-      `${soc.toUpperCase()}: ${why}`,
-      needed,
-      'use --engine llama.cpp on the CPU, or an RK3588/RK3576 board',
-    ),
-    board: true,
-  };
+  const why = /^rk356[68]$/.test(soc) ? 'the RKLLM runtime refuses RK3566/RK3568 ("Your platform is lite")' : 'RKLLM does not support it';
+  const fix = 'use --engine llama.cpp on the CPU, or an RK3588/RK3576 board';
+  return { finding: finding('chip', 'fail', `${soc.toUpperCase()}: ${why}`, needed, fix), board: true };
 }
 
 /** The rknpu kernel driver's version, from the first place that exposes it. */
@@ -131,15 +117,8 @@ export function driverCheck(root: string, read = readText): Finding {
       'to the 6.1 vendor kernel), or rebuild the kernel with rknpu_driver_0.9.8 from airockchip/rknn-llm (rknpu-driver/)';
     return finding('npu driver', 'fail', found, needed, fix);
   }
-  if (denied.length > 0) {
-    return finding(
-      'npu driver',
-      'warn',
-      `${denied.join(', ')} cannot be read without root (EACCES)`,
-      needed,
-      `run "sudo rkllm-mcp doctor", or "sudo cat ${denied[0]}"`,
-    );
-  }
+  const sudo = `run "sudo rkllm-mcp doctor", or "sudo cat ${denied[0]}"`;
+  if (denied.length > 0) return finding('npu driver', 'warn', `${denied.join(', ')} cannot be read without root (EACCES)`, needed, sudo);
   const fix =
     'mount debugfs ("sudo mount -t debugfs none /sys/kernel/debug") or check "sudo dmesg | grep -i rknpu"; the mainline "rocket" driver does not serve RKLLM';
   return finding('npu driver', 'warn', `no version at ${DRIVER_PATHS.join(', ')}`, needed, fix);
@@ -167,15 +146,8 @@ export async function libraryCheck(options: DoctorOptions): Promise<Finding> {
   if (!path && options.root !== '/')
     return finding('runtime library', 'fail', `${options.library} not found under ${options.root}`, needed, install);
   const arch = path ? elfArch(path) : undefined;
-  if (arch && arch !== process.arch) {
-    return finding(
-      'runtime library',
-      'warn',
-      `${path}: built for ${arch}, cannot be loaded on this ${process.arch} machine`,
-      needed,
-      'run rkllm-mcp doctor on the board',
-    );
-  }
+  const foreign = `${path}: built for ${arch}, cannot be loaded on this ${process.arch} machine`;
+  if (arch && arch !== process.arch) return finding('runtime library', 'warn', foreign, needed, 'run rkllm-mcp doctor on the board');
   const runtime = new RuntimeProcess({ onResult: () => undefined, onOutput: () => undefined, onExit: () => undefined });
   try {
     const target = path ?? options.library;
@@ -210,29 +182,18 @@ export function modelChecks(options: DoctorOptions, read = readText): Finding[] 
   try {
     accessSync(path, constants.R_OK);
   } catch {
-    return [
-      finding('model', 'fail', `${path} is not readable by this user (EACCES)`, needed, `"sudo chmod a+r ${model}", or run as its owner`),
-    ];
+    return [finding('model', 'fail', `${path} is not readable by this user`, needed, `"sudo chmod a+r ${model}", or run as its owner`)];
   }
   const modelLine = finding('model', 'ok', `${path} (${gigabytes(stat.size)})`, needed);
   const meminfo = read(under(options.root, '/proc/meminfo'));
   const kb = typeof meminfo === 'string' ? /^MemAvailable:\s+(\d+)\s*kB/m.exec(meminfo)?.[1] : undefined;
+  const memNeeded = 'the model times the instances, with room for the KV caches';
   if (kb === undefined)
-    return [
-      modelLine,
-      finding(
-        'memory',
-        'warn',
-        'MemAvailable not found in /proc/meminfo',
-        'the model times the instances in memory',
-        'check the memory by hand ("free -h")',
-      ),
-    ];
+    return [modelLine, finding('memory', 'warn', 'no MemAvailable in /proc/meminfo', memNeeded, 'check by hand: free -h')];
   const available = Number(kb) * 1024;
   const need = stat.size * instances;
   const plural = instances === 1 ? 'instance' : 'instances';
   const found = `${gigabytes(stat.size)} model x ${instances} ${plural} = ${gigabytes(need)}, ${gigabytes(available)} available; context ${context} tokens adds each instance's KV cache`;
-  const memNeeded = 'the model times the instances, with room for the KV caches';
   const fits = Math.floor(available / stat.size);
   const fix =
     fits >= 1 && fits < instances
@@ -261,12 +222,9 @@ function governor(dir: string, files: { governor: string; current: string; highe
   return pinned ? 'userspace at the highest frequency' : name.trim();
 }
 
-function governorFinding(
-  check: string,
-  cost: string,
-  where: string,
-  nodes: Array<{ path: string; governor: string | undefined }>,
-): Finding {
+type Node = { path: string; governor: string | undefined };
+
+function governorFinding(check: string, cost: string, where: string, nodes: Node[]): Finding {
   const needed = 'performance';
   const present = nodes.filter((node) => node.governor !== undefined);
   if (present.length === 0) {
@@ -285,21 +243,15 @@ export function governorChecks(root: string, read = readText): Finding[] {
   const devfreq = '/sys/class/devfreq';
   const policies = '/sys/devices/system/cpu/cpufreq';
   const device = { governor: 'governor', current: 'cur_freq', highest: 'available_frequencies' };
-  const node = (path: string, files = device): { path: string; governor: string | undefined } => ({
+  const cpu = { governor: 'scaling_governor', current: 'scaling_cur_freq', highest: 'cpuinfo_max_freq' };
+  const node = (path: string, files = device): Node => ({
     path: join(path, files.governor),
     governor: governor(under(root, path), files, read),
   });
   const list = (dir: string, pattern: RegExp): string[] => {
-    try {
-      return readdirSync(under(root, dir))
-        .filter((name) => pattern.test(name))
-        .sort()
-        .map((name) => join(dir, name));
-    } catch {
-      return [];
-    }
+    const names = existsSync(under(root, dir)) ? readdirSync(under(root, dir)) : [];
+    return names.filter((name) => pattern.test(name)).map((name) => join(dir, name));
   };
-  const cpu = { governor: 'scaling_governor', current: 'scaling_cur_freq', highest: 'cpuinfo_max_freq' };
   return [
     governorFinding('memory governor (DMC)', COSTS.dmc, `${devfreq}/dmc`, [node(join(devfreq, 'dmc'))]),
     governorFinding(
