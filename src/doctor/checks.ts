@@ -5,6 +5,7 @@
  */
 import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
+import { RKLLM_SYMBOLS } from '../engine/rkllm/abi.js';
 import type { LayoutSetting, Opened } from '../engine/rkllm/protocol.js';
 import { RuntimeProcess } from '../engine/rkllm/runtime-process.js';
 
@@ -39,8 +40,8 @@ const MIN_DRIVER = [0, 9, 8] as const;
 /** Where kernels expose the rknpu driver version: debugfs (root only), the old procfs node, the module. */
 export const DRIVER_PATHS = ['/sys/kernel/debug/rknpu/version', '/proc/debug/rknpu/version', '/sys/module/rknpu/version'];
 
-/** The runtime's functions (abi.ts RKLLM_SYMBOLS), counted here so that the check loads no native module. */
-const RKLLM_FUNCTIONS = 15;
+/** The runtime's functions: all 15 must be exported. */
+const RKLLM_FUNCTIONS = RKLLM_SYMBOLS.length;
 
 /** Where the dynamic loader looks for a bare library name, besides LD_LIBRARY_PATH. */
 const LIBRARY_DIRS = ['/usr/lib', '/usr/local/lib', '/lib', '/usr/lib/aarch64-linux-gnu', '/usr/lib64'];
@@ -133,8 +134,12 @@ function locate(root: string, library: string): string | undefined {
 
 /** The architecture an ELF file is built for, when it is an ELF file of a known one. */
 function elfArch(path: string): string | undefined {
-  const head = readFileSync(path).subarray(0, 20);
-  return head.subarray(0, 4).toString('latin1') === '\x7fELF' ? ELF_MACHINES[head.readUInt16LE(18)] : undefined;
+  try {
+    const head = readFileSync(path).subarray(0, 20);
+    return head.length === 20 && head.subarray(0, 4).toString('latin1') === '\x7fELF' ? ELF_MACHINES[head.readUInt16LE(18)] : undefined;
+  } catch {
+    return undefined; // A directory or an unreadable file: loading it says what is wrong.
+  }
 }
 
 /** Loads the library in a runtime worker, as the engine does at start: found, loadable, every function, its layout. */

@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { driverCheck, type Finding } from '../../src/doctor/checks.js';
+import { driverCheck, governorChecks, type Finding } from '../../src/doctor/checks.js';
 import { doctorCommand, preflight, render } from '../../src/doctor/command.js';
 import { resolveSettings } from '../../src/settings.js';
 import { buildTwin } from '../helpers/rkllm-twin.js';
@@ -108,6 +108,38 @@ describe('rkllm-mcp doctor', function () {
     }
     expect(line(stdout, 'memory governor (DMC)')).to.include('halve tokens/s').and.include('/sys/class/devfreq/dmc/governor');
     expect(line(stdout, 'cpu governors')).to.include('policy0 powersave, policy4 powersave, policy6 powersave');
+  });
+
+  it('userspace pinned at the highest frequency counts as performance; a missing node warns', () => {
+    const root = tree({ governor: 'userspace' });
+    writeFileSync(join(root, 'sys/class/devfreq/fdab0000.npu/available_frequencies'), '300000000 600000000 1000000000\n');
+    writeFileSync(join(root, 'sys/class/devfreq/fdab0000.npu/cur_freq'), '1000000000\n');
+    rmSync(join(root, 'sys/class/devfreq/dmc'), { recursive: true });
+    const [dmc, npu, cpu] = governorChecks(root);
+    expect(dmc).to.include({ status: 'warn', found: 'no governor at /sys/class/devfreq/dmc' });
+    expect(npu).to.include({ status: 'ok', found: 'fdab0000.npu userspace at the highest frequency' });
+    expect(cpu).to.include({ status: 'warn' });
+  });
+
+  it('a runtime library that is a directory fails without throwing', async () => {
+    const root = tree({ library: null });
+    mkdirSync(join(root, 'usr/lib/librkllmrt.so'), { recursive: true });
+    const { code, stdout } = await doctor('--root', root, ...model);
+    expect(code).to.equal(1);
+    expect(line(stdout, 'runtime library')).to.match(/^FAIL .*Cannot load the RKLLM runtime library/);
+  });
+
+  it('a library built for another architecture (a board image on a PC) is reported, not loaded', async function () {
+    if (process.arch === 'arm64') this.skip();
+    const root = tree({ library: null });
+    const elf = Buffer.alloc(64);
+    elf.write('\x7fELF', 'latin1');
+    elf.writeUInt16LE(183, 18); // EM_AARCH64
+    writeFileSync(join(root, 'usr/lib/librkllmrt.so'), elf);
+    const { stdout } = await doctor('--root', root, ...model);
+    expect(line(stdout, 'runtime library')).to.match(
+      /^WARN .*built for arm64, cannot be loaded on this .* machine.*run rkllm-mcp doctor on the board/,
+    );
   });
 
   it('a missing runtime library fails', async () => {
