@@ -135,7 +135,7 @@ describe('rkllm-mcp doctor', function () {
     const elf = Buffer.alloc(64);
     elf.write('\x7fELF', 'latin1');
     elf.writeUInt16LE(183, 18); // EM_AARCH64
-    mkdirSync(join(root, 'usr/lib'));
+    mkdirSync(join(root, 'usr/lib'), { recursive: true });
     writeFileSync(join(root, 'usr/lib/librkllmrt.so'), elf);
     const { stdout } = await doctor('--root', root, ...model);
     expect(line(stdout, 'runtime library')).to.match(
