@@ -87,6 +87,14 @@ describe('rkllm-mcp doctor', function () {
     expect(line(stdout, 'memory')).to.include('2.0 GB model x 1 instance');
   });
 
+  it('... and the 1.3 layout, as the library tells it', async () => {
+    const { code, stdout } = await doctor('--root', tree({ library: await buildTwin('1.3') }), ...model);
+    expect(code).to.equal(0);
+    expect(line(stdout, 'runtime library')).to.match(
+      /^OK .*all 15 functions exported, runtime 1\.3\.x struct layout \(told by its default parameters\)/,
+    );
+  });
+
   it('an old NPU driver (0.9.6) fails, naming 0.9.8 and the kernel update', async () => {
     const { code, stdout } = await doctor('--root', tree({ driver: 'RKNPU driver: v0.9.6\n' }), ...model);
     expect(code).to.equal(1);
