@@ -13,6 +13,7 @@ const HELP = `rkllm-mcp: an on-device LLM behind JSON-RPC 2.0, streaming tokens 
 Usage: rkllm-mcp [flags]
        rkllm-mcp chat [--url URL]     a conversation with a running server (rkllm-mcp chat --help)
        rkllm-mcp run "prompt"         one completion from a running server (rkllm-mcp run --help)
+       rkllm-mcp doctor               checks the board and the setup for --engine rkllm (rkllm-mcp doctor --help)
 
   --http PORT         HTTP port (default 8082; 0 picks a free port)
   --tcp PORT          TCP port, NDJSON (default 8080)
@@ -209,6 +210,7 @@ async function main(): Promise<void> {
     // Exits at once: idle keep-alive connections to the server would hold the process for seconds.
     process.exit(await clientCommand(command, rest, localHttpUrl));
   }
+  if (command === 'doctor') process.exit(await (await import('./doctor/command.js')).doctorCommand(rest, process));
   const flags = parseFlags(process.argv.slice(2));
   if (flags.help) {
     process.stdout.write(`${HELP}\n`);
@@ -224,6 +226,7 @@ async function main(): Promise<void> {
   const log = pino({ level: settings.log_level, base: { pid: process.pid } }, pino.destination(2));
   reportSettingsFile(file, log);
   const signals = exitOnSignals(log);
+  if (settings.engine.kind === 'rkllm') await (await import('./doctor/command.js')).preflight(settings, log);
   // Imported here, so that `chat` and `run` start without loading the engine's libraries.
   const { startServer } = await import('./server.js');
   const server = await startServer(settings, log);

@@ -29,6 +29,13 @@ describe('Command line', function () {
     ]) {
       expect(stdout).to.include(flag);
     }
+    expect(stdout).to.include('rkllm-mcp doctor');
+  });
+
+  it('rkllm-mcp doctor is dispatched: a --root that does not exist is a usage error (exit 2)', async () => {
+    const { code, stderr } = await runCli(['doctor', '--root', '/nonexistent/board']);
+    expect(code).to.equal(2);
+    expect(stderr).to.include('rkllm-mcp doctor: --root /nonexistent/board does not exist');
   });
 
   const usageErrors: Array<[string[], RegExp]> = [
