@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Logger } from 'pino';
-import { exposesBeyondLoopback, type Peer } from './auth.js';
+import { exposesBeyondLoopback, type ClientEnd } from './auth.js';
 import { ClientGate, type Client } from './clients.js';
 import { startEngine } from './engine/start.js';
 import type { Engine } from './engine/types.js';
@@ -41,7 +41,7 @@ export interface RunningServer {
   readonly addresses: Record<string, string>;
   /** The readiness message, `listening for connections: …`, as logged at info level once serving. */
   readonly readyLine: string;
-  readonly dispatcher: Dispatcher<Peer, Client>;
+  readonly dispatcher: Dispatcher<ClientEnd, Client>;
   /** Resolves once the server has closed itself because stdio's input ended; the process should then exit 0. */
   readonly ended: Promise<void>;
   /** Shuts down gracefully (settings `shutdown.*`): stops accepting, drains the streams, then closes. Idempotent. */
