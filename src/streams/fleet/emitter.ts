@@ -1,5 +1,4 @@
-import { setTimeout as delay } from 'node:timers/promises';
-import type { RedisLink } from '../redis/link.js';
+import { retrying, type RedisLink } from '../redis/link.js';
 import type { Entry } from './entries.js';
 import { JOB_TTL_MS } from './queue.js';
 import { EMIT } from './scripts.js';
@@ -77,23 +76,16 @@ export class Emitter {
   /** Sends entry number `n`, retrying while Redis is away; a retry of one that got through is not added twice. */
   async #deliver(entry: Entry, n: number): Promise<void> {
     if (this.#fenced) return;
-    const deadline = Date.now() + this.#retryMs;
-    for (let pause = 50; ; pause = Math.min(pause * 2, 500)) {
-      try {
-        const status = await this.#link.run(EMIT, [...this.#args, entry.t, JSON.stringify(entry), JOB_TTL_MS, n]);
-        if (status === 0) {
-          this.#fenced = true;
-          this.#stop('fenced');
-        } else if (status === 2) this.#stop('asked');
-        return;
-      } catch (err) {
-        if (!(err instanceof Error) || err.name !== 'STORE_UNAVAILABLE' || Date.now() > deadline) {
-          this.#fenced = true;
-          this.#stop('unreachable');
-          return;
-        }
-      }
-      await delay(pause);
+    const args = [...this.#args, entry.t, JSON.stringify(entry), JOB_TTL_MS, n];
+    try {
+      const status = await retrying(() => this.#link.run(EMIT, args), Date.now() + this.#retryMs);
+      if (status === 0) {
+        this.#fenced = true;
+        this.#stop('fenced');
+      } else if (status === 2) this.#stop('asked');
+    } catch {
+      this.#fenced = true;
+      this.#stop('unreachable');
     }
   }
 }

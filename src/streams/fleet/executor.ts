@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { LLMCallState, emptyPerf, type Engine, type RunOutcome, type RunRequest } from '../../engine/types.js';
+import { Leases } from '../redis/leases.js';
 import type { RedisLink } from '../redis/link.js';
 import type { Scheduler } from '../scheduler.js';
 import { Emitter } from './emitter.js';
@@ -53,10 +53,8 @@ type Claimed = [] | [string, number, string, string];
  */
 export class FleetExecutor {
   readonly #o: FleetExecutorOptions;
-  readonly #subscriber: Redis;
   readonly #running = new Map<string, Execution>();
-  readonly #timers: NodeJS.Timeout[] = [];
-  readonly #busy = new Set<string>();
+  #leases: Leases | undefined;
   readonly #decisions = new Map<string, boolean>();
   #decidedAt = 0;
   #pumping = false;
@@ -64,33 +62,29 @@ export class FleetExecutor {
   #stopped = false;
   #shutdown = false;
 
-  private constructor(options: FleetExecutorOptions, subscriber: Redis) {
+  private constructor(options: FleetExecutorOptions) {
     this.#o = options;
-    this.#subscriber = subscriber;
   }
 
-  /** Subscribes to the queue's notifications and this instance's abort channel, registers, and starts claiming. */
+  /** Registers this instance, listens for wake-ups and for aborts of its runs (see `Leases`), and starts claiming. */
   static async start(options: FleetExecutorOptions): Promise<FleetExecutor> {
-    const { link, instanceId } = options;
-    const subscriber = await link.duplicate('rkllm-mcp:fleet');
-    const executor = new FleetExecutor(options, subscriber);
+    const { link, instanceId, leaseMs } = options;
+    const executor = new FleetExecutor(options);
     const ctl = `${link.prefix}fq:ctl:${instanceId}`;
-    subscriber.on('message', (channel: string, message: string) => {
-      if (channel === ctl) executor.#running.get(message)?.controller.abort();
-      else executor.kick();
+    const leases = await Leases.start({
+      link,
+      name: 'rkllm-mcp:fleet',
+      channels: [`${link.prefix}fq:wake`, ctl],
+      onMessage: (channel, message) => (channel === ctl ? executor.#running.get(message)?.controller.abort() : executor.kick()),
+      leaseMs,
+      renew: () => executor.#renew(),
+      reap: () => executor.#reap(),
+      // Instances get a lease to catch up after an outage, plus the longest pause between their reconnection attempts.
+      reapAfterMs: leaseMs + RECONNECT_MAX_MS,
+      onRound: (_task, err) => options.onReachable(err === undefined, (err as Error | undefined)?.message),
     });
-    try {
-      await subscriber.subscribe(`${link.prefix}fq:wake`, ctl);
-      await executor.#renew();
-    } catch (err) {
-      subscriber.disconnect();
-      throw link.unavailable(err);
-    }
-    executor.#every(options.leaseMs / 3, 'renew', () => executor.#renew());
-    // Back from an outage: renew at once, before other instances judge the leases that ran out meanwhile.
-    link.redis.on('ready', () => executor.#now('renew', () => executor.#renew()));
-    executor.#every(options.leaseMs / 2, 'reap', () => executor.#reap());
-    executor.#every(options.checkIntervalMs, 'check', async () => executor.kick());
+    executor.#leases = leases;
+    leases.every(options.checkIntervalMs, 'check', async () => executor.kick());
     executor.kick();
     return executor;
   }
@@ -142,26 +136,9 @@ export class FleetExecutor {
 
   /** Stops claiming, stops what runs here, and closes its connection. Idempotent. */
   async close(): Promise<void> {
-    for (const timer of this.#timers.splice(0)) clearInterval(timer);
+    this.#leases?.close();
     await this.stopClaiming();
     await this.stopAll();
-    this.#subscriber.disconnect();
-  }
-
-  #every(ms: number, name: string, task: () => Promise<void>): void {
-    const timer = setInterval(() => this.#now(name, task), ms);
-    timer.unref();
-    this.#timers.push(timer);
-  }
-
-  /** Runs a periodic task now, unless a round of it is under way. */
-  #now(name: string, task: () => Promise<void>): void {
-    if (this.#busy.has(name) || this.#timers.length === 0) return;
-    this.#busy.add(name);
-    task()
-      .then(() => this.#o.onReachable(true))
-      .catch((err: unknown) => this.#o.onReachable(false, (err as Error).message))
-      .finally(() => this.#busy.delete(name));
   }
 
   async #pump(): Promise<void> {
@@ -268,13 +245,9 @@ export class FleetExecutor {
     });
   }
 
-  /**
-   * Takes back the claims of instances that stopped renewing; not right after an outage: they get a
-   * lease to catch up, plus the longest pause between their reconnection attempts.
-   */
+  /** Takes back the claims of instances that stopped renewing. */
   async #reap(): Promise<void> {
-    const { link, leaseMs, log } = this.#o;
-    if (!link.stableFor(leaseMs + RECONNECT_MAX_MS)) return;
+    const { link, log } = this.#o;
     const [requeued, ended] = (await link.run(REAP, [link.now(), JOB_TTL_MS, REAP_BATCH])) as [string[], string[]];
     if (requeued.length > 0) log.warn({ runs: requeued }, 'fleet: re-queued runs whose executor died before they produced text');
     if (ended.length > 0) log.warn({ runs: ended }, 'fleet: ended runs whose executor died after they produced text');

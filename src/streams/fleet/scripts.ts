@@ -1,5 +1,6 @@
 /**
- * The Lua scripts of the fleet's shared run queue. Each runs atomically in Redis, so admission,
+ * The Lua scripts of the fleet's shared run queue, after the PRELUDE of redis/scripts.ts (its
+ * helpers: the leases' `renew` and `expired`, `job`, `finish`, `enqueue`, `leave`). Each runs atomically in Redis, so admission,
  * limits, claims and fencing hold whichever instance runs them: there is no coordinator.
  *
  * Keys, under Q = prefix .. 'fq:' (ARGV[1] of every script is the prefix):
@@ -19,49 +20,7 @@
  *                   (JSON: s start, t text, e end, lost)
  * - channels Q..'wake' (a run was queued) and Q..'ctl:'..instance (abort a run executing there)
  */
-import { Script } from '../redis/link.js';
-
-const PRELUDE = `
-local Q = ARGV[1] .. 'fq:'
-local function job(id) return Q .. 'j:' .. id end
-local function hdecr(key, field)
-  if redis.call('HINCRBY', key, field, -1) <= 0 then redis.call('HDEL', key, field) end
-end
--- A run leaves the fleet's counts: it is done, and its data expires.
-local function finish(id, ttl)
-  local client = redis.call('HGET', job(id), 'client')
-  redis.call('HSET', job(id), 'state', 'done')
-  redis.call('ZREM', Q .. 'claims', id)
-  if client then hdecr(Q .. 'ns', client) end
-  redis.call('PEXPIRE', job(id), ttl)
-  redis.call('PEXPIRE', Q .. 'ch:' .. id, ttl)
-end
--- Puts a run (back) in its class's queue.
-local function enqueue(id, cls, turn, client)
-  redis.call('ZADD', Q .. 'q:' .. cls, turn, id)
-  redis.call('SADD', Q .. 'classes', cls)
-  redis.call('INCR', Q .. 'queued')
-  redis.call('HINCRBY', Q .. 'nq', client, 1)
-  redis.call('PUBLISH', Q .. 'wake', cls)
-end
-local function unqueue(id, cls, client)
-  redis.call('ZREM', Q .. 'q:' .. cls, id)
-  if redis.call('ZCARD', Q .. 'q:' .. cls) == 0 then redis.call('SREM', Q .. 'classes', cls) end
-  redis.call('DECR', Q .. 'queued')
-  hdecr(Q .. 'nq', client)
-end
-local function free_slots(now)
-  local total = 0
-  for _, inst in ipairs(redis.call('ZRANGEBYSCORE', Q .. 'alive', now, '+inf')) do
-    total = total + tonumber(redis.call('HGET', Q .. 'free', inst) or '0')
-  end
-  return total
-end
-`;
-
-function script(body: string): Script {
-  return new Script(PRELUDE + body);
-}
+import { script } from '../redis/scripts.js';
 
 /**
  * ARGV: P, now, cls, needs JSON, client, params JSON, origin, stream id, queue_limit,
@@ -183,17 +142,12 @@ local instance = ARGV[4]
 redis.call('ZADD', Q .. 'alive', ARGV[3], instance)
 redis.call('HSET', Q .. 'free', instance, ARGV[5])
 redis.call('HSET', Q .. 'info', instance, ARGV[6])
-local out = {}
-for i = 7, #ARGV do
-  local id = ARGV[i]
+return renew(Q .. 'claims', ARGV[3], 7, function(id)
   local s = redis.call('HMGET', job(id), 'state', 'exec', 'abort')
-  if s[1] ~= 'claimed' or s[2] ~= instance then out[#out + 1] = 'lost'
-  else
-    redis.call('ZADD', Q .. 'claims', ARGV[3], id)
-    if s[3] == '1' then out[#out + 1] = 'abort' else out[#out + 1] = 'ok' end
-  end
-end
-return out
+  if s[1] ~= 'claimed' or s[2] ~= instance then return 'lost' end
+  if s[3] == '1' then return 'abort' end
+  return 'ok'
+end)
 `);
 
 /**
@@ -203,15 +157,9 @@ return out
  * Returns {requeued ids, ended ids}.
  */
 export const REAP = script(`
-local now = tonumber(ARGV[2])
-for _, inst in ipairs(redis.call('ZRANGEBYSCORE', Q .. 'alive', '-inf', now)) do
-  redis.call('ZREM', Q .. 'alive', inst)
-  redis.call('HDEL', Q .. 'free', inst)
-  redis.call('HDEL', Q .. 'info', inst)
-end
+for _, inst in ipairs(expired(Q .. 'alive', ARGV[2], -1)) do leave(inst) end
 local requeued, ended = {}, {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', Q .. 'claims', '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))) do
-  redis.call('ZREM', Q .. 'claims', id)
+for _, id in ipairs(expired(Q .. 'claims', ARGV[2], ARGV[4])) do
   local s = redis.call('HMGET', job(id), 'state', 'tokens', 'retried', 'cls', 'turn', 'client', 'exec', 'attempt')
   if s[1] == 'claimed' then
     if s[2] ~= '1' and s[3] ~= '1' then
@@ -253,9 +201,7 @@ return 'done'
 
 /** ARGV: P, instance. The instance stops claiming (a graceful shutdown): it is no longer counted as a free slot. */
 export const LEAVE = script(`
-redis.call('ZREM', Q .. 'alive', ARGV[2])
-redis.call('HDEL', Q .. 'free', ARGV[2])
-redis.call('HDEL', Q .. 'info', ARGV[2])
+leave(ARGV[2])
 return 1
 `);
 

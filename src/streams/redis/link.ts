@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import { Redis, ReplyError, type RedisOptions } from 'ioredis';
 import { fault, ServerError } from '../../errors.js';
 
@@ -54,6 +55,21 @@ function isReplyError(err: unknown): boolean {
 /** True for errors of the connection (Redis away, connection closed), as opposed to errors Redis replied. */
 export function isConnectionError(err: unknown): boolean {
   return err instanceof Error && !isReplyError(err) && !(err instanceof ServerError);
+}
+
+/**
+ * Runs `attempt` until it succeeds, retrying while it fails with STORE_UNAVAILABLE (Redis away),
+ * until `deadline` (a `Date.now()` time) or `signal`; pauses double from 50 ms to 500 ms.
+ */
+export async function retrying<T>(attempt: () => Promise<T>, deadline: number, signal?: AbortSignal): Promise<T> {
+  for (let pause = 50; ; pause = Math.min(pause * 2, 500)) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!(err instanceof ServerError && err.name === 'STORE_UNAVAILABLE') || Date.now() >= deadline || signal?.aborted) throw err;
+    }
+    await delay(pause, undefined, { signal }).catch(() => {});
+  }
 }
 
 /** A Lua script run by its SHA1, loaded on first use and again after Redis forgot it (a restart). */

@@ -1,4 +1,3 @@
-import { setTimeout as delay } from 'node:timers/promises';
 import { errorObject, fault, ServerError } from '../../errors.js';
 import {
   chunkBytes,
@@ -13,16 +12,13 @@ import {
 } from '../buffer-store.js';
 import type { Chunk } from '../stream.js';
 import { BlockingReads } from './blocking-reads.js';
-import type { RedisLink } from './link.js';
+import { retrying, type RedisLink } from './link.js';
 import { APPEND, CREATE, DELETE, READ, STATUS, SWEEP, TOUCH } from './scripts.js';
 
 /** How long Redis remembers that a buffer expired or was released, so late polls hear why. */
 const TOMBSTONE_MS = 3_600_000;
 /** Expired buffers dropped per sweep script call. */
 const SWEEP_BATCH = 100;
-/** Pauses between attempts to store a chunk while Redis is away. */
-const RETRY_MIN_MS = 50;
-const RETRY_MAX_MS = 500;
 
 export interface RedisStoreOptions {
   link: RedisLink;
@@ -95,12 +91,8 @@ export class RedisBufferStore implements BufferStore {
   async append(streamId: string, chunk: Chunk): Promise<AppendResult> {
     const loss = this.#losses.get(streamId);
     if (loss) return this.#appendAfterLoss(streamId, chunk, loss);
-    const deadline = Date.now() + this.#options.retryMs;
     try {
-      return await this.#retrying(
-        () => this.#add(streamId, chunk),
-        () => Date.now() < deadline,
-      );
+      return await this.#retrying(() => this.#add(streamId, chunk));
     } catch (err) {
       if (isUnavailable(err)) this.#losses.set(streamId, { first: chunk.seq, last: chunk.seq });
       throw err;
@@ -201,12 +193,8 @@ export class RedisBufferStore implements BufferStore {
       finish_reason: 'error',
       error: errorObject(this.#lossError({ first: loss.first, last: chunk.seq - 1 })),
     };
-    const deadline = Date.now() + this.#options.retryMs;
     try {
-      return await this.#retrying(
-        () => this.#add(streamId, final),
-        () => Date.now() < deadline,
-      );
+      return await this.#retrying(() => this.#add(streamId, final));
     } finally {
       this.#losses.delete(streamId);
     }
@@ -222,16 +210,9 @@ export class RedisBufferStore implements BufferStore {
     );
   }
 
-  /** Runs `attempt` until it succeeds, retrying while Redis is unreachable and `more()` allows. */
-  async #retrying<T>(attempt: () => Promise<T>, more: () => boolean): Promise<T> {
-    for (let pause = RETRY_MIN_MS; ; pause = Math.min(pause * 2, RETRY_MAX_MS)) {
-      try {
-        return await attempt();
-      } catch (err) {
-        if (!isUnavailable(err) || !more() || this.#closing.signal.aborted) throw err;
-      }
-      await delay(pause, undefined, { signal: this.#closing.signal }).catch(() => {});
-    }
+  /** Runs `attempt`, retrying it for `retryMs` while Redis is unreachable, until the store closes. */
+  #retrying<T>(attempt: () => Promise<T>): Promise<T> {
+    return retrying(attempt, Date.now() + this.#options.retryMs, this.#closing.signal);
   }
 
   async #read(streamId: string, mode: 'ack' | 'after' | 'peek' | 'state', afterSeq: number): Promise<Read> {
