@@ -5,7 +5,7 @@
 import { expect } from 'chai';
 import { pino } from 'pino';
 import type { BufferLimits } from '../../src/streams/buffer-store.js';
-import { RedisPeers } from '../../src/streams/redis/peers.js';
+import { RedisPeers } from '../../src/streams/fleet/peers.js';
 import { RedisLink } from '../../src/streams/redis/link.js';
 import { RedisBufferStore } from '../../src/streams/redis/store.js';
 import { Stream } from '../../src/streams/stream.js';

@@ -1,5 +1,6 @@
 /**
- * The Lua scripts of the fleet's shared run queue, after the PRELUDE of redis/scripts.ts (its
+ * The Lua scripts of the fleet: the peers' stream leases and aborts (keys: see redis/scripts.ts)
+ * and the shared run queue. They run after the PRELUDE of redis/scripts.ts (its
  * helpers: the leases' `renew` and `expired`, `job`, `finish`, `enqueue`, `leave`). Each runs atomically in Redis, so admission,
  * limits, claims and fencing hold whichever instance runs them: there is no coordinator.
  *
@@ -212,4 +213,52 @@ for _, inst in ipairs(redis.call('ZRANGEBYSCORE', Q .. 'alive', ARGV[2], '+inf')
   out[#out + 1] = {inst, tonumber(redis.call('HGET', Q .. 'free', inst) or '0'), redis.call('HGET', Q .. 'info', inst) or '{}'}
 end
 return out
+`);
+
+/**
+ * ARGV: P, lease_until, id... (the streams this instance generates). Renews their leases.
+ * Returns one status per id: ok, abort (asked to stop elsewhere), ended or gone.
+ */
+export const HEARTBEAT = script(`
+return renew(P .. 'leases', ARGV[2], 3, function(id)
+  local s = redis.call('HMGET', meta(id), 'ended', 'abort')
+  if not s[1] then return 'gone' end
+  if s[1] == '1' then return 'ended' end
+  if s[2] == '1' then return 'abort' end
+  return 'ok'
+end)
+`);
+
+/**
+ * ARGV: P, now, final chunk template (JSON), bytes of a final chunk, ttl_ms, limit. Ends each
+ * stream whose lease ran out with the template as its final chunk (numbered after the last one,
+ * its error naming the owner); returns their ids. A stream is ended once only, whoever runs this.
+ */
+export const EXPIRE_LEASES = script(`
+local ended = {}
+for _, id in ipairs(expired(P .. 'leases', ARGV[2], ARGV[6])) do
+  local s = redis.call('HMGET', meta(id), 'last', 'ended', 'owner')
+  if s[1] and s[2] ~= '1' then
+    local chunk = cjson.decode(ARGV[3])
+    chunk.seq = tonumber(s[1]) + 1
+    chunk.error.data = {stream_id = id, owner = s[3], last_seq = tonumber(s[1])}
+    add(id, chunk.seq, cjson.encode(chunk), tonumber(ARGV[4]), true, ARGV[5])
+    ended[#ended + 1] = id
+  end
+end
+return ended
+`);
+
+/**
+ * ARGV: P, id. Asks the owner of a live stream to abort it: sets the abort flag (which its
+ * heartbeat reads) and tells it at once on its channel. Returns {'gone', reason}, {'none'} (it
+ * has ended, or no instance generates it) or {'asked', listeners}.
+ */
+export const ABORT = script(`
+local id = ARGV[2]
+local s = redis.call('HMGET', meta(id), 'ended', 'owner')
+if not s[1] then return {'gone', redis.call('GET', P .. 'gone:' .. id) or 'unknown'} end
+if s[1] == '1' or s[2] == '' then return {'none'} end
+redis.call('HSET', meta(id), 'abort', 1)
+return {'asked', redis.call('PUBLISH', P .. 'ctl:' .. s[2], id)}
 `);

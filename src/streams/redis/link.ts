@@ -101,7 +101,7 @@ export interface RedisLinkOptions {
 }
 
 /**
- * The command connection of one server to the shared Redis, with what the store and the cluster
+ * The command connection of one server to the shared Redis, with what the store and the fleet
  * need around it: the key prefix, a clock that all instances share, new connections for blocking
  * reads and subscriptions, and when the connection last came back from an outage.
  */

@@ -1,6 +1,6 @@
 /**
- * The Lua scripts of the Redis buffer store and the peers; those of the fleet's run queue are in
- * fleet/scripts.ts. Every script starts with the one PRELUDE below. Each runs atomically, so the
+ * The Lua scripts of the Redis buffer store; those of the fleet (the peers' leases and aborts, the
+ * run queue) are in fleet/scripts.ts. Every script starts with the one PRELUDE below. Each runs atomically, so the
  * limits and the write-once final chunk hold whichever instance runs them.
  *
  * Keys, under the prefix P (ARGV[1] of every script; one Redis, not Redis Cluster):
@@ -112,7 +112,7 @@ local function leave(inst)
 end
 `;
 
-/** A script of the store, the peers or the fleet: the PRELUDE, then `body`. */
+/** A script of the store or the fleet: the PRELUDE, then `body`. */
 export function script(body: string): Script {
   return new Script(PRELUDE + body);
 }
@@ -215,52 +215,4 @@ export const STATUS = script(`
 local bytes = 0
 for _, size in ipairs(redis.call('HVALS', P .. 'sizes')) do bytes = bytes + tonumber(size) end
 return {redis.call('ZCARD', P .. 'live'), bytes}
-`);
-
-/**
- * ARGV: P, lease_until, id... (the streams this instance generates). Renews their leases.
- * Returns one status per id: ok, abort (asked to stop elsewhere), ended or gone.
- */
-export const HEARTBEAT = script(`
-return renew(P .. 'leases', ARGV[2], 3, function(id)
-  local s = redis.call('HMGET', meta(id), 'ended', 'abort')
-  if not s[1] then return 'gone' end
-  if s[1] == '1' then return 'ended' end
-  if s[2] == '1' then return 'abort' end
-  return 'ok'
-end)
-`);
-
-/**
- * ARGV: P, now, final chunk template (JSON), bytes of a final chunk, ttl_ms, limit. Ends each
- * stream whose lease ran out with the template as its final chunk (numbered after the last one,
- * its error naming the owner); returns their ids. A stream is ended once only, whoever runs this.
- */
-export const EXPIRE_LEASES = script(`
-local ended = {}
-for _, id in ipairs(expired(P .. 'leases', ARGV[2], ARGV[6])) do
-  local s = redis.call('HMGET', meta(id), 'last', 'ended', 'owner')
-  if s[1] and s[2] ~= '1' then
-    local chunk = cjson.decode(ARGV[3])
-    chunk.seq = tonumber(s[1]) + 1
-    chunk.error.data = {stream_id = id, owner = s[3], last_seq = tonumber(s[1])}
-    add(id, chunk.seq, cjson.encode(chunk), tonumber(ARGV[4]), true, ARGV[5])
-    ended[#ended + 1] = id
-  end
-end
-return ended
-`);
-
-/**
- * ARGV: P, id. Asks the owner of a live stream to abort it: sets the abort flag (which its
- * heartbeat reads) and tells it at once on its channel. Returns {'gone', reason}, {'none'} (it
- * has ended, or no instance generates it) or {'asked', listeners}.
- */
-export const ABORT = script(`
-local id = ARGV[2]
-local s = redis.call('HMGET', meta(id), 'ended', 'owner')
-if not s[1] then return {'gone', redis.call('GET', P .. 'gone:' .. id) or 'unknown'} end
-if s[1] == '1' or s[2] == '' then return {'none'} end
-redis.call('HSET', meta(id), 'abort', 1)
-return {'asked', redis.call('PUBLISH', P .. 'ctl:' .. s[2], id)}
 `);

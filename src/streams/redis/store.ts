@@ -23,7 +23,7 @@ const SWEEP_BATCH = 100;
 export interface RedisStoreOptions {
   link: RedisLink;
   limits: BufferLimits;
-  /** This server's id in the cluster, recorded as the owner of the streams it generates. */
+  /** This server's id in the fleet, recorded as the owner of the streams it generates. */
   instanceId: string;
   /** How long a lease lasts before an owner that did not renew it counts as dead. */
   leaseMs: number;
@@ -46,7 +46,7 @@ function isUnavailable(err: unknown): boolean {
 type Read = ['ok', string[]] | ['state', number, number, number] | ['gone', BufferGone] | ['beyond', number] | ['before', number];
 
 /**
- * The buffer store shared by every instance of a cluster, on Redis Streams: each chunk is an
+ * The buffer store shared by every instance of a fleet, on Redis Streams: each chunk is an
  * entry (XADD) whose id is its seq, polls read after an id (XRANGE) and trim what they
  * acknowledge (XTRIM), long polls block on their own connections (XREAD BLOCK), and every state
  * change runs as one Lua script, so the limits hold across instances.
@@ -84,7 +84,7 @@ export class RedisBufferStore implements BufferStore {
     if (status === 'exists') throw fault('INTERNAL_ERROR', 'duplicate_buffer', { stream_id: streamId });
     if (status === 'full') {
       const max = this.limits.maxBuffers;
-      throw fault('TOO_MANY_STREAMS', 'cluster', { max_buffers: max }, { max_buffers: max, retry_after: 1 });
+      throw fault('TOO_MANY_STREAMS', 'fleet', { max_buffers: max }, { max_buffers: max, retry_after: 1 });
     }
   }
 

@@ -2,10 +2,10 @@ import type { Logger } from 'pino';
 import { emptyPerf } from '../../engine/types.js';
 import { errorObject, fault } from '../../errors.js';
 import { chunkBytes, streamNotFound, type BufferGone } from '../buffer-store.js';
-import type { Peers } from '../peers.js';
 import type { Chunk, Stream } from '../stream.js';
-import { Leases } from './leases.js';
-import type { RedisLink } from './link.js';
+import { Leases } from '../redis/leases.js';
+import type { RedisLink } from '../redis/link.js';
+import type { Fleet } from './fleet.js';
 import { ABORT, EXPIRE_LEASES, HEARTBEAT } from './scripts.js';
 
 /** Leases ended per script call. */
@@ -40,7 +40,7 @@ type Heartbeat = 'ok' | 'abort' | 'ended' | 'gone';
  * and ends, with an error chunk, the streams of owners whose lease ran out (they died, or lost
  * Redis for longer than a lease).
  */
-export class RedisPeers implements Peers {
+export class RedisPeers implements Fleet {
   readonly #options: RedisPeersOptions;
   readonly #link: RedisLink;
   readonly #owned = new Map<string, Owned>();
