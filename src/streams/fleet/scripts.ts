@@ -12,7 +12,8 @@
  *                   tie goes to the earlier run (ids are zero-padded enqueue counts)
  * - Q..'classes'    the classes with waiting runs; Q..'need:'..cls what a class needs (JSON)
  * - Q..'claims'     claimed runs, scored by when their executor's lease runs out
- * - Q..'last'       each client's last turn; Q..'svc' the turn in service (start-time fair queueing)
+ * - Q..'last'       each client's last turn; Q..'svc' the turn in service: the fair-queue rule of
+ *                   streams/scheduler.ts (see there why it is written twice; shared test vectors)
  * - Q..'queued'     runs waiting; Q..'nq' waiting per client; Q..'ns' queued or running per client
  * - Q..'alive'      instances, scored by when their registration runs out; Q..'free' their free
  *                   slots; Q..'info' what they serve (JSON: engine, slots, models with their hash
