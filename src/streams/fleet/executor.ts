@@ -8,7 +8,7 @@ import {
   type RunRequest,
 } from '../../engine/types.js';
 import { Leases } from '../redis/leases.js';
-import { retrying, type RedisLink } from '../redis/link.js';
+import { RECONNECT_MAX_MS, retrying, type RedisLink } from '../redis/link.js';
 import type { FleetParts } from './fleet.js';
 import type { RunNeeds } from './needs.js';
 import { JOB_TTL_MS } from './queue.js';
@@ -18,8 +18,6 @@ import { CLAIM, EMIT, LEAVE, REAP, RENEW } from './scripts.js';
 const REAP_BATCH = 100;
 /** How long what this instance decided about a class (can it serve it?) holds: LoRA adapters get loaded. */
 const DECISION_MS = 2_000;
-/** The longest pause between two reconnection attempts to Redis (see link.ts): instances may come back that much apart. */
-const RECONNECT_MAX_MS = 1_000;
 /** The scheduler line executed runs take their slot in. */
 const FLEET_LINE = '\u0000fleet';
 
@@ -262,7 +260,7 @@ const LINGER_MS = 5;
  * is joined for up to `LINGER_MS` into one entry. `stop` is called when the run must stop: its
  * receiver asked, or its claim was taken back (then nothing more is sent).
  */
-export class Emitter {
+class Emitter {
   readonly #link: RedisLink;
   readonly #args: [string, number];
   readonly #stop: (why: 'asked' | 'fenced' | 'unreachable') => void;

@@ -5,6 +5,8 @@ import { fault, ServerError } from '../../errors.js';
 
 /** How long one connection attempt may take before it counts as failed. */
 const CONNECT_TIMEOUT_MS = 5_000;
+/** The longest pause between two reconnection attempts: instances may come back from an outage that much apart. */
+export const RECONNECT_MAX_MS = 1_000;
 
 /** Options every connection of the store shares: fail fast while Redis is away, reconnect in the background. */
 function connectionOptions(name: string): RedisOptions {
@@ -15,7 +17,7 @@ function connectionOptions(name: string): RedisOptions {
     // Commands sent while Redis is away fail at once, so callers report it instead of hanging.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
-    retryStrategy: (attempt: number) => Math.min(attempt * 100, 1_000),
+    retryStrategy: (attempt: number) => Math.min(attempt * 100, RECONNECT_MAX_MS),
   };
 }
 
@@ -53,7 +55,7 @@ function isReplyError(err: unknown): boolean {
 }
 
 /** True for errors of the connection (Redis away, connection closed), as opposed to errors Redis replied. */
-export function isConnectionError(err: unknown): boolean {
+function isConnectionError(err: unknown): boolean {
   return err instanceof Error && !isReplyError(err) && !(err instanceof ServerError);
 }
 
