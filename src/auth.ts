@@ -80,7 +80,7 @@ export class ApiKeys {
  * (from the Authorization header on HTTP and WebSocket, or from `authenticate` on a live
  * connection). Without keys configured, `key` stays undefined.
  */
-export interface Peer {
+export interface ClientEnd {
   /** The client's IP address (without port), or "stdio". */
   readonly address: string;
   key: ApiKey | undefined;

@@ -1,4 +1,4 @@
-import { unauthorized, type ApiKey, type ApiKeys, type Peer } from './auth.js';
+import { unauthorized, type ApiKey, type ApiKeys, type ClientEnd } from './auth.js';
 import { fault, type ServerError } from './errors.js';
 import type { Connection } from './jsonrpc/connection.js';
 import type { JsonRpcRequest } from './jsonrpc/message.js';
@@ -14,12 +14,12 @@ export const AUTHENTICATE = 'authenticate';
  * stream limit.
  */
 export class Client implements StreamOwner {
-  readonly peer: Peer;
+  readonly peer: ClientEnd;
   readonly key: ApiKey | undefined;
   readonly #limits: ClientLimits;
   readonly #keysRequired: boolean;
 
-  constructor(peer: Peer, key: ApiKey | undefined, limits: ClientLimits, keysRequired: boolean) {
+  constructor(peer: ClientEnd, key: ApiKey | undefined, limits: ClientLimits, keysRequired: boolean) {
     this.peer = peer;
     this.key = key;
     this.#limits = limits;
@@ -100,7 +100,7 @@ export class ClientGate {
    * `transport`, and returns the release. A connection that has not authenticated yet counts
    * against its address until it does (`authenticate`), then against its key.
    */
-  admitConnection(peer: Peer, transport: string): () => void {
+  admitConnection(peer: ClientEnd, transport: string): () => void {
     try {
       return this.#limits.connection(peer.key?.id ?? peer.address, transport);
     } catch (err) {
@@ -121,7 +121,7 @@ export class ClientGate {
         this.#limits.request(address);
         throw unauthorized();
       }
-      const peer: Peer = { address, key };
+      const peer: ClientEnd = { address, key };
       this.#limits.request(key?.id ?? address);
       const release = this.#limits.connection(key?.id ?? address, 'http');
       return { client: new Client(peer, key, this.#limits, this.#keys.required), release };
@@ -154,7 +154,7 @@ export class ClientGate {
    * missing or wrong key (except for `authenticate` itself) and an exhausted rate; attempts without
    * a valid key are charged to the client's address, so guessing keys is rate-limited too.
    */
-  admit(request: JsonRpcRequest, peer: Peer): Client {
+  admit(request: JsonRpcRequest, peer: ClientEnd): Client {
     const key = 'api_key' in request ? this.#keys.find(request.api_key) : peer.key;
     if (this.#keys.required && !key && request.method !== AUTHENTICATE) {
       this.#limits.request(peer.address);

@@ -127,8 +127,7 @@ export const ERRORS = {
     meaning: '`streams.max_buffers` live stream buffers exist; a new stream is refused, never evicting a live one.',
     messages: {
       local: 'Too many live streams: the limit of {max_buffers} buffers is reached; poll or abort existing streams first',
-      cluster:
-        'Too many live streams: the limit of {max_buffers} buffers is reached across the cluster; poll or abort existing streams first',
+      fleet: 'Too many live streams: the limit of {max_buffers} buffers is reached across the fleet; poll or abort existing streams first',
     },
   },
   AMBIGUOUS_REQUEST_ID: {

@@ -16,7 +16,7 @@ import type { LoadedModels } from './models/loaded.js';
 import { modelSet } from './models/model-set.js';
 import { clientFolders, type ClientFolders } from './paths.js';
 import type { Settings } from './settings.js';
-import { Fleet, type FleetOptions } from './streams/fleet/fleet.js';
+import { SharedQueue, type SharedQueueOptions } from './streams/fleet/fleet.js';
 import type { OpenStore, StoreOptions } from './streams/open-store.js';
 import type { Scheduler } from './streams/scheduler.js';
 import type { TransportOptions } from './transports/create.js';
@@ -124,12 +124,12 @@ export function clientGate(settings: Settings, metrics: Metrics, log: Logger): C
 export async function startFleet(
   settings: Settings,
   opened: OpenStore,
-  local: Pick<FleetOptions, 'engine' | 'scheduler' | 'hold'>,
+  local: Pick<SharedQueueOptions, 'engine' | 'scheduler' | 'hold'>,
   log: Logger,
-): Promise<Fleet | undefined> {
+): Promise<SharedQueue | undefined> {
   if (!opened.redis || !settings.fleet.shared_queue) return undefined;
   const { engine: e, redis, limits } = settings;
-  return Fleet.start({
+  return SharedQueue.start({
     ...opened.redis,
     ...local,
     limits: { queueLimit: e.queue_limit, clientQueueLimit: e.queue_limit_per_client, maxStreams: limits.max_streams },

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Logger } from 'pino';
-import { exposesBeyondLoopback, type Peer } from './auth.js';
+import { exposesBeyondLoopback, type ClientEnd } from './auth.js';
 import { ClientGate, type Client } from './clients.js';
 import { startEngine } from './engine/start.js';
 import type { Engine } from './engine/types.js';
@@ -28,7 +28,7 @@ import { clientGate, engineOptions, folders, models, startFleet, storeOptions, t
 import { drain, type Drainable } from './shutdown.js';
 import type { BufferStore } from './streams/buffer-store.js';
 import { openStore, type OpenStore } from './streams/open-store.js';
-import type { Fleet } from './streams/fleet/fleet.js';
+import type { SharedQueue } from './streams/fleet/fleet.js';
 import { StreamHub, type StreamObserver } from './streams/hub.js';
 import { Scheduler } from './streams/scheduler.js';
 import { createTransports } from './transports/create.js';
@@ -41,7 +41,7 @@ export interface RunningServer {
   readonly addresses: Record<string, string>;
   /** The readiness message, `listening for connections: …`, as logged at info level once serving. */
   readonly readyLine: string;
-  readonly dispatcher: Dispatcher<Peer, Client>;
+  readonly dispatcher: Dispatcher<ClientEnd, Client>;
   /** Resolves once the server has closed itself because stdio's input ended; the process should then exit 0. */
   readonly ended: Promise<void>;
   /** Shuts down gracefully (settings `shutdown.*`): stops accepting, drains the streams, then closes. Idempotent. */
@@ -136,7 +136,7 @@ function drainTarget(server: {
   health: Health;
   hub: StreamHub;
   schedulers: () => Scheduler[];
-  fleet: Fleet | undefined;
+  fleet: SharedQueue | undefined;
   store: BufferStore;
   transports: Transport[];
   close: () => Promise<void>;
@@ -235,13 +235,13 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     throw err;
   }
   const { engine, opened } = loaded;
-  const { store, cluster } = opened;
+  const { store } = opened;
 
   const s = settings.streams;
   const files = folders(settings);
   const scheduler = new Scheduler(engine.slots, settings.engine.queue_limit, settings.engine.queue_limit_per_client);
   const loadedModels = models(settings, engine, scheduler, log);
-  let fleet: Fleet | undefined;
+  let fleet: SharedQueue | undefined;
   try {
     fleet = await startFleet(settings, opened, { engine, scheduler, hold: () => loadedModels.use(undefined) }, log);
   } catch (err) {
@@ -256,8 +256,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     scheduler,
     resolve: (model, signal, admin) => loadedModels.use(model, undefined, signal, admin),
     store,
-    ...(cluster ? { peers: cluster } : {}),
-    ...(fleet ? { shared: fleet.runs } : {}),
+    ...(opened.redis ? { fleet: fleet ?? opened.redis.peers } : {}),
     log,
     observer: observeAll(options.observer ? [metrics, options.observer] : [metrics]),
   });
@@ -319,7 +318,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   let drained: Promise<void> | undefined;
   const times = { drainMs: settings.shutdown.drain_timeout_s * 1000, finalPollMs: settings.shutdown.final_poll_timeout_s * 1000 };
   const target = drainTarget({ health, hub, schedulers: () => loadedModels.schedulers, fleet, store, transports, close });
-  const shutdown = (): Promise<void> => (drained ??= drain(target, times, log, cluster !== undefined));
+  const shutdown = (): Promise<void> => (drained ??= drain(target, times, log, opened.redis !== undefined));
 
   serve = async (raw, origin) => {
     const reply = await dispatcher.handle(raw, origin);

@@ -95,7 +95,7 @@ export const SETTINGS = section('Every setting.', {
     max_send_buffer_bytes: positive(
       MiB,
       GiB,
-      'Bytes waiting to be sent per connection at most (over UDP: for all peers). Past it, reading from the connection pauses, its streams end ' +
+      'Bytes waiting to be sent per connection at most (over UDP: for all clients). Past it, reading from the connection pauses, its streams end ' +
         'with a -32010 error chunk, and detached streams stop being pushed to it (they keep buffering).',
     ),
     max_inflight: positive(64, 100_000, 'Requests one connection may have in progress at once; reading from it pauses beyond that.'),

@@ -70,18 +70,18 @@ export interface Method<Who = unknown> {
 
 export type MethodTable<Who = unknown> = ReadonlyMap<string, Method<Who>>;
 
-/** Transport-level facts the dispatcher passes on to handlers. `Peer` is the client end as the transport knows it. */
-export interface RequestOrigin<Peer = unknown> {
+/** Transport-level facts the dispatcher passes on to handlers. `ClientEnd` is the client end as the transport knows it. */
+export interface RequestOrigin<ClientEnd = unknown> {
   transport: string;
   signal: AbortSignal;
   connection?: Connection;
   /** The client end, with the key it presented. */
-  peer: Peer;
+  peer: ClientEnd;
 }
 
 /** Admits each request before its method is looked up: says who sent it, or throws a refusal (a missing key, a limit). */
-export interface RequestGate<Peer, Who> {
-  admit(request: JsonRpcRequest, peer: Peer): Who;
+export interface RequestGate<ClientEnd, Who> {
+  admit(request: JsonRpcRequest, peer: ClientEnd): Who;
 }
 
 /** Whoever sent a request, as far as the dispatcher cares: an id for the logs, and whether it may call admin methods. */
@@ -90,12 +90,12 @@ export interface Sender {
   readonly admin: boolean;
 }
 
-export interface DispatcherOptions<Peer, Who extends Sender> {
+export interface DispatcherOptions<ClientEnd, Who extends Sender> {
   methods: MethodTable<Who>;
   log: Logger;
   /** Requests in one batch at most. */
   maxBatch: number;
-  gate: RequestGate<Peer, Who>;
+  gate: RequestGate<ClientEnd, Who>;
   /** Told how long each request took to answer (metrics). */
   onAnswered?: (method: string, transport: string, seconds: number) => void;
 }
@@ -104,16 +104,16 @@ export interface DispatcherOptions<Peer, Who extends Sender> {
  * Turns raw messages into responses. Knows nothing of sockets: every transport hands it the bytes
  * of one message and writes back what it returns (nothing for notifications).
  */
-export class Dispatcher<Peer, Who extends Sender> {
+export class Dispatcher<ClientEnd, Who extends Sender> {
   readonly #methods: MethodTable<Who>;
   readonly #log: Logger;
   readonly #maxBatch: number;
-  readonly #gate: RequestGate<Peer, Who>;
-  readonly #onAnswered: NonNullable<DispatcherOptions<Peer, Who>['onAnswered']>;
+  readonly #gate: RequestGate<ClientEnd, Who>;
+  readonly #onAnswered: NonNullable<DispatcherOptions<ClientEnd, Who>['onAnswered']>;
   /** Numbers requests for the logs. */
   #received = 0;
 
-  constructor(options: DispatcherOptions<Peer, Who>) {
+  constructor(options: DispatcherOptions<ClientEnd, Who>) {
     this.#methods = options.methods;
     this.#log = options.log;
     this.#maxBatch = options.maxBatch;
@@ -126,7 +126,7 @@ export class Dispatcher<Peer, Who extends Sender> {
   }
 
   /** Handles one message (a request, a notification or a batch). Undefined means "send nothing". */
-  async handle(raw: Uint8Array | string, origin: RequestOrigin<Peer>): Promise<JsonRpcResponse | JsonRpcResponse[] | undefined> {
+  async handle(raw: Uint8Array | string, origin: RequestOrigin<ClientEnd>): Promise<JsonRpcResponse | JsonRpcResponse[] | undefined> {
     let message: unknown;
     try {
       message = parseMessage(raw);
@@ -143,7 +143,7 @@ export class Dispatcher<Peer, Who extends Sender> {
     return sent.length > 0 ? sent : undefined;
   }
 
-  async #one(value: unknown, origin: RequestOrigin<Peer>): Promise<JsonRpcResponse | undefined> {
+  async #one(value: unknown, origin: RequestOrigin<ClientEnd>): Promise<JsonRpcResponse | undefined> {
     let request;
     try {
       request = validateRequest(value);

@@ -14,11 +14,9 @@ import { requestKey, type BufferStore } from './buffer-store.js';
 import { StreamDelivery, type Delivery } from './delivery.js';
 import type { ChunkOutlet } from './outlet.js';
 import { ANYONE, type StreamOwner } from './owner.js';
-import type { Peers } from './peers.js';
+import type { Fleet, SharedRun } from './fleet/fleet.js';
 import { fixedTarget, type RunResolver, type RunTarget } from './run-target.js';
 import type { Scheduler } from './scheduler.js';
-import { checkForFleet } from './fleet/receiver-check.js';
-import type { SharedRun, SharedRuns } from './shared-runs.js';
 import { Stream, newStreamId, type Chunk, type RequestId } from './stream.js';
 
 /** Instrumentation: sees every chunk the moment its stream produces it (benchmarks, metrics). */
@@ -36,10 +34,11 @@ export interface StreamHubOptions {
   store: BufferStore;
   /** Which engine and slot pool run a run, by the model it names (default: `engine` and `scheduler` for every run). */
   resolve?: RunResolver;
-  /** With a shared store: reaches the streams other instances generate, and lets them reach ours. */
-  peers?: Peers;
-  /** With a fleet: the run queue shared by every instance, tried before this server's own scheduler. */
-  shared?: SharedRuns;
+  /**
+   * With a shared store: the other instances. They reach our streams and we theirs, and their
+   * shared run queue (`runs`) is tried before this server's own scheduler.
+   */
+  fleet?: Fleet;
   log: Logger;
   observer?: StreamObserver;
 }
@@ -85,8 +84,7 @@ function ownedBy(params: RunParams, owner: StreamOwner): RunParams {
 export class StreamHub {
   readonly #resolve: RunResolver;
   readonly #store: BufferStore;
-  readonly #peers: Peers | undefined;
-  readonly #shared: SharedRuns | undefined;
+  readonly #fleet: Fleet | undefined;
   readonly #log: Logger;
   readonly #delivery: StreamDelivery;
   /** Streams that have not ended, by id. */
@@ -101,8 +99,7 @@ export class StreamHub {
     this.#observer = options.observer;
     this.#resolve = options.resolve ?? fixedTarget(options.engine, options.scheduler);
     this.#store = options.store;
-    this.#peers = options.peers;
-    this.#shared = options.shared;
+    this.#fleet = options.fleet;
     this.#log = options.log;
     this.#delivery = new StreamDelivery({ store: options.store, log: options.log, stop: (stream, error) => this.#stop(stream, error) });
   }
@@ -122,7 +119,7 @@ export class StreamHub {
       release();
       throw err;
     }
-    if (delivery.kind !== 'push') this.#peers?.own(stream);
+    if (delivery.kind !== 'push') this.#fleet?.own(stream);
     this.#launch(stream, request, owner, release, target, shared);
     return stream;
   }
@@ -182,12 +179,12 @@ export class StreamHub {
   }
 
   /**
-   * Aborts a stream this server does not run: asks the instance that generates it, through the
-   * peers. Resolves false when there is nothing to abort (it has ended, or there are no peers).
+   * Aborts a stream this server does not run: asks the instance of the fleet that generates it.
+   * Resolves false when there is nothing to abort (it has ended, or there is no fleet).
    * Throws STREAM_NOT_FOUND for a stream that has no buffer.
    */
   async abortElsewhere(streamId: string): Promise<boolean> {
-    if (this.#peers) return this.#peers.abort(streamId);
+    if (this.#fleet) return this.#fleet.abort(streamId);
     await this.#store.peek(streamId);
     return false;
   }
@@ -279,10 +276,10 @@ export class StreamHub {
       for (const free of admitted.splice(0).reverse()) free();
     };
     try {
-      const fleet = target.isDefault ? this.#shared : undefined;
+      const fleet = target.isDefault ? this.#fleet?.runs : undefined;
       // With a fleet, a LoRA adapter this instance lacks may be loaded on another: `refusal` if none has it.
       let refusal: ServerError | undefined;
-      if (fleet) refusal = await checkForFleet(target.engine, request);
+      if (fleet) refusal = await fleet.check(target.engine, request);
       else {
         await target.engine.validate(request);
         target.scheduler.checkCapacity(owner.queueKey);

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { BufferLimits, BufferStore } from './buffer-store.js';
-import type { Peers } from './peers.js';
 import { MemoryBufferStore } from './memory-store.js';
-import { RedisPeers } from './redis/peers.js';
+import { RedisPeers } from './fleet/peers.js';
 import { RedisLink } from './redis/link.js';
 import { RedisBufferStore } from './redis/store.js';
 
@@ -22,14 +21,15 @@ export interface StoreOptions {
   };
 }
 
-/** The buffer store a server uses, with the cluster it belongs to when the store is shared. */
+/** The buffer store a server uses, with the fleet it belongs to when the store is shared. */
 export interface OpenStore {
   store: BufferStore;
-  /** Present with the Redis store: reaches the streams the other instances generate. */
-  cluster?: Peers;
-  /** Present with the Redis store: the connection, and this instance's id in the cluster (a fleet shares them). */
-  redis?: { link: RedisLink; instanceId: string };
-  /** Closes the cluster, the store and their connections; shared buffers stay in Redis. */
+  /**
+   * Present with the Redis store: the connection, this instance's id in the fleet, and its peers
+   * (they reach the streams the other instances generate; the shared queue adds to them).
+   */
+  redis?: { link: RedisLink; instanceId: string; peers: RedisPeers };
+  /** Closes the peers, the store and their connections; shared buffers stay in Redis. */
   close(): Promise<void>;
 }
 
@@ -48,9 +48,9 @@ export async function openStore(options: StoreOptions, log: Logger): Promise<Ope
   const link = await RedisLink.open({ url, keyPrefix });
   const instanceId = `${process.pid}-${randomBytes(6).toString('hex')}`;
   const store = new RedisBufferStore({ link, limits, instanceId, leaseMs, retryMs, maxBlockingReads });
-  let cluster: RedisPeers;
+  let peers: RedisPeers;
   try {
-    cluster = await RedisPeers.start({ link, instanceId, leaseMs, retryMs, bufferTimeoutMs: limits.bufferTimeoutMs, log });
+    peers = await RedisPeers.start({ link, instanceId, leaseMs, retryMs, bufferTimeoutMs: limits.bufferTimeoutMs, log });
   } catch (err) {
     await store.close();
     link.close();
@@ -59,10 +59,9 @@ export async function openStore(options: StoreOptions, log: Logger): Promise<Ope
   log.info({ redis: link.where, instance: instanceId }, 'stream buffers are shared through Redis');
   return {
     store,
-    cluster,
-    redis: { link, instanceId },
+    redis: { link, instanceId, peers },
     close: async () => {
-      await cluster.close();
+      await peers.close();
       await store.close();
       link.close();
     },

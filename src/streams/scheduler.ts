@@ -15,6 +15,11 @@ interface Waiter {
  * turns with everyone else's, and a newcomer's run is served at the next free slot (its turn is
  * the lowest), however many runs others have queued. Within a client, runs keep their order. A
  * queued run whose signal aborts leaves the queue without ever running.
+ *
+ * The fleet's shared queue applies the same rule inside Redis (ENQUEUE and CLAIM in
+ * fleet/scripts.ts): there it must run atomically with admission and claims across instances, with
+ * no coordinator; here it must run synchronously, with no round trip per slot and with no Redis.
+ * Both pass the same test vectors (test/unit/fair-queue-vectors.ts).
  */
 export class Scheduler {
   readonly slots: number;

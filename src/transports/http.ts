@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { encodeJson } from '../jsonrpc/large-id.js';
 import type { Logger } from 'pino';
-import type { Peer } from '../auth.js';
+import type { ClientEnd } from '../auth.js';
 import type { ClientGate } from '../clients.js';
 import { ERROR_NAMES, ERRORS, fault, ServerError, type ErrorSpec } from '../errors.js';
 import { errorResponse, type JsonRpcResponse } from '../jsonrpc/message.js';
@@ -267,10 +267,13 @@ export class HttpTransport implements Transport {
   }
 
   /** Checks the key and counts the request against its client's limit; on refusal answers and returns undefined. */
-  #admit(req: IncomingMessage, res: ServerResponse): Peer | undefined {
+  #admit(req: IncomingMessage, res: ServerResponse): ClientEnd | undefined {
     const { gate } = this.#options;
     try {
-      const peer: Peer = { address: req.socket.remoteAddress ?? 'unknown', key: gate.keyFromHeader(req.headers.authorization, 'refuse') };
+      const peer: ClientEnd = {
+        address: req.socket.remoteAddress ?? 'unknown',
+        key: gate.keyFromHeader(req.headers.authorization, 'refuse'),
+      };
       res.once('close', gate.admitConnection(peer, this.name));
       return peer;
     } catch (err) {
@@ -280,7 +283,7 @@ export class HttpTransport implements Transport {
     }
   }
 
-  async #read(req: IncomingMessage, res: ServerResponse, peer: Peer): Promise<void> {
+  async #read(req: IncomingMessage, res: ServerResponse, peer: ClientEnd): Promise<void> {
     let body: Buffer;
     try {
       body = await readBody(req, this.#options.maxBodyBytes);
@@ -306,7 +309,7 @@ export class HttpTransport implements Transport {
     }
   }
 
-  async #respond(body: Buffer, res: ServerResponse, peer: Peer): Promise<void> {
+  async #respond(body: Buffer, res: ServerResponse, peer: ClientEnd): Promise<void> {
     const gone = new ClientGone(res);
     try {
       const reply = await this.#options.handle(body, {

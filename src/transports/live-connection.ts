@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { encodeJson } from '../jsonrpc/large-id.js';
 import type { Logger } from 'pino';
-import type { Peer } from '../auth.js';
+import type { ClientEnd } from '../auth.js';
 import type { Connection } from '../jsonrpc/connection.js';
 import { fault, type ServerError } from '../errors.js';
 import { errorResponse, type JsonRpcResponse } from '../jsonrpc/message.js';
@@ -36,7 +36,7 @@ export interface LiveConnectionOptions {
   id: string;
   transport: string;
   /** The client end: its address, and the key it presented (at the WebSocket handshake, or later with `authenticate`). */
-  peer: Peer;
+  peer: ClientEnd;
   wire: Wire;
   handle: MessageHandler;
   limits: ConnectionLimits;

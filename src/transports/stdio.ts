@@ -1,6 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
-import type { Peer } from '../auth.js';
+import type { ClientEnd } from '../auth.js';
 import { errorResponse, type JsonRpcResponse } from '../jsonrpc/message.js';
 import { LiveConnection, readLines, type ConnectionLimits } from './live-connection.js';
 import type { MessageHandler, Transport } from './transport.js';
@@ -23,7 +23,7 @@ export interface StdioLink {
   /** Keeps the output open, once stdin has ended, until the returned function is called. */
   hold(): () => void;
   /** The client (the parent process), with the key it bound with `authenticate`, if any. */
-  readonly peer: Peer;
+  readonly peer: ClientEnd;
   /** Aborts when stdin has ended or stdout failed. */
   readonly closed: AbortSignal;
 }
@@ -63,7 +63,7 @@ export class StdioTransport implements Transport {
   readonly name = 'stdio';
   readonly #options: StdioTransportOptions;
   readonly #connection: LiveConnection;
-  readonly #peer: Peer = { address: 'stdio', key: undefined };
+  readonly #peer: ClientEnd = { address: 'stdio', key: undefined };
   #closed = false;
   #ended = false;
 

@@ -1,5 +1,5 @@
 import { createServer, type Socket } from 'node:net';
-import type { Peer } from '../auth.js';
+import type { ClientEnd } from '../auth.js';
 import type { ServerError } from '../errors.js';
 import { errorResponse } from '../jsonrpc/message.js';
 import { readLines } from './live-connection.js';
@@ -83,7 +83,7 @@ export class TcpTransport implements Transport {
   #accept(socket: Socket): void {
     const { maxLineBytes, log } = this.#options;
     socket.on('error', (err) => log.debug({ err }, 'tcp: socket error'));
-    const peer: Peer = { address: socket.remoteAddress ?? 'unknown', key: undefined };
+    const peer: ClientEnd = { address: socket.remoteAddress ?? 'unknown', key: undefined };
     // Messages written in one tick (chunks of several streams, replies) leave in one send. Bytes
     // held by the cork are not "pending" (the client has not had the chance to read them yet);
     // a tick that writes a lot (a replay) sends as it goes.

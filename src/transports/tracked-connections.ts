@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Peer } from '../auth.js';
+import type { ClientEnd } from '../auth.js';
 import type { ClientGate } from '../clients.js';
 import { fault, type ServerError } from '../errors.js';
 import { LiveConnection, type ConnectionLimits, type Wire } from './live-connection.js';
@@ -50,7 +50,7 @@ export class TrackedConnections<S extends ClosingSocket> {
    * Admits `socket` from `peer`, speaking through `wire`. Beyond a limit, hands the refusal to
    * `turnAway` (which tells the client and closes the socket) and returns undefined.
    */
-  accept(socket: S, peer: Peer, wire: Wire, turnAway: (error: ServerError) => void): LiveConnection | undefined {
+  accept(socket: S, peer: ClientEnd, wire: Wire, turnAway: (error: ServerError) => void): LiveConnection | undefined {
     const { transport, title, maxConnections, limits, handle, gate, log } = this.#options;
     let release: () => void;
     try {
@@ -76,7 +76,7 @@ export class TrackedConnections<S extends ClosingSocket> {
    * While keys are required, a connection without one counts against its address and has
    * `authTimeoutMs` to authenticate; once it does, its address count is released (its key's was taken).
    */
-  #awaitKey(connection: LiveConnection, peer: Peer, releaseAddress: () => void): { authTimer?: NodeJS.Timeout } {
+  #awaitKey(connection: LiveConnection, peer: ClientEnd, releaseAddress: () => void): { authTimer?: NodeJS.Timeout } {
     const { gate, authTimeoutMs } = this.#options;
     if (!gate.keysRequired || peer.key) return {};
     const authTimer = setTimeout(() => {

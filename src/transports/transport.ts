@@ -1,11 +1,11 @@
-import type { Peer } from '../auth.js';
+import type { ClientEnd } from '../auth.js';
 import type { RequestOrigin } from '../jsonrpc/dispatcher.js';
 import type { JsonRpcResponse } from '../jsonrpc/message.js';
 
 /** Hands one raw message to the dispatcher; resolves with what to send back (nothing for notifications). */
 export type MessageHandler = (
   raw: Uint8Array | string,
-  origin: RequestOrigin<Peer>,
+  origin: RequestOrigin<ClientEnd>,
 ) => Promise<JsonRpcResponse | JsonRpcResponse[] | undefined>;
 
 /**

@@ -14,7 +14,7 @@ export interface UdpTransportOptions {
   port: number;
   /** Largest datagram received or sent, in bytes. */
   maxDatagramBytes: number;
-  /** Bytes of datagrams queued for sending at most, over all peers. */
+  /** Bytes of datagrams queued for sending at most, over all clients. */
   maxSendBufferBytes: number;
   /**
    * Bound beyond loopback: a datagram that does not carry a valid `api_key` in every request gets

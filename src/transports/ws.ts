@@ -1,7 +1,7 @@
 import { STATUS_CODES, createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import type { ApiKey, Peer } from '../auth.js';
+import type { ApiKey, ClientEnd } from '../auth.js';
 import { ERRORS, fault, type ServerError } from '../errors.js';
 import { errorResponse } from '../jsonrpc/message.js';
 import type { LiveConnection } from './live-connection.js';
@@ -79,7 +79,7 @@ export class WsTransport implements Transport {
       }
       const key = this.#keyOf(req, socket);
       if (key === null) return;
-      const peer: Peer = { address: req.socket.remoteAddress ?? 'unknown', key };
+      const peer: ClientEnd = { address: req.socket.remoteAddress ?? 'unknown', key };
       this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, peer));
     });
   }
@@ -128,7 +128,7 @@ export class WsTransport implements Transport {
     return this.close();
   }
 
-  #accept(ws: WebSocket, peer: Peer): void {
+  #accept(ws: WebSocket, peer: ClientEnd): void {
     ws.on('error', (err) => this.#options.log.debug({ err }, 'ws: connection error'));
     const wire = {
       write: (text: string) => ws.send(text, () => connection?.drained()),

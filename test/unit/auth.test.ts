@@ -1,6 +1,6 @@
 // API keys, stream ownership and the client gate, without a server.
 import { expect } from 'chai';
-import { ApiKeys, exposesBeyondLoopback, type Peer } from '../../src/auth.js';
+import { ApiKeys, exposesBeyondLoopback, type ClientEnd } from '../../src/auth.js';
 import { ClientGate } from '../../src/clients.js';
 import { ServerError } from '../../src/errors.js';
 import type { JsonRpcRequest } from '../../src/jsonrpc/message.js';
@@ -10,7 +10,7 @@ import { thrown } from '../helpers/thrown.js';
 const A = 'key-a-0123456789abcdef';
 const B = 'key-b-0123456789abcdef';
 const request = (method: string, extra: Record<string, unknown> = {}): JsonRpcRequest => ({ jsonrpc: '2.0', id: 1, method, ...extra });
-const peer = (key?: ReturnType<ApiKeys['find']>): Peer => ({ address: '10.0.0.7', key });
+const peer = (key?: ReturnType<ApiKeys['find']>): ClientEnd => ({ address: '10.0.0.7', key });
 
 function gate(
   secrets: string[],

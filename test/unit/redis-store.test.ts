@@ -5,11 +5,13 @@
 import { expect } from 'chai';
 import { pino } from 'pino';
 import type { BufferLimits } from '../../src/streams/buffer-store.js';
-import { RedisPeers } from '../../src/streams/redis/peers.js';
+import { RedisPeers } from '../../src/streams/fleet/peers.js';
 import { RedisLink } from '../../src/streams/redis/link.js';
 import { RedisBufferStore } from '../../src/streams/redis/store.js';
 import { Stream } from '../../src/streams/stream.js';
 import { freePort, startRedis, type RedisProcess } from '../helpers/redis-server.js';
+import { CLAIM, ENQUEUE } from '../../src/streams/fleet/scripts.js';
+import { FAIR_QUEUE_VECTORS } from './fair-queue-vectors.js';
 import { SUITE_LIMITS, final, rejection, storeSuite, text } from './store-suite.js';
 
 const LEASE_MS = 300;
@@ -126,6 +128,31 @@ describe('RedisBufferStore', function () {
       await next;
       expect(Date.now() - started).to.be.below(5_000);
     });
+  });
+
+  describe("the fleet queue's fair-queue rule, in Lua", () => {
+    for (const vector of FAIR_QUEUE_VECTORS) {
+      it(`${vector.name} (the vectors the in-process scheduler passes too)`, async () => {
+        const { link } = await instance(freshPrefix(), SUITE_LIMITS, Date.now);
+        const now = Date.now();
+        const served: string[] = [];
+        let busy = false;
+        // The stream id of each run is its label.
+        const claim = async (): Promise<void> => {
+          const claimed = (await link.run(CLAIM, [now, now + 60_000, 'x', 1, 'c'])) as string[];
+          busy = claimed.length > 0;
+          if (busy) served.push(claimed[3]!);
+        };
+        for (const event of vector.events) {
+          if (event === '-') await claim();
+          else {
+            await link.run(ENQUEUE, [now, 'c', '{}', event[0]!, '{}', 'x', event, 1000, 0, 0, 0]);
+            if (!busy) await claim();
+          }
+        }
+        expect(served).to.deep.equal(vector.served);
+      });
+    }
   });
 
   describe('the peers: abort and leases', () => {

@@ -4,6 +4,7 @@ import { expect } from 'chai';
 import { fault, ServerError } from '../../src/errors.js';
 import { Scheduler } from '../../src/streams/scheduler.js';
 import { thrown } from '../helpers/thrown.js';
+import { FAIR_QUEUE_VECTORS } from './fair-queue-vectors.js';
 
 /** Queues a run for `client` and records, in `served`, the moment it gets a slot. */
 function queue(scheduler: Scheduler, client: string, label: string, served: string[], signal = new AbortController().signal) {
@@ -24,6 +25,22 @@ async function serveAll(release: () => void, pending: Map<string, Promise<() => 
 }
 
 describe('Scheduler (fair queue)', () => {
+  for (const vector of FAIR_QUEUE_VECTORS) {
+    it(`${vector.name} (the vectors the fleet's Lua queue passes too)`, async () => {
+      const scheduler = new Scheduler(1, 1000, 0);
+      const served: string[] = [];
+      const holding: Array<() => void> = [];
+      for (const event of vector.events) {
+        if (event === '-') holding.shift()!();
+        else {
+          void queue(scheduler, event[0]!, event, served).then((release) => holding.push(release));
+        }
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      expect(served).to.deep.equal(vector.served);
+    });
+  }
+
   it('serves a new client at the next free slot, behind 64 runs another client queued first', async () => {
     const scheduler = new Scheduler(1, 1000, 0);
     const served: string[] = [];

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Peer } from '../../auth.js';
+import type { ClientEnd } from '../../auth.js';
 import type { Client, ClientGate } from '../../clients.js';
 import type { Engine } from '../../engine/types.js';
 import type { LoadedModels } from '../../models/loaded.js';
@@ -37,6 +37,6 @@ export interface McpDeps {
 }
 
 /** The caller of one MCP request: admitted by the gate (key, request rate) under `method`, as JSON-RPC requests are. */
-export function admitCaller(gate: ClientGate, peer: Peer, method: string, id: string | number): Client {
+export function admitCaller(gate: ClientGate, peer: ClientEnd, method: string, id: string | number): Client {
   return gate.admit({ jsonrpc: '2.0', method, id }, peer);
 }

@@ -1,5 +1,5 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { Peer } from '../../auth.js';
+import type { ClientEnd } from '../../auth.js';
 import type { McpDeps } from './backend.js';
 import { ChatSessions } from './chat-sessions.js';
 import { McpHttpRoute, type McpHttpOptions } from './streamable-http.js';
@@ -27,7 +27,7 @@ export class McpFace implements AsyncDisposable {
   constructor(options: McpFaceOptions) {
     this.#options = options;
     this.#chats = new ChatSessions(options.maxChatSessions);
-    const newServer = (peer: Peer): McpServer => this.#newServer(peer);
+    const newServer = (peer: ClientEnd): McpServer => this.#newServer(peer);
     this.route = new McpHttpRoute({ ...options.http, newServer, gate: options.gate, log: options.log });
     this.stdio = new McpStdioGuest({ newServer, log: options.log });
   }
@@ -41,7 +41,7 @@ export class McpFace implements AsyncDisposable {
     return this.close();
   }
 
-  #newServer(peer: Peer): McpServer {
+  #newServer(peer: ClientEnd): McpServer {
     const { name, version } = this.#options;
     const server = new McpServer(
       { name, version },

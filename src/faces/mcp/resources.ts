@@ -1,6 +1,6 @@
 import { ResourceTemplate, type McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { McpError, type ReadResourceResult } from '@modelcontextprotocol/sdk/types.js';
-import type { Peer } from '../../auth.js';
+import type { ClientEnd } from '../../auth.js';
 import { ServerError } from '../../errors.js';
 import { admitCaller, type McpDeps } from './backend.js';
 import { modelInfo } from './tools.js';
@@ -17,7 +17,7 @@ function json(uri: URL, value: unknown): ReadResourceResult {
  * `rkllm://streams/{stream_id}`, the buffered text of a stream the caller owns (one started with
  * rkllm_run_async over HTTP, or detached): an agent can start a long job and read it later.
  */
-export function registerResources(server: McpServer, deps: McpDeps, peer: Peer): void {
+export function registerResources(server: McpServer, deps: McpDeps, peer: ClientEnd): void {
   server.registerResource(
     'model',
     'rkllm://model',

@@ -1,7 +1,7 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { JSONRPCMessageSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
-import type { Peer } from '../../auth.js';
+import type { ClientEnd } from '../../auth.js';
 import type { StdioGuest, StdioLink } from '../../transports/stdio.js';
 import { LinkTransport } from './link-transport.js';
 
@@ -17,7 +17,7 @@ function isMcp(message: unknown): boolean {
 }
 
 export interface McpStdioGuestOptions {
-  newServer: (peer: Peer) => McpServer;
+  newServer: (peer: ClientEnd) => McpServer;
   log: Logger;
 }
 

@@ -3,14 +3,14 @@ import type { ServerResponse } from 'node:http';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Logger } from 'pino';
-import type { Peer } from '../../auth.js';
+import type { ClientEnd } from '../../auth.js';
 import type { ClientGate } from '../../clients.js';
 import { ERRORS, ServerError } from '../../errors.js';
 import { BodyTooLarge, type HttpExchange, type HttpRoute } from '../../transports/http-route.js';
 import { foreignHost } from '../../transports/origin.js';
 
 export interface McpHttpOptions {
-  newServer: (peer: Peer) => McpServer;
+  newServer: (peer: ClientEnd) => McpServer;
   gate: ClientGate;
   /** The server listens on loopback only: `Host` must name loopback too (DNS rebinding). */
   loopbackOnly: boolean;
@@ -68,7 +68,7 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
     const { gate, loopbackOnly } = this.#options;
     const foreign = loopbackOnly ? foreignHost(req.headers) : undefined;
     if (foreign) return sendError(res, 403, ERRORS.FORBIDDEN.code, foreign.message);
-    let peer: Peer;
+    let peer: ClientEnd;
     try {
       peer = { address, key: gate.keyFromHeader(req.headers.authorization, 'refuse') };
       res.once('close', gate.admitConnection(peer, 'http'));
@@ -113,7 +113,7 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
   }
 
   /** A request without a session: an `initialize` opens one; anything else is answered by the SDK (400) and forgotten. */
-  async #open(peer: Peer, exchange: HttpExchange): Promise<void> {
+  async #open(peer: ClientEnd, exchange: HttpExchange): Promise<void> {
     const server = this.#options.newServer(peer);
     const session: Session = { transport: undefined!, server, keyId: peer.key?.id, active: 0, idleTimer: undefined };
     const transport = new StreamableHTTPServerTransport({

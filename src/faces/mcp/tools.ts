@@ -2,7 +2,7 @@ import { basename } from 'node:path';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import type { Peer } from '../../auth.js';
+import type { ClientEnd } from '../../auth.js';
 import type { Client } from '../../clients.js';
 import { ENGINE_FEATURE_NAMES } from '../../engine/capabilities.js';
 import type { ChatMessage, Engine } from '../../engine/types.js';
@@ -132,7 +132,7 @@ export function modelInfo(backend: McpBackend, engine: Engine = backend.engine):
 }
 
 /** Registers the tools on one session's server. `peer` is the session's client end. */
-export function registerTools(server: McpServer, deps: McpDeps, peer: Peer, chats: ChatSessions): void {
+export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd, chats: ChatSessions): void {
   const caller = async (extra: ToolExtra): Promise<{ backend: McpBackend; client: Client }> => {
     const client = admitCaller(deps.gate, peer, 'tools/call', extra.requestId);
     return { backend: await deps.backend(extra.signal), client };

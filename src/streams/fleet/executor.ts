@@ -1,42 +1,25 @@
-import type { Redis } from 'ioredis';
-import type { Logger } from 'pino';
-import { LLMCallState, emptyPerf, type Engine, type RunOutcome, type RunRequest } from '../../engine/types.js';
-import type { RedisLink } from '../redis/link.js';
-import type { Scheduler } from '../scheduler.js';
-import { Emitter } from './emitter.js';
-import type { Capability, RunNeeds } from './needs.js';
+import {
+  LLMCallState,
+  emptyPerf,
+  type Engine,
+  type RKLLMResultLastHiddenLayer,
+  type RKLLMResultLogits,
+  type RunOutcome,
+  type RunRequest,
+} from '../../engine/types.js';
+import { Leases } from '../redis/leases.js';
+import { RECONNECT_MAX_MS, retrying, type RedisLink } from '../redis/link.js';
+import type { FleetParts } from './fleet.js';
+import type { RunNeeds } from './needs.js';
 import { JOB_TTL_MS } from './queue.js';
-import { CLAIM, LEAVE, REAP, RENEW } from './scripts.js';
+import { CLAIM, EMIT, LEAVE, REAP, RENEW } from './scripts.js';
 
 /** Claims taken back per reaper call. */
 const REAP_BATCH = 100;
 /** How long what this instance decided about a class (can it serve it?) holds: LoRA adapters get loaded. */
 const DECISION_MS = 2_000;
-/** The longest pause between two reconnection attempts to Redis (see link.ts): instances may come back that much apart. */
-const RECONNECT_MAX_MS = 1_000;
 /** The scheduler line executed runs take their slot in. */
 const FLEET_LINE = '\u0000fleet';
-
-export interface FleetExecutorOptions {
-  link: RedisLink;
-  engine: Engine;
-  /**
-   * Holds the engine a claimed run executes on until `release` (the server's default model, loaded
-   * again when it was unloaded to make room for another). Default: `engine`, as it is.
-   */
-  hold?: () => Promise<{ engine: Engine; release(): void }>;
-  /** This instance's slots: the executor takes one per run it claims. */
-  scheduler: Scheduler;
-  capability: Capability;
-  instanceId: string;
-  leaseMs: number;
-  /** How long sending a run's entries is retried while Redis is unreachable. */
-  retryMs: number;
-  checkIntervalMs: number;
-  /** Told whether Redis answered the last periodic task. */
-  onReachable(reachable: boolean, reason?: string): void;
-  log: Logger;
-}
 
 interface Execution {
   controller: AbortController;
@@ -52,11 +35,9 @@ type Claimed = [] | [string, number, string, string];
  * receiver. It renews its claims' leases, and takes back the claims of instances that died.
  */
 export class FleetExecutor {
-  readonly #o: FleetExecutorOptions;
-  readonly #subscriber: Redis;
+  readonly #o: FleetParts;
   readonly #running = new Map<string, Execution>();
-  readonly #timers: NodeJS.Timeout[] = [];
-  readonly #busy = new Set<string>();
+  #leases: Leases | undefined;
   readonly #decisions = new Map<string, boolean>();
   #decidedAt = 0;
   #pumping = false;
@@ -64,33 +45,29 @@ export class FleetExecutor {
   #stopped = false;
   #shutdown = false;
 
-  private constructor(options: FleetExecutorOptions, subscriber: Redis) {
+  private constructor(options: FleetParts) {
     this.#o = options;
-    this.#subscriber = subscriber;
   }
 
-  /** Subscribes to the queue's notifications and this instance's abort channel, registers, and starts claiming. */
-  static async start(options: FleetExecutorOptions): Promise<FleetExecutor> {
-    const { link, instanceId } = options;
-    const subscriber = await link.duplicate('rkllm-mcp:fleet');
-    const executor = new FleetExecutor(options, subscriber);
+  /** Registers this instance, listens for wake-ups and for aborts of its runs (see `Leases`), and starts claiming. */
+  static async start(options: FleetParts): Promise<FleetExecutor> {
+    const { link, instanceId, leaseMs } = options;
+    const executor = new FleetExecutor(options);
     const ctl = `${link.prefix}fq:ctl:${instanceId}`;
-    subscriber.on('message', (channel: string, message: string) => {
-      if (channel === ctl) executor.#running.get(message)?.controller.abort();
-      else executor.kick();
+    const leases = await Leases.start({
+      link,
+      name: 'rkllm-mcp:fleet',
+      channels: [`${link.prefix}fq:wake`, ctl],
+      onMessage: (channel, message) => (channel === ctl ? executor.#running.get(message)?.controller.abort() : executor.kick()),
+      leaseMs,
+      renew: () => executor.#renew(),
+      reap: () => executor.#reap(),
+      // Instances get a lease to catch up after an outage, plus the longest pause between their reconnection attempts.
+      reapAfterMs: leaseMs + RECONNECT_MAX_MS,
+      onRound: (_task, err) => options.onReachable(err === undefined, (err as Error | undefined)?.message),
     });
-    try {
-      await subscriber.subscribe(`${link.prefix}fq:wake`, ctl);
-      await executor.#renew();
-    } catch (err) {
-      subscriber.disconnect();
-      throw link.unavailable(err);
-    }
-    executor.#every(options.leaseMs / 3, 'renew', () => executor.#renew());
-    // Back from an outage: renew at once, before other instances judge the leases that ran out meanwhile.
-    link.redis.on('ready', () => executor.#now('renew', () => executor.#renew()));
-    executor.#every(options.leaseMs / 2, 'reap', () => executor.#reap());
-    executor.#every(options.checkIntervalMs, 'check', async () => executor.kick());
+    executor.#leases = leases;
+    leases.every(options.checkIntervalMs, 'check', async () => executor.kick());
     executor.kick();
     return executor;
   }
@@ -142,26 +119,9 @@ export class FleetExecutor {
 
   /** Stops claiming, stops what runs here, and closes its connection. Idempotent. */
   async close(): Promise<void> {
-    for (const timer of this.#timers.splice(0)) clearInterval(timer);
+    this.#leases?.close();
     await this.stopClaiming();
     await this.stopAll();
-    this.#subscriber.disconnect();
-  }
-
-  #every(ms: number, name: string, task: () => Promise<void>): void {
-    const timer = setInterval(() => this.#now(name, task), ms);
-    timer.unref();
-    this.#timers.push(timer);
-  }
-
-  /** Runs a periodic task now, unless a round of it is under way. */
-  #now(name: string, task: () => Promise<void>): void {
-    if (this.#busy.has(name) || this.#timers.length === 0) return;
-    this.#busy.add(name);
-    task()
-      .then(() => this.#o.onReachable(true))
-      .catch((err: unknown) => this.#o.onReachable(false, (err as Error).message))
-      .finally(() => this.#busy.delete(name));
   }
 
   async #pump(): Promise<void> {
@@ -268,15 +228,109 @@ export class FleetExecutor {
     });
   }
 
-  /**
-   * Takes back the claims of instances that stopped renewing; not right after an outage: they get a
-   * lease to catch up, plus the longest pause between their reconnection attempts.
-   */
+  /** Takes back the claims of instances that stopped renewing. */
   async #reap(): Promise<void> {
-    const { link, leaseMs, log } = this.#o;
-    if (!link.stableFor(leaseMs + RECONNECT_MAX_MS)) return;
+    const { link, log } = this.#o;
     const [requeued, ended] = (await link.run(REAP, [link.now(), JOB_TTL_MS, REAP_BATCH])) as [string[], string[]];
     if (requeued.length > 0) log.warn({ runs: requeued }, 'fleet: re-queued runs whose executor died before they produced text');
     if (ended.length > 0) log.warn({ runs: ended }, 'fleet: ended runs whose executor died after they produced text');
+  }
+}
+
+/**
+ * What the executor of a shared run sends its receiver, one Redis Stream entry each: it started
+ * (s, naming the instance), text (t, with a GET_* run's outputs), its end (e, with the engine's
+ * outcome), or, written by whichever instance reaped it, that its executor was lost.
+ */
+export type Entry =
+  | { t: 's'; x: string }
+  | { t: 't'; text: string; h?: RKLLMResultLastHiddenLayer; l?: RKLLMResultLogits }
+  | { t: 'e'; o: RunOutcome }
+  | { t: 'lost'; executor: string; tokens: number; attempts: number };
+
+/**
+ * How long text waits to be joined with the text that follows before it is sent (ms). Without it
+ * each token would cost a round trip to Redis and a wake-up of the receiver; with it a run costs
+ * about one entry per this many ms. The first text of a run goes at once.
+ */
+const LINGER_MS = 5;
+
+/**
+ * Sends one execution's entries to its receiver, in order, through the fenced EMIT script. Text
+ * is joined for up to `LINGER_MS` into one entry. `stop` is called when the run must stop: its
+ * receiver asked, or its claim was taken back (then nothing more is sent).
+ */
+class Emitter {
+  readonly #link: RedisLink;
+  readonly #args: [string, number];
+  readonly #stop: (why: 'asked' | 'fenced' | 'unreachable') => void;
+  readonly #retryMs: number;
+  #tail: Promise<void> = Promise.resolve();
+  #pending: Extract<Entry, { t: 't' }> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #texts = 0;
+  /** Entries handed to `#send` so far: the next one's number. */
+  #sent = 0;
+  #fenced = false;
+
+  /** `retryMs`: how long sending one entry is retried while Redis is away; past it the run is given up (its lease ends it). */
+  constructor(link: RedisLink, runId: string, attempt: number, retryMs: number, stop: (why: 'asked' | 'fenced' | 'unreachable') => void) {
+    this.#link = link;
+    this.#retryMs = retryMs;
+    this.#args = [runId, attempt];
+    this.#stop = stop;
+  }
+
+  start(instance: string): void {
+    this.#send({ t: 's', x: instance });
+  }
+
+  text(entry: Extract<Entry, { t: 't' }>): void {
+    if (entry.h || entry.l || this.#texts++ === 0) {
+      this.#flush();
+      this.#send(entry);
+      return;
+    }
+    if (this.#pending) {
+      this.#pending.text += entry.text;
+      return;
+    }
+    this.#pending = { t: 't', text: entry.text };
+    this.#timer = setTimeout(() => this.#flush(), LINGER_MS);
+  }
+
+  /** Sends the end entry after everything before it; resolves once it is sent (or could not be). */
+  end(entry: Extract<Entry, { t: 'e' }>): Promise<void> {
+    this.#flush();
+    this.#send(entry);
+    return this.#tail;
+  }
+
+  #flush(): void {
+    clearTimeout(this.#timer);
+    const pending = this.#pending;
+    this.#pending = undefined;
+    if (pending) this.#send(pending);
+  }
+
+  #send(entry: Entry): void {
+    const n = this.#sent++;
+    this.#tail = this.#tail.then(() => this.#deliver(entry, n));
+  }
+
+  /** Sends entry number `n`, retrying while Redis is away; a retry of one that got through is not added twice. */
+  async #deliver(entry: Entry, n: number): Promise<void> {
+    if (this.#fenced) return;
+    const args = [...this.#args, entry.t, JSON.stringify(entry), JOB_TTL_MS, n];
+    try {
+      const status = await retrying(() => this.#link.run(EMIT, args), Date.now() + this.#retryMs);
+      if (status === 0) {
+        this.#fenced = true;
+        this.#stop('fenced');
+      } else if (status === 2) this.#stop('asked');
+    } catch {
+      this.#fenced = true;
+      this.#stop('unreachable');
+    }
   }
 }

@@ -1,22 +1,90 @@
 import type { Logger } from 'pino';
-import type { Engine } from '../../engine/types.js';
+import type { Engine, LLMResultCallback, RunOutcome, RunRequest } from '../../engine/types.js';
 import type { ServerError } from '../../errors.js';
 import { BlockingReads } from '../redis/blocking-reads.js';
 import type { RedisLink } from '../redis/link.js';
 import type { Scheduler } from '../scheduler.js';
-import type { SharedRuns } from '../shared-runs.js';
-import { FleetExecutor, type FleetExecutorOptions } from './executor.js';
-import { modelHash } from './model-hash.js';
-import { engineCapability, type Capability, type ServedModel } from './needs.js';
+import type { Stream } from '../stream.js';
+import { FleetExecutor } from './executor.js';
+import { engineCapability, modelHash, type Capability, type ServedModel } from './needs.js';
 import { FleetQueue, type FleetLimits } from './queue.js';
 import { STATUS } from './scripts.js';
 
-export interface FleetOptions {
+/**
+ * How the hub reaches the rest of its fleet (the instances that share its Redis): the one interface
+ * between them. A server on the in-memory store has no fleet.
+ */
+export interface Fleet {
+  /**
+   * Takes the lease of a buffered stream generated here: it is renewed until the stream has ended
+   * in the store, and the stream is aborted when a peer asks for it or its buffer is dropped.
+   */
+  own(stream: Stream): void;
+  /**
+   * Asks whichever instance generates `streamId` to abort it. Resolves true when the request was
+   * made, false when there is nothing to abort (the stream has ended). Throws STREAM_NOT_FOUND for
+   * an unknown or dropped stream, and STORE_UNAVAILABLE when Redis is away.
+   */
+  abort(streamId: string): Promise<boolean>;
+  /** The run queue the fleet shares; absent with `fleet.shared_queue: false`. */
+  readonly runs?: SharedRuns;
+}
+
+/** A run the hub hands to the shared queue. */
+export interface SharedRunRequest {
+  streamId: string;
+  params: Omit<RunRequest, 'signal'>;
+  /** Whose line it waits in (the owner's `queueKey`). */
+  client: string;
+  /** From `check`: the receiver lacks the LoRA adapter the run names (see `SharedRuns.check`). */
+  refusal?: ServerError;
+}
+
+/** A run admitted into the shared queue: it executes on whichever instance claims it. */
+export interface SharedRun {
+  /**
+   * Waits until the run has executed wherever it was claimed, passing its results to `callback`
+   * as the engine would, and `running()` once an instance has started it. Aborting
+   * `request.signal` takes it out of the queue, or stops it where it runs. Never rejects: failures
+   * end it with `finish_reason: "error"`.
+   */
+  run(request: RunRequest, callback: LLMResultCallback, running: () => void): Promise<RunOutcome>;
+  /** Takes the run out of the queue if `run` was never called (its stream could not open). */
+  cancel(): void;
+}
+
+/**
+ * The queue a fleet shares. The hub puts each run there, after its own checks; when the queue
+ * cannot be reached it runs the run itself, through its own scheduler.
+ */
+export interface SharedRuns {
+  /**
+   * The receiver's checks of a run (`engine.validate`), where a LoRA adapter this instance has not
+   * loaded may still be loaded on another: every other check runs all the same, and the refusal
+   * this instance would give for the adapter is returned, for `enqueue` to give if no live instance
+   * has it either. Any other refusal is thrown.
+   */
+  check(engine: Engine, params: Omit<RunRequest, 'signal'>): Promise<ServerError | undefined>;
+  /**
+   * Admits a run: resolves with it once queued, or undefined when the shared queue is unreachable
+   * (the caller serves it locally). Throws the refusal when a fleet-wide limit is reached, or once
+   * closed.
+   */
+  enqueue(request: SharedRunRequest): Promise<SharedRun | undefined>;
+}
+
+export interface SharedQueueOptions {
   link: RedisLink;
+  /** This instance's peers: the shared queue reaches them for the hub. */
+  peers: Fleet;
   instanceId: string;
   engine: Engine;
-  /** Holds the engine a claimed run executes on (see FleetExecutorOptions.hold). */
-  hold?: FleetExecutorOptions['hold'];
+  /**
+   * Holds the engine a claimed run executes on until `release` (the server's default model, loaded
+   * again when it was unloaded to make room for another). Default: `engine`, as it is.
+   */
+  hold?: () => Promise<{ engine: Engine; release(): void }>;
+  /** This instance's slots: the executor takes one per run it claims. */
   scheduler: Scheduler;
   limits: FleetLimits;
   leaseMs: number;
@@ -28,6 +96,14 @@ export interface FleetOptions {
   log: Logger;
   /** What this instance can serve; by default, its engine's one model. */
   capability?: Capability;
+}
+
+/** What the queue and the executor of a shared queue get: its options, and what it made for them. */
+export interface FleetParts extends SharedQueueOptions {
+  capability: Capability;
+  reads: BlockingReads;
+  /** Told whether Redis answered (runs go through the shared queue) or not (they are served here). */
+  onReachable(reachable: boolean, reason?: string): void;
 }
 
 /** One instance of the fleet, as `engine_status` and `model_info` show it. */
@@ -51,20 +127,21 @@ export interface FleetStatus {
 }
 
 /**
- * This instance's part in a fleet: the shared queue it admits runs into (`runs`, for the hub) and
- * the executor that claims runs for its free slots. When Redis cannot be reached it says so
- * (`health`), and the hub serves runs through its own scheduler until Redis answers again.
+ * This instance's part in the fleet's shared run queue: the queue it admits runs into (`runs`) and
+ * the executor that claims runs for its free slots; for the hub, the peers besides. When Redis
+ * cannot be reached it says so (`degraded`), and the hub serves runs through its own scheduler
+ * until Redis answers again.
  */
-export class Fleet {
+export class SharedQueue implements Fleet {
   readonly runs: SharedRuns;
   readonly #queue: FleetQueue;
   readonly #executor: FleetExecutor;
   readonly #reads: BlockingReads;
-  readonly #o: FleetOptions;
+  readonly #o: SharedQueueOptions;
   #unreachable: string | undefined;
   #closed: Promise<void> | undefined;
 
-  private constructor(options: FleetOptions, queue: FleetQueue, executor: FleetExecutor, reads: BlockingReads) {
+  private constructor(options: SharedQueueOptions, queue: FleetQueue, executor: FleetExecutor, reads: BlockingReads) {
     this.#o = options;
     this.#queue = queue;
     this.runs = queue;
@@ -73,22 +150,31 @@ export class Fleet {
   }
 
   /** Hashes the model, registers this instance and starts claiming. */
-  static async start(options: FleetOptions): Promise<Fleet> {
+  static async start(options: SharedQueueOptions): Promise<SharedQueue> {
     const { link, engine, instanceId, log } = options;
     const capability = options.capability ?? engineCapability(engine, instanceId, modelHash);
     await capability.model();
     // The queue and executor report reachability from their first call; the fleet exists only after them.
-    const made: { fleet?: Fleet } = {};
+    const made: { fleet?: SharedQueue } = {};
     const onReachable = (reachable: boolean, reason?: string): void => {
       if (made.fleet) made.fleet.#reachable(reachable, reason);
     };
     const reads = new BlockingReads(link, options.maxBlockingReads);
-    const queue = new FleetQueue({ ...options, reads, capability, onReachable });
-    const executor = await FleetExecutor.start({ ...options, capability, onReachable });
-    const fleet = new Fleet(options, queue, executor, reads);
+    const parts: FleetParts = { ...options, reads, capability, onReachable };
+    const queue = new FleetQueue(parts);
+    const executor = await FleetExecutor.start(parts);
+    const fleet = new SharedQueue(options, queue, executor, reads);
     made.fleet = fleet;
     log.info({ instance: instanceId, models: capability.models() }, 'fleet: runs go through the shared queue in Redis');
     return fleet;
+  }
+
+  own(stream: Stream): void {
+    this.#o.peers.own(stream);
+  }
+
+  abort(streamId: string): Promise<boolean> {
+    return this.#o.peers.abort(streamId);
   }
 
   /** Why this instance serves its own queue, or undefined while the shared queue is reachable. */

@@ -1,13 +1,12 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import type { Logger } from 'pino';
-import { LLMCallState, emptyPerf, type LLMResultCallback, type RunOutcome, type RunRequest } from '../../engine/types.js';
+import { LLMCallState, emptyPerf, type Engine, type LLMResultCallback, type RunOutcome, type RunRequest } from '../../engine/types.js';
+import { unknownAdapter } from '../../engine/unknown-adapter.js';
 import { fault, type ServerError } from '../../errors.js';
-import type { RedisLink } from '../redis/link.js';
-import type { BlockingReads, StreamRead } from '../redis/blocking-reads.js';
-import type { SharedRun, SharedRunRequest, SharedRuns } from '../shared-runs.js';
-import { classOf, needsOf, type Capability } from './needs.js';
+import type { StreamRead } from '../redis/blocking-reads.js';
+import type { Entry } from './executor.js';
+import type { FleetParts, SharedRun, SharedRunRequest, SharedRuns } from './fleet.js';
+import { classOf, needsOf, pinned } from './needs.js';
 import { CANCEL, ENQUEUE } from './scripts.js';
-import type { Entry } from './entries.js';
 
 /** How long a receiver blocks on its run's entries at a time (it loops). */
 const WAIT_MS = 5_000;
@@ -23,21 +22,6 @@ export interface FleetLimits {
   maxStreams: number;
 }
 
-export interface FleetQueueOptions {
-  link: RedisLink;
-  reads: BlockingReads;
-  instanceId: string;
-  capability: Capability;
-  limits: FleetLimits;
-  /** How long the executor's lease lasts (for the "lost" message). */
-  leaseMs: number;
-  /** How long reading a run's entries is retried while Redis is unreachable before the run ends with an error. */
-  retryMs: number;
-  /** Told when Redis is unreachable (the run is served locally) and when it answers again. */
-  onReachable(reachable: boolean, reason?: string): void;
-  log: Logger;
-}
-
 type Enqueued = ['ok', string] | ['no_adapter'] | ['streams', number] | ['queue_full', number, number] | ['client_queue_full', number];
 
 /**
@@ -46,16 +30,34 @@ type Enqueued = ['ok', string] | ['no_adapter'] | ['streams', number] | ['queue_
  * would have delivered it.
  */
 export class FleetQueue implements SharedRuns {
-  readonly #o: FleetQueueOptions;
+  readonly #o: FleetParts;
   #closedWith: ServerError | undefined;
 
-  constructor(options: FleetQueueOptions) {
+  constructor(options: FleetParts) {
     this.#o = options;
   }
 
   /** Refuses every run not admitted yet with `refusal` (a graceful shutdown). */
   close(refusal: ServerError): void {
     this.#closedWith = refusal;
+  }
+
+  async check(engine: Engine, params: Omit<RunRequest, 'signal'>): Promise<ServerError | undefined> {
+    const name = params.infer.lora_params?.lora_adapter_name;
+    if (name === undefined || engine.loraAdapters().includes(name)) {
+      await engine.validate(params);
+      return undefined;
+    }
+    const refusal = await engine.validate(params).then(
+      () => unknownAdapter(name, engine.loraAdapters()),
+      (err: unknown) => err as ServerError,
+    );
+    // A run kept on this instance (its conversation, its saved prompt cache) cannot go elsewhere.
+    if (pinned(params)) throw refusal;
+    const infer = { ...params.infer };
+    delete infer.lora_params;
+    await engine.validate({ ...params, infer });
+    return refusal;
   }
 
   async enqueue(request: SharedRunRequest): Promise<SharedRun | undefined> {
@@ -95,14 +97,14 @@ export class FleetQueue implements SharedRuns {
 
 /** One run in the shared queue, as its receiver follows it. */
 class QueuedRun implements SharedRun {
-  readonly #o: FleetQueueOptions;
+  readonly #o: FleetParts;
   readonly #id: string;
   #settled = false;
   #cancelled = false;
 
   readonly #streamId: string;
 
-  constructor(options: FleetQueueOptions, id: string, streamId: string) {
+  constructor(options: FleetParts, id: string, streamId: string) {
     this.#o = options;
     this.#id = id;
     this.#streamId = streamId;

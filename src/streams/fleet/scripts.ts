@@ -1,5 +1,7 @@
 /**
- * The Lua scripts of the fleet's shared run queue. Each runs atomically in Redis, so admission,
+ * The Lua scripts of the fleet: the peers' stream leases and aborts (keys: see redis/scripts.ts)
+ * and the shared run queue. They run after the PRELUDE of redis/scripts.ts (its
+ * helpers: the leases' `renew` and `expired`, `job`, `finish`, `enqueue`, `leave`). Each runs atomically in Redis, so admission,
  * limits, claims and fencing hold whichever instance runs them: there is no coordinator.
  *
  * Keys, under Q = prefix .. 'fq:' (ARGV[1] of every script is the prefix):
@@ -10,7 +12,8 @@
  *                   tie goes to the earlier run (ids are zero-padded enqueue counts)
  * - Q..'classes'    the classes with waiting runs; Q..'need:'..cls what a class needs (JSON)
  * - Q..'claims'     claimed runs, scored by when their executor's lease runs out
- * - Q..'last'       each client's last turn; Q..'svc' the turn in service (start-time fair queueing)
+ * - Q..'last'       each client's last turn; Q..'svc' the turn in service: the fair-queue rule of
+ *                   streams/scheduler.ts (see there why it is written twice; shared test vectors)
  * - Q..'queued'     runs waiting; Q..'nq' waiting per client; Q..'ns' queued or running per client
  * - Q..'alive'      instances, scored by when their registration runs out; Q..'free' their free
  *                   slots; Q..'info' what they serve (JSON: engine, slots, models with their hash
@@ -19,49 +22,7 @@
  *                   (JSON: s start, t text, e end, lost)
  * - channels Q..'wake' (a run was queued) and Q..'ctl:'..instance (abort a run executing there)
  */
-import { Script } from '../redis/link.js';
-
-const PRELUDE = `
-local Q = ARGV[1] .. 'fq:'
-local function job(id) return Q .. 'j:' .. id end
-local function hdecr(key, field)
-  if redis.call('HINCRBY', key, field, -1) <= 0 then redis.call('HDEL', key, field) end
-end
--- A run leaves the fleet's counts: it is done, and its data expires.
-local function finish(id, ttl)
-  local client = redis.call('HGET', job(id), 'client')
-  redis.call('HSET', job(id), 'state', 'done')
-  redis.call('ZREM', Q .. 'claims', id)
-  if client then hdecr(Q .. 'ns', client) end
-  redis.call('PEXPIRE', job(id), ttl)
-  redis.call('PEXPIRE', Q .. 'ch:' .. id, ttl)
-end
--- Puts a run (back) in its class's queue.
-local function enqueue(id, cls, turn, client)
-  redis.call('ZADD', Q .. 'q:' .. cls, turn, id)
-  redis.call('SADD', Q .. 'classes', cls)
-  redis.call('INCR', Q .. 'queued')
-  redis.call('HINCRBY', Q .. 'nq', client, 1)
-  redis.call('PUBLISH', Q .. 'wake', cls)
-end
-local function unqueue(id, cls, client)
-  redis.call('ZREM', Q .. 'q:' .. cls, id)
-  if redis.call('ZCARD', Q .. 'q:' .. cls) == 0 then redis.call('SREM', Q .. 'classes', cls) end
-  redis.call('DECR', Q .. 'queued')
-  hdecr(Q .. 'nq', client)
-end
-local function free_slots(now)
-  local total = 0
-  for _, inst in ipairs(redis.call('ZRANGEBYSCORE', Q .. 'alive', now, '+inf')) do
-    total = total + tonumber(redis.call('HGET', Q .. 'free', inst) or '0')
-  end
-  return total
-end
-`;
-
-function script(body: string): Script {
-  return new Script(PRELUDE + body);
-}
+import { script } from '../redis/scripts.js';
 
 /**
  * ARGV: P, now, cls, needs JSON, client, params JSON, origin, stream id, queue_limit,
@@ -183,17 +144,12 @@ local instance = ARGV[4]
 redis.call('ZADD', Q .. 'alive', ARGV[3], instance)
 redis.call('HSET', Q .. 'free', instance, ARGV[5])
 redis.call('HSET', Q .. 'info', instance, ARGV[6])
-local out = {}
-for i = 7, #ARGV do
-  local id = ARGV[i]
+return renew(Q .. 'claims', ARGV[3], 7, function(id)
   local s = redis.call('HMGET', job(id), 'state', 'exec', 'abort')
-  if s[1] ~= 'claimed' or s[2] ~= instance then out[#out + 1] = 'lost'
-  else
-    redis.call('ZADD', Q .. 'claims', ARGV[3], id)
-    if s[3] == '1' then out[#out + 1] = 'abort' else out[#out + 1] = 'ok' end
-  end
-end
-return out
+  if s[1] ~= 'claimed' or s[2] ~= instance then return 'lost' end
+  if s[3] == '1' then return 'abort' end
+  return 'ok'
+end)
 `);
 
 /**
@@ -203,15 +159,9 @@ return out
  * Returns {requeued ids, ended ids}.
  */
 export const REAP = script(`
-local now = tonumber(ARGV[2])
-for _, inst in ipairs(redis.call('ZRANGEBYSCORE', Q .. 'alive', '-inf', now)) do
-  redis.call('ZREM', Q .. 'alive', inst)
-  redis.call('HDEL', Q .. 'free', inst)
-  redis.call('HDEL', Q .. 'info', inst)
-end
+for _, inst in ipairs(expired(Q .. 'alive', ARGV[2], -1)) do leave(inst) end
 local requeued, ended = {}, {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', Q .. 'claims', '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))) do
-  redis.call('ZREM', Q .. 'claims', id)
+for _, id in ipairs(expired(Q .. 'claims', ARGV[2], ARGV[4])) do
   local s = redis.call('HMGET', job(id), 'state', 'tokens', 'retried', 'cls', 'turn', 'client', 'exec', 'attempt')
   if s[1] == 'claimed' then
     if s[2] ~= '1' and s[3] ~= '1' then
@@ -253,9 +203,7 @@ return 'done'
 
 /** ARGV: P, instance. The instance stops claiming (a graceful shutdown): it is no longer counted as a free slot. */
 export const LEAVE = script(`
-redis.call('ZREM', Q .. 'alive', ARGV[2])
-redis.call('HDEL', Q .. 'free', ARGV[2])
-redis.call('HDEL', Q .. 'info', ARGV[2])
+leave(ARGV[2])
 return 1
 `);
 
@@ -266,4 +214,52 @@ for _, inst in ipairs(redis.call('ZRANGEBYSCORE', Q .. 'alive', ARGV[2], '+inf')
   out[#out + 1] = {inst, tonumber(redis.call('HGET', Q .. 'free', inst) or '0'), redis.call('HGET', Q .. 'info', inst) or '{}'}
 end
 return out
+`);
+
+/**
+ * ARGV: P, lease_until, id... (the streams this instance generates). Renews their leases.
+ * Returns one status per id: ok, abort (asked to stop elsewhere), ended or gone.
+ */
+export const HEARTBEAT = script(`
+return renew(P .. 'leases', ARGV[2], 3, function(id)
+  local s = redis.call('HMGET', meta(id), 'ended', 'abort')
+  if not s[1] then return 'gone' end
+  if s[1] == '1' then return 'ended' end
+  if s[2] == '1' then return 'abort' end
+  return 'ok'
+end)
+`);
+
+/**
+ * ARGV: P, now, final chunk template (JSON), bytes of a final chunk, ttl_ms, limit. Ends each
+ * stream whose lease ran out with the template as its final chunk (numbered after the last one,
+ * its error naming the owner); returns their ids. A stream is ended once only, whoever runs this.
+ */
+export const EXPIRE_LEASES = script(`
+local ended = {}
+for _, id in ipairs(expired(P .. 'leases', ARGV[2], ARGV[6])) do
+  local s = redis.call('HMGET', meta(id), 'last', 'ended', 'owner')
+  if s[1] and s[2] ~= '1' then
+    local chunk = cjson.decode(ARGV[3])
+    chunk.seq = tonumber(s[1]) + 1
+    chunk.error.data = {stream_id = id, owner = s[3], last_seq = tonumber(s[1])}
+    add(id, chunk.seq, cjson.encode(chunk), tonumber(ARGV[4]), true, ARGV[5])
+    ended[#ended + 1] = id
+  end
+end
+return ended
+`);
+
+/**
+ * ARGV: P, id. Asks the owner of a live stream to abort it: sets the abort flag (which its
+ * heartbeat reads) and tells it at once on its channel. Returns {'gone', reason}, {'none'} (it
+ * has ended, or no instance generates it) or {'asked', listeners}.
+ */
+export const ABORT = script(`
+local id = ARGV[2]
+local s = redis.call('HMGET', meta(id), 'ended', 'owner')
+if not s[1] then return {'gone', redis.call('GET', P .. 'gone:' .. id) or 'unknown'} end
+if s[1] == '1' or s[2] == '' then return {'none'} end
+redis.call('HSET', meta(id), 'abort', 1)
+return {'asked', redis.call('PUBLISH', P .. 'ctl:' .. s[2], id)}
 `);

@@ -1,9 +1,12 @@
 import { createHash } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import { Redis, ReplyError, type RedisOptions } from 'ioredis';
 import { fault, ServerError } from '../../errors.js';
 
 /** How long one connection attempt may take before it counts as failed. */
 const CONNECT_TIMEOUT_MS = 5_000;
+/** The longest pause between two reconnection attempts: instances may come back from an outage that much apart. */
+export const RECONNECT_MAX_MS = 1_000;
 
 /** Options every connection of the store shares: fail fast while Redis is away, reconnect in the background. */
 function connectionOptions(name: string): RedisOptions {
@@ -14,7 +17,7 @@ function connectionOptions(name: string): RedisOptions {
     // Commands sent while Redis is away fail at once, so callers report it instead of hanging.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
-    retryStrategy: (attempt: number) => Math.min(attempt * 100, 1_000),
+    retryStrategy: (attempt: number) => Math.min(attempt * 100, RECONNECT_MAX_MS),
   };
 }
 
@@ -52,8 +55,23 @@ function isReplyError(err: unknown): boolean {
 }
 
 /** True for errors of the connection (Redis away, connection closed), as opposed to errors Redis replied. */
-export function isConnectionError(err: unknown): boolean {
+function isConnectionError(err: unknown): boolean {
   return err instanceof Error && !isReplyError(err) && !(err instanceof ServerError);
+}
+
+/**
+ * Runs `attempt` until it succeeds, retrying while it fails with STORE_UNAVAILABLE (Redis away),
+ * until `deadline` (a `Date.now()` time) or `signal`; pauses double from 50 ms to 500 ms.
+ */
+export async function retrying<T>(attempt: () => Promise<T>, deadline: number, signal?: AbortSignal): Promise<T> {
+  for (let pause = 50; ; pause = Math.min(pause * 2, 500)) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!(err instanceof ServerError && err.name === 'STORE_UNAVAILABLE') || Date.now() >= deadline || signal?.aborted) throw err;
+    }
+    await delay(pause, undefined, { signal }).catch(() => {});
+  }
 }
 
 /** A Lua script run by its SHA1, loaded on first use and again after Redis forgot it (a restart). */
@@ -85,7 +103,7 @@ export interface RedisLinkOptions {
 }
 
 /**
- * The command connection of one server to the shared Redis, with what the store and the cluster
+ * The command connection of one server to the shared Redis, with what the store and the fleet
  * need around it: the key prefix, a clock that all instances share, new connections for blocking
  * reads and subscriptions, and when the connection last came back from an outage.
  */

@@ -1,6 +1,7 @@
 /**
- * The Lua scripts of the Redis buffer store and cluster. Each runs atomically, so the limits and
- * the write-once final chunk hold whichever instance runs them.
+ * The Lua scripts of the Redis buffer store; those of the fleet (the peers' leases and aborts, the
+ * run queue) are in fleet/scripts.ts. Every script starts with the one PRELUDE below. Each runs atomically, so the
+ * limits and the write-once final chunk hold whichever instance runs them.
  *
  * Keys, under the prefix P (ARGV[1] of every script; one Redis, not Redis Cluster):
  * - P..'l:'..id  the stream's chunks: a Redis Stream, entry id `seq-1`, fields c (the chunk as
@@ -16,11 +17,32 @@
  */
 import { Script } from './link.js';
 
+/** The helpers every script shares: the leases (`renew`, `expired`), the buffers', the fleet queue's. */
 const PRELUDE = `
 local P = ARGV[1]
+local Q = P .. 'fq:'
+
+-- The lease primitive (see leases.ts): a lease is a member of the sorted set "set", scored by when it runs out.
+-- Renews the leases ARGV[from..] until "until_" where "status(id)" says 'ok' or 'abort'; returns each status.
+local function renew(set, until_, from, status)
+  local out = {}
+  for i = from, #ARGV do
+    local s = status(ARGV[i])
+    if s == 'ok' or s == 'abort' then redis.call('ZADD', set, until_, ARGV[i]) end
+    out[#out + 1] = s
+  end
+  return out
+end
+-- Takes out of "set" and returns up to "limit" (-1: all) leases that ran out by "now".
+local function expired(set, now, limit)
+  local ids = redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, tonumber(limit))
+  for _, id in ipairs(ids) do redis.call('ZREM', set, id) end
+  return ids
+end
+
+-- Buffers
 local function meta(id) return P .. 'm:' .. id end
 local function log(id) return P .. 'l:' .. id end
-
 local function drop(id, why, tombstone_ms)
   local req = redis.call('HGET', meta(id), 'req')
   if req and req ~= '' then redis.call('SREM', P .. 'r:' .. req, id) end
@@ -30,7 +52,6 @@ local function drop(id, why, tombstone_ms)
   redis.call('HDEL', P .. 'sizes', id)
   redis.call('SET', P .. 'gone:' .. id, why, 'PX', tombstone_ms)
 end
-
 -- Appends one chunk; returns the bytes now buffered.
 local function add(id, seq, json, bytes, is_end, ttl_ms)
   local m = meta(id)
@@ -47,9 +68,52 @@ local function add(id, seq, json, bytes, is_end, ttl_ms)
   redis.call('PEXPIRE', log(id), ttl_ms)
   return size
 end
+
+-- The fleet's run queue (keys: see fleet/scripts.ts)
+local function job(id) return Q .. 'j:' .. id end
+local function hdecr(key, field)
+  if redis.call('HINCRBY', key, field, -1) <= 0 then redis.call('HDEL', key, field) end
+end
+-- A run leaves the fleet's counts: it is done, and its data expires.
+local function finish(id, ttl)
+  local client = redis.call('HGET', job(id), 'client')
+  redis.call('HSET', job(id), 'state', 'done')
+  redis.call('ZREM', Q .. 'claims', id)
+  if client then hdecr(Q .. 'ns', client) end
+  redis.call('PEXPIRE', job(id), ttl)
+  redis.call('PEXPIRE', Q .. 'ch:' .. id, ttl)
+end
+-- Puts a run (back) in its class's queue.
+local function enqueue(id, cls, turn, client)
+  redis.call('ZADD', Q .. 'q:' .. cls, turn, id)
+  redis.call('SADD', Q .. 'classes', cls)
+  redis.call('INCR', Q .. 'queued')
+  redis.call('HINCRBY', Q .. 'nq', client, 1)
+  redis.call('PUBLISH', Q .. 'wake', cls)
+end
+local function unqueue(id, cls, client)
+  redis.call('ZREM', Q .. 'q:' .. cls, id)
+  if redis.call('ZCARD', Q .. 'q:' .. cls) == 0 then redis.call('SREM', Q .. 'classes', cls) end
+  redis.call('DECR', Q .. 'queued')
+  hdecr(Q .. 'nq', client)
+end
+local function free_slots(now)
+  local total = 0
+  for _, inst in ipairs(redis.call('ZRANGEBYSCORE', Q .. 'alive', now, '+inf')) do
+    total = total + tonumber(redis.call('HGET', Q .. 'free', inst) or '0')
+  end
+  return total
+end
+-- An instance leaves the fleet: it is no longer counted, nor shown.
+local function leave(inst)
+  redis.call('ZREM', Q .. 'alive', inst)
+  redis.call('HDEL', Q .. 'free', inst)
+  redis.call('HDEL', Q .. 'info', inst)
+end
 `;
 
-function script(body: string): Script {
+/** A script of the store or the fleet: the PRELUDE, then `body`. */
+export function script(body: string): Script {
   return new Script(PRELUDE + body);
 }
 
@@ -151,59 +215,4 @@ export const STATUS = script(`
 local bytes = 0
 for _, size in ipairs(redis.call('HVALS', P .. 'sizes')) do bytes = bytes + tonumber(size) end
 return {redis.call('ZCARD', P .. 'live'), bytes}
-`);
-
-/**
- * ARGV: P, lease_until, id... (the streams this instance generates). Renews their leases.
- * Returns one status per id: ok, abort (asked to stop elsewhere), ended or gone.
- */
-export const HEARTBEAT = script(`
-local out = {}
-for i = 3, #ARGV do
-  local id = ARGV[i]
-  local s = redis.call('HMGET', meta(id), 'ended', 'abort')
-  if not s[1] then out[#out + 1] = 'gone'
-  elseif s[1] == '1' then out[#out + 1] = 'ended'
-  else
-    redis.call('ZADD', P .. 'leases', ARGV[2], id)
-    if s[2] == '1' then out[#out + 1] = 'abort' else out[#out + 1] = 'ok' end
-  end
-end
-return out
-`);
-
-/**
- * ARGV: P, now, final chunk template (JSON), bytes of a final chunk, ttl_ms, limit. Ends each
- * stream whose lease ran out with the template as its final chunk (numbered after the last one,
- * its error naming the owner); returns their ids. A stream is ended once only, whoever runs this.
- */
-export const EXPIRE_LEASES = script(`
-local ids = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[6]))
-local ended = {}
-for _, id in ipairs(ids) do
-  redis.call('ZREM', P .. 'leases', id)
-  local s = redis.call('HMGET', meta(id), 'last', 'ended', 'owner')
-  if s[1] and s[2] ~= '1' then
-    local chunk = cjson.decode(ARGV[3])
-    chunk.seq = tonumber(s[1]) + 1
-    chunk.error.data = {stream_id = id, owner = s[3], last_seq = tonumber(s[1])}
-    add(id, chunk.seq, cjson.encode(chunk), tonumber(ARGV[4]), true, ARGV[5])
-    ended[#ended + 1] = id
-  end
-end
-return ended
-`);
-
-/**
- * ARGV: P, id. Asks the owner of a live stream to abort it: sets the abort flag (which its
- * heartbeat reads) and tells it at once on its channel. Returns {'gone', reason}, {'none'} (it
- * has ended, or no instance generates it) or {'asked', listeners}.
- */
-export const ABORT = script(`
-local id = ARGV[2]
-local s = redis.call('HMGET', meta(id), 'ended', 'owner')
-if not s[1] then return {'gone', redis.call('GET', P .. 'gone:' .. id) or 'unknown'} end
-if s[1] == '1' or s[2] == '' then return {'none'} end
-redis.call('HSET', meta(id), 'abort', 1)
-return {'asked', redis.call('PUBLISH', P .. 'ctl:' .. s[2], id)}
 `);

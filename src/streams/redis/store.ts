@@ -1,4 +1,3 @@
-import { setTimeout as delay } from 'node:timers/promises';
 import { errorObject, fault, ServerError } from '../../errors.js';
 import {
   chunkBytes,
@@ -13,21 +12,18 @@ import {
 } from '../buffer-store.js';
 import type { Chunk } from '../stream.js';
 import { BlockingReads } from './blocking-reads.js';
-import type { RedisLink } from './link.js';
+import { retrying, type RedisLink } from './link.js';
 import { APPEND, CREATE, DELETE, READ, STATUS, SWEEP, TOUCH } from './scripts.js';
 
 /** How long Redis remembers that a buffer expired or was released, so late polls hear why. */
 const TOMBSTONE_MS = 3_600_000;
 /** Expired buffers dropped per sweep script call. */
 const SWEEP_BATCH = 100;
-/** Pauses between attempts to store a chunk while Redis is away. */
-const RETRY_MIN_MS = 50;
-const RETRY_MAX_MS = 500;
 
 export interface RedisStoreOptions {
   link: RedisLink;
   limits: BufferLimits;
-  /** This server's id in the cluster, recorded as the owner of the streams it generates. */
+  /** This server's id in the fleet, recorded as the owner of the streams it generates. */
   instanceId: string;
   /** How long a lease lasts before an owner that did not renew it counts as dead. */
   leaseMs: number;
@@ -50,7 +46,7 @@ function isUnavailable(err: unknown): boolean {
 type Read = ['ok', string[]] | ['state', number, number, number] | ['gone', BufferGone] | ['beyond', number] | ['before', number];
 
 /**
- * The buffer store shared by every instance of a cluster, on Redis Streams: each chunk is an
+ * The buffer store shared by every instance of a fleet, on Redis Streams: each chunk is an
  * entry (XADD) whose id is its seq, polls read after an id (XRANGE) and trim what they
  * acknowledge (XTRIM), long polls block on their own connections (XREAD BLOCK), and every state
  * change runs as one Lua script, so the limits hold across instances.
@@ -88,19 +84,15 @@ export class RedisBufferStore implements BufferStore {
     if (status === 'exists') throw fault('INTERNAL_ERROR', 'duplicate_buffer', { stream_id: streamId });
     if (status === 'full') {
       const max = this.limits.maxBuffers;
-      throw fault('TOO_MANY_STREAMS', 'cluster', { max_buffers: max }, { max_buffers: max, retry_after: 1 });
+      throw fault('TOO_MANY_STREAMS', 'fleet', { max_buffers: max }, { max_buffers: max, retry_after: 1 });
     }
   }
 
   async append(streamId: string, chunk: Chunk): Promise<AppendResult> {
     const loss = this.#losses.get(streamId);
     if (loss) return this.#appendAfterLoss(streamId, chunk, loss);
-    const deadline = Date.now() + this.#options.retryMs;
     try {
-      return await this.#retrying(
-        () => this.#add(streamId, chunk),
-        () => Date.now() < deadline,
-      );
+      return await this.#retrying(() => this.#add(streamId, chunk));
     } catch (err) {
       if (isUnavailable(err)) this.#losses.set(streamId, { first: chunk.seq, last: chunk.seq });
       throw err;
@@ -201,12 +193,8 @@ export class RedisBufferStore implements BufferStore {
       finish_reason: 'error',
       error: errorObject(this.#lossError({ first: loss.first, last: chunk.seq - 1 })),
     };
-    const deadline = Date.now() + this.#options.retryMs;
     try {
-      return await this.#retrying(
-        () => this.#add(streamId, final),
-        () => Date.now() < deadline,
-      );
+      return await this.#retrying(() => this.#add(streamId, final));
     } finally {
       this.#losses.delete(streamId);
     }
@@ -222,16 +210,9 @@ export class RedisBufferStore implements BufferStore {
     );
   }
 
-  /** Runs `attempt` until it succeeds, retrying while Redis is unreachable and `more()` allows. */
-  async #retrying<T>(attempt: () => Promise<T>, more: () => boolean): Promise<T> {
-    for (let pause = RETRY_MIN_MS; ; pause = Math.min(pause * 2, RETRY_MAX_MS)) {
-      try {
-        return await attempt();
-      } catch (err) {
-        if (!isUnavailable(err) || !more() || this.#closing.signal.aborted) throw err;
-      }
-      await delay(pause, undefined, { signal: this.#closing.signal }).catch(() => {});
-    }
+  /** Runs `attempt`, retrying it for `retryMs` while Redis is unreachable, until the store closes. */
+  #retrying<T>(attempt: () => Promise<T>): Promise<T> {
+    return retrying(attempt, Date.now() + this.#options.retryMs, this.#closing.signal);
   }
 
   async #read(streamId: string, mode: 'ack' | 'after' | 'peek' | 'state', afterSeq: number): Promise<Read> {

@@ -1,11 +1,11 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { emptyPerf } from '../../engine/types.js';
 import { errorObject, fault } from '../../errors.js';
 import { chunkBytes, streamNotFound, type BufferGone } from '../buffer-store.js';
-import type { Peers } from '../peers.js';
 import type { Chunk, Stream } from '../stream.js';
-import type { RedisLink } from './link.js';
+import { Leases } from '../redis/leases.js';
+import type { RedisLink } from '../redis/link.js';
+import type { Fleet } from './fleet.js';
 import { ABORT, EXPIRE_LEASES, HEARTBEAT } from './scripts.js';
 
 /** Leases ended per script call. */
@@ -36,39 +36,35 @@ type Heartbeat = 'ok' | 'abort' | 'ended' | 'gone';
 
 /**
  * The peers of one instance on a shared Redis (one Redis server, not Redis Cluster). Each instance
- * listens on a channel of its own for abort requests, renews the leases of the streams it
- * generates, and ends, with an error chunk, the streams of owners whose lease ran out (they died,
- * or lost Redis for longer than a lease).
+ * leases the streams it generates (see `Leases`), hears abort requests on a channel of its own,
+ * and ends, with an error chunk, the streams of owners whose lease ran out (they died, or lost
+ * Redis for longer than a lease).
  */
-export class RedisPeers implements Peers {
+export class RedisPeers implements Fleet {
   readonly #options: RedisPeersOptions;
   readonly #link: RedisLink;
   readonly #owned = new Map<string, Owned>();
-  readonly #subscriber: Redis;
-  readonly #timers: NodeJS.Timeout[] = [];
-  /** One round of each periodic task at a time. */
-  readonly #busy = new Set<string>();
-  #closed = false;
+  #leases: Leases | undefined;
 
-  private constructor(options: RedisPeersOptions, subscriber: Redis) {
+  private constructor(options: RedisPeersOptions) {
     this.#options = options;
     this.#link = options.link;
-    this.#subscriber = subscriber;
   }
 
-  /** Subscribes to this instance's abort channel and starts renewing and checking leases. */
   static async start(options: RedisPeersOptions): Promise<RedisPeers> {
-    const subscriber = await options.link.duplicate('rkllm-mcp:control');
-    const peers = new RedisPeers(options, subscriber);
-    subscriber.on('message', (_channel: string, streamId: string) => peers.#abortLocal(streamId));
-    try {
-      await subscriber.subscribe(`${options.link.prefix}ctl:${options.instanceId}`);
-    } catch (err) {
-      subscriber.disconnect();
-      throw err;
-    }
-    peers.#every(options.leaseMs / 3, 'heartbeat', () => peers.#heartbeat());
-    peers.#every(options.leaseMs / 2, 'leases', () => peers.#expireLeases());
+    const { link, instanceId, leaseMs, log } = options;
+    const peers = new RedisPeers(options);
+    peers.#leases = await Leases.start({
+      link,
+      name: 'rkllm-mcp:control',
+      channels: [`${link.prefix}ctl:${instanceId}`],
+      onMessage: (_channel, streamId) => peers.#abortLocal(streamId),
+      leaseMs,
+      renew: () => peers.#heartbeat(),
+      reap: () => peers.#expireLeases(),
+      reapAfterMs: leaseMs,
+      onRound: (task, err) => err && log.warn({ err }, `peers: ${task} failed; retrying`),
+    });
     return peers;
   }
 
@@ -91,26 +87,11 @@ export class RedisPeers implements Peers {
   }
 
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    for (const timer of this.#timers) clearInterval(timer);
-    this.#subscriber.disconnect();
+    this.#leases?.close();
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
-  }
-
-  #every(ms: number, name: string, task: () => Promise<void>): void {
-    const timer = setInterval(() => {
-      if (this.#busy.has(name)) return;
-      this.#busy.add(name);
-      task()
-        .catch((err: unknown) => this.#options.log.warn({ err }, `cluster ${name} failed; retrying`))
-        .finally(() => this.#busy.delete(name));
-    }, ms);
-    timer.unref();
-    this.#timers.push(timer);
   }
 
   /** Renews the leases of the streams generated here, and acts on what the store says of them. */
@@ -130,9 +111,8 @@ export class RedisPeers implements Peers {
     });
   }
 
-  /** Ends the streams whose owner stopped renewing its lease. Not right after an outage: owners need a lease to catch up. */
+  /** Ends the streams whose owner stopped renewing its lease. */
   async #expireLeases(): Promise<void> {
-    if (!this.#link.stableFor(this.#options.leaseMs)) return;
     const final = this.#ownerLostChunk();
     const args = [this.#link.now(), JSON.stringify(final), chunkBytes(final), this.#options.bufferTimeoutMs * 2, LEASE_BATCH];
     const ended = (await this.#link.run(EXPIRE_LEASES, args)) as string[];
