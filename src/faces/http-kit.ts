@@ -5,7 +5,10 @@ import type { Engine } from '../engine/types.js';
 import type { LoadedModels } from '../models/loaded.js';
 import type { StreamHub } from '../streams/hub.js';
 import { ERRORS, fault, ServerError, type ErrorSpec } from '../errors.js';
+import { badField } from '../request-schema.js';
 import { BodyTooLarge, type HttpExchange } from '../transports/http-route.js';
+
+export { badField };
 
 /** What every face needs from the server. */
 export interface FaceDeps {
@@ -123,9 +126,4 @@ export function field<T extends 'string' | 'number' | 'boolean' | 'object' | 'ar
   const actual = Array.isArray(value) ? 'array' : typeof value;
   if (actual !== type) throw badField(name, `must be ${type === 'array' || type === 'object' ? 'an' : 'a'} ${type}; got ${actual}`);
   return value as never;
-}
-
-/** INVALID_PARAMS about field `name` (its `path`, which the OpenAI face reports as `param`). */
-export function badField(name: string, problem: string): ServerError {
-  return fault('INVALID_PARAMS', 'detail', { detail: `"${name}" ${problem}` }, { path: name });
 }

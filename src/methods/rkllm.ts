@@ -20,8 +20,7 @@ import { fault } from '../errors.js';
 import type { ClientFolders } from '../paths.js';
 import type { StreamHub } from '../streams/hub.js';
 import { adminOnly, method } from './core.js';
-import { maxNewTokensProperty, samplingProperties } from './run-params.js';
-import { bool, int, num, object, str, type JsonSchema } from './schema.js';
+import { bool, int, num, object, REQUEST_FIELDS, SAMPLING, str, type JsonSchema } from '../request-schema.js';
 
 export interface RkllmDeps {
   engine: Engine;
@@ -50,8 +49,8 @@ const initSchema = object(
       minLength: 1,
     },
     max_context_len: int(16, 1 << 20),
-    max_new_tokens: maxNewTokensProperty,
-    ...Object.fromEntries(Object.entries(samplingProperties).filter(([name]) => name !== 'seed')),
+    max_new_tokens: REQUEST_FIELDS.max_new_tokens,
+    ...Object.fromEntries(Object.entries(SAMPLING).filter(([name]) => name !== 'seed')),
     n_keep: int(-1, 1 << 20, 'Tokens kept at the start when old history is dropped'),
     skip_special_token: bool(),
     is_async: bool(),
@@ -208,7 +207,7 @@ export function rkllmMethods({ engine, hub, folders, loraLoaded }: RkllmDeps): A
       'rkllm_set_chat_template',
       method<ChatTemplate>(
         'Sets how prompts are wrapped (rkllm_set_chat_template): the system prompt starts each conversation, prefix and postfix surround each prompt.',
-        object({ system_prompt: str(), prompt_prefix: str(), prompt_postfix: str() }, ['system_prompt', 'prompt_prefix', 'prompt_postfix']),
+        REQUEST_FIELDS.chat_template,
         async (params) => {
           await engine.setChatTemplate(params);
           return { set: true };
@@ -221,14 +220,7 @@ export function rkllmMethods({ engine, hub, folders, loraLoaded }: RkllmDeps): A
       method<FunctionTools>(
         'Offers function tools (rkllm_set_function_tools): tools is a JSON array of tool definitions, placed in the system prompt; ' +
           'a run with role "tool" feeds a result back wrapped in tool_response_str tags. An empty tools string withdraws them.',
-        object(
-          {
-            system_prompt: str(),
-            tools: str('A JSON array of tool definitions'),
-            tool_response_str: str('Tag for tool results, e.g. "tool_response"'),
-          },
-          ['system_prompt', 'tools', 'tool_response_str'],
-        ),
+        REQUEST_FIELDS.function_tools,
         async (params) => {
           await engine.setFunctionTools(params);
           return { set: true };

@@ -1,0 +1,197 @@
+/**
+ * The one declaration of a generation request's fields (sampling, limits, stop strings, templates
+ * and tools), by their names in rkllm.h, as JSON Schema. Every API's check is derived from it:
+ * JSON-RPC takes the names as they are (`compileParams`, ajv), OpenAI and Ollama through a name map
+ * (`fieldReader`), MCP as zod shapes (`zodShape`). So a range has one value everywhere.
+ */
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { z } from 'zod';
+import { fault, type ServerError } from './errors.js';
+
+/** A JSON Schema (draft-07 subset) as plain data, so `rkllm_list_functions` can publish it. */
+export type JsonSchema = Record<string, unknown>;
+
+/** An object schema that refuses unknown fields, so a typo never passes silently. */
+export function object(properties: Record<string, JsonSchema>, required: string[] = []): JsonSchema {
+  return { type: 'object', properties, required, additionalProperties: false };
+}
+
+const described = (description?: string): JsonSchema => (description ? { description } : {});
+export const int = (minimum: number, maximum: number, description?: string) =>
+  ({ type: 'integer', minimum, maximum, ...described(description) }) as const;
+export const num = (minimum: number, maximum: number, description?: string) =>
+  ({ type: 'number', minimum, maximum, ...described(description) }) as const;
+export const str = (description?: string, maxLength?: number) =>
+  ({ type: 'string', ...(maxLength === undefined ? {} : { maxLength }), ...described(description) }) as const;
+export const bool = (description?: string) => ({ type: 'boolean', ...described(description) }) as const;
+
+/** The sampling fields of RKLLMParam that a run may override (RKLLM 1.3's `sampling_params`). */
+export const SAMPLING = {
+  temperature: num(0, 100, 'Sampling temperature; 0 is greedy'),
+  top_k: int(0, 1_000_000, 'Keep the k most likely tokens; 1 is greedy, 0 disables'),
+  top_p: num(0, 1, 'Nucleus sampling threshold'),
+  repeat_penalty: num(0, 10, 'Penalty for repeating recent tokens; 1 disables'),
+  frequency_penalty: num(-2, 2),
+  presence_penalty: num(-2, 2),
+  mirostat: int(0, 2),
+  mirostat_tau: num(0, 100),
+  mirostat_eta: num(0, 10),
+  /** Any safe integer, taken modulo 2^32 (`seedOf`): -1 and 4294967295 are the same seed. */
+  seed: int(
+    -Number.MAX_SAFE_INTEGER,
+    Number.MAX_SAFE_INTEGER,
+    'Not in rkllm.h: seed for reproducible sampling; any integer, taken modulo 2^32',
+  ),
+};
+
+/** The fields of a generation request, declared once. */
+export const REQUEST_FIELDS = {
+  ...SAMPLING,
+  /**
+   * For `rkllm_init` and for each run: -1 (or 0 at init) fills the context. The engines read it
+   * with one rule (src/engine/token-budget.ts); a run's 0, or a value beyond the model's context,
+   * is refused when the model is known (`checkMaxNewTokens`).
+   */
+  max_new_tokens: int(-1, 1 << 20, 'Tokens to generate at most; -1 fills the context'),
+  stop: {
+    anyOf: [str(), { type: 'array', items: str(), maxItems: 16 }],
+    description: 'Stop sequences (a string or up to 16): the text ends before the first one',
+  },
+  chat_template: object({ system_prompt: str(), prompt_prefix: str(), prompt_postfix: str() }, [
+    'system_prompt',
+    'prompt_prefix',
+    'prompt_postfix',
+  ]),
+  function_tools: object(
+    {
+      system_prompt: str(),
+      tools: str('A JSON array of tool definitions'),
+      tool_response_str: str('Tag for tool results, e.g. "tool_response"'),
+    },
+    ['system_prompt', 'tools', 'tool_response_str'],
+  ),
+};
+export type FieldName = keyof typeof REQUEST_FIELDS;
+
+/** The type a declared schema admits. */
+type ValueOf<S> = S extends { type: 'integer' | 'number' }
+  ? number
+  : S extends { type: 'string' }
+    ? string
+    : S extends { type: 'boolean' }
+      ? boolean
+      : S extends { anyOf: unknown }
+        ? string | string[]
+        : Record<string, string>;
+
+/** A request's fields by their declared names, as every API's check gives them. */
+export type RequestFields = { [K in FieldName]?: K extends 'stop' ? string[] : ValueOf<(typeof REQUEST_FIELDS)[K]> };
+
+/** Refuses a run's `max_new_tokens` of 0 or beyond the context (rather than clamping it): INVALID_PARAMS. */
+export function checkMaxNewTokens(maxNew: number | undefined, maxContext: number): void {
+  if (maxNew !== undefined && (maxNew === 0 || maxNew > maxContext)) {
+    throw fault('INVALID_PARAMS', 'detail', {
+      detail: `"max_new_tokens" must be -1 or between 1 and ${maxContext} (max_context_len); got ${maxNew}`,
+    });
+  }
+}
+
+/** The seed the sampler takes: an unsigned 32-bit number. */
+export const seedOf = (seed: number): number => seed >>> 0;
+
+// verbose: errors carry the offending value, so messages can say what was received. allErrors: an
+// unknown field (a typo such as "promt_input") is reported before the missing field it stands for.
+const ajv = new Ajv({ allErrors: true, strict: true, useDefaults: false, allowUnionTypes: true, verbose: true });
+
+function fieldName(path: string, child?: string, base?: string): string {
+  const parts = [...(base === undefined ? [] : [base]), ...path.split('/').filter(Boolean), ...(child === undefined ? [] : [child])];
+  return parts.length === 0 ? 'params' : parts.join('.');
+}
+
+/** A short JSON rendering of a received value. */
+function received(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+/** ajv's first error (an unknown field first) as a sentence that names the field (under `base`), the problem and what was received. */
+function describe(errors: ErrorObject[], base?: string): string {
+  const error = errors.find((e) => e.keyword === 'additionalProperties') ?? errors[0];
+  if (!error) return 'rejected by the schema';
+  const p = error.params as Record<string, unknown>;
+  const at = (child?: string): string => fieldName(error.instancePath, child, base);
+  const got = `; got ${received(error.data)}`;
+  switch (error.keyword) {
+    case 'additionalProperties':
+      return `unknown field "${at(String(p.additionalProperty))}"`;
+    case 'required':
+      return `missing required field "${at(String(p.missingProperty))}"`;
+    case 'type':
+      return `"${at()}" must be ${String(p.type).replace(',', ' or ')}${got}`;
+    case 'enum':
+      return `"${at()}" must be one of ${JSON.stringify(p.allowedValues)}${got}`;
+    default:
+      return `"${at()}" ${error.message ?? 'is invalid'}${got}`;
+  }
+}
+
+/** Compiles a params schema into a check that throws -32602 naming the field and the problem. */
+export function compileParams<T>(schema: JsonSchema): (params: unknown) => T {
+  const validate: ValidateFunction = ajv.compile(schema);
+  return (params: unknown): T => {
+    if (!validate(params)) throw fault('INVALID_PARAMS', 'detail', { detail: describe(validate.errors ?? []) });
+    return params as T;
+  };
+}
+
+/** INVALID_PARAMS about field `name` of an HTTP API's body (its `path`, which the OpenAI face reports as `param`). */
+export function badField(name: string, problem: string): ServerError {
+  return fault('INVALID_PARAMS', 'detail', { detail: `"${name}" ${problem}` }, { path: name });
+}
+
+/**
+ * How an API names a declared field: the field, or the field with the API's own range (`schema`,
+ * with `problem` as its message) and a conversion of the value into the declared meaning (`map`).
+ */
+export type FieldSource = FieldName | { to: FieldName; schema?: JsonSchema; problem?: string; map?: (value: number) => number };
+
+/** A value of field `name` in its one shape: `stop` as an array. */
+const shaped = (name: FieldName, value: unknown): unknown => (name === 'stop' && typeof value === 'string' ? [value] : value);
+
+/**
+ * A reader of the fields an API names (`map`: the API's name, dotted when nested, to its source),
+ * checked against the declaration. A field that is absent or null is left out; when two names
+ * give one field the first one given wins; `stop` comes back as an array. A bad value throws
+ * INVALID_PARAMS naming the field as the API spells it.
+ */
+export function fieldReader(map: Record<string, FieldSource>): (body: Record<string, unknown>) => RequestFields {
+  const checks = Object.entries(map).map(([name, source]) => {
+    const { to, schema, problem, map: convert } = typeof source === 'string' ? { to: source } : source;
+    return { name, path: name.split('.'), to, validate: ajv.compile(schema ?? REQUEST_FIELDS[to]), problem, convert };
+  });
+  return (body) => {
+    const out: Record<string, unknown> = {};
+    for (const { name, path, to, validate, problem, convert } of checks) {
+      const value = path.reduce<unknown>(
+        (at, key) => (typeof at === 'object' && at !== null ? (at as Record<string, unknown>)[key] : undefined),
+        body,
+      );
+      if (value === undefined || value === null) continue;
+      if (!validate(value)) {
+        const detail = problem ? `"${name}" ${problem}; got ${received(value)}` : describe(validate.errors ?? [], name);
+        throw fault('INVALID_PARAMS', 'detail', { detail }, { path: name });
+      }
+      out[to] ??= convert ? convert(value as number) : shaped(to, value);
+    }
+    return out;
+  };
+}
+
+/** The zod shape of the declared fields `names`, each optional and in its one shape, for an MCP tool's input schema. */
+export function zodShape<N extends FieldName>(names: readonly N[]): { [K in N]: z.ZodOptional<z.ZodType<NonNullable<RequestFields[K]>>> } {
+  const zodOf = (name: FieldName): z.ZodType => {
+    const declared = z.fromJSONSchema(REQUEST_FIELDS[name] as Parameters<typeof z.fromJSONSchema>[0]);
+    return name === 'stop' ? declared.transform((value) => shaped(name, value)) : declared;
+  };
+  return Object.fromEntries(names.map((name) => [name, zodOf(name).optional()])) as never;
+}
