@@ -12,8 +12,8 @@ import { fault, type ServerError } from './errors.js';
 export type JsonSchema = Record<string, unknown>;
 
 /** An object schema that refuses unknown fields, so a typo never passes silently. */
-export function object(properties: Record<string, JsonSchema>, required: string[] = []): JsonSchema {
-  return { type: 'object', properties, required, additionalProperties: false };
+export function object<P extends Record<string, JsonSchema>>(properties: P, required: string[] = []) {
+  return { type: 'object', properties, required, additionalProperties: false } as const;
 }
 
 const described = (description?: string): JsonSchema => (description ? { description } : {});
@@ -73,19 +73,22 @@ export const REQUEST_FIELDS = {
 };
 export type FieldName = keyof typeof REQUEST_FIELDS;
 
-/** The type a declared schema admits. */
+/** The type a declared schema admits (an object's fields all given, as the declared objects require). */
 type ValueOf<S> = S extends { type: 'integer' | 'number' }
   ? number
   : S extends { type: 'string' }
     ? string
     : S extends { type: 'boolean' }
       ? boolean
-      : S extends { anyOf: unknown }
-        ? string | string[]
-        : Record<string, string>;
+      : S extends { type: 'object'; properties: infer P }
+        ? { [K in keyof P]: ValueOf<P[K]> }
+        : string | string[];
+
+/** The declared fields' types, each given (`stop` in its one shape, an array). */
+export type Declared = { [K in FieldName]: K extends 'stop' ? string[] : ValueOf<(typeof REQUEST_FIELDS)[K]> };
 
 /** A request's fields by their declared names, as every API's check gives them. */
-export type RequestFields = { [K in FieldName]?: K extends 'stop' ? string[] : ValueOf<(typeof REQUEST_FIELDS)[K]> };
+export type RequestFields = Partial<Declared>;
 
 /** Refuses a run's `max_new_tokens` of 0 or beyond the context (rather than clamping it): INVALID_PARAMS. */
 export function checkMaxNewTokens(maxNew: number | undefined, maxContext: number): void {
@@ -167,7 +170,7 @@ const shaped = (name: FieldName, value: unknown): unknown => (name === 'stop' &&
 export function fieldReader(map: Record<string, FieldSource>): (body: Record<string, unknown>) => RequestFields {
   const checks = Object.entries(map).map(([name, source]) => {
     const { to, schema, problem, map: convert } = typeof source === 'string' ? { to: source } : source;
-    return { name, path: name.split('.'), to, validate: ajv.compile(schema ?? REQUEST_FIELDS[to]), problem, convert };
+    return { name, path: name.split('.'), to, validate: ajv.compile<unknown>(schema ?? REQUEST_FIELDS[to]), problem, convert };
   });
   return (body) => {
     const out: Record<string, unknown> = {};

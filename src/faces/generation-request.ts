@@ -57,8 +57,12 @@ export const FACE_SAMPLING: readonly FieldName[] = [
 /** `stop` in OpenAI and Ollama: a string or an array of strings. */
 export const FACE_STOP = { to: 'stop', problem: 'must be a string or an array of up to 16 strings' } as const;
 
-/** The declared fields a face read, as its limit, sampling and stop strings. */
-export function requestParts(fields: RequestFields): { maxTokens: number | undefined; sampling: Partial<SamplingParams>; stop: string[] } {
+/** The declared fields a face reads, as a generation's limit and sampling, and the stop strings. */
+export interface RequestParts extends Pick<GenerationRequest, 'maxTokens' | 'sampling'> {
+  stop: string[];
+}
+
+export function requestParts(fields: RequestFields): RequestParts {
   const { max_new_tokens: maxTokens, stop = [], ...sampling } = fields;
   return { maxTokens, sampling, stop };
 }

@@ -105,25 +105,20 @@ export async function serveFace(
   }
 }
 
+/** The types `field` checks for, by name. */
+interface FieldTypes {
+  string: string;
+  number: number;
+  boolean: boolean;
+  object: Record<string, unknown>;
+  array: unknown[];
+}
+
 /** The field `name` of a request body, checked to be of `type`; undefined when absent (or null). Throws INVALID_PARAMS naming it. */
-export function field<T extends 'string' | 'number' | 'boolean' | 'object' | 'array'>(
-  body: Record<string, unknown>,
-  name: string,
-  type: T,
-):
-  | (T extends 'string'
-      ? string
-      : T extends 'number'
-        ? number
-        : T extends 'boolean'
-          ? boolean
-          : T extends 'array'
-            ? unknown[]
-            : Record<string, unknown>)
-  | undefined {
+export function field<T extends keyof FieldTypes>(body: Record<string, unknown>, name: string, type: T): FieldTypes[T] | undefined {
   const value = body[name];
   if (value === undefined || value === null) return undefined;
   const actual = Array.isArray(value) ? 'array' : typeof value;
   if (actual !== type) throw badField(name, `must be ${type === 'array' || type === 'object' ? 'an' : 'a'} ${type}; got ${actual}`);
-  return value as never;
+  return value as FieldTypes[T];
 }

@@ -6,6 +6,9 @@ import { bool, checkMaxNewTokens, int, object, REQUEST_FIELDS, SAMPLING, seedOf,
 
 const SAMPLING_FIELDS = Object.keys(SAMPLING);
 
+/** The field each input type needs, by `input_type` (MULTIMODAL's is checked by the engine). */
+const INPUT_FIELDS: Array<string | undefined> = ['prompt_input', 'token_input', 'embed_input'];
+
 const inputProperties: Record<string, JsonSchema> = {
   role: { type: 'string', enum: ['user', 'tool'], description: '"user", or "tool" for a function result' },
   enable_thinking: bool('Thinking mode (Qwen3)'),
@@ -90,14 +93,10 @@ export function toRunParams(params: Fields, maxContext: number): RunParams {
   const sampling = pickAll(params, nestedSampling, SAMPLING_FIELDS, 'infer_params.sampling_params');
 
   const inputType = (i.input_type as number | undefined) ?? RKLLMInputType.RKLLM_INPUT_PROMPT;
-  if (inputType === RKLLMInputType.RKLLM_INPUT_PROMPT && typeof i.prompt_input !== 'string') {
-    throw fault('INVALID_PARAMS', 'detail', { detail: 'missing required field "prompt_input" (input_type 0, PROMPT)' });
-  }
-  if (inputType === RKLLMInputType.RKLLM_INPUT_TOKEN && i.token_input === undefined) {
-    throw fault('INVALID_PARAMS', 'detail', { detail: 'missing required field "token_input" (input_type 1, TOKEN)' });
-  }
-  if (inputType === RKLLMInputType.RKLLM_INPUT_EMBED && i.embed_input === undefined) {
-    throw fault('INVALID_PARAMS', 'detail', { detail: 'missing required field "embed_input" (input_type 2, EMBED)' });
+  const needed = INPUT_FIELDS[inputType];
+  if (needed && i[needed] === undefined) {
+    const type = Object.keys(RKLLMInputType)[inputType]!.replace('RKLLM_INPUT_', '');
+    throw fault('INVALID_PARAMS', 'detail', { detail: `missing required field "${needed}" (input_type ${inputType}, ${type})` });
   }
   const tokens = i.token_input as { input_ids: number[]; n_tokens?: number } | undefined;
   if (tokens?.n_tokens !== undefined && tokens.n_tokens !== tokens.input_ids.length) {

@@ -1,7 +1,6 @@
 /** Ollama's request fields: `options`, `format`, `stream`. */
-import type { SamplingParams } from '../../engine/types.js';
 import { fieldReader } from '../../request-schema.js';
-import { FACE_SAMPLING, FACE_STOP, requestParts } from '../generation-request.js';
+import { FACE_SAMPLING, FACE_STOP, requestParts, type RequestParts } from '../generation-request.js';
 import { badField, field } from '../http-kit.js';
 
 /** Ollama's names of the declared fields, in `options`; num_predict -2 (fill the context) is -1. */
@@ -16,14 +15,8 @@ const readFields = fieldReader({
   'options.stop': FACE_STOP,
 });
 
-export interface OllamaOptions {
-  maxTokens: number | undefined;
-  sampling: Partial<SamplingParams>;
-  stop: string[];
-}
-
 /** `options`: num_predict, the sampling fields and stop; the others (num_ctx, num_thread, ...) are accepted and ignored. */
-export function readOptions(body: Record<string, unknown>): OllamaOptions {
+export function readOptions(body: Record<string, unknown>): RequestParts {
   field(body, 'options', 'object');
   return requestParts(readFields(body));
 }

@@ -1,7 +1,6 @@
 /** The fields chat completions and completions share: sampling, stop, `n`, streaming. */
-import type { SamplingParams } from '../../engine/types.js';
 import { fieldReader } from '../../request-schema.js';
-import { FACE_SAMPLING, FACE_STOP, requestParts } from '../generation-request.js';
+import { FACE_SAMPLING, FACE_STOP, requestParts, type RequestParts } from '../generation-request.js';
 import { badField, field } from '../http-kit.js';
 
 /** OpenAI's max tokens: at least 1 (beyond the context it is capped to it, as llama-server does). */
@@ -15,11 +14,8 @@ const readFields = fieldReader({
   stop: FACE_STOP,
 });
 
-export interface CommonFields {
+export interface CommonFields extends RequestParts {
   model: string | undefined;
-  maxTokens: number | undefined;
-  sampling: Partial<SamplingParams>;
-  stop: string[];
   stream: boolean;
   includeUsage: boolean;
 }
