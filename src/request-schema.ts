@@ -81,7 +81,7 @@ type ValueOf<S> = S extends { type: 'integer' | 'number' }
     : S extends { type: 'boolean' }
       ? boolean
       : S extends { type: 'object'; properties: infer P }
-        ? { [K in keyof P]: ValueOf<P[K]> }
+        ? { -readonly [K in keyof P]: ValueOf<P[K]> }
         : string | string[];
 
 /** The declared fields' types, each given (`stop` in its one shape, an array). */
@@ -89,6 +89,64 @@ export type Declared = { [K in FieldName]: K extends 'stop' ? string[] : ValueOf
 
 /** A request's fields by their declared names, as every API's check gives them. */
 export type RequestFields = Partial<Declared>;
+
+/** Fields declared with a default: each is its schema and its default value. */
+type WithDefaults = Record<string, readonly [JsonSchema, unknown]>;
+
+/** The schemas of `fields`. */
+const schemasOf = <F extends WithDefaults>(fields: F): { [K in keyof F]: F[K][0] } =>
+  Object.fromEntries(Object.entries(fields).map(([name, [schema]]) => [name, schema])) as never;
+
+/** The defaults of `fields`, as a fresh object. */
+const defaultsOf = (fields: WithDefaults): Record<string, unknown> =>
+  structuredClone(Object.fromEntries(Object.entries(fields).map(([name, [, value]]) => [name, value])));
+
+const EXTEND_PARAM = {
+  base_domain_id: [int(0, 2 ** 31 - 1), 0],
+  embed_flash: [int(0, 1, 'Keep embeddings in flash (NPU only)'), 0],
+  enabled_cpus_num: [int(0, 256, 'CPU threads; the llama.cpp engine uses it as its thread count when > 0'), 0],
+  enabled_cpus_mask: [int(0, 2 ** 32 - 1, 'Bitwise OR of CPU0..CPU7 (see rkllm_get_constants)'), 0],
+  n_batch: [int(1, 100, 'Inputs per forward pass (NPU only; the llama.cpp engine batches its parallel slots)'), 1],
+  use_cross_attn: [int(0, 1), 0],
+} as const;
+
+/**
+ * RKLLMParam, what `rkllm_init` takes: each field's schema and its default, the one of
+ * `rkllm_createDefaultParam()` in rkllm.h (for engines without a library to ask, llama.cpp).
+ */
+const RKLLM_PARAM = {
+  model_path: [
+    { ...str('A model file name inside the models folder (setting folders.models; GGUF for the llama.cpp engine)'), minLength: 1 },
+    '',
+  ],
+  max_context_len: [int(16, 1 << 20), 512],
+  max_new_tokens: [REQUEST_FIELDS.max_new_tokens, -1],
+  top_k: [SAMPLING.top_k, 40],
+  n_keep: [int(-1, 1 << 20, 'Tokens kept at the start when old history is dropped'), 0],
+  top_p: [SAMPLING.top_p, 0.9],
+  temperature: [SAMPLING.temperature, 0.8],
+  repeat_penalty: [SAMPLING.repeat_penalty, 1.1],
+  frequency_penalty: [SAMPLING.frequency_penalty, 0],
+  presence_penalty: [SAMPLING.presence_penalty, 0],
+  mirostat: [SAMPLING.mirostat, 0],
+  mirostat_tau: [SAMPLING.mirostat_tau, 5.0],
+  mirostat_eta: [SAMPLING.mirostat_eta, 0.1],
+  skip_special_token: [bool(), true],
+  is_async: [bool(), false],
+  img_start: [str(), ''],
+  img_end: [str(), ''],
+  img_content: [str(), ''],
+  extend_param: [object(schemasOf(EXTEND_PARAM)), defaultsOf(EXTEND_PARAM)],
+} as const;
+
+/** `rkllm_init`'s params: RKLLMParam's fields, flat; only `model_path` is required. */
+export const initSchema = object(schemasOf(RKLLM_PARAM), ['model_path']);
+
+/** RKLLMParam's declared fields. */
+export type DeclaredParam = ValueOf<typeof initSchema>;
+
+/** A fresh RKLLMParam with the defaults of rkllm.h's `rkllm_createDefaultParam()`. */
+export const defaultParam = (): DeclaredParam => defaultsOf(RKLLM_PARAM) as DeclaredParam;
 
 /** Refuses a run's `max_new_tokens` of 0 or beyond the context (rather than clamping it): INVALID_PARAMS. */
 export function checkMaxNewTokens(maxNew: number | undefined, maxContext: number): void {

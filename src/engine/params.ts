@@ -3,7 +3,7 @@
  * `rkllm_init`, of a run, and of the calls that configure a loaded model. Field names follow the
  * header exactly, so JSON-RPC parameters map onto them one to one.
  */
-import type { Declared } from '../request-schema.js';
+import type { Declared, DeclaredParam } from '../request-schema.js';
 
 /** The CPU masks of rkllm.h, for `extend_param.enabled_cpus_mask`. */
 export const CPU_MASKS = {
@@ -32,39 +32,13 @@ export const RKLLMInferMode = {
 } as const;
 export type RKLLMInferMode = (typeof RKLLMInferMode)[keyof typeof RKLLMInferMode];
 
-export interface RKLLMExtendParam {
-  base_domain_id: number;
-  embed_flash: number;
-  enabled_cpus_num: number;
-  enabled_cpus_mask: number;
-  n_batch: number;
-  use_cross_attn: number;
-}
-
-/** `RKLLMParam`: what `rkllm_init` takes. */
-export interface RKLLMParam {
-  model_path: string;
-  max_context_len: number;
-  max_new_tokens: number;
-  top_k: number;
-  n_keep: number;
-  top_p: number;
-  temperature: number;
-  repeat_penalty: number;
-  frequency_penalty: number;
-  presence_penalty: number;
-  mirostat: number;
-  mirostat_tau: number;
-  mirostat_eta: number;
-  skip_special_token: boolean;
-  /** RKLLM 1.3 and later: keep generating past the end-of-sequence token. Absent means false. */
-  ignore_eos_token?: boolean;
-  is_async: boolean;
-  img_start: string;
-  img_end: string;
-  img_content: string;
-  extend_param: RKLLMExtendParam;
-}
+/**
+ * `RKLLMParam`: what `rkllm_init` takes, as declared (with its defaults) in src/request-schema.ts.
+ * `ignore_eos_token` (RKLLM 1.3 and later: keep generating past the end-of-sequence token) is not
+ * settable; absent means false.
+ */
+export type RKLLMParam = DeclaredParam & { ignore_eos_token?: boolean };
+export type RKLLMExtendParam = RKLLMParam['extend_param'];
 
 /**
  * The sampling fields a single run may override (RKLLM 1.3's `sampling_params`), as declared in
