@@ -3,6 +3,7 @@
  * `rkllm_init`, of a run, and of the calls that configure a loaded model. Field names follow the
  * header exactly, so JSON-RPC parameters map onto them one to one.
  */
+import type { Declared, DeclaredParam } from '../request-schema.js';
 
 /** The CPU masks of rkllm.h, for `extend_param.enabled_cpus_mask`. */
 export const CPU_MASKS = {
@@ -31,54 +32,23 @@ export const RKLLMInferMode = {
 } as const;
 export type RKLLMInferMode = (typeof RKLLMInferMode)[keyof typeof RKLLMInferMode];
 
-export interface RKLLMExtendParam {
-  base_domain_id: number;
-  embed_flash: number;
-  enabled_cpus_num: number;
-  enabled_cpus_mask: number;
-  n_batch: number;
-  use_cross_attn: number;
-}
+/**
+ * `RKLLMParam`: what `rkllm_init` takes, as declared (with its defaults) in src/request-schema.ts.
+ * `ignore_eos_token` (RKLLM 1.3 and later: keep generating past the end-of-sequence token) is not
+ * settable; absent means false.
+ */
+export type RKLLMParam = DeclaredParam & { ignore_eos_token?: boolean };
+export type RKLLMExtendParam = RKLLMParam['extend_param'];
 
-/** `RKLLMParam`: what `rkllm_init` takes. */
-export interface RKLLMParam {
-  model_path: string;
-  max_context_len: number;
-  max_new_tokens: number;
-  top_k: number;
-  n_keep: number;
-  top_p: number;
-  temperature: number;
-  repeat_penalty: number;
-  frequency_penalty: number;
-  presence_penalty: number;
-  mirostat: number;
-  mirostat_tau: number;
-  mirostat_eta: number;
-  skip_special_token: boolean;
-  /** RKLLM 1.3 and later: keep generating past the end-of-sequence token. Absent means false. */
-  ignore_eos_token?: boolean;
-  is_async: boolean;
-  img_start: string;
-  img_end: string;
-  img_content: string;
-  extend_param: RKLLMExtendParam;
-}
-
-/** The sampling fields a single run may override (RKLLM 1.3's `sampling_params`). */
-export interface SamplingParams {
-  top_k: number;
-  top_p: number;
-  temperature: number;
-  repeat_penalty: number;
-  frequency_penalty: number;
-  presence_penalty: number;
-  mirostat?: number;
-  mirostat_tau?: number;
-  mirostat_eta?: number;
-  /** Not in rkllm.h: a seed for reproducible sampling when temperature > 0. */
-  seed?: number;
-}
+/**
+ * The sampling fields a single run may override (RKLLM 1.3's `sampling_params`), as declared in
+ * src/request-schema.ts; RKLLMParam holds the first six.
+ */
+export type SamplingParams = Pick<
+  Declared,
+  'top_k' | 'top_p' | 'temperature' | 'repeat_penalty' | 'frequency_penalty' | 'presence_penalty'
+> &
+  Partial<Pick<Declared, 'mirostat' | 'mirostat_tau' | 'mirostat_eta' | 'seed'>>;
 
 /** `RKLLMInput`, with the union flattened into optional members selected by `input_type`. */
 export interface RKLLMInput {
@@ -139,19 +109,13 @@ export interface RKLLMCrossAttnParam {
 }
 
 /** The arguments of `rkllm_set_chat_template`: how a prompt is wrapped before tokenization. */
-export interface ChatTemplate {
-  system_prompt: string;
-  prompt_prefix: string;
-  prompt_postfix: string;
-}
+export type ChatTemplate = Declared['chat_template'];
 
-/** The arguments of `rkllm_set_function_tools`. `tools` is a JSON array of tool definitions. */
-export interface FunctionTools {
-  system_prompt: string;
-  tools: string;
-  /** The tag that wraps a function result fed back with role "tool", e.g. "tool_response". */
-  tool_response_str: string;
-}
+/**
+ * The arguments of `rkllm_set_function_tools`: `tools` is a JSON array of tool definitions,
+ * `tool_response_str` the tag that wraps a function result fed back with role "tool".
+ */
+export type FunctionTools = Declared['function_tools'];
 
 /**
  * The arguments of `rkllm_clear_kv_cache`. Without positions the whole cache is cleared (keeping

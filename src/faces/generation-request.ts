@@ -4,6 +4,7 @@ import { parseKeepAlive } from '../models/keep-alive.js';
 import type { ModelLease } from '../models/loaded.js';
 import { RKLLMInferMode, RKLLMInputType, type ChatMessage, type Engine, type SamplingParams } from '../engine/types.js';
 import type { RunParams } from '../streams/hub.js';
+import { seedOf, type FieldName, type RequestFields } from '../request-schema.js';
 import { badField, type HubDeps } from './http-kit.js';
 import type { ToolDefinition } from './tool-calls.js';
 
@@ -42,37 +43,39 @@ export interface GenerationRequest {
   tools?: readonly ToolDefinition[];
 }
 
-/** Range checks of the sampling fields, by their name in the engine (the faces name them in their own words). */
-const RANGES: Record<keyof SamplingParams, [number, number, boolean]> = {
-  temperature: [0, 100, false],
-  top_p: [0, 1, false],
-  top_k: [0, 1_000_000, true],
-  repeat_penalty: [0, 10, false],
-  frequency_penalty: [-2, 2, false],
-  presence_penalty: [-2, 2, false],
-  seed: [-(2 ** 53), 2 ** 53, true],
-  mirostat: [0, 2, true],
-  mirostat_tau: [0, 100, false],
-  mirostat_eta: [0, 10, false],
-};
+/** The sampling fields OpenAI and Ollama take, by their declared names (the faces' name maps add a prefix or none). */
+export const FACE_SAMPLING: readonly FieldName[] = [
+  'temperature',
+  'top_p',
+  'top_k',
+  'repeat_penalty',
+  'frequency_penalty',
+  'presence_penalty',
+  'seed',
+];
 
-/** Checks one sampling value; `name` is the field as the client spelled it. */
-export function checkSampling(key: keyof SamplingParams, value: number, name: string): void {
-  const [min, max, integer] = RANGES[key];
-  if (!Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
-    throw badField(name, `must be ${integer ? 'an integer' : 'a number'} between ${min} and ${max}; got ${value}`);
-  }
+/** `stop` in OpenAI and Ollama: a string or an array of strings. */
+export const FACE_STOP = { to: 'stop', problem: 'must be a string or an array of up to 16 strings' } as const;
+
+/** The declared fields a face reads, as a generation's limit and sampling, and the stop strings. */
+export interface RequestParts extends Pick<GenerationRequest, 'maxTokens' | 'sampling'> {
+  stop: string[];
+}
+
+export function requestParts(fields: RequestFields): RequestParts {
+  const { max_new_tokens: maxTokens, stop = [], ...sampling } = fields;
+  return { maxTokens, sampling, stop };
 }
 
 /**
  * The hub's run parameters for `request`. `max_tokens` beyond the context is capped to it (as
  * llama-server does); a seed is dropped on an engine that samples without one (RKLLM); a seed
- * becomes an unsigned 32-bit number.
+ * becomes the sampler's (`seedOf`).
  */
 export function toRunParams(engine: Engine, request: GenerationRequest, model?: string): RunParams {
   const sampling = { ...request.sampling };
   if (sampling.seed !== undefined) {
-    if (engine.supports('seed')) sampling.seed = sampling.seed >>> 0;
+    if (engine.supports('seed')) sampling.seed = seedOf(sampling.seed);
     else delete sampling.seed;
   }
   const context = engine.param.max_context_len;

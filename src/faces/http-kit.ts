@@ -5,7 +5,10 @@ import type { Engine } from '../engine/types.js';
 import type { LoadedModels } from '../models/loaded.js';
 import type { StreamHub } from '../streams/hub.js';
 import { ERRORS, fault, ServerError, type ErrorSpec } from '../errors.js';
+import { badField } from '../request-schema.js';
 import { BodyTooLarge, type HttpExchange } from '../transports/http-route.js';
+
+export { badField };
 
 /** What every face needs from the server. */
 export interface FaceDeps {
@@ -102,30 +105,20 @@ export async function serveFace(
   }
 }
 
+/** The types `field` checks for, by name. */
+interface FieldTypes {
+  string: string;
+  number: number;
+  boolean: boolean;
+  object: Record<string, unknown>;
+  array: unknown[];
+}
+
 /** The field `name` of a request body, checked to be of `type`; undefined when absent (or null). Throws INVALID_PARAMS naming it. */
-export function field<T extends 'string' | 'number' | 'boolean' | 'object' | 'array'>(
-  body: Record<string, unknown>,
-  name: string,
-  type: T,
-):
-  | (T extends 'string'
-      ? string
-      : T extends 'number'
-        ? number
-        : T extends 'boolean'
-          ? boolean
-          : T extends 'array'
-            ? unknown[]
-            : Record<string, unknown>)
-  | undefined {
+export function field<T extends keyof FieldTypes>(body: Record<string, unknown>, name: string, type: T): FieldTypes[T] | undefined {
   const value = body[name];
   if (value === undefined || value === null) return undefined;
   const actual = Array.isArray(value) ? 'array' : typeof value;
   if (actual !== type) throw badField(name, `must be ${type === 'array' || type === 'object' ? 'an' : 'a'} ${type}; got ${actual}`);
-  return value as never;
-}
-
-/** INVALID_PARAMS about field `name` (its `path`, which the OpenAI face reports as `param`). */
-export function badField(name: string, problem: string): ServerError {
-  return fault('INVALID_PARAMS', 'detail', { detail: `"${name}" ${problem}` }, { path: name });
+  return value as FieldTypes[T];
 }

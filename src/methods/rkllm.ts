@@ -20,8 +20,7 @@ import { fault } from '../errors.js';
 import type { ClientFolders } from '../paths.js';
 import type { StreamHub } from '../streams/hub.js';
 import { adminOnly, method } from './core.js';
-import { maxNewTokensProperty, samplingProperties } from './run-params.js';
-import { bool, int, num, object, str, type JsonSchema } from './schema.js';
+import { initSchema, int, num, object, REQUEST_FIELDS, str, type JsonSchema } from '../request-schema.js';
 
 export interface RkllmDeps {
   engine: Engine;
@@ -33,35 +32,6 @@ export interface RkllmDeps {
 }
 
 const NO_PARAMS = object({});
-
-const extendParamSchema = object({
-  base_domain_id: int(0, 2 ** 31 - 1),
-  embed_flash: int(0, 1, 'Keep embeddings in flash (NPU only)'),
-  enabled_cpus_num: int(0, 256, 'CPU threads; the llama.cpp engine uses it as its thread count when > 0'),
-  enabled_cpus_mask: int(0, 2 ** 32 - 1, 'Bitwise OR of CPU0..CPU7 (see rkllm_get_constants)'),
-  n_batch: int(1, 100, 'Inputs per forward pass (NPU only; the llama.cpp engine batches its parallel slots)'),
-  use_cross_attn: int(0, 1),
-});
-
-const initSchema = object(
-  {
-    model_path: {
-      ...str('A model file name inside the models folder (setting folders.models; GGUF for the llama.cpp engine)'),
-      minLength: 1,
-    },
-    max_context_len: int(16, 1 << 20),
-    max_new_tokens: maxNewTokensProperty,
-    ...Object.fromEntries(Object.entries(samplingProperties).filter(([name]) => name !== 'seed')),
-    n_keep: int(-1, 1 << 20, 'Tokens kept at the start when old history is dropped'),
-    skip_special_token: bool(),
-    is_async: bool(),
-    img_start: str(),
-    img_end: str(),
-    img_content: str(),
-    extend_param: extendParamSchema,
-  },
-  ['model_path'],
-);
 
 const positions = (description: string): JsonSchema => ({
   anyOf: [int(0, 1 << 20), { type: 'array', items: int(0, 1 << 20), minItems: 1, maxItems: 256 }],
@@ -208,7 +178,7 @@ export function rkllmMethods({ engine, hub, folders, loraLoaded }: RkllmDeps): A
       'rkllm_set_chat_template',
       method<ChatTemplate>(
         'Sets how prompts are wrapped (rkllm_set_chat_template): the system prompt starts each conversation, prefix and postfix surround each prompt.',
-        object({ system_prompt: str(), prompt_prefix: str(), prompt_postfix: str() }, ['system_prompt', 'prompt_prefix', 'prompt_postfix']),
+        REQUEST_FIELDS.chat_template,
         async (params) => {
           await engine.setChatTemplate(params);
           return { set: true };
@@ -221,14 +191,7 @@ export function rkllmMethods({ engine, hub, folders, loraLoaded }: RkllmDeps): A
       method<FunctionTools>(
         'Offers function tools (rkllm_set_function_tools): tools is a JSON array of tool definitions, placed in the system prompt; ' +
           'a run with role "tool" feeds a result back wrapped in tool_response_str tags. An empty tools string withdraws them.',
-        object(
-          {
-            system_prompt: str(),
-            tools: str('A JSON array of tool definitions'),
-            tool_response_str: str('Tag for tool results, e.g. "tool_response"'),
-          },
-          ['system_prompt', 'tools', 'tool_response_str'],
-        ),
+        REQUEST_FIELDS.function_tools,
         async (params) => {
           await engine.setFunctionTools(params);
           return { set: true };

@@ -2,29 +2,12 @@ import { fault } from '../errors.js';
 import type { ConfinedFolder } from '../paths.js';
 import { RKLLMInputType, type RKLLMInferParam, type RKLLMInput } from '../engine/types.js';
 import type { RunParams } from '../streams/hub.js';
-import { bool, int, num, object, str, type JsonSchema } from './schema.js';
+import { bool, checkMaxNewTokens, int, object, REQUEST_FIELDS, SAMPLING, seedOf, str, type JsonSchema } from '../request-schema.js';
 
-/** The sampling fields of RKLLMParam that a run may override (also part of `rkllm_init`'s schema). */
-/**
- * `max_new_tokens`, for `rkllm_init` and for each run: -1 (or 0 at init) fills the context. The
- * engines read it with one rule (src/engine/token-budget.ts); a run's value is also held to the
- * model's context length (`toRunParams`).
- */
-export const maxNewTokensProperty: JsonSchema = int(-1, 1 << 20, 'Tokens to generate at most; -1 fills the context');
+const SAMPLING_FIELDS = Object.keys(SAMPLING);
 
-export const samplingProperties: Record<string, JsonSchema> = {
-  temperature: num(0, 100, 'Sampling temperature; 0 is greedy'),
-  top_k: int(0, 1_000_000, 'Keep the k most likely tokens; 1 is greedy, 0 disables'),
-  top_p: num(0, 1, 'Nucleus sampling threshold'),
-  repeat_penalty: num(0, 10, 'Penalty for repeating recent tokens; 1 disables'),
-  frequency_penalty: num(-2, 2),
-  presence_penalty: num(-2, 2),
-  mirostat: int(0, 2),
-  mirostat_tau: num(0, 100),
-  mirostat_eta: num(0, 10),
-  seed: int(0, 2 ** 32 - 1, 'Not in rkllm.h: seed for reproducible sampling'),
-};
-const SAMPLING_FIELDS = Object.keys(samplingProperties);
+/** The field each input type needs, by `input_type` (MULTIMODAL's is checked by the engine). */
+const INPUT_FIELDS: Array<string | undefined> = ['prompt_input', 'token_input', 'embed_input'];
 
 const inputProperties: Record<string, JsonSchema> = {
   role: { type: 'string', enum: ['user', 'tool'], description: '"user", or "tool" for a function result' },
@@ -60,17 +43,9 @@ const inferProperties: Record<string, JsonSchema> = {
     ],
   },
   keep_history: int(0, 1, '1 continues the conversation on the next run, 0 starts fresh (each API key has its own)'),
-  chat_template: object({ system_prompt: str(), prompt_prefix: str(), prompt_postfix: str() }, [
-    'system_prompt',
-    'prompt_prefix',
-    'prompt_postfix',
-  ]),
-  function_tools: object({ system_prompt: str(), tools: str('A JSON array of tool definitions'), tool_response_str: str() }, [
-    'system_prompt',
-    'tools',
-    'tool_response_str',
-  ]),
-  max_new_tokens: maxNewTokensProperty,
+  chat_template: REQUEST_FIELDS.chat_template,
+  function_tools: REQUEST_FIELDS.function_tools,
+  max_new_tokens: REQUEST_FIELDS.max_new_tokens,
 };
 
 /**
@@ -80,9 +55,9 @@ const inferProperties: Record<string, JsonSchema> = {
 export const runParamsSchema: JsonSchema = object({
   ...inputProperties,
   ...inferProperties,
-  ...samplingProperties,
+  ...SAMPLING,
   input: object(inputProperties),
-  infer_params: object({ ...inferProperties, sampling_params: object(samplingProperties) }),
+  infer_params: object({ ...inferProperties, sampling_params: object(SAMPLING) }),
   stream: bool('Accepted for compatibility; rkllm_run_async always streams'),
   model: str('The model that runs it, by name (models_list); absent: the default model. Loaded when needed'),
 });
@@ -105,15 +80,6 @@ function pickAll(flat: Fields, nested: Fields | undefined, names: string[], wher
   return out;
 }
 
-/** Refuses a run's `max_new_tokens` of 0 or beyond the context (rather than clamping it): INVALID_PARAMS. */
-export function checkMaxNewTokens(maxNew: number | undefined, maxContext: number): void {
-  if (maxNew !== undefined && (maxNew === 0 || maxNew > maxContext)) {
-    throw fault('INVALID_PARAMS', 'detail', {
-      detail: `"max_new_tokens" must be -1 or between 1 and ${maxContext} (max_context_len); got ${maxNew}`,
-    });
-  }
-}
-
 /**
  * Normalises validated run parameters into the engine's RKLLMInput and RKLLMInferParam.
  * `maxContext` bounds `max_new_tokens`, so an absurd value is refused rather than clamped.
@@ -127,14 +93,10 @@ export function toRunParams(params: Fields, maxContext: number): RunParams {
   const sampling = pickAll(params, nestedSampling, SAMPLING_FIELDS, 'infer_params.sampling_params');
 
   const inputType = (i.input_type as number | undefined) ?? RKLLMInputType.RKLLM_INPUT_PROMPT;
-  if (inputType === RKLLMInputType.RKLLM_INPUT_PROMPT && typeof i.prompt_input !== 'string') {
-    throw fault('INVALID_PARAMS', 'detail', { detail: 'missing required field "prompt_input" (input_type 0, PROMPT)' });
-  }
-  if (inputType === RKLLMInputType.RKLLM_INPUT_TOKEN && i.token_input === undefined) {
-    throw fault('INVALID_PARAMS', 'detail', { detail: 'missing required field "token_input" (input_type 1, TOKEN)' });
-  }
-  if (inputType === RKLLMInputType.RKLLM_INPUT_EMBED && i.embed_input === undefined) {
-    throw fault('INVALID_PARAMS', 'detail', { detail: 'missing required field "embed_input" (input_type 2, EMBED)' });
+  const needed = INPUT_FIELDS[inputType];
+  if (needed && i[needed] === undefined) {
+    const type = Object.keys(RKLLMInputType)[inputType]!.replace('RKLLM_INPUT_', '');
+    throw fault('INVALID_PARAMS', 'detail', { detail: `missing required field "${needed}" (input_type ${inputType}, ${type})` });
   }
   const tokens = i.token_input as { input_ids: number[]; n_tokens?: number } | undefined;
   if (tokens?.n_tokens !== undefined && tokens.n_tokens !== tokens.input_ids.length) {
@@ -153,7 +115,7 @@ export function toRunParams(params: Fields, maxContext: number): RunParams {
     ...f,
     mode: ((f.mode as number | undefined) ?? 0) as RKLLMInferParam['mode'],
     keep_history: (f.keep_history as number | undefined) ?? 0,
-    sampling_params: sampling,
+    sampling_params: typeof sampling.seed === 'number' ? { ...sampling, seed: seedOf(sampling.seed) } : sampling,
   };
   return { input, infer, ...(typeof params.model === 'string' ? { model: params.model } : {}) };
 }

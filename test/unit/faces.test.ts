@@ -4,6 +4,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { loadingRoute } from '../../src/faces/loading.js';
+import { readOptions } from '../../src/faces/ollama/request.js';
+import { readCommon } from '../../src/faces/openai/request.js';
+import { runParamsSchema, toRunParams } from '../../src/methods/run-params.js';
+import { compileParams, zodShape } from '../../src/request-schema.js';
+import type { ServerError } from '../../src/errors.js';
 import { StopFilter } from '../../src/faces/stop-filter.js';
 import { ToolCallCatcher, forcedCallSchema, parseCall } from '../../src/faces/tool-calls.js';
 
@@ -104,5 +109,56 @@ describe('Faces: while the model loads', () => {
     expect(ollama.headers.get('retry-after')).to.equal('1');
     expect(Object.keys((await ollama.json()) as object)).to.deep.equal(['error']);
     expect((await fetch(`${base}/health`)).status).to.equal(418);
+  });
+});
+
+describe('Faces: one request schema, every API', () => {
+  /** The error `read` throws, or undefined. */
+  const refusal = (read: () => unknown): ServerError | undefined => {
+    try {
+      read();
+      return undefined;
+    } catch (err) {
+      return err as ServerError;
+    }
+  };
+  const checkRpc = compileParams<Record<string, unknown>>(runParamsSchema);
+
+  it('a seed means the same everywhere: any safe integer, which the sampler takes modulo 2^32', () => {
+    for (const seed of [-1, 0, 2 ** 40]) {
+      expect(readCommon({ seed }).sampling.seed).to.equal(seed);
+      expect(readOptions({ options: { seed } }).sampling.seed).to.equal(seed);
+      const params = toRunParams(checkRpc({ prompt_input: 'hi', seed }), 512);
+      expect(params.infer.sampling_params?.seed).to.equal(seed >>> 0);
+    }
+    for (const seed of [1.5, 2 ** 60]) {
+      expect(refusal(() => readCommon({ seed }))?.message).to.match(/"seed" must/);
+      expect(refusal(() => readOptions({ options: { seed } }))?.message).to.match(/"options\.seed" must/);
+      expect(refusal(() => checkRpc({ prompt_input: 'hi', seed }))?.message).to.match(/"seed" must/);
+    }
+  });
+
+  it('a range has one value: JSON-RPC, OpenAI, Ollama and MCP refuse the same temperature', () => {
+    expect(refusal(() => checkRpc({ prompt_input: 'hi', temperature: 101 }))?.message).to.match(/"temperature" must be <= 100/);
+    expect(refusal(() => readCommon({ temperature: 101 }))?.data).to.deep.equal({ path: 'temperature' });
+    expect(refusal(() => readOptions({ options: { temperature: 101 } }))?.data).to.deep.equal({ path: 'options.temperature' });
+    const mcp = zodShape(['temperature', 'stop']);
+    expect(mcp.temperature.safeParse(101).success).to.equal(false);
+    expect(mcp.temperature.safeParse(100).success).to.equal(true);
+    expect(mcp.stop.parse('END')).to.deep.equal(['END']);
+  });
+
+  it("each API's name map: its names, its own max tokens, null as absent, stop as an array", () => {
+    expect(readCommon({ max_completion_tokens: 7, max_tokens: 5, temperature: null, stop: 'x' })).to.include({ maxTokens: 7 });
+    expect(readCommon({ stop: 'x' }).stop).to.deep.equal(['x']);
+    expect(readCommon({ temperature: null }).sampling).to.deep.equal({});
+    expect(refusal(() => readCommon({ max_tokens: 0 }))?.message).to.match(/"max_tokens" must be a positive integer; got 0/);
+    expect(readOptions({ options: { num_predict: -2, top_k: 3, stop: ['a'] } })).to.deep.equal({
+      maxTokens: -1,
+      sampling: { top_k: 3 },
+      stop: ['a'],
+    });
+    expect(refusal(() => readOptions({ options: { num_predict: 0 } }))?.data).to.deep.equal({ path: 'options.num_predict' });
+    expect(refusal(() => readOptions({ options: { stop: 5 } }))?.message).to.match(/"options\.stop" must be a string or an array/);
   });
 });

@@ -7,7 +7,7 @@ import type { Client } from '../../clients.js';
 import { ENGINE_FEATURE_NAMES } from '../../engine/capabilities.js';
 import type { ChatMessage, Engine } from '../../engine/types.js';
 import { ERRORS, ServerError } from '../../errors.js';
-import { checkMaxNewTokens } from '../../methods/run-params.js';
+import { checkMaxNewTokens, zodShape } from '../../request-schema.js';
 import type { RunParams } from '../../streams/hub.js';
 import { embeddingParams, toRunParams } from '../generation-request.js';
 import { admitCaller, type McpBackend, type McpDeps } from './backend.js';
@@ -25,13 +25,11 @@ interface ToolExtra {
   }) => Promise<void>;
 }
 
+/** The tools' fields that are declared request fields (src/request-schema.ts), under the same names. */
+const SAMPLING_FIELDS = ['temperature', 'top_k', 'top_p', 'repeat_penalty'] as const;
+
 const sampling = {
-  max_new_tokens: z.number().int().min(1).optional().describe('Tokens to generate at most (default: the model setting)'),
-  temperature: z.number().min(0).max(100).optional().describe('Sampling temperature; 0 is greedy'),
-  top_k: z.number().int().min(0).max(1_000_000).optional().describe('Keep the k most likely tokens; 1 is greedy, 0 disables'),
-  top_p: z.number().min(0).max(1).optional().describe('Nucleus sampling threshold'),
-  repeat_penalty: z.number().min(0).max(10).optional().describe('Penalty for repeating recent tokens; 1 disables'),
-  stop: z.array(z.string().min(1).max(200)).max(16).optional().describe('Stop sequences: the text ends before the first one'),
+  ...zodShape(['max_new_tokens', ...SAMPLING_FIELDS, 'stop']),
   model: z.string().min(1).max(256).optional().describe('The model, by name (models_list); absent: the default model'),
 };
 
@@ -52,9 +50,6 @@ const generated = {
 const message = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() });
 
 type Sampling = { [K in keyof typeof sampling]?: z.infer<(typeof sampling)[K]> };
-
-/** The tools' fields that are the engine's sampling parameters, under the same names. */
-const SAMPLING_FIELDS = ['temperature', 'top_k', 'top_p', 'repeat_penalty'] as const;
 
 /** A ServerError as a tool error result, which the session survives; a busy queue says when to retry. */
 function toolError(err: ServerError): CallToolResult {

@@ -1,40 +1,24 @@
 /** Ollama's request fields: `options`, `format`, `stream`. */
-import type { SamplingParams } from '../../engine/types.js';
-import { checkSampling } from '../generation-request.js';
+import { fieldReader } from '../../request-schema.js';
+import { FACE_SAMPLING, FACE_STOP, requestParts, type RequestParts } from '../generation-request.js';
 import { badField, field } from '../http-kit.js';
-import { readStop } from '../openai/request.js';
 
-const SAMPLING: Array<keyof SamplingParams> = [
-  'temperature',
-  'top_k',
-  'top_p',
-  'repeat_penalty',
-  'frequency_penalty',
-  'presence_penalty',
-  'seed',
-];
-
-export interface OllamaOptions {
-  maxTokens: number | undefined;
-  sampling: Partial<SamplingParams>;
-  stop: string[];
-}
+/** Ollama's names of the declared fields, in `options`; num_predict -2 (fill the context) is -1. */
+const readFields = fieldReader({
+  ...Object.fromEntries(FACE_SAMPLING.map((n) => [`options.${n}`, n])),
+  'options.num_predict': {
+    to: 'max_new_tokens',
+    schema: { type: 'integer', minimum: -2, not: { const: 0 } },
+    problem: 'must be a positive integer, -1 (no limit) or -2 (fill the context)',
+    map: (predict) => Math.max(predict, -1),
+  },
+  'options.stop': FACE_STOP,
+});
 
 /** `options`: num_predict, the sampling fields and stop; the others (num_ctx, num_thread, ...) are accepted and ignored. */
-export function readOptions(body: Record<string, unknown>): OllamaOptions {
-  const options = field(body, 'options', 'object') ?? {};
-  const sampling: Partial<SamplingParams> = {};
-  for (const key of SAMPLING) {
-    const value = field(options, key, 'number');
-    if (value === undefined) continue;
-    checkSampling(key, value, `options.${key}`);
-    sampling[key] = value;
-  }
-  const predict = field(options, 'num_predict', 'number');
-  if (predict !== undefined && (!Number.isInteger(predict) || predict === 0 || predict < -2)) {
-    throw badField('options.num_predict', `must be a positive integer, -1 (no limit) or -2 (fill the context); got ${predict}`);
-  }
-  return { maxTokens: predict === undefined ? undefined : Math.max(predict, -1), sampling, stop: readStop(options.stop, 'options.stop') };
+export function readOptions(body: Record<string, unknown>): RequestParts {
+  field(body, 'options', 'object');
+  return requestParts(readFields(body));
 }
 
 /** `format`: "json" (any JSON object) or a JSON Schema; undefined without. */
