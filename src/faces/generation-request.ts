@@ -5,7 +5,7 @@ import type { ModelLease } from '../models/loaded.js';
 import { RKLLMInferMode, RKLLMInputType, type ChatMessage, type Engine, type SamplingParams } from '../engine/types.js';
 import type { RunParams } from '../streams/hub.js';
 import { badField, type HubDeps } from './http-kit.js';
-import type { ToolDefinition } from './tool-calls.js';
+import type { ToolDefinition } from './text-filters.js';
 
 /**
  * A hold on the model a request names (absent: the default), loaded when needed; `keepAlive` is

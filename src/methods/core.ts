@@ -7,7 +7,7 @@ import { PUSHED, type Method, type MethodContext } from '../jsonrpc/dispatcher.j
 import { fault } from '../errors.js';
 import type { JsonRpcId } from '../jsonrpc/message.js';
 import { requestKey, type BufferStore } from '../streams/buffer-store.js';
-import type { RunParams, StreamHub } from '../streams/hub.js';
+import { collect, type RunParams, type StreamHub } from '../streams/hub.js';
 import type { Chunk, Stream } from '../streams/stream.js';
 import { runDelivery } from './run-delivery.js';
 import { bool, compileParams, int, object, requestIdSchema, str, type JsonSchema } from './schema.js';
@@ -158,7 +158,19 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
       method<Record<string, unknown>>(
         'Runs a prompt to the end and returns the whole text (rkllm_run). Blocks until generation ends.',
         runParamsSchema,
-        async (params, ctx) => hub.run(await runParams(params), ctx.id, ctx.signal, ctx.client),
+        async (params, ctx) => {
+          const run = await hub.generate(await runParams(params), { requestId: ctx.id, signal: ctx.signal, owner: ctx.client });
+          const { text, last } = await collect(run);
+          const { finish_reason, perf, error, last_hidden_layer, logits } = last;
+          return {
+            text,
+            finish_reason,
+            perf,
+            ...(error && { error: error.message }),
+            ...(last_hidden_layer && { last_hidden_layer }),
+            ...(logits && { logits }),
+          };
+        },
       ),
     ]),
     streaming([

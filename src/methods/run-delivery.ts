@@ -2,7 +2,7 @@ import type { Connection } from '../jsonrpc/connection.js';
 import type { MethodContext } from '../jsonrpc/dispatcher.js';
 import { errorResponse, resultResponse, type JsonRpcId } from '../jsonrpc/message.js';
 import type { Delivery } from '../streams/delivery.js';
-import type { ChunkOutlet } from '../streams/outlet.js';
+import type { ChunkOutlet } from '../streams/live-sink.js';
 
 /**
  * The replies to `requestId` on a live connection, as the outlet a stream is pushed to: each chunk

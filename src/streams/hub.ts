@@ -12,8 +12,7 @@ import {
 import { errorObject, fault, ServerError } from '../errors.js';
 import { requestKey, type BufferStore } from './buffer-store.js';
 import { StreamDelivery, type Delivery } from './delivery.js';
-import type { ChunkOutlet } from './outlet.js';
-import { ANYONE, type StreamOwner } from './owner.js';
+import type { ChunkOutlet } from './live-sink.js';
 import type { Peers } from './peers.js';
 import { fixedTarget, type RunResolver, type RunTarget } from './run-target.js';
 import type { Scheduler } from './scheduler.js';
@@ -44,11 +43,62 @@ export interface StreamHubOptions {
   observer?: StreamObserver;
 }
 
-export interface RunResult extends RunOutputs {
-  text: string;
-  finish_reason: FinishReason;
-  perf: RKLLMPerfStat;
-  error?: string;
+/**
+ * Who starts a stream. The stream's id is made by its owner, so that, with API keys, the id itself
+ * tells which key started it; and the stream counts against the owner's stream limit while it is
+ * queued or running.
+ */
+export interface StreamOwner {
+  /** Whose `keep_history` conversation its runs continue (`RunRequest.owner`); absent: the shared one. */
+  readonly id?: string;
+  /** Whether its runs may load a model that is not loaded (an admin key, or anyone without keys); absent: yes. */
+  readonly admin?: boolean;
+  /** Whose line the stream waits in, in the fair queue: one per API key, or per address without keys. */
+  readonly queueKey: string;
+  /** The id of a new stream, from a fresh random one. */
+  streamId(fresh: string): string;
+  /** Counts a new stream, or throws the refusal when the owner's limit is reached. Returns the release, called once when the stream ends. */
+  admitStream(): () => void;
+}
+
+/** The owner of streams started by the server itself or when nobody needs telling apart: ids as they are, no limit. */
+export const ANYONE: StreamOwner = {
+  queueKey: '',
+  streamId: (fresh) => fresh,
+  admitStream: () => () => {},
+};
+
+/**
+ * One generation read in process, as node-llama-cpp reads tokens: its chunks in order, the final
+ * one last. Leaving the loop before the final chunk aborts the run.
+ */
+export interface Generation extends AsyncIterable<Chunk> {
+  /** The stream's id, for logs. */
+  readonly id: string;
+  /** Once ended: why it ended in error, the ServerError itself (the final chunk carries its wire form). */
+  readonly error: ServerError | undefined;
+  /** Stops the run; with `error`, for a server-side reason its final chunk carries (its reader fell behind). */
+  stop(error?: ServerError): void;
+}
+
+/** How an in-process caller runs a generation. */
+export interface GenerateOptions {
+  /** Aborts it, queued or running, prefill included: the client went away. */
+  signal: AbortSignal;
+  /** Who runs it (default: ANYONE). */
+  owner?: StreamOwner | undefined;
+  /** The request that asked for it (logs, `request_id`). */
+  requestId?: RequestId | undefined;
+}
+
+/** Reads a generation to its end: its whole text, and its final chunk. */
+export async function collect(generation: AsyncIterable<Chunk>): Promise<{ text: string; last: Chunk }> {
+  const parts: string[] = [];
+  for await (const chunk of generation) {
+    parts.push(chunk.delta);
+    if (chunk.end) return { text: parts.join(''), last: chunk };
+  }
+  throw new Error('a generation ended without its final chunk');
 }
 
 /** A run as the hub takes it: the engine's run request, and the name of the model that runs it (absent: the default model). */
@@ -91,8 +141,8 @@ export class StreamHub {
   readonly #delivery: StreamDelivery;
   /** Streams that have not ended, by id. */
   readonly #live = new Map<string, Stream>();
-  /** Why a stream was stopped by the server rather than by its client. */
-  readonly #stopErrors = new WeakMap<Stream, ServerError>();
+  /** Why a stream was stopped by the server rather than by its client; once ended, why it ended in error. */
+  readonly #errors = new WeakMap<Stream, ServerError>();
   readonly #tasks = new Set<Promise<void>>();
   readonly #observer: StreamObserver | undefined;
   #closed: Promise<void> | undefined;
@@ -137,35 +187,60 @@ export class StreamHub {
     return this.#delivery.attach(streamId, this.#live.get(streamId), afterSeq, outlet);
   }
 
-  /** Runs to the end (`rkllm_run`). `signal` aborts it, e.g. when the client disconnects. */
-  async run(params: RunParams, requestId: RequestId | undefined, signal: AbortSignal, owner: StreamOwner = ANYONE): Promise<RunResult> {
-    params = ownedBy(params, owner);
+  /**
+   * Runs a generation for an in-process caller (`rkllm_run`, the OpenAI, Ollama and MCP faces) and
+   * gives its chunks as they come. Refuses, before anything is created, as `start` does. A client
+   * gone before admission (its signal aborted while its model loaded) gets an ended generation.
+   */
+  async generate(params: RunParams, options: GenerateOptions): Promise<Generation> {
+    const { signal, owner = ANYONE, requestId } = options;
     let admitted: Admitted;
     try {
-      admitted = await this.#admit(params, requestId, owner, signal);
+      admitted = await this.#admit(ownedBy(params, owner), requestId, owner, signal);
     } catch (err) {
-      // The client went away before the run was admitted (a connection whose input ended before
-      // this request was read, or a disconnect while its model loaded): it ends as a run stopped
-      // by the same signal does, not as a server fault.
-      if (signal.aborted && !(err instanceof ServerError)) return { text: '', finish_reason: 'abort', perf: emptyPerf() };
-      throw err;
+      if (!signal.aborted || err instanceof ServerError) throw err;
+      const last: Chunk = { seq: 0, delta: '', end: true, finish_reason: 'abort', perf: emptyPerf() };
+      return {
+        id: '',
+        error: undefined,
+        stop: () => {},
+        [Symbol.asyncIterator]: async function* () {
+          yield last;
+        },
+      };
     }
     const { stream, request, release, target, shared } = admitted;
-    const parts: string[] = [];
-    stream.subscribe((chunk) => parts.push(chunk.delta));
+    const chunks: Chunk[] = [];
+    let wake = (): void => {};
+    stream.subscribe((chunk) => {
+      chunks.push(chunk);
+      wake();
+    });
     const onAbort = (): void => stream.abort();
+    if (signal.aborted) stream.abort();
     signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      this.#launch(stream, request, owner, release, target, shared);
-      const last = await stream.ended;
-      const result: RunResult = { text: parts.join(''), finish_reason: last.finish_reason!, perf: last.perf! };
-      if (last.error) result.error = last.error.message;
-      if (last.last_hidden_layer) result.last_hidden_layer = last.last_hidden_layer;
-      if (last.logits) result.logits = last.logits;
-      return result;
-    } finally {
-      signal.removeEventListener('abort', onAbort);
-    }
+    void stream.ended.then(() => signal.removeEventListener('abort', onAbort));
+    this.#launch(stream, request, owner, release, target, shared);
+    const errors = this.#errors;
+    return {
+      id: stream.id,
+      get error() {
+        return errors.get(stream);
+      },
+      stop: (error) => (error ? this.#stop(stream, error) : stream.abort()),
+      [Symbol.asyncIterator]: async function* () {
+        let next = 0;
+        try {
+          for (;;) {
+            while (next < chunks.length) yield chunks[next++]!;
+            if (stream.state === 'ended') return;
+            await new Promise<void>((resolve) => (wake = resolve));
+          }
+        } finally {
+          if (stream.state !== 'ended') stream.abort();
+        }
+      },
+    };
   }
 
   /** The live (not yet ended) streams selected by stream id, or by request id (which several may share). */
@@ -258,13 +333,13 @@ export class StreamHub {
 
   /** Stops a stream for a server-side reason, which its final chunk will carry. */
   #stop(stream: Stream, error: ServerError): void {
-    if (stream.state === 'ended' || this.#stopErrors.has(stream)) return;
-    this.#stopErrors.set(stream, error);
+    if (stream.state === 'ended' || this.#errors.has(stream)) return;
+    this.#errors.set(stream, error);
     stream.abort();
   }
 
   /**
-   * Admission, shared by `start` and `run`: the run's model is found (and loaded when needed), the
+   * Admission, shared by `start` and `generate`: the run's model is found (and loaded when needed), the
    * input is valid, the queue has room and the owner may start another stream. Only then is the
    * stream created; `release` frees the owner's place and the hold on the model. With a fleet, a
    * run of the default model is queued in the shared queue, under its fleet-wide limits (`shared`);
@@ -364,8 +439,9 @@ export class StreamHub {
   }
 
   #end(stream: Stream, reason: FinishReason, perf: RKLLMPerfStat | undefined, error?: ServerError, outputs?: RunOutputs): void {
-    const stopError = this.#stopErrors.get(stream);
+    const stopError = this.#errors.get(stream);
     const finalError = stopError ?? error;
+    if (finalError) this.#errors.set(stream, finalError);
     const stopReason = stopError?.name === 'SHUTTING_DOWN' ? 'shutdown' : 'error';
     stream.end(stopError ? stopReason : reason, perf ?? emptyPerf(), finalError && errorObject(finalError), outputs);
   }

@@ -4,8 +4,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { loadingRoute } from '../../src/faces/loading.js';
-import { StopFilter } from '../../src/faces/stop-filter.js';
-import { ToolCallCatcher, forcedCallSchema, parseCall } from '../../src/faces/tool-calls.js';
+import { StopFilter, ToolCallCatcher, forcedCallSchema, parseCall } from '../../src/faces/text-filters.js';
 
 /** Feeds `pieces` through a filter and returns what came out, piece by piece, then the flush. */
 function through(filter: StopFilter, pieces: string[]): string[] {

@@ -1,8 +1,8 @@
 /** `POST /api/embed` (and the older `POST /api/embeddings`): the same vectors as OpenAI's `/v1/embeddings`. */
 import type { Client } from '../../clients.js';
-import type { HttpExchange } from '../../transports/http-route.js';
+import { sendJson, type HttpExchange } from '../../transports/http-route.js';
 import { useModel } from '../generation-request.js';
-import { field, sendJson, type HubDeps } from '../http-kit.js';
+import { field, type HubDeps } from '../http-kit.js';
 import { embedAll, readInputs } from '../openai/embeddings.js';
 import { readModel } from './request.js';
 

@@ -1,15 +1,10 @@
-/** Ollama's wire format: `{"error": "..."}`, NDJSON streams, durations in nanoseconds. */
+/** Ollama's wire format: NDJSON streams, durations in nanoseconds. */
 import type { ServerResponse } from 'node:http';
 import type { RKLLMPerfStat } from '../../engine/types.js';
-import { sendJson, type HttpFault } from '../http-kit.js';
-import { ResponseStream } from '../response-stream.js';
+import { ResponseStream } from '../generation.js';
 
 /** The Ollama API version these endpoints follow (what `GET /api/version` reports). */
 export const OLLAMA_API_VERSION = '0.6.4';
-
-export function answerError(res: ServerResponse, answer: HttpFault): void {
-  sendJson(res, answer.status, { error: answer.error.message }, answer.headers);
-}
 
 /** One JSON object per line, `application/x-ndjson`. */
 export class NdjsonStream extends ResponseStream {

@@ -1,9 +1,10 @@
 /** `POST /v1/embeddings`: the last hidden layer of each input, mean-pooled and scaled to unit length. */
 import type { Client } from '../../clients.js';
 import { fault } from '../../errors.js';
-import type { HttpExchange } from '../../transports/http-route.js';
+import { collect } from '../../streams/hub.js';
+import { sendJson, type HttpExchange } from '../../transports/http-route.js';
 import { embeddingParams, pool, useModel } from '../generation-request.js';
-import { badField, field, sendJson, type HubDeps } from '../http-kit.js';
+import { badField, field, type HubDeps } from '../http-kit.js';
 
 /** `input`: a string or an array of strings (token arrays are not accepted). Shared with Ollama's `/api/embed`. */
 export function readInputs(value: unknown): string[] {
@@ -23,11 +24,11 @@ export async function embedAll(
   const vectors: number[][] = [];
   let tokens = 0;
   for (const text of texts) {
-    const result = await deps.hub.run(embeddingParams(text, model), undefined, signal, client);
-    if (result.error || !result.last_hidden_layer)
-      throw fault('ENGINE_ERROR', 'detail', { detail: result.error ?? 'the engine returned no hidden layer' });
-    vectors.push(pool(result.last_hidden_layer));
-    tokens += result.perf.prefill_tokens;
+    const { last } = await collect(await deps.hub.generate(embeddingParams(text, model), { signal, owner: client }));
+    if (last.error || !last.last_hidden_layer)
+      throw fault('ENGINE_ERROR', 'detail', { detail: last.error?.message ?? 'the engine returned no hidden layer' });
+    vectors.push(pool(last.last_hidden_layer));
+    tokens += last.perf!.prefill_tokens;
   }
   return { vectors, tokens };
 }
