@@ -1,15 +1,13 @@
 /**
  * Every error the server can produce, in one table (the shape of fastify's `createError` table).
- *
  * Each entry has a stable string name (the key, used in logs, metrics and tests), the number
  * clients see (`code`: the five standard JSON-RPC codes, and the server's own in -32000..-32099),
- * its one HTTP status (`status`; absent: 500), the names of the fields its `data` may hold, what it
- * means (for docs/errors.md), and its message templates.
- * A template names its parameters in braces: `Unknown stream {stream_id}`.
+ * its one HTTP status, the fields its `data` may hold, what it means (for docs/errors.md), and its
+ * message templates. A template names its parameters in braces: `Unknown stream {stream_id}`.
  *
- * Nothing here knows JSON-RPC or HTTP. Layers below the wire throw a `ServerError` built with
- * `fault`; the wire layer (src/jsonrpc/message.ts `errorResponse`, `errorAnswer` in
- * src/transports/http-route.ts) turns it into a JSON-RPC response or an HTTP answer. `errorObject` is the one place an error becomes the
+ * Layers below the wire throw a `ServerError` built with `fault`; the wire layer (`errorResponse`
+ * in src/jsonrpc/message.ts, `errorAnswer` in src/transports/http-route.ts) turns it into a
+ * JSON-RPC response or an HTTP answer. `errorObject` is the one place an error becomes the
  * `{ code, message, data }` clients read, in a response or in a final chunk.
  */
 export const ERRORS = {
@@ -323,10 +321,7 @@ export interface ErrorSpec {
   code: number;
   /** The HTTP status of an HTTP answer carrying this error; absent: 500. */
   status?: number;
-  /**
-   * It refuses the request itself (its key, rate or origin): JSON-RPC over HTTP answers it with
-   * `status` too. Other errors travel in the JSON-RPC body of a 200.
-   */
+  /** It refuses the request itself (key, rate, origin): JSON-RPC over HTTP answers it with `status` too, not a 200. */
   refusal?: true;
   /** Names of the fields its `data` may hold. */
   data: readonly string[];

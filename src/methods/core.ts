@@ -260,17 +260,8 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
             max_buffer_bytes: store.limits.maxBufferBytes,
           };
           if (!ctx.client.admin) return { ...limits, live_streams: hub.countLive((stream) => ctx.client.owns(stream.id)) };
-          const status = await store.status();
-          return {
-            initialized: true,
-            active_buffers: status.active_buffers,
-            max_buffers: store.limits.maxBuffers,
-            cleanup_interval: deps.cleanupIntervalS,
-            buffer_timeout: deps.bufferTimeoutS,
-            buffered_bytes: status.buffered_bytes,
-            max_buffer_bytes: store.limits.maxBufferBytes,
-            live_streams: hub.liveCount,
-          };
+          const { active_buffers, buffered_bytes } = await store.status();
+          return { ...limits, active_buffers, buffered_bytes, live_streams: hub.liveCount };
         },
       ),
     ],

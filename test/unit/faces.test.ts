@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
-import { loadingRoute } from '../../src/faces/loading.js';
+import { loadingRoute } from '../../src/faces/routes.js';
 import { StopFilter, ToolCallCatcher, forcedCallSchema, parseCall } from '../../src/faces/text-filters.js';
 
 /** Feeds `pieces` through a filter and returns what came out, piece by piece, then the flush. */
