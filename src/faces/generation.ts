@@ -112,22 +112,43 @@ export async function runText(hub: StreamHub, options: TextRunOptions): Promise<
   return result;
 }
 
+/** How a face frames its streamed reply: each piece of text as a value, and the value that opens the reply, if any. */
+export interface Framing {
+  piece: (text: string) => unknown;
+  opening?: unknown;
+}
+
 /**
- * A streamed HTTP response of one face: the headers once, then one frame per value, written as
- * the run produces them. The faces differ only in their framing: OpenAI's server-sent events,
- * Ollama's NDJSON.
+ * A face's streamed HTTP reply, as the skeleton drives it: the headers once (when the run is
+ * admitted), then one frame per value, written as the run produces them. The faces differ only in
+ * their framing: OpenAI's server-sent events, Ollama's NDJSON.
  */
-export class ResponseStream {
+export abstract class ResponseStream {
   readonly #res: ServerResponse;
   readonly #headers: Readonly<Record<string, string>>;
   readonly #frame: (value: unknown) => string;
+  readonly #framing: Framing;
   #open = false;
 
-  constructor(res: ServerResponse, headers: Readonly<Record<string, string>>, frame: (value: unknown) => string) {
+  constructor(res: ServerResponse, headers: Readonly<Record<string, string>>, frame: (value: unknown) => string, framing: Framing) {
     this.#res = res;
     this.#headers = headers;
     this.#frame = frame;
+    this.#framing = framing;
   }
+
+  /** The run is admitted: the headers, and the opening value. */
+  start(): void {
+    if (this.#framing.opening === undefined) this.open();
+    else this.send(this.#framing.opening);
+  }
+
+  text(text: string): void {
+    this.send(this.#framing.piece(text));
+  }
+
+  /** The run failed after the reply began: say so in the face's framing, and end. */
+  abstract fail(message: string): void;
 
   /** Sends the headers (once). */
   open(): void {
@@ -154,23 +175,13 @@ export class ResponseStream {
   }
 }
 
-/** A face's streamed reply, as the skeleton drives it. */
-export interface LiveReply {
-  /** The run is admitted: send the headers (and any opening frame). */
-  start(): void;
-  text(text: string): void;
-  /** The run failed after the reply began: say so in the face's framing, and end. */
-  fail(message: string): void;
-  readonly pending: number;
-}
-
 /** What a face makes of one generation request, once the model it names is held (its name is `model`). */
 export interface FacePlan {
   request: GenerationRequest;
   stop: readonly string[];
   tools?: 'catch' | 'forced' | undefined;
   /** Streaming: the reply the text goes to as it comes; absent: one answer at the end. */
-  live?: LiveReply | undefined;
+  live?: ResponseStream | undefined;
   /** Sends the end of the answer: the last frames when streaming, the whole JSON body otherwise. */
   finish(result: TextRun): void;
 }

@@ -55,11 +55,6 @@ function refuse(req: IncomingMessage, res: ServerResponse, error: ServerError): 
   req.resume();
 }
 
-/** Aborts when the client goes away before the reply is complete. */
-function clientGone(res: ServerResponse): AbortSignal {
-  return new ClientGone(res).signal;
-}
-
 /**
  * Whether the client of one request went away before its reply was finished. The AbortSignal
  * is made only when asked for: most requests (a status, a poll that has its chunk) never need
@@ -226,7 +221,7 @@ export class HttpTransport implements Transport {
   }
 
   async #route(route: HttpRoute, url: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const gone = clientGone(res);
+    const gone = new ClientGone(res).signal;
     const limit = this.#options.maxBodyBytes;
     const log = this.#options.log;
     try {

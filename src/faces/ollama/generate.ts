@@ -30,19 +30,13 @@ async function generation(
   const jsonSchema = readFormat(body);
   await serveGeneration(deps, exchange, client, { name: modelName, keepAlive: body.keep_alive }, (name) => {
     const model = modelName ?? `${name}:latest`;
-    const lines = stream ? new NdjsonStream(exchange.res) : undefined;
+    const piece = (text: string): unknown => ({ model, created_at: now(), ...flavour.piece(text), done: false });
+    const lines = stream ? new NdjsonStream(exchange.res, { piece }) : undefined;
     return {
       request: { ...flavour.request, maxTokens: options.maxTokens, sampling: options.sampling, ...(jsonSchema ? { jsonSchema } : {}) },
       stop: options.stop,
       tools: flavour.request.tools?.length ? 'catch' : undefined,
-      live: lines && {
-        start: () => lines.open(),
-        text: (text) => lines.send({ model, created_at: now(), ...flavour.piece(text), done: false }),
-        fail: (message) => lines.end({ error: message }),
-        get pending() {
-          return lines.pending;
-        },
-      },
+      live: lines,
       finish: (result) => {
         const doneReason = result.finish_reason === 'length' ? 'length' : 'stop';
         const final = {

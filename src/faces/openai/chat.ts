@@ -46,23 +46,17 @@ export async function chatCompletions(deps: HubDeps, exchange: HttpExchange, cli
     const id = openaiId('chatcmpl');
     const created = unixSeconds();
     const base = { id, object: 'chat.completion.chunk', created, model, system_fingerprint: null };
-    const events = common.stream ? new EventStream(exchange.res) : undefined;
     const delta = (d: Record<string, unknown>, finish: string | null = null): unknown => ({
       ...base,
       choices: [{ index: 0, delta: d, logprobs: null, finish_reason: finish }],
     });
+    const framing = { opening: delta({ role: 'assistant', content: '' }), piece: (content: string) => delta({ content }) };
+    const events = common.stream ? new EventStream(exchange.res, framing) : undefined;
     return {
       request: { messages, maxTokens: common.maxTokens, sampling: common.sampling, jsonSchema, tools },
       stop: common.stop,
       tools: tools.length === 0 ? undefined : forced ? 'forced' : 'catch',
-      live: events && {
-        start: () => events.send(delta({ role: 'assistant', content: '' })),
-        text: (text) => events.send(delta({ content: text })),
-        fail: (message) => events.fail(message),
-        get pending() {
-          return events.pending;
-        },
-      },
+      live: events,
       finish: (result) => {
         const finish = finishReason(result.finish_reason, result.calls.length);
         const calls = toolCalls(result.calls);

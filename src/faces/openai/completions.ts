@@ -18,22 +18,15 @@ export async function completions(deps: HubDeps, exchange: HttpExchange, client:
   const prompt = readPrompt(body.prompt);
   await serveGeneration(deps, exchange, client, { name: common.model }, (model) => {
     const base = { id: openaiId('cmpl'), object: 'text_completion', created: unixSeconds(), model, system_fingerprint: null };
-    const events = common.stream ? new EventStream(exchange.res) : undefined;
     const choice = (text: string, finish: string | null = null): unknown => ({
       ...base,
       choices: [{ text, index: 0, logprobs: null, finish_reason: finish }],
     });
+    const events = common.stream ? new EventStream(exchange.res, { piece: (text) => choice(text) }) : undefined;
     return {
       request: { prompt, maxTokens: common.maxTokens, sampling: common.sampling },
       stop: common.stop,
-      live: events && {
-        start: () => events.open(),
-        text: (text) => events.send(choice(text)),
-        fail: (message) => events.fail(message),
-        get pending() {
-          return events.pending;
-        },
-      },
+      live: events,
       finish: (result) => {
         const finish = finishReason(result.finish_reason, 0);
         if (!events) return sendJson(exchange.res, 200, { ...(choice(result.text, finish) as object), usage: usage(result) });

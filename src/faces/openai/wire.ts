@@ -1,7 +1,7 @@
 /** OpenAI's wire format: server-sent events, ids. */
 import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
-import { ResponseStream } from '../generation.js';
+import { ResponseStream, type Framing } from '../generation.js';
 
 /** An id like OpenAI's: `prefix-` and 24 random characters. */
 export function openaiId(prefix: string): string {
@@ -14,9 +14,9 @@ export function unixSeconds(): number {
 
 /** A stream of server-sent events on `res`, in OpenAI's framing (`data: {json}`, ending with `data: [DONE]`). */
 export class EventStream extends ResponseStream {
-  constructor(res: ServerResponse) {
+  constructor(res: ServerResponse, framing: Framing) {
     const headers = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' };
-    super(res, headers, (event) => `data: ${JSON.stringify(event)}\n\n`);
+    super(res, headers, (event) => `data: ${JSON.stringify(event)}\n\n`, framing);
   }
 
   /** An error after the stream began: OpenAI's error object as an event, then the end. */
