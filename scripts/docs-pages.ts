@@ -52,11 +52,11 @@ export function settingsPage(): string {
 }
 
 function status(spec: ErrorSpec): string {
-  return spec.http === undefined ? '200' : String(spec.http);
+  return String(spec.status ?? 500);
 }
 
-function apiStatus(spec: ErrorSpec): string {
-  return spec.api === undefined ? '500' : String(spec.api);
+function jsonRpcStatus(spec: ErrorSpec): string {
+  return spec.refusal ? String(spec.status) : '200';
 }
 
 /** docs/errors.md: the error table, then every message template. */
@@ -67,20 +67,21 @@ export function errorsPage(): string {
     '# Errors',
     '',
     'Every error the server produces. `code` is the JSON-RPC `error.code`; the name is stable and appears in',
-    'logs and in the `rkllm_errors_total` metric. Over HTTP a reply that carries only one error gets the',
-    'status shown (200 otherwise: the error travels in the JSON-RPC body). The HTTP transport also answers',
-    '405 to anything but `POST /` (and the GET endpoints), 413 to a body over `http.max_body_bytes`, and 500',
-    'if it fails itself. The OpenAI and Ollama APIs answer an error with the status of the "API status"',
-    'column, in their own error shape (an unknown model is their 404). `data` holds at most the fields',
-    'listed; refusals that can be retried carry `retry_after` in seconds.',
+    'logs and in the `rkllm_errors_total` metric. Each error has one HTTP status: the OpenAI, Ollama and MCP',
+    'APIs answer it with that status, in their own error shape (an unknown model is their 404). JSON-RPC over',
+    'HTTP answers with it only the errors that refuse the request itself; a reply carrying another error is a',
+    '200 (the error travels in the JSON-RPC body). Every API answers 413 to a body over `http.max_body_bytes`;',
+    'the HTTP transport also answers 405 to anything but `POST /` (and the GET endpoints), and 500 if it',
+    'fails itself. 429 and 503 carry `Retry-After`: the `retry_after` of the error (seconds) when it has one,',
+    'else 1. `data` holds at most the fields listed.',
     '',
-    row(['code', 'name', 'HTTP status', 'API status', '`data` fields', 'meaning']),
+    row(['code', 'name', 'HTTP status', 'JSON-RPC over HTTP', '`data` fields', 'meaning']),
     '|---|---|---|---|---|---|',
   ];
   for (const name of ERROR_NAMES) {
     const spec: ErrorSpec = ERRORS[name];
     const data = spec.data.map((field) => `\`${field}\``).join(', ');
-    lines.push(row([String(spec.code), `\`${name}\``, status(spec), apiStatus(spec), data, spec.meaning]));
+    lines.push(row([String(spec.code), `\`${name}\``, status(spec), jsonRpcStatus(spec), data, spec.meaning]));
   }
   lines.push('', '## Messages', '', 'The message templates of each error; `{name}` stands for a value filled in when it is raised.');
   for (const name of ERROR_NAMES) {

@@ -3,7 +3,7 @@ import { fault, type ServerError } from './errors.js';
 import type { Connection } from './jsonrpc/connection.js';
 import type { JsonRpcRequest } from './jsonrpc/message.js';
 import type { ClientLimits } from './limits.js';
-import type { StreamOwner } from './streams/owner.js';
+import type { StreamOwner } from './streams/hub.js';
 
 /** The method that binds a key to a live connection (TCP, WebSocket, stdio). */
 export const AUTHENTICATE = 'authenticate';

@@ -1,21 +1,19 @@
 /**
  * Every error the server can produce, in one table (the shape of fastify's `createError` table).
- *
  * Each entry has a stable string name (the key, used in logs, metrics and tests), the number
  * clients see (`code`: the five standard JSON-RPC codes, and the server's own in -32000..-32099),
- * the HTTP status a reply carrying only this error gets (`http`; absent: 200), the names of the
- * fields its `data` may hold, what it means (for docs/errors.md), and its message templates.
- * A template names its parameters in braces: `Unknown stream {stream_id}`.
+ * its one HTTP status, the fields its `data` may hold, what it means (for docs/errors.md), and its
+ * message templates. A template names its parameters in braces: `Unknown stream {stream_id}`.
  *
- * Nothing here knows JSON-RPC or HTTP. Layers below the wire throw a `ServerError` built with
- * `fault`; the wire layer (src/jsonrpc/message.ts `errorResponse`, the transports) turns it into a
- * JSON-RPC response or an HTTP status. `errorObject` is the one place an error becomes the
+ * Layers below the wire throw a `ServerError` built with `fault`; the wire layer (`errorResponse`
+ * in src/jsonrpc/message.ts, `errorAnswer` in src/transports/http-route.ts) turns it into a
+ * JSON-RPC response or an HTTP answer. `errorObject` is the one place an error becomes the
  * `{ code, message, data }` clients read, in a response or in a final chunk.
  */
 export const ERRORS = {
   PARSE_ERROR: {
     code: -32700,
-    api: 400,
+    status: 400,
     data: [],
     meaning: 'The message is not JSON, or not valid UTF-8; answered with id null.',
     messages: {
@@ -25,7 +23,7 @@ export const ERRORS = {
   },
   INVALID_REQUEST: {
     code: -32600,
-    api: 400,
+    status: 400,
     data: ['max_line_bytes', 'max_datagram_bytes'],
     meaning:
       'A bad envelope, an empty or oversized batch, a body, line or datagram over its limit (HTTP answers 413), a WebSocket binary frame, ' +
@@ -57,7 +55,7 @@ export const ERRORS = {
   },
   INVALID_PARAMS: {
     code: -32602,
-    api: 400,
+    status: 400,
     data: ['reason', 'path', 'engine', 'last_seq', 'acked_seq'],
     meaning:
       'The message names the field and the problem: wrong type or range, unknown field, token id outside the vocabulary, prompt longer ' +
@@ -93,7 +91,7 @@ export const ERRORS = {
   },
   BUSY: {
     code: -32000,
-    api: 429,
+    status: 429,
     data: ['retry_after', 'active', 'queued'],
     meaning:
       "The run queue is full (or this client's share of it), or a slot the request needs is running; `retry_after` says when to try again (seconds).",
@@ -122,7 +120,7 @@ export const ERRORS = {
   },
   TOO_MANY_STREAMS: {
     code: -32002,
-    api: 429,
+    status: 429,
     data: ['max_buffers', 'retry_after'],
     meaning: '`streams.max_buffers` live stream buffers exist; a new stream is refused, never evicting a live one.',
     messages: {
@@ -141,7 +139,7 @@ export const ERRORS = {
   },
   ENGINE_UNAVAILABLE: {
     code: -32004,
-    api: 503,
+    status: 503,
     data: ['engine', 'state', 'retry_after'],
     meaning: 'No model is loaded (after `rkllm_destroy`), it is still loading, or the runtime is restarting or failed.',
     messages: {
@@ -158,7 +156,7 @@ export const ERRORS = {
   },
   NOT_SUPPORTED: {
     code: -32005,
-    api: 400,
+    status: 400,
     data: ['engine', 'feature', 'reason'],
     meaning: 'The active engine cannot do this feature; `data` names the engine, the feature and, when known, why.',
     messages: {
@@ -218,7 +216,7 @@ export const ERRORS = {
   },
   TOO_MANY_CONNECTIONS: {
     code: -32011,
-    api: 429,
+    status: 429,
     data: ['max_connections', 'retry_after'],
     meaning: "A transport's `connections.max_connections` is reached; the new connection is told so and closed (WebSocket: close 1013).",
     messages: {
@@ -263,8 +261,8 @@ export const ERRORS = {
   },
   UNAUTHORIZED: {
     code: -32015,
-    api: 401,
-    http: 401,
+    status: 401,
+    refusal: true,
     data: [],
     meaning: 'A missing or wrong API key, on every transport. It says nothing more.',
     messages: {
@@ -274,8 +272,8 @@ export const ERRORS = {
   },
   RATE_LIMITED: {
     code: -32016,
-    api: 429,
-    http: 429,
+    status: 429,
+    refusal: true,
     data: ['limit', 'retry_after'],
     meaning:
       'A per-client limit is reached (request rate, streams, connections); `limit` names the setting, `retry_after` the seconds to wait.',
@@ -287,7 +285,7 @@ export const ERRORS = {
   },
   SHUTTING_DOWN: {
     code: -32017,
-    api: 503,
+    status: 503,
     data: [],
     meaning: 'The server is draining: it starts no new runs; a stream cut short ends with `finish_reason: "shutdown"` and this error.',
     messages: {
@@ -297,8 +295,8 @@ export const ERRORS = {
   },
   FORBIDDEN: {
     code: -32018,
-    http: 403,
-    api: 403,
+    refusal: true,
+    status: 403,
     data: ['origin', 'host', 'model'],
     meaning:
       'The request is understood and the key is valid, but not enough: a method that changes the engine for everyone needs an admin key ' +
@@ -320,10 +318,10 @@ export const ERRORS = {
 export interface ErrorSpec {
   /** The number clients see (JSON-RPC's `error.code`). */
   code: number;
-  /** The HTTP status of a reply that carries only this error; absent: 200, the error travels in the JSON-RPC body. */
-  http?: number;
-  /** The HTTP status when an HTTP API (OpenAI, Ollama) answers with this error; absent: 500. */
-  api?: number;
+  /** The HTTP status of an HTTP answer carrying this error; absent: 500. */
+  status?: number;
+  /** It refuses the request itself (key, rate, origin): JSON-RPC over HTTP answers it with `status` too, not a 200. */
+  refusal?: true;
   /** Names of the fields its `data` may hold. */
   data: readonly string[];
   /** What it means, for the docs. */

@@ -1,6 +1,7 @@
-/** Chat messages of both APIs as the engine's conversation (`RKLLMInput.messages`). */
+/** Chat messages and tools of both APIs (OpenAI's and Ollama's are the same shape): the engine's conversation (`RKLLMInput.messages`). */
 import type { ChatMessage } from '../engine/types.js';
-import { badField } from './http-kit.js';
+import { badField, field } from './http-kit.js';
+import type { ToolDefinition } from './text-filters.js';
 
 /** A call the assistant made earlier in the conversation, written back as the model wrote it. */
 export function toolCallText(name: string, args: unknown): string {
@@ -40,15 +41,20 @@ const ROLES: Record<string, ChatMessage['role']> = {
   tool: 'tool',
 };
 
+/** The calls an assistant message made (`tool_calls`, `{"function": {"name", "arguments"}}` each), as name and arguments. */
+function readCalls(m: Record<string, unknown>): Array<{ name: string; args: unknown }> {
+  if (!Array.isArray(m.tool_calls)) return [];
+  return m.tool_calls.map((c: { function?: { name?: unknown; arguments?: unknown } }) => ({
+    name: String(c.function?.name),
+    args: c.function?.arguments,
+  }));
+}
+
 /**
  * Reads `messages` (OpenAI's or Ollama's shape): each has a role and a content; an assistant's
- * `tool_calls` are appended to its content as the model writes them. `readCalls` gives a message's
- * calls as name and arguments.
+ * `tool_calls` are appended to its content as the model writes them.
  */
-export function readMessages(
-  value: unknown,
-  readCalls: (message: Record<string, unknown>) => Array<{ name: string; args: unknown }>,
-): ChatMessage[] {
+export function readMessages(value: unknown): ChatMessage[] {
   if (!Array.isArray(value) || value.length === 0) throw badField('messages', 'must be a non-empty array of messages');
   return value.map((item: unknown, i): ChatMessage => {
     if (typeof item !== 'object' || item === null) throw badField(`messages[${i}]`, 'must be an object');
@@ -62,4 +68,15 @@ export function readMessages(
     }
     return { role, content };
   });
+}
+
+/** `tools`: each `{"type": "function", "function": {"name", "parameters"}}`; Ollama lets `type` out (`typed` false). */
+export function readTools(body: Record<string, unknown>, typed: boolean): ToolDefinition[] {
+  const tools = field(body, 'tools', 'array') ?? [];
+  tools.forEach((t, i) => {
+    const tool = t as { type?: unknown; function?: { name?: unknown } } | null;
+    if ((typed && tool?.type !== 'function') || typeof tool?.function?.name !== 'string')
+      throw badField(`tools[${i}]`, 'must be {"type": "function", "function": {"name", "parameters"}}');
+  });
+  return tools as ToolDefinition[];
 }

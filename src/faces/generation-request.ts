@@ -6,7 +6,7 @@ import { RKLLMInferMode, RKLLMInputType, type ChatMessage, type Engine, type Sam
 import type { RunParams } from '../streams/hub.js';
 import { seedOf, type FieldName, type RequestFields } from '../request-schema.js';
 import { badField, type HubDeps } from './http-kit.js';
-import type { ToolDefinition } from './tool-calls.js';
+import type { ToolDefinition } from './text-filters.js';
 
 /**
  * A hold on the model a request names (absent: the default), loaded when needed; `keepAlive` is

@@ -1,12 +1,12 @@
-/** What the faces on the HTTP port share: JSON bodies, admission through the client gate, and the HTTP meaning of errors. */
-import type { ServerResponse } from 'node:http';
+/** What the faces on the HTTP port share: JSON bodies, admission through the client gate, errors in the face's shape. */
 import type { Client, ClientGate } from '../clients.js';
 import type { Engine } from '../engine/types.js';
 import type { LoadedModels } from '../models/loaded.js';
 import type { StreamHub } from '../streams/hub.js';
-import { ERRORS, fault, ServerError, type ErrorSpec } from '../errors.js';
+import { ERRORS, fault } from '../errors.js';
 import { badField } from '../request-schema.js';
-import { BodyTooLarge, type HttpExchange } from '../transports/http-route.js';
+import type { SendLimit } from '../streams/live-sink.js';
+import { errorAnswer, readJson, sendJson, type HttpExchange } from '../transports/http-route.js';
 
 export { badField };
 
@@ -18,7 +18,7 @@ export interface FaceDeps {
   /** Counts an error sent to a client (metrics), by its JSON-RPC code. */
   refused: (code: number) => void;
   /** Over this many bytes waiting to be written to a streaming client, the run is stopped. */
-  sendLimit: { bytes: number; setting: string };
+  sendLimit: SendLimit;
 }
 
 /** What a face that runs generations needs: the hub it starts them on, and the engine it describes. */
@@ -29,45 +29,9 @@ export interface HubDeps extends FaceDeps {
   models: LoadedModels;
 }
 
-/** An error as a face answers it: its HTTP status, and the headers that go with it. */
-export interface HttpFault {
-  status: number;
-  headers: Record<string, string>;
-  error: ServerError;
-}
-
-/** The HTTP meaning of `err`: 400 for bad requests, 404 for an unknown model, 401, 429 and 503 with Retry-After, else 500. */
-export function httpFault(err: unknown): HttpFault {
-  const error = err instanceof ServerError ? err : fault('INTERNAL_ERROR', 'internal');
-  const data = (error.data ?? {}) as { reason?: unknown; retry_after?: unknown };
-  const status = data.reason === 'model_not_found' ? 404 : ((ERRORS[error.name] as ErrorSpec).api ?? 500);
-  const headers: Record<string, string> = {};
-  if (status === 401) headers['www-authenticate'] = 'Bearer';
-  if (status === 429 || status === 503) headers['retry-after'] = String(Math.max(1, Math.ceil(Number(data.retry_after ?? 1))));
-  return { status, headers, error };
-}
-
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
-}
-
 /** Reads the body as a JSON object. Throws PARSE_ERROR (not JSON), INVALID_REQUEST (not an object, or over the size limit). */
-export async function readJson(exchange: HttpExchange): Promise<Record<string, unknown>> {
-  let body: Buffer;
-  try {
-    body = await exchange.readBody();
-  } catch (err) {
-    if (err instanceof BodyTooLarge) throw fault('INVALID_REQUEST', 'body_too_large', { max_body_bytes: err.limit });
-    throw err;
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(body.toString('utf8'));
-  } catch (err) {
-    throw fault('PARSE_ERROR', 'json', { reason: (err as Error).message });
-  }
+export async function readObject(exchange: HttpExchange): Promise<Record<string, unknown>> {
+  const value = await readJson(exchange);
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw fault('INVALID_REQUEST', 'envelope', { detail: 'the body must be a JSON object' });
   }
@@ -76,15 +40,14 @@ export async function readJson(exchange: HttpExchange): Promise<Record<string, u
 
 /**
  * Serves one request of a face: admits its client (key, rate, connection limit), runs `handle`,
- * and answers a failure with `answerError` in the face's own shape. Counts the request in the
- * metrics under `method`.
+ * and answers a failure in the shape of `api`. Counts the request in the metrics under `method`.
  */
 export async function serveFace(
   deps: FaceDeps,
   exchange: HttpExchange,
   method: string,
   handle: (client: Client) => Promise<void>,
-  answerError: (res: ServerResponse, fault: HttpFault) => void,
+  api: 'openai' | 'ollama',
 ): Promise<void> {
   const started = performance.now();
   let release = (): void => {};
@@ -93,11 +56,11 @@ export async function serveFace(
     release = admitted.release;
     await handle(admitted.client);
   } catch (err) {
-    const answer = httpFault(err);
+    const answer = errorAnswer(err, api);
     if (answer.status === 500) exchange.log.error({ err, path: exchange.url.pathname }, 'face: request failed');
     deps.refused(ERRORS[answer.error.name].code);
     exchange.req.resume();
-    if (!exchange.res.headersSent) answerError(exchange.res, answer);
+    if (!exchange.res.headersSent) sendJson(exchange.res, answer.status, answer.body, answer.headers);
     else exchange.res.end();
   } finally {
     release();

@@ -5,11 +5,13 @@ import { ENGINE_FEATURE_NAMES } from '../engine/capabilities.js';
 import type { Engine } from '../engine/types.js';
 import { PUSHED, type Method, type MethodContext } from '../jsonrpc/dispatcher.js';
 import { fault } from '../errors.js';
-import type { JsonRpcId } from '../jsonrpc/message.js';
+import { errorResponse, resultResponse, type JsonRpcId } from '../jsonrpc/message.js';
+import type { Connection } from '../jsonrpc/connection.js';
+import type { Delivery } from '../streams/delivery.js';
+import type { ChunkOutlet } from '../streams/live-sink.js';
 import { requestKey, type BufferStore } from '../streams/buffer-store.js';
-import type { RunParams, StreamHub } from '../streams/hub.js';
+import { collect, type RunParams, type StreamHub } from '../streams/hub.js';
 import type { Chunk, Stream } from '../streams/stream.js';
-import { runDelivery } from './run-delivery.js';
 import { bool, compileParams, int, object, requestIdSchema, str, type JsonSchema } from './schema.js';
 import { confineRunPaths, runParamsSchema, toRunParams } from './run-params.js';
 import type { ConfinedFolder } from '../paths.js';
@@ -100,6 +102,33 @@ const runAsyncParamsSchema: JsonSchema = {
   },
 };
 
+/**
+ * The replies to `requestId` on a live connection, as the outlet a stream is pushed to: each chunk
+ * becomes a result `{"chunk": {..., "stream_id"}}` answering the request, naming its stream so it
+ * can be resumed; an error that stops delivery answers the request too.
+ */
+export function chunkOutlet(connection: Connection, requestId: JsonRpcId): ChunkOutlet {
+  return {
+    closed: connection.closed,
+    sendLimit: connection.sendLimit,
+    send: (streamId, chunk) => connection.send(resultResponse(requestId, { chunk: { ...chunk, stream_id: streamId } })),
+    fail: (error) => void connection.send(errorResponse(requestId, error)),
+    hold: () => connection.hold(),
+  };
+}
+
+/**
+ * How the chunks of `rkllm_run_async` reach its caller. Over HTTP, and for a notification (which
+ * cannot be answered), they are buffered for `poll`. On a live connection they are pushed; they are
+ * buffered too when the connection loses messages (UDP: gaps are repaired with `poll`) or the run
+ * is detached (it outlives the connection); otherwise the run ends when the connection closes.
+ */
+export function runDelivery(ctx: MethodContext, detach: boolean): Delivery {
+  const { connection, id } = ctx;
+  if (!connection || id === undefined) return { kind: 'buffer' };
+  return { kind: connection.lossy || detach ? 'push+buffer' : 'push', outlet: chunkOutlet(connection, id) };
+}
+
 /** Logs a stream's start and end under the request that started it. */
 function logLifetime(stream: Stream, log: Logger): void {
   log.info({ stream_id: stream.id }, 'stream started');
@@ -158,7 +187,19 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
       method<Record<string, unknown>>(
         'Runs a prompt to the end and returns the whole text (rkllm_run). Blocks until generation ends.',
         runParamsSchema,
-        async (params, ctx) => hub.run(await runParams(params), ctx.id, ctx.signal, ctx.client),
+        async (params, ctx) => {
+          const run = await hub.generate(await runParams(params), { requestId: ctx.id, signal: ctx.signal, owner: ctx.client });
+          const { text, last } = await collect(run);
+          const { finish_reason, perf, error, last_hidden_layer, logits } = last;
+          return {
+            text,
+            finish_reason,
+            perf,
+            ...(error && { error: error.message }),
+            ...(last_hidden_layer && { last_hidden_layer }),
+            ...(logits && { logits }),
+          };
+        },
       ),
     ]),
     streaming([
@@ -248,17 +289,8 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
             max_buffer_bytes: store.limits.maxBufferBytes,
           };
           if (!ctx.client.admin) return { ...limits, live_streams: hub.countLive((stream) => ctx.client.owns(stream.id)) };
-          const status = await store.status();
-          return {
-            initialized: true,
-            active_buffers: status.active_buffers,
-            max_buffers: store.limits.maxBuffers,
-            cleanup_interval: deps.cleanupIntervalS,
-            buffer_timeout: deps.bufferTimeoutS,
-            buffered_bytes: status.buffered_bytes,
-            max_buffer_bytes: store.limits.maxBufferBytes,
-            live_streams: hub.liveCount,
-          };
+          const { active_buffers, buffered_bytes } = await store.status();
+          return { ...limits, active_buffers, buffered_bytes, live_streams: hub.liveCount };
         },
       ),
     ],

@@ -2,8 +2,7 @@ import { notOwned } from '../auth.js';
 import { fault } from '../errors.js';
 import { PUSHED, type Method } from '../jsonrpc/dispatcher.js';
 import type { StreamHub } from '../streams/hub.js';
-import { method, streaming } from './core.js';
-import { chunkOutlet } from './run-delivery.js';
+import { chunkOutlet, method, streaming } from './core.js';
 import { int, object, str } from './schema.js';
 
 interface AttachParams {

@@ -3,7 +3,7 @@ import { fault, type ServerError } from '../errors.js';
 import { requestKey, type BufferStore } from './buffer-store.js';
 import { followStored } from './follow.js';
 import { LiveSink } from './live-sink.js';
-import type { ChunkOutlet } from './outlet.js';
+import type { ChunkOutlet } from './live-sink.js';
 import type { Chunk, Stream } from './stream.js';
 
 /**

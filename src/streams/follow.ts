@@ -1,8 +1,7 @@
 import type { Logger } from 'pino';
 import { fault, ServerError } from '../errors.js';
 import type { BufferStore } from './buffer-store.js';
-import { sendBufferFull } from './live-sink.js';
-import type { ChunkOutlet } from './outlet.js';
+import { sendBufferFull, type ChunkOutlet } from './live-sink.js';
 import type { Chunk } from './stream.js';
 
 /** How long each blocking read of a followed stream lasts before it is made again. */
@@ -83,7 +82,7 @@ class Follower {
       const accepted = outlet.send(streamId, chunk);
       if (chunk.end) return false;
       if (!accepted) {
-        outlet.fail(sendBufferFull(outlet, streamId, this.#lastSeq, 'delivery'));
+        outlet.fail(sendBufferFull(outlet.sendLimit, streamId, this.#lastSeq, 'delivery'));
         return false;
       }
     }

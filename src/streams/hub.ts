@@ -12,8 +12,7 @@ import {
 import { errorObject, fault, ServerError } from '../errors.js';
 import { requestKey, type BufferStore } from './buffer-store.js';
 import { StreamDelivery, type Delivery } from './delivery.js';
-import type { ChunkOutlet } from './outlet.js';
-import { ANYONE, type StreamOwner } from './owner.js';
+import type { ChunkOutlet } from './live-sink.js';
 import type { Fleet, SharedRun } from './fleet/fleet.js';
 import { fixedTarget, type RunResolver, type RunTarget } from './run-target.js';
 import type { Scheduler } from './scheduler.js';
@@ -43,23 +42,54 @@ export interface StreamHubOptions {
   observer?: StreamObserver;
 }
 
-export interface RunResult extends RunOutputs {
-  text: string;
-  finish_reason: FinishReason;
-  perf: RKLLMPerfStat;
-  error?: string;
+/** Who starts a stream: it makes the stream's id (with API keys, the id tells the key), and is charged for the stream while it is queued or running. */
+export interface StreamOwner {
+  /** Whose `keep_history` conversation its runs continue (`RunRequest.owner`); absent: the shared one. */
+  readonly id?: string;
+  /** Whether its runs may load a model that is not loaded (an admin key, or anyone without keys); absent: yes. */
+  readonly admin?: boolean;
+  /** Whose line the stream waits in, in the fair queue: one per API key, or per address without keys. */
+  readonly queueKey: string;
+  /** The id of a new stream, from a fresh random one. */
+  streamId(fresh: string): string;
+  /** Counts a new stream, or throws the refusal when the owner's limit is reached. Returns the release, called once when the stream ends. */
+  admitStream(): () => void;
 }
 
-/** A run as the hub takes it: the engine's run request, and the name of the model that runs it (absent: the default model). */
-export type RunParams = EngineRun & { model?: string };
+/** The owner of streams started by the server itself or when nobody needs telling apart: ids as they are, no limit. */
+export const ANYONE: StreamOwner = {
+  queueKey: '',
+  streamId: (fresh) => fresh,
+  admitStream: () => () => {},
+};
 
-/** A run as an engine takes it, but for the signal (the hub adds the stream's own). */
-type EngineRun = Omit<RunRequest, 'signal'>;
+/** One generation read in process, as node-llama-cpp reads tokens: its chunks in order, the final one last. Leaving the loop early aborts the run. */
+export interface Generation extends AsyncIterable<Chunk> {
+  /** The stream's id, for logs. */
+  readonly id: string;
+  /** Once ended: why it ended in error, the ServerError itself (the final chunk carries its wire form). */
+  readonly error: ServerError | undefined;
+  /** Stops the run; with `error`, for a server-side reason its final chunk carries (its reader fell behind). */
+  stop(error?: ServerError): void;
+}
+
+/** Reads a generation to its end: its whole text, and its final chunk. */
+export async function collect(generation: AsyncIterable<Chunk>): Promise<{ text: string; last: Chunk }> {
+  const parts: string[] = [];
+  for await (const chunk of generation) {
+    parts.push(chunk.delta);
+    if (chunk.end) return { text: parts.join(''), last: chunk };
+  }
+  throw new Error('a generation ended without its final chunk');
+}
+
+/** A run as the hub takes it: the engine's run request but for the signal (the hub adds the stream's own), and the name of the model (absent: the default). */
+export type RunParams = Omit<RunRequest, 'signal'> & { model?: string };
 
 /** An admitted run: its stream, what the engine gets, how to free its places, and where it runs. */
 interface Admitted {
   stream: Stream;
-  request: EngineRun;
+  request: Omit<RunRequest, 'signal'>;
   release: () => void;
   target: RunTarget;
   shared?: SharedRun;
@@ -69,11 +99,6 @@ interface Admitted {
 export interface StreamSelector {
   stream_id?: string;
   request_id?: RequestId;
-}
-
-/** The run, as its owner's: it continues that owner's `keep_history` conversation only. */
-function ownedBy(params: RunParams, owner: StreamOwner): RunParams {
-  return owner.id === undefined ? params : { ...params, owner: owner.id };
 }
 
 /**
@@ -87,10 +112,10 @@ export class StreamHub {
   readonly #fleet: Fleet | undefined;
   readonly #log: Logger;
   readonly #delivery: StreamDelivery;
-  /** Streams that have not ended, by id. */
+  /** Streams not ended, by id. */
   readonly #live = new Map<string, Stream>();
-  /** Why a stream was stopped by the server rather than by its client. */
-  readonly #stopErrors = new WeakMap<Stream, ServerError>();
+  /** Why a stream was stopped by the server rather than by its client; once ended, why it ended in error. */
+  readonly #errors = new WeakMap<Stream, ServerError>();
   readonly #tasks = new Set<Promise<void>>();
   readonly #observer: StreamObserver | undefined;
   #closed: Promise<void> | undefined;
@@ -106,63 +131,77 @@ export class StreamHub {
 
   /**
    * Starts a stream (`rkllm_run_async`) whose chunks reach its client through `delivery`: buffered
-   * for `poll`, pushed live, or both (see `Delivery`). Refuses at once, before anything is
-   * created, when the input is invalid, the queue is full, the owner's stream limit or the buffer
-   * limit is reached. The owner names the stream and is charged for it.
+   * for `poll`, pushed live, or both (see `Delivery`). Refuses at once, before anything is created,
+   * when the input is invalid, the queue is full, the owner's stream limit or the buffer limit is reached.
    */
   async start(params: RunParams, requestId: RequestId | undefined, delivery: Delivery, owner: StreamOwner = ANYONE): Promise<Stream> {
-    params = ownedBy(params, owner);
-    const { stream, request, release, target, shared } = await this.#admit(params, requestId, owner);
+    const admitted = await this.#admit(params, requestId, owner);
     try {
-      await this.#delivery.open(stream, delivery);
+      await this.#delivery.open(admitted.stream, delivery);
     } catch (err) {
-      release();
+      admitted.release();
       throw err;
     }
-    if (delivery.kind !== 'push') this.#fleet?.own(stream);
-    this.#launch(stream, request, owner, release, target, shared);
-    return stream;
+    if (delivery.kind !== 'push') this.#fleet?.own(admitted.stream);
+    this.#launch(admitted, owner);
+    return admitted.stream;
   }
 
-  /**
-   * Delivers a buffered stream live to `outlet` from after `afterSeq` (`rkllm_stream_attach`):
-   * first what its buffer holds after that seq, then every new chunk, none lost and none repeated.
-   * The outlet takes over from any other that received the stream live. Resolves false when
-   * nothing will be sent: the stream has ended and the client already has every chunk.
-   */
+  /** Delivers a buffered stream live to `outlet` from after `afterSeq` (`rkllm_stream_attach`; see `StreamDelivery.attach`). */
   attach(streamId: string, afterSeq: number, outlet: ChunkOutlet): Promise<boolean> {
     return this.#delivery.attach(streamId, this.#live.get(streamId), afterSeq, outlet);
   }
 
-  /** Runs to the end (`rkllm_run`). `signal` aborts it, e.g. when the client disconnects. */
-  async run(params: RunParams, requestId: RequestId | undefined, signal: AbortSignal, owner: StreamOwner = ANYONE): Promise<RunResult> {
-    params = ownedBy(params, owner);
-    let admitted: Admitted;
+  /**
+   * Runs a generation for an in-process caller (`rkllm_run`, the OpenAI, Ollama and MCP faces) and
+   * gives its chunks as they come. Refuses, before anything is created, as `start` does. `signal`
+   * aborts it, queued or running, prefill included; a client gone before admission (its input ended
+   * before this request was read, or it left while its model loaded) gets a generation ended by "abort".
+   */
+  async generate(
+    params: RunParams,
+    { signal, owner = ANYONE, requestId }: { signal: AbortSignal; owner?: StreamOwner; requestId?: RequestId },
+  ): Promise<Generation> {
+    let admitted: Admitted | undefined;
     try {
       admitted = await this.#admit(params, requestId, owner, signal);
     } catch (err) {
-      // The client went away before the run was admitted (a connection whose input ended before
-      // this request was read, or a disconnect while its model loaded): it ends as a run stopped
-      // by the same signal does, not as a server fault.
-      if (signal.aborted && !(err instanceof ServerError)) return { text: '', finish_reason: 'abort', perf: emptyPerf() };
-      throw err;
+      if (!signal.aborted || err instanceof ServerError) throw err;
     }
-    const { stream, request, release, target, shared } = admitted;
-    const parts: string[] = [];
-    stream.subscribe((chunk) => parts.push(chunk.delta));
-    const onAbort = (): void => stream.abort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      this.#launch(stream, request, owner, release, target, shared);
-      const last = await stream.ended;
-      const result: RunResult = { text: parts.join(''), finish_reason: last.finish_reason!, perf: last.perf! };
-      if (last.error) result.error = last.error.message;
-      if (last.last_hidden_layer) result.last_hidden_layer = last.last_hidden_layer;
-      if (last.logits) result.logits = last.logits;
-      return result;
-    } finally {
-      signal.removeEventListener('abort', onAbort);
-    }
+    const stream = admitted?.stream ?? new Stream(requestId);
+    const chunks: Chunk[] = [];
+    let wake = (): void => {};
+    stream.subscribe((chunk) => {
+      chunks.push(chunk);
+      wake();
+    });
+    if (admitted) {
+      const onAbort = (): void => stream.abort();
+      if (signal.aborted) stream.abort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      void stream.ended.then(() => signal.removeEventListener('abort', onAbort));
+      this.#launch(admitted, owner);
+    } else stream.end('abort', emptyPerf());
+    const errors = this.#errors;
+    return {
+      id: stream.id,
+      get error() {
+        return errors.get(stream);
+      },
+      stop: (error) => (error ? this.#stop(stream, error) : stream.abort()),
+      [Symbol.asyncIterator]: async function* () {
+        let next = 0;
+        try {
+          for (;;) {
+            while (next < chunks.length) yield chunks[next++]!;
+            if (stream.state === 'ended') return;
+            await new Promise<void>((resolve) => (wake = resolve));
+          }
+        } finally {
+          if (stream.state !== 'ended') stream.abort();
+        }
+      },
+    };
   }
 
   /** The live (not yet ended) streams selected by stream id, or by request id (which several may share). */
@@ -191,14 +230,9 @@ export class StreamHub {
 
   /** Aborts every running (not queued) stream that `selected` accepts: `rkllm_abort` without parameters. */
   abortRunning(selected: (stream: Stream) => boolean = () => true): number {
-    let count = 0;
-    for (const stream of this.#live.values()) {
-      if (stream.state === 'running' && selected(stream)) {
-        stream.abort();
-        count++;
-      }
-    }
-    return count;
+    const running = [...this.#live.values()].filter((stream) => stream.state === 'running' && selected(stream));
+    for (const stream of running) stream.abort();
+    return running.length;
   }
 
   get liveCount(): number {
@@ -207,29 +241,23 @@ export class StreamHub {
 
   /** How many live streams `selected` accepts (a client's own, for a view that must not show other clients' streams). */
   countLive(selected: (stream: Stream) => boolean): number {
-    let count = 0;
-    for (const stream of this.#live.values()) if (selected(stream)) count++;
-    return count;
+    return [...this.#live.values()].filter(selected).length;
   }
 
   /** Drops expired buffers and aborts the generations nobody is polling any more (nor receiving live). */
   async sweep(): Promise<string[]> {
     await this.#delivery.touchLive();
     const expired = await this.#store.sweep();
-    for (const id of expired) {
-      const stream = this.#live.get(id);
-      if (stream) {
-        this.#log.info({ stream_id: id }, 'stream buffer expired; aborting its generation');
-        stream.abort();
-      }
+    for (const stream of expired.flatMap((id) => this.#live.get(id) ?? [])) {
+      this.#log.info({ stream_id: stream.id }, 'stream buffer expired; aborting its generation');
+      stream.abort();
     }
     return expired;
   }
 
   /**
-   * Stops every live stream, queued or running, each with `error` in its final chunk (e.g. when
-   * `rkllm_destroy` unloads the model), and waits until all have ended. The final chunks say
-   * `finish_reason: "shutdown"` when `error` is SHUTTING_DOWN, else "error".
+   * Stops every live stream, queued or running, with `error` in its final chunk (`rkllm_destroy`),
+   * and waits until all have ended: `finish_reason` "shutdown" for SHUTTING_DOWN, else "error".
    */
   async stopAll(error: ServerError): Promise<void> {
     const streams = [...this.#live.values()];
@@ -255,21 +283,22 @@ export class StreamHub {
 
   /** Stops a stream for a server-side reason, which its final chunk will carry. */
   #stop(stream: Stream, error: ServerError): void {
-    if (stream.state === 'ended' || this.#stopErrors.has(stream)) return;
-    this.#stopErrors.set(stream, error);
+    if (stream.state === 'ended' || this.#errors.has(stream)) return;
+    this.#errors.set(stream, error);
     stream.abort();
   }
 
   /**
-   * Admission, shared by `start` and `run`: the run's model is found (and loaded when needed), the
+   * Admission, shared by `start` and `generate`: the run's model is found (and loaded when needed), the
    * input is valid, the queue has room and the owner may start another stream. Only then is the
    * stream created; `release` frees the owner's place and the hold on the model. With a fleet, a
    * run of the default model is queued in the shared queue, under its fleet-wide limits (`shared`);
    * when that queue is unreachable, and for the other models of the folder, in this server's own.
-   * `request` is the engine's run request: the run without the model's name, which admission used.
+   * `request` is the engine's run request: the run without the model's name, which admission used,
+   * as its owner's (it continues that owner's `keep_history` conversation only).
    */
   async #admit(params: RunParams, requestId: RequestId | undefined, owner: StreamOwner, signal?: AbortSignal): Promise<Admitted> {
-    const { model, ...request } = params;
+    const { model, ...request } = owner.id === undefined ? params : { ...params, owner: owner.id };
     const target = await this.#resolve(model, signal, owner.admin !== false);
     const admitted: Array<() => void> = [() => target.release()];
     const release = (): void => {
@@ -309,12 +338,13 @@ export class StreamHub {
     return stream;
   }
 
-  /** Runs `stream` through the scheduler and the engine; `release` frees its place in its owner's limit once it has ended. */
-  #launch(stream: Stream, request: EngineRun, owner: StreamOwner, release: () => void, target: RunTarget, shared?: SharedRun): void {
+  /** Runs an admitted stream through the scheduler and the engine; its `release` frees its places once it has ended. */
+  #launch(admitted: Admitted, owner: StreamOwner): void {
+    const { stream } = admitted;
     this.#live.set(stream.id, stream);
     this.#observer?.started?.(stream.id);
-    const task = this.#drive(stream, request, owner.queueKey, target, shared).finally(() => {
-      release();
+    const task = this.#drive(admitted, owner.queueKey).finally(() => {
+      admitted.release();
       this.#live.delete(stream.id);
       this.#tasks.delete(task);
     });
@@ -322,7 +352,7 @@ export class StreamHub {
   }
 
   /** Runs `stream` on its target's engine once the target's scheduler gives it a slot, or, with `shared`, wherever the fleet runs it. */
-  async #drive(stream: Stream, params: EngineRun, queueKey: string, target: RunTarget, shared?: SharedRun): Promise<void> {
+  async #drive({ stream, request: params, target, shared }: Admitted, queueKey: string): Promise<void> {
     let release: (() => void) | undefined;
     try {
       if (!shared) release = await target.scheduler.acquire(stream.signal, queueKey);
@@ -349,20 +379,17 @@ export class StreamHub {
       if (outcome.input_tokens !== undefined) outputs.input_tokens = outcome.input_tokens;
       this.#end(stream, outcome.finish_reason, outcome.perf, error, outputs);
     } catch (err) {
-      if (err instanceof ServerError) {
-        this.#end(stream, 'error', undefined, err);
-        return;
-      }
-      this.#log.error({ err, stream_id: stream.id }, 'run failed');
-      this.#end(stream, 'error', undefined, fault('INTERNAL_ERROR', 'run_failed'));
+      if (!(err instanceof ServerError)) this.#log.error({ err, stream_id: stream.id }, 'run failed');
+      this.#end(stream, 'error', undefined, err instanceof ServerError ? err : fault('INTERNAL_ERROR', 'run_failed'));
     } finally {
       release?.();
     }
   }
 
   #end(stream: Stream, reason: FinishReason, perf: RKLLMPerfStat | undefined, error?: ServerError, outputs?: RunOutputs): void {
-    const stopError = this.#stopErrors.get(stream);
+    const stopError = this.#errors.get(stream);
     const finalError = stopError ?? error;
+    if (finalError) this.#errors.set(stream, finalError);
     const stopReason = stopError?.name === 'SHUTTING_DOWN' ? 'shutdown' : 'error';
     stream.end(stopError ? stopReason : reason, perf ?? emptyPerf(), finalError && errorObject(finalError), outputs);
   }

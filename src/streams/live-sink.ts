@@ -1,13 +1,36 @@
 import { fault, type ServerError } from '../errors.js';
-import type { ChunkOutlet } from './outlet.js';
 import type { Chunk, Stream } from './stream.js';
+
+/** A cap on the bytes waiting to be sent to a client, and the setting it comes from. */
+export interface SendLimit {
+  bytes: number;
+  setting: string;
+}
+
+/**
+ * Where a live delivery pushes a stream's chunks: one request's replies on a live connection. The
+ * wire layer builds it and decides what each chunk becomes on the wire (a JSON-RPC response to the
+ * request, naming the stream); streams only hand over chunks.
+ */
+export interface ChunkOutlet {
+  /** Aborts when the client has gone: nothing more can be sent. */
+  readonly closed: AbortSignal;
+  /** The cap on bytes waiting to be sent, for the error that says delivery stopped. */
+  readonly sendLimit: SendLimit;
+  /** Sends one chunk of stream `streamId`. Returns false once the bytes waiting exceed `sendLimit`: stop pushing. */
+  send(streamId: string, chunk: Chunk): boolean;
+  /** Tells the client why delivery stopped (it fell behind, the buffer went away), answering the same request. */
+  fail(error: ServerError): void;
+  /** Keeps the connection from being closed as idle until the returned function is called. */
+  hold(): () => void;
+}
 
 /**
  * SEND_BUFFER_FULL: the client does not read, so pushing stopped after `lastSeq`. What stopped is
  * either the stream itself (it was not buffered) or only its live delivery (it goes on buffering).
  */
-export function sendBufferFull(outlet: ChunkOutlet, streamId: string, lastSeq: number, stopped: 'stream' | 'delivery'): ServerError {
-  const { bytes, setting } = outlet.sendLimit;
+export function sendBufferFull(limit: SendLimit, streamId: string, lastSeq: number, stopped: 'stream' | 'delivery'): ServerError {
+  const { bytes, setting } = limit;
   const data = { stream_id: streamId, last_seq: lastSeq, max_send_buffer_bytes: bytes };
   return stopped === 'stream'
     ? fault('SEND_BUFFER_FULL', 'stopped', { bytes, setting }, data)
@@ -109,10 +132,10 @@ export class LiveSink {
     if (this.#overflowed || outlet.closed.aborted) return;
     this.#overflowed = true;
     if (!buffered) {
-      this.#options.stop(sendBufferFull(outlet, stream.id, this.#lastSeq, 'stream'));
+      this.#options.stop(sendBufferFull(outlet.sendLimit, stream.id, this.#lastSeq, 'stream'));
       return;
     }
     this.close();
-    outlet.fail(sendBufferFull(outlet, stream.id, this.#lastSeq, 'delivery'));
+    outlet.fail(sendBufferFull(outlet.sendLimit, stream.id, this.#lastSeq, 'delivery'));
   }
 }

@@ -1,11 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { encodeJson } from '../jsonrpc/large-id.js';
 import type { Logger } from 'pino';
 import type { ClientEnd } from '../auth.js';
 import type { ClientGate } from '../clients.js';
-import { ERROR_NAMES, ERRORS, fault, ServerError, type ErrorSpec } from '../errors.js';
-import { errorResponse, type JsonRpcResponse } from '../jsonrpc/message.js';
-import { BodyTooLarge, type HttpRoute } from './http-route.js';
+import { ERROR_NAMES, ERRORS, fault, ServerError, type ErrorName, type ErrorSpec } from '../errors.js';
+import type { JsonRpcResponse } from '../jsonrpc/message.js';
+import { LINGER_MS, readBody, refusalHeaders, sendError, sendJson, type HttpRoute } from './http-route.js';
 import { listen } from './listen.js';
 import { foreignOrigin } from './origin.js';
 import type { MessageHandler, Transport } from './transport.js';
@@ -38,55 +37,22 @@ export interface HttpTransportOptions {
   log: Logger;
 }
 
-/**
- * How long a refused oversized request may keep sending before its connection is cut; and how long
- * a closing server lets the requests in flight finish their answers before it cuts them.
- */
-const LINGER_MS = 2000;
+/** The error names by JSON-RPC code, for the status of a reply that carries one. */
+const NAME_OF_CODE = new Map<number, ErrorName>(ERROR_NAMES.map((name) => [ERRORS[name].code, name]));
 
-/** HTTP statuses of the refusals that have one (the `http` of their entry in src/errors.ts); every other JSON-RPC answer is 200. */
-const STATUS_OF_ERROR = new Map<number, number>(
-  ERROR_NAMES.flatMap((name): Array<[number, number]> => {
-    const spec: ErrorSpec = ERRORS[name];
-    return spec.http === undefined ? [] : [[spec.code, spec.http]];
-  }),
-);
-
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = encodeJson(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
-}
-
-/** A reply with HTTP status `status` that carries only `error`, answering no request id. */
-function sendError(res: ServerResponse, status: number, error: ServerError, headers: Record<string, string> = {}): void {
-  sendJson(res, status, errorResponse(null, error), headers);
-}
-
-/** The status and headers for a reply: a single refusal keeps its HTTP meaning (401, 429 with Retry-After). */
+/** The status and headers for a reply: a single refusal keeps its HTTP meaning (401, 403, 429 with Retry-After). */
 function statusOf(reply: JsonRpcResponse | JsonRpcResponse[]): { status: number; headers: Record<string, string> } {
   if (Array.isArray(reply) || !('error' in reply)) return { status: 200, headers: {} };
-  const status = STATUS_OF_ERROR.get(reply.error.code) ?? 200;
+  const name = NAME_OF_CODE.get(reply.error.code);
+  const spec: ErrorSpec | undefined = name && ERRORS[name];
+  const status = spec?.refusal ? spec.status! : 200;
   return { status, headers: refusalHeaders(status, reply.error.data) };
-}
-
-function refusalHeaders(status: number, data: unknown): Record<string, string> {
-  if (status === 401) return { 'www-authenticate': 'Bearer' };
-  const retryAfter = (data as { retry_after?: unknown } | undefined)?.retry_after;
-  return status === 429 && typeof retryAfter === 'number' ? { 'retry-after': String(Math.ceil(retryAfter)) } : {};
 }
 
 /** Answers a request refused before its body is read, and discards the body. */
 function refuse(req: IncomingMessage, res: ServerResponse, error: ServerError): void {
-  const spec: ErrorSpec = ERRORS[error.name];
-  const status = spec.http ?? 400;
-  sendError(res, status, error, refusalHeaders(status, error.data));
+  sendError(res, error, 'jsonrpc');
   req.resume();
-}
-
-/** Aborts when the client goes away before the reply is complete. */
-function clientGone(res: ServerResponse): AbortSignal {
-  return new ClientGone(res).signal;
 }
 
 /**
@@ -117,44 +83,6 @@ class ClientGone {
     }
     return this.#controller.signal;
   }
-}
-
-/**
- * Reads a whole request body of at most `limit` bytes. Over it (from Content-Length when given,
- * while streaming otherwise) it rejects with BodyTooLarge, discards (never buffers) what is still
- * arriving, and cuts the connection shortly after. The caller answers 413 at once. No
- * "Connection: close": Node would then destroy the socket as soon as the reply is flushed, with
- * the client's body still unread, and the reset that follows can reach the client before it has
- * read the reply.
- */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const tooLarge = (): void => {
-      req.removeAllListeners('data');
-      req.resume();
-      setTimeout(() => req.socket.destroy(), LINGER_MS).unref();
-      reject(new BodyTooLarge(limit));
-    };
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limit) {
-      tooLarge();
-      return;
-    }
-    const parts: Buffer[] = [];
-    let size = 0;
-    req.on('data', (part: Buffer) => {
-      size += part.length;
-      if (size > limit) {
-        tooLarge();
-        return;
-      }
-      parts.push(part);
-    });
-    req.on('end', () => {
-      if (size <= limit) resolve(Buffer.concat(parts));
-    });
-    req.on('error', (err) => reject(err));
-  });
 }
 
 /**
@@ -259,7 +187,7 @@ export class HttpTransport implements Transport {
     }
     if (method !== 'POST') {
       res.setHeader('allow', 'POST');
-      sendError(res, 405, fault('INVALID_REQUEST', 'not_post'));
+      sendError(res, fault('INVALID_REQUEST', 'not_post'), 'jsonrpc', 405);
       return;
     }
     const peer = this.#admit(req, res);
@@ -288,7 +216,7 @@ export class HttpTransport implements Transport {
     try {
       body = await readBody(req, this.#options.maxBodyBytes);
     } catch (err) {
-      if (err instanceof BodyTooLarge) sendError(res, 413, fault('INVALID_REQUEST', 'body_too_large', { max_body_bytes: err.limit }));
+      if (err instanceof ServerError) sendError(res, err, 'jsonrpc');
       else res.destroy();
       return;
     }
@@ -296,7 +224,7 @@ export class HttpTransport implements Transport {
   }
 
   async #route(route: HttpRoute, url: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const gone = clientGone(res);
+    const gone = new ClientGone(res).signal;
     const limit = this.#options.maxBodyBytes;
     const log = this.#options.log;
     try {
@@ -304,7 +232,7 @@ export class HttpTransport implements Transport {
       await route.serve({ req, res, url, address, signal: gone, readBody: () => readBody(req, limit), log });
     } catch (err) {
       log.error({ err, path: url.pathname }, 'http: route failed');
-      if (!res.headersSent) sendError(res, 500, fault('INTERNAL_ERROR', 'internal'));
+      if (!res.headersSent) sendError(res, undefined, 'jsonrpc', 500);
       else res.end();
     }
   }
@@ -328,7 +256,7 @@ export class HttpTransport implements Transport {
       }
     } catch (err) {
       this.#options.log.error({ err }, 'http: unexpected failure');
-      if (!res.headersSent) sendError(res, 500, fault('INTERNAL_ERROR', 'internal'));
+      if (!res.headersSent) sendError(res, undefined, 'jsonrpc', 500);
     }
   }
 
@@ -345,7 +273,7 @@ export class HttpTransport implements Transport {
         return;
       }
       this.#options.log.error({ err }, 'http: endpoint failed');
-      if (!res.headersSent) sendError(res, 500, fault('INTERNAL_ERROR', 'internal'));
+      if (!res.headersSent) sendError(res, undefined, 'jsonrpc', 500);
     }
   }
 }

@@ -2,8 +2,9 @@ import { STATUS_CODES, createServer, type IncomingMessage, type Server } from 'n
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { ApiKey, ClientEnd } from '../auth.js';
-import { ERRORS, fault, type ServerError } from '../errors.js';
+import { fault, type ServerError } from '../errors.js';
 import { errorResponse } from '../jsonrpc/message.js';
+import { errorAnswer } from './http-route.js';
 import type { LiveConnection } from './live-connection.js';
 import { Listener } from './listen.js';
 import { foreignOrigin } from './origin.js';
@@ -27,11 +28,12 @@ const CloseCode = { NORMAL: 1000, GOING_AWAY: 1001, TRY_AGAIN_LATER: 1013 } as c
 
 /** Refuses a handshake (a wrong key: 401; a foreign origin: 403) with the JSON-RPC error, as on the HTTP transport. */
 function refuseHandshake(socket: Duplex, error: ServerError): void {
-  const body = JSON.stringify(errorResponse(null, error));
-  const status = (ERRORS[error.name] as { http?: number }).http ?? 400;
+  const answer = errorAnswer(error, 'jsonrpc');
+  const { status } = answer;
+  const body = JSON.stringify(answer.body);
   const head = [
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
-    ...(status === 401 ? ['WWW-Authenticate: Bearer'] : []),
+    ...Object.entries(answer.headers).map(([name, value]) => `${name}: ${value}`),
     'Content-Type: application/json',
     `Content-Length: ${Buffer.byteLength(body)}`,
     'Connection: close',

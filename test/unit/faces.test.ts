@@ -3,14 +3,13 @@ import { expect } from 'chai';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
-import { loadingRoute } from '../../src/faces/loading.js';
+import { loadingRoute } from '../../src/faces/routes.js';
 import { readOptions } from '../../src/faces/ollama/request.js';
 import { readCommon } from '../../src/faces/openai/request.js';
 import { runParamsSchema, toRunParams } from '../../src/methods/run-params.js';
 import { compileParams, zodShape } from '../../src/request-schema.js';
 import type { ServerError } from '../../src/errors.js';
-import { StopFilter } from '../../src/faces/stop-filter.js';
-import { ToolCallCatcher, forcedCallSchema, parseCall } from '../../src/faces/tool-calls.js';
+import { StopFilter, ToolCallCatcher, forcedCallSchema, parseCall } from '../../src/faces/text-filters.js';
 
 /** Feeds `pieces` through a filter and returns what came out, piece by piece, then the flush. */
 function through(filter: StopFilter, pieces: string[]): string[] {

@@ -3,7 +3,7 @@ import { emptyPerf } from '../../src/engine/types.js';
 import type { Connection } from '../../src/jsonrpc/connection.js';
 import { errorObject, type ServerError } from '../../src/errors.js';
 import type { JsonRpcResponse } from '../../src/jsonrpc/message.js';
-import { chunkOutlet } from '../../src/methods/run-delivery.js';
+import { chunkOutlet } from '../../src/methods/core.js';
 import { LiveSink } from '../../src/streams/live-sink.js';
 import { Stream, type Chunk } from '../../src/streams/stream.js';
 

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { StopFilter } from '../../src/faces/stop-filter.js';
+import { StopFilter } from '../../src/faces/text-filters.js';
 import { LoadGate } from '../../src/load-gate.js';
 
 /** Feeds `pieces` to a scanner; returns what it released, piece by piece, then the flush. */

@@ -5,8 +5,8 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import type { Logger } from 'pino';
 import type { ClientEnd } from '../../auth.js';
 import type { ClientGate } from '../../clients.js';
-import { ERRORS, ServerError } from '../../errors.js';
-import { BodyTooLarge, type HttpExchange, type HttpRoute } from '../../transports/http-route.js';
+import { ServerError } from '../../errors.js';
+import { readJson, refusalHeaders, sendError, sendJson, type HttpExchange, type HttpRoute } from '../../transports/http-route.js';
 import { foreignHost } from '../../transports/origin.js';
 
 export interface McpHttpOptions {
@@ -33,9 +33,9 @@ interface Session {
   idleTimer: NodeJS.Timeout | undefined;
 }
 
-function sendError(res: ServerResponse, status: number, code: number, message: string, headers: Record<string, string> = {}): void {
-  const body = JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } });
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers }).end(body);
+/** A refusal of the session layer (not an error of the table), in the shape the SDK answers its own. */
+function refuseSession(res: ServerResponse, status: number, code: number, message: string): void {
+  sendJson(res, status, { jsonrpc: '2.0', id: null, error: { code, message } }, refusalHeaders(status, undefined));
 }
 
 /**
@@ -67,37 +67,26 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
     // Browsers from other origins never get here: the HTTP transport applies the one origin rule to every route.
     const { gate, loopbackOnly } = this.#options;
     const foreign = loopbackOnly ? foreignHost(req.headers) : undefined;
-    if (foreign) return sendError(res, 403, ERRORS.FORBIDDEN.code, foreign.message);
+    if (foreign) return void sendError(res, foreign, 'mcp');
     let peer: ClientEnd;
     try {
       peer = { address, key: gate.keyFromHeader(req.headers.authorization, 'refuse') };
       res.once('close', gate.admitConnection(peer, 'http'));
     } catch (err) {
       if (!(err instanceof ServerError)) throw err;
-      const status = err.name === 'UNAUTHORIZED' ? 401 : 429;
-      const retry = (err.data as { retry_after?: number } | undefined)?.retry_after;
-      const headers: Record<string, string> =
-        status === 401 ? { 'www-authenticate': 'Bearer' } : retry === undefined ? {} : { 'retry-after': String(Math.ceil(retry)) };
-      return sendError(res, status, ERRORS[err.name].code, err.message, headers);
+      return void sendError(res, err, 'mcp');
     }
     const sessionId = req.headers['mcp-session-id'];
     if (typeof sessionId === 'string') {
       const session = this.#sessions.get(sessionId);
-      if (!session || session.keyId !== peer.key?.id) return sendError(res, 404, -32001, 'Session not found');
+      if (!session || session.keyId !== peer.key?.id) return refuseSession(res, 404, -32001, 'Session not found');
       return this.#handle(session, exchange);
     }
-    if (req.method !== 'POST') return sendError(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required');
-    if (this.#closed) return sendError(res, 503, -32000, 'The server is shutting down');
+    if (req.method !== 'POST') return refuseSession(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required');
+    if (this.#closed) return refuseSession(res, 503, -32000, 'The server is shutting down');
     if (this.#sessions.size >= this.#options.maxSessions) {
-      return sendError(
-        res,
-        503,
-        -32000,
-        `Too many MCP sessions: at most ${this.#options.maxSessions} (setting mcp.max_sessions); end one with DELETE`,
-        {
-          'retry-after': '1',
-        },
-      );
+      const limit = this.#options.maxSessions;
+      return refuseSession(res, 503, -32000, `Too many MCP sessions: at most ${limit} (setting mcp.max_sessions); end one with DELETE`);
     }
     await this.#open(peer, exchange);
   }
@@ -137,10 +126,9 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
     let body: unknown;
     if (req.method === 'POST') {
       try {
-        body = JSON.parse((await exchange.readBody()).toString('utf8'));
+        body = await readJson(exchange);
       } catch (err) {
-        if (err instanceof BodyTooLarge) return sendError(res, 413, -32600, err.message);
-        if (err instanceof SyntaxError) return sendError(res, 400, -32700, `Parse error: ${err.message}`);
+        if (err instanceof ServerError) return void sendError(res, err, 'mcp');
         throw err;
       }
       this.#cancelOnDisconnect(session, res, body);

@@ -8,11 +8,12 @@ import { ENGINE_FEATURE_NAMES } from '../../engine/capabilities.js';
 import type { ChatMessage, Engine } from '../../engine/types.js';
 import { ERRORS, ServerError } from '../../errors.js';
 import { checkMaxNewTokens, zodShape } from '../../request-schema.js';
-import type { RunParams } from '../../streams/hub.js';
+import { collect, type RunParams } from '../../streams/hub.js';
+import { errorAnswer } from '../../transports/http-route.js';
+import { runText, type TextRun } from '../generation.js';
 import { embeddingParams, toRunParams } from '../generation-request.js';
 import { admitCaller, type McpBackend, type McpDeps } from './backend.js';
 import type { ChatSessions } from './chat-sessions.js';
-import { generate, type Generated } from './run.js';
 
 /** What a tool handler gets from the SDK, as far as the tools use it. */
 interface ToolExtra {
@@ -51,10 +52,10 @@ const message = z.object({ role: z.enum(['system', 'user', 'assistant']), conten
 
 type Sampling = { [K in keyof typeof sampling]?: z.infer<(typeof sampling)[K]> };
 
-/** A ServerError as a tool error result, which the session survives; a busy queue says when to retry. */
+/** A ServerError as a tool error result, which the session survives; a refusal says when to retry (HTTP's Retry-After rule). */
 function toolError(err: ServerError): CallToolResult {
-  const retry = (err.data as { retry_after?: unknown } | undefined)?.retry_after;
-  const when = typeof retry === 'number' ? ` Retry after ${retry} s.` : '';
+  const retry = errorAnswer(err, 'mcp').headers['retry-after'];
+  const when = retry === undefined ? '' : ` Retry after ${retry} s.`;
   return { isError: true, content: [{ type: 'text', text: `${err.message} (${ERRORS[err.name].code})${when}` }] };
 }
 
@@ -140,7 +141,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
     input: { prompt: string } | { messages: ChatMessage[] },
     args: Sampling,
     extra: ToolExtra,
-  ): Promise<Generated> =>
+  ): Promise<TextRun> =>
     withModel(backend, client, args.model, extra.signal, async (engine) => {
       const params = runParams(engine, input, args);
       const token = extra._meta?.progressToken;
@@ -157,16 +158,16 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
             };
       const log = deps.log.child({ client: client.id, mcp_request_id: extra.requestId });
       const onStart = (streamId: string): void => log.info({ stream_id: streamId }, 'mcp: stream started');
-      const out = await generate({
-        hub: backend.hub,
+      const out = await runText(backend.hub, {
         params,
         client,
         requestId: extra.requestId,
         signal: extra.signal,
         stop: args.stop ?? [],
-        onStart,
+        onStarted: onStart,
         ...(onText ? { onText } : {}),
       });
+      if (out.error) throw out.error;
       log.info(
         { stream_id: out.stream_id, finish_reason: out.finish_reason, generate_tokens: out.perf.generate_tokens },
         'mcp: stream ended',
@@ -250,9 +251,14 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
         const vectors: number[][] = [];
         const model = await withModel(backend, client, args.model, extra.signal, async (engine) => {
           for (const text of inputs) {
-            const out = await backend.hub.run(embeddingParams(text, args.model), extra.requestId, extra.signal, client);
-            const layer = out.last_hidden_layer;
-            if (!layer) throw new ServerError('ENGINE_ERROR', out.error ?? 'The engine returned no hidden layer');
+            const run = await backend.hub.generate(embeddingParams(text, args.model), {
+              requestId: extra.requestId,
+              signal: extra.signal,
+              owner: client,
+            });
+            const { last } = await collect(run);
+            const layer = last.last_hidden_layer;
+            if (!layer) throw new ServerError('ENGINE_ERROR', last.error?.message ?? 'The engine returned no hidden layer');
             vectors.push(layer.hidden_states.slice((layer.num_tokens - 1) * layer.embd_size, layer.num_tokens * layer.embd_size));
           }
           return basename(engine.param.model_path);

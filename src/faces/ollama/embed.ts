@@ -1,8 +1,7 @@
 /** `POST /api/embed` (and the older `POST /api/embeddings`): the same vectors as OpenAI's `/v1/embeddings`. */
 import type { Client } from '../../clients.js';
-import type { HttpExchange } from '../../transports/http-route.js';
-import { useModel } from '../generation-request.js';
-import { field, sendJson, type HubDeps } from '../http-kit.js';
+import { sendJson, type HttpExchange } from '../../transports/http-route.js';
+import { field, type HubDeps } from '../http-kit.js';
 import { embedAll, readInputs } from '../openai/embeddings.js';
 import { readModel } from './request.js';
 
@@ -10,18 +9,11 @@ export async function embed(deps: HubDeps, exchange: HttpExchange, client: Clien
   const started = process.hrtime.bigint();
   const name = readModel(body);
   const inputs = readInputs(body.input);
-  const lease = await useModel(deps, client, name, body.keep_alive, exchange.signal);
-  let out: { vectors: number[][]; tokens: number };
-  try {
-    out = await embedAll(deps, inputs, client, exchange.signal, lease.name);
-  } finally {
-    lease.release();
-  }
-  const { vectors, tokens } = out;
+  const { vectors, tokens, model } = await embedAll(deps, inputs, client, exchange.signal, name, body.keep_alive);
   if (exchange.signal.aborted) return;
   const total = Number(process.hrtime.bigint() - started);
   sendJson(exchange.res, 200, {
-    model: name ?? `${lease.name}:latest`,
+    model: name ?? `${model}:latest`,
     embeddings: vectors,
     total_duration: total,
     load_duration: 0,
@@ -37,12 +29,6 @@ export async function embeddingsLegacy(
   body: Record<string, unknown>,
 ): Promise<void> {
   const inputs = readInputs(field(body, 'prompt', 'string') ?? body.prompt);
-  const lease = await useModel(deps, client, readModel(body), body.keep_alive, exchange.signal);
-  let vectors: number[][];
-  try {
-    ({ vectors } = await embedAll(deps, inputs, client, exchange.signal, lease.name));
-  } finally {
-    lease.release();
-  }
+  const { vectors } = await embedAll(deps, inputs, client, exchange.signal, readModel(body), body.keep_alive);
   if (!exchange.signal.aborted) sendJson(exchange.res, 200, { embedding: vectors[0] });
 }

@@ -1,13 +1,11 @@
 /** `POST /api/generate` and `POST /api/chat`. */
 import type { Client } from '../../clients.js';
-import { fault } from '../../errors.js';
 import type { ChatMessage } from '../../engine/types.js';
-import type { HttpExchange } from '../../transports/http-route.js';
-import { readMessages } from '../chat-messages.js';
-import { runForFace, type FaceRunResult } from '../face-run.js';
-import { toRunParams, useModel, type GenerationRequest } from '../generation-request.js';
-import { badField, field, sendJson, type HubDeps } from '../http-kit.js';
-import type { ToolDefinition } from '../tool-calls.js';
+import { sendJson, type HttpExchange } from '../../transports/http-route.js';
+import { readMessages, readTools } from '../chat-messages.js';
+import { serveGeneration, type TextRun } from '../generation.js';
+import { useModel, type GenerationRequest } from '../generation-request.js';
+import { field, type HubDeps } from '../http-kit.js';
 import { readFormat, readModel, readOptions, readStream } from './request.js';
 import { NdjsonStream, now, timings } from './wire.js';
 
@@ -15,7 +13,7 @@ import { NdjsonStream, now, timings } from './wire.js';
 interface Flavour {
   request: Pick<GenerationRequest, 'messages' | 'prompt' | 'tools'>;
   piece: (text: string) => Record<string, unknown>;
-  last: (result: FaceRunResult) => Record<string, unknown>;
+  last: (result: TextRun) => Record<string, unknown>;
 }
 
 async function generation(
@@ -30,50 +28,30 @@ async function generation(
   const options = readOptions(body);
   const stream = readStream(body);
   const jsonSchema = readFormat(body);
-  const lease = await useModel(deps, client, modelName, body.keep_alive, exchange.signal);
-  try {
-    const model = modelName ?? `${lease.name}:latest`;
-    const params = toRunParams(
-      lease.engine,
-      { ...flavour.request, maxTokens: options.maxTokens, sampling: options.sampling, ...(jsonSchema ? { jsonSchema } : {}) },
-      lease.name,
-    );
-    const lines = stream ? new NdjsonStream(exchange.res) : undefined;
-    const tools = flavour.request.tools?.length ? { tools: 'catch' as const } : {};
-    const result = await runForFace(deps.hub, {
-      params,
-      client,
-      signal: exchange.signal,
+  await serveGeneration(deps, exchange, client, { name: modelName, keepAlive: body.keep_alive }, (name) => {
+    const model = modelName ?? `${name}:latest`;
+    const piece = (text: string): unknown => ({ model, created_at: now(), ...flavour.piece(text), done: false });
+    const lines = stream ? new NdjsonStream(exchange.res, { piece }) : undefined;
+    return {
+      request: { ...flavour.request, maxTokens: options.maxTokens, sampling: options.sampling, ...(jsonSchema ? { jsonSchema } : {}) },
       stop: options.stop,
-      ...tools,
-      sendLimit: deps.sendLimit,
-      ...(lines
-        ? {
-            pending: () => lines.pending,
-            onStarted: () => lines.open(),
-            onText: (text: string) => lines.send({ model, created_at: now(), ...flavour.piece(text), done: false }),
-          }
-        : {}),
-    });
-    if (exchange.signal.aborted) return;
-    if (result.error) {
-      if (lines) return lines.end({ error: result.error.message });
-      throw fault('ENGINE_ERROR', 'detail', { detail: result.error.message });
-    }
-    const doneReason = result.finish_reason === 'length' ? 'length' : 'stop';
-    const final = {
-      model,
-      created_at: now(),
-      ...flavour.last(result),
-      done: true,
-      done_reason: doneReason,
-      ...timings(result.perf, started),
+      tools: flavour.request.tools?.length ? 'catch' : undefined,
+      live: lines,
+      finish: (result) => {
+        const doneReason = result.finish_reason === 'length' ? 'length' : 'stop';
+        const final = {
+          model,
+          created_at: now(),
+          ...flavour.last(result),
+          done: true,
+          done_reason: doneReason,
+          ...timings(result.perf, started),
+        };
+        if (lines) lines.end(final);
+        else sendJson(exchange.res, 200, final);
+      },
     };
-    if (lines) lines.end(final);
-    else sendJson(exchange.res, 200, final);
-  } finally {
-    lease.release();
-  }
+  });
 }
 
 export async function generate(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
@@ -110,21 +88,9 @@ export async function generate(deps: HubDeps, exchange: HttpExchange, client: Cl
   });
 }
 
-function ollamaCalls(m: Record<string, unknown>): Array<{ name: string; args: unknown }> {
-  if (!Array.isArray(m.tool_calls)) return [];
-  return m.tool_calls.map((c: { function?: { name?: unknown; arguments?: unknown } }) => ({
-    name: String(c.function?.name),
-    args: c.function?.arguments,
-  }));
-}
-
 export async function chat(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
-  const messages: ChatMessage[] = readMessages(body.messages, ollamaCalls);
-  const tools = (field(body, 'tools', 'array') ?? []) as ToolDefinition[];
-  tools.forEach((t, i) => {
-    if (typeof t?.function?.name !== 'string')
-      throw badField(`tools[${i}]`, 'must be {"type": "function", "function": {"name", "parameters"}}');
-  });
+  const messages: ChatMessage[] = readMessages(body.messages);
+  const tools = readTools(body, false);
   const streamed = readStream(body);
   await generation(deps, exchange, client, body, {
     request: { messages, tools },

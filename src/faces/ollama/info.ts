@@ -2,8 +2,8 @@
 import { createHash } from 'node:crypto';
 import { fault } from '../../errors.js';
 import type { ModelEntry } from '../../models/catalog.js';
-import type { HttpExchange } from '../../transports/http-route.js';
-import { sendJson, type HubDeps } from '../http-kit.js';
+import { sendJson, type HttpExchange } from '../../transports/http-route.js';
+import type { HubDeps } from '../http-kit.js';
 import { OLLAMA_API_VERSION, now } from './wire.js';
 import { readModel } from './request.js';
 

@@ -1,11 +1,10 @@
 /** The Ollama-compatible API under `/api` on the HTTP port. */
 import type { Client } from '../../clients.js';
-import type { HttpExchange, HttpRoute } from '../../transports/http-route.js';
-import { readJson, sendJson, serveFace, type HubDeps } from '../http-kit.js';
+import { sendJson, type HttpExchange, type HttpRoute } from '../../transports/http-route.js';
+import { readObject, serveFace, type HubDeps } from '../http-kit.js';
 import { embed, embeddingsLegacy } from './embed.js';
 import { chat, generate } from './generate.js';
 import { ps, show, tags, version } from './info.js';
-import { answerError } from './wire.js';
 
 type Handler = (deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>) => Promise<void>;
 
@@ -37,9 +36,9 @@ export function ollamaRoute(deps: HubDeps): HttpRoute {
       const post = method === 'POST' ? POSTS.get(pathname) : undefined;
       const get = method === 'GET' || method === 'HEAD' ? GETS.get(pathname) : undefined;
       if (post) {
-        await serveFace(deps, exchange, name, async (client) => post(deps, exchange, client, await readJson(exchange)), answerError);
+        await serveFace(deps, exchange, name, async (client) => post(deps, exchange, client, await readObject(exchange)), 'ollama');
       } else if (get) {
-        await serveFace(deps, exchange, name, () => get(deps, exchange), answerError);
+        await serveFace(deps, exchange, name, () => get(deps, exchange), 'ollama');
       } else {
         exchange.req.resume();
         sendJson(exchange.res, 404, { error: `${method} ${pathname} is not an endpoint of the Ollama API here` });

@@ -1,20 +1,19 @@
-/** Ollama's wire format: `{"error": "..."}`, NDJSON streams, durations in nanoseconds. */
+/** Ollama's wire format: NDJSON streams, durations in nanoseconds. */
 import type { ServerResponse } from 'node:http';
 import type { RKLLMPerfStat } from '../../engine/types.js';
-import { sendJson, type HttpFault } from '../http-kit.js';
-import { ResponseStream } from '../response-stream.js';
+import { ResponseStream, type Framing } from '../generation.js';
 
 /** The Ollama API version these endpoints follow (what `GET /api/version` reports). */
 export const OLLAMA_API_VERSION = '0.6.4';
 
-export function answerError(res: ServerResponse, answer: HttpFault): void {
-  sendJson(res, answer.status, { error: answer.error.message }, answer.headers);
-}
-
 /** One JSON object per line, `application/x-ndjson`. */
 export class NdjsonStream extends ResponseStream {
-  constructor(res: ServerResponse) {
-    super(res, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' }, (line) => `${JSON.stringify(line)}\n`);
+  constructor(res: ServerResponse, framing: Framing) {
+    super(res, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' }, (line) => `${JSON.stringify(line)}\n`, framing);
+  }
+
+  fail(message: string): void {
+    this.end({ error: message });
   }
 
   /** The last line, then the end. */

@@ -1,12 +1,10 @@
 /** `POST /v1/chat/completions`. */
 import type { Client } from '../../clients.js';
-import { fault } from '../../errors.js';
-import { readMessages } from '../chat-messages.js';
-import { runForFace, type FaceRunResult } from '../face-run.js';
-import { toRunParams, useModel } from '../generation-request.js';
-import { badField, field, sendJson, type HubDeps } from '../http-kit.js';
-import { forcedCallSchema, type ToolCall, type ToolDefinition } from '../tool-calls.js';
-import type { HttpExchange } from '../../transports/http-route.js';
+import { readMessages, readTools } from '../chat-messages.js';
+import { serveGeneration } from '../generation.js';
+import { badField, field, type HubDeps } from '../http-kit.js';
+import { forcedCallSchema, type ToolCall, type ToolDefinition } from '../text-filters.js';
+import { sendJson, type HttpExchange } from '../../transports/http-route.js';
 import { readCommon, finishReason, usage } from './request.js';
 import { EventStream, openaiId, unixSeconds } from './wire.js';
 
@@ -24,22 +22,14 @@ function readResponseFormat(body: Record<string, unknown>): Record<string, unkno
   throw badField('response_format.type', `must be "text", "json_object" or "json_schema"; got ${JSON.stringify(format.type)}`);
 }
 
-/** `tools` and `tool_choice`: what to offer, and whether a call is forced (and to which function). */
-function readTools(body: Record<string, unknown>): { tools: ToolDefinition[]; forced?: { name?: string } } {
-  const tools = field(body, 'tools', 'array') ?? [];
-  tools.forEach((t, i) => {
-    const fn = (t as { function?: { name?: unknown } }).function;
-    if ((t as { type?: unknown }).type !== 'function' || typeof fn?.name !== 'string') {
-      throw badField(`tools[${i}]`, 'must be {"type": "function", "function": {"name", "parameters"}}');
-    }
-  });
+/** `tool_choice`: whether a call of `tools` is forced (and to which function). */
+function readToolChoice(body: Record<string, unknown>, tools: ToolDefinition[]): { tools: ToolDefinition[]; forced?: { name?: string } } {
   const choice = body.tool_choice ?? 'auto';
   if (tools.length === 0 || choice === 'none') return { tools: [] };
-  const defs = tools as ToolDefinition[];
-  if (choice === 'auto') return { tools: defs };
-  if (choice === 'required') return { tools: defs, forced: {} };
+  if (choice === 'auto') return { tools };
+  if (choice === 'required') return { tools, forced: {} };
   const name = (choice as { function?: { name?: unknown } }).function?.name;
-  if (typeof name === 'string' && defs.some((t) => t.function.name === name)) return { tools: defs, forced: { name } };
+  if (typeof name === 'string' && tools.some((t) => t.function.name === name)) return { tools, forced: { name } };
   throw badField('tool_choice', 'must be "none", "auto", "required" or {"type": "function", "function": {"name"}} naming one of "tools"');
 }
 
@@ -49,75 +39,49 @@ function toolCalls(calls: ToolCall[]): Array<Record<string, unknown>> {
 
 export async function chatCompletions(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
   const common = readCommon(body);
-  const lease = await useModel(deps, client, common.model, undefined, exchange.signal);
-  try {
-    const messages = readMessages(body.messages, (m) =>
-      Array.isArray(m.tool_calls)
-        ? m.tool_calls.map((c: { function?: { name?: unknown; arguments?: unknown } }) => ({
-            name: String(c.function?.name),
-            args: c.function?.arguments,
-          }))
-        : [],
-    );
-    const { tools, forced } = readTools(body);
+  await serveGeneration(deps, exchange, client, { name: common.model }, (model) => {
+    const messages = readMessages(body.messages);
+    const { tools, forced } = readToolChoice(body, readTools(body, true));
     const jsonSchema = forced ? forcedCallSchema(tools, forced.name) : readResponseFormat(body);
-    const params = toRunParams(
-      lease.engine,
-      { messages, maxTokens: common.maxTokens, sampling: common.sampling, jsonSchema, tools },
-      lease.name,
-    );
     const id = openaiId('chatcmpl');
     const created = unixSeconds();
-    const model = lease.name;
     const base = { id, object: 'chat.completion.chunk', created, model, system_fingerprint: null };
-    const events = common.stream ? new EventStream(exchange.res) : undefined;
     const delta = (d: Record<string, unknown>, finish: string | null = null): unknown => ({
       ...base,
       choices: [{ index: 0, delta: d, logprobs: null, finish_reason: finish }],
     });
-    const result: FaceRunResult = await runForFace(deps.hub, {
-      params,
-      client,
-      signal: exchange.signal,
+    const framing = { opening: delta({ role: 'assistant', content: '' }), piece: (content: string) => delta({ content }) };
+    const events = common.stream ? new EventStream(exchange.res, framing) : undefined;
+    return {
+      request: { messages, maxTokens: common.maxTokens, sampling: common.sampling, jsonSchema, tools },
       stop: common.stop,
-      ...(tools.length > 0 ? { tools: forced ? 'forced' : 'catch' } : {}),
-      sendLimit: deps.sendLimit,
-      ...(events
-        ? {
-            pending: () => events.pending,
-            onStarted: () => events.send(delta({ role: 'assistant', content: '' })),
-            onText: (text: string) => events.send(delta({ content: text })),
-          }
-        : {}),
-    });
-    if (exchange.signal.aborted) return;
-    const finish = finishReason(result.finish_reason, result.calls.length);
-    if (events) {
-      if (result.error) return events.fail(result.error.message);
-      const calls = toolCalls(result.calls);
-      if (calls.length > 0) events.send(delta({ tool_calls: calls.map((c, index) => ({ index, ...c })) }));
-      events.send(delta({}, finish));
-      if (common.includeUsage) events.send({ ...base, choices: [], usage: usage(result) });
-      return events.end();
-    }
-    if (result.error) throw fault('ENGINE_ERROR', 'detail', { detail: result.error.message });
-    const calls = toolCalls(result.calls);
-    const message = {
-      role: 'assistant',
-      content: calls.length > 0 && result.text === '' ? null : result.text,
-      refusal: null,
-      ...(calls.length > 0 ? { tool_calls: calls } : {}),
+      tools: tools.length === 0 ? undefined : forced ? 'forced' : 'catch',
+      live: events,
+      finish: (result) => {
+        const finish = finishReason(result.finish_reason, result.calls.length);
+        const calls = toolCalls(result.calls);
+        if (events) {
+          if (calls.length > 0) events.send(delta({ tool_calls: calls.map((c, index) => ({ index, ...c })) }));
+          events.send(delta({}, finish));
+          if (common.includeUsage) events.send({ ...base, choices: [], usage: usage(result) });
+          return events.end();
+        }
+        const message = {
+          role: 'assistant',
+          content: calls.length > 0 && result.text === '' ? null : result.text,
+          refusal: null,
+          ...(calls.length > 0 ? { tool_calls: calls } : {}),
+        };
+        sendJson(exchange.res, 200, {
+          id,
+          object: 'chat.completion',
+          created,
+          model,
+          system_fingerprint: null,
+          choices: [{ index: 0, message, logprobs: null, finish_reason: finish }],
+          usage: usage(result),
+        });
+      },
     };
-    sendJson(exchange.res, 200, {
-      id,
-      object: 'chat.completion',
-      created,
-      model,
-      system_fingerprint: null,
-      choices: [{ index: 0, message, logprobs: null, finish_reason: finish }],
-      usage: usage(result),
-    });
-  } finally {
-    lease.release();
-  }
+  });
 }

@@ -1,13 +1,12 @@
 /** The OpenAI-compatible API under `/v1` on the HTTP port. */
 import type { Client } from '../../clients.js';
-import type { HttpExchange, HttpRoute } from '../../transports/http-route.js';
+import { sendJson, type HttpExchange, type HttpRoute } from '../../transports/http-route.js';
 import { fault } from '../../errors.js';
 import type { ModelEntry } from '../../models/catalog.js';
-import { readJson, sendJson, serveFace, type HubDeps } from '../http-kit.js';
+import { readObject, serveFace, type HubDeps } from '../http-kit.js';
 import { chatCompletions } from './chat.js';
 import { completions } from './completions.js';
 import { embeddings } from './embeddings.js';
-import { answerError } from './wire.js';
 
 type Handler = (deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>) => Promise<void>;
 
@@ -47,9 +46,9 @@ export function openaiRoute(deps: HubDeps): HttpRoute {
       const post = POSTS.get(pathname);
       if (post && method === 'POST') {
         const [name, handler] = post;
-        await serveFace(deps, exchange, name, async (client) => handler(deps, exchange, client, await readJson(exchange)), answerError);
+        await serveFace(deps, exchange, name, async (client) => handler(deps, exchange, client, await readObject(exchange)), 'openai');
       } else if ((pathname === '/v1/models' || pathname.startsWith('/v1/models/')) && method === 'GET') {
-        await serveFace(deps, exchange, 'openai.models', () => models(deps, exchange), answerError);
+        await serveFace(deps, exchange, 'openai.models', () => models(deps, exchange), 'openai');
       } else {
         exchange.req.resume();
         const message = `Unknown request URL: ${method} ${pathname}. The OpenAI API here serves GET /v1/models, POST /v1/chat/completions, /v1/completions and /v1/embeddings`;

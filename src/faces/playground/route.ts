@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { HttpExchange, HttpRoute } from '../../transports/http-route.js';
+import { sendJson, type HttpExchange, type HttpRoute } from '../../transports/http-route.js';
 
 export interface PlaygroundOptions {
   /** The WebSocket transport's bound address ("host:port"), read at each request; undefined when it is off. */
@@ -70,12 +70,8 @@ export function playgroundRoute(options: PlaygroundOptions): HttpRoute {
       const headers = { 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' };
       if (url.pathname === CONFIG_PATH) {
         const ws = options.wsAddress();
-        const body = JSON.stringify({
-          ws_port: ws === undefined ? null : Number(ws.slice(ws.lastIndexOf(':') + 1)),
-          keys_required: options.keysRequired,
-        });
-        res.writeHead(200, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
-        return;
+        const port = ws === undefined ? null : Number(ws.slice(ws.lastIndexOf(':') + 1));
+        return sendJson(res, 200, { ws_port: port, keys_required: options.keysRequired }, headers);
       }
       const { file, type } = FILES.get(url.pathname)!;
       const body = await load(file);
