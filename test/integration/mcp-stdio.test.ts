@@ -115,7 +115,7 @@ describe('MCP over stdio (rkllm-mcp --stdio)', function () {
     let state = await client.request({ method: 'rkllm_is_running', params: {} }, Running);
     for (let i = 0; i < 200 && state.active > 0; i++) state = await client.request({ method: 'rkllm_is_running', params: {} }, Running);
     expect(state).to.deep.equal({ running: false, active: 0, queued: 0 });
-    const after = (await client.callTool({ name: 'generate', arguments: { prompt: 'The King', max_new_tokens: 3 } })) as CallToolResult;
+    const after = (await client.callTool({ name: 'generate', arguments: { prompt: 'The King', max_new_tokens: 3, ...greedy } })) as CallToolResult;
     expect(after.structuredContent).to.deep.include({ finish_reason: 'length' });
   });
 

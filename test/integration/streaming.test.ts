@@ -177,7 +177,7 @@ describe('Queueing and limits', function () {
     server = await startTestServer({ settings: { engine: { parallel: 1, queue_limit: 2 } } });
     rpc = new HttpRpc(server.url);
     const running = await rpc.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000, ...greedy });
-    const queued1 = await rpc.start({ prompt_input: 'The fox', max_new_tokens: 5 });
+    const queued1 = await rpc.start({ prompt_input: 'The fox', max_new_tokens: 5, ...greedy });
     const queued2 = await rpc.start({ prompt_input: 'The fox', max_new_tokens: 5 });
     expect((await rpc.result('poll', { stream_id: queued1.stream_id })).chunk).to.equal(null);
     const busy = await rpc.call('rkllm_run_async', { prompt_input: 'x' });
