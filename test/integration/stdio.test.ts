@@ -15,6 +15,7 @@ import { greedy } from '../helpers/prompts.js';
 import { TWIN_MODELS, buildTwin, slowLoad } from '../helpers/rkllm-twin.js';
 import { HttpRpc } from '../helpers/rpc.js';
 import { CLI, scratchDir, writeSettings } from '../helpers/server-process.js';
+import { until } from '../helpers/until.js';
 
 const KEY_A = 'alpha-key-0123456789abcdef';
 const KEY_B = 'bravo-key-0123456789abcdef';
@@ -269,7 +270,9 @@ describe('MCP over stdio (rkllm-mcp --stdio)', function () {
       expect(result.isError).to.not.equal(true);
       expect(result.structuredContent).to.have.property('finish_reason');
       expect(await rpc).to.deep.include({ running: false });
-      expect(spawned.stderr()).to.include('listening for connections');
+      // stderr is another pipe than stdout: the readiness line may arrive after the replies.
+      const server = spawned;
+      await until(() => server.stderr().includes('listening for connections'), 'the readiness line on stderr');
     } finally {
       slow.finish();
     }
