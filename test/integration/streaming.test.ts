@@ -254,7 +254,7 @@ describe('Queueing and limits', function () {
     rpc = new HttpRpc(server.url);
     // A stream queued behind a long run produces nothing for a while: the long poll has nothing to wake it.
     const running = await rpc.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000, ...greedy });
-    const queued = await rpc.start({ prompt_input: 'The fox', max_new_tokens: 5 });
+    const queued = await rpc.start({ prompt_input: 'The fox', max_new_tokens: 5, ...greedy });
     const waited = await rpc.result('poll', { stream_id: queued.stream_id, wait_ms: 5000 });
     expect(waited.chunk).to.equal(null);
     // The client polls again at once, as a long-polling client does: its buffer must still be there.
