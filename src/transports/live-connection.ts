@@ -41,6 +41,14 @@ export interface LiveConnectionOptions {
   handle: MessageHandler;
   limits: ConnectionLimits;
   log: Logger;
+  /** Starts the idle timer and returns its cancel; tests pass their own. Defaults to an unref'd `setTimeout`. */
+  schedule?: (callback: () => void, ms: number) => () => void;
+}
+
+function unrefTimer(callback: () => void, ms: number): () => void {
+  const timer = setTimeout(callback, ms);
+  timer.unref();
+  return () => clearTimeout(timer);
 }
 
 /**
@@ -90,7 +98,7 @@ export class LiveConnection implements Connection {
   #holds = 0;
   #paused = false;
   #sendable = true;
-  #idleTimer: NodeJS.Timeout | undefined;
+  #cancelIdle: (() => void) | undefined;
 
   constructor(options: LiveConnectionOptions) {
     this.#options = options;
@@ -162,7 +170,7 @@ export class LiveConnection implements Connection {
   #shutDown(): void {
     this.#sendable = false;
     this.#queue.length = 0;
-    clearTimeout(this.#idleTimer);
+    this.#cancelIdle?.();
     this.#closed.abort();
   }
 
@@ -212,15 +220,14 @@ export class LiveConnection implements Connection {
   #setIdleTimer(idle: boolean): void {
     const ms = this.#options.limits.idleTimeoutMs;
     if (!idle || ms === 0) {
-      clearTimeout(this.#idleTimer);
-      this.#idleTimer = undefined;
+      this.#cancelIdle?.();
+      this.#cancelIdle = undefined;
       return;
     }
-    if (this.#idleTimer) return;
-    this.#idleTimer = setTimeout(() => {
+    if (this.#cancelIdle) return;
+    this.#cancelIdle = (this.#options.schedule ?? unrefTimer)(() => {
       const seconds = ms / 1000;
       this.closeWith(fault('CONNECTION_IDLE', 'idle', { idle_timeout_s: seconds }, { idle_timeout_s: seconds }));
     }, ms);
-    this.#idleTimer.unref();
   }
 }

@@ -118,7 +118,7 @@ describe('Authentication with API keys', function () {
       expect((await client.call('rkllm_is_running', {})).error).to.deep.equal(UNAUTHORIZED);
       expect((await client.call('authenticate', { api_key: 'wrong-key-0123456789abcdef' })).error).to.deep.equal(UNAUTHORIZED);
       await client.result('authenticate', { api_key: KEY_A });
-      const live = await client.stream({ prompt_input: 'The Queen said', max_new_tokens: 5 });
+      const live = await client.stream({ prompt_input: 'The Queen said', max_new_tokens: 5, ...greedy });
       expect(live.last).to.include({ end: true, finish_reason: 'length' });
       const other = (await client.call('authenticate', { api_key: KEY_B })).error!;
       expect(other.message).to.include('already authenticated with another key');

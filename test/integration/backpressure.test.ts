@@ -1,11 +1,11 @@
 // A client that does not read never makes the server's memory grow: each connection has a cap on
 // the bytes waiting to be sent, and past it the connection's streams stop with an explicit error.
 import { expect } from 'chai';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { liveFixture } from '../helpers/fixture.js';
 import { TcpRpc, WsRpc, type LiveChunk, type LiveRpc } from '../helpers/live-rpc.js';
 import { greedy } from '../helpers/prompts.js';
 import { startTestServer } from '../helpers/server.js';
+import { until } from '../helpers/until.js';
 
 const CAP = 65_536;
 /** rkllm_list_functions answers with about 20 KB: this many replies overflow the kernel's socket buffers (about 4 MB on loopback). */
@@ -122,8 +122,8 @@ describe('Backpressure', function () {
           // The flood is answered within a few turns of the event loop; the stream's steps take many more.
           await server.streams.untilChunks(id, server.streams.chunks(id) + 50);
           const closing = server.close();
-          // Well within the time a closing server waits for a slow reader (2 s).
-          await sleep(100);
+          // The stream has ended and its final chunk is written: a closing server waits 2 s for a slow reader.
+          await server.streams.untilEnded(id);
           resume(slow);
           const { chunks } = await readAll(slow, 'stream');
           for (let n = 1; n <= FLOOD; n++) expect((await slow.next(n)).result.functions).to.be.an('array').that.is.not.empty;
@@ -140,7 +140,8 @@ describe('Backpressure', function () {
   }
 
   it('http: a long poll waiting when the server closes gets its answer, the final chunk included', async () => {
-    const server = await startTestServer({ settings: { engine: { parallel: 1, max_context_len: 8192 } } });
+    // One HTTP request in progress per client: while the long poll waits, another request is refused.
+    const server = await startTestServer({ settings: { engine: { parallel: 1, max_context_len: 8192 }, limits: { max_connections: 1 } } });
     try {
       // The only slot is busy, so the second stream waits in the queue with no chunk: the drain's
       // first poll is still waiting when the server closes.
@@ -148,7 +149,9 @@ describe('Backpressure', function () {
       await server.http.firstChunk(busy.stream_id);
       const queued = await server.http.start({ prompt_input: 'The Queen said', max_new_tokens: 20, ...greedy });
       const drained = server.http.drain(queued.stream_id, { afterSeq: true, waitMs: 10_000 });
-      await sleep(50);
+      const pollWaits = async (): Promise<boolean> =>
+        (await server.http.call('rkllm_is_running', {})).error?.data?.limit === 'limits.max_connections';
+      await until(pollWaits, 'the long poll to wait');
       // Closing at once aborts both streams: the waiting poll's answer, the queued stream's final
       // chunk, is written while the server closes its connections.
       await server.server.close();

@@ -158,7 +158,7 @@ describe('Connection limits and idle timeouts', function () {
     expect(await client.result('poll', { stream_id: silent.stream_id, after_seq: 0, wait_ms: 1500 })).to.deep.equal({ chunk: null });
     // A live stream waiting in the queue: nothing crosses the connection until it starts.
     const blocker = await fixture.http.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 8000, ...greedy });
-    const id = client.send('rkllm_run_async', { prompt_input: 'The fox', max_new_tokens: 5 });
+    const id = client.send('rkllm_run_async', { prompt_input: 'The fox', max_new_tokens: 5, ...greedy });
     // A connection opened after that request, with nothing to do: once the server closes it as idle,
     // the busy connection has been quiet for longer than the idle timeout too.
     const idle = fixture.track(await fixture.server.tcp());

@@ -26,7 +26,7 @@ describe('Fair queue across clients', function () {
     const running = await a.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000, ...greedy });
     await server.streams.until(() => server!.streams.runs === 1, 'the first stream to run');
     const queued = [];
-    for (let i = 0; i < 16; i++) queued.push(await a.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 40 }));
+    for (let i = 0; i < 16; i++) queued.push(await a.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 40, ...greedy }));
     // Key A's share of the queue (engine.queue_limit_per_client, 16 by default) is full ...
     const refused = await a.call('rkllm_run_async', { prompt_input: 'x', max_new_tokens: 5 });
     expect(refused.error).to.include({ code: -32000 });
@@ -34,7 +34,7 @@ describe('Fair queue across clients', function () {
     expect(refused.error!.data.retry_after).to.equal(1);
     // ... while key B still gets in, and runs as soon as the slot frees: no stream of A runs before it.
     const before = server.streams.runs;
-    const short = b.call('rkllm_run', { prompt_input: 'The fox', max_new_tokens: 5 });
+    const short = b.call('rkllm_run', { prompt_input: 'The fox', max_new_tokens: 5, ...greedy });
     await server.streams.until(() => server!.streams.live === 18, "B's run to be queued");
     await a.result('rkllm_abort', { stream_id: running.stream_id });
     const answer = await short;

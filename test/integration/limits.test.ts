@@ -54,7 +54,7 @@ describe('Limits per client', function () {
       }
       await http.result('rkllm_abort', { stream_id });
       await http.drain(stream_id);
-      const again = await http.start({ prompt_input: 'The King', max_new_tokens: 3 });
+      const again = await http.start({ prompt_input: 'The King', max_new_tokens: 3, ...greedy });
       expect((await http.drain(again.stream_id)).last.finish_reason).to.equal('length');
     });
 

@@ -303,7 +303,10 @@ describe('MCP over Streamable HTTP (/mcp)', function () {
     expect(textOf(tooMany)).to.match(/max_new_tokens/);
     const unknown = await client.callTool({ name: 'no_such_tool', arguments: {} }).catch((err: Error) => err);
     expect(unknown instanceof Error ? unknown.message : textOf(unknown)).to.match(/no_such_tool/);
-    const ok = (await client.callTool({ name: 'generate', arguments: { prompt: 'The fox', max_new_tokens: 3 } })) as CallToolResult;
+    const ok = (await client.callTool({
+      name: 'generate',
+      arguments: { prompt: 'The fox', max_new_tokens: 3, ...greedy },
+    })) as CallToolResult;
     expect(ok.structuredContent).to.deep.include({ finish_reason: 'length' });
   });
 
@@ -353,7 +356,7 @@ describe('MCP over HTTP with API keys', function () {
     try {
       const result = (await a.client.callTool({
         name: 'generate',
-        arguments: { prompt: 'The King', max_new_tokens: 5 },
+        arguments: { prompt: 'The King', max_new_tokens: 5, ...greedy },
       })) as CallToolResult;
       expect(result.structuredContent).to.deep.include({ finish_reason: 'length' });
       // B's key on A's session: as good as unknown.

@@ -177,7 +177,7 @@ describe('Queueing and limits', function () {
     server = await startTestServer({ settings: { engine: { parallel: 1, queue_limit: 2 } } });
     rpc = new HttpRpc(server.url);
     const running = await rpc.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000, ...greedy });
-    const queued1 = await rpc.start({ prompt_input: 'The fox', max_new_tokens: 5 });
+    const queued1 = await rpc.start({ prompt_input: 'The fox', max_new_tokens: 5, ...greedy });
     const queued2 = await rpc.start({ prompt_input: 'The fox', max_new_tokens: 5 });
     expect((await rpc.result('poll', { stream_id: queued1.stream_id })).chunk).to.equal(null);
     const busy = await rpc.call('rkllm_run_async', { prompt_input: 'x' });
@@ -253,16 +253,25 @@ describe('Queueing and limits', function () {
     });
     rpc = new HttpRpc(server.url);
     // A stream queued behind a long run produces nothing for a while: the long poll has nothing to wake it.
-    const running = await rpc.start({ prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000, ...greedy });
-    const queued = await rpc.start({ prompt_input: 'The fox', max_new_tokens: 5 });
-    const waited = await rpc.result('poll', { stream_id: queued.stream_id, wait_ms: 5000 });
-    expect(waited.chunk).to.equal(null);
-    // The client polls again at once, as a long-polling client does: its buffer must still be there.
-    const again = await rpc.call('poll', { stream_id: queued.stream_id });
-    expect(again.error, JSON.stringify(again.error)).to.equal(undefined);
-    await rpc.result('rkllm_abort', { stream_id: running.stream_id });
-    const done = await rpc.drain(queued.stream_id);
-    expect(done.last).to.include({ end: true, finish_reason: 'length' });
+    // The long run streams over TCP: it has no buffer, so nothing of it expires while the test waits.
+    const live = await server.tcp();
+    try {
+      await server.streams.untilNextRun(() =>
+        live.send('rkllm_run_async', { prompt_input: TINY_MODEL_PROMPTS.long, max_new_tokens: 2000, ...greedy }),
+      );
+      const queued = await rpc.start({ prompt_input: 'The fox', max_new_tokens: 5, ...greedy });
+      const waited = await rpc.result('poll', { stream_id: queued.stream_id, wait_ms: 5000 });
+      expect(waited.chunk).to.equal(null);
+      // The client polls again at once, as a long-polling client does: its buffer must still be there.
+      const again = await rpc.call('poll', { stream_id: queued.stream_id });
+      expect(again.error, JSON.stringify(again.error)).to.equal(undefined);
+      // Closing the connection aborts the long run.
+      await live.close();
+      const done = await rpc.drain(queued.stream_id);
+      expect(done.last).to.include({ end: true, finish_reason: 'length' });
+    } finally {
+      await live.close();
+    }
   });
 
   it('reaps an abandoned stream and aborts its generation', async () => {

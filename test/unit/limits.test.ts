@@ -8,6 +8,17 @@ const OFF: ClientLimitSettings = { requestsPerSecond: 0, requestBurst: 1, maxStr
 
 const refusal = (fn: () => unknown): ServerError => thrown(fn, ServerError);
 
+/** Whether `fn` is let through: true, or false when it is refused with RATE_LIMITED. */
+function allowed(fn: () => unknown): boolean {
+  try {
+    fn();
+    return true;
+  } catch (err) {
+    if (err instanceof ServerError && err.name === 'RATE_LIMITED') return false;
+    throw err;
+  }
+}
+
 describe('ClientLimits', () => {
   let now = 0;
   const clock = (): number => now;
@@ -28,9 +39,13 @@ describe('ClientLimits', () => {
 
   it('keeps one bucket per client', () => {
     const limits = new ClientLimits({ ...OFF, requestsPerSecond: 1, requestBurst: 1 }, clock);
-    limits.request('a');
-    refusal(() => limits.request('a'));
-    limits.request('b');
+    expect(allowed(() => limits.request('a'))).to.equal(true);
+    expect(allowed(() => limits.request('a'))).to.equal(false);
+    expect(allowed(() => limits.request('b'))).to.equal(true);
+    expect(allowed(() => limits.request('b'))).to.equal(false);
+    now += 1000;
+    expect(allowed(() => limits.request('a'))).to.equal(true);
+    expect(allowed(() => limits.request('b'))).to.equal(true);
   });
 
   it('counts streams per client and frees a place on release, once', () => {
@@ -58,12 +73,18 @@ describe('ClientLimits', () => {
   });
 
   it('0 turns each limit off', () => {
-    const limits = new ClientLimits(OFF, clock);
-    for (let i = 0; i < 1000; i++) {
-      limits.request('a');
-      limits.stream('a');
-      limits.connection('a', 'tcp');
-    }
+    const granted = (settings: ClientLimitSettings): number[] => {
+      const limits = new ClientLimits(settings, clock);
+      const counts = [0, 0, 0];
+      for (let i = 0; i < 1000; i++) {
+        if (allowed(() => limits.request('a'))) counts[0]!++;
+        if (allowed(() => limits.stream('a'))) counts[1]!++;
+        if (allowed(() => limits.connection('a', 'tcp'))) counts[2]!++;
+      }
+      return counts;
+    };
+    expect(granted(OFF)).to.deep.equal([1000, 1000, 1000]);
+    expect(granted({ requestsPerSecond: 1, requestBurst: 1, maxStreams: 1, maxConnections: 1 })).to.deep.equal([1, 1, 1]);
   });
 
   it('forgets clients whose bucket has refilled and who hold nothing', () => {

@@ -41,8 +41,34 @@ function gatedHandler(): { handle: MessageHandler; started: string[]; release: (
   return { handle, started, release: () => gates.shift()!() };
 }
 
-function connection(wire: FakeWire, handle: MessageHandler, limits: Partial<ConnectionLimits> = {}): LiveConnection {
+/** A clock whose timers run only when the test advances it. */
+function manualClock(): { schedule: (callback: () => void, ms: number) => () => void; advance(ms: number): void } {
+  let now = 0;
+  const timers = new Set<{ at: number; callback: () => void }>();
+  return {
+    schedule: (callback, ms) => {
+      const timer = { at: now + ms, callback };
+      timers.add(timer);
+      return () => void timers.delete(timer);
+    },
+    advance: (ms) => {
+      now += ms;
+      for (const timer of [...timers].filter((t) => t.at <= now)) {
+        timers.delete(timer);
+        timer.callback();
+      }
+    },
+  };
+}
+
+function connection(
+  wire: FakeWire,
+  handle: MessageHandler,
+  limits: Partial<ConnectionLimits> = {},
+  schedule?: (callback: () => void, ms: number) => () => void,
+): LiveConnection {
   return new LiveConnection({
+    ...(schedule ? { schedule } : {}),
     id: 'test#1',
     transport: 'test',
     peer: { address: '127.0.0.1', key: undefined },
@@ -104,14 +130,17 @@ describe('LiveConnection', () => {
     expect(wire.written).to.have.lengthOf(2);
   });
 
-  it('closes when idle, with the reason, but never while something is held', async () => {
+  it('closes when idle, with the reason, but never while something is held', () => {
     const wire = new FakeWire();
-    const conn = connection(wire, gatedHandler().handle, { idleTimeoutMs: 20 });
+    const clock = manualClock();
+    const conn = connection(wire, gatedHandler().handle, { idleTimeoutMs: 20 }, clock.schedule);
     const unhold = conn.hold();
-    await new Promise((resolve) => setTimeout(resolve, 60));
+    clock.advance(60);
     expect(wire.ended).to.equal(undefined);
     unhold();
-    await new Promise((resolve) => setTimeout(resolve, 60));
+    clock.advance(19);
+    expect(wire.ended).to.equal(undefined);
+    clock.advance(1);
     expect(wire.ended).to.equal('CONNECTION_IDLE');
     expect(wire.written).to.deep.equal([
       {

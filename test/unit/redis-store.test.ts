@@ -1,7 +1,7 @@
 // The Redis buffer store: the shared store suite, then what only a shared store does: several
 // instances on one Redis, abort and leases across them, and Redis going away. A real
 // redis-server of the test's own runs on a free port. Time is a controlled clock, except for the
-// short real waits of blocking reads and retries.
+// leases, which real timers renew and check: those tests wait for what Redis or the streams show.
 import { expect } from 'chai';
 import { pino } from 'pino';
 import type { BufferLimits } from '../../src/streams/buffer-store.js';
@@ -12,6 +12,7 @@ import { Stream } from '../../src/streams/stream.js';
 import { freePort, startRedis, type RedisProcess } from '../helpers/redis-server.js';
 import { CLAIM, ENQUEUE } from '../../src/streams/fleet/scripts.js';
 import { FAIR_QUEUE_VECTORS } from './fair-queue-vectors.js';
+import { aborted, until } from '../helpers/until.js';
 import { SUITE_LIMITS, final, rejection, storeSuite, text } from './store-suite.js';
 
 const LEASE_MS = 300;
@@ -55,6 +56,10 @@ describe('RedisBufferStore', function () {
 
   const freshPrefix = (): string => `test${process.pid}-${++prefixes}:`;
 
+  /** Resolves once `count` connections of `on` are blocked in a read (XREAD BLOCK), as Redis counts them. */
+  const blockedReads = (on: Instance, count: number): Promise<void> =>
+    until(async () => /blocked_clients:(\d+)/.exec(await on.link.redis.info('clients'))?.[1] === String(count), `${count} blocked reads`);
+
   afterEach(async () => {
     await Promise.all(opened.map((i) => i.close()));
     opened = [];
@@ -93,7 +98,8 @@ describe('RedisBufferStore', function () {
       await a.store.create('s');
       const started = Date.now();
       const waiting = b.store.wait('s', undefined, 10_000);
-      setTimeout(() => void a.store.append('s', text(0, 'x')), 100);
+      await blockedReads(b, 1);
+      await a.store.append('s', text(0, 'x'));
       await waiting;
       expect(Date.now() - started).to.be.below(5_000);
       expect((await b.store.poll('s')).chunks.map((c) => c.delta)).to.deep.equal(['x']);
@@ -123,8 +129,9 @@ describe('RedisBufferStore', function () {
       await Promise.all(waits);
       // All four connections are free again: a fifth wait is woken by the next chunk.
       const next = b.store.wait('s', undefined, 10_000);
-      setTimeout(() => void a.store.append('s', text(0, 'x')), 50);
+      await blockedReads(b, 1);
       const started = Date.now();
+      await a.store.append('s', text(0, 'x'));
       await next;
       expect(Date.now() - started).to.be.below(5_000);
     });
@@ -185,10 +192,14 @@ describe('RedisBufferStore', function () {
       return made;
     }
 
-    it('closes twice without harm, by close and by Symbol.asyncDispose', async () => {
+    it('closes twice without harm, by close and by Symbol.asyncDispose, and stops listening for aborts', async () => {
       const made = await peers(a, 'i0');
+      const channel = `${a.link.prefix}ctl:i0`;
+      const listeners = async (): Promise<number> => ((await a.link.redis.pubsub('NUMSUB', channel)) as [string, number])[1];
+      expect(await listeners()).to.equal(1);
       await made.close();
       await made[Symbol.asyncDispose]();
+      await until(async () => (await listeners()) === 0, 'the abort channel to lose its listener');
     });
 
     it('aborts a stream on the instance that generates it', async () => {
@@ -198,8 +209,7 @@ describe('RedisBufferStore', function () {
       await a.store.create(stream.id, { generated: true });
       owner.own(stream);
       expect(await other.abort(stream.id)).to.equal(true);
-      for (let i = 0; i < 100 && !stream.signal.aborted; i++) await new Promise((r) => setTimeout(r, 20));
-      expect(stream.signal.aborted).to.equal(true);
+      await aborted(stream.signal);
       expect((await rejection(other.abort('unknown'))).name).to.equal('STREAM_NOT_FOUND');
     });
 
@@ -223,7 +233,13 @@ describe('RedisBufferStore', function () {
       const stream = new Stream(1);
       await a.store.create(stream.id, { generated: true });
       owner.own(stream);
-      await new Promise((r) => setTimeout(r, LEASE_MS * 4));
+      // Streams nobody renews, created one after another, each end once a lease check runs after
+      // its lease: then the renewed stream, created before them, was checked past its first lease.
+      for (let i = 0; i < 3; i++) {
+        await a.store.create(`unrenewed${i}`, { generated: true });
+        await b.store.wait(`unrenewed${i}`, undefined, 5_000);
+        expect((await b.store.poll(`unrenewed${i}`)).chunks[0]).to.deep.include({ end: true, finish_reason: 'error' });
+      }
       expect(await b.store.peek(stream.id)).to.deep.equal([]);
     });
 
@@ -233,8 +249,7 @@ describe('RedisBufferStore', function () {
       await a.store.create(stream.id, { generated: true, idleMs: 120_000 });
       owner.own(stream);
       expect(await b.store.sweep()).to.deep.equal([stream.id]);
-      for (let i = 0; i < 100 && !stream.signal.aborted; i++) await new Promise((r) => setTimeout(r, 20));
-      expect(stream.signal.aborted).to.equal(true);
+      await aborted(stream.signal);
     });
   });
 

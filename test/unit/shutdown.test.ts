@@ -5,16 +5,30 @@ import { drain, type Drainable } from '../../src/shutdown.js';
 
 const log = pino({ level: 'silent' });
 
-/** A stand-in whose pending work is set by the test; records the calls made to it. */
-function server(pending: { streams: number; buffers: number }): Drainable & { calls: string[] } {
+/**
+ * A stand-in whose pending work is set by the test (or by `onLook`, called with the number of each
+ * look at it); records the calls made to it, and resolves `streamsEnded` when it is told to end them.
+ */
+function server(
+  pending: { streams: number; buffers: number },
+  onLook: (looks: number) => void = () => {},
+): Drainable & { calls: string[]; streamsEnded: Promise<void> } {
   const calls: string[] = [];
+  let looks = 0;
+  let ended!: () => void;
+  const streamsEnded = new Promise<void>((resolve) => (ended = resolve));
   return {
     calls,
+    streamsEnded,
     stopAccepting: () => calls.push('stopAccepting'),
-    pending: async () => ({ ...pending }),
+    pending: async () => {
+      onLook(++looks);
+      return { ...pending };
+    },
     endStreams: async () => {
       calls.push('endStreams');
       pending.streams = 0;
+      ended();
     },
     close: async () => void calls.push('close'),
   };
@@ -29,9 +43,11 @@ describe('drain', () => {
 
   it('closes as soon as the streams have finished and their buffers are read, without ending any', async () => {
     const pending = { streams: 2, buffers: 2 };
-    const s = server(pending);
-    setTimeout(() => (pending.streams = 0), 20);
-    setTimeout(() => (pending.buffers = 0), 40);
+    // The streams finish before the second look, and their buffers are read before the third.
+    const s = server(pending, (looks) => {
+      if (looks === 2) pending.streams = 0;
+      if (looks === 3) pending.buffers = 0;
+    });
     await drain(s, { drainMs: 60_000, finalPollMs: 60_000 }, log);
     expect(s.calls).to.deep.equal(['stopAccepting', 'close']);
   });
@@ -40,7 +56,7 @@ describe('drain', () => {
     const pending = { streams: 1, buffers: 1 };
     const s = server(pending);
     const draining = drain(s, { drainMs: 10, finalPollMs: 60_000 }, log);
-    for (let i = 0; i < 200 && !s.calls.includes('endStreams'); i++) await new Promise((r) => setTimeout(r, 10));
+    await s.streamsEnded;
     expect(s.calls).to.deep.equal(['stopAccepting', 'endStreams']);
     pending.buffers = 0;
     await draining;

@@ -214,9 +214,12 @@ export function storeSuite(make: MakeStore): void {
   it('ends a wait when its signal aborts (the client went away)', async () => {
     await store.create('s');
     const controller = new AbortController();
+    const started = performance.now();
     const waiting = store.wait('s', undefined, 60_000, controller.signal);
     controller.abort();
     await waiting;
+    expect(performance.now() - started, 'long before the wait would time out').to.be.below(10_000);
+    expect((await store.poll('s')).chunks).to.deep.equal([]);
   });
 
   it('refuses to wait on an unknown stream', async () => {
@@ -227,7 +230,9 @@ export function storeSuite(make: MakeStore): void {
   it('closes twice without harm, by close and by Symbol.asyncDispose', async () => {
     await store.create('s');
     await store.close();
+    const closed = await store.status();
     await store.close();
     await store[Symbol.asyncDispose]();
+    expect(await store.status()).to.deep.equal(closed);
   });
 }
