@@ -13,7 +13,7 @@
 import type { Logger } from 'pino';
 import type { Engine, RKLLMParam } from '../engine/types.js';
 import { fault, ServerError } from '../errors.js';
-import type { RunTarget } from '../streams/run-target.js';
+import type { RunTarget } from '../streams/hub.js';
 import type { Scheduler } from '../streams/scheduler.js';
 import { bareName, type ModelCatalog, type ModelEntry } from './catalog.js';
 import { bounded } from './bounded.js';
@@ -389,7 +389,7 @@ export class LoadedModels implements AsyncDisposable {
     let released = false;
     return {
       name: resident.isDefault ? this.#defaultName() : resident.name,
-      isDefault: resident.isDefault,
+      shared: resident.isDefault,
       engine: resident.engine,
       scheduler: resident.scheduler,
       release: () => {
