@@ -6,8 +6,7 @@
 import type { Logger } from 'pino';
 import { ApiKeys, exposesBeyondLoopback } from './auth.js';
 import { ClientGate } from './clients.js';
-import type { EngineOptions } from './engine/start.js';
-import type { Engine } from './engine/types.js';
+import type { EngineKind, EngineOptions } from './engine/start.js';
 import { errorObject } from './errors.js';
 import { ClientLimits } from './limits.js';
 import type { Metrics } from './metrics.js';
@@ -18,7 +17,6 @@ import { clientFolders, type ClientFolders } from './paths.js';
 import type { Settings } from './settings.js';
 import { Fleet, type FleetOptions } from './streams/fleet/fleet.js';
 import type { OpenStore, StoreOptions } from './streams/open-store.js';
-import type { Scheduler } from './streams/scheduler.js';
 import type { TransportOptions } from './transports/create.js';
 
 /** What the engine layer gets from the settings. */
@@ -45,7 +43,7 @@ export function engineOptions(settings: Settings): EngineOptions {
 }
 
 /** The models folder and the loaded set, from the settings `models.*` (see docs/models.md). */
-export function models(settings: Settings, engine: Engine, scheduler: Scheduler, log: Logger): LoadedModels {
+export function models(settings: Settings, kind: EngineKind, log: Logger): LoadedModels {
   const m = settings.models;
   const keepAliveMs = parseKeepAlive(m.keep_alive);
   if (keepAliveMs === undefined)
@@ -62,7 +60,7 @@ export function models(settings: Settings, engine: Engine, scheduler: Scheduler,
     queueLimitPerClient: e.queue_limit_per_client,
     loraAdapters: folders(settings).loraAdapters,
   };
-  return modelSet(options, engine, scheduler, log);
+  return modelSet(options, kind, log);
 }
 
 /** What the buffer store gets from the settings. */

@@ -1,14 +1,14 @@
 import type { ServerError } from '../errors.js';
 
-/** Waits for `promise`, refusing with `refusal()` past `deadline` (ms since the epoch) or when `signal` aborts. */
-export async function bounded(promise: Promise<void>, deadline: number, signal: AbortSignal | undefined, refusal: () => ServerError): Promise<void> {
+/** Waits for `promise`, refusing with `refusal()` past `deadline` (ms since the epoch; Infinity: none) or when `signal` aborts. */
+export async function bounded<T>(promise: Promise<T>, deadline: number, signal: AbortSignal | undefined, refusal: () => ServerError): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   try {
-    await Promise.race([
+    return await Promise.race([
       promise,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(refusal()), Math.max(0, deadline - Date.now()));
+        if (Number.isFinite(deadline)) timer = setTimeout(() => reject(refusal()), Math.max(0, deadline - Date.now()));
         onAbort = () => reject(refusal());
         signal?.addEventListener('abort', onAbort, { once: true });
       }),

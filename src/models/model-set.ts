@@ -1,9 +1,9 @@
-/** Builds the server's models: the folder's catalog and the loaded set over the default engine, from plain options. */
+/** Builds the server's models: the folder's catalog and the loaded set over the engine kind, from plain options. */
 import { totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { DEFAULT_MEMORY_SHARE } from '../engine/llama/memory-budget.js';
-import { startEngine, type EngineOptions } from '../engine/start.js';
+import { startParam, type EngineKind, type EngineOptions } from '../engine/start.js';
 import type { Engine } from '../engine/types.js';
 import { ensureBuiltinModel } from '../gguf/builtin.js';
 import type { ConfinedFolder } from '../paths.js';
@@ -30,12 +30,10 @@ export interface ModelSetOptions {
 }
 
 /** Builds an engine with `entry` loaded, then applies its sidecar's chat template and LoRA adapters. */
-async function openModel(entry: ModelEntry, base: EngineOptions, lora: ConfinedFolder, log: Logger): Promise<Engine> {
+async function openModel(entry: ModelEntry, kind: EngineKind, base: EngineOptions, lora: ConfinedFolder): Promise<Engine> {
   const side = entry.sidecar;
-  const engine = await startEngine(
-    { ...base, modelPath: entry.path, maxContextLen: side.max_context_len ?? base.maxContextLen, initParam: { ...side.sampling } },
-    log,
-  );
+  const maxContextLen = side.max_context_len ?? base.maxContextLen;
+  const engine = await kind.load(await startParam({ ...base, modelPath: entry.path, maxContextLen, initParam: { ...side.sampling } }));
   try {
     if (side.chat_template) await engine.setChatTemplate(side.chat_template);
     for (const adapter of side.lora_adapters ?? []) {
@@ -49,7 +47,7 @@ async function openModel(entry: ModelEntry, base: EngineOptions, lora: ConfinedF
   return engine;
 }
 
-export function modelSet(options: ModelSetOptions, engine: Engine, scheduler: Scheduler, log: Logger): LoadedModels {
+export function modelSet(options: ModelSetOptions, kind: EngineKind, log: Logger): LoadedModels {
   const llama = options.engine.kind === 'llama.cpp';
   const catalog = new ModelCatalog({
     dir: resolve(options.dir),
@@ -59,10 +57,9 @@ export function modelSet(options: ModelSetOptions, engine: Engine, scheduler: Sc
   const maxMemory = options.engine.maxMemory;
   return new LoadedModels({
     catalog,
-    defaultEngine: engine,
-    defaultScheduler: scheduler,
-    open: (entry) => openModel(entry, options.engine, options.loraAdapters, log),
-    scheduler: (e) => new Scheduler(e.slots, options.queueLimit, options.queueLimitPerClient),
+    kind,
+    open: (entry) => openModel(entry, kind, options.engine, options.loraAdapters),
+    scheduler: () => new Scheduler(kind.slots, options.queueLimit, options.queueLimitPerClient),
     maxLoaded: llama ? options.maxLoaded : 1,
     memoryBudget: maxMemory > 0 ? maxMemory : Math.floor(totalmem() * DEFAULT_MEMORY_SHARE),
     keepAliveMs: options.keepAliveMs,

@@ -158,9 +158,9 @@ export function engineSuite(name: string, factory: () => Promise<Engine>, option
       });
     }
 
-    it('destroy twice, then Symbol.asyncDispose: each resolves, and the engine holds no model', async () => {
-      await engine.destroy();
-      await engine.destroy();
+    it('dispose twice, then Symbol.asyncDispose: each resolves, and the engine holds no model', async () => {
+      await engine.dispose();
+      await engine.dispose();
       await engine[Symbol.asyncDispose]();
       expect(() => engine.param)
         .to.throw(ServerError)

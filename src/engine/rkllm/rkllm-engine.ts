@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import { fault } from '../../errors.js';
 import type { EngineFeature } from '../capabilities.js';
 import { checkModelFile } from '../../gguf/model-file.js';
 import { errorText } from '../messages.js';
@@ -61,6 +60,22 @@ interface Ticket {
   abortTimer?: NodeJS.Timeout;
 }
 
+/** The runtime has every RKLLM feature (whether a model uses one is the runtime's call), and none of the server's extensions. */
+export function rkllmSupports(feature: EngineFeature): boolean {
+  return feature !== 'json_schema' && feature !== 'run_tools' && feature !== 'run_template' && feature !== 'seed';
+}
+
+function supervisor(options: RkllmEngineOptions, onResult: (message: ResultMessage) => void): RuntimeSupervisor {
+  return new RuntimeSupervisor({
+    library: options.library,
+    layout: options.layout,
+    restart: { ...DEFAULT_RESTART, ...options.restart },
+    timeouts: { ...DEFAULT_TIMEOUTS, ...options.timeouts },
+    ...(options.log ? { log: options.log } : {}),
+    onResult,
+  });
+}
+
 /** Replaces the replayed call to `fn`, or appends it: setters keep only their last value. */
 function replacing(replay: Call[], call: Call): Call[] {
   return [...replay.filter((c) => c.fn !== call.fn), call];
@@ -86,42 +101,43 @@ export class RkllmEngine implements Engine {
   /** Whose conversation the runtime's one history holds (`RunRequest.owner`); undefined when the last run kept none. */
   #historyOwner: string | undefined;
   readonly #reporters = new Map<number, { reporter: RunReporter; runtime: RuntimeProcess }>();
+  #disposed: Promise<void> | undefined;
 
-  constructor(options: RkllmEngineOptions) {
+  private constructor(options: RkllmEngineOptions) {
     this.#options = options;
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
-    this.#supervisor = new RuntimeSupervisor({
-      library: options.library,
-      layout: options.layout,
-      restart: { ...DEFAULT_RESTART, ...options.restart },
-      timeouts: this.#timeouts,
-      ...(options.log ? { log: options.log } : {}),
-      onResult: (message) => this.#onResult(message),
-    });
+    this.#supervisor = supervisor(options, (message) => this.#onResult(message));
+  }
+
+  /** Starts a runtime worker and loads the model (`rkllm_init`): an engine that holds it until disposed. */
+  static async load(options: RkllmEngineOptions, param: InitParam): Promise<RkllmEngine> {
+    checkModelFile(param.model_path, RKLLM, false);
+    const engine = new RkllmEngine(options);
+    await engine.#supervisor.start(param);
+    return engine;
+  }
+
+  /** What the library's `rkllm_createDefaultParam()` returns, from a worker started to ask. */
+  static defaultParam(options: RkllmEngineOptions): Promise<RKLLMParam> {
+    return supervisor(options, () => {}).libraryDefaults();
+  }
+
+  /** The status of an engine of `options` without a model (or loading one). */
+  static idleStatus(options: RkllmEngineOptions, state: 'unloaded' | 'loading'): EngineStatus {
+    return { ...supervisor(options, () => {}).status(), state };
   }
 
   get param(): RKLLMParam {
     return this.#model().param;
   }
 
-  /** The runtime has every RKLLM feature (whether a model uses one is the runtime's call), and none of the server's extensions. */
   supports(feature: EngineFeature): boolean {
-    return feature !== 'json_schema' && feature !== 'run_tools' && feature !== 'run_template' && feature !== 'seed';
+    return rkllmSupports(feature);
   }
 
-  /** What the library's `rkllm_createDefaultParam()` returns: from the loaded model's worker, or from a worker started to ask. */
+  /** What the library's `rkllm_createDefaultParam()` returned to the loaded model's worker. */
   async defaultParam(): Promise<RKLLMParam> {
-    return this.#supervisor.model?.defaults ?? (await this.#supervisor.libraryDefaults());
-  }
-
-  async init(param: InitParam): Promise<void> {
-    const state = this.#supervisor.state;
-    if (state !== 'unloaded') {
-      const what = state === 'loading' ? 'loading' : `loaded (${this.#supervisor.model?.param.model_path})`;
-      throw fault('MODEL_LOADED', 'loaded', { state: what }, { engine: RKLLM });
-    }
-    checkModelFile(param.model_path, RKLLM, false);
-    await this.#supervisor.start(param);
+    return this.#model().defaults;
   }
 
   async validate(request: RunRequest): Promise<void> {
@@ -201,21 +217,17 @@ export class RkllmEngine implements Engine {
     await this.#configure({ fn: 'rkllm_set_cross_attn_params', params: toNativeCrossAttn(params) }, replacing);
   }
 
-  /** Aborts every run and waits for them to end, then destroys the handle: the runtime must not free what a run still uses. */
-  async destroy(): Promise<void> {
-    await this.#supervisor.stop(async () => {
+  /** Aborts every run and waits for them to end, then destroys the handle (the runtime must not free what a run still uses) and stops the worker. Idempotent. */
+  dispose(): Promise<void> {
+    this.#disposed ??= this.#supervisor.stop(async () => {
       this.abort();
       await this.#turn;
     });
+    return this.#disposed;
   }
 
-  async dispose(): Promise<void> {
-    await this.destroy();
-  }
-
-  /** `await using engine = ...`: {@link dispose}. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.dispose();
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
   }
 
   status(): EngineStatus {

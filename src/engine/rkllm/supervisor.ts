@@ -90,7 +90,7 @@ export class RuntimeSupervisor {
     return this.#model;
   }
 
-  /** Starts a worker and loads the model (`rkllm_init`). The caller checks that none is loaded. */
+  /** Starts a worker and loads the model (`rkllm_init`); called once. */
   async start(param: InitParam): Promise<void> {
     this.#state = 'loading';
     this.#loading = this.#launch(param, []).then(
@@ -132,7 +132,7 @@ export class RuntimeSupervisor {
   /**
    * Frees the model (`rkllm_destroy`) and stops the worker. From its start a crash is not restarted;
    * `drain` ends the runs before the handle is destroyed (the runtime must not free what a run
-   * still uses). Harmless when nothing is loaded.
+   * still uses).
    */
   async stop(drain: () => Promise<void>): Promise<void> {
     await this.#loading?.catch(() => undefined);
@@ -150,9 +150,6 @@ export class RuntimeSupervisor {
     }
     this.#recovery = undefined;
     this.#model = undefined;
-    this.#lastError = undefined;
-    this.#failures = 0;
-    this.#restarts = 0;
     this.#state = 'unloaded';
   }
 

@@ -1,0 +1,50 @@
+import type { EngineKind } from '../engine/start.js';
+import { engineStatus } from '../engine/status.js';
+import type { Engine, EngineStatus } from '../engine/types.js';
+import { fault } from '../errors.js';
+import type { LoadedModels } from './loaded.js';
+
+/**
+ * The default model seen as one engine, whichever engine holds it now: the RKLLM methods, the
+ * faces and the fleet speak to it without knowing that `rkllm_init` makes a new engine and
+ * `rkllm_destroy` disposes it. A call that needs a model throws ENGINE_UNAVAILABLE while none is
+ * loaded (or while it loads); what the engine kind knows without a model is answered from it.
+ */
+export function defaultEngine(models: LoadedModels, kind: EngineKind): Engine {
+  const current = (): Engine => {
+    const engine = models.defaultEngine;
+    if (engine) return engine;
+    const state = models.defaultLoading ? 'loading' : 'unloaded';
+    throw fault('ENGINE_UNAVAILABLE', state, {}, { engine: kind.name, state });
+  };
+  return {
+    name: kind.name,
+    slots: kind.slots,
+    get param() {
+      return current().param;
+    },
+    supports: (feature) => kind.supports(feature),
+    defaultParam: () => models.defaultEngine?.defaultParam() ?? kind.defaultParam(),
+    validate: async (request) => current().validate(request),
+    run: async (request, callback) => current().run(request, callback),
+    runAsync: (request, callback) => current().runAsync(request, callback),
+    abort: () => models.defaultEngine?.abort(),
+    isRunning: () => models.defaultEngine?.isRunning() ?? false,
+    loadLora: async (adapter) => current().loadLora(adapter),
+    loraAdapters: () => models.defaultEngine?.loraAdapters() ?? [],
+    loadPromptCache: async (path) => current().loadPromptCache(path),
+    releasePromptCache: async () => current().releasePromptCache(),
+    clearKvCache: async (request) => current().clearKvCache(request),
+    getKvCacheSize: async (owner) => current().getKvCacheSize(owner),
+    setChatTemplate: async (template) => current().setChatTemplate(template),
+    setFunctionTools: async (tools) => current().setFunctionTools(tools),
+    setCrossAttnParams: async (params) => current().setCrossAttnParams(params),
+    status: (): EngineStatus => {
+      const engine = models.defaultEngine;
+      return engine ? engineStatus(engine) : kind.status(models.defaultLoading ? 'loading' : 'unloaded');
+    },
+    // The loaded set owns the engines, and disposes them.
+    dispose: async () => {},
+    [Symbol.asyncDispose]: async () => {},
+  };
+}
