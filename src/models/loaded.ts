@@ -98,6 +98,8 @@ export class LoadedModels implements AsyncDisposable {
   #defaultName = '';
   /** What the default model loads with (once loaded, its engine's parameters); undefined after rkllm_destroy. */
   #defaultParam: InitParam | undefined;
+  /** The default model's next load is its first with `#defaultParam` (at start, or rkllm_init), not a load again after making room. */
+  #defaultFirst = false;
   readonly #unloading = new Set<Promise<void>>();
   /** Woken whenever a lease is released or a model unloaded: a request waiting for room looks again. */
   #changed: Array<() => void> = [];
@@ -186,6 +188,7 @@ export class LoadedModels implements AsyncDisposable {
     const before = { name: this.#defaultName, param: this.#defaultParam };
     this.#defaultName = this.#o.catalog.nameOf(param.model_path);
     this.#defaultParam = param;
+    this.#defaultFirst = true;
     try {
       const lease = await this.#use(undefined, undefined, undefined, true, true);
       lease.release();
@@ -332,14 +335,17 @@ export class LoadedModels implements AsyncDisposable {
   #startLoad(name: string, entry: ModelEntry | undefined, memory: number, load: () => Promise<Engine>): void {
     const started = performance.now();
     const pinned = name === this.#defaultName;
-    this.#o.log.info({ model: name }, 'models: loading');
+    const again = pinned && !this.#defaultFirst;
+    if (pinned) this.#defaultFirst = false;
+    else this.#o.log.info({ model: name }, 'models: loading');
     const ready = load().then(
       (engine) => {
         const loaded = { engine, scheduler: pinned ? this.defaultScheduler : this.#o.scheduler() };
         resident.loaded = loaded;
         if (pinned && this.#residents.get(name) === resident) this.#defaultParam = engine.param;
         if (pinned && entry) resident.memory = entry.memory(engine.param.max_context_len, engine.slots);
-        this.#o.log.info({ model: name, ms: Math.round(performance.now() - started) }, 'models: loaded');
+        const ms = Math.round(performance.now() - started);
+        if (!pinned || again) this.#o.log.info({ model: name, ms }, again ? 'models: default model loaded again' : 'models: loaded');
         if (this.#closed) throw fault('SHUTTING_DOWN', 'no_new_runs');
         return loaded;
       },
@@ -410,7 +416,7 @@ export class LoadedModels implements AsyncDisposable {
       .catch((err: unknown) => this.#o.log.error({ err, model: name }, 'models: unloading failed'))
       .finally(() => {
         this.#unloading.delete(done);
-        this.#o.log.info({ model: name, why }, 'models: unloaded');
+        if (why !== 'close') this.#o.log.info({ model: name, why }, 'models: unloaded');
         this.#wake();
       });
     this.#unloading.add(done);
