@@ -13,10 +13,10 @@ import type { LoadedModels } from './loaded.js';
 export function defaultEngine(models: LoadedModels, kind: EngineKind): Engine {
   const current = (): Engine => {
     const engine = models.defaultEngine;
-    if (engine) return engine;
-    const state = models.defaultLoading ? 'loading' : 'unloaded';
-    throw fault('ENGINE_UNAVAILABLE', state, {}, { engine: kind.name, state });
+    if (typeof engine !== 'string') return engine;
+    throw fault('ENGINE_UNAVAILABLE', engine, {}, { engine: kind.name, state: engine });
   };
+  const loaded = (): Engine | undefined => (typeof models.defaultEngine === 'string' ? undefined : current());
   return {
     name: kind.name,
     slots: kind.slots,
@@ -24,14 +24,14 @@ export function defaultEngine(models: LoadedModels, kind: EngineKind): Engine {
       return current().param;
     },
     supports: (feature) => kind.supports(feature),
-    defaultParam: () => models.defaultEngine?.defaultParam() ?? kind.defaultParam(),
+    defaultParam: () => loaded()?.defaultParam() ?? kind.defaultParam(),
     validate: async (request) => current().validate(request),
     run: async (request, callback) => current().run(request, callback),
     runAsync: (request, callback) => current().runAsync(request, callback),
-    abort: () => models.defaultEngine?.abort(),
-    isRunning: () => models.defaultEngine?.isRunning() ?? false,
+    abort: () => loaded()?.abort(),
+    isRunning: () => loaded()?.isRunning() ?? false,
     loadLora: async (adapter) => current().loadLora(adapter),
-    loraAdapters: () => models.defaultEngine?.loraAdapters() ?? [],
+    loraAdapters: () => loaded()?.loraAdapters() ?? [],
     loadPromptCache: async (path) => current().loadPromptCache(path),
     releasePromptCache: async () => current().releasePromptCache(),
     clearKvCache: async (request) => current().clearKvCache(request),
@@ -41,7 +41,7 @@ export function defaultEngine(models: LoadedModels, kind: EngineKind): Engine {
     setCrossAttnParams: async (params) => current().setCrossAttnParams(params),
     status: (): EngineStatus => {
       const engine = models.defaultEngine;
-      return engine ? engineStatus(engine) : kind.status(models.defaultLoading ? 'loading' : 'unloaded');
+      return typeof engine === 'string' ? kind.status(engine) : engineStatus(engine);
     },
     // The loaded set owns the engines, and disposes them.
     dispose: async () => {},

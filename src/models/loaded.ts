@@ -11,83 +11,15 @@
  * parameters, so the next request for it loads it again. `loadDefault` (`rkllm_init`) and
  * `unloadDefault` (`rkllm_destroy`) load and unload it through the same code as a request.
  */
-import type { Logger } from 'pino';
-import type { EngineKind } from '../engine/start.js';
 import type { Engine, InitParam } from '../engine/types.js';
 import { fault, ServerError } from '../errors.js';
-import type { RunTarget } from '../streams/hub.js';
 import type { Scheduler } from '../streams/scheduler.js';
 import { bareName, type ModelCatalog, type ModelEntry } from './catalog.js';
 import { bounded } from './bounded.js';
 import { expiresAt, FOREVER, type KeepAliveMs } from './keep-alive.js';
+import type { Loaded, LoadedModelsOptions, LoadedView, LoadPlan, ModelLease, Resident } from './resident.js';
 
-export interface LoadedModelsOptions {
-  catalog: ModelCatalog;
-  /** The engine of the settings: the default model loads through it. */
-  kind: EngineKind;
-  /** Builds an engine with `entry` loaded (its sidecar applied). */
-  open(entry: ModelEntry): Promise<Engine>;
-  /** A slot pool for a loaded model. */
-  scheduler(): Scheduler;
-  /** Models loaded at once at most; 0: as many as `memoryBudget` holds. */
-  maxLoaded: number;
-  /** Bytes all loaded models may take, with maxLoaded 0. */
-  memoryBudget: number;
-  /** How long an idle model stays loaded unless a request says otherwise. */
-  keepAliveMs: KeepAliveMs;
-  /** Whether a caller that is not an admin may load a model (see `use`). */
-  userLoads: boolean;
-  /** How long a request waits for a model to load, or for room, in ms. */
-  waitMs: number;
-  /** Context and slots a model loads with, for its memory estimate. */
-  contextSize: number;
-  slots: number;
-  log: Logger;
-}
-
-/** A loaded model's engine and slot pool. */
-interface Loaded {
-  engine: Engine;
-  scheduler: Scheduler;
-}
-
-/** A loaded (or loading) model. */
-interface Resident {
-  readonly name: string;
-  /** The default model (see above). */
-  readonly pinned: boolean;
-  /** Settles once loaded. */
-  readonly ready: Promise<Loaded>;
-  /** Undefined while loading. */
-  loaded: Loaded | undefined;
-  /** Leases held: streams queued or running, requests in progress. */
-  uses: number;
-  lastUsed: number;
-  keepAliveMs: KeepAliveMs;
-  timer: NodeJS.Timeout | undefined;
-  memory: number;
-  entry: ModelEntry | undefined;
-}
-
-/** A hold on a loaded model; `release` once done (idempotent). */
-export interface ModelLease extends RunTarget {
-  readonly name: string;
-}
-
-/** A loaded model as `/api/ps` and `models_loaded` show it. */
-export interface LoadedView {
-  name: string;
-  path: string;
-  state: 'loading' | 'ready';
-  default: boolean;
-  /** Leases held: queued or running streams, requests in progress. */
-  in_use: number;
-  /** Estimated bytes (model and context). */
-  memory: number;
-  /** ISO 8601; far ahead when kept for good; null while in use. */
-  expires_at: string | null;
-  entry: ModelEntry | undefined;
-}
+export type { LoadedModelsOptions, LoadedView, ModelLease } from './resident.js';
 
 export class LoadedModels implements AsyncDisposable {
   readonly #o: LoadedModelsOptions;
@@ -119,15 +51,10 @@ export class LoadedModels implements AsyncDisposable {
     return this.#o.catalog;
   }
 
-  /** The default model's engine; undefined while it is not loaded. */
-  get defaultEngine(): Engine | undefined {
-    return this.#pinned()?.loaded?.engine;
-  }
-
-  /** Whether the default model is loading (rkllm_init, or at start). */
-  get defaultLoading(): boolean {
+  /** The default model's engine, or why there is none now. */
+  get defaultEngine(): Engine | 'loading' | 'unloaded' {
     const pinned = this.#pinned();
-    return pinned !== undefined && !pinned.loaded;
+    return pinned ? (pinned.loaded?.engine ?? 'loading') : 'unloaded';
   }
 
   /** Every model requests may name: the catalog's, and the default model wherever its file lies. */
@@ -276,18 +203,14 @@ export class LoadedModels implements AsyncDisposable {
           throw err;
         }
       }
-      const param = this.#defaultParam;
-      if (!entry && !param) throw fault('ENGINE_UNAVAILABLE', 'unloaded', {}, { engine: this.#o.kind.name });
+      const plan = await this.#plan(entry);
       if (this.#unloading.size > 0) {
         await Promise.all(this.#unloading);
         continue;
       }
       if (!admin && !this.#o.userLoads) throw fault('FORBIDDEN', 'model_load', { model: label }, { model: label });
-      const described = entry ?? (await this.#o.catalog.describe(param!.model_path).catch(() => undefined));
-      const context = entry ? (entry.sidecar.max_context_len ?? this.#o.contextSize) : (param!.max_context_len ?? this.#o.contextSize);
-      const memory = described?.memory(context, this.#o.slots) ?? 0;
-      if (this.#fits(memory)) {
-        this.#startLoad(label, described, memory, entry ? () => this.#o.open(entry) : () => this.#o.kind.load(param!));
+      if (this.#fits(plan.memory)) {
+        this.#startLoad(label, plan);
         continue;
       }
       const victim = this.#leastRecentlyUsedIdle();
@@ -302,6 +225,16 @@ export class LoadedModels implements AsyncDisposable {
         fault('BUSY', 'models_busy', { model: label, loaded: this.#residents.size }, { retry_after: 1, active: this.#residents.size, queued: 0 }),
       );
     }
+  }
+
+  /** How `entry` (absent: the default model) loads, and its memory estimate; ENGINE_UNAVAILABLE for the default after rkllm_destroy. */
+  async #plan(entry: ModelEntry | undefined): Promise<LoadPlan> {
+    const { contextSize, slots } = this.#o;
+    if (entry) return { entry, memory: entry.memory(entry.sidecar.max_context_len ?? contextSize, slots), load: () => this.#o.open(entry) };
+    const param = this.#defaultParam;
+    if (!param) throw fault('ENGINE_UNAVAILABLE', 'unloaded', {}, { engine: this.#o.kind.name });
+    const described = await this.#o.catalog.describe(param.model_path).catch(() => undefined);
+    return { entry: described, memory: described?.memory(param.max_context_len ?? contextSize, slots) ?? 0, load: () => this.#o.kind.load(param) };
   }
 
   /** The default model's resident, when it is loaded or loading. */
@@ -331,8 +264,8 @@ export class LoadedModels implements AsyncDisposable {
     return idle.sort((a, b) => a.lastUsed - b.lastUsed)[0];
   }
 
-  /** Starts loading `name` with `load`; a model with no `entry` of the folder is the default model. */
-  #startLoad(name: string, entry: ModelEntry | undefined, memory: number, load: () => Promise<Engine>): void {
+  /** Starts loading `name` as `plan` says. */
+  #startLoad(name: string, { entry, memory, load }: LoadPlan): void {
     const started = performance.now();
     const pinned = name === this.#defaultName;
     const again = pinned && !this.#defaultFirst;
