@@ -68,7 +68,6 @@ export class RuntimeSupervisor {
   #state: EngineState = 'unloaded';
   #model: Model | undefined;
   #runtime: RuntimeProcess | undefined;
-  #loading: Promise<void> | undefined;
   #recovery: Promise<void> | undefined;
   #recoveryAbort: AbortController | undefined;
   #nextRestartAt: number | undefined;
@@ -93,22 +92,12 @@ export class RuntimeSupervisor {
   /** Starts a worker and loads the model (`rkllm_init`); called once. */
   async start(param: InitParam): Promise<void> {
     this.#state = 'loading';
-    this.#loading = this.#launch(param, []).then(
-      ({ runtime, model }) => {
-        this.#runtime = runtime;
-        this.#model = model;
-        this.#failures = 0;
-        this.#state = 'ready';
-      },
-      (err: unknown) => {
-        this.#state = 'unloaded';
-        throw err;
-      },
-    );
     try {
-      await this.#loading;
-    } finally {
-      this.#loading = undefined;
+      ({ runtime: this.#runtime, model: this.#model } = await this.#launch(param, []));
+      this.#state = 'ready';
+    } catch (err) {
+      this.#state = 'unloaded';
+      throw err;
     }
   }
 
@@ -135,7 +124,6 @@ export class RuntimeSupervisor {
    * still uses).
    */
   async stop(drain: () => Promise<void>): Promise<void> {
-    await this.#loading?.catch(() => undefined);
     this.#recoveryAbort?.abort();
     // From here on a crash is not restarted: `#onExit` only acts for the adopted runtime.
     const runtime = this.#runtime;
