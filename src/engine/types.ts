@@ -93,8 +93,8 @@ export interface Engine extends AsyncDisposable {
   dispose(): Promise<void>;
   /** `await using`: {@link dispose}. Idempotent. */
   [Symbol.asyncDispose](): Promise<void>;
-  /** The engine's state for the status method, when it supervises a runtime that can fail and restart. */
-  status?(): EngineStatus;
+  /** The engine's state for `engine_status` and `GET /health`: ready, or restarting or failed when it supervises a runtime; unloaded once disposed. */
+  status(): EngineStatus;
 }
 
 /**

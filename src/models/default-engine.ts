@@ -1,5 +1,4 @@
 import type { EngineKind } from '../engine/start.js';
-import { engineStatus } from '../engine/status.js';
 import type { Engine, EngineStatus } from '../engine/types.js';
 import { fault } from '../errors.js';
 import type { LoadedModels } from './loaded.js';
@@ -41,7 +40,7 @@ export function defaultEngine(models: LoadedModels, kind: EngineKind): Engine {
     setCrossAttnParams: async (params) => current().setCrossAttnParams(params),
     status: (): EngineStatus => {
       const engine = models.defaultEngine;
-      return typeof engine === 'string' ? kind.status(engine) : engineStatus(engine);
+      return typeof engine === 'string' ? kind.status(engine) : engine.status();
     },
     // The loaded set owns the engines, and disposes them.
     dispose: async () => {},

@@ -10,6 +10,7 @@ import {
   type InitParam,
   type ChatTemplate,
   type Engine,
+  type EngineStatus,
   type FunctionTools,
   type KvCacheClear,
   type KvCacheSize,
@@ -166,6 +167,11 @@ export class LlamaEngine implements Engine {
   async setCrossAttnParams(): Promise<void> {
     this.#require();
     throw notSupported(this.name, 'cross_attn', 'node-llama-cpp exposes no encoder cache');
+  }
+
+  status(): EngineStatus {
+    const modelPath = this.#loaded?.param.model_path ?? null;
+    return { engine: this.name, state: modelPath === null ? 'unloaded' : 'ready', model_path: modelPath, restarts: 0, last_error: null };
   }
 
   /** Aborts the runs, waits for them to end, then frees the model (and the binding, when the engine made it). Idempotent. */
