@@ -6,7 +6,7 @@ import { LlamaEngine, llamaSupports } from './llama/engine.js';
 import { LLAMA } from './llama/model.js';
 import type { LayoutSetting } from './rkllm/protocol.js';
 import { RkllmEngine, rkllmSupports } from './rkllm/rkllm-engine.js';
-import { RKLLM } from './rkllm/runtime-calls.js';
+import { RKLLM } from './rkllm/runtime-process.js';
 import { createDefaultParam, type Engine, type EngineStatus, type InitParam, type RKLLMExtendParam, type RKLLMParam } from './types.js';
 
 /** The engine of the settings, and the model it loads at start. */

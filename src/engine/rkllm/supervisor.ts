@@ -6,8 +6,7 @@ import { overParam, type EngineState, type EngineStatus, type InitParam, type RK
 import type { LayoutVersion } from './abi.js';
 import { toNativeParam } from './marshal.js';
 import type { Call, LayoutSetting, Opened, ResultMessage } from './protocol.js';
-import { RKLLM, invoke, refused, request } from './runtime-calls.js';
-import { RuntimeProcess, describeExit, type RuntimeExit } from './runtime-process.js';
+import { RKLLM, RuntimeProcess, describeExit, invoke, refused, request, type RuntimeExit } from './runtime-process.js';
 
 /** How the engine restarts a crashed runtime: exponential backoff from `initialDelayMs`, up to `maxDelayMs`. */
 export interface RestartPolicy {
