@@ -26,15 +26,12 @@ import { defaultEngine } from './models/default-engine.js';
 import type { Settings } from './settings.js';
 import { clientGate, engineOptions, folders, models, startFleet, storeOptions, transportOptions } from './server-options.js';
 import { drain, type Drainable } from './shutdown.js';
-import type { BufferStore } from './streams/buffer-store.js';
 import { openStore } from './streams/open-store.js';
-import type { Fleet } from './streams/fleet/fleet.js';
 import { StreamHub, type StreamObserver } from './streams/hub.js';
-import { Scheduler } from './streams/scheduler.js';
 import { createTransports } from './transports/create.js';
 import type { HttpRoute } from './transports/http-route.js';
 import type { HttpEndpoint } from './transports/http.js';
-import type { MessageHandler, Transport } from './transports/transport.js';
+import type { MessageHandler } from './transports/transport.js';
 
 /** A running server: its transports' bound addresses and a way to stop it. */
 export interface RunningServer {
@@ -128,32 +125,6 @@ function observeAll(observers: StreamObserver[]): StreamObserver {
     chunk: (streamId, chunk) => observers.forEach((o) => o.chunk(streamId, chunk)),
     started: (streamId) => observers.forEach((o) => o.started?.(streamId)),
     running: (streamId) => observers.forEach((o) => o.running?.(streamId)),
-  };
-}
-
-/** What a graceful shutdown acts on: health turns 503, the scheduler refuses new runs, the fleet stops claiming, listeners close. */
-function drainTarget(server: {
-  health: Health;
-  hub: StreamHub;
-  schedulers: () => Scheduler[];
-  fleet: Fleet | undefined;
-  store: BufferStore;
-  transports: Transport[];
-  close: () => Promise<void>;
-}): Drainable {
-  const { health, hub, schedulers, fleet, store, transports } = server;
-  return {
-    stopAccepting: () => {
-      health.draining();
-      for (const scheduler of schedulers()) scheduler.close(fault('SHUTTING_DOWN', 'no_new_runs'));
-      fleet?.stopAccepting(fault('SHUTTING_DOWN', 'no_new_runs'));
-      for (const transport of transports) transport.stopAccepting();
-    },
-    pending: async () => ({ streams: hub.liveCount + (fleet?.executing ?? 0), buffers: (await store.status()).active_buffers }),
-    endStreams: async () => {
-      await Promise.all([hub.stopAll(fault('SHUTTING_DOWN', 'cut_short')), fleet?.stopAll()]);
-    },
-    close: server.close,
   };
 }
 
@@ -309,7 +280,20 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
 
     let drained: Promise<void> | undefined;
     const times = { drainMs: settings.shutdown.drain_timeout_s * 1000, finalPollMs: settings.shutdown.final_poll_timeout_s * 1000 };
-    const target = drainTarget({ health, hub, schedulers: () => loadedModels.schedulers, fleet, store, transports, close });
+    /** What a graceful shutdown acts on: health turns 503, the schedulers refuse new runs, the fleet stops claiming, listeners close. */
+    const target: Drainable = {
+      stopAccepting: () => {
+        health.draining();
+        for (const scheduler of loadedModels.schedulers) scheduler.close(fault('SHUTTING_DOWN', 'no_new_runs'));
+        fleet?.stopAccepting(fault('SHUTTING_DOWN', 'no_new_runs'));
+        for (const transport of transports) transport.stopAccepting();
+      },
+      pending: async () => ({ streams: hub.liveCount + (fleet?.executing ?? 0), buffers: (await store.status()).active_buffers }),
+      endStreams: async () => {
+        await Promise.all([hub.stopAll(fault('SHUTTING_DOWN', 'cut_short')), fleet?.stopAll()]);
+      },
+      close,
+    };
     const shutdown = (): Promise<void> => (drained ??= drain(target, times, log, cluster !== undefined));
 
     const faces = faceRoutes({
