@@ -38,12 +38,10 @@ export function engineOptions(settings: Settings): EngineOptions {
     maxMemory: e.max_memory,
     rkllm: {
       library: r.library,
-      runtimeVersion: r.runtime_version,
+      layout: r.runtime_version,
       extendParam: r.extend_param,
-      restartDelayMs: r.restart_delay_ms,
-      restartMaxDelayMs: r.restart_max_delay_ms,
-      maxRestarts: r.max_restarts,
-      initTimeoutMs: r.init_timeout_ms,
+      restart: { initialDelayMs: r.restart_delay_ms, maxDelayMs: r.restart_max_delay_ms, maxAttempts: r.max_restarts },
+      timeouts: { initMs: r.init_timeout_ms },
     },
   };
 }

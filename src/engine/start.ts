@@ -4,8 +4,7 @@ import { ensureBuiltinModel } from '../gguf/builtin.js';
 import type { EngineFeature } from './capabilities.js';
 import { LlamaEngine, llamaSupports } from './llama/engine.js';
 import { LLAMA } from './llama/model.js';
-import type { LayoutSetting } from './rkllm/protocol.js';
-import { RkllmEngine, rkllmSupports } from './rkllm/rkllm-engine.js';
+import { RkllmEngine, rkllmSupports, type RkllmEngineOptions } from './rkllm/rkllm-engine.js';
 import { RKLLM } from './rkllm/runtime-process.js';
 import { createDefaultParam, type Engine, type EngineStatus, type InitParam, type RKLLMExtendParam, type RKLLMParam } from './types.js';
 
@@ -27,19 +26,8 @@ export interface EngineOptions {
   initParam?: Partial<InitParam>;
 }
 
-/** The RKLLM engine's own options. */
-export interface RkllmOptions {
-  /** librkllmrt.so: a path, or a file name the dynamic loader finds. */
-  library: string;
-  /** The struct layout of the library ("auto": told by the library). */
-  runtimeVersion: LayoutSetting;
-  /** Merged onto the default RKLLMExtendParam at `rkllm_init`. */
-  extendParam: Partial<RKLLMExtendParam>;
-  restartDelayMs: number;
-  restartMaxDelayMs: number;
-  maxRestarts: number;
-  initTimeoutMs: number;
-}
+/** The RKLLM engine's own options, and the extend_param fields the models of the settings load with. */
+export type RkllmOptions = Omit<RkllmEngineOptions, 'log'> & { extendParam: Partial<RKLLMExtendParam> };
 
 /**
  * Threads when the option is 0: one core is left to the server's own thread (HTTP, JSON, the
@@ -93,14 +81,7 @@ export interface EngineKind {
 /** The engine kind `options.kind` names, whose `load` logs each model it loads. */
 export function engineKind(options: EngineOptions, log: Logger): EngineKind {
   if (options.kind === 'rkllm') {
-    const { library, runtimeVersion, restartDelayMs, restartMaxDelayMs, maxRestarts, initTimeoutMs } = options.rkllm;
-    const rkllm = {
-      library,
-      layout: runtimeVersion,
-      restart: { initialDelayMs: restartDelayMs, maxDelayMs: restartMaxDelayMs, maxAttempts: maxRestarts },
-      timeouts: { initMs: initTimeoutMs },
-      log,
-    };
+    const rkllm: RkllmEngineOptions = { ...options.rkllm, log };
     return {
       name: RKLLM,
       slots: 1,
