@@ -1,4 +1,3 @@
-import { engineStatus } from './engine/status.js';
 import type { Engine } from './engine/types.js';
 
 /** What `GET /health` answers: 200 with status "ready", or 503 with the status and the reason. */
@@ -47,7 +46,7 @@ export class Health {
   report(): HealthReport {
     if (this.#draining) return { ok: false, status: 'shutting_down', reason: REASONS.shutting_down };
     if (!this.#engine) return { ok: false, status: 'loading', reason: REASONS.loading };
-    const { state } = engineStatus(this.#engine);
+    const { state } = this.#engine.status();
     if (state !== 'ready') return { ok: false, status: state, reason: REASONS[state] };
     const degraded = this.#degraded();
     return degraded === undefined ? { ok: true, status: 'ready' } : { ok: true, status: 'ready', degraded: true, reason: degraded };

@@ -23,6 +23,11 @@ export class LoadGate<T> {
     this.#opened.catch(() => {});
   }
 
+  /** The value once the model is loaded. */
+  get value(): T | undefined {
+    return this.#value?.value;
+  }
+
   /** The model is loaded: every waiter, and every later caller, gets `value`. */
   open(value: T): void {
     this.#value = { ready: true, value };

@@ -3,22 +3,26 @@
  * plain options (engine, models, store, folders, transports, client gate, fleet). With
  * src/server.ts and src/cli.ts, the only file that reads Settings.
  */
+import { totalmem } from 'node:os';
+import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiKeys, exposesBeyondLoopback } from './auth.js';
 import { ClientGate } from './clients.js';
-import type { EngineOptions } from './engine/start.js';
-import type { Engine } from './engine/types.js';
+import { DEFAULT_MEMORY_SHARE } from './engine/llama/memory-budget.js';
+import type { EngineKind, EngineOptions } from './engine/start.js';
 import { errorObject } from './errors.js';
+import { ensureBuiltinModel } from './gguf/builtin.js';
 import { ClientLimits } from './limits.js';
 import type { Metrics } from './metrics.js';
 import { parseKeepAlive } from './models/keep-alive.js';
-import type { LoadedModels } from './models/loaded.js';
-import { modelSet } from './models/model-set.js';
+import { ModelCatalog } from './models/catalog.js';
+import { LoadedModels } from './models/loaded.js';
+import { openModel } from './models/open.js';
 import { clientFolders, type ClientFolders } from './paths.js';
 import type { Settings } from './settings.js';
 import { SharedQueue, type SharedQueueOptions } from './streams/fleet/fleet.js';
 import type { OpenStore, StoreOptions } from './streams/open-store.js';
-import type { Scheduler } from './streams/scheduler.js';
+import { Scheduler } from './streams/scheduler.js';
 import type { TransportOptions } from './transports/create.js';
 
 /** What the engine layer gets from the settings. */
@@ -34,35 +38,43 @@ export function engineOptions(settings: Settings): EngineOptions {
     maxMemory: e.max_memory,
     rkllm: {
       library: r.library,
-      runtimeVersion: r.runtime_version,
+      layout: r.runtime_version,
       extendParam: r.extend_param,
-      restartDelayMs: r.restart_delay_ms,
-      restartMaxDelayMs: r.restart_max_delay_ms,
-      maxRestarts: r.max_restarts,
-      initTimeoutMs: r.init_timeout_ms,
+      restart: { initialDelayMs: r.restart_delay_ms, maxDelayMs: r.restart_max_delay_ms, maxAttempts: r.max_restarts },
+      timeouts: { initMs: r.init_timeout_ms },
     },
   };
 }
 
 /** The models folder and the loaded set, from the settings `models.*` (see docs/models.md). */
-export function models(settings: Settings, engine: Engine, scheduler: Scheduler, log: Logger): LoadedModels {
+export function models(settings: Settings, kind: EngineKind, log: Logger): LoadedModels {
   const m = settings.models;
   const keepAliveMs = parseKeepAlive(m.keep_alive);
   if (keepAliveMs === undefined)
     throw new Error(`setting "models.keep_alive" must be a duration ("5m", "30s", "0", "-1"); got "${m.keep_alive}"`);
   const e = settings.engine;
-  const options = {
-    dir: m.dir ?? settings.folders.models,
-    engine: engineOptions(settings),
-    maxLoaded: m.max_loaded,
+  const engine = engineOptions(settings);
+  const llama = engine.kind === 'llama.cpp';
+  const lora = folders(settings).loraAdapters;
+  return new LoadedModels({
+    catalog: new ModelCatalog({
+      dir: resolve(m.dir ?? settings.folders.models),
+      engine: engine.kind,
+      ...(llama ? { builtin: () => ensureBuiltinModel('tiny') } : {}),
+    }),
+    kind,
+    open: (entry) => openModel(entry, kind, engine, lora),
+    scheduler: () => new Scheduler(kind.slots, e.queue_limit, e.queue_limit_per_client),
+    // RKLLM holds one model at a time.
+    maxLoaded: llama ? m.max_loaded : 1,
+    memoryBudget: engine.maxMemory > 0 ? engine.maxMemory : Math.floor(totalmem() * DEFAULT_MEMORY_SHARE),
     keepAliveMs,
     userLoads: m.user_loads,
     waitMs: e.load_wait_ms,
-    queueLimit: e.queue_limit,
-    queueLimitPerClient: e.queue_limit_per_client,
-    loraAdapters: folders(settings).loraAdapters,
-  };
-  return modelSet(options, engine, scheduler, log);
+    contextSize: engine.maxContextLen,
+    slots: engine.parallel,
+    log,
+  });
 }
 
 /** What the buffer store gets from the settings. */

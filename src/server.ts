@@ -3,8 +3,7 @@ import { basename } from 'node:path';
 import type { Logger } from 'pino';
 import { exposesBeyondLoopback, type ClientEnd } from './auth.js';
 import { ClientGate, type Client } from './clients.js';
-import { startEngine } from './engine/start.js';
-import type { Engine } from './engine/types.js';
+import { engineKind, startParam } from './engine/start.js';
 import { fault, type ServerError } from './errors.js';
 import { FACE_METHODS, faceRoutes, loadingRoute } from './faces/routes.js';
 import { playgroundRoute } from './faces/playground/route.js';
@@ -23,18 +22,16 @@ import { liveMethods } from './methods/live.js';
 import { rkllmMethods } from './methods/rkllm.js';
 import { Metrics } from './metrics.js';
 import { modelsMethods } from './methods/models.js';
+import { defaultEngine } from './models/default-engine.js';
 import type { Settings } from './settings.js';
 import { clientGate, engineOptions, folders, models, startFleet, storeOptions, transportOptions } from './server-options.js';
 import { drain, type Drainable } from './shutdown.js';
-import type { BufferStore } from './streams/buffer-store.js';
-import { openStore, type OpenStore } from './streams/open-store.js';
-import type { SharedQueue } from './streams/fleet/fleet.js';
+import { openStore } from './streams/open-store.js';
 import { StreamHub, type StreamObserver } from './streams/hub.js';
-import { Scheduler } from './streams/scheduler.js';
 import { createTransports } from './transports/create.js';
 import type { HttpRoute } from './transports/http-route.js';
 import type { HttpEndpoint } from './transports/http.js';
-import type { MessageHandler, Transport } from './transports/transport.js';
+import type { MessageHandler } from './transports/transport.js';
 
 /** A running server: its transports' bound addresses and a way to stop it. */
 export interface RunningServer {
@@ -131,53 +128,31 @@ function observeAll(observers: StreamObserver[]): StreamObserver {
   };
 }
 
-/** What a graceful shutdown acts on: health turns 503, the scheduler refuses new runs, the fleet stops claiming, listeners close. */
-function drainTarget(server: {
-  health: Health;
-  hub: StreamHub;
-  schedulers: () => Scheduler[];
-  fleet: SharedQueue | undefined;
-  store: BufferStore;
-  transports: Transport[];
-  close: () => Promise<void>;
-}): Drainable {
-  const { health, hub, schedulers, fleet, store, transports } = server;
-  return {
-    stopAccepting: () => {
-      health.draining();
-      for (const scheduler of schedulers()) scheduler.close(fault('SHUTTING_DOWN', 'no_new_runs'));
-      fleet?.stopAccepting(fault('SHUTTING_DOWN', 'no_new_runs'));
-      for (const transport of transports) transport.stopAccepting();
-    },
-    pending: async () => ({ streams: hub.liveCount + (fleet?.executing ?? 0), buffers: (await store.status()).active_buffers }),
-    endStreams: async () => {
-      await Promise.all([hub.stopAll(fault('SHUTTING_DOWN', 'cut_short')), fleet?.stopAll()]);
-    },
-    close: server.close,
-  };
+/**
+ * What the server unwinds, last registered first, once: a tiny `AsyncDisposableStack` (Node 20
+ * may lack the global). A start-up that fails unwinds what it had made through it, as `close` does.
+ */
+class Disposers {
+  readonly #stack: Array<() => unknown> = [];
+  #disposed: Promise<void> | undefined;
+
+  defer(dispose: () => unknown): void {
+    this.#stack.push(dispose);
+  }
+
+  dispose(): Promise<void> {
+    this.#disposed ??= (async () => {
+      for (const dispose of this.#stack.splice(0).reverse()) await dispose();
+    })();
+    return this.#disposed;
+  }
 }
 
-/** Binds every transport; on failure closes them all and rethrows. */
-async function bind(transports: Transport[]): Promise<Record<string, string>> {
-  const addresses: Record<string, string> = {};
-  try {
-    for (const transport of transports) addresses[transport.name] = await transport.start();
-  } catch (err) {
-    await Promise.all(transports.map((t) => t.close()));
-    throw err;
-  }
-  return addresses;
-}
-
-/** Loads the model, then opens the buffer store; on failure frees what was made and rethrows. */
-async function loadEngineAndStore(settings: Settings, log: Logger): Promise<{ engine: Engine; opened: OpenStore }> {
-  const engine = await startEngine(engineOptions(settings), log);
-  try {
-    return { engine, opened: await openStore(storeOptions(settings), log) };
-  } catch (err) {
-    await engine.dispose();
-    throw err;
-  }
+/** The server once the model is loaded: JSON-RPC, MCP's backend and every HTTP face. */
+interface Serving {
+  serve: MessageHandler;
+  mcp: McpBackend;
+  routes: readonly HttpRoute[];
 }
 
 /**
@@ -190,25 +165,29 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   const health = new Health();
   const metrics = new Metrics();
   const gate = clientGate(settings, metrics, log);
+  const stack = new Disposers();
+  const close = (): Promise<void> => stack.dispose();
 
   /** Requests that arrive while the model loads wait for it, at most `engine.load_wait_ms`. */
-  const loading = new LoadGate<{ serve: MessageHandler; mcp: McpBackend }>(settings.engine.load_wait_ms);
-  let serve: MessageHandler = (raw, origin) =>
-    loading.wait(origin.signal).then(
-      (ready) => ready.serve(raw, origin),
-      (error: ServerError) => whileLoading(raw, error),
-    );
+  const loading = new LoadGate<Serving>(settings.engine.load_wait_ms);
   const mcp = settings.mcp.enabled ? mcpFace(settings, gate, async (signal) => (await loading.wait(signal)).mcp, metrics, log) : undefined;
-  /** The faces on the HTTP port beside JSON-RPC (OpenAI, Ollama, MCP, the playground); until the model is loaded, MCP and the "loading" answers of the others. */
-  let routes: readonly HttpRoute[] = [...(mcp ? [mcp.route] : []), loadingRoute()];
-  let close: () => Promise<void>;
+  let mcpClosed: Promise<void> | undefined;
+  const closeMcp = (): Promise<void> => (mcpClosed ??= mcp?.close() ?? Promise.resolve());
+  const addresses: Record<string, string> = {};
+  const playground = playgroundRoute({ wsAddress: () => addresses.ws, keysRequired: settings.auth.api_keys.length > 0 });
+  /** Until the model is loaded: the playground, MCP, and the "loading" answers of the other faces. */
+  const whileLoadingRoutes = [playground, ...(mcp ? [mcp.route] : []), loadingRoute()];
   let endedByInput = (): void => {};
   const ended = new Promise<void>((resolve) => (endedByInput = resolve));
   const transports = createTransports(transportOptions(settings), {
-    handle: (raw, origin) => serve(raw, origin),
+    handle: (raw, origin) =>
+      loading.wait(origin.signal).then(
+        (ready) => ready.serve(raw, origin),
+        (error: ServerError) => whileLoading(raw, error),
+      ),
     gate,
     endpoints: endpoints(health, metrics),
-    routes: () => routes,
+    routes: () => loading.value?.routes ?? whileLoadingRoutes,
     ...(mcp ? { stdioGuest: mcp.stdio } : {}),
     log,
     onStdioEnd: () => {
@@ -218,89 +197,75 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
         .finally(endedByInput);
     },
   });
-  close = async () => {
+  stack.defer(async () => {
     await Promise.all(transports.map((t) => t.close()));
-    await mcp?.close();
-  };
-  const addresses = await bind(transports);
-  const playground = playgroundRoute({ wsAddress: () => addresses.ws, keysRequired: settings.auth.api_keys.length > 0 });
-  routes = [playground, ...routes]; // the page loads while the model does
-  log.info({ addresses }, 'transports bound; loading the model (GET /health answers 503 until it is loaded)');
-  let loaded: { engine: Engine; opened: OpenStore };
-  try {
-    loaded = await loadEngineAndStore(settings, log);
-  } catch (err) {
-    loading.fail();
-    await close();
-    throw err;
-  }
-  const { engine, opened } = loaded;
-  const { store } = opened;
-
-  const s = settings.streams;
-  const files = folders(settings);
-  const scheduler = new Scheduler(engine.slots, settings.engine.queue_limit, settings.engine.queue_limit_per_client);
-  const loadedModels = models(settings, engine, scheduler, log);
-  let fleet: SharedQueue | undefined;
-  try {
-    fleet = await startFleet(settings, opened, { engine, scheduler, hold: () => loadedModels.use(undefined) }, log);
-  } catch (err) {
-    loading.fail();
-    await close();
-    await opened.close();
-    await engine.dispose();
-    throw err;
-  }
-  const hub = new StreamHub({
-    engine,
-    scheduler,
-    resolve: (model, signal, admin) => loadedModels.use(model, undefined, signal, admin),
-    store,
-    ...(opened.redis ? { fleet: fleet ?? opened.redis.peers } : {}),
-    log,
-    observer: observeAll(options.observer ? [metrics, options.observer] : [metrics]),
+    await closeMcp();
   });
-  const table: Map<string, Method<Client>> = new Map([
-    ...coreMethods({
+  try {
+    for (const transport of transports) addresses[transport.name] = await transport.start();
+    log.info({ addresses }, 'transports bound; loading the model (GET /health answers 503 until it is loaded)');
+    const engineSettings = engineOptions(settings);
+    const kind = engineKind(engineSettings, log);
+    const loadedModels = models(settings, kind, log);
+    stack.defer(() => loadedModels.close());
+    await loadedModels.loadDefault(await startParam(engineSettings));
+    const opened = await openStore(storeOptions(settings), log);
+    stack.defer(() => opened.close());
+    const { store } = opened;
+    const engine = defaultEngine(loadedModels, kind);
+    const scheduler = loadedModels.defaultScheduler;
+    const fleet = await startFleet(settings, opened, { engine, scheduler, hold: () => loadedModels.use(undefined) }, log);
+    if (fleet) stack.defer(() => fleet.close());
+
+    const s = settings.streams;
+    const files = folders(settings);
+    const hub = new StreamHub({
       engine,
-      hub,
+      scheduler,
+      resolve: (model, signal, admin) => loadedModels.use(model, undefined, signal, admin),
       store,
+      ...(opened.redis ? { fleet: fleet ?? opened.redis.peers } : {}),
+      log,
+      observer: observeAll(options.observer ? [metrics, options.observer] : [metrics]),
+    });
+    const table: Map<string, Method<Client>> = new Map([
+      ...coreMethods({
+        engine,
+        hub,
+        store,
+        streams: () => loadedModels.streams(),
+        maxWaitMs: s.max_wait_ms,
+        cleanupIntervalS: s.cleanup_interval_s,
+        bufferTimeoutS: s.buffer_timeout_s,
+        promptCaches: files.promptCaches,
+        maxContext: (model) => loadedModels.contextOf(model),
+      }),
+      ...modelsMethods(loadedModels),
+      ...rkllmMethods({ engine, models: loadedModels, hub, folders: files, ...(fleet ? { loraLoaded: () => fleet.refresh() } : {}) }),
+      ...liveMethods(hub),
+      authenticateMethod(gate),
+      engineStatusMethod(engine, fleet && (() => fleet.status())),
+      listFunctionsMethod((): ReadonlyMap<string, Method<Client>> => table, engine),
+      ...(settings.diagnostics ? diagnosticMethods(store, () => hub.sweep()).map(adminOnly) : []),
+    ]);
+    const dispatcher = new Dispatcher({
+      methods: table,
+      log,
+      maxBatch: settings.jsonrpc.max_batch,
+      gate,
+      onAnswered: (method, transport, seconds) => metrics.answered(method, transport, seconds),
+    });
+    metrics.watch({
       streams: () => loadedModels.streams(),
-      maxWaitMs: s.max_wait_ms,
-      cleanupIntervalS: s.cleanup_interval_s,
-      bufferTimeoutS: s.buffer_timeout_s,
-      promptCaches: files.promptCaches,
-      maxContext: (model) => loadedModels.contextOf(model),
-    }),
-    ...modelsMethods(loadedModels),
-    ...rkllmMethods({ engine, hub, folders: files, ...(fleet ? { loraLoaded: () => fleet.refresh() } : {}) }),
-    ...liveMethods(hub),
-    authenticateMethod(gate),
-    engineStatusMethod(engine, fleet && (() => fleet.status())),
-    listFunctionsMethod((): ReadonlyMap<string, Method<Client>> => table, engine),
-    ...(settings.diagnostics ? diagnosticMethods(store, () => hub.sweep()).map(adminOnly) : []),
-  ]);
-  const dispatcher = new Dispatcher({
-    methods: table,
-    log,
-    maxBatch: settings.jsonrpc.max_batch,
-    gate,
-    onAnswered: (method, transport, seconds) => metrics.answered(method, transport, seconds),
-  });
-  metrics.watch({
-    streams: () => loadedModels.streams(),
-    buffers: () => store.status(),
-    connections: () => transports.map((t) => [t.name, t.openConnections]),
-    methods: new Set([...table.keys(), ...FACE_METHODS, ...MCP_TOOL_METHODS]),
-  });
-  const sweeper = setInterval(() => {
-    hub.sweep().catch((err: unknown) => log.error({ err }, 'buffer sweep failed'));
-  }, s.cleanup_interval_s * 1000);
-  sweeper.unref();
-
-  let closed: Promise<void> | undefined;
-  close = (): Promise<void> =>
-    (closed ??= (async () => {
+      buffers: () => store.status(),
+      connections: () => transports.map((t) => [t.name, t.openConnections]),
+      methods: new Set([...table.keys(), ...FACE_METHODS, ...MCP_TOOL_METHODS]),
+    });
+    const sweeper = setInterval(() => {
+      hub.sweep().catch((err: unknown) => log.error({ err }, 'buffer sweep failed'));
+    }, s.cleanup_interval_s * 1000);
+    sweeper.unref();
+    stack.defer(async () => {
       clearInterval(sweeper);
       fleet?.stopAccepting(fault('SHUTTING_DOWN', 'no_new_runs'));
       // The transports stop accepting at once and let the requests in flight finish: the streams'
@@ -308,50 +273,62 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
       // its sessions' event streams.
       const closing = Promise.all(transports.map((t) => t.close()));
       await hub.close();
-      await mcp?.close();
+      await closeMcp();
       await closing;
-      await fleet?.close();
-      await opened.close();
-      await loadedModels.close();
-      await engine.dispose();
-    })());
-  let drained: Promise<void> | undefined;
-  const times = { drainMs: settings.shutdown.drain_timeout_s * 1000, finalPollMs: settings.shutdown.final_poll_timeout_s * 1000 };
-  const target = drainTarget({ health, hub, schedulers: () => loadedModels.schedulers, fleet, store, transports, close });
-  const shutdown = (): Promise<void> => (drained ??= drain(target, times, log, opened.redis !== undefined));
+    });
 
-  serve = async (raw, origin) => {
-    const reply = await dispatcher.handle(raw, origin);
-    metrics.replied(reply);
-    return reply;
-  };
-  const sendLimit = { bytes: settings.connections.max_send_buffer_bytes, setting: 'connections.max_send_buffer_bytes' };
-  const refused = (code: number): void => metrics.error(code);
-  const faces = faceRoutes({
-    hub,
-    engine,
-    models: loadedModels,
-    gate,
-    sendLimit,
-    refused,
-    answered: (method, seconds) => metrics.answered(method, 'http', seconds),
-  });
-  loading.open({
-    serve,
-    mcp: {
-      engine,
+    let drained: Promise<void> | undefined;
+    const times = { drainMs: settings.shutdown.drain_timeout_s * 1000, finalPollMs: settings.shutdown.final_poll_timeout_s * 1000 };
+    /** What a graceful shutdown acts on: health turns 503, the schedulers refuse new runs, the fleet stops claiming, listeners close. */
+    const target: Drainable = {
+      stopAccepting: () => {
+        health.draining();
+        for (const scheduler of loadedModels.schedulers) scheduler.close(fault('SHUTTING_DOWN', 'no_new_runs'));
+        fleet?.stopAccepting(fault('SHUTTING_DOWN', 'no_new_runs'));
+        for (const transport of transports) transport.stopAccepting();
+      },
+      pending: async () => ({ streams: hub.liveCount + (fleet?.executing ?? 0), buffers: (await store.status()).active_buffers }),
+      endStreams: async () => {
+        await Promise.all([hub.stopAll(fault('SHUTTING_DOWN', 'cut_short')), fleet?.stopAll()]);
+      },
+      close,
+    };
+    const shutdown = (): Promise<void> => (drained ??= drain(target, times, log, opened.redis !== undefined));
+
+    const faces = faceRoutes({
       hub,
-      store,
-      queueLimit: settings.engine.queue_limit,
+      engine,
       models: loadedModels,
-      ...(fleet ? { fleet: () => fleet.status() } : {}),
-    },
-  });
-  if (fleet) health.degradedWhen(() => fleet.degraded);
-  routes = [playground, ...(mcp ? [mcp.route] : []), ...faces];
-  health.serving(engine);
-  const names = Object.entries(addresses).map(([name, address]) => `${name}=${address}`);
-  const readyLine = `listening for connections: ${names.join(' ')} (engine ${engine.name}, model ${basename(engine.param.model_path)})`;
-  log.info({ addresses }, readyLine);
-  return { addresses, readyLine, dispatcher, ended, shutdown, close };
+      gate,
+      sendLimit: { bytes: settings.connections.max_send_buffer_bytes, setting: 'connections.max_send_buffer_bytes' },
+      refused: (code: number): void => metrics.error(code),
+      answered: (method, seconds) => metrics.answered(method, 'http', seconds),
+    });
+    loading.open({
+      serve: async (raw, origin) => {
+        const reply = await dispatcher.handle(raw, origin);
+        metrics.replied(reply);
+        return reply;
+      },
+      mcp: {
+        engine,
+        hub,
+        store,
+        queueLimit: settings.engine.queue_limit,
+        models: loadedModels,
+        ...(fleet ? { fleet: () => fleet.status() } : {}),
+      },
+      routes: [playground, ...(mcp ? [mcp.route] : []), ...faces],
+    });
+    if (fleet) health.degradedWhen(() => fleet.degraded);
+    health.serving(engine);
+    const names = Object.entries(addresses).map(([name, address]) => `${name}=${address}`);
+    const readyLine = `listening for connections: ${names.join(' ')} (engine ${engine.name}, model ${basename(engine.param.model_path)})`;
+    log.info({ addresses }, readyLine);
+    return { addresses, readyLine, dispatcher, ended, shutdown, close };
+  } catch (err) {
+    loading.fail();
+    await close();
+    throw err;
+  }
 }

@@ -28,8 +28,10 @@ describe('builtin tiny model: language with the default sampling', function () {
   let engine: LlamaEngine;
 
   before(async function () {
-    engine = new LlamaEngine({ threads: 1, slots: 1 });
-    await engine.init({ ...createDefaultParam(), model_path: await ensureBuiltinModel('tiny'), max_context_len: 1024 });
+    engine = await LlamaEngine.load(
+      { threads: 1, slots: 1 },
+      { ...createDefaultParam(), model_path: await ensureBuiltinModel('tiny'), max_context_len: 1024 },
+    );
   });
 
   after(async function () {

@@ -5,7 +5,7 @@
  */
 import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
-import { RKLLM_SYMBOLS } from '../engine/rkllm/abi.js';
+import { RKLLM_SYMBOLS } from '../engine/rkllm/functions.js';
 import type { LayoutSetting, Opened } from '../engine/rkllm/protocol.js';
 import { RuntimeProcess } from '../engine/rkllm/runtime-process.js';
 

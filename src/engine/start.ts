@@ -1,12 +1,14 @@
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { ensureBuiltinModel } from '../gguf/builtin.js';
-import { LlamaEngine } from './llama/engine.js';
-import type { LayoutSetting } from './rkllm/protocol.js';
-import { RkllmEngine } from './rkllm/rkllm-engine.js';
-import type { Engine, InitParam, RKLLMExtendParam } from './types.js';
+import type { EngineFeature } from './capabilities.js';
+import { LlamaEngine, llamaSupports } from './llama/engine.js';
+import { LLAMA } from './llama/model.js';
+import { RkllmEngine, rkllmSupports, type RkllmEngineOptions } from './rkllm/rkllm-engine.js';
+import { RKLLM } from './rkllm/runtime-process.js';
+import { createDefaultParam, type Engine, type EngineStatus, type InitParam, type RKLLMExtendParam, type RKLLMParam } from './types.js';
 
-/** What `startEngine` builds and loads. */
+/** The engine of the settings, and the model it loads at start. */
 export interface EngineOptions {
   /** "llama.cpp" (any CPU, GGUF models) or "rkllm" (Rockchip's NPU runtime, .rkllm models). */
   kind: 'llama.cpp' | 'rkllm';
@@ -24,19 +26,8 @@ export interface EngineOptions {
   initParam?: Partial<InitParam>;
 }
 
-/** The RKLLM engine's own options. */
-export interface RkllmOptions {
-  /** librkllmrt.so: a path, or a file name the dynamic loader finds. */
-  library: string;
-  /** The struct layout of the library ("auto": told by the library). */
-  runtimeVersion: LayoutSetting;
-  /** Merged onto the default RKLLMExtendParam at `rkllm_init`. */
-  extendParam: Partial<RKLLMExtendParam>;
-  restartDelayMs: number;
-  restartMaxDelayMs: number;
-  maxRestarts: number;
-  initTimeoutMs: number;
-}
+/** The RKLLM engine's own options, and the extend_param fields the models of the settings load with. */
+export type RkllmOptions = Omit<RkllmEngineOptions, 'log'> & { extendParam: Partial<RKLLMExtendParam> };
 
 /**
  * Threads when the option is 0: one core is left to the server's own thread (HTTP, JSON, the
@@ -45,15 +36,6 @@ export interface RkllmOptions {
  */
 function chooseThreads(threads: number): number {
   return threads > 0 ? threads : Math.max(1, availableParallelism() - 1);
-}
-
-async function startLlama(options: EngineOptions, log: Logger): Promise<Engine> {
-  const modelPath = options.modelPath ?? (await ensureBuiltinModel('tiny'));
-  const threads = chooseThreads(options.threads);
-  const engine = new LlamaEngine({ threads, slots: options.parallel, maxMemory: options.maxMemory });
-  await engine.init({ ...options.initParam, model_path: modelPath, max_context_len: options.maxContextLen });
-  log.info({ model: modelPath, threads, parallel: options.parallel, context: engine.param.max_context_len }, 'model loaded');
-  return engine;
 }
 
 /**
@@ -70,26 +52,61 @@ function givenExtendParam(settings: Partial<RKLLMExtendParam>): Partial<RKLLMExt
   };
 }
 
-async function startRkllm(options: EngineOptions, log: Logger): Promise<Engine> {
-  const { library, runtimeVersion, extendParam, restartDelayMs, restartMaxDelayMs, maxRestarts, initTimeoutMs } = options.rkllm;
-  const engine = new RkllmEngine({
-    library,
-    layout: runtimeVersion,
-    restart: { initialDelayMs: restartDelayMs, maxDelayMs: restartMaxDelayMs, maxAttempts: maxRestarts },
-    timeouts: { initMs: initTimeoutMs },
-    log,
-  });
-  await engine.init({
-    ...options.initParam,
-    model_path: options.modelPath!,
-    max_context_len: options.maxContextLen,
-    extend_param: givenExtendParam(extendParam),
-  });
-  log.info({ model: options.modelPath, context: options.maxContextLen, runtime: engine.status().runtime }, 'model loaded');
-  return engine;
+/**
+ * The parameters a model of the settings loads with: at start (`modelPath`), and for each model of
+ * the folder (its sidecar's context and sampling laid in `options`).
+ */
+export async function startParam(options: EngineOptions): Promise<InitParam> {
+  const param = { ...options.initParam, max_context_len: options.maxContextLen };
+  if (options.kind === 'llama.cpp') return { ...param, model_path: options.modelPath ?? (await ensureBuiltinModel('tiny')) };
+  return { ...param, model_path: options.modelPath!, extend_param: givenExtendParam(options.rkllm.extendParam) };
 }
 
-/** Builds the engine that `options.kind` names and loads its model (`rkllm_init`). */
-export function startEngine(options: EngineOptions, log: Logger): Promise<Engine> {
-  return options.kind === 'rkllm' ? startRkllm(options, log) : startLlama(options, log);
+/**
+ * The engine of the settings, before any model: what it is and can do, and `load`, its factory.
+ * Each `load` makes a new engine that holds one model until it is disposed.
+ */
+export interface EngineKind {
+  readonly name: string;
+  /** How many runs an engine of this kind executes at once. */
+  readonly slots: number;
+  supports(feature: EngineFeature): boolean;
+  /** `rkllm_createDefaultParam()` without a loaded model (RKLLM: asks the library). */
+  defaultParam(): Promise<RKLLMParam>;
+  /** What `engine_status` shows with no model loaded, or while one loads. */
+  status(state: 'unloaded' | 'loading'): EngineStatus;
+  load(param: InitParam): Promise<Engine>;
+}
+
+/** The engine kind `options.kind` names, whose `load` logs each model it loads. */
+export function engineKind(options: EngineOptions, log: Logger): EngineKind {
+  if (options.kind === 'rkllm') {
+    const rkllm: RkllmEngineOptions = { ...options.rkllm, log };
+    return {
+      name: RKLLM,
+      slots: 1,
+      supports: rkllmSupports,
+      defaultParam: () => RkllmEngine.defaultParam(rkllm),
+      status: (state) => RkllmEngine.idleStatus(rkllm, state),
+      load: async (param) => {
+        const engine = await RkllmEngine.load(rkllm, param);
+        log.info({ model: param.model_path, context: engine.param.max_context_len, runtime: engine.status().runtime }, 'model loaded');
+        return engine;
+      },
+    };
+  }
+  const threads = chooseThreads(options.threads);
+  const slots = options.parallel;
+  return {
+    name: LLAMA,
+    slots,
+    supports: llamaSupports,
+    defaultParam: async () => createDefaultParam(),
+    status: (state) => ({ engine: LLAMA, state, model_path: null, restarts: 0, last_error: null }),
+    load: async (param) => {
+      const engine = await LlamaEngine.load({ threads, slots, maxMemory: options.maxMemory }, param);
+      log.info({ model: param.model_path, threads, parallel: slots, context: engine.param.max_context_len }, 'model loaded');
+      return engine;
+    },
+  };
 }

@@ -5,7 +5,6 @@
  * re-exports them, and the defaults, so callers import the whole vocabulary from one place.
  */
 import type { EngineFeature } from './capabilities.js';
-import type { InitParam } from './defaults.js';
 import type {
   ChatTemplate,
   FunctionTools,
@@ -42,25 +41,21 @@ export interface RunHandle {
 }
 
 /**
- * The engine contract. One instance holds at most one loaded model (one RKLLM handle) at a time:
- * `init` loads it, `destroy` frees it, and `init` may then load another. Every method that needs
- * a model throws ENGINE_UNAVAILABLE (-32004) without one; a feature the engine cannot do throws
- * NOT_SUPPORTED (-32005) naming the engine and the feature (see `capabilities.ts`).
+ * The engine contract. One instance holds one loaded model (one RKLLM handle) for its whole life:
+ * an async factory loads it (`LlamaEngine.load`, `RkllmEngine.load`; see `start.ts`), and
+ * `dispose` frees it once; after that, every method that needs the model throws
+ * ENGINE_UNAVAILABLE (-32004). A feature the engine cannot do throws NOT_SUPPORTED (-32005)
+ * naming the engine and the feature (see `capabilities.ts`).
  */
 export interface Engine extends AsyncDisposable {
   /** A short name, e.g. "llama.cpp" or "rkllm", used in messages. */
   readonly name: string;
   /** How many runs can execute at the same time. The scheduler queues the rest. */
   readonly slots: number;
-  /** The parameters the engine was initialised with (defaults filled in). Throws without a model. */
+  /** The parameters the model was loaded with (defaults filled in). */
   readonly param: RKLLMParam;
   /** Whether the engine can do `feature` at all (with any model). */
   supports(feature: EngineFeature): boolean;
-  /**
-   * Loads the model (`rkllm_init`) with the fields given laid over the engine's defaults (see
-   * `defaultParam`). Throws MODEL_LOADED while a model is loaded or loading.
-   */
-  init(param: InitParam): Promise<void>;
   /** `rkllm_createDefaultParam()`: what the engine starts from. RKLLM: what the loaded library returns. */
   defaultParam(): Promise<RKLLMParam>;
   /**
@@ -94,14 +89,12 @@ export interface Engine extends AsyncDisposable {
   setFunctionTools(tools: FunctionTools): Promise<void>;
   /** `rkllm_set_cross_attn_params`. */
   setCrossAttnParams(params: RKLLMCrossAttnParam): Promise<void>;
-  /** Frees the model (`rkllm_destroy`), after aborting its runs. The engine can `init` again. Idempotent. */
-  destroy(): Promise<void>;
-  /** Frees the model and everything else the engine holds (the runtime itself). Idempotent; the engine is unusable afterwards. */
+  /** Frees the model (`rkllm_destroy`) after aborting its runs, and everything else the engine holds (the runtime itself). Idempotent. */
   dispose(): Promise<void>;
   /** `await using`: {@link dispose}. Idempotent. */
   [Symbol.asyncDispose](): Promise<void>;
-  /** The engine's state for the status method, when it supervises a runtime that can fail and restart. */
-  status?(): EngineStatus;
+  /** The engine's state for `engine_status` and `GET /health`: ready, or restarting or failed when it supervises a runtime; unloaded once disposed. */
+  status(): EngineStatus;
 }
 
 /**

@@ -1,5 +1,4 @@
 import { basename } from 'node:path';
-import { engineStatus } from '../engine/status.js';
 import type { Engine, EngineStatus } from '../engine/types.js';
 import type { Method } from '../jsonrpc/dispatcher.js';
 import { method } from './core.js';
@@ -28,7 +27,7 @@ export function engineStatusMethod(engine: Engine, fleet?: () => Promise<object>
       'Reports the engine: its state (unloaded, loading, ready, restarting after a runtime crash, failed), model, restarts and last error.',
       object({}),
       async (_params, ctx) => {
-        const status = ctx.client.admin ? engineStatus(engine) : userView(engineStatus(engine));
+        const status = ctx.client.admin ? engine.status() : userView(engine.status());
         return fleet ? { ...status, fleet: await fleet() } : status;
       },
     ),

@@ -16,6 +16,7 @@ import {
   type RKLLMParam,
 } from '../engine/types.js';
 import type { Method } from '../jsonrpc/dispatcher.js';
+import type { LoadedModels } from '../models/loaded.js';
 import { fault } from '../errors.js';
 import type { ClientFolders } from '../paths.js';
 import type { StreamHub } from '../streams/hub.js';
@@ -23,7 +24,10 @@ import { adminOnly, method } from './core.js';
 import { initSchema, int, num, object, REQUEST_FIELDS, str, type JsonSchema } from '../request-schema.js';
 
 export interface RkllmDeps {
+  /** The default model, whichever engine holds it (see models/default-engine.ts). */
   engine: Engine;
+  /** Where `rkllm_init` loads the default model and `rkllm_destroy` unloads it. */
+  models: Pick<LoadedModels, 'loadDefault' | 'unloadDefault'>;
   hub: StreamHub;
   /** Where the file names clients give are resolved. */
   folders: ClientFolders;
@@ -43,7 +47,7 @@ const floats: JsonSchema = { type: 'array', items: { type: 'number' } };
 const asArray = (value: number | number[] | undefined): number[] | undefined => (typeof value === 'number' ? [value] : value);
 
 /** The production methods of the RKLLM API that `coreMethods` does not cover. */
-export function rkllmMethods({ engine, hub, folders, loraLoaded }: RkllmDeps): Array<[string, Method]> {
+export function rkllmMethods({ engine, models, hub, folders, loraLoaded }: RkllmDeps): Array<[string, Method]> {
   const supported = (feature: EngineFeature) => (): boolean => engine.supports(feature);
   return [
     [
@@ -62,13 +66,8 @@ export function rkllmMethods({ engine, hub, folders, loraLoaded }: RkllmDeps): A
         initSchema,
         async (params) => {
           const modelPath = await folders.models.file(params.model_path!, 'model_path');
-          await engine.init({ ...params, model_path: modelPath });
-          return {
-            initialized: true,
-            engine: engine.name,
-            model_path: engine.param.model_path,
-            max_context_len: engine.param.max_context_len,
-          };
+          const { name, param } = await models.loadDefault({ ...params, model_path: modelPath });
+          return { initialized: true, engine: name, model_path: param.model_path, max_context_len: param.max_context_len };
         },
       ),
     ]),
@@ -80,7 +79,7 @@ export function rkllmMethods({ engine, hub, folders, loraLoaded }: RkllmDeps): A
         async () => {
           const streams = hub.liveCount;
           const stopped = hub.stopAll(fault('ABORTED', 'destroyed', {}, { engine: engine.name }));
-          await Promise.all([stopped, engine.destroy()]);
+          await Promise.all([stopped, models.unloadDefault()]);
           return { destroyed: true, streams_stopped: streams };
         },
       ),

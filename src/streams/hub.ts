@@ -14,7 +14,6 @@ import { requestKey, type BufferStore } from './buffer-store.js';
 import { StreamDelivery, type Delivery } from './delivery.js';
 import type { ChunkOutlet } from './live-sink.js';
 import type { Fleet, SharedRun } from './fleet/fleet.js';
-import { fixedTarget, type RunResolver, type RunTarget } from './run-target.js';
 import type { Scheduler } from './scheduler.js';
 import { Stream, newStreamId, type Chunk, type RequestId } from './stream.js';
 
@@ -26,6 +25,26 @@ export interface StreamObserver {
   /** A stream got its engine slot. */
   running?(streamId: string): void;
 }
+
+/**
+ * The engine and the slot pool of one run, held from admission until `release`, so a model is
+ * never unloaded under a queued or running stream.
+ */
+export interface RunTarget {
+  readonly engine: Engine;
+  readonly scheduler: Scheduler;
+  /** With a fleet, the run may execute on any instance that serves the same model (the server's default model). */
+  readonly shared: boolean;
+  /** Frees the hold on the model; called exactly once, when the run has ended (or was not admitted). */
+  release(): void;
+}
+
+/**
+ * Finds (and loads when needed) the model a run names (absent: the default); rejects for an unknown
+ * name without loading anything, and, when `admin` is false (a user key), where a load would be
+ * needed and users may not load.
+ */
+export type RunResolver = (model: string | undefined, signal?: AbortSignal, admin?: boolean) => Promise<RunTarget>;
 
 export interface StreamHubOptions {
   engine: Engine;
@@ -122,7 +141,8 @@ export class StreamHub {
 
   constructor(options: StreamHubOptions) {
     this.#observer = options.observer;
-    this.#resolve = options.resolve ?? fixedTarget(options.engine, options.scheduler);
+    const { engine, scheduler } = options;
+    this.#resolve = options.resolve ?? (async () => ({ engine, scheduler, shared: true, release: () => {} }));
     this.#store = options.store;
     this.#fleet = options.fleet;
     this.#log = options.log;
@@ -305,7 +325,7 @@ export class StreamHub {
       for (const free of admitted.splice(0).reverse()) free();
     };
     try {
-      const fleet = target.isDefault ? this.#fleet?.runs : undefined;
+      const fleet = target.shared ? this.#fleet?.runs : undefined;
       // With a fleet, a LoRA adapter this instance lacks may be loaded on another: `refusal` if none has it.
       let refusal: ServerError | undefined;
       if (fleet) refusal = await fleet.check(target.engine, request);

@@ -176,13 +176,15 @@ export function engineSuite(name: string, factory: () => Promise<Engine>, option
       });
     }
 
-    it('destroy twice, then Symbol.asyncDispose: each resolves, and the engine holds no model', async () => {
-      await engine.destroy();
-      await engine.destroy();
+    it('reports itself ready with its model; dispose twice, then Symbol.asyncDispose: each resolves, and it holds no model', async () => {
+      expect(engine.status()).to.include({ engine: engine.name, state: 'ready', model_path: engine.param.model_path });
+      await engine.dispose();
+      await engine.dispose();
       await engine[Symbol.asyncDispose]();
       expect(() => engine.param)
         .to.throw(ServerError)
         .with.property('name', 'ENGINE_UNAVAILABLE');
+      expect(engine.status()).to.include({ state: 'unloaded', model_path: null });
     });
   });
 }

@@ -4,7 +4,8 @@ import { ensureBuiltinModel } from '../../src/gguf/builtin.js';
 import { engineSuite } from './engine-suite.js';
 
 engineSuite('llama.cpp', async () => {
-  const engine = new LlamaEngine({ threads: 1, slots: 2 });
-  await engine.init({ ...createDefaultParam(), model_path: await ensureBuiltinModel('tiny'), max_context_len: 1024 });
-  return engine;
+  return LlamaEngine.load(
+    { threads: 1, slots: 2 },
+    { ...createDefaultParam(), model_path: await ensureBuiltinModel('tiny'), max_context_len: 1024 },
+  );
 });

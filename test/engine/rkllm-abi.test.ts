@@ -144,8 +144,7 @@ for (const layout of LAYOUT_VERSIONS) {
       const cacheDir = mkdtempSync(join(tmpdir(), 'rkllm-twin-cache-'));
 
       before(async () => {
-        engine = new RkllmEngine({ library, layout: 'auto' });
-        await engine.init(initParam(layout));
+        engine = await RkllmEngine.load({ library, layout: 'auto' }, initParam(layout));
       });
 
       after(async () => {

@@ -13,17 +13,15 @@ import { createDefaultParam, type RKLLMInput, type RunRequest } from '../../src/
 import { TWIN_MODELS, buildTwin, type TwinVariant } from '../helpers/rkllm-twin.js';
 
 async function initError(library: string, layout: LayoutSetting, model: string = TWIN_MODELS.story): Promise<ServerError> {
-  const engine = new RkllmEngine({ library, layout });
-  try {
-    await engine.init({ ...createDefaultParam(), model_path: model });
-  } catch (err) {
-    expect(engine.status().state).to.equal('unloaded');
-    expect(err).to.be.instanceOf(ServerError);
-    return err as ServerError;
-  } finally {
-    await engine.dispose();
-  }
-  throw new Error('rkllm_init succeeded');
+  const error = await RkllmEngine.load({ library, layout }, { ...createDefaultParam(), model_path: model }).then(
+    async (engine) => {
+      await engine.dispose();
+      throw new Error('rkllm_init succeeded');
+    },
+    (err: unknown) => err,
+  );
+  expect(error).to.be.instanceOf(ServerError);
+  return error as ServerError;
 }
 
 /** The error `promise` rejects with; fails the test if it resolves. */
@@ -98,13 +96,12 @@ describe('RKLLM engine: bad input', function () {
     });
 
     it('fields the layout does not have are refused, not dropped', async () => {
-      const engine = new RkllmEngine({ library: await twin('1.3'), layout: 'auto' });
-      const error = await engine
-        .init({ ...createDefaultParam(), model_path: TWIN_MODELS.story, img_start: '<img>' })
-        .catch((err: unknown) => err);
+      const error = await RkllmEngine.load(
+        { library: await twin('1.3'), layout: 'auto' },
+        { ...createDefaultParam(), model_path: TWIN_MODELS.story, img_start: '<img>' },
+      ).catch((err: unknown) => err);
       expect(error).to.be.instanceOf(ServerError).with.property('name', 'INVALID_PARAMS');
       expect((error as ServerError).message).to.match(/"img_start" is not a field of RKLLMParam in runtime 1\.3/);
-      await engine.dispose();
     });
   });
 
@@ -112,8 +109,10 @@ describe('RKLLM engine: bad input', function () {
     let engine: RkllmEngine;
 
     before(async () => {
-      engine = new RkllmEngine({ library: await twin('1.2'), layout: 'auto' });
-      await engine.init({ ...createDefaultParam(), model_path: TWIN_MODELS.story, max_context_len: 256 });
+      engine = await RkllmEngine.load(
+        { library: await twin('1.2'), layout: 'auto' },
+        { ...createDefaultParam(), model_path: TWIN_MODELS.story, max_context_len: 256 },
+      );
     });
 
     after(async () => {

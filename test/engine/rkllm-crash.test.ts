@@ -50,8 +50,11 @@ describe('RKLLM engine crash isolation (ABI twin 1.3)', function () {
   });
 
   async function start(model: string = TWIN_MODELS.story, options: Partial<RkllmEngineOptions> = {}): Promise<RkllmEngine> {
-    engine = new RkllmEngine({ library, layout: '1.3', restart: { initialDelayMs: 50, maxDelayMs: 200, maxAttempts: 3 }, ...options });
-    await engine.init({ ...createDefaultParam(), model_path: model, max_context_len: 512 });
+    const restart = { initialDelayMs: 50, maxDelayMs: 200, maxAttempts: 3 };
+    engine = await RkllmEngine.load(
+      { library, layout: '1.3', restart, ...options },
+      { ...createDefaultParam(), model_path: model, max_context_len: 512 },
+    );
     return engine;
   }
 
@@ -126,7 +129,7 @@ describe('RKLLM engine crash isolation (ABI twin 1.3)', function () {
     await until(e, (s) => s.state === 'ready' && s.restarts === 1);
   });
 
-  it('destroy aborts a running generation before it frees the handle, and cancels a pending restart', async () => {
+  it('dispose aborts a running generation before it frees the handle, and cancels a pending restart', async () => {
     const e = await start(TWIN_MODELS.story, { restart: { initialDelayMs: 60_000, maxDelayMs: 60_000, maxAttempts: 1 } });
     let first!: () => void;
     const started = new Promise<void>((resolve) => (first = resolve));
@@ -135,18 +138,19 @@ describe('RKLLM engine crash isolation (ABI twin 1.3)', function () {
       return 0;
     });
     await started;
-    await e.destroy();
+    await e.dispose();
     expect((await running.done).finish_reason).to.equal('abort');
     expect(e.status()).to.include({ state: 'unloaded', model_path: null });
 
-    await e.init({ ...createDefaultParam(), model_path: TWIN_MODELS.story, max_context_len: 512 });
-    expect((await e.run(request('[crash:1]'), () => 0)).finish_reason).to.equal('error');
-    expect(e.status().state).to.equal('restarting');
-    await e.destroy();
-    expect(e.status()).to.include({ state: 'unloaded', restarts: 0, last_error: null });
+    const again = await start(TWIN_MODELS.story, { restart: { initialDelayMs: 60_000, maxDelayMs: 60_000, maxAttempts: 1 } });
+    expect((await again.run(request('[crash:1]'), () => 0)).finish_reason).to.equal('error');
+    expect(again.status().state).to.equal('restarting');
+    await again.dispose();
+    expect(again.status()).to.include({ state: 'unloaded', model_path: null });
+    expect(again.status().runtime).to.include({ pid: null, next_restart_in_ms: null });
   });
 
-  it('restarts that keep failing back off and give up as "failed"; destroy and init recover', async () => {
+  it('restarts that keep failing back off and give up as "failed"; a new engine for the model recovers', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'rkllm-twin-model-'));
     const model = join(dir, 'model.rkllm');
     copyFileSync(TWIN_MODELS.story, model);
@@ -161,10 +165,10 @@ describe('RKLLM engine crash isolation (ABI twin 1.3)', function () {
     expect(refused.error).to.match(/could not be restarted/);
 
     copyFileSync(TWIN_MODELS.story, model);
-    await e.destroy();
+    await e.dispose();
     expect(e.status().state).to.equal('unloaded');
-    await e.init({ ...createDefaultParam(), model_path: model, max_context_len: 512 });
-    expect((await e.run(request('recovered', 3), () => 0)).finish_reason).to.equal('length');
+    const again = await start(model);
+    expect((await again.run(request('recovered', 3), () => 0)).finish_reason).to.equal('length');
     rmSync(dir, { recursive: true });
   });
 });

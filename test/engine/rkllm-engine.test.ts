@@ -15,17 +15,18 @@ for (const layout of LAYOUT_VERSIONS) {
   engineSuite(
     `rkllm ${layout} on the ABI twin`,
     async () => {
-      const engine = new RkllmEngine({ library: await buildTwin(layout), layout });
       // Greedy at init: runtime 1.2 samples with the init values only, and the suite's runs ask for greedy.
-      await engine.init({
-        ...createDefaultParam(),
-        model_path: TWIN_MODELS.story,
-        max_context_len: 1024,
-        top_k: 1,
-        temperature: 0,
-        repeat_penalty: 1,
-      });
-      return engine;
+      return RkllmEngine.load(
+        { library: await buildTwin(layout), layout },
+        {
+          ...createDefaultParam(),
+          model_path: TWIN_MODELS.story,
+          max_context_len: 1024,
+          top_k: 1,
+          temperature: 0,
+          repeat_penalty: 1,
+        },
+      );
     },
     { prompts: TWIN_PROMPTS, validatesContext: false },
   );

@@ -10,6 +10,7 @@ import {
   type InitParam,
   type ChatTemplate,
   type Engine,
+  type EngineStatus,
   type FunctionTools,
   type KvCacheClear,
   type KvCacheSize,
@@ -35,11 +36,16 @@ export interface LlamaEngineOptions {
   slots: number;
   /** Bytes the model and its context may take at most; 0 (the default): a safe share of the machine's memory. */
   maxMemory?: number;
-  /** An already loaded llama.cpp binding to share; one is created (and owned) otherwise. */
+  /** An already loaded llama.cpp binding to share; one is created (and disposed with the engine) otherwise. */
   llama?: Llama;
 }
 
 const UNSUPPORTED: ReadonlySet<EngineFeature> = new Set(['input_multimodal', 'cross_attn', 'mirostat']);
+
+/** Whether the llama.cpp engine can do `feature`, with any model. */
+export function llamaSupports(feature: EngineFeature): boolean {
+  return !UNSUPPORTED.has(feature);
+}
 
 /**
  * The engine on llama.cpp (node-llama-cpp). Each slot is a sequence of one shared context, so
@@ -50,21 +56,33 @@ const UNSUPPORTED: ReadonlySet<EngineFeature> = new Set(['input_multimodal', 'cr
 export class LlamaEngine implements Engine {
   readonly name = LLAMA;
   readonly slots: number;
-  readonly #threads: number;
-  readonly #maxMemory: number;
-  readonly #ownsLlama: boolean;
-  #llama: Llama | undefined;
+  readonly #llama: Llama | undefined;
+  /** Undefined once disposed. */
   #loaded: LoadedModel | undefined;
-  #loading: Promise<LoadedModel> | undefined;
+  #disposed: Promise<void> | undefined;
   #running = new Set<AbortController>();
   #runs = new Set<Promise<RunOutcome>>();
 
-  constructor(options: LlamaEngineOptions) {
-    this.slots = options.slots;
-    this.#threads = options.threads;
-    this.#maxMemory = options.maxMemory ?? 0;
-    this.#llama = options.llama;
-    this.#ownsLlama = options.llama === undefined;
+  private constructor(slots: number, loaded: LoadedModel, owned: Llama | undefined) {
+    this.slots = slots;
+    this.#loaded = loaded;
+    this.#llama = owned;
+  }
+
+  /** Loads the model `given` names (its fields laid over the defaults): an engine that holds it until disposed. */
+  static async load(options: LlamaEngineOptions, given: InitParam): Promise<LlamaEngine> {
+    const param = overParam(createDefaultParam(), given);
+    if (param.extend_param.use_cross_attn) throw notSupported(LLAMA, 'cross_attn', 'node-llama-cpp exposes no encoder cache');
+    checkSampling(param);
+    const llama = options.llama ?? (await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never }));
+    const owned = options.llama ? undefined : llama;
+    try {
+      const loaded = await loadModel(llama, param, options.threads, options.slots, options.maxMemory ?? 0);
+      return new LlamaEngine(options.slots, loaded, owned);
+    } catch (err) {
+      await owned?.dispose();
+      throw err;
+    }
   }
 
   get param(): RKLLMParam {
@@ -72,27 +90,11 @@ export class LlamaEngine implements Engine {
   }
 
   supports(feature: EngineFeature): boolean {
-    return !UNSUPPORTED.has(feature);
+    return llamaSupports(feature);
   }
 
   async defaultParam(): Promise<RKLLMParam> {
     return createDefaultParam();
-  }
-
-  async init(given: InitParam): Promise<void> {
-    const param = overParam(createDefaultParam(), given);
-    if (this.#loaded || this.#loading) {
-      const state = this.#loading ? 'loading' : `loaded (${this.#loaded!.param.model_path})`;
-      throw fault('MODEL_LOADED', 'loaded', { state }, { engine: this.name });
-    }
-    if (param.extend_param.use_cross_attn) throw notSupported(this.name, 'cross_attn', 'node-llama-cpp exposes no encoder cache');
-    checkSampling(param);
-    this.#loading = this.#load(param);
-    try {
-      this.#loaded = await this.#loading;
-    } finally {
-      this.#loading = undefined;
-    }
   }
 
   async validate(request: RunRequest): Promise<void> {
@@ -167,22 +169,26 @@ export class LlamaEngine implements Engine {
     throw notSupported(this.name, 'cross_attn', 'node-llama-cpp exposes no encoder cache');
   }
 
-  async destroy(): Promise<void> {
-    const loaded = this.#loaded ?? (await this.#loading?.catch(() => undefined));
-    this.#loaded = undefined;
-    this.abort();
-    await Promise.all(this.#runs);
-    if (loaded) await freeModel(loaded);
+  status(): EngineStatus {
+    const modelPath = this.#loaded?.param.model_path ?? null;
+    return { engine: this.name, state: modelPath === null ? 'unloaded' : 'ready', model_path: modelPath, restarts: 0, last_error: null };
   }
 
-  async dispose(): Promise<void> {
-    await this.destroy();
-    if (this.#ownsLlama) await this.#llama?.dispose();
+  /** Aborts the runs, waits for them to end, then frees the model (and the binding, when the engine made it). Idempotent. */
+  dispose(): Promise<void> {
+    this.#disposed ??= (async () => {
+      const loaded = this.#loaded;
+      this.#loaded = undefined;
+      this.abort();
+      await Promise.all(this.#runs);
+      if (loaded) await freeModel(loaded);
+      await this.#llama?.dispose();
+    })();
+    return this.#disposed;
   }
 
-  /** `await using engine = ...`: {@link dispose}, which destroys the model first. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.dispose();
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
   }
 
   #require(): LoadedModel {
@@ -191,12 +197,7 @@ export class LlamaEngine implements Engine {
   }
 
   #unavailable(): ServerError {
-    return fault('ENGINE_UNAVAILABLE', this.#loading ? 'loading' : 'unloaded', {}, { engine: this.name });
-  }
-
-  async #load(param: RKLLMParam): Promise<LoadedModel> {
-    this.#llama ??= await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
-    return loadModel(this.#llama, param, this.#threads, this.slots, this.#maxMemory);
+    return fault('ENGINE_UNAVAILABLE', 'unloaded', {}, { engine: this.name });
   }
 
   async #run(request: RunRequest, callback: LLMResultCallback): Promise<RunOutcome> {

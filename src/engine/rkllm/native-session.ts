@@ -6,18 +6,16 @@
 import koffi, { type LibraryHandle } from 'koffi';
 import { LLMCallState, type RKLLMPerfStat } from '../types.js';
 import {
-  bindFunctions,
   defineTypes,
-  isRunningValue,
   plausibleLayouts,
   type LayoutVersion,
   type NativeHandle,
   type NativeParam,
   type NativePointer,
   type NativeResult,
-  type RkllmFunctions,
   type RkllmTypes,
 } from './abi.js';
+import { bindFunctions, isRunningValue, type RkllmFunctions } from './functions.js';
 import { fromNativeParam } from './marshal.js';
 import type { Call, Command, KvCacheSizes, LayoutSetting, Opened, ResultMessage, RunEnd } from './protocol.js';
 

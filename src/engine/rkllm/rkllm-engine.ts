@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import { fault } from '../../errors.js';
 import type { EngineFeature } from '../capabilities.js';
 import { checkModelFile } from '../../gguf/model-file.js';
 import { errorText } from '../messages.js';
@@ -9,6 +8,7 @@ import type {
   ChatTemplate,
   Engine,
   EngineStatus,
+  FinishReason,
   FunctionTools,
   KvCacheClear,
   KvCacheSize,
@@ -16,15 +16,14 @@ import type {
   RKLLMCrossAttnParam,
   RKLLMLoraAdapter,
   RKLLMParam,
+  RKLLMResult,
   RunHandle,
   RunOutcome,
   RunRequest,
 } from '../types.js';
 import { toKvPositions, toNativeCrossAttn, toNativeRun } from './marshal.js';
 import type { Call, KvCacheSizes, LayoutSetting, ResultMessage, RunEnd } from './protocol.js';
-import { judge, resultOf } from './run-results.js';
-import { RKLLM, invoke, refused, request } from './runtime-calls.js';
-import { RuntimeExitError, describeExit, type RuntimeProcess } from './runtime-process.js';
+import { RKLLM, RuntimeExitError, describeExit, explain, invoke, refused, request, type RuntimeProcess } from './runtime-process.js';
 import { RuntimeSupervisor, type Model, type RestartPolicy } from './supervisor.js';
 
 export type { RestartPolicy } from './supervisor.js';
@@ -61,9 +60,62 @@ interface Ticket {
   abortTimer?: NodeJS.Timeout;
 }
 
+/** The runtime has every RKLLM feature (whether a model uses one is the runtime's call), and none of the server's extensions. */
+export function rkllmSupports(feature: EngineFeature): boolean {
+  return feature !== 'json_schema' && feature !== 'run_tools' && feature !== 'run_template' && feature !== 'seed';
+}
+
+function supervisor(options: RkllmEngineOptions, onResult: (message: ResultMessage) => void): RuntimeSupervisor {
+  return new RuntimeSupervisor({
+    library: options.library,
+    layout: options.layout,
+    restart: { ...DEFAULT_RESTART, ...options.restart },
+    timeouts: { ...DEFAULT_TIMEOUTS, ...options.timeouts },
+    ...(options.log ? { log: options.log } : {}),
+    onResult,
+  });
+}
+
 /** Replaces the replayed call to `fn`, or appends it: setters keep only their last value. */
 function replacing(replay: Call[], call: Call): Call[] {
   return [...replay.filter((c) => c.fn !== call.fn), call];
+}
+
+/** One callback of the worker as the consumer's RKLLMResult: the runtime's typed arrays become plain arrays, its logits raw. */
+function resultOf(message: ResultMessage): RKLLMResult {
+  const result: RKLLMResult = { text: message.text, token_id: message.token_id, perf: message.perf };
+  if (message.last_hidden_layer) {
+    const { hidden_states, embd_size, num_tokens } = message.last_hidden_layer;
+    result.last_hidden_layer = { hidden_states: [...hidden_states], embd_size, num_tokens };
+  }
+  if (message.logits) {
+    const { logits, vocab_size, num_tokens } = message.logits;
+    result.logits = { logits: [...logits], vocab_size, num_tokens, normalization: 'none' };
+  }
+  return result;
+}
+
+/** What the engine knows about a run when judging how it ended. */
+interface RunVerdictContext {
+  /** Aborted (rkllm_abort or the run's signal) or stopped by its consumer. */
+  stopped: boolean;
+  /** The most tokens it could generate, when bounded. */
+  maxNewTokens: number | null;
+  maxContextLen: number;
+  /** The runtime's output lines that explain a refusal. */
+  log: string[];
+}
+
+/** Why a run ended, from the worker's account of it, or the error to report. */
+function judge(end: RunEnd, context: RunVerdictContext): { reason: FinishReason; error?: string } {
+  const why = explain(context.log);
+  if (end.code !== 0) return { reason: 'error', error: `rkllm_run failed with code ${end.code}: ${why}` };
+  if (end.final === 'error') return { reason: 'error', error: `the RKLLM runtime reported RKLLM_RUN_ERROR: ${why}` };
+  if (context.stopped) return { reason: 'abort' };
+  const generated = end.perf?.generate_tokens ?? 0;
+  const filled = (end.perf?.prefill_tokens ?? 0) + generated >= context.maxContextLen;
+  if (end.limited || filled || (context.maxNewTokens !== null && generated >= context.maxNewTokens)) return { reason: 'length' };
+  return { reason: 'stop' };
 }
 
 /**
@@ -86,42 +138,43 @@ export class RkllmEngine implements Engine {
   /** Whose conversation the runtime's one history holds (`RunRequest.owner`); undefined when the last run kept none. */
   #historyOwner: string | undefined;
   readonly #reporters = new Map<number, { reporter: RunReporter; runtime: RuntimeProcess }>();
+  #disposed: Promise<void> | undefined;
 
-  constructor(options: RkllmEngineOptions) {
+  private constructor(options: RkllmEngineOptions) {
     this.#options = options;
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
-    this.#supervisor = new RuntimeSupervisor({
-      library: options.library,
-      layout: options.layout,
-      restart: { ...DEFAULT_RESTART, ...options.restart },
-      timeouts: this.#timeouts,
-      ...(options.log ? { log: options.log } : {}),
-      onResult: (message) => this.#onResult(message),
-    });
+    this.#supervisor = supervisor(options, (message) => this.#onResult(message));
+  }
+
+  /** Starts a runtime worker and loads the model (`rkllm_init`): an engine that holds it until disposed. */
+  static async load(options: RkllmEngineOptions, param: InitParam): Promise<RkllmEngine> {
+    checkModelFile(param.model_path, RKLLM, false);
+    const engine = new RkllmEngine(options);
+    await engine.#supervisor.start(param);
+    return engine;
+  }
+
+  /** What the library's `rkllm_createDefaultParam()` returns, from a worker started to ask. */
+  static defaultParam(options: RkllmEngineOptions): Promise<RKLLMParam> {
+    return supervisor(options, () => {}).libraryDefaults();
+  }
+
+  /** The status of an engine of `options` without a model (or loading one). */
+  static idleStatus(options: RkllmEngineOptions, state: 'unloaded' | 'loading'): EngineStatus {
+    return { ...supervisor(options, () => {}).status(), state };
   }
 
   get param(): RKLLMParam {
     return this.#model().param;
   }
 
-  /** The runtime has every RKLLM feature (whether a model uses one is the runtime's call), and none of the server's extensions. */
   supports(feature: EngineFeature): boolean {
-    return feature !== 'json_schema' && feature !== 'run_tools' && feature !== 'run_template' && feature !== 'seed';
+    return rkllmSupports(feature);
   }
 
-  /** What the library's `rkllm_createDefaultParam()` returns: from the loaded model's worker, or from a worker started to ask. */
+  /** What the library's `rkllm_createDefaultParam()` returned to the loaded model's worker. */
   async defaultParam(): Promise<RKLLMParam> {
-    return this.#supervisor.model?.defaults ?? (await this.#supervisor.libraryDefaults());
-  }
-
-  async init(param: InitParam): Promise<void> {
-    const state = this.#supervisor.state;
-    if (state !== 'unloaded') {
-      const what = state === 'loading' ? 'loading' : `loaded (${this.#supervisor.model?.param.model_path})`;
-      throw fault('MODEL_LOADED', 'loaded', { state: what }, { engine: RKLLM });
-    }
-    checkModelFile(param.model_path, RKLLM, false);
-    await this.#supervisor.start(param);
+    return this.#model().defaults;
   }
 
   async validate(request: RunRequest): Promise<void> {
@@ -201,21 +254,17 @@ export class RkllmEngine implements Engine {
     await this.#configure({ fn: 'rkllm_set_cross_attn_params', params: toNativeCrossAttn(params) }, replacing);
   }
 
-  /** Aborts every run and waits for them to end, then destroys the handle: the runtime must not free what a run still uses. */
-  async destroy(): Promise<void> {
-    await this.#supervisor.stop(async () => {
+  /** Aborts every run and waits for them to end, then destroys the handle (the runtime must not free what a run still uses) and stops the worker. Idempotent. */
+  dispose(): Promise<void> {
+    this.#disposed ??= this.#supervisor.stop(async () => {
       this.abort();
       await this.#turn;
     });
+    return this.#disposed;
   }
 
-  async dispose(): Promise<void> {
-    await this.destroy();
-  }
-
-  /** `await using engine = ...`: {@link dispose}. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.dispose();
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
   }
 
   status(): EngineStatus {

@@ -1,7 +1,9 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { OUTPUT_MARK, type Command, type ResultMessage, type WorkerMessage } from './protocol.js';
+import { fault, type ServerError } from '../../errors.js';
+import { errorText } from '../messages.js';
+import { OUTPUT_MARK, type Call, type Command, type ResultMessage, type WorkerMessage } from './protocol.js';
 
 /** The worker module, next to this one (in dist/ once compiled). */
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
@@ -234,4 +236,34 @@ export class RuntimeProcess {
     if (!this.#closing) this.#options.onExit(exit);
     return exit;
   }
+}
+
+// Requests to a runtime worker, with the runtime's failures and refusals turned into ENGINE_ERROR.
+/** The engine's name in messages and in `data.engine`. */
+export const RKLLM = 'rkllm';
+
+/** The runtime answered a non-zero status code. `data` carries the code and the runtime's reason. */
+export function refused(fn: string, code: number, log: string[]): ServerError {
+  const reason = explain(log);
+  return fault('ENGINE_ERROR', 'refused', { function: fn, code, reason }, { engine: RKLLM, function: fn, code, reason });
+}
+
+/** One request; a worker that fails it (a crash, a timeout) becomes ENGINE_ERROR. */
+export async function request<T>(
+  runtime: RuntimeProcess,
+  command: Parameters<RuntimeProcess['request']>[0],
+  timeoutMs: number,
+): Promise<Reply<T>> {
+  try {
+    return await runtime.request<T>(command, timeoutMs);
+  } catch (err) {
+    const reason = errorText(err);
+    throw fault('ENGINE_ERROR', 'runtime_failed', { reason }, { engine: RKLLM, reason });
+  }
+}
+
+/** Makes one runtime call; a non-zero status code becomes ENGINE_ERROR with the runtime's reason. */
+export async function invoke(runtime: RuntimeProcess, call: Call, timeoutMs: number): Promise<void> {
+  const { value, log } = await request<number>(runtime, { op: 'call', call }, timeoutMs);
+  if (value !== 0) throw refused(call.fn, value, log);
 }

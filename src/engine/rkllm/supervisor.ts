@@ -6,8 +6,7 @@ import { overParam, type EngineState, type EngineStatus, type InitParam, type RK
 import type { LayoutVersion } from './abi.js';
 import { toNativeParam } from './marshal.js';
 import type { Call, LayoutSetting, Opened, ResultMessage } from './protocol.js';
-import { RKLLM, invoke, refused, request } from './runtime-calls.js';
-import { RuntimeProcess, describeExit, type RuntimeExit } from './runtime-process.js';
+import { RKLLM, RuntimeProcess, describeExit, invoke, refused, request, type RuntimeExit } from './runtime-process.js';
 
 /** How the engine restarts a crashed runtime: exponential backoff from `initialDelayMs`, up to `maxDelayMs`. */
 export interface RestartPolicy {
@@ -68,7 +67,6 @@ export class RuntimeSupervisor {
   #state: EngineState = 'unloaded';
   #model: Model | undefined;
   #runtime: RuntimeProcess | undefined;
-  #loading: Promise<void> | undefined;
   #recovery: Promise<void> | undefined;
   #recoveryAbort: AbortController | undefined;
   #nextRestartAt: number | undefined;
@@ -90,25 +88,15 @@ export class RuntimeSupervisor {
     return this.#model;
   }
 
-  /** Starts a worker and loads the model (`rkllm_init`). The caller checks that none is loaded. */
+  /** Starts a worker and loads the model (`rkllm_init`); called once. */
   async start(param: InitParam): Promise<void> {
     this.#state = 'loading';
-    this.#loading = this.#launch(param, []).then(
-      ({ runtime, model }) => {
-        this.#runtime = runtime;
-        this.#model = model;
-        this.#failures = 0;
-        this.#state = 'ready';
-      },
-      (err: unknown) => {
-        this.#state = 'unloaded';
-        throw err;
-      },
-    );
     try {
-      await this.#loading;
-    } finally {
-      this.#loading = undefined;
+      ({ runtime: this.#runtime, model: this.#model } = await this.#launch(param, []));
+      this.#state = 'ready';
+    } catch (err) {
+      this.#state = 'unloaded';
+      throw err;
     }
   }
 
@@ -132,10 +120,9 @@ export class RuntimeSupervisor {
   /**
    * Frees the model (`rkllm_destroy`) and stops the worker. From its start a crash is not restarted;
    * `drain` ends the runs before the handle is destroyed (the runtime must not free what a run
-   * still uses). Harmless when nothing is loaded.
+   * still uses).
    */
   async stop(drain: () => Promise<void>): Promise<void> {
-    await this.#loading?.catch(() => undefined);
     this.#recoveryAbort?.abort();
     // From here on a crash is not restarted: `#onExit` only acts for the adopted runtime.
     const runtime = this.#runtime;
@@ -150,9 +137,6 @@ export class RuntimeSupervisor {
     }
     this.#recovery = undefined;
     this.#model = undefined;
-    this.#lastError = undefined;
-    this.#failures = 0;
-    this.#restarts = 0;
     this.#state = 'unloaded';
   }
 
