@@ -1,6 +1,6 @@
 // The package as users get it: `npm pack`, `npm i -g` of the tarball into a temporary prefix with a
 // temporary HOME, then `rkllm-mcp` started in an empty folder. Its state must land under the HOME's
-// XDG folders, and the folder must stay empty.
+// XDG folders, and the folder must stay empty; `npx` of the tarball keeps its state there too.
 import { expect } from 'chai';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
@@ -141,6 +141,16 @@ describe('Package', function () {
       proc.kill('SIGTERM');
     }
     expect(await exited, stderr).to.equal(0);
+
+    // npx, as MCP hosts run it: the package lands in npm's cache (under node_modules), not a checkout.
+    const npx = await run('npm', ['exec', '--yes', `--package=${join(tmp, pack!.filename)}`, '--', 'rkllm-mcp', '--print-settings'], {
+      cwd: empty,
+      env: npmEnv,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    const data = join(home, '.local', 'share', 'rkllm-mcp');
+    expect((JSON.parse(npx.stdout) as { folders: { models: string } }).folders.models).to.equal(join(data, 'models'));
+    expect(npx.stderr).to.include(`built-in model: ${join(data, 'models')}`);
 
     expect(readdirSync(empty), 'the working directory stays empty').to.deep.equal([]);
     const settingsFile = join(home, '.config', 'rkllm-mcp', 'settings.json');
