@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 import { Console } from 'node:console';
-import { join } from 'node:path';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino, type Logger } from 'pino';
 import { resolveSettings, SettingsError, type Settings } from './settings.js';
-import { openSettingsFile, printableSettings, settingsFromEnv, type SettingsFile } from './settings-sources.js';
+import { printableSettings, settingsFromEnv, type SettingsFile } from './settings-sources.js';
 import { clientCommand } from './commands/dispatch.js';
 import { exitOnSignals } from './shutdown.js';
+import { anchorFolders, currentStateDirs, describeState, openStateSettings, type StateDirs } from './state-dirs.js';
 
 const HELP = `rkllm-mcp: an on-device LLM behind JSON-RPC 2.0, streaming tokens to any client.
 
@@ -26,14 +27,15 @@ Usage: rkllm-mcp [flags]
   --engine KIND       llama.cpp (default; any CPU, GGUF models) or rkllm (Rockchip NPU runtime)
   --model PATH        the model: a GGUF file (default: the built-in tiny model, generated on first use),
                       or an .rkllm file with --engine rkllm (required)
-  --models-dir DIR    the folder of models that requests name (default: folders.models, ./models)
+  --models-dir DIR    the folder of models that requests name (default: folders.models, models/ in the
+                      per-user data folder)
   --rkllm-lib PATH    the RKLLM runtime library (default librkllmrt.so, found by the dynamic loader)
   --rkllm-version V   its struct layout: 1.2, 1.3 or auto (default auto: told by the library)
   --threads N         CPU threads for evaluation (default: all cores but one)
   --parallel N        generations run at once (default 4)
   --context N         context length in tokens, max_context_len (default 2048)
-  --settings FILE     the settings file (default ./settings.json); written with every default
-                      when it does not exist
+  --settings FILE     the settings file (default: ./settings.json when it exists, else the per-user
+                      one); written with every default when it does not exist
   --print-settings    print the merged settings (API keys redacted) and exit
   --redis URL         share stream buffers with other instances through Redis (redis://host:port);
                       any instance then answers poll, attach and abort for any stream
@@ -44,6 +46,13 @@ Usage: rkllm-mcp [flags]
 Settings are applied in this order, later winning: defaults, the settings file, environment
 variables (RKLLM_MCP_ and the setting's path in capitals, e.g. RKLLM_MCP_HTTP_PORT=8082,
 RKLLM_MCP_AUTH_API_KEYS=key1,key2), flags.
+
+State lives per user, never in the working directory unless asked: settings in
+$XDG_CONFIG_HOME/rkllm-mcp/settings.json (~/.config/rkllm-mcp/), written with every default on first
+start; models, prompt caches, LoRA adapters and the built-in model in $XDG_DATA_HOME/rkllm-mcp/
+(~/.local/share/rkllm-mcp/). RKLLM_MCP_HOME=DIR puts all of it in DIR. A settings.json in the working
+directory is read instead when it exists (then relative folders are under the working directory, as
+they are in a checkout of the project, whose built-in model stays in its own models/).
 
 SIGTERM or SIGINT shuts down gracefully (settings shutdown.*); a second signal exits at once.`;
 
@@ -156,7 +165,7 @@ export function parseFlags(argv: string[]): {
   }
   if (values.stdio) overrides.stdio = { enabled: true };
   if (values.host !== undefined) overrides.host = values.host;
-  if (values['models-dir'] !== undefined) overrides.models = { dir: values['models-dir'] };
+  if (values['models-dir'] !== undefined) overrides.models = { dir: resolve(values['models-dir']) };
   if (values.diagnostics) overrides.diagnostics = true;
   if (values.redis !== undefined) {
     overrides.streams = { store: 'redis' };
@@ -171,23 +180,29 @@ export function parseFlags(argv: string[]): {
   };
 }
 
-/** Defaults < the settings file (written with every default when missing, unless only printing) < environment < flags. */
-function loadSettings(flags: ReturnType<typeof parseFlags>): { settings: Settings; file: SettingsFile } {
+/**
+ * Defaults < the settings file (see src/state-dirs.ts; written with every default when missing, unless
+ * only printing) < environment < flags; relative folders made absolute.
+ */
+function loadSettings(flags: ReturnType<typeof parseFlags>): { settings: Settings; file: SettingsFile; dirs: StateDirs } {
   try {
-    const file = openSettingsFile(flags.settingsFile ?? join(process.cwd(), 'settings.json'), !flags.printSettings);
-    const settings = resolveSettings([
+    const dirs = currentStateDirs(flags.settingsFile);
+    const file = openStateSettings(dirs, !flags.printSettings);
+    const resolved = resolveSettings([
       { source: file.path, values: file.values },
       { source: 'environment', values: settingsFromEnv(process.env) },
       { source: 'command line', values: flags.overrides },
     ]);
-    return { settings, file };
+    return { settings: anchorFolders(resolved, dirs.folderBase), file, dirs };
   } catch (err) {
     if (err instanceof SettingsError) fail(err.message);
     throw err;
   }
 }
 
-function reportSettingsFile(file: SettingsFile, log: Logger): void {
+function reportSettingsFile(file: SettingsFile, dirs: StateDirs, log: Logger): void {
+  if (file.unwritable === undefined)
+    log.info({ settings: file.path, from: dirs.origin, folders: dirs.folderBase, builtin: dirs.builtinModelsDir }, 'settings file in use');
   if (file.created) log.info({ settings: file.path }, 'wrote the settings file with every default');
   if (file.unwritable !== undefined) {
     log.warn(
@@ -213,18 +228,19 @@ async function main(): Promise<void> {
   if (command === 'doctor') process.exit(await (await import('./doctor/command.js')).doctorCommand(rest, process));
   const flags = parseFlags(process.argv.slice(2));
   if (flags.help) {
-    process.stdout.write(`${HELP}\n`);
+    process.stdout.write(`${HELP}\n\nHere and now:\n${describeState(currentStateDirs(flags.settingsFile))}\n`);
     return;
   }
-  const { settings, file } = loadSettings(flags);
+  const { settings, file, dirs } = loadSettings(flags);
   if (flags.printSettings) {
     process.stdout.write(`${printableSettings(settings)}\n`);
+    process.stderr.write(`${describeState(dirs, settings)}\n`);
     return;
   }
   // Over stdio, stdout carries JSON-RPC only: whatever logs through console (a library) goes to stderr.
   if (settings.stdio.enabled) globalThis.console = new Console(process.stderr, process.stderr);
   const log = pino({ level: settings.log_level, base: { pid: process.pid } }, pino.destination(2));
-  reportSettingsFile(file, log);
+  reportSettingsFile(file, dirs, log);
   const signals = exitOnSignals(log);
   if (settings.engine.kind === 'rkllm') await (await import('./doctor/command.js')).preflight(settings, log);
   // Imported here, so that `chat` and `run` start without loading the engine's libraries.

@@ -52,13 +52,13 @@ function parseValue(name: string, text: string, setting: EnvSetting): unknown {
 /**
  * The settings given by `RKLLM_MCP_*` variables, as a partial settings object. Lists are comma
  * separated (RKLLM_MCP_AUTH_API_KEYS=key1,key2). An unknown RKLLM_MCP_ variable is an error, so a
- * typo never passes silently.
+ * typo never passes silently; RKLLM_MCP_HOME is no setting but the folder of per-user state (src/state-dirs.ts).
  */
 export function settingsFromEnv(env: NodeJS.ProcessEnv): Plain {
   const known = envSettings();
   const values: Plain = {};
   for (const [name, text] of Object.entries(env)) {
-    if (!name.startsWith(ENV_PREFIX) || text === undefined) continue;
+    if (!name.startsWith(ENV_PREFIX) || name === 'RKLLM_MCP_HOME' || text === undefined) continue;
     const setting = known.get(name);
     if (!setting)
       throw new SettingsError(

@@ -164,7 +164,8 @@ export const SETTINGS = section('Every setting.', {
   }),
   folders: section(
     'Where names that clients give are resolved: a client names a file inside one of these folders, never a path of its own choosing ' +
-      '(absolute paths, ".." and links leading out are refused). Relative folders are under the working directory.',
+      '(absolute paths, ".." and links leading out are refused). Relative folders are under the per-user data folder, ' +
+      'or under the working directory when the settings file is ./settings.json or the server runs from a checkout (see "Where state lives").',
     {
       models: string(
         'models',
@@ -188,7 +189,7 @@ export const SETTINGS = section('Every setting.', {
     {
       dir: nullableString(
         "The folder of models (*.gguf on llama.cpp, *.rkllm on RKLLM); a model's name is its file name without the extension. " +
-          'null: the folder of `folders.models` (default `models/` under the working directory). `--models-dir DIR` sets it.',
+          'null: the folder of `folders.models` (default `models/` in the per-user data folder; see "Where state lives"). `--models-dir DIR` sets it.',
       ),
       max_loaded: integer(
         1,

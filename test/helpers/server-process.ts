@@ -28,12 +28,13 @@ export interface StartOptions {
   /**
    * Written to a temp file and passed with --settings, over a shutdown that does not wait (test
    * servers stop at once unless a test sets `shutdown`). Null passes no settings file: the server
-   * then uses (and on first start writes) settings.json in its working directory.
+   * then uses settings.json in its working directory when there is one, else the per-user one (in
+   * the temp XDG_CONFIG_HOME that spawnCli gives it), written on first start.
    */
   settings?: Record<string, unknown> | null;
   /** Added to the environment (e.g. RKLLM_MCP_* settings). */
   env?: Record<string, string>;
-  /** The working directory; a fresh temp directory by default, so a settings.json written on first start never lands in the repo. */
+  /** The working directory; a fresh temp directory by default, so nothing the server writes lands in the repo. */
   cwd?: string;
   timeoutMs?: number;
 }
@@ -53,15 +54,22 @@ export function writeSettings(settings: Record<string, unknown>): string {
   return path;
 }
 
-/** Spawns the CLI in `cwd` (a fresh temp directory by default) with `env` added to this process's environment. */
+/**
+ * Spawns the CLI in `cwd` (a fresh temp directory by default) with `env` added to this process's
+ * environment. Its per-user folders (XDG_CONFIG_HOME, XDG_DATA_HOME) are a fresh temp directory too,
+ * so no test reads or writes the real ~/.config/rkllm-mcp.
+ */
 export function spawnCli(
   args: string[],
   options: { env?: Record<string, string>; cwd?: string; stdin?: 'pipe' | 'ignore' } = {},
 ): ChildProcess {
+  const user = scratchDir();
+  const inherited = { ...process.env };
+  delete inherited.RKLLM_MCP_HOME;
   return spawn(process.execPath, [CLI, ...args], {
     stdio: [options.stdin ?? 'pipe', 'pipe', 'pipe'],
     cwd: options.cwd ?? scratchDir(),
-    env: { ...process.env, ...options.env },
+    env: { ...inherited, XDG_CONFIG_HOME: join(user, 'config'), XDG_DATA_HOME: join(user, 'data'), ...options.env },
   });
 }
 

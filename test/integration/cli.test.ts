@@ -5,7 +5,7 @@
 // against a real server in this process.
 import { expect } from 'chai';
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ServerError } from '../../src/errors.js';
 import { ensureBuiltinModel } from '../../src/gguf/builtin.js';
@@ -284,16 +284,30 @@ async function printed(args: string[], options: { env?: Record<string, string>; 
 describe('Settings', function () {
   this.timeout(60_000);
 
-  it('first start writes settings.json with every default in the working directory', async () => {
+  it('first start writes the per-user settings file with every default, and nothing into the working directory', async () => {
     const cwd = scratchDir();
-    const server = await startServer({ cwd, settings: null });
+    const config = scratchDir();
+    const server = await startServer({ cwd, settings: null, env: { XDG_CONFIG_HOME: config } });
     try {
-      const path = join(cwd, 'settings.json');
+      const path = join(config, 'rkllm-mcp', 'settings.json');
       expect(JSON.parse(readFileSync(path, 'utf8'))).to.deep.equal(defaultSettings());
       expect(server.stderr()).to.include('wrote the settings file with every default');
+      expect(server.stderr()).to.include(`"settings":${JSON.stringify(path)},"from":"user"`);
+      expect(readdirSync(cwd)).to.deep.equal([]);
     } finally {
       await server.stop();
     }
+  });
+
+  it('a settings.json in the working directory is read when it exists, and said so', async () => {
+    const cwd = scratchDir();
+    writeFileSync(join(cwd, 'settings.json'), JSON.stringify({ streams: { max_buffers: 5 } }));
+    const { code, stdout, stderr } = await runCli(['--print-settings'], { cwd });
+    expect(code, stderr).to.equal(0);
+    const merged = JSON.parse(stdout);
+    expect(merged.streams.max_buffers).to.equal(5);
+    expect(stderr).to.include(`settings file:  ${join(cwd, 'settings.json')} (settings.json in the working directory)`);
+    expect(merged.folders.prompt_caches).to.equal(join(cwd, 'prompt-caches'));
   });
 
   it('--settings FILE is written there when missing, and left as it is when present', async () => {

@@ -4,14 +4,16 @@ import { existsSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeGguf } from '../gguf-writer.js';
-import { packageRoot, readCorpusFiles, type CorpusFile } from './corpus.js';
+import { currentStateDirs } from '../../state-dirs.js';
+import { readCorpusFiles, type CorpusFile } from './corpus.js';
 import { buildModel, type BuiltinModelKind } from './model.js';
 
 /** Bump whenever the construction changes, so no stale model file is reused. */
 const GENERATOR_VERSION = 2;
 
+/** `<package root>/models` in a checkout, else the per-user data folder's `models/` (src/state-dirs.ts). */
 function defaultModelsDir(): string {
-  return join(packageRoot(), 'models');
+  return currentStateDirs().builtinModelsDir;
 }
 
 /** Which built-in model besides its kind: `corpus` builds it from those corpus files only (names without `.txt`), a distinct model. */
@@ -24,7 +26,7 @@ export interface BuiltinModelOptions {
  * of the generator version, so a changed corpus or construction never reuses
  * a stale file; a corpus slice adds its file names (`rkllm-tiny-aesop-<hash>.gguf`).
  *
- * @param dir directory of the model files; default `<package root>/models`.
+ * @param dir directory of the model files; default `<package root>/models` in a checkout, else `<per-user data>/models`.
  */
 export function builtinModelPath(kind: BuiltinModelKind, dir: string = defaultModelsDir(), options: BuiltinModelOptions = {}): string {
   const slice = options.corpus ? `-${options.corpus.join('-')}` : '';
@@ -38,7 +40,7 @@ export function builtinModelPath(kind: BuiltinModelKind, dir: string = defaultMo
  * processes) never see a partial file. Generation is deterministic: the same
  * corpus always gives a byte-identical file.
  *
- * @param dir directory of the model files; default `<package root>/models`.
+ * @param dir directory of the model files; default `<package root>/models` in a checkout, else `<per-user data>/models`.
  * @param onProgress called with the fraction done while a file is generated.
  */
 export async function ensureBuiltinModel(

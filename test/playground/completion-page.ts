@@ -1,26 +1,16 @@
-// The completion playground at GET /complete (the chat at GET / has chat.test.ts), driven in real headless Chromium (Debian's chromium, through
+// The completion playground at GET /complete (the chat at GET / is chat-page.ts; both run from pages.test.ts), driven in real headless Chromium (Debian's chromium, through
 // puppeteer-core) against a real server in this process. Screenshots go to .scratch/playground/.
 import { expect } from 'chai';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+import { type Browser, type Page } from 'puppeteer-core';
+import { sharedBrowser } from '../helpers/browser.js';
 import { startServer } from '../../src/server.js';
 import { buildTwin, slowLoad, TWIN_MODELS } from '../helpers/rkllm-twin.js';
 import { liveFixture } from '../helpers/fixture.js';
 import { captureLog, startTestServer, testSettings, type TestServer } from '../helpers/server.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--no-sandbox',
-  '--headless',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 const SHOTS = fileURLToPath(new URL('../../../.scratch/playground/', import.meta.url));
 /** A phone: an iPhone 12-sized viewport. */
 const PHONE = { width: 390, height: 844, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
@@ -76,20 +66,13 @@ describe('The playground page', function () {
   this.timeout(180_000);
   let server: TestServer;
   let browser: Browser;
-  let profile: string;
 
   before(async () => {
     mkdirSync(SHOTS, { recursive: true });
-    profile = mkdtempSync(join(tmpdir(), 'rkllm-mcp-chromium-'));
-    [server, browser] = await Promise.all([
-      startTestServer({ settings: { engine: { parallel: 2 } } }),
-      puppeteer.launch({ executablePath: CHROMIUM, args: ARGS, userDataDir: profile, headless: true }),
-    ]);
+    [server, browser] = await Promise.all([startTestServer({ settings: { engine: { parallel: 2 } } }), sharedBrowser()]);
   });
   after(async () => {
-    await browser?.close();
     await server?.close();
-    rmSync(profile, { recursive: true, force: true });
   });
 
   it('GET /complete answers the page, GET / to a browser the chat, and POST / stays JSON-RPC', async () => {

@@ -1,27 +1,17 @@
-// The chat page at GET /, driven in real headless Chromium (Debian's chromium, through
+// The chat page at GET / (run by pages.test.ts), driven in real headless Chromium (Debian's chromium, through
 // puppeteer-core) against a real server in this process, on the built-in tiny model. Controls are
 // found by their accessible names. Screenshots go to .scratch/chat/.
 import { expect } from 'chai';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import puppeteer, { type Browser, type BrowserContext, type Page } from 'puppeteer-core';
+import { type Browser, type BrowserContext, type Page } from 'puppeteer-core';
+import { sharedBrowser } from '../helpers/browser.js';
 import { startServer } from '../../src/server.js';
 import { liveFixture } from '../helpers/fixture.js';
 import { buildTwin, slowLoad, TWIN_MODELS } from '../helpers/rkllm-twin.js';
 import { captureLog, startTestServer, testSettings, type TestServer } from '../helpers/server.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--no-sandbox',
-  '--headless',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 const SHOTS = fileURLToPath(new URL('../../../.scratch/chat/', import.meta.url));
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
@@ -106,16 +96,11 @@ describe('The chat page', function () {
   this.timeout(180_000);
   let server: TestServer;
   let browser: Browser;
-  let profile: string;
   let context: BrowserContext;
 
   before(async () => {
     mkdirSync(SHOTS, { recursive: true });
-    profile = mkdtempSync(join(tmpdir(), 'rkllm-mcp-chromium-'));
-    [server, browser] = await Promise.all([
-      startTestServer({ settings: { engine: { parallel: 2 } } }),
-      puppeteer.launch({ executablePath: CHROMIUM, args: ARGS, userDataDir: profile, headless: true }),
-    ]);
+    [server, browser] = await Promise.all([startTestServer({ settings: { engine: { parallel: 2 } } }), sharedBrowser()]);
   });
   beforeEach(async () => {
     context = await browser.createBrowserContext();
@@ -124,9 +109,7 @@ describe('The chat page', function () {
     await context?.close();
   });
   after(async () => {
-    await browser?.close();
     await server?.close();
-    rmSync(profile, { recursive: true, force: true });
   });
 
   it('is served at GET / with its vendored libraries, nothing from elsewhere, under a strict CSP', async () => {
@@ -323,7 +306,7 @@ describe('The chat page', function () {
 
   it('loads while the model is still loading, and is ready once it is', async () => {
     const library = await buildTwin('1.3');
-    // Loading waits until the test opens the twin's gate (as in playground.test.ts).
+    // Loading waits until the test opens the twin's gate (as in completion-page.ts).
     const slow = slowLoad();
     const log = captureLog();
     const settings = testSettings({
