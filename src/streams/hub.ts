@@ -92,16 +92,6 @@ export interface Generation extends AsyncIterable<Chunk> {
   stop(error?: ServerError): void;
 }
 
-/** Reads a generation to its end: its whole text, and its final chunk. */
-export async function collect(generation: AsyncIterable<Chunk>): Promise<{ text: string; last: Chunk }> {
-  const parts: string[] = [];
-  for await (const chunk of generation) {
-    parts.push(chunk.delta);
-    if (chunk.end) return { text: parts.join(''), last: chunk };
-  }
-  throw new Error('a generation ended without its final chunk');
-}
-
 /** A run as the hub takes it: the engine's run request but for the signal (the hub adds the stream's own), and the name of the model (absent: the default). */
 export type RunParams = Omit<RunRequest, 'signal'> & { model?: string };
 
@@ -189,12 +179,7 @@ export class StreamHub {
       if (!signal.aborted || err instanceof ServerError) throw err;
     }
     const stream = admitted?.stream ?? new Stream(requestId);
-    const chunks: Chunk[] = [];
-    let wake = (): void => {};
-    stream.subscribe((chunk) => {
-      chunks.push(chunk);
-      wake();
-    });
+    const chunks = stream.chunks();
     if (admitted) {
       const onAbort = (): void => stream.abort();
       if (signal.aborted) stream.abort();
@@ -209,18 +194,7 @@ export class StreamHub {
         return errors.get(stream);
       },
       stop: (error) => (error ? this.#stop(stream, error) : stream.abort()),
-      [Symbol.asyncIterator]: async function* () {
-        let next = 0;
-        try {
-          for (;;) {
-            while (next < chunks.length) yield chunks[next++]!;
-            if (stream.state === 'ended') return;
-            await new Promise<void>((resolve) => (wake = resolve));
-          }
-        } finally {
-          if (stream.state !== 'ended') stream.abort();
-        }
-      },
+      [Symbol.asyncIterator]: () => chunks[Symbol.asyncIterator](),
     };
   }
 

@@ -72,6 +72,35 @@ export class Stream {
     return () => this.#listeners.delete(listener);
   }
 
+  /**
+   * Its chunks from now on, in order, the final one last, for one in-process reader (as
+   * node-llama-cpp gives tokens): leaving the loop before the end aborts the generation.
+   */
+  chunks(): AsyncIterable<Chunk> {
+    const chunks: Chunk[] = [];
+    let wake = (): void => {};
+    this.subscribe((chunk) => {
+      chunks.push(chunk);
+      wake();
+    });
+    const ended = (): boolean => this.#state === 'ended';
+    const abort = (): void => this.abort();
+    return {
+      [Symbol.asyncIterator]: async function* () {
+        let next = 0;
+        try {
+          for (;;) {
+            while (next < chunks.length) yield chunks[next++]!;
+            if (ended()) return;
+            await new Promise<void>((resolve) => (wake = resolve));
+          }
+        } finally {
+          if (!ended()) abort();
+        }
+      },
+    };
+  }
+
   markRunning(): void {
     if (this.#state === 'queued') this.#state = 'running';
   }
@@ -100,4 +129,14 @@ export class Stream {
   #emit(chunk: Chunk): void {
     for (const listener of this.#listeners) listener(chunk);
   }
+}
+
+/** Reads a generation to its end: its whole text, and its final chunk. */
+export async function collect(generation: AsyncIterable<Chunk>): Promise<{ text: string; last: Chunk }> {
+  const parts: string[] = [];
+  for await (const chunk of generation) {
+    parts.push(chunk.delta);
+    if (chunk.end) return { text: parts.join(''), last: chunk };
+  }
+  throw new Error('a generation ended without its final chunk');
 }

@@ -1,7 +1,7 @@
 /** `POST /v1/embeddings`: the last hidden layer of each input, mean-pooled and scaled to unit length. */
 import type { Client } from '../../clients.js';
 import { fault } from '../../errors.js';
-import { collect } from '../../streams/hub.js';
+import { collect } from '../../streams/stream.js';
 import { sendJson, type HttpExchange } from '../../transports/http-route.js';
 import { embeddingParams, pool, useModel } from '../generation-request.js';
 import { badField, field, type HubDeps } from '../http-kit.js';
