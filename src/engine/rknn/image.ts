@@ -104,6 +104,7 @@ export async function resizeImage(image: RawImage, layout: InputLayout): Promise
       .extend({ left, right: side - image.width - left, top, bottom: side - image.height - top, background: PAD })
       .raw()
       .toBuffer();
+    if (side === layout.width && side === layout.height) return { rgb: new Uint8Array(padded), width: side, height: side };
     square = sharp(padded, { raw: { width: side, height: side, channels: 3 } });
   }
   const data = await square.resize(layout.width, layout.height, { fit: 'fill', kernel: 'linear' }).raw().toBuffer();
