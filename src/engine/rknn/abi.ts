@@ -14,7 +14,20 @@ export const RKNN_QUERY_INPUT_ATTR = 1;
 export const RKNN_QUERY_OUTPUT_ATTR = 2;
 
 /** `rknn_tensor_type`, by value. */
-export const TENSOR_TYPES = ['FLOAT32', 'FLOAT16', 'INT8', 'UINT8', 'INT16', 'UINT16', 'INT32', 'UINT32', 'INT64', 'BOOL', 'INT4', 'BFLOAT16'];
+export const TENSOR_TYPES = [
+  'FLOAT32',
+  'FLOAT16',
+  'INT8',
+  'UINT8',
+  'INT16',
+  'UINT16',
+  'INT32',
+  'UINT32',
+  'INT64',
+  'BOOL',
+  'INT4',
+  'BFLOAT16',
+];
 export const RKNN_TENSOR_UINT8 = 3;
 /** `rknn_tensor_format`, by value. */
 export const TENSOR_FORMATS = ['NCHW', 'NHWC', 'NC1HWC2', 'UNDEFINED'];
@@ -72,8 +85,21 @@ export const tensorAttr = koffi.struct({
   pass_through: 'uint8_t',
   h_stride: 'uint32_t',
 });
-export const rknnInput = koffi.struct({ index: 'uint32_t', buf: 'void *', size: 'uint32_t', pass_through: 'uint8_t', type: 'int', fmt: 'int' });
-export const rknnOutput = koffi.struct({ want_float: 'uint8_t', is_prealloc: 'uint8_t', index: 'uint32_t', buf: 'void *', size: 'uint32_t' });
+export const rknnInput = koffi.struct({
+  index: 'uint32_t',
+  buf: 'void *',
+  size: 'uint32_t',
+  pass_through: 'uint8_t',
+  type: 'int',
+  fmt: 'int',
+});
+export const rknnOutput = koffi.struct({
+  want_float: 'uint8_t',
+  is_prealloc: 'uint8_t',
+  index: 'uint32_t',
+  buf: 'void *',
+  size: 'uint32_t',
+});
 
 /** The bound functions. `ctx` is the `rknn_context` (a uint64_t) as a bigint. */
 export interface RknnFunctions {
@@ -93,7 +119,12 @@ export const IO_NUM_SIZE = koffi.sizeof(ioNum);
 
 /** Loads `path` and binds the functions; throws naming every symbol that is missing. */
 export function bindRknn(path: string): RknnFunctions {
-  const lib = koffi.load(path);
+  let lib: LibraryHandle;
+  try {
+    lib = koffi.load(path);
+  } catch (err) {
+    throw new Error(`Cannot load the RKNN runtime library ${path}: ${err instanceof Error ? err.message : String(err)}`);
+  }
   const missing: string[] = [];
   const fn = (name: string, result: TypeSpec, args: TypeSpec[]): KoffiFunction => {
     try {

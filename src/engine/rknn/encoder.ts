@@ -6,6 +6,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { fault, type ServerError } from '../../errors.js';
 import { TENSOR_FORMATS, TENSOR_TYPES } from './abi.js';
@@ -17,6 +18,8 @@ const RKNN = 'rknn';
 const KEPT_LINES = 50;
 /** How long a failure waits for the runtime's stderr lines that explain it. */
 const MARK_WAIT_MS = 1000;
+/** How long, after the worker exited, its output may take to arrive. */
+const DRAIN_WAIT_MS = 1000;
 
 /** What the encoder logs to: a pino logger fits. */
 export interface EncoderLog {
@@ -79,7 +82,8 @@ export function shapeOf(opened: Opened, model: string): EncoderShape {
   if (format !== 'NHWC' && format !== 'NCHW') throw unfit(`takes its input as ${format ?? input.fmt}; NHWC or NCHW is needed`);
   const [, a = 0, b = 0, c = 0] = dims;
   const [height, width, channels] = format === 'NHWC' ? [a, b, c] : [b, c, a];
-  if (dims.length !== 4 || dims[0] !== 1 || channels !== 3) throw unfit(`takes input dims [${dims.join(', ')}] (${format}); one RGB image is needed`);
+  if (dims.length !== 4 || dims[0] !== 1 || channels !== 3)
+    throw unfit(`takes input dims [${dims.join(', ')}] (${format}); one RGB image is needed`);
   const last = outputDims.at(-1) ?? 0;
   if (last === 0 || output.n_elems % last !== 0) throw unfit(`gives output dims [${outputDims.join(', ')}]; [tokens, width] is needed`);
   const type = TENSOR_TYPES[input.type] ?? String(input.type);
@@ -99,7 +103,7 @@ export function checkWidth(encoder: { width: number; model: string }, language: 
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
 
 interface Pending {
-  resolve(value: unknown): void;
+  resolve(value: never): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
 }
@@ -113,6 +117,8 @@ class EncoderProcess {
   /** stderr lines since the last mark, and who waits for the next mark. */
   #sinceMark: string[] = [];
   readonly #marks = new Map<number, (lines: string[]) => void>();
+  /** Marks that arrived before their reply, with their lines. */
+  readonly #early = new Map<number, string[]>();
   #nextId = 1;
   #closing = false;
   readonly exited: Promise<void>;
@@ -128,20 +134,24 @@ class EncoderProcess {
     }
     this.#child.on('message', (reply: EncoderReply) => this.#onReply(reply));
     this.#child.on('error', () => undefined);
-    this.exited = new Promise((resolve) =>
-      this.#child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
-        const last = this.#lines.at(-1);
-        const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-        const detail = `the RKNN vision encoder process ${how}${last ? ` (last output: ${last})` : ''}`;
-        for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(engineError(`${detail}; it restarts for the next image`, 'crashed'));
-        for (const done of this.#marks.values()) done([]);
-        if (!this.#closing) {
-          this.log?.error({ engine: RKNN, code, signal, output: this.#lines.slice(-5) }, `${detail}; restarting it`);
-          onCrash();
-        }
-        resolve();
-      }),
+    // Not the child's "close" event: Node skips it when the parent closed the IPC channel.
+    const drained = (['stdout', 'stderr'] as const).map((name) => new Promise((resolve) => this.#child[name]!.once('close', resolve)));
+    const exit = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+      this.#child.once('exit', (code: number | null, signal: NodeJS.Signals | null) => resolve([code, signal])),
     );
+    this.exited = exit.then(async ([code, signal]) => {
+      await Promise.race([Promise.all(drained), sleep(DRAIN_WAIT_MS, undefined, { ref: false })]);
+      const last = this.#lines.at(-1);
+      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+      const detail = `the RKNN vision encoder process ${how}${last ? ` (last output: ${last})` : ''}`;
+      for (const id of [...this.#pending.keys()])
+        this.#settle(id)?.reject(engineError(`${detail}; it restarts for the next image`, 'crashed'));
+      for (const done of this.#marks.values()) done([]);
+      if (!this.#closing) {
+        this.log?.error({ engine: RKNN, code, signal, output: this.#lines.slice(-5) }, `${detail}; restarting it`);
+        onCrash();
+      }
+    });
   }
 
   get pid(): number | undefined {
@@ -153,10 +163,12 @@ class EncoderProcess {
     return new Promise<T>((resolve, reject) => {
       if (!this.#child.connected) return reject(engineError('the RKNN vision encoder process is not running', 'crashed'));
       const timer = setTimeout(() => {
-        this.#settle(id)?.reject(engineError(`the RKNN vision encoder did not answer ${request.op} within ${timeoutMs} ms; it was stopped`, 'timeout'));
+        this.#settle(id)?.reject(
+          engineError(`the RKNN vision encoder did not answer ${request.op} within ${timeoutMs} ms; it was stopped`, 'timeout'),
+        );
         this.#child.kill('SIGKILL');
       }, timeoutMs);
-      this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
+      this.#pending.set(id, { resolve, reject, timer });
       this.#child.send({ ...request, id });
     });
   }
@@ -179,7 +191,7 @@ class EncoderProcess {
   #onReply(reply: EncoderReply): void {
     const pending = this.#settle(reply.id);
     if (!pending) return;
-    if (reply.ok) return pending.resolve(reply.value);
+    if (reply.ok) return pending.resolve(reply.value as never);
     void this.#explained(reply.id).then((lines) => {
       const reason = [reply.message, ...lines].join('; ');
       if (reply.fn === undefined || reply.code === undefined) return pending.reject(engineError(reason, 'failed'));
@@ -190,6 +202,9 @@ class EncoderProcess {
 
   /** The runtime's stderr lines before the worker's mark for request `id`. */
   #explained(id: number): Promise<string[]> {
+    const early = this.#early.get(id);
+    this.#early.delete(id);
+    if (early) return Promise.resolve(early);
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve([]), MARK_WAIT_MS);
       this.#marks.set(id, (lines) => {
@@ -205,7 +220,10 @@ class EncoderProcess {
     this.#partial[stream] = lines.pop() ?? '';
     for (const line of lines) {
       if (line.startsWith(ENCODER_MARK)) {
-        this.#marks.get(Number(line.slice(ENCODER_MARK.length)))?.(this.#sinceMark);
+        const id = Number(line.slice(ENCODER_MARK.length));
+        const waiting = this.#marks.get(id);
+        if (waiting) waiting(this.#sinceMark);
+        else this.#early.set(id, this.#sinceMark);
         this.#sinceMark = [];
         continue;
       }
@@ -260,7 +278,12 @@ export class VisionEncoder {
     } catch (err) {
       await process.close();
       const reason = err instanceof Error ? err.message : String(err);
-      throw fault('ENGINE_ERROR', 'detail', { detail: `The RKNN vision encoder could not start: ${reason}` }, { engine: RKNN, library: lib, reason });
+      throw fault(
+        'ENGINE_ERROR',
+        'detail',
+        { detail: `The RKNN vision encoder could not start: ${reason}` },
+        { engine: RKNN, library: lib, reason },
+      );
     }
   }
 
@@ -315,7 +338,15 @@ export class VisionEncoder {
     const count = this.shape.tokens * this.shape.width;
     const { embed, run_ms } = await process.request<Encoded>({ op: 'encode', pixels, count }, this.#options.timeoutMs);
     const { input, tokens } = this.shape;
-    return { embed, n_image_tokens: tokens, image_width: input.width, image_height: input.height, ms: performance.now() - start, run_ms, source: { width, height } };
+    return {
+      embed,
+      n_image_tokens: tokens,
+      image_width: input.width,
+      image_height: input.height,
+      ms: performance.now() - start,
+      run_ms,
+      source: { width, height },
+    };
   }
 
   /** Destroys the context and stops the worker. Idempotent. */

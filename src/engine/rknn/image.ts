@@ -72,7 +72,10 @@ export async function decodeImage(bytes: Uint8Array, limits: ImageLimits = DEFAU
   }
   const pixels = (meta.width ?? 0) * (meta.height ?? 0);
   if (pixels > limits.maxPixels) {
-    throw refused('image_too_many_pixels', `the image is ${meta.width}x${meta.height}, ${pixels} pixels, over the limit of ${limits.maxPixels}`);
+    throw refused(
+      'image_too_many_pixels',
+      `the image is ${meta.width}x${meta.height}, ${pixels} pixels, over the limit of ${limits.maxPixels}`,
+    );
   }
   try {
     const { data, info } = await sharp(bytes, { limitInputPixels: limits.maxPixels })
@@ -91,7 +94,10 @@ export async function decodeImage(bytes: Uint8Array, limits: ImageLimits = DEFAU
 /** Pads to a centred grey square and resizes to the input size (bilinear); an image at the input size is returned as it is. */
 export async function resizeImage(image: RawImage, layout: InputLayout): Promise<RawImage> {
   if (image.rgb.length !== image.width * image.height * 3) {
-    throw refused('image_unreadable', `raw RGB pixels of ${image.width}x${image.height} need ${image.width * image.height * 3} bytes, not ${image.rgb.length}`);
+    throw refused(
+      'image_unreadable',
+      `raw RGB pixels of ${image.width}x${image.height} need ${image.width * image.height * 3} bytes, not ${image.rgb.length}`,
+    );
   }
   if (image.width === layout.width && image.height === layout.height) return image;
   const raw = { raw: { width: image.width, height: image.height, channels: 3 as const } };
