@@ -14,25 +14,10 @@ export const RKNN_QUERY_INPUT_ATTR = 1;
 export const RKNN_QUERY_OUTPUT_ATTR = 2;
 
 /** `rknn_tensor_type`, by value. */
-export const TENSOR_TYPES = [
-  'FLOAT32',
-  'FLOAT16',
-  'INT8',
-  'UINT8',
-  'INT16',
-  'UINT16',
-  'INT32',
-  'UINT32',
-  'INT64',
-  'BOOL',
-  'INT4',
-  'BFLOAT16',
-];
+export const TENSOR_TYPES = 'FLOAT32 FLOAT16 INT8 UINT8 INT16 UINT16 INT32 UINT32 INT64 BOOL INT4 BFLOAT16'.split(' ');
 export const RKNN_TENSOR_UINT8 = 3;
 /** `rknn_tensor_format`, by value. */
 export const TENSOR_FORMATS = ['NCHW', 'NHWC', 'NC1HWC2', 'UNDEFINED'];
-export const RKNN_TENSOR_NCHW = 0;
-export const RKNN_TENSOR_NHWC = 1;
 
 /** `rknn_core_mask`: 0 lets the runtime choose; bits 0..2 are NPU cores 0..2; 0xffff is every core. */
 export const CORE_MASKS = { auto: 0, '0': 1, '1': 2, '2': 4, '0_1': 3, '0_1_2': 7, all: 0xffff } as const;

@@ -270,11 +270,15 @@ export class VisionEncoder {
   }
 
   static async #start(options: VisionEncoderOptions, onCrash: () => void): Promise<{ process: EncoderProcess; opened: Opened }> {
-    const process = new EncoderProcess(options.log, onCrash);
+    // A crash while opening fails the start; only a worker that opened is restarted (no loop).
+    let adopted = false;
+    const process = new EncoderProcess(options.log, () => adopted && onCrash());
     const lib = options.lib ?? 'librknnrt.so';
     try {
       const request = { op: 'open' as const, lib, model: options.model, coreMask: options.coreMask ?? null };
-      return { process, opened: await process.request<Opened>(request, options.timeoutMs ?? 120_000) };
+      const opened = await process.request<Opened>(request, options.timeoutMs ?? 120_000);
+      adopted = true;
+      return { process, opened };
     } catch (err) {
       await process.close();
       const reason = err instanceof Error ? err.message : String(err);
