@@ -26,7 +26,8 @@
  * which float32 holds exactly. It refuses (RKNN_ERR_INPUT_INVALID, with an "E RKNN:" line on
  * stderr) an input whose size, type (not UINT8), format (not the model's) or pass_through (not 0)
  * differs from what a binding must send. An input whose first four bytes are DE AD BE EF makes
- * rknn_run crash (SIGSEGV). rknn_set_core_mask logs the mask on stdout and refuses values that
+ * rknn_run crash (SIGSEGV); "HANG" makes it never return; a model file with the line
+ * "crash_on_init=1" makes rknn_init crash. rknn_set_core_mask logs the mask on stdout and refuses values that
  * are not an rknn_core_mask.
  */
 #include <signal.h>
@@ -35,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TWIN_EXPORT __attribute__((visibility("default")))
 
@@ -137,6 +139,11 @@ TWIN_EXPORT int rknn_init(rknn_context *context, void *model, uint32_t size, uin
         fprintf(stderr, "E RKNN: Invalid RKNN model version or not an RKNN model (%u bytes)\n", size);
         free(text);
         return RKNN_ERR_MODEL_INVALID;
+    }
+    if (strstr(text, "crash_on_init=1")) {
+        fprintf(stderr, "E RKNN: the twin crashes in rknn_init\n");
+        fflush(stderr);
+        raise(SIGSEGV);
     }
     Twin *twin = calloc(1, sizeof(Twin));
     twin->magic = TWIN_MAGIC;
@@ -272,6 +279,9 @@ TWIN_EXPORT int rknn_run(rknn_context context, void *extend) {
         fprintf(stderr, "E RKNN: the twin crashes on DE AD BE EF\n");
         fflush(stderr);
         raise(SIGSEGV);
+    }
+    if (twin->input_size >= 4 && memcmp(in, "HANG", 4) == 0) {
+        for (;;) pause();
     }
     return RKNN_SUCC;
 }

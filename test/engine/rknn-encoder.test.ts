@@ -150,6 +150,25 @@ describe('RKNN vision encoder (ABI twin)', function () {
     expect(log.lines.some((line) => /restarting it$/.test(line))).to.equal(true);
   });
 
+  it('stops an encode that does not answer in time, and restarts the worker for the next image', async () => {
+    const encoder = await opened({ lib, model: twinModel({ height: 2, width: 2, tokens: 2, embed: 3 }), timeoutMs: 1000 });
+    const good = pattern(2, 2);
+    const hang = { ...good, rgb: Uint8Array.from([...Buffer.from('HANG'), 1, 2, 3, 4, 5, 6, 7, 8]) };
+    const err = await refusal(encoder.encode(hang));
+    expect(err.message).to.equal('the RKNN vision encoder did not answer encode within 1000 ms; it was stopped');
+    expect(err.data).to.deep.equal({ engine: 'rknn', reason: 'timeout' });
+    expect([...(await encoder.encode(good)).embed]).to.deep.equal([...twinEmbeddings(good.rgb, 2, 3)]);
+    expect(encoder.restarts).to.equal(1);
+  });
+
+  it('fails the start, without restarting in a loop, when the runtime crashes while loading the model', async () => {
+    const err = await refusal(
+      VisionEncoder.open({ lib, model: twinModel({ height: 2, width: 2, tokens: 1, embed: 1, crashOnInit: true }) }),
+    );
+    expect(err.message).to.match(/^The RKNN vision encoder could not start: the RKNN vision encoder process was killed by SIGSEGV/);
+    expect(err.message).to.include('crashes in rknn_init');
+  });
+
   it('says why it cannot start: no library, no model file, not a model', async () => {
     const model = twinModel({ height: 2, width: 2, tokens: 1, embed: 1 });
     const noLib = await refusal(VisionEncoder.open({ lib: '/nonexistent/librknnrt.so', model }));

@@ -36,6 +36,7 @@ export interface TwinModel {
   tokens: number;
   embed: number;
   outDims?: 2 | 3;
+  crashOnInit?: boolean;
 }
 
 /** Writes a twin model file and returns its path. */
@@ -50,6 +51,7 @@ export function twinModel(model: TwinModel, name = 'encoder.rknn'): string {
     `tokens=${model.tokens}`,
     `embed=${model.embed}`,
     `out_dims=${model.outDims ?? 2}`,
+    ...(model.crashOnInit ? ['crash_on_init=1'] : []),
   ];
   const path = join(mkdtempSync(join(tmpdir(), 'rknn-twin-')), name);
   writeFileSync(path, `${lines.join('\n')}\n`);

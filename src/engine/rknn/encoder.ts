@@ -121,11 +121,13 @@ class EncoderProcess {
   readonly #early = new Map<number, string[]>();
   #nextId = 1;
   #closing = false;
+  /** The worker died or was killed: no more requests; the encoder was told once. */
+  #gone = false;
   readonly exited: Promise<void>;
 
   constructor(
     readonly log: EncoderLog | undefined,
-    onCrash: () => void,
+    readonly onCrash: () => void,
   ) {
     this.#child = fork(WORKER, [], { serialization: 'advanced', stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv: [] });
     for (const stream of ['stdout', 'stderr'] as const) {
@@ -149,7 +151,7 @@ class EncoderProcess {
       for (const done of this.#marks.values()) done([]);
       if (!this.#closing) {
         this.log?.error({ engine: RKNN, code, signal, output: this.#lines.slice(-5) }, `${detail}; restarting it`);
-        onCrash();
+        this.#die();
       }
     });
   }
@@ -161,16 +163,24 @@ class EncoderProcess {
   request<T>(request: WithoutId<EncoderRequest>, timeoutMs: number): Promise<T> {
     const id = this.#nextId++;
     return new Promise<T>((resolve, reject) => {
-      if (!this.#child.connected) return reject(engineError('the RKNN vision encoder process is not running', 'crashed'));
+      if (this.#gone || !this.#child.connected) return reject(engineError('the RKNN vision encoder process is not running', 'crashed'));
       const timer = setTimeout(() => {
+        // Killed now, so the next request already goes to its successor.
+        this.#child.kill('SIGKILL');
+        this.#die();
         this.#settle(id)?.reject(
           engineError(`the RKNN vision encoder did not answer ${request.op} within ${timeoutMs} ms; it was stopped`, 'timeout'),
         );
-        this.#child.kill('SIGKILL');
       }, timeoutMs);
       this.#pending.set(id, { resolve, reject, timer });
       this.#child.send({ ...request, id });
     });
+  }
+
+  #die(): void {
+    if (this.#gone || this.#closing) return;
+    this.#gone = true;
+    this.onCrash();
   }
 
   async close(): Promise<void> {
