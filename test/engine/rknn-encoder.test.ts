@@ -12,6 +12,10 @@ import { ServerError } from '../../src/errors.js';
 import { rknnInput, rknnOutput, tensorAttr, TENSOR_ATTR_SIZE } from '../../src/engine/rknn/abi.js';
 import { VisionEncoder, checkWidth, type EncoderLog } from '../../src/engine/rknn/encoder.js';
 import { decodeImage, layOut, resizeImage, type RawImage } from '../../src/engine/rknn/image.js';
+import { LAYOUT_VERSIONS } from '../../src/engine/rkllm/abi.js';
+import { RkllmEngine } from '../../src/engine/rkllm/rkllm-engine.js';
+import { LLMCallState, createDefaultParam, type RKLLMInput } from '../../src/engine/types.js';
+import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
 import { buildRknnTwin, twinEmbeddings, twinModel } from '../helpers/rknn-twin.js';
 
 function pattern(width: number, height: number): RawImage {
@@ -197,3 +201,54 @@ describe('RKNN vision encoder (ABI twin)', function () {
     }
   });
 });
+
+/** The RKLLM twin's echo model takes embeddings 3 wide. */
+const ECHO_EMBD = 3;
+
+for (const layout of LAYOUT_VERSIONS) {
+  describe(`vision encoder into rkllm_run (RKLLM ${layout} twin, echo model)`, function () {
+    this.timeout(60_000);
+
+    it('gives rkllm_run the encoder embeddings unchanged, as multimodal_input', async () => {
+      const encoder = await VisionEncoder.open({
+        lib: await buildRknnTwin(),
+        model: twinModel({ height: 4, width: 4, tokens: 4, embed: ECHO_EMBD }),
+      });
+      const engine = new RkllmEngine({ library: await buildTwin(layout), layout });
+      try {
+        await engine.init({ ...createDefaultParam(), model_path: TWIN_MODELS.echo });
+        checkWidth({ width: encoder.width, model: 'encoder.rknn' }, { embeddingSize: ECHO_EMBD, model: 'echo.rkllm' });
+        const image = pattern(4, 4);
+        const e = await encoder.encode(image);
+        const fields = {
+          image_embed: [...e.embed],
+          n_image_tokens: e.n_image_tokens,
+          n_image: 1,
+          image_width: e.image_width,
+          image_height: e.image_height,
+        };
+        const multimodal =
+          layout === '1.2'
+            ? { prompt: '<image>What is in the image?', ...fields }
+            : {
+                prompt: '<image>What is in the image?',
+                image: { ...fields, image_start: '<|vision_start|>', image_end: '<|vision_end|>', image_content: '<|image_pad|>' },
+              };
+        const input = { role: 'user', enable_thinking: false, input_type: 3, multimodal_input: multimodal } as RKLLMInput;
+        let text = '';
+        const outcome = await engine.run({ input, infer: { mode: 0, keep_history: 0 } }, (result, state) => {
+          if (state === LLMCallState.RKLLM_RUN_NORMAL) text += result.text;
+          return 0;
+        });
+        expect(outcome.finish_reason, outcome.error).to.not.equal('error');
+        const echoed = (JSON.parse(text) as { input: { multimodal_input: Record<string, unknown> } }).input.multimodal_input;
+        expect(echoed).to.deep.include(multimodal);
+        const embed = (layout === '1.2' ? echoed : (echoed.image as Record<string, unknown>)).image_embed;
+        expect(embed).to.deep.equal([...twinEmbeddings(image.rgb, 4, ECHO_EMBD)]);
+      } finally {
+        await engine.dispose();
+        await encoder.close();
+      }
+    });
+  });
+}
