@@ -214,9 +214,11 @@ for (const layout of LAYOUT_VERSIONS) {
         lib: await buildRknnTwin(),
         model: twinModel({ height: 4, width: 4, tokens: 4, embed: ECHO_EMBD }),
       });
-      const engine = new RkllmEngine({ library: await buildTwin(layout), layout });
+      const engine = await RkllmEngine.load(
+        { library: await buildTwin(layout), layout },
+        { ...createDefaultParam(), model_path: TWIN_MODELS.echo },
+      );
       try {
-        await engine.init({ ...createDefaultParam(), model_path: TWIN_MODELS.echo });
         checkWidth({ width: encoder.width, model: 'encoder.rknn' }, { embeddingSize: ECHO_EMBD, model: 'echo.rkllm' });
         const image = pattern(4, 4);
         const e = await encoder.encode(image);
