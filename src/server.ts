@@ -331,6 +331,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     hub,
     engine,
     models: loadedModels,
+    modelAliases: settings.openai.model_aliases,
     gate,
     sendLimit,
     refused,
