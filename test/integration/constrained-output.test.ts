@@ -72,6 +72,22 @@ describe('constrained output ends when the value ends', function () {
       .and.below(LIMIT / 5);
   });
 
+  it('usage counts exactly the tokens the value took: one fewer is "length", that many is "stop"', async () => {
+    const ask = (max: number) =>
+      openai.chat.completions.create({
+        model: 'rkllm-tiny',
+        messages: [{ role: 'user', content: PROMPT }],
+        max_tokens: max,
+        temperature: 0,
+        response_format: { type: 'json_schema', json_schema: { name: 'verdict', schema: SCHEMA } },
+      });
+    const made = (await ask(LIMIT)).usage!.completion_tokens;
+    const exact = await ask(made);
+    expect([exact.choices[0]!.finish_reason, exact.usage!.completion_tokens]).to.deep.equal(['stop', made]);
+    const short = await ask(made - 1);
+    expect([short.choices[0]!.finish_reason, short.usage!.completion_tokens]).to.deep.equal(['length', made - 1]);
+  });
+
   it('a forced tool call ends with its arguments: finish_reason "tool_calls", completion_tokens well under max_tokens', async () => {
     const tool = { type: 'function' as const, function: { name: 'verdict', parameters: SCHEMA } };
     const res = await openai.chat.completions.create({
