@@ -46,6 +46,7 @@ describe('constrained output ends when the value ends', function () {
       model: 'gpt-4o-mini',
       messages: [{ role: 'user' as const, content: PROMPT }],
       max_tokens: LIMIT,
+      temperature: 0,
       response_format: { type: 'json_schema' as const, json_schema: { name: 'verdict', schema: SCHEMA } },
     };
     const whole = await openai.chat.completions.create(request);
@@ -115,7 +116,7 @@ describe('constrained output ends when the value ends', function () {
       prompt: PROMPT,
       format: SCHEMA,
       stream: false,
-      options: { num_predict: LIMIT },
+      options: { num_predict: LIMIT, temperature: 0 },
     });
     expect(res.done_reason).to.equal('stop');
     expect(JSON.parse(res.response ?? '')).to.have.keys('answer', 'ok');
@@ -127,7 +128,7 @@ describe('constrained output ends when the value ends', function () {
       messages: [{ role: 'user', content: PROMPT }],
       format: SCHEMA,
       stream: false,
-      options: { num_predict: LIMIT },
+      options: { num_predict: LIMIT, temperature: 0 },
     });
     expect(chat.done_reason).to.equal('stop');
     expect(JSON.parse(chat.message.content)).to.have.keys('answer', 'ok');
