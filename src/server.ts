@@ -299,6 +299,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
       hub,
       engine,
       models: loadedModels,
+      modelAliases: settings.openai.model_aliases,
       gate,
       sendLimit: { bytes: settings.connections.max_send_buffer_bytes, setting: 'connections.max_send_buffer_bytes' },
       refused: (code: number): void => metrics.error(code),

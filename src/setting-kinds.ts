@@ -4,8 +4,8 @@
  * JSON Schema, how its environment variable is read, and its row in docs/settings.md.
  */
 
-/** How an environment variable's text becomes the value: "nullable" is a string where an empty value gives null. */
-export type EnvType = 'string' | 'number' | 'boolean' | 'list' | 'nullable';
+/** How an environment variable's text becomes the value: "nullable" is a string where an empty value gives null; "map" is `key=value,...`. */
+export type EnvType = 'string' | 'number' | 'boolean' | 'list' | 'nullable' | 'map';
 
 /** One setting. */
 export interface Leaf<T> {
@@ -93,6 +93,13 @@ export function stringList(doc: string, item: { minLength: number; maxLength: nu
     `list of at most ${maxItems} distinct strings of ${item.minLength} to ${item.maxLength} characters`,
     doc,
   );
+}
+
+/** An object of names (1 to 256 characters) to names, empty by default; `key=value` pairs, comma separated, in an environment variable. */
+export function stringMap(doc: string, maxItems: number): Leaf<Record<string, string>> {
+  const name = { type: 'string', minLength: 1, maxLength: 256 };
+  const schema = { type: 'object', maxProperties: maxItems, propertyNames: name, additionalProperties: name };
+  return leaf<Record<string, string>>({}, schema, 'map', `object of at most ${maxItems} names to names (1 to 256 characters each)`, doc);
 }
 
 /** Every leaf under `node`, with its path, in declaration order. */

@@ -42,6 +42,17 @@ function parseValue(name: string, text: string, setting: EnvSetting): unknown {
         .split(',')
         .map((item) => item.trim())
         .filter((item) => item !== '');
+    case 'map':
+      return Object.fromEntries(
+        text
+          .split(',')
+          .filter((pair) => pair.trim() !== '')
+          .map((pair) => {
+            const at = pair.indexOf('=');
+            if (at < 1) throw new SettingsError(`environment: ${name} must be name=value pairs separated by commas, got "${text}"`);
+            return [pair.slice(0, at).trim(), pair.slice(at + 1).trim()];
+          }),
+      );
     case 'nullable':
       return text === '' ? null : text;
     case 'string':
@@ -51,8 +62,9 @@ function parseValue(name: string, text: string, setting: EnvSetting): unknown {
 
 /**
  * The settings given by `RKLLM_MCP_*` variables, as a partial settings object. Lists are comma
- * separated (RKLLM_MCP_AUTH_API_KEYS=key1,key2). An unknown RKLLM_MCP_ variable is an error, so a
- * typo never passes silently; RKLLM_MCP_HOME is no setting but the folder of per-user state (src/state-dirs.ts).
+ * separated (RKLLM_MCP_AUTH_API_KEYS=key1,key2), maps too (RKLLM_MCP_OPENAI_MODEL_ALIASES=gpt-4o-mini=rkllm-tiny). An
+ * unknown RKLLM_MCP_ variable is an error, so a typo never passes silently; RKLLM_MCP_HOME is no setting but the
+ * folder of per-user state (src/state-dirs.ts).
  */
 export function settingsFromEnv(env: NodeJS.ProcessEnv): Plain {
   const known = envSettings();

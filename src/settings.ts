@@ -11,6 +11,7 @@ import {
   section,
   string,
   stringList,
+  stringMap,
   type Leaf,
   type ValueOf,
 } from './setting-kinds.js';
@@ -218,6 +219,13 @@ export const SETTINGS = section('Every setting.', {
       256,
       1_000_000,
       'Chat histories (`chat` tool, `session`) kept at most; the least recently used is forgotten first.',
+    ),
+  }),
+  openai: section('The OpenAI-compatible API under `/v1` on the HTTP port (see docs/compatible-apis.md).', {
+    model_aliases: stringMap(
+      'Other names for models, alias to model (`{"gpt-4o-mini": "rkllm-tiny"}`), for clients that insist on a model name this server lacks. ' +
+        'A request naming an alias is served by its model; `/v1/models` lists the aliases too. Names without an alias that no model has still get 404.',
+      1000,
     ),
   }),
   jsonrpc: section('JSON-RPC.', {

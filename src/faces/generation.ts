@@ -1,9 +1,9 @@
 /**
  * One generation for a face (OpenAI, Ollama, MCP), read from the hub's in-process generation: the
  * hub admits it (queue, the client's limits and ownership, metrics) and aborts it when the client
- * goes away, queued or running, prefill included. On the way, stop strings end it, tool calls are
- * caught and a JSON output's trailing whitespace is dropped. `serveGeneration` is the one handler
- * skeleton of the HTTP faces.
+ * goes away, queued or running, prefill included. On the way, stop strings end it and tool calls
+ * are caught; output constrained to JSON (a forced call's too) ends with the value, in the hub
+ * (`JsonEnd`). `serveGeneration` is the one handler skeleton of the HTTP faces.
  */
 import type { ServerResponse } from 'node:http';
 import type { Client } from '../clients.js';
@@ -55,10 +55,7 @@ export async function runText(hub: StreamHub, options: TextRunOptions): Promise<
   const { signal, onText, tools, backpressure } = options;
   const stops = new StopFilter(options.stop);
   const catcher = tools === 'catch' ? new ToolCallCatcher() : undefined;
-  // A grammar lets JSON end with whitespace until the model stops: it is held back, and dropped at the end.
-  const trimEnd = options.params.infer.json_schema !== undefined;
   const parts: string[] = [];
-  let trailing = '';
   let raw = '';
   let tokens = 0;
   const show = (text: string): void => {
@@ -67,12 +64,7 @@ export async function runText(hub: StreamHub, options: TextRunOptions): Promise<
     onText?.(text, tokens);
   };
   const emit = (text: string): void => {
-    let visible = catcher ? catcher.push(text) : text;
-    if (trimEnd) {
-      const all = trailing + visible;
-      visible = all.trimEnd();
-      trailing = all.slice(visible.length);
-    }
+    const visible = catcher ? catcher.push(text) : text;
     if (tools !== 'forced') show(visible);
   };
   const generation = await hub.generate(options.params, { signal, owner: options.client, requestId: options.requestId });

@@ -27,6 +27,8 @@ export interface HubDeps extends FaceDeps {
   engine: Engine;
   /** The models requests name: the folder, and what is loaded. */
   models: LoadedModels;
+  /** `openai.model_aliases`: a name the OpenAI face takes for a model's (alias to model). */
+  modelAliases?: Readonly<Record<string, string>>;
 }
 
 /** Reads the body as a JSON object. Throws PARSE_ERROR (not JSON), INVALID_REQUEST (not an object, or over the size limit). */

@@ -14,6 +14,7 @@ import { requestKey, type BufferStore } from './buffer-store.js';
 import { StreamDelivery, type Delivery } from './delivery.js';
 import type { ChunkOutlet } from './live-sink.js';
 import type { Fleet, SharedRun } from './fleet/fleet.js';
+import { JsonEnd } from './json-end.js';
 import type { Scheduler } from './scheduler.js';
 import { Stream, newStreamId, type Chunk, type RequestId } from './stream.js';
 
@@ -362,16 +363,23 @@ export class StreamHub {
       if (!shared) running();
       const outputs: RunOutputs = {};
       const request = { ...params, signal: stream.signal };
-      const callback = (result: RKLLMResult, state: LLMCallState): void => {
-        if (state !== LLMCallState.RKLLM_RUN_NORMAL) return;
-        stream.push(result.text);
+      // Output constrained to JSON ends with the value: what follows it is dropped, and the run stopped.
+      const json = params.infer.json_schema === undefined ? undefined : new JsonEnd();
+      const callback = (result: RKLLMResult, state: LLMCallState): number => {
+        if (json?.done) return 1;
+        if (state !== LLMCallState.RKLLM_RUN_NORMAL) return 0;
+        stream.push(json ? result.text.slice(0, json.push(result.text)) : result.text);
         if (result.last_hidden_layer) outputs.last_hidden_layer = result.last_hidden_layer;
         if (result.logits) outputs.logits = result.logits;
+        // Returning 1 stops a run on this engine; a run elsewhere in the fleet stops through the stream's signal.
+        if (json?.done) stream.abort();
+        return json?.done ? 1 : 0;
       };
       const outcome = shared ? await shared.run(request, callback, running) : await target.engine.run(request, callback);
       const error = outcome.error === undefined ? undefined : fault('ENGINE_ERROR', 'detail', { detail: outcome.error });
       if (outcome.input_tokens !== undefined) outputs.input_tokens = outcome.input_tokens;
-      this.#end(stream, outcome.finish_reason, outcome.perf, error, outputs);
+      const ended = json?.done && (outcome.finish_reason === 'abort' || outcome.finish_reason === 'length');
+      this.#end(stream, ended ? 'stop' : outcome.finish_reason, outcome.perf, error, outputs);
     } catch (err) {
       if (!(err instanceof ServerError)) this.#log.error({ err, stream_id: stream.id }, 'run failed');
       this.#end(stream, 'error', undefined, err instanceof ServerError ? err : fault('INTERNAL_ERROR', 'run_failed'));

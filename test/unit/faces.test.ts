@@ -10,6 +10,7 @@ import { runParamsSchema, toRunParams } from '../../src/methods/run-params.js';
 import { compileParams, zodShape } from '../../src/request-schema.js';
 import type { ServerError } from '../../src/errors.js';
 import { StopFilter, ToolCallCatcher, forcedCallSchema, parseCall } from '../../src/faces/text-filters.js';
+import { JsonEnd } from '../../src/streams/json-end.js';
 
 /** Feeds `pieces` through a filter and returns what came out, piece by piece, then the flush. */
 function through(filter: StopFilter, pieces: string[]): string[] {
@@ -71,6 +72,29 @@ describe('Faces: tool calls in text', () => {
     expect(forcedCallSchema([tool('a'), tool('b')], 'b')).to.deep.nested.include({ 'properties.name.const': 'b' });
     expect(parseCall('{"name":"a","arguments":{"x":"1"}}')).to.deep.equal({ name: 'a', arguments: '{"x":"1"}' });
     expect(parseCall('{"arguments":{}}')).to.equal(undefined);
+  });
+});
+
+describe('Faces: constrained output ends with its JSON value', () => {
+  /** Feeds `pieces` to a scanner: what of each belongs to the value, and whether it ended. */
+  function scan(pieces: string[]): [string, boolean] {
+    const end = new JsonEnd();
+    return [pieces.map((p) => p.slice(0, end.push(p))).join(''), end.done];
+  }
+
+  it('ends at the closing bracket, in the piece that closes it, whatever strings and escapes hold', () => {
+    expect(scan(['{"a": "}]\\\\', '\\"{", "b"', ': [1, {"c": tr', 'ue}]}  \n', '{}'])).to.deep.equal([
+      '{"a": "}]\\\\\\"{", "b": [1, {"c": true}]}',
+      true,
+    ]);
+    expect(scan([' [ ', '"x\\"]"', ']\n'])).to.deep.equal([' [ "x\\"]"]', true]);
+    expect(scan(['{"a": ', '"open'])).to.deep.equal(['{"a": "open', false]);
+  });
+
+  it('a string ends at its quote; a number or literal at the whitespace after it', () => {
+    expect(scan(['"a\\"b"', ' '])).to.deep.equal(['"a\\"b"', true]);
+    expect(scan(['12', '.5', ' \n'])).to.deep.equal(['12.5', true]);
+    expect(scan(['tr', 'ue'])).to.deep.equal(['true', false]);
   });
 });
 

@@ -15,7 +15,7 @@ describe('Settings from the environment', () => {
     expect(names.get('RKLLM_MCP_HTTP_PORT')?.path).to.deep.equal(['http', 'port']);
     expect(names.get('RKLLM_MCP_ENGINE_RKLLM_EXTEND_PARAM_N_BATCH')?.path).to.deep.equal(['engine', 'rkllm', 'extend_param', 'n_batch']);
     const leaves = (value: unknown): number =>
-      typeof value === 'object' && value !== null && !Array.isArray(value)
+      typeof value === 'object' && value !== null && !Array.isArray(value) && Object.keys(value).length > 0 // {}: a map setting
         ? Object.values(value).reduce((n: number, v) => n + leaves(v), 0)
         : 1;
     expect(names.size, 'no two settings share a variable').to.equal(leaves(defaultSettings()));
@@ -30,6 +30,7 @@ describe('Settings from the environment', () => {
       RKLLM_MCP_LOG_LEVEL: 'debug',
       RKLLM_MCP_ENGINE_MODEL_PATH: '',
       RKLLM_MCP_AUTH_API_KEYS: 'first-key-0123456789, second-key-0123456789',
+      RKLLM_MCP_OPENAI_MODEL_ALIASES: 'gpt-4o-mini=rkllm-tiny, gpt-4o = big',
     });
     expect(values).to.deep.equal({
       http: { port: 9000 },
@@ -38,6 +39,7 @@ describe('Settings from the environment', () => {
       log_level: 'debug',
       engine: { model_path: null },
       auth: { api_keys: ['first-key-0123456789', 'second-key-0123456789'] },
+      openai: { model_aliases: { 'gpt-4o-mini': 'rkllm-tiny', 'gpt-4o': 'big' } },
     });
   });
 
@@ -47,6 +49,7 @@ describe('Settings from the environment', () => {
       'RKLLM_MCP_HTTP_PORT (setting "http.port") must be a number, got "eighty"',
     );
     expect(settingsError(() => settingsFromEnv({ RKLLM_MCP_DIAGNOSTICS: 'yes' }))).to.include('must be true, false, 1 or 0');
+    expect(settingsError(() => settingsFromEnv({ RKLLM_MCP_OPENAI_MODEL_ALIASES: 'gpt-4o' }))).to.include('name=value pairs');
   });
 
   it('a value of the right type but out of range is refused with the key, like any layer', () => {

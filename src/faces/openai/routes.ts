@@ -23,17 +23,28 @@ function model(entry: ModelEntry): Record<string, unknown> {
   return { id: entry.name, object: 'model', created: Math.floor(entry.modifiedAt.getTime() / 1000), owned_by: 'rkllm-mcp' };
 }
 
-/** Lists every model requests may name (the built-in one and the folder's), or returns one by id (404 for any other). */
+/** The model `name` stands for: its alias's (`openai.model_aliases`), else itself. */
+function unalias(deps: HubDeps, name: unknown): unknown {
+  const aliases = deps.modelAliases ?? {};
+  return typeof name === 'string' && Object.hasOwn(aliases, name) ? aliases[name] : name;
+}
+
+/** Lists every model requests may name (the built-in one, the folder's, their aliases), or returns one by id (404 for any other). */
 async function models(deps: HubDeps, exchange: HttpExchange): Promise<void> {
   if (exchange.url.pathname.startsWith('/v1/models/')) {
     const id = decodeURIComponent(exchange.url.pathname.slice('/v1/models/'.length));
-    const entry = await deps.models.find(id);
+    const entry = await deps.models.find(unalias(deps, id) as string);
     if (!entry)
       throw fault('INVALID_PARAMS', 'no_model', { model: id, builtin: 'rkllm-tiny' }, { path: 'model', reason: 'model_not_found' });
-    sendJson(exchange.res, 200, model(entry));
+    sendJson(exchange.res, 200, { ...model(entry), id });
     return;
   }
-  sendJson(exchange.res, 200, { object: 'list', data: (await deps.models.list()).map(model) });
+  const entries = await deps.models.list();
+  const aliased = Object.entries(deps.modelAliases ?? {}).flatMap(([alias, name]) => {
+    const entry = entries.find((e) => e.name === name);
+    return entry ? [{ ...model(entry), id: alias }] : [];
+  });
+  sendJson(exchange.res, 200, { object: 'list', data: [...entries.map(model), ...aliased] });
 }
 
 /** Every path under `/v1`: the endpoints above, and OpenAI's 404 for the rest. */
@@ -46,7 +57,17 @@ export function openaiRoute(deps: HubDeps): HttpRoute {
       const post = POSTS.get(pathname);
       if (post && method === 'POST') {
         const [name, handler] = post;
-        await serveFace(deps, exchange, name, async (client) => handler(deps, exchange, client, await readObject(exchange)), 'openai');
+        await serveFace(
+          deps,
+          exchange,
+          name,
+          async (client) => {
+            const body = await readObject(exchange);
+            if (body.model !== undefined) body.model = unalias(deps, body.model);
+            await handler(deps, exchange, client, body);
+          },
+          'openai',
+        );
       } else if ((pathname === '/v1/models' || pathname.startsWith('/v1/models/')) && method === 'GET') {
         await serveFace(deps, exchange, 'openai.models', () => models(deps, exchange), 'openai');
       } else {
