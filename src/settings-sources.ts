@@ -1,7 +1,7 @@
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { ApiKey } from './auth.js';
 import { type EnvType, leavesOf } from './setting-kinds.js';
-import { defaultSettings, readSettingsFile, SETTINGS, SettingsError, type Settings } from './settings.js';
+import { defaultSettings, SETTINGS, SettingsError, type Settings } from './settings.js';
 
 /** Every environment variable that sets a setting starts with this. */
 export const ENV_PREFIX = 'RKLLM_MCP_';
@@ -115,4 +115,21 @@ export function openSettingsFile(path: string, create: boolean): SettingsFile {
 export function printableSettings(settings: Settings): string {
   const keys = settings.auth.api_keys.map((secret) => `<redacted ${new ApiKey(secret).id}>`);
   return JSON.stringify({ ...settings, auth: { ...settings.auth, api_keys: keys } }, null, 2);
+}
+
+/** Reads a settings file (JSON); `resolveSettings` validates it. Missing keys keep their defaults. */
+export function readSettingsFile(path: string): Plain {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new SettingsError(`Cannot read settings file ${path}: ${(err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new SettingsError(`Settings file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  return parsed as Plain;
 }

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 import {
   boolean,
@@ -376,23 +375,6 @@ export function checkSettings(partial: unknown, source: string): void {
         ? `must be one of ${JSON.stringify(p.allowedValues)}`
         : (error.message ?? 'is invalid');
   throw new SettingsError(`${source}: setting "${key || '(root)'}" ${detail}`);
-}
-
-/** Reads a settings file (JSON); `resolveSettings` validates it. Missing keys keep their defaults. */
-export function readSettingsFile(path: string): Plain {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new SettingsError(`Cannot read settings file ${path}: ${(err as Error).message}`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw new SettingsError(`Settings file ${path} is not valid JSON: ${(err as Error).message}`);
-  }
-  return parsed as Plain;
 }
 
 /** The defaults, then each layer in order (the file, the environment, the flags), later ones winning; each layer validated. */
