@@ -234,6 +234,11 @@ export class LoadedModels implements AsyncDisposable {
     }
   }
 
+  /** Whether a caller that is not an admin may load a model (setting models.user_loads), and so set its keep_alive. */
+  get userLoads(): boolean {
+    return this.#o.userLoads;
+  }
+
   /** The context length runs of `name` (absent: the default) are checked against before they are admitted. */
   contextOf(name: string | undefined): number {
     const isDefault = name === undefined || this.#isDefault(name);
