@@ -157,6 +157,7 @@ describe('Hostile requests on the faces (issue 25)', function () {
     expect(error.headers['x-content-type-options']).to.equal('nosniff');
     const page = await raw(base, '/', undefined, { headers: { accept: 'text/html' } });
     expect(String(page.headers['content-security-policy'])).to.include("frame-ancestors 'none'");
+    expect(page.headers['x-frame-options']).to.equal('DENY');
   });
 
   it('an output schema over the bounds (20,000 enum entries) answers 400 on every face, at once', async () => {
