@@ -280,7 +280,7 @@ export function jsonDepth(text: string): number {
  * client shares, in a time that grows with the schema. Within them it takes a few milliseconds.
  * `choices`: enum entries, consts and anyOf/oneOf alternatives, in total.
  */
-export const OUTPUT_SCHEMA_LIMITS = { bytes: 32 * 1024, depth: 32, choices: 1000 } as const;
+export const OUTPUT_SCHEMA_LIMITS = { bytes: 16 * 1024, depth: 32, choices: 500 } as const;
 
 /** Refuses a schema over OUTPUT_SCHEMA_LIMITS with INVALID_PARAMS naming field `name`. */
 export function checkOutputSchema(schema: unknown, name: string): void {
