@@ -4,7 +4,8 @@
  * JSON-RPC error code, an HTTP status or a WebSocket close code); the table counts per transport
  * the inputs tried, answered correctly, answered wrongly, crashes (the server gone) and hangs (no
  * answer within the timeout). Meanwhile a stream started before the flood, on its own connection,
- * must end with every seq once. Not part of the test suite: it is evidence for the robustness notes.
+ * must end with every seq once. The faces (`/v1`, `/api`, `/mcp`) get the bad requests of issue
+ * 25 while `GET /health` is timed. Not part of the test suite: it is evidence for the robustness notes.
  */
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -38,6 +39,9 @@ interface Case {
   headers?: Record<string, string>;
   /** WebSocket: send as a binary frame. */
   binary?: boolean;
+  /** HTTP: the path (absent: the round's URL) and method (absent: POST). */
+  path?: string;
+  method?: string;
 }
 
 const C = { PARSE: -32700, INVALID_REQUEST: -32600, NOT_FOUND: -32601, PARAMS: -32602, FORBIDDEN: -32018 } as const;
@@ -207,6 +211,80 @@ function oversized(expect: Expect, count = 3): Case[] {
   }));
 }
 
+/**
+ * The bad requests of the faces (OpenAI `/v1`, Ollama `/api`, MCP `/mcp`), each with its HTTP
+ * status: what the probe of issue 25 sent (deep nesting, nulls, huge schemas, bad URLs, big bodies).
+ */
+function faceCases(model: string): Record<'openai' | 'ollama' | 'mcp', Case[]> {
+  const deep = (n: number): string => '['.repeat(n) + ']'.repeat(n);
+  const enumOf = (n: number): string =>
+    JSON.stringify({ type: 'object', properties: { a: { enum: Array.from({ length: n }, (_, i) => `v${i}`) } } });
+  const broken = ['{', '[1,2', '{"model":}', 'nul', '"x', '{"a" 1}'];
+  const cases = (path: string, bodies: Array<[string, string, number]>): Case[] =>
+    bodies.map(([name, body, status]) => ({ name: `${path} ${name}`, path, body, expect: { status } }));
+  const chat = (extra: string, messages = '[{"role":"user","content":"hi"}]'): string =>
+    `{"model":"${model}","messages":${messages}${extra}}`;
+  const big = `{"model":"${model}","prompt":"${'x'.repeat(LIMIT)}"}`;
+  const depths = [100, 1000, 20_000];
+  return {
+    openai: [
+      ...cases('/v1/chat/completions', [
+        ...broken.map((b): [string, string, number] => [`json ${b}`, b, 400]),
+        ...depths.flatMap((d): Array<[string, string, number]> => [
+          [`deep role ${d}`, chat('', `[{"role":${deep(d)},"content":"hi"}]`), 400],
+          [`deep part ${d}`, chat('', `[{"role":"user","content":[{"type":${deep(d)}}]}]`), 400],
+          [`deep response_format ${d}`, chat(`,"response_format":{"type":${deep(d)}}`), 400],
+          [`deep parameters ${d}`, chat(`,"tools":[{"type":"function","function":{"name":"f","parameters":${deep(d)}}}]`), 400],
+        ]),
+        ['null tool', chat(',"tools":[null]'), 400],
+        ['null tool_calls', chat('', '[{"role":"assistant","content":"","tool_calls":[null]},{"role":"user","content":"hi"}]'), 400],
+        ['enum 2000', chat(`,"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":${enumOf(2000)}}}`), 400],
+        [
+          'forced enum 2000',
+          chat(`,"tools":[{"type":"function","function":{"name":"f","parameters":${enumOf(2000)}}}],"tool_choice":"required"`),
+          400,
+        ],
+        ['schema not object', chat(',"response_format":{"type":"json_schema","json_schema":{"schema":7}}'), 400],
+        ['n 2', chat(',"n":2'), 400],
+        ['temperature -1', chat(',"temperature":-1'), 400],
+        ['unknown model', '{"model":"no-such-model","messages":[{"role":"user","content":"hi"}]}', 404],
+        ['oversized', big, 413],
+      ]),
+      { name: 'GET /v1/models/%ZZ', path: '/v1/models/%ZZ', method: 'GET', body: '', expect: { status: 400 } },
+      { name: 'GET /v1/nothing', path: '/v1/nothing', method: 'GET', body: '', expect: { status: 404 } },
+    ],
+    ollama: [
+      ...cases('/api/chat', [
+        ...broken.map((b): [string, string, number] => [`json ${b}`, b, 400]),
+        ...depths.map((d): [string, string, number] => [`deep role ${d}`, chat('', `[{"role":${deep(d)},"content":"hi"}]`), 400]),
+        ['null tool_calls', chat('', '[{"role":"assistant","content":"","tool_calls":[null]},{"role":"user","content":"hi"}]'), 400],
+        ['null tool', chat(',"tools":[null]'), 400],
+        ['format enum 2000', chat(`,"format":${enumOf(2000)}`), 400],
+        ['oversized', big, 413],
+      ]),
+      ...cases('/api/generate', [
+        ...depths.map((d): [string, string, number] => [
+          `deep keep_alive ${d}`,
+          `{"model":"${model}","prompt":"hi","keep_alive":${deep(d)}}`,
+          400,
+        ]),
+        ['bad keep_alive', `{"model":"${model}","prompt":"hi","keep_alive":"soon"}`, 400],
+        ['unknown model', '{"model":"no-such-model","prompt":"hi"}', 404],
+        ['oversized', big, 413],
+      ]),
+    ],
+    mcp: cases('/mcp', [
+      ...broken.map((b): [string, string, number] => [`json ${b}`, b, 400]),
+      ...depths.map((d): [string, string, number] => [
+        `deep ${d}`,
+        req('initialize', { a: JSON.parse(deep(Math.min(d, 1000))) as unknown }),
+        400,
+      ]),
+      ['oversized', `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"a":"${'x'.repeat(LIMIT)}"}}`, 413],
+    ]).map((c) => ({ ...c, headers: { accept: 'application/json, text/event-stream' } })),
+  };
+}
+
 interface Tally {
   tried: number;
   correct: number;
@@ -367,9 +445,10 @@ async function liveRound(tally: Tally, open: () => Promise<Wire>, cases: Case[],
 async function httpRound(tally: Tally, url: string, cases: Case[]): Promise<void> {
   for (const c of cases) {
     try {
-      const res = await fetch(url, {
-        method: 'POST',
-        body: typeof c.body === 'string' ? c.body : new Uint8Array(c.body),
+      const method = c.method ?? 'POST';
+      const res = await fetch(c.path === undefined ? url : new URL(c.path, url), {
+        method,
+        body: method === 'GET' ? undefined : typeof c.body === 'string' ? c.body : new Uint8Array(c.body),
         headers: { 'content-type': 'application/json', ...c.headers },
         signal: AbortSignal.timeout(TIMEOUT_MS),
       });
@@ -450,6 +529,22 @@ async function main(): Promise<void> {
         { name: `host ${host}`, body: '', expect: { status: 403, code: C.FORBIDDEN } },
         await withHost(addresses.http!, host),
       );
+
+  // The faces, while GET /health is timed: no request may stall the others (a grammar built on the event loop did).
+  const model = ((await (await fetch(`${server.url}v1/models`)).json()) as { data: Array<{ id: string }> }).data[0]!.id;
+  let polling = true;
+  let slowest = 0;
+  const poll = (async () => {
+    while (polling) {
+      const started = performance.now();
+      await fetch(`${server.url}health`).then((r) => r.text());
+      slowest = Math.max(slowest, performance.now() - started);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  })();
+  for (const [face, cases] of Object.entries(faceCases(model))) await httpRound(tally(face), server.url, cases);
+  polling = false;
+  await poll;
 
   const alive = (): boolean => true;
   await liveRound(tally('tcp'), () => tcpWire(addresses.tcp!), [...common, ...oversized({ code: C.INVALID_REQUEST })], alive);
@@ -546,6 +641,7 @@ async function main(): Promise<void> {
     );
   }
   process.stdout.write(`total tried: ${total}\n`);
+  process.stdout.write(`slowest GET /health while the faces were probed: ${slowest.toFixed(1)} ms\n`);
   for (const [t, s] of Object.entries(tallies)) for (const w of s.wrongs) process.stdout.write(`  wrong (${t}) ${w}\n`);
   process.stdout.write(
     `server answers after the flood: ${after.result ? 'yes' : 'NO'}; stdio: ${stdioAfter !== 'hang' ? 'yes' : 'NO'} (${exited ? 'exited' : 'running'})\n`,

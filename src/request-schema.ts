@@ -256,3 +256,49 @@ export function zodShape<N extends FieldName>(names: readonly N[]): { [K in N]: 
   };
   return Object.fromEntries(names.map((name) => [name, zodOf(name).optional()])) as never;
 }
+
+/** How deep arrays and objects may nest in a JSON body: deeper values would overflow the stack of whatever walks them. */
+export const MAX_JSON_DEPTH = 64;
+
+/** The deepest nesting of arrays and objects in JSON `text`, found without recursion (brackets inside strings skipped). */
+export function jsonDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+    } else if (c === 0x5b || c === 0x7b) deepest = Math.max(deepest, ++depth);
+    else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return deepest;
+}
+
+/**
+ * The bounds of a JSON Schema that constrains the output (OpenAI's `response_format` and tool
+ * parameters, Ollama's `format`): its grammar is built synchronously, on the event loop every
+ * client shares, in a time that grows with the schema. Within them it takes a few milliseconds.
+ * `choices`: enum entries, consts and anyOf/oneOf alternatives, in total.
+ */
+export const OUTPUT_SCHEMA_LIMITS = { bytes: 16 * 1024, depth: 32, choices: 500 } as const;
+
+/** Refuses a schema over OUTPUT_SCHEMA_LIMITS with INVALID_PARAMS naming field `name`. */
+export function checkOutputSchema(schema: unknown, name: string): void {
+  const { bytes, depth, choices } = OUTPUT_SCHEMA_LIMITS;
+  const text = JSON.stringify(schema);
+  if (Buffer.byteLength(text) > bytes) throw badField(name, `must be at most ${bytes} bytes as JSON (it builds a grammar)`);
+  if (jsonDepth(text) > depth) throw badField(name, `must nest at most ${depth} levels (it builds a grammar)`);
+  let count = 0;
+  const stack: unknown[] = [schema];
+  while (stack.length > 0) {
+    const value = stack.pop();
+    if (typeof value !== 'object' || value === null) continue;
+    for (const [key, child] of Object.entries(value)) {
+      if (Array.isArray(child) && ['enum', 'anyOf', 'oneOf'].includes(key)) count += child.length;
+      else if (key === 'const') count++;
+      stack.push(child);
+    }
+  }
+  if (count > choices)
+    throw badField(name, `must have at most ${choices} enum entries, consts and anyOf/oneOf alternatives in all; got ${count}`);
+}

@@ -95,6 +95,7 @@ function mcpFace(
     http: {
       loopbackOnly: !exposesBeyondLoopback(settings.host),
       maxSessions: mcp.max_sessions,
+      maxSessionsPerKey: mcp.max_sessions_per_key,
       idleTimeoutMs: connections.idle_timeout_s * 1000,
       maxBodyBytes: settings.http.max_body_bytes,
     },

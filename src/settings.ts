@@ -214,6 +214,11 @@ export const SETTINGS = section('Every setting.', {
   mcp: section('MCP (Model Context Protocol): Streamable HTTP at `/mcp` on the HTTP port, and on stdio beside JSON-RPC with `--stdio`.', {
     enabled: boolean(true, 'Serves MCP (`/mcp` over HTTP; MCP messages on stdio).'),
     max_sessions: positive(1024, 1_000_000, 'Open MCP sessions over HTTP at most; a new one beyond it is refused with 503.'),
+    max_sessions_per_key: positive(
+      16,
+      1_000_000,
+      'Open MCP sessions over HTTP at most per API key (per address without keys), so one client cannot take them all; a new one beyond it is refused with 429.',
+    ),
     max_chat_sessions: positive(
       256,
       1_000_000,

@@ -42,12 +42,13 @@ const ROLES: Record<string, ChatMessage['role']> = {
 };
 
 /** The calls an assistant message made (`tool_calls`, `{"function": {"name", "arguments"}}` each), as name and arguments. */
-function readCalls(m: Record<string, unknown>): Array<{ name: string; args: unknown }> {
+function readCalls(m: Record<string, unknown>, where: string): Array<{ name: string; args: unknown }> {
   if (!Array.isArray(m.tool_calls)) return [];
-  return m.tool_calls.map((c: { function?: { name?: unknown; arguments?: unknown } }) => ({
-    name: String(c.function?.name),
-    args: c.function?.arguments,
-  }));
+  return m.tool_calls.map((c: { function?: { name?: unknown; arguments?: unknown } } | null, i) => {
+    if (typeof c?.function !== 'object' || c.function === null || typeof c.function.name !== 'string')
+      throw badField(`${where}.tool_calls[${i}]`, 'must be {"function": {"name", "arguments"}}');
+    return { name: c.function.name, args: c.function.arguments };
+  });
 }
 
 /**
@@ -63,7 +64,7 @@ export function readMessages(value: unknown): ChatMessage[] {
     if (!role) throw badField(`messages[${i}].role`, `must be one of system, user, assistant, tool; got ${JSON.stringify(m.role)}`);
     let content = contentText(m.content, `messages[${i}].content`);
     if (role === 'assistant') {
-      const calls = readCalls(m).map((c) => toolCallText(c.name, c.args));
+      const calls = readCalls(m, `messages[${i}]`).map((c) => toolCallText(c.name, c.args));
       content = [content, ...calls].filter((t) => t !== '').join('\n');
     }
     return { role, content };

@@ -9,8 +9,14 @@ import { badField, type HubDeps } from './http-kit.js';
 import type { ToolDefinition } from './text-filters.js';
 
 /**
+ * Whether `client`'s keep_alive counts: an admin's, or anyone's with models.user_loads. Else it is
+ * checked and ignored, so a user key can neither shorten nor end the life of a model every key shares.
+ */
+export const honoursKeepAlive = (deps: HubDeps, client: Client): boolean => client.admin || deps.models.userLoads;
+
+/**
  * A hold on the model a request names (absent: the default), loaded when needed; `keepAlive` is
- * the request's `keep_alive` (Ollama). An unknown name is INVALID_PARAMS "model_not_found" (404),
+ * the request's `keep_alive` (Ollama; see `honoursKeepAlive`). An unknown name is INVALID_PARAMS "model_not_found" (404),
  * before anything loads; a model that would need loading is FORBIDDEN (403) for a `client` that
  * may not load (a user key, unless models.user_loads). Release the lease once the request is answered.
  */
@@ -27,7 +33,7 @@ export function useModel(
     if (ms === undefined)
       throw badField('keep_alive', `must be a duration ("5m", "30s"), a number of seconds, 0 or -1; got ${JSON.stringify(keepAlive)}`);
   }
-  return deps.models.use(requested, ms, signal, client.admin);
+  return deps.models.use(requested, honoursKeepAlive(deps, client) ? ms : undefined, signal, client.admin);
 }
 
 /** A generation in the words both APIs share. */

@@ -132,6 +132,11 @@ export class LoadedModels implements AsyncDisposable {
     if (pinned) await this.#unload(pinned, 'rkllm_destroy');
   }
 
+  /** Whether a caller that is not an admin may load a model (setting models.user_loads), and so set its keep_alive. */
+  get userLoads(): boolean {
+    return this.#o.userLoads;
+  }
+
   /** The context length runs of `name` (absent: the default) are checked against before they are admitted. */
   contextOf(name: string | undefined): number {
     const pinned = name === undefined || this.#isDefault(name);

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { ERRORS, fault, fill, ServerError, type ErrorSpec } from '../errors.js';
 import { encodeJson } from '../jsonrpc/large-id.js';
 import { errorResponse } from '../jsonrpc/message.js';
+import { jsonDepth, MAX_JSON_DEPTH } from '../request-schema.js';
 
 /**
  * A face served on the HTTP port beside JSON-RPC (`POST /`): the OpenAI and Ollama APIs, MCP, the
@@ -83,19 +84,28 @@ export class BodyTooLarge extends ServerError {
   }
 }
 
-/** Reads the body as JSON. Throws BodyTooLarge or PARSE_ERROR (not JSON). */
+/** Reads the body as JSON. Throws BodyTooLarge, PARSE_ERROR (not JSON) or INVALID_REQUEST (nested deeper than MAX_JSON_DEPTH). */
 export async function readJson(exchange: HttpExchange): Promise<unknown> {
-  const body = await exchange.readBody();
+  const text = (await exchange.readBody()).toString('utf8');
+  if (jsonDepth(text) > MAX_JSON_DEPTH) {
+    throw fault('INVALID_REQUEST', 'envelope', { detail: `the body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels` });
+  }
   try {
-    return JSON.parse(body.toString('utf8')) as unknown;
+    return JSON.parse(text) as unknown;
   } catch (err) {
     throw fault('PARSE_ERROR', 'json', { reason: (err as Error).message });
   }
 }
 
+/** Sends a JSON reply; `nosniff`, so a browser never reads it as anything else. */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = encodeJson(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'x-content-type-options': 'nosniff',
+    ...headers,
+  });
   res.end(text);
 }
 

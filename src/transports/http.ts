@@ -55,6 +55,16 @@ function refuse(req: IncomingMessage, res: ServerResponse, error: ServerError): 
   req.resume();
 }
 
+/** Whether `path` decodes (`decodeURIComponent`): routes decode it, and "%ZZ" would throw a URIError there. */
+function decodable(path: string): boolean {
+  try {
+    decodeURIComponent(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Whether the client of one request went away before its reply was finished. The AbortSignal
  * is made only when asked for: most requests (a status, a poll that has its chunk) never need
@@ -174,6 +184,11 @@ export class HttpTransport implements Transport {
       return;
     }
     const url = new URL(req.url ?? '/', 'http://x');
+    if (!decodable(url.pathname)) {
+      sendError(res, fault('INVALID_REQUEST', 'envelope', { detail: 'the URL path has malformed percent-encoding' }), 'jsonrpc', 400);
+      req.resume();
+      return;
+    }
     const method = req.method ?? 'GET';
     const route = this.#options.routes?.().find((r) => r.matches(method, url.pathname, req.headers));
     if (route) {

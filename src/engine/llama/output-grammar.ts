@@ -4,12 +4,30 @@ import { fault } from '../../errors.js';
 import { errorText } from '../messages.js';
 import type { LoadedModel } from './model.js';
 
+/** Grammars built lately, per model, by schema text, least recently used first. */
+const built = new WeakMap<LoadedModel, Map<string, Promise<LlamaGrammar>>>();
+/** Grammars kept per model: building one blocks the event loop, so a repeated schema (and a run after its check) reuses it. */
+const KEPT = 32;
+
 /**
  * The grammar for `schema`: any JSON object for `{}` (llama.cpp's JSON grammar), else
  * node-llama-cpp's grammar for that schema. A schema it cannot turn into a grammar is
- * INVALID_PARAMS naming the reason.
+ * INVALID_PARAMS naming the reason. Request bodies bound the schema first (`checkOutputSchema`).
  */
-export async function outputGrammar(loaded: LoadedModel, schema: Record<string, unknown>): Promise<LlamaGrammar> {
+export function outputGrammar(loaded: LoadedModel, schema: Record<string, unknown>): Promise<LlamaGrammar> {
+  const key = JSON.stringify(schema);
+  let cache = built.get(loaded);
+  if (!cache) built.set(loaded, (cache = new Map<string, Promise<LlamaGrammar>>()));
+  let grammar = cache.get(key);
+  cache.delete(key);
+  grammar ??= build(loaded, schema);
+  cache.set(key, grammar);
+  grammar.catch(() => cache.delete(key));
+  if (cache.size > KEPT) cache.delete(cache.keys().next().value!);
+  return grammar;
+}
+
+async function build(loaded: LoadedModel, schema: Record<string, unknown>): Promise<LlamaGrammar> {
   const llama = loaded.model.llama;
   if (Object.keys(schema).length === 0) return llama.getGrammarFor('json');
   try {

@@ -8,6 +8,7 @@ import type { ClientGate } from '../../clients.js';
 import { ServerError } from '../../errors.js';
 import { readJson, refusalHeaders, sendError, sendJson, type HttpExchange, type HttpRoute } from '../../transports/http-route.js';
 import { foreignHost } from '../../transports/origin.js';
+import { admitCaller } from './backend.js';
 
 export interface McpHttpOptions {
   newServer: (peer: ClientEnd) => McpServer;
@@ -16,6 +17,8 @@ export interface McpHttpOptions {
   loopbackOnly: boolean;
   /** Open sessions at most (`mcp.max_sessions`). */
   maxSessions: number;
+  /** Open sessions at most per key, or per address without keys (`mcp.max_sessions_per_key`). */
+  maxSessionsPerKey: number;
   /** A session with no request in progress for this long is closed; 0 never (`connections.idle_timeout_s`). */
   idleTimeoutMs: number;
   /** Largest message body (`http.max_body_bytes`). */
@@ -28,6 +31,8 @@ interface Session {
   transport: StreamableHTTPServerTransport;
   server: McpServer;
   keyId: string | undefined;
+  /** Whose sessions it counts among (`maxSessionsPerKey`): the key's id, else the address. */
+  owner: string;
   /** Requests in progress (an open GET stream counts). */
   active: number;
   idleTimer: NodeJS.Timeout | undefined;
@@ -88,7 +93,20 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
       const limit = this.#options.maxSessions;
       return refuseSession(res, 503, -32000, `Too many MCP sessions: at most ${limit} (setting mcp.max_sessions); end one with DELETE`);
     }
-    await this.#open(peer, exchange);
+    const owner = peer.key?.id ?? address;
+    const { maxSessionsPerKey: perKey } = this.#options;
+    if ([...this.#sessions.values()].filter((s) => s.owner === owner).length >= perKey) {
+      const message = `Too many MCP sessions for this key: at most ${perKey} (setting mcp.max_sessions_per_key); end one with DELETE`;
+      return refuseSession(res, 429, -32000, message);
+    }
+    try {
+      // An initialize spends one request of the client's rate, as every other request does.
+      admitCaller(gate, peer, 'initialize', 0);
+    } catch (err) {
+      if (!(err instanceof ServerError)) throw err;
+      return void sendError(res, err, 'mcp');
+    }
+    await this.#open(peer, owner, exchange);
   }
 
   /** Closes every session. Idempotent. */
@@ -102,9 +120,9 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
   }
 
   /** A request without a session: an `initialize` opens one; anything else is answered by the SDK (400) and forgotten. */
-  async #open(peer: ClientEnd, exchange: HttpExchange): Promise<void> {
+  async #open(peer: ClientEnd, owner: string, exchange: HttpExchange): Promise<void> {
     const server = this.#options.newServer(peer);
-    const session: Session = { transport: undefined!, server, keyId: peer.key?.id, active: 0, idleTimer: undefined };
+    const session: Session = { transport: undefined!, server, keyId: peer.key?.id, owner, active: 0, idleTimer: undefined };
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => void this.#sessions.set(id, session),

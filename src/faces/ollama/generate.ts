@@ -4,7 +4,7 @@ import type { ChatMessage } from '../../engine/types.js';
 import { sendJson, type HttpExchange } from '../../transports/http-route.js';
 import { readMessages, readTools } from '../chat-messages.js';
 import { serveGeneration, type TextRun } from '../generation.js';
-import { useModel, type GenerationRequest } from '../generation-request.js';
+import { honoursKeepAlive, useModel, type GenerationRequest } from '../generation-request.js';
 import { field, type HubDeps } from '../http-kit.js';
 import { readFormat, readModel, readOptions, readStream } from './request.js';
 import { NdjsonStream, now, timings } from './wire.js';
@@ -61,7 +61,7 @@ export async function generate(deps: HubDeps, exchange: HttpExchange, client: Cl
     // Ollama loads the model for an empty prompt (and unloads it with keep_alive 0), and answers once done.
     const lease = await useModel(deps, client, readModel(body), body.keep_alive, exchange.signal);
     lease.release();
-    const unload = body.keep_alive === 0 || body.keep_alive === '0' || body.keep_alive === '0s';
+    const unload = honoursKeepAlive(deps, client) && [0, '0', '0s'].includes(body.keep_alive as never);
     sendJson(exchange.res, 200, {
       model: readModel(body) ?? `${lease.name}:latest`,
       created_at: now(),

@@ -1,5 +1,5 @@
 /** Ollama's request fields: `options`, `format`, `stream`. */
-import { fieldReader } from '../../request-schema.js';
+import { checkOutputSchema, fieldReader } from '../../request-schema.js';
 import { FACE_SAMPLING, FACE_STOP, requestParts, type RequestParts } from '../generation-request.js';
 import { badField, field } from '../http-kit.js';
 
@@ -26,7 +26,10 @@ export function readFormat(body: Record<string, unknown>): Record<string, unknow
   const format = body.format;
   if (format === undefined || format === null || format === '') return undefined;
   if (format === 'json') return {};
-  if (typeof format === 'object' && !Array.isArray(format)) return format as Record<string, unknown>;
+  if (typeof format === 'object' && !Array.isArray(format)) {
+    checkOutputSchema(format, 'format');
+    return format as Record<string, unknown>;
+  }
   throw badField('format', 'must be "json" or a JSON Schema object');
 }
 

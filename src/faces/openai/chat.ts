@@ -2,6 +2,7 @@
 import type { Client } from '../../clients.js';
 import { readMessages, readTools } from '../chat-messages.js';
 import { serveGeneration } from '../generation.js';
+import { checkOutputSchema } from '../../request-schema.js';
 import { badField, field, type HubDeps } from '../http-kit.js';
 import { forcedCallSchema, type ToolCall, type ToolDefinition } from '../text-filters.js';
 import { sendJson, type HttpExchange } from '../../transports/http-route.js';
@@ -17,6 +18,7 @@ function readResponseFormat(body: Record<string, unknown>): Record<string, unkno
     const spec = format.json_schema as { schema?: unknown } | undefined;
     if (typeof spec?.schema !== 'object' || spec.schema === null)
       throw badField('response_format.json_schema.schema', 'must be a JSON Schema object');
+    checkOutputSchema(spec.schema, 'response_format.json_schema.schema');
     return spec.schema as Record<string, unknown>;
   }
   throw badField('response_format.type', `must be "text", "json_object" or "json_schema"; got ${JSON.stringify(format.type)}`);
@@ -43,6 +45,8 @@ export async function chatCompletions(deps: HubDeps, exchange: HttpExchange, cli
     const messages = readMessages(body.messages);
     const { tools, forced } = readToolChoice(body, readTools(body, true));
     const jsonSchema = forced ? forcedCallSchema(tools, forced.name) : readResponseFormat(body);
+    // A forced call's grammar is built from the parameters of the tools it may call.
+    if (forced) checkOutputSchema(jsonSchema, 'tools[].function.parameters');
     const id = openaiId('chatcmpl');
     const created = unixSeconds();
     const base = { id, object: 'chat.completion.chunk', created, model, system_fingerprint: null };

@@ -37,8 +37,13 @@ const CONFIG_PATH = '/playground/config.json';
 /** From dist/src/faces/playground/ (or src/faces/playground/) up to the package's root. */
 const DEFAULT_ROOT = new URL('../../../../public/', import.meta.url);
 
-/** The pages load only files of their own origin and talk to it (the chat) or to the server's WebSocket port (the playground): nothing from elsewhere. */
-const CSP = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; form-action 'none'";
+/**
+ * The pages load only files of their own origin and talk to it (the chat) or to the server's
+ * WebSocket port (the playground): nothing from elsewhere. No page may frame them (clickjacking):
+ * frame-ancestors, and X-Frame-Options for browsers without it.
+ */
+const CSP =
+  "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /** Whether a request for `/` asks for a page: a browser's Accept header names text/html; JSON-RPC clients do not. */
 function wantsHtml(headers: IncomingHttpHeaders | undefined): boolean {
@@ -75,7 +80,15 @@ export function playgroundRoute(options: PlaygroundOptions): HttpRoute {
       }
       const { file, type } = FILES.get(url.pathname)!;
       const body = await load(file);
-      res.writeHead(200, { ...headers, 'content-type': type, 'content-length': body.length, 'content-security-policy': CSP }).end(body);
+      res
+        .writeHead(200, {
+          ...headers,
+          'content-type': type,
+          'content-length': body.length,
+          'content-security-policy': CSP,
+          'x-frame-options': 'DENY',
+        })
+        .end(body);
     },
   };
 }
