@@ -8,6 +8,7 @@ import { Conversations } from './conversations.js';
 import { checkMemory } from './memory-budget.js';
 import { PromptFormat } from './prompt-format.js';
 import { SlotPool } from './slot-pool.js';
+import type { GrammarWorker } from './grammar-worker.js';
 import type { TokenEmbeddingIndex } from './token-embeddings.js';
 
 /** The engine's name in messages and in `data.engine`. */
@@ -31,6 +32,8 @@ export interface LoadedModel {
   embeddingIndex?: Promise<TokenEmbeddingIndex | string>;
   /** The chat wrapper of the GGUF's chat template, null when it has none; worked out on first use (chat-prompt.ts). */
   chatWrapper?: ChatWrapper | null;
+  /** Builds `json_schema` grammars off the event loop; started on first use (output-grammar.ts). */
+  grammars?: GrammarWorker;
 }
 
 /**
@@ -82,6 +85,7 @@ export async function loadModel(
 
 /** Frees the embedding context, every slot pool and the model. */
 export async function freeModel(loaded: LoadedModel): Promise<void> {
+  await loaded.grammars?.close();
   const embedding = await loaded.embedding?.catch(() => undefined);
   await embedding?.dispose();
   for (const pool of [loaded.base, ...loaded.adapters.values()]) await pool.context.dispose();

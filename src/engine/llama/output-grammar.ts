@@ -1,7 +1,8 @@
 /** `json_schema` on llama.cpp: the output is constrained by node-llama-cpp's JSON-schema grammar. */
-import type { LlamaGrammar } from 'node-llama-cpp';
+import { LlamaGrammar, LlamaText } from 'node-llama-cpp';
 import { fault } from '../../errors.js';
 import { errorText } from '../messages.js';
+import { GrammarWorker } from './grammar-worker.js';
 import type { LoadedModel } from './model.js';
 
 /** Grammars built lately, per model, by schema text, least recently used first. */
@@ -30,11 +31,12 @@ export function outputGrammar(loaded: LoadedModel, schema: Record<string, unknow
 async function build(loaded: LoadedModel, schema: Record<string, unknown>): Promise<LlamaGrammar> {
   const llama = loaded.model.llama;
   if (Object.keys(schema).length === 0) return llama.getGrammarFor('json');
+  let grammar: string;
   try {
-    // The schema comes from a client: node-llama-cpp checks it at run time, its compile-time type cannot.
-    const create = llama.createGrammarForJsonSchema.bind(llama) as (schema: unknown) => Promise<LlamaGrammar>;
-    return await create(schema);
+    grammar = await (loaded.grammars ??= new GrammarWorker()).text(schema);
   } catch (err) {
     throw fault('INVALID_PARAMS', 'detail', { detail: `"json_schema" cannot be turned into a grammar: ${errorText(err)}` });
   }
+  // As node-llama-cpp's LlamaJsonSchemaGrammar makes it from the same text.
+  return new LlamaGrammar(llama, { grammar, stopGenerationTriggers: [LlamaText(['\n'.repeat(4)])], trimWhitespaceSuffix: true });
 }
