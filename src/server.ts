@@ -347,7 +347,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
       ...(fleet ? { fleet: () => fleet.status() } : {}),
     },
   });
-  if (fleet) health.degradedWhen(() => fleet.degraded);
+  if (opened.redis) health.degradedWhen(() => fleet?.degraded ?? opened.redis?.link.trouble);
   routes = [playground, ...(mcp ? [mcp.route] : []), ...faces];
   health.serving(engine);
   const names = Object.entries(addresses).map(([name, address]) => `${name}=${address}`);

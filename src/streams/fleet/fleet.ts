@@ -177,9 +177,9 @@ export class SharedQueue implements Fleet {
     return this.#o.peers.abort(streamId);
   }
 
-  /** Why this instance serves its own queue, or undefined while the shared queue is reachable. */
+  /** Why this instance serves its own queue, or Redis is in trouble (full, not answering); undefined while all is well. */
   get degraded(): string | undefined {
-    return this.#unreachable;
+    return this.#unreachable ?? this.#o.link.trouble;
   }
 
   /** Runs of any instance executing here. */
