@@ -357,7 +357,7 @@ describe('Several instances sharing streams through Redis', function () {
         expect(refused.error, JSON.stringify(refused)).to.deep.include({ code: -32030 });
         expect(refused.error!.message).to.match(/full \(out of memory/);
         // A poll is answered (it frees memory), or refused the same way.
-        const polled = await b.http.call('poll', { stream_id });
+        const polled = await b.http.call('poll', { stream_id, after_seq: head.seq });
         if (polled.error) expect(polled.error.code).to.equal(-32030);
         await until('health says full', async () => /full/.test((await b.health!()).reason ?? ''));
         expect(await b.health!()).to.include({ status: 'ready', degraded: true });
