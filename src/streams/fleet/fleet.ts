@@ -179,7 +179,9 @@ export class SharedQueue implements Fleet {
 
   /** Why this instance serves its own queue, or Redis is in trouble (full, not answering); undefined while all is well. */
   get degraded(): string | undefined {
-    return this.#unreachable ?? this.#o.link.trouble;
+    const { problem, trouble } = this.#o.link;
+    if (this.#unreachable || !problem) return this.#unreachable;
+    return problem.startsWith('full') ? trouble : `the shared run queue (Redis) is ${problem}; this instance serves its own queue`;
   }
 
   /** Runs of any instance executing here. */

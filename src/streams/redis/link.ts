@@ -196,8 +196,13 @@ export class RedisLink {
 
   /** Why Redis cannot be used now (unreachable, not answering, full), for `/health`; undefined while it answers. */
   get trouble(): string | undefined {
-    const trouble = this.#trouble ?? (this.now() - this.#fullAt < FULL_MS ? 'full (out of memory: maxmemory reached)' : undefined);
-    return trouble && `Redis at ${this.where} is ${trouble}`;
+    const problem = this.problem;
+    return problem && `Redis at ${this.where} is ${problem}`;
+  }
+
+  /** The trouble alone: unreachable, not answering, or full (out of memory: maxmemory reached). */
+  get problem(): string | undefined {
+    return this.#trouble ?? (this.now() - this.#fullAt < FULL_MS ? 'full (out of memory: maxmemory reached)' : undefined);
   }
 
   /**
