@@ -155,6 +155,7 @@ export class RedisLink {
   /** When this instance found that Redis had lost its data (0: never). */
   lostDataAt = 0;
   readonly #log: Logger | undefined;
+  #closed = false;
 
   private constructor(redis: Redis, options: RedisLinkOptions, now: () => number) {
     this.redis = redis;
@@ -163,7 +164,7 @@ export class RedisLink {
     this.where = describe(options.url);
     this.now = now;
     this.#log = options.log;
-    redis.on('close', () => this.redis.status !== 'end' && this.#troubled('unreachable'));
+    redis.on('close', () => this.#closed || this.#troubled('unreachable'));
   }
 
   /** Connects; throws a clear error when Redis cannot be reached or does not answer. */
@@ -260,6 +261,7 @@ export class RedisLink {
   }
 
   close(): void {
+    this.#closed = true;
     this.redis.disconnect();
   }
 }
