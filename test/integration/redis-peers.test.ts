@@ -332,6 +332,24 @@ describe('Several instances sharing streams through Redis', function () {
       await until('health is plain ready again', async () => (await a.health!()).degraded === undefined);
     });
 
+    it('a long poll blocked in Redis when Redis stalls answers -32013 within its wait plus the command timeout', async () => {
+      const a = await start({ db: 13, parallel: 1, settings: { redis: { command_timeout_ms: 500 } } });
+      const blocker = await a.http.start(LONG);
+      const queued = await a.http.start(SHORT);
+      const started = Date.now();
+      const waiting = a.http.call('poll', { stream_id: queued.stream_id, after_seq: -1, wait_ms: 2_000 });
+      await untilBlockedRead(redis.url);
+      redis.signal('SIGSTOP');
+      try {
+        const res = await waiting;
+        expect(res.error, JSON.stringify(res)).to.deep.include({ code: -32013 });
+        expect(Date.now() - started).to.be.below(2_000 + 500 + 4_000);
+      } finally {
+        redis.signal('SIGCONT');
+      }
+      await a.http.result('rkllm_abort', { stream_id: blocker.stream_id });
+    });
+
     it('a server whose Redis accepts the connection but never answers fails to start, saying so', async () => {
       redis.signal('SIGSTOP');
       try {

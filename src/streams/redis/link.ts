@@ -8,6 +8,8 @@ import { fault, ServerError } from '../../errors.js';
 const CONNECT_TIMEOUT_MS = 5_000;
 /** The longest pause between two reconnection attempts: instances may come back from an outage that much apart. */
 export const RECONNECT_MAX_MS = 1_000;
+/** How long a command waits for Redis's reply by default (`redis.command_timeout_ms`). */
+const DEFAULT_COMMAND_TIMEOUT_MS = 2_000;
 /** How long Redis counts as full after it last refused a write for lack of memory (reads succeed meanwhile). */
 const FULL_MS = 5_000;
 
@@ -146,6 +148,8 @@ export class RedisLink {
   readonly url: string;
   /** Where Redis is, for logs and messages: the URL without credentials. */
   readonly where: string;
+  /** How long a command waits for Redis's reply. */
+  readonly commandTimeoutMs: number;
   /** When Redis last answered again after a trouble (lost, not answering, full); 0 if it never had one. */
   #recoveredAt = 0;
   #trouble: string | undefined;
@@ -164,12 +168,13 @@ export class RedisLink {
     this.where = describe(options.url);
     this.now = now;
     this.#log = options.log;
+    this.commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
     redis.on('close', () => this.#closed || this.#troubled('unreachable'));
   }
 
   /** Connects; throws a clear error when Redis cannot be reached or does not answer. */
   static async open(options: RedisLinkOptions): Promise<RedisLink> {
-    const redis = await connect(options.url, 'rkllm-mcp', options.commandTimeoutMs);
+    const redis = await connect(options.url, 'rkllm-mcp', options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
     try {
       const now = options.now ?? (await redisClock(redis));
       const link = new RedisLink(redis, options, now);
