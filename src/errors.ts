@@ -238,7 +238,29 @@ export const ERRORS = {
     meaning: 'The shared stream store (Redis) cannot be reached; retry once it is back (replies, or a final chunk naming the lost seqs).',
     messages: {
       unreachable: 'The stream store (Redis at {where}) is unreachable: {reason}. Retry shortly.',
-      lost: 'The stream store (Redis) was unreachable for more than {retry_ms} ms, so chunks {seqs} could not be stored; generation was stopped',
+      lost: 'The stream store (Redis) was unreachable or full for more than {retry_ms} ms, so chunks {seqs} could not be stored; generation was stopped',
+    },
+  },
+  STORE_FULL: {
+    code: -32030,
+    status: 503,
+    data: ['retry_after'],
+    meaning:
+      'The shared stream store (Redis) is full (its `maxmemory` is reached) and refuses writes: new runs, polls and chunks are refused until it has room; retry later.',
+    messages: {
+      full: 'The stream store (Redis at {where}) is full (out of memory: maxmemory reached) and refuses writes. Retry later.',
+    },
+  },
+  STORE_DATA_LOST: {
+    code: -32031,
+    data: ['stream_id', 'first_lost_seq', 'last_lost_seq'],
+    meaning:
+      'The shared stream store (Redis) lost its data (restarted without persistence, flushed, or failed over to a replica that lagged) while the stream or run was live; appears in final chunks and replies.',
+    messages: {
+      stream:
+        'The stream store (Redis) lost its data while this stream was live: its buffer is gone (seqs {seqs} were lost); the stream was ended',
+      run: 'The stream store (Redis) lost its data while this run was live: its queue entry is gone; the run was ended',
+      gone: 'Stream {stream_id} is unknown: the stream store (Redis) lost its data; if it was live, its final chunk (naming the lost seqs) follows once the instance generating it reports the loss',
     },
   },
   STREAM_OWNER_LOST: {

@@ -83,7 +83,10 @@ export function storeOptions(settings: Settings): StoreOptions {
   return {
     kind: s.store,
     limits: { maxBuffers: s.max_buffers, maxBufferBytes: s.max_buffer_bytes, bufferTimeoutMs: s.buffer_timeout_s * 1000 },
-    redis: { url: r.url, keyPrefix: r.key_prefix, leaseMs: r.lease_ms, retryMs: r.retry_ms, maxBlockingReads: r.max_blocking_connections },
+    redis: {
+      ...{ url: r.url, keyPrefix: r.key_prefix, leaseMs: r.lease_ms, retryMs: r.retry_ms, maxBlockingReads: r.max_blocking_connections },
+      commandTimeoutMs: r.command_timeout_ms,
+    },
   };
 }
 

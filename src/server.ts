@@ -322,7 +322,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
       },
       routes: [playground, ...(mcp ? [mcp.route] : []), ...faces],
     });
-    if (fleet) health.degradedWhen(() => fleet.degraded);
+    if (opened.redis) health.degradedWhen(() => fleet?.degraded ?? opened.redis?.link.trouble);
     health.serving(engine);
     const names = Object.entries(addresses).map(([name, address]) => `${name}=${address}`);
     const readyLine = `listening for connections: ${names.join(' ')} (engine ${engine.name}, model ${basename(engine.param.model_path)})`;

@@ -270,6 +270,12 @@ export const SETTINGS = section('Every setting.', {
       3_600_000,
       'How long storing a chunk is retried while Redis is unreachable before the stream is stopped with an error.',
     ),
+    command_timeout_ms: integer(
+      2000,
+      50,
+      600_000,
+      'How long a command waits for Redis to answer; past it Redis counts as not answering (a stall, a partition): /health says degraded, and the command is retried or fails as unreachable.',
+    ),
     max_blocking_connections: positive(
       64,
       10_000,

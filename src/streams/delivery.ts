@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { fault, type ServerError } from '../errors.js';
+import { fault, ServerError } from '../errors.js';
 import { requestKey, type BufferStore } from './buffer-store.js';
 import { followStored } from './follow.js';
 import { LiveSink } from './live-sink.js';
@@ -111,6 +111,10 @@ export class StreamDelivery {
           if (full && !chunk.end) this.#stop(stream, this.#bufferFull());
         })
         .catch((err: unknown) => {
+          if (err instanceof ServerError) {
+            this.#log.warn({ err, stream_id: stream.id }, 'could not buffer a chunk');
+            return this.#stop(stream, err);
+          }
           this.#log.error({ err, stream_id: stream.id }, 'could not buffer a chunk');
           this.#stop(stream, fault('INTERNAL_ERROR', 'buffer_failed'));
         });

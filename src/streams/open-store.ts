@@ -18,6 +18,8 @@ export interface StoreOptions {
     leaseMs: number;
     retryMs: number;
     maxBlockingReads: number;
+    /** How long a command waits for Redis's reply. */
+    commandTimeoutMs?: number;
   };
 }
 
@@ -43,9 +45,9 @@ export async function openStore(options: StoreOptions, log: Logger): Promise<Ope
     const store = new MemoryBufferStore({ limits });
     return { store, close: () => store.close() };
   }
-  const { url, keyPrefix, leaseMs, retryMs, maxBlockingReads } = options.redis;
+  const { url, keyPrefix, leaseMs, retryMs, maxBlockingReads, commandTimeoutMs } = options.redis;
   if (url === null) throw new Error('streams.store is "redis" but no Redis URL is set: give --redis URL or the setting redis.url');
-  const link = await RedisLink.open({ url, keyPrefix });
+  const link = await RedisLink.open({ url, keyPrefix, log, ...(commandTimeoutMs ? { commandTimeoutMs } : {}) });
   const instanceId = `${process.pid}-${randomBytes(6).toString('hex')}`;
   const store = new RedisBufferStore({ link, limits, instanceId, leaseMs, retryMs, maxBlockingReads });
   let peers: RedisPeers;

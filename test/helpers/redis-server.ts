@@ -17,6 +17,8 @@ export interface RedisProcess {
   start(): Promise<void>;
   /** Stops it and removes its data. */
   dispose(): Promise<void>;
+  /** Sends it a signal: SIGSTOP stalls it (it accepts connections and answers nothing), SIGCONT resumes it. */
+  signal(signal: NodeJS.Signals): void;
 }
 
 const READY_TIMEOUT_MS = 10_000;
@@ -83,11 +85,13 @@ export async function startRedis(): Promise<RedisProcess> {
     url: `redis://127.0.0.1:${port}`,
     stop,
     start,
+    signal: (signal) => void proc?.kill(signal),
     restart: async () => {
       await stop();
       await start();
     },
     dispose: async () => {
+      proc?.kill('SIGCONT');
       await stop();
       rmSync(dir, { recursive: true, force: true });
     },

@@ -282,6 +282,22 @@ describe('A fleet: one run queue across instances on Redis', function () {
     });
   });
 
+  it('a run whose receiver was killed with SIGKILL is stopped where it executes, freeing its slot', async () => {
+    const [r, e] = await Promise.all([instance(9), instance(9)]);
+    await until('both registered', async () => (await e.http.result('engine_status', {})).fleet.instances.length === 2);
+    // R's only slot runs a run pinned to it, so the run R receives next executes on E.
+    const pinned = await r.http.start({ ...LONG, keep_history: 1 });
+    await r.http.firstChunk(pinned.stream_id);
+    const { stream_id } = await r.http.start(LONG);
+    await e.http.firstChunk(stream_id);
+    expect(await running(e)).to.equal(true);
+    r.proc.proc.kill('SIGKILL');
+    // R's streams end when their lease runs out; E then stops the run nobody reads (it had 15,000 tokens to go).
+    await until('E stopped the run', async () => !(await running(e)), LEASE_MS * 4);
+    const last = await e.http.drain(stream_id, { afterSeq: true, waitMs: 5000 });
+    expect(last.last.error).to.deep.include({ code: -32014 });
+  });
+
   it('holds per-client limits across the fleet: queue share and stream count', async () => {
     const keys = ['fleet-test-key-one-0123456789', 'fleet-test-key-two-0123456789'];
     const settings = { auth: { api_keys: keys }, limits: { max_streams: 3 }, engine: { queue_limit_per_client: 1 } };

@@ -12,7 +12,7 @@ import { freePort, startRedis, type RedisProcess } from '../helpers/redis-server
 import { HttpRpc, type Chunk } from '../helpers/rpc.js';
 import { runCli, startServer } from '../helpers/server-process.js';
 import { merge } from '../../src/settings.js';
-import { startTestServer } from '../helpers/server.js';
+import { startTestServer, type CapturedLog } from '../helpers/server.js';
 
 const LEASE_MS = 1000;
 /** Long enough to still be generating while a test acts (the tiny model makes ~2000 tokens/s here). */
@@ -24,6 +24,9 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 interface Instance {
   addresses: Record<string, string>;
   http: HttpRpc;
+  /** In-process instances: their log, and `GET /health`. */
+  log?: CapturedLog;
+  health?: () => Promise<{ status: string; degraded?: boolean; reason?: string }>;
   /** Shuts down gracefully (streams cut short get their shutdown chunk). */
   stop(): Promise<void>;
 }
@@ -34,7 +37,8 @@ async function drain(rpc: HttpRpc, streamId: string, afterSeq = -1): Promise<{ t
   let unavailable = 0;
   for (let polls = 0; polls < 20_000; polls++) {
     const res = await rpc.call<{ chunk: Chunk | null }>('poll', { stream_id: streamId, after_seq: afterSeq, wait_ms: 5000 });
-    if (res.error?.code === -32013 && unavailable < 200) {
+    // -32031: Redis lost its data, and the stream's final chunk is not written yet.
+    if ((res.error?.code === -32013 || res.error?.code === -32031) && unavailable < 200) {
       unavailable++;
       await sleep(50);
       continue;
@@ -90,7 +94,9 @@ describe('Several instances sharing streams through Redis', function () {
       ws: { enabled: false },
     };
     const server = await startTestServer({ settings: merge(shared, options.settings ?? {}) });
-    const made = { addresses: server.addresses, http: server.http, stop: () => server.close() };
+    const health = async (): Promise<{ status: string; degraded?: boolean; reason?: string }> =>
+      (await fetch(`${server.url}health`)).json() as Promise<{ status: string; degraded?: boolean; reason?: string }>;
+    const made = { addresses: server.addresses, http: server.http, stop: () => server.close(), log: server.log, health };
     instances.push(made);
     return made;
   }
@@ -259,5 +265,160 @@ describe('Several instances sharing streams through Redis', function () {
     const res = await runCli(['--redis', url, '--http', '0', '--tcp', '0', '--udp', '0', '--ws', '0']);
     expect(res.code).to.not.equal(0);
     expect(res.stderr).to.match(/Cannot connect to Redis at redis:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/);
+  });
+
+  describe('Redis faults', () => {
+    const SHORT = { prompt_input: 'The Queen said', max_new_tokens: 40, ...greedy };
+    let admin: Redis;
+    afterEach(() => admin?.disconnect());
+    /** A client of database `db`, for the test to break it. */
+    const adminOf = (db: number): Redis => (admin = new Redis(`${redis.url}/${db}`, { maxRetriesPerRequest: 1 }));
+    /** Waits until `check` holds, at most `withinMs`. */
+    async function until(what: string, check: () => Promise<boolean>, withinMs = 10_000): Promise<void> {
+      for (const deadline = Date.now() + withinMs; Date.now() < deadline; await sleep(50)) if (await check()) return;
+      throw new Error(`not within ${withinMs} ms: ${what}`);
+    }
+
+    it('after Redis loses its data (FLUSHDB), a live stream ends with a clear error, never with the text of a run started after', async () => {
+      const [a, b] = [await start({ db: 7, parallel: 1 }), await start({ db: 7, parallel: 1 })];
+      const solo = (await b.http.result('rkllm_run', SHORT)).text as string;
+      const tcp = await connectLive('tcp', a.addresses);
+      try {
+        const id = tcp.send('rkllm_run_async', LONG);
+        await tcp.untilPending(id, 1);
+        await adminOf(7).flushdb();
+        // Runs started after the loss: before ids had a random part, one took the live stream's id.
+        const after = await Promise.all([b.http.result('rkllm_run', SHORT), a.http.result('rkllm_run', SHORT)]);
+        for (const run of after) expect(run.text).to.equal(solo);
+        const { last, text } = await tcp.collect(id, 20_000);
+        expect(text).to.not.include(solo);
+        expect(last).to.deep.include({ end: true, finish_reason: 'error' });
+        expect(last.error, JSON.stringify(last)).to.deep.include({ code: -32031 });
+        expect(last.error!.message).to.match(/lost its data/);
+        await a.log!.line('Redis lost its data', 5_000);
+      } finally {
+        await tcp.close();
+      }
+    });
+
+    it('a polled stream whose buffer Redis lost ends with a final chunk naming the lost seqs', async () => {
+      const [a, b] = [await start({ db: 8, parallel: 1, settings: { fleet: { shared_queue: false } } }), await start({ db: 8 })];
+      const { stream_id } = await a.http.start(LONG);
+      const head = await b.http.firstChunk(stream_id);
+      await adminOf(8).flushdb();
+      const { last } = await drain(b.http, stream_id, head.seq);
+      expect(last).to.deep.include({ end: true, finish_reason: 'error' });
+      expect(last.error, JSON.stringify(last)).to.deep.include({ code: -32031 });
+      const data = (last.error as { data?: { last_lost_seq?: number } }).data;
+      expect(data).to.include({ stream_id, first_lost_seq: 0 });
+      expect(data!.last_lost_seq).to.be.a('number').at.least(head.seq);
+    });
+
+    it('while Redis accepts connections but answers nothing, commands time out, runs are served and /health says degraded', async () => {
+      const a = await start({ db: 9 });
+      const solo = (await a.http.result('rkllm_run', SHORT)).text as string;
+      redis.signal('SIGSTOP');
+      try {
+        await until('health says degraded', async () => (await a.health!()).degraded === true);
+        expect((await a.health!()).reason).to.match(/not answering|unreachable/);
+        const started = Date.now();
+        expect((await a.http.result('rkllm_run', SHORT)).text).to.equal(solo);
+        expect((await a.http.result('engine_status', {})).fleet).to.include({ mode: 'local' });
+        expect((await a.http.call('poll', { stream_id: 'nope' })).error).to.deep.include({ code: -32013 });
+        expect(Date.now() - started).to.be.below(5_000);
+      } finally {
+        redis.signal('SIGCONT');
+      }
+      await until('health is plain ready again', async () => (await a.health!()).degraded === undefined);
+    });
+
+    it('a long poll blocked in Redis when Redis stalls answers -32013 within its wait plus the command timeout', async () => {
+      const a = await start({ db: 13, parallel: 1, settings: { redis: { command_timeout_ms: 500 } } });
+      const blocker = await a.http.start(LONG);
+      const queued = await a.http.start(SHORT);
+      const started = Date.now();
+      const waiting = a.http.call('poll', { stream_id: queued.stream_id, after_seq: -1, wait_ms: 2_000 });
+      await untilBlockedRead(redis.url);
+      redis.signal('SIGSTOP');
+      try {
+        const res = await waiting;
+        expect(res.error, JSON.stringify(res)).to.deep.include({ code: -32013 });
+        expect(Date.now() - started).to.be.below(2_000 + 500 + 4_000);
+      } finally {
+        redis.signal('SIGCONT');
+      }
+      await a.http.result('rkllm_abort', { stream_id: blocker.stream_id });
+    });
+
+    it('a server whose Redis accepts the connection but never answers fails to start, saying so', async () => {
+      redis.signal('SIGSTOP');
+      try {
+        const started = Date.now();
+        const failed = await start({ db: 9 }).then(
+          () => new Error('started'),
+          (err: Error) => err,
+        );
+        expect(failed.message).to.match(/did not answer|timed out/i);
+        expect(Date.now() - started).to.be.below(15_000);
+      } finally {
+        redis.signal('SIGCONT');
+      }
+    });
+
+    it('a full Redis (maxmemory) refuses new runs with their own code, says so in /health, and ends no live stream', async () => {
+      const [a, b] = [await start({ db: 10, parallel: 1 }), await start({ db: 10, parallel: 1 })];
+      const { stream_id } = await a.http.start({ ...LONG, max_new_tokens: 16_000 });
+      const head = await b.http.firstChunk(stream_id);
+      await adminOf(10).config('SET', 'maxmemory', '1');
+      try {
+        const refused = await b.http.call('rkllm_run_async', SHORT);
+        expect(refused.error, JSON.stringify(refused)).to.deep.include({ code: -32030 });
+        expect(refused.error!.message).to.match(/full \(out of memory/);
+        // A poll is answered (it frees memory), or refused the same way.
+        const polled = await b.http.call('poll', { stream_id, after_seq: head.seq });
+        if (polled.error) expect(polled.error.code).to.equal(-32030);
+        await until('health says full', async () => /full/.test((await b.health!()).reason ?? ''));
+        expect(await b.health!()).to.include({ status: 'ready', degraded: true });
+        await sleep(LEASE_MS * 3);
+      } finally {
+        await admin.config('SET', 'maxmemory', '0');
+      }
+      await a.http.result('rkllm_abort', { stream_id });
+      const { last } = await drain(b.http, stream_id, head.seq);
+      expect(last, JSON.stringify(last)).to.deep.include({ end: true, finish_reason: 'abort' });
+    });
+
+    it('logs a change of Redis state once, not every round, during an outage', async () => {
+      const a = await start({ db: 11 });
+      const count = (text: string): number => a.log!.lines.filter((l) => String(l.msg).includes(text)).length;
+      await redis.stop();
+      try {
+        await until('logged unreachable', async () => count('unreachable') > 0);
+        await sleep(2_000);
+        expect(count('answers again'), a.log!.text()).to.equal(0);
+      } finally {
+        await redis.start();
+      }
+      await until('logged back', async () => count('answers again') > 0);
+      await sleep(1_000);
+      expect(count('answers again')).to.be.at.most(2);
+    });
+
+    it('a stall shorter than retry_ms loses nothing and ends no stream', async () => {
+      const settings = { redis: { retry_ms: 8_000 } };
+      const [a, b] = [await start({ db: 12, parallel: 1, settings }), await start({ db: 12, parallel: 1, settings })];
+      const params = { ...LONG, max_new_tokens: 3000 };
+      const expected = (await a.http.result('rkllm_run', params)).text as string;
+      const streams = await Promise.all([a.http.start(params), b.http.start(params)]);
+      const heads = await Promise.all(streams.map((s) => b.http.firstChunk(s.stream_id)));
+      redis.signal('SIGSTOP');
+      await sleep(LEASE_MS * 3);
+      redis.signal('SIGCONT');
+      for (const [i, s] of streams.entries()) {
+        const rest = await drain(a.http, s.stream_id, heads[i]!.seq);
+        expect(rest.last, JSON.stringify(rest.last)).to.deep.include({ end: true, finish_reason: 'length' });
+        expect(heads[i]!.delta + rest.text).to.equal(expected);
+      }
+    });
   });
 });

@@ -146,14 +146,14 @@ describe('RedisBufferStore', function () {
         let busy = false;
         // The stream id of each run is its label.
         const claim = async (): Promise<void> => {
-          const claimed = (await link.run(CLAIM, [now, now + 60_000, 'x', 1, 'c'])) as string[];
+          const claimed = (await link.run(CLAIM, [now, 60_000, 'x', 1, 'c'])) as string[];
           busy = claimed.length > 0;
           if (busy) served.push(claimed[3]!);
         };
         for (const event of vector.events) {
           if (event === '-') await claim();
           else {
-            await link.run(ENQUEUE, [now, 'c', '{}', event[0]!, '{}', 'x', event, 1000, 0, 0, 0]);
+            await link.run(ENQUEUE, [now, 'c', '{}', event[0]!, '{}', 'x', event, 1000, 0, 0, 0, 'r']);
             if (!busy) await claim();
           }
         }

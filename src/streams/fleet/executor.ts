@@ -7,7 +7,7 @@ import {
   type RunOutcome,
   type RunRequest,
 } from '../../engine/types.js';
-import { Leases } from '../redis/leases.js';
+import { Leases, SKIPPED } from '../redis/leases.js';
 import { RECONNECT_MAX_MS, retrying, type RedisLink } from '../redis/link.js';
 import type { FleetParts } from './fleet.js';
 import type { RunNeeds } from './needs.js';
@@ -67,7 +67,10 @@ export class FleetExecutor {
       onRound: (_task, err) => options.onReachable(err === undefined, (err as Error | undefined)?.message),
     });
     executor.#leases = leases;
-    leases.every(options.checkIntervalMs, 'check', async () => executor.kick());
+    leases.every(options.checkIntervalMs, 'check', async () => {
+      executor.kick();
+      return SKIPPED;
+    });
     executor.kick();
     return executor;
   }
@@ -142,7 +145,7 @@ export class FleetExecutor {
     let claimed: Claimed;
     try {
       const classes = await this.#servable();
-      claimed = (await link.run(CLAIM, [link.now(), link.now() + leaseMs, instanceId, free, ...classes])) as Claimed;
+      claimed = (await link.run(CLAIM, [link.now(), leaseMs, instanceId, free, ...classes])) as Claimed;
     } catch (err) {
       release();
       throw err;
@@ -222,7 +225,7 @@ export class FleetExecutor {
     const info = JSON.stringify({ engine: engine.name, slots: scheduler.slots, models: capability.models() });
     // Once it stops claiming, its slots no longer count as free for the fleet.
     const free = this.#stopped ? 0 : scheduler.slots - scheduler.active;
-    const statuses = (await link.run(RENEW, [link.now(), link.now() + leaseMs, instanceId, free, info, ...ids])) as string[];
+    const statuses = (await link.run(RENEW, [link.now(), leaseMs, instanceId, free, info, ...ids])) as string[];
     ids.forEach((id, i) => {
       if (statuses[i] !== 'ok') this.#running.get(id)?.controller.abort();
     });

@@ -177,9 +177,11 @@ export class SharedQueue implements Fleet {
     return this.#o.peers.abort(streamId);
   }
 
-  /** Why this instance serves its own queue, or undefined while the shared queue is reachable. */
+  /** Why this instance serves its own queue, or Redis is in trouble (full, not answering); undefined while all is well. */
   get degraded(): string | undefined {
-    return this.#unreachable;
+    const { problem, trouble } = this.#o.link;
+    if (this.#unreachable || !problem) return this.#unreachable;
+    return problem.startsWith('full') ? trouble : `the shared run queue (Redis) is ${problem}; this instance serves its own queue`;
   }
 
   /** Runs of any instance executing here. */

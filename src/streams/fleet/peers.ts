@@ -32,7 +32,7 @@ interface Owned {
   endedAt: number | undefined;
 }
 
-type Heartbeat = 'ok' | 'abort' | 'ended' | 'gone';
+type Heartbeat = 'ok' | 'abort' | 'ended' | 'gone' | 'lost';
 
 /**
  * The peers of one instance on a shared Redis (one Redis server, not Redis Cluster). Each instance
@@ -98,9 +98,10 @@ export class RedisPeers implements Fleet {
   async #heartbeat(): Promise<void> {
     const graceEnd = Date.now() - (this.#options.retryMs * 2 + this.#options.leaseMs);
     for (const [id, owned] of this.#owned) if (owned.endedAt !== undefined && owned.endedAt < graceEnd) this.#owned.delete(id);
+    await this.#link.checkEpoch();
     const ids = [...this.#owned.keys()];
     if (ids.length === 0) return;
-    const statuses = (await this.#link.run(HEARTBEAT, [this.#link.now() + this.#options.leaseMs, ...ids])) as Heartbeat[];
+    const statuses = (await this.#link.run(HEARTBEAT, [this.#options.leaseMs, ...ids])) as Heartbeat[];
     ids.forEach((id, i) => {
       const status = statuses[i];
       if (status === 'abort') this.#abortLocal(id);

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { LLMCallState, emptyPerf, type Engine, type LLMResultCallback, type RunOutcome, type RunRequest } from '../../engine/types.js';
 import { unknownAdapter } from '../../engine/unknown-adapter.js';
@@ -69,7 +70,8 @@ export class FleetQueue implements SharedRuns {
     const elsewhere = request.refusal ? 1 : 0;
     let reply: Enqueued;
     try {
-      reply = (await link.run(ENQUEUE, [...args, limits.queueLimit, limits.clientQueueLimit, limits.maxStreams, elsewhere])) as Enqueued;
+      const limitArgs = [limits.queueLimit, limits.clientQueueLimit, limits.maxStreams, elsewhere];
+      reply = (await link.run(ENQUEUE, [...args, ...limitArgs, randomBytes(6).toString('hex')])) as Enqueued;
     } catch (err) {
       if (!(err instanceof Error) || err.name !== 'STORE_UNAVAILABLE') throw err;
       this.#o.onReachable(false, err.message);
@@ -153,6 +155,10 @@ class QueuedRun implements SharedRun {
         if (Date.now() - unreachableSince > this.#o.retryMs) throw link.unavailable(err);
         await delay(RETRY_PAUSE_MS);
         continue;
+      }
+      // Nothing came for a while: its entry must still be in Redis (Redis may have lost its data).
+      if (!read && !(await link.redis.exists(`${link.prefix}fq:j:${this.#id}`).catch(() => 1))) {
+        throw fault('STORE_DATA_LOST', 'run', {}, { stream_id: this.#streamId });
       }
       for (const [id, fields] of read?.[0]?.[1] ?? []) {
         last = id;

@@ -9,7 +9,7 @@
  *                   done), attempt (claims so far), exec (the claiming instance), tokens (1 once
  *                   it produced text), retried (1 once re-queued), abort (1 when its receiver asks)
  * - Q..'q:'..cls    the runs waiting in one class (runs with the same needs), scored by turn; a
- *                   tie goes to the earlier run (ids are zero-padded enqueue counts)
+ *                   tie goes to the earlier run (ids are zero-padded enqueue counts, then a random part)
  * - Q..'classes'    the classes with waiting runs; Q..'need:'..cls what a class needs (JSON)
  * - Q..'claims'     claimed runs, scored by when their executor's lease runs out
  * - Q..'last'       each client's last turn; Q..'svc' the turn in service: the fair-queue rule of
@@ -27,7 +27,7 @@ import { script } from '../redis/scripts.js';
 /**
  * ARGV: P, now, cls, needs JSON, client, params JSON, origin, stream id, queue_limit,
  * client_queue_limit (0: none), max_streams (0: none), elsewhere (1: the receiver lacks the LoRA
- * adapter the run names). Checks that some live instance serving the run's model has its adapter
+ * adapter the run names), a random id part (ids never repeat, even after Redis lost its data). Checks that some live instance serving the run's model has its adapter
  * (with elsewhere), then the fleet-wide limits, and queues the run at its client's next turn.
  * Returns {'ok', id}, {'no_adapter'}, {'streams', count}, {'queue_full', running, queued} or
  * {'client_queue_full', queued by the client}.
@@ -63,7 +63,7 @@ end
 local svc = tonumber(redis.call('GET', Q .. 'svc') or '0')
 local turn = math.max(tonumber(redis.call('HGET', Q .. 'last', client) or '0'), svc) + 1
 redis.call('HSET', Q .. 'last', client, turn)
-local id = string.format('%015d', redis.call('INCR', Q .. 'seq'))
+local id = string.format('%015d', redis.call('INCR', Q .. 'seq')) .. '-' .. ARGV[13]
 redis.call('HSET', job(id), 'cls', cls, 'client', client, 'params', ARGV[6], 'origin', ARGV[7], 'stream', ARGV[8],
   'turn', turn, 'state', 'queued', 'attempt', 0, 'tokens', 0, 'retried', 0)
 redis.call('SET', Q .. 'need:' .. cls, ARGV[4])
@@ -73,7 +73,7 @@ return {'ok', id}
 `);
 
 /**
- * ARGV: P, now, lease_until, instance, free slots before this claim, cls... (the classes it can
+ * ARGV: P, now, lease_ms, instance, free slots before this claim, cls... (the classes it can
  * serve). Claims the waiting run with the lowest turn among them, the earlier on a tie, and
  * records this instance's free slots. Returns {} or {id, attempt, params, stream}.
  */
@@ -98,7 +98,7 @@ local client = redis.call('HGET', j, 'client')
 unqueue(best, best_cls, client)
 local attempt = redis.call('HINCRBY', j, 'attempt', 1)
 redis.call('HSET', j, 'state', 'claimed', 'exec', instance, 'sent', -1)
-redis.call('ZADD', Q .. 'claims', ARGV[3], best)
+redis.call('ZADD', Q .. 'claims', clock() + tonumber(ARGV[3]), best)
 redis.call('HSET', Q .. 'free', instance, free - 1)
 local svc = math.max(tonumber(redis.call('GET', Q .. 'svc') or '0'), best_turn - 1)
 redis.call('SET', Q .. 'svc', svc)
@@ -135,33 +135,37 @@ return 1
 `);
 
 /**
- * ARGV: P, now, lease_until, instance, free slots, info JSON, id... (the runs it executes).
+ * ARGV: P, now, lease_ms, instance, free slots, info JSON, id... (the runs it executes).
  * Renews the instance's registration and its claims. Returns one status per id: ok, abort (its
- * receiver asks it to stop) or lost (the claim is no longer its own).
+ * receiver asks it to stop, or its receiver's buffered stream has ended: the receiver died) or lost (the claim is no longer its own).
  */
 export const RENEW = script(`
-local instance = ARGV[4]
-redis.call('ZADD', Q .. 'alive', ARGV[3], instance)
+local instance, until_ = ARGV[4], clock() + tonumber(ARGV[3])
+redis.call('ZADD', Q .. 'alive', until_, instance)
 redis.call('HSET', Q .. 'free', instance, ARGV[5])
 redis.call('HSET', Q .. 'info', instance, ARGV[6])
-return renew(Q .. 'claims', ARGV[3], 7, function(id)
-  local s = redis.call('HMGET', job(id), 'state', 'exec', 'abort')
+return renew(Q .. 'claims', until_, 7, function(id)
+  local s = redis.call('HMGET', job(id), 'state', 'exec', 'abort', 'stream')
   if s[1] ~= 'claimed' or s[2] ~= instance then return 'lost' end
   if s[3] == '1' then return 'abort' end
+  -- Its receiver's stream has ended (its receiver died: a lease check ended it) or was dropped: nobody reads the run.
+  local ended = redis.call('HGET', meta(s[4]), 'ended')
+  if ended == '1' or (not ended and redis.call('EXISTS', P .. 'gone:' .. s[4]) == 1) then return 'abort' end
   return 'ok'
 end)
 `);
 
 /**
- * ARGV: P, now, ttl_ms, limit. Forgets instances whose registration ran out, and takes back the
+ * ARGV: P, now (when sent; the earlier of it and Redis's clock judges), ttl_ms, limit. Forgets instances whose registration ran out, and takes back the
  * claims whose lease ran out: a run that produced no text yet and was never retried goes back to
  * the front of its queue (its old turn) once; any other ends with a "lost" entry to its receiver.
  * Returns {requeued ids, ended ids}.
  */
 export const REAP = script(`
-for _, inst in ipairs(expired(Q .. 'alive', ARGV[2], -1)) do leave(inst) end
+local now = math.min(clock(), tonumber(ARGV[2]))
+for _, inst in ipairs(expired(Q .. 'alive', now, -1)) do leave(inst) end
 local requeued, ended = {}, {}
-for _, id in ipairs(expired(Q .. 'claims', ARGV[2], ARGV[4])) do
+for _, id in ipairs(expired(Q .. 'claims', now, ARGV[4])) do
   local s = redis.call('HMGET', job(id), 'state', 'tokens', 'retried', 'cls', 'turn', 'client', 'exec', 'attempt')
   if s[1] == 'claimed' then
     if s[2] ~= '1' and s[3] ~= '1' then
@@ -217,12 +221,14 @@ return out
 `);
 
 /**
- * ARGV: P, lease_until, id... (the streams this instance generates). Renews their leases.
- * Returns one status per id: ok, abort (asked to stop elsewhere), ended or gone.
+ * ARGV: P, lease_ms, id... (the streams this instance generates). Renews their leases (by Redis's clock).
+ * Returns one status per id: ok, abort (asked to stop elsewhere), ended, gone, or lost (gone without a
+ * trace: Redis lost its data; its next chunk reports it).
  */
 export const HEARTBEAT = script(`
-return renew(P .. 'leases', ARGV[2], 3, function(id)
+return renew(P .. 'leases', clock() + tonumber(ARGV[2]), 3, function(id)
   local s = redis.call('HMGET', meta(id), 'ended', 'abort')
+  if not s[1] and redis.call('EXISTS', P .. 'gone:' .. id) == 0 then return 'lost' end
   if not s[1] then return 'gone' end
   if s[1] == '1' then return 'ended' end
   if s[2] == '1' then return 'abort' end
@@ -231,13 +237,13 @@ end)
 `);
 
 /**
- * ARGV: P, now, final chunk template (JSON), bytes of a final chunk, ttl_ms, limit. Ends each
+ * ARGV: P, now (when sent; the earlier of it and Redis's clock judges), final chunk template (JSON), bytes of a final chunk, ttl_ms, limit. Ends each
  * stream whose lease ran out with the template as its final chunk (numbered after the last one,
  * its error naming the owner); returns their ids. A stream is ended once only, whoever runs this.
  */
 export const EXPIRE_LEASES = script(`
 local ended = {}
-for _, id in ipairs(expired(P .. 'leases', ARGV[2], ARGV[6])) do
+for _, id in ipairs(expired(P .. 'leases', math.min(clock(), tonumber(ARGV[2])), ARGV[6])) do
   local s = redis.call('HMGET', meta(id), 'last', 'ended', 'owner')
   if s[1] and s[2] ~= '1' then
     local chunk = cjson.decode(ARGV[3])

@@ -41,10 +41,20 @@ export class BlockingReads {
     const remaining = deadline - Date.now();
     const unblock = (): void => this.#unblock(reader);
     signal?.addEventListener('abort', unblock, { once: true });
+    let timer: NodeJS.Timeout | undefined;
     try {
-      if (remaining > 0 && !signal?.aborted) return await reader.redis.xread('BLOCK', remaining, 'STREAMS', key, afterId);
-      return null;
+      if (remaining <= 0 || signal?.aborted) return null;
+      // A read Redis does not answer within its block time plus the command timeout (a stall) fails; its connection is dropped.
+      const silent = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          this.#all.delete(reader);
+          reader.redis.disconnect();
+          reject(new Error('Command timed out (a blocking read)'));
+        }, remaining + this.#link.commandTimeoutMs);
+      });
+      return await Promise.race([reader.redis.xread('BLOCK', remaining, 'STREAMS', key, afterId), silent]);
     } finally {
+      clearTimeout(timer);
       signal?.removeEventListener('abort', unblock);
       this.#release(reader);
     }
@@ -98,7 +108,7 @@ export class BlockingReads {
   }
 
   #release(reader: Reader): void {
-    if (this.#closed) return;
+    if (this.#closed || !this.#all.has(reader)) return;
     const next = this.#queue.shift();
     if (next) next(reader);
     else this.#idle.push(reader);

@@ -18,6 +18,9 @@ export interface LeasesOptions {
   onRound: (task: string, err?: unknown) => void;
 }
 
+/** What a task returns for a round that did not ask Redis: no news of it, so not reported. */
+export const SKIPPED = Symbol('skipped');
+
 /**
  * The fleet's one lease primitive, held by the peers (the streams generated here) and by the fleet
  * executor (the runs it claimed). Each lease is a member of a Redis sorted set scored by when it
@@ -56,25 +59,24 @@ export class Leases {
     const renewNow = (): void => leases.now('renew', options.renew);
     link.redis.on('ready', renewNow);
     leases.#stopListening = () => link.redis.off('ready', renewNow);
-    leases.every(leaseMs / 2, 'reap', async () => {
-      if (link.stableFor(options.reapAfterMs)) await options.reap();
-    });
+    // A round skipped (Redis not back for long enough) is no news of Redis: it is not reported.
+    leases.every(leaseMs / 2, 'reap', async () => (link.stableFor(options.reapAfterMs) ? options.reap() : SKIPPED));
     return leases;
   }
 
   /** Runs `task` every `ms`, one round at a time. */
-  every(ms: number, name: string, task: () => Promise<void>): void {
+  every(ms: number, name: string, task: () => Promise<unknown>): void {
     const timer = setInterval(() => this.now(name, task), ms);
     timer.unref();
     this.#timers.push(timer);
   }
 
   /** Runs a round of `task` now, unless one is under way or the leases are closed. */
-  now(name: string, task: () => Promise<void>): void {
+  now(name: string, task: () => Promise<unknown>): void {
     if (this.#busy.has(name) || this.#timers.length === 0) return;
     this.#busy.add(name);
     task()
-      .then(() => this.#o.onRound(name))
+      .then((done) => done !== SKIPPED && this.#o.onRound(name))
       .catch((err: unknown) => this.#o.onRound(name, err))
       .finally(() => this.#busy.delete(name));
   }

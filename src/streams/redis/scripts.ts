@@ -22,6 +22,13 @@ const PRELUDE = `
 local P = ARGV[1]
 local Q = P .. 'fq:'
 
+-- Redis's clock, in ms. Leases are given by it when a script runs, so a renewal sent before a stall
+-- and run after it still gives a full lease; they are judged by the earlier of it and the time the
+-- check was sent, so a check sent before a stall judges nothing that ran out during it.
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 -- The lease primitive (see leases.ts): a lease is a member of the sorted set "set", scored by when it runs out.
 -- Renews the leases ARGV[from..] until "until_" where "status(id)" says 'ok' or 'abort'; returns each status.
 local function renew(set, until_, from, status)
@@ -117,7 +124,7 @@ export function script(body: string): Script {
   return new Script(PRELUDE + body);
 }
 
-/** ARGV: P, id, max_buffers, expires_at, request_key, owner ('' for none), lease_until. Returns ok, exists or full. */
+/** ARGV: P, id, max_buffers, expires_at, request_key, owner ('' for none), lease_ms. Returns ok, exists or full. */
 export const CREATE = script(`
 local id = ARGV[2]
 if redis.call('EXISTS', meta(id)) == 1 then return 'exists' end
@@ -126,19 +133,20 @@ redis.call('HSET', meta(id), 'req', ARGV[5], 'owner', ARGV[6], 'acked', -1, 'las
 redis.call('ZADD', P .. 'live', ARGV[4], id)
 redis.call('HSET', P .. 'sizes', id, 0)
 if ARGV[5] ~= '' then redis.call('SADD', P .. 'r:' .. ARGV[5], id) end
-if ARGV[6] ~= '' then redis.call('ZADD', P .. 'leases', ARGV[7], id) end
+if ARGV[6] ~= '' then redis.call('ZADD', P .. 'leases', clock() + tonumber(ARGV[7]), id) end
 redis.call('DEL', P .. 'gone:' .. id)
 return 'ok'
 `);
 
 /**
  * ARGV: P, id, seq, chunk JSON, end (1/0), bytes, ttl_ms. Returns {status, bytes buffered}:
- * status 1 stored, 0 already stored (a retried append), -1 the buffer is gone or has ended.
+ * status 1 stored, 0 already stored (a retried append), -1 the buffer is gone (expired, released) or has ended,
+ * -2 it is gone without a trace (Redis lost its data).
  */
 export const APPEND = script(`
 local id = ARGV[2]
 local state = redis.call('HMGET', meta(id), 'last', 'ended', 'appended', 'acked_bytes')
-if not state[1] then return {-1, 0} end
+if not state[1] then return {redis.call('EXISTS', P .. 'gone:' .. id) == 1 and -1 or -2, 0} end
 local seq = tonumber(ARGV[3])
 if seq <= tonumber(state[1]) then return {0, tonumber(state[3]) - tonumber(state[4])} end
 if state[2] == '1' then return {-1, 0} end

@@ -37,10 +37,16 @@ export interface RedisStoreOptions {
 interface Loss {
   first: number;
   last: number;
+  /** Redis lost the buffer (and its data): the final chunk goes to a new buffer. */
+  dataLost?: boolean;
 }
 
 function isUnavailable(err: unknown): boolean {
-  return err instanceof ServerError && err.name === 'STORE_UNAVAILABLE';
+  return err instanceof ServerError && (err.name === 'STORE_UNAVAILABLE' || err.name === 'STORE_FULL');
+}
+
+function isDataLost(err: unknown): boolean {
+  return err instanceof ServerError && err.name === 'STORE_DATA_LOST';
 }
 
 type Read = ['ok', string[]] | ['state', number, number, number] | ['gone', BufferGone] | ['beyond', number] | ['before', number];
@@ -79,7 +85,7 @@ export class RedisBufferStore implements BufferStore {
       this.#expiresAt() - (options.idleMs ?? 0),
       options.requestKey ?? '',
       owner,
-      this.#link.now() + this.#options.leaseMs,
+      this.#options.leaseMs,
     ]);
     if (status === 'exists') throw fault('INTERNAL_ERROR', 'duplicate_buffer', { stream_id: streamId });
     if (status === 'full') {
@@ -95,6 +101,10 @@ export class RedisBufferStore implements BufferStore {
       return await this.#retrying(() => this.#add(streamId, chunk));
     } catch (err) {
       if (isUnavailable(err)) this.#losses.set(streamId, { first: chunk.seq, last: chunk.seq });
+      if (!isDataLost(err)) throw err;
+      const lost = { first: 0, last: chunk.seq, dataLost: true };
+      this.#losses.set(streamId, lost);
+      if (chunk.end) return this.#appendAfterLoss(streamId, chunk, lost);
       throw err;
     }
   }
@@ -175,6 +185,7 @@ export class RedisBufferStore implements BufferStore {
   async #add(streamId: string, chunk: Chunk): Promise<AppendResult> {
     const args = [streamId, chunk.seq, JSON.stringify(chunk), chunk.end ? 1 : 0, chunkBytes(chunk), this.#ttlMs()];
     const [status, bytes] = (await this.#link.run(APPEND, args)) as [number, number];
+    if (status === -2) throw this.#dataLost(streamId, { first: 0, last: chunk.seq });
     return { full: status < 0 || bytes >= this.limits.maxBufferBytes };
   }
 
@@ -188,16 +199,21 @@ export class RedisBufferStore implements BufferStore {
       loss.last = chunk.seq;
       throw this.#lossError(loss);
     }
-    const final: Chunk = {
-      ...chunk,
-      finish_reason: 'error',
-      error: errorObject(this.#lossError({ first: loss.first, last: chunk.seq - 1 })),
-    };
+    const lost = { first: loss.first, last: Math.max(loss.first, chunk.seq - 1) };
+    const error = loss.dataLost ? this.#dataLost(streamId, lost) : this.#lossError(lost);
+    const final: Chunk = { ...chunk, finish_reason: 'error', error: errorObject(error) };
     try {
+      // Redis lost the buffer: a new one holds the final chunk, so pollers hear why.
+      if (loss.dataLost) await this.#retrying(() => this.create(streamId));
       return await this.#retrying(() => this.#add(streamId, final));
     } finally {
       this.#losses.delete(streamId);
     }
+  }
+
+  #dataLost(streamId: string, loss: Loss): ServerError {
+    const seqs = loss.first === loss.last ? `${loss.first}` : `${loss.first} to ${loss.last}`;
+    return fault('STORE_DATA_LOST', 'stream', { seqs }, { stream_id: streamId, first_lost_seq: loss.first, last_lost_seq: loss.last });
   }
 
   #lossError(loss: Loss): ServerError {
@@ -216,7 +232,10 @@ export class RedisBufferStore implements BufferStore {
   }
 
   async #read(streamId: string, mode: 'ack' | 'after' | 'peek' | 'state', afterSeq: number): Promise<Read> {
-    return (await this.#link.run(READ, [streamId, mode, afterSeq, this.#expiresAt(), this.#ttlMs(), TOMBSTONE_MS])) as Read;
+    const read = (await this.#link.run(READ, [streamId, mode, afterSeq, this.#expiresAt(), this.#ttlMs(), TOMBSTONE_MS])) as Read;
+    // Gone without a trace: was it Redis that lost it?
+    if (read[0] === 'gone' && read[1] === 'unknown') await this.#link.checkEpoch();
+    return read;
   }
 
   #chunks(streamId: string, read: Read, afterSeq?: number): Chunk[] {
@@ -231,6 +250,8 @@ export class RedisBufferStore implements BufferStore {
       case 'before':
         return fault('INVALID_PARAMS', 'after_seq_released', { after_seq: afterSeq, acked_seq: read[1] }, { acked_seq: read[1] });
       case 'gone':
+        if (read[1] === 'unknown' && this.#link.lostDataAt > 0)
+          return fault('STORE_DATA_LOST', 'gone', { stream_id: streamId }, { stream_id: streamId });
         return streamNotFound(streamId, read[1], this.limits.bufferTimeoutMs);
       default:
         return fault('INTERNAL_ERROR', 'store_reply', { reply: read[0] });
