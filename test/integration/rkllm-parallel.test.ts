@@ -1,0 +1,39 @@
+// The server on the RKLLM engine with --parallel 3: three runtime instances serve three runs at once, as slots.
+import { expect } from 'chai';
+import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+describe('server with --engine rkllm --parallel 3 (ABI twin 1.2)', function () {
+  this.timeout(60_000);
+  let server: TestServer | undefined;
+
+  before(async () => {
+    const library = await buildTwin('1.2');
+    server = await startTestServer({
+      settings: {
+        engine: {
+          kind: 'rkllm',
+          model_path: TWIN_MODELS.story,
+          max_context_len: 512,
+          parallel: 3,
+          rkllm: { library, runtime_version: '1.2' },
+        },
+      },
+    });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  it('reports three instances, serves three runs at once with their own texts, and KV cache sizes per instance', async () => {
+    const status = await server!.http.result('engine_status', {});
+    expect(status).to.include({ engine: 'rkllm', state: 'ready' });
+    expect(status.runtime.instances).to.have.lengthOf(3);
+    const prompts = ['Ships [slow:20000]', 'Trees [slow:20000]', 'Stars [slow:20000]'];
+    const runs = await Promise.all(prompts.map((prompt_input) => server!.http.result('rkllm_run', { prompt_input, max_new_tokens: 10 })));
+    expect(runs.map((run) => run.finish_reason)).to.deep.equal(['length', 'length', 'length']);
+    expect(new Set(runs.map((run) => run.text)).size).to.equal(3);
+    const sizes = await server!.http.result('rkllm_get_kv_cache_size', {});
+    expect(sizes.cache_sizes).to.have.lengthOf(3);
+  });
+});
