@@ -145,8 +145,47 @@ for (const layout of LAYOUT_VERSIONS) {
   });
 }
 
-describe('RKLLM engine instances: bad settings', function () {
+describe('RKLLM engine instances: bad settings and refusals', function () {
   this.timeout(30_000);
+
+  it('a change one instance refuses is undone on those that took it: none is left half-set', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rkllm-refuse-'));
+    process.env.RKLLM_TWIN_REFUSE_SECOND = join(dir, 'taken');
+    const engine = await RkllmEngine.load(
+      { library: await buildTwin('1.3'), layout: '1.3', instances: 3 },
+      { ...createDefaultParam(), model_path: TWIN_MODELS.echo, max_context_len: 512 },
+    );
+    try {
+      await engine.setChatTemplate({ system_prompt: 'Old.', prompt_prefix: '<u>', prompt_postfix: '</u>' });
+      const before = pids(engine);
+      let error: unknown;
+      await engine
+        .setChatTemplate({ system_prompt: 'New [refuse-second]', prompt_prefix: '<n>', prompt_postfix: '</n>' })
+        .catch((err: unknown) => (error = err));
+      expect(String(error))
+        .to.match(/rkllm_set_chat_template failed/)
+        .and.match(/simulated refusal/);
+      const after = pids(engine);
+      expect(after[0]).to.not.equal(before[0]); // instance 0 took it: reloaded with its recorded template
+      expect(after.slice(1)).to.deep.equal(before.slice(1));
+      const templates = await Promise.all(
+        [0, 1, 2].map(async (i) => {
+          let text = '';
+          await engine.run(request(`which ${i}`), (result, state) => {
+            if (state === LLMCallState.RKLLM_RUN_NORMAL) text += result.text;
+            return 0;
+          });
+          return (JSON.parse(text) as { chat_template: { system_prompt: string } }).chat_template.system_prompt;
+        }),
+      );
+      expect(templates).to.deep.equal(['Old.', 'Old.', 'Old.']);
+      expect(engine.status().state).to.equal('ready');
+    } finally {
+      delete process.env.RKLLM_TWIN_REFUSE_SECOND;
+      await engine.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it('refuses 0 instances, and more instances than the available memory holds, before any runtime starts', async () => {
     const library = await buildTwin('1.3');
