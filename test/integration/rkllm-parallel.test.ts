@@ -1,5 +1,6 @@
 // The server on the RKLLM engine with --parallel 3: three runtime instances serve three runs at once, as slots.
 import { expect } from 'chai';
+import { HttpRpc } from '../helpers/rpc.js';
 import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -35,5 +36,21 @@ describe('server with --engine rkllm --parallel 3 (ABI twin 1.2)', function () {
     expect(new Set(runs.map((run) => run.text)).size).to.equal(3);
     const sizes = await server!.http.result('rkllm_get_kv_cache_size', {});
     expect(sizes.cache_sizes).to.have.lengthOf(3);
+  });
+
+  it('a crash of one instance ends its stream with -32006 while the two others finish; the engine stays ready', async () => {
+    const http = new HttpRpc(server!.url);
+    const prompts = ['Long one [slow:20000]', 'Crashing [crash:3] [slow:20000]', 'Long two [slow:20000]'];
+    const started = await Promise.all(prompts.map((prompt_input) => http.start({ prompt_input, max_new_tokens: 15 })));
+    const drained = await Promise.all(started.map((s: { stream_id: string }) => http.drain(s.stream_id)));
+    expect(drained[1]!.last).to.include({ end: true, finish_reason: 'error' });
+    expect(drained[1]!.last.error!.code).to.equal(-32006);
+    expect(drained[1]!.last.error!.message)
+      .to.match(/killed by SIGSEGV/)
+      .and.match(/the others keep running/);
+    for (const i of [0, 2]) expect(drained[i]!.last).to.include({ end: true, finish_reason: 'length' });
+    const status = await server!.http.result('engine_status', {});
+    expect(status.state).to.equal('ready');
+    expect(status.last_error.message).to.match(/SIGSEGV/);
   });
 });
