@@ -51,15 +51,19 @@ export class Instance {
   }
 }
 
+/** A failed instance serves nothing until the model is loaded again: it is taken only when all have failed. */
+const FAILED = 1e6;
+const HEALTH = { ready: 0, restarting: 2, loading: 2, failed: FAILED, unloaded: FAILED } as const;
+
 /**
  * The instance a run goes to: the one that holds the owner's kept conversation; else a free one,
- * ready first, one that holds no conversation first; else the least busy.
+ * ready first, one that holds no conversation first; else the least busy; a failed one last.
  */
 export function pick(instances: Instance[], owner: string, keepHistory: boolean): Instance {
-  const holder = keepHistory ? instances.find((i) => i.claimed === owner) : undefined;
+  const holder = keepHistory ? instances.find((i) => i.claimed === owner && HEALTH[i.supervisor.state] < FAILED) : undefined;
   if (holder) return holder;
   const rank = (i: Instance): number =>
-    i.pending * 4 + (i.supervisor.state === 'ready' ? 0 : 2) + (i.claimed === undefined || i.claimed === owner ? 0 : 1);
+    i.pending * 4 + HEALTH[i.supervisor.state] + (i.claimed === undefined || i.claimed === owner ? 0 : 1);
   return instances.reduce((best, i) => (rank(i) < rank(best) ? i : best));
 }
 
