@@ -142,6 +142,32 @@ for (const layout of LAYOUT_VERSIONS) {
       await e.clearKvCache({ keep_system_prompt: false });
       expect((await e.getKvCacheSize()).cache_sizes).to.deep.equal([0, 0, 0]);
     });
+
+    it('rkllm_clear_kv_cache positions go one per slot, instance after instance', async () => {
+      const e = await start(TWIN_MODELS.echo);
+      await e.clearKvCache({ keep_system_prompt: true, start_pos: [0, 1], end_pos: [0, 2] });
+      // Three runs started together take instances 0, 1 and 2 in order; each echoes its last clear.
+      const echoes = await Promise.all(
+        [0, 1, 2].map(async (i) => {
+          let text = '';
+          await e.run(request(`which ${i}`), (result, state) => {
+            if (state === LLMCallState.RKLLM_RUN_NORMAL) text += result.text;
+            return 0;
+          });
+          return (JSON.parse(text) as { last_clear_kv_cache: unknown }).last_clear_kv_cache;
+        }),
+      );
+      expect(echoes).to.deep.equal([
+        { keep_system_prompt: 1, start_pos: [0], end_pos: [0] },
+        { keep_system_prompt: 1, start_pos: [1], end_pos: [2] },
+        null,
+      ]);
+      let error: unknown;
+      await e
+        .clearKvCache({ keep_system_prompt: true, start_pos: [0, 0, 0, 0], end_pos: [1, 1, 1, 1] })
+        .catch((err: unknown) => (error = err));
+      expect(String(error)).to.match(/one position per batch slot/);
+    });
   });
 }
 
