@@ -166,7 +166,7 @@ for (const layout of LAYOUT_VERSIONS) {
       await e
         .clearKvCache({ keep_system_prompt: true, start_pos: [0, 0, 0, 0], end_pos: [1, 1, 1, 1] })
         .catch((err: unknown) => (error = err));
-      expect(String(error)).to.match(/one position per batch slot/);
+      expect(String(error)).to.match(/one position per batch slot \(at most 3: n_batch 1 for each of 3 instances\)/);
     });
   });
 }

@@ -196,7 +196,7 @@ export class RkllmEngine implements Engine {
   /** Clears every instance; with positions, one per batch slot of each instance in turn (instance i's from i * n_batch). */
   async clearKvCache(request: KvCacheClear): Promise<void> {
     const nBatch = this.#nBatch();
-    const positions = toKvPositions(request.start_pos, request.end_pos, nBatch * this.slots);
+    const positions = toKvPositions(request.start_pos, request.end_pos, nBatch, this.slots);
     const given = request.start_pos?.length ?? 0;
     const targets = this.#instances.filter((i) => positions === null || i.index * nBatch < given);
     for (const instance of targets) {
