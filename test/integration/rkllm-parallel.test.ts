@@ -53,4 +53,15 @@ describe('server with --engine rkllm --parallel 3 (ABI twin 1.2)', function () {
     expect(status.state).to.equal('ready');
     expect(status.last_error.message).to.match(/SIGSEGV/);
   });
+
+  it('the scheduler runs three at once: rkllm_is_running shows 3 active and none queued', async () => {
+    const http = new HttpRpc(server!.url);
+    const prompts = ['One [slow:30000]', 'Two [slow:30000]', 'Three [slow:30000]'];
+    const started = await Promise.all(prompts.map((prompt_input) => http.start({ prompt_input, max_new_tokens: 20 })));
+    let running = await http.result('rkllm_is_running', {});
+    for (let i = 0; i < 100 && running.active < 3; i++) running = await http.result('rkllm_is_running', {});
+    expect(running).to.include({ active: 3, queued: 0 });
+    const drained = await Promise.all(started.map((s: { stream_id: string }) => http.drain(s.stream_id)));
+    for (const d of drained) expect(d.last).to.include({ end: true, finish_reason: 'length' });
+  });
 });
