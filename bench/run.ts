@@ -7,13 +7,14 @@
  * instances on one Redis queue against 1, on a burst of short runs, and the shared queue's cost.
  *
  * Then the models table (bench/models.ts): cold start against loaded, and the cost of switching
- * between two models. `--only goals|fleet|models` runs one of the three tables alone.
+ * between two models. Then the RKLLM instances (bench/rkllm.ts): 3 runs on 3 instances of the ABI
+ * twin against the same runs on 1. `--only goals|fleet|models|rkllm` runs one of the tables alone.
  *
  * --detail adds the older per-transport table (tiny and bench model, 1 and 8 streams; delivery
  * delay p50/p99; HTTP polls per stream) and the Redis store against the memory store.
  *
  * The machine is shared and noisy, so compare the ratios rather than absolute figures.
- * Flags: --quick (fewer tokens), --detail, --model tiny|bench|all (for --detail; default all), --only goals|fleet|models.
+ * Flags: --quick (fewer tokens), --detail, --model tiny|bench|all (for --detail; default all), --only goals|fleet|models|rkllm.
  */
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -25,6 +26,7 @@ import { modelTable } from './models.js';
 import { delivery, rawEngine } from './measure.js';
 import { fleetTable } from './fleet.js';
 import { redisTable } from './redis.js';
+import { rkllmTable } from './rkllm.js';
 
 interface Scenario {
   kind: BuiltinModelKind;
@@ -99,6 +101,9 @@ async function main(): Promise<void> {
   }
   if (only === undefined || only === 'models') {
     process.stdout.write(await modelTable({ threads, rounds: quick ? 3 : 5, requests: quick ? 6 : 10 }));
+  }
+  if (only === undefined || only === 'rkllm') {
+    process.stdout.write(await rkllmTable({ runs: 3, tokens: quick ? 20 : 50, tokenUs: 20_000 }));
   }
   process.stdout.write(`load after: ${loadAverage()}\n`);
   if (!values.detail) return;

@@ -32,7 +32,7 @@ Usage: rkllm-mcp [flags]
   --rkllm-lib PATH    the RKLLM runtime library (default librkllmrt.so, found by the dynamic loader)
   --rkllm-version V   its struct layout: 1.2, 1.3 or auto (default auto: told by the library)
   --threads N         CPU threads for evaluation (default: all cores but one)
-  --parallel N        generations run at once (default 4)
+  --parallel N        generations run at once (default 4; 1 on --engine rkllm: instances of the model)
   --context N         context length in tokens, max_context_len (default 2048)
   --settings FILE     the settings file (default: ./settings.json when it exists, else the per-user
                       one); written with every default when it does not exist

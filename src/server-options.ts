@@ -19,7 +19,7 @@ import { ModelCatalog } from './models/catalog.js';
 import { LoadedModels } from './models/loaded.js';
 import { openModel } from './models/open.js';
 import { clientFolders, type ClientFolders } from './paths.js';
-import type { Settings } from './settings.js';
+import { parallelOf, type Settings } from './settings.js';
 import { SharedQueue, type SharedQueueOptions } from './streams/fleet/fleet.js';
 import type { OpenStore, StoreOptions } from './streams/open-store.js';
 import { Scheduler } from './streams/scheduler.js';
@@ -33,7 +33,7 @@ export function engineOptions(settings: Settings): EngineOptions {
     kind: e.kind,
     modelPath: e.model_path,
     threads: e.threads,
-    parallel: e.parallel,
+    parallel: parallelOf(e.kind, e.parallel),
     maxContextLen: e.max_context_len,
     maxMemory: e.max_memory,
     rkllm: {

@@ -110,7 +110,13 @@ export const SETTINGS = section('Every setting.', {
       'A GGUF file (llama.cpp; null uses the built-in model, generated on first use) or an .rkllm file (rkllm; required).',
     ),
     threads: integer(0, 0, 1024, "CPU threads; 0 picks all cores but one (the server's own thread needs one)."),
-    parallel: positive(4, 256, 'Generations run at once (context sequences), batched together.'),
+    parallel: integer(
+      0,
+      0,
+      256,
+      'Generations run at once: llama.cpp context sequences, batched together, or RKLLM runtime instances of the model (each holds a copy ' +
+        'of it, see docs/rkllm.md). 0: 4 on llama.cpp, 1 on rkllm.',
+    ),
     queue_limit: integer(64, 0, 1_000_000, 'Runs waiting for a slot at most, in all clients; beyond it callers get a busy error (-32000).'),
     queue_limit_per_client: integer(
       16,
@@ -399,4 +405,9 @@ export function resolveSettings(layers: Array<{ source: string; values: unknown 
     throw new SettingsError('setting "engine.model_path" is required with engine.kind "rkllm": give the .rkllm model (--model FILE.rkllm)');
   }
   return settings;
+}
+
+/** The setting engine.parallel for `kind`: 0 stands for 4 on llama.cpp and 1 on RKLLM (each instance is a copy of the model). */
+export function parallelOf(kind: Settings['engine']['kind'], parallel: number): number {
+  return parallel > 0 ? parallel : kind === 'rkllm' ? 1 : 4;
 }

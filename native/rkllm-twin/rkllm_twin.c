@@ -17,6 +17,8 @@
  * What it does for tests: tokens are deterministic (a function of the input); directives in a
  * prompt steer a run after N tokens ("[eos:N]", "[error:N]", "[crash:N]" a segfault, "[abort:N]"
  * abort(), "[hang:N]" no more callbacks, abort ignored) or all along ("[utf8]", "[slow:US]");
+ * a chat template whose system prompt has "[refuse-second]" is refused by every second process
+ * that sets it, with RKLLM_TWIN_REFUSE_SECOND=FILE (the first creates FILE, the second removes it);
  * a model file with the line "echo=1" answers every run with one token holding a JSON echo of
  * every field the twin received, so tests can prove each field is written at the right offset;
  * and rkllm_twin_layout() returns the sizes and offsets of every struct as this compiler laid
@@ -1187,6 +1189,13 @@ static void replace(char **slot, const char *value) {
 TWIN_EXPORT int rkllm_set_chat_template(LLMHandle handle, const char *system_prompt, const char *prompt_prefix, const char *prompt_postfix) {
     Twin *t = handle;
     if (!t || !system_prompt || !prompt_prefix || !prompt_postfix) return log_error("chat template strings must not be NULL"), -1;
+    /* "[refuse-second]" with RKLLM_TWIN_REFUSE_SECOND=FILE: the first process takes it (creates FILE), the next refuses (removes it). */
+    const char *mark = getenv("RKLLM_TWIN_REFUSE_SECOND");
+    if (mark && *mark && strstr(system_prompt, "[refuse-second]")) {
+        if (file_exists(mark)) return unlink(mark), log_error("simulated refusal of the chat template"), -1;
+        FILE *f = fopen(mark, "w");
+        if (f) fclose(f);
+    }
     replace(&t->system_prompt, system_prompt);
     replace(&t->prompt_prefix, prompt_prefix);
     replace(&t->prompt_postfix, prompt_postfix);

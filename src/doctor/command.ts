@@ -5,7 +5,7 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { resolveSettings, SettingsError, type Settings } from '../settings.js';
+import { parallelOf, resolveSettings, SettingsError, type Settings } from '../settings.js';
 import { openSettingsFile, settingsFromEnv } from '../settings-sources.js';
 import { runChecks, type DoctorOptions, type Finding } from './checks.js';
 
@@ -140,8 +140,9 @@ export async function doctorCommand(argv: string[], io: DoctorIo): Promise<numbe
  * loads it next and says what is wrong in the same words.
  */
 export async function preflight(settings: Settings, log: { warn(fields: object, message: string): void }, root = '/'): Promise<void> {
-  // One instance: the RKLLM engine loads the model once (engine.parallel applies to llama.cpp).
-  const findings = await runChecks(doctorOptions(settings, root, 1), { library: false });
+  // The RKLLM engine loads the model once per instance (engine.parallel).
+  const instances = parallelOf(settings.engine.kind, settings.engine.parallel);
+  const findings = await runChecks(doctorOptions(settings, root, instances), { library: false });
   for (const { check, status, found, needed, fix } of findings) {
     if (status === 'warn') log.warn({ check, found, needed, fix }, `rkllm-mcp doctor: ${check}: ${found}`);
   }

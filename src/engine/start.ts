@@ -16,7 +16,7 @@ export interface EngineOptions {
   modelPath: string | null;
   /** CPU threads; 0 picks all cores but one. */
   threads: number;
-  /** Generations run at once (llama.cpp context sequences). */
+  /** Generations run at once: llama.cpp context sequences, or RKLLM runtime instances of the model. */
   parallel: number;
   maxContextLen: number;
   /** Bytes the model and its context may take at most (llama.cpp); 0: a safe share of the machine's memory. */
@@ -81,16 +81,17 @@ export interface EngineKind {
 /** The engine kind `options.kind` names, whose `load` logs each model it loads. */
 export function engineKind(options: EngineOptions, log: Logger): EngineKind {
   if (options.kind === 'rkllm') {
-    const rkllm: RkllmEngineOptions = { ...options.rkllm, log };
+    const rkllm: RkllmEngineOptions = { ...options.rkllm, log, instances: options.parallel };
     return {
       name: RKLLM,
-      slots: 1,
+      slots: options.parallel,
       supports: rkllmSupports,
       defaultParam: () => RkllmEngine.defaultParam(rkllm),
       status: (state) => RkllmEngine.idleStatus(rkllm, state),
       load: async (param) => {
         const engine = await RkllmEngine.load(rkllm, param);
-        log.info({ model: param.model_path, context: engine.param.max_context_len, runtime: engine.status().runtime }, 'model loaded');
+        const { runtime } = engine.status();
+        log.info({ model: param.model_path, parallel: engine.slots, context: engine.param.max_context_len, runtime }, 'model loaded');
         return engine;
       },
     };

@@ -11,13 +11,14 @@ const TWIN_PROMPTS: SuitePrompts = {
   multiByte: 'Say it in French [utf8]',
 };
 
-for (const layout of LAYOUT_VERSIONS) {
+// The same contract with 3 runtime instances (engine.parallel 3): runs spread over them.
+for (const [layout, instances] of [...LAYOUT_VERSIONS.map((l) => [l, 1] as const), ['1.3', 3] as const]) {
   engineSuite(
-    `rkllm ${layout} on the ABI twin`,
+    `rkllm ${layout} on the ABI twin${instances > 1 ? `, ${instances} instances` : ''}`,
     async () => {
       // Greedy at init: runtime 1.2 samples with the init values only, and the suite's runs ask for greedy.
       return RkllmEngine.load(
-        { library: await buildTwin(layout), layout },
+        { library: await buildTwin(layout), layout, instances },
         {
           ...createDefaultParam(),
           model_path: TWIN_MODELS.story,

@@ -24,6 +24,12 @@ describe('RKLLM engine: the runtime defaults (ABI twin 1.3)', function () {
     expect(echoed.param).to.include({ n_keep: -1, max_context_len: 1024 });
   });
 
+  it('loads one runtime instance by default (engine.parallel 0 is 1 on rkllm)', async () => {
+    const status = await server!.http.result('engine_status', {});
+    expect(status.runtime).to.not.have.property('instances');
+    expect((await server!.http.result('rkllm_get_kv_cache_size', {})).cache_sizes).to.have.lengthOf(1);
+  });
+
   it("rkllm_createDefaultParam returns the library's values, loaded or not", async () => {
     const loaded = await server!.http.result('rkllm_createDefaultParam', {});
     expect(loaded.extend_param).to.include({ enabled_cpus_num: 4, enabled_cpus_mask: 240 });

@@ -346,15 +346,23 @@ export function toNativeCrossAttn(params: RKLLMCrossAttnParam): NativeCrossAttnP
 
 /**
  * The position arrays of `rkllm_clear_kv_cache`: the runtime reads one entry per batch slot, so
- * shorter arrays are padded with empty ranges ([0, 0) clears nothing).
+ * shorter arrays are padded with empty ranges ([0, 0) clears nothing). With several instances,
+ * `n_batch` slots per instance, instance after instance.
  */
-export function toKvPositions(starts: number[] | undefined, ends: number[] | undefined, nBatch: number): [Int32Array, Int32Array] | null {
+export function toKvPositions(
+  starts: number[] | undefined,
+  ends: number[] | undefined,
+  nBatch: number,
+  instances = 1,
+): [Int32Array, Int32Array] | null {
   if (starts === undefined && ends === undefined) return null;
-  if (starts === undefined || ends === undefined || starts.length !== ends.length || starts.length > nBatch) {
+  const slots = nBatch * instances;
+  if (starts === undefined || ends === undefined || starts.length !== ends.length || starts.length > slots) {
+    const most = instances === 1 ? `n_batch = ${nBatch}` : `${slots}: n_batch ${nBatch} for each of ${instances} instances`;
     throw fault('INVALID_PARAMS', 'detail', {
-      detail: `"start_pos" and "end_pos" go together, with one position per batch slot (at most n_batch = ${nBatch})`,
+      detail: `"start_pos" and "end_pos" go together, with one position per batch slot (at most ${most})`,
     });
   }
-  const pad = (values: number[]): Int32Array => Int32Array.from({ length: nBatch }, (_, i) => values[i] ?? 0);
+  const pad = (values: number[]): Int32Array => Int32Array.from({ length: slots }, (_, i) => values[i] ?? 0);
   return [pad(starts), pad(ends)];
 }

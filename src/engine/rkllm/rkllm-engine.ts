@@ -8,7 +8,6 @@ import type {
   ChatTemplate,
   Engine,
   EngineStatus,
-  FinishReason,
   FunctionTools,
   KvCacheClear,
   KvCacheSize,
@@ -16,14 +15,15 @@ import type {
   RKLLMCrossAttnParam,
   RKLLMLoraAdapter,
   RKLLMParam,
-  RKLLMResult,
   RunHandle,
   RunOutcome,
   RunRequest,
 } from '../types.js';
 import { toKvPositions, toNativeCrossAttn, toNativeRun } from './marshal.js';
+import { fault } from '../../errors.js';
+import { Instance, checkMemory, combinedStatus, judge, pick, replacing, resultOf, startAll } from './instance.js';
 import type { Call, KvCacheSizes, LayoutSetting, ResultMessage, RunEnd } from './protocol.js';
-import { RKLLM, RuntimeExitError, describeExit, explain, invoke, refused, request, type RuntimeProcess } from './runtime-process.js';
+import { RKLLM, RuntimeExitError, describeExit, invoke, refused, request, type RuntimeProcess } from './runtime-process.js';
 import { RuntimeSupervisor, type Model, type RestartPolicy } from './supervisor.js';
 
 export type { RestartPolicy } from './supervisor.js';
@@ -47,6 +47,8 @@ export interface RkllmEngineOptions {
   timeouts?: Partial<RkllmTimeouts>;
   /** Receives the runtime's output and the engine's restarts. */
   log?: Logger;
+  /** Runtime instances of the model (engine.parallel), each a worker with its own handle and KV cache: the engine's slots. Default 1. */
+  instances?: number;
 }
 
 const DEFAULT_RESTART: RestartPolicy = { initialDelayMs: 250, maxDelayMs: 30_000, maxAttempts: 5 };
@@ -76,81 +78,55 @@ function supervisor(options: RkllmEngineOptions, onResult: (message: ResultMessa
   });
 }
 
-/** Replaces the replayed call to `fn`, or appends it: setters keep only their last value. */
-function replacing(replay: Call[], call: Call): Call[] {
-  return [...replay.filter((c) => c.fn !== call.fn), call];
-}
-
-/** One callback of the worker as the consumer's RKLLMResult: the runtime's typed arrays become plain arrays, its logits raw. */
-function resultOf(message: ResultMessage): RKLLMResult {
-  const result: RKLLMResult = { text: message.text, token_id: message.token_id, perf: message.perf };
-  if (message.last_hidden_layer) {
-    const { hidden_states, embd_size, num_tokens } = message.last_hidden_layer;
-    result.last_hidden_layer = { hidden_states: [...hidden_states], embd_size, num_tokens };
-  }
-  if (message.logits) {
-    const { logits, vocab_size, num_tokens } = message.logits;
-    result.logits = { logits: [...logits], vocab_size, num_tokens, normalization: 'none' };
-  }
-  return result;
-}
-
-/** What the engine knows about a run when judging how it ended. */
-interface RunVerdictContext {
-  /** Aborted (rkllm_abort or the run's signal) or stopped by its consumer. */
-  stopped: boolean;
-  /** The most tokens it could generate, when bounded. */
-  maxNewTokens: number | null;
-  maxContextLen: number;
-  /** The runtime's output lines that explain a refusal. */
-  log: string[];
-}
-
-/** Why a run ended, from the worker's account of it, or the error to report. */
-function judge(end: RunEnd, context: RunVerdictContext): { reason: FinishReason; error?: string } {
-  const why = explain(context.log);
-  if (end.code !== 0) return { reason: 'error', error: `rkllm_run failed with code ${end.code}: ${why}` };
-  if (end.final === 'error') return { reason: 'error', error: `the RKLLM runtime reported RKLLM_RUN_ERROR: ${why}` };
-  if (context.stopped) return { reason: 'abort' };
-  const generated = end.perf?.generate_tokens ?? 0;
-  const filled = (end.perf?.prefill_tokens ?? 0) + generated >= context.maxContextLen;
-  if (end.limited || filled || (context.maxNewTokens !== null && generated >= context.maxNewTokens)) return { reason: 'length' };
-  return { reason: 'stop' };
-}
-
 /**
- * The engine on Rockchip's RKLLM runtime (librkllmrt.so) through koffi. The runtime lives in a
- * worker process that owns the handle (runtime-process.ts, worker.ts): a segfault or abort in it
- * ends that process only. The engine then ends the runs it was serving with an error, and its
- * supervisor (supervisor.ts) restarts the worker, reloads the model and replays its configuration;
- * `status()` shows where it is. One handle runs one generation at a time, so runs take turns.
+ * The engine on Rockchip's RKLLM runtime (librkllmrt.so) through koffi. Each instance of the
+ * model (a slot; `instances`, engine.parallel) lives in a worker process of its own that owns its
+ * handle (runtime-process.ts, worker.ts): a segfault or abort in it ends that process only. The
+ * engine then ends the runs that instance was serving with an error, and its supervisor
+ * (supervisor.ts) restarts that worker, reloads the model and replays its configuration, while the
+ * other instances keep generating; `status()` shows where each is. One handle runs one generation
+ * at a time: a run takes a free instance (instance.ts), and a kept conversation stays on the
+ * instance that holds it.
  */
 export class RkllmEngine implements Engine {
   readonly name = RKLLM;
-  readonly slots = 1;
+  readonly slots: number;
   readonly #options: RkllmEngineOptions;
   readonly #timeouts: RkllmTimeouts;
-  readonly #supervisor: RuntimeSupervisor;
-  /** Runs asked for and not yet ended; they take turns on the handle. */
+  readonly #instances: Instance[];
+  /** Runs asked for and not yet ended. */
   readonly #tickets = new Set<Ticket>();
-  #turn: Promise<void> = Promise.resolve();
   #nextRun = 1;
-  /** Whose conversation the runtime's one history holds (`RunRequest.owner`); undefined when the last run kept none. */
-  #historyOwner: string | undefined;
   readonly #reporters = new Map<number, { reporter: RunReporter; runtime: RuntimeProcess }>();
   #disposed: Promise<void> | undefined;
 
-  private constructor(options: RkllmEngineOptions) {
+  private constructor(options: RkllmEngineOptions, instances: number) {
     this.#options = options;
+    this.slots = instances;
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
-    this.#supervisor = supervisor(options, (message) => this.#onResult(message));
+    this.#instances = Array.from(
+      { length: instances },
+      (_, i) =>
+        new Instance(
+          i,
+          supervisor(options, (m) => this.#onResult(m)),
+        ),
+    );
   }
 
-  /** Starts a runtime worker and loads the model (`rkllm_init`): an engine that holds it until disposed. */
+  /**
+   * Starts a runtime worker per instance and loads the model in each (`rkllm_init`), one after the
+   * other (each load peaks in memory): an engine that holds them until disposed.
+   */
   static async load(options: RkllmEngineOptions, param: InitParam): Promise<RkllmEngine> {
+    const instances = options.instances ?? 1;
+    if (!Number.isInteger(instances) || instances < 1 || instances > 256) {
+      throw fault('INVALID_PARAMS', 'detail', { detail: `engine.parallel must be an integer from 1 to 256 (got ${instances})` });
+    }
     checkModelFile(param.model_path, RKLLM, false);
-    const engine = new RkllmEngine(options);
-    await engine.#supervisor.start(param);
+    if (instances > 1) checkMemory(options, param, instances); // one: the CLI's preflight checks it at start
+    const engine = new RkllmEngine(options, instances);
+    await startAll(engine.#instances, param);
     return engine;
   }
 
@@ -205,7 +181,7 @@ export class RkllmEngine implements Engine {
 
   /** The adapters loaded into the model, as recorded for replay after a restart. */
   loraAdapters(): string[] {
-    const replay = this.#supervisor.model?.replay ?? [];
+    const replay = this.#instances[0]!.supervisor.model?.replay ?? [];
     return replay.flatMap((call) => (call.fn === 'rkllm_load_lora' ? [call.adapter.lora_adapter_name] : []));
   }
 
@@ -217,28 +193,37 @@ export class RkllmEngine implements Engine {
     await this.#configure({ fn: 'rkllm_release_prompt_cache' }, (replay) => replay.filter((c) => c.fn !== 'rkllm_load_prompt_cache'));
   }
 
+  /** Clears every instance; with positions, one per batch slot of each instance in turn (instance i's from i * n_batch). */
   async clearKvCache(request: KvCacheClear): Promise<void> {
-    const positions = toKvPositions(request.start_pos, request.end_pos, this.#nBatch());
-    await invoke(
-      await this.#supervisor.ready(),
-      {
+    const nBatch = this.#nBatch();
+    const positions = toKvPositions(request.start_pos, request.end_pos, nBatch, this.slots);
+    const given = request.start_pos?.length ?? 0;
+    const targets = this.#instances.filter((i) => positions === null || i.index * nBatch < given);
+    for (const instance of targets) {
+      const range = (p: Int32Array): Int32Array => p.slice(instance.index * nBatch, (instance.index + 1) * nBatch);
+      const call: Call = {
         fn: 'rkllm_clear_kv_cache',
         keep_system_prompt: request.keep_system_prompt ? 1 : 0,
-        start_pos: positions?.[0] ?? null,
-        end_pos: positions?.[1] ?? null,
-      },
-      this.#timeouts.callMs,
-    );
+        start_pos: positions ? range(positions[0]) : null,
+        end_pos: positions ? range(positions[1]) : null,
+      };
+      await invoke(await instance.supervisor.ready(), call, this.#timeouts.callMs);
+    }
   }
 
+  /** The tokens each batch slot of each instance holds; with `owner`, 0 on the instances that hold another's conversation. */
   async getKvCacheSize(owner?: string): Promise<KvCacheSize> {
     const nBatch = this.#nBatch();
-    const runtime = await this.#supervisor.ready();
-    const { value, log } = await request<KvCacheSizes>(runtime, { op: 'kv_cache_size', n_batch: nBatch }, this.#timeouts.callMs);
-    if (value.code !== 0) throw refused('rkllm_get_kv_cache_size', value.code, log);
-    // The runtime holds one conversation: only its owner sees what it holds.
-    const visible = owner === undefined || owner === this.#historyOwner;
-    return { cache_sizes: visible ? value.sizes : value.sizes.map(() => 0) };
+    const sizes = await Promise.all(
+      this.#instances.map(async (instance) => {
+        const runtime = await instance.supervisor.ready();
+        const { value, log } = await request<KvCacheSizes>(runtime, { op: 'kv_cache_size', n_batch: nBatch }, this.#timeouts.callMs);
+        if (value.code !== 0) throw refused('rkllm_get_kv_cache_size', value.code, log);
+        const visible = owner === undefined || owner === instance.held;
+        return visible ? value.sizes : value.sizes.map(() => 0);
+      }),
+    );
+    return { cache_sizes: sizes.flat() };
   }
 
   async setChatTemplate(template: ChatTemplate): Promise<void> {
@@ -254,12 +239,16 @@ export class RkllmEngine implements Engine {
     await this.#configure({ fn: 'rkllm_set_cross_attn_params', params: toNativeCrossAttn(params) }, replacing);
   }
 
-  /** Aborts every run and waits for them to end, then destroys the handle (the runtime must not free what a run still uses) and stops the worker. Idempotent. */
+  /** Aborts every run and waits for them to end, then destroys each handle (the runtime must not free what a run still uses) and stops the workers. Idempotent. */
   dispose(): Promise<void> {
-    this.#disposed ??= this.#supervisor.stop(async () => {
-      this.abort();
-      await this.#turn;
-    });
+    this.#disposed ??= Promise.all(
+      this.#instances.map((instance) =>
+        instance.supervisor.stop(async () => {
+          this.abort();
+          await instance.idle();
+        }),
+      ),
+    ).then(() => undefined);
     return this.#disposed;
   }
 
@@ -268,12 +257,12 @@ export class RkllmEngine implements Engine {
   }
 
   status(): EngineStatus {
-    return this.#supervisor.status();
+    return combinedStatus(this.#instances.map((i) => i.supervisor.status()));
   }
 
   #model(): Model {
-    const model = this.#supervisor.model;
-    if (!model) throw this.#supervisor.unavailable();
+    const model = this.#instances[0]!.supervisor.model;
+    if (!model) throw this.#instances[0]!.supervisor.unavailable();
     return model;
   }
 
@@ -281,12 +270,32 @@ export class RkllmEngine implements Engine {
     return Math.max(1, this.param.extend_param.n_batch);
   }
 
-  /** Makes a call that configures the handle, and records it for replay after a restart. */
+  /**
+   * Makes a call that configures the handles on every instance, when none runs (each takes its
+   * turn), and records it for replay after a restart. When an instance refuses it, those that
+   * took it are restarted with their recorded configuration, so none is left half-set.
+   */
   async #configure(call: Call, record: (replay: Call[], call: Call) => Call[]): Promise<void> {
-    const runtime = await this.#supervisor.ready();
-    await invoke(runtime, call, this.#timeouts.callMs);
-    const model = this.#supervisor.model;
-    if (model) model.replay = record(model.replay, call);
+    const releases = await Promise.all(this.#instances.map((i) => i.take()));
+    const done: Instance[] = [];
+    try {
+      for (const instance of this.#instances) {
+        await invoke(await instance.supervisor.ready(), call, this.#timeouts.callMs);
+        done.push(instance);
+      }
+    } catch (err) {
+      if (done.length > 0) {
+        this.#options.log?.warn(
+          { engine: RKLLM, fn: call.fn, err },
+          `instance ${done.length} refused ${call.fn}; undoing it on the others`,
+        );
+        await Promise.all(done.map((i) => i.supervisor.relaunch().then(() => i.forget())));
+      }
+      throw err;
+    } finally {
+      for (const release of releases) release();
+    }
+    for (const { supervisor } of this.#instances) if (supervisor.model) supervisor.model.replay = record(supervisor.model.replay, call);
   }
 
   #onResult(message: ResultMessage): void {
@@ -301,12 +310,12 @@ export class RkllmEngine implements Engine {
     this.#tickets.add(ticket);
     const onAbort = (): void => this.#abortTicket(ticket);
     request.signal?.addEventListener('abort', onAbort, { once: true });
-    const previous = this.#turn;
-    let release!: () => void;
-    this.#turn = new Promise((resolve) => (release = resolve));
+    const owner = request.owner ?? '';
+    const instance = pick(this.#instances, owner, request.infer.keep_history !== 0);
+    instance.claimed = request.infer.keep_history ? owner : undefined;
+    const release = await instance.take();
     try {
-      await previous;
-      return await this.#execute(ticket, request, nativeAsync);
+      return await this.#execute(ticket, instance, request, nativeAsync);
     } finally {
       clearTimeout(ticket.abortTimer);
       request.signal?.removeEventListener('abort', onAbort);
@@ -315,37 +324,37 @@ export class RkllmEngine implements Engine {
     }
   }
 
-  async #execute(ticket: Ticket, request: RunRequest, nativeAsync: boolean): Promise<RunOutcome> {
+  async #execute(ticket: Ticket, instance: Instance, request: RunRequest, nativeAsync: boolean): Promise<RunOutcome> {
     const { reporter } = ticket;
     if (ticket.aborted) return reporter.end('abort');
     let runtime: RuntimeProcess;
     let model: Model;
     let native: ReturnType<typeof toNativeRun>;
     try {
-      runtime = await this.#supervisor.ready();
-      model = this.#supervisor.model!;
+      runtime = await instance.supervisor.ready();
+      model = instance.supervisor.model!;
       native = toNativeRun(request, model.param, model.layout);
     } catch (err) {
       return reporter.fail(errorText(err));
     }
     if (ticket.aborted) return reporter.end('abort');
     const owner = request.owner ?? '';
-    if (request.infer.keep_history && this.#historyOwner !== undefined && this.#historyOwner !== owner) {
-      // The runtime keeps one history: another owner's conversation is cleared before this one continues its own.
+    if (request.infer.keep_history && instance.held !== undefined && instance.held !== owner) {
+      // A runtime keeps one history: another owner's conversation is cleared before this one continues its own.
       try {
         await invoke(runtime, { fn: 'rkllm_clear_kv_cache', keep_system_prompt: 1, start_pos: null, end_pos: null }, this.#timeouts.callMs);
       } catch (err) {
         return reporter.fail(errorText(err));
       }
     }
-    this.#historyOwner = request.infer.keep_history ? owner : undefined;
+    instance.held = request.infer.keep_history ? owner : undefined;
     const id = this.#nextRun++;
     ticket.runtime = runtime;
     this.#reporters.set(id, { reporter, runtime });
     try {
       const { input, infer, limit } = native;
       const { value: end, log } = await runtime.request<RunEnd>({ op: 'run', run: id, async: nativeAsync, input, infer, limit });
-      this.#supervisor.succeeded();
+      instance.supervisor.succeeded();
       const verdict = judge(end, {
         stopped: ticket.aborted || reporter.stopRequested,
         maxNewTokens: native.maxNewTokens,
@@ -354,10 +363,12 @@ export class RkllmEngine implements Engine {
       });
       return reporter.end(verdict.reason, end.perf, verdict.error);
     } catch (err) {
-      const why =
-        err instanceof RuntimeExitError
-          ? `${describeExit(err.exit)} during this run; the engine restarts it and reloads the model`
-          : `the RKLLM runtime failed during this run: ${errorText(err)}`;
+      const crashed = err instanceof RuntimeExitError;
+      if (crashed) instance.forget();
+      const which = this.slots > 1 ? ` (instance ${instance.index}; the others keep running)` : '';
+      const why = crashed
+        ? `${describeExit(err.exit)} during this run; the engine restarts it${which} and reloads the model`
+        : `the RKLLM runtime failed during this run: ${errorText(err)}`;
       return reporter.fail(why);
     } finally {
       this.#reporters.delete(id);

@@ -140,6 +140,28 @@ export class RuntimeSupervisor {
     this.#state = 'unloaded';
   }
 
+  /**
+   * Restarts the worker and reloads the model with its recorded configuration, undoing the calls
+   * made since (one that another instance refused). A failure is handled as a crash.
+   */
+  async relaunch(): Promise<void> {
+    const runtime = this.#runtime;
+    const model = this.#model;
+    if (!runtime || !model || this.#state !== 'ready') return;
+    this.#runtime = undefined;
+    this.#state = 'restarting';
+    runtime.kill();
+    await runtime.close();
+    try {
+      ({ runtime: this.#runtime, model: this.#model } = await this.#launch(model.param, model.replay));
+      this.#state = 'ready';
+    } catch (err) {
+      this.#lastError = { message: `reloading failed: ${errorText(err)}`, at: new Date().toISOString() };
+      this.#failures++;
+      this.#recovery = this.#recover();
+    }
+  }
+
   status(): EngineStatus {
     const model = this.#model;
     const restartIn =
