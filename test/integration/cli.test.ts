@@ -5,7 +5,8 @@
 // against a real server in this process.
 import { expect } from 'chai';
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ServerError } from '../../src/errors.js';
 import { ensureBuiltinModel } from '../../src/gguf/builtin.js';
@@ -520,5 +521,33 @@ describe('rkllm-mcp chat and run', function () {
     await chat.output((out) => out.includes('\n'));
     child.kill('SIGINT');
     expect(await chat.exited, chat.stderr()).to.equal(0);
+  });
+});
+
+describe('rkllm-mcp --engine rkllm --parallel N at start', function () {
+  this.timeout(60_000);
+
+  it('refuses more instances than the memory holds before the runtime is called, saying how many fit; --parallel 0 is a usage error', async () => {
+    const kb = Number(/^MemAvailable:\s+(\d+)/m.exec(readFileSync('/proc/meminfo', 'utf8'))![1]);
+    const dir = mkdtempSync(join(tmpdir(), 'rkllm-big-'));
+    const big = join(dir, 'big.rkllm');
+    const fd = openSync(big, 'w');
+    ftruncateSync(fd, Math.floor(kb * 1024 * 0.6)); // sparse: takes no disk
+    closeSync(fd);
+    try {
+      const library = await buildTwin('1.3');
+      const ports = ['--http', '0', '--tcp', '0', '--udp', '0', '--ws', '0'];
+      const args = ['--engine', 'rkllm', '--model', big, '--rkllm-lib', library, ...ports];
+      const refused = await runCli([...args, '--parallel', '3']);
+      expect(refused.code).to.not.equal(0);
+      expect(refused.stderr)
+        .to.match(/x 3 instances/)
+        .and.match(/run at most 1 instance \(--parallel 1\)/);
+      const zero = await runCli([...args, '--parallel', '0']);
+      expect(zero.code).to.equal(2);
+      expect(zero.stderr).to.include('--parallel expects an integer from 1 to 256, got "0"');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
