@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { TINY_MODEL_PROMPTS } from '../src/gguf/builtin.js';
 import { startServer } from '../src/server.js';
-import { resolveSettings } from '../src/settings.js';
+import { resolveSettings } from '../src/settings-sources.js';
 import { HttpRpc } from '../test/helpers/rpc.js';
 
 const KEY_A = 'alpha-key-0123456789abcdef';

@@ -8,7 +8,8 @@ import { getLlama, type Token } from 'node-llama-cpp';
 import { pino } from 'pino';
 import { TINY_MODEL_PROMPTS } from '../src/gguf/builtin.js';
 import { startServer, type RunningServer } from '../src/server.js';
-import { defaultSettings, merge, type Settings } from '../src/settings.js';
+import { defaultSettings, type Settings } from '../src/settings.js';
+import { merge } from '../src/settings-sources.js';
 import type { Chunk } from '../src/streams/stream.js';
 import { wallClock, type BenchTransport, type ClientInput, type ClientReport, type LoadJob } from './client.js';
 

@@ -1,4 +1,3 @@
-import { Ajv } from 'ajv';
 import {
   boolean,
   defaultsOf,
@@ -6,7 +5,6 @@ import {
   nullableString,
   number,
   oneOf,
-  schemaOf,
   section,
   string,
   stringList,
@@ -356,56 +354,8 @@ export function defaultSettings(): Settings {
   return defaultsOf(SETTINGS);
 }
 
-const validate = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true }).compile(schemaOf(SETTINGS));
-
 /** A settings problem, reported with the key and the expected value before the server stops. */
 export class SettingsError extends Error {}
-
-type Plain = Record<string, unknown>;
-
-function isPlain(value: unknown): value is Plain {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** Deep-merges `over` onto `base`; nested objects merge, everything else replaces. */
-export function merge<T>(base: T, over: unknown): T {
-  if (!isPlain(base) || !isPlain(over)) return over === undefined ? base : (over as T);
-  const out: Plain = { ...base };
-  for (const [key, value] of Object.entries(over)) out[key] = key in out ? merge(out[key], value) : value;
-  return out as T;
-}
-
-/** Validates a partial settings object (from a file or flags), naming the key and what it expects. */
-export function checkSettings(partial: unknown, source: string): void {
-  if (validate(partial)) return;
-  const error = validate.errors?.[0];
-  if (!error) throw new SettingsError(`${source}: invalid settings`);
-  const p = error.params as Plain;
-  const key = [
-    ...error.instancePath.split('/').filter(Boolean),
-    ...(typeof p.additionalProperty === 'string' ? [p.additionalProperty] : []),
-  ].join('.');
-  const detail =
-    error.keyword === 'additionalProperties'
-      ? 'is not a known setting'
-      : error.keyword === 'enum'
-        ? `must be one of ${JSON.stringify(p.allowedValues)}`
-        : (error.message ?? 'is invalid');
-  throw new SettingsError(`${source}: setting "${key || '(root)'}" ${detail}`);
-}
-
-/** The defaults, then each layer in order (the file, the environment, the flags), later ones winning; each layer validated. */
-export function resolveSettings(layers: Array<{ source: string; values: unknown }>): Settings {
-  let settings = defaultSettings();
-  for (const layer of layers) {
-    checkSettings(layer.values, layer.source);
-    settings = merge(settings, layer.values);
-  }
-  if (settings.engine.kind === 'rkllm' && settings.engine.model_path === null) {
-    throw new SettingsError('setting "engine.model_path" is required with engine.kind "rkllm": give the .rkllm model (--model FILE.rkllm)');
-  }
-  return settings;
-}
 
 /** The setting engine.parallel for `kind`: 0 stands for 4 on llama.cpp and 1 on RKLLM (each instance is a copy of the model). */
 export function parallelOf(kind: Settings['engine']['kind'], parallel: number): number {

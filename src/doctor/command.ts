@@ -5,8 +5,8 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { parallelOf, resolveSettings, SettingsError, type Settings } from '../settings.js';
-import { openSettingsFile, settingsFromEnv } from '../settings-sources.js';
+import { parallelOf, SettingsError, type Settings } from '../settings.js';
+import { openSettingsFile, resolveSettings, settingsFromEnv } from '../settings-sources.js';
 import { runChecks, type DoctorOptions, type Finding } from './checks.js';
 
 const HELP = `Usage: rkllm-mcp doctor [flags]

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { merge } from '../../src/settings.js';
+import { merge } from '../../src/settings-sources.js';
 
 /** The compiled CLI: tests run the real server as a separate process. */
 export const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));

@@ -7,7 +7,8 @@
  */
 import { pino, type Logger } from 'pino';
 import { startServer, type RunningServer } from '../../src/server.js';
-import { merge, resolveSettings, type Settings } from '../../src/settings.js';
+import { merge, resolveSettings } from '../../src/settings-sources.js';
+import type { Settings } from '../../src/settings.js';
 import type { StreamObserver } from '../../src/streams/hub.js';
 import type { Chunk } from '../../src/streams/stream.js';
 import { connectLive, TcpRpc, UdpRpc, WsRpc, type LiveRpc, type LiveTransport } from './live-rpc.js';

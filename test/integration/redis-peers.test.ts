@@ -11,7 +11,7 @@ import { greedy } from '../helpers/prompts.js';
 import { freePort, startRedis, type RedisProcess } from '../helpers/redis-server.js';
 import { HttpRpc, type Chunk } from '../helpers/rpc.js';
 import { runCli, startServer } from '../helpers/server-process.js';
-import { merge } from '../../src/settings.js';
+import { merge } from '../../src/settings-sources.js';
 import { startTestServer, type CapturedLog } from '../helpers/server.js';
 
 const LEASE_MS = 1000;

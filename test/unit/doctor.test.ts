@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { driverCheck, governorChecks, type Finding } from '../../src/doctor/checks.js';
 import { doctorCommand, preflight, render } from '../../src/doctor/command.js';
-import { resolveSettings } from '../../src/settings.js';
+import { resolveSettings } from '../../src/settings-sources.js';
 import { buildTwin } from '../helpers/rkllm-twin.js';
 
 const GB = 1024 ** 3;

@@ -2,8 +2,8 @@
 import { expect } from 'chai';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { defaultSettings, resolveSettings, SettingsError } from '../../src/settings.js';
-import { envSettings, openSettingsFile, printableSettings, settingsFromEnv } from '../../src/settings-sources.js';
+import { defaultSettings, SettingsError } from '../../src/settings.js';
+import { envSettings, openSettingsFile, printableSettings, resolveSettings, settingsFromEnv } from '../../src/settings-sources.js';
 import { scratchDir } from '../helpers/server-process.js';
 import { thrown } from '../helpers/thrown.js';
 
