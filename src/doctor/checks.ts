@@ -6,6 +6,7 @@
 import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import { RKLLM_SYMBOLS } from '../engine/rkllm/functions.js';
+import { gigabytes, memoryFit } from '../engine/rkllm/instance.js';
 import type { LayoutSetting, Opened } from '../engine/rkllm/protocol.js';
 import { RuntimeProcess } from '../engine/rkllm/runtime-process.js';
 
@@ -70,10 +71,6 @@ export const readText: ReadText = (path) => {
 
 function under(root: string, path: string): string {
   return join(root, resolve(path));
-}
-
-function gigabytes(bytes: number): string {
-  return bytes >= 1024 ** 3 ? `${(bytes / 1024 ** 3).toFixed(1)} GB` : `${Math.ceil(bytes / 1024 ** 2)} MB`;
 }
 
 function finding(check: string, status: Status, found: string, needed: string, fix = ''): Finding {
@@ -195,18 +192,8 @@ export function modelChecks(options: DoctorOptions, read = readText): Finding[] 
   const memNeeded = 'the model times the instances, with room for the KV caches';
   if (kb === undefined)
     return [modelLine, finding('memory', 'warn', 'no MemAvailable in /proc/meminfo', memNeeded, 'check by hand: free -h')];
-  const available = Number(kb) * 1024;
-  const need = stat.size * instances;
-  const plural = instances === 1 ? 'instance' : 'instances';
-  const found = `${gigabytes(stat.size)} model x ${instances} ${plural} = ${gigabytes(need)}, ${gigabytes(available)} available; context ${context} tokens adds each instance's KV cache`;
-  const fits = Math.floor(available / stat.size);
-  const fix =
-    fits >= 1 && fits < instances
-      ? `run at most ${fits} ${fits === 1 ? 'instance' : 'instances'} (--parallel ${fits}), or free memory`
-      : 'use a smaller (or more quantized) model, a smaller --context, or free memory (stop other processes)';
-  if (need > available) return [modelLine, finding('memory', 'fail', found, memNeeded, fix)];
-  if (need > available * 0.8) return [modelLine, finding('memory', 'warn', `${found}: little room is left`, memNeeded, fix)];
-  return [modelLine, finding('memory', 'ok', found, memNeeded)];
+  const { status, found, fix } = memoryFit(stat.size, instances, Number(kb) * 1024, context);
+  return [modelLine, finding('memory', status, found, memNeeded, status === 'ok' ? '' : fix)];
 }
 
 /** What a governor that is not `performance` costs, and how it is set (until the next boot). */

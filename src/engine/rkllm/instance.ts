@@ -1,4 +1,4 @@
-import { modelChecks } from '../../doctor/checks.js';
+import { readFileSync, statSync } from 'node:fs';
 import { fault } from '../../errors.js';
 import type { EngineStatus, FinishReason, InitParam, RKLLMResult } from '../types.js';
 import type { Call, LayoutSetting, ResultMessage, RunEnd } from './protocol.js';
@@ -106,13 +106,37 @@ export function judge(end: RunEnd, context: RunVerdictContext): { reason: Finish
 
 /** Refuses, before any runtime starts, `instances` copies of the model that do not fit in the available memory (the doctor's check). */
 export function checkMemory(options: { library: string; layout: LayoutSetting }, param: InitParam, instances: number): void {
-  const { library, layout } = options;
-  const context = param.max_context_len ?? 0;
-  const checks = modelChecks({ root: '/', library, layout, model: param.model_path, instances, context });
-  const memory = checks.find((f) => f.check === 'memory' && f.status === 'fail');
-  if (!memory) return;
+  const size = statSync(param.model_path, { throwIfNoEntry: false })?.size;
+  const kb = /^MemAvailable:\s+(\d+)\s*kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1];
+  if (size === undefined || kb === undefined) return;
+  const memory = memoryFit(size, instances, Number(kb) * 1024, param.max_context_len ?? 0);
+  if (memory.status !== 'fail') return;
   const detail = `the model does not fit ${instances} times in memory (engine.parallel ${instances}): ${memory.found}. Fix: ${memory.fix}`;
   throw fault('ENGINE_ERROR', 'detail', { detail }, { engine: RKLLM, reason: 'memory' });
+}
+
+export function gigabytes(bytes: number): string {
+  return bytes >= 1024 ** 3 ? `${(bytes / 1024 ** 3).toFixed(1)} GB` : `${Math.ceil(bytes / 1024 ** 2)} MB`;
+}
+
+/** How `instances` copies of a model of `modelBytes` fit in `available` bytes (the doctor's memory check, and the engine's at start). */
+export function memoryFit(
+  modelBytes: number,
+  instances: number,
+  available: number,
+  context: number,
+): { status: 'ok' | 'warn' | 'fail'; found: string; fix: string } {
+  const need = modelBytes * instances;
+  const plural = instances === 1 ? 'instance' : 'instances';
+  const found = `${gigabytes(modelBytes)} model x ${instances} ${plural} = ${gigabytes(need)}, ${gigabytes(available)} available; context ${context} tokens adds each instance's KV cache`;
+  const fits = Math.floor(available / modelBytes);
+  const fix =
+    fits >= 1 && fits < instances
+      ? `run at most ${fits} ${fits === 1 ? 'instance' : 'instances'} (--parallel ${fits}), or free memory`
+      : 'use a smaller (or more quantized) model, a smaller --context, or free memory (stop other processes)';
+  if (need > available) return { status: 'fail', found, fix };
+  if (need > available * 0.8) return { status: 'warn', found: `${found}: little room is left`, fix };
+  return { status: 'ok', found, fix };
 }
 
 /** The best state among the instances': the engine serves while any instance does. */

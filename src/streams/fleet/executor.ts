@@ -9,9 +9,8 @@ import {
 } from '../../engine/types.js';
 import { Leases, SKIPPED } from '../redis/leases.js';
 import { RECONNECT_MAX_MS, retrying, type RedisLink } from '../redis/link.js';
-import type { FleetParts } from './fleet.js';
+import { JOB_TTL_MS, type FleetParts } from './fleet.js';
 import type { RunNeeds } from './needs.js';
-import { JOB_TTL_MS } from './queue.js';
 import { CLAIM, EMIT, LEAVE, REAP, RENEW } from './scripts.js';
 
 /** Claims taken back per reaper call. */

@@ -5,7 +5,7 @@ import { unknownAdapter } from '../../engine/unknown-adapter.js';
 import { fault, type ServerError } from '../../errors.js';
 import type { StreamRead } from '../redis/blocking-reads.js';
 import type { Entry } from './executor.js';
-import type { FleetParts, SharedRun, SharedRunRequest, SharedRuns } from './fleet.js';
+import { JOB_TTL_MS, type FleetParts, type SharedRun, type SharedRunRequest, type SharedRuns } from './fleet.js';
 import { classOf, needsOf, pinned } from './needs.js';
 import { CANCEL, ENQUEUE } from './scripts.js';
 
@@ -13,15 +13,6 @@ import { CANCEL, ENQUEUE } from './scripts.js';
 const WAIT_MS = 5_000;
 /** The pause between reads while Redis is unreachable. */
 const RETRY_PAUSE_MS = 100;
-/** How long a run's queue data stays in Redis once done (and at most, for one never finished). */
-export const JOB_TTL_MS = 600_000;
-
-/** The fleet-wide limits the enqueue script checks. */
-export interface FleetLimits {
-  queueLimit: number;
-  clientQueueLimit: number;
-  maxStreams: number;
-}
 
 type Enqueued = ['ok', string] | ['no_adapter'] | ['streams', number] | ['queue_full', number, number] | ['client_queue_full', number];
 
