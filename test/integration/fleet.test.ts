@@ -13,6 +13,7 @@ import { writeLogitBoostLora } from '../../src/gguf/lora.js';
 import { patchedCopy } from '../helpers/gguf-patch.js';
 import { greedy } from '../helpers/prompts.js';
 import { startRedis, type RedisProcess } from '../helpers/redis-server.js';
+import { TcpRpc } from '../helpers/live-rpc.js';
 import { HttpRpc } from '../helpers/rpc.js';
 import { scratchDir, startServer, type ServerProcess } from '../helpers/server-process.js';
 import { tinyModel } from '../helpers/tiny-model.js';
@@ -296,6 +297,22 @@ describe('A fleet: one run queue across instances on Redis', function () {
     await until('E stopped the run', async () => !(await running(e)), LEASE_MS * 4);
     const last = await e.http.drain(stream_id, { afterSeq: true, waitMs: 5000 });
     expect(last.last.error).to.deep.include({ code: -32014 });
+  });
+
+  it('a run pushed live to a receiver killed with SIGKILL is stopped where it executes once the receiver leaves the fleet', async () => {
+    const [r, e] = await Promise.all([instance(10), instance(10)]);
+    await until('both registered', async () => (await e.http.result('engine_status', {})).fleet.instances.length === 2);
+    const pinned = await r.http.start({ ...LONG, keep_history: 1 });
+    await r.http.firstChunk(pinned.stream_id);
+    // Over TCP the chunks are pushed, and nothing is buffered: no lease ends this stream when R dies.
+    const tcp = await TcpRpc.connect(r.proc.addresses.tcp!);
+    const id = tcp.send('rkllm_run_async', LONG);
+    const first = await tcp.next(id);
+    expect(first.result?.chunk?.end).to.equal(false);
+    expect(await running(e)).to.equal(true);
+    r.proc.proc.kill('SIGKILL');
+    void tcp.close();
+    await until('E stopped the run', async () => !(await running(e)), LEASE_MS * 12);
   });
 
   it('holds per-client limits across the fleet: queue share and stream count', async () => {

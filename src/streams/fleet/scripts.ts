@@ -145,9 +145,12 @@ redis.call('ZADD', Q .. 'alive', until_, instance)
 redis.call('HSET', Q .. 'free', instance, ARGV[5])
 redis.call('HSET', Q .. 'info', instance, ARGV[6])
 return renew(Q .. 'claims', until_, 7, function(id)
-  local s = redis.call('HMGET', job(id), 'state', 'exec', 'abort', 'stream')
+  local s = redis.call('HMGET', job(id), 'state', 'exec', 'abort', 'stream', 'origin')
   if s[1] ~= 'claimed' or s[2] ~= instance then return 'lost' end
   if s[3] == '1' then return 'abort' end
+  -- Its receiver left the fleet (it died, and an instance's REAP took its registration away): nobody reads the run,
+  -- buffered or pushed live.
+  if s[5] and s[5] ~= '' and s[5] ~= instance and not redis.call('ZSCORE', Q .. 'alive', s[5]) then return 'abort' end
   -- Its receiver's stream has ended (its receiver died: a lease check ended it) or was dropped: nobody reads the run.
   local ended = redis.call('HGET', meta(s[4]), 'ended')
   if ended == '1' or (not ended and redis.call('EXISTS', P .. 'gone:' .. s[4]) == 1) then return 'abort' end
