@@ -1,7 +1,7 @@
 // MCP over Streamable HTTP at /mcp, with the official SDK's Client against a server in this process.
 import { expect } from 'chai';
 import { request } from 'node:http';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { LoggingMessageNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import OpenAI from 'openai';
 import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { liveFixture } from '../helpers/fixture.js';
@@ -290,6 +290,44 @@ describe('MCP over Streamable HTTP (/mcp)', function () {
       (err: { code: number }) => err.code,
     );
     expect(missing).to.equal(-32002);
+  });
+
+  it("prompts render messages; completions offer their arguments, the models and the caller's streams", async () => {
+    const { client } = await connect();
+    expect(client.getServerCapabilities()).to.include.keys('prompts', 'completions', 'logging');
+    const { prompts } = await client.listPrompts();
+    expect(prompts.map((p) => p.name)).to.have.members(['summarize', 'translate', 'classify', 'extract-json']);
+    expect(prompts.find((p) => p.name === 'translate')!.arguments!.map((a) => [a.name, a.required])).to.deep.include(['language', true]);
+    const got = await client.getPrompt({ name: 'translate', arguments: { text: 'Bonjour', language: 'German' } });
+    expect((got.messages[0]!.content as { text: string }).text).to.match(/into German[\s\S]*Bonjour$/);
+    const complete = async (ref: object, name: string, value: string): Promise<string[]> =>
+      (await client.complete({ ref: ref as { type: 'ref/prompt'; name: string }, argument: { name, value } })).completion.values;
+    expect(await complete({ type: 'ref/prompt', name: 'translate' }, 'language', 'fr')).to.deep.equal(['French']);
+    expect(await complete({ type: 'ref/prompt', name: 'classify' }, 'labels', 'sp')).to.deep.equal(['spam,not spam']);
+    expect(await complete({ type: 'ref/prompt', name: 'generate' }, 'model', '')).to.have.length.above(0);
+    expect(await complete({ type: 'ref/prompt', name: 'nothing' }, 'language', '')).to.deep.equal([]);
+    const { stream_id } = await fixture.http.start({ prompt_input: SLOW_PROMPT, max_new_tokens: 3, ...greedy });
+    expect(await complete({ type: 'ref/resource', uri: 'rkllm://streams/{stream_id}' }, 'stream_id', '')).to.include(stream_id);
+    await fixture.server.streams.untilEnded(stream_id);
+  });
+
+  it("logging/setLevel picks which of its own calls' warnings and refusals a session gets as log notifications", async () => {
+    const { client } = await connect();
+    const other = await connect();
+    const logs: { client: string; level: string; data: unknown }[] = [];
+    client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void logs.push({ client: 'a', ...n.params }));
+    other.client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void logs.push({ client: 'b', ...n.params }));
+    await client.setLoggingLevel('warning');
+    await client.callTool({ name: 'generate', arguments: { prompt: 'The fox', max_new_tokens: 2, ...greedy } });
+    await client.callTool({ name: 'generate', arguments: { prompt: 'x', max_new_tokens: 999_999 } });
+    expect(logs.map((l) => [l.client, l.level])).to.deep.equal([
+      ['a', 'warning'],
+      ['a', 'warning'],
+    ]);
+    expect(String(logs[1]!.data)).to.match(/refused.*max_new_tokens/);
+    await client.setLoggingLevel('error');
+    await client.callTool({ name: 'generate', arguments: { prompt: 'x', max_new_tokens: 999_999 } });
+    expect(logs).to.have.length(2);
   });
 
   it('bad arguments and unknown tools get errors, and the session survives them', async () => {

@@ -3,7 +3,10 @@ import type { ClientEnd } from '../../auth.js';
 import type { McpDeps } from './backend.js';
 import { ChatSessions } from './chat-sessions.js';
 import { McpHttpRoute, type McpHttpOptions } from './streamable-http.js';
+import { registerCompletions } from './completions.js';
+import { registerPrompts } from './prompts.js';
 import { registerResources } from './resources.js';
+import { SessionLog } from './session-log.js';
 import { McpStdioGuest } from './stdio-guest.js';
 import { registerTools } from './tools.js';
 
@@ -46,14 +49,16 @@ export class McpFace implements AsyncDisposable {
     const server = new McpServer(
       { name, version },
       {
-        capabilities: { tools: {}, resources: {} },
+        capabilities: { tools: {}, resources: {}, prompts: {}, completions: {}, logging: {} },
         instructions:
           'An on-device LLM (private, offline). Use generate for completions, chat for conversations (session keeps history), ' +
           'embed for vectors, model_info for the model and its limits. Pass a progressToken to receive the text as it is made.',
       },
     );
-    registerTools(server, this.#options, peer, this.#chats);
+    registerTools(server, this.#options, peer, this.#chats, new SessionLog(server));
     registerResources(server, this.#options, peer);
+    registerPrompts(server);
+    registerCompletions(server, this.#options, peer);
     return server;
   }
 }

@@ -5,6 +5,9 @@ import { ServerError } from '../../errors.js';
 import { admitCaller, type McpDeps } from './backend.js';
 import { modelInfo } from './tools.js';
 
+/** The template of a stream's resource. */
+export const STREAM_TEMPLATE = 'rkllm://streams/{stream_id}';
+
 /** MCP's "resource not found" (the specification's -32002, not this server's TOO_MANY_STREAMS). */
 const RESOURCE_NOT_FOUND = -32002;
 
@@ -29,7 +32,7 @@ export function registerResources(server: McpServer, deps: McpDeps, peer: Client
   );
   server.registerResource(
     'stream',
-    new ResourceTemplate('rkllm://streams/{stream_id}', { list: undefined }),
+    new ResourceTemplate(STREAM_TEMPLATE, { list: undefined }),
     {
       title: 'A stream',
       description: 'The text a stream has buffered and nobody has acknowledged with poll yet, and whether it has ended',

@@ -15,17 +15,17 @@ import { runText, type TextRun } from '../generation.js';
 import { embeddingParams, toRunParams } from '../generation-request.js';
 import { admitCaller, type McpBackend, type McpDeps } from './backend.js';
 import type { ChatSessions } from './chat-sessions.js';
+import type { Notifier, SessionLog } from './session-log.js';
 
 /** What a tool handler gets from the SDK, as far as the tools use it. */
-interface ToolExtra {
+interface ToolExtra extends Notifier {
   signal: AbortSignal;
   requestId: string | number;
   _meta?: { progressToken?: string | number } | undefined;
-  sendNotification: (notification: {
-    method: 'notifications/progress';
-    params: { progressToken: string | number; progress: number; total?: number; message?: string };
-  }) => Promise<void>;
 }
+
+/** A wait for the model at least this long is reported to the caller as a model load. */
+const LOAD_LOG_MS = 50;
 
 /** The tools' fields that are declared request fields (src/request-schema.ts), under the same names. */
 const SAMPLING_FIELDS = ['temperature', 'top_k', 'top_p', 'repeat_penalty'] as const;
@@ -61,10 +61,17 @@ function toolError(err: ServerError): CallToolResult {
 }
 
 /** The tools, as the metrics name them (`rkllm_request_duration_seconds{method, transport="mcp"}`). */
-export const MCP_TOOL_METHODS: readonly string[] = ['generate', 'chat', 'embed', 'model_info'].map((tool) => `mcp/${tool}`);
+export const MCP_TOOLS: readonly string[] = ['generate', 'chat', 'embed', 'model_info'];
+export const MCP_TOOL_METHODS: readonly string[] = MCP_TOOLS.map((tool) => `mcp/${tool}`);
 
-/** Runs a tool call: a ServerError becomes a tool error result; the call is counted either way. */
-async function guarded(tool: string, deps: McpDeps, body: () => Promise<CallToolResult>): Promise<CallToolResult> {
+/** Runs a tool call: a ServerError becomes a tool error result, and a warning to the caller's log; the call is counted either way. */
+async function guarded(
+  tool: string,
+  deps: McpDeps,
+  log: SessionLog,
+  extra: Notifier,
+  body: () => Promise<CallToolResult>,
+): Promise<CallToolResult> {
   const started = performance.now();
   let code: number | undefined;
   try {
@@ -72,7 +79,9 @@ async function guarded(tool: string, deps: McpDeps, body: () => Promise<CallTool
   } catch (err) {
     if (!(err instanceof ServerError)) throw err;
     code = ERRORS[err.name].code;
-    return toolError(err);
+    const answer = toolError(err);
+    log.send(extra, 'warning', `${tool} refused: ${(answer.content[0] as { text: string }).text}`);
+    return answer;
   } finally {
     deps.answered?.(tool, (performance.now() - started) / 1000, code);
   }
@@ -102,15 +111,25 @@ async function withModel<T>(
   backend: McpBackend,
   client: Client,
   model: string | undefined,
-  signal: AbortSignal,
+  extra: ToolExtra,
+  log: SessionLog,
   fn: (engine: Engine) => Promise<T>,
 ): Promise<T> {
-  const lease = await backend.models.use(model, undefined, signal, client.admin);
+  const lease = await waited(log, extra, model, () => backend.models.use(model, undefined, extra.signal, client.admin));
   try {
     return await fn(lease.engine);
   } finally {
     lease.release();
   }
+}
+
+/** Waits for `load`; a wait long enough to be a model load is logged to the caller. */
+async function waited<T>(log: SessionLog, extra: Notifier, model: string | undefined, load: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  const value = await load();
+  const ms = Math.round(performance.now() - started);
+  if (ms >= LOAD_LOG_MS) log.send(extra, 'info', `waited ${ms} ms for the model ${model ?? '(the default)'} to load`);
+  return value;
 }
 
 /** `model_info`'s answer, also the `rkllm://model` resource: the default model's, or `engine`'s. */
@@ -129,10 +148,10 @@ export function modelInfo(backend: McpBackend, engine: Engine = backend.engine):
 }
 
 /** Registers the tools on one session's server. `peer` is the session's client end. */
-export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd, chats: ChatSessions): void {
+export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd, chats: ChatSessions, log: SessionLog): void {
   const caller = async (extra: ToolExtra): Promise<{ backend: McpBackend; client: Client }> => {
     const client = admitCaller(deps.gate, peer, 'tools/call', extra.requestId);
-    return { backend: await deps.backend(extra.signal), client };
+    return { backend: await waited(log, extra, undefined, () => deps.backend(extra.signal)), client };
   };
 
   /** Runs a prompt or a conversation on the model the call names, holding that model until the run ends. */
@@ -143,7 +162,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
     args: Sampling,
     extra: ToolExtra,
   ): Promise<TextRun> =>
-    withModel(backend, client, args.model, extra.signal, async (engine) => {
+    withModel(backend, client, args.model, extra, log, async (engine) => {
       const params = runParams(engine, input, args);
       const token = extra._meta?.progressToken;
       const limit = args.max_new_tokens ?? engine.param.max_new_tokens;
@@ -157,8 +176,8 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
                 .then(() => extra.sendNotification({ method: 'notifications/progress', params }))
                 .catch((err: unknown) => deps.log.warn({ err }, 'mcp: could not send a progress notification'));
             };
-      const log = deps.log.child({ client: client.id, mcp_request_id: extra.requestId });
-      const onStart = (streamId: string): void => log.info({ stream_id: streamId }, 'mcp: stream started');
+      const logger = deps.log.child({ client: client.id, mcp_request_id: extra.requestId });
+      const onStart = (streamId: string): void => logger.info({ stream_id: streamId }, 'mcp: stream started');
       const out = await runText(backend.hub, {
         params,
         client,
@@ -169,7 +188,8 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
         ...(onText ? { onText } : {}),
       });
       if (out.error) throw out.error;
-      log.info(
+      if (out.finish_reason === 'length') log.send(extra, 'warning', `the text was cut at ${limit} tokens (max_new_tokens)`);
+      logger.info(
         { stream_id: out.stream_id, finish_reason: out.finish_reason, generate_tokens: out.perf.generate_tokens },
         'mcp: stream ended',
       );
@@ -187,7 +207,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
       outputSchema: generated,
     },
     (args, extra) =>
-      guarded('generate', deps, async () => {
+      guarded('generate', deps, log, extra, async () => {
         const { backend, client } = await caller(extra);
         const { prompt, ...rest } = args;
         const out = await run(backend, client, { prompt }, rest, extra);
@@ -214,7 +234,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
       },
     },
     (args, extra) =>
-      guarded('chat', deps, async () => {
+      guarded('chat', deps, log, extra, async () => {
         const { backend, client } = await caller(extra);
         const { messages, session, ...rest } = args;
         const conversation: ChatMessage[] = [...(session === undefined ? [] : chats.history(client.id, session)), ...messages];
@@ -246,11 +266,11 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
       outputSchema: { vectors: z.array(z.array(z.number())), dimensions: z.number().int(), model: z.string() },
     },
     (args, extra) =>
-      guarded('embed', deps, async () => {
+      guarded('embed', deps, log, extra, async () => {
         const { backend, client } = await caller(extra);
         const inputs = typeof args.input === 'string' ? [args.input] : args.input;
         const vectors: number[][] = [];
-        const model = await withModel(backend, client, args.model, extra.signal, async (engine) => {
+        const model = await withModel(backend, client, args.model, extra, log, async (engine) => {
           for (const text of inputs) {
             const run = await backend.hub.generate(embeddingParams(text, args.model), {
               requestId: extra.requestId,
@@ -288,9 +308,9 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
       },
     },
     (args, extra) =>
-      guarded('model_info', deps, async () => {
+      guarded('model_info', deps, log, extra, async () => {
         const { backend, client } = await caller(extra);
-        const info = await withModel(backend, client, args.model, extra.signal, async (engine) => ({
+        const info = await withModel(backend, client, args.model, extra, log, async (engine) => ({
           ...modelInfo(backend, engine),
           ...(backend.fleet ? { fleet: await backend.fleet() } : {}),
         }));
