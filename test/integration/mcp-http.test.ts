@@ -289,7 +289,7 @@ describe('MCP over Streamable HTTP (/mcp)', function () {
       () => undefined,
       (err: { code: number }) => err.code,
     );
-    expect(missing).to.equal(-32002);
+    expect(missing).to.equal(-32602);
   });
 
   it("prompts render messages; completions offer their arguments, the models and the caller's streams", async () => {
@@ -420,7 +420,7 @@ describe('MCP over HTTP with API keys', function () {
         () => undefined,
         (err: { code: number }) => err.code,
       );
-      expect(hidden).to.equal(-32002);
+      expect(hidden).to.equal(-32602);
     } finally {
       await Promise.all([a.close(), b.close()]);
     }

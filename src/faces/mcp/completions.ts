@@ -1,5 +1,4 @@
-import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { CompleteRequestSchema, type CompleteResult } from '@modelcontextprotocol/sdk/types.js';
+import type { CompleteResult, McpServer } from '@modelcontextprotocol/server';
 import type { ClientEnd } from '../../auth.js';
 import { admitCaller, type McpDeps } from './backend.js';
 import { ARGUMENT_VALUES, PROMPTS } from './prompts.js';
@@ -16,14 +15,14 @@ const MAX = 100;
  * Anything else gets an empty list.
  */
 export function registerCompletions(server: McpServer, deps: McpDeps, peer: ClientEnd): void {
-  server.server.setRequestHandler(CompleteRequestSchema, async (request, extra): Promise<CompleteResult> => {
+  server.server.setRequestHandler('completion/complete', async (request, ctx): Promise<CompleteResult> => {
     const { ref, argument } = request.params;
-    const client = admitCaller(deps.gate, peer, 'completion/complete', extra.requestId);
+    const client = admitCaller(deps.gate, peer, 'completion/complete', ctx.mcpReq.id);
     let values: readonly string[] = [];
     if (ref.type === 'ref/resource' && ref.uri === STREAM_TEMPLATE && argument.name === 'stream_id') {
-      values = (await deps.backend(extra.signal)).hub.live((s) => client.owns(s.id)).map((s) => s.id);
+      values = (await deps.backend(ctx.mcpReq.signal)).hub.live((s) => client.owns(s.id)).map((s) => s.id);
     } else if (ref.type === 'ref/prompt' && argument.name === 'model' && (ref.name in PROMPTS || MCP_TOOLS.includes(ref.name))) {
-      values = (await (await deps.backend(extra.signal)).models.list()).map((e) => e.name);
+      values = (await (await deps.backend(ctx.mcpReq.signal)).models.list()).map((e) => e.name);
     } else if (ref.type === 'ref/prompt' && PROMPTS[ref.name]?.args[argument.name]) {
       values = ARGUMENT_VALUES[argument.name] ?? [];
     }

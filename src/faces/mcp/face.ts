@@ -1,4 +1,4 @@
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { McpServer } from '@modelcontextprotocol/server';
 import type { ClientEnd } from '../../auth.js';
 import type { McpDeps } from './backend.js';
 import { ChatSessions } from './chat-sessions.js';
@@ -6,7 +6,6 @@ import { McpHttpRoute, type McpHttpOptions } from './streamable-http.js';
 import { registerCompletions } from './completions.js';
 import { registerPrompts } from './prompts.js';
 import { registerResources } from './resources.js';
-import { SessionLog } from './session-log.js';
 import { McpStdioGuest } from './stdio-guest.js';
 import { registerTools } from './tools.js';
 
@@ -55,7 +54,7 @@ export class McpFace implements AsyncDisposable {
           'embed for vectors, model_info for the model and its limits. Pass a progressToken to receive the text as it is made.',
       },
     );
-    registerTools(server, this.#options, peer, this.#chats, new SessionLog(server));
+    registerTools(server, this.#options, peer, this.#chats);
     registerResources(server, this.#options, peer);
     registerPrompts(server);
     registerCompletions(server, this.#options, peer);

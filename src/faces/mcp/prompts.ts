@@ -1,5 +1,4 @@
-import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { GetPromptResult } from '@modelcontextprotocol/sdk/types.js';
+import type { GetPromptResult, McpServer } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 
 /** Values `completion/complete` offers for the prompts' arguments, by argument name. */
@@ -73,9 +72,13 @@ export const PROMPTS: Readonly<Record<string, PromptSpec>> = {
 export function registerPrompts(server: McpServer): void {
   for (const [name, spec] of Object.entries(PROMPTS)) {
     const { title, description, args } = spec;
-    server.registerPrompt(name, { title, description, argsSchema: args }, (a: Record<string, string | undefined>): GetPromptResult => ({
-      description: a.model ? `${description}; run it with the chat tool, model "${a.model}"` : description,
-      messages: [{ role: 'user', content: { type: 'text', text: spec.render(a) } }],
-    }));
+    server.registerPrompt(
+      name,
+      { title, description, argsSchema: z.object(args) },
+      (a: Record<string, string | undefined>): GetPromptResult => ({
+        description: a.model ? `${description}; run it with the chat tool, model "${a.model}"` : description,
+        messages: [{ role: 'user', content: { type: 'text', text: spec.render(a) } }],
+      }),
+    );
   }
 }

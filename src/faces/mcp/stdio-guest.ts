@@ -1,12 +1,12 @@
-import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { JSONRPCMessageSchema } from '@modelcontextprotocol/sdk/types.js';
+import { parseJSONRPCMessage, type JSONRPCMessage, type McpServer } from '@modelcontextprotocol/server';
+import { serveStdio, type StdioServerHandle } from '@modelcontextprotocol/server/stdio';
 import type { Logger } from 'pino';
 import type { ClientEnd } from '../../auth.js';
 import type { StdioGuest, StdioLink } from '../../transports/stdio.js';
 import { LinkTransport } from './link-transport.js';
 
 /** MCP's own methods, and the notifications of either side: everything else on stdio is RKLLM JSON-RPC. */
-const MCP_METHOD = /^(initialize|ping|(tools|resources|prompts|completion|logging|tasks|notifications)\/.+)$/;
+const MCP_METHOD = /^(initialize|ping|(server|subscriptions|tools|resources|prompts|completion|logging|tasks|notifications)\/.+)$/;
 
 function isMcp(message: unknown): boolean {
   if (typeof message !== 'object' || message === null || Array.isArray(message)) return false;
@@ -23,13 +23,15 @@ export interface McpStdioGuestOptions {
 
 /**
  * MCP on the stdio connection, beside the RKLLM JSON-RPC methods: it takes MCP's messages (by
- * method name, and responses to its own requests) and hands them to an SDK server through a
- * {@link LinkTransport}. Everything else goes on to the dispatcher. The session ends with stdin.
+ * method name, and responses to its own requests) and hands them through a {@link LinkTransport}
+ * to the SDK's `serveStdio`, which picks the era from the opening (`server/discover`: 2026-07-28;
+ * `initialize`: 2025) and pins one server to it. Everything else goes on to the dispatcher. The
+ * session ends with stdin.
  */
 export class McpStdioGuest implements StdioGuest {
   readonly #options: McpStdioGuestOptions;
   #transport: LinkTransport | undefined;
-  #server: McpServer | undefined;
+  #handle: StdioServerHandle | undefined;
 
   constructor(options: McpStdioGuestOptions) {
     this.#options = options;
@@ -37,24 +39,26 @@ export class McpStdioGuest implements StdioGuest {
 
   open(link: StdioLink): void {
     const transport = new LinkTransport(link);
-    const server = this.#options.newServer(link.peer);
-    transport.onerror = (err) => this.#options.log.warn({ err }, 'mcp over stdio: transport error');
+    const onerror = (err: Error): void => this.#options.log.warn({ err }, 'mcp over stdio: transport error');
     this.#transport = transport;
-    this.#server = server;
-    server.connect(transport).catch((err: unknown) => this.#options.log.error({ err }, 'mcp over stdio: could not start'));
+    this.#handle = serveStdio(() => this.#options.newServer(link.peer), { transport, onerror });
     link.closed.addEventListener('abort', () => void this.close(), { once: true });
   }
 
   offer(message: unknown): boolean {
     if (!this.#transport || !isMcp(message)) return false;
-    const parsed = JSONRPCMessageSchema.safeParse(message);
-    if (!parsed.success) return false;
-    this.#transport.deliver(parsed.data);
+    let parsed: JSONRPCMessage;
+    try {
+      parsed = parseJSONRPCMessage(message);
+    } catch {
+      return false;
+    }
+    this.#transport.deliver(parsed);
     return true;
   }
 
   /** Ends the session: its tool calls are aborted. Idempotent. */
   async close(): Promise<void> {
-    await this.#server?.close();
+    await this.#handle?.close();
   }
 }

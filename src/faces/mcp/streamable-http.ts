@@ -1,7 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
-import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import {
+  createMcpHandler,
+  isLegacyRequest,
+  WebStandardStreamableHTTPServerTransport,
+  type McpHttpHandler,
+  type McpServer,
+} from '@modelcontextprotocol/server';
 import type { Logger } from 'pino';
 import type { ClientEnd } from '../../auth.js';
 import type { ClientGate } from '../../clients.js';
@@ -23,9 +28,9 @@ export interface McpHttpOptions {
   log: Logger;
 }
 
-/** One MCP session over HTTP: its SDK transport and server, and the key that opened it. */
+/** One MCP session over HTTP (2025 era): its SDK transport and server, and the key that opened it. */
 interface Session {
-  transport: StreamableHTTPServerTransport;
+  transport: WebStandardStreamableHTTPServerTransport;
   server: McpServer;
   keyId: string | undefined;
   /** Requests in progress (an open GET stream counts). */
@@ -38,20 +43,52 @@ function refuseSession(res: ServerResponse, status: number, code: number, messag
   sendJson(res, status, { jsonrpc: '2.0', id: null, error: { code, message } }, refusalHeaders(status, undefined));
 }
 
+/** The node request as the web `Request` the SDK takes; `signal` aborts it (the client went away). */
+function webRequest({ req, url, signal }: HttpExchange, body: unknown): Request {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) if (value !== undefined) headers.set(name, String(value));
+  const init = { method: req.method ?? 'GET', headers, signal };
+  return new Request(`http://localhost${url.pathname}${url.search}`, body === undefined ? init : { ...init, body: JSON.stringify(body) });
+}
+
+/** Writes the SDK's web `Response` (JSON, or an SSE stream until either side ends it). */
+async function reply(res: ServerResponse, response: Response): Promise<void> {
+  res.writeHead(response.status, Object.fromEntries(response.headers));
+  const reader = response.body?.getReader();
+  if (!reader) return void res.end();
+  res.flushHeaders();
+  res.once('close', () => void reader.cancel().catch(() => {}));
+  try {
+    for (let r = await reader.read(); !r.done; r = await reader.read()) res.write(r.value);
+  } catch {
+    // The client went away: cancelling the reader ends the read.
+  }
+  res.end();
+}
+
 /**
- * MCP's Streamable HTTP transport at `/mcp`, through the SDK: `POST` for messages (answered with
- * JSON or an SSE stream), `GET` for the server's own stream, `DELETE` to end a session, sessions
- * named by `Mcp-Session-Id`. Before the SDK sees a request, this checks `Origin` and `Host`
- * (DNS rebinding), the API key (`Authorization: Bearer`, when keys are set; a session belongs to
- * the key that opened it) and the client's connection limit.
+ * MCP's Streamable HTTP transport at `/mcp`, through the SDK, in both eras. 2026-07-28 requests
+ * (stateless, each with `MCP-Protocol-Version`) go to the SDK's per-request handler, one server
+ * per request; a response stream the client closes cancels its request. 2025-era requests keep
+ * sessions: `POST` for messages (answered with JSON or an SSE stream), `GET` for the server's own
+ * stream, `DELETE` to end a session, sessions named by `Mcp-Session-Id`. Before the SDK sees a
+ * request, this checks `Origin` and `Host` (DNS rebinding), the API key (`Authorization: Bearer`,
+ * when keys are set; a session belongs to the key that opened it) and the client's connection limit.
  */
 export class McpHttpRoute implements HttpRoute, AsyncDisposable {
   readonly #options: McpHttpOptions;
   readonly #sessions = new Map<string, Session>();
+  /** The 2026-07-28 handler: it learns a request's caller from `authInfo.extra.peer`. */
+  readonly #modern: McpHttpHandler;
   #closed = false;
 
   constructor(options: McpHttpOptions) {
     this.#options = options;
+    this.#modern = createMcpHandler((ctx) => options.newServer(ctx.authInfo?.extra?.peer as ClientEnd), {
+      legacy: 'reject',
+      maxRequestBodySize: options.maxBodyBytes,
+      onerror: (err) => options.log.debug({ err }, 'mcp over http: modern request error'),
+    });
   }
 
   get sessions(): number {
@@ -76,53 +113,6 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
       if (!(err instanceof ServerError)) throw err;
       return void sendError(res, err, 'mcp');
     }
-    const sessionId = req.headers['mcp-session-id'];
-    if (typeof sessionId === 'string') {
-      const session = this.#sessions.get(sessionId);
-      if (!session || session.keyId !== peer.key?.id) return refuseSession(res, 404, -32001, 'Session not found');
-      return this.#handle(session, exchange);
-    }
-    if (req.method !== 'POST') return refuseSession(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required');
-    if (this.#closed) return refuseSession(res, 503, -32000, 'The server is shutting down');
-    if (this.#sessions.size >= this.#options.maxSessions) {
-      const limit = this.#options.maxSessions;
-      return refuseSession(res, 503, -32000, `Too many MCP sessions: at most ${limit} (setting mcp.max_sessions); end one with DELETE`);
-    }
-    await this.#open(peer, exchange);
-  }
-
-  /** Closes every session. Idempotent. */
-  async close(): Promise<void> {
-    this.#closed = true;
-    await Promise.all([...this.#sessions.values()].map((s) => s.transport.close()));
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
-  /** A request without a session: an `initialize` opens one; anything else is answered by the SDK (400) and forgotten. */
-  async #open(peer: ClientEnd, exchange: HttpExchange): Promise<void> {
-    const server = this.#options.newServer(peer);
-    const session: Session = { transport: undefined!, server, keyId: peer.key?.id, active: 0, idleTimer: undefined };
-    const transport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: () => randomUUID(),
-      onsessioninitialized: (id) => void this.#sessions.set(id, session),
-      maxRequestBodySize: this.#options.maxBodyBytes,
-    });
-    session.transport = transport;
-    transport.onclose = () => {
-      clearTimeout(session.idleTimer);
-      if (transport.sessionId !== undefined) this.#sessions.delete(transport.sessionId);
-    };
-    transport.onerror = (err) => this.#options.log.debug({ err }, 'mcp over http: transport error');
-    await server.connect(transport);
-    await this.#handle(session, exchange);
-    if (transport.sessionId === undefined) await server.close();
-  }
-
-  async #handle(session: Session, exchange: HttpExchange): Promise<void> {
-    const { req, res } = exchange;
     let body: unknown;
     if (req.method === 'POST') {
       try {
@@ -131,12 +121,65 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
         if (err instanceof ServerError) return void sendError(res, err, 'mcp');
         throw err;
       }
-      this.#cancelOnDisconnect(session, res, body);
     }
+    const sessionId = req.headers['mcp-session-id'];
+    if (typeof sessionId === 'string') {
+      const session = this.#sessions.get(sessionId);
+      if (!session || session.keyId !== peer.key?.id) return refuseSession(res, 404, -32001, 'Session not found');
+      return this.#handle(session, exchange, body);
+    }
+    if (req.method === 'POST' && !(await isLegacyRequest(webRequest(exchange, body), body))) {
+      if (this.#closed) return refuseSession(res, 503, -32000, 'The server is shutting down');
+      const authInfo = { token: '', clientId: peer.key?.id ?? address, scopes: [], extra: { peer } };
+      return reply(res, await this.#modern.fetch(webRequest(exchange, body), { parsedBody: body, authInfo }));
+    }
+    if (req.method !== 'POST') return refuseSession(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required');
+    if (this.#closed) return refuseSession(res, 503, -32000, 'The server is shutting down');
+    if (this.#sessions.size >= this.#options.maxSessions) {
+      const limit = this.#options.maxSessions;
+      return refuseSession(res, 503, -32000, `Too many MCP sessions: at most ${limit} (setting mcp.max_sessions); end one with DELETE`);
+    }
+    await this.#open(peer, exchange, body);
+  }
+
+  /** Closes every session. Idempotent. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([this.#modern.close(), ...[...this.#sessions.values()].map((s) => s.transport.close())]);
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** A request without a session: an `initialize` opens one; anything else is answered by the SDK (400) and forgotten. */
+  async #open(peer: ClientEnd, exchange: HttpExchange, body: unknown): Promise<void> {
+    const server = this.#options.newServer(peer);
+    const session: Session = { transport: undefined!, server, keyId: peer.key?.id, active: 0, idleTimer: undefined };
+    const transport = new WebStandardStreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => void this.#sessions.set(id, session),
+    });
+    session.transport = transport;
+    transport.onclose = () => {
+      clearTimeout(session.idleTimer);
+      if (transport.sessionId !== undefined) this.#sessions.delete(transport.sessionId);
+    };
+    transport.onerror = (err) => this.#options.log.debug({ err }, 'mcp over http: transport error');
+    await server.connect(transport);
+    await this.#handle(session, exchange, body);
+    if (transport.sessionId === undefined) await server.close();
+  }
+
+  async #handle(session: Session, exchange: HttpExchange, body: unknown): Promise<void> {
+    const { req, res } = exchange;
+    if (req.method === 'POST') this.#cancelOnDisconnect(session, exchange.signal, body);
     session.active++;
     clearTimeout(session.idleTimer);
     try {
-      await session.transport.handleRequest(req, res, body);
+      const response = await session.transport.handleRequest(webRequest(exchange, body), { parsedBody: body });
+      // The reply is written on: an SSE stream stays open after this resolves.
+      void reply(res, response);
     } finally {
       // The SDK resolves once the reply has begun; an SSE stream stays open after it.
       const done = (): void => {
@@ -152,22 +195,25 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
    * A client that goes away before its reply is complete cancels its requests, as if it had sent
    * `notifications/cancelled`: their generations stop and free the engine.
    */
-  #cancelOnDisconnect(session: Session, res: ServerResponse, body: unknown): void {
+  #cancelOnDisconnect(session: Session, gone: AbortSignal, body: unknown): void {
     const ids = (Array.isArray(body) ? body : [body]).flatMap((m: unknown) => {
       const message = m as { method?: unknown; id?: unknown } | null;
       return typeof message?.method === 'string' && (typeof message.id === 'string' || typeof message.id === 'number') ? [message.id] : [];
     });
     if (ids.length === 0) return;
-    res.once('close', () => {
-      if (res.writableFinished) return;
-      for (const requestId of ids) {
-        session.transport.onmessage?.({
-          jsonrpc: '2.0',
-          method: 'notifications/cancelled',
-          params: { requestId, reason: 'the client went away' },
-        });
-      }
-    });
+    gone.addEventListener(
+      'abort',
+      () => {
+        for (const requestId of ids) {
+          session.transport.onmessage?.({
+            jsonrpc: '2.0',
+            method: 'notifications/cancelled',
+            params: { requestId, reason: 'the client went away' },
+          });
+        }
+      },
+      { once: true },
+    );
   }
 
   #armIdle(session: Session): void {
