@@ -5,7 +5,8 @@ import { LoggingMessageNotificationSchema, type CallToolResult } from '@modelcon
 import OpenAI from 'openai';
 import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { liveFixture } from '../helpers/fixture.js';
-import { connectHttp, textOf, type McpConnection, type Progress } from '../helpers/mcp.js';
+import type { Client as ClientV2 } from '@modelcontextprotocol/client';
+import { connectHttp, connectHttpV2, textOf, type McpConnection, type Progress } from '../helpers/mcp.js';
 import { greedy } from '../helpers/prompts.js';
 import { HttpRpc } from '../helpers/rpc.js';
 import { startTestServer } from '../helpers/server.js';
@@ -452,5 +453,65 @@ describe('MCP over HTTP with a full queue', function () {
     } finally {
       await a.close();
     }
+  });
+});
+
+describe('MCP 2026-07-28 over HTTP, with the v2 client', function () {
+  this.timeout(120_000);
+  const fixture = liveFixture();
+  let clients: ClientV2[] = [];
+  const connect = async (era: 'modern' | 'legacy' = 'modern'): Promise<ClientV2> => {
+    const client = await connectHttpV2(fixture.server.url, era);
+    clients.push(client);
+    return client;
+  };
+  afterEach(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    clients = [];
+  });
+
+  it('negotiates 2026-07-28 (or 2025-11-25 when asked): tools, progress, prompts, completions and resources in both', async () => {
+    for (const era of ['modern', 'legacy'] as const) {
+      const client = await connect(era);
+      expect(client.getNegotiatedProtocolVersion(), era).to.equal(era === 'modern' ? '2026-07-28' : '2025-11-25');
+      expect((await client.listTools()).tools.map((t) => t.name)).to.have.members(['generate', 'chat', 'embed', 'model_info']);
+      const progress: string[] = [];
+      const args = { prompt: TINY_MODEL_PROMPTS.long, max_new_tokens: 30, ...greedy };
+      const result = await client.callTool(
+        { name: 'generate', arguments: args },
+        { onprogress: (p) => void progress.push(p.message ?? '') },
+      );
+      const text = (await fixture.http.result('rkllm_run', { prompt_input: args.prompt, max_new_tokens: 30, ...greedy })).text;
+      expect(result.structuredContent, era).to.deep.include({ text, finish_reason: 'length' });
+      expect(progress.join(''), era).to.equal(text);
+      expect((await client.listPrompts()).prompts, era).to.have.length(4);
+      const done = await client.complete({ ref: { type: 'ref/prompt', name: 'translate' }, argument: { name: 'language', value: 'Ge' } });
+      expect(done.completion.values, era).to.deep.equal(['German']);
+      const model = await client.readResource({ uri: 'rkllm://model' });
+      expect(JSON.parse((model.contents[0] as { text: string }).text), era).to.include({ engine: 'llama.cpp' });
+    }
+  });
+
+  it('a call the client aborts (its response stream closed) stops its generation and frees the engine', async () => {
+    const client = await connect();
+    const { streams } = fixture.server;
+    const runsBefore = streams.runs;
+    const abort = new AbortController();
+    const call = client.callTool(
+      { name: 'generate', arguments: { prompt: TINY_MODEL_PROMPTS.long, max_new_tokens: 1500, temperature: 0 } },
+      { signal: abort.signal, onprogress: () => {} },
+    );
+    await streams.until(() => streams.runs > runsBefore, 'the call to run');
+    abort.abort();
+    expect(
+      await call.then(
+        () => 'answered',
+        () => 'aborted',
+      ),
+    ).to.equal('aborted');
+    await streams.until(() => streams.live === 0, 'the aborted stream to end');
+    const ended = streams.finals.get(streams.startedIds.at(-1)!)!;
+    expect(ended.finish_reason).to.equal('abort');
+    expect(ended.perf!.generate_tokens).to.be.below(1500);
   });
 });

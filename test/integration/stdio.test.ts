@@ -3,6 +3,8 @@
 // RKLLM JSON-RPC methods on the same stdin/stdout). This needs a process of its own: the server
 // reads its stdin and writes its stdout.
 import { expect } from 'chai';
+import { Client as ClientV2 } from '@modelcontextprotocol/client';
+import { StdioClientTransport as StdioClientTransportV2 } from '@modelcontextprotocol/client/stdio';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult, JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
@@ -249,6 +251,47 @@ describe('MCP over stdio (rkllm-mcp --stdio)', function () {
     await client.request({ method: 'authenticate', params: { api_key: KEY } }, z.object({ authenticated: z.literal(true) }));
     const info = (await client.callTool({ name: 'model_info', arguments: {} })) as CallToolResult;
     expect(info.isError).to.not.equal(true);
+  });
+
+  it('a v2 client negotiates 2026-07-28 (server/discover): tools, progress, and a cancelled call that stops its generation', async () => {
+    const transport = new StdioClientTransportV2({
+      command: process.execPath,
+      args: [CLI, '--stdio', '--no-http', '--no-tcp', '--no-udp', '--no-ws'],
+      cwd: scratchDir(),
+      stderr: 'pipe',
+    });
+    let stderr = '';
+    transport.stderr!.on('data', (data: Buffer) => (stderr += data.toString()));
+    const client = new ClientV2({ name: 'rkllm-mcp-test', version: '2.0.0' }, { versionNegotiation: { mode: { pin: '2026-07-28' } } });
+    await client.connect(transport);
+    try {
+      expect(client.getNegotiatedProtocolVersion()).to.equal('2026-07-28');
+      const progress: string[] = [];
+      const args = { prompt: TINY_MODEL_PROMPTS.long, max_new_tokens: 20, ...greedy };
+      const result = await client.callTool(
+        { name: 'generate', arguments: args },
+        { onprogress: (p) => void progress.push(p.message ?? '') },
+      );
+      expect(result.structuredContent).to.deep.include({ finish_reason: 'length' });
+      expect((result.structuredContent as { text: string }).text).to.have.length.above(10);
+      const abort = new AbortController();
+      const call = client.callTool(
+        { name: 'generate', arguments: { prompt: TINY_MODEL_PROMPTS.long, max_new_tokens: 1500, temperature: 0 } },
+        { signal: abort.signal, onprogress: () => abort.abort() },
+      );
+      expect(
+        await call.then(
+          () => 'answered',
+          () => 'aborted',
+        ),
+      ).to.equal('aborted');
+      // (The RKLLM methods refuse the 2026-07-28 client's `_meta`: the server's log on stderr says how the stream ended.)
+      await until(() => /"finish_reason":"abort"/.test(stderr), 'the cancelled stream to end in an abort');
+      const after = await client.callTool({ name: 'generate', arguments: { prompt: 'The King', max_new_tokens: 3, ...greedy } });
+      expect(after.structuredContent).to.deep.include({ finish_reason: 'length' });
+    } finally {
+      await client.close();
+    }
   });
 
   it('initialize answers while the model loads; a tool call and an RKLLM request sent then are answered once it has loaded', async () => {
