@@ -1,7 +1,11 @@
 // MCP over Streamable HTTP at /mcp, with the official SDK's Client against a server in this process.
 import { expect } from 'chai';
 import { request } from 'node:http';
-import { LoggingMessageNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import {
+  LoggingMessageNotificationSchema,
+  ResourceUpdatedNotificationSchema,
+  type CallToolResult,
+} from '@modelcontextprotocol/sdk/types.js';
 import OpenAI from 'openai';
 import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { liveFixture } from '../helpers/fixture.js';
@@ -10,6 +14,7 @@ import { connectHttp, connectHttpV2, textOf, type McpConnection, type Progress }
 import { greedy } from '../helpers/prompts.js';
 import { HttpRpc } from '../helpers/rpc.js';
 import { startTestServer } from '../helpers/server.js';
+import { until } from '../helpers/until.js';
 
 const KEY_A = 'alpha-key-0123456789abcdef';
 const KEY_B = 'bravo-key-0123456789abcdef';
@@ -329,6 +334,31 @@ describe('MCP over Streamable HTTP (/mcp)', function () {
     await client.setLoggingLevel('error');
     await client.callTool({ name: 'generate', arguments: { prompt: 'x', max_new_tokens: 999_999 } });
     expect(logs).to.have.length(2);
+  });
+
+  it('resources/subscribe: a stream of its own tells of new text, the model of loads; unsubscribing stops them', async () => {
+    const { client } = await connect();
+    const updated: string[] = [];
+    client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => void updated.push(n.params.uri));
+    expect(client.getServerCapabilities()!.resources).to.include({ subscribe: true });
+    const { stream_id } = await fixture.http.start({ prompt_input: SLOW_PROMPT, max_new_tokens: 20, ...greedy });
+    const uri = `rkllm://streams/${stream_id}`;
+    await client.subscribeResource({ uri });
+    await fixture.server.streams.untilEnded(stream_id);
+    await until(() => updated.includes(uri), 'a resources/updated for the stream');
+    await client.unsubscribeResource({ uri });
+    const other = await client.subscribeResource({ uri: 'rkllm://streams/st_nope' }).catch((err: { code: number }) => err.code);
+    expect(other).to.equal(-32602);
+    await client.subscribeResource({ uri: 'rkllm://model' });
+    // The default model unloaded, then loaded again by the next call.
+    expect(await fixture.http.result('models_unload', { model: 'rkllm-tiny' })).to.deep.include({ unloading: true });
+    await client.callTool({ name: 'model_info', arguments: {} });
+    await until(() => updated.filter((u) => u === 'rkllm://model').length >= 3, 'unloaded, loading, loaded');
+    await client.unsubscribeResource({ uri: 'rkllm://model' });
+    const told = updated.length;
+    await fixture.http.result('models_unload', { model: 'rkllm-tiny' });
+    await client.callTool({ name: 'model_info', arguments: {} });
+    expect(updated).to.have.length(told);
   });
 
   it('bad arguments and unknown tools get errors, and the session survives them', async () => {

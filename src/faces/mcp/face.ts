@@ -7,6 +7,7 @@ import { registerCompletions } from './completions.js';
 import { registerPrompts } from './prompts.js';
 import { registerResources } from './resources.js';
 import { McpStdioGuest } from './stdio-guest.js';
+import { registerSubscriptions } from './subscriptions.js';
 import { registerTools } from './tools.js';
 
 export interface McpFaceOptions extends McpDeps {
@@ -48,7 +49,7 @@ export class McpFace implements AsyncDisposable {
     const server = new McpServer(
       { name, version },
       {
-        capabilities: { tools: {}, resources: {}, prompts: {}, completions: {}, logging: {} },
+        capabilities: { tools: {}, resources: { subscribe: true }, prompts: {}, completions: {}, logging: {} },
         instructions:
           'An on-device LLM (private, offline). Use generate for completions, chat for conversations (session keeps history), ' +
           'embed for vectors, model_info for the model and its limits. Pass a progressToken to receive the text as it is made.',
@@ -58,6 +59,7 @@ export class McpFace implements AsyncDisposable {
     registerResources(server, this.#options, peer);
     registerPrompts(server);
     registerCompletions(server, this.#options, peer);
+    registerSubscriptions(server, this.#options, peer);
     return server;
   }
 }
