@@ -545,3 +545,26 @@ describe('MCP 2026-07-28 over HTTP, with the v2 client', function () {
     expect(ended.perf!.generate_tokens).to.be.below(1500);
   });
 });
+
+describe('MCP 2026-07-28 subscriptions/listen, with the v2 client', function () {
+  this.timeout(120_000);
+  const fixture = liveFixture();
+
+  it('a listen on a stream of its own and on the model tells of new text and of loads; closing it stops them', async () => {
+    const client = await connectHttpV2(fixture.server.url, 'modern');
+    try {
+      const updated: string[] = [];
+      client.setNotificationHandler('notifications/resources/updated', (n) => void updated.push(n.params.uri));
+      const { stream_id } = await fixture.http.start({ prompt_input: SLOW_PROMPT, max_new_tokens: 20, ...greedy });
+      const uri = `rkllm://streams/${stream_id}`;
+      const subscription = await client.listen({ resourceSubscriptions: [uri, 'rkllm://model'] });
+      await until(() => updated.includes(uri), 'a resources/updated for the stream');
+      await fixture.http.result('models_unload', { model: 'rkllm-tiny' });
+      await until(() => updated.includes('rkllm://model'), 'a resources/updated for the model');
+      await subscription.close();
+      expect(await subscription.closed).to.equal('local');
+    } finally {
+      await client.close();
+    }
+  });
+});

@@ -1,19 +1,19 @@
 import { McpServer } from '@modelcontextprotocol/server';
 import type { ClientEnd } from '../../auth.js';
-import type { McpDeps } from './backend.js';
+import { admitCaller, type McpDeps } from './backend.js';
 import { ChatSessions } from './chat-sessions.js';
 import { McpHttpRoute, type McpHttpOptions } from './streamable-http.js';
 import { registerCompletions } from './completions.js';
 import { registerPrompts } from './prompts.js';
 import { registerResources } from './resources.js';
 import { McpStdioGuest } from './stdio-guest.js';
-import { registerSubscriptions } from './subscriptions.js';
+import { registerSubscriptions, watchResource } from './subscriptions.js';
 import { registerTools } from './tools.js';
 
 export interface McpFaceOptions extends McpDeps {
   /** Chat histories kept at most (`mcp.max_chat_sessions`). */
   maxChatSessions: number;
-  http: Omit<McpHttpOptions, 'newServer' | 'gate' | 'log'>;
+  http: Omit<McpHttpOptions, 'newServer' | 'gate' | 'log' | 'watch'>;
 }
 
 /**
@@ -31,7 +31,9 @@ export class McpFace implements AsyncDisposable {
     this.#options = options;
     this.#chats = new ChatSessions(options.maxChatSessions);
     const newServer = (peer: ClientEnd): McpServer => this.#newServer(peer);
-    this.route = new McpHttpRoute({ ...options.http, newServer, gate: options.gate, log: options.log });
+    const watch = (peer: ClientEnd, uri: string, signal: AbortSignal, changed: () => void): Promise<() => void> =>
+      watchResource(options, admitCaller(options.gate, peer, 'subscriptions/listen', uri), uri, signal, changed);
+    this.route = new McpHttpRoute({ ...options.http, newServer, gate: options.gate, log: options.log, watch });
     this.stdio = new McpStdioGuest({ newServer, log: options.log });
   }
 

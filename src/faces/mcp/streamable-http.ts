@@ -25,6 +25,8 @@ export interface McpHttpOptions {
   idleTimeoutMs: number;
   /** Largest message body (`http.max_body_bytes`). */
   maxBodyBytes: number;
+  /** Watches a resource for a caller's `subscriptions/listen` (see `watchResource`); resolves with the stop. */
+  watch: (peer: ClientEnd, uri: string, signal: AbortSignal, changed: () => void) => Promise<() => void>;
   log: Logger;
 }
 
@@ -131,6 +133,7 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
     if (req.method === 'POST' && !(await isLegacyRequest(webRequest(exchange, body), body))) {
       if (this.#closed) return refuseSession(res, 503, -32000, 'The server is shutting down');
       const authInfo = { token: '', clientId: peer.key?.id ?? address, scopes: [], extra: { peer } };
+      this.#watchListened(peer, exchange, body);
       return reply(res, await this.#modern.fetch(webRequest(exchange, body), { parsedBody: body, authInfo }));
     }
     if (req.method !== 'POST') return refuseSession(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required');
@@ -214,6 +217,22 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
       },
       { once: true },
     );
+  }
+
+  /**
+   * A `subscriptions/listen` (2026-07-28): the resources it names are watched while its stream is
+   * open, each change published to the listening streams (the SDK's router filters by URI).
+   */
+  #watchListened(peer: ClientEnd, { res, signal }: HttpExchange, body: unknown): void {
+    const listen = body as { method?: unknown; params?: { notifications?: { resourceSubscriptions?: unknown } } } | null;
+    const uris = listen?.method === 'subscriptions/listen' ? listen.params?.notifications?.resourceSubscriptions : undefined;
+    if (!Array.isArray(uris)) return;
+    for (const uri of uris.filter((u): u is string => typeof u === 'string')) {
+      this.#options
+        .watch(peer, uri, signal, () => this.#modern.notify.resourceUpdated(uri))
+        .then((stop) => (res.closed ? stop() : res.once('close', stop)))
+        .catch(() => {});
+    }
   }
 
   #armIdle(session: Session): void {
