@@ -257,10 +257,10 @@ describe('MCP over stdio (rkllm-mcp --stdio)', function () {
     expect(info.isError).to.not.equal(true);
   });
 
-  it('a v2 client negotiates 2026-07-28 (server/discover): tools, progress, and a cancelled call that stops its generation', async () => {
+  it('a v2 client negotiates 2026-07-28 (server/discover): tools, progress, a cancelled call that stops its generation, subscriptions/listen', async () => {
     const transport = new StdioClientTransportV2({
       command: process.execPath,
-      args: [CLI, '--stdio', '--no-http', '--no-tcp', '--no-udp', '--no-ws'],
+      args: [CLI, '--stdio', '--http', '0', '--no-tcp', '--no-udp', '--no-ws'],
       cwd: scratchDir(),
       stderr: 'pipe',
     });
@@ -293,6 +293,16 @@ describe('MCP over stdio (rkllm-mcp --stdio)', function () {
       await until(() => /"finish_reason":"abort"/.test(stderr), 'the cancelled stream to end in an abort');
       const after = await client.callTool({ name: 'generate', arguments: { prompt: 'The King', max_new_tokens: 3, ...greedy } });
       expect(after.structuredContent).to.deep.include({ finish_reason: 'length' });
+      // subscriptions/listen: the model unloaded (asked over HTTP: the RKLLM methods refuse this client's `_meta`).
+      const updated: string[] = [];
+      client.setNotificationHandler('notifications/resources/updated', (n) => void updated.push(n.params.uri));
+      const listen = await client.listen({ resourceSubscriptions: ['rkllm://model'] });
+      await until(() => stderr.includes('listening for connections'), 'the readiness line');
+      const ready = stderr.split('\n').find((l) => l.includes('listening for connections'))!;
+      const http = new HttpRpc(`http://${(JSON.parse(ready) as { addresses: { http: string } }).addresses.http}/`);
+      await http.result('models_unload', { model: 'rkllm-tiny' });
+      await until(() => updated.includes('rkllm://model'), 'a resources/updated for the model');
+      await listen.close();
     } finally {
       await client.close();
     }

@@ -34,7 +34,7 @@ export class McpFace implements AsyncDisposable {
     const watch = (peer: ClientEnd, uri: string, signal: AbortSignal, changed: () => void): Promise<() => void> =>
       watchResource(options, admitCaller(options.gate, peer, 'subscriptions/listen', uri), uri, signal, changed);
     this.route = new McpHttpRoute({ ...options.http, newServer, gate: options.gate, log: options.log, watch });
-    this.stdio = new McpStdioGuest({ newServer, log: options.log });
+    this.stdio = new McpStdioGuest({ newServer, log: options.log, watch });
   }
 
   /** Closes every session, aborting their tool calls. Idempotent. */

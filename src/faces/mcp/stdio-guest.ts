@@ -18,6 +18,8 @@ function isMcp(message: unknown): boolean {
 
 export interface McpStdioGuestOptions {
   newServer: (peer: ClientEnd) => McpServer;
+  /** Watches a resource for a `subscriptions/listen` (see `watchResource`); resolves with the stop. */
+  watch: (peer: ClientEnd, uri: string, signal: AbortSignal, changed: () => void) => Promise<() => void>;
   log: Logger;
 }
 
@@ -32,6 +34,11 @@ export class McpStdioGuest implements StdioGuest {
   readonly #options: McpStdioGuestOptions;
   #transport: LinkTransport | undefined;
   #handle: StdioServerHandle | undefined;
+  /** The server the connection is pinned to (the last one made). */
+  #server: McpServer | undefined;
+  #peer: ClientEnd | undefined;
+  /** Open `subscriptions/listen` requests (2026-07-28), by id: aborting one stops its watches. */
+  readonly #listens = new Map<string, AbortController>();
 
   constructor(options: McpStdioGuestOptions) {
     this.#options = options;
@@ -41,7 +48,9 @@ export class McpStdioGuest implements StdioGuest {
     const transport = new LinkTransport(link);
     const onerror = (err: Error): void => this.#options.log.warn({ err }, 'mcp over stdio: transport error');
     this.#transport = transport;
-    this.#handle = serveStdio(() => this.#options.newServer(link.peer), { transport, onerror });
+    this.#peer = link.peer;
+    const newServer = (): McpServer => (this.#server = this.#options.newServer(link.peer));
+    this.#handle = serveStdio(newServer, { transport, onerror });
     link.closed.addEventListener('abort', () => void this.close(), { once: true });
   }
 
@@ -53,12 +62,40 @@ export class McpStdioGuest implements StdioGuest {
     } catch {
       return false;
     }
+    this.#watchListened(parsed);
     this.#transport.deliver(parsed);
     return true;
   }
 
-  /** Ends the session: its tool calls are aborted. Idempotent. */
+  /**
+   * A `subscriptions/listen` (2026-07-28): the resources it names are watched until it is
+   * cancelled or the connection ends; the SDK routes each `resources/updated` to it.
+   */
+  #watchListened(message: JSONRPCMessage): void {
+    if (!('method' in message)) return;
+    const params = message.params as { requestId?: unknown; notifications?: { resourceSubscriptions?: unknown } } | undefined;
+    if (message.method === 'notifications/cancelled') {
+      const id = JSON.stringify(params?.requestId);
+      this.#listens.get(id)?.abort();
+      this.#listens.delete(id);
+    }
+    const uris = params?.notifications?.resourceSubscriptions;
+    if (message.method !== 'subscriptions/listen' || !('id' in message) || !Array.isArray(uris) || !this.#peer) return;
+    const stop = new AbortController();
+    this.#listens.set(JSON.stringify(message.id), stop);
+    for (const uri of uris.filter((u): u is string => typeof u === 'string')) {
+      const changed = (): void => void this.#server?.server.sendResourceUpdated({ uri }).catch(() => {});
+      this.#options
+        .watch(this.#peer, uri, stop.signal, changed)
+        .then((unwatch) => (stop.signal.aborted ? unwatch() : stop.signal.addEventListener('abort', unwatch, { once: true })))
+        .catch(() => {});
+    }
+  }
+
+  /** Ends the session: its tool calls are aborted, its watches stopped. Idempotent. */
   async close(): Promise<void> {
+    for (const stop of this.#listens.values()) stop.abort();
+    this.#listens.clear();
     await this.#handle?.close();
   }
 }
