@@ -452,6 +452,25 @@ describe('MCP over HTTP with API keys', function () {
         (err: { code: number }) => err.code,
       );
       expect(hidden).to.equal(-32602);
+      // 2026-07-28 (no sessions): the key of each request, and the streams it may read and complete.
+      const refusedV2 = await connectHttpV2(fixture.server.url, 'modern').then(
+        () => 'connected',
+        (err: Error) => err.message,
+      );
+      expect(refusedV2).to.match(/401|Unauthorized/);
+      const a2 = await connectHttpV2(fixture.server.url, 'modern', { authorization: `Bearer ${KEY_A}` });
+      const b2 = await connectHttpV2(fixture.server.url, 'modern', { authorization: `Bearer ${KEY_B}` });
+      try {
+        const own = await a2.readResource({ uri: `rkllm://streams/${stream_id}` });
+        expect(JSON.parse((own.contents[0] as { text: string }).text)).to.include({ ended: true });
+        const other = await b2.readResource({ uri: `rkllm://streams/${stream_id}` }).then(
+          () => undefined,
+          (err: { code: number }) => err.code,
+        );
+        expect(other).to.equal(-32602);
+      } finally {
+        await Promise.all([a2.close(), b2.close()]);
+      }
     } finally {
       await Promise.all([a.close(), b.close()]);
     }
