@@ -9,7 +9,7 @@ import {
 import OpenAI from 'openai';
 import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { liveFixture } from '../helpers/fixture.js';
-import type { Client as ClientV2 } from '@modelcontextprotocol/client';
+import { LOG_LEVEL_META_KEY, type Client as ClientV2 } from '@modelcontextprotocol/client';
 import { connectHttp, connectHttpV2, textOf, type McpConnection, type Progress } from '../helpers/mcp.js';
 import { greedy } from '../helpers/prompts.js';
 import { HttpRpc } from '../helpers/rpc.js';
@@ -539,6 +539,19 @@ describe('MCP 2026-07-28 over HTTP, with the v2 client', function () {
       const model = await client.readResource({ uri: 'rkllm://model' });
       expect(JSON.parse((model.contents[0] as { text: string }).text), era).to.include({ engine: 'llama.cpp' });
     }
+  });
+
+  it('log notifications follow the level each request carries (2026-07-28: the _meta log level)', async () => {
+    const client = await connect();
+    const logs: string[] = [];
+    client.setNotificationHandler('notifications/message', (n) => void logs.push(`${n.params.level} ${String(n.params.data)}`));
+    const call = (level: string): Promise<unknown> =>
+      client.callTool({ name: 'generate', arguments: { prompt: 'x', max_new_tokens: 999_999 }, _meta: { [LOG_LEVEL_META_KEY]: level } });
+    await call('warning');
+    expect(logs).to.have.length(1);
+    expect(logs[0]).to.match(/^warning generate refused: .*max_new_tokens/);
+    await call('error');
+    expect(logs).to.have.length(1);
   });
 
   it('a call the client aborts (its response stream closed) stops its generation and frees the engine', async () => {
