@@ -554,6 +554,48 @@ describe('MCP 2026-07-28 over HTTP, with the v2 client', function () {
     expect(logs).to.have.length(1);
   });
 
+  it('a response stream the client closes (and nothing else) cancels its call: the generation stops', async () => {
+    const { streams } = fixture.server;
+    const runsBefore = streams.runs;
+    const gone = new AbortController();
+    // Without a progressToken the answer is one JSON body at the end: the client goes away before it.
+    const answered = fetch(`${fixture.server.url}mcp`, {
+      method: 'POST',
+      signal: gone.signal,
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': '2026-07-28',
+        'mcp-method': 'tools/call',
+        'mcp-name': 'generate',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 'vanishing',
+        method: 'tools/call',
+        params: {
+          name: 'generate',
+          arguments: { prompt: TINY_MODEL_PROMPTS.long, max_new_tokens: 1500, temperature: 0 },
+          _meta: {
+            'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+            'io.modelcontextprotocol/clientCapabilities': {},
+            'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
+          },
+        },
+      }),
+    });
+    await streams.until(() => streams.runs > runsBefore, 'the call to run');
+    gone.abort();
+    expect(
+      await answered.then(
+        () => 'answered',
+        () => 'gone',
+      ),
+    ).to.equal('gone');
+    await streams.until(() => streams.live === 0, 'the abandoned stream to end');
+    expect(streams.finals.get(streams.startedIds.at(-1)!)!.finish_reason).to.equal('abort');
+  });
+
   it('a call the client aborts (its response stream closed) stops its generation and frees the engine', async () => {
     const client = await connect();
     const { streams } = fixture.server;
