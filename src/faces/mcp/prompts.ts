@@ -3,26 +3,9 @@ import { z } from 'zod';
 
 /** Values `completion/complete` offers for the prompts' arguments, by argument name. */
 export const ARGUMENT_VALUES: Readonly<Record<string, readonly string[]>> = {
-  language: [
-    'English',
-    'French',
-    'German',
-    'Spanish',
-    'Italian',
-    'Portuguese',
-    'Dutch',
-    'Polish',
-    'Russian',
-    'Ukrainian',
-    'Turkish',
-    'Arabic',
-    'Hindi',
-    'Chinese',
-    'Japanese',
-    'Korean',
-    'Vietnamese',
-    'Indonesian',
-  ],
+  language: 'English French German Spanish Italian Portuguese Dutch Polish Russian Ukrainian Turkish Arabic Hindi Chinese'
+    .split(' ')
+    .concat(['Japanese', 'Korean', 'Vietnamese', 'Indonesian']),
   labels: ['positive,negative,neutral', 'spam,not spam', 'yes,no', 'bug,feature,question', 'urgent,normal,low'],
   length: ['one sentence', 'three bullet points', 'one paragraph'],
 };
