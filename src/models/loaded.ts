@@ -34,11 +34,19 @@ export class LoadedModels implements AsyncDisposable {
   readonly #unloading = new Set<Promise<void>>();
   /** Woken whenever a lease is released or a model unloaded: a request waiting for room looks again. */
   #changed: Array<() => void> = [];
+  /** Told when a model starts loading, has loaded, failed to load or has unloaded (MCP's rkllm://model subscribers). */
+  readonly #watchers = new Set<() => void>();
   #closed = false;
 
   constructor(options: LoadedModelsOptions) {
     this.#o = options;
     this.defaultScheduler = options.scheduler();
+  }
+
+  /** Calls `listener` whenever a model starts loading, has loaded, failed to load or has unloaded; returns the stop. */
+  watch(listener: () => void): () => void {
+    this.#watchers.add(listener);
+    return () => void this.#watchers.delete(listener);
   }
 
   /** The default model's name (its file's, or the built-in's fixed name). */
@@ -284,12 +292,14 @@ export class LoadedModels implements AsyncDisposable {
         const ms = Math.round(performance.now() - started);
         if (!pinned || again) this.#o.log.info({ model: name, ms }, again ? 'models: default model loaded again' : 'models: loaded');
         if (this.#closed) throw fault('SHUTTING_DOWN', 'no_new_runs');
+        this.#told();
         return loaded;
       },
       (err: unknown) => {
         if (this.#residents.get(name) === resident) this.#residents.delete(name);
         this.#o.log.warn({ err, model: name }, 'models: loading failed');
         this.#wake();
+        this.#told();
         throw err instanceof ServerError ? err : fault('ENGINE_ERROR', 'detail', { detail: (err as Error).message });
       },
     );
@@ -297,6 +307,7 @@ export class LoadedModels implements AsyncDisposable {
     const keepAliveMs = pinned ? FOREVER : this.#o.keepAliveMs;
     const resident: Resident = { name, pinned, ready, loaded: undefined, uses: 0, lastUsed: Date.now(), keepAliveMs, timer: undefined, memory, entry };
     this.#residents.set(name, resident);
+    this.#told();
   }
 
   /** A lease on `resident`; `held`: the caller's hold (taken while it waited for the load) becomes the lease. */
@@ -355,9 +366,14 @@ export class LoadedModels implements AsyncDisposable {
         this.#unloading.delete(done);
         if (why !== 'close') this.#o.log.info({ model: name, why }, 'models: unloaded');
         this.#wake();
+        this.#told();
       });
     this.#unloading.add(done);
     return done;
+  }
+
+  #told(): void {
+    for (const listener of this.#watchers) listener();
   }
 
   #wake(): void {

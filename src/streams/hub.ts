@@ -236,7 +236,12 @@ export class StreamHub {
 
   /** How many live streams `selected` accepts (a client's own, for a view that must not show other clients' streams). */
   countLive(selected: (stream: Stream) => boolean): number {
-    return [...this.#live.values()].filter(selected).length;
+    return this.live(selected).length;
+  }
+
+  /** The live streams `selected` picks. */
+  live(selected: (stream: Stream) => boolean): Stream[] {
+    return [...this.#live.values()].filter(selected);
   }
 
   /** Drops expired buffers and aborts the generations nobody is polling any more (nor receiving live). */

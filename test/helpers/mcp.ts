@@ -2,6 +2,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { Client as ClientV2, StreamableHTTPClientTransport as StreamableHTTPClientTransportV2 } from '@modelcontextprotocol/client';
 
 /** A connected SDK client and a way to close it. */
 export interface McpConnection {
@@ -29,4 +30,14 @@ export interface Progress {
   progress: number;
   total?: number;
   message?: string;
+}
+
+/** A v2 SDK client (`@modelcontextprotocol/client`) on `/mcp`: `modern` pins 2026-07-28, `legacy` speaks 2025-11-25 with a session. */
+export async function connectHttpV2(baseUrl: string, era: 'modern' | 'legacy', headers: Record<string, string> = {}): Promise<ClientV2> {
+  const client = new ClientV2(
+    { name: 'rkllm-mcp-test', version: '2.0.0' },
+    { versionNegotiation: { mode: era === 'modern' ? { pin: '2026-07-28' } : 'legacy' } },
+  );
+  await client.connect(new StreamableHTTPClientTransportV2(new URL('mcp', baseUrl), { requestInit: { headers } }));
+  return client;
 }

@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { startServer } from '../../src/server.js';
 import { TcpRpc } from '../helpers/live-rpc.js';
-import { connectHttp } from '../helpers/mcp.js';
+import { connectHttp, connectHttpV2 } from '../helpers/mcp.js';
 import { TWIN_MODELS, buildTwin, slowLoad } from '../helpers/rkllm-twin.js';
 import { HttpRpc } from '../helpers/rpc.js';
 import { captureLog, testSettings } from '../helpers/server.js';
@@ -55,24 +55,28 @@ describe('requests while the model loads', function () {
       const url = `http://${server.addresses.http}/`;
       const mcp = await connectHttp(url);
       expect((await mcp.client.listTools()).tools).to.have.lengthOf(4);
+      const modern = await connectHttpV2(url, 'modern');
       const tcp = await TcpRpc.connect(server.addresses.tcp!);
       try {
         const call = mcp.client.callTool({ name: 'generate', arguments: { prompt: 'Once upon a time', max_new_tokens: 8 } });
+        const modernCall = modern.callTool({ name: 'generate', arguments: { prompt: 'Once upon a time', max_new_tokens: 8 } });
         const overHttp = new HttpRpc(url).call('rkllm_is_running', {}, 'early-http');
         const overTcp = tcp.call('rkllm_is_running', {}, 'early-tcp');
-        // Everything above was sent, and MCP answers a ping, while the model is still loading.
+        // Everything above was sent, and MCP answers a ping (2025; 2026-07-28 has none), while the model is still loading.
         await mcp.client.ping();
         expect(server.loaded()).to.equal(false);
         await server.load();
         const result = (await call) as CallToolResult;
         expect(result.isError).to.not.equal(true);
         expect(result.structuredContent).to.have.property('finish_reason');
+        expect((await modernCall).structuredContent, '2026-07-28').to.have.property('finish_reason');
         expect((await overHttp).result).to.deep.include({ running: false });
         expect((await overTcp).result).to.deep.include({ running: false });
         expect(server.loaded()).to.equal(true);
       } finally {
         await tcp.close();
         await mcp.close();
+        await modern.close();
       }
     } finally {
       await server.close();

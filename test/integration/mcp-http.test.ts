@@ -1,14 +1,20 @@
 // MCP over Streamable HTTP at /mcp, with the official SDK's Client against a server in this process.
 import { expect } from 'chai';
 import { request } from 'node:http';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import {
+  LoggingMessageNotificationSchema,
+  ResourceUpdatedNotificationSchema,
+  type CallToolResult,
+} from '@modelcontextprotocol/sdk/types.js';
 import OpenAI from 'openai';
 import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { liveFixture } from '../helpers/fixture.js';
-import { connectHttp, textOf, type McpConnection, type Progress } from '../helpers/mcp.js';
+import { LOG_LEVEL_META_KEY, type Client as ClientV2 } from '@modelcontextprotocol/client';
+import { connectHttp, connectHttpV2, textOf, type McpConnection, type Progress } from '../helpers/mcp.js';
 import { greedy } from '../helpers/prompts.js';
 import { HttpRpc } from '../helpers/rpc.js';
 import { startTestServer } from '../helpers/server.js';
+import { until } from '../helpers/until.js';
 
 const KEY_A = 'alpha-key-0123456789abcdef';
 const KEY_B = 'bravo-key-0123456789abcdef';
@@ -33,7 +39,8 @@ function statusWithHost(url: string, host: string): Promise<number> {
 
 describe('MCP over Streamable HTTP (/mcp)', function () {
   this.timeout(120_000);
-  const fixture = liveFixture();
+  // Its tests open more sessions, all from one address without keys, than mcp.max_sessions_per_key lets stay open.
+  const fixture = liveFixture({ settings: { mcp: { max_sessions_per_key: 256 } } });
   let connections: McpConnection[] = [];
   const connect = async (headers?: Record<string, string>): Promise<McpConnection> => {
     const connection = await connectHttp(fixture.server.url, headers);
@@ -289,7 +296,70 @@ describe('MCP over Streamable HTTP (/mcp)', function () {
       () => undefined,
       (err: { code: number }) => err.code,
     );
-    expect(missing).to.equal(-32002);
+    expect(missing).to.equal(-32602);
+  });
+
+  it("prompts render messages; completions offer their arguments, the models and the caller's streams", async () => {
+    const { client } = await connect();
+    expect(client.getServerCapabilities()).to.include.keys('prompts', 'completions', 'logging');
+    const { prompts } = await client.listPrompts();
+    expect(prompts.map((p) => p.name)).to.have.members(['summarize', 'translate', 'classify', 'extract-json']);
+    expect(prompts.find((p) => p.name === 'translate')!.arguments!.map((a) => [a.name, a.required])).to.deep.include(['language', true]);
+    const got = await client.getPrompt({ name: 'translate', arguments: { text: 'Bonjour', language: 'German' } });
+    expect((got.messages[0]!.content as { text: string }).text).to.match(/into German[\s\S]*Bonjour$/);
+    const complete = async (ref: object, name: string, value: string): Promise<string[]> =>
+      (await client.complete({ ref: ref as { type: 'ref/prompt'; name: string }, argument: { name, value } })).completion.values;
+    expect(await complete({ type: 'ref/prompt', name: 'translate' }, 'language', 'fr')).to.deep.equal(['French']);
+    expect(await complete({ type: 'ref/prompt', name: 'classify' }, 'labels', 'sp')).to.deep.equal(['spam,not spam']);
+    expect(await complete({ type: 'ref/prompt', name: 'generate' }, 'model', '')).to.have.length.above(0);
+    expect(await complete({ type: 'ref/prompt', name: 'nothing' }, 'language', '')).to.deep.equal([]);
+    const { stream_id } = await fixture.http.start({ prompt_input: SLOW_PROMPT, max_new_tokens: 3, ...greedy });
+    expect(await complete({ type: 'ref/resource', uri: 'rkllm://streams/{stream_id}' }, 'stream_id', '')).to.include(stream_id);
+    await fixture.server.streams.untilEnded(stream_id);
+  });
+
+  it("logging/setLevel picks which of its own calls' warnings and refusals a session gets as log notifications", async () => {
+    const { client } = await connect();
+    const other = await connect();
+    const logs: { client: string; level: string; data: unknown }[] = [];
+    client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void logs.push({ client: 'a', ...n.params }));
+    other.client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void logs.push({ client: 'b', ...n.params }));
+    await client.setLoggingLevel('warning');
+    await client.callTool({ name: 'generate', arguments: { prompt: 'The fox', max_new_tokens: 2, ...greedy } });
+    await client.callTool({ name: 'generate', arguments: { prompt: 'x', max_new_tokens: 999_999 } });
+    expect(logs.map((l) => [l.client, l.level])).to.deep.equal([
+      ['a', 'warning'],
+      ['a', 'warning'],
+    ]);
+    expect(String(logs[1]!.data)).to.match(/refused.*max_new_tokens/);
+    await client.setLoggingLevel('error');
+    await client.callTool({ name: 'generate', arguments: { prompt: 'x', max_new_tokens: 999_999 } });
+    expect(logs).to.have.length(2);
+  });
+
+  it('resources/subscribe: a stream of its own tells of new text, the model of loads; unsubscribing stops them', async () => {
+    const { client } = await connect();
+    const updated: string[] = [];
+    client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => void updated.push(n.params.uri));
+    expect(client.getServerCapabilities()!.resources).to.include({ subscribe: true });
+    const { stream_id } = await fixture.http.start({ prompt_input: SLOW_PROMPT, max_new_tokens: 20, ...greedy });
+    const uri = `rkllm://streams/${stream_id}`;
+    await client.subscribeResource({ uri });
+    await fixture.server.streams.untilEnded(stream_id);
+    await until(() => updated.includes(uri), 'a resources/updated for the stream');
+    await client.unsubscribeResource({ uri });
+    const other = await client.subscribeResource({ uri: 'rkllm://streams/st_nope' }).catch((err: { code: number }) => err.code);
+    expect(other).to.equal(-32602);
+    await client.subscribeResource({ uri: 'rkllm://model' });
+    // The default model unloaded, then loaded again by the next call.
+    expect(await fixture.http.result('models_unload', { model: 'rkllm-tiny' })).to.deep.include({ unloading: true });
+    await client.callTool({ name: 'model_info', arguments: {} });
+    await until(() => updated.filter((u) => u === 'rkllm://model').length >= 3, 'unloaded, loading, loaded');
+    await client.unsubscribeResource({ uri: 'rkllm://model' });
+    const told = updated.length;
+    await fixture.http.result('models_unload', { model: 'rkllm-tiny' });
+    await client.callTool({ name: 'model_info', arguments: {} });
+    expect(updated).to.have.length(told);
   });
 
   it('bad arguments and unknown tools get errors, and the session survives them', async () => {
@@ -382,7 +452,26 @@ describe('MCP over HTTP with API keys', function () {
         () => undefined,
         (err: { code: number }) => err.code,
       );
-      expect(hidden).to.equal(-32002);
+      expect(hidden).to.equal(-32602);
+      // 2026-07-28 (no sessions): the key of each request, and the streams it may read and complete.
+      const refusedV2 = await connectHttpV2(fixture.server.url, 'modern').then(
+        () => 'connected',
+        (err: Error) => err.message,
+      );
+      expect(refusedV2).to.match(/401|Unauthorized/);
+      const a2 = await connectHttpV2(fixture.server.url, 'modern', { authorization: `Bearer ${KEY_A}` });
+      const b2 = await connectHttpV2(fixture.server.url, 'modern', { authorization: `Bearer ${KEY_B}` });
+      try {
+        const own = await a2.readResource({ uri: `rkllm://streams/${stream_id}` });
+        expect(JSON.parse((own.contents[0] as { text: string }).text)).to.include({ ended: true });
+        const other = await b2.readResource({ uri: `rkllm://streams/${stream_id}` }).then(
+          () => undefined,
+          (err: { code: number }) => err.code,
+        );
+        expect(other).to.equal(-32602);
+      } finally {
+        await Promise.all([a2.close(), b2.close()]);
+      }
     } finally {
       await Promise.all([a.close(), b.close()]);
     }
@@ -413,6 +502,144 @@ describe('MCP over HTTP with a full queue', function () {
       await failed;
     } finally {
       await a.close();
+    }
+  });
+});
+
+describe('MCP 2026-07-28 over HTTP, with the v2 client', function () {
+  this.timeout(120_000);
+  const fixture = liveFixture();
+  let clients: ClientV2[] = [];
+  const connect = async (era: 'modern' | 'legacy' = 'modern'): Promise<ClientV2> => {
+    const client = await connectHttpV2(fixture.server.url, era);
+    clients.push(client);
+    return client;
+  };
+  afterEach(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    clients = [];
+  });
+
+  it('negotiates 2026-07-28 (or 2025-11-25 when asked): tools, progress, prompts, completions and resources in both', async () => {
+    for (const era of ['modern', 'legacy'] as const) {
+      const client = await connect(era);
+      expect(client.getNegotiatedProtocolVersion(), era).to.equal(era === 'modern' ? '2026-07-28' : '2025-11-25');
+      expect((await client.listTools()).tools.map((t) => t.name)).to.have.members(['generate', 'chat', 'embed', 'model_info']);
+      const progress: string[] = [];
+      const args = { prompt: TINY_MODEL_PROMPTS.long, max_new_tokens: 30, ...greedy };
+      const result = await client.callTool(
+        { name: 'generate', arguments: args },
+        { onprogress: (p) => void progress.push(p.message ?? '') },
+      );
+      const text = (await fixture.http.result('rkllm_run', { prompt_input: args.prompt, max_new_tokens: 30, ...greedy })).text;
+      expect(result.structuredContent, era).to.deep.include({ text, finish_reason: 'length' });
+      expect(progress.join(''), era).to.equal(text);
+      expect((await client.listPrompts()).prompts, era).to.have.length(4);
+      const done = await client.complete({ ref: { type: 'ref/prompt', name: 'translate' }, argument: { name: 'language', value: 'Ge' } });
+      expect(done.completion.values, era).to.deep.equal(['German']);
+      const model = await client.readResource({ uri: 'rkllm://model' });
+      expect(JSON.parse((model.contents[0] as { text: string }).text), era).to.include({ engine: 'llama.cpp' });
+    }
+  });
+
+  it('log notifications follow the level each request carries (2026-07-28: the _meta log level)', async () => {
+    const client = await connect();
+    const logs: string[] = [];
+    client.setNotificationHandler('notifications/message', (n) => void logs.push(`${n.params.level} ${String(n.params.data)}`));
+    const call = (level: string): Promise<unknown> =>
+      client.callTool({ name: 'generate', arguments: { prompt: 'x', max_new_tokens: 999_999 }, _meta: { [LOG_LEVEL_META_KEY]: level } });
+    await call('warning');
+    expect(logs).to.have.length(1);
+    expect(logs[0]).to.match(/^warning generate refused: .*max_new_tokens/);
+    await call('error');
+    expect(logs).to.have.length(1);
+  });
+
+  it('a response stream the client closes (and nothing else) cancels its call: the generation stops', async () => {
+    const { streams } = fixture.server;
+    const runsBefore = streams.runs;
+    const gone = new AbortController();
+    // Without a progressToken the answer is one JSON body at the end: the client goes away before it.
+    const answered = fetch(`${fixture.server.url}mcp`, {
+      method: 'POST',
+      signal: gone.signal,
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': '2026-07-28',
+        'mcp-method': 'tools/call',
+        'mcp-name': 'generate',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 'vanishing',
+        method: 'tools/call',
+        params: {
+          name: 'generate',
+          arguments: { prompt: TINY_MODEL_PROMPTS.long, max_new_tokens: 1500, temperature: 0 },
+          _meta: {
+            'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+            'io.modelcontextprotocol/clientCapabilities': {},
+            'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
+          },
+        },
+      }),
+    });
+    await streams.until(() => streams.runs > runsBefore, 'the call to run');
+    gone.abort();
+    expect(
+      await answered.then(
+        () => 'answered',
+        () => 'gone',
+      ),
+    ).to.equal('gone');
+    await streams.until(() => streams.live === 0, 'the abandoned stream to end');
+    expect(streams.finals.get(streams.startedIds.at(-1)!)!.finish_reason).to.equal('abort');
+  });
+
+  it('a call the client aborts (its response stream closed) stops its generation and frees the engine', async () => {
+    const client = await connect();
+    const { streams } = fixture.server;
+    const runsBefore = streams.runs;
+    const abort = new AbortController();
+    const call = client.callTool(
+      { name: 'generate', arguments: { prompt: TINY_MODEL_PROMPTS.long, max_new_tokens: 1500, temperature: 0 } },
+      { signal: abort.signal, onprogress: () => {} },
+    );
+    await streams.until(() => streams.runs > runsBefore, 'the call to run');
+    abort.abort();
+    expect(
+      await call.then(
+        () => 'answered',
+        () => 'aborted',
+      ),
+    ).to.equal('aborted');
+    await streams.until(() => streams.live === 0, 'the aborted stream to end');
+    const ended = streams.finals.get(streams.startedIds.at(-1)!)!;
+    expect(ended.finish_reason).to.equal('abort');
+    expect(ended.perf!.generate_tokens).to.be.below(1500);
+  });
+});
+
+describe('MCP 2026-07-28 subscriptions/listen, with the v2 client', function () {
+  this.timeout(120_000);
+  const fixture = liveFixture();
+
+  it('a listen on a stream of its own and on the model tells of new text and of loads; closing it stops them', async () => {
+    const client = await connectHttpV2(fixture.server.url, 'modern');
+    try {
+      const updated: string[] = [];
+      client.setNotificationHandler('notifications/resources/updated', (n) => void updated.push(n.params.uri));
+      const { stream_id } = await fixture.http.start({ prompt_input: SLOW_PROMPT, max_new_tokens: 20, ...greedy });
+      const uri = `rkllm://streams/${stream_id}`;
+      const subscription = await client.listen({ resourceSubscriptions: [uri, 'rkllm://model'] });
+      await until(() => updated.includes(uri), 'a resources/updated for the stream');
+      await fixture.http.result('models_unload', { model: 'rkllm-tiny' });
+      await until(() => updated.includes('rkllm://model'), 'a resources/updated for the model');
+      await subscription.close();
+      expect(await subscription.closed).to.equal('local');
+    } finally {
+      await client.close();
     }
   });
 });

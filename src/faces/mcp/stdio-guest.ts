@@ -1,12 +1,12 @@
-import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { JSONRPCMessageSchema } from '@modelcontextprotocol/sdk/types.js';
+import { parseJSONRPCMessage, type JSONRPCMessage, type McpServer } from '@modelcontextprotocol/server';
+import { serveStdio, type StdioServerHandle } from '@modelcontextprotocol/server/stdio';
 import type { Logger } from 'pino';
 import type { ClientEnd } from '../../auth.js';
 import type { StdioGuest, StdioLink } from '../../transports/stdio.js';
 import { LinkTransport } from './link-transport.js';
 
 /** MCP's own methods, and the notifications of either side: everything else on stdio is RKLLM JSON-RPC. */
-const MCP_METHOD = /^(initialize|ping|(tools|resources|prompts|completion|logging|tasks|notifications)\/.+)$/;
+const MCP_METHOD = /^(initialize|ping|(server|subscriptions|tools|resources|prompts|completion|logging|tasks|notifications)\/.+)$/;
 
 function isMcp(message: unknown): boolean {
   if (typeof message !== 'object' || message === null || Array.isArray(message)) return false;
@@ -18,18 +18,27 @@ function isMcp(message: unknown): boolean {
 
 export interface McpStdioGuestOptions {
   newServer: (peer: ClientEnd) => McpServer;
+  /** Watches a resource for a `subscriptions/listen` (see `watchResource`); resolves with the stop. */
+  watch: (peer: ClientEnd, uri: string, signal: AbortSignal, changed: () => void) => Promise<() => void>;
   log: Logger;
 }
 
 /**
  * MCP on the stdio connection, beside the RKLLM JSON-RPC methods: it takes MCP's messages (by
- * method name, and responses to its own requests) and hands them to an SDK server through a
- * {@link LinkTransport}. Everything else goes on to the dispatcher. The session ends with stdin.
+ * method name, and responses to its own requests) and hands them through a {@link LinkTransport}
+ * to the SDK's `serveStdio`, which picks the era from the opening (`server/discover`: 2026-07-28;
+ * `initialize`: 2025) and pins one server to it. Everything else goes on to the dispatcher. The
+ * session ends with stdin.
  */
 export class McpStdioGuest implements StdioGuest {
   readonly #options: McpStdioGuestOptions;
   #transport: LinkTransport | undefined;
+  #handle: StdioServerHandle | undefined;
+  /** The server the connection is pinned to (the last one made). */
   #server: McpServer | undefined;
+  #peer: ClientEnd | undefined;
+  /** Open `subscriptions/listen` requests (2026-07-28), by id: aborting one stops its watches. */
+  readonly #listens = new Map<string, AbortController>();
 
   constructor(options: McpStdioGuestOptions) {
     this.#options = options;
@@ -37,24 +46,56 @@ export class McpStdioGuest implements StdioGuest {
 
   open(link: StdioLink): void {
     const transport = new LinkTransport(link);
-    const server = this.#options.newServer(link.peer);
-    transport.onerror = (err) => this.#options.log.warn({ err }, 'mcp over stdio: transport error');
+    const onerror = (err: Error): void => this.#options.log.warn({ err }, 'mcp over stdio: transport error');
     this.#transport = transport;
-    this.#server = server;
-    server.connect(transport).catch((err: unknown) => this.#options.log.error({ err }, 'mcp over stdio: could not start'));
+    this.#peer = link.peer;
+    const newServer = (): McpServer => (this.#server = this.#options.newServer(link.peer));
+    this.#handle = serveStdio(newServer, { transport, onerror });
     link.closed.addEventListener('abort', () => void this.close(), { once: true });
   }
 
   offer(message: unknown): boolean {
     if (!this.#transport || !isMcp(message)) return false;
-    const parsed = JSONRPCMessageSchema.safeParse(message);
-    if (!parsed.success) return false;
-    this.#transport.deliver(parsed.data);
+    let parsed: JSONRPCMessage;
+    try {
+      parsed = parseJSONRPCMessage(message);
+    } catch {
+      return false;
+    }
+    this.#watchListened(parsed);
+    this.#transport.deliver(parsed);
     return true;
   }
 
-  /** Ends the session: its tool calls are aborted. Idempotent. */
+  /**
+   * A `subscriptions/listen` (2026-07-28): the resources it names are watched until it is
+   * cancelled or the connection ends; the SDK routes each `resources/updated` to it.
+   */
+  #watchListened(message: JSONRPCMessage): void {
+    if (!('method' in message)) return;
+    const params = message.params as { requestId?: unknown; notifications?: { resourceSubscriptions?: unknown } } | undefined;
+    if (message.method === 'notifications/cancelled') {
+      const id = JSON.stringify(params?.requestId);
+      this.#listens.get(id)?.abort();
+      this.#listens.delete(id);
+    }
+    const uris = params?.notifications?.resourceSubscriptions;
+    if (message.method !== 'subscriptions/listen' || !('id' in message) || !Array.isArray(uris) || !this.#peer) return;
+    const stop = new AbortController();
+    this.#listens.set(JSON.stringify(message.id), stop);
+    for (const uri of uris.filter((u): u is string => typeof u === 'string')) {
+      const changed = (): void => void this.#server?.server.sendResourceUpdated({ uri }).catch(() => {});
+      this.#options
+        .watch(this.#peer, uri, stop.signal, changed)
+        .then((unwatch) => (stop.signal.aborted ? unwatch() : stop.signal.addEventListener('abort', unwatch, { once: true })))
+        .catch(() => {});
+    }
+  }
+
+  /** Ends the session: its tool calls are aborted, its watches stopped. Idempotent. */
   async close(): Promise<void> {
-    await this.#server?.close();
+    for (const stop of this.#listens.values()) stop.abort();
+    this.#listens.clear();
+    await this.#handle?.close();
   }
 }

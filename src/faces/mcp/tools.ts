@@ -1,6 +1,5 @@
 import { basename } from 'node:path';
-import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult, McpServer, ServerContext } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import type { ClientEnd } from '../../auth.js';
 import type { Client } from '../../clients.js';
@@ -16,16 +15,13 @@ import { embeddingParams, toRunParams } from '../generation-request.js';
 import { admitCaller, type McpBackend, type McpDeps } from './backend.js';
 import type { ChatSessions } from './chat-sessions.js';
 
-/** What a tool handler gets from the SDK, as far as the tools use it. */
-interface ToolExtra {
-  signal: AbortSignal;
-  requestId: string | number;
-  _meta?: { progressToken?: string | number } | undefined;
-  sendNotification: (notification: {
-    method: 'notifications/progress';
-    params: { progressToken: string | number; progress: number; total?: number; message?: string };
-  }) => Promise<void>;
+/** Sends a log notification to the caller of one request (the SDK applies its `logging/setLevel`). */
+function logTo(ctx: ServerContext, level: 'info' | 'warning', data: string): void {
+  ctx.mcpReq.log(level, data, 'rkllm-mcp').catch(() => {});
 }
+
+/** A wait for the model at least this long is reported to the caller as a model load. */
+const LOAD_LOG_MS = 50;
 
 /** The tools' fields that are declared request fields (src/request-schema.ts), under the same names. */
 const SAMPLING_FIELDS = ['temperature', 'top_k', 'top_p', 'repeat_penalty'] as const;
@@ -61,10 +57,11 @@ function toolError(err: ServerError): CallToolResult {
 }
 
 /** The tools, as the metrics name them (`rkllm_request_duration_seconds{method, transport="mcp"}`). */
-export const MCP_TOOL_METHODS: readonly string[] = ['generate', 'chat', 'embed', 'model_info'].map((tool) => `mcp/${tool}`);
+export const MCP_TOOLS: readonly string[] = ['generate', 'chat', 'embed', 'model_info'];
+export const MCP_TOOL_METHODS: readonly string[] = MCP_TOOLS.map((tool) => `mcp/${tool}`);
 
-/** Runs a tool call: a ServerError becomes a tool error result; the call is counted either way. */
-async function guarded(tool: string, deps: McpDeps, body: () => Promise<CallToolResult>): Promise<CallToolResult> {
+/** Runs a tool call: a ServerError becomes a tool error result, and a warning to the caller's log; the call is counted either way. */
+async function guarded(tool: string, deps: McpDeps, ctx: ServerContext, body: () => Promise<CallToolResult>): Promise<CallToolResult> {
   const started = performance.now();
   let code: number | undefined;
   try {
@@ -72,7 +69,9 @@ async function guarded(tool: string, deps: McpDeps, body: () => Promise<CallTool
   } catch (err) {
     if (!(err instanceof ServerError)) throw err;
     code = ERRORS[err.name].code;
-    return toolError(err);
+    const answer = toolError(err);
+    logTo(ctx, 'warning', `${tool} refused: ${(answer.content[0] as { text: string }).text}`);
+    return answer;
   } finally {
     deps.answered?.(tool, (performance.now() - started) / 1000, code);
   }
@@ -102,15 +101,24 @@ async function withModel<T>(
   backend: McpBackend,
   client: Client,
   model: string | undefined,
-  signal: AbortSignal,
+  ctx: ServerContext,
   fn: (engine: Engine) => Promise<T>,
 ): Promise<T> {
-  const lease = await backend.models.use(model, undefined, signal, client.admin);
+  const lease = await waited(ctx, model, () => backend.models.use(model, undefined, ctx.mcpReq.signal, client.admin));
   try {
     return await fn(lease.engine);
   } finally {
     lease.release();
   }
+}
+
+/** Waits for `load`; a wait long enough to be a model load is logged to the caller. */
+async function waited<T>(ctx: ServerContext, model: string | undefined, load: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  const value = await load();
+  const ms = Math.round(performance.now() - started);
+  if (ms >= LOAD_LOG_MS) logTo(ctx, 'info', `waited ${ms} ms for the model ${model ?? '(the default)'} to load`);
+  return value;
 }
 
 /** `model_info`'s answer, also the `rkllm://model` resource: the default model's, or `engine`'s. */
@@ -130,9 +138,9 @@ export function modelInfo(backend: McpBackend, engine: Engine = backend.engine):
 
 /** Registers the tools on one session's server. `peer` is the session's client end. */
 export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd, chats: ChatSessions): void {
-  const caller = async (extra: ToolExtra): Promise<{ backend: McpBackend; client: Client }> => {
-    const client = admitCaller(deps.gate, peer, 'tools/call', extra.requestId);
-    return { backend: await deps.backend(extra.signal), client };
+  const caller = async (ctx: ServerContext): Promise<{ backend: McpBackend; client: Client }> => {
+    const client = admitCaller(deps.gate, peer, 'tools/call', ctx.mcpReq.id);
+    return { backend: await waited(ctx, undefined, () => deps.backend(ctx.mcpReq.signal)), client };
   };
 
   /** Runs a prompt or a conversation on the model the call names, holding that model until the run ends. */
@@ -141,11 +149,11 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
     client: Client,
     input: { prompt: string } | { messages: ChatMessage[] },
     args: Sampling,
-    extra: ToolExtra,
+    ctx: ServerContext,
   ): Promise<TextRun> =>
-    withModel(backend, client, args.model, extra.signal, async (engine) => {
+    withModel(backend, client, args.model, ctx, async (engine) => {
       const params = runParams(engine, input, args);
-      const token = extra._meta?.progressToken;
+      const token = ctx.mcpReq._meta?.progressToken;
       const limit = args.max_new_tokens ?? engine.param.max_new_tokens;
       let progress: Promise<void> = Promise.resolve();
       const onText =
@@ -154,22 +162,23 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
           : (text: string, tokens: number): void => {
               const params = { progressToken: token, progress: tokens, ...(limit > 0 ? { total: limit } : {}), message: text };
               progress = progress
-                .then(() => extra.sendNotification({ method: 'notifications/progress', params }))
+                .then(() => ctx.mcpReq.notify({ method: 'notifications/progress', params }))
                 .catch((err: unknown) => deps.log.warn({ err }, 'mcp: could not send a progress notification'));
             };
-      const log = deps.log.child({ client: client.id, mcp_request_id: extra.requestId });
-      const onStart = (streamId: string): void => log.info({ stream_id: streamId }, 'mcp: stream started');
+      const logger = deps.log.child({ client: client.id, mcp_request_id: ctx.mcpReq.id });
+      const onStart = (streamId: string): void => logger.info({ stream_id: streamId }, 'mcp: stream started');
       const out = await runText(backend.hub, {
         params,
         client,
-        requestId: extra.requestId,
-        signal: extra.signal,
+        requestId: ctx.mcpReq.id,
+        signal: ctx.mcpReq.signal,
         stop: args.stop ?? [],
         onStarted: onStart,
         ...(onText ? { onText } : {}),
       });
       if (out.error) throw out.error;
-      log.info(
+      if (out.finish_reason === 'length') logTo(ctx, 'warning', `the text was cut at ${limit} tokens (max_new_tokens)`);
+      logger.info(
         { stream_id: out.stream_id, finish_reason: out.finish_reason, generate_tokens: out.perf.generate_tokens },
         'mcp: stream ended',
       );
@@ -183,14 +192,14 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
       title: 'Generate text with the on-device model',
       description:
         'Continues a prompt with the on-device LLM (private, offline). With a progressToken, each new piece of text arrives as a progress notification.',
-      inputSchema: { prompt: z.string().describe('The prompt text'), ...sampling },
-      outputSchema: generated,
+      inputSchema: z.object({ prompt: z.string().describe('The prompt text'), ...sampling }),
+      outputSchema: z.object(generated),
     },
-    (args, extra) =>
-      guarded('generate', deps, async () => {
-        const { backend, client } = await caller(extra);
+    (args, ctx) =>
+      guarded('generate', deps, ctx, async () => {
+        const { backend, client } = await caller(ctx);
         const { prompt, ...rest } = args;
-        const out = await run(backend, client, { prompt }, rest, extra);
+        const out = await run(backend, client, { prompt }, rest, ctx);
         const structured = { text: out.text, finish_reason: out.finish_reason, perf: out.perf };
         return result(structured, out.text);
       }),
@@ -202,23 +211,23 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
       title: 'Chat with the on-device model',
       description:
         'Answers a conversation with the on-device LLM. With "session", the history is kept between calls: send only the new messages.',
-      inputSchema: {
+      inputSchema: z.object({
         messages: z.array(message).min(1).max(1000).describe('The new messages, oldest first'),
         session: z.string().min(1).max(128).optional().describe('A name of your choosing that keeps the conversation between calls'),
         ...sampling,
-      },
-      outputSchema: {
+      }),
+      outputSchema: z.object({
         ...generated,
         session: z.string().optional(),
         turns: z.number().int().describe('Messages in the conversation, the answer included'),
-      },
+      }),
     },
-    (args, extra) =>
-      guarded('chat', deps, async () => {
-        const { backend, client } = await caller(extra);
+    (args, ctx) =>
+      guarded('chat', deps, ctx, async () => {
+        const { backend, client } = await caller(ctx);
         const { messages, session, ...rest } = args;
         const conversation: ChatMessage[] = [...(session === undefined ? [] : chats.history(client.id, session)), ...messages];
-        const out = await run(backend, client, { messages: conversation }, rest, extra);
+        const out = await run(backend, client, { messages: conversation }, rest, ctx);
         const answered = [...conversation, { role: 'assistant' as const, content: out.text }];
         if (session !== undefined && out.finish_reason !== 'abort' && out.finish_reason !== 'error')
           chats.save(client.id, session, answered);
@@ -239,22 +248,22 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
       title: 'Embed text with the on-device model',
       description:
         "Turns text into vectors: the model's last hidden layer at the last token of each input (RKLLM_INFER_GET_LAST_HIDDEN_LAYER).",
-      inputSchema: {
+      inputSchema: z.object({
         input: z.union([z.string(), z.array(z.string()).min(1).max(256)]).describe('A string, or an array of strings'),
         model: sampling.model,
-      },
-      outputSchema: { vectors: z.array(z.array(z.number())), dimensions: z.number().int(), model: z.string() },
+      }),
+      outputSchema: z.object({ vectors: z.array(z.array(z.number())), dimensions: z.number().int(), model: z.string() }),
     },
-    (args, extra) =>
-      guarded('embed', deps, async () => {
-        const { backend, client } = await caller(extra);
+    (args, ctx) =>
+      guarded('embed', deps, ctx, async () => {
+        const { backend, client } = await caller(ctx);
         const inputs = typeof args.input === 'string' ? [args.input] : args.input;
         const vectors: number[][] = [];
-        const model = await withModel(backend, client, args.model, extra.signal, async (engine) => {
+        const model = await withModel(backend, client, args.model, ctx, async (engine) => {
           for (const text of inputs) {
             const run = await backend.hub.generate(embeddingParams(text, args.model), {
-              requestId: extra.requestId,
-              signal: extra.signal,
+              requestId: ctx.mcpReq.id,
+              signal: ctx.mcpReq.signal,
               owner: client,
             });
             const { last } = await collect(run);
@@ -274,8 +283,8 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
     {
       title: 'The on-device model',
       description: 'The model (the default one, or the one `model` names, loaded when needed), the engine, its limits and features.',
-      inputSchema: { model: sampling.model },
-      outputSchema: {
+      inputSchema: z.object({ model: sampling.model }),
+      outputSchema: z.object({
         engine: z.string(),
         model: z.string(),
         max_context_len: z.number().int(),
@@ -285,12 +294,12 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
         sampling: z.record(z.string(), z.number()),
         features: z.record(z.string(), z.boolean()),
         fleet: z.record(z.string(), z.unknown()).optional(),
-      },
+      }),
     },
-    (args, extra) =>
-      guarded('model_info', deps, async () => {
-        const { backend, client } = await caller(extra);
-        const info = await withModel(backend, client, args.model, extra.signal, async (engine) => ({
+    (args, ctx) =>
+      guarded('model_info', deps, ctx, async () => {
+        const { backend, client } = await caller(ctx);
+        const info = await withModel(backend, client, args.model, ctx, async (engine) => ({
           ...modelInfo(backend, engine),
           ...(backend.fleet ? { fleet: await backend.fleet() } : {}),
         }));
