@@ -288,7 +288,7 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
             buffer_timeout: deps.bufferTimeoutS,
             max_buffer_bytes: store.limits.maxBufferBytes,
           };
-          if (!ctx.client.admin) return { ...limits, live_streams: hub.countLive((stream) => ctx.client.owns(stream.id)) };
+          if (!ctx.client.admin) return { ...limits, live_streams: hub.live((stream) => ctx.client.owns(stream.id)).length };
           const { active_buffers, buffered_bytes } = await store.status();
           return { ...limits, active_buffers, buffered_bytes, live_streams: hub.liveCount };
         },

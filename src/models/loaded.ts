@@ -16,7 +16,7 @@ import { fault, ServerError } from '../errors.js';
 import type { Scheduler } from '../streams/scheduler.js';
 import { bareName, type ModelCatalog, type ModelEntry } from './catalog.js';
 import { expiresAt, FOREVER, type KeepAliveMs } from './keep-alive.js';
-import type { Loaded, LoadedModelsOptions, LoadedView, LoadPlan, ModelLease, Resident } from './resident.js';
+import { bounded, type Loaded, type LoadedModelsOptions, type LoadedView, type LoadPlan, type ModelLease, type Resident } from './resident.js';
 
 export type { LoadedModelsOptions, LoadedView, ModelLease } from './resident.js';
 
@@ -380,24 +380,5 @@ export class LoadedModels implements AsyncDisposable {
     const waiters = this.#changed;
     this.#changed = [];
     for (const wake of waiters) wake();
-  }
-}
-
-/** Waits for `promise`, refusing with `refusal()` past `deadline` (ms since the epoch; Infinity: none) or when `signal` aborts. */
-export async function bounded<T>(promise: Promise<T>, deadline: number, signal: AbortSignal | undefined, refusal: () => ServerError): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  let onAbort: (() => void) | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        if (Number.isFinite(deadline)) timer = setTimeout(() => reject(refusal()), Math.max(0, deadline - Date.now()));
-        onAbort = () => reject(refusal());
-        signal?.addEventListener('abort', onAbort, { once: true });
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-    if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
 }

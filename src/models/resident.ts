@@ -2,6 +2,7 @@
 import type { Logger } from 'pino';
 import type { EngineKind } from '../engine/start.js';
 import type { Engine } from '../engine/types.js';
+import type { ServerError } from '../errors.js';
 import type { RunTarget } from '../streams/hub.js';
 import type { Scheduler } from '../streams/scheduler.js';
 import type { ModelCatalog, ModelEntry } from './catalog.js';
@@ -80,4 +81,23 @@ export interface LoadedView {
   /** ISO 8601; far ahead when kept for good; null while in use. */
   expires_at: string | null;
   entry: ModelEntry | undefined;
+}
+
+/** Waits for `promise`, refusing with `refusal()` past `deadline` (ms since the epoch; Infinity: none) or when `signal` aborts. */
+export async function bounded<T>(promise: Promise<T>, deadline: number, signal: AbortSignal | undefined, refusal: () => ServerError): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        if (Number.isFinite(deadline)) timer = setTimeout(() => reject(refusal()), Math.max(0, deadline - Date.now()));
+        onAbort = () => reject(refusal());
+        signal?.addEventListener('abort', onAbort, { once: true });
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+  }
 }

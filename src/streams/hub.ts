@@ -234,12 +234,7 @@ export class StreamHub {
     return this.#live.size;
   }
 
-  /** How many live streams `selected` accepts (a client's own, for a view that must not show other clients' streams). */
-  countLive(selected: (stream: Stream) => boolean): number {
-    return this.live(selected).length;
-  }
-
-  /** The live streams `selected` picks. */
+  /** The live streams `selected` picks (a client's own, for a view that must not show other clients' streams). */
   live(selected: (stream: Stream) => boolean): Stream[] {
     return [...this.#live.values()].filter(selected);
   }
