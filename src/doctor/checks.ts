@@ -6,7 +6,7 @@
 import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import { RKLLM_SYMBOLS } from '../engine/rkllm/functions.js';
-import { gigabytes, memoryFit } from '../engine/rkllm/instance.js';
+import { availableMemory, gigabytes, memoryFit } from '../engine/rkllm/instance.js';
 import type { LayoutSetting, Opened } from '../engine/rkllm/protocol.js';
 import { RuntimeProcess } from '../engine/rkllm/runtime-process.js';
 
@@ -188,11 +188,11 @@ export function modelChecks(options: DoctorOptions, read = readText): Finding[] 
   }
   const modelLine = finding('model', 'ok', `${path} (${gigabytes(stat.size)})`, needed);
   const meminfo = read(under(options.root, '/proc/meminfo'));
-  const kb = typeof meminfo === 'string' ? /^MemAvailable:\s+(\d+)\s*kB/m.exec(meminfo)?.[1] : undefined;
+  const available = typeof meminfo === 'string' ? availableMemory(meminfo) : undefined;
   const memNeeded = 'the model times the instances, with room for the KV caches';
-  if (kb === undefined)
+  if (available === undefined)
     return [modelLine, finding('memory', 'warn', 'no MemAvailable in /proc/meminfo', memNeeded, 'check by hand: free -h')];
-  const { status, found, fix } = memoryFit(stat.size, instances, Number(kb) * 1024, context);
+  const { status, found, fix } = memoryFit(stat.size, instances, available, context);
   return [modelLine, finding('memory', status, found, memNeeded, status === 'ok' ? '' : fix)];
 }
 

@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { fault } from '../../errors.js';
 import type { EngineStatus, FinishReason, InitParam, RKLLMResult } from '../types.js';
-import type { Call, LayoutSetting, ResultMessage, RunEnd } from './protocol.js';
+import type { Call, ResultMessage, RunEnd } from './protocol.js';
 import { RKLLM, explain } from './runtime-process.js';
 import type { RuntimeSupervisor } from './supervisor.js';
 
@@ -105,14 +105,20 @@ export function judge(end: RunEnd, context: RunVerdictContext): { reason: Finish
 }
 
 /** Refuses, before any runtime starts, `instances` copies of the model that do not fit in the available memory (the doctor's check). */
-export function checkMemory(options: { library: string; layout: LayoutSetting }, param: InitParam, instances: number): void {
+export function checkMemory(param: InitParam, instances: number): void {
   const size = statSync(param.model_path, { throwIfNoEntry: false })?.size;
-  const kb = /^MemAvailable:\s+(\d+)\s*kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1];
-  if (size === undefined || kb === undefined) return;
-  const memory = memoryFit(size, instances, Number(kb) * 1024, param.max_context_len ?? 0);
+  const available = availableMemory(readFileSync('/proc/meminfo', 'utf8'));
+  if (size === undefined || available === undefined) return;
+  const memory = memoryFit(size, instances, available, param.max_context_len ?? 0);
   if (memory.status !== 'fail') return;
   const detail = `the model does not fit ${instances} times in memory (engine.parallel ${instances}): ${memory.found}. Fix: ${memory.fix}`;
   throw fault('ENGINE_ERROR', 'detail', { detail }, { engine: RKLLM, reason: 'memory' });
+}
+
+/** The memory available to new processes, in bytes, from the text of /proc/meminfo (`MemAvailable`); undefined when it does not say. */
+export function availableMemory(meminfo: string): number | undefined {
+  const kb = /^MemAvailable:\s+(\d+)\s*kB/m.exec(meminfo)?.[1];
+  return kb === undefined ? undefined : Number(kb) * 1024;
 }
 
 export function gigabytes(bytes: number): string {

@@ -124,7 +124,7 @@ export class RkllmEngine implements Engine {
       throw fault('INVALID_PARAMS', 'detail', { detail: `engine.parallel must be an integer from 1 to 256 (got ${instances})` });
     }
     checkModelFile(param.model_path, RKLLM, false);
-    if (instances > 1) checkMemory(options, param, instances); // one: the CLI's preflight checks it at start
+    if (instances > 1) checkMemory(param, instances); // one: the CLI's preflight checks it at start
     const engine = new RkllmEngine(options, instances);
     await startAll(engine.#instances, param);
     return engine;
