@@ -10,6 +10,7 @@ export const ENGINE_FEATURES = {
   input_token: 'TOKEN input (RKLLM_INPUT_TOKEN)',
   input_embed: 'EMBED input (RKLLM_INPUT_EMBED)',
   input_multimodal: 'MULTIMODAL input (RKLLM_INPUT_MULTIMODAL)',
+  images: 'images (a vision encoder: --vision-encoder)',
   infer_generate: 'inference mode GENERATE (RKLLM_INFER_GENERATE)',
   infer_last_hidden_layer: 'inference mode GET_LAST_HIDDEN_LAYER (RKLLM_INFER_GET_LAST_HIDDEN_LAYER)',
   infer_logits: 'inference mode GET_LOGITS (RKLLM_INFER_GET_LOGITS)',

@@ -26,3 +26,20 @@ export function lastTurn(messages: readonly ChatMessage[]): ChatMessage & { role
   }
   return last as ChatMessage & { role: 'user' | 'tool' };
 }
+
+/** Where an image goes in a prompt; the runtime replaces it with the image tags and embeddings. */
+export const IMAGE_PLACEHOLDER = '<image>';
+
+/**
+ * A message's text with its `count` images placed, as Rockchip's VL demos write it: text that
+ * already holds one `<image>` per image is kept; text with none gets them before it. Throws
+ * INVALID_PARAMS when the text holds some placeholders, but not one per image.
+ */
+export function placeImages(text: string, count: number): string {
+  const held = text.split(IMAGE_PLACEHOLDER).length - 1;
+  if (held === count) return text;
+  if (held === 0) return IMAGE_PLACEHOLDER.repeat(count) + text;
+  throw fault('INVALID_PARAMS', 'detail', {
+    detail: `the text holds ${held} "${IMAGE_PLACEHOLDER}" placeholders for ${count} images: give one per image, or none to put them before the text`,
+  });
+}

@@ -65,6 +65,13 @@ export interface RKLLMInput {
    * has one, else with the configured one (`rkllm_set_chat_template`).
    */
   messages?: ChatMessage[];
+  /**
+   * Not in rkllm.h: the run's images, as the client sent them (PNG, JPEG or WebP bytes), in the
+   * order of the `<image>` placeholders in the prompt or messages (see `placeImages`). An engine
+   * with a vision encoder encodes them and runs RKLLM_INPUT_MULTIMODAL; any other refuses with
+   * NOT_SUPPORTED (feature `images`).
+   */
+  images?: Uint8Array[];
 }
 
 /** One message of a conversation (`RKLLMInput.messages`). */

@@ -38,6 +38,8 @@ export interface RKLLMPerfStat {
   generate_time_ms: number;
   generate_tokens: number;
   memory_usage_mb: number;
+  /** Not in rkllm.h: the time the vision encoder took for the run's images (decode, resize, NPU). */
+  image_encode_ms?: number;
 }
 
 /**

@@ -40,7 +40,7 @@ export interface LlamaEngineOptions {
   llama?: Llama;
 }
 
-const UNSUPPORTED: ReadonlySet<EngineFeature> = new Set(['input_multimodal', 'cross_attn', 'mirostat']);
+const UNSUPPORTED: ReadonlySet<EngineFeature> = new Set(['input_multimodal', 'images', 'cross_attn', 'mirostat']);
 
 /** Whether the llama.cpp engine can do `feature`, with any model. */
 export function llamaSupports(feature: EngineFeature): boolean {

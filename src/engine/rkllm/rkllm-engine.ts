@@ -64,7 +64,7 @@ interface Ticket {
 
 /** The runtime has every RKLLM feature (whether a model uses one is the runtime's call), and none of the server's extensions. */
 export function rkllmSupports(feature: EngineFeature): boolean {
-  return feature !== 'json_schema' && feature !== 'run_tools' && feature !== 'run_template' && feature !== 'seed';
+  return feature !== 'images' && feature !== 'json_schema' && feature !== 'run_tools' && feature !== 'run_template' && feature !== 'seed';
 }
 
 function supervisor(options: RkllmEngineOptions, onResult: (message: ResultMessage) => void): RuntimeSupervisor {
