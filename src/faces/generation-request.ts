@@ -5,6 +5,7 @@ import type { ModelLease } from '../models/loaded.js';
 import { RKLLMInferMode, RKLLMInputType, type ChatMessage, type Engine, type SamplingParams } from '../engine/types.js';
 import type { RunParams } from '../streams/hub.js';
 import { seedOf, type FieldName, type RequestFields } from '../request-schema.js';
+import type { FaceMessage } from './chat-messages.js';
 import { badField, type HubDeps } from './http-kit.js';
 import type { ToolDefinition } from './text-filters.js';
 
@@ -38,10 +39,12 @@ export function useModel(
 
 /** A generation in the words both APIs share. */
 export interface GenerationRequest {
-  /** A conversation (chat), or... */
-  messages?: ChatMessage[];
-  /** ...a raw prompt (completion), which goes to the engine as `rkllm_run`'s `prompt_input` does. */
+  /** A conversation (chat), each message's images with it, or... */
+  messages?: FaceMessage[];
+  /** ...a raw prompt (completion), which goes to the engine as `rkllm_run`'s `prompt_input` does, with its `<image>` placed. */
   prompt?: string;
+  /** The prompt's images (with `prompt` only). */
+  images?: Uint8Array[];
   maxTokens?: number;
   sampling: Partial<SamplingParams>;
   /** Constrains the output: `{}` for any JSON object. */
@@ -86,13 +89,17 @@ export function toRunParams(engine: Engine, request: GenerationRequest, model?: 
   }
   const context = engine.param.max_context_len;
   const tools = request.tools && request.tools.length > 0 ? request.tools : undefined;
+  const images = request.messages ? request.messages.flatMap((m) => m.images ?? []) : (request.images ?? []);
   return {
     ...(model === undefined ? {} : { model }),
     input: {
       role: 'user',
       enable_thinking: false,
       input_type: RKLLMInputType.RKLLM_INPUT_PROMPT,
-      ...(request.messages ? { messages: request.messages } : { prompt_input: request.prompt ?? '' }),
+      ...(request.messages
+        ? { messages: request.messages.map(({ role, content }): ChatMessage => ({ role, content })) }
+        : { prompt_input: request.prompt ?? '' }),
+      ...(images.length > 0 ? { images } : {}),
     },
     infer: {
       mode: RKLLMInferMode.RKLLM_INFER_GENERATE,

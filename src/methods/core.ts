@@ -13,7 +13,7 @@ import { requestKey, type BufferStore } from '../streams/buffer-store.js';
 import type { RunParams, StreamHub } from '../streams/hub.js';
 import { collect, type Chunk, type Stream } from '../streams/stream.js';
 import { bool, compileParams, int, object, requestIdSchema, str, type JsonSchema } from './schema.js';
-import { confineRunPaths, runParamsSchema, toRunParams } from './run-params.js';
+import { confineRunPaths, readRunImages, runParamsSchema, toRunParams, type ImageFiles } from './run-params.js';
 import type { ConfinedFolder } from '../paths.js';
 
 /** Builds a table entry whose params are checked against `schema` before `handler` runs. */
@@ -75,6 +75,8 @@ export interface CoreDeps {
   bufferTimeoutS: number;
   /** Where a run's `prompt_cache_path` is resolved. */
   promptCaches: ConfinedFolder;
+  /** Where a run's `multimodal_input.image` file names are read; absent: file names are refused. */
+  images?: ImageFiles;
   /** The context length a run's `max_new_tokens` is checked against, by the model it names (default: the engine's). */
   maxContext?: (model: string | undefined) => number;
 }
@@ -147,10 +149,13 @@ export function joinChunks(streamId: string, chunks: Chunk[]): Chunk & { stream_
 /** The production methods of the server core. */
 export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
   const { engine, hub, store, streams } = deps;
-  const runParams = (params: Record<string, unknown>): Promise<RunParams> =>
-    confineRunPaths(
-      toRunParams(params, deps.maxContext?.(params.model as string | undefined) ?? engine.param.max_context_len),
-      deps.promptCaches,
+  const runParams = async (params: Record<string, unknown>): Promise<RunParams> =>
+    readRunImages(
+      await confineRunPaths(
+        toRunParams(params, deps.maxContext?.(params.model as string | undefined) ?? engine.param.max_context_len),
+        deps.promptCaches,
+      ),
+      deps.images,
     );
 
   function onlyOne(ref: StreamRef): void {

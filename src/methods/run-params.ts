@@ -1,8 +1,22 @@
+import { readFile, stat } from 'node:fs/promises';
+import { placeImages } from '../engine/chat.js';
 import { fault } from '../errors.js';
+import { naming, readImage } from '../faces/chat-messages.js';
 import type { ConfinedFolder } from '../paths.js';
 import { RKLLMInputType, type RKLLMInferParam, type RKLLMInput } from '../engine/types.js';
 import type { RunParams } from '../streams/hub.js';
-import { bool, checkMaxNewTokens, int, object, REQUEST_FIELDS, SAMPLING, seedOf, str, type JsonSchema } from '../request-schema.js';
+import {
+  badField,
+  bool,
+  checkMaxNewTokens,
+  int,
+  object,
+  REQUEST_FIELDS,
+  SAMPLING,
+  seedOf,
+  str,
+  type JsonSchema,
+} from '../request-schema.js';
 
 const SAMPLING_FIELDS = Object.keys(SAMPLING);
 
@@ -24,7 +38,12 @@ const inputProperties: Record<string, JsonSchema> = {
     },
     ['embed'],
   ),
-  multimodal_input: { type: 'object' },
+  multimodal_input: {
+    type: 'object',
+    description:
+      'input_type 3: {prompt, image}, image an encoded image (base64, a data URL, or a file name in folders.images) or an array of them, ' +
+      'encoded by the vision encoder; or the raw RKLLMMultiModalInput (image_embed...) as the runtime takes it',
+  },
 };
 
 const inferProperties: Record<string, JsonSchema> = {
@@ -126,4 +145,49 @@ export async function confineRunPaths(params: RunParams, folder: ConfinedFolder)
   if (!cache) return params;
   const path = await folder.target(cache.prompt_cache_path, 'prompt_cache_path', Boolean(cache.save_prompt_cache));
   return { ...params, infer: { ...params.infer, prompt_cache_params: { ...cache, prompt_cache_path: path } } };
+}
+
+/** Where `multimodal_input.image` file names are read: the folder (`folders.images`), and the largest file read (vision.max_image_bytes). */
+export interface ImageFiles {
+  folder: ConfinedFolder;
+  maxBytes: number;
+}
+
+/**
+ * `params` with `multimodal_input.image` given as encoded images read: a string (or an array of
+ * them) is base64 or a data URL, or, when it holds a "." (which base64 never does), a file name in
+ * `files.folder`. They become `input.images`, and `multimodal_input` its prompt alone, with one
+ * `<image>` per image placed (`placeImages`). Raw `image_embed`, and 1.3's `image` object, go on unchanged.
+ */
+export async function readRunImages(params: RunParams, files: ImageFiles | undefined): Promise<RunParams> {
+  const multimodal = params.input.multimodal_input;
+  const image = multimodal?.image;
+  if (params.input.input_type !== RKLLMInputType.RKLLM_INPUT_MULTIMODAL || (typeof image !== 'string' && !Array.isArray(image)))
+    return params;
+  const other = Object.keys(multimodal!).find((key) => key !== 'prompt' && key !== 'image');
+  if (other !== undefined)
+    throw badField(`multimodal_input.${other}`, 'is not taken with "image" as encoded images: give "prompt" and "image" only');
+  const prompt = multimodal!.prompt;
+  if (typeof prompt !== 'string') throw badField('multimodal_input.prompt', 'must be a string (the text, "<image>" where an image goes)');
+  const sources: unknown[] = Array.isArray(image) ? image : [image];
+  if (sources.length === 0) throw badField('multimodal_input.image', 'must hold at least one image');
+  const images = await Promise.all(
+    sources.map(async (source, i) => {
+      const where = Array.isArray(image) ? `multimodal_input.image[${i}]` : 'multimodal_input.image';
+      if (typeof source !== 'string' || /^(data|https?):/i.test(source) || !source.includes('.')) return readImage(source, where);
+      if (!files) throw badField(where, 'names a file, but no images folder is set (folders.images)');
+      const path = await files.folder.file(source, where);
+      const { size } = await stat(path);
+      if (size > files.maxBytes)
+        throw fault(
+          'INVALID_PARAMS',
+          'detail',
+          { detail: `"${where}" is ${size} bytes, over the limit of ${files.maxBytes}` },
+          { reason: 'image_too_large', path: where },
+        );
+      return new Uint8Array(await readFile(path));
+    }),
+  );
+  const placed = naming('multimodal_input.prompt', () => placeImages(prompt, images.length));
+  return { ...params, input: { ...params.input, multimodal_input: { prompt: placed }, images } };
 }

@@ -1,13 +1,13 @@
-import type { ChatMessage } from '../../engine/types.js';
+import type { FaceMessage } from '../chat-messages.js';
 
 /**
  * The histories of `chat` sessions, by client and session name: a session is seen only by the
  * client (API key, or address without keys) that made it. At most `max` are kept; the least
- * recently used is forgotten first.
+ * recently used is forgotten first. A message's images are kept with it, as the next call sends them again.
  */
 export class ChatSessions {
   readonly #max: number;
-  readonly #histories = new Map<string, readonly ChatMessage[]>();
+  readonly #histories = new Map<string, readonly FaceMessage[]>();
 
   constructor(max: number) {
     this.#max = max;
@@ -17,11 +17,11 @@ export class ChatSessions {
     return this.#histories.size;
   }
 
-  history(clientId: string, session: string): readonly ChatMessage[] {
+  history(clientId: string, session: string): readonly FaceMessage[] {
     return this.#histories.get(key(clientId, session)) ?? [];
   }
 
-  save(clientId: string, session: string, messages: readonly ChatMessage[]): void {
+  save(clientId: string, session: string, messages: readonly FaceMessage[]): void {
     const k = key(clientId, session);
     this.#histories.delete(k);
     this.#histories.set(k, messages);

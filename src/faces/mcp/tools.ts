@@ -4,12 +4,13 @@ import { z } from 'zod';
 import type { ClientEnd } from '../../auth.js';
 import type { Client } from '../../clients.js';
 import { ENGINE_FEATURE_NAMES } from '../../engine/capabilities.js';
-import type { ChatMessage, Engine } from '../../engine/types.js';
+import type { Engine } from '../../engine/types.js';
 import { ERRORS, ServerError } from '../../errors.js';
 import { checkMaxNewTokens, zodShape } from '../../request-schema.js';
 import type { RunParams } from '../../streams/hub.js';
 import { collect } from '../../streams/stream.js';
 import { errorAnswer } from '../../transports/http-route.js';
+import { readMessages, type FaceMessage } from '../chat-messages.js';
 import { runText, type TextRun } from '../generation.js';
 import { embeddingParams, toRunParams } from '../generation-request.js';
 import { admitCaller, type McpBackend, type McpDeps } from './backend.js';
@@ -37,6 +38,7 @@ const perf = z.object({
   generate_time_ms: z.number(),
   generate_tokens: z.number(),
   memory_usage_mb: z.number(),
+  image_encode_ms: z.number().optional(),
 });
 
 const generated = {
@@ -45,7 +47,18 @@ const generated = {
   perf,
 };
 
-const message = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() });
+/** MCP's text and image content blocks, as a message's content. */
+const block = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('text'), text: z.string() }),
+  z.object({ type: z.literal('image'), data: z.string().describe('The image, base64 (PNG, JPEG or WebP)'), mimeType: z.string() }),
+]);
+
+const message = z.object({
+  role: z.enum(['system', 'user', 'assistant']),
+  content: z
+    .union([z.string(), z.array(block).max(256)])
+    .describe('Text, or text and image content blocks; an image goes where "<image>" is in the text, else before it'),
+});
 
 type Sampling = { [K in keyof typeof sampling]?: z.infer<(typeof sampling)[K]> };
 
@@ -85,7 +98,7 @@ function result(structured: Record<string, unknown>, text: string): CallToolResu
  * The run parameters of a tool call on `engine`, made as the OpenAI and Ollama faces make theirs: a
  * prompt (generate) goes to the model as it is, a conversation (chat) through the model's chat template.
  */
-function runParams(engine: Engine, input: { prompt: string } | { messages: ChatMessage[] }, args: Sampling): RunParams {
+function runParams(engine: Engine, input: { prompt: string } | { messages: FaceMessage[] }, args: Sampling): RunParams {
   const { max_new_tokens: maxTokens, model } = args;
   const sampling = Object.fromEntries(SAMPLING_FIELDS.flatMap((name) => (args[name] === undefined ? [] : [[name, args[name]]])));
   checkMaxNewTokens(maxTokens, engine.param.max_context_len);
@@ -147,7 +160,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
   const run = (
     backend: McpBackend,
     client: Client,
-    input: { prompt: string } | { messages: ChatMessage[] },
+    input: { prompt: string } | { messages: FaceMessage[] },
     args: Sampling,
     ctx: ServerContext,
   ): Promise<TextRun> =>
@@ -210,7 +223,8 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
     {
       title: 'Chat with the on-device model',
       description:
-        'Answers a conversation with the on-device LLM. With "session", the history is kept between calls: send only the new messages.',
+        'Answers a conversation with the on-device LLM. A message may hold images (image content blocks) for a model with a vision encoder. ' +
+        'With "session", the history is kept between calls: send only the new messages.',
       inputSchema: z.object({
         messages: z.array(message).min(1).max(1000).describe('The new messages, oldest first'),
         session: z.string().min(1).max(128).optional().describe('A name of your choosing that keeps the conversation between calls'),
@@ -226,7 +240,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
       guarded('chat', deps, ctx, async () => {
         const { backend, client } = await caller(ctx);
         const { messages, session, ...rest } = args;
-        const conversation: ChatMessage[] = [...(session === undefined ? [] : chats.history(client.id, session)), ...messages];
+        const conversation = [...(session === undefined ? [] : chats.history(client.id, session)), ...readMessages(messages)];
         const out = await run(backend, client, { messages: conversation }, rest, ctx);
         const answered = [...conversation, { role: 'assistant' as const, content: out.text }];
         if (session !== undefined && out.finish_reason !== 'abort' && out.finish_reason !== 'error')

@@ -1,8 +1,8 @@
 /** `POST /api/generate` and `POST /api/chat`. */
 import type { Client } from '../../clients.js';
-import type { ChatMessage } from '../../engine/types.js';
+import { placeImages } from '../../engine/chat.js';
 import { sendJson, type HttpExchange } from '../../transports/http-route.js';
-import { readMessages, readTools } from '../chat-messages.js';
+import { naming, readImage, readMessages, readTools, type FaceMessage } from '../chat-messages.js';
 import { serveGeneration, type TextRun } from '../generation.js';
 import { honoursKeepAlive, useModel, type GenerationRequest } from '../generation-request.js';
 import { field, type HubDeps } from '../http-kit.js';
@@ -11,7 +11,7 @@ import { NdjsonStream, now, timings } from './wire.js';
 
 /** What differs between generate and chat: the request's text, and how a piece of reply is framed. */
 interface Flavour {
-  request: Pick<GenerationRequest, 'messages' | 'prompt' | 'tools'>;
+  request: Pick<GenerationRequest, 'messages' | 'prompt' | 'images' | 'tools'>;
   piece: (text: string) => Record<string, unknown>;
   last: (result: TextRun) => Record<string, unknown>;
 }
@@ -57,7 +57,8 @@ async function generation(
 export async function generate(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
   const prompt = field(body, 'prompt', 'string') ?? '';
   const system = field(body, 'system', 'string');
-  if (prompt === '') {
+  const images = (field(body, 'images', 'array') ?? []).map((image, i) => readImage(image, `images[${i}]`));
+  if (prompt === '' && images.length === 0) {
     // Ollama loads the model for an empty prompt (and unloads it with keep_alive 0), and answers once done.
     const lease = await useModel(deps, client, readModel(body), body.keep_alive, exchange.signal);
     lease.release();
@@ -73,23 +74,24 @@ export async function generate(deps: HubDeps, exchange: HttpExchange, client: Cl
   }
   // With a system prompt the two become a conversation (the chat template applies); without, the prompt goes as rkllm_run's does.
   const raw = field(body, 'raw', 'boolean') ?? false;
-  const messages: ChatMessage[] | undefined =
+  const placed = images.length === 0 ? prompt : naming('prompt', () => placeImages(prompt, images.length));
+  const messages: FaceMessage[] | undefined =
     system !== undefined && !raw
       ? [
           { role: 'system', content: system },
-          { role: 'user', content: prompt },
+          { role: 'user', content: placed, images },
         ]
       : undefined;
   const streamed = readStream(body);
   await generation(deps, exchange, client, body, {
-    request: messages ? { messages } : { prompt },
+    request: messages ? { messages } : { prompt: placed, images },
     piece: (text) => ({ response: text }),
     last: (result) => ({ response: streamed ? '' : result.text }),
   });
 }
 
 export async function chat(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
-  const messages: ChatMessage[] = readMessages(body.messages);
+  const messages = readMessages(body.messages);
   const tools = readTools(body, false);
   const streamed = readStream(body);
   await generation(deps, exchange, client, body, {
