@@ -1,0 +1,166 @@
+// Images in every face (issue 22), with the official clients against servers in this process: the
+// refusals on llama.cpp (no vision encoder), in each API's shape.
+import { expect } from 'chai';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { Ollama } from 'ollama';
+import OpenAI from 'openai';
+import sharp from 'sharp';
+import { connectHttp, connectHttpV2, textOf } from '../helpers/mcp.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+/** A PNG of `width` x `height` whose pixels are a known pattern (each byte its index, mod 251). */
+async function patternPng(width: number, height: number): Promise<Buffer> {
+  const rgb = Buffer.alloc(width * height * 3);
+  for (let i = 0; i < rgb.length; i++) rgb[i] = (i * 7) % 251;
+  return sharp(rgb, { raw: { width, height, channels: 3 } })
+    .png()
+    .toBuffer();
+}
+
+const dataUrl = (bytes: Buffer, type = 'image/png'): string => `data:${type};base64,${bytes.toString('base64')}`;
+
+/** The rejection of `promise`. */
+const refusal = (promise: Promise<unknown>): Promise<any> =>
+  promise.then(
+    () => expect.fail('expected a refusal'),
+    (err: unknown) => err,
+  );
+
+describe('images on llama.cpp (no vision encoder): each face refuses in its own shape', function () {
+  this.timeout(120_000);
+  let server: TestServer;
+  let openai: OpenAI;
+  let ollama: Ollama;
+  let png: Buffer;
+  let images: string;
+
+  before(async () => {
+    images = mkdtempSync(join(tmpdir(), 'vision-images-'));
+    png = await patternPng(4, 4);
+    writeFileSync(join(images, 'cat.png'), png);
+    server = await startTestServer({ settings: {} }); // TEMP
+    openai = new OpenAI({ baseURL: `http://${server.addresses.http}/v1`, apiKey: 'unused', maxRetries: 0 });
+    ollama = new Ollama({ host: `http://${server.addresses.http}` });
+  });
+
+  after(async () => {
+    await server?.close();
+  });
+
+  const withImage = (url: string, text = 'What is in the image?'): OpenAI.ChatCompletionCreateParamsNonStreaming => ({
+    model: 'rkllm-tiny',
+    messages: [
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text },
+          { type: 'image_url', image_url: { url, detail: 'low' } },
+        ],
+      },
+    ],
+    max_tokens: 4,
+  });
+
+  it('OpenAI: an http(s) image URL is a 400 that says to send a data URL, naming the part as `param`', async () => {
+    const err = await refusal(openai.chat.completions.create(withImage('https://example.com/cat.png')));
+    expect(err).to.be.instanceOf(OpenAI.BadRequestError);
+    expect(err.message).to.match(/not fetched; send the image inline as a data URL/);
+    expect(err.error).to.include({ param: 'messages[0].content[1].image_url.url', code: 'invalid_params', type: 'invalid_request_error' });
+  });
+
+  it('OpenAI: an image that is not base64, and placeholders that do not match the images, are 400s', async () => {
+    const broken = await refusal(openai.chat.completions.create(withImage('data:image/png;base64,not*base64!')));
+    expect(broken).to.be.instanceOf(OpenAI.BadRequestError);
+    expect(broken.message).to.match(/not valid base64/);
+    const counted = await refusal(openai.chat.completions.create(withImage(dataUrl(png), '<image> and <image>?')));
+    expect(counted).to.be.instanceOf(OpenAI.BadRequestError);
+    expect(counted.message).to.match(/2 "<image>" placeholders for 1 images/);
+    expect(counted.error).to.include({ param: 'messages[0].content' });
+    const part = await refusal(
+      openai.chat.completions.create({
+        model: 'rkllm-tiny',
+        messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }] }],
+      }),
+    );
+    expect(part).to.be.instanceOf(OpenAI.BadRequestError);
+    expect(part.message).to.match(/"input_audio".*"text", "image_url" and "image"/);
+  });
+
+  it('OpenAI: a good image to a model without a vision encoder is a 400 naming the reason', async () => {
+    const err = await refusal(openai.chat.completions.create(withImage(dataUrl(png))));
+    expect(err).to.be.instanceOf(OpenAI.BadRequestError);
+    expect(err.message).to.match(/images.*not supported by the llama\.cpp engine/i);
+    const streamed = await refusal(openai.chat.completions.create({ ...withImage(dataUrl(png)), stream: true }));
+    expect(streamed).to.be.instanceOf(OpenAI.BadRequestError);
+  });
+
+  it('Ollama: /api/chat and /api/generate refuse bad images and URLs with 400 {error}, and a good one for want of an encoder', async () => {
+    const chat = (images: string[] | Uint8Array[]) =>
+      refusal(ollama.chat({ model: 'rkllm-tiny', messages: [{ role: 'user', content: 'What is this?', images }], stream: false }));
+    const notBase64 = await chat(['%%% not an image %%%']);
+    expect(notBase64).to.have.property('status_code', 400);
+    expect(notBase64.message).to.match(/not valid base64 \("messages\[0\]\.images\[0\]"\)/);
+    const url = await refusal(
+      ollama.generate({ model: 'rkllm-tiny', prompt: 'What is this?', images: ['http://example.com/a.png'], stream: false }),
+    );
+    expect(url).to.have.property('status_code', 400);
+    expect(url.message).to.match(/send the image inline as a data URL/);
+    const good = await chat([png]);
+    expect(good).to.have.property('status_code', 400);
+    expect(good.message).to.match(/images.*not supported by the llama\.cpp engine/i);
+    const generated = await refusal(ollama.generate({ model: 'rkllm-tiny', prompt: 'What is this?', images: [png], stream: false }));
+    expect(generated).to.have.property('status_code', 400);
+    expect(generated.message).to.match(/images.*not supported/i);
+  });
+
+  it('MCP: the chat tool takes image content from the v1 and the v2 SDK clients, and refuses it as a tool error', async () => {
+    const v1 = await connectHttp(server.url);
+    const v2 = await connectHttpV2(server.url, 'modern');
+    try {
+      const message = (data: string) => ({
+        role: 'user',
+        content: [
+          { type: 'image', data, mimeType: 'image/png' },
+          { type: 'text', text: 'What is in the image?' },
+        ],
+      });
+      for (const call of [
+        (args: Record<string, unknown>) => v1.client.callTool({ name: 'chat', arguments: args }) as Promise<CallToolResult>,
+        (args: Record<string, unknown>) => v2.callTool({ name: 'chat', arguments: args }) as Promise<CallToolResult>,
+      ]) {
+        const good = await call({ messages: [message(png.toString('base64'))] });
+        expect(good.isError).to.equal(true);
+        expect(textOf(good)).to.match(/images.*not supported by the llama\.cpp engine.*\(-32005\)/i);
+        const broken = await call({ messages: [message('bm90IGFuIGltYWdl')] });
+        expect(broken.isError).to.equal(true);
+        const url = await call({ messages: [message('https://example.com/a.png')] });
+        expect(textOf(url)).to.match(/send the image inline as a data URL.*\(-32602\)/);
+      }
+    } finally {
+      await v1.close();
+      await v2.close();
+    }
+  });
+
+  it('JSON-RPC: multimodal_input.image refuses URLs and names outside folders.images; a good one is refused for want of an encoder', async () => {
+    const run = (image: unknown, prompt = 'What is this?') =>
+      server.http.call('rkllm_run', { input_type: 3, multimodal_input: { prompt, image } });
+    const url = await run('https://example.com/cat.png');
+    expect(url.error).to.include({ code: -32602 });
+    expect(url.error!.data).to.deep.equal({ reason: 'image_url', path: 'multimodal_input.image' });
+    const outside = await run(['cat.png', '../../etc/hostname.png']);
+    expect(outside.error!.data).to.include({ reason: 'path_refused' });
+    const missing = await run('dog.png');
+    expect(missing.error!.data).to.include({ reason: 'file_not_found' });
+    const extra = await server.http.call('rkllm_run', { input_type: 3, multimodal_input: { prompt: 'x', image: 'cat.png', n_image: 1 } });
+    expect(extra.error!.message).to.match(/"multimodal_input\.n_image" is not taken with "image" as encoded images/);
+    for (const image of ['cat.png', png.toString('base64'), dataUrl(png), [dataUrl(png), 'cat.png']]) {
+      const refused = await run(image, Array.isArray(image) ? '<image> then <image>' : 'What is this?');
+      expect(refused.error, JSON.stringify(refused)).to.include({ code: -32005 });
+      expect(refused.error!.data).to.include({ feature: 'images' });
+    }
+  });
+});
