@@ -1,5 +1,6 @@
 // Images in every face (issue 22), with the official clients against servers in this process: the
-// refusals on llama.cpp (no vision encoder), in each API's shape.
+// refusals on llama.cpp (no vision encoder), in each API's shape; and on the RKLLM twin with the
+// RKNN twin encoder, the same image through every face reaching rkllm_run as the same embeddings.
 import { expect } from 'chai';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +9,11 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
 import sharp from 'sharp';
+import { LAYOUT_VERSIONS } from '../../src/engine/rkllm/abi.js';
+import { VisionEncoder } from '../../src/engine/rknn/encoder.js';
 import { connectHttp, connectHttpV2, textOf } from '../helpers/mcp.js';
+import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
+import { buildRknnTwin, twinModel } from '../helpers/rknn-twin.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 /** A PNG of `width` x `height` whose pixels are a known pattern (each byte its index, mod 251). */
@@ -164,3 +169,199 @@ describe('images on llama.cpp (no vision encoder): each face refuses in its own 
     }
   });
 });
+
+/** The RKLLM twin's echo model takes embeddings 3 wide; the RKNN twin encoder here gives 4 of them for an 8x8 input. */
+const ENCODER = { height: 8, width: 8, tokens: 4, embed: 3 } as const;
+
+for (const layout of LAYOUT_VERSIONS) {
+  describe(`images through every face reach rkllm_run alike (RKLLM ${layout} twin, echo model, RKNN twin encoder)`, function () {
+    this.timeout(120_000);
+    let server: TestServer;
+    let openai: OpenAI;
+    let ollama: Ollama;
+    let png: Buffer;
+    /** What the encoder gives for `png`, encoded directly. */
+    let expected: number[];
+
+    before(async () => {
+      const rknnLib = await buildRknnTwin();
+      const encoder = twinModel(ENCODER);
+      png = await patternPng(12, 8);
+      const direct = await VisionEncoder.open({ lib: rknnLib, model: encoder });
+      try {
+        expected = [...(await direct.encode(png)).embed];
+      } finally {
+        await direct.close();
+      }
+      const images = mkdtempSync(join(tmpdir(), 'vision-images-'));
+      writeFileSync(join(images, 'cat.png'), png);
+      server = await startTestServer({
+        settings: {
+          engine: {
+            kind: 'rkllm',
+            model_path: TWIN_MODELS.echo,
+            max_context_len: 1024,
+            rkllm: {
+              library: await buildTwin(layout),
+              vision: { encoder, rknn_lib: rknnLib, max_image_bytes: 4000, max_image_pixels: 10_000 },
+            },
+          },
+          folders: { images },
+        },
+      });
+      openai = new OpenAI({ baseURL: `http://${server.addresses.http}/v1`, apiKey: 'unused', maxRetries: 0 });
+      ollama = new Ollama({ host: `http://${server.addresses.http}` });
+    });
+
+    after(async () => {
+      await server?.close();
+    });
+
+    /** What rkllm_run received, from the echo model's answer: the multimodal input, its embeddings flat. */
+    const received = (text: string): { prompt: string; image_embed: number[]; n_image: number } => {
+      const input = (JSON.parse(text) as { input: { input_type: number; multimodal_input: Record<string, any> } }).input;
+      expect(input.input_type).to.equal(3);
+      const m = input.multimodal_input;
+      const image = layout === '1.2' ? m : m.image;
+      return { prompt: m.prompt as string, image_embed: image.image_embed as number[], n_image: image.n_image as number };
+    };
+
+    it('the same PNG through OpenAI, Ollama, JSON-RPC (base64 and file name) and MCP gives rkllm_run the embeddings of VisionEncoder.encode', async () => {
+      const question = 'What is in the image?';
+      const viaOpenai = await openai.chat.completions.create({
+        model: 'echo',
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: question },
+              { type: 'image_url', image_url: { url: dataUrl(png) } },
+            ],
+          },
+        ],
+      });
+      const viaOllama = await ollama.chat({ model: 'echo', messages: [{ role: 'user', content: question, images: [png] }], stream: false });
+      const viaGenerate = await ollama.generate({ model: 'echo', prompt: question, images: [png.toString('base64')], stream: false });
+      const rpc = (image: string) => server.http.result('rkllm_run', { input_type: 3, multimodal_input: { prompt: question, image } });
+      const viaBase64 = await rpc(png.toString('base64'));
+      const viaFile = await rpc('cat.png');
+      const mcp = await connectHttpV2(server.url, 'modern');
+      let viaMcp: CallToolResult;
+      try {
+        viaMcp = (await mcp.callTool({
+          name: 'chat',
+          arguments: {
+            messages: [
+              {
+                role: 'user',
+                content: [
+                  { type: 'image', data: png.toString('base64'), mimeType: 'image/png' },
+                  { type: 'text', text: question },
+                ],
+              },
+            ],
+          },
+        })) as CallToolResult;
+      } finally {
+        await mcp.close();
+      }
+      expect(viaMcp.isError, textOf(viaMcp)).to.not.equal(true);
+      const answers = {
+        openai: viaOpenai.choices[0]!.message.content!,
+        ollamaChat: viaOllama.message.content,
+        ollamaGenerate: String(viaGenerate.response),
+        jsonrpcBase64: viaBase64.text as string,
+        jsonrpcFile: viaFile.text as string,
+        mcp: textOf(viaMcp),
+      };
+      for (const [face, text] of Object.entries(answers)) {
+        const got = received(text);
+        expect(got.n_image, face).to.equal(1);
+        expect(got.image_embed, face).to.deep.equal(expected);
+        expect(got.prompt, face).to.include(`<image>${question}`);
+      }
+      // The raw prompt paths give the runtime the same prompt.
+      expect(received(answers.ollamaGenerate).prompt).to.equal(received(answers.jsonrpcBase64).prompt);
+      expect(received(answers.jsonrpcFile).prompt).to.equal(`<image>${question}`);
+      expect(viaBase64.perf.image_encode_ms).to.be.a('number').at.least(0);
+      expect((viaMcp.structuredContent as { perf: Record<string, unknown> }).perf.image_encode_ms).to.be.a('number');
+    });
+
+    it('two images in one conversation reach rkllm_run in order; the final chunk of rkllm_run_async carries perf.image_encode_ms', async () => {
+      const other = await patternPng(8, 8);
+      const reply = await openai.chat.completions.create({
+        model: 'echo',
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'image_url', image_url: { url: dataUrl(png) } },
+              { type: 'text', text: 'first' },
+            ],
+          },
+          { role: 'assistant', content: 'seen' },
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: 'and <image> this one?' },
+              { type: 'image_url', image_url: { url: dataUrl(other) } },
+            ],
+          },
+        ],
+      });
+      const got = received(reply.choices[0]!.message.content!);
+      expect(got.n_image).to.equal(2);
+      expect(got.image_embed.slice(0, expected.length)).to.deep.equal(expected);
+      expect(got.prompt.indexOf('<image>first')).to.be.below(got.prompt.indexOf('and <image> this one?'));
+      const { stream_id } = await server.http.start({
+        input_type: 3,
+        multimodal_input: { prompt: '<image> or <image>?', image: ['cat.png', dataUrl(other)] },
+      });
+      const chunk = (await server.http.result('poll', { stream_id, wait_ms: 10_000 })).chunk;
+      await server.streams.untilEnded(stream_id);
+      const final = server.streams.finals.get(stream_id)!;
+      expect(final.perf!.image_encode_ms).to.be.a('number');
+      expect(chunk).to.be.an('object');
+    });
+
+    it('a broken image, a format other than PNG/JPEG/WebP, and images over the byte or pixel limit are 400s in each shape', async () => {
+      const gif = await sharp({ create: { width: 2, height: 2, channels: 3, background: '#808080' } })
+        .gif()
+        .toBuffer();
+      const big = await patternPng(200, 100);
+      const noise = await sharp(Buffer.from(Array.from({ length: 48 * 48 * 3 }, (_, i) => (i * 7919) % 256)), {
+        raw: { width: 48, height: 48, channels: 3 },
+      })
+        .png({ compressionLevel: 0 })
+        .toBuffer();
+      expect(noise.length).to.be.above(4000);
+      const cases: Array<[Buffer, RegExp]> = [
+        [Buffer.from('not an image at all'), /cannot be read/],
+        [gif, /the image is gif; send PNG, JPEG or WebP/],
+        [noise, /over the limit of 4000 bytes/],
+        [big, /20000 pixels, over the limit of 10000/],
+      ];
+      for (const [bytes, message] of cases) {
+        const viaOpenai = await refusal(
+          openai.chat.completions.create({
+            model: 'echo',
+            messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: dataUrl(bytes, 'image/png') } }] }],
+          }),
+        );
+        expect(viaOpenai, String(message)).to.be.instanceOf(OpenAI.BadRequestError);
+        expect(viaOpenai.message).to.match(message);
+        const viaOllama = await refusal(
+          ollama.chat({ model: 'echo', messages: [{ role: 'user', content: 'x', images: [bytes] }], stream: false }),
+        );
+        expect(viaOllama).to.have.property('status_code', 400);
+        expect(viaOllama.message).to.match(message);
+        const viaRpc = await server.http.call('rkllm_run', {
+          input_type: 3,
+          multimodal_input: { prompt: 'x', image: bytes.toString('base64') },
+        });
+        expect(viaRpc.error).to.include({ code: -32602 });
+        expect(viaRpc.error!.message).to.match(message);
+      }
+    });
+  });
+}
