@@ -203,7 +203,7 @@ for (const layout of LAYOUT_VERSIONS) {
             max_context_len: 1024,
             rkllm: {
               library: await buildTwin(layout),
-              vision: { encoder, rknn_lib: rknnLib, max_image_bytes: 4000, max_image_pixels: 10_000 },
+              vision: { encoder, rknn_lib: rknnLib, image_tags: 'qwen2-vl', max_image_bytes: 4000, max_image_pixels: 10_000 },
             },
           },
           folders: { images },
