@@ -26,7 +26,7 @@ import {
 } from '../../src/engine/types.js';
 import { engineKind, startParam } from '../../src/engine/start.js';
 import { ensureBuiltinModel } from '../../src/gguf/builtin.js';
-import { engineOptions } from '../../src/server-options.js';
+import { engineOptions, models } from '../../src/server-options.js';
 import { resolveSettings } from '../../src/settings-sources.js';
 import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
 import { buildRknnTwin, twinEmbeddings, twinModel } from '../helpers/rknn-twin.js';
@@ -296,6 +296,36 @@ describe('vision: pairing, tags, llama.cpp', function () {
       expect(big.data).to.include({ reason: 'image_too_many_pixels' });
     } finally {
       await engine.dispose();
+    }
+  });
+
+  it('models by name: <stem>.vision.rknn loads with its .rkllm and unloads with it; the folder does not list it as a model', async () => {
+    const [library, rknnLib] = await Promise.all([buildTwin('1.2'), buildRknnTwin()]);
+    const dir = mkdtempSync(join(tmpdir(), 'vision-models-'));
+    copyFileSync(TWIN_MODELS.echo, join(dir, 'qwen2-vl-echo.rkllm'));
+    copyFileSync(twinModel({ height: 4, width: 4, tokens: 2, embed: ECHO_EMBD }), join(dir, 'qwen2-vl-echo.vision.rknn'));
+    const rkllm = { library, runtime_version: '1.2', vision: { rknn_lib: rknnLib } };
+    const engine = { kind: 'rkllm', model_path: TWIN_MODELS.echo, rkllm };
+    const settings = resolveSettings([{ source: 'test', values: { engine, models: { dir, keep_alive: '0' } } }]);
+    const log = pino({ level: 'silent' });
+    const kind = engineKind(engineOptions(settings), log);
+    const loaded = models(settings, kind, log);
+    try {
+      expect((await loaded.list()).map((m) => m.name))
+        .to.include('qwen2-vl-echo')
+        .and.not.include('qwen2-vl-echo.vision');
+      const lease = await loaded.use('qwen2-vl-echo');
+      const image = pattern(4, 4);
+      try {
+        expect(lease.engine.supports('images')).to.equal(true);
+        const { echo } = await run(lease.engine, prompt('x', [await png(image, 4, 4)]));
+        expect(echo!.param).to.include(IMAGE_TAGS['qwen2-vl']);
+        expect(echo!.input.multimodal_input.image_embed).to.deep.equal([...twinEmbeddings(image, 2, ECHO_EMBD)]);
+      } finally {
+        lease.release();
+      }
+    } finally {
+      await loaded.close();
     }
   });
 
