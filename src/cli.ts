@@ -31,6 +31,9 @@ Usage: rkllm-mcp [flags]
                       per-user data folder)
   --rkllm-lib PATH    the RKLLM runtime library (default librkllmrt.so, found by the dynamic loader)
   --rkllm-version V   its struct layout: 1.2, 1.3 or auto (default auto: told by the library)
+  --vision-encoder FILE.rknn
+                      the vision encoder of the --model (a VL model's .rknn), for images (docs/vision.md)
+  --rknn-lib PATH     the RKNN runtime library (default librknnrt.so, found by the dynamic loader)
   --threads N         CPU threads for evaluation (default: all cores but one)
   --parallel N        generations run at once (default 4; 1 on --engine rkllm: instances of the model)
   --context N         context length in tokens, max_context_len (default 2048)
@@ -91,6 +94,8 @@ const OPTIONS = {
   engine: { type: 'string' },
   'rkllm-lib': { type: 'string' },
   'rkllm-version': { type: 'string' },
+  'vision-encoder': { type: 'string' },
+  'rknn-lib': { type: 'string' },
   threads: { type: 'string' },
   parallel: { type: 'string' },
   context: { type: 'string' },
@@ -145,6 +150,10 @@ export function parseFlags(argv: string[]): {
   const rkllm: Record<string, unknown> = {};
   if (values['rkllm-lib'] !== undefined) rkllm.library = values['rkllm-lib'];
   if (values['rkllm-version'] !== undefined) rkllm.runtime_version = values['rkllm-version'];
+  const vision: Record<string, unknown> = {};
+  if (values['vision-encoder'] !== undefined) vision.encoder = values['vision-encoder'];
+  if (values['rknn-lib'] !== undefined) vision.rknn_lib = values['rknn-lib'];
+  if (Object.keys(vision).length > 0) rkllm.vision = vision;
   if (Object.keys(rkllm).length > 0) engine.rkllm = rkllm;
   const threads = integer('threads', values.threads, 1, 1024);
   if (threads !== undefined) engine.threads = threads;

@@ -25,6 +25,7 @@ export interface ClientFolders {
   models: ConfinedFolder;
   promptCaches: ConfinedFolder;
   loraAdapters: ConfinedFolder;
+  images: ConfinedFolder;
 }
 
 function inside(root: string, path: string): boolean {
@@ -93,10 +94,11 @@ export class ConfinedFolder {
 }
 
 /** The folders of the `folders` settings. */
-export function clientFolders(paths: { models: string; promptCaches: string; loraAdapters: string }): ClientFolders {
+export function clientFolders(paths: { models: string; promptCaches: string; loraAdapters: string; images: string }): ClientFolders {
   return {
     models: new ConfinedFolder({ path: paths.models, title: 'model', setting: 'folders.models' }),
     promptCaches: new ConfinedFolder({ path: paths.promptCaches, title: 'prompt cache', setting: 'folders.prompt_caches' }),
     loraAdapters: new ConfinedFolder({ path: paths.loraAdapters, title: 'LoRA adapter', setting: 'folders.lora_adapters' }),
+    images: new ConfinedFolder({ path: paths.images, title: 'image', setting: 'folders.images' }),
   };
 }

@@ -30,6 +30,7 @@ import type { TransportOptions } from './transports/create.js';
 export function engineOptions(settings: Settings): EngineOptions {
   const e = settings.engine;
   const r = e.rkllm;
+  const v = r.vision;
   return {
     kind: e.kind,
     modelPath: e.model_path,
@@ -43,6 +44,14 @@ export function engineOptions(settings: Settings): EngineOptions {
       extendParam: r.extend_param,
       restart: { initialDelayMs: r.restart_delay_ms, maxDelayMs: r.restart_max_delay_ms, maxAttempts: r.max_restarts },
       timeouts: { initMs: r.init_timeout_ms },
+      vision: {
+        encoder: v.encoder,
+        model: e.model_path,
+        lib: v.rknn_lib,
+        coreMask: v.core_mask,
+        family: v.image_tags,
+        limits: { maxBytes: v.max_image_bytes, maxPixels: v.max_image_pixels },
+      },
     },
   };
 }
@@ -94,7 +103,7 @@ export function storeOptions(settings: Settings): StoreOptions {
 /** The folders client-given file names resolve in (relative ones from the working directory). */
 export function folders(settings: Settings): ClientFolders {
   const f = settings.folders;
-  return clientFolders({ models: f.models, promptCaches: f.prompt_caches, loraAdapters: f.lora_adapters });
+  return clientFolders({ models: f.models, promptCaches: f.prompt_caches, loraAdapters: f.lora_adapters, images: f.images });
 }
 
 /** What the transports get from the settings: the enabled ones, with their limits. */

@@ -164,6 +164,29 @@ export const SETTINGS = section('Every setting.', {
       restart_max_delay_ms: positive(30_000, 3_600_000, 'The longest delay between restarts, in ms.'),
       max_restarts: positive(5, 1000, 'Failed restarts in a row before the engine gives up (the status method then shows "failed").'),
       init_timeout_ms: positive(600_000, 86_400_000, 'How long loading the library and the model (rkllm_init) may take, in ms.'),
+      vision: section(
+        "A VL model's vision encoder: an .rknn model run by Rockchip's RKNN runtime beside the .rkllm (see docs/vision.md).",
+        {
+          encoder: nullableString(
+            'The encoder (.rknn) of the model given at start (`--vision-encoder FILE.rknn`); null: none. Any .rkllm model also pairs with `<stem>.vision.rknn` beside it.',
+          ),
+          rknn_lib: string('librknnrt.so', 'librknnrt.so: a path, or a file name the dynamic loader finds (`--rknn-lib PATH`).', {
+            minLength: 1,
+          }),
+          core_mask: oneOf(
+            ['auto', '0', '1', '2', '0_1', '0_1_2', 'all'],
+            'auto',
+            'NPU cores the encoder runs on (rknn_set_core_mask), e.g. "2" to keep it off the cores 0-1 of the LLM; "auto": the runtime chooses.',
+          ),
+          image_tags: oneOf(
+            ['auto', 'qwen2-vl', 'minicpm-v'],
+            'auto',
+            'The image tags of the model family (docs/vision.md); "auto": told by the model file name (qwen → qwen2-vl, minicpm → minicpm-v).',
+          ),
+          max_image_bytes: positive(20 * MiB, GiB, 'Largest image accepted, in bytes (encoded, as sent).'),
+          max_image_pixels: positive(50_000_000, 1_000_000_000, 'Most pixels (width x height) an image may have.'),
+        },
+      ),
     }),
   }),
   folders: section(
@@ -186,6 +209,7 @@ export const SETTINGS = section('Every setting.', {
         },
       ),
       lora_adapters: string('lora-adapters', 'LoRA adapters that `rkllm_load_lora` loads (`lora_adapter_path`).', { minLength: 1 }),
+      images: string('images', 'Images that JSON-RPC runs name (`multimodal_input.image` as a file name).', { minLength: 1 }),
     },
   ),
   models: section(

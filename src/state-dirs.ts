@@ -142,6 +142,7 @@ export function anchorFolders(settings: Settings, base: string): Settings {
       models: resolve(base, f.models),
       prompt_caches: resolve(base, f.prompt_caches),
       lora_adapters: resolve(base, f.lora_adapters),
+      images: resolve(base, f.images),
     },
     models: { ...settings.models, dir: settings.models.dir === null ? null : resolve(base, settings.models.dir) },
   };

@@ -4,11 +4,12 @@
  * under the root; so are the model and the library, which are paths on the board.
  */
 import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { delimiter, join, resolve } from 'node:path';
+import { basename, delimiter, dirname, extname, join, resolve } from 'node:path';
 import { RKLLM_SYMBOLS } from '../engine/rkllm/functions.js';
 import { availableMemory, gigabytes, memoryFit } from '../engine/rkllm/instance.js';
 import type { LayoutSetting, Opened } from '../engine/rkllm/protocol.js';
 import { RuntimeProcess } from '../engine/rkllm/runtime-process.js';
+import { bindRknn } from '../engine/rknn/abi.js';
 
 export type Status = 'ok' | 'warn' | 'fail';
 
@@ -33,6 +34,10 @@ export interface DoctorOptions {
   instances: number;
   /** max_context_len. */
   context: number;
+  /** librknnrt.so, for a vision encoder: a path, or a name the dynamic loader finds. */
+  rknnLib: string;
+  /** The model's vision encoder (.rknn) when one is configured; else `<stem>.vision.rknn` beside the model is looked for. */
+  encoder: string | null;
 }
 
 /** The rknpu driver version that recent runtimes need. */
@@ -171,6 +176,50 @@ export async function libraryCheck(options: DoctorOptions): Promise<Finding> {
   }
 }
 
+/** librknnrt.so loaded as the encoder worker loads it: found, loadable, the eight rknn_* functions. */
+export function rknnLibraryCheck(root: string, lib: string): Finding {
+  const needed = 'librknnrt.so, loadable, exporting the 8 rknn_* functions a vision encoder uses';
+  const install =
+    'install librknnrt.so from airockchip/rknn-toolkit2 (rknpu2/runtime/Linux/librknn_api/aarch64/) into /usr/lib, or give its path with --rknn-lib (engine.rkllm.vision.rknn_lib)';
+  const path = locate(root, lib);
+  if (!path && root !== '/') return finding('rknn library', 'fail', `${lib} not found under ${root}`, needed, install);
+  const arch = path ? elfArch(path) : undefined;
+  const foreign = `${path}: built for ${arch}, cannot be loaded on this ${process.arch} machine`;
+  if (arch && arch !== process.arch) return finding('rknn library', 'warn', foreign, needed, 'run rkllm-mcp doctor on the board');
+  try {
+    bindRknn(path ?? lib);
+    return finding('rknn library', 'ok', `${path ?? lib}: loaded, all 8 functions exported`, needed);
+  } catch (err) {
+    return finding('rknn library', 'fail', err instanceof Error ? err.message : String(err), needed, install);
+  }
+}
+
+/** The vision encoder file of the model: configured, or `<stem>.vision.rknn` beside it; none when neither. */
+export function encoderCheck(options: DoctorOptions): Finding | undefined {
+  const { root, model } = options;
+  const paired = model && join(dirname(model), `${basename(model, extname(model))}.vision.rknn`);
+  const encoder = options.encoder ?? (paired && existsSync(under(root, paired)) ? paired : null);
+  if (encoder === null) return undefined;
+  const needed = 'the vision encoder (.rknn) of the model, converted for this chip, readable';
+  const path = under(root, encoder);
+  const stat = statSync(path, { throwIfNoEntry: false });
+  const given = 'give an existing .rknn file with --vision-encoder (engine.rkllm.vision.encoder)';
+  if (!stat?.isFile())
+    return finding('vision encoder', 'fail', `${path} ${stat ? 'is not a regular file' : 'does not exist'}`, needed, given);
+  try {
+    accessSync(path, constants.R_OK);
+  } catch {
+    return finding(
+      'vision encoder',
+      'fail',
+      `${path} is not readable by this user`,
+      needed,
+      `"sudo chmod a+r ${encoder}", or run as its owner`,
+    );
+  }
+  return finding('vision encoder', 'ok', `${path} (${gigabytes(stat.size)})`, needed);
+}
+
 /** The model file, and its size times the instances against the available memory. */
 export function modelChecks(options: DoctorOptions, read = readText): Finding[] {
   const { model, instances, context } = options;
@@ -264,11 +313,14 @@ export function governorChecks(root: string, read = readText): Finding[] {
 /** Every check, in order. `library: false` leaves out loading the library (the engine does it next, in the same words). */
 export async function runChecks(options: DoctorOptions, what = { library: true }): Promise<Finding[]> {
   const { finding: chip, board } = chipCheck(options.root);
+  const encoder = encoderCheck(options);
+  const vision = encoder ? [...(what.library ? [rknnLibraryCheck(options.root, options.rknnLib)] : []), encoder] : [];
   return [
     chip,
     ...(board ? [driverCheck(options.root)] : []),
     ...(what.library ? [await libraryCheck(options)] : []),
     ...modelChecks(options),
+    ...vision,
     ...(board ? governorChecks(options.root) : []),
   ];
 }

@@ -12,7 +12,8 @@ import { runChecks, type DoctorOptions, type Finding } from './checks.js';
 const HELP = `Usage: rkllm-mcp doctor [flags]
 
 Inspects the board and the setup for the RKLLM engine, and says what to fix: the chip, the NPU
-driver, the runtime library, the model and the memory it needs, the frequency governors. One line
+driver, the runtime library, the model and the memory it needs, the vision encoder and the RKNN
+runtime when the model has one, the frequency governors. One line
 per check: ok, warn or fail, the value found, the value needed and the fix.
 
   --root DIR          read every system path (/proc, /sys, the library, the model) under DIR
@@ -20,6 +21,9 @@ per check: ok, warn or fail, the value found, the value needed and the fix.
   --rkllm-lib PATH    the RKLLM runtime library, as for the server (default librkllmrt.so)
   --rkllm-version V   its struct layout: 1.2, 1.3 or auto (default auto)
   --model PATH        the .rkllm model, as for the server
+  --vision-encoder FILE.rknn
+                      its vision encoder, as for the server (default: <stem>.vision.rknn beside it)
+  --rknn-lib PATH     the RKNN runtime library, as for the server (default librknnrt.so)
   --parallel N        runtime instances of the model to check the memory for (default 1)
   --context N         context length in tokens (default 2048)
   --settings FILE     the settings file to read (default ./settings.json; never written)
@@ -50,7 +54,9 @@ function integer(flag: string, value: string | undefined, min: number, max: numb
 /** The doctor's options from the server's settings: the same library, layout, model and context. */
 export function doctorOptions(settings: Settings, root: string, instances: number): DoctorOptions {
   const { rkllm, model_path, max_context_len } = settings.engine;
-  return { root, library: rkllm.library, layout: rkllm.runtime_version, model: model_path, instances, context: max_context_len };
+  const { rknn_lib: rknnLib, encoder } = rkllm.vision;
+  const model = { model: model_path, instances, context: max_context_len, rknnLib, encoder };
+  return { root, library: rkllm.library, layout: rkllm.runtime_version, ...model };
 }
 
 /** One line per finding, then a count. */
@@ -75,6 +81,8 @@ function parse(argv: string[], io: DoctorIo): { options: DoctorOptions; json: bo
         root: { type: 'string' },
         'rkllm-lib': { type: 'string' },
         'rkllm-version': { type: 'string' },
+        'vision-encoder': { type: 'string' },
+        'rknn-lib': { type: 'string' },
         model: { type: 'string' },
         parallel: { type: 'string' },
         context: { type: 'string' },
@@ -95,6 +103,10 @@ function parse(argv: string[], io: DoctorIo): { options: DoctorOptions; json: bo
   const rkllm = {
     ...(values['rkllm-lib'] === undefined ? {} : { library: values['rkllm-lib'] }),
     ...(values['rkllm-version'] === undefined ? {} : { runtime_version: values['rkllm-version'] }),
+    vision: {
+      ...(values['vision-encoder'] === undefined ? {} : { encoder: values['vision-encoder'] }),
+      ...(values['rknn-lib'] === undefined ? {} : { rknn_lib: values['rknn-lib'] }),
+    },
   };
   const engine = {
     ...(values.model === undefined ? {} : { model_path: values.model }),

@@ -300,6 +300,18 @@ describe('Settings', function () {
     }
   });
 
+  it('--vision-encoder and --rknn-lib set engine.rkllm.vision; folders.images is anchored like the other folders', async () => {
+    const cwd = scratchDir();
+    const merged = await printed(['--vision-encoder', '/m/qwen2-vl.vision.rknn', '--rknn-lib', '/opt/librknnrt.so'], {
+      cwd,
+      env: { RKLLM_MCP_ENGINE_RKLLM_VISION_CORE_MASK: '2' },
+    });
+    expect(merged.engine.rkllm.vision).to.include({ encoder: '/m/qwen2-vl.vision.rknn', rknn_lib: '/opt/librknnrt.so', core_mask: '2' });
+    expect(merged.folders.images)
+      .to.be.a('string')
+      .and.match(/images$/);
+  });
+
   it('a settings.json in the working directory is read when it exists, and said so', async () => {
     const cwd = scratchDir();
     writeFileSync(join(cwd, 'settings.json'), JSON.stringify({ streams: { max_buffers: 5 } }));

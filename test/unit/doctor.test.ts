@@ -8,6 +8,7 @@ import { driverCheck, governorChecks, type Finding } from '../../src/doctor/chec
 import { doctorCommand, preflight, render } from '../../src/doctor/command.js';
 import { resolveSettings } from '../../src/settings-sources.js';
 import { buildTwin } from '../helpers/rkllm-twin.js';
+import { buildRknnTwin } from '../helpers/rknn-twin.js';
 
 const GB = 1024 ** 3;
 
@@ -162,6 +163,28 @@ describe('rkllm-mcp doctor', function () {
     const { code, stdout } = await doctor('--root', root, ...model);
     expect(code).to.equal(1);
     expect(line(stdout, 'runtime library')).to.match(/^FAIL .*does not export rkllm_set_function_tools/);
+  });
+
+  it('a model with a vision encoder: the RKNN runtime is loaded (8 functions) and the encoder file checked, paired or given', async () => {
+    const root = tree();
+    mkdirSync(join(root, 'opt'));
+    copyFileSync(await buildRknnTwin(), join(root, 'usr/lib/librknnrt.so'));
+    writeFileSync(join(root, 'models/model.vision.rknn'), 'RKNN-TWIN\n');
+    const paired = await doctor('--root', root, ...model);
+    expect(paired.code, paired.stdout).to.equal(0);
+    expect(line(paired.stdout, 'rknn library')).to.match(/^OK .*librknnrt\.so: loaded, all 8 functions exported/);
+    expect(line(paired.stdout, 'vision encoder')).to.match(/^OK .*models\/model\.vision\.rknn/);
+    const missing = await doctor('--root', root, ...model, '--vision-encoder', '/models/none.rknn', '--rknn-lib', '/opt/librknnrt.so');
+    expect(missing.code).to.equal(1);
+    expect(line(missing.stdout, 'vision encoder')).to.match(/^FAIL .*none\.rknn does not exist.*--vision-encoder/);
+    expect(line(missing.stdout, 'rknn library')).to.match(/^FAIL .*librknnrt\.so not found under .*Fix: install librknnrt\.so/);
+    const notRknn = await doctor('--root', root, ...model, '--rknn-lib', '/usr/lib/librkllmrt.so');
+    expect(line(notRknn.stdout, 'rknn library')).to.match(/^FAIL .*lacks rknn_init.*it is not an RKNN runtime/);
+  });
+
+  it('a model without a vision encoder gets no RKNN lines', async () => {
+    const { stdout } = await doctor('--root', tree(), ...model);
+    expect(stdout).to.not.include('rknn library').and.not.include('vision encoder');
   });
 
   it('too little memory for the model times the instances fails, saying how many fit', async () => {

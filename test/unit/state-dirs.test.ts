@@ -94,6 +94,7 @@ describe('State folders', () => {
       models: '/data/models',
       prompt_caches: '/data/prompt-caches',
       lora_adapters: '/data/lora-adapters',
+      images: '/data/images',
     });
     expect(anchored.models.dir).to.equal(null);
     const own = anchorFolders(

@@ -71,6 +71,9 @@ function templateOf(loaded: LoadedModel, request: RunRequest): PromptFormat {
 /** Checks a run and works out its tokens. Throws -32602 or NOT_SUPPORTED. */
 export async function planRun(loaded: LoadedModel, request: RunRequest): Promise<RunPlan> {
   const { input, infer } = request;
+  if (input.images?.length) {
+    throw notSupported(LLAMA, 'images', 'node-llama-cpp 3.21.1 has no vision binding: images need --engine rkllm with a vision encoder');
+  }
   checkSampling(infer.sampling_params ?? {});
   const pool = poolFor(loaded, request);
   if (infer.prompt_cache_params?.save_prompt_cache) checkCacheTarget(request);

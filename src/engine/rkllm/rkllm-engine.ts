@@ -19,24 +19,15 @@ import type {
   RunOutcome,
   RunRequest,
 } from '../types.js';
-import { toKvPositions, toNativeCrossAttn, toNativeRun } from './marshal.js';
+import { toKvPositions, toNativeCrossAttn } from './marshal.js';
 import { fault } from '../../errors.js';
 import { Instance, checkMemory, combinedStatus, judge, pick, replacing, resultOf, startAll } from './instance.js';
 import type { Call, KvCacheSizes, LayoutSetting, ResultMessage, RunEnd } from './protocol.js';
 import { RKLLM, RuntimeExitError, describeExit, invoke, refused, request, type RuntimeProcess } from './runtime-process.js';
-import { RuntimeSupervisor, type Model, type RestartPolicy } from './supervisor.js';
+import { DEFAULT_TIMEOUTS, supervisor, type Model, type RestartPolicy, type RkllmTimeouts } from './supervisor.js';
+import { Vision, openVision, planVision, visionRun, type VisionOptions, type VisionPlan } from './vision.js';
 
-export type { RestartPolicy } from './supervisor.js';
-
-/** How long the engine waits for the runtime before it stops the worker. */
-export interface RkllmTimeouts {
-  /** Loading the library and the model (`rkllm_init`). */
-  initMs: number;
-  /** Any other call that does not generate. */
-  callMs: number;
-  /** A run to end after `rkllm_abort`; past it the worker is killed and restarted. */
-  abortMs: number;
-}
+export type { RestartPolicy, RkllmTimeouts } from './supervisor.js';
 
 export interface RkllmEngineOptions {
   /** librkllmrt.so (a path, or a name the dynamic loader finds). */
@@ -49,10 +40,9 @@ export interface RkllmEngineOptions {
   log?: Logger;
   /** Runtime instances of the model (engine.parallel), each a worker with its own handle and KV cache: the engine's slots. Default 1. */
   instances?: number;
+  /** Images: the vision encoder of the model, if it has one (vision.ts). */
+  vision?: VisionOptions;
 }
-
-const DEFAULT_RESTART: RestartPolicy = { initialDelayMs: 250, maxDelayMs: 30_000, maxAttempts: 5 };
-const DEFAULT_TIMEOUTS: RkllmTimeouts = { initMs: 10 * 60_000, callMs: 60_000, abortMs: 10_000 };
 
 /** A run from the moment it is asked for until it has ended. */
 interface Ticket {
@@ -65,17 +55,6 @@ interface Ticket {
 /** The runtime has every RKLLM feature (whether a model uses one is the runtime's call), and none of the server's extensions. */
 export function rkllmSupports(feature: EngineFeature): boolean {
   return feature !== 'images' && feature !== 'json_schema' && feature !== 'run_tools' && feature !== 'run_template' && feature !== 'seed';
-}
-
-function supervisor(options: RkllmEngineOptions, onResult: (message: ResultMessage) => void): RuntimeSupervisor {
-  return new RuntimeSupervisor({
-    library: options.library,
-    layout: options.layout,
-    restart: { ...DEFAULT_RESTART, ...options.restart },
-    timeouts: { ...DEFAULT_TIMEOUTS, ...options.timeouts },
-    ...(options.log ? { log: options.log } : {}),
-    onResult,
-  });
 }
 
 /**
@@ -97,26 +76,26 @@ export class RkllmEngine implements Engine {
   /** Runs asked for and not yet ended. */
   readonly #tickets = new Set<Ticket>();
   #nextRun = 1;
-  readonly #reporters = new Map<number, { reporter: RunReporter; runtime: RuntimeProcess }>();
+  readonly #reporters = new Map<number, { reporter: RunReporter; runtime: RuntimeProcess; imageMs?: number }>();
   #disposed: Promise<void> | undefined;
+  #vision: Vision | undefined;
 
-  private constructor(options: RkllmEngineOptions, instances: number) {
+  private constructor(options: RkllmEngineOptions, instances: number, tags?: VisionPlan['tags']) {
     this.#options = options;
     this.slots = instances;
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
-    this.#instances = Array.from(
-      { length: instances },
-      (_, i) =>
-        new Instance(
-          i,
-          supervisor(options, (m) => this.#onResult(m)),
-        ),
-    );
+    const make = (i: number): Instance =>
+      new Instance(
+        i,
+        supervisor(options, (m) => this.#onResult(m), tags),
+      );
+    this.#instances = Array.from({ length: instances }, (_, i) => make(i));
   }
 
   /**
    * Starts a runtime worker per instance and loads the model in each (`rkllm_init`), one after the
-   * other (each load peaks in memory): an engine that holds them until disposed.
+   * other (each load peaks in memory), then the model's vision encoder if it has one (vision.ts):
+   * an engine that holds them until disposed.
    */
   static async load(options: RkllmEngineOptions, param: InitParam): Promise<RkllmEngine> {
     const instances = options.instances ?? 1;
@@ -125,8 +104,15 @@ export class RkllmEngine implements Engine {
     }
     checkModelFile(param.model_path, RKLLM, false);
     if (instances > 1) checkMemory(param, instances); // one: the CLI's preflight checks it at start
-    const engine = new RkllmEngine(options, instances);
+    const vision = planVision(param.model_path, options.vision);
+    const engine = new RkllmEngine(options, instances, vision?.tags);
     await startAll(engine.#instances, param);
+    try {
+      if (vision) engine.#vision = await openVision(engine, vision, param.model_path, options.log);
+    } catch (err) {
+      await engine.dispose();
+      throw err;
+    }
     return engine;
   }
 
@@ -145,7 +131,7 @@ export class RkllmEngine implements Engine {
   }
 
   supports(feature: EngineFeature): boolean {
-    return rkllmSupports(feature);
+    return feature === 'images' ? this.#vision !== undefined : rkllmSupports(feature);
   }
 
   /** What the library's `rkllm_createDefaultParam()` returned to the loaded model's worker. */
@@ -154,8 +140,7 @@ export class RkllmEngine implements Engine {
   }
 
   async validate(request: RunRequest): Promise<void> {
-    const model = this.#model();
-    toNativeRun(request, model.param, model.layout);
+    await visionRun(this.#vision, request, this.#model());
   }
 
   run(request: RunRequest, callback: LLMResultCallback): Promise<RunOutcome> {
@@ -248,7 +233,7 @@ export class RkllmEngine implements Engine {
           await instance.idle();
         }),
       ),
-    ).then(() => undefined);
+    ).then(() => this.#vision?.close());
     return this.#disposed;
   }
 
@@ -300,7 +285,9 @@ export class RkllmEngine implements Engine {
 
   #onResult(message: ResultMessage): void {
     const entry = this.#reporters.get(message.run);
-    if (!entry?.reporter.deliver(resultOf(message), message.state)) return;
+    const result = resultOf(message);
+    if (entry?.imageMs !== undefined) result.perf = { ...result.perf, image_encode_ms: entry.imageMs };
+    if (!entry?.reporter.deliver(result, message.state)) return;
     // The consumer asked to stop: the run's next callback returns 1 (pause) to the runtime.
     entry.runtime.request({ op: 'stop', run: message.run }).catch(() => undefined);
   }
@@ -329,11 +316,11 @@ export class RkllmEngine implements Engine {
     if (ticket.aborted) return reporter.end('abort');
     let runtime: RuntimeProcess;
     let model: Model;
-    let native: ReturnType<typeof toNativeRun>;
+    let plan: Awaited<ReturnType<typeof visionRun>>;
     try {
       runtime = await instance.supervisor.ready();
       model = instance.supervisor.model!;
-      native = toNativeRun(request, model.param, model.layout);
+      plan = await visionRun(this.#vision, request, model, true);
     } catch (err) {
       return reporter.fail(errorText(err));
     }
@@ -348,9 +335,10 @@ export class RkllmEngine implements Engine {
       }
     }
     instance.held = request.infer.keep_history ? owner : undefined;
+    const { native, imageMs } = plan;
     const id = this.#nextRun++;
     ticket.runtime = runtime;
-    this.#reporters.set(id, { reporter, runtime });
+    this.#reporters.set(id, { reporter, runtime, ...(imageMs === undefined ? {} : { imageMs }) });
     try {
       const { input, infer, limit } = native;
       const { value: end, log } = await runtime.request<RunEnd>({ op: 'run', run: id, async: nativeAsync, input, infer, limit });
@@ -361,7 +349,11 @@ export class RkllmEngine implements Engine {
         maxContextLen: model.param.max_context_len,
         log,
       });
-      return reporter.end(verdict.reason, end.perf, verdict.error);
+      return reporter.end(
+        verdict.reason,
+        imageMs !== undefined && end.perf ? { ...end.perf, image_encode_ms: imageMs } : end.perf,
+        verdict.error,
+      );
     } catch (err) {
       const crashed = err instanceof RuntimeExitError;
       if (crashed) instance.forget();

@@ -6,6 +6,7 @@ import { overParam, type EngineState, type EngineStatus, type InitParam, type RK
 import type { LayoutVersion } from './abi.js';
 import { toNativeParam } from './marshal.js';
 import type { Call, LayoutSetting, Opened, ResultMessage } from './protocol.js';
+import type { RkllmEngineOptions } from './rkllm-engine.js';
 import { RKLLM, RuntimeProcess, describeExit, invoke, refused, request, type RuntimeExit } from './runtime-process.js';
 
 /** How the engine restarts a crashed runtime: exponential backoff from `initialDelayMs`, up to `maxDelayMs`. */
@@ -28,7 +29,22 @@ export interface SupervisorOptions {
   log?: Logger;
   /** Each callback of a run, from whichever worker serves it. */
   onResult(message: ResultMessage): void;
+  /** The image tags of a vision encoder's family: 1.2 takes them in RKLLMParam (where not given), 1.3 per run. */
+  imageTags?: Pick<RKLLMParam, 'img_start' | 'img_end' | 'img_content'>;
 }
+
+/** How long the engine waits for the runtime before it stops the worker. */
+export interface RkllmTimeouts {
+  /** Loading the library and the model (`rkllm_init`). */
+  initMs: number;
+  /** Any other call that does not generate. */
+  callMs: number;
+  /** A run to end after `rkllm_abort`; past it the worker is killed and restarted. */
+  abortMs: number;
+}
+
+const DEFAULT_RESTART: RestartPolicy = { initialDelayMs: 250, maxDelayMs: 30_000, maxAttempts: 5 };
+export const DEFAULT_TIMEOUTS: RkllmTimeouts = { initMs: 10 * 60_000, callMs: 60_000, abortMs: 10_000 };
 
 /** The loaded model: what it was loaded with, and the calls that configure its handle. */
 export interface Model {
@@ -208,7 +224,8 @@ export class RuntimeSupervisor {
     const runtime = this.#spawn(reported);
     try {
       const opened = await this.#opened(runtime);
-      const param = overParam(opened.defaults, given);
+      const tags = opened.layout === '1.2' && !given.img_start && !given.img_end && !given.img_content ? this.#options.imageTags : {};
+      const param = overParam(opened.defaults, { ...given, ...tags });
       const native = toNativeParam(param, opened.layout);
       const init = await request<number>(runtime, { op: 'init', param: native }, timeouts.initMs);
       if (init.value !== 0) throw refused('rkllm_init', init.value, init.log);
@@ -293,4 +310,21 @@ export class RuntimeSupervisor {
     }
     this.#state = 'failed';
   }
+}
+
+/** The supervisor of one instance of an engine of `options`. */
+export function supervisor(
+  options: RkllmEngineOptions,
+  onResult: (message: ResultMessage) => void,
+  imageTags?: SupervisorOptions['imageTags'],
+): RuntimeSupervisor {
+  return new RuntimeSupervisor({
+    ...(imageTags ? { imageTags } : {}),
+    library: options.library,
+    layout: options.layout,
+    restart: { ...DEFAULT_RESTART, ...options.restart },
+    timeouts: { ...DEFAULT_TIMEOUTS, ...options.timeouts },
+    ...(options.log ? { log: options.log } : {}),
+    onResult,
+  });
 }

@@ -58,8 +58,8 @@ function tooLarge(bytes: number, limits: ImageLimits): ServerError {
   return refused('image_too_large', `the image is ${bytes} bytes, over the limit of ${limits.maxBytes} bytes`);
 }
 
-/** Decodes PNG, JPEG or WebP bytes into RGB pixels, within the limits. */
-export async function decodeImage(bytes: Uint8Array, limits: ImageLimits = DEFAULT_IMAGE_LIMITS): Promise<RawImage> {
+/** Checks an image from its header, without decoding it: within the byte limit, PNG, JPEG or WebP, within the pixel limit. */
+export async function checkImage(bytes: Uint8Array, limits: ImageLimits = DEFAULT_IMAGE_LIMITS): Promise<Metadata> {
   if (bytes.length > limits.maxBytes) throw tooLarge(bytes.length, limits);
   let meta: Metadata;
   try {
@@ -77,6 +77,12 @@ export async function decodeImage(bytes: Uint8Array, limits: ImageLimits = DEFAU
       `the image is ${meta.width}x${meta.height}, ${pixels} pixels, over the limit of ${limits.maxPixels}`,
     );
   }
+  return meta;
+}
+
+/** Decodes PNG, JPEG or WebP bytes into RGB pixels, within the limits. */
+export async function decodeImage(bytes: Uint8Array, limits: ImageLimits = DEFAULT_IMAGE_LIMITS): Promise<RawImage> {
+  const meta = await checkImage(bytes, limits);
   try {
     const { data, info } = await sharp(bytes, { limitInputPixels: limits.maxPixels })
       .autoOrient()
