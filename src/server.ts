@@ -239,6 +239,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
         cleanupIntervalS: s.cleanup_interval_s,
         bufferTimeoutS: s.buffer_timeout_s,
         promptCaches: files.promptCaches,
+        images: { folder: files.images, maxBytes: settings.engine.rkllm.vision.max_image_bytes },
         maxContext: (model) => loadedModels.contextOf(model),
       }),
       ...modelsMethods(loadedModels),

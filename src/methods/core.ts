@@ -75,8 +75,8 @@ export interface CoreDeps {
   bufferTimeoutS: number;
   /** Where a run's `prompt_cache_path` is resolved. */
   promptCaches: ConfinedFolder;
-  /** Where a run's `multimodal_input.image` file names are read; absent: file names are refused. */
-  images?: ImageFiles;
+  /** Where a run's `multimodal_input.image` file names are read. */
+  images: ImageFiles;
   /** The context length a run's `max_new_tokens` is checked against, by the model it names (default: the engine's). */
   maxContext?: (model: string | undefined) => number;
 }

@@ -159,7 +159,7 @@ export interface ImageFiles {
  * `files.folder`. They become `input.images`, and `multimodal_input` its prompt alone, with one
  * `<image>` per image placed (`placeImages`). Raw `image_embed`, and 1.3's `image` object, go on unchanged.
  */
-export async function readRunImages(params: RunParams, files: ImageFiles | undefined): Promise<RunParams> {
+export async function readRunImages(params: RunParams, files: ImageFiles): Promise<RunParams> {
   const multimodal = params.input.multimodal_input;
   const image = multimodal?.image;
   if (params.input.input_type !== RKLLMInputType.RKLLM_INPUT_MULTIMODAL || (typeof image !== 'string' && !Array.isArray(image)))
@@ -175,7 +175,6 @@ export async function readRunImages(params: RunParams, files: ImageFiles | undef
     sources.map(async (source, i) => {
       const where = Array.isArray(image) ? `multimodal_input.image[${i}]` : 'multimodal_input.image';
       if (typeof source !== 'string' || /^(data|https?):/i.test(source) || !source.includes('.')) return readImage(source, where);
-      if (!files) throw badField(where, 'names a file, but no images folder is set (folders.images)');
       const path = await files.folder.file(source, where);
       const { size } = await stat(path);
       if (size > files.maxBytes)
