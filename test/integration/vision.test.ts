@@ -184,6 +184,8 @@ for (const layout of LAYOUT_VERSIONS) {
     /** What the encoder gives for `png` and `other`, encoded directly. */
     let expected: number[];
     let expectedOther: number[];
+    /** folders.images */
+    let images: string;
 
     before(async () => {
       const rknnLib = await buildRknnTwin();
@@ -197,7 +199,7 @@ for (const layout of LAYOUT_VERSIONS) {
       } finally {
         await direct.close();
       }
-      const images = mkdtempSync(join(tmpdir(), 'vision-images-'));
+      images = mkdtempSync(join(tmpdir(), 'vision-images-'));
       writeFileSync(join(images, 'cat.png'), png);
       server = await startTestServer({
         settings: {
@@ -348,27 +350,46 @@ for (const layout of LAYOUT_VERSIONS) {
         [noise, /over the limit of 4000 bytes/],
         [big, /20000 pixels, over the limit of 10000/],
       ];
-      for (const [bytes, message] of cases) {
-        const viaOpenai = await refusal(
-          openai.chat.completions.create({
-            model: 'echo',
-            messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: dataUrl(bytes, 'image/png') } }] }],
-          }),
-        );
-        expect(viaOpenai, String(message)).to.be.instanceOf(OpenAI.BadRequestError);
-        expect(viaOpenai.message).to.match(message);
-        const viaOllama = await refusal(
-          ollama.chat({ model: 'echo', messages: [{ role: 'user', content: 'x', images: [bytes] }], stream: false }),
-        );
-        expect(viaOllama).to.have.property('status_code', 400);
-        expect(viaOllama.message).to.match(message);
-        const viaRpc = await server.http.call('rkllm_run', {
-          input_type: 3,
-          multimodal_input: { prompt: 'x', image: bytes.toString('base64') },
-        });
-        expect(viaRpc.error).to.include({ code: -32602 });
-        expect(viaRpc.error!.message).to.match(message);
+      const mcp = await connectHttpV2(server.url, 'modern');
+      try {
+        for (const [bytes, message] of cases) {
+          const viaOpenai = await refusal(
+            openai.chat.completions.create({
+              model: 'echo',
+              messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: dataUrl(bytes, 'image/png') } }] }],
+            }),
+          );
+          expect(viaOpenai, String(message)).to.be.instanceOf(OpenAI.BadRequestError);
+          expect(viaOpenai.message).to.match(message);
+          const viaOllama = await refusal(
+            ollama.chat({ model: 'echo', messages: [{ role: 'user', content: 'x', images: [bytes] }], stream: false }),
+          );
+          expect(viaOllama).to.have.property('status_code', 400);
+          expect(viaOllama.message).to.match(message);
+          const viaRpc = await server.http.call('rkllm_run', {
+            input_type: 3,
+            multimodal_input: { prompt: 'x', image: bytes.toString('base64') },
+          });
+          expect(viaRpc.error).to.include({ code: -32602 });
+          expect(viaRpc.error!.message).to.match(message);
+          const viaMcp = (await mcp.callTool({
+            name: 'chat',
+            arguments: {
+              messages: [{ role: 'user', content: [{ type: 'image', data: bytes.toString('base64'), mimeType: 'image/png' }] }],
+            },
+          })) as CallToolResult;
+          expect(viaMcp.isError).to.equal(true);
+          expect(textOf(viaMcp))
+            .to.match(message)
+            .and.match(/\(-32602\)$/);
+        }
+      } finally {
+        await mcp.close();
       }
+      writeFileSync(join(images, 'noise.png'), noise);
+      const file = await server.http.call('rkllm_run', { input_type: 3, multimodal_input: { prompt: 'x', image: 'noise.png' } });
+      expect(file.error!.data).to.deep.equal({ reason: 'image_too_large', path: 'multimodal_input.image' });
+      expect(file.error!.message).to.match(/over the limit of 4000/);
     });
   });
 }
