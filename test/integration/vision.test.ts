@@ -333,6 +333,32 @@ for (const layout of LAYOUT_VERSIONS) {
       expect(last.perf.image_encode_ms).to.be.a('number').at.least(0);
     });
 
+    it("raw image_embed (and 1.3's image object) reaches rkllm_run as before; an MCP chat session keeps its images", async () => {
+      const fields = { image_embed: expectedOther, n_image: 1, n_image_tokens: ENCODER.tokens, image_width: 8, image_height: 8 };
+      const tags = { image_start: '<|vision_start|>', image_end: '<|vision_end|>', image_content: '<|image_pad|>' };
+      const multimodal = layout === '1.2' ? { prompt: '<image>raw', ...fields } : { prompt: '<image>raw', image: { ...fields, ...tags } };
+      const raw = await server.http.result('rkllm_run', { input_type: 3, multimodal_input: multimodal });
+      expect(received(raw.text as string)).to.deep.equal({ prompt: '<image>raw', image_embed: expectedOther, n_image: 1 });
+      expect(raw.perf).to.not.have.property('image_encode_ms');
+      const mcp = await connectHttpV2(server.url, 'modern');
+      try {
+        const chat = (content: unknown): Promise<CallToolResult> =>
+          mcp.callTool({ name: 'chat', arguments: { session: 'look', messages: [{ role: 'user', content }] } }) as Promise<CallToolResult>;
+        const first = await chat([
+          { type: 'text', text: 'See <image>' },
+          { type: 'image', data: png.toString('base64'), mimeType: 'image/png' },
+        ]);
+        expect(received(textOf(first)).image_embed).to.deep.equal(expected);
+        // The echo's answer repeats the prompt, "<image>" included, and a placeholder is never text: the follow-up holds two
+        // for the one image the session kept (without it, the run would have been text alone, and answered).
+        const later = await chat('And now?');
+        expect(later.isError).to.equal(true);
+        expect(textOf(later)).to.match(/the text holds 2 "<image>" placeholders for 1 images/);
+      } finally {
+        await mcp.close();
+      }
+    });
+
     it('a broken image, a format other than PNG/JPEG/WebP, and images over the byte or pixel limit are 400s in each shape', async () => {
       const gif = await sharp({ create: { width: 2, height: 2, channels: 3, background: '#808080' } })
         .gif()
