@@ -217,6 +217,8 @@ export async function openVision(engine: Pick<Engine, 'run'>, plan: VisionPlan, 
   const vision = await Vision.open(plan, log);
   try {
     checkWidth({ width: vision.encoder.width, model: encoder }, { embeddingSize: await embeddingSize(engine, model), model });
+    const { input, tokens, width } = vision.encoder.shape;
+    log?.info({ encoder, input: `${input.width}x${input.height} ${input.format} ${input.type}`, tokens, width }, 'vision encoder loaded');
     return vision;
   } catch (err) {
     await vision.close();
