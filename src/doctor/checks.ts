@@ -144,20 +144,25 @@ function elfArch(path: string): string | undefined {
   }
 }
 
+/** Where `library` is under the root, or the finding that ends its check: not found (under a root other than /), built for another machine. */
+function placeLibrary(check: string, root: string, library: string, needed: string, install: string): string | Finding {
+  const path = locate(root, library);
+  if (!path && root !== '/') return finding(check, 'fail', `${library} not found under ${root}`, needed, install);
+  const arch = path ? elfArch(path) : undefined;
+  const foreign = `${path}: built for ${arch}, cannot be loaded on this ${process.arch} machine`;
+  if (arch && arch !== process.arch) return finding(check, 'warn', foreign, needed, 'run rkllm-mcp doctor on the board');
+  return path ?? library;
+}
+
 /** Loads the library in a runtime worker, as the engine does at start: found, loadable, every function, its layout. */
 export async function libraryCheck(options: DoctorOptions): Promise<Finding> {
   const needed = `librkllmrt.so 1.2 or later, loadable, exporting all ${RKLLM_FUNCTIONS} rkllm_* functions`;
   const install =
     'install librkllmrt.so from airockchip/rknn-llm (rkllm-runtime/Linux/librkllm_api/aarch64/) into /usr/lib, or give its path with --rkllm-lib (engine.rkllm.library)';
-  const path = locate(options.root, options.library);
-  if (!path && options.root !== '/')
-    return finding('runtime library', 'fail', `${options.library} not found under ${options.root}`, needed, install);
-  const arch = path ? elfArch(path) : undefined;
-  const foreign = `${path}: built for ${arch}, cannot be loaded on this ${process.arch} machine`;
-  if (arch && arch !== process.arch) return finding('runtime library', 'warn', foreign, needed, 'run rkllm-mcp doctor on the board');
+  const target = placeLibrary('runtime library', options.root, options.library, needed, install);
+  if (typeof target !== 'string') return target;
   const runtime = new RuntimeProcess({ onResult: () => undefined, onOutput: () => undefined, onExit: () => undefined });
   try {
-    const target = path ?? options.library;
     const { value } = await runtime.request<Opened>({ op: 'open', library: target, layout: options.layout }, 60_000);
     const source = value.source === 'library' ? 'told by its default parameters' : 'as set by --rkllm-version';
     const found = `${target}: loaded, all ${RKLLM_FUNCTIONS} functions exported, runtime ${value.layout}.x struct layout (${source})`;
@@ -181,14 +186,11 @@ export function rknnLibraryCheck(root: string, lib: string): Finding {
   const needed = 'librknnrt.so, loadable, exporting the 8 rknn_* functions a vision encoder uses';
   const install =
     'install librknnrt.so from airockchip/rknn-toolkit2 (rknpu2/runtime/Linux/librknn_api/aarch64/) into /usr/lib, or give its path with --rknn-lib (engine.rkllm.vision.rknn_lib)';
-  const path = locate(root, lib);
-  if (!path && root !== '/') return finding('rknn library', 'fail', `${lib} not found under ${root}`, needed, install);
-  const arch = path ? elfArch(path) : undefined;
-  const foreign = `${path}: built for ${arch}, cannot be loaded on this ${process.arch} machine`;
-  if (arch && arch !== process.arch) return finding('rknn library', 'warn', foreign, needed, 'run rkllm-mcp doctor on the board');
+  const target = placeLibrary('rknn library', root, lib, needed, install);
+  if (typeof target !== 'string') return target;
   try {
-    bindRknn(path ?? lib);
-    return finding('rknn library', 'ok', `${path ?? lib}: loaded, all 8 functions exported`, needed);
+    bindRknn(target);
+    return finding('rknn library', 'ok', `${target}: loaded, all 8 functions exported`, needed);
   } catch (err) {
     return finding('rknn library', 'fail', err instanceof Error ? err.message : String(err), needed, install);
   }

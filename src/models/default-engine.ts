@@ -22,7 +22,8 @@ export function defaultEngine(models: LoadedModels, kind: EngineKind): Engine {
     get param() {
       return current().param;
     },
-    supports: (feature) => kind.supports(feature),
+    // Images depend on the model (its vision encoder), the rest on the engine kind.
+    supports: (feature) => (feature === 'images' ? (loaded()?.supports(feature) ?? kind.supports(feature)) : kind.supports(feature)),
     defaultParam: () => loaded()?.defaultParam() ?? kind.defaultParam(),
     validate: async (request) => current().validate(request),
     run: async (request, callback) => current().run(request, callback),

@@ -287,7 +287,14 @@ describe('vision: pairing, tags, llama.cpp', function () {
       family: 'minicpm-v',
       limits: { maxBytes: 1000, maxPixels: 16 },
     });
-    const engine = await engineKind(options, pino({ level: 'silent' })).load(await startParam(options));
+    const kind = engineKind(options, pino({ level: 'silent' }));
+    expect(kind.supports('images')).to.equal(true);
+    expect(
+      engineKind({ ...options, rkllm: { ...options.rkllm, vision: { ...options.rkllm.vision!, encoder: null } } }, pino()).supports(
+        'images',
+      ),
+    ).to.equal(false);
+    const engine = await kind.load(await startParam(options));
     try {
       expect(engine.supports('images')).to.equal(true);
       const big = await refusal(

@@ -5,7 +5,18 @@
 // against a real server in this process.
 import { expect } from 'chai';
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  ftruncateSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ServerError } from '../../src/errors.js';
@@ -14,6 +25,7 @@ import { checkModelFile } from '../../src/gguf/model-file.js';
 import { defaultSettings } from '../../src/settings.js';
 import { patchedCopy } from '../helpers/gguf-patch.js';
 import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
+import { buildRknnTwin, twinModel } from '../helpers/rknn-twin.js';
 import { runCli, scratchDir, spawnCli, startServer, writeSettings } from '../helpers/server-process.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { thrown } from '../helpers/thrown.js';
@@ -118,6 +130,16 @@ describe('rkllm-mcp --engine rkllm: errors at start', function () {
     const { code, stderr } = await serve('--model', TWIN_MODELS.notAModel, '--rkllm-lib', await buildTwin('1.2'));
     expect(code).to.equal(1);
     expect(stderr).to.match(/rkllm_init failed with code -1: E rkllm: .*not an RKLLM model file/);
+  });
+
+  it('--vision-encoder and --rknn-lib reach the engine: an encoder as wide as no embedding of the model stops the start', async () => {
+    const encoder = twinModel({ height: 4, width: 4, tokens: 4, embed: 5 });
+    const model = join(scratchDir(), 'qwen2-vl-echo.rkllm');
+    copyFileSync(TWIN_MODELS.echo, model);
+    const vision = ['--vision-encoder', encoder, '--rknn-lib', await buildRknnTwin()];
+    const { code, stderr } = await serve('--model', model, '--rkllm-lib', await buildTwin('1.3'), ...vision);
+    expect(code).to.equal(1);
+    expect(stderr).to.include(`The vision encoder ${encoder} gives embeddings 5 wide, but the language model ${model} takes 3`);
   });
 });
 

@@ -52,14 +52,8 @@ export function imageTags(family: VisionOptions['family'], modelPath: string): I
   const name = basename(modelPath).toLowerCase();
   if (name.includes('minicpm')) return IMAGE_TAGS['minicpm-v'];
   if (name.includes('qwen')) return IMAGE_TAGS['qwen2-vl'];
-  throw fault(
-    'ENGINE_ERROR',
-    'detail',
-    {
-      detail: `The image tags of ${modelPath} cannot be told from its file name: set engine.rkllm.vision.image_tags to qwen2-vl or minicpm-v`,
-    },
-    { engine: 'rkllm', reason: 'image_tags' },
-  );
+  const detail = `The image tags of ${modelPath} cannot be told from its file name: set engine.rkllm.vision.image_tags to qwen2-vl or minicpm-v`;
+  throw fault('ENGINE_ERROR', 'detail', { detail }, { engine: 'rkllm', reason: 'image_tags' });
 }
 
 /** A model's vision encoder, before it is opened. */
@@ -69,14 +63,9 @@ export interface VisionPlan {
   options: VisionOptions;
 }
 
-/** A run's images, encoded: their embeddings one after the other. */
+/** A run's images, encoded: their embeddings one after the other, and the encode time summed over them (decode, resize, NPU). */
 export interface EncodedImages {
   embed: Float32Array;
-  n_image: number;
-  n_image_tokens: number;
-  image_width: number;
-  image_height: number;
-  /** The encode time summed over the images (decode, resize, NPU), for `perf.image_encode_ms`. */
   ms: number;
 }
 
@@ -100,32 +89,22 @@ export class Vision {
     return new Vision(opened, tags, options.limits);
   }
 
-  /** The cheap checks, before a run is queued: where images may go, then each image's bytes and header (format, pixels). */
-  async check(input: RKLLMInput): Promise<void> {
-    const type = input.input_type;
-    if (type !== RKLLMInputType.RKLLM_INPUT_PROMPT && type !== RKLLMInputType.RKLLM_INPUT_MULTIMODAL) {
-      throw fault('INVALID_PARAMS', 'detail', { detail: 'images go with input_type 0 (PROMPT) or 3 (MULTIMODAL)' });
-    }
-    for (const image of input.images ?? []) await checkImage(image, this.limits);
-  }
-
   /** Encodes the images one at a time. */
   async encode(images: Uint8Array[]): Promise<EncodedImages> {
-    const { tokens, width, inputSize } = this.encoder;
-    const embed = new Float32Array(images.length * tokens * width);
-    let ms = 0;
+    const size = this.encoder.tokens * this.encoder.width;
+    const out = { embed: new Float32Array(images.length * size), ms: 0 };
     for (const [i, image] of images.entries()) {
-      const encoded = await this.encoder.encode(image);
-      embed.set(encoded.embed, i * tokens * width);
-      ms += encoded.ms;
+      const { embed, ms } = await this.encoder.encode(image);
+      out.embed.set(embed, i * size);
+      out.ms += ms;
     }
-    return { embed, n_image: images.length, n_image_tokens: tokens, image_width: inputSize.width, image_height: inputSize.height, ms };
+    return out;
   }
 
   /**
    * The run's input as RKLLM_INPUT_MULTIMODAL: the prompt of `native` (a PROMPT input's text or
    * flattened messages, or a MULTIMODAL input's prompt) with one `<image>` per image, and the
-   * embeddings; on 1.3 the tags go with them. Without `encoded` (validation), zero embeddings.
+   * embeddings; on 1.3 the tags go with them. Without `encoded` (validation), no embeddings.
    */
   input(native: NativeInput, count: number, layout: LayoutVersion, encoded?: EncodedImages): NativeInput {
     const data = native.data;
@@ -139,9 +118,9 @@ export class Vision {
       prompt = given.prompt;
       if ('video' in given) video = given.video;
     } else throw fault('INVALID_PARAMS', 'detail', { detail: 'images go with input_type 0 (PROMPT) or 3 (MULTIMODAL)' });
-    const { width, tokens, inputSize } = this.encoder;
+    const { tokens, inputSize } = this.encoder;
     const image = {
-      image_embed: encoded?.embed ?? new Float32Array(count * tokens * width),
+      image_embed: encoded?.embed ?? null,
       n_image_tokens: tokens,
       n_image: count,
       image_width: inputSize.width,
@@ -188,21 +167,14 @@ export async function embeddingSize(engine: Pick<Engine, 'run'>, model: string):
     input_type: RKLLMInputType.RKLLM_INPUT_TOKEN,
     token_input: { input_ids: [0] },
   };
-  const outcome = await engine.run(
-    { input, infer: { mode: RKLLMInferMode.RKLLM_INFER_GET_LAST_HIDDEN_LAYER, keep_history: 0 } },
-    (result) => {
-      size ||= result.last_hidden_layer?.embd_size ?? 0;
-      return 0;
-    },
-  );
+  const infer = { mode: RKLLMInferMode.RKLLM_INFER_GET_LAST_HIDDEN_LAYER, keep_history: 0 };
+  const outcome = await engine.run({ input, infer }, (result) => {
+    size ||= result.last_hidden_layer?.embd_size ?? 0;
+    return 0;
+  });
   if (size > 0) return size;
-  const why = outcome.error ?? 'the runtime gave no hidden layer';
-  throw fault(
-    'ENGINE_ERROR',
-    'detail',
-    { detail: `The embedding size of ${model} could not be read (${why})` },
-    { engine: 'rkllm', reason: 'width_probe' },
-  );
+  const detail = `The embedding size of ${model} could not be read (${outcome.error ?? 'the runtime gave no hidden layer'})`;
+  throw fault('ENGINE_ERROR', 'detail', { detail }, { engine: 'rkllm', reason: 'width_probe' });
 }
 
 /** The encoder of `modelPath` and its tags, when it has one. */
@@ -217,6 +189,8 @@ export async function openVision(engine: Pick<Engine, 'run'>, plan: VisionPlan, 
   const vision = await Vision.open(plan, log);
   try {
     checkWidth({ width: vision.encoder.width, model: encoder }, { embeddingSize: await embeddingSize(engine, model), model });
+    const { input, tokens, width } = vision.encoder.shape;
+    log?.info({ encoder, input: `${input.width}x${input.height} ${input.format} ${input.type}`, tokens, width }, 'vision encoder loaded');
     return vision;
   } catch (err) {
     await vision.close();
@@ -243,7 +217,7 @@ export async function visionRun(
     throw notSupported('rkllm', 'images', reason);
   }
   vision.input(native.input, images.length, model.layout);
-  await vision.check(request.input);
+  for (const image of images) await checkImage(image, vision.limits);
   if (!encode) return { native };
   const encoded = await vision.encode(images);
   return { native: { ...native, input: vision.input(native.input, images.length, model.layout, encoded) }, imageMs: encoded.ms };
