@@ -28,8 +28,14 @@ function systemText(messages: readonly ChatMessage[]): string {
     .join('\n');
 }
 
-function tokenize(loaded: LoadedModel, segments: PromptSegment[]): Token[] {
+export function tokenize(loaded: LoadedModel, segments: PromptSegment[]): Token[] {
   return segments.flatMap((segment) => loaded.model.tokenize(segment.text, segment.special));
+}
+
+/** BOS (when the model wants it), then `start` (a system prompt): how every conversation starts. */
+export function startTokens(loaded: LoadedModel, start: PromptSegment[]): Token[] {
+  const bos = loaded.model.tokens.bos;
+  return [...(bos !== null && loaded.model.tokens.shouldPrependBosToken ? [bos] : []), ...tokenize(loaded, start)];
 }
 
 /** The tokens of a conversation, from BOS to where the assistant's reply begins. */
@@ -58,9 +64,7 @@ function withFormat(loaded: LoadedModel, messages: readonly ChatMessage[], forma
   let start: PromptSegment[];
   if (tools) start = format.withTools({ ...tools, system_prompt: system || format.template.system_prompt }).system();
   else start = system === '' ? format.system() : [{ text: system, special: false }];
-  const bos = loaded.model.tokens.bos;
-  const tokens: Token[] = bos !== null && loaded.model.tokens.shouldPrependBosToken ? [bos] : [];
-  tokens.push(...tokenize(loaded, start));
+  const tokens = startTokens(loaded, start);
   for (const m of messages) {
     if (m.role === 'assistant') tokens.push(...tokenize(loaded, [{ text: m.content, special: false }]));
     else if (m.role !== 'system')

@@ -1,8 +1,10 @@
+import { statSync } from 'node:fs';
+import { basename } from 'node:path';
 import type { ChatWrapper, Llama, LlamaEmbeddingContext, LlamaModel, Token } from 'node-llama-cpp';
-import { fault } from '../../errors.js';
+import { fault, type ServerError } from '../../errors.js';
 import { checkModelFile } from '../../gguf/model-file.js';
+import { startProgress } from '../../progress.js';
 import { errorText } from '../messages.js';
-import { loadProgress } from './load-progress.js';
 import type { RKLLMParam } from '../types.js';
 import { Conversations } from './conversations.js';
 import { checkMemory } from './memory-budget.js';
@@ -13,6 +15,14 @@ import type { TokenEmbeddingIndex } from './token-embeddings.js';
 
 /** The engine's name in messages and in `data.engine`. */
 export const LLAMA = 'llama.cpp';
+
+/** Model files at least this large show progress while they load; smaller ones load too fast to need it. */
+const LARGE_MODEL_BYTES = 64 * 1024 * 1024;
+
+/** -32602 for a file llama.cpp cannot use for what it was given as (`data.reason` "invalid_file"). */
+export function invalidFile(detail: string): ServerError {
+  return fault('INVALID_PARAMS', 'detail', { detail }, { engine: LLAMA, reason: 'invalid_file' });
+}
 
 /** Everything that belongs to one loaded model; {@link freeModel} drops it whole. */
 export interface LoadedModel {
@@ -49,7 +59,8 @@ export async function loadModel(
 ): Promise<LoadedModel> {
   checkModelFile(param.model_path, LLAMA);
   let model: LlamaModel;
-  const progress = loadProgress(param.model_path);
+  const size = statSync(param.model_path, { throwIfNoEntry: false })?.size ?? 0;
+  const progress = size >= LARGE_MODEL_BYTES ? startProgress(`loading ${basename(param.model_path)}`, { line: 'json' }) : undefined;
   try {
     model = await llama.loadModel({
       modelPath: param.model_path,

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { GgmlType, type GgufFileInfo, type Token } from 'node-llama-cpp';
+import { fromHalfBits } from '../../gguf/half-float.js';
 
 /** Rows read from the file at a time while indexing. */
 const ROWS_PER_READ = 1024;
@@ -13,20 +14,10 @@ function vectorKey(values: Float32Array): string {
     .digest('base64');
 }
 
-/** IEEE 754 half to single precision. */
-function halfToFloat(half: number): number {
-  const sign = half & 0x8000 ? -1 : 1;
-  const exponent = (half >> 10) & 0x1f;
-  const fraction = half & 0x3ff;
-  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
-  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
-  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
-}
-
 function decodeRows(bytes: Buffer, type: GgmlType): Float32Array {
   if (type === GgmlType.F32) return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
   const out = new Float32Array(bytes.byteLength / 2);
-  for (let i = 0; i < out.length; i++) out[i] = halfToFloat(bytes.readUInt16LE(i * 2));
+  for (let i = 0; i < out.length; i++) out[i] = fromHalfBits(bytes.readUInt16LE(i * 2));
   return out;
 }
 
