@@ -202,9 +202,7 @@ export class LlamaEngine implements Engine {
 
   async #run(request: RunRequest, callback: LLMResultCallback): Promise<RunOutcome> {
     const controller = new AbortController();
-    const onAbort = (): void => controller.abort();
-    request.signal?.addEventListener('abort', onAbort, { once: true });
-    if (request.signal?.aborted) controller.abort();
+    const signal = request.signal ? AbortSignal.any([controller.signal, request.signal]) : controller.signal;
     this.#running.add(controller);
     const reporter = new RunReporter(callback);
     const meter = new PerfMeter();
@@ -223,13 +221,12 @@ export class LlamaEngine implements Engine {
         plan.pool.give(sequence);
       };
       if (plan.pool === loaded.base) loaded.conversations.ran(sequence, request.owner ?? '');
-      const slotRun = { ...run, sequence, signal: controller.signal };
+      const slotRun = { ...run, sequence, signal };
       const reason = request.infer.mode === RKLLMInferMode.RKLLM_INFER_GET_LOGITS ? await logits(slotRun) : await generate(slotRun);
       return { ...reporter.end(reason, meter.finished()), input_tokens: plan.tokens.length };
     } catch (err) {
       return reporter.fail(errorText(err), meter.snapshot());
     } finally {
-      request.signal?.removeEventListener('abort', onAbort);
       this.#running.delete(controller);
       release?.();
     }

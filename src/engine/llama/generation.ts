@@ -53,19 +53,6 @@ function keepHistory(loaded: LoadedModel, request: RunRequest, tokens: Token[]):
   loaded.conversations.set(request.owner ?? '', request.infer.keep_history ? tokens : []);
 }
 
-function sampling(loaded: LoadedModel, request: RunRequest): SamplingParams {
-  const p = loaded.param;
-  return {
-    top_k: p.top_k,
-    top_p: p.top_p,
-    temperature: p.temperature,
-    repeat_penalty: p.repeat_penalty,
-    frequency_penalty: p.frequency_penalty,
-    presence_penalty: p.presence_penalty,
-    ...request.infer.sampling_params,
-  };
-}
-
 /**
  * Hands a token's result to the reporter once node-llama-cpp has dispatched the next decode, so
  * that the result's way to the clients (envelope, sinks, socket writes) runs while the engine
@@ -104,7 +91,7 @@ export async function generate(run: SlotRun): Promise<FinishReason> {
   const { max } = tokenBudget(request.infer.max_new_tokens, loaded.param.max_new_tokens);
   const room = loaded.param.max_context_len - tokens.length;
   const maxNew = max === null ? room : Math.min(max, room);
-  const s = sampling(loaded, request);
+  const s: SamplingParams = { ...loaded.param, ...request.infer.sampling_params };
   const generated: Token[] = [];
   const pending: Token[] = [];
   let context: Token[] = tokens.slice(-8);

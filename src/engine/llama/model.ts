@@ -11,7 +11,7 @@ import { checkMemory } from './memory-budget.js';
 import { PromptFormat } from './prompt-format.js';
 import { SlotPool } from './slot-pool.js';
 import type { GrammarWorker } from './grammar-worker.js';
-import type { TokenEmbeddingIndex } from './token-embeddings.js';
+import type { TokensForEmbeddings } from './token-embeddings.js';
 
 /** The engine's name in messages and in `data.engine`. */
 export const LLAMA = 'llama.cpp';
@@ -39,7 +39,7 @@ export interface LoadedModel {
   thinking: boolean;
   vocabSize: number;
   embedding?: Promise<LlamaEmbeddingContext>;
-  embeddingIndex?: Promise<TokenEmbeddingIndex | string>;
+  embeddingIndex?: Promise<TokensForEmbeddings | string>;
   /** The chat wrapper of the GGUF's chat template, null when it has none; worked out on first use (chat-prompt.ts). */
   chatWrapper?: ChatWrapper | null;
   /** Builds `json_schema` grammars off the event loop; started on first use (output-grammar.ts). */

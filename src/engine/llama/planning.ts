@@ -10,7 +10,7 @@ import { outputGrammar } from './output-grammar.js';
 import { checkCacheTarget } from './prompt-cache.js';
 import type { PromptFormat } from './prompt-format.js';
 import type { SlotPool } from './slot-pool.js';
-import { TokenEmbeddingIndex } from './token-embeddings.js';
+import { indexTokenEmbeddings } from './token-embeddings.js';
 
 /** What a run evaluates, worked out before it takes a slot. */
 export interface RunPlan {
@@ -101,9 +101,9 @@ async function embedTokens(loaded: LoadedModel, input: { embed: number[]; n_toke
       detail: `"embed_input.embed" must hold n_tokens x n_embd = ${count} x ${size} = ${count * size} values; got ${input.embed.length}`,
     });
   }
-  const index = await (loaded.embeddingIndex ??= TokenEmbeddingIndex.fromModelFile(loaded.param.model_path, loaded.model.fileInfo));
+  const index = await (loaded.embeddingIndex ??= indexTokenEmbeddings(loaded.param.model_path, loaded.model.fileInfo));
   if (typeof index === 'string') throw notSupported(LLAMA, 'input_embed', index);
-  const found = index.tokensFor(input.embed);
+  const found = index(input.embed);
   if ('unmatched' in found) {
     throw notSupported(
       LLAMA,
