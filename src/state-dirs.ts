@@ -40,8 +40,6 @@ export interface StateDirs {
   folderBase: string;
   /** Where the built-in model is generated and cached. */
   builtinModelsDir: string;
-  /** The package runs from a checkout (not installed under node_modules). */
-  checkout: boolean;
 }
 
 export interface StateInputs {
@@ -102,7 +100,6 @@ export function stateDirs(inputs: StateInputs): StateDirs {
     dataDir,
     folderBase: origin === 'working directory' || checkout ? cwd : dataDir,
     builtinModelsDir: checkout ? join(packageRoot, 'models') : join(dataDir, 'models'),
-    checkout,
   };
 }
 

@@ -44,10 +44,6 @@ function isPrintableAscii(char: string): boolean {
   return code >= 0x20 && code <= 0x7e;
 }
 
-function byCodePoint(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 /** `texts` are read with spaces as they are; they become `▁` here. */
 export function buildVocabulary(texts: readonly string[]): Vocabulary {
   const chars = new Set<string>();
@@ -59,8 +55,9 @@ export function buildVocabulary(texts: readonly string[]): Vocabulary {
       for (let end = 2; end <= letters.length; end++) words.add(letters.slice(0, end).join(''));
     }
   }
-  const sortedChars = [...chars].sort(byCodePoint);
-  const sortedWords = [...words].sort(byCodePoint);
+  // The default order (UTF-16 code units) is the code point order here: every piece is in the BMP.
+  const sortedChars = [...chars].sort();
+  const sortedWords = [...words].sort();
   const bytePieces = Array.from({ length: 256 }, (_, byte) => `<0x${byte.toString(16).toUpperCase().padStart(2, '0')}>`);
   const pieces = ['<unk>', '<s>', '</s>', ...bytePieces, ...sortedChars, ...sortedWords];
   const charOffset = BYTE_TOKEN_OFFSET + bytePieces.length;
