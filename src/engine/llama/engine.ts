@@ -60,8 +60,8 @@ export class LlamaEngine implements Engine {
   /** Undefined once disposed. */
   #loaded: LoadedModel | undefined;
   #disposed: Promise<void> | undefined;
-  #running = new Set<AbortController>();
-  #runs = new Set<Promise<RunOutcome>>();
+  /** The runs under way, by the controller that aborts each. */
+  readonly #runs = new Map<AbortController, Promise<RunOutcome>>();
 
   private constructor(slots: number, loaded: LoadedModel, owned: Llama | undefined) {
     this.slots = slots;
@@ -102,9 +102,10 @@ export class LlamaEngine implements Engine {
   }
 
   run(request: RunRequest, callback: LLMResultCallback): Promise<RunOutcome> {
-    const done = this.#run(request, callback);
-    this.#runs.add(done);
-    void done.finally(() => this.#runs.delete(done));
+    const controller = new AbortController();
+    const done = this.#run(request, callback, request.signal ? AbortSignal.any([controller.signal, request.signal]) : controller.signal);
+    this.#runs.set(controller, done);
+    void done.finally(() => this.#runs.delete(controller));
     return done;
   }
 
@@ -113,11 +114,11 @@ export class LlamaEngine implements Engine {
   }
 
   abort(): void {
-    for (const controller of this.#running) controller.abort();
+    for (const controller of this.#runs.keys()) controller.abort();
   }
 
   isRunning(): boolean {
-    return this.#running.size > 0;
+    return this.#runs.size > 0;
   }
 
   async loadLora(adapter: RKLLMLoraAdapter): Promise<void> {
@@ -180,7 +181,7 @@ export class LlamaEngine implements Engine {
       const loaded = this.#loaded;
       this.#loaded = undefined;
       this.abort();
-      await Promise.all(this.#runs);
+      await Promise.all(this.#runs.values());
       if (loaded) await freeModel(loaded);
       await this.#llama?.dispose();
     })();
@@ -200,10 +201,7 @@ export class LlamaEngine implements Engine {
     return fault('ENGINE_UNAVAILABLE', 'unloaded', {}, { engine: this.name });
   }
 
-  async #run(request: RunRequest, callback: LLMResultCallback): Promise<RunOutcome> {
-    const controller = new AbortController();
-    const signal = request.signal ? AbortSignal.any([controller.signal, request.signal]) : controller.signal;
-    this.#running.add(controller);
+  async #run(request: RunRequest, callback: LLMResultCallback, signal: AbortSignal): Promise<RunOutcome> {
     const reporter = new RunReporter(callback);
     const meter = new PerfMeter();
     let release: (() => void) | undefined;
@@ -227,7 +225,6 @@ export class LlamaEngine implements Engine {
     } catch (err) {
       return reporter.fail(errorText(err), meter.snapshot());
     } finally {
-      this.#running.delete(controller);
       release?.();
     }
   }
