@@ -36,8 +36,6 @@ export interface LlamaEngineOptions {
   slots: number;
   /** Bytes the model and its context may take at most; 0 (the default): a safe share of the machine's memory. */
   maxMemory?: number;
-  /** An already loaded llama.cpp binding to share; one is created (and disposed with the engine) otherwise. */
-  llama?: Llama;
 }
 
 const UNSUPPORTED: ReadonlySet<EngineFeature> = new Set(['input_multimodal', 'images', 'cross_attn', 'mirostat']);
@@ -56,17 +54,18 @@ export function llamaSupports(feature: EngineFeature): boolean {
 export class LlamaEngine implements Engine {
   readonly name = LLAMA;
   readonly slots: number;
-  readonly #llama: Llama | undefined;
+  /** The engine's own llama.cpp binding, disposed with it. */
+  readonly #llama: Llama;
   /** Undefined once disposed. */
   #loaded: LoadedModel | undefined;
   #disposed: Promise<void> | undefined;
   /** The runs under way, by the controller that aborts each. */
   readonly #runs = new Map<AbortController, Promise<RunOutcome>>();
 
-  private constructor(slots: number, loaded: LoadedModel, owned: Llama | undefined) {
+  private constructor(slots: number, loaded: LoadedModel, llama: Llama) {
     this.slots = slots;
     this.#loaded = loaded;
-    this.#llama = owned;
+    this.#llama = llama;
   }
 
   /** Loads the model `given` names (its fields laid over the defaults): an engine that holds it until disposed. */
@@ -74,13 +73,12 @@ export class LlamaEngine implements Engine {
     const param = overParam(createDefaultParam(), given);
     if (param.extend_param.use_cross_attn) throw notSupported(LLAMA, 'cross_attn', 'node-llama-cpp exposes no encoder cache');
     checkSampling(param);
-    const llama = options.llama ?? (await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never }));
-    const owned = options.llama ? undefined : llama;
+    const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
     try {
       const loaded = await loadModel(llama, param, options.threads, options.slots, options.maxMemory ?? 0);
-      return new LlamaEngine(options.slots, loaded, owned);
+      return new LlamaEngine(options.slots, loaded, llama);
     } catch (err) {
-      await owned?.dispose();
+      await llama.dispose();
       throw err;
     }
   }
@@ -175,7 +173,7 @@ export class LlamaEngine implements Engine {
     return { engine: this.name, state: modelPath === null ? 'unloaded' : 'ready', model_path: modelPath, restarts: 0, last_error: null };
   }
 
-  /** Aborts the runs, waits for them to end, then frees the model (and the binding, when the engine made it). Idempotent. */
+  /** Aborts the runs, waits for them to end, then frees the model and the binding. Idempotent. */
   dispose(): Promise<void> {
     this.#disposed ??= (async () => {
       const loaded = this.#loaded;
@@ -183,7 +181,7 @@ export class LlamaEngine implements Engine {
       this.abort();
       await Promise.all(this.#runs.values());
       if (loaded) await freeModel(loaded);
-      await this.#llama?.dispose();
+      await this.#llama.dispose();
     })();
     return this.#disposed;
   }
