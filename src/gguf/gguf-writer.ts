@@ -109,23 +109,24 @@ const TENSOR_TYPES: Record<
  */
 export async function writeGguf(path: string, file: GgufFile, onProgress?: (fraction: number) => void): Promise<void> {
   const alignment = file.alignment ?? DEFAULT_ALIGNMENT;
-  validateAlignment(alignment);
+  if (!Number.isSafeInteger(alignment) || alignment < 1 || (alignment & (alignment - 1)) !== 0) {
+    throw new Error(`alignment must be a power of two, got ${alignment}`);
+  }
   if (file.metadata.has('general.alignment')) {
     throw new Error('general.alignment is set by the writer; pass GgufFile.alignment instead');
   }
   const header = encodeHeader(file, alignment);
-  await pipeline(fileBytes(file, header, alignment, onProgress), createWriteStream(path, { highWaterMark: WRITE_CHUNK_BYTES }));
-}
-
-function* fileBytes(file: GgufFile, header: Uint8Array, alignment: number, onProgress?: (fraction: number) => void): Generator<Uint8Array> {
-  yield header;
   const total = file.tensors.reduce((sum, tensor) => sum + tensorByteLength(tensor), 0);
-  let written = 0;
-  for (const tensor of file.tensors) {
-    yield* tensorBytes(tensor, alignment);
-    written += tensorByteLength(tensor);
-    onProgress?.(total === 0 ? 1 : written / total);
-  }
+  const bytes = function* (): Generator<Uint8Array> {
+    yield header;
+    let written = 0;
+    for (const tensor of file.tensors) {
+      yield* tensorBytes(tensor, alignment);
+      written += tensorByteLength(tensor);
+      onProgress?.(total === 0 ? 1 : written / total);
+    }
+  };
+  await pipeline(bytes, createWriteStream(path, { highWaterMark: WRITE_CHUNK_BYTES }));
 }
 
 /** Number of bytes a tensor's data occupies, without padding. */
@@ -145,17 +146,10 @@ function encodeHeader(file: GgufFile, alignment: number): Uint8Array {
   }
   out.string('general.alignment');
   gguf.uint32(alignment)(out);
-  writeTensorInfos(out, file.tensors, alignment);
-  out.padTo(alignment);
-  return out.bytes();
-}
-
-function writeTensorInfos(out: ByteWriter, tensors: readonly GgufTensor[], alignment: number): void {
   const names = new Set<string>();
   let offset = 0;
-  for (const tensor of tensors) {
-    validateTensor(tensor, names);
-    names.add(tensor.name);
+  for (const tensor of file.tensors) {
+    checkTensor(tensor, names);
     out.string(tensor.name);
     out.uint32(tensor.dims.length);
     for (const dim of tensor.dims) out.uint64(dim);
@@ -163,10 +157,14 @@ function writeTensorInfos(out: ByteWriter, tensors: readonly GgufTensor[], align
     out.uint64(offset);
     offset += alignUp(tensorByteLength(tensor), alignment);
   }
+  out.padTo(alignment);
+  return out.bytes();
 }
 
-function validateTensor(tensor: GgufTensor, seenNames: ReadonlySet<string>): void {
-  if (seenNames.has(tensor.name)) throw new Error(`duplicate tensor name ${tensor.name}`);
+/** Refuses a malformed tensor, or one whose name is in `names` (to which it adds its own). */
+function checkTensor(tensor: GgufTensor, names: Set<string>): void {
+  if (names.has(tensor.name)) throw new Error(`duplicate tensor name ${tensor.name}`);
+  names.add(tensor.name);
   const nameBytes = Buffer.byteLength(tensor.name, 'utf8');
   if (nameBytes === 0 || nameBytes > MAX_TENSOR_NAME_BYTES) {
     throw new Error(`tensor name must be 1..${MAX_TENSOR_NAME_BYTES} bytes: ${JSON.stringify(tensor.name)}`);
@@ -207,12 +205,6 @@ export function elementCount(dims: readonly number[]): number {
 
 export function alignUp(value: number, alignment: number): number {
   return Math.ceil(value / alignment) * alignment;
-}
-
-function validateAlignment(alignment: number): void {
-  if (!Number.isSafeInteger(alignment) || alignment < 1 || (alignment & (alignment - 1)) !== 0) {
-    throw new Error(`alignment must be a power of two, got ${alignment}`);
-  }
 }
 
 function checkInteger(value: number, min: number, max: number, what: string): void {
