@@ -75,7 +75,7 @@ export class LlamaEngine implements Engine {
     checkSampling(param);
     const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
     try {
-      const loaded = await loadModel(llama, param, options.threads, options.slots, options.maxMemory ?? 0);
+      const loaded = await loadModel(llama, param, options.threads, options.slots, options.maxMemory);
       return new LlamaEngine(options.slots, loaded, llama);
     } catch (err) {
       await llama.dispose();

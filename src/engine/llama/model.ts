@@ -1,6 +1,6 @@
 import { statSync } from 'node:fs';
 import { basename } from 'node:path';
-import type { ChatWrapper, Llama, LlamaEmbeddingContext, LlamaModel, Token } from 'node-llama-cpp';
+import type { ChatWrapper, Llama, LlamaEmbeddingContext, LlamaGrammar, LlamaModel, Token } from 'node-llama-cpp';
 import { fault, type ServerError } from '../../errors.js';
 import { checkModelFile } from '../../gguf/model-file.js';
 import { startProgress } from '../../progress.js';
@@ -44,6 +44,8 @@ export interface LoadedModel {
   chatWrapper?: ChatWrapper | null;
   /** Builds `json_schema` grammars off the event loop; started on first use (output-grammar.ts). */
   grammars?: GrammarWorker;
+  /** The `json_schema` grammars built lately, by schema text, least recently used first (output-grammar.ts). */
+  builtGrammars: Map<string, Promise<LlamaGrammar>>;
 }
 
 /**
@@ -85,6 +87,7 @@ export async function loadModel(
       adapters: new Map(),
       format: new PromptFormat(),
       conversations: new Conversations(),
+      builtGrammars: new Map(),
       thinking: isSpecial('<think>') && isSpecial('</think>'),
       vocabSize: model.fileInfo.metadata.tokenizer?.ggml.tokens.length ?? 0,
     };
