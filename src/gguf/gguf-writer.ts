@@ -54,7 +54,7 @@ export const gguf = {
 } as const;
 
 /** Element types supported for tensor data. */
-export type GgmlTensorType = 'F32' | 'F16';
+export type GgmlTensorType = keyof typeof TENSOR_TYPES;
 
 /** One tensor to be written. */
 export interface GgufTensor {
@@ -92,12 +92,9 @@ const MAX_TENSOR_NAME_BYTES = 63;
 const WRITE_CHUNK_BYTES = 1 << 20;
 
 /** ggml type codes and element sizes, and how one element is written. */
-const TENSOR_TYPES: Record<
-  GgmlTensorType,
-  { readonly code: number; readonly bytes: number; readonly set: (to: DataView, at: number, value: number) => void }
-> = {
-  F32: { code: 0, bytes: 4, set: (to, at, value) => to.setFloat32(at, value, true) },
-  F16: { code: 1, bytes: 2, set: (to, at, value) => to.setUint16(at, toHalfBits(value), true) },
+const TENSOR_TYPES = {
+  F32: { code: 0, bytes: 4, set: (to: DataView, at: number, value: number) => to.setFloat32(at, value, true) },
+  F16: { code: 1, bytes: 2, set: (to: DataView, at: number, value: number) => to.setUint16(at, toHalfBits(value), true) },
 };
 
 /**

@@ -12,15 +12,6 @@ import type { ChatMessage, FunctionTools } from '../types.js';
 import type { LoadedModel } from './model.js';
 import { DEFAULT_TOOL_RESPONSE_TAG, PromptFormat, type PromptSegment } from './prompt-format.js';
 
-/** The chat wrapper of a model whose GGUF has a chat template; null for a model without one. */
-export function ggufChatWrapper(loaded: LoadedModel): ChatWrapper | null {
-  if (loaded.chatWrapper === undefined) {
-    const template = loaded.model.fileInfo.metadata.tokenizer?.chat_template;
-    loaded.chatWrapper = typeof template === 'string' && template !== '' ? resolveChatWrapper(loaded.model) : null;
-  }
-  return loaded.chatWrapper;
-}
-
 function systemText(messages: readonly ChatMessage[]): string {
   return messages
     .filter((m) => m.role === 'system')
@@ -41,7 +32,11 @@ export function startTokens(loaded: LoadedModel, start: PromptSegment[]): Token[
 /** The tokens of a conversation, from BOS to where the assistant's reply begins. */
 export function chatTokens(loaded: LoadedModel, messages: readonly ChatMessage[], format: PromptFormat, tools?: FunctionTools): Token[] {
   lastTurn(messages);
-  const wrapper = ggufChatWrapper(loaded);
+  if (loaded.chatWrapper === undefined) {
+    const template = loaded.model.fileInfo.metadata.tokenizer?.chat_template;
+    loaded.chatWrapper = typeof template === 'string' && template !== '' ? resolveChatWrapper(loaded.model) : null;
+  }
+  const wrapper = loaded.chatWrapper;
   return wrapper ? withWrapper(loaded, wrapper, messages, tools) : withFormat(loaded, messages, format, tools);
 }
 

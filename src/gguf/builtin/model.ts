@@ -41,13 +41,8 @@ export type ModelShape = Omit<BuiltinModelShape, 'parameterCount'>;
 /** The bench model's size: about 63M parameters, 228 MiB (embedding and output in F16, the rest F32). */
 const BENCH_DIMENSIONS = { embeddingLength: 768, feedForwardLength: 3072, blockCount: 6 } as const;
 
-export interface BuiltinModel {
-  readonly shape: ModelShape;
-  readonly file: GgufFile;
-}
-
 /** Builds a model of `kind` from the whole corpus, or from the files `corpus` names (without `.txt`). */
-export function buildModel(kind: BuiltinModelKind, corpus?: readonly string[]): BuiltinModel {
+export function buildModel(kind: BuiltinModelKind, corpus?: readonly string[]): { shape: ModelShape; file: GgufFile } {
   const stats = buildStatistics(readCorpusFiles(corpus).map((file) => paragraphs(file.text)));
   const layout = new CoreLayout(stats);
   const dimensions =
