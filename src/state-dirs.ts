@@ -132,14 +132,10 @@ export function openStateSettings(dirs: StateDirs, create: boolean): SettingsFil
 
 /** The settings with relative folders (`folders.*`, `models.dir`) made absolute under `base`. */
 export function anchorFolders(settings: Settings, base: string): Settings {
-  const f = settings.folders;
+  const folders = Object.entries(settings.folders).map(([name, folder]) => [name, resolve(base, folder)]);
   return {
     ...settings,
-    folders: {
-      models: resolve(base, f.models),
-      prompt_caches: resolve(base, f.prompt_caches),
-      lora_adapters: resolve(base, f.lora_adapters),
-    },
+    folders: Object.fromEntries(folders) as Settings['folders'],
     models: { ...settings.models, dir: settings.models.dir === null ? null : resolve(base, settings.models.dir) },
   };
 }

@@ -46,7 +46,7 @@ export const gguf = {
   uint32: valueType<number>(4, (out, value) => out.uint32(value)).one,
   int32: INT32.one,
   float32: FLOAT32.one,
-  bool: valueType<boolean>(7, (out, value) => out.uint8(value ? 1 : 0)).one,
+  bool: valueType<boolean>(7, (out, value) => out.raw(Uint8Array.of(value ? 1 : 0))).one,
   string: STRING.one,
   stringArray: STRING.array,
   float32Array: FLOAT32.array,
@@ -214,11 +214,6 @@ function checkInteger(value: number, min: number, max: number, what: string): vo
 class ByteWriter {
   readonly #parts: Uint8Array[] = [];
   #length = 0;
-
-  uint8(value: number): void {
-    checkInteger(value, 0, 0xff, 'uint8');
-    this.#put(1, (to) => to.writeUInt8(value));
-  }
 
   uint32(value: number): void {
     checkInteger(value, 0, 0xffff_ffff, 'uint32');
