@@ -8,6 +8,7 @@
  * its first letters, and a piece's score is its length, so the leftmost growing prefix always wins
  * and every corpus word becomes its own token.
  */
+import { GgufMetadataTokenizerTokenType as TokenType } from 'node-llama-cpp';
 
 /** Token id of `<unk>`. */
 export const UNK_TOKEN_ID = 0;
@@ -18,10 +19,6 @@ export const EOS_TOKEN_ID = 2;
 /** Token id of the byte-fallback token `<0x00>`; byte `b` is token `BYTE_TOKEN_OFFSET + b`. */
 export const BYTE_TOKEN_OFFSET = 3;
 
-const TOKEN_TYPE_NORMAL = 1;
-const TOKEN_TYPE_UNKNOWN = 2;
-const TOKEN_TYPE_CONTROL = 3;
-const TOKEN_TYPE_BYTE = 6;
 /** SentencePiece's stand-in for a space. */
 export const SPACE_PIECE = '\u2581';
 
@@ -67,12 +64,12 @@ export function buildVocabulary(texts: readonly string[]): Vocabulary {
   return {
     pieces,
     types: [
-      TOKEN_TYPE_UNKNOWN,
-      TOKEN_TYPE_CONTROL,
-      TOKEN_TYPE_CONTROL,
-      ...bytePieces.map(() => TOKEN_TYPE_BYTE),
-      ...sortedChars.map(() => TOKEN_TYPE_NORMAL),
-      ...sortedWords.map(() => TOKEN_TYPE_NORMAL),
+      TokenType.unknown,
+      TokenType.control,
+      TokenType.control,
+      ...bytePieces.map(() => TokenType.byte),
+      ...sortedChars.map(() => TokenType.normal),
+      ...sortedWords.map(() => TokenType.normal),
     ],
     scores,
     ids: new Map(pieces.slice(charOffset).map((piece, i) => [piece, charOffset + i])),
