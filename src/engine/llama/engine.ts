@@ -53,6 +53,7 @@ export function llamaSupports(feature: EngineFeature): boolean {
  */
 export class LlamaEngine implements Engine {
   readonly name = LLAMA;
+  readonly supports = llamaSupports;
   readonly slots: number;
   /** The engine's own llama.cpp binding, disposed with it. */
   readonly #llama: Llama;
@@ -85,10 +86,6 @@ export class LlamaEngine implements Engine {
 
   get param(): RKLLMParam {
     return this.#require().param;
-  }
-
-  supports(feature: EngineFeature): boolean {
-    return llamaSupports(feature);
   }
 
   async defaultParam(): Promise<RKLLMParam> {
