@@ -40,8 +40,6 @@ export interface StateDirs {
   folderBase: string;
   /** Where the built-in model is generated and cached. */
   builtinModelsDir: string;
-  /** The package runs from a checkout (not installed under node_modules). */
-  checkout: boolean;
 }
 
 export interface StateInputs {
@@ -102,7 +100,6 @@ export function stateDirs(inputs: StateInputs): StateDirs {
     dataDir,
     folderBase: origin === 'working directory' || checkout ? cwd : dataDir,
     builtinModelsDir: checkout ? join(packageRoot, 'models') : join(dataDir, 'models'),
-    checkout,
   };
 }
 
@@ -135,15 +132,10 @@ export function openStateSettings(dirs: StateDirs, create: boolean): SettingsFil
 
 /** The settings with relative folders (`folders.*`, `models.dir`) made absolute under `base`. */
 export function anchorFolders(settings: Settings, base: string): Settings {
-  const f = settings.folders;
+  const folders = Object.entries(settings.folders).map(([name, folder]) => [name, resolve(base, folder)]);
   return {
     ...settings,
-    folders: {
-      models: resolve(base, f.models),
-      prompt_caches: resolve(base, f.prompt_caches),
-      lora_adapters: resolve(base, f.lora_adapters),
-      images: resolve(base, f.images),
-    },
+    folders: Object.fromEntries(folders) as Settings['folders'],
     models: { ...settings.models, dir: settings.models.dir === null ? null : resolve(base, settings.models.dir) },
   };
 }

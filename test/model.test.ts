@@ -11,12 +11,12 @@ import {
   EOS_TOKEN_ID,
   TINY_MODEL_PROMPTS,
   builtinModelPath,
-  builtinTokenizer,
   describeBuiltinModel,
   ensureBuiltinModel,
 } from '../src/gguf/builtin.js';
 import { serializeSampling } from '../src/engine/llama/serial-sampling.js';
 import { gguf, writeGguf, type GgufTensor } from '../src/gguf/gguf-writer.js';
+import { builtinTokenizer } from './helpers/tiny-model.js';
 
 const GREEDY = { temperature: 0, topK: 1 } as const;
 const SEQUENCES = 8;

@@ -27,9 +27,8 @@
  * network whose extra weights are small seeded pseudo-random values that
  * never write into the dimensions the construction uses.
  */
-import { paragraphs, readCorpusFiles } from './builtin/corpus.js';
 import { buildModel, type BuiltinModelKind, type BuiltinModelShape } from './builtin/model.js';
-import { buildVocabulary, tokenize } from './builtin/vocabulary.js';
+import { elementCount } from './gguf-writer.js';
 
 export { builtinModelPath, ensureBuiltinModel, type BuiltinModelOptions } from './builtin/cache.js';
 export { BUILTIN_CONTEXT_LENGTH, BUILTIN_MODEL_KINDS, type BuiltinModelKind, type BuiltinModelShape } from './builtin/model.js';
@@ -55,14 +54,4 @@ export function describeBuiltinModel(kind: BuiltinModelKind, corpus?: readonly s
   const { shape, file } = buildModel(kind, corpus);
   const parameterCount = file.tensors.reduce((sum, tensor) => sum + elementCount(tensor.dims), 0);
   return { ...shape, parameterCount };
-}
-
-function elementCount(dims: readonly number[]): number {
-  return dims.reduce((product, dim) => product * dim, 1);
-}
-
-/** Tokenizes text exactly as llama.cpp does with the built-in models' vocabulary (without BOS). */
-export function builtinTokenizer(): (text: string) => number[] {
-  const vocabulary = buildVocabulary(readCorpusFiles().flatMap((file) => paragraphs(file.text)));
-  return (text) => tokenize(text, vocabulary);
 }

@@ -8,34 +8,53 @@
  *
  * Format reference: ggml `docs/gguf.md`.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { toHalfBits } from './half-float.js';
 
-/** A typed GGUF metadata value (the subset of GGUF value types this project needs). */
-export type GgufValue =
-  | { readonly type: 'uint32'; readonly value: number }
-  | { readonly type: 'int32'; readonly value: number }
-  | { readonly type: 'float32'; readonly value: number }
-  | { readonly type: 'bool'; readonly value: boolean }
-  | { readonly type: 'string'; readonly value: string }
-  | { readonly type: 'string[]'; readonly value: readonly string[] }
-  | { readonly type: 'float32[]'; readonly value: ArrayLike<number> }
-  | { readonly type: 'int32[]'; readonly value: ArrayLike<number> };
+/** A typed GGUF metadata value, encoded (type code, then value) when the header is written; made by {@link gguf}. */
+export type GgufValue = (out: ByteWriter) => void;
 
-/** Constructors for {@link GgufValue}s, e.g. `gguf.uint32(4096)`. */
+const ARRAY = 9;
+
+/** The one value and the array of values of a GGUF value type `code`. */
+function valueType<T>(code: number, write: (out: ByteWriter, value: T) => void) {
+  return {
+    one:
+      (value: T): GgufValue =>
+      (out) => {
+        out.uint32(code);
+        write(out, value);
+      },
+    array:
+      (values: ArrayLike<T>): GgufValue =>
+      (out) => {
+        out.uint32(ARRAY);
+        out.uint32(code);
+        out.uint64(values.length);
+        for (let i = 0; i < values.length; i++) write(out, values[i]!);
+      },
+  };
+}
+
+const INT32 = valueType<number>(5, (out, value) => out.int32(value));
+const FLOAT32 = valueType<number>(6, (out, value) => out.float32(value));
+const STRING = valueType<string>(8, (out, value) => out.string(value));
+
+/** Constructors for {@link GgufValue}s (the subset of GGUF value types this project needs), e.g. `gguf.uint32(4096)`. */
 export const gguf = {
-  uint32: (value: number): GgufValue => ({ type: 'uint32', value }),
-  int32: (value: number): GgufValue => ({ type: 'int32', value }),
-  float32: (value: number): GgufValue => ({ type: 'float32', value }),
-  bool: (value: boolean): GgufValue => ({ type: 'bool', value }),
-  string: (value: string): GgufValue => ({ type: 'string', value }),
-  stringArray: (value: readonly string[]): GgufValue => ({ type: 'string[]', value }),
-  float32Array: (value: ArrayLike<number>): GgufValue => ({ type: 'float32[]', value }),
-  int32Array: (value: ArrayLike<number>): GgufValue => ({ type: 'int32[]', value }),
+  uint32: valueType<number>(4, (out, value) => out.uint32(value)).one,
+  int32: INT32.one,
+  float32: FLOAT32.one,
+  bool: valueType<boolean>(7, (out, value) => out.raw(Uint8Array.of(value ? 1 : 0))).one,
+  string: STRING.one,
+  stringArray: STRING.array,
+  float32Array: FLOAT32.array,
+  int32Array: INT32.array,
 } as const;
 
 /** Element types supported for tensor data. */
-export type GgmlTensorType = 'F32' | 'F16';
+export type GgmlTensorType = keyof typeof TENSOR_TYPES;
 
 /** One tensor to be written. */
 export interface GgufTensor {
@@ -69,23 +88,13 @@ const GGUF_VERSION = 3;
 const DEFAULT_ALIGNMENT = 32;
 const MAX_TENSOR_DIMS = 4;
 const MAX_TENSOR_NAME_BYTES = 63;
-/** Size of the staging buffer used to batch tensor-data writes. */
+/** How much the file stream gathers before it writes: small tensor chunks go to disk in large writes. */
 const WRITE_CHUNK_BYTES = 1 << 20;
 
-/** GGUF value type codes. */
-const enum ValueType {
-  Uint32 = 4,
-  Int32 = 5,
-  Float32 = 6,
-  Bool = 7,
-  String = 8,
-  Array = 9,
-}
-
-/** ggml type codes and element sizes. */
-const TENSOR_TYPES: Record<GgmlTensorType, { readonly code: number; readonly bytes: number }> = {
-  F32: { code: 0, bytes: 4 },
-  F16: { code: 1, bytes: 2 },
+/** ggml type codes and element sizes, and how one element is written. */
+const TENSOR_TYPES = {
+  F32: { code: 0, bytes: 4, set: (to: DataView, at: number, value: number) => to.setFloat32(at, value, true) },
+  F16: { code: 1, bytes: 2, set: (to: DataView, at: number, value: number) => to.setUint16(at, toHalfBits(value), true) },
 };
 
 /**
@@ -97,26 +106,24 @@ const TENSOR_TYPES: Record<GgmlTensorType, { readonly code: number; readonly byt
  */
 export async function writeGguf(path: string, file: GgufFile, onProgress?: (fraction: number) => void): Promise<void> {
   const alignment = file.alignment ?? DEFAULT_ALIGNMENT;
-  validateAlignment(alignment);
+  if (!Number.isSafeInteger(alignment) || alignment < 1 || (alignment & (alignment - 1)) !== 0) {
+    throw new Error(`alignment must be a power of two, got ${alignment}`);
+  }
   if (file.metadata.has('general.alignment')) {
     throw new Error('general.alignment is set by the writer; pass GgufFile.alignment instead');
   }
   const header = encodeHeader(file, alignment);
-  const handle = await open(path, 'w');
-  try {
-    const sink = new FileSink(handle);
-    await sink.write(header);
-    const total = file.tensors.reduce((sum, tensor) => sum + tensorByteLength(tensor), 0);
+  const total = file.tensors.reduce((sum, tensor) => sum + tensorByteLength(tensor), 0);
+  const bytes = function* (): Generator<Uint8Array> {
+    yield header;
     let written = 0;
     for (const tensor of file.tensors) {
-      await writeTensorData(sink, tensor, alignment);
+      yield* tensorBytes(tensor, alignment);
       written += tensorByteLength(tensor);
       onProgress?.(total === 0 ? 1 : written / total);
     }
-    await sink.flush();
-  } finally {
-    await handle.close();
-  }
+  };
+  await pipeline(bytes, createWriteStream(path, { highWaterMark: WRITE_CHUNK_BYTES }));
 }
 
 /** Number of bytes a tensor's data occupies, without padding. */
@@ -132,64 +139,14 @@ function encodeHeader(file: GgufFile, alignment: number): Uint8Array {
   out.uint64(file.metadata.size + 1);
   for (const [key, value] of file.metadata) {
     out.string(key);
-    writeValue(out, value);
+    value(out);
   }
   out.string('general.alignment');
-  writeValue(out, gguf.uint32(alignment));
-  writeTensorInfos(out, file.tensors, alignment);
-  out.padTo(alignment);
-  return out.bytes();
-}
-
-function writeValue(out: ByteWriter, value: GgufValue): void {
-  switch (value.type) {
-    case 'uint32':
-      out.uint32(ValueType.Uint32);
-      out.uint32(value.value);
-      return;
-    case 'int32':
-      out.uint32(ValueType.Int32);
-      out.int32(value.value);
-      return;
-    case 'float32':
-      out.uint32(ValueType.Float32);
-      out.float32(value.value);
-      return;
-    case 'bool':
-      out.uint32(ValueType.Bool);
-      out.uint8(value.value ? 1 : 0);
-      return;
-    case 'string':
-      out.uint32(ValueType.String);
-      out.string(value.value);
-      return;
-    case 'string[]':
-      writeArrayHeader(out, ValueType.String, value.value.length);
-      for (const item of value.value) out.string(item);
-      return;
-    case 'float32[]':
-      writeArrayHeader(out, ValueType.Float32, value.value.length);
-      for (let i = 0; i < value.value.length; i++) out.float32(value.value[i]!);
-      return;
-    case 'int32[]':
-      writeArrayHeader(out, ValueType.Int32, value.value.length);
-      for (let i = 0; i < value.value.length; i++) out.int32(value.value[i]!);
-      return;
-  }
-}
-
-function writeArrayHeader(out: ByteWriter, itemType: ValueType, length: number): void {
-  out.uint32(ValueType.Array);
-  out.uint32(itemType);
-  out.uint64(length);
-}
-
-function writeTensorInfos(out: ByteWriter, tensors: readonly GgufTensor[], alignment: number): void {
+  gguf.uint32(alignment)(out);
   const names = new Set<string>();
   let offset = 0;
-  for (const tensor of tensors) {
-    validateTensor(tensor, names);
-    names.add(tensor.name);
+  for (const tensor of file.tensors) {
+    checkTensor(tensor, names);
     out.string(tensor.name);
     out.uint32(tensor.dims.length);
     for (const dim of tensor.dims) out.uint64(dim);
@@ -197,10 +154,14 @@ function writeTensorInfos(out: ByteWriter, tensors: readonly GgufTensor[], align
     out.uint64(offset);
     offset += alignUp(tensorByteLength(tensor), alignment);
   }
+  out.padTo(alignment);
+  return out.bytes();
 }
 
-function validateTensor(tensor: GgufTensor, seenNames: ReadonlySet<string>): void {
-  if (seenNames.has(tensor.name)) throw new Error(`duplicate tensor name ${tensor.name}`);
+/** Refuses a malformed tensor, or one whose name is in `names` (to which it adds its own). */
+function checkTensor(tensor: GgufTensor, names: Set<string>): void {
+  if (names.has(tensor.name)) throw new Error(`duplicate tensor name ${tensor.name}`);
+  names.add(tensor.name);
   const nameBytes = Buffer.byteLength(tensor.name, 'utf8');
   if (nameBytes === 0 || nameBytes > MAX_TENSOR_NAME_BYTES) {
     throw new Error(`tensor name must be 1..${MAX_TENSOR_NAME_BYTES} bytes: ${JSON.stringify(tensor.name)}`);
@@ -215,36 +176,32 @@ function validateTensor(tensor: GgufTensor, seenNames: ReadonlySet<string>): voi
   }
 }
 
-async function writeTensorData(sink: FileSink, tensor: GgufTensor, alignment: number): Promise<void> {
+function* tensorBytes(tensor: GgufTensor, alignment: number): Generator<Uint8Array> {
   const expected = elementCount(tensor.dims);
+  const { bytes, set } = TENSOR_TYPES[tensor.type];
   let written = 0;
   for (const chunk of tensor.data()) {
     written += chunk.length;
     if (written > expected) {
       throw new Error(`tensor ${tensor.name} produced more than the ${expected} elements its dims allow`);
     }
-    if (tensor.type === 'F16') await sink.writeFloat16(chunk);
-    else await sink.writeFloat32(chunk);
+    const out = new DataView(new ArrayBuffer(chunk.length * bytes));
+    for (let i = 0; i < chunk.length; i++) set(out, i * bytes, chunk[i]!);
+    yield new Uint8Array(out.buffer);
   }
   if (written !== expected) {
     throw new Error(`tensor ${tensor.name} produced ${written} elements, expected ${expected}`);
   }
   const length = tensorByteLength(tensor);
-  await sink.write(new Uint8Array(alignUp(length, alignment) - length));
+  yield new Uint8Array(alignUp(length, alignment) - length);
 }
 
-function elementCount(dims: readonly number[]): number {
+export function elementCount(dims: readonly number[]): number {
   return dims.reduce((product, dim) => product * dim, 1);
 }
 
-function alignUp(value: number, alignment: number): number {
+export function alignUp(value: number, alignment: number): number {
   return Math.ceil(value / alignment) * alignment;
-}
-
-function validateAlignment(alignment: number): void {
-  if (!Number.isSafeInteger(alignment) || alignment < 1 || (alignment & (alignment - 1)) !== 0) {
-    throw new Error(`alignment must be a power of two, got ${alignment}`);
-  }
 }
 
 function checkInteger(value: number, min: number, max: number, what: string): void {
@@ -253,33 +210,28 @@ function checkInteger(value: number, min: number, max: number, what: string): vo
   }
 }
 
-/** A growable little-endian byte buffer for the header. */
+/** The header's little-endian bytes, gathered part by part. */
 class ByteWriter {
-  private buffer = Buffer.alloc(4096);
-  private length = 0;
-
-  uint8(value: number): void {
-    checkInteger(value, 0, 0xff, 'uint8');
-    this.reserve(1).writeUInt8(value, this.advance(1));
-  }
+  readonly #parts: Uint8Array[] = [];
+  #length = 0;
 
   uint32(value: number): void {
     checkInteger(value, 0, 0xffff_ffff, 'uint32');
-    this.reserve(4).writeUInt32LE(value, this.advance(4));
+    this.#put(4, (to) => to.writeUInt32LE(value));
   }
 
   int32(value: number): void {
     checkInteger(value, -0x8000_0000, 0x7fff_ffff, 'int32');
-    this.reserve(4).writeInt32LE(value, this.advance(4));
+    this.#put(4, (to) => to.writeInt32LE(value));
   }
 
   uint64(value: number): void {
     checkInteger(value, 0, Number.MAX_SAFE_INTEGER, 'uint64');
-    this.reserve(8).writeBigUInt64LE(BigInt(value), this.advance(8));
+    this.#put(8, (to) => to.writeBigUInt64LE(BigInt(value)));
   }
 
   float32(value: number): void {
-    this.reserve(4).writeFloatLE(value, this.advance(4));
+    this.#put(4, (to) => to.writeFloatLE(value));
   }
 
   /** A GGUF string: uint64 byte length followed by UTF-8 bytes, no terminator. */
@@ -290,77 +242,21 @@ class ByteWriter {
   }
 
   raw(bytes: Uint8Array): void {
-    this.reserve(bytes.length).set(bytes, this.advance(bytes.length));
+    this.#parts.push(bytes);
+    this.#length += bytes.length;
   }
 
   padTo(alignment: number): void {
-    this.raw(new Uint8Array(alignUp(this.length, alignment) - this.length));
+    this.raw(new Uint8Array(alignUp(this.#length, alignment) - this.#length));
   }
 
   bytes(): Uint8Array {
-    return this.buffer.subarray(0, this.length);
+    return Buffer.concat(this.#parts);
   }
 
-  /** Ensures room for `count` more bytes and returns the (possibly new) buffer. */
-  private reserve(count: number): Buffer {
-    if (this.length + count > this.buffer.length) {
-      const grown = Buffer.alloc(Math.max(this.buffer.length * 2, this.length + count));
-      this.buffer.copy(grown, 0, 0, this.length);
-      this.buffer = grown;
-    }
-    return this.buffer;
-  }
-
-  /** Claims `count` bytes and returns the offset where they start. */
-  private advance(count: number): number {
-    const offset = this.length;
-    this.length += count;
-    return offset;
-  }
-}
-
-/** Batches writes to a file handle through a staging buffer. */
-class FileSink {
-  private readonly staging = Buffer.alloc(WRITE_CHUNK_BYTES);
-  private readonly view = new DataView(this.staging.buffer, this.staging.byteOffset, this.staging.byteLength);
-  private used = 0;
-
-  constructor(private readonly handle: FileHandle) {}
-
-  async write(bytes: Uint8Array): Promise<void> {
-    let done = 0;
-    while (done < bytes.length) {
-      if (this.used === this.staging.length) await this.flush();
-      const count = Math.min(bytes.length - done, this.staging.length - this.used);
-      this.staging.set(bytes.subarray(done, done + count), this.used);
-      this.used += count;
-      done += count;
-    }
-  }
-
-  /** Writes the values as little-endian IEEE-754 single precision floats. */
-  async writeFloat32(values: Float32Array): Promise<void> {
-    for (let i = 0; i < values.length; i++) {
-      if (this.used + 4 > this.staging.length) await this.flush();
-      this.view.setFloat32(this.used, values[i]!, true);
-      this.used += 4;
-    }
-  }
-
-  async writeFloat16(values: Float32Array): Promise<void> {
-    for (let i = 0; i < values.length; i++) {
-      if (this.used + 2 > this.staging.length) await this.flush();
-      this.view.setUint16(this.used, toHalfBits(values[i]!), true);
-      this.used += 2;
-    }
-  }
-
-  async flush(): Promise<void> {
-    let done = 0;
-    while (done < this.used) {
-      const { bytesWritten } = await this.handle.write(this.staging, done, this.used - done);
-      done += bytesWritten;
-    }
-    this.used = 0;
+  #put(size: number, write: (to: Buffer) => void): void {
+    const bytes = Buffer.alloc(size);
+    write(bytes);
+    this.raw(bytes);
   }
 }

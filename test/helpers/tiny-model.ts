@@ -1,8 +1,16 @@
 /** What tests need to know about the built-in tiny model, read from its GGUF file. */
 import { open } from 'node:fs/promises';
 import { readGgufFileInfo } from 'node-llama-cpp';
-import { builtinTokenizer, ensureBuiltinModel } from '../../src/gguf/builtin.js';
+import { ensureBuiltinModel } from '../../src/gguf/builtin.js';
+import { paragraphs, readCorpusFiles } from '../../src/gguf/builtin/corpus.js';
+import { buildVocabulary, tokenize } from '../../src/gguf/builtin/vocabulary.js';
 import { fromHalfBits } from '../../src/gguf/half-float.js';
+
+/** Tokenizes text exactly as llama.cpp does with the built-in models' vocabulary (without BOS); test/model.test.ts checks it. */
+export function builtinTokenizer(): (text: string) => number[] {
+  const vocabulary = buildVocabulary(readCorpusFiles().flatMap((file) => paragraphs(file.text)));
+  return (text) => tokenize(text, vocabulary);
+}
 
 export interface TinyModel {
   path: string;

@@ -9,7 +9,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { ensureBuiltinModel, TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
-import { writeLogitBoostLora } from '../../src/gguf/lora.js';
+import { writeLogitBoostLora } from '../helpers/lora-adapter.js';
 import { patchedCopy } from '../helpers/gguf-patch.js';
 import { greedy } from '../helpers/prompts.js';
 import { startRedis, type RedisProcess } from '../helpers/redis-server.js';

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
-import { writeLogitBoostLora } from '../../src/gguf/lora.js';
+import { writeLogitBoostLora } from '../helpers/lora-adapter.js';
 import { TcpRpc } from '../helpers/live-rpc.js';
 import { HttpRpc, type Chunk, type RpcResponse } from '../helpers/rpc.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';

@@ -1,10 +1,11 @@
 // Loss-free streaming by polling, against a real server (in this process) running the built-in model.
 import { expect } from 'chai';
 import { request } from 'node:http';
-import { builtinTokenizer, ensureBuiltinModel, TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
+import { ensureBuiltinModel, TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { greedy, PROMPTS as TEN_PROMPTS } from '../helpers/prompts.js';
 import { HttpRpc, type Chunk } from '../helpers/rpc.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { builtinTokenizer } from '../helpers/tiny-model.js';
 
 const PROMPTS = TEN_PROMPTS.slice(0, 8);
 

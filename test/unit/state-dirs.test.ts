@@ -32,7 +32,6 @@ describe('State folders', () => {
       dataDir: '/home/ann/.local/share/rkllm-mcp',
       folderBase: '/home/ann/.local/share/rkllm-mcp',
       builtinModelsDir: '/home/ann/.local/share/rkllm-mcp/models',
-      checkout: false,
     });
   });
 

@@ -12,15 +12,6 @@ import type { ChatMessage, FunctionTools } from '../types.js';
 import type { LoadedModel } from './model.js';
 import { DEFAULT_TOOL_RESPONSE_TAG, PromptFormat, type PromptSegment } from './prompt-format.js';
 
-/** The chat wrapper of a model whose GGUF has a chat template; null for a model without one. */
-export function ggufChatWrapper(loaded: LoadedModel): ChatWrapper | null {
-  if (loaded.chatWrapper === undefined) {
-    const template = loaded.model.fileInfo.metadata.tokenizer?.chat_template;
-    loaded.chatWrapper = typeof template === 'string' && template !== '' ? resolveChatWrapper(loaded.model) : null;
-  }
-  return loaded.chatWrapper;
-}
-
 function systemText(messages: readonly ChatMessage[]): string {
   return messages
     .filter((m) => m.role === 'system')
@@ -28,14 +19,24 @@ function systemText(messages: readonly ChatMessage[]): string {
     .join('\n');
 }
 
-function tokenize(loaded: LoadedModel, segments: PromptSegment[]): Token[] {
+export function tokenize(loaded: LoadedModel, segments: PromptSegment[]): Token[] {
   return segments.flatMap((segment) => loaded.model.tokenize(segment.text, segment.special));
+}
+
+/** BOS (when the model wants it), then `start` (a system prompt): how every conversation starts. */
+export function startTokens(loaded: LoadedModel, start: PromptSegment[]): Token[] {
+  const bos = loaded.model.tokens.bos;
+  return [...(bos !== null && loaded.model.tokens.shouldPrependBosToken ? [bos] : []), ...tokenize(loaded, start)];
 }
 
 /** The tokens of a conversation, from BOS to where the assistant's reply begins. */
 export function chatTokens(loaded: LoadedModel, messages: readonly ChatMessage[], format: PromptFormat, tools?: FunctionTools): Token[] {
   lastTurn(messages);
-  const wrapper = ggufChatWrapper(loaded);
+  if (loaded.chatWrapper === undefined) {
+    const template = loaded.model.fileInfo.metadata.tokenizer?.chat_template;
+    loaded.chatWrapper = typeof template === 'string' && template !== '' ? resolveChatWrapper(loaded.model) : null;
+  }
+  const wrapper = loaded.chatWrapper;
   return wrapper ? withWrapper(loaded, wrapper, messages, tools) : withFormat(loaded, messages, format, tools);
 }
 
@@ -58,9 +59,7 @@ function withFormat(loaded: LoadedModel, messages: readonly ChatMessage[], forma
   let start: PromptSegment[];
   if (tools) start = format.withTools({ ...tools, system_prompt: system || format.template.system_prompt }).system();
   else start = system === '' ? format.system() : [{ text: system, special: false }];
-  const bos = loaded.model.tokens.bos;
-  const tokens: Token[] = bos !== null && loaded.model.tokens.shouldPrependBosToken ? [bos] : [];
-  tokens.push(...tokenize(loaded, start));
+  const tokens = startTokens(loaded, start);
   for (const m of messages) {
     if (m.role === 'assistant') tokens.push(...tokenize(loaded, [{ text: m.content, special: false }]));
     else if (m.role !== 'system')

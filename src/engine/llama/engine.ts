@@ -36,8 +36,6 @@ export interface LlamaEngineOptions {
   slots: number;
   /** Bytes the model and its context may take at most; 0 (the default): a safe share of the machine's memory. */
   maxMemory?: number;
-  /** An already loaded llama.cpp binding to share; one is created (and disposed with the engine) otherwise. */
-  llama?: Llama;
 }
 
 const UNSUPPORTED: ReadonlySet<EngineFeature> = new Set(['input_multimodal', 'images', 'cross_attn', 'mirostat']);
@@ -55,18 +53,20 @@ export function llamaSupports(feature: EngineFeature): boolean {
  */
 export class LlamaEngine implements Engine {
   readonly name = LLAMA;
+  readonly supports = llamaSupports;
   readonly slots: number;
-  readonly #llama: Llama | undefined;
+  /** The engine's own llama.cpp binding, disposed with it. */
+  readonly #llama: Llama;
   /** Undefined once disposed. */
   #loaded: LoadedModel | undefined;
   #disposed: Promise<void> | undefined;
-  #running = new Set<AbortController>();
-  #runs = new Set<Promise<RunOutcome>>();
+  /** The runs under way, by the controller that aborts each. */
+  readonly #runs = new Map<AbortController, Promise<RunOutcome>>();
 
-  private constructor(slots: number, loaded: LoadedModel, owned: Llama | undefined) {
+  private constructor(slots: number, loaded: LoadedModel, llama: Llama) {
     this.slots = slots;
     this.#loaded = loaded;
-    this.#llama = owned;
+    this.#llama = llama;
   }
 
   /** Loads the model `given` names (its fields laid over the defaults): an engine that holds it until disposed. */
@@ -74,23 +74,18 @@ export class LlamaEngine implements Engine {
     const param = overParam(createDefaultParam(), given);
     if (param.extend_param.use_cross_attn) throw notSupported(LLAMA, 'cross_attn', 'node-llama-cpp exposes no encoder cache');
     checkSampling(param);
-    const llama = options.llama ?? (await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never }));
-    const owned = options.llama ? undefined : llama;
+    const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
     try {
-      const loaded = await loadModel(llama, param, options.threads, options.slots, options.maxMemory ?? 0);
-      return new LlamaEngine(options.slots, loaded, owned);
+      const loaded = await loadModel(llama, param, options.threads, options.slots, options.maxMemory);
+      return new LlamaEngine(options.slots, loaded, llama);
     } catch (err) {
-      await owned?.dispose();
+      await llama.dispose();
       throw err;
     }
   }
 
   get param(): RKLLMParam {
     return this.#require().param;
-  }
-
-  supports(feature: EngineFeature): boolean {
-    return llamaSupports(feature);
   }
 
   async defaultParam(): Promise<RKLLMParam> {
@@ -102,9 +97,10 @@ export class LlamaEngine implements Engine {
   }
 
   run(request: RunRequest, callback: LLMResultCallback): Promise<RunOutcome> {
-    const done = this.#run(request, callback);
-    this.#runs.add(done);
-    void done.finally(() => this.#runs.delete(done));
+    const controller = new AbortController();
+    const done = this.#run(request, callback, request.signal ? AbortSignal.any([controller.signal, request.signal]) : controller.signal);
+    this.#runs.set(controller, done);
+    void done.finally(() => this.#runs.delete(controller));
     return done;
   }
 
@@ -113,11 +109,11 @@ export class LlamaEngine implements Engine {
   }
 
   abort(): void {
-    for (const controller of this.#running) controller.abort();
+    for (const controller of this.#runs.keys()) controller.abort();
   }
 
   isRunning(): boolean {
-    return this.#running.size > 0;
+    return this.#runs.size > 0;
   }
 
   async loadLora(adapter: RKLLMLoraAdapter): Promise<void> {
@@ -174,15 +170,15 @@ export class LlamaEngine implements Engine {
     return { engine: this.name, state: modelPath === null ? 'unloaded' : 'ready', model_path: modelPath, restarts: 0, last_error: null };
   }
 
-  /** Aborts the runs, waits for them to end, then frees the model (and the binding, when the engine made it). Idempotent. */
+  /** Aborts the runs, waits for them to end, then frees the model and the binding. Idempotent. */
   dispose(): Promise<void> {
     this.#disposed ??= (async () => {
       const loaded = this.#loaded;
       this.#loaded = undefined;
       this.abort();
-      await Promise.all(this.#runs);
+      await Promise.all(this.#runs.values());
       if (loaded) await freeModel(loaded);
-      await this.#llama?.dispose();
+      await this.#llama.dispose();
     })();
     return this.#disposed;
   }
@@ -200,12 +196,7 @@ export class LlamaEngine implements Engine {
     return fault('ENGINE_UNAVAILABLE', 'unloaded', {}, { engine: this.name });
   }
 
-  async #run(request: RunRequest, callback: LLMResultCallback): Promise<RunOutcome> {
-    const controller = new AbortController();
-    const onAbort = (): void => controller.abort();
-    request.signal?.addEventListener('abort', onAbort, { once: true });
-    if (request.signal?.aborted) controller.abort();
-    this.#running.add(controller);
+  async #run(request: RunRequest, callback: LLMResultCallback, signal: AbortSignal): Promise<RunOutcome> {
     const reporter = new RunReporter(callback);
     const meter = new PerfMeter();
     let release: (() => void) | undefined;
@@ -223,14 +214,12 @@ export class LlamaEngine implements Engine {
         plan.pool.give(sequence);
       };
       if (plan.pool === loaded.base) loaded.conversations.ran(sequence, request.owner ?? '');
-      const slotRun = { ...run, sequence, signal: controller.signal };
+      const slotRun = { ...run, sequence, signal };
       const reason = request.infer.mode === RKLLMInferMode.RKLLM_INFER_GET_LOGITS ? await logits(slotRun) : await generate(slotRun);
       return { ...reporter.end(reason, meter.finished()), input_tokens: plan.tokens.length };
     } catch (err) {
       return reporter.fail(errorText(err), meter.snapshot());
     } finally {
-      request.signal?.removeEventListener('abort', onAbort);
-      this.#running.delete(controller);
       release?.();
     }
   }

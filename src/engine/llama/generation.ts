@@ -1,4 +1,5 @@
 /** The three inference modes on llama.cpp: GENERATE, GET_LOGITS and GET_LAST_HIDDEN_LAYER. */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { LlamaGrammarEvaluationState, type LlamaContextSequence, type Token } from 'node-llama-cpp';
 import { fault } from '../../errors.js';
 import type { RunReporter } from '../run-reporter.js';
@@ -53,44 +54,18 @@ function keepHistory(loaded: LoadedModel, request: RunRequest, tokens: Token[]):
   loaded.conversations.set(request.owner ?? '', request.infer.keep_history ? tokens : []);
 }
 
-function sampling(loaded: LoadedModel, request: RunRequest): SamplingParams {
-  const p = loaded.param;
-  return {
-    top_k: p.top_k,
-    top_p: p.top_p,
-    temperature: p.temperature,
-    repeat_penalty: p.repeat_penalty,
-    frequency_penalty: p.frequency_penalty,
-    presence_penalty: p.presence_penalty,
-    ...request.infer.sampling_params,
-  };
-}
-
 /**
  * Hands a token's result to the reporter once node-llama-cpp has dispatched the next decode, so
  * that the result's way to the clients (envelope, sinks, socket writes) runs while the engine
  * decodes, not between two decodes. node-llama-cpp dispatches a queued decode in a `setImmediate`
  * ("nextCycle"), scheduled while the generator resumes after `next()`: a callback scheduled before
  * that by one `setImmediate` runs ahead of the dispatch in the same turn, so the delivery waits one
- * turn more. Results keep their order, and `settled` resolves once all have been handed over.
+ * turn more. Results keep their order: once the last one's promise resolves, all have been handed over.
  */
-class Handoff {
-  #last: Promise<void> = Promise.resolve();
-
-  later(deliver: () => void): void {
-    this.#last = new Promise((resolve) =>
-      setImmediate(() =>
-        setImmediate(() => {
-          deliver();
-          resolve();
-        }),
-      ),
-    );
-  }
-
-  settled(): Promise<void> {
-    return this.#last;
-  }
+async function handOff(deliver: () => void): Promise<void> {
+  await nextTurn();
+  await nextTurn();
+  deliver();
 }
 
 /** GENERATE: prefill, then sample token by token, holding back split UTF-8 characters (WAITING). */
@@ -104,7 +79,7 @@ export async function generate(run: SlotRun): Promise<FinishReason> {
   const { max } = tokenBudget(request.infer.max_new_tokens, loaded.param.max_new_tokens);
   const room = loaded.param.max_context_len - tokens.length;
   const maxNew = max === null ? room : Math.min(max, room);
-  const s = sampling(loaded, request);
+  const s: SamplingParams = { ...loaded.param, ...request.infer.sampling_params };
   const generated: Token[] = [];
   const pending: Token[] = [];
   let context: Token[] = tokens.slice(-8);
@@ -124,7 +99,7 @@ export async function generate(run: SlotRun): Promise<FinishReason> {
     },
   };
   const iterator = sequence.evaluate(rest, options)[Symbol.asyncIterator]();
-  const handoff = new Handoff();
+  let handed = Promise.resolve();
   try {
     const first = steps.arrive();
     if (first) await first;
@@ -148,7 +123,7 @@ export async function generate(run: SlotRun): Promise<FinishReason> {
         pending.length = 0;
       }
       if (signal.aborted || generated.length >= maxNew) {
-        await handoff.settled();
+        await handed;
         reporter.deliver(result, state);
         reason = signal.aborted ? 'abort' : 'length';
         break;
@@ -156,10 +131,10 @@ export async function generate(run: SlotRun): Promise<FinishReason> {
       const step = steps.arrive();
       if (step) await step;
       next = iterator.next();
-      handoff.later(() => reporter.deliver(result, state));
+      handed = handOff(() => reporter.deliver(result, state));
     }
   } finally {
-    await handoff.settled();
+    await handed;
     await iterator.return?.();
   }
   if (pending.length > 0) {

@@ -8,8 +8,6 @@
  * (`dist/utils/gbnfJson/getGbnfGrammarForGbnfJsonSchema.js`, which `LlamaJsonSchemaGrammar` calls):
  * the worker imports it by file, and fails loudly at its first request if a later version moved it.
  */
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import { isMainThread, parentPort, Worker } from 'node:worker_threads';
 
 interface Request {
@@ -64,7 +62,7 @@ export class GrammarWorker {
 
 if (!isMainThread && parentPort) {
   const port = parentPort;
-  const entry = pathToFileURL(createRequire(import.meta.url).resolve('node-llama-cpp'));
+  const entry = import.meta.resolve('node-llama-cpp');
   const module = import(new URL('./utils/gbnfJson/getGbnfGrammarForGbnfJsonSchema.js', entry).href) as Promise<{
     getGbnfGrammarForGbnfJsonSchema: (schema: unknown) => string;
   }>;

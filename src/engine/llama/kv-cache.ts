@@ -1,15 +1,9 @@
 /** `rkllm_clear_kv_cache` and `rkllm_get_kv_cache_size` on llama.cpp: every slot's sequence, in every context. */
-import type { Token } from 'node-llama-cpp';
 import { fault } from '../../errors.js';
 import type { KvCacheClear, KvCacheSize } from '../types.js';
 import type { LoadedModel } from './model.js';
-import { conversationStart } from './planning.js';
-
-function commonPrefix(a: readonly Token[], b: readonly Token[]): number {
-  let common = 0;
-  while (common < a.length && common < b.length && a[common] === b[common]) common++;
-  return common;
-}
+import { startTokens } from './chat-prompt.js';
+import { commonPrefix } from './prompt-cache.js';
 
 /**
  * Clears every slot (keeping the system prompt when asked), or, with positions, slot i's range
@@ -20,7 +14,7 @@ export async function clearKvCache(loaded: LoadedModel, request: KvCacheClear, s
   const pools = [loaded.base, ...loaded.adapters.values()];
   const { start_pos: starts, end_pos: ends } = request;
   if (starts === undefined && ends === undefined) {
-    const system = request.keep_system_prompt ? conversationStart(loaded) : [];
+    const system = request.keep_system_prompt ? startTokens(loaded, loaded.format.system()) : [];
     for (const sequence of pools.flatMap((pool) => pool.sequences)) {
       await sequence.eraseContextTokenRanges([{ start: commonPrefix(sequence.contextTokens, system), end: sequence.nextTokenIndex }]);
     }

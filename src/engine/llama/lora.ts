@@ -3,7 +3,7 @@ import { notSupported } from '../capabilities.js';
 import { unknownAdapter } from '../unknown-adapter.js';
 import { errorText } from '../messages.js';
 import { RKLLMInferMode, type RKLLMLoraAdapter, type RunRequest } from '../types.js';
-import { LLAMA, type LoadedModel } from './model.js';
+import { LLAMA, invalidFile, type LoadedModel } from './model.js';
 import { SlotPool } from './slot-pool.js';
 
 /**
@@ -19,15 +19,7 @@ export async function createAdapterPool(loaded: LoadedModel, adapter: RKLLMLoraA
   try {
     return await SlotPool.create(loaded.model, loaded.param.max_context_len, loaded.threads, slots, adapter);
   } catch (err) {
-    throw fault(
-      'INVALID_PARAMS',
-      'detail',
-      { detail: `llama.cpp cannot apply "${adapter.lora_adapter_path}" to this model: ${errorText(err)}` },
-      {
-        engine: LLAMA,
-        reason: 'invalid_file',
-      },
-    );
+    throw invalidFile(`llama.cpp cannot apply "${adapter.lora_adapter_path}" to this model: ${errorText(err)}`);
   }
 }
 

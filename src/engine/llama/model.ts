@@ -1,18 +1,28 @@
-import type { ChatWrapper, Llama, LlamaEmbeddingContext, LlamaModel, Token } from 'node-llama-cpp';
-import { fault } from '../../errors.js';
+import { statSync } from 'node:fs';
+import { basename } from 'node:path';
+import type { ChatWrapper, Llama, LlamaEmbeddingContext, LlamaGrammar, LlamaModel, Token } from 'node-llama-cpp';
+import { fault, type ServerError } from '../../errors.js';
 import { checkModelFile } from '../../gguf/model-file.js';
+import { startProgress } from '../../progress.js';
 import { errorText } from '../messages.js';
-import { loadProgress } from './load-progress.js';
 import type { RKLLMParam } from '../types.js';
 import { Conversations } from './conversations.js';
 import { checkMemory } from './memory-budget.js';
 import { PromptFormat } from './prompt-format.js';
 import { SlotPool } from './slot-pool.js';
 import type { GrammarWorker } from './grammar-worker.js';
-import type { TokenEmbeddingIndex } from './token-embeddings.js';
+import type { TokensForEmbeddings } from './token-embeddings.js';
 
 /** The engine's name in messages and in `data.engine`. */
 export const LLAMA = 'llama.cpp';
+
+/** Model files at least this large show progress while they load; smaller ones load too fast to need it. */
+const LARGE_MODEL_BYTES = 64 * 1024 * 1024;
+
+/** -32602 for a file llama.cpp cannot use for what it was given as (`data.reason` "invalid_file"). */
+export function invalidFile(detail: string): ServerError {
+  return fault('INVALID_PARAMS', 'detail', { detail }, { engine: LLAMA, reason: 'invalid_file' });
+}
 
 /** Everything that belongs to one loaded model; {@link freeModel} drops it whole. */
 export interface LoadedModel {
@@ -29,11 +39,13 @@ export interface LoadedModel {
   thinking: boolean;
   vocabSize: number;
   embedding?: Promise<LlamaEmbeddingContext>;
-  embeddingIndex?: Promise<TokenEmbeddingIndex | string>;
+  embeddingIndex?: Promise<TokensForEmbeddings | string>;
   /** The chat wrapper of the GGUF's chat template, null when it has none; worked out on first use (chat-prompt.ts). */
   chatWrapper?: ChatWrapper | null;
   /** Builds `json_schema` grammars off the event loop; started on first use (output-grammar.ts). */
   grammars?: GrammarWorker;
+  /** The `json_schema` grammars built lately, by schema text, least recently used first (output-grammar.ts). */
+  builtGrammars: Map<string, Promise<LlamaGrammar>>;
 }
 
 /**
@@ -49,7 +61,8 @@ export async function loadModel(
 ): Promise<LoadedModel> {
   checkModelFile(param.model_path, LLAMA);
   let model: LlamaModel;
-  const progress = loadProgress(param.model_path);
+  const size = statSync(param.model_path, { throwIfNoEntry: false })?.size ?? 0;
+  const progress = size >= LARGE_MODEL_BYTES ? startProgress(`loading ${basename(param.model_path)}`, { line: 'json' }) : undefined;
   try {
     model = await llama.loadModel({
       modelPath: param.model_path,
@@ -74,6 +87,7 @@ export async function loadModel(
       adapters: new Map(),
       format: new PromptFormat(),
       conversations: new Conversations(),
+      builtGrammars: new Map(),
       thinking: isSpecial('<think>') && isSpecial('</think>'),
       vocabSize: model.fileInfo.metadata.tokenizer?.ggml.tokens.length ?? 0,
     };

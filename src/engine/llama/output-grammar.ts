@@ -5,8 +5,6 @@ import { errorText } from '../messages.js';
 import { GrammarWorker } from './grammar-worker.js';
 import type { LoadedModel } from './model.js';
 
-/** Grammars built lately, per model, by schema text, least recently used first. */
-const built = new WeakMap<LoadedModel, Map<string, Promise<LlamaGrammar>>>();
 /** Grammars kept per model: building one blocks the event loop, so a repeated schema (and a run after its check) reuses it. */
 const KEPT = 32;
 
@@ -17,8 +15,7 @@ const KEPT = 32;
  */
 export function outputGrammar(loaded: LoadedModel, schema: Record<string, unknown>): Promise<LlamaGrammar> {
   const key = JSON.stringify(schema);
-  let cache = built.get(loaded);
-  if (!cache) built.set(loaded, (cache = new Map<string, Promise<LlamaGrammar>>()));
+  const cache = loaded.builtGrammars;
   let grammar = cache.get(key);
   cache.delete(key);
   grammar ??= build(loaded, schema);

@@ -1,10 +1,5 @@
 import { emptyPerf, type RKLLMPerfStat } from '../types.js';
 
-function peakMemoryMb(): number {
-  // maxRSS is in kilobytes: the process's high-water mark, like RKLLM's VmHWM figure.
-  return Math.round((process.resourceUsage().maxRSS / 1024) * 10) / 10;
-}
-
 function round(ms: number): number {
   return Math.round(ms * 1000) / 1000;
 }
@@ -36,9 +31,9 @@ export class PerfMeter {
     return this.live;
   }
 
-  /** The figures so far, with the process's peak memory. */
+  /** The figures so far, with the process's peak memory (maxRSS, in kilobytes: its high-water mark, like RKLLM's VmHWM figure). */
   snapshot(): RKLLMPerfStat {
-    return { ...this.live, memory_usage_mb: peakMemoryMb() };
+    return { ...this.live, memory_usage_mb: Math.round((process.resourceUsage().maxRSS / 1024) * 10) / 10 };
   }
 
   /** The figures of a run that ended normally: without tokens, all of its time was prefill. */

@@ -1,16 +1,16 @@
 /** From a run request to the tokens it evaluates, checked before the run takes a slot. */
 import type { LlamaGrammar, Token } from 'node-llama-cpp';
-import { fault } from '../../errors.js';
+import { fault, type ServerError } from '../../errors.js';
 import { notSupported } from '../capabilities.js';
 import { RKLLMInputType, type RKLLMInput, type RunRequest, type SamplingParams } from '../types.js';
-import { chatTokens } from './chat-prompt.js';
+import { chatTokens, startTokens, tokenize } from './chat-prompt.js';
 import { poolFor } from './lora.js';
 import { LLAMA, type LoadedModel } from './model.js';
 import { outputGrammar } from './output-grammar.js';
 import { checkCacheTarget } from './prompt-cache.js';
-import type { PromptFormat, PromptSegment } from './prompt-format.js';
+import type { PromptFormat } from './prompt-format.js';
 import type { SlotPool } from './slot-pool.js';
-import { TokenEmbeddingIndex } from './token-embeddings.js';
+import { indexTokenEmbeddings } from './token-embeddings.js';
 
 /** What a run evaluates, worked out before it takes a slot. */
 export interface RunPlan {
@@ -25,47 +25,21 @@ export function checkSampling(sampling: Partial<SamplingParams>): void {
   if (sampling.mirostat) throw notSupported(LLAMA, 'mirostat', "node-llama-cpp's sampler has no mirostat stage");
 }
 
-function tokenize(loaded: LoadedModel, segments: PromptSegment[]): Token[] {
-  return segments.flatMap((segment) => loaded.model.tokenize(segment.text, segment.special));
-}
-
-/** BOS (when the model wants it) and the system prompt: how every conversation starts. */
-export function conversationStart(loaded: LoadedModel, format: PromptFormat = loaded.format): Token[] {
-  const bos = loaded.model.tokens.bos;
-  const prefix = bos !== null && loaded.model.tokens.shouldPrependBosToken ? [bos] : [];
-  return [...prefix, ...tokenize(loaded, format.system())];
-}
-
 /** Returns `format` if a conversation can start with it and still hold a prompt; throws -32602 otherwise. */
 export function fitting(loaded: LoadedModel, format: PromptFormat): PromptFormat {
   const fixed =
-    conversationStart(loaded, format).length +
+    startTokens(loaded, format.system()).length +
     tokenize(loaded, format.turn({ role: 'user', enable_thinking: true }, '', loaded.thinking)).length;
   if (fixed >= loaded.param.max_context_len - 1) {
-    throw fault(
-      'INVALID_PARAMS',
-      'detail',
-      {
-        detail: `the system prompt, prefix and postfix take ${fixed} tokens, which leaves no room for a prompt in the context (max_context_len ${loaded.param.max_context_len})`,
-      },
-      { reason: 'context_overflow' },
+    throw contextOverflow(
+      `the system prompt, prefix and postfix take ${fixed} tokens, which leaves no room for a prompt in the context (max_context_len ${loaded.param.max_context_len})`,
     );
   }
   return format;
 }
 
-/** The run's prompt format: the one set for everyone, or the run's own template and tools laid over it. */
-function formatOf(loaded: LoadedModel, request: RunRequest): PromptFormat {
-  const { chat_template: template, function_tools: tools } = request.infer;
-  if (!template && !tools) return loaded.format;
-  const withTemplate = templateOf(loaded, request);
-  return fitting(loaded, tools ? withTemplate.withTools(tools) : withTemplate);
-}
-
-/** The run's template without its tools: a conversation (`input.messages`) lays the tools over it itself. */
-function templateOf(loaded: LoadedModel, request: RunRequest): PromptFormat {
-  const template = request.infer.chat_template;
-  return template ? loaded.format.withTemplate(template) : loaded.format;
+function contextOverflow(detail: string): ServerError {
+  return fault('INVALID_PARAMS', 'detail', { detail }, { reason: 'context_overflow' });
 }
 
 /** Checks a run and works out its tokens. Throws -32602 or NOT_SUPPORTED. */
@@ -77,24 +51,20 @@ export async function planRun(loaded: LoadedModel, request: RunRequest): Promise
   checkSampling(infer.sampling_params ?? {});
   const pool = poolFor(loaded, request);
   if (infer.prompt_cache_params?.save_prompt_cache) checkCacheTarget(request);
+  // The run's own template and tools, laid over the ones set for everyone; a conversation (`input.messages`) lays the tools itself.
+  const { chat_template: template, function_tools: tools } = infer;
+  const templated = template ? loaded.format.withTemplate(template) : loaded.format;
+  const format = template || tools ? fitting(loaded, tools ? templated.withTools(tools) : templated) : loaded.format;
   // A conversation carries its own history, and starts with its own system prompt.
   const chat = input.messages !== undefined && input.input_type === RKLLMInputType.RKLLM_INPUT_PROMPT;
-  const format = formatOf(loaded, request);
   const history = infer.keep_history && !chat ? loaded.conversations.of(request.owner ?? '') : [];
-  const start = history.length === 0 && !chat ? conversationStart(loaded, format) : [];
-  const fresh = chat
-    ? chatTokens(loaded, input.messages!, templateOf(loaded, request), infer.function_tools)
-    : await inputTokens(loaded, format, input);
+  const start = history.length === 0 && !chat ? startTokens(loaded, format.system()) : [];
+  const fresh = chat ? chatTokens(loaded, input.messages!, templated, tools) : await inputTokens(loaded, format, input);
   if (fresh.length === 0) throw fault('INVALID_PARAMS', 'detail', { detail: 'the input is empty: there is nothing to evaluate' });
   const limit = loaded.param.max_context_len - 1;
   if (start.length + fresh.length > limit) {
-    throw fault(
-      'INVALID_PARAMS',
-      'detail',
-      {
-        detail: `the input is ${start.length + fresh.length} tokens, longer than the context allows (${limit} tokens, max_context_len ${loaded.param.max_context_len})`,
-      },
-      { reason: 'context_overflow' },
+    throw contextOverflow(
+      `the input is ${start.length + fresh.length} tokens, longer than the context allows (${limit} tokens, max_context_len ${loaded.param.max_context_len})`,
     );
   }
   const grammar = infer.json_schema ? { grammar: await outputGrammar(loaded, infer.json_schema) } : {};
@@ -134,9 +104,9 @@ async function embedTokens(loaded: LoadedModel, input: { embed: number[]; n_toke
       detail: `"embed_input.embed" must hold n_tokens x n_embd = ${count} x ${size} = ${count * size} values; got ${input.embed.length}`,
     });
   }
-  const index = await (loaded.embeddingIndex ??= TokenEmbeddingIndex.fromModelFile(loaded.param.model_path, loaded.model.fileInfo));
+  const index = await (loaded.embeddingIndex ??= indexTokenEmbeddings(loaded.param.model_path, loaded.model.fileInfo));
   if (typeof index === 'string') throw notSupported(LLAMA, 'input_embed', index);
-  const found = index.tokensFor(input.embed);
+  const found = index(input.embed);
   if ('unmatched' in found) {
     throw notSupported(
       LLAMA,

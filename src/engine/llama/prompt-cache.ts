@@ -10,16 +10,16 @@ import { fault } from '../../errors.js';
 import { notSupported } from '../capabilities.js';
 import { errorText } from '../messages.js';
 import { RKLLMInferMode, type RunRequest } from '../types.js';
-import { LLAMA, type LoadedModel } from './model.js';
+import { LLAMA, invalidFile, type LoadedModel } from './model.js';
 import type { SlotPool } from './slot-pool.js';
 
 /** What llama.cpp's sequence state files (our prompt caches) start with: LLAMA_STATE_SEQ_MAGIC, little-endian. */
 const STATE_FILE_MAGIC = 'qsgg';
 
-/** Length of the common prefix of `held` and `wanted`, leaving at least the last wanted token. */
-function reusable(held: readonly Token[], wanted: readonly Token[]): number {
+/** How many tokens `a` and `b` share from the start. */
+export function commonPrefix(a: readonly Token[], b: readonly Token[]): number {
   let common = 0;
-  while (common < held.length && common < wanted.length - 1 && held[common] === wanted[common]) common++;
+  while (common < a.length && common < b.length && a[common] === b[common]) common++;
   return common;
 }
 
@@ -33,13 +33,8 @@ export async function loadPromptCache(loaded: LoadedModel, path: string): Promis
     loaded.promptCache = { path, tokens: [...sequence.contextTokens] };
   } catch (err) {
     await sequence.clearHistory();
-    throw fault(
-      'INVALID_PARAMS',
-      'detail',
-      {
-        detail: `"${path}" is not a prompt cache for this model and slot count (a cache loads where the same model runs with the same parallel setting): ${errorText(err)}`,
-      },
-      { engine: LLAMA, reason: 'invalid_file' },
+    throw invalidFile(
+      `"${path}" is not a prompt cache for this model and slot count (a cache loads where the same model runs with the same parallel setting): ${errorText(err)}`,
     );
   } finally {
     loaded.base.give(sequence);
@@ -56,15 +51,7 @@ async function checkStateFile(path: string): Promise<void> {
     await file.close();
   }
   if (head.toString('latin1') !== STATE_FILE_MAGIC) {
-    throw fault(
-      'INVALID_PARAMS',
-      'detail',
-      { detail: `"${path}" is not a prompt cache: it does not start like a llama.cpp sequence state file` },
-      {
-        engine: LLAMA,
-        reason: 'invalid_file',
-      },
-    );
+    throw invalidFile(`"${path}" is not a prompt cache: it does not start like a llama.cpp sequence state file`);
   }
 }
 
@@ -81,9 +68,7 @@ export function checkCacheTarget(request: RunRequest): void {
       'INVALID_PARAMS',
       'detail',
       { detail: `"prompt_cache_params.prompt_cache_path" is in a folder that does not exist: ${dirname(path)}` },
-      {
-        reason: 'file_not_found',
-      },
+      { reason: 'file_not_found' },
     );
   }
 }
@@ -95,10 +80,11 @@ export function checkCacheTarget(request: RunRequest): void {
  */
 export async function align(loaded: LoadedModel, pool: SlotPool, sequence: LlamaContextSequence, tokens: Token[]): Promise<Token[]> {
   const cache = loaded.promptCache;
-  if (cache && pool === loaded.base && reusable(cache.tokens, tokens) > reusable(sequence.contextTokens, tokens)) {
+  const reusable = tokens.slice(0, -1);
+  if (cache && pool === loaded.base && commonPrefix(cache.tokens, reusable) > commonPrefix(sequence.contextTokens, reusable)) {
     await sequence.loadStateFromFile(cache.path, { acceptRisk: true });
   }
-  const common = reusable(sequence.contextTokens, tokens);
+  const common = commonPrefix(sequence.contextTokens, reusable);
   if (common < sequence.nextTokenIndex) await sequence.eraseContextTokenRanges([{ start: common, end: sequence.nextTokenIndex }]);
   return tokens.slice(common);
 }

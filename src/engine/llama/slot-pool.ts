@@ -75,8 +75,7 @@ export class SlotPool {
       next(sequence);
       return;
     }
-    const order = this.sequences.indexOf(sequence);
-    const at = this.#free.findIndex((free) => this.sequences.indexOf(free) > order);
-    this.#free.splice(at === -1 ? this.#free.length : at, 0, sequence);
+    this.#free.push(sequence);
+    this.#free.sort((a, b) => this.sequences.indexOf(a) - this.sequences.indexOf(b));
   }
 }

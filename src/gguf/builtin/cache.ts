@@ -11,11 +11,6 @@ import { buildModel, type BuiltinModelKind } from './model.js';
 /** Bump whenever the construction changes, so no stale model file is reused. */
 const GENERATOR_VERSION = 2;
 
-/** `<package root>/models` in a checkout, else the per-user data folder's `models/` (src/state-dirs.ts). */
-function defaultModelsDir(): string {
-  return currentStateDirs().builtinModelsDir;
-}
-
 /** Which built-in model besides its kind: `corpus` builds it from those corpus files only (names without `.txt`), a distinct model. */
 export interface BuiltinModelOptions {
   readonly corpus?: readonly string[];
@@ -28,7 +23,11 @@ export interface BuiltinModelOptions {
  *
  * @param dir directory of the model files; default `<package root>/models` in a checkout, else `<per-user data>/models`.
  */
-export function builtinModelPath(kind: BuiltinModelKind, dir: string = defaultModelsDir(), options: BuiltinModelOptions = {}): string {
+export function builtinModelPath(
+  kind: BuiltinModelKind,
+  dir: string = currentStateDirs().builtinModelsDir,
+  options: BuiltinModelOptions = {},
+): string {
   const slice = options.corpus ? `-${options.corpus.join('-')}` : '';
   return join(dir, `rkllm-${kind}${slice}-${modelFingerprint(kind, readCorpusFiles(options.corpus))}.gguf`);
 }
@@ -45,7 +44,7 @@ export function builtinModelPath(kind: BuiltinModelKind, dir: string = defaultMo
  */
 export async function ensureBuiltinModel(
   kind: BuiltinModelKind,
-  dir: string = defaultModelsDir(),
+  dir: string = currentStateDirs().builtinModelsDir,
   onProgress?: (fraction: number) => void,
   options: BuiltinModelOptions = {},
 ): Promise<string> {

@@ -13,6 +13,7 @@
  *   adds the difference between the pair's context vector and the bigram one.
  * - The output matrix reads floor + code · context vector.
  */
+import { alignUp } from '../gguf-writer.js';
 import { fitContext, outputSpace, type OutputSpace } from './fit.js';
 import { Matrix } from './matrix.js';
 import { IMPOSSIBLE_LOGIT, type Statistics } from './statistics.js';
@@ -214,8 +215,4 @@ function binomial(n: number, k: number): number {
   let result = 1;
   for (let i = 0; i < k; i++) result = (result * (n - i)) / (i + 1);
   return result;
-}
-
-function alignUp(value: number, alignment: number): number {
-  return Math.ceil(value / alignment) * alignment;
 }

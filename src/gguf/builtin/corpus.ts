@@ -1,18 +1,7 @@
 /** The texts the built-in models are built from: `corpus/*.txt` of the package. */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-/** The nearest ancestor directory of this module that has a package.json. */
-export function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
-    dir = parent;
-  }
-  return dir;
-}
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRootDir } from '../../state-dirs.js';
 
 export interface CorpusFile {
   readonly name: string;
@@ -24,7 +13,7 @@ export interface CorpusFile {
  * without `.txt`): a slice of the corpus makes a different model by the same construction.
  */
 export function readCorpusFiles(only?: readonly string[]): CorpusFile[] {
-  const dir = join(packageRoot(), 'corpus');
+  const dir = join(packageRootDir(), 'corpus');
   const all = readdirSync(dir)
     .filter((name) => name.endsWith('.txt'))
     .sort();

@@ -41,32 +41,15 @@ export type ModelShape = Omit<BuiltinModelShape, 'parameterCount'>;
 /** The bench model's size: about 63M parameters, 228 MiB (embedding and output in F16, the rest F32). */
 const BENCH_DIMENSIONS = { embeddingLength: 768, feedForwardLength: 3072, blockCount: 6 } as const;
 
-export interface BuiltinModel {
-  readonly shape: ModelShape;
-  readonly file: GgufFile;
-}
-
 /** Builds a model of `kind` from the whole corpus, or from the files `corpus` names (without `.txt`). */
-export function buildModel(kind: BuiltinModelKind, corpus?: readonly string[]): BuiltinModel {
+export function buildModel(kind: BuiltinModelKind, corpus?: readonly string[]): { shape: ModelShape; file: GgufFile } {
   const stats = buildStatistics(readCorpusFiles(corpus).map((file) => paragraphs(file.text)));
   const layout = new CoreLayout(stats);
-  const vocabularySize = stats.vocabulary.pieces.length;
-  const shape: ModelShape =
+  const dimensions =
     kind === 'tiny'
-      ? {
-          vocabularySize,
-          embeddingLength: layout.width,
-          feedForwardLength: layout.ffnLength,
-          blockCount: 1,
-          headCount: 1,
-          headDim: HEAD_DIM,
-        }
-      : {
-          vocabularySize,
-          ...BENCH_DIMENSIONS,
-          headCount: BENCH_DIMENSIONS.embeddingLength / HEAD_DIM,
-          headDim: HEAD_DIM,
-        };
+      ? { embeddingLength: layout.width, feedForwardLength: layout.ffnLength, blockCount: 1, headCount: 1 }
+      : { ...BENCH_DIMENSIONS, headCount: BENCH_DIMENSIONS.embeddingLength / HEAD_DIM };
+  const shape: ModelShape = { vocabularySize: stats.vocabulary.pieces.length, ...dimensions, headDim: HEAD_DIM };
   const core = buildCoreWeights(stats, layout, shape.embeddingLength);
   const tensors = modelTensors(core, shape, kind === 'bench' ? BENCH_NOISE : NO_NOISE);
   const name = corpus ? `rkllm-mcp ${kind} (${corpus.join(', ')})` : `rkllm-mcp ${kind}`;

@@ -8,6 +8,7 @@
  * its first letters, and a piece's score is its length, so the leftmost growing prefix always wins
  * and every corpus word becomes its own token.
  */
+import { GgufMetadataTokenizerTokenType as TokenType } from 'node-llama-cpp';
 
 /** Token id of `<unk>`. */
 export const UNK_TOKEN_ID = 0;
@@ -18,10 +19,6 @@ export const EOS_TOKEN_ID = 2;
 /** Token id of the byte-fallback token `<0x00>`; byte `b` is token `BYTE_TOKEN_OFFSET + b`. */
 export const BYTE_TOKEN_OFFSET = 3;
 
-const TOKEN_TYPE_NORMAL = 1;
-const TOKEN_TYPE_UNKNOWN = 2;
-const TOKEN_TYPE_CONTROL = 3;
-const TOKEN_TYPE_BYTE = 6;
 /** SentencePiece's stand-in for a space. */
 export const SPACE_PIECE = '\u2581';
 
@@ -44,10 +41,6 @@ function isPrintableAscii(char: string): boolean {
   return code >= 0x20 && code <= 0x7e;
 }
 
-function byCodePoint(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 /** `texts` are read with spaces as they are; they become `▁` here. */
 export function buildVocabulary(texts: readonly string[]): Vocabulary {
   const chars = new Set<string>();
@@ -59,8 +52,9 @@ export function buildVocabulary(texts: readonly string[]): Vocabulary {
       for (let end = 2; end <= letters.length; end++) words.add(letters.slice(0, end).join(''));
     }
   }
-  const sortedChars = [...chars].sort(byCodePoint);
-  const sortedWords = [...words].sort(byCodePoint);
+  // The default order (UTF-16 code units) is the code point order here: every piece is in the BMP.
+  const sortedChars = [...chars].sort();
+  const sortedWords = [...words].sort();
   const bytePieces = Array.from({ length: 256 }, (_, byte) => `<0x${byte.toString(16).toUpperCase().padStart(2, '0')}>`);
   const pieces = ['<unk>', '<s>', '</s>', ...bytePieces, ...sortedChars, ...sortedWords];
   const charOffset = BYTE_TOKEN_OFFSET + bytePieces.length;
@@ -70,12 +64,12 @@ export function buildVocabulary(texts: readonly string[]): Vocabulary {
   return {
     pieces,
     types: [
-      TOKEN_TYPE_UNKNOWN,
-      TOKEN_TYPE_CONTROL,
-      TOKEN_TYPE_CONTROL,
-      ...bytePieces.map(() => TOKEN_TYPE_BYTE),
-      ...sortedChars.map(() => TOKEN_TYPE_NORMAL),
-      ...sortedWords.map(() => TOKEN_TYPE_NORMAL),
+      TokenType.unknown,
+      TokenType.control,
+      TokenType.control,
+      ...bytePieces.map(() => TokenType.byte),
+      ...sortedChars.map(() => TokenType.normal),
+      ...sortedWords.map(() => TokenType.normal),
     ],
     scores,
     ids: new Map(pieces.slice(charOffset).map((piece, i) => [piece, charOffset + i])),

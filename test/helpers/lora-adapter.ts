@@ -1,5 +1,5 @@
 /**
- * A tiny LoRA adapter in llama.cpp's GGUF form, generated for tests of `rkllm_load_lora`.
+ * A tiny LoRA adapter in llama.cpp's GGUF form, generated for the tests of `rkllm_load_lora` (test-only: it is no part of the server).
  *
  * llama.cpp reads an adapter as: `general.type` = "adapter", `adapter.type` = "lora",
  * `adapter.lora.alpha`, and for each adapted weight W (ggml dims [n_in, n_out]) a pair
@@ -7,7 +7,7 @@
  * is W + scale * (alpha / rank) * B A.
  */
 import { readGgufFileInfo } from 'node-llama-cpp';
-import { gguf, writeGguf, type GgufTensor } from './gguf-writer.js';
+import { gguf, writeGguf, type GgufTensor } from '../../src/gguf/gguf-writer.js';
 
 /** What the adapter does: add `boost` x (residual dimension `dimension`) to the logits of `tokens`. */
 export interface LogitBoost {
