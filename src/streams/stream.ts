@@ -101,6 +101,11 @@ export class Stream {
     };
   }
 
+  /** The next chunk is numbered `seq`: the fleet instance that generates the stream wrote those before it into its buffer. */
+  seqFrom(seq: number): void {
+    this.#nextSeq = Math.max(this.#nextSeq, seq);
+  }
+
   markRunning(): void {
     if (this.#state === 'queued') this.#state = 'running';
   }

@@ -7,10 +7,13 @@ import {
   type RunOutcome,
   type RunRequest,
 } from '../../engine/types.js';
+import { chunkBytes } from '../buffer-store.js';
+import { JsonEnd } from '../json-end.js';
 import { Leases, SKIPPED } from '../redis/leases.js';
+import type { Chunk } from '../stream.js';
 import { RECONNECT_MAX_MS, retrying, type RedisLink } from '../redis/link.js';
 import { JOB_TTL_MS, type FleetParts } from './fleet.js';
-import type { RunNeeds } from './needs.js';
+import { runFromJob, type RunNeeds } from './needs.js';
 import { CLAIM, EMIT, LEAVE, REAP, RENEW } from './scripts.js';
 
 /** Claims taken back per reaper call. */
@@ -25,7 +28,7 @@ interface Execution {
   done: Promise<void>;
 }
 
-type Claimed = [] | [string, number, string, string];
+type Claimed = [] | [string, number, string, string, string | null];
 
 /**
  * The executing side of the shared queue: whenever this instance has a free slot it claims the
@@ -153,8 +156,8 @@ export class FleetExecutor {
       release();
       return false;
     }
-    const [id, attempt, params] = claimed;
-    const done = this.#execute(id, attempt, JSON.parse(params) as Omit<RunRequest, 'signal'>, controller).finally(() => {
+    const [id, attempt, params, , buffered] = claimed;
+    const done = this.#execute(id, attempt, runFromJob(params), Number(buffered) > 0, controller).finally(() => {
       release();
       this.#running.delete(id);
       this.kick();
@@ -186,27 +189,39 @@ export class FleetExecutor {
     return servable;
   }
 
-  async #execute(id: string, attempt: number, params: Omit<RunRequest, 'signal'>, controller: AbortController): Promise<void> {
+  /** Runs a claimed run; `buffered`: its text goes into its stream's buffer (see `Emitter`). */
+  async #execute(
+    id: string,
+    attempt: number,
+    params: Omit<RunRequest, 'signal'>,
+    buffered: boolean,
+    controller: AbortController,
+  ): Promise<void> {
     const { link, instanceId, log } = this.#o;
     const hold = this.#o.hold ?? (async () => ({ engine: this.#o.engine, release: () => {} }));
-    const emitter = new Emitter(link, id, attempt, this.#o.retryMs, (why) => {
-      if (why !== 'asked') log.warn({ run: id, why }, 'fleet: stopping a run whose claim this instance lost');
+    const emitter = new Emitter(link, id, attempt, buffered, this.#o.retryMs, (why) => {
+      if (why !== 'asked' && why !== 'full') log.warn({ run: id, why }, 'fleet: stopping a run whose claim this instance lost');
       controller.abort();
     });
     emitter.start(instanceId);
+    // Its text ends with the JSON value, as the hub ends it: a buffered run's text is written here.
+    const json = params.infer.json_schema === undefined ? undefined : new JsonEnd();
     let outcome: RunOutcome;
     let held: { engine: Engine; release(): void } | undefined;
     try {
       held = await hold();
       outcome = await held.engine.run({ ...params, signal: controller.signal }, (result, state) => {
-        if (state !== LLMCallState.RKLLM_RUN_NORMAL) return;
+        if (json?.done) return 1;
+        if (state !== LLMCallState.RKLLM_RUN_NORMAL) return 0;
         emitter.text({
           t: 't',
-          text: result.text,
+          text: json ? result.text.slice(0, json.push(result.text)) : result.text,
           ...(result.last_hidden_layer ? { h: result.last_hidden_layer } : {}),
           ...(result.logits ? { l: result.logits } : {}),
         });
+        return json?.done ? 1 : 0;
       });
+      if (json) outcome = { ...outcome, finish_reason: json.finish(outcome.finish_reason) };
     } catch (err) {
       log.error({ err, run: id }, 'fleet: a claimed run failed');
       outcome = { finish_reason: 'error', perf: emptyPerf(), error: 'the run failed on the instance executing it' };
@@ -214,7 +229,7 @@ export class FleetExecutor {
       held?.release();
     }
     if (this.#shutdown && outcome.finish_reason === 'abort') outcome = { ...outcome, finish_reason: 'shutdown' };
-    await emitter.end({ t: 'e', o: outcome });
+    await emitter.end(outcome);
   }
 
   /** Renews this instance's registration and its claims; stops the runs it has lost or was asked to stop. */
@@ -242,12 +257,15 @@ export class FleetExecutor {
 /**
  * What the executor of a shared run sends its receiver, one Redis Stream entry each: it started
  * (s, naming the instance), text (t, with a GET_* run's outputs), its end (e, with the engine's
- * outcome), or, written by whichever instance reaped it, that its executor was lost.
+ * outcome), or, written by whichever instance reaped it, that its executor was lost (with the
+ * text entries it had sent). A buffered run's text goes into its buffer instead: its end then
+ * says how many chunks are there (n), carries the last outputs (h, l), and whether the buffer
+ * became full (f).
  */
 export type Entry =
   | { t: 's'; x: string }
   | { t: 't'; text: string; h?: RKLLMResultLastHiddenLayer; l?: RKLLMResultLogits }
-  | { t: 'e'; o: RunOutcome }
+  | { t: 'e'; o: RunOutcome; n?: number; f?: 1; h?: RKLLMResultLastHiddenLayer; l?: RKLLMResultLogits }
   | { t: 'lost'; executor: string; tokens: number; attempts: number };
 
 /**
@@ -259,13 +277,15 @@ const LINGER_MS = 5;
 
 /**
  * Sends one execution's entries to its receiver, in order, through the fenced EMIT script. Text
- * is joined for up to `LINGER_MS` into one entry. `stop` is called when the run must stop: its
- * receiver asked, or its claim was taken back (then nothing more is sent).
+ * is joined for up to `LINGER_MS` into one entry; a buffered run's goes into its stream's buffer as
+ * chunks numbered from 0, its outputs kept for its end. `stop` is called when the run must stop:
+ * its receiver asked, its buffer is full, or its claim was taken back (then nothing more is sent).
  */
 class Emitter {
   readonly #link: RedisLink;
   readonly #args: [string, number];
-  readonly #stop: (why: 'asked' | 'fenced' | 'unreachable') => void;
+  readonly #buffered: boolean;
+  readonly #stop: (why: 'asked' | 'full' | 'fenced' | 'unreachable') => void;
   readonly #retryMs: number;
   #tail: Promise<void> = Promise.resolve();
   #pending: Extract<Entry, { t: 't' }> | undefined;
@@ -273,13 +293,25 @@ class Emitter {
   #texts = 0;
   /** Entries handed to `#send` so far: the next one's number. */
   #sent = 0;
+  /** A buffered run: the chunks in its buffer, its last outputs, and whether the buffer is full. */
+  #chunks = 0;
+  #outputs: Pick<Extract<Entry, { t: 'e' }>, 'h' | 'l'> = {};
+  #full = false;
   #fenced = false;
 
   /** `retryMs`: how long sending one entry is retried while Redis is away; past it the run is given up (its lease ends it). */
-  constructor(link: RedisLink, runId: string, attempt: number, retryMs: number, stop: (why: 'asked' | 'fenced' | 'unreachable') => void) {
+  constructor(
+    link: RedisLink,
+    runId: string,
+    attempt: number,
+    buffered: boolean,
+    retryMs: number,
+    stop: (why: 'asked' | 'full' | 'fenced' | 'unreachable') => void,
+  ) {
     this.#link = link;
     this.#retryMs = retryMs;
     this.#args = [runId, attempt];
+    this.#buffered = buffered;
     this.#stop = stop;
   }
 
@@ -288,6 +320,12 @@ class Emitter {
   }
 
   text(entry: Extract<Entry, { t: 't' }>): void {
+    if (this.#buffered) {
+      if (entry.h) this.#outputs.h = entry.h;
+      if (entry.l) this.#outputs.l = entry.l;
+      if (entry.text === '') return;
+      entry = { t: 't', text: entry.text };
+    }
     if (entry.h || entry.l || this.#texts++ === 0) {
       this.#flush();
       this.#send(entry);
@@ -302,9 +340,9 @@ class Emitter {
   }
 
   /** Sends the end entry after everything before it; resolves once it is sent (or could not be). */
-  end(entry: Extract<Entry, { t: 'e' }>): Promise<void> {
+  end(outcome: RunOutcome): Promise<void> {
     this.#flush();
-    this.#send(entry);
+    this.#send({ t: 'e', o: outcome });
     return this.#tail;
   }
 
@@ -323,13 +361,26 @@ class Emitter {
   /** Sends entry number `n`, retrying while Redis is away; a retry of one that got through is not added twice. */
   async #deliver(entry: Entry, n: number): Promise<void> {
     if (this.#fenced) return;
-    const args = [...this.#args, entry.t, JSON.stringify(entry), JOB_TTL_MS, n];
+    let json = JSON.stringify(entry);
+    const chunk: Array<string | number> = [];
+    if (this.#buffered && entry.t === 't') {
+      const text: Chunk = { seq: this.#chunks++, delta: entry.text, end: false };
+      json = JSON.stringify(text);
+      chunk.push(text.seq, chunkBytes(text));
+    } else if (this.#buffered && entry.t === 'e') {
+      json = JSON.stringify({ ...entry, n: this.#chunks, ...this.#outputs, ...(this.#full ? { f: 1 } : {}) });
+    }
+    const args = [...this.#args, entry.t, json, JOB_TTL_MS, n, ...chunk];
     try {
       const status = await retrying(() => this.#link.run(EMIT, args), Date.now() + this.#retryMs);
       if (status === 0) {
         this.#fenced = true;
         this.#stop('fenced');
       } else if (status === 2) this.#stop('asked');
+      else if (status === 3 && !this.#full) {
+        this.#full = true;
+        this.#stop('full');
+      }
     } catch {
       this.#fenced = true;
       this.#stop('unreachable');
