@@ -101,7 +101,7 @@ export class Stream {
     };
   }
 
-  /** The next chunk is numbered `seq`: the fleet instance that generates the stream wrote those before it into its buffer. */
+  /** The next chunk is numbered `seq` (at least): the fleet instance that executes the stream numbers its chunks. */
   seqFrom(seq: number): void {
     this.#nextSeq = Math.max(this.#nextSeq, seq);
   }

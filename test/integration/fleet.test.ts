@@ -169,7 +169,8 @@ describe('A fleet: one run queue across instances on Redis', function () {
       [r, e] = await Promise.all([instance(11, { settings: { streams: { max_buffer_bytes: 64_000 } } }), instance(11)]);
       await until('both registered', async () => (await e.http.result('engine_status', {})).fleet.instances.length === 2);
       db = new Redis(`${redis.url}/11`, { maxRetriesPerRequest: 1 });
-      monitor = await db.monitor();
+      // MONITOR takes a connection of its own (a duplicate of this never connected one).
+      monitor = await new Redis(redis.url, { lazyConnect: true }).monitor();
       monitor.on('monitor', (_time: string, args: string[], _source: string, database: string) => {
         if (database === '11' && args[0]?.toLowerCase() === 'xadd') writes.push({ key: args[1]!, id: args[2]! });
       });

@@ -47,7 +47,7 @@ export interface SharedRunRequest {
 export interface SharedRunEvents {
   /** An instance has started it. */
   running(): void;
-  /** The next chunk is numbered `seq`: the chunks before it are in the buffer already, written by the executor (a buffered run). */
+  /** The next chunk is numbered `seq`, as its executor numbered it (a buffered run's chunks are in the buffer already, and a poll may have trimmed some unseen). */
   seqFrom(seq: number): void;
   /** Its buffer is full (a buffered run): it was stopped, and its final chunk says so. */
   full(): void;

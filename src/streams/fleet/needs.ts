@@ -50,7 +50,7 @@ export function needsOf(params: Omit<RunRequest, 'signal'>, model: string, insta
 
 /** A run as its job holds it in Redis: JSON, with its images (bytes, which JSON would make objects of numbers) in base64. */
 export function runToJob(params: Omit<RunRequest, 'signal'>): string {
-  const images = params.input.images?.map((image) => Buffer.from(image.buffer, image.byteOffset, image.byteLength).toString('base64'));
+  const images = params.input.images?.map((image) => Buffer.from(image).toString('base64'));
   return JSON.stringify(images ? { ...params, input: { ...params.input, images } } : params);
 }
 

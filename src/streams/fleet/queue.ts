@@ -5,8 +5,7 @@ import {
   emptyPerf,
   type Engine,
   type LLMResultCallback,
-  type RKLLMResultLastHiddenLayer,
-  type RKLLMResultLogits,
+  type RKLLMResult,
   type RunOutcome,
   type RunRequest,
 } from '../../engine/types.js';
@@ -106,9 +105,6 @@ export class FleetQueue implements SharedRuns {
   }
 }
 
-/** An entry of a run as its receiver reads it: one its executor sent, or (`c`) a chunk of a buffered run's text, read from its buffer. */
-type Read = Entry | { t: 'c'; chunk: Chunk };
-
 /** One run in the shared queue, as its receiver follows it. */
 class QueuedRun implements SharedRun {
   readonly #o: QueueParts;
@@ -154,8 +150,8 @@ class QueuedRun implements SharedRun {
 
   /**
    * Reads the run's entries until its end: one blocking read per wake-up, which returns what is
-   * there at once. A buffered run's text is read from its buffer in the same read; a poll may have
-   * trimmed some of it first, which only the numbering of the chunks after it notices.
+   * there at once. A buffered run's text is read from its buffer in the same read (a poll may have
+   * trimmed some of it first: the chunks after it keep their numbers).
    */
   async #follow(callback: LLMResultCallback, events: SharedRunEvents, waitSignal: () => AbortSignal): Promise<RunOutcome> {
     const { link, reads } = this.#o;
@@ -178,44 +174,42 @@ class QueuedRun implements SharedRun {
       if (!read && !(await link.redis.exists(`${link.prefix}fq:j:${this.#id}`).catch(() => 1))) {
         throw fault('STORE_DATA_LOST', 'run', {}, { stream_id: this.#streamId });
       }
-      const entries: Read[][] = streams.map((stream, i) => {
-        const got = read?.find(([key]) => key === stream[0])?.[1] ?? [];
-        if (got.length > 0) stream[1] = got[got.length - 1]![0];
-        return got.map(([, fields]) => (i === 0 ? (JSON.parse(fields[1]!) as Entry) : { t: 'c', chunk: JSON.parse(fields[1]!) as Chunk }));
-      });
-      // Its text was written after its start and before its end.
-      const [sent, text = []] = entries as [Read[], Read[]?];
-      for (const entry of [...sent.filter((e) => e.t === 's'), ...text, ...sent.filter((e) => e.t !== 's')]) {
+      const got: Array<Entry | Chunk> = [];
+      for (const [key, entries] of read ?? []) {
+        const stream = streams.find(([name]) => name === key)!;
+        for (const [id, fields] of entries) {
+          stream[1] = id;
+          got.push(JSON.parse(fields[1]!) as Entry | Chunk);
+        }
+      }
+      // Its text came after its start and before its end, whichever stream holds it.
+      const rank = (entry: Entry | Chunk): number => ('seq' in entry ? 1 : entry.t === 's' ? 0 : 2);
+      for (const entry of got.sort((a, b) => rank(a) - rank(b))) {
         const end = this.#deliver(entry, callback, events);
         if (end) return end;
       }
     }
   }
 
-  #deliver(entry: Read, callback: LLMResultCallback, events: SharedRunEvents): RunOutcome | undefined {
-    const result = (text: string, h?: RKLLMResultLastHiddenLayer, l?: RKLLMResultLogits): void =>
-      void callback(
-        { text, token_id: -1, perf: emptyPerf(), ...(h ? { last_hidden_layer: h } : {}), ...(l ? { logits: l } : {}) },
-        LLMCallState.RKLLM_RUN_NORMAL,
-      );
+  #deliver(entry: Entry | Chunk, callback: LLMResultCallback, events: SharedRunEvents): RunOutcome | undefined {
+    const text = (result: Omit<RKLLMResult, 'token_id' | 'perf'>): unknown =>
+      callback({ ...result, token_id: -1, perf: emptyPerf() }, LLMCallState.RKLLM_RUN_NORMAL);
+    if ('seq' in entry) {
+      events.seqFrom(entry.seq);
+      text({ text: entry.delta });
+      return undefined;
+    }
     switch (entry.t) {
       case 's':
         events.running();
         return undefined;
-      case 'c':
-        events.seqFrom(entry.chunk.seq);
-        result(entry.chunk.delta);
-        return undefined;
-      case 't':
-        result(entry.text, entry.h, entry.l);
-        return undefined;
       case 'e':
         if (entry.n !== undefined) events.seqFrom(entry.n);
-        if (entry.h || entry.l) result('', entry.h, entry.l);
+        if (entry.h || entry.l) text({ text: '', last_hidden_layer: entry.h, logits: entry.l });
         if (entry.f) events.full();
         return entry.o;
       case 'lost': {
-        if (this.#buffered) events.seqFrom(entry.tokens);
+        events.seqFrom(entry.tokens);
         const what = entry.tokens ? 'it had produced tokens' : 'its retry had started';
         const data = { stream_id: this.#streamId, executor: entry.executor, attempts: entry.attempts };
         throw fault('FLEET_EXECUTOR_LOST', 'lost', { executor: entry.executor, lease_ms: this.#o.leaseMs, what }, data);

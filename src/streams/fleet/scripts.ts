@@ -6,8 +6,8 @@
  *
  * Keys, under Q = prefix .. 'fq:' (ARGV[1] of every script is the prefix):
  * - Q..'j:'..id     a run (hash): cls, client, stream, origin, params, turn, state (queued, claimed,
- *                   done), attempt (claims so far), exec (the claiming instance), tokens (the text
- *                   entries it produced), retried (1 once re-queued), abort (1 when its receiver
+ *                   done), attempt (claims so far), exec (the claiming instance), tokens (the
+ *                   chunks of text it produced), retried (1 once re-queued), abort (1 when its receiver
  *                   asks), buf and bttl (a buffered run: its buffer's byte cap and the TTL of its
  *                   chunks; buf 0 for a run whose text goes to its receiver)
  * - Q..'q:'..cls    the runs waiting in one class (runs with the same needs), scored by turn; a
@@ -21,8 +21,8 @@
  *                   slots; Q..'info' what they serve (JSON: engine, slots, models with their hash
  *                   and LoRA adapters)
  * - Q..'ch:'..id    what the executor of a run sends its receiver: a Redis Stream of entries e
- *                   (JSON: s start, t text, e end, lost); a buffered run's text goes straight
- *                   into its stream's buffer (P..'l:'..stream) instead, once
+ *                   (JSON: s start, a chunk of text, e end, lost); a buffered run's chunks go
+ *                   straight into its stream's buffer (P..'l:'..stream) instead, once
  * - channels Q..'wake' (a run was queued) and Q..'ctl:'..instance (abort a run executing there)
  */
 import { script } from '../redis/scripts.js';
@@ -79,7 +79,7 @@ return {'ok', id}
 /**
  * ARGV: P, now, lease_ms, instance, free slots before this claim, cls... (the classes it can
  * serve). Claims the waiting run with the lowest turn among them, the earlier on a tie, and
- * records this instance's free slots. Returns {} or {id, attempt, params, stream, buf}.
+ * records this instance's free slots. Returns {} or {id, attempt, params, stream}.
  */
 export const CLAIM = script(`
 local instance, free = ARGV[4], tonumber(ARGV[5])
@@ -110,18 +110,18 @@ local last = redis.call('HGETALL', Q .. 'last')
 for i = 1, #last, 2 do
   if tonumber(last[i + 1]) <= svc then redis.call('HDEL', Q .. 'last', last[i]) end
 end
-local s = redis.call('HMGET', j, 'params', 'stream', 'buf')
-return {best, attempt, s[1], s[2], s[3]}
+local s = redis.call('HMGET', j, 'params', 'stream')
+return {best, attempt, s[1], s[2]}
 `);
 
 /**
- * ARGV: P, id, attempt, kind (s start, t text, e end), entry JSON, ttl_ms, n (the entry's number
- * in this attempt, from 0), and for the text of a buffered run: its seq and bytes. Sends one entry
- * to the run's receiver, if `attempt` still holds the claim (the fence: a run whose claim was taken
- * back never gets entries from its old executor), once: an entry sent again (its reply was lost)
- * is not added twice. The text of a buffered run (the entry JSON is then its chunk) goes straight
- * into its stream's buffer, which the receiver reads too. Returns 0 fenced, 1 sent, 2 sent and its
- * receiver asks it to stop, 3 its buffer is full (the chunk is kept), has ended or is gone: stop.
+ * ARGV: P, id, attempt, kind (s start, t a chunk of text, e end), entry JSON, ttl_ms, n (the
+ * entry's number in this attempt, from 0), and for text: its seq and bytes. Sends one entry to the
+ * run's receiver, if `attempt` still holds the claim (the fence: a run whose claim was taken back
+ * never gets entries from its old executor), once: an entry sent again (its reply was lost) is not
+ * added twice. A buffered run's text goes straight into its stream's buffer, where the receiver
+ * reads it too. Returns 0 fenced, 1 sent, 2 sent and its receiver asks it to stop, 3 its buffer is
+ * full (the chunk is kept), has ended or is gone: stop.
  */
 export const EMIT = script(`
 local id, kind, n = ARGV[2], ARGV[4], tonumber(ARGV[7])
@@ -130,7 +130,7 @@ if s[2] == ARGV[3] and n <= tonumber(s[4] or '-1') then return 1 end
 if s[1] ~= 'claimed' or s[2] ~= ARGV[3] then return 0 end
 redis.call('HSET', job(id), 'sent', n)
 if kind == 't' then redis.call('HINCRBY', job(id), 'tokens', 1) end
-if kind == 't' and ARGV[8] then
+if kind == 't' and tonumber(s[6] or '0') > 0 then
   if redis.call('HGET', meta(s[5]), 'ended') ~= '0' then return 3 end
   if add(s[5], tonumber(ARGV[8]), ARGV[5], tonumber(ARGV[9]), false, s[7]) >= tonumber(s[6]) then return 3 end
 else
