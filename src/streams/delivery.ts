@@ -49,6 +49,8 @@ export class StreamDelivery {
   readonly #appends = new WeakMap<Stream, Promise<unknown>>();
   /** Live deliveries by stream id: one outlet at most receives a stream live. */
   readonly #sinks = new Map<string, LiveSink>();
+  /** Buffered streams whose text another instance of the fleet writes into their buffer: only their final chunk is appended here. */
+  readonly #textElsewhere = new WeakSet<Stream>();
 
   constructor(options: StreamDeliveryOptions) {
     this.#store = options.store;
@@ -56,16 +58,17 @@ export class StreamDelivery {
     this.#stop = options.stop;
   }
 
-  /** Subscribes a new stream's sinks, before it runs. Rejects, subscribing nothing, when the store refuses its buffer. */
-  async open(stream: Stream, delivery: Delivery): Promise<void> {
+  /** Subscribes a new stream's sinks, before it runs; resolves true when it made the stream a buffer. Rejects, subscribing nothing, when the store refuses its buffer. */
+  async open(stream: Stream, delivery: Delivery): Promise<boolean> {
     if (delivery.kind !== 'push') {
       const key = stream.requestId === undefined ? {} : { requestKey: requestKey(stream.requestId) };
       await this.#store.create(stream.id, { generated: true, ...key });
       this.#buffer(stream);
     }
-    if (delivery.kind === 'buffer') return;
+    if (delivery.kind === 'buffer') return true;
     if (delivery.kind === 'push') abortOnClose(stream, delivery.outlet.closed);
     this.#deliverLive(stream, this.#newSink(stream, delivery.outlet, -1));
+    return delivery.kind !== 'push';
   }
 
   /**
@@ -91,6 +94,17 @@ export class StreamDelivery {
     return true;
   }
 
+  /** From now on, `stream`'s text reaches its buffer without this delivery (the fleet instance that generates it writes it there). */
+  textElsewhere(stream: Stream): void {
+    this.#textElsewhere.add(stream);
+  }
+
+  /** Stops `stream`: its buffer is full. */
+  full(stream: Stream): void {
+    const cap = this.#store.limits.maxBufferBytes;
+    this.#stop(stream, fault('BUFFER_FULL', 'full', { max_buffer_bytes: cap }, { max_buffer_bytes: cap }));
+  }
+
   /** Refreshes the buffers of the buffered streams delivered live, so they do not expire while nobody polls them. */
   async touchLive(): Promise<void> {
     for (const [id, sink] of this.#sinks) if (sink.buffered) await this.#store.touch(id);
@@ -105,10 +119,11 @@ export class StreamDelivery {
     let tail: Promise<unknown> = Promise.resolve();
     this.#appends.set(stream, tail);
     stream.subscribe((chunk: Chunk) => {
+      if (!chunk.end && this.#textElsewhere.has(stream)) return;
       tail = tail
         .then(() => this.#store.append(stream.id, chunk))
         .then(({ full }) => {
-          if (full && !chunk.end) this.#stop(stream, this.#bufferFull());
+          if (full && !chunk.end) this.full(stream);
         })
         .catch((err: unknown) => {
           if (err instanceof ServerError) {
@@ -120,11 +135,6 @@ export class StreamDelivery {
         });
       this.#appends.set(stream, tail);
     });
-  }
-
-  #bufferFull(): ServerError {
-    const cap = this.#store.limits.maxBufferBytes;
-    return fault('BUFFER_FULL', 'full', { max_buffer_bytes: cap }, { max_buffer_bytes: cap });
   }
 
   /** Makes `sink` the one live delivery of `stream`, ending any other. */

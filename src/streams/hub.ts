@@ -53,10 +53,7 @@ export interface StreamHubOptions {
   store: BufferStore;
   /** Which engine and slot pool run a run, by the model it names (default: `engine` and `scheduler` for every run). */
   resolve?: RunResolver;
-  /**
-   * With a shared store: the other instances. They reach our streams and we theirs, and their
-   * shared run queue (`runs`) is tried before this server's own scheduler.
-   */
+  /** With a shared store, the fleet: instances reach each other's streams, and its run queue comes before this server's scheduler. */
   fleet?: Fleet;
   log: Logger;
   observer?: StreamObserver;
@@ -146,13 +143,7 @@ export class StreamHub {
    * when the input is invalid, the queue is full, the owner's stream limit or the buffer limit is reached.
    */
   async start(params: RunParams, requestId: RequestId | undefined, delivery: Delivery, owner: StreamOwner = ANYONE): Promise<Stream> {
-    const admitted = await this.#admit(params, requestId, owner);
-    try {
-      await this.#delivery.open(admitted.stream, delivery);
-    } catch (err) {
-      admitted.release();
-      throw err;
-    }
+    const admitted = await this.#admit(params, requestId, owner, delivery);
     if (delivery.kind !== 'push') this.#fleet?.own(admitted.stream);
     this.#launch(admitted, owner);
     return admitted.stream;
@@ -286,19 +277,22 @@ export class StreamHub {
   /**
    * Admission, shared by `start` and `generate`: the run's model is found (and loaded when needed), the
    * input is valid, the queue has room and the owner may start another stream. Only then is the
-   * stream created; `release` frees the owner's place and the hold on the model. With a fleet, a
-   * run of the default model is queued in the shared queue, under its fleet-wide limits (`shared`);
-   * when that queue is unreachable, and for the other models of the folder, in this server's own.
+   * stream created, with the sinks `delivery` names; `release` frees the owner's place and the hold
+   * on the model. With a fleet, a run of the default model is queued in the shared queue, under its
+   * fleet-wide limits (`shared`; a polled one once its buffer exists: its executor writes its text
+   * there); when that queue is unreachable, and for the other models, in this server's own.
    * `request` is the engine's run request: the run without the model's name, which admission used,
    * as its owner's (it continues that owner's `keep_history` conversation only).
    */
-  async #admit(params: RunParams, requestId: RequestId | undefined, owner: StreamOwner, signal?: AbortSignal): Promise<Admitted> {
+  async #admit(params: RunParams, requestId: RequestId | undefined, owner: StreamOwner, via?: AbortSignal | Delivery): Promise<Admitted> {
+    const [signal, delivery] = via instanceof AbortSignal ? [via] : [undefined, via];
     const { model, ...request } = owner.id === undefined ? params : { ...params, owner: owner.id };
     const target = await this.#resolve(model, signal, owner.admin !== false);
     const admitted: Array<() => void> = [() => target.release()];
     const release = (): void => {
       for (const free of admitted.splice(0).reverse()) free();
     };
+    let buffer: string | undefined;
     try {
       const fleet = target.shared ? this.#fleet?.runs : undefined;
       // With a fleet, a LoRA adapter this instance lacks may be loaded on another: `refusal` if none has it.
@@ -310,9 +304,12 @@ export class StreamHub {
       }
       admitted.push(owner.admitStream());
       const stream = this.#newStream(requestId, owner);
+      if (delivery && (await this.#delivery.open(stream, delivery))) buffer = stream.id;
       if (!fleet) return { stream, request, release, target };
       // It runs on the default model wherever it is claimed, whatever name that model has there.
-      const shared = await fleet.enqueue({ streamId: stream.id, params: request, client: owner.queueKey, ...(refusal ? { refusal } : {}) });
+      const polled = delivery?.kind === 'buffer' ? this.#store.limits : undefined;
+      const shared = await fleet.enqueue({ streamId: stream.id, params: request, client: owner.queueKey, refusal, buffer: polled });
+      if (shared && polled) this.#delivery.textElsewhere(stream);
       if (!shared) {
         target.scheduler.checkCapacity(owner.queueKey);
         return { stream, request, release, target };
@@ -321,6 +318,7 @@ export class StreamHub {
       return { stream, request, release, target, shared };
     } catch (err) {
       release();
+      if (buffer) await this.#store.delete(buffer).catch(() => {});
       throw err;
     }
   }
@@ -375,11 +373,11 @@ export class StreamHub {
         if (json?.done) stream.abort();
         return json?.done ? 1 : 0;
       };
-      const outcome = shared ? await shared.run(request, callback, running) : await target.engine.run(request, callback);
+      const events = { running, seqFrom: (seq: number) => stream.seqFrom(seq), full: () => this.#delivery.full(stream) };
+      const outcome = shared ? await shared.run(request, callback, events) : await target.engine.run(request, callback);
       const error = outcome.error === undefined ? undefined : fault('ENGINE_ERROR', 'detail', { detail: outcome.error });
       if (outcome.input_tokens !== undefined) outputs.input_tokens = outcome.input_tokens;
-      const ended = json?.done && (outcome.finish_reason === 'abort' || outcome.finish_reason === 'length');
-      this.#end(stream, ended ? 'stop' : outcome.finish_reason, outcome.perf, error, outputs);
+      this.#end(stream, json ? json.finish(outcome.finish_reason) : outcome.finish_reason, outcome.perf, error, outputs);
     } catch (err) {
       if (!(err instanceof ServerError)) this.#log.error({ err, stream_id: stream.id }, 'run failed');
       this.#end(stream, 'error', undefined, err instanceof ServerError ? err : fault('INTERNAL_ERROR', 'run_failed'));

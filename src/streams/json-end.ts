@@ -1,3 +1,5 @@
+import type { FinishReason } from '../engine/types.js';
+
 /**
  * Where a JSON value ends in a generated text that arrives in pieces: strings and escapes are
  * skipped, brackets counted. An object, array or string ends at its closing character; a bare
@@ -36,6 +38,11 @@ export class JsonEnd {
       } else if (this.#depth === 0) this.#scalar = true;
     }
     return text.length;
+  }
+
+  /** The finish reason of a run whose output this was: one stopped at its value's end (or at its length just after) ends by "stop". */
+  finish(reason: FinishReason): FinishReason {
+    return this.#done && (reason === 'abort' || reason === 'length') ? 'stop' : reason;
   }
 
   #end(at: number): number {

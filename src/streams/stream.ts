@@ -101,6 +101,11 @@ export class Stream {
     };
   }
 
+  /** The next chunk is numbered `seq` (at least): the fleet instance that executes the stream numbers its chunks. */
+  seqFrom(seq: number): void {
+    this.#nextSeq = Math.max(this.#nextSeq, seq);
+  }
+
   markRunning(): void {
     if (this.#state === 'queued') this.#state = 'running';
   }

@@ -8,6 +8,11 @@ import { expect } from 'chai';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { runFromJob, type RunNeeds } from '../../src/streams/fleet/needs.js';
+import { FleetQueue } from '../../src/streams/fleet/queue.js';
+import { BlockingReads } from '../../src/streams/redis/blocking-reads.js';
+import { RedisLink } from '../../src/streams/redis/link.js';
 import { ensureBuiltinModel, TINY_MODEL_PROMPTS } from '../../src/gguf/builtin.js';
 import { writeLogitBoostLora } from '../helpers/lora-adapter.js';
 import { patchedCopy } from '../helpers/gguf-patch.js';
@@ -149,6 +154,173 @@ describe('A fleet: one run queue across instances on Redis', function () {
       expect((await a.http.result('engine_status', {})).fleet.queued).to.equal(0);
       for (const s of long) await a.http.result('rkllm_abort', { stream_id: s.stream_id });
     });
+  });
+
+  describe('a buffered run executed on another instance', () => {
+    let r: Instance;
+    let e: Instance;
+    let db: Redis;
+    let monitor: Redis;
+    let tcp: TcpRpc;
+    /** The XADD commands run in database 11, scripts' included, as MONITOR shows them: their key and entry id. */
+    const writes: Array<{ key: string; id: string }> = [];
+
+    before(async () => {
+      [r, e] = await Promise.all([instance(11, { settings: { streams: { max_buffer_bytes: 64_000 } } }), instance(11)]);
+      await until('both registered', async () => (await e.http.result('engine_status', {})).fleet.instances.length === 2);
+      db = new Redis(`${redis.url}/11`, { maxRetriesPerRequest: 1 });
+      // MONITOR takes a connection of its own (a duplicate of this never connected one).
+      monitor = await new Redis(redis.url, { lazyConnect: true }).monitor();
+      monitor.on('monitor', (_time: string, args: string[], _source: string, database: string) => {
+        if (database === '11' && args[0]?.toLowerCase() === 'xadd') writes.push({ key: args[1]!, id: args[2]! });
+      });
+    });
+
+    after(() => {
+      monitor?.disconnect();
+      db?.disconnect();
+    });
+
+    afterEach(async () => {
+      await tcp?.close();
+      await r.http.result('rkllm_abort', {});
+      for (const i of [r, e]) await until('idle', async () => !(await running(i)));
+    });
+
+    /** The queue's run of `streamId`. */
+    async function runOf(streamId: string): Promise<{ id: string; exec: string }> {
+      for (const key of await db.keys('rkllm:fq:j:*')) {
+        const [stream, exec] = await db.hmget(key, 'stream', 'exec');
+        if (stream === streamId) return { id: key.slice('rkllm:fq:j:'.length), exec: exec! };
+      }
+      throw new Error(`no run of ${streamId}`);
+    }
+
+    /** Fills R's only slot with a run pinned to it and pushed live (no buffer, so no byte cap), so that the runs R receives next execute on E. */
+    async function busyR(): Promise<string> {
+      tcp = await TcpRpc.connect(r.proc.addresses.tcp!);
+      const first = await tcp.next(tcp.send('rkllm_run_async', { ...LONG, keep_history: 1 }));
+      return (first.result.chunk as { stream_id: string }).stream_id;
+    }
+
+    /** The ids of the entries written into the buffer of `streamId`. */
+    const buffered = (streamId: string): string[] => writes.filter((w) => w.key === `rkllm:l:${streamId}`).map((w) => w.id);
+    /** The entry ids of the chunks 0 to `last`, in order. */
+    const seqs = (last: number): string[] => Array.from({ length: last + 1 }, (_, seq) => `${seq}-1`);
+
+    /** One series of R's metrics. */
+    async function metric(series: string): Promise<number> {
+      const text = await (await fetch(`${r.url}metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+      return line === undefined ? 0 : Number(line.slice(series.length + 1));
+    }
+
+    it('writes each chunk to Redis once, into its buffer, with the text, numbering, final chunk and metrics the receiver gave', async () => {
+      const solo = (await r.http.result('rkllm_run', SHORT)).text;
+      const ttft = 'rkllm_time_to_first_token_seconds_count';
+      const firsts = await metric(ttft);
+      const pinned = await runOf(await busyR());
+      await until("R's metrics saw the pinned run's first token", async () => (await metric(ttft)) === firsts + 1);
+      const ended = 'rkllm_streams_ended_total{finish_reason="length"}';
+      const before = { ended: await metric(ended), tokens: await metric('rkllm_tokens_generated_total') };
+      writes.length = 0;
+      const { stream_id } = await r.http.start(SHORT);
+      // Nothing polls until the receiver's stream has ended (its metrics say so): no poll trims what it reads.
+      await until('the run has ended on R', async () => (await metric(ended)) === before.ended + 1);
+      const { text, last } = await r.http.drain(stream_id, { afterSeq: true, waitMs: 5000 });
+      expect(text).to.equal(solo);
+      expect(last).to.deep.include({ end: true, finish_reason: 'length' });
+      const run = await runOf(stream_id);
+      expect(run.exec).to.equal((await e.http.result('engine_status', {})).fleet.instance);
+      // Each chunk, its text and its final one, is one XADD into the stream's buffer; the run's own entries are its start and end.
+      expect(last.seq).to.be.above(2);
+      expect(buffered(stream_id)).to.deep.equal(seqs(last.seq));
+      expect(writes.filter((w) => w.key === `rkllm:fq:ch:${run.id}`)).to.have.lengthOf(2);
+      expect(writes.filter((w) => w.key !== `rkllm:fq:ch:${pinned.id}`)).to.have.lengthOf(last.seq + 1 + 2);
+      // The receiver's metrics saw its chunks (the pinned run adds tokens of its own).
+      expect(await metric(ttft)).to.equal(firsts + 2);
+      expect((await metric('rkllm_tokens_generated_total')) - before.tokens).to.be.at.least(last.seq);
+    });
+
+    it("keeps the receiver's buffer limit, status, abort from another instance, and a live attach", async () => {
+      await busyR();
+      // The byte cap of R's buffers, reached by a run E executes and nobody polls, ends it with R's error chunk.
+      const capped = await r.http.start({ ...LONG, max_new_tokens: 15_000 });
+      await until('E executes it', async () => running(e));
+      await until('E stopped it', async () => !(await running(e)), 60_000);
+      const full = await r.http.drain(capped.stream_id, { afterSeq: true, waitMs: 5000 });
+      expect(full.last).to.deep.include({ end: true, finish_reason: 'error' });
+      expect(full.last.error).to.deep.include({ code: -32007 });
+      expect(full.last.error!.message).to.match(/cap of 64000 bytes/);
+      expect(full.last.perf!.generate_tokens).to.be.below(15_000);
+      expect(buffered(capped.stream_id)).to.deep.equal(seqs(full.last.seq));
+      const { stream_id } = await r.http.start(LONG);
+      const head = await r.http.firstChunk(stream_id);
+      expect(await running(e)).to.equal(true);
+      expect((await r.http.result('engine_status', {})).fleet.running).to.equal(2);
+      // A live outlet attaching later gets the rest: from the buffer, then live.
+      const live = await TcpRpc.connect(r.proc.addresses.tcp!);
+      try {
+        const id = live.send('rkllm_stream_attach', { stream_id, after_seq: head.seq });
+        const next = await live.next(id);
+        expect(next.result?.chunk?.seq).to.equal(head.seq + 1);
+        expect((await e.http.result('rkllm_abort', { stream_id })).aborted).to.equal(1);
+        let chunk = next.result.chunk;
+        while (!chunk.end) chunk = (await live.next(id)).result.chunk;
+        expect(chunk.finish_reason).to.equal('abort');
+      } finally {
+        await live.close();
+      }
+    });
+  });
+
+  it('a run with images travels in its job intact, and waits for an instance with a vision encoder', async () => {
+    const i = await instance(12);
+    const db = new Redis(`${redis.url}/12`, { maxRetriesPerRequest: 1 });
+    const link = await RedisLink.open({ url: `${redis.url}/12`, keyPrefix: 'rkllm:' });
+    const reads = new BlockingReads(link, 2);
+    try {
+      await until('registered', async () => (await i.http.result('engine_status', {})).fleet.instances[0]?.models.length === 1);
+      const { fleet } = await i.http.result('engine_status', {});
+      // A receiver of the same model: the queue an instance without images would admit the run into.
+      const capability = { model: async () => fleet.instances[0].models[0].hash, canServe: async () => false, models: () => [] };
+      const limits = { queueLimit: 64, clientQueueLimit: 0, maxStreams: 0 };
+      const log = pino({ level: 'silent' });
+      const queue = new FleetQueue({
+        link,
+        reads,
+        capability,
+        instanceId: 'receiver',
+        limits,
+        leaseMs: LEASE_MS,
+        retryMs: 1000,
+        log,
+        onReachable: () => {},
+      });
+      const images = [new Uint8Array([0, 1, 2, 253, 254, 255]), Buffer.alloc(3000, 0x89).subarray(1000, 2500)];
+      const input = { role: 'user', enable_thinking: false, input_type: 0 as const, prompt_input: '<image><image> Compare them.', images };
+      const queued = await queue.enqueue({ streamId: 'st_images', params: { input, infer: { mode: 0, keep_history: 0 } }, client: 'c' });
+      expect(queued).to.not.equal(undefined);
+      // A run queued after it, by another client at the same turn, is served first: the instance (llama.cpp, no encoder) skips it.
+      expect((await i.http.result('rkllm_run', SHORT)).finish_reason).to.equal('length');
+      const [key] = await db.keys('rkllm:fq:j:*-*').then(async (keys) => {
+        const streams = await Promise.all(keys.map(async (k) => db.hget(k, 'stream')));
+        return keys.filter((_, n) => streams[n] === 'st_images');
+      });
+      expect(await db.hget(key!, 'state')).to.equal('queued');
+      const needs = JSON.parse((await db.get(`rkllm:fq:need:${await db.hget(key!, 'cls')}`))!) as RunNeeds;
+      expect(needs.features).to.include('images');
+      // What an executor decodes from the job: the same bytes, sent as base64.
+      const job = (await db.hget(key!, 'params'))!;
+      expect(job).to.include(Buffer.from(images[1]!).toString('base64'));
+      expect(runFromJob(job).input.images).to.deep.equal(images.map((image) => new Uint8Array(image)));
+      queued!.cancel();
+      await until('it left the queue', async () => (await i.http.result('engine_status', {})).fleet.queued === 0);
+    } finally {
+      await reads.close();
+      link.close();
+      db.disconnect();
+    }
   });
 
   it('instances with different models only get the runs they can serve', async () => {

@@ -12,6 +12,12 @@ describe('fleet run needs', () => {
     const needs = needsOf(run({ lora_params: { lora_adapter_name: 'tone' }, json_schema: {}, sampling_params: { seed: 7 } }), 'h1', 'i1');
     expect(needs).to.deep.equal({ model: 'h1', lora: 'tone', features: ['infer_generate', 'input_prompt', 'json_schema', 'seed'] });
     expect(needsOf(run({ mode: 2 }, { input_type: 1 }), 'h1', 'i1').features).to.deep.equal(['infer_logits', 'input_token']);
+    expect(needsOf(run({}, { images: [new Uint8Array([1])] }), 'h1', 'i1').features).to.deep.equal([
+      'images',
+      'infer_generate',
+      'input_prompt',
+    ]);
+    expect(needsOf(run({}, { images: [] }), 'h1', 'i1').features).to.not.include('images');
   });
 
   it('pins to the receiving instance a run that continues or saves state kept there', () => {

@@ -153,7 +153,7 @@ describe('RedisBufferStore', function () {
         for (const event of vector.events) {
           if (event === '-') await claim();
           else {
-            await link.run(ENQUEUE, [now, 'c', '{}', event[0]!, '{}', 'x', event, 1000, 0, 0, 0, 'r']);
+            await link.run(ENQUEUE, [now, 'c', '{}', event[0]!, '{}', 'x', event, 1000, 0, 0, 0, 'r', 0, 0]);
             if (!busy) await claim();
           }
         }

@@ -7,10 +7,13 @@ import {
   type RunOutcome,
   type RunRequest,
 } from '../../engine/types.js';
+import { chunkBytes } from '../buffer-store.js';
+import { JsonEnd } from '../json-end.js';
 import { Leases, SKIPPED } from '../redis/leases.js';
+import type { Chunk } from '../stream.js';
 import { RECONNECT_MAX_MS, retrying, type RedisLink } from '../redis/link.js';
 import { JOB_TTL_MS, type FleetParts } from './fleet.js';
-import type { RunNeeds } from './needs.js';
+import { runFromJob, type RunNeeds } from './needs.js';
 import { CLAIM, EMIT, LEAVE, REAP, RENEW } from './scripts.js';
 
 /** Claims taken back per reaper call. */
@@ -154,7 +157,7 @@ export class FleetExecutor {
       return false;
     }
     const [id, attempt, params] = claimed;
-    const done = this.#execute(id, attempt, JSON.parse(params) as Omit<RunRequest, 'signal'>, controller).finally(() => {
+    const done = this.#execute(id, attempt, runFromJob(params), controller).finally(() => {
       release();
       this.#running.delete(id);
       this.kick();
@@ -190,23 +193,23 @@ export class FleetExecutor {
     const { link, instanceId, log } = this.#o;
     const hold = this.#o.hold ?? (async () => ({ engine: this.#o.engine, release: () => {} }));
     const emitter = new Emitter(link, id, attempt, this.#o.retryMs, (why) => {
-      if (why !== 'asked') log.warn({ run: id, why }, 'fleet: stopping a run whose claim this instance lost');
+      if (why !== 'asked' && why !== 'full') log.warn({ run: id, why }, 'fleet: stopping a run whose claim this instance lost');
       controller.abort();
     });
     emitter.start(instanceId);
+    // Its text ends with the JSON value, as the hub ends it (a buffered run's text goes from here to its buffer).
+    const json = params.infer.json_schema === undefined ? undefined : new JsonEnd();
     let outcome: RunOutcome;
     let held: { engine: Engine; release(): void } | undefined;
     try {
       held = await hold();
       outcome = await held.engine.run({ ...params, signal: controller.signal }, (result, state) => {
-        if (state !== LLMCallState.RKLLM_RUN_NORMAL) return;
-        emitter.text({
-          t: 't',
-          text: result.text,
-          ...(result.last_hidden_layer ? { h: result.last_hidden_layer } : {}),
-          ...(result.logits ? { l: result.logits } : {}),
-        });
+        if (json?.done) return 1;
+        if (state !== LLMCallState.RKLLM_RUN_NORMAL) return 0;
+        emitter.text(json ? result.text.slice(0, json.push(result.text)) : result.text, result.last_hidden_layer, result.logits);
+        return json?.done ? 1 : 0;
       });
+      if (json) outcome = { ...outcome, finish_reason: json.finish(outcome.finish_reason) };
     } catch (err) {
       log.error({ err, run: id }, 'fleet: a claimed run failed');
       outcome = { finish_reason: 'error', perf: emptyPerf(), error: 'the run failed on the instance executing it' };
@@ -214,7 +217,7 @@ export class FleetExecutor {
       held?.release();
     }
     if (this.#shutdown && outcome.finish_reason === 'abort') outcome = { ...outcome, finish_reason: 'shutdown' };
-    await emitter.end({ t: 'e', o: outcome });
+    await emitter.end(outcome);
   }
 
   /** Renews this instance's registration and its claims; stops the runs it has lost or was asked to stop. */
@@ -241,42 +244,49 @@ export class FleetExecutor {
 
 /**
  * What the executor of a shared run sends its receiver, one Redis Stream entry each: it started
- * (s, naming the instance), text (t, with a GET_* run's outputs), its end (e, with the engine's
- * outcome), or, written by whichever instance reaped it, that its executor was lost.
+ * (s, naming the instance), its text as chunks numbered from 0 (a buffered run's go into its
+ * stream's buffer instead), its end (e: the engine's outcome, the chunks sent, a GET_* run's last
+ * outputs, and whether the buffer became full), or, written by whichever instance reaped it, that
+ * its executor was lost (with the chunks it had sent).
  */
 export type Entry =
   | { t: 's'; x: string }
-  | { t: 't'; text: string; h?: RKLLMResultLastHiddenLayer; l?: RKLLMResultLogits }
-  | { t: 'e'; o: RunOutcome }
+  | { t: 'e'; o: RunOutcome; n?: number; f?: 1; h?: RKLLMResultLastHiddenLayer; l?: RKLLMResultLogits }
   | { t: 'lost'; executor: string; tokens: number; attempts: number };
 
 /**
  * How long text waits to be joined with the text that follows before it is sent (ms). Without it
  * each token would cost a round trip to Redis and a wake-up of the receiver; with it a run costs
- * about one entry per this many ms. The first text of a run goes at once.
+ * about one chunk per this many ms. The first text of a run goes at once.
  */
 const LINGER_MS = 5;
 
+type Stop = (why: 'asked' | 'full' | 'fenced' | 'unreachable') => void;
+
 /**
- * Sends one execution's entries to its receiver, in order, through the fenced EMIT script. Text
- * is joined for up to `LINGER_MS` into one entry. `stop` is called when the run must stop: its
- * receiver asked, or its claim was taken back (then nothing more is sent).
+ * Sends one execution's entries to its receiver, in order, through the fenced EMIT script (which
+ * puts a buffered run's text into its buffer). Text is joined for up to `LINGER_MS` into one
+ * chunk. `stop` is called when the run must stop: its receiver asked, its buffer is full, or its
+ * claim was taken back (then nothing more is sent).
  */
 class Emitter {
   readonly #link: RedisLink;
   readonly #args: [string, number];
-  readonly #stop: (why: 'asked' | 'fenced' | 'unreachable') => void;
+  readonly #stop: Stop;
   readonly #retryMs: number;
   #tail: Promise<void> = Promise.resolve();
-  #pending: Extract<Entry, { t: 't' }> | undefined;
+  #pending: string | undefined;
   #timer: NodeJS.Timeout | undefined;
-  #texts = 0;
   /** Entries handed to `#send` so far: the next one's number. */
   #sent = 0;
+  /** Chunks handed to `#send` so far: the next one's seq. */
+  #chunks = 0;
+  #outputs: Pick<Extract<Entry, { t: 'e' }>, 'h' | 'l'> = {};
+  #full = false;
   #fenced = false;
 
   /** `retryMs`: how long sending one entry is retried while Redis is away; past it the run is given up (its lease ends it). */
-  constructor(link: RedisLink, runId: string, attempt: number, retryMs: number, stop: (why: 'asked' | 'fenced' | 'unreachable') => void) {
+  constructor(link: RedisLink, runId: string, attempt: number, retryMs: number, stop: Stop) {
     this.#link = link;
     this.#retryMs = retryMs;
     this.#args = [runId, attempt];
@@ -284,27 +294,25 @@ class Emitter {
   }
 
   start(instance: string): void {
-    this.#send({ t: 's', x: instance });
+    this.#send('s', () => JSON.stringify({ t: 's', x: instance }));
   }
 
-  text(entry: Extract<Entry, { t: 't' }>): void {
-    if (entry.h || entry.l || this.#texts++ === 0) {
-      this.#flush();
-      this.#send(entry);
-      return;
+  text(text: string, h?: RKLLMResultLastHiddenLayer, l?: RKLLMResultLogits): void {
+    if (h) this.#outputs.h = h;
+    if (l) this.#outputs.l = l;
+    if (text === '') return;
+    if (this.#pending !== undefined) this.#pending += text;
+    else if (this.#chunks === 0) this.#sendText(text);
+    else {
+      this.#pending = text;
+      this.#timer = setTimeout(() => this.#flush(), LINGER_MS);
     }
-    if (this.#pending) {
-      this.#pending.text += entry.text;
-      return;
-    }
-    this.#pending = { t: 't', text: entry.text };
-    this.#timer = setTimeout(() => this.#flush(), LINGER_MS);
   }
 
   /** Sends the end entry after everything before it; resolves once it is sent (or could not be). */
-  end(entry: Extract<Entry, { t: 'e' }>): Promise<void> {
+  end(o: RunOutcome): Promise<void> {
     this.#flush();
-    this.#send(entry);
+    this.#send('e', () => JSON.stringify({ t: 'e', o, n: this.#chunks, ...this.#outputs, ...(this.#full ? { f: 1 } : {}) }));
     return this.#tail;
   }
 
@@ -312,24 +320,33 @@ class Emitter {
     clearTimeout(this.#timer);
     const pending = this.#pending;
     this.#pending = undefined;
-    if (pending) this.#send(pending);
+    if (pending !== undefined) this.#sendText(pending);
   }
 
-  #send(entry: Entry): void {
+  #sendText(delta: string): void {
+    const chunk: Chunk = { seq: this.#chunks++, delta, end: false };
+    this.#send('t', () => JSON.stringify(chunk), chunk.seq, chunkBytes(chunk));
+  }
+
+  /** Queues entry number `n` of `kind`, made (`json`) once those before it are sent. */
+  #send(kind: string, json: () => string, ...chunk: number[]): void {
     const n = this.#sent++;
-    this.#tail = this.#tail.then(() => this.#deliver(entry, n));
+    this.#tail = this.#tail.then(() => this.#deliver([...this.#args, kind, json(), JOB_TTL_MS, n, ...chunk]));
   }
 
-  /** Sends entry number `n`, retrying while Redis is away; a retry of one that got through is not added twice. */
-  async #deliver(entry: Entry, n: number): Promise<void> {
+  /** Sends one entry, retrying while Redis is away; a retry of one that got through is not added twice. */
+  async #deliver(args: Array<string | number>): Promise<void> {
     if (this.#fenced) return;
-    const args = [...this.#args, entry.t, JSON.stringify(entry), JOB_TTL_MS, n];
     try {
       const status = await retrying(() => this.#link.run(EMIT, args), Date.now() + this.#retryMs);
       if (status === 0) {
         this.#fenced = true;
         this.#stop('fenced');
       } else if (status === 2) this.#stop('asked');
+      else if (status === 3 && !this.#full) {
+        this.#full = true;
+        this.#stop('full');
+      }
     } catch {
       this.#fenced = true;
       this.#stop('unreachable');

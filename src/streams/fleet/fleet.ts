@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Engine, LLMResultCallback, RunOutcome, RunRequest } from '../../engine/types.js';
 import type { ServerError } from '../../errors.js';
+import type { BufferLimits } from '../buffer-store.js';
 import type { BlockingReads } from '../redis/blocking-reads.js';
 import type { RedisLink } from '../redis/link.js';
 import type { Scheduler } from '../scheduler.js';
@@ -35,17 +36,32 @@ export interface SharedRunRequest {
   client: string;
   /** From `check`: the receiver lacks the LoRA adapter the run names (see `SharedRuns.check`). */
   refusal?: ServerError;
+  /**
+   * A buffered run (polled, not pushed live), whose stream's buffer, under these limits, exists
+   * already: its executor writes its text there itself, and the receiver appends only its final chunk.
+   */
+  buffer?: BufferLimits;
+}
+
+/** What a shared run tells the receiver's stream besides its text. */
+export interface SharedRunEvents {
+  /** An instance has started it. */
+  running(): void;
+  /** The next chunk is numbered `seq`, as its executor numbered it (a buffered run's chunks are in the buffer already, and a poll may have trimmed some unseen). */
+  seqFrom(seq: number): void;
+  /** Its buffer is full (a buffered run): it was stopped, and its final chunk says so. */
+  full(): void;
 }
 
 /** A run admitted into the shared queue: it executes on whichever instance claims it. */
 export interface SharedRun {
   /**
    * Waits until the run has executed wherever it was claimed, passing its results to `callback`
-   * as the engine would, and `running()` once an instance has started it. Aborting
-   * `request.signal` takes it out of the queue, or stops it where it runs. Never rejects: failures
-   * end it with `finish_reason: "error"`.
+   * as the engine would (a buffered run's text as its executor wrote it into the buffer), and the
+   * rest to `events`. Aborting `request.signal` takes it out of the queue, or stops it where it
+   * runs. Never rejects: failures end it with `finish_reason: "error"`.
    */
-  run(request: RunRequest, callback: LLMResultCallback, running: () => void): Promise<RunOutcome>;
+  run(request: RunRequest, callback: LLMResultCallback, events: SharedRunEvents): Promise<RunOutcome>;
   /** Takes the run out of the queue if `run` was never called (its stream could not open). */
   cancel(): void;
 }

@@ -37,6 +37,7 @@ export function needsOf(params: Omit<RunRequest, 'signal'>, model: string, insta
   const add = (feature: EngineFeature | undefined): void => void (feature && features.add(feature));
   add(INPUT_FEATURES[input.input_type]);
   add(MODE_FEATURES[infer.mode]);
+  if ((input.images?.length ?? 0) > 0) add('images');
   if (infer.json_schema !== undefined) add('json_schema');
   if (infer.chat_template !== undefined) add('run_template');
   if (infer.function_tools !== undefined) add('run_tools');
@@ -45,6 +46,20 @@ export function needsOf(params: Omit<RunRequest, 'signal'>, model: string, insta
   const needs: RunNeeds = { model, lora: infer.lora_params?.lora_adapter_name ?? null, features: [...features].sort() };
   if (pinned(params)) needs.pin = instance;
   return needs;
+}
+
+/** A run as its job holds it in Redis: JSON, with its images (bytes, which JSON would make objects of numbers) in base64. */
+export function runToJob(params: Omit<RunRequest, 'signal'>): string {
+  const images = params.input.images?.map((image) => Buffer.from(image).toString('base64'));
+  return JSON.stringify(images ? { ...params, input: { ...params.input, images } } : params);
+}
+
+/** The run a job holds (`runToJob`). */
+export function runFromJob(json: string): Omit<RunRequest, 'signal'> {
+  const params = JSON.parse(json) as Omit<RunRequest, 'signal'>;
+  const images = params.input.images as unknown as string[] | undefined;
+  if (images) params.input.images = images.map((image) => new Uint8Array(Buffer.from(image, 'base64')));
+  return params;
 }
 
 /** Whether a run continues or saves state kept by the instance that received it, so it must run there. */

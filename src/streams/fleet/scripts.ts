@@ -6,8 +6,10 @@
  *
  * Keys, under Q = prefix .. 'fq:' (ARGV[1] of every script is the prefix):
  * - Q..'j:'..id     a run (hash): cls, client, stream, origin, params, turn, state (queued, claimed,
- *                   done), attempt (claims so far), exec (the claiming instance), tokens (1 once
- *                   it produced text), retried (1 once re-queued), abort (1 when its receiver asks)
+ *                   done), attempt (claims so far), exec (the claiming instance), tokens (the
+ *                   chunks of text it produced), retried (1 once re-queued), abort (1 when its receiver
+ *                   asks), buf and bttl (a buffered run: its buffer's byte cap and the TTL of its
+ *                   chunks; buf 0 for a run whose text goes to its receiver)
  * - Q..'q:'..cls    the runs waiting in one class (runs with the same needs), scored by turn; a
  *                   tie goes to the earlier run (ids are zero-padded enqueue counts, then a random part)
  * - Q..'classes'    the classes with waiting runs; Q..'need:'..cls what a class needs (JSON)
@@ -19,7 +21,8 @@
  *                   slots; Q..'info' what they serve (JSON: engine, slots, models with their hash
  *                   and LoRA adapters)
  * - Q..'ch:'..id    what the executor of a run sends its receiver: a Redis Stream of entries e
- *                   (JSON: s start, t text, e end, lost)
+ *                   (JSON: s start, a chunk of text, e end, lost); a buffered run's chunks go
+ *                   straight into its stream's buffer (P..'l:'..stream) instead, once
  * - channels Q..'wake' (a run was queued) and Q..'ctl:'..instance (abort a run executing there)
  */
 import { script } from '../redis/scripts.js';
@@ -27,7 +30,8 @@ import { script } from '../redis/scripts.js';
 /**
  * ARGV: P, now, cls, needs JSON, client, params JSON, origin, stream id, queue_limit,
  * client_queue_limit (0: none), max_streams (0: none), elsewhere (1: the receiver lacks the LoRA
- * adapter the run names), a random id part (ids never repeat, even after Redis lost its data). Checks that some live instance serving the run's model has its adapter
+ * adapter the run names), a random id part (ids never repeat, even after Redis lost its data), buf and
+ * bttl (a buffered run: its buffer's byte cap and chunk TTL; 0 for another run). Checks that some live instance serving the run's model has its adapter
  * (with elsewhere), then the fleet-wide limits, and queues the run at its client's next turn.
  * Returns {'ok', id}, {'no_adapter'}, {'streams', count}, {'queue_full', running, queued} or
  * {'client_queue_full', queued by the client}.
@@ -65,7 +69,7 @@ local turn = math.max(tonumber(redis.call('HGET', Q .. 'last', client) or '0'), 
 redis.call('HSET', Q .. 'last', client, turn)
 local id = string.format('%015d', redis.call('INCR', Q .. 'seq')) .. '-' .. ARGV[13]
 redis.call('HSET', job(id), 'cls', cls, 'client', client, 'params', ARGV[6], 'origin', ARGV[7], 'stream', ARGV[8],
-  'turn', turn, 'state', 'queued', 'attempt', 0, 'tokens', 0, 'retried', 0)
+  'turn', turn, 'state', 'queued', 'attempt', 0, 'tokens', 0, 'retried', 0, 'buf', ARGV[14], 'bttl', ARGV[15])
 redis.call('SET', Q .. 'need:' .. cls, ARGV[4])
 redis.call('HINCRBY', Q .. 'ns', client, 1)
 enqueue(id, cls, turn, client)
@@ -111,20 +115,27 @@ return {best, attempt, s[1], s[2]}
 `);
 
 /**
- * ARGV: P, id, attempt, kind (s start, t text, e end), entry JSON, ttl_ms, n (the entry's number
- * in this attempt, from 0). Sends one entry to the run's receiver, if `attempt` still holds the
- * claim (the fence: a run whose claim was taken back never gets entries from its old executor),
- * once: an entry sent again (its reply was lost) is not added twice. Returns 0 fenced, 1 sent,
- * 2 sent and its receiver asks it to stop.
+ * ARGV: P, id, attempt, kind (s start, t a chunk of text, e end), entry JSON, ttl_ms, n (the
+ * entry's number in this attempt, from 0), and for text: its seq and bytes. Sends one entry to the
+ * run's receiver, if `attempt` still holds the claim (the fence: a run whose claim was taken back
+ * never gets entries from its old executor), once: an entry sent again (its reply was lost) is not
+ * added twice. A buffered run's text goes straight into its stream's buffer, where the receiver
+ * reads it too. Returns 0 fenced, 1 sent, 2 sent and its receiver asks it to stop, 3 its buffer is
+ * full (the chunk is kept), has ended or is gone: stop.
  */
 export const EMIT = script(`
 local id, kind, n = ARGV[2], ARGV[4], tonumber(ARGV[7])
-local s = redis.call('HMGET', job(id), 'state', 'attempt', 'abort', 'sent')
+local s = redis.call('HMGET', job(id), 'state', 'attempt', 'abort', 'sent', 'stream', 'buf', 'bttl')
 if s[2] == ARGV[3] and n <= tonumber(s[4] or '-1') then return 1 end
 if s[1] ~= 'claimed' or s[2] ~= ARGV[3] then return 0 end
 redis.call('HSET', job(id), 'sent', n)
-redis.call('XADD', Q .. 'ch:' .. id, '*', 'e', ARGV[5])
-if kind == 't' then redis.call('HSET', job(id), 'tokens', 1) end
+if kind == 't' then redis.call('HINCRBY', job(id), 'tokens', 1) end
+if kind == 't' and tonumber(s[6] or '0') > 0 then
+  if redis.call('HGET', meta(s[5]), 'ended') ~= '0' then return 3 end
+  if add(s[5], tonumber(ARGV[8]), ARGV[5], tonumber(ARGV[9]), false, s[7]) >= tonumber(s[6]) then return 3 end
+else
+  redis.call('XADD', Q .. 'ch:' .. id, '*', 'e', ARGV[5])
+end
 if kind == 'e' then
   finish(id, ARGV[6])
   return 1
@@ -171,7 +182,7 @@ local requeued, ended = {}, {}
 for _, id in ipairs(expired(Q .. 'claims', now, ARGV[4])) do
   local s = redis.call('HMGET', job(id), 'state', 'tokens', 'retried', 'cls', 'turn', 'client', 'exec', 'attempt')
   if s[1] == 'claimed' then
-    if s[2] ~= '1' and s[3] ~= '1' then
+    if tonumber(s[2] or '0') == 0 and s[3] ~= '1' then
       redis.call('HSET', job(id), 'state', 'queued', 'retried', 1, 'exec', '')
       enqueue(id, s[4], tonumber(s[5]), s[6])
       requeued[#requeued + 1] = id

@@ -31,10 +31,11 @@ export class BlockingReads {
   }
 
   /**
-   * Resolves once `key` (a Redis Stream) has an entry after `afterId`, after `timeoutMs`, or when
-   * `signal` aborts, with the entries read (null when none came). Rejects when Redis cannot be reached.
+   * Resolves once one of `streams` (Redis Streams, each with the id its entries are read after) has
+   * an entry after that id, after `timeoutMs`, or when `signal` aborts, with the entries read (null
+   * when none came). Rejects when Redis cannot be reached.
    */
-  async waitFor(key: string, afterId: string, timeoutMs: number, signal?: AbortSignal): Promise<StreamRead | null> {
+  async waitFor(streams: Array<[key: string, afterId: string]>, timeoutMs: number, signal?: AbortSignal): Promise<StreamRead | null> {
     const deadline = Date.now() + timeoutMs;
     const reader = await this.#acquire(signal);
     if (!reader) return null;
@@ -52,7 +53,10 @@ export class BlockingReads {
           reject(new Error('Command timed out (a blocking read)'));
         }, remaining + this.#link.commandTimeoutMs);
       });
-      return await Promise.race([reader.redis.xread('BLOCK', remaining, 'STREAMS', key, afterId), silent]);
+      return await Promise.race([
+        reader.redis.xread('BLOCK', remaining, 'STREAMS', ...streams.map(([key]) => key), ...streams.map(([, id]) => id)),
+        silent,
+      ]);
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener('abort', unblock);

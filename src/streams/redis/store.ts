@@ -130,7 +130,7 @@ export class RedisBufferStore implements BufferStore {
     if (ended === 1 || last > after || timeoutMs <= 0 || signal?.aborted) return;
     const key = `${this.#link.prefix}l:${streamId}`;
     try {
-      await this.#reads.waitFor(key, after < 0 ? '0-0' : `${after}-1`, timeoutMs, signal);
+      await this.#reads.waitFor([[key, after < 0 ? '0-0' : `${after}-1`]], timeoutMs, signal);
     } catch (err) {
       throw this.#link.unavailable(err);
     }
