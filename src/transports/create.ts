@@ -45,60 +45,24 @@ export interface TransportDeps {
 
 /** Builds every transport `options` names, in the order the readiness line names them. */
 export function createTransports(options: TransportOptions, deps: TransportDeps): Transport[] {
-  const { host, limits, maxConnections, authTimeoutMs, allowedOrigins } = options;
-  const { handle, gate, log } = deps;
+  const shared = { ...options, ...deps };
   const transports: Transport[] = [];
   let http: HttpTransport | undefined;
   if (options.http) {
-    const { port, maxBodyBytes, requestTimeoutMs } = options.http;
-    transports.push(
-      (http = new HttpTransport({
-        host,
-        port,
-        maxBodyBytes,
-        requestTimeoutMs,
-        allowedOrigins,
-        idleTimeoutMs: limits.idleTimeoutMs,
-        handle,
-        gate,
-        endpoints: deps.endpoints,
-        routes: deps.routes,
-        log,
-      })),
-    );
+    transports.push((http = new HttpTransport({ ...shared, ...options.http, idleTimeoutMs: options.limits.idleTimeoutMs })));
   }
-  if (options.tcp) {
-    const { port, maxLineBytes } = options.tcp;
-    transports.push(new TcpTransport({ host, port, maxLineBytes, maxConnections, authTimeoutMs, limits, handle, gate, log }));
-  }
+  if (options.tcp) transports.push(new TcpTransport({ ...shared, ...options.tcp }));
   if (options.udp) {
-    const { port, maxDatagramBytes, guard } = options.udp;
-    const maxSendBufferBytes = limits.maxSendBufferBytes;
-    transports.push(new UdpTransport({ host, port, maxDatagramBytes, maxSendBufferBytes, guard, gate, handle, log }));
+    transports.push(new UdpTransport({ ...shared, ...options.udp, maxSendBufferBytes: options.limits.maxSendBufferBytes }));
   }
   if (options.ws) {
-    const { port, maxMessageBytes } = options.ws;
     const pagePorts = (): number[] => (http?.port === undefined ? [] : [http.port]);
-    const wsOptions = {
-      host,
-      port,
-      maxMessageBytes,
-      maxConnections,
-      authTimeoutMs,
-      allowedOrigins,
-      pagePorts,
-      limits,
-      handle,
-      gate,
-      log,
-    };
-    transports.push(new WsTransport(wsOptions));
+    transports.push(new WsTransport({ ...shared, ...options.ws, pagePorts }));
   }
   if (options.stdio) {
-    const io = { input: process.stdin, output: process.stdout };
+    const io = { input: process.stdin, output: process.stdout, onEnd: deps.onStdioEnd };
     const guest = deps.stdioGuest ? { guest: deps.stdioGuest } : {};
-    const stdio = { ...io, ...guest, maxLineBytes: options.stdio.maxLineBytes, limits, handle, log, onEnd: deps.onStdioEnd };
-    transports.push(new StdioTransport(stdio));
+    transports.push(new StdioTransport({ ...shared, ...options.stdio, ...io, ...guest }));
   }
   return transports;
 }
