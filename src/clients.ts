@@ -115,16 +115,10 @@ export class ClientGate {
    * RATE_LIMITED, counted as refusals.
    */
   admitHttp(authorization: string | undefined, address: string): { client: Client; release: () => void } {
-    const key = this.#keys.required ? this.#keys.fromAuthorization(authorization) : undefined;
+    const key = this.#keys.fromAuthorization(authorization);
     try {
-      if (this.#keys.required && !key) {
-        this.#limits.request(address);
-        throw unauthorized();
-      }
-      const peer: ClientEnd = { address, key };
-      this.#limits.request(key?.id ?? address);
-      const release = this.#limits.connection(key?.id ?? address, 'http');
-      return { client: new Client(peer, key, this.#limits, this.#keys.required), release };
+      const client = this.#client({ address, key }, key);
+      return { client, release: this.#limits.connection(client.id, 'http') };
     } catch (err) {
       throw this.#refuse(err as ServerError);
     }
@@ -156,13 +150,7 @@ export class ClientGate {
    */
   admit(request: JsonRpcRequest, peer: ClientEnd): Client {
     const key = 'api_key' in request ? this.#keys.find(request.api_key) : peer.key;
-    if (this.#keys.required && !key && request.method !== AUTHENTICATE) {
-      this.#limits.request(peer.address);
-      throw unauthorized();
-    }
-    const client = new Client(peer, key, this.#limits, this.#keys.required);
-    this.#limits.request(client.id);
-    return client;
+    return this.#client(peer, key, request.method === AUTHENTICATE);
   }
 
   /**
@@ -185,6 +173,17 @@ export class ClientGate {
     peer.key = key;
     peer.authenticated?.();
     return { authenticated: true };
+  }
+
+  /** The client of `peer` with `key`, one request of its rate spent; without a required key (and not `exempt`), the attempt is charged to the address and refused. */
+  #client(peer: ClientEnd, key: ApiKey | undefined, exempt = false): Client {
+    if (this.#keys.required && !key && !exempt) {
+      this.#limits.request(peer.address);
+      throw unauthorized();
+    }
+    const client = new Client(peer, key, this.#limits, this.#keys.required);
+    this.#limits.request(client.id);
+    return client;
   }
 
   #refuse(error: ServerError): ServerError {

@@ -121,10 +121,6 @@ export class Dispatcher<ClientEnd, Who extends Sender> {
     this.#onAnswered = options.onAnswered ?? (() => {});
   }
 
-  get methods(): MethodTable<Who> {
-    return this.#methods;
-  }
-
   /** Handles one message (a request, a notification or a batch). Undefined means "send nothing". */
   async handle(raw: Uint8Array | string, origin: RequestOrigin<ClientEnd>): Promise<JsonRpcResponse | JsonRpcResponse[] | undefined> {
     let message: unknown;
@@ -178,7 +174,8 @@ export class Dispatcher<ClientEnd, Who extends Sender> {
       if (debug) requestLog().debug({ method }, 'answered');
       return isNotification || result === PUSHED ? undefined : resultResponse(id, result);
     } catch (err) {
-      const error = this.#toServerError(err, method, requestLog);
+      if (!(err instanceof ServerError)) requestLog().error({ err, method }, 'internal error');
+      const error = err instanceof ServerError ? err : fault('INTERNAL_ERROR', 'internal');
       if (debug) requestLog().debug({ method, code: ERRORS[error.name].code }, 'answered with an error');
       return isNotification ? undefined : errorResponse(id, error);
     } finally {
@@ -196,11 +193,5 @@ export class Dispatcher<ClientEnd, Who extends Sender> {
     if (nestsDeeperThan(params, MAX_PARAMS_DEPTH)) throw fault('INVALID_PARAMS', 'too_deep', { max_depth: MAX_PARAMS_DEPTH });
     const parsed = method.parse(params ?? {});
     return await method.handler(parsed as never, ctx);
-  }
-
-  #toServerError(err: unknown, method: string, log: () => Logger): ServerError {
-    if (err instanceof ServerError) return err;
-    log().error({ err, method }, 'internal error');
-    return fault('INTERNAL_ERROR', 'internal');
   }
 }

@@ -53,22 +53,13 @@ export function salvageId(value: unknown): JsonRpcId {
 
 /** Checks the envelope of one request; throws -32600 naming what is wrong. */
 export function validateRequest(value: unknown): JsonRpcRequest {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw fault('INVALID_REQUEST', 'envelope', { detail: 'a request must be a JSON object' });
-  }
+  const invalid = (detail: string): ServerError => fault('INVALID_REQUEST', 'envelope', { detail });
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid('a request must be a JSON object');
   const msg = value as Record<string, unknown>;
-  if (msg.jsonrpc !== '2.0') {
-    throw fault('INVALID_REQUEST', 'envelope', { detail: '"jsonrpc" must be exactly "2.0"' });
-  }
-  if (typeof msg.method !== 'string') {
-    throw fault('INVALID_REQUEST', 'envelope', { detail: '"method" must be a string' });
-  }
-  if ('id' in msg && !isValidId(msg.id)) {
-    throw fault('INVALID_REQUEST', 'envelope', { detail: '"id" must be a string, a number or null' });
-  }
-  if ('params' in msg && (typeof msg.params !== 'object' || msg.params === null)) {
-    throw fault('INVALID_REQUEST', 'envelope', { detail: '"params" must be an object or an array' });
-  }
+  if (msg.jsonrpc !== '2.0') throw invalid('"jsonrpc" must be exactly "2.0"');
+  if (typeof msg.method !== 'string') throw invalid('"method" must be a string');
+  if ('id' in msg && !isValidId(msg.id)) throw invalid('"id" must be a string, a number or null');
+  if ('params' in msg && (typeof msg.params !== 'object' || msg.params === null)) throw invalid('"params" must be an object or an array');
   return msg as unknown as JsonRpcRequest;
 }
 

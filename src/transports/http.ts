@@ -55,16 +55,6 @@ function refuse(req: IncomingMessage, res: ServerResponse, error: ServerError): 
   req.resume();
 }
 
-/** Whether `path` decodes (`decodeURIComponent`): routes decode it, and "%ZZ" would throw a URIError there. */
-function decodable(path: string): boolean {
-  try {
-    decodeURIComponent(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Whether the client of one request went away before its reply was finished. The AbortSignal
  * is made only when asked for: most requests (a status, a poll that has its chunk) never need
@@ -184,7 +174,10 @@ export class HttpTransport implements Transport {
       return;
     }
     const url = new URL(req.url ?? '/', 'http://x');
-    if (!decodable(url.pathname)) {
+    try {
+      // Routes decode the path: "%ZZ" would throw a URIError there.
+      decodeURIComponent(url.pathname);
+    } catch {
       sendError(res, fault('INVALID_REQUEST', 'envelope', { detail: 'the URL path has malformed percent-encoding' }), 'jsonrpc', 400);
       req.resume();
       return;
@@ -205,54 +198,29 @@ export class HttpTransport implements Transport {
       sendError(res, fault('INVALID_REQUEST', 'not_post'), 'jsonrpc', 405);
       return;
     }
-    const peer = this.#admit(req, res);
-    if (peer) void this.#read(req, res, peer);
+    void this.#jsonRpc(req, res);
   }
 
-  /** Checks the key and counts the request against its client's limit; on refusal answers and returns undefined. */
-  #admit(req: IncomingMessage, res: ServerResponse): ClientEnd | undefined {
-    const { gate } = this.#options;
+  /** `POST /`: checks the key (before the body is read), counts the request against its client's limit, reads the body and answers it. */
+  async #jsonRpc(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { gate, maxBodyBytes, log } = this.#options;
+    let peer: ClientEnd;
+    let body: Buffer;
     try {
-      const peer: ClientEnd = {
-        address: req.socket.remoteAddress ?? 'unknown',
-        key: gate.keyFromHeader(req.headers.authorization, 'refuse'),
-      };
+      peer = { address: req.socket.remoteAddress ?? 'unknown', key: gate.keyFromHeader(req.headers.authorization, 'refuse') };
       res.once('close', gate.admitConnection(peer, this.name));
-      return peer;
     } catch (err) {
       if (!(err instanceof ServerError)) throw err;
       refuse(req, res, err);
-      return undefined;
+      return;
     }
-  }
-
-  async #read(req: IncomingMessage, res: ServerResponse, peer: ClientEnd): Promise<void> {
-    let body: Buffer;
     try {
-      body = await readBody(req, this.#options.maxBodyBytes);
+      body = await readBody(req, maxBodyBytes);
     } catch (err) {
       if (err instanceof ServerError) sendError(res, err, 'jsonrpc');
       else res.destroy();
       return;
     }
-    await this.#respond(body, res, peer);
-  }
-
-  async #route(route: HttpRoute, url: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const gone = new ClientGone(res).signal;
-    const limit = this.#options.maxBodyBytes;
-    const log = this.#options.log;
-    try {
-      const address = req.socket.remoteAddress ?? 'unknown';
-      await route.serve({ req, res, url, address, signal: gone, readBody: () => readBody(req, limit), log });
-    } catch (err) {
-      log.error({ err, path: url.pathname }, 'http: route failed');
-      if (!res.headersSent) sendError(res, undefined, 'jsonrpc', 500);
-      else res.end();
-    }
-  }
-
-  async #respond(body: Buffer, res: ServerResponse, peer: ClientEnd): Promise<void> {
     const gone = new ClientGone(res);
     try {
       const reply = await this.#options.handle(body, {
@@ -270,8 +238,22 @@ export class HttpTransport implements Transport {
         sendJson(res, status, reply, headers);
       }
     } catch (err) {
-      this.#options.log.error({ err }, 'http: unexpected failure');
+      log.error({ err }, 'http: unexpected failure');
       if (!res.headersSent) sendError(res, undefined, 'jsonrpc', 500);
+    }
+  }
+
+  async #route(route: HttpRoute, url: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const gone = new ClientGone(res).signal;
+    const limit = this.#options.maxBodyBytes;
+    const log = this.#options.log;
+    try {
+      const address = req.socket.remoteAddress ?? 'unknown';
+      await route.serve({ req, res, url, address, signal: gone, readBody: () => readBody(req, limit), log });
+    } catch (err) {
+      log.error({ err, path: url.pathname }, 'http: route failed');
+      if (!res.headersSent) sendError(res, undefined, 'jsonrpc', 500);
+      else res.end();
     }
   }
 

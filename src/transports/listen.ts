@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import type { AddressInfo, Server } from 'node:net';
 
 /** "host:port", with an IPv6 host in brackets. */
@@ -7,12 +8,7 @@ export function formatAddress(address: AddressInfo): string {
 
 /** Binds a TCP-based server (net or http) and resolves with its bound address; rejects if binding fails. */
 export async function listen(server: Server, host: string, port: number): Promise<string> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  server.listen(port, host);
+  await once(server, 'listening');
   return formatAddress(server.address() as AddressInfo);
 }

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { isIP } from 'node:net';
+import { exposesBeyondLoopback } from '../auth.js';
 import { fault, type ServerError } from '../errors.js';
 
 /**
@@ -31,7 +32,7 @@ function loopbackHost(host: string): boolean {
   } catch {
     return false;
   }
-  return name === 'localhost' || name === '::1' || (isIP(name) === 4 && name.startsWith('127.'));
+  return !exposesBeyondLoopback(name);
 }
 
 /**

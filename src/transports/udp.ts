@@ -1,11 +1,12 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { encodeJson } from '../jsonrpc/large-id.js';
+import { once } from 'node:events';
 import { isIPv6 } from 'node:net';
+import { encodeJson } from '../jsonrpc/large-id.js';
 import type { Logger } from 'pino';
 import type { ClientGate } from '../clients.js';
 import type { Connection } from '../jsonrpc/connection.js';
 import { fault } from '../errors.js';
-import { errorResponse, type JsonRpcResponse } from '../jsonrpc/message.js';
+import { errorResponse, type JsonRpcId, type JsonRpcResponse } from '../jsonrpc/message.js';
 import { formatAddress } from './listen.js';
 import type { MessageHandler, Transport } from './transport.js';
 
@@ -28,13 +29,10 @@ export interface UdpTransportOptions {
   log: Logger;
 }
 
-const DATAGRAM_SETTING = 'udp.max_datagram_bytes';
-
-/** A reply that would not fit in one datagram becomes an error that fits, for the same request. */
-function tooLargeReply(message: JsonRpcResponse | JsonRpcResponse[], bytes: number, limit: number): JsonRpcResponse {
-  const vars = { bytes, max_datagram_bytes: limit, setting: DATAGRAM_SETTING };
-  const error = fault('INVALID_REQUEST', 'reply_too_large', vars, { max_datagram_bytes: limit });
-  return errorResponse(Array.isArray(message) ? null : message.id, error);
+/** The answer to a datagram, or a reply, over the datagram limit: an error that fits, for request `id`. */
+function tooLarge(what: 'datagram_too_large' | 'reply_too_large', id: JsonRpcId, bytes: number, limit: number): JsonRpcResponse {
+  const vars = { bytes, max_datagram_bytes: limit, setting: 'udp.max_datagram_bytes' };
+  return errorResponse(id, fault('INVALID_REQUEST', what, vars, { max_datagram_bytes: limit }));
 }
 
 /**
@@ -56,18 +54,12 @@ export class UdpTransport implements Transport {
   }
 
   async start(): Promise<string> {
-    await new Promise<void>((resolve, reject) => {
-      this.#socket.once('error', reject);
-      this.#socket.bind(this.#options.port, this.#options.host, () => {
-        this.#socket.off('error', reject);
-        resolve();
-      });
-    });
+    this.#socket.bind(this.#options.port, this.#options.host);
+    await once(this.#socket, 'listening');
     this.#socket.on('error', (err) => this.#options.log.warn({ err }, 'udp: socket error'));
     return formatAddress(this.#socket.address());
   }
 
-  /** UDP has no connections. */
   get openConnections(): number {
     return 0;
   }
@@ -91,9 +83,7 @@ export class UdpTransport implements Transport {
     const peer = this.#peer(sender);
     const limit = this.#options.maxDatagramBytes;
     if (data.length > limit) {
-      const vars = { bytes: data.length, max_datagram_bytes: limit, setting: DATAGRAM_SETTING };
-      const error = fault('INVALID_REQUEST', 'datagram_too_large', vars, { max_datagram_bytes: limit });
-      peer.send(errorResponse(null, error));
+      peer.send(tooLarge('datagram_too_large', null, data.length, limit));
       return;
     }
     const restricted = this.#options.guard && !this.#options.gate.presentsKey(data);
@@ -149,7 +139,8 @@ export class UdpTransport implements Transport {
   #encode(message: JsonRpcResponse | JsonRpcResponse[]): Buffer {
     const limit = this.#options.maxDatagramBytes;
     const data = Buffer.from(encodeJson(message));
-    return data.length > limit ? Buffer.from(JSON.stringify(tooLargeReply(message, data.length, limit))) : data;
+    if (data.length <= limit) return data;
+    return Buffer.from(JSON.stringify(tooLarge('reply_too_large', Array.isArray(message) ? null : message.id, data.length, limit)));
   }
 
   /** Sends one datagram; false once the datagrams still queued exceed the cap. */
