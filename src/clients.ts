@@ -14,14 +14,15 @@ export const AUTHENTICATE = 'authenticate';
  * stream limit.
  */
 export class Client implements StreamOwner {
-  readonly peer: ClientEnd;
-  readonly key: ApiKey | undefined;
   readonly #limits: ClientLimits;
   readonly #keysRequired: boolean;
 
-  constructor(peer: ClientEnd, key: ApiKey | undefined, limits: ClientLimits, keysRequired: boolean) {
-    this.peer = peer;
-    this.key = key;
+  constructor(
+    readonly peer: ClientEnd,
+    readonly key: ApiKey | undefined,
+    limits: ClientLimits,
+    keysRequired: boolean,
+  ) {
     this.#limits = limits;
     this.#keysRequired = keysRequired;
   }

@@ -1,4 +1,4 @@
-import { AsyncQueue } from './queue.js';
+import { EventEmitter, on } from 'node:events';
 import { failureOf, resultOf, type Channel, type Chunk, type Reply, type RunParams } from './types.js';
 import type { Wire } from './wires.js';
 
@@ -34,13 +34,15 @@ export class LiveChannel implements Channel {
   }
 
   async *stream(params: RunParams): AsyncGenerator<Chunk, void, undefined> {
-    const replies = new AsyncQueue<Reply | Error>();
-    const id = this.#send('rkllm_run_async', params, (reply) => replies.push(reply));
+    // Listening before the request is sent: a closed connection answers it at once.
+    const replies = new EventEmitter();
+    const received = on(replies, 'reply') as AsyncIterableIterator<[Reply | Error]>;
+    const id = this.#send('rkllm_run_async', params, (reply) => replies.emit('reply', reply));
     let streamId: string | undefined;
     let ended = false;
     try {
-      for (;;) {
-        const { chunk } = resultOf(await replies.next()) as { chunk: Chunk };
+      for await (const [reply] of received) {
+        const { chunk } = resultOf(reply) as { chunk: Chunk };
         streamId = chunk.stream_id;
         ended = chunk.end;
         yield chunk;

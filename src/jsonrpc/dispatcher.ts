@@ -105,20 +105,12 @@ export interface DispatcherOptions<ClientEnd, Who extends Sender> {
  * of one message and writes back what it returns (nothing for notifications).
  */
 export class Dispatcher<ClientEnd, Who extends Sender> {
-  readonly #methods: MethodTable<Who>;
-  readonly #log: Logger;
-  readonly #maxBatch: number;
-  readonly #gate: RequestGate<ClientEnd, Who>;
-  readonly #onAnswered: NonNullable<DispatcherOptions<ClientEnd, Who>['onAnswered']>;
+  readonly #options: DispatcherOptions<ClientEnd, Who>;
   /** Numbers requests for the logs. */
   #received = 0;
 
   constructor(options: DispatcherOptions<ClientEnd, Who>) {
-    this.#methods = options.methods;
-    this.#log = options.log;
-    this.#maxBatch = options.maxBatch;
-    this.#gate = options.gate;
-    this.#onAnswered = options.onAnswered ?? (() => {});
+    this.#options = options;
   }
 
   /** Handles one message (a request, a notification or a batch). Undefined means "send nothing". */
@@ -131,8 +123,8 @@ export class Dispatcher<ClientEnd, Who extends Sender> {
     }
     if (!Array.isArray(message)) return this.#one(message, origin);
     if (message.length === 0) return errorResponse(null, fault('INVALID_REQUEST', 'empty_batch'));
-    if (message.length > this.#maxBatch) {
-      return errorResponse(null, fault('INVALID_REQUEST', 'batch_too_large', { max_batch: this.#maxBatch, count: message.length }));
+    if (message.length > this.#options.maxBatch) {
+      return errorResponse(null, fault('INVALID_REQUEST', 'batch_too_large', { max_batch: this.#options.maxBatch, count: message.length }));
     }
     const responses = await Promise.all(message.map((m) => this.#one(m, origin)));
     const sent = responses.filter((r): r is JsonRpcResponse => r !== undefined);
@@ -152,11 +144,11 @@ export class Dispatcher<ClientEnd, Who extends Sender> {
     const bindings = { req_id: `r${++this.#received}`, rpc_id: id, transport: origin.transport };
     // Child loggers cost more than a trivial method: made only when something logs.
     let log: Logger | undefined;
-    const requestLog = (): Logger => (log ??= this.#log.child(bindings));
-    const debug = this.#log.isLevelEnabled('debug');
+    const requestLog = (): Logger => (log ??= this.#options.log.child(bindings));
+    const debug = this.#options.log.isLevelEnabled('debug');
     const started = performance.now();
     try {
-      const client = this.#gate.admit(request, origin.peer);
+      const client = this.#options.gate.admit(request, origin.peer);
       let clientLog: Logger | undefined;
       const result = await this.call(method, request.params, {
         id: isNotification ? undefined : id,
@@ -179,13 +171,13 @@ export class Dispatcher<ClientEnd, Who extends Sender> {
       if (debug) requestLog().debug({ method, code: ERRORS[error.name].code }, 'answered with an error');
       return isNotification ? undefined : errorResponse(id, error);
     } finally {
-      this.#onAnswered(method, origin.transport, (performance.now() - started) / 1000);
+      this.#options.onAnswered?.(method, origin.transport, (performance.now() - started) / 1000);
     }
   }
 
   /** Looks the method up before touching its params, validates them, then runs the handler. */
   async call(name: string, params: unknown, ctx: MethodContext<Who>): Promise<unknown> {
-    const method = this.#methods.get(name);
+    const method = this.#options.methods.get(name);
     if (!method) throw fault('METHOD_NOT_FOUND', 'unknown', { method: name });
     if (method.admin && !ctx.client.admin) throw fault('FORBIDDEN', 'admin', { method: name });
     if (method.streams && ctx.connection?.restricted) throw fault('FORBIDDEN', 'udp_stream');

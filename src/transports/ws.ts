@@ -1,4 +1,4 @@
-import { STATUS_CODES, createServer, type IncomingMessage, type Server } from 'node:http';
+import { STATUS_CODES, createServer, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { ApiKey, ClientEnd } from '../auth.js';
@@ -71,25 +71,18 @@ export class WsTransport extends SocketTransport<WebSocket> {
         refuseHandshake(socket, foreign);
         return;
       }
-      const key = this.#keyOf(req, socket);
-      if (key === null) return;
+      // Without an Authorization header the connection opens unauthenticated (it may call
+      // `authenticate`, as browsers cannot set the header); a wrong key is refused with 401.
+      let key: ApiKey | undefined;
+      try {
+        key = options.gate.keyFromHeader(req.headers.authorization, 'allow');
+      } catch (err) {
+        refuseHandshake(socket, err as ServerError);
+        return;
+      }
       const peer: ClientEnd = { address: req.socket.remoteAddress ?? 'unknown', key };
       this.#wss.handleUpgrade(req, socket, head, (ws) => this.#serve(ws, peer));
     });
-  }
-
-  /**
-   * The key of the handshake's Authorization header. Without the header the connection opens
-   * unauthenticated (it may call `authenticate`, as browsers cannot set the header); a wrong key is
-   * refused with 401 and null is returned.
-   */
-  #keyOf(req: IncomingMessage, socket: Duplex): ApiKey | undefined | null {
-    try {
-      return this.options.gate.keyFromHeader(req.headers.authorization, 'allow');
-    } catch (err) {
-      refuseHandshake(socket, err as ServerError);
-      return null;
-    }
   }
 
   protected end(ws: WebSocket): void {
