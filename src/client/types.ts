@@ -1,3 +1,9 @@
+import type { FinishReason } from '../engine/types.js';
+import type { ErrorObject } from '../errors.js';
+import type { Chunk as StreamChunk } from '../streams/stream.js';
+
+export type { FinishReason };
+
 /** The run parameters of `rkllm_run` and `rkllm_run_async`, flat or nested (see docs/protocol.md); checked by the server. */
 export interface RunParams {
   prompt_input?: string;
@@ -13,22 +19,8 @@ export interface RunParams {
   [field: string]: unknown;
 }
 
-/** Why a generation ended. */
-export type FinishReason = 'stop' | 'length' | 'abort' | 'error' | 'shutdown';
-
-/** One piece of a stream. Over HTTP, one chunk joins everything buffered since the last poll, and `seq` is the last seq it holds. */
-export interface Chunk {
-  seq: number;
-  delta: string;
-  end: boolean;
-  stream_id: string;
-  /** On the final chunk. */
-  finish_reason?: FinishReason;
-  /** On the final chunk: the fields of RKLLMPerfStat. */
-  perf?: Record<string, number>;
-  /** On a final chunk that ended in error. */
-  error?: { code: number; message: string; data?: unknown };
-}
+/** One piece of a stream, as the server sends it. Over HTTP, one chunk joins everything buffered since the last poll, and `seq` is the last seq it holds. */
+export type Chunk = StreamChunk & { stream_id: string };
 
 /** What `rkllm_run` resolves to. */
 export interface RunResult {
@@ -54,7 +46,7 @@ export class RkllmError extends Error {
 export interface Reply {
   id: string | number | null;
   result?: unknown;
-  error?: { code: number; message: string; data?: unknown };
+  error?: ErrorObject;
 }
 
 /** The error a reply carries (or the connection's failure), if any. */

@@ -44,11 +44,8 @@ function isValidId(id: unknown): id is JsonRpcId {
 
 /** The id to answer an invalid request with: its own id when that id is well-formed, else null. */
 export function salvageId(value: unknown): JsonRpcId {
-  if (typeof value === 'object' && value !== null && 'id' in value) {
-    const id = value.id;
-    if (isValidId(id)) return id;
-  }
-  return null;
+  const id = typeof value === 'object' && value !== null && 'id' in value ? value.id : null;
+  return isValidId(id) ? id : null;
 }
 
 /** Checks the envelope of one request; throws -32600 naming what is wrong. */

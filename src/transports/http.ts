@@ -160,10 +160,6 @@ export class HttpTransport implements Transport {
     else res.once('finish', () => setImmediate(() => this.#server.closeIdleConnections()));
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
     this.#answering.add(res);
     res.once('close', () => this.#answering.delete(res));

@@ -158,16 +158,12 @@ export class LiveConnection implements Connection {
   closeWith(error: ServerError): void {
     if (!this.#sendable) return;
     this.send(errorResponse(null, error));
-    this.#shutDown();
+    this.dispose();
     this.#options.wire.end(error);
   }
 
   /** The peer is gone: abort everything, send nothing more. Idempotent. */
   dispose(): void {
-    this.#shutDown();
-  }
-
-  #shutDown(): void {
     this.#sendable = false;
     this.#queue.length = 0;
     this.#cancelIdle?.();

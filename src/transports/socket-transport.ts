@@ -87,10 +87,6 @@ export abstract class SocketTransport<S extends ClosingSocket> implements Transp
     return this.#closed;
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
   /** Called once every connection has closed, before the listener's close is awaited. */
   protected closeServer(): void {}
 

@@ -127,10 +127,6 @@ export class StdioTransport implements Transport {
     this.#options.input.pause();
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
   #end(): void {
     if (this.#ended) return;
     this.#ended = true;

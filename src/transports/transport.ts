@@ -26,6 +26,4 @@ export interface Transport {
   stopAccepting(): void;
   /** Stops accepting and closes every connection. Idempotent. */
   close(): Promise<void>;
-  /** The same as `close`. */
-  [Symbol.asyncDispose](): Promise<void>;
 }

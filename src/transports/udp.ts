@@ -75,10 +75,6 @@ export class UdpTransport implements Transport {
     return this.#closed;
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
   #receive(data: Buffer, sender: RemoteInfo): void {
     const peer = this.#peer(sender);
     const limit = this.#options.maxDatagramBytes;
