@@ -1,13 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Logger } from 'pino';
 import type { ClientEnd } from '../auth.js';
-import type { ClientGate } from '../clients.js';
 import { ERROR_NAMES, ERRORS, fault, ServerError, type ErrorName, type ErrorSpec } from '../errors.js';
 import type { JsonRpcResponse } from '../jsonrpc/message.js';
 import { LINGER_MS, readBody, refusalHeaders, sendError, sendJson, type HttpRoute } from './http-route.js';
 import { listen } from './listen.js';
 import { foreignOrigin } from './origin.js';
-import type { MessageHandler, Transport } from './transport.js';
+import type { NetworkTransportOptions, Transport } from './transport.js';
 
 /** A GET endpoint beside JSON-RPC (`/health`, `/metrics`). */
 export interface HttpEndpoint {
@@ -18,9 +16,7 @@ export interface HttpEndpoint {
   serve(): Promise<{ status: number; type: string; body: string }>;
 }
 
-export interface HttpTransportOptions {
-  host: string;
-  port: number;
+export interface HttpTransportOptions extends NetworkTransportOptions {
   maxBodyBytes: number;
   /** How long a keep-alive connection may stay idle between requests; 0 never closes it. */
   idleTimeoutMs: number;
@@ -28,13 +24,10 @@ export interface HttpTransportOptions {
   requestTimeoutMs: number;
   /** Browser origins allowed besides the server's own (setting http.allowed_origins). */
   allowedOrigins: readonly string[];
-  handle: MessageHandler;
-  gate: ClientGate;
   /** GET endpoints by path. */
   endpoints: ReadonlyMap<string, HttpEndpoint>;
   /** The faces beside JSON-RPC, asked in order before it; read at each request, so a server can add them once its model is loaded. */
   routes?: () => readonly HttpRoute[];
-  log: Logger;
 }
 
 /** The error names by JSON-RPC code, for the status of a reply that carries one. */

@@ -1,12 +1,10 @@
 import type { Server } from 'node:net';
-import type { Logger } from 'pino';
 import type { ClientEnd } from '../auth.js';
-import type { ClientGate } from '../clients.js';
 import { fault, type ServerError } from '../errors.js';
 import { LINGER_MS } from './http-route.js';
 import { listen } from './listen.js';
-import { LiveConnection, type ConnectionLimits, type Wire } from './live-connection.js';
-import type { MessageHandler, Transport } from './transport.js';
+import { LiveConnection, type LiveConnectionOptions, type Wire } from './live-connection.js';
+import type { NetworkTransportOptions, Transport } from './transport.js';
 
 /** What the transports' sockets (a TCP socket, a WebSocket) have in common: they say when they have closed. */
 export interface ClosingSocket {
@@ -20,17 +18,11 @@ interface OpenConnection {
 }
 
 /** What every socket transport (TCP, WebSocket) takes. */
-export interface SocketTransportOptions {
-  host: string;
-  port: number;
+export interface SocketTransportOptions extends NetworkTransportOptions, Pick<LiveConnectionOptions, 'limits'> {
   /** Open connections at most (setting connections.max_connections). */
   maxConnections: number;
   /** How long a connection may stay without a valid key while keys are required (setting auth.timeout_s), in ms. */
   authTimeoutMs: number;
-  limits: ConnectionLimits;
-  handle: MessageHandler;
-  gate: ClientGate;
-  log: Logger;
 }
 
 /**

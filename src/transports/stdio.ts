@@ -1,9 +1,8 @@
 import type { Readable, Writable } from 'node:stream';
-import type { Logger } from 'pino';
 import type { ClientEnd } from '../auth.js';
 import { errorResponse, type JsonRpcResponse } from '../jsonrpc/message.js';
-import { LiveConnection, readLines, type ConnectionLimits } from './live-connection.js';
-import type { MessageHandler, Transport } from './transport.js';
+import { LiveConnection, readLines, type LiveConnectionOptions } from './live-connection.js';
+import type { Transport } from './transport.js';
 
 /**
  * Another protocol that shares stdio with JSON-RPC (MCP). Every message is offered to it first,
@@ -37,16 +36,13 @@ function parsed(raw: Uint8Array | string): unknown {
   }
 }
 
-export interface StdioTransportOptions {
+export interface StdioTransportOptions extends Pick<LiveConnectionOptions, 'limits' | 'handle' | 'log'> {
   /** Where messages come from (process.stdin). */
   input: Readable;
   /** Where replies go (process.stdout): nothing else may write there. */
   output: Writable;
   /** Longest line (one message) accepted, in bytes. */
   maxLineBytes: number;
-  limits: ConnectionLimits;
-  handle: MessageHandler;
-  log: Logger;
   /** Another protocol on the same stdio (MCP), offered every message first. */
   guest?: StdioGuest;
   /** Called once, when the input has ended and every reply and final chunk is flushed, or when the output fails. */

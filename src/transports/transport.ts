@@ -1,4 +1,6 @@
+import type { Logger } from 'pino';
 import type { ClientEnd } from '../auth.js';
+import type { ClientGate } from '../clients.js';
 import type { RequestOrigin } from '../jsonrpc/dispatcher.js';
 import type { JsonRpcResponse } from '../jsonrpc/message.js';
 
@@ -26,4 +28,13 @@ export interface Transport {
   stopAccepting(): void;
   /** Stops accepting and closes every connection. Idempotent. */
   close(): Promise<void>;
+}
+
+/** What every network transport takes: where it binds, what answers its messages, the gate its clients pass, and its log. */
+export interface NetworkTransportOptions {
+  host: string;
+  port: number;
+  handle: MessageHandler;
+  gate: ClientGate;
+  log: Logger;
 }

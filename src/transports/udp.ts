@@ -1,18 +1,15 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { once } from 'node:events';
 import { isIPv6 } from 'node:net';
-import { encodeJson } from '../jsonrpc/large-id.js';
-import type { Logger } from 'pino';
-import type { ClientGate } from '../clients.js';
-import type { Connection } from '../jsonrpc/connection.js';
 import { fault } from '../errors.js';
+import type { Connection } from '../jsonrpc/connection.js';
+import { encodeJson } from '../jsonrpc/large-id.js';
 import { errorResponse, type JsonRpcId, type JsonRpcResponse } from '../jsonrpc/message.js';
 import { formatAddress } from './listen.js';
-import type { MessageHandler, Transport } from './transport.js';
+import type { NetworkTransportOptions, Transport } from './transport.js';
 
-export interface UdpTransportOptions {
-  host: string;
-  port: number;
+/** The datagram limits and the guard; `gate` tells whether a datagram carries valid keys. */
+export interface UdpTransportOptions extends NetworkTransportOptions {
   /** Largest datagram received or sent, in bytes. */
   maxDatagramBytes: number;
   /** Bytes of datagrams queued for sending at most, over all clients. */
@@ -23,10 +20,6 @@ export interface UdpTransportOptions {
    * so the server cannot be used to amplify traffic towards a forged sender address.
    */
   guard: boolean;
-  /** Tells whether a datagram carries valid keys. */
-  gate: ClientGate;
-  handle: MessageHandler;
-  log: Logger;
 }
 
 /** The answer to a datagram, or a reply, over the datagram limit: an error that fits, for request `id`. */
