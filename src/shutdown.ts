@@ -84,8 +84,7 @@ export function exitOnSignals(log: Logger): { drainWith(shutdown: () => Promise<
   };
   return {
     drainWith: (shutdown) => {
-      process.on('SIGINT', (signal) => onSignal(shutdown, signal));
-      process.on('SIGTERM', (signal) => onSignal(shutdown, signal));
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => onSignal(shutdown, signal));
     },
   };
 }

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { ClientEnd } from '../auth.js';
 import { ERROR_NAMES, ERRORS, fault, ServerError, type ErrorName, type ErrorSpec } from '../errors.js';
 import type { JsonRpcResponse } from '../jsonrpc/message.js';
@@ -90,7 +91,6 @@ export class HttpTransport implements Transport {
   readonly #options: HttpTransportOptions;
   readonly #server: Server;
   readonly #origins: ReadonlySet<string>;
-  #port: number | undefined;
   #sockets = 0;
   #closed: Promise<void> | undefined;
   /** The answers not yet finished; once closing, each one's connection closes when it is sent. */
@@ -118,15 +118,13 @@ export class HttpTransport implements Transport {
     return this.#sockets;
   }
 
-  async start(): Promise<string> {
-    const address = await listen(this.#server, this.#options.host, this.#options.port);
-    this.#port = Number(address.slice(address.lastIndexOf(':') + 1));
-    return address;
+  start(): Promise<string> {
+    return listen(this.#server, this.#options.host, this.#options.port);
   }
 
-  /** The bound port, once started: pages served here may open the WebSocket transport. */
+  /** The bound port, while listening: pages served here may open the WebSocket transport. */
   get port(): number | undefined {
-    return this.#port;
+    return (this.#server.address() as AddressInfo | null)?.port;
   }
 
   /** HTTP keeps listening while the server drains: buffered streams must stay pollable, by clients that open a connection per poll too. */

@@ -89,6 +89,7 @@ export function readLines(
  */
 export class LiveConnection implements Connection {
   readonly lossy = false;
+  readonly id: string;
   readonly sendLimit: { bytes: number; setting: string };
   readonly #options: LiveConnectionOptions;
   readonly #closed = new AbortController();
@@ -102,12 +103,9 @@ export class LiveConnection implements Connection {
 
   constructor(options: LiveConnectionOptions) {
     this.#options = options;
+    this.id = options.id;
     this.sendLimit = { bytes: options.limits.maxSendBufferBytes, setting: 'connections.max_send_buffer_bytes' };
     this.#update();
-  }
-
-  get id(): string {
-    return this.#options.id;
   }
 
   get closed(): AbortSignal {

@@ -1,6 +1,5 @@
 import { createServer, type Socket } from 'node:net';
 import type { ClientEnd } from '../auth.js';
-import type { ServerError } from '../errors.js';
 import { errorResponse } from '../jsonrpc/message.js';
 import { LINGER_MS } from './http-route.js';
 import { readLines } from './live-connection.js';
@@ -14,11 +13,6 @@ export interface TcpTransportOptions extends SocketTransportOptions {
 
 /** Bytes one tick may gather under the cork before they are sent anyway. */
 const CORK_BYTES = 16_384;
-
-/** Tells a connection we will not serve why, then closes it. */
-function turnAway(socket: Socket, error: ServerError): void {
-  endGracefully(socket, `${JSON.stringify(errorResponse(null, error))}\n`);
-}
 
 /** Ends our side once what was written is flushed, discarding whatever the peer still sends, and cuts it off if it lingers. */
 function endGracefully(socket: Socket, last = ''): void {
@@ -84,7 +78,7 @@ export class TcpTransport extends SocketTransport<Socket> {
       resume: () => socket.resume(),
       end: () => endGracefully(socket),
     };
-    const connection = this.accept(socket, peer, wire, (error) => turnAway(socket, error));
+    const connection = this.accept(socket, peer, wire, (error) => endGracefully(socket, `${JSON.stringify(errorResponse(null, error))}\n`));
     if (!connection) return;
     readLines(socket, connection, { maxLineBytes, setting: 'tcp.max_line_bytes' }, (error) => {
       connection.closeWith(error);
