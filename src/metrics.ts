@@ -51,30 +51,24 @@ export class Metrics {
     this.#now = now;
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.#tokens = new Counter({ name: 'rkllm_tokens_generated_total', help: 'Tokens generated (one per chunk of text).', registers });
-    this.#streamsEnded = new Counter({
-      name: 'rkllm_streams_ended_total',
-      help: 'Streams ended, by finish reason.',
-      labelNames: ['finish_reason'],
-      registers,
-    });
-    this.#errors = new Counter({
-      name: 'rkllm_errors_total',
-      help: 'Errors sent to clients (error responses, error chunks, refusals), by JSON-RPC code.',
-      labelNames: ['code', 'name'],
-      registers,
-    });
-    const delay = (name: string, help: string): Histogram => new Histogram({ name, help, buckets: DELAY_BUCKETS, registers });
+    const counter = <L extends string>(name: string, help: string, labelNames: L[] = []): Counter<L> =>
+      new Counter({ name, help, labelNames, registers });
+    const delay = <L extends string>(name: string, help: string, labelNames: L[] = []): Histogram<L> =>
+      new Histogram({ name, help, labelNames, buckets: DELAY_BUCKETS, registers });
+    this.#tokens = counter('rkllm_tokens_generated_total', 'Tokens generated (one per chunk of text).');
+    this.#streamsEnded = counter('rkllm_streams_ended_total', 'Streams ended, by finish reason.', ['finish_reason']);
+    this.#errors = counter('rkllm_errors_total', 'Errors sent to clients (error responses, error chunks, refusals), by JSON-RPC code.', [
+      'code',
+      'name',
+    ]);
     this.#ttft = delay('rkllm_time_to_first_token_seconds', 'From a stream being admitted (queue included) to its first token.');
     this.#interToken = delay('rkllm_inter_token_delay_seconds', 'Between consecutive tokens of a stream.');
     this.#queueWait = delay('rkllm_queue_wait_seconds', 'From a stream being admitted to its getting an engine slot.');
-    this.#requests = new Histogram({
-      name: 'rkllm_request_duration_seconds',
-      help: 'Time to answer a request, by method and transport; method="poll" is the poll latency (long-poll waits included).',
-      labelNames: ['method', 'transport'],
-      buckets: DELAY_BUCKETS,
-      registers,
-    });
+    this.#requests = delay(
+      'rkllm_request_duration_seconds',
+      'Time to answer a request, by method and transport; method="poll" is the poll latency (long-poll waits included).',
+      ['method', 'transport'],
+    );
     this.#gauges(registers);
   }
 

@@ -4,6 +4,20 @@ import type { Chunk as StreamChunk } from '../streams/stream.js';
 
 export type { FinishReason };
 
+/** How to reach the server. */
+export interface RkllmClientOptions {
+  /** `ws://host:port`, `tcp://host:port` or `http://host:port/` (also `wss://`, `https://`). */
+  url: string;
+  /** An API key, when the server has `auth.api_keys`: the Authorization header over HTTP and WebSocket, `authenticate` over TCP. */
+  apiKey?: string;
+  /** HTTP: how long each poll waits on the server for new chunks (default 5000 ms; the server caps it at `streams.max_wait_ms`). */
+  pollWaitMs?: number;
+  /** HTTP: polls in a row whose reply may be lost before a stream fails (default 5). */
+  maxRetries?: number;
+  /** HTTP: the fetch to use (default the global one). */
+  fetch?: typeof fetch;
+}
+
 /** The run parameters of `rkllm_run` and `rkllm_run_async`, flat or nested (see docs/protocol.md); checked by the server. */
 export interface RunParams {
   prompt_input?: string;

@@ -6,7 +6,7 @@ import type { Connection } from '../jsonrpc/connection.js';
 import { fault, type ServerError } from '../errors.js';
 import { errorResponse, type JsonRpcResponse } from '../jsonrpc/message.js';
 import { LineSplitter } from './ndjson.js';
-import type { MessageHandler } from './transport.js';
+import { answerOn, type MessageHandler } from './transport.js';
 
 /** What every live connection enforces (the `connections` settings). */
 export interface ConnectionLimits {
@@ -178,15 +178,9 @@ export class LiveConnection implements Connection {
 
   async #dispatch(raw: Buffer | string): Promise<void> {
     const { handle, transport, peer, log } = this.#options;
-    try {
-      const reply = await handle(raw, { transport, signal: this.#closed.signal, connection: this, peer });
-      if (reply !== undefined) this.send(reply);
-    } catch (err) {
-      log.error({ err, connection: this.id }, `${transport}: unexpected failure handling a message`);
-    } finally {
-      this.#inflight--;
-      this.#pump();
-    }
+    await answerOn(handle, raw, { transport, signal: this.#closed.signal, connection: this, peer }, log);
+    this.#inflight--;
+    this.#pump();
   }
 
   /** Brings reading, the idle timer and the end of the wire in line with the current state. */

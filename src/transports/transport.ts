@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { ClientEnd } from '../auth.js';
 import type { ClientGate } from '../clients.js';
+import type { Connection } from '../jsonrpc/connection.js';
 import type { RequestOrigin } from '../jsonrpc/dispatcher.js';
 import type { JsonRpcResponse } from '../jsonrpc/message.js';
 
@@ -9,6 +10,21 @@ export type MessageHandler = (
   raw: Uint8Array | string,
   origin: RequestOrigin<ClientEnd>,
 ) => Promise<JsonRpcResponse | JsonRpcResponse[] | undefined>;
+
+/** Hands `raw` to `handle` and sends its reply back on the connection it came on; an unexpected failure is logged, never thrown. */
+export async function answerOn(
+  handle: MessageHandler,
+  raw: Uint8Array | string,
+  origin: RequestOrigin<ClientEnd> & { connection: Connection },
+  log: Logger,
+): Promise<void> {
+  try {
+    const reply = await handle(raw, origin);
+    if (reply !== undefined) origin.connection.send(reply);
+  } catch (err) {
+    log.error({ err, connection: origin.connection.id }, `${origin.transport}: unexpected failure handling a message`);
+  }
+}
 
 /**
  * The contract every transport implements. A transport owns its sockets and framing; it never

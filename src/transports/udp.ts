@@ -6,7 +6,7 @@ import type { Connection } from '../jsonrpc/connection.js';
 import { encodeJson } from '../jsonrpc/large-id.js';
 import { errorResponse, type JsonRpcId, type JsonRpcResponse } from '../jsonrpc/message.js';
 import { formatAddress } from './listen.js';
-import type { NetworkTransportOptions, Transport } from './transport.js';
+import { answerOn, type NetworkTransportOptions, type Transport } from './transport.js';
 
 /** The datagram limits and the guard; `gate` tells whether a datagram carries valid keys. */
 export interface UdpTransportOptions extends NetworkTransportOptions {
@@ -76,23 +76,10 @@ export class UdpTransport implements Transport {
       return;
     }
     const restricted = this.#options.guard && !this.#options.gate.presentsKey(data);
-    void this.#dispatch(data, restricted ? this.#peer(sender, data.length) : peer, sender);
-  }
-
-  /** Each datagram stands alone: over UDP a key travels in every request (`api_key`), never in a session. */
-  async #dispatch(data: Buffer, peer: Connection, sender: RemoteInfo): Promise<void> {
-    try {
-      const origin = {
-        transport: this.name,
-        signal: this.#closing.signal,
-        connection: peer,
-        peer: { address: sender.address, key: undefined },
-      };
-      const reply = await this.#options.handle(data, origin);
-      if (reply !== undefined) peer.send(reply);
-    } catch (err) {
-      this.#options.log.error({ err, connection: peer.id }, 'udp: unexpected failure handling a message');
-    }
+    const connection = restricted ? this.#peer(sender, data.length) : peer;
+    // Each datagram stands alone: over UDP a key travels in every request (`api_key`), never in a session.
+    const origin = { transport: this.name, signal: this.#closing.signal, connection, peer: { address: sender.address, key: undefined } };
+    void answerOn(this.#options.handle, data, origin, this.#options.log);
   }
 
   /**
