@@ -21,20 +21,12 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * (-32700), as JSON-RPC requires.
  */
 export function parseMessage(raw: Uint8Array | string): unknown {
-  let text: string;
-  if (typeof raw === 'string') {
-    text = raw;
-  } else {
-    try {
-      text = utf8.decode(raw);
-    } catch {
-      throw fault('PARSE_ERROR', 'utf8');
-    }
-  }
+  let text = raw;
   try {
+    text = typeof raw === 'string' ? raw : utf8.decode(raw);
     return keepLargeIds(JSON.parse(text), text);
   } catch (err) {
-    throw fault('PARSE_ERROR', 'json', { reason: (err as Error).message });
+    throw typeof text === 'string' ? fault('PARSE_ERROR', 'json', { reason: (err as Error).message }) : fault('PARSE_ERROR', 'utf8');
   }
 }
 

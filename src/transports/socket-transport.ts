@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import type { Server } from 'node:net';
 import type { ClientEnd } from '../auth.js';
 import { fault, type ServerError } from '../errors.js';
@@ -5,17 +6,6 @@ import { LINGER_MS } from './http-route.js';
 import { listen } from './listen.js';
 import { LiveConnection, type LiveConnectionOptions, type Wire } from './live-connection.js';
 import type { NetworkTransportOptions, Transport } from './transport.js';
-
-/** What the transports' sockets (a TCP socket, a WebSocket) have in common: they say when they have closed. */
-export interface ClosingSocket {
-  once(event: 'close', listener: () => void): unknown;
-}
-
-interface OpenConnection {
-  connection: LiveConnection;
-  release: () => void;
-  authTimer?: NodeJS.Timeout;
-}
 
 /** What every socket transport (TCP, WebSocket) takes. */
 export interface SocketTransportOptions extends NetworkTransportOptions, Pick<LiveConnectionOptions, 'limits'> {
@@ -31,13 +21,13 @@ export interface SocketTransportOptions extends NetworkTransportOptions, Pick<Li
  * either, and otherwise makes its `LiveConnection` and tracks it until the socket closes or the
  * transport does. A subclass frames the messages and says how to end and cut a socket.
  */
-export abstract class SocketTransport<S extends ClosingSocket> implements Transport {
+export abstract class SocketTransport<S extends EventEmitter> implements Transport {
   abstract readonly name: string;
   /** The transport as messages name it ("TCP", "WebSocket"). */
   protected abstract readonly title: string;
   protected readonly options: SocketTransportOptions;
   readonly #server: Server;
-  readonly #open = new Map<S, OpenConnection>();
+  readonly #open = new Map<S, { connection: LiveConnection; release: () => void; authTimer?: NodeJS.Timeout }>();
   #accepted = 0;
   #stopped: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
@@ -72,7 +62,21 @@ export abstract class SocketTransport<S extends ClosingSocket> implements Transp
   close(): Promise<void> {
     this.#closed ??= (async () => {
       const stopped = this.#stop();
-      await Promise.all([...this.#open].map(([socket, open]) => this.#closeOne(socket, open)));
+      await Promise.all(
+        [...this.#open].map(
+          ([socket, { connection, authTimer }]) =>
+            new Promise<void>((resolve) => {
+              clearTimeout(authTimer);
+              connection.dispose();
+              const lingering = setTimeout(() => this.cut(socket), LINGER_MS);
+              socket.once('close', () => {
+                clearTimeout(lingering);
+                resolve();
+              });
+              this.end(socket);
+            }),
+        ),
+      );
       this.closeServer();
       await stopped;
     })();
@@ -136,19 +140,6 @@ export abstract class SocketTransport<S extends ClosingSocket> implements Transp
     clearTimeout(open.authTimer);
     this.#open.delete(socket);
     open.release();
-  }
-
-  #closeOne(socket: S, { connection, authTimer }: OpenConnection): Promise<void> {
-    return new Promise<void>((resolve) => {
-      clearTimeout(authTimer);
-      connection.dispose();
-      const lingering = setTimeout(() => this.cut(socket), LINGER_MS);
-      socket.once('close', () => {
-        clearTimeout(lingering);
-        resolve();
-      });
-      this.end(socket);
-    });
   }
 
   /** Takes no new connections; resolves once the listener is closed. Idempotent. */
