@@ -41,7 +41,7 @@ export function openWs(url: string, apiKey: string | undefined): Promise<Wire> {
 export function openTcp(url: string): Promise<Wire> {
   const { hostname, port } = new URL(url);
   const socket = connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) });
-  const lines = new LineSplitter(Infinity);
+  const lines = new LineSplitter(Infinity, (line) => wire.onMessage(line.toString('utf8')));
   const wire: Wire = {
     ...UNSET,
     send: (text) => socket.write(`${text}\n`),
@@ -52,9 +52,7 @@ export function openTcp(url: string): Promise<Wire> {
         socket.end();
       }),
   };
-  socket.on('data', (data: Buffer) => {
-    for (const frame of lines.push(data)) if (frame.kind === 'line') wire.onMessage(frame.data.toString('utf8'));
-  });
+  socket.on('data', (data: Buffer) => lines.push(data));
   socket.on('close', () => wire.onClose(new Error(`connection to ${url} closed`)));
   return new Promise((resolve, reject) => {
     socket.once('connect', () => resolve(wire));

@@ -54,25 +54,24 @@ function unrefTimer(callback: () => void, ms: number): () => void {
 /**
  * Feeds newline-delimited JSON from `input` to `connection`, one message per line; the end of the
  * input ends the connection's input. A line over `maxLineBytes` is handed to `onOversize` as a
- * -32600 error naming `setting`; it answers whether to skip that line or stop reading.
+ * -32600 error naming `setting` (a connection it closes ignores the lines after it).
  */
 export function readLines(
   input: Readable,
   connection: LiveConnection,
   limit: { maxLineBytes: number; setting: string },
-  onOversize: (error: ServerError) => 'skip' | 'stop',
+  onOversize: (error: ServerError) => void,
 ): void {
   const { maxLineBytes, setting } = limit;
   const tooLong = fault('INVALID_REQUEST', 'line_too_long', { max_line_bytes: maxLineBytes, setting }, { max_line_bytes: maxLineBytes });
-  const lines = new LineSplitter(maxLineBytes);
-  input.on('data', (data: Buffer) => {
-    for (const frame of lines.push(data)) {
-      if (frame.kind === 'line') connection.receive(frame.data);
-      else if (onOversize(tooLong) === 'stop') return;
-    }
-  });
+  const lines = new LineSplitter(
+    maxLineBytes,
+    (line) => connection.receive(line),
+    () => onOversize(tooLong),
+  );
+  input.on('data', (data: Buffer) => lines.push(data));
   input.on('end', () => {
-    for (const frame of lines.end()) if (frame.kind === 'line') connection.receive(frame.data);
+    lines.end();
     connection.endInput();
   });
 }

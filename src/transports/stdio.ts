@@ -102,10 +102,7 @@ export class StdioTransport implements Transport {
       peer: this.#peer,
       closed: connection.closed,
     });
-    readLines(input, connection, { maxLineBytes, setting: 'stdio.max_line_bytes' }, (error) => {
-      connection.send(errorResponse(null, error));
-      return 'skip';
-    });
+    readLines(input, connection, { maxLineBytes, setting: 'stdio.max_line_bytes' }, (error) => connection.send(errorResponse(null, error)));
     input.on('error', (err) => log.warn({ err }, 'stdio: input error'));
     output.on('drain', () => connection.drained());
     output.on('error', (err) => {

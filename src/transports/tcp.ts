@@ -80,10 +80,7 @@ export class TcpTransport extends SocketTransport<Socket> {
     };
     const connection = this.accept(socket, peer, wire, (error) => endGracefully(socket, `${JSON.stringify(errorResponse(null, error))}\n`));
     if (!connection) return;
-    readLines(socket, connection, { maxLineBytes, setting: 'tcp.max_line_bytes' }, (error) => {
-      connection.closeWith(error);
-      return 'stop';
-    });
+    readLines(socket, connection, { maxLineBytes, setting: 'tcp.max_line_bytes' }, (error) => connection.closeWith(error));
     socket.on('drain', () => connection.drained());
   }
 }
