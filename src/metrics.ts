@@ -20,13 +20,6 @@ const DELAY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
 
 const NAME_OF_CODE = new Map<number, string>(ERROR_NAMES.map((name) => [ERRORS[name].code, name]));
 
-/** Timing of one stream, from its admission to its end. */
-interface StreamTiming {
-  admitted: number;
-  /** When its last chunk was produced. */
-  last?: number;
-}
-
 /**
  * The server's Prometheus metrics, in a registry of its own (never prom-client's global one), so
  * several servers can run in one process. It observes streams (as a StreamObserver), answered
@@ -36,7 +29,8 @@ export class Metrics {
   readonly registry = new Registry();
   #sources: MetricsSources | undefined;
   readonly #now: () => number;
-  readonly #timings = new Map<string, StreamTiming>();
+  /** Each stream's admission and its last chunk, until it ends. */
+  readonly #timings = new Map<string, { admitted: number; last?: number }>();
   readonly #tokens: Counter;
   readonly #streamsEnded: Counter<'finish_reason'>;
   readonly #errors: Counter<'code' | 'name'>;

@@ -76,9 +76,7 @@ export class RkllmClient implements AsyncDisposable {
   async #connect(): Promise<Channel> {
     const { url, apiKey } = this.#options;
     const scheme = new URL(url).protocol;
-    if (scheme === 'http:' || scheme === 'https:') {
-      return new HttpChannel(this.#options);
-    }
+    if (scheme === 'http:' || scheme === 'https:') return new HttpChannel(this.#options);
     if (scheme === 'tcp:') {
       const channel = new LiveChannel(await openTcp(url));
       if (apiKey !== undefined)

@@ -1,5 +1,5 @@
 import { EventEmitter, on } from 'node:events';
-import { failureOf, resultOf, type Channel, type Chunk, type Reply, type RunParams } from './types.js';
+import { resultOf, type Channel, type Chunk, type Reply, type RunParams } from './types.js';
 import type { Wire } from './wires.js';
 
 /**
@@ -22,15 +22,14 @@ export class LiveChannel implements Channel {
     };
   }
 
-  call(method: string, params?: unknown): Promise<unknown> {
-    return new Promise((resolve, reject) => {
+  async call(method: string, params?: unknown): Promise<unknown> {
+    const reply = await new Promise<Reply | Error>((resolve) => {
       const id = this.#send(method, params, (reply) => {
         this.#routes.delete(id);
-        const failure = failureOf(reply);
-        if (failure) reject(failure);
-        else resolve((reply as Reply).result);
+        resolve(reply);
       });
     });
+    return resultOf(reply);
   }
 
   async *stream(params: RunParams): AsyncGenerator<Chunk, void, undefined> {

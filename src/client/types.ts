@@ -63,17 +63,11 @@ export interface Reply {
   error?: ErrorObject;
 }
 
-/** The error a reply carries (or the connection's failure), if any. */
-export function failureOf(reply: Reply | Error): Error | undefined {
-  if (reply instanceof Error) return reply;
-  return reply.error && new RkllmError(reply.error.code, reply.error.message, reply.error.data);
-}
-
-/** Turns a reply into its result, or throws its error. */
+/** Turns a reply into its result, or throws its error (or the connection's failure). */
 export function resultOf(reply: Reply | Error): unknown {
-  const failure = failureOf(reply);
-  if (failure) throw failure;
-  return (reply as Reply).result;
+  if (reply instanceof Error) throw reply;
+  if (reply.error) throw new RkllmError(reply.error.code, reply.error.message, reply.error.data);
+  return reply.result;
 }
 
 /**
