@@ -1,7 +1,7 @@
 import { unauthorized, type ApiKey, type ApiKeys, type ClientEnd } from './auth.js';
 import { fault, type ServerError } from './errors.js';
 import type { Connection } from './jsonrpc/connection.js';
-import type { JsonRpcRequest } from './jsonrpc/message.js';
+import { peekJson, type JsonRpcRequest } from './jsonrpc/message.js';
 import type { ClientLimits } from './limits.js';
 import type { StreamOwner } from './streams/hub.js';
 
@@ -131,12 +131,7 @@ export class ClientGate {
    */
   presentsKey(raw: Uint8Array): boolean {
     if (!this.#keys.required) return false;
-    let message: unknown;
-    try {
-      message = JSON.parse(Buffer.from(raw).toString('utf8'));
-    } catch {
-      return false;
-    }
+    const message = peekJson(raw);
     const requests = Array.isArray(message) ? message : [message];
     return (
       requests.length > 0 &&

@@ -30,6 +30,15 @@ export function parseMessage(raw: Uint8Array | string): unknown {
   }
 }
 
+/** The JSON value in `raw`, or undefined when it is not JSON: a look at a message before the dispatcher's (which answers -32700). */
+export function peekJson(raw: Uint8Array | string): unknown {
+  try {
+    return JSON.parse(typeof raw === 'string' ? raw : Buffer.from(raw).toString('utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
 function isValidId(id: unknown): id is JsonRpcId {
   return id === null || typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)) || id instanceof LargeId;
 }

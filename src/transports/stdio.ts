@@ -1,6 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import type { ClientEnd } from '../auth.js';
-import { errorResponse, type JsonRpcResponse } from '../jsonrpc/message.js';
+import { errorResponse, peekJson, type JsonRpcResponse } from '../jsonrpc/message.js';
 import { LiveConnection, readLines, type LiveConnectionOptions } from './live-connection.js';
 import type { Transport } from './transport.js';
 
@@ -25,15 +25,6 @@ export interface StdioLink {
   readonly peer: ClientEnd;
   /** Aborts when stdin has ended or stdout failed. */
   readonly closed: AbortSignal;
-}
-
-/** The message in `raw`, or undefined when it is not JSON (the dispatcher then answers -32700). */
-function parsed(raw: Uint8Array | string): unknown {
-  try {
-    return JSON.parse(typeof raw === 'string' ? raw : Buffer.from(raw).toString('utf8')) as unknown;
-  } catch {
-    return undefined;
-  }
 }
 
 export interface StdioTransportOptions extends Pick<LiveConnectionOptions, 'limits' | 'handle' | 'log'> {
@@ -70,7 +61,7 @@ export class StdioTransport implements Transport {
       id: 'stdio',
       transport: this.name,
       peer: this.#peer,
-      handle: guest ? (raw, origin) => (guest.offer(parsed(raw)) ? Promise.resolve(undefined) : handle(raw, origin)) : handle,
+      handle: guest ? (raw, origin) => (guest.offer(peekJson(raw)) ? Promise.resolve(undefined) : handle(raw, origin)) : handle,
       limits: { ...limits, idleTimeoutMs: 0 },
       log,
       wire: {
