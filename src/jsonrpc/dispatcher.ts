@@ -31,19 +31,13 @@ function nestsDeeperThan(value: unknown, max: number): boolean {
  * What a handler knows about the request it serves. `Who` is whoever the gate says sent it (the
  * server's `Client`); the dispatcher only passes it on.
  */
-export interface MethodContext<Who = unknown> {
+export interface MethodContext<Who = unknown> extends Omit<RequestOrigin, 'peer'> {
   /** The request id; undefined for a notification. */
   id: JsonRpcId | undefined;
-  /** Aborts when the request is cancelled, e.g. its connection closed. */
-  signal: AbortSignal;
-  /** The transport that carried the request ("http", "tcp", ...). */
-  transport: string;
   /** Who sent the request: limits and stream ownership go by it. */
   client: Who;
   /** Carries the request's ids (`req_id`, unique within the server, and the JSON-RPC `rpc_id`) and the client's id. Made on first use. */
   log: Logger;
-  /** The live connection that carried the request (absent on HTTP): handlers may push messages on it. */
-  connection?: Connection;
 }
 
 /**
@@ -72,8 +66,11 @@ export type MethodTable<Who = unknown> = ReadonlyMap<string, Method<Who>>;
 
 /** Transport-level facts the dispatcher passes on to handlers. `ClientEnd` is the client end as the transport knows it. */
 export interface RequestOrigin<ClientEnd = unknown> {
+  /** The transport that carried the request ("http", "tcp", ...). */
   transport: string;
+  /** Aborts when the request is cancelled, e.g. its connection closed. */
   signal: AbortSignal;
+  /** The live connection that carried the request (absent on HTTP): handlers may push messages on it. */
   connection?: Connection;
   /** The client end, with the key it presented. */
   peer: ClientEnd;

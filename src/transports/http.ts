@@ -4,9 +4,8 @@ import type { ClientEnd } from '../auth.js';
 import { ERROR_NAMES, ERRORS, fault, ServerError, type ErrorName, type ErrorSpec } from '../errors.js';
 import type { JsonRpcResponse } from '../jsonrpc/message.js';
 import { LINGER_MS, readBody, refusalHeaders, sendError, sendJson, type HttpRoute } from './http-route.js';
-import { listen } from './listen.js';
 import { foreignOrigin } from './origin.js';
-import type { NetworkTransportOptions, Transport } from './transport.js';
+import { listen, type NetworkTransportOptions, type Transport } from './transport.js';
 
 /** A GET endpoint beside JSON-RPC (`/health`, `/metrics`). */
 export interface HttpEndpoint {

@@ -3,9 +3,8 @@ import type { Server } from 'node:net';
 import type { ClientEnd } from '../auth.js';
 import { fault, type ServerError } from '../errors.js';
 import { LINGER_MS } from './http-route.js';
-import { listen } from './listen.js';
 import { LiveConnection, type LiveConnectionOptions, type Wire } from './live-connection.js';
-import type { NetworkTransportOptions, Transport } from './transport.js';
+import { listen, type NetworkTransportOptions, type Transport } from './transport.js';
 
 /** What every socket transport (TCP, WebSocket) takes. */
 export interface SocketTransportOptions extends NetworkTransportOptions, Pick<LiveConnectionOptions, 'limits'> {

@@ -5,8 +5,7 @@ import { fault } from '../errors.js';
 import type { Connection } from '../jsonrpc/connection.js';
 import { encodeJson } from '../jsonrpc/large-id.js';
 import { errorResponse, type JsonRpcId, type JsonRpcResponse } from '../jsonrpc/message.js';
-import { formatAddress } from './listen.js';
-import { answerOn, type NetworkTransportOptions, type Transport } from './transport.js';
+import { answerOn, formatAddress, type NetworkTransportOptions, type Transport } from './transport.js';
 
 /** The datagram limits and the guard; `gate` tells whether a datagram carries valid keys. */
 export interface UdpTransportOptions extends NetworkTransportOptions {

@@ -24,12 +24,11 @@ const CloseCode = { NORMAL: 1000, GOING_AWAY: 1001, TRY_AGAIN_LATER: 1013 } as c
 
 /** Refuses a handshake (a wrong key: 401; a foreign origin: 403) with the JSON-RPC error, as on the HTTP transport. */
 function refuseHandshake(socket: Duplex, error: ServerError): void {
-  const answer = errorAnswer(error, 'jsonrpc');
-  const { status } = answer;
-  const body = JSON.stringify(answer.body);
+  const { status, headers, body: answer } = errorAnswer(error, 'jsonrpc');
+  const body = JSON.stringify(answer);
   const head = [
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
-    ...Object.entries(answer.headers).map(([name, value]) => `${name}: ${value}`),
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
     'Content-Type: application/json',
     `Content-Length: ${Buffer.byteLength(body)}`,
     'Connection: close',
