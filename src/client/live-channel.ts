@@ -14,7 +14,10 @@ export class LiveChannel implements Channel {
 
   constructor(wire: Wire) {
     this.#wire = wire;
-    wire.onMessage = (text) => this.#receive(text);
+    wire.onMessage = (text) => {
+      const reply = JSON.parse(text) as Reply;
+      if (typeof reply.id === 'number') this.#routes.get(reply.id)?.(reply);
+    };
     wire.onClose = (error) => {
       this.#closedBy ??= error;
       for (const route of this.#routes.values()) route(error);
@@ -67,10 +70,5 @@ export class LiveChannel implements Channel {
     this.#routes.set(id, route);
     this.#wire.send(JSON.stringify({ jsonrpc: '2.0', id, method, ...(params === undefined ? {} : { params }) }));
     return id;
-  }
-
-  #receive(text: string): void {
-    const reply = JSON.parse(text) as Reply;
-    if (typeof reply.id === 'number') this.#routes.get(reply.id)?.(reply);
   }
 }

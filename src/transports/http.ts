@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ClientEnd } from '../auth.js';
-import { ERROR_NAMES, ERRORS, fault, ServerError, type ErrorName, type ErrorSpec } from '../errors.js';
+import { ERROR_NAMES, ERRORS, fault, ServerError, type ErrorSpec } from '../errors.js';
 import type { JsonRpcResponse } from '../jsonrpc/message.js';
 import { LINGER_MS, readBody, refusalHeaders, sendError, sendJson, type HttpRoute } from './http-route.js';
 import { foreignOrigin } from './origin.js';
@@ -30,14 +30,13 @@ export interface HttpTransportOptions extends NetworkTransportOptions {
   routes?: () => readonly HttpRoute[];
 }
 
-/** The error names by JSON-RPC code, for the status of a reply that carries one. */
-const NAME_OF_CODE = new Map<number, ErrorName>(ERROR_NAMES.map((name) => [ERRORS[name].code, name]));
+/** The errors by JSON-RPC code, for the status of a reply that carries one. */
+const SPEC_OF_CODE = new Map<number, ErrorSpec>(ERROR_NAMES.map((name) => [ERRORS[name].code, ERRORS[name]]));
 
 /** The status and headers for a reply: a single refusal keeps its HTTP meaning (401, 403, 429 with Retry-After). */
 function statusOf(reply: JsonRpcResponse | JsonRpcResponse[]): { status: number; headers: Record<string, string> } {
   if (Array.isArray(reply) || !('error' in reply)) return { status: 200, headers: {} };
-  const name = NAME_OF_CODE.get(reply.error.code);
-  const spec: ErrorSpec | undefined = name && ERRORS[name];
+  const spec = SPEC_OF_CODE.get(reply.error.code);
   const status = spec?.refusal ? spec.status! : 200;
   return { status, headers: refusalHeaders(status, reply.error.data) };
 }

@@ -46,8 +46,7 @@ export interface LiveConnectionOptions {
 }
 
 function unrefTimer(callback: () => void, ms: number): () => void {
-  const timer = setTimeout(callback, ms);
-  timer.unref();
+  const timer = setTimeout(callback, ms).unref();
   return () => clearTimeout(timer);
 }
 

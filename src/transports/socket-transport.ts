@@ -122,8 +122,7 @@ export abstract class SocketTransport<S extends EventEmitter> implements Transpo
     if (!gate.keysRequired || peer.key) return {};
     const authTimer = setTimeout(() => {
       if (!peer.key) connection.closeWith(fault('UNAUTHORIZED', 'timeout', { timeout_s: authTimeoutMs / 1000 }));
-    }, authTimeoutMs);
-    authTimer.unref();
+    }, authTimeoutMs).unref();
     peer.authenticated = () => {
       clearTimeout(authTimer);
       releaseAddress();

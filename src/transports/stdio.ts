@@ -105,7 +105,6 @@ export class StdioTransport implements Transport {
   }
 
   async close(): Promise<void> {
-    if (this.#closed) return;
     this.#closed = true;
     this.#connection.dispose();
     this.#options.input.pause();

@@ -115,11 +115,8 @@ export class WsTransport extends SocketTransport<WebSocket> {
     });
     if (!connection) return;
     ws.on('message', (data: RawData, isBinary: boolean) => {
-      if (!isBinary) {
-        connection.receive(data as Buffer);
-        return;
-      }
-      connection.send(errorResponse(null, fault('INVALID_REQUEST', 'binary_frame')));
+      if (isBinary) connection.send(errorResponse(null, fault('INVALID_REQUEST', 'binary_frame')));
+      else connection.receive(data as Buffer);
     });
   }
 }
