@@ -1,7 +1,7 @@
 import { unauthorized, type ApiKey, type ApiKeys, type ClientEnd } from './auth.js';
 import { fault, type ServerError } from './errors.js';
 import type { Connection } from './jsonrpc/connection.js';
-import type { JsonRpcRequest } from './jsonrpc/message.js';
+import { peekJson, type JsonRpcRequest } from './jsonrpc/message.js';
 import type { ClientLimits } from './limits.js';
 import type { StreamOwner } from './streams/hub.js';
 
@@ -14,14 +14,15 @@ export const AUTHENTICATE = 'authenticate';
  * stream limit.
  */
 export class Client implements StreamOwner {
-  readonly peer: ClientEnd;
-  readonly key: ApiKey | undefined;
   readonly #limits: ClientLimits;
   readonly #keysRequired: boolean;
 
-  constructor(peer: ClientEnd, key: ApiKey | undefined, limits: ClientLimits, keysRequired: boolean) {
-    this.peer = peer;
-    this.key = key;
+  constructor(
+    readonly peer: ClientEnd,
+    readonly key: ApiKey | undefined,
+    limits: ClientLimits,
+    keysRequired: boolean,
+  ) {
     this.#limits = limits;
     this.#keysRequired = keysRequired;
   }
@@ -115,16 +116,10 @@ export class ClientGate {
    * RATE_LIMITED, counted as refusals.
    */
   admitHttp(authorization: string | undefined, address: string): { client: Client; release: () => void } {
-    const key = this.#keys.required ? this.#keys.fromAuthorization(authorization) : undefined;
+    const key = this.#keys.fromAuthorization(authorization);
     try {
-      if (this.#keys.required && !key) {
-        this.#limits.request(address);
-        throw unauthorized();
-      }
-      const peer: ClientEnd = { address, key };
-      this.#limits.request(key?.id ?? address);
-      const release = this.#limits.connection(key?.id ?? address, 'http');
-      return { client: new Client(peer, key, this.#limits, this.#keys.required), release };
+      const client = this.#client({ address, key }, key);
+      return { client, release: this.#limits.connection(client.id, 'http') };
     } catch (err) {
       throw this.#refuse(err as ServerError);
     }
@@ -136,12 +131,7 @@ export class ClientGate {
    */
   presentsKey(raw: Uint8Array): boolean {
     if (!this.#keys.required) return false;
-    let message: unknown;
-    try {
-      message = JSON.parse(Buffer.from(raw).toString('utf8'));
-    } catch {
-      return false;
-    }
+    const message = peekJson(raw);
     const requests = Array.isArray(message) ? message : [message];
     return (
       requests.length > 0 &&
@@ -156,13 +146,7 @@ export class ClientGate {
    */
   admit(request: JsonRpcRequest, peer: ClientEnd): Client {
     const key = 'api_key' in request ? this.#keys.find(request.api_key) : peer.key;
-    if (this.#keys.required && !key && request.method !== AUTHENTICATE) {
-      this.#limits.request(peer.address);
-      throw unauthorized();
-    }
-    const client = new Client(peer, key, this.#limits, this.#keys.required);
-    this.#limits.request(client.id);
-    return client;
+    return this.#client(peer, key, request.method === AUTHENTICATE);
   }
 
   /**
@@ -185,6 +169,17 @@ export class ClientGate {
     peer.key = key;
     peer.authenticated?.();
     return { authenticated: true };
+  }
+
+  /** The client of `peer` with `key`, one request of its rate spent; without a required key (and not `exempt`), the attempt is charged to the address and refused. */
+  #client(peer: ClientEnd, key: ApiKey | undefined, exempt = false): Client {
+    if (this.#keys.required && !key && !exempt) {
+      this.#limits.request(peer.address);
+      throw unauthorized();
+    }
+    const client = new Client(peer, key, this.#limits, this.#keys.required);
+    this.#limits.request(client.id);
+    return client;
   }
 
   #refuse(error: ServerError): ServerError {

@@ -1,9 +1,9 @@
-import type { Engine } from './engine/types.js';
+import type { Engine, EngineState } from './engine/types.js';
 
 /** What `GET /health` answers: 200 with status "ready", or 503 with the status and the reason. */
 export interface HealthReport {
   ok: boolean;
-  status: 'loading' | 'ready' | 'unloaded' | 'restarting' | 'failed' | 'shutting_down';
+  status: EngineState | 'shutting_down';
   /** Why the server cannot serve runs now (absent when ready). Never names files or internal errors. */
   reason?: string;
   /** Ready, but serving in a lesser mode: a fleet instance that cannot reach Redis serves its own queue (`reason` says so). */

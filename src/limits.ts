@@ -12,9 +12,6 @@ export interface ClientLimitSettings {
   maxConnections: number;
 }
 
-/** How long a client refused for its stream or connection count is told to wait, in seconds. */
-const COUNT_RETRY_AFTER_S = 1;
-
 /** How often buckets that have refilled are forgotten, in ms. */
 const PRUNE_INTERVAL_MS = 60_000;
 
@@ -26,13 +23,13 @@ interface Bucket {
 
 /**
  * A limit was reached. The refusal names the setting and says, in `retry_after` (seconds), when
- * trying again may succeed.
+ * trying again may succeed: a client refused for its stream or connection count is told 1.
  */
 function limitReached(
   message: 'requests' | 'streams' | 'connections',
   vars: { max: number; what?: string },
   setting: string,
-  retryAfter: number,
+  retryAfter = 1,
 ): ServerError {
   const data = { limit: setting, retry_after: retryAfter };
   return fault('RATE_LIMITED', message, { what: '', ...vars, ...data }, data);
@@ -78,16 +75,14 @@ export class ClientLimits {
   /** Counts a new stream of `client`; returns its release, to call once when the stream ends. */
   stream(client: string): () => void {
     const max = this.#settings.maxStreams;
-    return this.#take(`${client}\nstreams`, max, () => limitReached('streams', { max }, 'limits.max_streams', COUNT_RETRY_AFTER_S));
+    return this.#take(`${client}\nstreams`, max, () => limitReached('streams', { max }, 'limits.max_streams'));
   }
 
   /** Counts a new connection of `client` on `transport`; returns its release, to call once when it closes. */
   connection(client: string, transport: string): () => void {
     const max = this.#settings.maxConnections;
     const what = transport === 'http' ? 'HTTP requests in progress' : `${transport.toUpperCase()} connections`;
-    return this.#take(`${client}\n${transport}`, max, () =>
-      limitReached('connections', { max, what }, 'limits.max_connections', COUNT_RETRY_AFTER_S),
-    );
+    return this.#take(`${client}\n${transport}`, max, () => limitReached('connections', { max, what }, 'limits.max_connections'));
   }
 
   /** Clients currently holding state (for tests of memory bounds). */

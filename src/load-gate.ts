@@ -50,21 +50,15 @@ export class LoadGate<T> {
     if (this.#value) return Promise.resolve(this.#value.value);
     if (this.#waitMs === 0 || signal?.aborted) return Promise.reject(this.#refusal());
     return new Promise<T>((resolve, reject) => {
-      const refuse = (): void => {
+      const settle = (done: () => void): void => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', refuse);
-        reject(this.#refusal());
+        done();
       };
+      const refuse = (): void => settle(() => reject(this.#refusal()));
       const timer = setTimeout(refuse, this.#waitMs);
       signal?.addEventListener('abort', refuse, { once: true });
-      this.#opened.then(
-        (value) => {
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', refuse);
-          resolve(value);
-        },
-        () => refuse(),
-      );
+      this.#opened.then((value) => settle(() => resolve(value)), refuse);
     });
   }
 }

@@ -20,13 +20,6 @@ const DELAY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
 
 const NAME_OF_CODE = new Map<number, string>(ERROR_NAMES.map((name) => [ERRORS[name].code, name]));
 
-/** Timing of one stream, from its admission to its end. */
-interface StreamTiming {
-  admitted: number;
-  /** When its last chunk was produced. */
-  last?: number;
-}
-
 /**
  * The server's Prometheus metrics, in a registry of its own (never prom-client's global one), so
  * several servers can run in one process. It observes streams (as a StreamObserver), answered
@@ -36,7 +29,8 @@ export class Metrics {
   readonly registry = new Registry();
   #sources: MetricsSources | undefined;
   readonly #now: () => number;
-  readonly #timings = new Map<string, StreamTiming>();
+  /** Each stream's admission and its last chunk, until it ends. */
+  readonly #timings = new Map<string, { admitted: number; last?: number }>();
   readonly #tokens: Counter;
   readonly #streamsEnded: Counter<'finish_reason'>;
   readonly #errors: Counter<'code' | 'name'>;
@@ -44,37 +38,31 @@ export class Metrics {
   readonly #interToken: Histogram;
   readonly #queueWait: Histogram;
   readonly #requests: Histogram<'method' | 'transport'>;
-  /** The request histogram's series by method and transport, looked up once each (a labelled observe hashes its labels every time). */
-  readonly #requestSeries = new Map<string, Map<string, { observe(value: number): void }>>();
+  /** The request histogram's series by "method\ntransport", looked up once each (a labelled observe hashes its labels every time). */
+  readonly #requestSeries = new Map<string, { observe(value: number): void }>();
 
   constructor(now: () => number = () => performance.now()) {
     this.#now = now;
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.#tokens = new Counter({ name: 'rkllm_tokens_generated_total', help: 'Tokens generated (one per chunk of text).', registers });
-    this.#streamsEnded = new Counter({
-      name: 'rkllm_streams_ended_total',
-      help: 'Streams ended, by finish reason.',
-      labelNames: ['finish_reason'],
-      registers,
-    });
-    this.#errors = new Counter({
-      name: 'rkllm_errors_total',
-      help: 'Errors sent to clients (error responses, error chunks, refusals), by JSON-RPC code.',
-      labelNames: ['code', 'name'],
-      registers,
-    });
-    const delay = (name: string, help: string): Histogram => new Histogram({ name, help, buckets: DELAY_BUCKETS, registers });
+    const counter = <L extends string>(name: string, help: string, labelNames: L[] = []): Counter<L> =>
+      new Counter({ name, help, labelNames, registers });
+    const delay = <L extends string>(name: string, help: string, labelNames: L[] = []): Histogram<L> =>
+      new Histogram({ name, help, labelNames, buckets: DELAY_BUCKETS, registers });
+    this.#tokens = counter('rkllm_tokens_generated_total', 'Tokens generated (one per chunk of text).');
+    this.#streamsEnded = counter('rkllm_streams_ended_total', 'Streams ended, by finish reason.', ['finish_reason']);
+    this.#errors = counter('rkllm_errors_total', 'Errors sent to clients (error responses, error chunks, refusals), by JSON-RPC code.', [
+      'code',
+      'name',
+    ]);
     this.#ttft = delay('rkllm_time_to_first_token_seconds', 'From a stream being admitted (queue included) to its first token.');
     this.#interToken = delay('rkllm_inter_token_delay_seconds', 'Between consecutive tokens of a stream.');
     this.#queueWait = delay('rkllm_queue_wait_seconds', 'From a stream being admitted to its getting an engine slot.');
-    this.#requests = new Histogram({
-      name: 'rkllm_request_duration_seconds',
-      help: 'Time to answer a request, by method and transport; method="poll" is the poll latency (long-poll waits included).',
-      labelNames: ['method', 'transport'],
-      buckets: DELAY_BUCKETS,
-      registers,
-    });
+    this.#requests = delay(
+      'rkllm_request_duration_seconds',
+      'Time to answer a request, by method and transport; method="poll" is the poll latency (long-poll waits included).',
+      ['method', 'transport'],
+    );
     this.#gauges(registers);
   }
 
@@ -117,10 +105,9 @@ export class Metrics {
   /** A request was answered (or failed) after `seconds`. */
   answered(method: string, transport: string, seconds: number): void {
     const name = this.#sources?.methods.has(method) === true ? method : 'unknown';
-    let byTransport = this.#requestSeries.get(name);
-    if (!byTransport) this.#requestSeries.set(name, (byTransport = new Map<string, { observe(value: number): void }>()));
-    let series = byTransport.get(transport);
-    if (!series) byTransport.set(transport, (series = this.#requests.labels({ method: name, transport })));
+    const labels = `${name}\n${transport}`;
+    let series = this.#requestSeries.get(labels);
+    if (!series) this.#requestSeries.set(labels, (series = this.#requests.labels({ method: name, transport })));
     series.observe(seconds);
   }
 

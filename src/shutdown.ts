@@ -28,11 +28,11 @@ export interface DrainTimes {
 const CHECK_MS = 50;
 
 /** Resolves true as soon as nothing is pending, false when `ms` have passed first. */
-async function settled(server: Drainable, ms: number, wantBuffers: boolean): Promise<boolean> {
+async function settled(server: Drainable, ms: number, buffersOutlive: boolean): Promise<boolean> {
   const deadline = performance.now() + ms;
   for (;;) {
     const { streams, buffers } = await server.pending();
-    if (streams === 0 && (!wantBuffers || buffers === 0)) return true;
+    if (streams === 0 && (buffersOutlive || buffers === 0)) return true;
     const left = deadline - performance.now();
     if (left <= 0) return false;
     await sleep(Math.min(CHECK_MS, left));
@@ -47,11 +47,10 @@ async function settled(server: Drainable, ms: number, wantBuffers: boolean): Pro
  */
 export async function drain(server: Drainable, times: DrainTimes, log: Logger, buffersOutlive = false): Promise<void> {
   server.stopAccepting();
-  const wantBuffers = !buffersOutlive;
-  if (!(await settled(server, times.drainMs, wantBuffers))) {
+  if (!(await settled(server, times.drainMs, buffersOutlive))) {
     log.warn(await server.pending(), 'drain timeout: ending the streams still running with finish_reason "shutdown"');
     await server.endStreams();
-    await settled(server, times.finalPollMs, wantBuffers);
+    await settled(server, times.finalPollMs, buffersOutlive);
   }
   await server.close();
 }
@@ -84,8 +83,7 @@ export function exitOnSignals(log: Logger): { drainWith(shutdown: () => Promise<
   };
   return {
     drainWith: (shutdown) => {
-      process.on('SIGINT', (signal) => onSignal(shutdown, signal));
-      process.on('SIGTERM', (signal) => onSignal(shutdown, signal));
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => onSignal(shutdown, signal));
     },
   };
 }

@@ -1,14 +1,4 @@
-import { resultOf, type Channel, type Chunk, type Reply, type RunParams } from './types.js';
-
-export interface HttpChannelOptions {
-  url: string;
-  apiKey?: string;
-  /** How long one poll may wait on the server for new chunks. */
-  pollWaitMs: number;
-  /** Polls in a row that may fail on the network (their reply lost) before the stream gives up. */
-  maxRetries: number;
-  fetch: typeof fetch;
-}
+import { resultOf, type Channel, type Chunk, type Reply, type RkllmClientOptions, type RunParams } from './types.js';
 
 /**
  * JSON-RPC over HTTP: one `POST /` per call. A stream is started with `rkllm_run_async` and read
@@ -16,11 +6,13 @@ export interface HttpChannelOptions {
  * simply sent again and nothing is lost or repeated.
  */
 export class HttpChannel implements Channel {
-  readonly #options: HttpChannelOptions;
+  readonly #options: RkllmClientOptions;
+  readonly #fetch: typeof fetch;
   #nextId = 1;
 
-  constructor(options: HttpChannelOptions) {
+  constructor(options: RkllmClientOptions) {
     this.#options = options;
+    this.#fetch = options.fetch ?? globalThis.fetch;
   }
 
   async call(method: string, params?: unknown): Promise<unknown> {
@@ -28,7 +20,7 @@ export class HttpChannel implements Channel {
     const body = JSON.stringify({ jsonrpc: '2.0', id: this.#nextId++, method, ...(params === undefined ? {} : { params }) });
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (apiKey !== undefined) headers.authorization = `Bearer ${apiKey}`;
-    const res = await this.#options.fetch(url, { method: 'POST', body, headers });
+    const res = await this.#fetch(url, { method: 'POST', body, headers });
     const text = await res.text();
     if (!text.startsWith('{')) throw new Error(`${url} answered HTTP ${res.status} without JSON-RPC: ${text.slice(0, 200)}`);
     return resultOf(JSON.parse(text) as Reply);
@@ -56,12 +48,16 @@ export class HttpChannel implements Channel {
   async #poll(streamId: string, afterSeq: number): Promise<Chunk | null> {
     for (let failures = 0; ; failures++) {
       try {
-        const { chunk } = (await this.call('poll', { stream_id: streamId, after_seq: afterSeq, wait_ms: this.#options.pollWaitMs })) as {
+        const { chunk } = (await this.call('poll', {
+          stream_id: streamId,
+          after_seq: afterSeq,
+          wait_ms: this.#options.pollWaitMs ?? 5000,
+        })) as {
           chunk: Chunk | null;
         };
         return chunk;
       } catch (err) {
-        if (!(err instanceof TypeError || err instanceof SyntaxError) || failures >= this.#options.maxRetries) throw err;
+        if (!(err instanceof TypeError || err instanceof SyntaxError) || failures >= (this.#options.maxRetries ?? 5)) throw err;
       }
     }
   }

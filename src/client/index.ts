@@ -1,22 +1,9 @@
 import { HttpChannel } from './http-channel.js';
 import { LiveChannel } from './live-channel.js';
-import type { Channel, Chunk, RunParams, RunResult } from './types.js';
+import type { Channel, Chunk, RkllmClientOptions, RunParams, RunResult } from './types.js';
 import { openTcp, openWs } from './wires.js';
 
-export { RkllmError, type Chunk, type FinishReason, type RunParams, type RunResult } from './types.js';
-
-export interface RkllmClientOptions {
-  /** `ws://host:port`, `tcp://host:port` or `http://host:port/` (also `wss://`, `https://`). */
-  url: string;
-  /** An API key, when the server has `auth.api_keys`: the Authorization header over HTTP and WebSocket, `authenticate` over TCP. */
-  apiKey?: string;
-  /** HTTP: how long each poll waits on the server for new chunks (default 5000 ms; the server caps it at `streams.max_wait_ms`). */
-  pollWaitMs?: number;
-  /** HTTP: polls in a row whose reply may be lost before a stream fails (default 5). */
-  maxRetries?: number;
-  /** HTTP: the fetch to use (default the global one). */
-  fetch?: typeof fetch;
-}
+export { RkllmError, type Chunk, type FinishReason, type RkllmClientOptions, type RunParams, type RunResult } from './types.js';
 
 /**
  * A client of an rkllm-mcp server, over WebSocket, TCP or HTTP. It connects on first use; over
@@ -89,15 +76,7 @@ export class RkllmClient implements AsyncDisposable {
   async #connect(): Promise<Channel> {
     const { url, apiKey } = this.#options;
     const scheme = new URL(url).protocol;
-    if (scheme === 'http:' || scheme === 'https:') {
-      return new HttpChannel({
-        url,
-        ...(apiKey === undefined ? {} : { apiKey }),
-        pollWaitMs: this.#options.pollWaitMs ?? 5000,
-        maxRetries: this.#options.maxRetries ?? 5,
-        fetch: this.#options.fetch ?? globalThis.fetch,
-      });
-    }
+    if (scheme === 'http:' || scheme === 'https:') return new HttpChannel(this.#options);
     if (scheme === 'tcp:') {
       const channel = new LiveChannel(await openTcp(url));
       if (apiKey !== undefined)

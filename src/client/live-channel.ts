@@ -1,5 +1,5 @@
-import { AsyncQueue } from './queue.js';
-import { failureOf, resultOf, type Channel, type Chunk, type Reply, type RunParams } from './types.js';
+import { EventEmitter, on } from 'node:events';
+import { resultOf, type Channel, type Chunk, type Reply, type RunParams } from './types.js';
 import type { Wire } from './wires.js';
 
 /**
@@ -14,7 +14,10 @@ export class LiveChannel implements Channel {
 
   constructor(wire: Wire) {
     this.#wire = wire;
-    wire.onMessage = (text) => this.#receive(text);
+    wire.onMessage = (text) => {
+      const reply = JSON.parse(text) as Reply;
+      if (typeof reply.id === 'number') this.#routes.get(reply.id)?.(reply);
+    };
     wire.onClose = (error) => {
       this.#closedBy ??= error;
       for (const route of this.#routes.values()) route(error);
@@ -22,25 +25,26 @@ export class LiveChannel implements Channel {
     };
   }
 
-  call(method: string, params?: unknown): Promise<unknown> {
-    return new Promise((resolve, reject) => {
+  async call(method: string, params?: unknown): Promise<unknown> {
+    const reply = await new Promise<Reply | Error>((resolve) => {
       const id = this.#send(method, params, (reply) => {
         this.#routes.delete(id);
-        const failure = failureOf(reply);
-        if (failure) reject(failure);
-        else resolve((reply as Reply).result);
+        resolve(reply);
       });
     });
+    return resultOf(reply);
   }
 
   async *stream(params: RunParams): AsyncGenerator<Chunk, void, undefined> {
-    const replies = new AsyncQueue<Reply | Error>();
-    const id = this.#send('rkllm_run_async', params, (reply) => replies.push(reply));
+    // Listening before the request is sent: a closed connection answers it at once.
+    const replies = new EventEmitter();
+    const received = on(replies, 'reply') as AsyncIterableIterator<[Reply | Error]>;
+    const id = this.#send('rkllm_run_async', params, (reply) => replies.emit('reply', reply));
     let streamId: string | undefined;
     let ended = false;
     try {
-      for (;;) {
-        const { chunk } = resultOf(await replies.next()) as { chunk: Chunk };
+      for await (const [reply] of received) {
+        const { chunk } = resultOf(reply) as { chunk: Chunk };
         streamId = chunk.stream_id;
         ended = chunk.end;
         yield chunk;
@@ -66,10 +70,5 @@ export class LiveChannel implements Channel {
     this.#routes.set(id, route);
     this.#wire.send(JSON.stringify({ jsonrpc: '2.0', id, method, ...(params === undefined ? {} : { params }) }));
     return id;
-  }
-
-  #receive(text: string): void {
-    const reply = JSON.parse(text) as Reply;
-    if (typeof reply.id === 'number') this.#routes.get(reply.id)?.(reply);
   }
 }

@@ -1,3 +1,23 @@
+import type { FinishReason } from '../engine/types.js';
+import type { ErrorObject } from '../errors.js';
+import type { Chunk as StreamChunk } from '../streams/stream.js';
+
+export type { FinishReason };
+
+/** How to reach the server. */
+export interface RkllmClientOptions {
+  /** `ws://host:port`, `tcp://host:port` or `http://host:port/` (also `wss://`, `https://`). */
+  url: string;
+  /** An API key, when the server has `auth.api_keys`: the Authorization header over HTTP and WebSocket, `authenticate` over TCP. */
+  apiKey?: string;
+  /** HTTP: how long each poll waits on the server for new chunks (default 5000 ms; the server caps it at `streams.max_wait_ms`). */
+  pollWaitMs?: number;
+  /** HTTP: polls in a row whose reply may be lost before a stream fails (default 5). */
+  maxRetries?: number;
+  /** HTTP: the fetch to use (default the global one). */
+  fetch?: typeof fetch;
+}
+
 /** The run parameters of `rkllm_run` and `rkllm_run_async`, flat or nested (see docs/protocol.md); checked by the server. */
 export interface RunParams {
   prompt_input?: string;
@@ -13,22 +33,8 @@ export interface RunParams {
   [field: string]: unknown;
 }
 
-/** Why a generation ended. */
-export type FinishReason = 'stop' | 'length' | 'abort' | 'error' | 'shutdown';
-
-/** One piece of a stream. Over HTTP, one chunk joins everything buffered since the last poll, and `seq` is the last seq it holds. */
-export interface Chunk {
-  seq: number;
-  delta: string;
-  end: boolean;
-  stream_id: string;
-  /** On the final chunk. */
-  finish_reason?: FinishReason;
-  /** On the final chunk: the fields of RKLLMPerfStat. */
-  perf?: Record<string, number>;
-  /** On a final chunk that ended in error. */
-  error?: { code: number; message: string; data?: unknown };
-}
+/** One piece of a stream, as the server sends it. Over HTTP, one chunk joins everything buffered since the last poll, and `seq` is the last seq it holds. */
+export type Chunk = StreamChunk & { stream_id: string };
 
 /** What `rkllm_run` resolves to. */
 export interface RunResult {
@@ -54,20 +60,14 @@ export class RkllmError extends Error {
 export interface Reply {
   id: string | number | null;
   result?: unknown;
-  error?: { code: number; message: string; data?: unknown };
+  error?: ErrorObject;
 }
 
-/** The error a reply carries (or the connection's failure), if any. */
-export function failureOf(reply: Reply | Error): Error | undefined {
-  if (reply instanceof Error) return reply;
-  return reply.error && new RkllmError(reply.error.code, reply.error.message, reply.error.data);
-}
-
-/** Turns a reply into its result, or throws its error. */
+/** Turns a reply into its result, or throws its error (or the connection's failure). */
 export function resultOf(reply: Reply | Error): unknown {
-  const failure = failureOf(reply);
-  if (failure) throw failure;
-  return (reply as Reply).result;
+  if (reply instanceof Error) throw reply;
+  if (reply.error) throw new RkllmError(reply.error.code, reply.error.message, reply.error.data);
+  return reply.result;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { connect } from 'node:net';
 import { WebSocket } from 'ws';
+import { LineSplitter } from '../transports/ndjson.js';
 
 /** A message-framed connection to the server: one JSON-RPC message per frame, both ways. */
 export interface Wire {
@@ -40,8 +41,7 @@ export function openWs(url: string, apiKey: string | undefined): Promise<Wire> {
 export function openTcp(url: string): Promise<Wire> {
   const { hostname, port } = new URL(url);
   const socket = connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) });
-  socket.setEncoding('utf8');
-  let rest = '';
+  const lines = new LineSplitter(Infinity, (line) => wire.onMessage(line.toString('utf8')));
   const wire: Wire = {
     ...UNSET,
     send: (text) => socket.write(`${text}\n`),
@@ -52,11 +52,7 @@ export function openTcp(url: string): Promise<Wire> {
         socket.end();
       }),
   };
-  socket.on('data', (data: string) => {
-    const lines = (rest + data).split('\n');
-    rest = lines.pop() ?? '';
-    for (const line of lines) if (line.trim() !== '') wire.onMessage(line);
-  });
+  socket.on('data', (data: Buffer) => lines.push(data));
   socket.on('close', () => wire.onClose(new Error(`connection to ${url} closed`)));
   return new Promise((resolve, reject) => {
     socket.once('connect', () => resolve(wire));

@@ -19,11 +19,8 @@ interface Reply {
 
 /** `rkllm-mcp chat`: resolves to the exit code (0 on end of input or a second Ctrl-C). */
 export async function chatCommand(argv: string[], context: CommandContext): Promise<number> {
-  const flags = parseClientFlags(argv, context);
-  if (flags.help) {
-    context.stdout.write(`${HELP}\n`);
-    return 0;
-  }
+  const flags = parseClientFlags(argv, context, HELP);
+  if (!flags) return 0;
   const { stdin, stdout, stderr } = context;
   const tty = stdin.isTTY === true;
   await using client = new RkllmClient({ url: flags.url, ...(context.apiKey === undefined ? {} : { apiKey: context.apiKey }) });

@@ -24,7 +24,6 @@ export interface ClientFlags {
   url: string;
   sampling: RunParams;
   positionals: string[];
-  help: boolean;
 }
 
 /** The sampling flags, with the run parameter each one sets. */
@@ -44,7 +43,8 @@ export const CLIENT_FLAGS_HELP = `  --url URL             the server: http://HOS
 
 The API key, when the server needs one, is read from RKLLM_MCP_API_KEY.`;
 
-export function parseClientFlags(argv: string[], context: CommandContext): ClientFlags {
+/** The flags of `argv`; with `--help`, prints `help` and returns undefined. Throws a UsageError on a bad flag. */
+export function parseClientFlags(argv: string[], context: CommandContext, help: string): ClientFlags | undefined {
   let parsed;
   try {
     parsed = parseArgs({
@@ -69,6 +69,10 @@ export function parseClientFlags(argv: string[], context: CommandContext): Clien
     if (value.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${flag} expects a number, got "${value}"`);
     sampling[field] = n;
   }
+  if (values.help === true) {
+    context.stdout.write(`${help}\n`);
+    return undefined;
+  }
   const url = typeof values.url === 'string' ? values.url : context.defaultUrl;
-  return { url, sampling, positionals: parsed.positionals, help: values.help === true };
+  return { url, sampling, positionals: parsed.positionals };
 }

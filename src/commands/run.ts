@@ -12,11 +12,8 @@ const INTERRUPTED = 130;
 
 /** `rkllm-mcp run "prompt"`: one completion on stdout. Resolves to the exit code. */
 export async function runCommand(argv: string[], context: CommandContext): Promise<number> {
-  const flags = parseClientFlags(argv, context);
-  if (flags.help) {
-    context.stdout.write(`${HELP}\n`);
-    return 0;
-  }
+  const flags = parseClientFlags(argv, context, HELP);
+  if (!flags) return 0;
   if (flags.positionals.length !== 1) throw new UsageError('run expects one prompt, e.g. rkllm-mcp run "Once upon a time"');
   await using client = new RkllmClient({ url: flags.url, ...(context.apiKey === undefined ? {} : { apiKey: context.apiKey }) });
   // Ctrl-C aborts the run on the server (over HTTP it would otherwise go on until its buffer expires); a second one kills.

@@ -31,19 +31,13 @@ function nestsDeeperThan(value: unknown, max: number): boolean {
  * What a handler knows about the request it serves. `Who` is whoever the gate says sent it (the
  * server's `Client`); the dispatcher only passes it on.
  */
-export interface MethodContext<Who = unknown> {
+export interface MethodContext<Who = unknown> extends Omit<RequestOrigin, 'peer'> {
   /** The request id; undefined for a notification. */
   id: JsonRpcId | undefined;
-  /** Aborts when the request is cancelled, e.g. its connection closed. */
-  signal: AbortSignal;
-  /** The transport that carried the request ("http", "tcp", ...). */
-  transport: string;
   /** Who sent the request: limits and stream ownership go by it. */
   client: Who;
   /** Carries the request's ids (`req_id`, unique within the server, and the JSON-RPC `rpc_id`) and the client's id. Made on first use. */
   log: Logger;
-  /** The live connection that carried the request (absent on HTTP): handlers may push messages on it. */
-  connection?: Connection;
 }
 
 /**
@@ -72,8 +66,11 @@ export type MethodTable<Who = unknown> = ReadonlyMap<string, Method<Who>>;
 
 /** Transport-level facts the dispatcher passes on to handlers. `ClientEnd` is the client end as the transport knows it. */
 export interface RequestOrigin<ClientEnd = unknown> {
+  /** The transport that carried the request ("http", "tcp", ...). */
   transport: string;
+  /** Aborts when the request is cancelled, e.g. its connection closed. */
   signal: AbortSignal;
+  /** The live connection that carried the request (absent on HTTP): handlers may push messages on it. */
   connection?: Connection;
   /** The client end, with the key it presented. */
   peer: ClientEnd;
@@ -105,24 +102,12 @@ export interface DispatcherOptions<ClientEnd, Who extends Sender> {
  * of one message and writes back what it returns (nothing for notifications).
  */
 export class Dispatcher<ClientEnd, Who extends Sender> {
-  readonly #methods: MethodTable<Who>;
-  readonly #log: Logger;
-  readonly #maxBatch: number;
-  readonly #gate: RequestGate<ClientEnd, Who>;
-  readonly #onAnswered: NonNullable<DispatcherOptions<ClientEnd, Who>['onAnswered']>;
+  readonly #options: DispatcherOptions<ClientEnd, Who>;
   /** Numbers requests for the logs. */
   #received = 0;
 
   constructor(options: DispatcherOptions<ClientEnd, Who>) {
-    this.#methods = options.methods;
-    this.#log = options.log;
-    this.#maxBatch = options.maxBatch;
-    this.#gate = options.gate;
-    this.#onAnswered = options.onAnswered ?? (() => {});
-  }
-
-  get methods(): MethodTable<Who> {
-    return this.#methods;
+    this.#options = options;
   }
 
   /** Handles one message (a request, a notification or a batch). Undefined means "send nothing". */
@@ -135,8 +120,8 @@ export class Dispatcher<ClientEnd, Who extends Sender> {
     }
     if (!Array.isArray(message)) return this.#one(message, origin);
     if (message.length === 0) return errorResponse(null, fault('INVALID_REQUEST', 'empty_batch'));
-    if (message.length > this.#maxBatch) {
-      return errorResponse(null, fault('INVALID_REQUEST', 'batch_too_large', { max_batch: this.#maxBatch, count: message.length }));
+    if (message.length > this.#options.maxBatch) {
+      return errorResponse(null, fault('INVALID_REQUEST', 'batch_too_large', { max_batch: this.#options.maxBatch, count: message.length }));
     }
     const responses = await Promise.all(message.map((m) => this.#one(m, origin)));
     const sent = responses.filter((r): r is JsonRpcResponse => r !== undefined);
@@ -156,11 +141,11 @@ export class Dispatcher<ClientEnd, Who extends Sender> {
     const bindings = { req_id: `r${++this.#received}`, rpc_id: id, transport: origin.transport };
     // Child loggers cost more than a trivial method: made only when something logs.
     let log: Logger | undefined;
-    const requestLog = (): Logger => (log ??= this.#log.child(bindings));
-    const debug = this.#log.isLevelEnabled('debug');
+    const requestLog = (): Logger => (log ??= this.#options.log.child(bindings));
+    const debug = this.#options.log.isLevelEnabled('debug');
     const started = performance.now();
     try {
-      const client = this.#gate.admit(request, origin.peer);
+      const client = this.#options.gate.admit(request, origin.peer);
       let clientLog: Logger | undefined;
       const result = await this.call(method, request.params, {
         id: isNotification ? undefined : id,
@@ -178,17 +163,18 @@ export class Dispatcher<ClientEnd, Who extends Sender> {
       if (debug) requestLog().debug({ method }, 'answered');
       return isNotification || result === PUSHED ? undefined : resultResponse(id, result);
     } catch (err) {
-      const error = this.#toServerError(err, method, requestLog);
+      if (!(err instanceof ServerError)) requestLog().error({ err, method }, 'internal error');
+      const error = err instanceof ServerError ? err : fault('INTERNAL_ERROR', 'internal');
       if (debug) requestLog().debug({ method, code: ERRORS[error.name].code }, 'answered with an error');
       return isNotification ? undefined : errorResponse(id, error);
     } finally {
-      this.#onAnswered(method, origin.transport, (performance.now() - started) / 1000);
+      this.#options.onAnswered?.(method, origin.transport, (performance.now() - started) / 1000);
     }
   }
 
   /** Looks the method up before touching its params, validates them, then runs the handler. */
   async call(name: string, params: unknown, ctx: MethodContext<Who>): Promise<unknown> {
-    const method = this.#methods.get(name);
+    const method = this.#options.methods.get(name);
     if (!method) throw fault('METHOD_NOT_FOUND', 'unknown', { method: name });
     if (method.admin && !ctx.client.admin) throw fault('FORBIDDEN', 'admin', { method: name });
     if (method.streams && ctx.connection?.restricted) throw fault('FORBIDDEN', 'udp_stream');
@@ -196,11 +182,5 @@ export class Dispatcher<ClientEnd, Who extends Sender> {
     if (nestsDeeperThan(params, MAX_PARAMS_DEPTH)) throw fault('INVALID_PARAMS', 'too_deep', { max_depth: MAX_PARAMS_DEPTH });
     const parsed = method.parse(params ?? {});
     return await method.handler(parsed as never, ctx);
-  }
-
-  #toServerError(err: unknown, method: string, log: () => Logger): ServerError {
-    if (err instanceof ServerError) return err;
-    log().error({ err, method }, 'internal error');
-    return fault('INTERNAL_ERROR', 'internal');
   }
 }

@@ -25,8 +25,6 @@ export function lostDigits(id: unknown): boolean {
   return typeof id === 'number' && Number.isInteger(id) && !Number.isSafeInteger(id);
 }
 
-const WHITESPACE = new Set([' ', '\t', '\n', '\r']);
-
 /**
  * The raw text of the number in the `"id"` member of each request object in `text` (already
  * known to be valid JSON): index 0 for a single object, the element index for a batch. The last
@@ -36,12 +34,11 @@ export function rawIds(text: string): Map<number, string> {
   const found = new Map<number, string>();
   const batch = text.trimStart().startsWith('[');
   const objectDepth = batch ? 2 : 1;
+  /** What follows a member's name: the colon, and the number its value starts with, if any. */
+  const member = /[ \t\n\r]*:[ \t\n\r]*(-?\d[\d.eE+-]*)?/y;
   let depth = 0;
   let element = 0;
   let i = 0;
-  const skipSpace = (): void => {
-    while (i < text.length && WHITESPACE.has(text[i]!)) i++;
-  };
   while (i < text.length) {
     const c = text[i]!;
     if (c === '"') {
@@ -50,12 +47,11 @@ export function rawIds(text: string): Map<number, string> {
       while (text[i] !== '"') i += text[i] === '\\' ? 2 : 1;
       i++;
       if (depth !== objectDepth) continue;
-      skipSpace();
-      if (text[i] !== ':' || JSON.parse(text.slice(start, i).trimEnd()) !== 'id') continue;
-      i++;
-      skipSpace();
-      const number = /^-?\d[\d.eE+-]*/.exec(text.slice(i, i + 400));
-      if (number) found.set(batch ? element : 0, number[0]);
+      member.lastIndex = i;
+      const value = member.exec(text);
+      if (!value || JSON.parse(text.slice(start, i)) !== 'id') continue;
+      if (value[1] !== undefined) found.set(batch ? element : 0, value[1]);
+      i = member.lastIndex;
       continue;
     }
     if (c === '{' || c === '[') depth++;

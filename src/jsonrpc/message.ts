@@ -21,20 +21,21 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * (-32700), as JSON-RPC requires.
  */
 export function parseMessage(raw: Uint8Array | string): unknown {
-  let text: string;
-  if (typeof raw === 'string') {
-    text = raw;
-  } else {
-    try {
-      text = utf8.decode(raw);
-    } catch {
-      throw fault('PARSE_ERROR', 'utf8');
-    }
-  }
+  let text = raw;
   try {
+    text = typeof raw === 'string' ? raw : utf8.decode(raw);
     return keepLargeIds(JSON.parse(text), text);
   } catch (err) {
-    throw fault('PARSE_ERROR', 'json', { reason: (err as Error).message });
+    throw typeof text === 'string' ? fault('PARSE_ERROR', 'json', { reason: (err as Error).message }) : fault('PARSE_ERROR', 'utf8');
+  }
+}
+
+/** The JSON value in `raw`, or undefined when it is not JSON: a look at a message before the dispatcher's (which answers -32700). */
+export function peekJson(raw: Uint8Array | string): unknown {
+  try {
+    return JSON.parse(typeof raw === 'string' ? raw : Buffer.from(raw).toString('utf8')) as unknown;
+  } catch {
+    return undefined;
   }
 }
 
@@ -44,31 +45,19 @@ function isValidId(id: unknown): id is JsonRpcId {
 
 /** The id to answer an invalid request with: its own id when that id is well-formed, else null. */
 export function salvageId(value: unknown): JsonRpcId {
-  if (typeof value === 'object' && value !== null && 'id' in value) {
-    const id = value.id;
-    if (isValidId(id)) return id;
-  }
-  return null;
+  const id = typeof value === 'object' && value !== null && 'id' in value ? value.id : null;
+  return isValidId(id) ? id : null;
 }
 
 /** Checks the envelope of one request; throws -32600 naming what is wrong. */
 export function validateRequest(value: unknown): JsonRpcRequest {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw fault('INVALID_REQUEST', 'envelope', { detail: 'a request must be a JSON object' });
-  }
+  const invalid = (detail: string): ServerError => fault('INVALID_REQUEST', 'envelope', { detail });
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid('a request must be a JSON object');
   const msg = value as Record<string, unknown>;
-  if (msg.jsonrpc !== '2.0') {
-    throw fault('INVALID_REQUEST', 'envelope', { detail: '"jsonrpc" must be exactly "2.0"' });
-  }
-  if (typeof msg.method !== 'string') {
-    throw fault('INVALID_REQUEST', 'envelope', { detail: '"method" must be a string' });
-  }
-  if ('id' in msg && !isValidId(msg.id)) {
-    throw fault('INVALID_REQUEST', 'envelope', { detail: '"id" must be a string, a number or null' });
-  }
-  if ('params' in msg && (typeof msg.params !== 'object' || msg.params === null)) {
-    throw fault('INVALID_REQUEST', 'envelope', { detail: '"params" must be an object or an array' });
-  }
+  if (msg.jsonrpc !== '2.0') throw invalid('"jsonrpc" must be exactly "2.0"');
+  if (typeof msg.method !== 'string') throw invalid('"method" must be a string');
+  if ('id' in msg && !isValidId(msg.id)) throw invalid('"id" must be a string, a number or null');
+  if ('params' in msg && (typeof msg.params !== 'object' || msg.params === null)) throw invalid('"params" must be an object or an array');
   return msg as unknown as JsonRpcRequest;
 }
 

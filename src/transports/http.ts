@@ -1,13 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Logger } from 'pino';
+import type { AddressInfo } from 'node:net';
 import type { ClientEnd } from '../auth.js';
-import type { ClientGate } from '../clients.js';
-import { ERROR_NAMES, ERRORS, fault, ServerError, type ErrorName, type ErrorSpec } from '../errors.js';
+import { ERROR_NAMES, ERRORS, fault, ServerError, type ErrorSpec } from '../errors.js';
 import type { JsonRpcResponse } from '../jsonrpc/message.js';
 import { LINGER_MS, readBody, refusalHeaders, sendError, sendJson, type HttpRoute } from './http-route.js';
-import { listen } from './listen.js';
 import { foreignOrigin } from './origin.js';
-import type { MessageHandler, Transport } from './transport.js';
+import { listen, type NetworkTransportOptions, type Transport } from './transport.js';
 
 /** A GET endpoint beside JSON-RPC (`/health`, `/metrics`). */
 export interface HttpEndpoint {
@@ -18,9 +16,7 @@ export interface HttpEndpoint {
   serve(): Promise<{ status: number; type: string; body: string }>;
 }
 
-export interface HttpTransportOptions {
-  host: string;
-  port: number;
+export interface HttpTransportOptions extends NetworkTransportOptions {
   maxBodyBytes: number;
   /** How long a keep-alive connection may stay idle between requests; 0 never closes it. */
   idleTimeoutMs: number;
@@ -28,23 +24,19 @@ export interface HttpTransportOptions {
   requestTimeoutMs: number;
   /** Browser origins allowed besides the server's own (setting http.allowed_origins). */
   allowedOrigins: readonly string[];
-  handle: MessageHandler;
-  gate: ClientGate;
   /** GET endpoints by path. */
   endpoints: ReadonlyMap<string, HttpEndpoint>;
   /** The faces beside JSON-RPC, asked in order before it; read at each request, so a server can add them once its model is loaded. */
   routes?: () => readonly HttpRoute[];
-  log: Logger;
 }
 
-/** The error names by JSON-RPC code, for the status of a reply that carries one. */
-const NAME_OF_CODE = new Map<number, ErrorName>(ERROR_NAMES.map((name) => [ERRORS[name].code, name]));
+/** The errors by JSON-RPC code, for the status of a reply that carries one. */
+const SPEC_OF_CODE = new Map<number, ErrorSpec>(ERROR_NAMES.map((name) => [ERRORS[name].code, ERRORS[name]]));
 
 /** The status and headers for a reply: a single refusal keeps its HTTP meaning (401, 403, 429 with Retry-After). */
 function statusOf(reply: JsonRpcResponse | JsonRpcResponse[]): { status: number; headers: Record<string, string> } {
   if (Array.isArray(reply) || !('error' in reply)) return { status: 200, headers: {} };
-  const name = NAME_OF_CODE.get(reply.error.code);
-  const spec: ErrorSpec | undefined = name && ERRORS[name];
+  const spec = SPEC_OF_CODE.get(reply.error.code);
   const status = spec?.refusal ? spec.status! : 200;
   return { status, headers: refusalHeaders(status, reply.error.data) };
 }
@@ -55,44 +47,29 @@ function refuse(req: IncomingMessage, res: ServerResponse, error: ServerError): 
   req.resume();
 }
 
-/** Whether `path` decodes (`decodeURIComponent`): routes decode it, and "%ZZ" would throw a URIError there. */
-function decodable(path: string): boolean {
-  try {
-    decodeURIComponent(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Whether the client of one request went away before its reply was finished. The AbortSignal
  * is made only when asked for: most requests (a status, a poll that has its chunk) never need
  * one, and an AbortController per request was a visible share of a trivial RPC's CPU.
  */
-class ClientGone {
-  #controller: AbortController | undefined;
-  #gone = false;
-
-  constructor(res: ServerResponse) {
-    res.once('close', () => {
-      if (res.writableFinished) return;
-      this.#gone = true;
-      this.#controller?.abort();
-    });
-  }
-
-  get aborted(): boolean {
-    return this.#gone;
-  }
-
-  get signal(): AbortSignal {
-    if (!this.#controller) {
-      this.#controller = new AbortController();
-      if (this.#gone) this.#controller.abort();
-    }
-    return this.#controller.signal;
-  }
+function clientGone(res: ServerResponse): { readonly aborted: boolean; readonly signal: AbortSignal } {
+  let controller: AbortController | undefined;
+  let gone = false;
+  res.once('close', () => {
+    if (res.writableFinished) return;
+    gone = true;
+    controller?.abort();
+  });
+  return {
+    get aborted() {
+      return gone;
+    },
+    get signal() {
+      controller ??= new AbortController();
+      if (gone) controller.abort();
+      return controller.signal;
+    },
+  };
 }
 
 /**
@@ -107,7 +84,6 @@ export class HttpTransport implements Transport {
   readonly #options: HttpTransportOptions;
   readonly #server: Server;
   readonly #origins: ReadonlySet<string>;
-  #port: number | undefined;
   #sockets = 0;
   #closed: Promise<void> | undefined;
   /** The answers not yet finished; once closing, each one's connection closes when it is sent. */
@@ -135,15 +111,13 @@ export class HttpTransport implements Transport {
     return this.#sockets;
   }
 
-  async start(): Promise<string> {
-    const address = await listen(this.#server, this.#options.host, this.#options.port);
-    this.#port = Number(address.slice(address.lastIndexOf(':') + 1));
-    return address;
+  start(): Promise<string> {
+    return listen(this.#server, this.#options.host, this.#options.port);
   }
 
-  /** The bound port, once started: pages served here may open the WebSocket transport. */
+  /** The bound port, while listening: pages served here may open the WebSocket transport. */
   get port(): number | undefined {
-    return this.#port;
+    return (this.#server.address() as AddressInfo | null)?.port;
   }
 
   /** HTTP keeps listening while the server drains: buffered streams must stay pollable, by clients that open a connection per poll too. */
@@ -170,10 +144,6 @@ export class HttpTransport implements Transport {
     else res.once('finish', () => setImmediate(() => this.#server.closeIdleConnections()));
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
     this.#answering.add(res);
     res.once('close', () => this.#answering.delete(res));
@@ -184,7 +154,10 @@ export class HttpTransport implements Transport {
       return;
     }
     const url = new URL(req.url ?? '/', 'http://x');
-    if (!decodable(url.pathname)) {
+    try {
+      // Routes decode the path: "%ZZ" would throw a URIError there.
+      decodeURIComponent(url.pathname);
+    } catch {
       sendError(res, fault('INVALID_REQUEST', 'envelope', { detail: 'the URL path has malformed percent-encoding' }), 'jsonrpc', 400);
       req.resume();
       return;
@@ -205,55 +178,30 @@ export class HttpTransport implements Transport {
       sendError(res, fault('INVALID_REQUEST', 'not_post'), 'jsonrpc', 405);
       return;
     }
-    const peer = this.#admit(req, res);
-    if (peer) void this.#read(req, res, peer);
+    void this.#jsonRpc(req, res);
   }
 
-  /** Checks the key and counts the request against its client's limit; on refusal answers and returns undefined. */
-  #admit(req: IncomingMessage, res: ServerResponse): ClientEnd | undefined {
-    const { gate } = this.#options;
+  /** `POST /`: checks the key (before the body is read), counts the request against its client's limit, reads the body and answers it. */
+  async #jsonRpc(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { gate, maxBodyBytes, log } = this.#options;
+    let peer: ClientEnd;
+    let body: Buffer;
     try {
-      const peer: ClientEnd = {
-        address: req.socket.remoteAddress ?? 'unknown',
-        key: gate.keyFromHeader(req.headers.authorization, 'refuse'),
-      };
+      peer = { address: req.socket.remoteAddress ?? 'unknown', key: gate.keyFromHeader(req.headers.authorization, 'refuse') };
       res.once('close', gate.admitConnection(peer, this.name));
-      return peer;
     } catch (err) {
       if (!(err instanceof ServerError)) throw err;
       refuse(req, res, err);
-      return undefined;
+      return;
     }
-  }
-
-  async #read(req: IncomingMessage, res: ServerResponse, peer: ClientEnd): Promise<void> {
-    let body: Buffer;
     try {
-      body = await readBody(req, this.#options.maxBodyBytes);
+      body = await readBody(req, maxBodyBytes);
     } catch (err) {
       if (err instanceof ServerError) sendError(res, err, 'jsonrpc');
       else res.destroy();
       return;
     }
-    await this.#respond(body, res, peer);
-  }
-
-  async #route(route: HttpRoute, url: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const gone = new ClientGone(res).signal;
-    const limit = this.#options.maxBodyBytes;
-    const log = this.#options.log;
-    try {
-      const address = req.socket.remoteAddress ?? 'unknown';
-      await route.serve({ req, res, url, address, signal: gone, readBody: () => readBody(req, limit), log });
-    } catch (err) {
-      log.error({ err, path: url.pathname }, 'http: route failed');
-      if (!res.headersSent) sendError(res, undefined, 'jsonrpc', 500);
-      else res.end();
-    }
-  }
-
-  async #respond(body: Buffer, res: ServerResponse, peer: ClientEnd): Promise<void> {
-    const gone = new ClientGone(res);
+    const gone = clientGone(res);
     try {
       const reply = await this.#options.handle(body, {
         transport: this.name,
@@ -270,8 +218,22 @@ export class HttpTransport implements Transport {
         sendJson(res, status, reply, headers);
       }
     } catch (err) {
-      this.#options.log.error({ err }, 'http: unexpected failure');
+      log.error({ err }, 'http: unexpected failure');
       if (!res.headersSent) sendError(res, undefined, 'jsonrpc', 500);
+    }
+  }
+
+  async #route(route: HttpRoute, url: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const gone = clientGone(res).signal;
+    const limit = this.#options.maxBodyBytes;
+    const log = this.#options.log;
+    try {
+      const address = req.socket.remoteAddress ?? 'unknown';
+      await route.serve({ req, res, url, address, signal: gone, readBody: () => readBody(req, limit), log });
+    } catch (err) {
+      log.error({ err, path: url.pathname }, 'http: route failed');
+      if (!res.headersSent) sendError(res, undefined, 'jsonrpc', 500);
+      else res.end();
     }
   }
 

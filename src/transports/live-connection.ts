@@ -6,7 +6,7 @@ import type { Connection } from '../jsonrpc/connection.js';
 import { fault, type ServerError } from '../errors.js';
 import { errorResponse, type JsonRpcResponse } from '../jsonrpc/message.js';
 import { LineSplitter } from './ndjson.js';
-import type { MessageHandler } from './transport.js';
+import { answerOn, type MessageHandler } from './transport.js';
 
 /** What every live connection enforces (the `connections` settings). */
 export interface ConnectionLimits {
@@ -46,33 +46,31 @@ export interface LiveConnectionOptions {
 }
 
 function unrefTimer(callback: () => void, ms: number): () => void {
-  const timer = setTimeout(callback, ms);
-  timer.unref();
+  const timer = setTimeout(callback, ms).unref();
   return () => clearTimeout(timer);
 }
 
 /**
  * Feeds newline-delimited JSON from `input` to `connection`, one message per line; the end of the
  * input ends the connection's input. A line over `maxLineBytes` is handed to `onOversize` as a
- * -32600 error naming `setting`; it answers whether to skip that line or stop reading.
+ * -32600 error naming `setting` (a connection it closes ignores the lines after it).
  */
 export function readLines(
   input: Readable,
   connection: LiveConnection,
   limit: { maxLineBytes: number; setting: string },
-  onOversize: (error: ServerError) => 'skip' | 'stop',
+  onOversize: (error: ServerError) => void,
 ): void {
   const { maxLineBytes, setting } = limit;
   const tooLong = fault('INVALID_REQUEST', 'line_too_long', { max_line_bytes: maxLineBytes, setting }, { max_line_bytes: maxLineBytes });
-  const lines = new LineSplitter(maxLineBytes);
-  input.on('data', (data: Buffer) => {
-    for (const frame of lines.push(data)) {
-      if (frame.kind === 'line') connection.receive(frame.data);
-      else if (onOversize(tooLong) === 'stop') return;
-    }
-  });
+  const lines = new LineSplitter(
+    maxLineBytes,
+    (line) => connection.receive(line),
+    () => onOversize(tooLong),
+  );
+  input.on('data', (data: Buffer) => lines.push(data));
   input.on('end', () => {
-    for (const frame of lines.end()) if (frame.kind === 'line') connection.receive(frame.data);
+    lines.end();
     connection.endInput();
   });
 }
@@ -89,6 +87,7 @@ export function readLines(
  */
 export class LiveConnection implements Connection {
   readonly lossy = false;
+  readonly id: string;
   readonly sendLimit: { bytes: number; setting: string };
   readonly #options: LiveConnectionOptions;
   readonly #closed = new AbortController();
@@ -102,12 +101,9 @@ export class LiveConnection implements Connection {
 
   constructor(options: LiveConnectionOptions) {
     this.#options = options;
+    this.id = options.id;
     this.sendLimit = { bytes: options.limits.maxSendBufferBytes, setting: 'connections.max_send_buffer_bytes' };
     this.#update();
-  }
-
-  get id(): string {
-    return this.#options.id;
   }
 
   get closed(): AbortSignal {
@@ -158,16 +154,12 @@ export class LiveConnection implements Connection {
   closeWith(error: ServerError): void {
     if (!this.#sendable) return;
     this.send(errorResponse(null, error));
-    this.#shutDown();
+    this.dispose();
     this.#options.wire.end(error);
   }
 
   /** The peer is gone: abort everything, send nothing more. Idempotent. */
   dispose(): void {
-    this.#shutDown();
-  }
-
-  #shutDown(): void {
     this.#sendable = false;
     this.#queue.length = 0;
     this.#cancelIdle?.();
@@ -184,15 +176,9 @@ export class LiveConnection implements Connection {
 
   async #dispatch(raw: Buffer | string): Promise<void> {
     const { handle, transport, peer, log } = this.#options;
-    try {
-      const reply = await handle(raw, { transport, signal: this.#closed.signal, connection: this, peer });
-      if (reply !== undefined) this.send(reply);
-    } catch (err) {
-      log.error({ err, connection: this.id }, `${transport}: unexpected failure handling a message`);
-    } finally {
-      this.#inflight--;
-      this.#pump();
-    }
+    await answerOn(handle, raw, { transport, signal: this.#closed.signal, connection: this, peer }, log);
+    this.#inflight--;
+    this.#pump();
   }
 
   /** Brings reading, the idle timer and the end of the wire in line with the current state. */

@@ -1,37 +1,31 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { isIP } from 'node:net';
+import { exposesBeyondLoopback } from '../auth.js';
 import { fault, type ServerError } from '../errors.js';
+
+/** The host name of a `Host` header or an origin's authority (an IPv6 address without brackets), or undefined when it does not parse. */
+function hostName(authority: string): string | undefined {
+  try {
+    return new URL(`http://${authority}`).hostname.replace(/^\[(.*)\]$/, '$1');
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * A page this server served itself: the origin names the host the request was sent to (its `Host`
  * header) by an address (an IP, or localhost), and either the port it was sent to or one of the
  * ports this server serves pages on (`pagePorts`: the playground on the HTTP port, calling the
- * WebSocket port). A name is not enough: DNS can
- * point any name at this server (DNS rebinding), and the browser then sends that name in both.
+ * WebSocket port). A name is not enough: DNS can point any name at this server (DNS rebinding),
+ * and the browser then sends that name in both.
  */
 function ownOrigin(origin: string, host: string | undefined, pagePorts: readonly number[]): boolean {
-  let url: URL;
-  let sentTo: URL;
-  try {
-    url = new URL(origin);
-    sentTo = new URL(`http://${host ?? ''}`);
-  } catch {
-    return false;
-  }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || host === undefined || url.hostname !== sentTo.hostname) return false;
-  const samePort = url.host === host.toLowerCase() || pagePorts.includes(Number(url.port || (url.protocol === 'https:' ? 443 : 80)));
+  if (!URL.canParse(origin) || host === undefined) return false;
+  const url = new URL(origin);
   const name = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || name !== hostName(host)) return false;
+  const samePort = url.host === host.toLowerCase() || pagePorts.includes(Number(url.port || (url.protocol === 'https:' ? 443 : 80)));
   return samePort && (name === 'localhost' || isIP(name) !== 0);
-}
-
-function loopbackHost(host: string): boolean {
-  let name: string;
-  try {
-    name = new URL(`http://${host}`).hostname.replace(/^\[(.*)\]$/, '$1');
-  } catch {
-    return false;
-  }
-  return name === 'localhost' || name === '::1' || (isIP(name) === 4 && name.startsWith('127.'));
 }
 
 /**
@@ -41,7 +35,8 @@ function loopbackHost(host: string): boolean {
  * reverse proxy may forward its own `Host`.
  */
 export function foreignHost(headers: IncomingHttpHeaders): ServerError | undefined {
-  if (headers.host === undefined || loopbackHost(headers.host)) return undefined;
+  const name = headers.host === undefined ? undefined : hostName(headers.host);
+  if (headers.host === undefined || (name !== undefined && !exposesBeyondLoopback(name))) return undefined;
   return fault('FORBIDDEN', 'host', { host: JSON.stringify(headers.host) }, { host: headers.host });
 }
 

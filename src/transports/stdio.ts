@@ -1,9 +1,8 @@
 import type { Readable, Writable } from 'node:stream';
-import type { Logger } from 'pino';
 import type { ClientEnd } from '../auth.js';
-import { errorResponse, type JsonRpcResponse } from '../jsonrpc/message.js';
-import { LiveConnection, readLines, type ConnectionLimits } from './live-connection.js';
-import type { MessageHandler, Transport } from './transport.js';
+import { errorResponse, peekJson, type JsonRpcResponse } from '../jsonrpc/message.js';
+import { LiveConnection, readLines, type LiveConnectionOptions } from './live-connection.js';
+import type { Transport } from './transport.js';
 
 /**
  * Another protocol that shares stdio with JSON-RPC (MCP). Every message is offered to it first,
@@ -28,25 +27,13 @@ export interface StdioLink {
   readonly closed: AbortSignal;
 }
 
-/** The message in `raw`, or undefined when it is not JSON (the dispatcher then answers -32700). */
-function parsed(raw: Uint8Array | string): unknown {
-  try {
-    return JSON.parse(typeof raw === 'string' ? raw : Buffer.from(raw).toString('utf8')) as unknown;
-  } catch {
-    return undefined;
-  }
-}
-
-export interface StdioTransportOptions {
+export interface StdioTransportOptions extends Pick<LiveConnectionOptions, 'limits' | 'handle' | 'log'> {
   /** Where messages come from (process.stdin). */
   input: Readable;
   /** Where replies go (process.stdout): nothing else may write there. */
   output: Writable;
   /** Longest line (one message) accepted, in bytes. */
   maxLineBytes: number;
-  limits: ConnectionLimits;
-  handle: MessageHandler;
-  log: Logger;
   /** Another protocol on the same stdio (MCP), offered every message first. */
   guest?: StdioGuest;
   /** Called once, when the input has ended and every reply and final chunk is flushed, or when the output fails. */
@@ -74,7 +61,7 @@ export class StdioTransport implements Transport {
       id: 'stdio',
       transport: this.name,
       peer: this.#peer,
-      handle: guest ? (raw, origin) => (guest.offer(parsed(raw)) ? Promise.resolve(undefined) : handle(raw, origin)) : handle,
+      handle: guest ? (raw, origin) => (guest.offer(peekJson(raw)) ? Promise.resolve(undefined) : handle(raw, origin)) : handle,
       limits: { ...limits, idleTimeoutMs: 0 },
       log,
       wire: {
@@ -106,10 +93,7 @@ export class StdioTransport implements Transport {
       peer: this.#peer,
       closed: connection.closed,
     });
-    readLines(input, connection, { maxLineBytes, setting: 'stdio.max_line_bytes' }, (error) => {
-      connection.send(errorResponse(null, error));
-      return 'skip';
-    });
+    readLines(input, connection, { maxLineBytes, setting: 'stdio.max_line_bytes' }, (error) => connection.send(errorResponse(null, error)));
     input.on('error', (err) => log.warn({ err }, 'stdio: input error'));
     output.on('drain', () => connection.drained());
     output.on('error', (err) => {
@@ -121,14 +105,9 @@ export class StdioTransport implements Transport {
   }
 
   async close(): Promise<void> {
-    if (this.#closed) return;
     this.#closed = true;
     this.#connection.dispose();
     this.#options.input.pause();
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
   }
 
   #end(): void {

@@ -1,27 +1,18 @@
 import { createServer, type Socket } from 'node:net';
 import type { ClientEnd } from '../auth.js';
-import type { ServerError } from '../errors.js';
 import { errorResponse } from '../jsonrpc/message.js';
+import { LINGER_MS } from './http-route.js';
 import { readLines } from './live-connection.js';
-import { Listener } from './listen.js';
-import { LINGER_MS, TrackedConnections, type TrackedConnectionsOptions } from './tracked-connections.js';
-import type { Transport } from './transport.js';
+import { SocketTransport, type SocketTransportOptions } from './socket-transport.js';
 
-/** The host and port, the line limit, and what every socket transport's connections take (`TrackedConnectionsOptions`). */
-export interface TcpTransportOptions extends Omit<TrackedConnectionsOptions, 'transport' | 'title'> {
-  host: string;
-  port: number;
+/** The line limit, and what every socket transport takes. */
+export interface TcpTransportOptions extends SocketTransportOptions {
   /** Longest line (one message) accepted, in bytes. */
   maxLineBytes: number;
 }
 
 /** Bytes one tick may gather under the cork before they are sent anyway. */
 const CORK_BYTES = 16_384;
-
-/** Tells a connection we will not serve why, then closes it. */
-function turnAway(socket: Socket, error: ServerError): void {
-  endGracefully(socket, `${JSON.stringify(errorResponse(null, error))}\n`);
-}
 
 /** Ends our side once what was written is flushed, discarding whatever the peer still sends, and cuts it off if it lingers. */
 function endGracefully(socket: Socket, last = ''): void {
@@ -36,53 +27,30 @@ function endGracefully(socket: Socket, last = ''): void {
  * with -32600, after which the connection is closed (once the reply is flushed); a malformed line gets -32700 and the
  * connection stays usable. When the peer closes or half-closes, what it started is aborted.
  */
-export class TcpTransport implements Transport {
+export class TcpTransport extends SocketTransport<Socket> {
   readonly name = 'tcp';
-  readonly #options: TcpTransportOptions;
-  readonly #listener: Listener;
-  readonly #connections: TrackedConnections<Socket>;
-  #closed: Promise<void> | undefined;
+  protected readonly title = 'TCP';
+  readonly #maxLineBytes: number;
 
   constructor(options: TcpTransportOptions) {
-    this.#options = options;
-    this.#connections = new TrackedConnections({ ...options, transport: this.name, title: 'TCP' });
     const server = createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, (socket) =>
-      this.#accept(socket),
+      this.#serve(socket),
     );
-    this.#listener = new Listener(server, options.host, options.port);
+    super(options, server);
+    this.#maxLineBytes = options.maxLineBytes;
   }
 
-  start(): Promise<string> {
-    return this.#listener.start();
+  protected end(socket: Socket): void {
+    endGracefully(socket);
   }
 
-  get openConnections(): number {
-    return this.#connections.size;
+  protected cut(socket: Socket): void {
+    socket.destroy();
   }
 
-  stopAccepting(): void {
-    void this.#listener.stop();
-  }
-
-  close(): Promise<void> {
-    this.#closed ??= (async () => {
-      const stopped = this.#listener.stop();
-      await this.#connections.closeAll(
-        (socket) => endGracefully(socket),
-        (socket) => socket.destroy(),
-      );
-      await stopped;
-    })();
-    return this.#closed;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
-  #accept(socket: Socket): void {
-    const { maxLineBytes, log } = this.#options;
-    socket.on('error', (err) => log.debug({ err }, 'tcp: socket error'));
+  #serve(socket: Socket): void {
+    const maxLineBytes = this.#maxLineBytes;
+    socket.on('error', (err) => this.options.log.debug({ err }, 'tcp: socket error'));
     const peer: ClientEnd = { address: socket.remoteAddress ?? 'unknown', key: undefined };
     // Messages written in one tick (chunks of several streams, replies) leave in one send. Bytes
     // held by the cork are not "pending" (the client has not had the chance to read them yet);
@@ -110,13 +78,9 @@ export class TcpTransport implements Transport {
       resume: () => socket.resume(),
       end: () => endGracefully(socket),
     };
-    const connection = this.#connections.accept(socket, peer, wire, (error) => turnAway(socket, error));
+    const connection = this.accept(socket, peer, wire, (error) => endGracefully(socket, `${JSON.stringify(errorResponse(null, error))}\n`));
     if (!connection) return;
-    readLines(socket, connection, { maxLineBytes, setting: 'tcp.max_line_bytes' }, (error) => {
-      connection.closeWith(error);
-      return 'stop';
-    });
+    readLines(socket, connection, { maxLineBytes, setting: 'tcp.max_line_bytes' }, (error) => connection.closeWith(error));
     socket.on('drain', () => connection.drained());
-    socket.on('close', () => this.#connections.closed(socket));
   }
 }

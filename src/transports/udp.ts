@@ -1,17 +1,14 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { encodeJson } from '../jsonrpc/large-id.js';
+import { once } from 'node:events';
 import { isIPv6 } from 'node:net';
-import type { Logger } from 'pino';
-import type { ClientGate } from '../clients.js';
-import type { Connection } from '../jsonrpc/connection.js';
 import { fault } from '../errors.js';
-import { errorResponse, type JsonRpcResponse } from '../jsonrpc/message.js';
-import { formatAddress } from './listen.js';
-import type { MessageHandler, Transport } from './transport.js';
+import type { Connection } from '../jsonrpc/connection.js';
+import { encodeJson } from '../jsonrpc/large-id.js';
+import { errorResponse, type JsonRpcId, type JsonRpcResponse } from '../jsonrpc/message.js';
+import { answerOn, formatAddress, type NetworkTransportOptions, type Transport } from './transport.js';
 
-export interface UdpTransportOptions {
-  host: string;
-  port: number;
+/** The datagram limits and the guard; `gate` tells whether a datagram carries valid keys. */
+export interface UdpTransportOptions extends NetworkTransportOptions {
   /** Largest datagram received or sent, in bytes. */
   maxDatagramBytes: number;
   /** Bytes of datagrams queued for sending at most, over all clients. */
@@ -22,19 +19,12 @@ export interface UdpTransportOptions {
    * so the server cannot be used to amplify traffic towards a forged sender address.
    */
   guard: boolean;
-  /** Tells whether a datagram carries valid keys. */
-  gate: ClientGate;
-  handle: MessageHandler;
-  log: Logger;
 }
 
-const DATAGRAM_SETTING = 'udp.max_datagram_bytes';
-
-/** A reply that would not fit in one datagram becomes an error that fits, for the same request. */
-function tooLargeReply(message: JsonRpcResponse | JsonRpcResponse[], bytes: number, limit: number): JsonRpcResponse {
-  const vars = { bytes, max_datagram_bytes: limit, setting: DATAGRAM_SETTING };
-  const error = fault('INVALID_REQUEST', 'reply_too_large', vars, { max_datagram_bytes: limit });
-  return errorResponse(Array.isArray(message) ? null : message.id, error);
+/** The answer to a datagram, or a reply, over the datagram limit: an error that fits, for request `id`. */
+function tooLarge(what: 'datagram_too_large' | 'reply_too_large', id: JsonRpcId, bytes: number, limit: number): JsonRpcResponse {
+  const vars = { bytes, max_datagram_bytes: limit, setting: 'udp.max_datagram_bytes' };
+  return errorResponse(id, fault('INVALID_REQUEST', what, vars, { max_datagram_bytes: limit }));
 }
 
 /**
@@ -56,18 +46,12 @@ export class UdpTransport implements Transport {
   }
 
   async start(): Promise<string> {
-    await new Promise<void>((resolve, reject) => {
-      this.#socket.once('error', reject);
-      this.#socket.bind(this.#options.port, this.#options.host, () => {
-        this.#socket.off('error', reject);
-        resolve();
-      });
-    });
+    this.#socket.bind(this.#options.port, this.#options.host);
+    await once(this.#socket, 'listening');
     this.#socket.on('error', (err) => this.#options.log.warn({ err }, 'udp: socket error'));
     return formatAddress(this.#socket.address());
   }
 
-  /** UDP has no connections. */
   get openConnections(): number {
     return 0;
   }
@@ -83,37 +67,18 @@ export class UdpTransport implements Transport {
     return this.#closed;
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
   #receive(data: Buffer, sender: RemoteInfo): void {
     const peer = this.#peer(sender);
     const limit = this.#options.maxDatagramBytes;
     if (data.length > limit) {
-      const vars = { bytes: data.length, max_datagram_bytes: limit, setting: DATAGRAM_SETTING };
-      const error = fault('INVALID_REQUEST', 'datagram_too_large', vars, { max_datagram_bytes: limit });
-      peer.send(errorResponse(null, error));
+      peer.send(tooLarge('datagram_too_large', null, data.length, limit));
       return;
     }
     const restricted = this.#options.guard && !this.#options.gate.presentsKey(data);
-    void this.#dispatch(data, restricted ? this.#peer(sender, data.length) : peer, sender);
-  }
-
-  /** Each datagram stands alone: over UDP a key travels in every request (`api_key`), never in a session. */
-  async #dispatch(data: Buffer, peer: Connection, sender: RemoteInfo): Promise<void> {
-    try {
-      const origin = {
-        transport: this.name,
-        signal: this.#closing.signal,
-        connection: peer,
-        peer: { address: sender.address, key: undefined },
-      };
-      const reply = await this.#options.handle(data, origin);
-      if (reply !== undefined) peer.send(reply);
-    } catch (err) {
-      this.#options.log.error({ err, connection: peer.id }, 'udp: unexpected failure handling a message');
-    }
+    const connection = restricted ? this.#peer(sender, data.length) : peer;
+    // Each datagram stands alone: over UDP a key travels in every request (`api_key`), never in a session.
+    const origin = { transport: this.name, signal: this.#closing.signal, connection, peer: { address: sender.address, key: undefined } };
+    void answerOn(this.#options.handle, data, origin, this.#options.log);
   }
 
   /**
@@ -149,7 +114,8 @@ export class UdpTransport implements Transport {
   #encode(message: JsonRpcResponse | JsonRpcResponse[]): Buffer {
     const limit = this.#options.maxDatagramBytes;
     const data = Buffer.from(encodeJson(message));
-    return data.length > limit ? Buffer.from(JSON.stringify(tooLargeReply(message, data.length, limit))) : data;
+    if (data.length <= limit) return data;
+    return Buffer.from(JSON.stringify(tooLarge('reply_too_large', Array.isArray(message) ? null : message.id, data.length, limit)));
   }
 
   /** Sends one datagram; false once the datagrams still queued exceed the cap. */

@@ -1,4 +1,4 @@
-import { STATUS_CODES, createServer, type IncomingMessage, type Server } from 'node:http';
+import { STATUS_CODES, createServer, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { ApiKey, ClientEnd } from '../auth.js';
@@ -6,15 +6,11 @@ import { fault, type ServerError } from '../errors.js';
 import { errorResponse } from '../jsonrpc/message.js';
 import { errorAnswer } from './http-route.js';
 import type { LiveConnection } from './live-connection.js';
-import { Listener } from './listen.js';
 import { foreignOrigin } from './origin.js';
-import { TrackedConnections, type TrackedConnectionsOptions } from './tracked-connections.js';
-import type { Transport } from './transport.js';
+import { SocketTransport, type SocketTransportOptions } from './socket-transport.js';
 
-/** The host and port, the message limit, the origins, and what every socket transport's connections take (`TrackedConnectionsOptions`). */
-export interface WsTransportOptions extends Omit<TrackedConnectionsOptions, 'transport' | 'title'> {
-  host: string;
-  port: number;
+/** The message limit, the origins, and what every socket transport takes. */
+export interface WsTransportOptions extends SocketTransportOptions {
   /** Largest message accepted, in bytes (the WebSocket `maxPayload`). */
   maxMessageBytes: number;
   /** Browser origins allowed besides the server's own (setting http.allowed_origins). */
@@ -28,12 +24,11 @@ const CloseCode = { NORMAL: 1000, GOING_AWAY: 1001, TRY_AGAIN_LATER: 1013 } as c
 
 /** Refuses a handshake (a wrong key: 401; a foreign origin: 403) with the JSON-RPC error, as on the HTTP transport. */
 function refuseHandshake(socket: Duplex, error: ServerError): void {
-  const answer = errorAnswer(error, 'jsonrpc');
-  const { status } = answer;
-  const body = JSON.stringify(answer.body);
+  const { status, headers, body: answer } = errorAnswer(error, 'jsonrpc');
+  const body = JSON.stringify(answer);
   const head = [
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
-    ...Object.entries(answer.headers).map(([name, value]) => `${name}: ${value}`),
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
     'Content-Type: application/json',
     `Content-Length: ${Buffer.byteLength(body)}`,
     'Connection: close',
@@ -47,18 +42,18 @@ function refuseHandshake(socket: Duplex, error: ServerError): void {
  * Too Big), which the `ws` library sends before we see the message. Closing the socket aborts
  * what the connection started.
  */
-export class WsTransport implements Transport {
+export class WsTransport extends SocketTransport<WebSocket> {
   readonly name = 'ws';
-  readonly #options: WsTransportOptions;
+  protected readonly title = 'WebSocket';
   readonly #http: Server;
-  readonly #listener: Listener;
   readonly #wss: WebSocketServer;
-  readonly #connections: TrackedConnections<WebSocket>;
-  #closed: Promise<void> | undefined;
 
   constructor(options: WsTransportOptions) {
-    this.#options = options;
-    this.#connections = new TrackedConnections({ ...options, transport: this.name, title: 'WebSocket' });
+    const http = createServer((_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' }).end('This port speaks JSON-RPC over WebSocket\n');
+    });
+    super(options, http);
+    this.#http = http;
     this.#wss = new WebSocketServer({
       noServer: true,
       maxPayload: options.maxMessageBytes,
@@ -67,71 +62,43 @@ export class WsTransport implements Transport {
       // Invalid UTF-8 is the dispatcher's to answer (-32700), so the connection stays usable.
       skipUTF8Validation: true,
     });
-    this.#http = createServer((_req, res) => {
-      res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' }).end('This port speaks JSON-RPC over WebSocket\n');
-    });
-    this.#listener = new Listener(this.#http, options.host, options.port);
     const origins = new Set(options.allowedOrigins);
-    this.#http.on('upgrade', (req, socket, head) => {
+    http.on('upgrade', (req, socket, head) => {
       socket.on('error', (err) => options.log.debug({ err }, 'ws: socket error during upgrade'));
       const foreign = foreignOrigin(req.headers, origins, options.pagePorts?.() ?? []);
       if (foreign) {
         refuseHandshake(socket, foreign);
         return;
       }
-      const key = this.#keyOf(req, socket);
-      if (key === null) return;
+      // Without an Authorization header the connection opens unauthenticated (it may call
+      // `authenticate`, as browsers cannot set the header); a wrong key is refused with 401.
+      let key: ApiKey | undefined;
+      try {
+        key = options.gate.keyFromHeader(req.headers.authorization, 'allow');
+      } catch (err) {
+        refuseHandshake(socket, err as ServerError);
+        return;
+      }
       const peer: ClientEnd = { address: req.socket.remoteAddress ?? 'unknown', key };
-      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, peer));
+      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#serve(ws, peer));
     });
   }
 
-  get openConnections(): number {
-    return this.#connections.size;
+  protected end(ws: WebSocket): void {
+    ws.close(CloseCode.GOING_AWAY, 'SHUTTING_DOWN');
   }
 
-  /**
-   * The key of the handshake's Authorization header. Without the header the connection opens
-   * unauthenticated (it may call `authenticate`, as browsers cannot set the header); a wrong key is
-   * refused with 401 and null is returned.
-   */
-  #keyOf(req: IncomingMessage, socket: Duplex): ApiKey | undefined | null {
-    try {
-      return this.#options.gate.keyFromHeader(req.headers.authorization, 'allow');
-    } catch (err) {
-      refuseHandshake(socket, err as ServerError);
-      return null;
-    }
+  protected cut(ws: WebSocket): void {
+    ws.terminate();
   }
 
-  start(): Promise<string> {
-    return this.#listener.start();
+  protected override closeServer(): void {
+    this.#http.closeAllConnections();
+    this.#wss.close();
   }
 
-  stopAccepting(): void {
-    void this.#listener.stop();
-  }
-
-  close(): Promise<void> {
-    this.#closed ??= (async () => {
-      const stopped = this.#listener.stop();
-      await this.#connections.closeAll(
-        (ws) => ws.close(CloseCode.GOING_AWAY, 'SHUTTING_DOWN'),
-        (ws) => ws.terminate(),
-      );
-      this.#http.closeAllConnections();
-      this.#wss.close();
-      await stopped;
-    })();
-    return this.#closed;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
-  #accept(ws: WebSocket, peer: ClientEnd): void {
-    ws.on('error', (err) => this.#options.log.debug({ err }, 'ws: connection error'));
+  #serve(ws: WebSocket, peer: ClientEnd): void {
+    ws.on('error', (err) => this.options.log.debug({ err }, 'ws: connection error'));
     const wire = {
       write: (text: string) => ws.send(text, () => connection?.drained()),
       get pendingBytes() {
@@ -142,18 +109,14 @@ export class WsTransport implements Transport {
       // The reason itself went out as a JSON-RPC message; the close frame carries its string code.
       end: (reason?: ServerError) => ws.close(CloseCode.NORMAL, reason?.name),
     };
-    const connection: LiveConnection | undefined = this.#connections.accept(ws, peer, wire, (error) => {
+    const connection: LiveConnection | undefined = this.accept(ws, peer, wire, (error) => {
       ws.send(JSON.stringify(errorResponse(null, error)));
       ws.close(CloseCode.TRY_AGAIN_LATER, error.name);
     });
     if (!connection) return;
     ws.on('message', (data: RawData, isBinary: boolean) => {
-      if (!isBinary) {
-        connection.receive(data as Buffer);
-        return;
-      }
-      connection.send(errorResponse(null, fault('INVALID_REQUEST', 'binary_frame')));
+      if (isBinary) connection.send(errorResponse(null, fault('INVALID_REQUEST', 'binary_frame')));
+      else connection.receive(data as Buffer);
     });
-    ws.on('close', () => this.#connections.closed(ws));
   }
 }
