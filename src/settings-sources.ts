@@ -84,6 +84,39 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): Plain {
   return values;
 }
 
+/** The flags the server and `rkllm-mcp doctor` share, for parseArgs. */
+export const SHARED_FLAGS = {
+  model: { type: 'string' },
+  'rkllm-lib': { type: 'string' },
+  'rkllm-version': { type: 'string' },
+  'vision-encoder': { type: 'string' },
+  'rknn-lib': { type: 'string' },
+  parallel: { type: 'string' },
+  context: { type: 'string' },
+  settings: { type: 'string' },
+} as const;
+
+/** An integer flag's value, undefined when absent; a SettingsError naming the flag when it is no integer from `min` to `max`. */
+export function integerFlag(flag: string, value: string | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < min || n > max)
+    throw new SettingsError(`--${flag} expects an integer from ${min} to ${max}, got "${value}"`);
+  return n;
+}
+
+/** The `engine` settings that the shared flags give (--model, --engine, --rkllm-lib, --rkllm-version, --vision-encoder, --rknn-lib, --context). */
+export function engineFlags(values: { [K in keyof typeof SHARED_FLAGS]?: string } & { engine?: string }): Plain {
+  const given = (pairs: Plain): Plain => Object.fromEntries(Object.entries(pairs).filter(([, value]) => value !== undefined));
+  const vision = given({ encoder: values['vision-encoder'], rknn_lib: values['rknn-lib'] });
+  return given({
+    model_path: values.model,
+    kind: values.engine,
+    max_context_len: integerFlag('context', values.context, 16, 1 << 20),
+    rkllm: { ...given({ library: values['rkllm-lib'], runtime_version: values['rkllm-version'] }), vision },
+  });
+}
+
 /** What became of the settings file. */
 export interface SettingsFile {
   path: string;

@@ -8,6 +8,7 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { GgufInsights, readGgufFileInfo, type GgufFileInfo } from 'node-llama-cpp';
+import { contextMemory } from '../engine/llama/memory-budget.js';
 import type { ChatTemplate, SamplingParams } from '../engine/types.js';
 
 /** A model's name without Ollama's `:latest` tag, which clients may add to any name. */
@@ -163,16 +164,7 @@ export class ModelCatalog {
       trainContext: facts?.trainContext,
       builtin,
       sidecar,
-      memory: (contextSize, slots) =>
-        facts
-          ? facts.insights.modelSize +
-            facts.insights.estimateContextResourceRequirements({
-              contextSize,
-              sequences: slots,
-              modelGpuLayers: 0,
-              batchSize: Math.min(512, contextSize),
-            }).cpuRam
-          : size,
+      memory: (contextSize, slots) => (facts ? facts.insights.modelSize + contextMemory(facts.insights, contextSize, slots) : size),
     };
   }
 
