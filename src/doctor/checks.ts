@@ -287,20 +287,12 @@ export function governorChecks(root: string, read = readText): Finding[] {
     const names = existsSync(under(root, dir)) ? readdirSync(under(root, dir)) : [];
     return names.filter((name) => pattern.test(name)).map((name) => join(dir, name));
   };
+  const npus = list(devfreq, /npu/).map((path) => node(path));
+  const cpus = list(policies, /^policy\d+$/).map((path) => node(path, cpu));
   return [
     governorFinding('memory governor (DMC)', COSTS.dmc, `${devfreq}/dmc`, [node(join(devfreq, 'dmc'))]),
-    governorFinding(
-      'npu governor',
-      COSTS.npu,
-      `${devfreq}/*npu*`,
-      list(devfreq, /npu/).map((path) => node(path)),
-    ),
-    governorFinding(
-      'cpu governors',
-      COSTS.cpu,
-      `${policies}/policy*`,
-      list(policies, /^policy\d+$/).map((path) => node(path, cpu)),
-    ),
+    governorFinding('npu governor', COSTS.npu, `${devfreq}/*npu*`, npus),
+    governorFinding('cpu governors', COSTS.cpu, `${policies}/policy*`, cpus),
   ];
 }
 

@@ -64,13 +64,8 @@ export interface ModelCatalogOptions {
   builtin?: () => Promise<string>;
 }
 
-interface HeaderFacts {
-  family: string;
-  parameterCount: number;
-  quantization: string | undefined;
-  trainContext: number | undefined;
-  insights: GgufInsights;
-}
+/** What a GGUF header tells. */
+type HeaderFacts = Pick<ModelEntry, 'family' | 'parameterCount' | 'quantization' | 'trainContext'> & { insights: GgufInsights };
 
 const FILE_TYPES: Record<number, string> = { 0: 'F32', 1: 'F16', 2: 'Q4_0', 3: 'Q4_1', 7: 'Q8_0', 8: 'Q5_0', 9: 'Q5_1', 15: 'Q4_K_M', 17: 'Q5_K_M', 18: 'Q6_K' };
 
@@ -151,12 +146,11 @@ export class ModelCatalog {
     const gguf = extname(path) === '.gguf';
     const facts = gguf ? await this.#header(path, info.size, info.mtimeMs) : undefined;
     const sidecar = await readSidecar(join(this.dir, `${name}.json`)).catch(() => ({}));
-    const size = info.size;
     return {
       name,
       path,
       format: gguf ? 'gguf' : 'rkllm',
-      size,
+      size: info.size,
       modifiedAt: info.mtime,
       family: facts?.family ?? this.#engine,
       parameterCount: facts?.parameterCount,
@@ -164,7 +158,7 @@ export class ModelCatalog {
       trainContext: facts?.trainContext,
       builtin,
       sidecar,
-      memory: (contextSize, slots) => (facts ? facts.insights.modelSize + contextMemory(facts.insights, contextSize, slots) : size),
+      memory: (contextSize, slots) => (facts ? facts.insights.modelSize + contextMemory(facts.insights, contextSize, slots) : info.size),
     };
   }
 

@@ -148,14 +148,14 @@ export class LoadedModels implements AsyncDisposable {
   /** The context length runs of `name` (absent: the default) are checked against before they are admitted. */
   contextOf(name: string | undefined): number {
     const pinned = name === undefined || this.#isDefault(name);
-    const resident = this.#residents.get(pinned ? this.#defaultName : bareName(name));
+    const resident = this.#residents.get(name === undefined ? this.#defaultName : bareName(name));
     const context = resident?.loaded?.engine.param.max_context_len ?? (pinned ? this.#defaultParam?.max_context_len : undefined);
     return context ?? this.#o.contextSize;
   }
 
   /** Unloads `name` now when idle; when in use, as soon as it is idle (keep_alive 0). False when it is not loaded. */
   unload(name: string): boolean {
-    const resident = this.#residents.get(this.#isDefault(name) ? this.#defaultName : bareName(name));
+    const resident = this.#residents.get(bareName(name));
     if (!resident) return false;
     resident.keepAliveMs = 0;
     if (resident.uses === 0 && resident.loaded) void this.#unload(resident, 'asked');
