@@ -78,7 +78,6 @@ function fail(message: string): never {
   process.exit(USAGE);
 }
 
-/** The command line's flags, for parseArgs. */
 const OPTIONS = {
   http: { type: 'string' },
   'no-http': { type: 'boolean' },

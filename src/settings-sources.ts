@@ -27,17 +27,18 @@ export function envSettings(): Map<string, EnvSetting> {
 
 /** Turns a variable's text into the setting's type; validation of the value itself comes later, with the other layers'. */
 function parseValue(name: string, text: string, setting: EnvSetting): unknown {
+  const bad = (expected: string): SettingsError =>
+    new SettingsError(`environment: ${name} (setting "${setting.path.join('.')}") must be ${expected}, got "${text}"`);
   switch (setting.type) {
     case 'number': {
       const n = Number(text);
-      if (text.trim() === '' || !Number.isFinite(n))
-        throw new SettingsError(`environment: ${name} (setting "${setting.path.join('.')}") must be a number, got "${text}"`);
+      if (text.trim() === '' || !Number.isFinite(n)) throw bad('a number');
       return n;
     }
     case 'boolean':
       if (['true', '1'].includes(text)) return true;
       if (['false', '0'].includes(text)) return false;
-      throw new SettingsError(`environment: ${name} (setting "${setting.path.join('.')}") must be true, false, 1 or 0, got "${text}"`);
+      throw bad('true, false, 1 or 0');
     case 'list':
       return text
         .split(',')

@@ -103,7 +103,6 @@ export function stateDirs(inputs: StateInputs): StateDirs {
   };
 }
 
-/** The state folders of this process. */
 export function currentStateDirs(settingsFlag?: string): StateDirs {
   return stateDirs({
     env: process.env,

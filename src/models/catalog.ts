@@ -97,7 +97,6 @@ async function readSidecar(path: string): Promise<ModelSidecar> {
   return value;
 }
 
-/** The models of one folder. */
 export class ModelCatalog {
   readonly dir: string;
   readonly #extension: string;

@@ -276,7 +276,6 @@ export class LoadedModels implements AsyncDisposable {
     return idle.sort((a, b) => a.lastUsed - b.lastUsed)[0];
   }
 
-  /** Starts loading `name` as `plan` says. */
   #startLoad(name: string, { entry, memory, load }: LoadPlan): void {
     const started = performance.now();
     const pinned = name === this.#defaultName;
