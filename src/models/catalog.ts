@@ -98,18 +98,14 @@ async function readSidecar(path: string): Promise<ModelSidecar> {
 }
 
 export class ModelCatalog {
-  readonly dir: string;
+  readonly #o: ModelCatalogOptions;
   readonly #extension: string;
-  readonly #engine: string;
-  readonly #builtin: (() => Promise<string>) | undefined;
   /** GGUF facts by `path:size:mtime`, so a changed file is read again. */
   readonly #headers = new Map<string, Promise<HeaderFacts>>();
 
   constructor(options: ModelCatalogOptions) {
-    this.dir = options.dir;
-    this.#engine = options.engine;
+    this.#o = options;
     this.#extension = options.engine === 'rkllm' ? '.rkllm' : '.gguf';
-    this.#builtin = options.builtin;
   }
 
   /** The name a model file goes by: the built-in model's fixed name, else its file name without the extension. */
@@ -120,10 +116,10 @@ export class ModelCatalog {
 
   /** Every model, the built-in one first, then the folder's by name. A file that cannot be read is left out. */
   async list(): Promise<ModelEntry[]> {
-    const names: string[] = await readdir(this.dir).catch(() => []);
+    const names: string[] = await readdir(this.#o.dir).catch(() => []);
     const files = names.filter((n) => n.endsWith(this.#extension) && !BUILTIN_CACHE.test(n.slice(0, -this.#extension.length))).sort();
-    const entries = await Promise.all(files.map((file) => this.#entry(join(this.dir, file), false).catch(() => undefined)));
-    const builtin = this.#builtin ? await this.#entry(await this.#builtin(), true) : undefined;
+    const entries = await Promise.all(files.map((file) => this.#entry(join(this.#o.dir, file), false).catch(() => undefined)));
+    const builtin = this.#o.builtin ? await this.#entry(await this.#o.builtin(), true) : undefined;
     return [...(builtin ? [builtin] : []), ...entries.filter((e): e is ModelEntry => e !== undefined && e.name !== BUILTIN_NAME)];
   }
 
@@ -144,14 +140,14 @@ export class ModelCatalog {
     const name = builtin ? BUILTIN_NAME : this.nameOf(path);
     const gguf = extname(path) === '.gguf';
     const facts = gguf ? await this.#header(path, info.size, info.mtimeMs) : undefined;
-    const sidecar = await readSidecar(join(this.dir, `${name}.json`)).catch(() => ({}));
+    const sidecar = await readSidecar(join(this.#o.dir, `${name}.json`)).catch(() => ({}));
     return {
       name,
       path,
       format: gguf ? 'gguf' : 'rkllm',
       size: info.size,
       modifiedAt: info.mtime,
-      family: facts?.family ?? this.#engine,
+      family: facts?.family ?? this.#o.engine,
       parameterCount: facts?.parameterCount,
       quantization: facts?.quantization,
       trainContext: facts?.trainContext,

@@ -14,7 +14,7 @@
 import type { Engine, InitParam } from '../engine/types.js';
 import { fault, ServerError } from '../errors.js';
 import type { Scheduler } from '../streams/scheduler.js';
-import { bareName, type ModelCatalog, type ModelEntry } from './catalog.js';
+import { bareName, type ModelEntry } from './catalog.js';
 import { expiresAt, FOREVER, type KeepAliveMs } from './keep-alive.js';
 import { bounded, type Loaded, type LoadedModelsOptions, type LoadedView, type LoadPlan, type ModelLease, type Resident } from './resident.js';
 
@@ -52,10 +52,6 @@ export class LoadedModels implements AsyncDisposable {
   /** The default model's name (its file's, or the built-in's fixed name). */
   get defaultName(): string {
     return this.#defaultName;
-  }
-
-  get catalog(): ModelCatalog {
-    return this.#o.catalog;
   }
 
   /** The default model's engine, or why there is none now. */
