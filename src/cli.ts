@@ -188,15 +188,15 @@ function loadSettings(flags: Flags): { settings: Settings; file: SettingsFile; d
 }
 
 function reportSettingsFile(file: SettingsFile, dirs: StateDirs, log: Logger): void {
-  if (file.unwritable === undefined)
-    log.info({ settings: file.path, from: dirs.origin, folders: dirs.folderBase, builtin: dirs.builtinModelsDir }, 'settings file in use');
-  if (file.created) log.info({ settings: file.path }, 'wrote the settings file with every default');
   if (file.unwritable !== undefined) {
     log.warn(
       { settings: file.path, reason: file.unwritable },
       'could not write the settings file; running without one (defaults, environment, flags)',
     );
+    return;
   }
+  log.info({ settings: file.path, from: dirs.origin, folders: dirs.folderBase, builtin: dirs.builtinModelsDir }, 'settings file in use');
+  if (file.created) log.info({ settings: file.path }, 'wrote the settings file with every default');
 }
 
 /** The local HTTP port of the settings (the file is read, never written): where `chat` and `run` connect by default. */

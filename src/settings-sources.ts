@@ -160,13 +160,11 @@ export function readSettingsFile(path: string): Plain {
   } catch (err) {
     throw new SettingsError(`Cannot read settings file ${path}: ${(err as Error).message}`);
   }
-  let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    return JSON.parse(text) as Plain;
   } catch (err) {
     throw new SettingsError(`Settings file ${path} is not valid JSON: ${(err as Error).message}`);
   }
-  return parsed as Plain;
 }
 
 const validate = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true }).compile(schemaOf(SETTINGS));
