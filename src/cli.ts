@@ -4,7 +4,15 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino, type Logger } from 'pino';
 import { SettingsError, type Settings } from './settings.js';
-import { printableSettings, resolveSettings, settingsFromEnv, type SettingsFile } from './settings-sources.js';
+import {
+  engineFlags,
+  integerFlag,
+  printableSettings,
+  SHARED_FLAGS,
+  resolveSettings,
+  settingsFromEnv,
+  type SettingsFile,
+} from './settings-sources.js';
 import { clientCommand } from './commands/dispatch.js';
 import { exitOnSignals } from './shutdown.js';
 import { anchorFolders, currentStateDirs, describeState, openStateSettings, type StateDirs } from './state-dirs.js';
@@ -70,14 +78,6 @@ function fail(message: string): never {
   process.exit(USAGE);
 }
 
-function integer(flag: string, value: string | undefined, min: number, max: number): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n < min || n > max) fail(`--${flag} expects an integer from ${min} to ${max}, got "${value}"`);
-  return n;
-}
-
-/** The command line's flags, for parseArgs. */
 const OPTIONS = {
   http: { type: 'string' },
   'no-http': { type: 'boolean' },
@@ -89,17 +89,10 @@ const OPTIONS = {
   'no-ws': { type: 'boolean' },
   stdio: { type: 'boolean' },
   host: { type: 'string' },
-  model: { type: 'string' },
+  ...SHARED_FLAGS,
   'models-dir': { type: 'string' },
   engine: { type: 'string' },
-  'rkllm-lib': { type: 'string' },
-  'rkllm-version': { type: 'string' },
-  'vision-encoder': { type: 'string' },
-  'rknn-lib': { type: 'string' },
   threads: { type: 'string' },
-  parallel: { type: 'string' },
-  context: { type: 'string' },
-  settings: { type: 'string' },
   'print-settings': { type: 'boolean' },
   diagnostics: { type: 'boolean' },
   redis: { type: 'string' },
@@ -125,49 +118,34 @@ function joinNegativeValues(argv: string[], takesValue: (flag: string) => boolea
   return out;
 }
 
-/** Turns the command line into a partial settings object; exits with code 2 on a usage error. */
-export function parseFlags(argv: string[]): {
+/** What the command line says. */
+interface Flags {
   settingsFile?: string;
   overrides: Record<string, unknown>;
   help: boolean;
   printSettings: boolean;
-} {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: joinNegativeValues(argv, (flag) => OPTIONS[flag as keyof typeof OPTIONS]?.type === 'string'),
-      strict: true,
-      allowPositionals: false,
-      options: OPTIONS,
-    }));
-  } catch (err) {
-    fail((err as Error).message);
-  }
+}
 
-  const engine: Record<string, unknown> = {};
-  if (values.model !== undefined) engine.model_path = values.model;
-  if (values.engine !== undefined) engine.kind = values.engine;
-  const rkllm: Record<string, unknown> = {};
-  if (values['rkllm-lib'] !== undefined) rkllm.library = values['rkllm-lib'];
-  if (values['rkllm-version'] !== undefined) rkllm.runtime_version = values['rkllm-version'];
-  const vision: Record<string, unknown> = {};
-  if (values['vision-encoder'] !== undefined) vision.encoder = values['vision-encoder'];
-  if (values['rknn-lib'] !== undefined) vision.rknn_lib = values['rknn-lib'];
-  if (Object.keys(vision).length > 0) rkllm.vision = vision;
-  if (Object.keys(rkllm).length > 0) engine.rkllm = rkllm;
-  const threads = integer('threads', values.threads, 1, 1024);
+/** Turns the command line into a partial settings object; throws parseArgs' error or a SettingsError on a usage error. */
+function parseFlags(argv: string[]): Flags {
+  const { values } = parseArgs({
+    args: joinNegativeValues(argv, (flag) => OPTIONS[flag as keyof typeof OPTIONS]?.type === 'string'),
+    strict: true,
+    allowPositionals: false,
+    options: OPTIONS,
+  });
+  const engine = engineFlags(values);
+  const threads = integerFlag('threads', values.threads, 1, 1024);
   if (threads !== undefined) engine.threads = threads;
-  const parallel = integer('parallel', values.parallel, 1, 256);
+  const parallel = integerFlag('parallel', values.parallel, 1, 256);
   if (parallel !== undefined) engine.parallel = parallel;
-  const context = integer('context', values.context, 16, 1 << 20);
-  if (context !== undefined) engine.max_context_len = context;
   const overrides: Record<string, unknown> = { engine };
   for (const name of NETWORK_TRANSPORTS) {
     const section: Record<string, unknown> = {};
-    const port = integer(name, values[name], 0, 65535);
+    const port = integerFlag(name, values[name], 0, 65535);
     if (port !== undefined) section.port = port;
     if (values[`no-${name}`]) {
-      if (port !== undefined) fail(`--${name} and --no-${name} contradict each other`);
+      if (port !== undefined) throw new SettingsError(`--${name} and --no-${name} contradict each other`);
       section.enabled = false;
     }
     overrides[name] = section;
@@ -193,7 +171,7 @@ export function parseFlags(argv: string[]): {
  * Defaults < the settings file (see src/state-dirs.ts; written with every default when missing, unless
  * only printing) < environment < flags; relative folders made absolute.
  */
-function loadSettings(flags: ReturnType<typeof parseFlags>): { settings: Settings; file: SettingsFile; dirs: StateDirs } {
+function loadSettings(flags: Flags): { settings: Settings; file: SettingsFile; dirs: StateDirs } {
   try {
     const dirs = currentStateDirs(flags.settingsFile);
     const file = openStateSettings(dirs, !flags.printSettings);
@@ -210,15 +188,15 @@ function loadSettings(flags: ReturnType<typeof parseFlags>): { settings: Setting
 }
 
 function reportSettingsFile(file: SettingsFile, dirs: StateDirs, log: Logger): void {
-  if (file.unwritable === undefined)
-    log.info({ settings: file.path, from: dirs.origin, folders: dirs.folderBase, builtin: dirs.builtinModelsDir }, 'settings file in use');
-  if (file.created) log.info({ settings: file.path }, 'wrote the settings file with every default');
   if (file.unwritable !== undefined) {
     log.warn(
       { settings: file.path, reason: file.unwritable },
       'could not write the settings file; running without one (defaults, environment, flags)',
     );
+    return;
   }
+  log.info({ settings: file.path, from: dirs.origin, folders: dirs.folderBase, builtin: dirs.builtinModelsDir }, 'settings file in use');
+  if (file.created) log.info({ settings: file.path }, 'wrote the settings file with every default');
 }
 
 /** The local HTTP port of the settings (the file is read, never written): where `chat` and `run` connect by default. */
@@ -235,7 +213,12 @@ async function main(): Promise<void> {
     process.exit(await clientCommand(command, rest, localHttpUrl));
   }
   if (command === 'doctor') process.exit(await (await import('./doctor/command.js')).doctorCommand(rest, process));
-  const flags = parseFlags(process.argv.slice(2));
+  let flags;
+  try {
+    flags = parseFlags(process.argv.slice(2));
+  } catch (err) {
+    fail((err as Error).message);
+  }
   if (flags.help) {
     process.stdout.write(`${HELP}\n\nHere and now:\n${describeState(currentStateDirs(flags.settingsFile))}\n`);
     return;

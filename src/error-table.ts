@@ -146,7 +146,6 @@ export const ERRORS = {
       server_loading: 'The model is loading; retry once GET /health answers 200',
       load_wait: 'The model is still loading after {load_wait_ms} ms (setting engine.load_wait_ms); retry once GET /health answers 200',
       model_loading: 'Model "{model}" is still loading after {load_wait_ms} ms (setting engine.load_wait_ms); retry shortly',
-      model_unloading: 'Model "{model}" could not be unloaded: it has runs; retry when they end',
       unloaded: 'No model is loaded; call rkllm_init first',
       loading: 'The model is still loading; retry when rkllm_init has answered',
       not_running: 'The RKLLM runtime is not running',

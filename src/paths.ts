@@ -76,13 +76,7 @@ export class ConfinedFolder {
         return join(real, ...rest);
       }
       // A link that leads nowhere yet would be followed by a write.
-      if (
-        await lstat(path).then(
-          (info) => info.isSymbolicLink(),
-          () => false,
-        )
-      )
-        throw this.#refused(field);
+      if ((await lstat(path).catch(() => undefined))?.isSymbolicLink()) throw this.#refused(field);
       rest.unshift(basename(path));
     }
   }

@@ -93,7 +93,6 @@ export type RequestFields = Partial<Declared>;
 /** Fields declared with a default: each is its schema and its default value. */
 type WithDefaults = Record<string, readonly [JsonSchema, unknown]>;
 
-/** The schemas of `fields`. */
 const schemasOf = <F extends WithDefaults>(fields: F): { [K in keyof F]: F[K][0] } =>
   Object.fromEntries(Object.entries(fields).map(([name, [schema]]) => [name, schema])) as never;
 
@@ -142,7 +141,6 @@ const RKLLM_PARAM = {
 /** `rkllm_init`'s params: RKLLMParam's fields, flat; only `model_path` is required. */
 export const initSchema = object(schemasOf(RKLLM_PARAM), ['model_path']);
 
-/** RKLLMParam's declared fields. */
 export type DeclaredParam = ValueOf<typeof initSchema>;
 
 /** A fresh RKLLMParam with the defaults of rkllm.h's `rkllm_createDefaultParam()`. */

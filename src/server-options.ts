@@ -26,7 +26,6 @@ import type { OpenStore, StoreOptions } from './streams/open-store.js';
 import { Scheduler } from './streams/scheduler.js';
 import type { TransportOptions } from './transports/create.js';
 
-/** What the engine layer gets from the settings. */
 export function engineOptions(settings: Settings): EngineOptions {
   const e = settings.engine;
   const r = e.rkllm;
@@ -87,7 +86,6 @@ export function models(settings: Settings, kind: EngineKind, log: Logger): Loade
   });
 }
 
-/** What the buffer store gets from the settings. */
 export function storeOptions(settings: Settings): StoreOptions {
   const { streams: s, redis: r } = settings;
   return {

@@ -129,26 +129,6 @@ function observeAll(observers: StreamObserver[]): StreamObserver {
   };
 }
 
-/**
- * What the server unwinds, last registered first, once: a tiny `AsyncDisposableStack` (Node 20
- * may lack the global). A start-up that fails unwinds what it had made through it, as `close` does.
- */
-class Disposers {
-  readonly #stack: Array<() => unknown> = [];
-  #disposed: Promise<void> | undefined;
-
-  defer(dispose: () => unknown): void {
-    this.#stack.push(dispose);
-  }
-
-  dispose(): Promise<void> {
-    this.#disposed ??= (async () => {
-      for (const dispose of this.#stack.splice(0).reverse()) await dispose();
-    })();
-    return this.#disposed;
-  }
-}
-
 /** The server once the model is loaded: JSON-RPC, MCP's backend and every HTTP face. */
 interface Serving {
   serve: MessageHandler;
@@ -166,8 +146,13 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
   const health = new Health();
   const metrics = new Metrics();
   const gate = clientGate(settings, metrics, log);
-  const stack = new Disposers();
-  const close = (): Promise<void> => stack.dispose();
+  /** What `close` unwinds, last registered first, once (Node 20 may lack `AsyncDisposableStack`); a start-up that fails unwinds through it too. */
+  const disposers: Array<() => unknown> = [];
+  let closed: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closed ??= (async () => {
+      for (const dispose of disposers.splice(0).reverse()) await dispose();
+    })());
 
   /** Requests that arrive while the model loads wait for it, at most `engine.load_wait_ms`. */
   const loading = new LoadGate<Serving>(settings.engine.load_wait_ms);
@@ -198,7 +183,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
         .finally(endedByInput);
     },
   });
-  stack.defer(async () => {
+  disposers.push(async () => {
     await Promise.all(transports.map((t) => t.close()));
     await closeMcp();
   });
@@ -208,15 +193,15 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
     const engineSettings = engineOptions(settings);
     const kind = engineKind(engineSettings, log);
     const loadedModels = models(settings, kind, log);
-    stack.defer(() => loadedModels.close());
+    disposers.push(() => loadedModels.close());
     await loadedModels.loadDefault(await startParam(engineSettings));
     const opened = await openStore(storeOptions(settings), log);
-    stack.defer(() => opened.close());
+    disposers.push(() => opened.close());
     const { store } = opened;
     const engine = defaultEngine(loadedModels, kind);
     const scheduler = loadedModels.defaultScheduler;
     const fleet = await startFleet(settings, opened, { engine, scheduler, hold: () => loadedModels.use(undefined) }, log);
-    if (fleet) stack.defer(() => fleet.close());
+    if (fleet) disposers.push(() => fleet.close());
 
     const s = settings.streams;
     const files = folders(settings);
@@ -267,7 +252,7 @@ export async function startServer(settings: Settings, log: Logger, options: Serv
       hub.sweep().catch((err: unknown) => log.error({ err }, 'buffer sweep failed'));
     }, s.cleanup_interval_s * 1000);
     sweeper.unref();
-    stack.defer(async () => {
+    disposers.push(async () => {
       clearInterval(sweeper);
       fleet?.stopAccepting(fault('SHUTTING_DOWN', 'no_new_runs'));
       // The transports stop accepting at once and let the requests in flight finish: the streams'

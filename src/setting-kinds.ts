@@ -70,13 +70,8 @@ export function string(value: string, doc: string, bounds: { minLength?: number;
 /** A string or null (the default); an empty environment variable gives null. */
 export function nullableString(doc: string, pattern?: string): Leaf<string | null> {
   const schema = { type: ['string', 'null'], ...(pattern === undefined ? {} : { pattern }) };
-  return leaf<string | null>(
-    null,
-    schema,
-    'nullable',
-    pattern === undefined ? 'string or null' : `string matching \`${pattern}\`, or null`,
-    doc,
-  );
+  const shown = pattern === undefined ? 'string or null' : `string matching \`${pattern}\`, or null`;
+  return leaf<string | null>(null, schema, 'nullable', shown, doc);
 }
 
 export function oneOf<const V extends string>(values: readonly V[], value: NoInfer<V>, doc: string): Leaf<V> {
@@ -86,13 +81,8 @@ export function oneOf<const V extends string>(values: readonly V[], value: NoInf
 /** A list of distinct strings, each matching `item`; comma separated in an environment variable. */
 export function stringList(doc: string, item: { minLength: number; maxLength: number; pattern: string }, maxItems: number): Leaf<string[]> {
   const schema = { type: 'array', uniqueItems: true, maxItems, items: { type: 'string', ...item } };
-  return leaf<string[]>(
-    [],
-    schema,
-    'list',
-    `list of at most ${maxItems} distinct strings of ${item.minLength} to ${item.maxLength} characters`,
-    doc,
-  );
+  const shown = `list of at most ${maxItems} distinct strings of ${item.minLength} to ${item.maxLength} characters`;
+  return leaf<string[]>([], schema, 'list', shown, doc);
 }
 
 /** An object of names (1 to 256 characters) to names, empty by default; `key=value` pairs, comma separated, in an environment variable. */

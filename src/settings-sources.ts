@@ -27,17 +27,18 @@ export function envSettings(): Map<string, EnvSetting> {
 
 /** Turns a variable's text into the setting's type; validation of the value itself comes later, with the other layers'. */
 function parseValue(name: string, text: string, setting: EnvSetting): unknown {
+  const bad = (expected: string): SettingsError =>
+    new SettingsError(`environment: ${name} (setting "${setting.path.join('.')}") must be ${expected}, got "${text}"`);
   switch (setting.type) {
     case 'number': {
       const n = Number(text);
-      if (text.trim() === '' || !Number.isFinite(n))
-        throw new SettingsError(`environment: ${name} (setting "${setting.path.join('.')}") must be a number, got "${text}"`);
+      if (text.trim() === '' || !Number.isFinite(n)) throw bad('a number');
       return n;
     }
     case 'boolean':
       if (['true', '1'].includes(text)) return true;
       if (['false', '0'].includes(text)) return false;
-      throw new SettingsError(`environment: ${name} (setting "${setting.path.join('.')}") must be true, false, 1 or 0, got "${text}"`);
+      throw bad('true, false, 1 or 0');
     case 'list':
       return text
         .split(',')
@@ -84,6 +85,39 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): Plain {
   return values;
 }
 
+/** The flags the server and `rkllm-mcp doctor` share, for parseArgs. */
+export const SHARED_FLAGS = {
+  model: { type: 'string' },
+  'rkllm-lib': { type: 'string' },
+  'rkllm-version': { type: 'string' },
+  'vision-encoder': { type: 'string' },
+  'rknn-lib': { type: 'string' },
+  parallel: { type: 'string' },
+  context: { type: 'string' },
+  settings: { type: 'string' },
+} as const;
+
+/** An integer flag's value, undefined when absent; a SettingsError naming the flag when it is no integer from `min` to `max`. */
+export function integerFlag(flag: string, value: string | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < min || n > max)
+    throw new SettingsError(`--${flag} expects an integer from ${min} to ${max}, got "${value}"`);
+  return n;
+}
+
+/** The `engine` settings that the shared flags give (--model, --engine, --rkllm-lib, --rkllm-version, --vision-encoder, --rknn-lib, --context). */
+export function engineFlags(values: { [K in keyof typeof SHARED_FLAGS]?: string } & { engine?: string }): Plain {
+  const given = (pairs: Plain): Plain => Object.fromEntries(Object.entries(pairs).filter(([, value]) => value !== undefined));
+  const vision = given({ encoder: values['vision-encoder'], rknn_lib: values['rknn-lib'] });
+  return given({
+    model_path: values.model,
+    kind: values.engine,
+    max_context_len: integerFlag('context', values.context, 16, 1 << 20),
+    rkllm: { ...given({ library: values['rkllm-lib'], runtime_version: values['rkllm-version'] }), vision },
+  });
+}
+
 /** What became of the settings file. */
 export interface SettingsFile {
   path: string;
@@ -126,13 +160,11 @@ export function readSettingsFile(path: string): Plain {
   } catch (err) {
     throw new SettingsError(`Cannot read settings file ${path}: ${(err as Error).message}`);
   }
-  let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    return JSON.parse(text) as Plain;
   } catch (err) {
     throw new SettingsError(`Settings file ${path} is not valid JSON: ${(err as Error).message}`);
   }
-  return parsed as Plain;
 }
 
 const validate = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true }).compile(schemaOf(SETTINGS));

@@ -21,6 +21,7 @@ const GiB = 1024 ** 3;
 
 const port = (value: number, doc: string): Leaf<number> => integer(value, 0, 65535, doc);
 const positive = (value: number, max: number, doc: string): Leaf<number> => integer(value, 1, max, doc);
+const nonEmpty = (value: string, doc: string): Leaf<string> => string(value, doc, { minLength: 1 });
 
 /**
  * Every setting, declared once: its kind, default, bounds and meaning. The `Settings` type, the
@@ -28,7 +29,7 @@ const positive = (value: number, max: number, doc: string): Leaf<number> => inte
  * and docs/settings.md all come from this tree. Times are in the units their names say.
  */
 export const SETTINGS = section('Every setting.', {
-  host: string('127.0.0.1', 'The address every network transport binds.', { minLength: 1 }),
+  host: nonEmpty('127.0.0.1', 'The address every network transport binds.'),
   diagnostics: boolean(false, 'Serves the buffer-manager test methods (test_*); `--diagnostics` turns it on.'),
   log_level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info', 'How much the server logs (on stderr).'),
   http: section('HTTP: `POST /` with one JSON-RPC message or a batch; `GET /health` and `GET /metrics`.', {
@@ -138,9 +139,7 @@ export const SETTINGS = section('Every setting.', {
         "0: 75% of the machine's memory.",
     ),
     rkllm: section('The RKLLM engine: librkllmrt.so through FFI, in a worker process that is restarted when it crashes.', {
-      library: string('librkllmrt.so', 'librkllmrt.so: a path, or a file name the dynamic loader finds (LD_LIBRARY_PATH, /usr/lib).', {
-        minLength: 1,
-      }),
+      library: nonEmpty('librkllmrt.so', 'librkllmrt.so: a path, or a file name the dynamic loader finds (LD_LIBRARY_PATH, /usr/lib).'),
       runtime_version: oneOf(
         ['auto', '1.2', '1.3'],
         'auto',
@@ -170,9 +169,7 @@ export const SETTINGS = section('Every setting.', {
           encoder: nullableString(
             'The encoder (.rknn) of the model given at start (`--vision-encoder FILE.rknn`); null: none. Any .rkllm model also pairs with `<stem>.vision.rknn` beside it.',
           ),
-          rknn_lib: string('librknnrt.so', 'librknnrt.so: a path, or a file name the dynamic loader finds (`--rknn-lib PATH`).', {
-            minLength: 1,
-          }),
+          rknn_lib: nonEmpty('librknnrt.so', 'librknnrt.so: a path, or a file name the dynamic loader finds (`--rknn-lib PATH`).'),
           core_mask: oneOf(
             ['auto', '0', '1', '2', '0_1', '0_1_2', 'all'],
             'auto',
@@ -194,22 +191,16 @@ export const SETTINGS = section('Every setting.', {
       '(absolute paths, ".." and links leading out are refused). Relative folders are under the per-user data folder, ' +
       'or under the working directory when the settings file is ./settings.json or the server runs from a checkout (see "Where state lives").',
     {
-      models: string(
+      models: nonEmpty(
         'models',
         "Models that `rkllm_init` may load (`model_path`); the operator's own `engine.model_path` may be anywhere.",
-        {
-          minLength: 1,
-        },
       ),
-      prompt_caches: string(
+      prompt_caches: nonEmpty(
         'prompt-caches',
         'Prompt caches that runs save and `rkllm_load_prompt_cache` loads (`prompt_cache_path`); created on first save.',
-        {
-          minLength: 1,
-        },
       ),
-      lora_adapters: string('lora-adapters', 'LoRA adapters that `rkllm_load_lora` loads (`lora_adapter_path`).', { minLength: 1 }),
-      images: string('images', 'Images that JSON-RPC runs name (`multimodal_input.image` as a file name).', { minLength: 1 }),
+      lora_adapters: nonEmpty('lora-adapters', 'LoRA adapters that `rkllm_load_lora` loads (`lora_adapter_path`).'),
+      images: nonEmpty('images', 'Images that JSON-RPC runs name (`multimodal_input.image` as a file name).'),
     },
   ),
   models: section(

@@ -103,7 +103,6 @@ export function stateDirs(inputs: StateInputs): StateDirs {
   };
 }
 
-/** The state folders of this process. */
 export function currentStateDirs(settingsFlag?: string): StateDirs {
   return stateDirs({
     env: process.env,
@@ -142,16 +141,14 @@ export function anchorFolders(settings: Settings, base: string): Settings {
 
 /** Where state lives, for `--help` and `--print-settings`. */
 export function describeState(dirs: StateDirs, settings?: Settings): string {
+  const origins: Record<SettingsOrigin, string> = {
+    flag: '--settings',
+    'working directory': 'settings.json in the working directory',
+    user: 'per-user',
+  };
+  const unwritten = dirs.origin === 'user' && !existsSync(dirs.settingsFile) ? '; written with every default on first start' : '';
   const lines = [
-    `settings file:  ${dirs.settingsFile} (${
-      dirs.origin === 'flag'
-        ? '--settings'
-        : dirs.origin === 'working directory'
-          ? 'settings.json in the working directory'
-          : existsSync(dirs.settingsFile)
-            ? 'per-user'
-            : 'per-user; written with every default on first start'
-    })`,
+    `settings file:  ${dirs.settingsFile} (${origins[dirs.origin]}${unwritten})`,
     `per-user data:  ${dirs.dataDir}`,
     `relative folders are under: ${dirs.folderBase}`,
   ];

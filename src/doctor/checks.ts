@@ -203,23 +203,23 @@ export function encoderCheck(options: DoctorOptions): Finding | undefined {
   const encoder = options.encoder ?? (paired && existsSync(under(root, paired)) ? paired : null);
   if (encoder === null) return undefined;
   const needed = 'the vision encoder (.rknn) of the model, converted for this chip, readable';
-  const path = under(root, encoder);
-  const stat = statSync(path, { throwIfNoEntry: false });
   const given = 'give an existing .rknn file with --vision-encoder (engine.rkllm.vision.encoder)';
+  return fileCheck('vision encoder', root, encoder, needed, given).finding;
+}
+
+/** A file on the board that must be a regular file, readable: its finding, and its size when it is. */
+function fileCheck(check: string, root: string, file: string, needed: string, given: string): { finding: Finding; size?: number } {
+  const path = under(root, file);
+  const stat = statSync(path, { throwIfNoEntry: false });
   if (!stat?.isFile())
-    return finding('vision encoder', 'fail', `${path} ${stat ? 'is not a regular file' : 'does not exist'}`, needed, given);
+    return { finding: finding(check, 'fail', `${path} ${stat ? 'is not a regular file' : 'does not exist'}`, needed, given) };
   try {
     accessSync(path, constants.R_OK);
   } catch {
-    return finding(
-      'vision encoder',
-      'fail',
-      `${path} is not readable by this user`,
-      needed,
-      `"sudo chmod a+r ${encoder}", or run as its owner`,
-    );
+    const fix = `"sudo chmod a+r ${file}", or run as its owner`;
+    return { finding: finding(check, 'fail', `${path} is not readable by this user`, needed, fix) };
   }
-  return finding('vision encoder', 'ok', `${path} (${gigabytes(stat.size)})`, needed);
+  return { finding: finding(check, 'ok', `${path} (${gigabytes(stat.size)})`, needed), size: stat.size };
 }
 
 /** The model file, and its size times the instances against the available memory. */
@@ -227,23 +227,15 @@ export function modelChecks(options: DoctorOptions, read = readText): Finding[] 
   const { model, instances, context } = options;
   const needed = 'an .rkllm file converted for this chip, readable';
   if (model === null) return [finding('model', 'warn', 'no model given', needed, 'give it with --model FILE.rkllm (engine.model_path)')];
-  const path = under(options.root, model);
-  const stat = statSync(path, { throwIfNoEntry: false });
   const given = 'give an existing .rkllm file with --model (engine.model_path)';
-  if (!stat) return [finding('model', 'fail', `${path} does not exist`, needed, given)];
-  if (!stat.isFile()) return [finding('model', 'fail', `${path} is not a regular file`, needed, given)];
-  try {
-    accessSync(path, constants.R_OK);
-  } catch {
-    return [finding('model', 'fail', `${path} is not readable by this user`, needed, `"sudo chmod a+r ${model}", or run as its owner`)];
-  }
-  const modelLine = finding('model', 'ok', `${path} (${gigabytes(stat.size)})`, needed);
+  const { finding: modelLine, size } = fileCheck('model', options.root, model, needed, given);
+  if (size === undefined) return [modelLine];
   const meminfo = read(under(options.root, '/proc/meminfo'));
   const available = typeof meminfo === 'string' ? availableMemory(meminfo) : undefined;
   const memNeeded = 'the model times the instances, with room for the KV caches';
   if (available === undefined)
     return [modelLine, finding('memory', 'warn', 'no MemAvailable in /proc/meminfo', memNeeded, 'check by hand: free -h')];
-  const { status, found, fix } = memoryFit(stat.size, instances, available, context);
+  const { status, found, fix } = memoryFit(size, instances, available, context);
   return [modelLine, finding('memory', status, found, memNeeded, status === 'ok' ? '' : fix)];
 }
 
@@ -295,20 +287,12 @@ export function governorChecks(root: string, read = readText): Finding[] {
     const names = existsSync(under(root, dir)) ? readdirSync(under(root, dir)) : [];
     return names.filter((name) => pattern.test(name)).map((name) => join(dir, name));
   };
+  const npus = list(devfreq, /npu/).map((path) => node(path));
+  const cpus = list(policies, /^policy\d+$/).map((path) => node(path, cpu));
   return [
     governorFinding('memory governor (DMC)', COSTS.dmc, `${devfreq}/dmc`, [node(join(devfreq, 'dmc'))]),
-    governorFinding(
-      'npu governor',
-      COSTS.npu,
-      `${devfreq}/*npu*`,
-      list(devfreq, /npu/).map((path) => node(path)),
-    ),
-    governorFinding(
-      'cpu governors',
-      COSTS.cpu,
-      `${policies}/policy*`,
-      list(policies, /^policy\d+$/).map((path) => node(path, cpu)),
-    ),
+    governorFinding('npu governor', COSTS.npu, `${devfreq}/*npu*`, npus),
+    governorFinding('cpu governors', COSTS.cpu, `${policies}/policy*`, cpus),
   ];
 }
 

@@ -6,7 +6,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parallelOf, SettingsError, type Settings } from '../settings.js';
-import { openSettingsFile, resolveSettings, settingsFromEnv } from '../settings-sources.js';
+import { engineFlags, integerFlag, SHARED_FLAGS, openSettingsFile, resolveSettings, settingsFromEnv } from '../settings-sources.js';
 import { runChecks, type DoctorOptions, type Finding } from './checks.js';
 
 const HELP = `Usage: rkllm-mcp doctor [flags]
@@ -43,14 +43,6 @@ export interface DoctorIo {
 
 class UsageError extends Error {}
 
-function integer(flag: string, value: string | undefined, min: number, max: number): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
-    throw new UsageError(`--${flag} expects an integer from ${min} to ${max}, got "${value}"`);
-  }
-  return Number(value);
-}
-
 /** The doctor's options from the server's settings: the same library, layout, model and context. */
 export function doctorOptions(settings: Settings, root: string, instances: number): DoctorOptions {
   const { rkllm, model_path, max_context_len } = settings.engine;
@@ -79,14 +71,7 @@ function parse(argv: string[], io: DoctorIo): { options: DoctorOptions; json: bo
       allowPositionals: false,
       options: {
         root: { type: 'string' },
-        'rkllm-lib': { type: 'string' },
-        'rkllm-version': { type: 'string' },
-        'vision-encoder': { type: 'string' },
-        'rknn-lib': { type: 'string' },
-        model: { type: 'string' },
-        parallel: { type: 'string' },
-        context: { type: 'string' },
-        settings: { type: 'string' },
+        ...SHARED_FLAGS,
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -98,33 +83,14 @@ function parse(argv: string[], io: DoctorIo): { options: DoctorOptions; json: bo
   const root = values.root ?? '/';
   const stat = statSync(root, { throwIfNoEntry: false });
   if (!stat?.isDirectory()) throw new UsageError(`--root ${root} ${stat ? 'is not a directory' : 'does not exist'}`);
-  const instances = integer('parallel', values.parallel, 1, 256) ?? 1;
-  const context = integer('context', values.context, 16, 1 << 20);
-  const rkllm = {
-    ...(values['rkllm-lib'] === undefined ? {} : { library: values['rkllm-lib'] }),
-    ...(values['rkllm-version'] === undefined ? {} : { runtime_version: values['rkllm-version'] }),
-    vision: {
-      ...(values['vision-encoder'] === undefined ? {} : { encoder: values['vision-encoder'] }),
-      ...(values['rknn-lib'] === undefined ? {} : { rknn_lib: values['rknn-lib'] }),
-    },
-  };
-  const engine = {
-    ...(values.model === undefined ? {} : { model_path: values.model }),
-    ...(context === undefined ? {} : { max_context_len: context }),
-    rkllm,
-  };
-  try {
-    const file = openSettingsFile(values.settings ?? join(process.cwd(), 'settings.json'), false);
-    const settings = resolveSettings([
-      { source: file.path, values: file.values },
-      { source: 'environment', values: settingsFromEnv(io.env ?? process.env) },
-      { source: 'command line', values: { engine } },
-    ]);
-    return { options: doctorOptions(settings, root, instances), json: values.json === true };
-  } catch (err) {
-    if (err instanceof SettingsError) throw new UsageError(err.message);
-    throw err;
-  }
+  const instances = integerFlag('parallel', values.parallel, 1, 256) ?? 1;
+  const file = openSettingsFile(values.settings ?? join(process.cwd(), 'settings.json'), false);
+  const settings = resolveSettings([
+    { source: file.path, values: file.values },
+    { source: 'environment', values: settingsFromEnv(io.env ?? process.env) },
+    { source: 'command line', values: { engine: engineFlags(values) } },
+  ]);
+  return { options: doctorOptions(settings, root, instances), json: values.json === true };
 }
 
 /** Runs `rkllm-mcp doctor` with `argv`; resolves to the exit code (0 nothing failed, 1 a check failed, 2 a usage error). */
@@ -133,7 +99,7 @@ export async function doctorCommand(argv: string[], io: DoctorIo): Promise<numbe
   try {
     parsed = parse(argv, io);
   } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
+    if (!(err instanceof UsageError || err instanceof SettingsError)) throw err;
     io.stderr.write(`rkllm-mcp doctor: ${err.message}\nRun rkllm-mcp doctor --help for its flags.\n`);
     return 2;
   }

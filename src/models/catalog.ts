@@ -8,6 +8,7 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { GgufInsights, readGgufFileInfo, type GgufFileInfo } from 'node-llama-cpp';
+import { contextMemory } from '../engine/llama/memory-budget.js';
 import type { ChatTemplate, SamplingParams } from '../engine/types.js';
 
 /** A model's name without Ollama's `:latest` tag, which clients may add to any name. */
@@ -63,13 +64,8 @@ export interface ModelCatalogOptions {
   builtin?: () => Promise<string>;
 }
 
-interface HeaderFacts {
-  family: string;
-  parameterCount: number;
-  quantization: string | undefined;
-  trainContext: number | undefined;
-  insights: GgufInsights;
-}
+/** What a GGUF header tells. */
+type HeaderFacts = Pick<ModelEntry, 'family' | 'parameterCount' | 'quantization' | 'trainContext'> & { insights: GgufInsights };
 
 const FILE_TYPES: Record<number, string> = { 0: 'F32', 1: 'F16', 2: 'Q4_0', 3: 'Q4_1', 7: 'Q8_0', 8: 'Q5_0', 9: 'Q5_1', 15: 'Q4_K_M', 17: 'Q5_K_M', 18: 'Q6_K' };
 
@@ -101,20 +97,15 @@ async function readSidecar(path: string): Promise<ModelSidecar> {
   return value;
 }
 
-/** The models of one folder. */
 export class ModelCatalog {
-  readonly dir: string;
+  readonly #o: ModelCatalogOptions;
   readonly #extension: string;
-  readonly #engine: string;
-  readonly #builtin: (() => Promise<string>) | undefined;
   /** GGUF facts by `path:size:mtime`, so a changed file is read again. */
   readonly #headers = new Map<string, Promise<HeaderFacts>>();
 
   constructor(options: ModelCatalogOptions) {
-    this.dir = options.dir;
-    this.#engine = options.engine;
+    this.#o = options;
     this.#extension = options.engine === 'rkllm' ? '.rkllm' : '.gguf';
-    this.#builtin = options.builtin;
   }
 
   /** The name a model file goes by: the built-in model's fixed name, else its file name without the extension. */
@@ -125,10 +116,10 @@ export class ModelCatalog {
 
   /** Every model, the built-in one first, then the folder's by name. A file that cannot be read is left out. */
   async list(): Promise<ModelEntry[]> {
-    const names: string[] = await readdir(this.dir).catch(() => []);
+    const names: string[] = await readdir(this.#o.dir).catch(() => []);
     const files = names.filter((n) => n.endsWith(this.#extension) && !BUILTIN_CACHE.test(n.slice(0, -this.#extension.length))).sort();
-    const entries = await Promise.all(files.map((file) => this.#entry(join(this.dir, file), false).catch(() => undefined)));
-    const builtin = this.#builtin ? await this.#entry(await this.#builtin(), true) : undefined;
+    const entries = await Promise.all(files.map((file) => this.#entry(join(this.#o.dir, file), false).catch(() => undefined)));
+    const builtin = this.#o.builtin ? await this.#entry(await this.#o.builtin(), true) : undefined;
     return [...(builtin ? [builtin] : []), ...entries.filter((e): e is ModelEntry => e !== undefined && e.name !== BUILTIN_NAME)];
   }
 
@@ -149,30 +140,20 @@ export class ModelCatalog {
     const name = builtin ? BUILTIN_NAME : this.nameOf(path);
     const gguf = extname(path) === '.gguf';
     const facts = gguf ? await this.#header(path, info.size, info.mtimeMs) : undefined;
-    const sidecar = await readSidecar(join(this.dir, `${name}.json`)).catch(() => ({}));
-    const size = info.size;
+    const sidecar = await readSidecar(join(this.#o.dir, `${name}.json`)).catch(() => ({}));
     return {
       name,
       path,
       format: gguf ? 'gguf' : 'rkllm',
-      size,
+      size: info.size,
       modifiedAt: info.mtime,
-      family: facts?.family ?? this.#engine,
+      family: facts?.family ?? this.#o.engine,
       parameterCount: facts?.parameterCount,
       quantization: facts?.quantization,
       trainContext: facts?.trainContext,
       builtin,
       sidecar,
-      memory: (contextSize, slots) =>
-        facts
-          ? facts.insights.modelSize +
-            facts.insights.estimateContextResourceRequirements({
-              contextSize,
-              sequences: slots,
-              modelGpuLayers: 0,
-              batchSize: Math.min(512, contextSize),
-            }).cpuRam
-          : size,
+      memory: (contextSize, slots) => (facts ? facts.insights.modelSize + contextMemory(facts.insights, contextSize, slots) : info.size),
     };
   }
 

@@ -14,7 +14,7 @@
 import type { Engine, InitParam } from '../engine/types.js';
 import { fault, ServerError } from '../errors.js';
 import type { Scheduler } from '../streams/scheduler.js';
-import { bareName, type ModelCatalog, type ModelEntry } from './catalog.js';
+import { bareName, type ModelEntry } from './catalog.js';
 import { expiresAt, FOREVER, type KeepAliveMs } from './keep-alive.js';
 import { bounded, type Loaded, type LoadedModelsOptions, type LoadedView, type LoadPlan, type ModelLease, type Resident } from './resident.js';
 
@@ -52,10 +52,6 @@ export class LoadedModels implements AsyncDisposable {
   /** The default model's name (its file's, or the built-in's fixed name). */
   get defaultName(): string {
     return this.#defaultName;
-  }
-
-  get catalog(): ModelCatalog {
-    return this.#o.catalog;
   }
 
   /** The default model's engine, or why there is none now. */
@@ -148,14 +144,14 @@ export class LoadedModels implements AsyncDisposable {
   /** The context length runs of `name` (absent: the default) are checked against before they are admitted. */
   contextOf(name: string | undefined): number {
     const pinned = name === undefined || this.#isDefault(name);
-    const resident = this.#residents.get(pinned ? this.#defaultName : bareName(name));
+    const resident = this.#residents.get(name === undefined ? this.#defaultName : bareName(name));
     const context = resident?.loaded?.engine.param.max_context_len ?? (pinned ? this.#defaultParam?.max_context_len : undefined);
     return context ?? this.#o.contextSize;
   }
 
   /** Unloads `name` now when idle; when in use, as soon as it is idle (keep_alive 0). False when it is not loaded. */
   unload(name: string): boolean {
-    const resident = this.#residents.get(this.#isDefault(name) ? this.#defaultName : bareName(name));
+    const resident = this.#residents.get(bareName(name));
     if (!resident) return false;
     resident.keepAliveMs = 0;
     if (resident.uses === 0 && resident.loaded) void this.#unload(resident, 'asked');
@@ -276,7 +272,6 @@ export class LoadedModels implements AsyncDisposable {
     return idle.sort((a, b) => a.lastUsed - b.lastUsed)[0];
   }
 
-  /** Starts loading `name` as `plan` says. */
   #startLoad(name: string, { entry, memory, load }: LoadPlan): void {
     const started = performance.now();
     const pinned = name === this.#defaultName;
