@@ -1,7 +1,7 @@
 import { AUTHENTICATE, type ClientGate } from '../clients.js';
 import type { Method } from '../jsonrpc/dispatcher.js';
 import { method } from './core.js';
-import { object, str } from './schema.js';
+import { object, str } from '../request-schema.js';
 
 /** `authenticate`: how a TCP, WebSocket or stdio client presents its API key, once per connection. */
 export function authenticateMethod(gate: ClientGate): [string, Method] {

@@ -12,7 +12,7 @@ import type { ChunkOutlet } from '../streams/live-sink.js';
 import { requestKey, type BufferStore } from '../streams/buffer-store.js';
 import type { RunParams, StreamHub } from '../streams/hub.js';
 import { collect, type Chunk, type Stream } from '../streams/stream.js';
-import { bool, compileParams, int, object, requestIdSchema, str, type JsonSchema } from './schema.js';
+import { bool, compileParams, int, object, str, type JsonSchema } from '../request-schema.js';
 import { confineRunPaths, readRunImages, runParamsSchema, toRunParams, type ImageFiles } from './run-params.js';
 import type { ConfinedFolder } from '../paths.js';
 
@@ -90,6 +90,12 @@ interface PollParams extends StreamRef {
   after_seq?: number;
   wait_ms?: number;
 }
+
+/** A JSON-RPC id given back as `request_id`. */
+export const requestIdSchema: JsonSchema = {
+  type: ['string', 'number', 'null'],
+  description: 'The JSON-RPC id of the rkllm_run_async request',
+};
 
 const streamRefProperties = {
   stream_id: str('The stream id returned by rkllm_run_async', 64),

@@ -6,8 +6,8 @@ import type { Method } from '../jsonrpc/dispatcher.js';
 import { fault } from '../errors.js';
 import { requestKey, type BufferStore } from '../streams/buffer-store.js';
 import { newStreamId, type Chunk } from '../streams/stream.js';
-import { method } from './core.js';
-import { bool, int, object, requestIdSchema, str } from './schema.js';
+import { method, requestIdSchema } from './core.js';
+import { bool, int, object, str } from '../request-schema.js';
 
 interface MockChunksParams {
   request_id: string | number | null;

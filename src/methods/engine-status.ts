@@ -2,7 +2,7 @@ import { basename } from 'node:path';
 import type { Engine, EngineStatus } from '../engine/types.js';
 import type { Method } from '../jsonrpc/dispatcher.js';
 import { method } from './core.js';
-import { object } from './schema.js';
+import { object } from '../request-schema.js';
 
 /** What a user key sees: the state, the model's file name (not where it lives), when the last failure happened (not its text, which may name files). */
 function userView(status: EngineStatus): EngineStatus {

@@ -3,7 +3,7 @@ import { fault } from '../errors.js';
 import { PUSHED, type Method } from '../jsonrpc/dispatcher.js';
 import type { StreamHub } from '../streams/hub.js';
 import { chunkOutlet, method, streaming } from './core.js';
-import { int, object, str } from './schema.js';
+import { int, object, str } from '../request-schema.js';
 
 interface AttachParams {
   stream_id: string;

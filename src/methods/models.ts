@@ -1,11 +1,10 @@
 /** `models_list`, `models_loaded`, `models_load`, `models_unload`: the models folder and what is loaded (see docs/models.md). */
-import { fault } from '../errors.js';
 import type { Method } from '../jsonrpc/dispatcher.js';
 import type { ModelEntry } from '../models/catalog.js';
-import { parseKeepAlive } from '../models/keep-alive.js';
+import { readKeepAlive } from '../faces/generation-request.js';
 import type { LoadedModels } from '../models/loaded.js';
 import { adminOnly, method } from './core.js';
-import { object, str, type JsonSchema } from './schema.js';
+import { object, str, type JsonSchema } from '../request-schema.js';
 
 /** A model as the JSON-RPC methods show it: its file's name (not where it lives), size, time and header facts. */
 export function modelView(entry: ModelEntry): Record<string, unknown> {
@@ -26,16 +25,6 @@ const keepAlive: JsonSchema = {
   anyOf: [{ type: 'number' }, { type: 'string', maxLength: 32 }],
   description: 'How long the model stays loaded once idle: "5m", "30s", seconds, 0 (at once), -1 (for good)',
 };
-
-function readKeepAlive(value: unknown): number | undefined {
-  if (value === undefined) return undefined;
-  const ms = parseKeepAlive(value);
-  if (ms === undefined)
-    throw fault('INVALID_PARAMS', 'detail', {
-      detail: `"keep_alive" must be a duration ("5m", "30s"), a number of seconds, 0 or -1; got ${JSON.stringify(value)}`,
-    });
-  return ms;
-}
 
 export function modelsMethods(models: LoadedModels): Array<[string, Method]> {
   return [

@@ -106,29 +106,25 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
     return path === '/mcp';
   }
 
+  /** Serves one request; a refusal (origin, key, connection or request limit, body) is answered in MCP's shape. */
   async serve(exchange: HttpExchange): Promise<void> {
+    try {
+      await this.#serve(exchange);
+    } catch (err) {
+      if (!(err instanceof ServerError) || exchange.res.headersSent) throw err;
+      sendError(exchange.res, err, 'mcp');
+    }
+  }
+
+  async #serve(exchange: HttpExchange): Promise<void> {
     const { req, res, address } = exchange;
     // Browsers from other origins never get here: the HTTP transport applies the one origin rule to every route.
     const { gate, loopbackOnly } = this.#options;
     const foreign = loopbackOnly ? foreignHost(req.headers) : undefined;
-    if (foreign) return void sendError(res, foreign, 'mcp');
-    let peer: ClientEnd;
-    try {
-      peer = { address, key: gate.keyFromHeader(req.headers.authorization, 'refuse') };
-      res.once('close', gate.admitConnection(peer, 'http'));
-    } catch (err) {
-      if (!(err instanceof ServerError)) throw err;
-      return void sendError(res, err, 'mcp');
-    }
-    let body: unknown;
-    if (req.method === 'POST') {
-      try {
-        body = await readJson(exchange);
-      } catch (err) {
-        if (err instanceof ServerError) return void sendError(res, err, 'mcp');
-        throw err;
-      }
-    }
+    if (foreign) throw foreign;
+    const peer: ClientEnd = { address, key: gate.keyFromHeader(req.headers.authorization, 'refuse') };
+    res.once('close', gate.admitConnection(peer, 'http'));
+    const body = req.method === 'POST' ? await readJson(exchange) : undefined;
     const sessionId = req.headers['mcp-session-id'];
     if (typeof sessionId === 'string') {
       const session = this.#sessions.get(sessionId);
@@ -153,13 +149,8 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
       const message = `Too many MCP sessions for this key: at most ${perKey} (setting mcp.max_sessions_per_key); end one with DELETE`;
       return refuseSession(res, 429, -32000, message);
     }
-    try {
-      // An initialize spends one request of the client's rate, as every other request does.
-      admitCaller(gate, peer, 'initialize', 0);
-    } catch (err) {
-      if (!(err instanceof ServerError)) throw err;
-      return void sendError(res, err, 'mcp');
-    }
+    // An initialize spends one request of the client's rate, as every other request does.
+    admitCaller(gate, peer, 'initialize', 0);
     await this.#open(peer, owner, exchange, body);
   }
 
