@@ -92,16 +92,15 @@ export async function runText(hub: StreamHub, options: TextRunOptions): Promise<
   show(tools === 'forced' && !forced ? raw.trim() : caught.text);
   let reason = last!.finish_reason ?? 'stop';
   if (reason === 'abort' && stops.stopped && !signal.aborted) reason = 'stop';
-  const result: TextRun = {
+  return {
     text: parts.join(''),
     calls: forced ? [forced] : caught.calls,
     finish_reason: reason,
     perf: last!.perf!,
     stream_id: generation.id,
+    ...(last!.input_tokens !== undefined && { input_tokens: last!.input_tokens }),
+    ...(generation.error && { error: generation.error }),
   };
-  if (last!.input_tokens !== undefined) result.input_tokens = last!.input_tokens;
-  if (generation.error) result.error = generation.error;
-  return result;
 }
 
 /** How a face frames its streamed reply: each piece of text as a value, and the value that opens the reply, if any. */
@@ -168,10 +167,8 @@ export abstract class ResponseStream {
 }
 
 /** What a face makes of one generation request, once the model it names is held (its name is `model`). */
-export interface FacePlan {
+export interface FacePlan extends Pick<TextRunOptions, 'stop' | 'tools'> {
   request: GenerationRequest;
-  stop: readonly string[];
-  tools?: 'catch' | 'forced' | undefined;
   /** Streaming: the reply the text goes to as it comes; absent: one answer at the end. */
   live?: ResponseStream | undefined;
   /** Sends the end of the answer: the last frames when streaming, the whole JSON body otherwise. */

@@ -3,7 +3,7 @@ import type { Client, ClientGate } from '../clients.js';
 import type { Engine } from '../engine/types.js';
 import type { LoadedModels } from '../models/loaded.js';
 import type { StreamHub } from '../streams/hub.js';
-import { ERRORS, fault } from '../errors.js';
+import { ERRORS, fault, type ServerError } from '../errors.js';
 import { badField } from '../request-schema.js';
 import type { SendLimit } from '../streams/live-sink.js';
 import { errorAnswer, readJson, sendJson, type HttpExchange } from '../transports/http-route.js';
@@ -68,6 +68,11 @@ export async function serveFace(
     release();
     deps.answered(method, (performance.now() - started) / 1000);
   }
+}
+
+/** The refusal of a model name that is neither in the models folder nor the built-in model (the faces answer 404). */
+export function modelNotFound(model: string): ServerError {
+  return fault('INVALID_PARAMS', 'no_model', { model, builtin: 'rkllm-tiny' }, { path: 'model', reason: 'model_not_found' });
 }
 
 /** The types `field` checks for, by name. */

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { notOwned } from '../auth.js';
 import type { Client } from '../clients.js';
@@ -50,17 +51,6 @@ export function streaming<W>(entry: [string, Method<W>]): [string, Method<W>] {
  * person cannot see 5 ms, and a slow model (an NPU's 10-30 tokens/s) is answered token by token as before.
  */
 const POLL_LINGER_MS = 5;
-
-/** Resolves after `ms`, or as soon as `stream` ends. */
-function linger(stream: Stream, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    void stream.ended.then(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
 
 export interface CoreDeps {
   engine: Engine;
@@ -248,7 +238,7 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
             const wait = Math.min(params.wait_ms, (deps.bufferTimeoutS * 1000) / 2);
             await store.wait(streamId, params.after_seq, wait, ctx.signal);
             const live = hub.select({ stream_id: streamId })[0];
-            if (live?.state === 'running') await linger(live, POLL_LINGER_MS);
+            if (live?.state === 'running') await Promise.race([live.ended, delay(POLL_LINGER_MS)]);
           }
           const { chunks } = await store.poll(streamId, params.after_seq);
           return { chunk: chunks.length === 0 ? null : joinChunks(streamId, chunks) };

@@ -44,6 +44,14 @@ const positions = (description: string): JsonSchema => ({
 
 const floats: JsonSchema = { type: 'array', items: { type: 'number' } };
 
+/** A handler that hands its params to the engine and answers `{"set": true}`. */
+const setter =
+  <P>(set: (params: P) => Promise<void>) =>
+  async (params: P): Promise<{ set: true }> => {
+    await set(params);
+    return { set: true };
+  };
+
 const asArray = (value: number | number[] | undefined): number[] | undefined => (typeof value === 'number' ? [value] : value);
 
 /** The production methods of the RKLLM API that `coreMethods` does not cover. */
@@ -178,10 +186,7 @@ export function rkllmMethods({ engine, models, hub, folders, loraLoaded }: Rkllm
       method<ChatTemplate>(
         'Sets how prompts are wrapped (rkllm_set_chat_template): the system prompt starts each conversation, prefix and postfix surround each prompt.',
         REQUEST_FIELDS.chat_template,
-        async (params) => {
-          await engine.setChatTemplate(params);
-          return { set: true };
-        },
+        setter((params) => engine.setChatTemplate(params)),
         supported('chat_template'),
       ),
     ]),
@@ -191,10 +196,7 @@ export function rkllmMethods({ engine, models, hub, folders, loraLoaded }: Rkllm
         'Offers function tools (rkllm_set_function_tools): tools is a JSON array of tool definitions, placed in the system prompt; ' +
           'a run with role "tool" feeds a result back wrapped in tool_response_str tags. An empty tools string withdraws them.',
         REQUEST_FIELDS.function_tools,
-        async (params) => {
-          await engine.setFunctionTools(params);
-          return { set: true };
-        },
+        setter((params) => engine.setFunctionTools(params)),
         supported('function_tools'),
       ),
     ]),
@@ -212,10 +214,7 @@ export function rkllmMethods({ engine, models, hub, folders, loraLoaded }: Rkllm
           },
           ['encoder_k_cache', 'encoder_v_cache', 'encoder_mask', 'encoder_pos', 'num_tokens'],
         ),
-        async (params) => {
-          await engine.setCrossAttnParams(params);
-          return { set: true };
-        },
+        setter((params) => engine.setCrossAttnParams(params)),
         supported('cross_attn'),
       ),
     ]),

@@ -14,6 +14,7 @@ import { ServerError } from '../../errors.js';
 import { readJson, refusalHeaders, sendError, sendJson, type HttpExchange, type HttpRoute } from '../../transports/http-route.js';
 import { foreignHost } from '../../transports/origin.js';
 import { admitCaller } from './backend.js';
+import type { Watch } from './subscriptions.js';
 
 export interface McpHttpOptions {
   newServer: (peer: ClientEnd) => McpServer;
@@ -28,8 +29,8 @@ export interface McpHttpOptions {
   idleTimeoutMs: number;
   /** Largest message body (`http.max_body_bytes`). */
   maxBodyBytes: number;
-  /** Watches a resource for a caller's `subscriptions/listen` (see `watchResource`); resolves with the stop. */
-  watch: (peer: ClientEnd, uri: string, signal: AbortSignal, changed: () => void) => Promise<() => void>;
+  /** Watches a resource for a caller's `subscriptions/listen`. */
+  watch: Watch;
   log: Logger;
 }
 
@@ -131,14 +132,13 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
       if (!session || session.keyId !== peer.key?.id) return refuseSession(res, 404, -32001, 'Session not found');
       return this.#handle(session, exchange, body);
     }
+    if (req.method === 'POST' && this.#closed) return refuseSession(res, 503, -32000, 'The server is shutting down');
     if (req.method === 'POST' && !(await isLegacyRequest(webRequest(exchange, body), body))) {
-      if (this.#closed) return refuseSession(res, 503, -32000, 'The server is shutting down');
       const authInfo = { token: '', clientId: peer.key?.id ?? address, scopes: [], extra: { peer } };
       this.#watchListened(peer, exchange, body);
       return reply(res, await this.#modern.fetch(webRequest(exchange, body), { parsedBody: body, authInfo }));
     }
     if (req.method !== 'POST') return refuseSession(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required');
-    if (this.#closed) return refuseSession(res, 503, -32000, 'The server is shutting down');
     if (this.#sessions.size >= this.#options.maxSessions) {
       const limit = this.#options.maxSessions;
       return refuseSession(res, 503, -32000, `Too many MCP sessions: at most ${limit} (setting mcp.max_sessions); end one with DELETE`);

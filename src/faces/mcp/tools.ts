@@ -7,7 +7,6 @@ import { ENGINE_FEATURE_NAMES } from '../../engine/capabilities.js';
 import type { Engine } from '../../engine/types.js';
 import { ERRORS, ServerError } from '../../errors.js';
 import { checkMaxNewTokens, zodShape } from '../../request-schema.js';
-import type { RunParams } from '../../streams/hub.js';
 import { collect } from '../../streams/stream.js';
 import { errorAnswer } from '../../transports/http-route.js';
 import { readMessages, type FaceMessage } from '../chat-messages.js';
@@ -75,17 +74,6 @@ export const MCP_TOOL_METHODS: readonly string[] = MCP_TOOLS.map((tool) => `mcp/
 
 function result(structured: Record<string, unknown>, text: string): CallToolResult {
   return { content: [{ type: 'text', text }], structuredContent: structured };
-}
-
-/**
- * The run parameters of a tool call on `engine`, made as the OpenAI and Ollama faces make theirs: a
- * prompt (generate) goes to the model as it is, a conversation (chat) through the model's chat template.
- */
-function runParams(engine: Engine, input: { prompt: string } | { messages: FaceMessage[] }, args: Sampling): RunParams {
-  const { max_new_tokens: maxTokens, model } = args;
-  const sampling = Object.fromEntries(SAMPLING_FIELDS.flatMap((name) => (args[name] === undefined ? [] : [[name, args[name]]])));
-  checkMaxNewTokens(maxTokens, engine.param.max_context_len);
-  return toRunParams(engine, { ...input, ...(maxTokens === undefined ? {} : { maxTokens }), sampling }, model);
 }
 
 /**
@@ -168,7 +156,11 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
     ctx: ServerContext,
   ): Promise<TextRun> =>
     withModel(backend, client, args.model, ctx, async (engine) => {
-      const params = runParams(engine, input, args);
+      // Made as the OpenAI and Ollama faces make theirs: a prompt (generate) goes to the model as it is, a conversation (chat) through its chat template.
+      const { max_new_tokens: maxTokens, model } = args;
+      const sampling = Object.fromEntries(SAMPLING_FIELDS.flatMap((name) => (args[name] === undefined ? [] : [[name, args[name]]])));
+      checkMaxNewTokens(maxTokens, engine.param.max_context_len);
+      const params = toRunParams(engine, { ...input, ...(maxTokens === undefined ? {} : { maxTokens }), sampling }, model);
       const token = ctx.mcpReq._meta?.progressToken;
       const limit = args.max_new_tokens ?? engine.param.max_new_tokens;
       let progress: Promise<void> = Promise.resolve();

@@ -1,20 +1,21 @@
 /** `GET /api/version`, `GET /api/tags`, `POST /api/show`, `GET /api/ps`: the models, described as Ollama describes them. */
 import { createHash } from 'node:crypto';
-import { fault } from '../../errors.js';
 import type { ModelEntry } from '../../models/catalog.js';
 import { sendJson, type HttpExchange } from '../../transports/http-route.js';
-import type { HubDeps } from '../http-kit.js';
+import { modelNotFound, type HubDeps } from '../http-kit.js';
 import { OLLAMA_API_VERSION, now } from './wire.js';
 import { readModel } from './request.js';
+
+const UNITS = [
+  ['B', 1e9],
+  ['M', 1e6],
+  ['K', 1e3],
+] as const;
 
 /** "2.6M", "7.2B": Ollama's parameter_size. */
 function parameterSize(count: number | undefined): string {
   if (count === undefined) return '';
-  for (const [unit, scale] of [
-    ['B', 1e9],
-    ['M', 1e6],
-    ['K', 1e3],
-  ] as const) {
+  for (const [unit, scale] of UNITS) {
     if (count >= scale) return `${(count / scale).toFixed(1)}${unit}`;
   }
   return String(count);
@@ -36,10 +37,6 @@ function describe(entry: ModelEntry): Record<string, unknown> {
   const name = `${entry.name}:latest`;
   const digest = createHash('sha256').update(`${entry.path}:${entry.size}:${entry.modifiedAt.getTime()}`).digest('hex');
   return { name, model: name, modified_at: entry.modifiedAt.toISOString(), size: entry.size, digest, details: details(entry) };
-}
-
-function notFound(model: string): Error {
-  return fault('INVALID_PARAMS', 'no_model', { model, builtin: 'rkllm-tiny' }, { path: 'model', reason: 'model_not_found' });
 }
 
 export async function version(_deps: HubDeps, exchange: HttpExchange): Promise<void> {
@@ -66,7 +63,7 @@ export async function ps(deps: HubDeps, exchange: HttpExchange): Promise<void> {
 export async function show(deps: HubDeps, exchange: HttpExchange, body: Record<string, unknown>): Promise<void> {
   const name = readModel(body) ?? deps.models.defaultName;
   const entry = await deps.models.find(name);
-  if (!entry) throw notFound(name);
+  if (!entry) throw modelNotFound(name);
   const loaded = deps.models.loaded().find((view) => view.entry?.path === entry.path);
   const engine = deps.engine;
   const side = entry.sidecar;

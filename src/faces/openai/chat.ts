@@ -66,9 +66,7 @@ export async function chatCompletions(deps: HubDeps, exchange: HttpExchange, cli
         const calls = toolCalls(result.calls);
         if (events) {
           if (calls.length > 0) events.send(delta({ tool_calls: calls.map((c, index) => ({ index, ...c })) }));
-          events.send(delta({}, finish));
-          if (common.includeUsage) events.send({ ...base, choices: [], usage: usage(result) });
-          return events.end();
+          return events.finish(delta({}, finish), common.includeUsage && { ...base, choices: [], usage: usage(result) });
         }
         const message = {
           role: 'assistant',

@@ -30,9 +30,7 @@ export async function completions(deps: HubDeps, exchange: HttpExchange, client:
       finish: (result) => {
         const finish = finishReason(result.finish_reason, 0);
         if (!events) return sendJson(exchange.res, 200, { ...(choice(result.text, finish) as object), usage: usage(result) });
-        events.send(choice('', finish));
-        if (common.includeUsage) events.send({ ...base, choices: [], usage: usage(result) });
-        events.end();
+        events.finish(choice('', finish), common.includeUsage && { ...base, choices: [], usage: usage(result) });
       },
     };
   });

@@ -28,4 +28,11 @@ export class EventStream extends ResponseStream {
   end(): void {
     this.close('data: [DONE]\n\n');
   }
+
+  /** The last chunk, then the usage chunk (`usage` given: `stream_options.include_usage`), then the end. */
+  finish(last: unknown, usage?: unknown): void {
+    this.send(last);
+    if (usage) this.send(usage);
+    this.end();
+  }
 }
