@@ -41,67 +41,61 @@ async function inject(store: BufferStore, requestId: string | number | null, chu
 export function diagnosticMethods(store: BufferStore, sweep: () => Promise<string[]>): Array<[string, Method]> {
   const chunkSchema = object({ seq: int(0, Number.MAX_SAFE_INTEGER), delta: str(), end: bool() }, ['seq', 'delta', 'end']);
   return [
-    [
+    method<MockChunksParams>(
       'test_http_buffer_manager',
-      method<MockChunksParams>(
-        'Diagnostics: buffers mock chunks under a request id; read them back with poll.',
-        object({ request_id: requestIdSchema, mock_chunks: { type: 'array', items: chunkSchema, maxItems: 10_000 } }, [
-          'request_id',
-          'mock_chunks',
-        ]),
-        async (params) => {
-          const streamId = await inject(store, params.request_id, params.mock_chunks);
-          const buffered = await store.peek(streamId);
-          return {
-            request_id: params.request_id,
-            stream_id: streamId,
-            chunks_buffered: buffered.length,
-            buffer_size: buffered.reduce((n, c) => n + Buffer.byteLength(JSON.stringify(c)), 0),
-          };
-        },
-      ),
-    ],
-    [
+      'Diagnostics: buffers mock chunks under a request id; read them back with poll.',
+      object({ request_id: requestIdSchema, mock_chunks: { type: 'array', items: chunkSchema, maxItems: 10_000 } }, [
+        'request_id',
+        'mock_chunks',
+      ]),
+      async (params) => {
+        const streamId = await inject(store, params.request_id, params.mock_chunks);
+        const buffered = await store.peek(streamId);
+        return {
+          request_id: params.request_id,
+          stream_id: streamId,
+          chunks_buffered: buffered.length,
+          buffer_size: buffered.reduce((n, c) => n + Buffer.byteLength(JSON.stringify(c)), 0),
+        };
+      },
+    ),
+    method<CleanupParams>(
       'test_buffer_cleanup',
-      method<CleanupParams>(
-        'Diagnostics: creates buffers idle for longer than the buffer timeout, runs the sweep, and counts what it removed.',
-        object({ create_expired_buffers: int(0, 1000), timeout_seconds: int(0, 86_400) }, ['create_expired_buffers', 'timeout_seconds']),
-        async (params) => {
-          const idleMs = store.limits.bufferTimeoutMs + (params.timeout_seconds + 1) * 1000;
-          const created = new Set<string>();
-          for (let i = 0; i < params.create_expired_buffers; i++) {
-            created.add(await inject(store, `expired_test_${i}`, [], idleMs));
-          }
-          const initial = (await store.status()).active_buffers;
-          const swept = await sweep();
-          const final = (await store.status()).active_buffers;
-          return {
-            buffers_created: created.size,
-            buffers_cleaned: swept.filter((id) => created.has(id)).length,
-            initial_count: initial,
-            final_count: final,
-          };
-        },
-      ),
-    ],
-    [
+      'Diagnostics: creates buffers idle for longer than the buffer timeout, runs the sweep, and counts what it removed.',
+      object({ create_expired_buffers: int(0, 1000), timeout_seconds: int(0, 86_400) }, ['create_expired_buffers', 'timeout_seconds']),
+      async (params) => {
+        const idleMs = store.limits.bufferTimeoutMs + (params.timeout_seconds + 1) * 1000;
+        const created = new Set<string>();
+        for (let i = 0; i < params.create_expired_buffers; i++) {
+          created.add(await inject(store, `expired_test_${i}`, [], idleMs));
+        }
+        const initial = (await store.status()).active_buffers;
+        const swept = await sweep();
+        const final = (await store.status()).active_buffers;
+        return {
+          buffers_created: created.size,
+          buffers_cleaned: swept.filter((id) => created.has(id)).length,
+          initial_count: initial,
+          final_count: final,
+        };
+      },
+    ),
+    method<OperationsParams>(
       'test_buffer_operations',
-      method<OperationsParams>(
-        'Diagnostics: creates a buffer from plain strings and reads the chunks back without acknowledging them.',
-        object(
-          {
-            operation: { type: 'string', enum: ['create_and_retrieve'] },
-            request_id: requestIdSchema,
-            chunks: { type: 'array', items: str(), maxItems: 10_000 },
-          },
-          ['operation', 'request_id', 'chunks'],
-        ),
-        async (params) => {
-          const chunks = params.chunks.map((delta, seq) => ({ seq, delta, end: false }));
-          const streamId = await inject(store, params.request_id, chunks);
-          return { created: true, stream_id: streamId, retrieved_chunks: await store.peek(streamId) };
+      'Diagnostics: creates a buffer from plain strings and reads the chunks back without acknowledging them.',
+      object(
+        {
+          operation: { type: 'string', enum: ['create_and_retrieve'] },
+          request_id: requestIdSchema,
+          chunks: { type: 'array', items: str(), maxItems: 10_000 },
         },
+        ['operation', 'request_id', 'chunks'],
       ),
-    ],
+      async (params) => {
+        const chunks = params.chunks.map((delta, seq) => ({ seq, delta, end: false }));
+        const streamId = await inject(store, params.request_id, chunks);
+        return { created: true, stream_id: streamId, retrieved_chunks: await store.peek(streamId) };
+      },
+    ),
   ];
 }

@@ -21,15 +21,13 @@ function userView(status: EngineStatus): EngineStatus {
  * and free slots, the queue depth).
  */
 export function engineStatusMethod(engine: Engine, fleet?: () => Promise<object>): [string, Method] {
-  return [
+  return method<Record<string, never>>(
     'engine_status',
-    method<Record<string, never>>(
-      'Reports the engine: its state (unloaded, loading, ready, restarting after a runtime crash, failed), model, restarts and last error.',
-      object({}),
-      async (_params, ctx) => {
-        const status = ctx.client.admin ? engine.status() : userView(engine.status());
-        return fleet ? { ...status, fleet: await fleet() } : status;
-      },
-    ),
-  ];
+    'Reports the engine: its state (unloaded, loading, ready, restarting after a runtime crash, failed), model, restarts and last error.',
+    object({}),
+    async (_params, ctx) => {
+      const status = ctx.client.admin ? engine.status() : userView(engine.status());
+      return fleet ? { ...status, fleet: await fleet() } : status;
+    },
+  );
 }

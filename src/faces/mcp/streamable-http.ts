@@ -99,10 +99,6 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
     });
   }
 
-  get sessions(): number {
-    return this.#sessions.size;
-  }
-
   matches(_method: string, path: string): boolean {
     return path === '/mcp';
   }
