@@ -13,7 +13,8 @@ import { NdjsonStream, now, timings } from './wire.js';
 interface Flavour {
   request: Pick<GenerationRequest, 'messages' | 'prompt' | 'images' | 'tools'>;
   piece: (text: string) => Record<string, unknown>;
-  last: (result: TextRun) => Record<string, unknown>;
+  /** The last line's own fields; a streamed reply's text went out already, line by line. */
+  last: (result: TextRun, streamed: boolean) => Record<string, unknown>;
 }
 
 async function generation(
@@ -42,7 +43,7 @@ async function generation(
         const final = {
           model,
           created_at: now(),
-          ...flavour.last(result),
+          ...flavour.last(result, stream),
           done: true,
           done_reason: doneReason,
           ...timings(result.perf, started),
@@ -82,22 +83,20 @@ export async function generate(deps: HubDeps, exchange: HttpExchange, client: Cl
           { role: 'user', content: placed, images },
         ]
       : undefined;
-  const streamed = readStream(body);
   await generation(deps, exchange, client, body, {
     request: messages ? { messages } : { prompt: placed, images },
     piece: (text) => ({ response: text }),
-    last: (result) => ({ response: streamed ? '' : result.text }),
+    last: (result, streamed) => ({ response: streamed ? '' : result.text }),
   });
 }
 
 export async function chat(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
   const messages = readMessages(body.messages);
   const tools = readTools(body, false);
-  const streamed = readStream(body);
   await generation(deps, exchange, client, body, {
     request: { messages, tools },
     piece: (text) => ({ message: { role: 'assistant', content: text } }),
-    last: (result) => {
+    last: (result, streamed) => {
       const calls = result.calls.map((c) => ({ function: { name: c.name, arguments: JSON.parse(c.arguments) as unknown } }));
       return { message: { role: 'assistant', content: streamed ? '' : result.text, ...(calls.length > 0 ? { tool_calls: calls } : {}) } };
     },

@@ -4,7 +4,7 @@ import { readMessages, readTools } from '../chat-messages.js';
 import { serveGeneration } from '../generation.js';
 import { checkOutputSchema } from '../../request-schema.js';
 import { badField, field, type HubDeps } from '../http-kit.js';
-import { forcedCallSchema, type ToolCall, type ToolDefinition } from '../text-filters.js';
+import { forcedCallSchema, type ToolDefinition } from '../text-filters.js';
 import { sendJson, type HttpExchange } from '../../transports/http-route.js';
 import { readCommon, finishReason, usage } from './request.js';
 import { EventStream, openaiId, unixSeconds } from './wire.js';
@@ -35,10 +35,6 @@ function readToolChoice(body: Record<string, unknown>, tools: ToolDefinition[]):
   throw badField('tool_choice', 'must be "none", "auto", "required" or {"type": "function", "function": {"name"}} naming one of "tools"');
 }
 
-function toolCalls(calls: ToolCall[]): Array<Record<string, unknown>> {
-  return calls.map((c) => ({ id: openaiId('call'), type: 'function', function: { name: c.name, arguments: c.arguments } }));
-}
-
 export async function chatCompletions(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
   const common = readCommon(body);
   await serveGeneration(deps, exchange, client, { name: common.model }, (model) => {
@@ -63,7 +59,11 @@ export async function chatCompletions(deps: HubDeps, exchange: HttpExchange, cli
       live: events,
       finish: (result) => {
         const finish = finishReason(result.finish_reason, result.calls.length);
-        const calls = toolCalls(result.calls);
+        const calls = result.calls.map((c) => ({
+          id: openaiId('call'),
+          type: 'function',
+          function: { name: c.name, arguments: c.arguments },
+        }));
         if (events) {
           if (calls.length > 0) events.send(delta({ tool_calls: calls.map((c, index) => ({ index, ...c })) }));
           return events.finish(delta({}, finish), common.includeUsage && { ...base, choices: [], usage: usage(result) });
