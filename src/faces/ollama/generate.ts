@@ -3,11 +3,11 @@ import type { Client } from '../../clients.js';
 import { placeImages } from '../../engine/chat.js';
 import { sendJson, type HttpExchange } from '../../transports/http-route.js';
 import { naming, readImage, readMessages, readTools, type FaceMessage } from '../chat-messages.js';
-import { serveGeneration, type TextRun } from '../generation.js';
+import { ResponseStream, serveGeneration, type TextRun } from '../generation.js';
 import { honoursKeepAlive, useModel, type GenerationRequest } from '../generation-request.js';
 import { field, type HubDeps } from '../http-kit.js';
 import { readFormat, readModel, readOptions, readStream } from './request.js';
-import { NdjsonStream, now, timings } from './wire.js';
+import { NDJSON, now, timings } from './wire.js';
 
 /** What differs between generate and chat: the request's text, and how a piece of reply is framed. */
 interface Flavour {
@@ -32,7 +32,7 @@ async function generation(
   await serveGeneration(deps, exchange, client, { name: modelName, keepAlive: body.keep_alive }, (name) => {
     const model = modelName ?? `${name}:latest`;
     const piece = (text: string): unknown => ({ model, created_at: now(), ...flavour.piece(text), done: false });
-    const lines = stream ? new NdjsonStream(exchange.res, { piece }) : undefined;
+    const lines = stream ? new ResponseStream(exchange.res, NDJSON, { piece }) : undefined;
     return {
       request: { ...flavour.request, maxTokens: options.maxTokens, sampling: options.sampling, ...(jsonSchema ? { jsonSchema } : {}) },
       stop: options.stop,

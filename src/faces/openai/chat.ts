@@ -1,13 +1,13 @@
 /** `POST /v1/chat/completions`. */
 import type { Client } from '../../clients.js';
 import { readMessages, readTools } from '../chat-messages.js';
-import { serveGeneration } from '../generation.js';
+import { ResponseStream, serveGeneration } from '../generation.js';
 import { checkOutputSchema } from '../../request-schema.js';
 import { badField, field, type HubDeps } from '../http-kit.js';
 import { forcedCallSchema, type ToolDefinition } from '../text-filters.js';
 import { sendJson, type HttpExchange } from '../../transports/http-route.js';
 import { readCommon, finishReason, usage } from './request.js';
-import { EventStream, openaiId, unixSeconds } from './wire.js';
+import { SSE, openaiId, unixSeconds } from './wire.js';
 
 /** `response_format` as a JSON Schema: `{}` for json_object, the given schema for json_schema, undefined for text. */
 function readResponseFormat(body: Record<string, unknown>): Record<string, unknown> | undefined {
@@ -51,7 +51,7 @@ export async function chatCompletions(deps: HubDeps, exchange: HttpExchange, cli
       choices: [{ index: 0, delta: d, logprobs: null, finish_reason: finish }],
     });
     const framing = { opening: delta({ role: 'assistant', content: '' }), piece: (content: string) => delta({ content }) };
-    const events = common.stream ? new EventStream(exchange.res, framing) : undefined;
+    const events = common.stream ? new ResponseStream(exchange.res, SSE, framing) : undefined;
     return {
       request: { messages, maxTokens: common.maxTokens, sampling: common.sampling, jsonSchema, tools },
       stop: common.stop,
@@ -66,7 +66,7 @@ export async function chatCompletions(deps: HubDeps, exchange: HttpExchange, cli
         }));
         if (events) {
           if (calls.length > 0) events.send(delta({ tool_calls: calls.map((c, index) => ({ index, ...c })) }));
-          return events.finish(delta({}, finish), common.includeUsage && { ...base, choices: [], usage: usage(result) });
+          return events.end(delta({}, finish), ...(common.includeUsage ? [{ ...base, choices: [], usage: usage(result) }] : []));
         }
         const message = {
           role: 'assistant',
