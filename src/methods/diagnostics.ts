@@ -9,22 +9,6 @@ import { newStreamId, type Chunk } from '../streams/stream.js';
 import { method, requestIdSchema } from './core.js';
 import { bool, int, object, str } from '../request-schema.js';
 
-interface MockChunksParams {
-  request_id: string | number | null;
-  mock_chunks: Array<{ seq: number; delta: string; end: boolean }>;
-}
-
-interface CleanupParams {
-  create_expired_buffers: number;
-  timeout_seconds: number;
-}
-
-interface OperationsParams {
-  operation: 'create_and_retrieve';
-  request_id: string | number | null;
-  chunks: string[];
-}
-
 /** Creates a buffer under `requestId` and appends the chunks, checking they are numbered 0, 1, 2... */
 async function inject(store: BufferStore, requestId: string | number | null, chunks: Chunk[], idleMs = 0): Promise<string> {
   chunks.forEach((chunk, index) => {
@@ -41,7 +25,7 @@ async function inject(store: BufferStore, requestId: string | number | null, chu
 export function diagnosticMethods(store: BufferStore, sweep: () => Promise<string[]>): Array<[string, Method]> {
   const chunkSchema = object({ seq: int(0, Number.MAX_SAFE_INTEGER), delta: str(), end: bool() }, ['seq', 'delta', 'end']);
   return [
-    method<MockChunksParams>(
+    method<{ request_id: string | number | null; mock_chunks: Array<{ seq: number; delta: string; end: boolean }> }>(
       'test_http_buffer_manager',
       'Diagnostics: buffers mock chunks under a request id; read them back with poll.',
       object({ request_id: requestIdSchema, mock_chunks: { type: 'array', items: chunkSchema, maxItems: 10_000 } }, [
@@ -59,7 +43,7 @@ export function diagnosticMethods(store: BufferStore, sweep: () => Promise<strin
         };
       },
     ),
-    method<CleanupParams>(
+    method<{ create_expired_buffers: number; timeout_seconds: number }>(
       'test_buffer_cleanup',
       'Diagnostics: creates buffers idle for longer than the buffer timeout, runs the sweep, and counts what it removed.',
       object({ create_expired_buffers: int(0, 1000), timeout_seconds: int(0, 86_400) }, ['create_expired_buffers', 'timeout_seconds']),
@@ -80,7 +64,7 @@ export function diagnosticMethods(store: BufferStore, sweep: () => Promise<strin
         };
       },
     ),
-    method<OperationsParams>(
+    method<{ operation: 'create_and_retrieve'; request_id: string | number | null; chunks: string[] }>(
       'test_buffer_operations',
       'Diagnostics: creates a buffer from plain strings and reads the chunks back without acknowledging them.',
       object(

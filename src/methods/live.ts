@@ -5,15 +5,10 @@ import type { StreamHub } from '../streams/hub.js';
 import { chunkOutlet, method } from './core.js';
 import { int, object, str } from '../request-schema.js';
 
-interface AttachParams {
-  stream_id: string;
-  after_seq: number;
-}
-
 /** Methods that only make sense on a live connection (TCP, UDP, WebSocket, stdio). */
 export function liveMethods(hub: StreamHub): Array<[string, Method]> {
   return [
-    method<AttachParams>(
+    method<{ stream_id: string; after_seq: number }>(
       'rkllm_stream_attach',
       'Resumes a buffered stream (detached, or started over HTTP or UDP) on this connection: pushes every chunk after after_seq, ' +
         'then each new chunk as it comes, as responses to this request. The stream stops being pushed to any other connection. ' +

@@ -67,15 +67,11 @@ export async function show(deps: HubDeps, exchange: HttpExchange, body: Record<s
   const loaded = deps.models.loaded().find((view) => view.entry?.path === entry.path);
   const engine = deps.engine;
   const side = entry.sidecar;
-  const sampling = { temperature: 0.8, top_k: 40, top_p: 0.9, repeat_penalty: 1.1, ...side.sampling };
-  const context = side.max_context_len ?? deps.models.contextOf(loaded ? entry.name : undefined);
-  const parameters = [
-    `temperature ${sampling.temperature}`,
-    `top_k ${sampling.top_k}`,
-    `top_p ${sampling.top_p}`,
-    `repeat_penalty ${sampling.repeat_penalty}`,
-    `num_ctx ${context}`,
-  ].join('\n');
+  const { temperature, top_k, top_p, repeat_penalty } = { temperature: 0.8, top_k: 40, top_p: 0.9, repeat_penalty: 1.1, ...side.sampling };
+  const num_ctx = side.max_context_len ?? deps.models.contextOf(loaded ? entry.name : undefined);
+  const parameters = Object.entries({ temperature, top_k, top_p, repeat_penalty, num_ctx })
+    .map(([name, value]) => `${name} ${value}`)
+    .join('\n');
   const template = side.chat_template ? `${side.chat_template.prompt_prefix}{{ .Prompt }}${side.chat_template.prompt_postfix}` : '';
   sendJson(exchange.res, 200, {
     modelfile: `FROM ${entry.builtin ? entry.name : entry.path.split(/[\\/]/).pop()}\n`,
