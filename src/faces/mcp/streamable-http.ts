@@ -186,7 +186,6 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
     clearTimeout(session.idleTimer);
     try {
       const response = await session.transport.handleRequest(webRequest(exchange, body), { parsedBody: body });
-      // The reply is written on: an SSE stream stays open after this resolves.
       void reply(res, response);
     } finally {
       // The SDK resolves once the reply has begun; an SSE stream stays open after it.

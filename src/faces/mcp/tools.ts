@@ -61,13 +61,6 @@ const message = z.object({
 
 type Sampling = { [K in keyof typeof sampling]?: z.infer<(typeof sampling)[K]> };
 
-/** A ServerError as a tool error result, which the session survives; a refusal says when to retry (HTTP's Retry-After rule). */
-function toolError(err: ServerError): CallToolResult {
-  const retry = errorAnswer(err, 'mcp').headers['retry-after'];
-  const when = retry === undefined ? '' : ` Retry after ${retry} s.`;
-  return { isError: true, content: [{ type: 'text', text: `${err.message} (${ERRORS[err.name].code})${when}` }] };
-}
-
 /** The tools, as the metrics name them (`rkllm_request_duration_seconds{method, transport="mcp"}`). */
 export const MCP_TOOLS: readonly string[] = ['generate', 'chat', 'embed', 'model_info'];
 export const MCP_TOOL_METHODS: readonly string[] = MCP_TOOLS.map((tool) => `mcp/${tool}`);
@@ -124,7 +117,8 @@ export function modelInfo(backend: McpBackend, engine: Engine = backend.engine):
 export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd, chats: ChatSessions): void {
   /**
    * Runs a tool call for its caller, admitted by the gate, once the backend is there: a ServerError
-   * becomes a tool error result, and a warning to the caller's log; the call is counted either way.
+   * becomes a tool error result (which the session survives; a refusal says when to retry, by HTTP's
+   * Retry-After rule), and a warning to the caller's log; the call is counted either way.
    */
   const guarded = async (
     tool: string,
@@ -139,9 +133,10 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
     } catch (err) {
       if (!(err instanceof ServerError)) throw err;
       code = ERRORS[err.name].code;
-      const answer = toolError(err);
-      logTo(ctx, 'warning', `${tool} refused: ${(answer.content[0] as { text: string }).text}`);
-      return answer;
+      const retry = errorAnswer(err, 'mcp').headers['retry-after'];
+      const text = `${err.message} (${code})${retry === undefined ? '' : ` Retry after ${retry} s.`}`;
+      logTo(ctx, 'warning', `${tool} refused: ${text}`);
+      return { isError: true, content: [{ type: 'text', text }] };
     } finally {
       deps.answered?.(tool, (performance.now() - started) / 1000, code);
     }
@@ -156,7 +151,8 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
     ctx: ServerContext,
   ): Promise<TextRun> =>
     withModel(backend, client, args.model, ctx, async (engine) => {
-      // Made as the OpenAI and Ollama faces make theirs: a prompt (generate) goes to the model as it is, a conversation (chat) through its chat template.
+      // Made as the OpenAI and Ollama faces make theirs: a prompt (generate) goes to the model as it
+      // is, a conversation (chat) through its chat template.
       const { max_new_tokens: maxTokens, model } = args;
       const sampling = Object.fromEntries(SAMPLING_FIELDS.flatMap((name) => (args[name] === undefined ? [] : [[name, args[name]]])));
       checkMaxNewTokens(maxTokens, engine.param.max_context_len);
