@@ -28,13 +28,17 @@ export function useModel(
   keepAlive: unknown,
   signal: AbortSignal,
 ): Promise<ModelLease> {
-  let ms: number | undefined;
-  if (keepAlive !== undefined && keepAlive !== null) {
-    ms = parseKeepAlive(keepAlive);
-    if (ms === undefined)
-      throw badField('keep_alive', `must be a duration ("5m", "30s"), a number of seconds, 0 or -1; got ${JSON.stringify(keepAlive)}`);
-  }
+  const ms = readKeepAlive(keepAlive);
   return deps.models.use(requested, honoursKeepAlive(deps, client) ? ms : undefined, signal, client.admin);
+}
+
+/** A request's `keep_alive` in ms (undefined when absent or null); INVALID_PARAMS naming it when it is no duration. */
+export function readKeepAlive(keepAlive: unknown): number | undefined {
+  if (keepAlive === undefined || keepAlive === null) return undefined;
+  const ms = parseKeepAlive(keepAlive);
+  if (ms === undefined)
+    throw badField('keep_alive', `must be a duration ("5m", "30s"), a number of seconds, 0 or -1; got ${JSON.stringify(keepAlive)}`);
+  return ms;
 }
 
 /** A generation in the words both APIs share. */

@@ -92,16 +92,15 @@ export async function runText(hub: StreamHub, options: TextRunOptions): Promise<
   show(tools === 'forced' && !forced ? raw.trim() : caught.text);
   let reason = last!.finish_reason ?? 'stop';
   if (reason === 'abort' && stops.stopped && !signal.aborted) reason = 'stop';
-  const result: TextRun = {
+  return {
     text: parts.join(''),
     calls: forced ? [forced] : caught.calls,
     finish_reason: reason,
     perf: last!.perf!,
     stream_id: generation.id,
+    ...(last!.input_tokens !== undefined && { input_tokens: last!.input_tokens }),
+    ...(generation.error && { error: generation.error }),
   };
-  if (last!.input_tokens !== undefined) result.input_tokens = last!.input_tokens;
-  if (generation.error) result.error = generation.error;
-  return result;
 }
 
 /** How a face frames its streamed reply: each piece of text as a value, and the value that opens the reply, if any. */
@@ -110,28 +109,36 @@ export interface Framing {
   opening?: unknown;
 }
 
+/** A face's wire format for a streamed reply: OpenAI's server-sent events, Ollama's NDJSON. */
+export interface Wire {
+  headers: Readonly<Record<string, string>>;
+  /** One value as written. */
+  frame: (value: unknown) => string;
+  /** The value that tells the client the run failed after the reply began. */
+  failure: (message: string) => unknown;
+  /** Written last, after every value (SSE's `data: [DONE]`). */
+  trailer?: string;
+}
+
 /**
  * A face's streamed HTTP reply, as the skeleton drives it: the headers once (when the run is
- * admitted), then one frame per value, written as the run produces them. The faces differ only in
- * their framing: OpenAI's server-sent events, Ollama's NDJSON.
+ * admitted), then one frame per value, written as the run produces them.
  */
-export abstract class ResponseStream {
+export class ResponseStream {
   readonly #res: ServerResponse;
-  readonly #headers: Readonly<Record<string, string>>;
-  readonly #frame: (value: unknown) => string;
+  readonly #wire: Wire;
   readonly #framing: Framing;
   #open = false;
 
-  constructor(res: ServerResponse, headers: Readonly<Record<string, string>>, frame: (value: unknown) => string, framing: Framing) {
+  constructor(res: ServerResponse, wire: Wire, framing: Framing) {
     this.#res = res;
-    this.#headers = headers;
-    this.#frame = frame;
+    this.#wire = wire;
     this.#framing = framing;
   }
 
   /** The run is admitted: the headers, and the opening value. */
   start(): void {
-    if (this.#framing.opening === undefined) this.open();
+    if (this.#framing.opening === undefined) this.#openOnce();
     else this.send(this.#framing.opening);
   }
 
@@ -139,39 +146,39 @@ export abstract class ResponseStream {
     this.send(this.#framing.piece(text));
   }
 
-  /** The run failed after the reply began: say so in the face's framing, and end. */
-  abstract fail(message: string): void;
-
-  /** Sends the headers (once). */
-  open(): void {
-    if (this.#open) return;
-    this.#open = true;
-    this.#res.writeHead(200, this.#headers);
-    this.#res.flushHeaders();
-  }
-
   send(value: unknown): void {
-    this.open();
-    if (!this.#res.writableEnded) this.#res.write(this.#frame(value));
+    this.#openOnce();
+    if (!this.#res.writableEnded) this.#res.write(this.#wire.frame(value));
   }
 
-  /** Ends the response, after `trailer` when given. */
-  close(trailer?: string): void {
-    this.open();
-    if (!this.#res.writableEnded) this.#res.end(trailer);
+  /** Ends the reply: the last `values`, then the trailer. */
+  end(...values: unknown[]): void {
+    for (const value of values) this.send(value);
+    this.#openOnce();
+    if (!this.#res.writableEnded) this.#res.end(this.#wire.trailer);
+  }
+
+  /** The run failed after the reply began: say so in the face's wire format, and end. */
+  fail(message: string): void {
+    this.end(this.#wire.failure(message));
   }
 
   /** Bytes written but not yet sent. */
   get pending(): number {
     return this.#res.writableLength;
   }
+
+  #openOnce(): void {
+    if (this.#open) return;
+    this.#open = true;
+    this.#res.writeHead(200, this.#wire.headers);
+    this.#res.flushHeaders();
+  }
 }
 
 /** What a face makes of one generation request, once the model it names is held (its name is `model`). */
-export interface FacePlan {
+export interface FacePlan extends Pick<TextRunOptions, 'stop' | 'tools'> {
   request: GenerationRequest;
-  stop: readonly string[];
-  tools?: 'catch' | 'forced' | undefined;
   /** Streaming: the reply the text goes to as it comes; absent: one answer at the end. */
   live?: ResponseStream | undefined;
   /** Sends the end of the answer: the last frames when streaming, the whole JSON body otherwise. */

@@ -3,15 +3,21 @@ import type { Client, ClientGate } from '../clients.js';
 import type { Engine } from '../engine/types.js';
 import type { LoadedModels } from '../models/loaded.js';
 import type { StreamHub } from '../streams/hub.js';
-import { ERRORS, fault } from '../errors.js';
+import { ERRORS, fault, type ServerError } from '../errors.js';
 import { badField } from '../request-schema.js';
 import type { SendLimit } from '../streams/live-sink.js';
 import { errorAnswer, readJson, sendJson, type HttpExchange } from '../transports/http-route.js';
 
 export { badField };
 
-/** What every face needs from the server. */
-export interface FaceDeps {
+/** What the OpenAI and Ollama faces need from the server: the hub they start runs on, the engine they describe. */
+export interface HubDeps {
+  hub: StreamHub;
+  engine: Engine;
+  /** The models requests name: the folder, and what is loaded. */
+  models: LoadedModels;
+  /** `openai.model_aliases`: a name the OpenAI face takes for a model's (alias to model). */
+  modelAliases?: Readonly<Record<string, string>>;
   gate: ClientGate;
   /** Counts a request answered by a face (metrics: method and seconds). */
   answered: (method: string, seconds: number) => void;
@@ -19,16 +25,6 @@ export interface FaceDeps {
   refused: (code: number) => void;
   /** Over this many bytes waiting to be written to a streaming client, the run is stopped. */
   sendLimit: SendLimit;
-}
-
-/** What a face that runs generations needs: the hub it starts them on, and the engine it describes. */
-export interface HubDeps extends FaceDeps {
-  hub: StreamHub;
-  engine: Engine;
-  /** The models requests name: the folder, and what is loaded. */
-  models: LoadedModels;
-  /** `openai.model_aliases`: a name the OpenAI face takes for a model's (alias to model). */
-  modelAliases?: Readonly<Record<string, string>>;
 }
 
 /** Reads the body as a JSON object. Throws PARSE_ERROR (not JSON), INVALID_REQUEST (not an object, or over the size limit). */
@@ -45,7 +41,7 @@ export async function readObject(exchange: HttpExchange): Promise<Record<string,
  * and answers a failure in the shape of `api`. Counts the request in the metrics under `method`.
  */
 export async function serveFace(
-  deps: FaceDeps,
+  deps: HubDeps,
   exchange: HttpExchange,
   method: string,
   handle: (client: Client) => Promise<void>,
@@ -68,6 +64,11 @@ export async function serveFace(
     release();
     deps.answered(method, (performance.now() - started) / 1000);
   }
+}
+
+/** The refusal of a model name that is neither in the models folder nor the built-in model (the faces answer 404). */
+export function modelNotFound(model: string): ServerError {
+  return fault('INVALID_PARAMS', 'no_model', { model, builtin: 'rkllm-tiny' }, { path: 'model', reason: 'model_not_found' });
 }
 
 /** The types `field` checks for, by name. */

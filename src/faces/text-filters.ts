@@ -31,20 +31,10 @@ export class StopFilter {
   /** The text that can be passed on now. */
   push(text: string): string {
     if (this.#stopped) return '';
-    const held = this.#held + text;
-    let first = -1;
-    for (const stop of this.#stops) {
-      const at = held.indexOf(stop);
-      if (at >= 0 && (first < 0 || at < first)) first = at;
-    }
-    if (first >= 0) {
-      this.#stopped = true;
-      this.#held = '';
-      return held.slice(0, first);
-    }
-    const keep = partialStop(held, this.#stops);
-    this.#held = held.slice(held.length - keep);
-    return held.slice(0, held.length - keep);
+    const { pass, held, from } = splitAtMark(this.#held + text, this.#stops);
+    this.#held = held;
+    this.#stopped = from !== undefined;
+    return pass;
   }
 
   /** What is still held back, at the end of the run. */
@@ -55,19 +45,29 @@ export class StopFilter {
   }
 }
 
-/** The length of the longest end of `text` that one of `stops` starts with: what must be held back. */
-export function partialStop(text: string, stops: readonly string[]): number {
-  let longest = 0;
-  for (const stop of stops) {
-    for (let n = Math.min(stop.length - 1, text.length); n > longest; n--) {
-      if (text.endsWith(stop.slice(0, n))) {
-        longest = n;
+/**
+ * Splits `text` at the first of `marks`: `pass` goes on now, `held` is a partial mark at the end
+ * (held back until the next text decides), `from` is the text from the mark on (undefined without one).
+ */
+function splitAtMark(text: string, marks: readonly string[]): { pass: string; held: string; from?: string } {
+  let first = -1;
+  for (const mark of marks) {
+    const at = text.indexOf(mark);
+    if (at >= 0 && (first < 0 || at < first)) first = at;
+  }
+  if (first >= 0) return { pass: text.slice(0, first), held: '', from: text.slice(first) };
+  let keep = 0;
+  for (const mark of marks) {
+    for (let n = Math.min(mark.length - 1, text.length); n > keep; n--) {
+      if (text.endsWith(mark.slice(0, n))) {
+        keep = n;
         break;
       }
     }
   }
-  return longest;
+  return { pass: text.slice(0, text.length - keep), held: text.slice(text.length - keep) };
 }
+
 /** A tool offered by a request, in OpenAI's shape (Ollama's is the same). */
 export interface ToolDefinition {
   type: 'function';
@@ -119,16 +119,10 @@ export class ToolCallCatcher {
       this.#captured += text;
       return '';
     }
-    const all = this.#held + text;
-    const at = all.indexOf(OPEN);
-    if (at >= 0) {
-      this.#captured = all.slice(at);
-      this.#held = '';
-      return all.slice(0, at);
-    }
-    const keep = partialStop(all, [OPEN]);
-    this.#held = all.slice(all.length - keep);
-    return all.slice(0, all.length - keep);
+    const { pass, held, from } = splitAtMark(this.#held + text, [OPEN]);
+    this.#held = held;
+    this.#captured = from;
+    return pass;
   }
 
   /** The rest of the text and the calls, at the end of the run. */

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { notOwned } from '../auth.js';
 import type { Client } from '../clients.js';
@@ -12,34 +13,31 @@ import type { ChunkOutlet } from '../streams/live-sink.js';
 import { requestKey, type BufferStore } from '../streams/buffer-store.js';
 import type { RunParams, StreamHub } from '../streams/hub.js';
 import { collect, type Chunk, type Stream } from '../streams/stream.js';
-import { bool, compileParams, int, object, requestIdSchema, str, type JsonSchema } from './schema.js';
+import { bool, compileParams, int, object, str, type JsonSchema } from '../request-schema.js';
 import { confineRunPaths, readRunImages, runParamsSchema, toRunParams, type ImageFiles } from './run-params.js';
 import type { ConfinedFolder } from '../paths.js';
 
-/** Builds a table entry whose params are checked against `schema` before `handler` runs. */
+/**
+ * How a table entry is marked: `admin`, it changes the engine for everyone (only an admin key may
+ * call it, checked by the dispatcher); `streams`, it starts or resumes a stream (refused to
+ * unauthenticated datagrams on UDP beyond loopback); `supported`, from the engine's capabilities.
+ */
+type MethodFlags = Pick<Method, 'admin' | 'streams' | 'supported'>;
+
+/** Builds the table entry `name`, whose params are checked against `schema` before `handler` runs. */
 export function method<P>(
+  name: string,
   description: string,
   schema: JsonSchema,
   handler: (params: P, ctx: MethodContext<Client>) => unknown,
-  supported?: () => boolean,
-): Method<Client> {
-  return {
-    description,
-    params: schema,
-    parse: compileParams<P>(schema),
-    handler,
-    ...(supported ? { supported } : {}),
-  };
+  flags: MethodFlags = {},
+): [string, Method<Client>] {
+  return [name, { description, params: schema, parse: compileParams<P>(schema), handler, ...flags }];
 }
 
-/** The entry, marked as changing the engine for everyone: only an admin key may call it (checked by the dispatcher). */
+/** The entry, marked as changing the engine for everyone (see `MethodFlags`). */
 export function adminOnly<W>(entry: [string, Method<W>]): [string, Method<W>] {
   return [entry[0], { ...entry[1], admin: true }];
-}
-
-/** The entry, marked as starting or resuming a stream (refused to unauthenticated datagrams on UDP beyond loopback). */
-export function streaming<W>(entry: [string, Method<W>]): [string, Method<W>] {
-  return [entry[0], { ...entry[1], streams: true }];
 }
 
 /**
@@ -50,17 +48,6 @@ export function streaming<W>(entry: [string, Method<W>]): [string, Method<W>] {
  * person cannot see 5 ms, and a slow model (an NPU's 10-30 tokens/s) is answered token by token as before.
  */
 const POLL_LINGER_MS = 5;
-
-/** Resolves after `ms`, or as soon as `stream` ends. */
-function linger(stream: Stream, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    void stream.ended.then(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
 
 export interface CoreDeps {
   engine: Engine;
@@ -90,6 +77,12 @@ interface PollParams extends StreamRef {
   after_seq?: number;
   wait_ms?: number;
 }
+
+/** A JSON-RPC id given back as `request_id`. */
+export const requestIdSchema: JsonSchema = {
+  type: ['string', 'number', 'null'],
+  description: 'The JSON-RPC id of the rkllm_run_async request',
+};
 
 const streamRefProperties = {
   stream_id: str('The stream id returned by rkllm_run_async', 64),
@@ -187,118 +180,112 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
   }
 
   return [
-    streaming([
+    method<Record<string, unknown>>(
       'rkllm_run',
-      method<Record<string, unknown>>(
-        'Runs a prompt to the end and returns the whole text (rkllm_run). Blocks until generation ends.',
-        runParamsSchema,
-        async (params, ctx) => {
-          const run = await hub.generate(await runParams(params), { requestId: ctx.id, signal: ctx.signal, owner: ctx.client });
-          const { text, last } = await collect(run);
-          const { finish_reason, perf, error, last_hidden_layer, logits } = last;
-          return {
-            text,
-            finish_reason,
-            perf,
-            ...(error && { error: error.message }),
-            ...(last_hidden_layer && { last_hidden_layer }),
-            ...(logits && { logits }),
-          };
-        },
-      ),
-    ]),
-    streaming([
+      'Runs a prompt to the end and returns the whole text (rkllm_run). Blocks until generation ends.',
+      runParamsSchema,
+      async (params, ctx) => {
+        const run = await hub.generate(await runParams(params), { requestId: ctx.id, signal: ctx.signal, owner: ctx.client });
+        const { text, last } = await collect(run);
+        const { finish_reason, perf, error, last_hidden_layer, logits } = last;
+        return {
+          text,
+          finish_reason,
+          perf,
+          ...(error && { error: error.message }),
+          ...(last_hidden_layer && { last_hidden_layer }),
+          ...(logits && { logits }),
+        };
+      },
+      { streams: true },
+    ),
+    method<Record<string, unknown>>(
       'rkllm_run_async',
-      method<Record<string, unknown>>(
-        'Starts a generation (rkllm_run_async). Over HTTP it answers at once with its stream_id; read the tokens with poll. ' +
-          'On TCP, UDP, WebSocket and stdio each chunk is pushed as a response to this request, carrying the stream_id; ' +
-          'detach: true keeps the run going, buffered, after the connection closes (resume it with rkllm_stream_attach).',
-        runAsyncParamsSchema,
-        async (params, ctx) => {
-          const delivery = runDelivery(ctx, params.detach === true);
-          const stream = await hub.start(await runParams(params), ctx.id, delivery, ctx.client);
-          logLifetime(stream, ctx.log);
-          if (delivery.kind !== 'buffer') return PUSHED;
-          return { stream_id: stream.id, request_id: ctx.id ?? null, status: stream.state };
-        },
-      ),
-    ]),
-    [
+      'Starts a generation (rkllm_run_async). Over HTTP it answers at once with its stream_id; read the tokens with poll. ' +
+        'On TCP, UDP, WebSocket and stdio each chunk is pushed as a response to this request, carrying the stream_id; ' +
+        'detach: true keeps the run going, buffered, after the connection closes (resume it with rkllm_stream_attach).',
+      runAsyncParamsSchema,
+      async (params, ctx) => {
+        const delivery = runDelivery(ctx, params.detach === true);
+        const stream = await hub.start(await runParams(params), ctx.id, delivery, ctx.client);
+        logLifetime(stream, ctx.log);
+        if (delivery.kind !== 'buffer') return PUSHED;
+        return { stream_id: stream.id, request_id: ctx.id ?? null, status: stream.state };
+      },
+      { streams: true },
+    ),
+    method<PollParams>(
       'poll',
-      method<PollParams>(
-        'Returns what a stream buffered since the last poll, joined into one chunk, or {"chunk": null}. ' +
-          'Without after_seq it acknowledges what it returns; with after_seq it acknowledges up to that seq and returns everything after it. ' +
-          'wait_ms long-polls until something arrives or the stream ends.',
-        object({
-          ...streamRefProperties,
-          after_seq: int(-1, Number.MAX_SAFE_INTEGER, 'The last seq received; -1 for none'),
-          wait_ms: int(0, deps.maxWaitMs, `Long-poll for up to this many ms (at most ${deps.maxWaitMs})`),
-        }),
-        async (params, ctx) => {
-          const streamId = await bufferedStream(params, ctx.client);
-          if (params.wait_ms) {
-            // A buffer expires when nobody polls it for buffer_timeout_s, and waiting is not polling:
-            // answer by half that time, so the client's next poll comes before its buffer could expire.
-            const wait = Math.min(params.wait_ms, (deps.bufferTimeoutS * 1000) / 2);
-            await store.wait(streamId, params.after_seq, wait, ctx.signal);
-            const live = hub.select({ stream_id: streamId })[0];
-            if (live?.state === 'running') await linger(live, POLL_LINGER_MS);
-          }
-          const { chunks } = await store.poll(streamId, params.after_seq);
-          return { chunk: chunks.length === 0 ? null : joinChunks(streamId, chunks) };
-        },
-      ),
-    ],
-    [
+      'Returns what a stream buffered since the last poll, joined into one chunk, or {"chunk": null}. ' +
+        'Without after_seq it acknowledges what it returns; with after_seq it acknowledges up to that seq and returns everything after it. ' +
+        'wait_ms long-polls until something arrives or the stream ends.',
+      object({
+        ...streamRefProperties,
+        after_seq: int(-1, Number.MAX_SAFE_INTEGER, 'The last seq received; -1 for none'),
+        wait_ms: int(0, deps.maxWaitMs, `Long-poll for up to this many ms (at most ${deps.maxWaitMs})`),
+      }),
+      async (params, ctx) => {
+        const streamId = await bufferedStream(params, ctx.client);
+        if (params.wait_ms) {
+          // A buffer expires when nobody polls it for buffer_timeout_s, and waiting is not polling:
+          // answer by half that time, so the client's next poll comes before its buffer could expire.
+          const wait = Math.min(params.wait_ms, (deps.bufferTimeoutS * 1000) / 2);
+          await store.wait(streamId, params.after_seq, wait, ctx.signal);
+          const live = hub.select({ stream_id: streamId })[0];
+          if (live?.state === 'running') await Promise.race([live.ended, delay(POLL_LINGER_MS)]);
+        }
+        const { chunks } = await store.poll(streamId, params.after_seq);
+        return { chunk: chunks.length === 0 ? null : joinChunks(streamId, chunks) };
+      },
+    ),
+    method<StreamRef>(
       'rkllm_abort',
-      method<StreamRef>(
-        'Stops a stream, queued or running, by stream_id or request_id. Without parameters it stops every running generation (rkllm_abort).',
-        object(streamRefProperties),
-        async (params, ctx) => {
-          onlyOne(params);
-          const owned = (stream: Stream): boolean => ctx.client.owns(stream.id);
-          if (params.stream_id === undefined && params.request_id === undefined) return { aborted: hub.abortRunning(owned) };
-          const live = hub.select(params).filter(owned);
-          if (live.length > 1) {
-            const vars = { count: live.length, request_id: JSON.stringify(params.request_id) };
-            throw fault('AMBIGUOUS_REQUEST_ID', 'abort', vars, { stream_ids: live.map((s) => s.id) });
-          }
-          if (live.length === 1) {
-            live[0]!.abort();
-            return { aborted: 1, stream_id: live[0]!.id };
-          }
-          // Not live here: another instance may generate it; an ended stream whose buffer remains is fine to "abort" (nothing to do).
-          const streamId = await bufferedStream(params, ctx.client);
-          return { aborted: (await hub.abortElsewhere(streamId)) ? 1 : 0, stream_id: streamId };
-        },
-      ),
-    ],
-    [
+      'Stops a stream, queued or running, by stream_id or request_id. Without parameters it stops every running generation (rkllm_abort).',
+      object(streamRefProperties),
+      async (params, ctx) => {
+        onlyOne(params);
+        const owned = (stream: Stream): boolean => ctx.client.owns(stream.id);
+        if (params.stream_id === undefined && params.request_id === undefined) return { aborted: hub.abortRunning(owned) };
+        const live = hub.select(params).filter(owned);
+        if (live.length > 1) {
+          const vars = { count: live.length, request_id: JSON.stringify(params.request_id) };
+          throw fault('AMBIGUOUS_REQUEST_ID', 'abort', vars, { stream_ids: live.map((s) => s.id) });
+        }
+        if (live.length === 1) {
+          live[0]!.abort();
+          return { aborted: 1, stream_id: live[0]!.id };
+        }
+        // Not live here: another instance may generate it; an ended stream whose buffer remains is fine to "abort" (nothing to do).
+        const streamId = await bufferedStream(params, ctx.client);
+        return { aborted: (await hub.abortElsewhere(streamId)) ? 1 : 0, stream_id: streamId };
+      },
+    ),
+    method<Record<string, never>>(
       'rkllm_is_running',
-      method<Record<string, never>>('Tells whether a generation is running (rkllm_is_running), on any loaded model.', object({}), () => {
+      'Tells whether a generation is running (rkllm_is_running), on any loaded model.',
+      object({}),
+      () => {
         const { running, active, queued } = streams();
         return { running, active, queued };
-      }),
-    ],
-    [
+      },
+    ),
+    method<Record<string, never>>(
       'http_buffer_manager_status',
-      method<Record<string, never>>(
-        'Reports the stream buffer manager: live buffers, limits and bytes buffered. A user key sees only its own live streams, and no totals.',
-        object({}),
-        async (_params, ctx) => {
-          const limits = {
-            initialized: true,
-            max_buffers: store.limits.maxBuffers,
-            cleanup_interval: deps.cleanupIntervalS,
-            buffer_timeout: deps.bufferTimeoutS,
-            max_buffer_bytes: store.limits.maxBufferBytes,
-          };
-          if (!ctx.client.admin) return { ...limits, live_streams: hub.live((stream) => ctx.client.owns(stream.id)).length };
-          const { active_buffers, buffered_bytes } = await store.status();
-          return { ...limits, active_buffers, buffered_bytes, live_streams: hub.liveCount };
-        },
-      ),
-    ],
+      'Reports the stream buffer manager: live buffers, limits and bytes buffered. A user key sees only its own live streams, and no totals.',
+      object({}),
+      async (_params, ctx) => {
+        const limits = {
+          initialized: true,
+          max_buffers: store.limits.maxBuffers,
+          cleanup_interval: deps.cleanupIntervalS,
+          buffer_timeout: deps.bufferTimeoutS,
+          max_buffer_bytes: store.limits.maxBufferBytes,
+        };
+        if (!ctx.client.admin) return { ...limits, live_streams: hub.live((stream) => ctx.client.owns(stream.id)).length };
+        const { active_buffers, buffered_bytes } = await store.status();
+        return { ...limits, active_buffers, buffered_bytes, live_streams: hub.liveCount };
+      },
+    ),
   ];
 }
 
@@ -307,9 +294,11 @@ export function coreMethods(deps: CoreDeps): Array<[string, Method]> {
  * method's `supported` comes from the engine's capabilities; `engine.features` lists them all.
  */
 export function listFunctionsMethod(table: () => ReadonlyMap<string, Method>, engine: Engine): [string, Method] {
-  return [
+  return method<Record<string, never>>(
     'rkllm_list_functions',
-    method<Record<string, never>>('Lists every method with its description, parameter schema and engine support.', object({}), () => ({
+    'Lists every method with its description, parameter schema and engine support.',
+    object({}),
+    () => ({
       engine: { name: engine.name, features: Object.fromEntries(ENGINE_FEATURE_NAMES.map((f) => [f, engine.supports(f)])) },
       functions: [...table()].map(([name, m]) => ({
         name,
@@ -318,6 +307,6 @@ export function listFunctionsMethod(table: () => ReadonlyMap<string, Method>, en
         supported: m.supported ? m.supported() : true,
         ...(m.admin ? { admin: true } : {}),
       })),
-    })),
-  ];
+    }),
+  );
 }

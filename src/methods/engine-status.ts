@@ -2,7 +2,7 @@ import { basename } from 'node:path';
 import type { Engine, EngineStatus } from '../engine/types.js';
 import type { Method } from '../jsonrpc/dispatcher.js';
 import { method } from './core.js';
-import { object } from './schema.js';
+import { object } from '../request-schema.js';
 
 /** What a user key sees: the state, the model's file name (not where it lives), when the last failure happened (not its text, which may name files). */
 function userView(status: EngineStatus): EngineStatus {
@@ -21,15 +21,13 @@ function userView(status: EngineStatus): EngineStatus {
  * and free slots, the queue depth).
  */
 export function engineStatusMethod(engine: Engine, fleet?: () => Promise<object>): [string, Method] {
-  return [
+  return method<Record<string, never>>(
     'engine_status',
-    method<Record<string, never>>(
-      'Reports the engine: its state (unloaded, loading, ready, restarting after a runtime crash, failed), model, restarts and last error.',
-      object({}),
-      async (_params, ctx) => {
-        const status = ctx.client.admin ? engine.status() : userView(engine.status());
-        return fleet ? { ...status, fleet: await fleet() } : status;
-      },
-    ),
-  ];
+    'Reports the engine: its state (unloaded, loading, ready, restarting after a runtime crash, failed), model, restarts and last error.',
+    object({}),
+    async (_params, ctx) => {
+      const status = ctx.client.admin ? engine.status() : userView(engine.status());
+      return fleet ? { ...status, fleet: await fleet() } : status;
+    },
+  );
 }

@@ -1,11 +1,10 @@
 /** `models_list`, `models_loaded`, `models_load`, `models_unload`: the models folder and what is loaded (see docs/models.md). */
-import { fault } from '../errors.js';
 import type { Method } from '../jsonrpc/dispatcher.js';
 import type { ModelEntry } from '../models/catalog.js';
-import { parseKeepAlive } from '../models/keep-alive.js';
+import { readKeepAlive } from '../faces/generation-request.js';
 import type { LoadedModels } from '../models/loaded.js';
-import { adminOnly, method } from './core.js';
-import { object, str, type JsonSchema } from './schema.js';
+import { method } from './core.js';
+import { object, str, type JsonSchema } from '../request-schema.js';
 
 /** A model as the JSON-RPC methods show it: its file's name (not where it lives), size, time and header facts. */
 export function modelView(entry: ModelEntry): Record<string, unknown> {
@@ -27,51 +26,39 @@ const keepAlive: JsonSchema = {
   description: 'How long the model stays loaded once idle: "5m", "30s", seconds, 0 (at once), -1 (for good)',
 };
 
-function readKeepAlive(value: unknown): number | undefined {
-  if (value === undefined) return undefined;
-  const ms = parseKeepAlive(value);
-  if (ms === undefined)
-    throw fault('INVALID_PARAMS', 'detail', {
-      detail: `"keep_alive" must be a duration ("5m", "30s"), a number of seconds, 0 or -1; got ${JSON.stringify(value)}`,
-    });
-  return ms;
-}
-
 export function modelsMethods(models: LoadedModels): Array<[string, Method]> {
   return [
-    [
+    method(
       'models_list',
-      method(
-        'Lists the models that requests may name: the built-in model and every model file of the folder (setting models.dir), read again on each call.',
-        object({}),
-        async () => ({ default: models.defaultName, models: (await models.list()).map(modelView) }),
-      ),
-    ],
-    [
+      'Lists the models that requests may name: the built-in model and every model file of the folder (setting models.dir), read again on each call.',
+      object({}),
+      async () => ({ default: models.defaultName, models: (await models.list()).map(modelView) }),
+    ),
+    method(
       'models_loaded',
-      method('Lists the loaded models, most recently used first: memory, runs holding them, when they unload.', object({}), () => ({
+      'Lists the loaded models, most recently used first: memory, runs holding them, when they unload.',
+      object({}),
+      () => ({
         models: models.loaded().map(({ entry, ...view }) => ({ ...view, path: undefined, size: entry?.size ?? null })),
-      })),
-    ],
-    adminOnly([
+      }),
+    ),
+    method<{ model: string; keep_alive?: number | string }>(
       'models_load',
-      method<{ model: string; keep_alive?: number | string }>(
-        'Loads a model by name (unloading the least recently used idle one when there is no room) and keeps it for keep_alive.',
-        object({ model: str('The model, by name'), keep_alive: keepAlive }, ['model']),
-        async (params, ctx) => {
-          const lease = await models.use(params.model, readKeepAlive(params.keep_alive), ctx.signal);
-          lease.release();
-          return { model: lease.name, loaded: true };
-        },
-      ),
-    ]),
-    adminOnly([
+      'Loads a model by name (unloading the least recently used idle one when there is no room) and keeps it for keep_alive.',
+      object({ model: str('The model, by name'), keep_alive: keepAlive }, ['model']),
+      async (params, ctx) => {
+        const lease = await models.use(params.model, readKeepAlive(params.keep_alive), ctx.signal);
+        lease.release();
+        return { model: lease.name, loaded: true };
+      },
+      { admin: true },
+    ),
+    method<{ model: string }>(
       'models_unload',
-      method<{ model: string }>(
-        'Unloads a model by name now, or once its runs have ended; false when it is not loaded.',
-        object({ model: str('The model, by name') }, ['model']),
-        (params) => ({ model: params.model, unloading: models.unload(params.model) }),
-      ),
-    ]),
+      'Unloads a model by name now, or once its runs have ended; false when it is not loaded.',
+      object({ model: str('The model, by name') }, ['model']),
+      (params) => ({ model: params.model, unloading: models.unload(params.model) }),
+      { admin: true },
+    ),
   ];
 }

@@ -83,17 +83,13 @@ export const runParamsSchema: JsonSchema = object({
 
 type Fields = Record<string, unknown>;
 
-/** Picks `name` from the flat params or from the nested object, refusing it in both. */
-function pick(flat: Fields, nested: Fields | undefined, name: string, where: string): unknown {
-  const inNested = nested !== undefined && name in nested;
-  if (name in flat && inNested) throw fault('INVALID_PARAMS', 'detail', { detail: `"${name}" is given both flat and in "${where}"` });
-  return inNested ? nested[name] : flat[name];
-}
-
+/** Picks each of `names` from the flat params or from the nested object, refusing one given in both. */
 function pickAll(flat: Fields, nested: Fields | undefined, names: string[], where: string): Fields {
   const out: Fields = {};
   for (const name of names) {
-    const value = pick(flat, nested, name, where);
+    const inNested = nested !== undefined && name in nested;
+    if (name in flat && inNested) throw fault('INVALID_PARAMS', 'detail', { detail: `"${name}" is given both flat and in "${where}"` });
+    const value = inNested ? nested[name] : flat[name];
     if (value !== undefined) out[name] = value;
   }
   return out;

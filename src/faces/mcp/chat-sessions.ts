@@ -13,10 +13,6 @@ export class ChatSessions {
     this.#max = max;
   }
 
-  get size(): number {
-    return this.#histories.size;
-  }
-
   history(clientId: string, session: string): readonly FaceMessage[] {
     return this.#histories.get(key(clientId, session)) ?? [];
   }

@@ -7,7 +7,7 @@ import { registerCompletions } from './completions.js';
 import { registerPrompts } from './prompts.js';
 import { registerResources } from './resources.js';
 import { McpStdioGuest } from './stdio-guest.js';
-import { registerSubscriptions, watchResource } from './subscriptions.js';
+import { registerSubscriptions, watchResource, type Watch } from './subscriptions.js';
 import { registerTools } from './tools.js';
 
 export interface McpFaceOptions extends McpDeps {
@@ -31,7 +31,7 @@ export class McpFace implements AsyncDisposable {
     this.#options = options;
     this.#chats = new ChatSessions(options.maxChatSessions);
     const newServer = (peer: ClientEnd): McpServer => this.#newServer(peer);
-    const watch = (peer: ClientEnd, uri: string, signal: AbortSignal, changed: () => void): Promise<() => void> =>
+    const watch: Watch = (peer, uri, signal, changed) =>
       watchResource(options, admitCaller(options.gate, peer, 'subscriptions/listen', uri), uri, signal, changed);
     this.route = new McpHttpRoute({ ...options.http, newServer, gate: options.gate, log: options.log, watch });
     this.stdio = new McpStdioGuest({ newServer, log: options.log, watch });

@@ -40,13 +40,9 @@ export function registerResources(server: McpServer, deps: McpDeps, peer: Client
       const notFound = new ResourceNotFoundError(uri.href);
       if (!client.owns(streamId)) throw notFound;
       const { store } = await deps.backend(ctx.mcpReq.signal);
-      let chunks;
-      try {
-        chunks = await store.peek(streamId);
-      } catch (err) {
-        if (err instanceof ServerError && err.name === 'STREAM_NOT_FOUND') throw notFound;
-        throw err;
-      }
+      const chunks = await store.peek(streamId).catch((err: unknown) => {
+        throw err instanceof ServerError && err.name === 'STREAM_NOT_FOUND' ? notFound : err;
+      });
       const last = chunks.at(-1);
       return json(uri, {
         stream_id: streamId,

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { ClientEnd } from '../../auth.js';
 import type { StdioGuest, StdioLink } from '../../transports/stdio.js';
 import { LinkTransport } from './link-transport.js';
+import type { Watch } from './subscriptions.js';
 
 /** MCP's own methods, and the notifications of either side: everything else on stdio is RKLLM JSON-RPC. */
 const MCP_METHOD = /^(initialize|ping|(server|subscriptions|tools|resources|prompts|completion|logging|tasks|notifications)\/.+)$/;
@@ -18,8 +19,8 @@ function isMcp(message: unknown): boolean {
 
 export interface McpStdioGuestOptions {
   newServer: (peer: ClientEnd) => McpServer;
-  /** Watches a resource for a `subscriptions/listen` (see `watchResource`); resolves with the stop. */
-  watch: (peer: ClientEnd, uri: string, signal: AbortSignal, changed: () => void) => Promise<() => void>;
+  /** Watches a resource for a `subscriptions/listen`. */
+  watch: Watch;
   log: Logger;
 }
 

@@ -14,6 +14,7 @@ import { ServerError } from '../../errors.js';
 import { readJson, refusalHeaders, sendError, sendJson, type HttpExchange, type HttpRoute } from '../../transports/http-route.js';
 import { foreignHost } from '../../transports/origin.js';
 import { admitCaller } from './backend.js';
+import type { Watch } from './subscriptions.js';
 
 export interface McpHttpOptions {
   newServer: (peer: ClientEnd) => McpServer;
@@ -28,8 +29,8 @@ export interface McpHttpOptions {
   idleTimeoutMs: number;
   /** Largest message body (`http.max_body_bytes`). */
   maxBodyBytes: number;
-  /** Watches a resource for a caller's `subscriptions/listen` (see `watchResource`); resolves with the stop. */
-  watch: (peer: ClientEnd, uri: string, signal: AbortSignal, changed: () => void) => Promise<() => void>;
+  /** Watches a resource for a caller's `subscriptions/listen`. */
+  watch: Watch;
   log: Logger;
 }
 
@@ -98,51 +99,42 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
     });
   }
 
-  get sessions(): number {
-    return this.#sessions.size;
-  }
-
   matches(_method: string, path: string): boolean {
     return path === '/mcp';
   }
 
+  /** Serves one request; a refusal (origin, key, connection or request limit, body) is answered in MCP's shape. */
   async serve(exchange: HttpExchange): Promise<void> {
+    try {
+      await this.#serve(exchange);
+    } catch (err) {
+      if (!(err instanceof ServerError) || exchange.res.headersSent) throw err;
+      sendError(exchange.res, err, 'mcp');
+    }
+  }
+
+  async #serve(exchange: HttpExchange): Promise<void> {
     const { req, res, address } = exchange;
     // Browsers from other origins never get here: the HTTP transport applies the one origin rule to every route.
     const { gate, loopbackOnly } = this.#options;
     const foreign = loopbackOnly ? foreignHost(req.headers) : undefined;
-    if (foreign) return void sendError(res, foreign, 'mcp');
-    let peer: ClientEnd;
-    try {
-      peer = { address, key: gate.keyFromHeader(req.headers.authorization, 'refuse') };
-      res.once('close', gate.admitConnection(peer, 'http'));
-    } catch (err) {
-      if (!(err instanceof ServerError)) throw err;
-      return void sendError(res, err, 'mcp');
-    }
-    let body: unknown;
-    if (req.method === 'POST') {
-      try {
-        body = await readJson(exchange);
-      } catch (err) {
-        if (err instanceof ServerError) return void sendError(res, err, 'mcp');
-        throw err;
-      }
-    }
+    if (foreign) throw foreign;
+    const peer: ClientEnd = { address, key: gate.keyFromHeader(req.headers.authorization, 'refuse') };
+    res.once('close', gate.admitConnection(peer, 'http'));
+    const body = req.method === 'POST' ? await readJson(exchange) : undefined;
     const sessionId = req.headers['mcp-session-id'];
     if (typeof sessionId === 'string') {
       const session = this.#sessions.get(sessionId);
       if (!session || session.keyId !== peer.key?.id) return refuseSession(res, 404, -32001, 'Session not found');
       return this.#handle(session, exchange, body);
     }
+    if (req.method === 'POST' && this.#closed) return refuseSession(res, 503, -32000, 'The server is shutting down');
     if (req.method === 'POST' && !(await isLegacyRequest(webRequest(exchange, body), body))) {
-      if (this.#closed) return refuseSession(res, 503, -32000, 'The server is shutting down');
       const authInfo = { token: '', clientId: peer.key?.id ?? address, scopes: [], extra: { peer } };
       this.#watchListened(peer, exchange, body);
       return reply(res, await this.#modern.fetch(webRequest(exchange, body), { parsedBody: body, authInfo }));
     }
     if (req.method !== 'POST') return refuseSession(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required');
-    if (this.#closed) return refuseSession(res, 503, -32000, 'The server is shutting down');
     if (this.#sessions.size >= this.#options.maxSessions) {
       const limit = this.#options.maxSessions;
       return refuseSession(res, 503, -32000, `Too many MCP sessions: at most ${limit} (setting mcp.max_sessions); end one with DELETE`);
@@ -153,13 +145,8 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
       const message = `Too many MCP sessions for this key: at most ${perKey} (setting mcp.max_sessions_per_key); end one with DELETE`;
       return refuseSession(res, 429, -32000, message);
     }
-    try {
-      // An initialize spends one request of the client's rate, as every other request does.
-      admitCaller(gate, peer, 'initialize', 0);
-    } catch (err) {
-      if (!(err instanceof ServerError)) throw err;
-      return void sendError(res, err, 'mcp');
-    }
+    // An initialize spends one request of the client's rate, as every other request does.
+    admitCaller(gate, peer, 'initialize', 0);
     await this.#open(peer, owner, exchange, body);
   }
 
@@ -199,7 +186,6 @@ export class McpHttpRoute implements HttpRoute, AsyncDisposable {
     clearTimeout(session.idleTimer);
     try {
       const response = await session.transport.handleRequest(webRequest(exchange, body), { parsedBody: body });
-      // The reply is written on: an SSE stream stays open after this resolves.
       void reply(res, response);
     } finally {
       // The SDK resolves once the reply has begun; an SSE stream stays open after it.

@@ -5,6 +5,9 @@ import { admitCaller, type McpDeps } from './backend.js';
 
 const STREAM = /^rkllm:\/\/streams\/([^/?#]+)$/;
 
+/** Watches a resource for a subscriber (see `watchResource`); resolves with the stop. */
+export type Watch = (peer: ClientEnd, uri: string, signal: AbortSignal, changed: () => void) => Promise<() => void>;
+
 /**
  * Watches `uri` for a subscriber: `changed` is called when `rkllm://model` changes (a model
  * loading, loaded or unloaded) or `rkllm://streams/{id}` (a stream of `client`'s) has new text.

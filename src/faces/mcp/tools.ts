@@ -7,7 +7,6 @@ import { ENGINE_FEATURE_NAMES } from '../../engine/capabilities.js';
 import type { Engine } from '../../engine/types.js';
 import { ERRORS, ServerError } from '../../errors.js';
 import { checkMaxNewTokens, zodShape } from '../../request-schema.js';
-import type { RunParams } from '../../streams/hub.js';
 import { collect } from '../../streams/stream.js';
 import { errorAnswer } from '../../transports/http-route.js';
 import { readMessages, type FaceMessage } from '../chat-messages.js';
@@ -62,47 +61,12 @@ const message = z.object({
 
 type Sampling = { [K in keyof typeof sampling]?: z.infer<(typeof sampling)[K]> };
 
-/** A ServerError as a tool error result, which the session survives; a refusal says when to retry (HTTP's Retry-After rule). */
-function toolError(err: ServerError): CallToolResult {
-  const retry = errorAnswer(err, 'mcp').headers['retry-after'];
-  const when = retry === undefined ? '' : ` Retry after ${retry} s.`;
-  return { isError: true, content: [{ type: 'text', text: `${err.message} (${ERRORS[err.name].code})${when}` }] };
-}
-
 /** The tools, as the metrics name them (`rkllm_request_duration_seconds{method, transport="mcp"}`). */
 export const MCP_TOOLS: readonly string[] = ['generate', 'chat', 'embed', 'model_info'];
 export const MCP_TOOL_METHODS: readonly string[] = MCP_TOOLS.map((tool) => `mcp/${tool}`);
 
-/** Runs a tool call: a ServerError becomes a tool error result, and a warning to the caller's log; the call is counted either way. */
-async function guarded(tool: string, deps: McpDeps, ctx: ServerContext, body: () => Promise<CallToolResult>): Promise<CallToolResult> {
-  const started = performance.now();
-  let code: number | undefined;
-  try {
-    return await body();
-  } catch (err) {
-    if (!(err instanceof ServerError)) throw err;
-    code = ERRORS[err.name].code;
-    const answer = toolError(err);
-    logTo(ctx, 'warning', `${tool} refused: ${(answer.content[0] as { text: string }).text}`);
-    return answer;
-  } finally {
-    deps.answered?.(tool, (performance.now() - started) / 1000, code);
-  }
-}
-
 function result(structured: Record<string, unknown>, text: string): CallToolResult {
   return { content: [{ type: 'text', text }], structuredContent: structured };
-}
-
-/**
- * The run parameters of a tool call on `engine`, made as the OpenAI and Ollama faces make theirs: a
- * prompt (generate) goes to the model as it is, a conversation (chat) through the model's chat template.
- */
-function runParams(engine: Engine, input: { prompt: string } | { messages: FaceMessage[] }, args: Sampling): RunParams {
-  const { max_new_tokens: maxTokens, model } = args;
-  const sampling = Object.fromEntries(SAMPLING_FIELDS.flatMap((name) => (args[name] === undefined ? [] : [[name, args[name]]])));
-  checkMaxNewTokens(maxTokens, engine.param.max_context_len);
-  return toRunParams(engine, { ...input, ...(maxTokens === undefined ? {} : { maxTokens }), sampling }, model);
 }
 
 /**
@@ -151,9 +115,31 @@ export function modelInfo(backend: McpBackend, engine: Engine = backend.engine):
 
 /** Registers the tools on one session's server. `peer` is the session's client end. */
 export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd, chats: ChatSessions): void {
-  const caller = async (ctx: ServerContext): Promise<{ backend: McpBackend; client: Client }> => {
-    const client = admitCaller(deps.gate, peer, 'tools/call', ctx.mcpReq.id);
-    return { backend: await waited(ctx, undefined, () => deps.backend(ctx.mcpReq.signal)), client };
+  /**
+   * Runs a tool call for its caller, admitted by the gate, once the backend is there: a ServerError
+   * becomes a tool error result (which the session survives; a refusal says when to retry, by HTTP's
+   * Retry-After rule), and a warning to the caller's log; the call is counted either way.
+   */
+  const guarded = async (
+    tool: string,
+    ctx: ServerContext,
+    body: (backend: McpBackend, client: Client) => Promise<CallToolResult>,
+  ): Promise<CallToolResult> => {
+    const started = performance.now();
+    let code: number | undefined;
+    try {
+      const client = admitCaller(deps.gate, peer, 'tools/call', ctx.mcpReq.id);
+      return await body(await waited(ctx, undefined, () => deps.backend(ctx.mcpReq.signal)), client);
+    } catch (err) {
+      if (!(err instanceof ServerError)) throw err;
+      code = ERRORS[err.name].code;
+      const retry = errorAnswer(err, 'mcp').headers['retry-after'];
+      const text = `${err.message} (${code})${retry === undefined ? '' : ` Retry after ${retry} s.`}`;
+      logTo(ctx, 'warning', `${tool} refused: ${text}`);
+      return { isError: true, content: [{ type: 'text', text }] };
+    } finally {
+      deps.answered?.(tool, (performance.now() - started) / 1000, code);
+    }
   };
 
   /** Runs a prompt or a conversation on the model the call names, holding that model until the run ends. */
@@ -165,7 +151,12 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
     ctx: ServerContext,
   ): Promise<TextRun> =>
     withModel(backend, client, args.model, ctx, async (engine) => {
-      const params = runParams(engine, input, args);
+      // Made as the OpenAI and Ollama faces make theirs: a prompt (generate) goes to the model as it
+      // is, a conversation (chat) through its chat template.
+      const { max_new_tokens: maxTokens, model } = args;
+      const sampling = Object.fromEntries(SAMPLING_FIELDS.flatMap((name) => (args[name] === undefined ? [] : [[name, args[name]]])));
+      checkMaxNewTokens(maxTokens, engine.param.max_context_len);
+      const params = toRunParams(engine, { ...input, ...(maxTokens === undefined ? {} : { maxTokens }), sampling }, model);
       const token = ctx.mcpReq._meta?.progressToken;
       const limit = args.max_new_tokens ?? engine.param.max_new_tokens;
       let progress: Promise<void> = Promise.resolve();
@@ -209,8 +200,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
       outputSchema: z.object(generated),
     },
     (args, ctx) =>
-      guarded('generate', deps, ctx, async () => {
-        const { backend, client } = await caller(ctx);
+      guarded('generate', ctx, async (backend, client) => {
         const { prompt, ...rest } = args;
         const out = await run(backend, client, { prompt }, rest, ctx);
         const structured = { text: out.text, finish_reason: out.finish_reason, perf: out.perf };
@@ -237,8 +227,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
       }),
     },
     (args, ctx) =>
-      guarded('chat', deps, ctx, async () => {
-        const { backend, client } = await caller(ctx);
+      guarded('chat', ctx, async (backend, client) => {
         const { messages, session, ...rest } = args;
         const conversation = [...(session === undefined ? [] : chats.history(client.id, session)), ...readMessages(messages)];
         const out = await run(backend, client, { messages: conversation }, rest, ctx);
@@ -269,8 +258,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
       outputSchema: z.object({ vectors: z.array(z.array(z.number())), dimensions: z.number().int(), model: z.string() }),
     },
     (args, ctx) =>
-      guarded('embed', deps, ctx, async () => {
-        const { backend, client } = await caller(ctx);
+      guarded('embed', ctx, async (backend, client) => {
         const inputs = typeof args.input === 'string' ? [args.input] : args.input;
         const vectors: number[][] = [];
         const model = await withModel(backend, client, args.model, ctx, async (engine) => {
@@ -311,8 +299,7 @@ export function registerTools(server: McpServer, deps: McpDeps, peer: ClientEnd,
       }),
     },
     (args, ctx) =>
-      guarded('model_info', deps, ctx, async () => {
-        const { backend, client } = await caller(ctx);
+      guarded('model_info', ctx, async (backend, client) => {
         const info = await withModel(backend, client, args.model, ctx, async (engine) => ({
           ...modelInfo(backend, engine),
           ...(backend.fleet ? { fleet: await backend.fleet() } : {}),

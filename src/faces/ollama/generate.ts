@@ -3,17 +3,18 @@ import type { Client } from '../../clients.js';
 import { placeImages } from '../../engine/chat.js';
 import { sendJson, type HttpExchange } from '../../transports/http-route.js';
 import { naming, readImage, readMessages, readTools, type FaceMessage } from '../chat-messages.js';
-import { serveGeneration, type TextRun } from '../generation.js';
+import { ResponseStream, serveGeneration, type TextRun } from '../generation.js';
 import { honoursKeepAlive, useModel, type GenerationRequest } from '../generation-request.js';
 import { field, type HubDeps } from '../http-kit.js';
 import { readFormat, readModel, readOptions, readStream } from './request.js';
-import { NdjsonStream, now, timings } from './wire.js';
+import { NDJSON, now, timings } from './wire.js';
 
 /** What differs between generate and chat: the request's text, and how a piece of reply is framed. */
 interface Flavour {
   request: Pick<GenerationRequest, 'messages' | 'prompt' | 'images' | 'tools'>;
   piece: (text: string) => Record<string, unknown>;
-  last: (result: TextRun) => Record<string, unknown>;
+  /** The last line's own fields; a streamed reply's text went out already, line by line. */
+  last: (result: TextRun, streamed: boolean) => Record<string, unknown>;
 }
 
 async function generation(
@@ -31,7 +32,7 @@ async function generation(
   await serveGeneration(deps, exchange, client, { name: modelName, keepAlive: body.keep_alive }, (name) => {
     const model = modelName ?? `${name}:latest`;
     const piece = (text: string): unknown => ({ model, created_at: now(), ...flavour.piece(text), done: false });
-    const lines = stream ? new NdjsonStream(exchange.res, { piece }) : undefined;
+    const lines = stream ? new ResponseStream(exchange.res, NDJSON, { piece }) : undefined;
     return {
       request: { ...flavour.request, maxTokens: options.maxTokens, sampling: options.sampling, ...(jsonSchema ? { jsonSchema } : {}) },
       stop: options.stop,
@@ -42,7 +43,7 @@ async function generation(
         const final = {
           model,
           created_at: now(),
-          ...flavour.last(result),
+          ...flavour.last(result, stream),
           done: true,
           done_reason: doneReason,
           ...timings(result.perf, started),
@@ -82,22 +83,20 @@ export async function generate(deps: HubDeps, exchange: HttpExchange, client: Cl
           { role: 'user', content: placed, images },
         ]
       : undefined;
-  const streamed = readStream(body);
   await generation(deps, exchange, client, body, {
     request: messages ? { messages } : { prompt: placed, images },
     piece: (text) => ({ response: text }),
-    last: (result) => ({ response: streamed ? '' : result.text }),
+    last: (result, streamed) => ({ response: streamed ? '' : result.text }),
   });
 }
 
 export async function chat(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
   const messages = readMessages(body.messages);
   const tools = readTools(body, false);
-  const streamed = readStream(body);
   await generation(deps, exchange, client, body, {
     request: { messages, tools },
     piece: (text) => ({ message: { role: 'assistant', content: text } }),
-    last: (result) => {
+    last: (result, streamed) => {
       const calls = result.calls.map((c) => ({ function: { name: c.name, arguments: JSON.parse(c.arguments) as unknown } }));
       return { message: { role: 'assistant', content: streamed ? '' : result.text, ...(calls.length > 0 ? { tool_calls: calls } : {}) } };
     },

@@ -1,20 +1,21 @@
 /** `GET /api/version`, `GET /api/tags`, `POST /api/show`, `GET /api/ps`: the models, described as Ollama describes them. */
 import { createHash } from 'node:crypto';
-import { fault } from '../../errors.js';
 import type { ModelEntry } from '../../models/catalog.js';
 import { sendJson, type HttpExchange } from '../../transports/http-route.js';
-import type { HubDeps } from '../http-kit.js';
+import { modelNotFound, type HubDeps } from '../http-kit.js';
 import { OLLAMA_API_VERSION, now } from './wire.js';
 import { readModel } from './request.js';
+
+const UNITS = [
+  ['B', 1e9],
+  ['M', 1e6],
+  ['K', 1e3],
+] as const;
 
 /** "2.6M", "7.2B": Ollama's parameter_size. */
 function parameterSize(count: number | undefined): string {
   if (count === undefined) return '';
-  for (const [unit, scale] of [
-    ['B', 1e9],
-    ['M', 1e6],
-    ['K', 1e3],
-  ] as const) {
+  for (const [unit, scale] of UNITS) {
     if (count >= scale) return `${(count / scale).toFixed(1)}${unit}`;
   }
   return String(count);
@@ -36,10 +37,6 @@ function describe(entry: ModelEntry): Record<string, unknown> {
   const name = `${entry.name}:latest`;
   const digest = createHash('sha256').update(`${entry.path}:${entry.size}:${entry.modifiedAt.getTime()}`).digest('hex');
   return { name, model: name, modified_at: entry.modifiedAt.toISOString(), size: entry.size, digest, details: details(entry) };
-}
-
-function notFound(model: string): Error {
-  return fault('INVALID_PARAMS', 'no_model', { model, builtin: 'rkllm-tiny' }, { path: 'model', reason: 'model_not_found' });
 }
 
 export async function version(_deps: HubDeps, exchange: HttpExchange): Promise<void> {
@@ -66,19 +63,15 @@ export async function ps(deps: HubDeps, exchange: HttpExchange): Promise<void> {
 export async function show(deps: HubDeps, exchange: HttpExchange, body: Record<string, unknown>): Promise<void> {
   const name = readModel(body) ?? deps.models.defaultName;
   const entry = await deps.models.find(name);
-  if (!entry) throw notFound(name);
+  if (!entry) throw modelNotFound(name);
   const loaded = deps.models.loaded().find((view) => view.entry?.path === entry.path);
   const engine = deps.engine;
   const side = entry.sidecar;
-  const sampling = { temperature: 0.8, top_k: 40, top_p: 0.9, repeat_penalty: 1.1, ...side.sampling };
-  const context = side.max_context_len ?? deps.models.contextOf(loaded ? entry.name : undefined);
-  const parameters = [
-    `temperature ${sampling.temperature}`,
-    `top_k ${sampling.top_k}`,
-    `top_p ${sampling.top_p}`,
-    `repeat_penalty ${sampling.repeat_penalty}`,
-    `num_ctx ${context}`,
-  ].join('\n');
+  const { temperature, top_k, top_p, repeat_penalty } = { temperature: 0.8, top_k: 40, top_p: 0.9, repeat_penalty: 1.1, ...side.sampling };
+  const num_ctx = side.max_context_len ?? deps.models.contextOf(loaded ? entry.name : undefined);
+  const parameters = Object.entries({ temperature, top_k, top_p, repeat_penalty, num_ctx })
+    .map(([name, value]) => `${name} ${value}`)
+    .join('\n');
   const template = side.chat_template ? `${side.chat_template.prompt_prefix}{{ .Prompt }}${side.chat_template.prompt_postfix}` : '';
   sendJson(exchange.res, 200, {
     modelfile: `FROM ${entry.builtin ? entry.name : entry.path.split(/[\\/]/).pop()}\n`,

@@ -1,27 +1,16 @@
 /** Ollama's wire format: NDJSON streams, durations in nanoseconds. */
-import type { ServerResponse } from 'node:http';
 import type { RKLLMPerfStat } from '../../engine/types.js';
-import { ResponseStream, type Framing } from '../generation.js';
+import type { Wire } from '../generation.js';
 
 /** The Ollama API version these endpoints follow (what `GET /api/version` reports). */
 export const OLLAMA_API_VERSION = '0.6.4';
 
-/** One JSON object per line, `application/x-ndjson`. */
-export class NdjsonStream extends ResponseStream {
-  constructor(res: ServerResponse, framing: Framing) {
-    super(res, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' }, (line) => `${JSON.stringify(line)}\n`, framing);
-  }
-
-  fail(message: string): void {
-    this.end({ error: message });
-  }
-
-  /** The last line, then the end. */
-  end(line: unknown): void {
-    this.send(line);
-    this.close();
-  }
-}
+/** One JSON object per line, `application/x-ndjson`; a failure is a last line `{"error"}`. */
+export const NDJSON: Wire = {
+  headers: { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' },
+  frame: (line) => `${JSON.stringify(line)}\n`,
+  failure: (message) => ({ error: message }),
+};
 
 /** Ollama's counts and durations (nanoseconds) of a finished run, from its perf and its wall time. */
 export function timings(perf: RKLLMPerfStat, startedNs: bigint): Record<string, number> {

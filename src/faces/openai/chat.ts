@@ -1,13 +1,13 @@
 /** `POST /v1/chat/completions`. */
 import type { Client } from '../../clients.js';
 import { readMessages, readTools } from '../chat-messages.js';
-import { serveGeneration } from '../generation.js';
+import { ResponseStream, serveGeneration } from '../generation.js';
 import { checkOutputSchema } from '../../request-schema.js';
 import { badField, field, type HubDeps } from '../http-kit.js';
-import { forcedCallSchema, type ToolCall, type ToolDefinition } from '../text-filters.js';
+import { forcedCallSchema, type ToolDefinition } from '../text-filters.js';
 import { sendJson, type HttpExchange } from '../../transports/http-route.js';
 import { readCommon, finishReason, usage } from './request.js';
-import { EventStream, openaiId, unixSeconds } from './wire.js';
+import { SSE, openaiId, unixSeconds } from './wire.js';
 
 /** `response_format` as a JSON Schema: `{}` for json_object, the given schema for json_schema, undefined for text. */
 function readResponseFormat(body: Record<string, unknown>): Record<string, unknown> | undefined {
@@ -35,10 +35,6 @@ function readToolChoice(body: Record<string, unknown>, tools: ToolDefinition[]):
   throw badField('tool_choice', 'must be "none", "auto", "required" or {"type": "function", "function": {"name"}} naming one of "tools"');
 }
 
-function toolCalls(calls: ToolCall[]): Array<Record<string, unknown>> {
-  return calls.map((c) => ({ id: openaiId('call'), type: 'function', function: { name: c.name, arguments: c.arguments } }));
-}
-
 export async function chatCompletions(deps: HubDeps, exchange: HttpExchange, client: Client, body: Record<string, unknown>): Promise<void> {
   const common = readCommon(body);
   await serveGeneration(deps, exchange, client, { name: common.model }, (model) => {
@@ -55,7 +51,7 @@ export async function chatCompletions(deps: HubDeps, exchange: HttpExchange, cli
       choices: [{ index: 0, delta: d, logprobs: null, finish_reason: finish }],
     });
     const framing = { opening: delta({ role: 'assistant', content: '' }), piece: (content: string) => delta({ content }) };
-    const events = common.stream ? new EventStream(exchange.res, framing) : undefined;
+    const events = common.stream ? new ResponseStream(exchange.res, SSE, framing) : undefined;
     return {
       request: { messages, maxTokens: common.maxTokens, sampling: common.sampling, jsonSchema, tools },
       stop: common.stop,
@@ -63,12 +59,14 @@ export async function chatCompletions(deps: HubDeps, exchange: HttpExchange, cli
       live: events,
       finish: (result) => {
         const finish = finishReason(result.finish_reason, result.calls.length);
-        const calls = toolCalls(result.calls);
+        const calls = result.calls.map((c) => ({
+          id: openaiId('call'),
+          type: 'function',
+          function: { name: c.name, arguments: c.arguments },
+        }));
         if (events) {
           if (calls.length > 0) events.send(delta({ tool_calls: calls.map((c, index) => ({ index, ...c })) }));
-          events.send(delta({}, finish));
-          if (common.includeUsage) events.send({ ...base, choices: [], usage: usage(result) });
-          return events.end();
+          return events.end(delta({}, finish), ...(common.includeUsage ? [{ ...base, choices: [], usage: usage(result) }] : []));
         }
         const message = {
           role: 'assistant',

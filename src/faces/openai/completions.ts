@@ -1,10 +1,10 @@
 /** `POST /v1/completions`: a raw prompt in, text out. */
 import type { Client } from '../../clients.js';
 import { sendJson, type HttpExchange } from '../../transports/http-route.js';
-import { serveGeneration } from '../generation.js';
+import { ResponseStream, serveGeneration } from '../generation.js';
 import { badField, type HubDeps } from '../http-kit.js';
 import { finishReason, readCommon, usage } from './request.js';
-import { EventStream, openaiId, unixSeconds } from './wire.js';
+import { SSE, openaiId, unixSeconds } from './wire.js';
 
 /** `prompt`: a string, or an array holding one string. */
 function readPrompt(value: unknown): string {
@@ -22,7 +22,7 @@ export async function completions(deps: HubDeps, exchange: HttpExchange, client:
       ...base,
       choices: [{ text, index: 0, logprobs: null, finish_reason: finish }],
     });
-    const events = common.stream ? new EventStream(exchange.res, { piece: (text) => choice(text) }) : undefined;
+    const events = common.stream ? new ResponseStream(exchange.res, SSE, { piece: (text) => choice(text) }) : undefined;
     return {
       request: { prompt, maxTokens: common.maxTokens, sampling: common.sampling },
       stop: common.stop,
@@ -30,9 +30,7 @@ export async function completions(deps: HubDeps, exchange: HttpExchange, client:
       finish: (result) => {
         const finish = finishReason(result.finish_reason, 0);
         if (!events) return sendJson(exchange.res, 200, { ...(choice(result.text, finish) as object), usage: usage(result) });
-        events.send(choice('', finish));
-        if (common.includeUsage) events.send({ ...base, choices: [], usage: usage(result) });
-        events.end();
+        events.end(choice('', finish), ...(common.includeUsage ? [{ ...base, choices: [], usage: usage(result) }] : []));
       },
     };
   });

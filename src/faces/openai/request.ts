@@ -1,6 +1,7 @@
 /** The fields chat completions and completions share: sampling, stop, `n`, streaming. */
 import { fieldReader } from '../../request-schema.js';
 import { FACE_SAMPLING, FACE_STOP, requestParts, type RequestParts } from '../generation-request.js';
+import type { TextRun } from '../generation.js';
 import { badField, field } from '../http-kit.js';
 
 /** OpenAI's max tokens: at least 1 (beyond the context it is capped to it, as llama-server does). */
@@ -39,10 +40,7 @@ export function finishReason(reason: string, calls: number): 'stop' | 'length' |
   return reason === 'length' ? 'length' : 'stop';
 }
 
-export function usage(result: {
-  perf: { prefill_tokens: number; generate_tokens: number };
-  input_tokens?: number;
-}): Record<string, number> {
+export function usage(result: Pick<TextRun, 'perf' | 'input_tokens'>): Record<string, number> {
   const { perf } = result;
   const prompt = result.input_tokens ?? perf.prefill_tokens;
   return {

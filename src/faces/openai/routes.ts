@@ -1,9 +1,8 @@
 /** The OpenAI-compatible API under `/v1` on the HTTP port. */
 import type { Client } from '../../clients.js';
 import { sendJson, type HttpExchange, type HttpRoute } from '../../transports/http-route.js';
-import { fault } from '../../errors.js';
 import type { ModelEntry } from '../../models/catalog.js';
-import { readObject, serveFace, type HubDeps } from '../http-kit.js';
+import { modelNotFound, readObject, serveFace, type HubDeps } from '../http-kit.js';
 import { chatCompletions } from './chat.js';
 import { completions } from './completions.js';
 import { embeddings } from './embeddings.js';
@@ -34,8 +33,7 @@ async function models(deps: HubDeps, exchange: HttpExchange): Promise<void> {
   if (exchange.url.pathname.startsWith('/v1/models/')) {
     const id = decodeURIComponent(exchange.url.pathname.slice('/v1/models/'.length));
     const entry = await deps.models.find(unalias(deps, id) as string);
-    if (!entry)
-      throw fault('INVALID_PARAMS', 'no_model', { model: id, builtin: 'rkllm-tiny' }, { path: 'model', reason: 'model_not_found' });
+    if (!entry) throw modelNotFound(id);
     sendJson(exchange.res, 200, { ...model(entry), id });
     return;
   }

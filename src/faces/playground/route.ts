@@ -11,25 +11,23 @@ export interface PlaygroundOptions {
   root?: URL;
 }
 
-const HTML = 'text/html; charset=utf-8';
-const JS = 'text/javascript; charset=utf-8';
-const CSS = 'text/css; charset=utf-8';
+/** The content types of the pages' files, by extension. */
+const TYPES: Readonly<Record<string, string>> = {
+  html: 'text/html; charset=utf-8',
+  js: 'text/javascript; charset=utf-8',
+  css: 'text/css; charset=utf-8',
+};
 
 /**
- * The pages' files, by URL path: the file under the root, and its content type. `/` is the chat,
- * `/complete` the completion playground; `/vendor/` holds the libraries the chat uses (see its README).
+ * The pages' files, by URL path: the file under the root. `/` is the chat, `/complete` the
+ * completion playground; `/vendor/` holds the libraries the chat uses (see its README).
  */
 const FILES = new Map([
-  ['/', { file: 'chat/index.html', type: HTML }],
-  ['/chat/app.js', { file: 'chat/app.js', type: JS }],
-  ['/chat/conversations.js', { file: 'chat/conversations.js', type: JS }],
-  ['/chat/markdown.js', { file: 'chat/markdown.js', type: JS }],
-  ['/chat/style.css', { file: 'chat/style.css', type: CSS }],
-  ['/vendor/marked.esm.js', { file: 'vendor/marked.esm.js', type: JS }],
-  ['/vendor/purify.min.js', { file: 'vendor/purify.min.js', type: JS }],
-  ['/complete', { file: 'playground/index.html', type: HTML }],
-  ['/playground/app.js', { file: 'playground/app.js', type: JS }],
-  ['/playground/style.css', { file: 'playground/style.css', type: CSS }],
+  ['/', 'chat/index.html'],
+  ['/complete', 'playground/index.html'],
+  ...['chat/app.js', 'chat/conversations.js', 'chat/markdown.js', 'chat/style.css', 'vendor/marked.esm.js', 'vendor/purify.min.js']
+    .concat(['playground/app.js', 'playground/style.css'])
+    .map((file) => [`/${file}`, file] as const),
 ]);
 
 const CONFIG_PATH = '/playground/config.json';
@@ -78,12 +76,12 @@ export function playgroundRoute(options: PlaygroundOptions): HttpRoute {
         const port = ws === undefined ? null : Number(ws.slice(ws.lastIndexOf(':') + 1));
         return sendJson(res, 200, { ws_port: port, keys_required: options.keysRequired }, headers);
       }
-      const { file, type } = FILES.get(url.pathname)!;
+      const file = FILES.get(url.pathname)!;
       const body = await load(file);
       res
         .writeHead(200, {
           ...headers,
-          'content-type': type,
+          'content-type': TYPES[file.slice(file.lastIndexOf('.') + 1)],
           'content-length': body.length,
           'content-security-policy': CSP,
           'x-frame-options': 'DENY',
