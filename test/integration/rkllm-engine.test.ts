@@ -56,9 +56,10 @@ describe('server with --engine rkllm (ABI twin 1.3)', function () {
     expect(live.text).to.match(/[^\p{ASCII}]/u);
     const functions = await http.result('rkllm_list_functions', {});
     expect(functions.engine.name).to.equal('rkllm');
-    const { json_schema, run_tools, run_template, seed, ...rkllmFeatures } = functions.engine.features;
+    const { json_schema, run_tools, run_template, seed, images, ...rkllmFeatures } = functions.engine.features;
     expect(Object.values(rkllmFeatures).every(Boolean)).to.equal(true);
-    expect([json_schema, run_tools, run_template, seed]).to.deep.equal([false, false, false, false]);
+    // images need a vision encoder, which this server was not given.
+    expect([json_schema, run_tools, run_template, seed, images]).to.deep.equal([false, false, false, false, false]);
   });
 
   it('a runtime crash mid-stream: an error chunk ends that stream, the server keeps answering, the engine restarts and reloads, a queued stream is served', async () => {
