@@ -2,7 +2,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { fault } from '../../errors.js';
 import type { EngineStatus, FinishReason, InitParam, RKLLMResult } from '../types.js';
 import type { Call, ResultMessage, RunEnd } from './protocol.js';
-import { RKLLM, explain } from './runtime-process.js';
+import { explain } from '../worker-process.js';
+import { RKLLM } from './runtime-process.js';
 import type { RuntimeSupervisor } from './supervisor.js';
 
 /**

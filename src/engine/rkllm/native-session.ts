@@ -17,30 +17,11 @@ import {
 } from './abi.js';
 import { bindFunctions, isRunningValue, type RkllmFunctions } from './functions.js';
 import { fromNativeParam } from './marshal.js';
+import type { Outcome } from '../worker-process.js';
 import type { Call, Command, KvCacheSizes, LayoutSetting, Opened, ResultMessage, RunEnd } from './protocol.js';
 
 /** How often the worker asks `rkllm_is_running` while waiting for an asynchronous run to end. */
 const IDLE_POLL_MS = { settled: 2, running: 50 } as const;
-
-/** What a request produced, and whether the runtime refused it (so its log lines matter). */
-export interface Outcome {
-  value: unknown;
-  failed: boolean;
-}
-
-/** The C library functions the session needs besides the runtime's. */
-interface LibC {
-  strlen(pointer: bigint): number | bigint;
-  /** `fflush(NULL)`: pushes the runtime's buffered stdout/stderr lines out before a mark. */
-  flushAll(): void;
-}
-
-function libc(): LibC {
-  const self = koffi.load(null);
-  const strlen = self.func('size_t strlen(const void *s)');
-  const fflush = self.func('int fflush(void *stream)');
-  return { strlen: (pointer) => strlen(pointer) as number | bigint, flushAll: () => void fflush(null) };
-}
 
 /** One generation as the worker sees it: counts tokens, joins UTF-8, decides each callback's return value. */
 class NativeRun {
@@ -113,7 +94,7 @@ interface Loaded {
 /** Owns one library and at most one handle; serves the engine's commands. */
 export class NativeSession {
   readonly #send: (message: ResultMessage) => void;
-  readonly #libc = libc();
+  readonly #strlen = koffi.load(null).func('size_t strlen(const void *s)');
   #loaded: Loaded | undefined;
   #handle: NativeHandle | undefined;
   #callback: bigint | undefined;
@@ -148,13 +129,6 @@ export class NativeSession {
       case 'call':
         return this.#status(await this.#call(command.call));
     }
-  }
-
-  /** Writes `mark` to stdout and stderr after the runtime's own pending output. */
-  mark(mark: string): void {
-    this.#libc.flushAll();
-    process.stdout.write(mark);
-    process.stderr.write(mark);
   }
 
   #status(code: number): Outcome {
@@ -293,7 +267,7 @@ export class NativeSession {
 
   #bytes(pointer: NativePointer): Uint8Array {
     if (!pointer) return new Uint8Array(0);
-    const length = Number(this.#libc.strlen(pointer));
+    const length = Number(this.#strlen(pointer));
     return length === 0 ? new Uint8Array(0) : (koffi.decode(pointer, 'uint8_t', length) as Uint8Array);
   }
 

@@ -23,7 +23,8 @@ import { toKvPositions, toNativeCrossAttn } from './marshal.js';
 import { fault } from '../../errors.js';
 import { Instance, checkMemory, combinedStatus, judge, pick, replacing, resultOf, startAll } from './instance.js';
 import type { Call, KvCacheSizes, LayoutSetting, ResultMessage, RunEnd } from './protocol.js';
-import { RKLLM, RuntimeExitError, describeExit, invoke, refused, request, type RuntimeProcess } from './runtime-process.js';
+import { WorkerExitError, describeExit } from '../worker-process.js';
+import { RKLLM, invoke, refused, request, type RuntimeProcess } from './runtime-process.js';
 import { DEFAULT_TIMEOUTS, supervisor, type Model, type RestartPolicy, type RkllmTimeouts } from './supervisor.js';
 import { Vision, openVision, planVision, visionRun, type VisionOptions, type VisionPlan } from './vision.js';
 
@@ -355,7 +356,7 @@ export class RkllmEngine implements Engine {
         verdict.error,
       );
     } catch (err) {
-      const crashed = err instanceof RuntimeExitError;
+      const crashed = err instanceof WorkerExitError;
       if (crashed) instance.forget();
       const which = this.slots > 1 ? ` (instance ${instance.index}; the others keep running)` : '';
       const why = crashed

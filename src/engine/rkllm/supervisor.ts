@@ -7,7 +7,8 @@ import type { LayoutVersion } from './abi.js';
 import { toNativeParam } from './marshal.js';
 import type { Call, LayoutSetting, Opened, ResultMessage } from './protocol.js';
 import type { RkllmEngineOptions } from './rkllm-engine.js';
-import { RKLLM, RuntimeProcess, describeExit, invoke, refused, request, type RuntimeExit } from './runtime-process.js';
+import { describeExit, type WorkerExit } from '../worker-process.js';
+import { RKLLM, RuntimeProcess, invoke, refused, request } from './runtime-process.js';
 
 /** How the engine restarts a crashed runtime: exponential backoff from `initialDelayMs`, up to `maxDelayMs`. */
 export interface RestartPolicy {
@@ -266,7 +267,7 @@ export class RuntimeSupervisor {
     }
   }
 
-  #onExit(runtime: RuntimeProcess, exit: RuntimeExit): void {
+  #onExit(runtime: RuntimeProcess, exit: WorkerExit): void {
     if (runtime !== this.#runtime) return;
     this.#runtime = undefined;
     this.#lastError = { message: describeExit(exit), at: new Date().toISOString() };

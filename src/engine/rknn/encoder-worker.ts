@@ -1,9 +1,10 @@
 /**
  * The RKNN encoder worker: a child process (forked by VisionEncoder) that loads librknnrt.so and
  * owns the context, so a fault inside the runtime ends this process and not the server. It
- * answers each request of encoder-protocol.ts with one reply, and exits when the channel closes.
+ * serves the requests of encoder-protocol.ts and exits when the channel closes.
  */
-import { readFileSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { serveRequests } from '../worker-process.js';
 import {
   IO_NUM_SIZE,
   RKNN_QUERY_INPUT_ATTR,
@@ -18,9 +19,9 @@ import {
   type RknnFunctions,
   type TensorAttr,
 } from './abi.js';
-import { ENCODER_MARK, type EncoderReply, type EncoderRequest, type Opened } from './encoder-protocol.js';
+import type { EncoderCommand, Opened } from './encoder-protocol.js';
 
-/** A runtime function answered a status other than RKNN_SUCC. */
+/** A runtime function answered a status other than RKNN_SUCC (its `fn` and `code` reach the parent). */
 class Refused extends Error {
   constructor(
     readonly fn: string,
@@ -72,22 +73,12 @@ function encode(pixels: Uint8Array, count: number): { embed: Float32Array; run_m
   }
 }
 
-function serve(request: EncoderRequest): void {
-  let reply: EncoderReply;
-  try {
-    const value = request.op === 'open' ? open(request.lib, request.model, request.coreMask) : encode(request.pixels, request.count);
-    reply = { id: request.id, ok: true, value };
-  } catch (err) {
-    // After the runtime's own lines on stderr: the engine takes those before the mark as the reason.
-    writeSync(2, `${ENCODER_MARK}${request.id}\n`);
-    const refused = err instanceof Refused ? { fn: err.fn, code: err.code } : {};
-    reply = { id: request.id, ok: false, message: err instanceof Error ? err.message : String(err), ...refused };
-  }
-  process.send?.(reply);
-}
-
-process.on('message', (request: EncoderRequest) => serve(request));
-process.on('disconnect', () => {
-  if (fns && ctx !== undefined) fns.destroy(ctx);
-  process.exit(0);
-});
+serveRequests<EncoderCommand>(
+  (command) => ({
+    value: command.op === 'open' ? open(command.lib, command.model, command.coreMask) : encode(command.pixels, command.count),
+    failed: false,
+  }),
+  () => {
+    if (fns && ctx !== undefined) fns.destroy(ctx);
+  },
+);
