@@ -145,9 +145,7 @@ export interface RkllmTypes {
   readonly extendParam: TypeObject;
   readonly param: TypeObject;
   readonly loraAdapter: TypeObject;
-  readonly multimodalInput: TypeObject;
   readonly input: TypeObject;
-  readonly samplingParam: TypeObject | undefined;
   readonly inferParam: TypeObject;
   readonly crossAttnParam: TypeObject;
   readonly result: TypeObject;
@@ -325,9 +323,7 @@ export function defineTypes(version: LayoutVersion): RkllmTypes {
     extendParam: common.RKLLMExtendParam!,
     param: specific.RKLLMParam!,
     loraAdapter: common.RKLLMLoraAdapter!,
-    multimodalInput: specific.RKLLMMultiModalInput!,
     input,
-    samplingParam: specific.RKLLMSamplingParam,
     inferParam: specific.RKLLMInferParam!,
     crossAttnParam: common.RKLLMCrossAttnParam!,
     result: common.RKLLMResult!,

@@ -38,7 +38,7 @@ export const RKLLM_SYMBOLS = [
 export type RkllmSymbol = (typeof RKLLM_SYMBOLS)[number];
 
 /**
- * The runtime's functions with TypeScript signatures. Every call but `createDefaultParamBytes`
+ * The runtime's functions with TypeScript signatures, each named as its function in camelCase. Every call but `createDefaultParamBytes`
  * runs on a koffi worker thread and returns a promise: the runtime may wait for its own thread
  * (rkllm_abort, rkllm_destroy, rkllm_run), and that thread may be waiting for a callback, which
  * only runs when the main thread is free. Every function resolves with the runtime's status code
@@ -118,24 +118,15 @@ export function bindFunctions(lib: LibraryHandle, path: string, types: RkllmType
     }
   }
   if (missing.length > 0) throw new MissingSymbolsError(path, missing);
-  const fn = (name: RkllmSymbol): ((...args: unknown[]) => Promise<number>) => promised(bound.get(name)!);
+  // Each method is its function's name in camelCase without `rkllm_`: rkllm_load_lora is loadLora.
+  const methods = RKLLM_SYMBOLS.map((name) => [
+    name.slice(6).replace(/_(\w)/g, (_, c: string) => c.toUpperCase()),
+    promised(bound.get(name)!),
+  ]);
   return {
+    ...Object.fromEntries(methods),
     createDefaultParamBytes: () => (bound.get('rkllm_createDefaultParam')!() as { bytes: Uint8Array }).bytes,
-    init: fn('rkllm_init'),
-    loadLora: fn('rkllm_load_lora'),
-    loadPromptCache: fn('rkllm_load_prompt_cache'),
-    releasePromptCache: fn('rkllm_release_prompt_cache'),
-    destroy: fn('rkllm_destroy'),
-    run: fn('rkllm_run'),
-    runAsync: fn('rkllm_run_async'),
-    abort: fn('rkllm_abort'),
-    isRunning: fn('rkllm_is_running'),
-    clearKvCache: fn('rkllm_clear_kv_cache'),
-    getKvCacheSize: fn('rkllm_get_kv_cache_size'),
-    setChatTemplate: fn('rkllm_set_chat_template'),
-    setFunctionTools: fn('rkllm_set_function_tools'),
-    setCrossAttnParams: fn('rkllm_set_cross_attn_params'),
-  };
+  } as RkllmFunctions;
 }
 
 /** Whether a raw `rkllm_is_running` value means "a task is running" under `version`. */

@@ -85,12 +85,8 @@ export class RkllmEngine implements Engine {
     this.#options = options;
     this.slots = instances;
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
-    const make = (i: number): Instance =>
-      new Instance(
-        i,
-        supervisor(options, (m) => this.#onResult(m), tags),
-      );
-    this.#instances = Array.from({ length: instances }, (_, i) => make(i));
+    const onResult = (message: ResultMessage): void => this.#onResult(message);
+    this.#instances = Array.from({ length: instances }, (_, i) => new Instance(i, supervisor(options, onResult, tags)));
   }
 
   /**
