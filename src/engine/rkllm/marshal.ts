@@ -310,6 +310,11 @@ function video13(fields: Fields): NativeVideoInput {
   return out;
 }
 
+/** 1.3's video part with no video, as a multimodal input without `video` gives it. */
+export function noVideo(): NativeVideoInput {
+  return video13(new Fields({}, 'multimodal_input.video'));
+}
+
 function multimodal13(fields: Fields): NativeMultimodal13 {
   const out: NativeMultimodal13 = {
     prompt: fields.string('prompt', true)!,

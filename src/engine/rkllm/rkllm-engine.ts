@@ -26,7 +26,7 @@ import type { Call, KvCacheSizes, LayoutSetting, ResultMessage, RunEnd } from '.
 import { WorkerExitError, describeExit } from '../worker-process.js';
 import { RKLLM, invoke, refused, request, type RuntimeProcess } from './runtime-process.js';
 import { DEFAULT_TIMEOUTS, supervisor, type Model, type RestartPolicy, type RkllmTimeouts } from './supervisor.js';
-import { Vision, openVision, planVision, visionRun, type VisionOptions, type VisionPlan } from './vision.js';
+import { Vision, planVision, visionRun, type VisionOptions, type VisionPlan } from './vision.js';
 
 export type { RestartPolicy, RkllmTimeouts } from './supervisor.js';
 
@@ -105,7 +105,7 @@ export class RkllmEngine implements Engine {
     const engine = new RkllmEngine(options, instances, vision?.tags);
     await startAll(engine.#instances, param);
     try {
-      if (vision) engine.#vision = await openVision(engine, vision, param.model_path, options.log);
+      if (vision) engine.#vision = await Vision.open(engine, vision, param.model_path, options.log);
     } catch (err) {
       await engine.dispose();
       throw err;

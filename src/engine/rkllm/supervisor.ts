@@ -1,11 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from 'pino';
 import { fault, ServerError, type ERRORS } from '../../errors.js';
 import { errorText } from '../messages.js';
 import { overParam, type EngineState, type EngineStatus, type InitParam, type RKLLMParam } from '../types.js';
 import type { LayoutVersion } from './abi.js';
 import { toNativeParam } from './marshal.js';
-import type { Call, LayoutSetting, Opened, ResultMessage } from './protocol.js';
+import type { Call, Opened, ResultMessage } from './protocol.js';
 import type { RkllmEngineOptions } from './rkllm-engine.js';
 import { describeExit, type WorkerExit } from '../worker-process.js';
 import { RKLLM, RuntimeProcess, invoke, refused, request } from './runtime-process.js';
@@ -18,16 +17,10 @@ export interface RestartPolicy {
   maxAttempts: number;
 }
 
-export interface SupervisorOptions {
-  /** librkllmrt.so (a path, or a name the dynamic loader finds). */
-  library: string;
-  /** The struct layout: the runtime version, or `auto` to tell it from the library. */
-  layout: LayoutSetting;
+/** The engine's options for one instance; `log` also receives the runtime's crashes and the restarts. */
+export interface SupervisorOptions extends Pick<RkllmEngineOptions, 'library' | 'layout' | 'log'> {
   restart: RestartPolicy;
-  /** How long loading (`initMs`) and any other call (`callMs`) may take. */
-  timeouts: { initMs: number; callMs: number };
-  /** Receives the runtime's output, its crashes and the restarts. */
-  log?: Logger;
+  timeouts: RkllmTimeouts;
   /** Each callback of a run, from whichever worker serves it. */
   onResult(message: ResultMessage): void;
   /** The image tags of a vision encoder's family: 1.2 takes them in RKLLMParam (where not given), 1.3 per run. */
