@@ -68,16 +68,6 @@ export interface RkllmFunctions {
   setCrossAttnParams(handle: NativeHandle, params: NativeCrossAttnParam): Promise<number>;
 }
 
-/** A library that lacks some of the runtime's functions. */
-export class MissingSymbolsError extends Error {
-  constructor(
-    readonly library: string,
-    readonly missing: readonly string[],
-  ) {
-    super(`${library} does not export ${missing.join(', ')}: it is not an RKLLM runtime (librkllmrt.so) of version 1.2 or later`);
-  }
-}
-
 function promised(fn: KoffiFunction): (...args: unknown[]) => Promise<number> {
   return (...args) =>
     new Promise((resolve, reject) => {
@@ -85,7 +75,7 @@ function promised(fn: KoffiFunction): (...args: unknown[]) => Promise<number> {
     });
 }
 
-/** Binds every runtime function of `lib` with the layout of `types`; throws MissingSymbolsError listing all that are absent. */
+/** Binds every runtime function of `lib` with the layout of `types`; throws listing all that are absent. */
 export function bindFunctions(lib: LibraryHandle, path: string, types: RkllmTypes): RkllmFunctions {
   const handle = koffi.pointer(koffi.opaque());
   const callbackArg = types.callbackStruct ? koffi.pointer(types.callbackStruct) : koffi.pointer(types.resultCallback);
@@ -117,7 +107,9 @@ export function bindFunctions(lib: LibraryHandle, path: string, types: RkllmType
       missing.push(name);
     }
   }
-  if (missing.length > 0) throw new MissingSymbolsError(path, missing);
+  if (missing.length > 0) {
+    throw new Error(`${path} does not export ${missing.join(', ')}: it is not an RKLLM runtime (librkllmrt.so) of version 1.2 or later`);
+  }
   // Each method is its function's name in camelCase without `rkllm_`: rkllm_load_lora is loadLora.
   const methods = RKLLM_SYMBOLS.map((name) => [
     name.slice(6).replace(/_(\w)/g, (_, c: string) => c.toUpperCase()),

@@ -157,7 +157,7 @@ export class NativeSession {
     const { layout, source } = chooseLayout(path, setting, plausibleLayouts(bytes));
     const types = layout === provisional.version ? provisional : defineTypes(layout);
     this.#loaded = { path, layout, types, fns: bindFunctions(lib, path, types) };
-    return { layout, source, defaults: fromNativeParam(readNumbers(bytes, types.param) as NativeParam) };
+    return { layout, source, defaults: fromNativeParam(readDefaults(bytes, types)) };
   }
 
   async #init(param: NativeParam): Promise<number> {
@@ -287,42 +287,15 @@ function floats(pointer: NativePointer, rows: number, columns: number): Float32A
   return Float32Array.from(koffi.decode(pointer, 'float', rows * columns) as ArrayLike<number>);
 }
 
-interface TypeInfo {
-  primitive: string;
-  members?: Record<string, { type: TypeInfo; offset: number }>;
-}
-
 /**
- * The number and bool fields of a struct of `type` in `bytes`, nested structs included. Pointers
- * (strings) are left out, never followed: under a wrong layout they would be garbage.
+ * The RKLLMParam in `bytes` under `types`, its pointers (strings) zeroed first so they decode as
+ * null, never followed: under a wrong layout they would be garbage.
  */
-function readNumbers(bytes: Uint8Array, type: Parameters<typeof koffi.type>[0], at = 0): Record<string, unknown> {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const read = (info: TypeInfo, offset: number): unknown => {
-    switch (info.primitive) {
-      case 'Bool':
-        return view.getUint8(offset) !== 0;
-      case 'Int8':
-        return view.getInt8(offset);
-      case 'UInt8':
-        return view.getUint8(offset);
-      case 'Int32':
-        return view.getInt32(offset, true);
-      case 'UInt32':
-        return view.getUint32(offset, true);
-      case 'Float32':
-        return view.getFloat32(offset, true);
-      case 'Record':
-        return Object.fromEntries(
-          Object.entries(info.members ?? {})
-            .map(([name, member]) => [name, read(member.type, offset + member.offset)] as const)
-            .filter(([, value]) => value !== undefined),
-        );
-      default:
-        return undefined;
-    }
-  };
-  return read(koffi.type(type), at) as Record<string, unknown>;
+function readDefaults(bytes: Uint8Array, types: RkllmTypes): NativeParam {
+  const copy = bytes.slice();
+  const members = (koffi.type(types.param) as { members: Record<string, { type: { primitive: string }; offset: number }> }).members;
+  for (const { type, offset } of Object.values(members)) if (type.primitive === 'String') copy.fill(0, offset, offset + 8);
+  return koffi.decode(copy, types.param) as NativeParam;
 }
 
 /** Decides the layout from the setting and what the library's defaults look like; refuses a contradiction. */
