@@ -88,7 +88,7 @@ export class Vision {
       ...(log ? { log } : {}),
     });
     try {
-      checkWidth({ width: opened.width, model: encoder }, { embeddingSize: await embeddingSize(engine, model), model });
+      checkWidth({ width: opened.shape.width, model: encoder }, { embeddingSize: await embeddingSize(engine, model), model });
       const { input, tokens, width } = opened.shape;
       log?.info({ encoder, input: `${input.width}x${input.height} ${input.format} ${input.type}`, tokens, width }, 'vision encoder loaded');
       return new Vision(opened, tags, options.limits);
@@ -100,7 +100,7 @@ export class Vision {
 
   /** Encodes the images one at a time. */
   async encode(images: Uint8Array[]): Promise<EncodedImages> {
-    const size = this.encoder.tokens * this.encoder.width;
+    const size = this.encoder.shape.tokens * this.encoder.shape.width;
     const out = { embed: new Float32Array(images.length * size), ms: 0 };
     for (const [i, image] of images.entries()) {
       const { embed, ms } = await this.encoder.encode(image);
@@ -127,13 +127,13 @@ export class Vision {
       prompt = given.prompt;
       if ('video' in given) video = given.video;
     } else throw fault('INVALID_PARAMS', 'detail', { detail: 'images go with input_type 0 (PROMPT) or 3 (MULTIMODAL)' });
-    const { tokens, inputSize } = this.encoder;
+    const { tokens, input } = this.encoder.shape;
     const image = {
       image_embed: encoded?.embed ?? null,
       n_image_tokens: tokens,
       n_image: count,
-      image_width: inputSize.width,
-      image_height: inputSize.height,
+      image_width: input.width,
+      image_height: input.height,
     };
     prompt = placeImages(prompt, count);
     const { img_start, img_end, img_content } = this.tags;

@@ -21,22 +21,13 @@ import {
 } from './abi.js';
 import type { EncoderCommand, Opened } from './encoder-protocol.js';
 
-/** A runtime function answered a status other than RKNN_SUCC (its `fn` and `code` reach the parent). */
-class Refused extends Error {
-  constructor(
-    readonly fn: string,
-    readonly code: number,
-  ) {
-    super(`${fn} failed with code ${code}`);
-  }
-}
-
 let fns: RknnFunctions | undefined;
 let ctx: bigint | undefined;
 let input: TensorAttr | undefined;
 
+/** A status other than RKNN_SUCC throws; `fn` and `code` reach the engine as the refusal's (see serveRequests). */
 function check(fn: string, code: number): void {
-  if (code !== RKNN_SUCC) throw new Refused(fn, code);
+  if (code !== RKNN_SUCC) throw Object.assign(new Error(`${fn} failed with code ${code}`), { fn, code });
 }
 
 function open(lib: string, path: string, coreMask: number | null): Opened {

@@ -199,18 +199,6 @@ export class VisionEncoder {
     this.#worker.catch((err: unknown) => this.#options.log?.error({ engine: RKNN, err }, 'restarting the RKNN vision encoder failed'));
   }
 
-  get inputSize(): { width: number; height: number } {
-    return { width: this.shape.input.width, height: this.shape.input.height };
-  }
-
-  get tokens(): number {
-    return this.shape.tokens;
-  }
-
-  get width(): number {
-    return this.shape.width;
-  }
-
   /** How many times the worker was restarted after a crash or a timeout. */
   get restarts(): number {
     return this.#restarts;
