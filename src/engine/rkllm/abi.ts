@@ -44,39 +44,48 @@ export type NativeParam = Omit<RKLLMParam, 'img_start' | 'img_end' | 'img_conten
 export type NativeLoraAdapter = RKLLMLoraAdapter;
 
 /** 1.2's `RKLLMMultiModelInput` (flat image fields). */
-export interface NativeMultimodal12 {
-  prompt: string;
-  image_embed: Float32Array | null;
-  n_image_tokens: number;
-  n_image: number;
-  image_width: number;
-  image_height: number;
-}
+const MULTIMODAL_12 = {
+  prompt: 'const char *',
+  image_embed: 'float *',
+  n_image_tokens: 'size_t',
+  n_image: 'size_t',
+  image_width: 'size_t',
+  image_height: 'size_t',
+} as const;
 
 /** 1.3's image part of `RKLLMMultiModalInput`. */
-export interface NativeImageInput {
-  image_embed: Float32Array | null;
-  n_image_tokens: number;
-  n_image: number;
-  image_start: string | null;
-  image_end: string | null;
-  image_content: string | null;
-  image_width: number;
-  image_height: number;
-}
+const IMAGE_13 = {
+  image_embed: 'float *',
+  n_image_tokens: 'size_t',
+  n_image: 'size_t',
+  image_start: 'const char *',
+  image_end: 'const char *',
+  image_content: 'const char *',
+  image_width: 'size_t',
+  image_height: 'size_t',
+} as const;
 
 /** 1.3's video part of `RKLLMMultiModalInput`. */
-export interface NativeVideoInput {
-  video_embed: Float32Array | null;
-  n_frame_tokens: number;
-  n_frame_per_video: number;
-  n_video: number;
-  video_start: string | null;
-  video_end: string | null;
-  video_content: string | null;
-  frame_width: number;
-  frame_height: number;
-}
+const VIDEO_13 = {
+  video_embed: 'float *',
+  n_frame_tokens: 'size_t',
+  n_frame_per_video: 'size_t',
+  n_video: 'size_t',
+  video_start: 'const char *',
+  video_end: 'const char *',
+  video_content: 'const char *',
+  frame_width: 'size_t',
+  frame_height: 'size_t',
+} as const;
+
+/** A struct of C fields as koffi takes it: strings and float arrays (null for NULL), numbers. */
+type Fields<S> = {
+  -readonly [K in keyof S]: S[K] extends 'const char *' ? string | null : S[K] extends 'float *' ? Float32Array | null : number;
+};
+
+export type NativeMultimodal12 = Fields<typeof MULTIMODAL_12> & { prompt: string };
+export type NativeImageInput = Fields<typeof IMAGE_13>;
+export type NativeVideoInput = Fields<typeof VIDEO_13>;
 
 /** 1.3's `RKLLMMultiModalInput`. */
 export interface NativeMultimodal13 {
@@ -229,14 +238,7 @@ function structs12(common: Record<string, TypeObject>): Record<string, TypeObjec
     img_content: 'const char *',
     extend_param: common.RKLLMExtendParam!,
   });
-  const multimodal = koffi.struct({
-    prompt: 'const char *',
-    image_embed: 'float *',
-    n_image_tokens: 'size_t',
-    n_image: 'size_t',
-    image_width: 'size_t',
-    image_height: 'size_t',
-  });
+  const multimodal = koffi.struct(MULTIMODAL_12);
   const infer = koffi.struct({
     mode: 'int',
     lora_params: koffi.pointer(common.RKLLMLoraParam!),
@@ -248,27 +250,8 @@ function structs12(common: Record<string, TypeObject>): Record<string, TypeObjec
 
 function structs13(common: Record<string, TypeObject>): Record<string, TypeObject> {
   const param = koffi.struct({ ...PARAM_HEAD, ignore_eos_token: 'bool', is_async: 'bool', extend_param: common.RKLLMExtendParam! });
-  const image = koffi.struct({
-    image_embed: 'float *',
-    n_image_tokens: 'size_t',
-    n_image: 'size_t',
-    image_start: 'const char *',
-    image_end: 'const char *',
-    image_content: 'const char *',
-    image_width: 'size_t',
-    image_height: 'size_t',
-  });
-  const video = koffi.struct({
-    video_embed: 'float *',
-    n_frame_tokens: 'size_t',
-    n_frame_per_video: 'size_t',
-    n_video: 'size_t',
-    video_start: 'const char *',
-    video_end: 'const char *',
-    video_content: 'const char *',
-    frame_width: 'size_t',
-    frame_height: 'size_t',
-  });
+  const image = koffi.struct(IMAGE_13);
+  const video = koffi.struct(VIDEO_13);
   const sampling = koffi.struct({ top_k: 'int32_t', ...SAMPLING_AFTER_TOP_K });
   const infer = koffi.struct({
     mode: 'int',
