@@ -78,9 +78,15 @@ const VIDEO_13 = {
   frame_height: 'size_t',
 } as const;
 
-/** A struct of C fields as koffi takes it: strings and float arrays (null for NULL), numbers. */
+/** A struct of C fields as koffi takes it: strings and arrays (null for NULL), numbers. */
 type Fields<S> = {
-  -readonly [K in keyof S]: S[K] extends 'const char *' ? string | null : S[K] extends 'float *' ? Float32Array | null : number;
+  -readonly [K in keyof S]: S[K] extends 'const char *'
+    ? string | null
+    : S[K] extends 'float *'
+      ? Float32Array | null
+      : S[K] extends 'int32_t *'
+        ? Int32Array | null
+        : number;
 };
 
 export type NativeMultimodal12 = Fields<typeof MULTIMODAL_12> & { prompt: string };
@@ -123,13 +129,15 @@ export interface NativeInferParam {
 }
 
 /** `RKLLMCrossAttnParam`. */
-export interface NativeCrossAttnParam {
-  encoder_k_cache: Float32Array;
-  encoder_v_cache: Float32Array;
-  encoder_mask: Float32Array;
-  encoder_pos: Int32Array;
-  num_tokens: number;
-}
+const CROSS_ATTN = {
+  encoder_k_cache: 'float *',
+  encoder_v_cache: 'float *',
+  encoder_mask: 'float *',
+  encoder_pos: 'int32_t *',
+  num_tokens: 'int',
+} as const;
+
+export type NativeCrossAttnParam = Fields<typeof CROSS_ATTN>;
 
 export type NativePerfStat = RKLLMPerfStat;
 
@@ -192,13 +200,7 @@ function commonStructs(): Record<string, TypeObject> {
     RKLLMTokenInput: koffi.struct({ input_ids: 'int32_t *', n_tokens: 'size_t' }),
     RKLLMLoraParam: koffi.struct({ lora_adapter_name: 'const char *' }),
     RKLLMPromptCacheParam: koffi.struct({ save_prompt_cache: 'int', prompt_cache_path: 'const char *' }),
-    RKLLMCrossAttnParam: koffi.struct({
-      encoder_k_cache: 'float *',
-      encoder_v_cache: 'float *',
-      encoder_mask: 'float *',
-      encoder_pos: 'int32_t *',
-      num_tokens: 'int',
-    }),
+    RKLLMCrossAttnParam: koffi.struct(CROSS_ATTN),
     RKLLMResultLastHiddenLayer: lastHidden,
     RKLLMResultLogits: logits,
     RKLLMPerfStat: perfStat,
