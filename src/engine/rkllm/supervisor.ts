@@ -200,8 +200,7 @@ export class RuntimeSupervisor {
       onOutput: (line, stream) => {
         const version = VERSION_LINE.exec(line);
         if (version) reported.version = `${version[1]}.${version[2]}`;
-        if (stream === 'stderr') log?.warn({ engine: RKLLM, worker_pid: runtime.pid }, line);
-        else log?.info({ engine: RKLLM, worker_pid: runtime.pid }, line);
+        log?.[stream === 'stderr' ? 'warn' : 'info']({ engine: RKLLM, worker_pid: runtime.pid }, line);
       },
       onExit: (exit) => this.#onExit(runtime, exit),
     });

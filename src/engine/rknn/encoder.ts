@@ -96,6 +96,7 @@ export function checkWidth(encoder: { width: number; model: string }, language: 
 }
 
 type Encoder = WorkerProcess<EncoderCommand>;
+type Settled = Required<Pick<VisionEncoderOptions, 'lib' | 'timeoutMs' | 'limits'>> & VisionEncoderOptions;
 
 /** One request; the worker's failures, crashes and timeouts become ENGINE_ERROR. */
 async function ask<T>(worker: Encoder, command: EncoderCommand, timeoutMs: number, onTimeout = (): void => undefined): Promise<T> {
@@ -115,7 +116,7 @@ async function ask<T>(worker: Encoder, command: EncoderCommand, timeoutMs: numbe
 
 /** A vision encoder: open it once per model, encode images one at a time, close it. */
 export class VisionEncoder {
-  readonly #options: Required<Pick<VisionEncoderOptions, 'lib' | 'timeoutMs' | 'limits'>> & VisionEncoderOptions;
+  readonly #options: Settled;
   /** The worker for the next image; a crash or a timeout replaces it. */
   #worker: Promise<Encoder>;
   /** The worker that opened the model and was adopted: only its end restarts it (no loop at start). */
@@ -125,17 +126,18 @@ export class VisionEncoder {
   #closed = false;
 
   private constructor(
-    options: VisionEncoderOptions,
+    options: Settled,
     readonly shape: EncoderShape,
     first: Encoder,
   ) {
-    this.#options = { lib: 'librknnrt.so', timeoutMs: 120_000, limits: DEFAULT_IMAGE_LIMITS, ...options };
+    this.#options = options;
     this.#worker = Promise.resolve(first);
     this.#live = first;
   }
 
   /** Starts the worker, loads the model and reads its shape. Throws ENGINE_ERROR saying why it cannot. */
-  static async open(options: VisionEncoderOptions): Promise<VisionEncoder> {
+  static async open(given: VisionEncoderOptions): Promise<VisionEncoder> {
+    const options: Settled = { lib: 'librknnrt.so', timeoutMs: 120_000, limits: DEFAULT_IMAGE_LIMITS, ...given };
     if (!existsSync(options.model)) throw engineError(`The vision encoder ${options.model} does not exist`, 'no_file');
     let encoder: VisionEncoder | undefined;
     const { worker, opened } = await VisionEncoder.#start(options, (gone) => {
@@ -150,7 +152,7 @@ export class VisionEncoder {
     }
   }
 
-  static async #start(options: VisionEncoderOptions, onGone: (worker: Encoder) => void): Promise<{ worker: Encoder; opened: Opened }> {
+  static async #start(options: Settled, onGone: (worker: Encoder) => void): Promise<{ worker: Encoder; opened: Opened }> {
     const { log } = options;
     const worker: Encoder = new WorkerProcess({
       module: WORKER,
@@ -162,10 +164,10 @@ export class VisionEncoder {
         onGone(worker);
       },
     });
-    const lib = options.lib ?? 'librknnrt.so';
+    const { lib } = options;
     try {
       const command = { op: 'open' as const, lib, model: options.model, coreMask: options.coreMask ?? null };
-      return { worker, opened: await ask<Opened>(worker, command, options.timeoutMs ?? 120_000) };
+      return { worker, opened: await ask<Opened>(worker, command, options.timeoutMs) };
     } catch (err) {
       await worker.close();
       const reason = errorText(err);
