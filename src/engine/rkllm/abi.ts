@@ -157,22 +157,7 @@ export interface NativeResult {
 export type NativeHandle = bigint;
 
 /** The koffi types of one layout. */
-export interface RkllmTypes {
-  readonly version: LayoutVersion;
-  readonly extendParam: TypeObject;
-  readonly param: TypeObject;
-  readonly loraAdapter: TypeObject;
-  readonly input: TypeObject;
-  readonly inferParam: TypeObject;
-  readonly crossAttnParam: TypeObject;
-  readonly result: TypeObject;
-  /** `LLMResultCallback`: int (RKLLMResult *result, void *userdata, LLMCallState state). */
-  readonly resultCallback: TypeObject;
-  /** 1.3's `RKLLMCallback`. */
-  readonly callbackStruct: TypeObject | undefined;
-  /** Every struct by its header name, for layout checks. */
-  readonly structs: Readonly<Record<string, TypeObject>>;
-}
+export type RkllmTypes = ReturnType<typeof defineTypes>;
 
 function commonStructs(): Record<string, TypeObject> {
   const extendParam = koffi.struct({
@@ -274,7 +259,7 @@ function structs13(common: Record<string, TypeObject>): Record<string, TypeObjec
 }
 
 /** Declares the koffi types of `version`. Each call makes new (anonymous) types. */
-export function defineTypes(version: LayoutVersion): RkllmTypes {
+export function defineTypes(version: LayoutVersion) {
   const common = commonStructs();
   const specific = version === '1.2' ? structs12(common) : structs13(common);
   const structs: Record<string, TypeObject> = { ...common, ...specific };
@@ -312,8 +297,11 @@ export function defineTypes(version: LayoutVersion): RkllmTypes {
     inferParam: specific.RKLLMInferParam!,
     crossAttnParam: common.RKLLMCrossAttnParam!,
     result: common.RKLLMResult!,
+    /** `LLMResultCallback`: int (RKLLMResult *result, void *userdata, LLMCallState state). */
     resultCallback,
+    /** 1.3's `RKLLMCallback`. */
     callbackStruct,
+    /** Every struct by its header name, for layout checks. */
     structs,
   };
 }
