@@ -51,6 +51,8 @@ interface Ticket {
   aborted: boolean;
   runtime?: RuntimeProcess;
   abortTimer?: NodeJS.Timeout;
+  /** The time its images took to encode, added to each result's perf. */
+  imageMs?: number;
 }
 
 /** The runtime has every RKLLM feature (whether a model uses one is the runtime's call), and none of the server's extensions. */
@@ -77,7 +79,7 @@ export class RkllmEngine implements Engine {
   /** Runs asked for and not yet ended. */
   readonly #tickets = new Set<Ticket>();
   #nextRun = 1;
-  readonly #reporters = new Map<number, { reporter: RunReporter; runtime: RuntimeProcess; imageMs?: number }>();
+  readonly #running = new Map<number, Ticket>();
   #disposed: Promise<void> | undefined;
   #vision: Vision | undefined;
 
@@ -281,12 +283,12 @@ export class RkllmEngine implements Engine {
   }
 
   #onResult(message: ResultMessage): void {
-    const entry = this.#reporters.get(message.run);
+    const entry = this.#running.get(message.run);
     const result = resultOf(message);
     if (entry?.imageMs !== undefined) result.perf = { ...result.perf, image_encode_ms: entry.imageMs };
     if (!entry?.reporter.deliver(result, message.state)) return;
     // The consumer asked to stop: the run's next callback returns 1 (pause) to the runtime.
-    entry.runtime.request({ op: 'stop', run: message.run }).catch(() => undefined);
+    entry.runtime?.request({ op: 'stop', run: message.run }).catch(() => undefined);
   }
 
   async #schedule(request: RunRequest, callback: LLMResultCallback, nativeAsync: boolean): Promise<RunOutcome> {
@@ -335,7 +337,8 @@ export class RkllmEngine implements Engine {
     const { native, imageMs } = plan;
     const id = this.#nextRun++;
     ticket.runtime = runtime;
-    this.#reporters.set(id, { reporter, runtime, ...(imageMs === undefined ? {} : { imageMs }) });
+    if (imageMs !== undefined) ticket.imageMs = imageMs;
+    this.#running.set(id, ticket);
     try {
       const { input, infer, limit } = native;
       const { value: end, log } = await runtime.request<RunEnd>({ op: 'run', run: id, async: nativeAsync, input, infer, limit });
@@ -360,7 +363,7 @@ export class RkllmEngine implements Engine {
         : `the RKLLM runtime failed during this run: ${errorText(err)}`;
       return reporter.fail(why);
     } finally {
-      this.#reporters.delete(id);
+      this.#running.delete(id);
     }
   }
 

@@ -2,19 +2,15 @@
 import { fileURLToPath } from 'node:url';
 import { fault, type ServerError } from '../../errors.js';
 import { errorText } from '../messages.js';
-import { WorkerProcess, explain, type Reply, type WorkerExit } from '../worker-process.js';
+import { WorkerProcess, explain, type Reply, type WorkerProcessOptions } from '../worker-process.js';
 import type { Call, Command, ResultMessage } from './protocol.js';
 
 /** The engine's name in messages and in `data.engine`. */
 export const RKLLM = 'rkllm';
 
-export interface RuntimeProcessOptions {
+export interface RuntimeProcessOptions extends Pick<WorkerProcessOptions<ResultMessage>, 'onOutput' | 'onExit'> {
   /** Each callback of a run, in order. */
   onResult(message: ResultMessage): void;
-  /** Every output line of the runtime (its own logs on stdout and stderr). */
-  onOutput(line: string, stream: 'stdout' | 'stderr'): void;
-  /** The process ended without `close` being asked (a crash, or a kill after a timeout). */
-  onExit(exit: WorkerExit): void;
 }
 
 /** One runtime worker process (worker.ts): a run's callbacks arrive as `onResult` events. */
