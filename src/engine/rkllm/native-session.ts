@@ -94,7 +94,6 @@ interface Loaded {
 /** Owns one library and at most one handle; serves the engine's commands. */
 export class NativeSession {
   readonly #send: (message: ResultMessage) => void;
-  readonly #strlen = koffi.load(null).func('size_t strlen(const void *s)');
   #loaded: Loaded | undefined;
   #handle: NativeHandle | undefined;
   #callback: bigint | undefined;
@@ -255,7 +254,9 @@ export class NativeSession {
     try {
       const { types } = this.#require();
       const result = koffi.decode(pointer, types.result) as NativeResult;
-      const message = run.message(state, this.#bytes(result.text), result, this.#outputs(result));
+      // Up to the NUL, as bytes: a character may be split across callbacks.
+      const text = result.text ? (koffi.decode(result.text, 'uint8_t', -1) as Uint8Array) : new Uint8Array(0);
+      const message = run.message(state, text, result, this.#outputs(result));
       if (message) this.#send(message);
       return run.verdict(state);
     } catch (err) {
@@ -263,12 +264,6 @@ export class NativeSession {
       run.stopRequested = true;
       return run.verdict(state);
     }
-  }
-
-  #bytes(pointer: NativePointer): Uint8Array {
-    if (!pointer) return new Uint8Array(0);
-    const length = Number(this.#strlen(pointer));
-    return length === 0 ? new Uint8Array(0) : (koffi.decode(pointer, 'uint8_t', length) as Uint8Array);
   }
 
   #outputs({ last_hidden_layer: hidden, logits }: NativeResult): Pick<ResultMessage, 'last_hidden_layer' | 'logits'> {
