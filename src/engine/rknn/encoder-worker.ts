@@ -1,7 +1,8 @@
 /**
  * The RKNN encoder worker: a child process (forked by VisionEncoder) that loads librknnrt.so and
  * owns the context, so a fault inside the runtime ends this process and not the server. It
- * serves the requests of encoder-protocol.ts and exits when the channel closes.
+ * serves the requests below (over the channel of worker-process.ts) and exits when the channel
+ * closes.
  */
 import { readFileSync } from 'node:fs';
 import { serveRequests } from '../worker-process.js';
@@ -19,7 +20,26 @@ import {
   type RknnFunctions,
   type TensorAttr,
 } from './abi.js';
-import type { EncoderCommand, Opened } from './encoder-protocol.js';
+
+export type EncoderCommand =
+  /** Loads the library, `rknn_init` from the bytes of the model file, `rknn_set_core_mask` unless null, and the queries. Replies {@link Opened}. */
+  | { op: 'open'; lib: string; model: string; coreMask: number | null }
+  /** Sets the input (laid out as the input attr asks), runs, and gets `count` floats. Replies {@link Encoded}. */
+  | { op: 'encode'; pixels: Uint8Array; count: number };
+
+/** What the model says of itself. */
+export interface Opened {
+  n_input: number;
+  n_output: number;
+  input: TensorAttr;
+  output: TensorAttr;
+}
+
+export interface Encoded {
+  embed: Float32Array;
+  /** From `rknn_inputs_set` to the end of `rknn_outputs_get`. */
+  run_ms: number;
+}
 
 let fns: RknnFunctions | undefined;
 let ctx: bigint | undefined;
@@ -48,7 +68,7 @@ function open(lib: string, path: string, coreMask: number | null): Opened {
   return { ...num, input, output: attr(RKNN_QUERY_OUTPUT_ATTR) };
 }
 
-function encode(pixels: Uint8Array, count: number): { embed: Float32Array; run_ms: number } {
+function encode(pixels: Uint8Array, count: number): Encoded {
   if (!fns || ctx === undefined || !input) throw new Error('the encoder is not open');
   const start = performance.now();
   const given = { index: 0, buf: pixels, size: pixels.byteLength, pass_through: 0, type: RKNN_TENSOR_UINT8, fmt: input.fmt };

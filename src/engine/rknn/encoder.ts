@@ -10,7 +10,7 @@ import { fault, type ServerError } from '../../errors.js';
 import { errorText } from '../messages.js';
 import { WorkerExitError, WorkerFailure, WorkerProcess, WorkerTimeoutError, describeExit, explain } from '../worker-process.js';
 import { TENSOR_FORMATS, TENSOR_TYPES } from './abi.js';
-import type { EncoderCommand, Encoded, Opened } from './encoder-protocol.js';
+import type { EncoderCommand, Encoded, Opened } from './encoder-worker.js';
 import { DEFAULT_IMAGE_LIMITS, prepareImage, type ImageLimits, type InputLayout, type RawImage } from './image.js';
 
 const WORKER = fileURLToPath(new URL('./encoder-worker.js', import.meta.url));
