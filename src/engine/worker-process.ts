@@ -240,13 +240,9 @@ export class WorkerProcess<C extends { op: string }, E = never> {
     const mark = this.#marks.get(id) ?? { seen: 0, at: this.#lineCount };
     this.#marks.set(id, mark);
     if (mark.seen < 2) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, MARK_WAIT_MS);
-        mark.done = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
+      const marked = new AbortController();
+      mark.done = () => marked.abort();
+      await sleep(MARK_WAIT_MS, undefined, { signal: marked.signal }).catch(() => undefined);
     }
     this.#marks.delete(id);
     const kept = this.#lineCount - this.#lines.length;

@@ -55,9 +55,9 @@ interface Ticket {
   imageMs?: number;
 }
 
-/** The runtime has every RKLLM feature (whether a model uses one is the runtime's call), and none of the server's extensions. */
-export function rkllmSupports(feature: EngineFeature): boolean {
-  return feature !== 'images' && feature !== 'json_schema' && feature !== 'run_tools' && feature !== 'run_template' && feature !== 'seed';
+/** The runtime has every RKLLM feature (whether a model uses one is the runtime's call), images with a vision encoder, and none of the server's extensions. */
+export function rkllmSupports(feature: EngineFeature, images: boolean): boolean {
+  return feature === 'images' ? images : !['json_schema', 'run_tools', 'run_template', 'seed'].includes(feature);
 }
 
 /**
@@ -130,7 +130,7 @@ export class RkllmEngine implements Engine {
   }
 
   supports(feature: EngineFeature): boolean {
-    return feature === 'images' ? this.#vision !== undefined : rkllmSupports(feature);
+    return rkllmSupports(feature, this.#vision !== undefined);
   }
 
   /** What the library's `rkllm_createDefaultParam()` returned to the loaded model's worker. */
