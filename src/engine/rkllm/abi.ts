@@ -78,15 +78,17 @@ const VIDEO_13 = {
   frame_height: 'size_t',
 } as const;
 
-/** A struct of C fields as koffi takes it: strings and arrays (null for NULL), numbers. */
-type Fields<S> = {
+/** A struct of C fields as koffi takes and gives it: strings and arrays (null for NULL), pointers, numbers. */
+export type Fields<S> = {
   -readonly [K in keyof S]: S[K] extends 'const char *'
     ? string | null
     : S[K] extends 'float *'
       ? Float32Array | null
       : S[K] extends 'int32_t *'
         ? Int32Array | null
-        : number;
+        : S[K] extends 'void *'
+          ? unknown
+          : number;
 };
 
 export type NativeMultimodal12 = Fields<typeof MULTIMODAL_12> & { prompt: string };
