@@ -25,7 +25,7 @@ import { Instance, checkMemory, combinedStatus, judge, pick, replacing, resultOf
 import type { Call, KvCacheSizes, LayoutSetting, ResultMessage, RunEnd } from './protocol.js';
 import { WorkerExitError, describeExit } from '../worker-process.js';
 import { RKLLM, invoke, refused, request, type RuntimeProcess } from './runtime-process.js';
-import { DEFAULT_TIMEOUTS, supervisor, type Model, type RestartPolicy, type RkllmTimeouts } from './supervisor.js';
+import { DEFAULT_TIMEOUTS, RuntimeSupervisor, type Model, type RestartPolicy, type RkllmTimeouts } from './supervisor.js';
 import { Vision, planVision, visionRun, type VisionOptions, type VisionPlan } from './vision.js';
 
 export type { RestartPolicy, RkllmTimeouts } from './supervisor.js';
@@ -88,7 +88,7 @@ export class RkllmEngine implements Engine {
     this.slots = instances;
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     const onResult = (message: ResultMessage): void => this.#onResult(message);
-    this.#instances = Array.from({ length: instances }, (_, i) => new Instance(i, supervisor(options, onResult, tags)));
+    this.#instances = Array.from({ length: instances }, (_, i) => new Instance(i, new RuntimeSupervisor(options, onResult, tags)));
   }
 
   /**
@@ -117,12 +117,12 @@ export class RkllmEngine implements Engine {
 
   /** What the library's `rkllm_createDefaultParam()` returns, from a worker started to ask. */
   static defaultParam(options: RkllmEngineOptions): Promise<RKLLMParam> {
-    return supervisor(options, () => {}).libraryDefaults();
+    return new RuntimeSupervisor(options, () => {}).libraryDefaults();
   }
 
   /** The status of an engine of `options` without a model (or loading one). */
   static idleStatus(options: RkllmEngineOptions, state: 'unloaded' | 'loading'): EngineStatus {
-    return { ...supervisor(options, () => {}).status(), state };
+    return { ...new RuntimeSupervisor(options, () => {}).status(), state };
   }
 
   get param(): RKLLMParam {

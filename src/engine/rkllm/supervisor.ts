@@ -18,7 +18,7 @@ export interface RestartPolicy {
 }
 
 /** The engine's options for one instance; `log` also receives the runtime's crashes and the restarts. */
-export interface SupervisorOptions extends Pick<RkllmEngineOptions, 'library' | 'layout' | 'log'> {
+interface SupervisorOptions extends Pick<RkllmEngineOptions, 'library' | 'layout' | 'log'> {
   restart: RestartPolicy;
   timeouts: RkllmTimeouts;
   /** Each callback of a run, from whichever worker serves it. */
@@ -85,8 +85,11 @@ export class RuntimeSupervisor {
   #restarts = 0;
   #lastError: { message: string; at: string } | undefined;
 
-  constructor(options: SupervisorOptions) {
-    this.#options = options;
+  /** The supervisor of one instance of an engine of `options`. */
+  constructor(options: RkllmEngineOptions, onResult: SupervisorOptions['onResult'], imageTags?: SupervisorOptions['imageTags']) {
+    const restart = { ...DEFAULT_RESTART, ...options.restart };
+    const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    this.#options = { library: options.library, layout: options.layout, log: options.log, restart, timeouts, onResult, imageTags };
   }
 
   get state(): EngineState {
@@ -303,21 +306,4 @@ export class RuntimeSupervisor {
     }
     this.#state = 'failed';
   }
-}
-
-/** The supervisor of one instance of an engine of `options`. */
-export function supervisor(
-  options: RkllmEngineOptions,
-  onResult: (message: ResultMessage) => void,
-  imageTags?: SupervisorOptions['imageTags'],
-): RuntimeSupervisor {
-  return new RuntimeSupervisor({
-    ...(imageTags ? { imageTags } : {}),
-    library: options.library,
-    layout: options.layout,
-    restart: { ...DEFAULT_RESTART, ...options.restart },
-    timeouts: { ...DEFAULT_TIMEOUTS, ...options.timeouts },
-    ...(options.log ? { log: options.log } : {}),
-    onResult,
-  });
 }

@@ -79,14 +79,9 @@ export class Vision {
 
   /** Opens the vision encoder of `plan` beside the loaded `engine` and checks that its width is the model's embedding size (a start error otherwise). */
   static async open(engine: Pick<Engine, 'run'>, { encoder, tags, options }: VisionPlan, model: string, log?: Logger): Promise<Vision> {
-    const coreMask = CORE_MASKS[options.coreMask];
-    const opened = await VisionEncoder.open({
-      model: encoder,
-      lib: options.lib,
-      ...(coreMask ? { coreMask } : {}),
-      limits: options.limits,
-      ...(log ? { log } : {}),
-    });
+    // Core mask 0 (auto): rknn_set_core_mask is not called.
+    const coreMask = CORE_MASKS[options.coreMask] || undefined;
+    const opened = await VisionEncoder.open({ model: encoder, lib: options.lib, coreMask, limits: options.limits, log });
     try {
       checkWidth({ width: opened.shape.width, model: encoder }, { embeddingSize: await embeddingSize(engine, model), model });
       const { input, tokens, width } = opened.shape;
