@@ -287,16 +287,15 @@ export class RuntimeSupervisor {
       const waited = await sleep(delay, true, { signal: controller.signal }).catch(() => false);
       if (!waited) return;
       try {
-        const { runtime, model: reloaded } = await this.#launch(model.param, model.replay);
+        const launched = await this.#launch(model.param, model.replay);
         if (controller.signal.aborted) {
-          await runtime.close();
+          await launched.runtime.close();
           return;
         }
-        this.#runtime = runtime;
-        this.#model = reloaded;
+        ({ runtime: this.#runtime, model: this.#model } = launched);
         this.#state = 'ready';
         this.#restarts++;
-        log?.info({ engine: RKLLM, worker_pid: runtime.pid, attempt }, 'the RKLLM runtime was restarted and the model reloaded');
+        log?.info({ engine: RKLLM, worker_pid: launched.runtime.pid, attempt }, 'the RKLLM runtime was restarted and the model reloaded');
         return;
       } catch (err) {
         this.#failures++;
