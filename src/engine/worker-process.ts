@@ -111,7 +111,7 @@ export interface WorkerProcessOptions<E> {
   /** The runtime's name in messages: "the RKLLM runtime" (the process is "the RKLLM runtime process"). */
   name: string;
   /** Each message of the worker that is not a reply, in order. */
-  onEvent(message: E): void;
+  onEvent?(message: E): void;
   /** Every output line of the runtime (its own logs on stdout and stderr). */
   onOutput(line: string, stream: 'stdout' | 'stderr'): void;
   /** The process ended without `close` being asked (a crash, or a kill after a timeout). */
@@ -221,7 +221,7 @@ export class WorkerProcess<C extends { op: string }, E = never> {
   #onMessage(message: ReplyMessage | FailureMessage | E): void {
     const type = (message as { type?: unknown }).type;
     if (type !== 'reply' && type !== 'failure') {
-      this.#options.onEvent(message as E);
+      this.#options.onEvent?.(message as E);
       return;
     }
     const answer = message as ReplyMessage | FailureMessage;

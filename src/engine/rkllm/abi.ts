@@ -17,11 +17,13 @@
  * C alignment rules. `void *userdata` is declared `intptr_t` (same size and passing convention), so
  * it carries a run's number.
  */
-import koffi, { type TypeObject } from 'koffi';
+import koffi, { type LibraryHandle, type TypeObject } from 'koffi';
 import type { RKLLMExtendParam, RKLLMLoraAdapter, RKLLMParam, RKLLMPerfStat, SamplingParams } from '../types.js';
 
 /** What a koffi signature names: a type, a type's name, or an output parameter. */
 export type TypeSpec = TypeObject | string | ReturnType<typeof koffi.out>;
+/** A function bound by koffi. */
+export type KoffiFunction = ReturnType<LibraryHandle['func']>;
 
 export const LAYOUT_VERSIONS = ['1.2', '1.3'] as const;
 /** A struct layout: runtime 1.2.x or 1.3.x. */
@@ -141,8 +143,6 @@ const CROSS_ATTN = {
 
 export type NativeCrossAttnParam = Fields<typeof CROSS_ATTN>;
 
-export type NativePerfStat = RKLLMPerfStat;
-
 /** A native pointer as koffi gives it: an address, or null for NULL. */
 export type NativePointer = bigint | null;
 
@@ -152,7 +152,7 @@ export interface NativeResult {
   token_id: number;
   last_hidden_layer: { hidden_states: NativePointer; embd_size: number; num_tokens: number };
   logits: { logits: NativePointer; vocab_size: number; num_tokens: number };
-  perf: NativePerfStat;
+  perf: RKLLMPerfStat;
 }
 
 /** The handle `rkllm_init` returns (`LLMHandle`, an opaque pointer). */

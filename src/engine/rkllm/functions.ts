@@ -12,10 +12,10 @@ import type {
   NativeLoraAdapter,
   NativeParam,
   RkllmTypes,
+  KoffiFunction,
   TypeSpec,
 } from './abi.js';
 
-type KoffiFunction = ReturnType<LibraryHandle['func']>;
 /** Every function of the runtime, by its exported name. */
 export const RKLLM_SYMBOLS = [
   'rkllm_createDefaultParam',

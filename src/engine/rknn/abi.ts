@@ -3,11 +3,8 @@
  * uses, typed for koffi. Layouts are LP64 (aarch64 on the boards, x86-64 for the twin), where
  * `rknn_context` is a uint64_t; docs/rknn-abi.md gives every field with its offset.
  */
-import koffi, { type LibraryHandle, type TypeObject } from 'koffi';
-import type { Fields } from '../rkllm/abi.js';
-
-type KoffiFunction = ReturnType<LibraryHandle['func']>;
-type TypeSpec = TypeObject | string | ReturnType<typeof koffi.out>;
+import koffi, { type LibraryHandle } from 'koffi';
+import type { Fields, KoffiFunction, TypeSpec } from '../rkllm/abi.js';
 
 export const RKNN_SUCC = 0;
 export const RKNN_QUERY_IN_OUT_NUM = 0;

@@ -157,7 +157,6 @@ export class VisionEncoder {
     const worker: Encoder = new WorkerProcess({
       module: WORKER,
       name: 'the RKNN vision encoder',
-      onEvent: () => undefined,
       onOutput: (line, stream) => log?.[stream === 'stderr' ? 'warn' : 'info']({ engine: RKNN, worker_pid: worker.pid }, line),
       onExit: (exit) => {
         log?.error({ engine: RKNN, code: exit.code, signal: exit.signal, output: exit.lastLines }, `${describeExit(exit)}; restarting it`);
