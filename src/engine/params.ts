@@ -5,17 +5,8 @@
  */
 import type { Declared, DeclaredParam } from '../request-schema.js';
 
-/** The CPU masks of rkllm.h, for `extend_param.enabled_cpus_mask`. */
-export const CPU_MASKS = {
-  CPU0: 1 << 0,
-  CPU1: 1 << 1,
-  CPU2: 1 << 2,
-  CPU3: 1 << 3,
-  CPU4: 1 << 4,
-  CPU5: 1 << 5,
-  CPU6: 1 << 6,
-  CPU7: 1 << 7,
-} as const;
+/** The CPU masks of rkllm.h, CPU0 = 1 << 0 to CPU7 = 1 << 7, for `extend_param.enabled_cpus_mask`. */
+export const CPU_MASKS: Record<string, number> = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`CPU${i}`, 1 << i]));
 
 export const RKLLMInputType = {
   RKLLM_INPUT_PROMPT: 0,

@@ -85,7 +85,7 @@ export function engineKind(options: EngineOptions, log: Logger): EngineKind {
     return {
       name: RKLLM,
       slots: options.parallel,
-      supports: (feature) => (feature === 'images' ? Boolean(options.rkllm.vision?.encoder) : rkllmSupports(feature)),
+      supports: (feature) => rkllmSupports(feature, Boolean(options.rkllm.vision?.encoder)),
       defaultParam: () => RkllmEngine.defaultParam(rkllm),
       status: (state) => RkllmEngine.idleStatus(rkllm, state),
       load: async (param) => {

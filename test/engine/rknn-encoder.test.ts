@@ -80,13 +80,13 @@ describe('RKNN vision encoder (ABI twin)', function () {
       width: 5,
       outputDims: [4, 5],
     });
-    expect(nhwc.inputSize).to.deep.equal({ width: 6, height: 4 });
+    expect(nhwc.shape.input).to.include({ width: 6, height: 4 });
     const nchw = await opened({
       lib,
       model: twinModel({ fmt: 'NCHW', type: 'FLOAT16', height: 8, width: 8, tokens: 16, embed: 3, outDims: 3 }),
     });
     expect(nchw.shape.input).to.deep.equal({ width: 8, height: 8, format: 'NCHW', channels: 3, type: 'FLOAT16', dims: [1, 3, 8, 8] });
-    expect([nchw.tokens, nchw.width, nchw.shape.outputDims]).to.deep.equal([16, 3, [1, 16, 3]]);
+    expect([nchw.shape.tokens, nchw.shape.width, nchw.shape.outputDims]).to.deep.equal([16, 3, [1, 16, 3]]);
   });
 
   it('sends NHWC pixels in row order and gets the embeddings the twin computes from them', async () => {
@@ -219,7 +219,7 @@ for (const layout of LAYOUT_VERSIONS) {
         { ...createDefaultParam(), model_path: TWIN_MODELS.echo },
       );
       try {
-        checkWidth({ width: encoder.width, model: 'encoder.rknn' }, { embeddingSize: ECHO_EMBD, model: 'echo.rkllm' });
+        checkWidth({ width: encoder.shape.width, model: 'encoder.rknn' }, { embeddingSize: ECHO_EMBD, model: 'echo.rkllm' });
         const image = pattern(4, 4);
         const e = await encoder.encode(image);
         const fields = {

@@ -17,11 +17,13 @@
  * C alignment rules. `void *userdata` is declared `intptr_t` (same size and passing convention), so
  * it carries a run's number.
  */
-import koffi, { type TypeObject } from 'koffi';
+import koffi, { type LibraryHandle, type TypeObject } from 'koffi';
 import type { RKLLMExtendParam, RKLLMLoraAdapter, RKLLMParam, RKLLMPerfStat, SamplingParams } from '../types.js';
 
 /** What a koffi signature names: a type, a type's name, or an output parameter. */
 export type TypeSpec = TypeObject | string | ReturnType<typeof koffi.out>;
+/** A function bound by koffi. */
+export type KoffiFunction = ReturnType<LibraryHandle['func']>;
 
 export const LAYOUT_VERSIONS = ['1.2', '1.3'] as const;
 /** A struct layout: runtime 1.2.x or 1.3.x. */
@@ -44,39 +46,56 @@ export type NativeParam = Omit<RKLLMParam, 'img_start' | 'img_end' | 'img_conten
 export type NativeLoraAdapter = RKLLMLoraAdapter;
 
 /** 1.2's `RKLLMMultiModelInput` (flat image fields). */
-export interface NativeMultimodal12 {
-  prompt: string;
-  image_embed: Float32Array | null;
-  n_image_tokens: number;
-  n_image: number;
-  image_width: number;
-  image_height: number;
-}
+const MULTIMODAL_12 = {
+  prompt: 'const char *',
+  image_embed: 'float *',
+  n_image_tokens: 'size_t',
+  n_image: 'size_t',
+  image_width: 'size_t',
+  image_height: 'size_t',
+} as const;
 
 /** 1.3's image part of `RKLLMMultiModalInput`. */
-export interface NativeImageInput {
-  image_embed: Float32Array | null;
-  n_image_tokens: number;
-  n_image: number;
-  image_start: string | null;
-  image_end: string | null;
-  image_content: string | null;
-  image_width: number;
-  image_height: number;
-}
+const IMAGE_13 = {
+  image_embed: 'float *',
+  n_image_tokens: 'size_t',
+  n_image: 'size_t',
+  image_start: 'const char *',
+  image_end: 'const char *',
+  image_content: 'const char *',
+  image_width: 'size_t',
+  image_height: 'size_t',
+} as const;
 
 /** 1.3's video part of `RKLLMMultiModalInput`. */
-export interface NativeVideoInput {
-  video_embed: Float32Array | null;
-  n_frame_tokens: number;
-  n_frame_per_video: number;
-  n_video: number;
-  video_start: string | null;
-  video_end: string | null;
-  video_content: string | null;
-  frame_width: number;
-  frame_height: number;
-}
+const VIDEO_13 = {
+  video_embed: 'float *',
+  n_frame_tokens: 'size_t',
+  n_frame_per_video: 'size_t',
+  n_video: 'size_t',
+  video_start: 'const char *',
+  video_end: 'const char *',
+  video_content: 'const char *',
+  frame_width: 'size_t',
+  frame_height: 'size_t',
+} as const;
+
+/** A struct of C fields as koffi takes and gives it: strings and arrays (null for NULL), pointers, numbers. */
+export type Fields<S> = {
+  -readonly [K in keyof S]: S[K] extends 'const char *'
+    ? string | null
+    : S[K] extends 'float *'
+      ? Float32Array | null
+      : S[K] extends 'int32_t *'
+        ? Int32Array | null
+        : S[K] extends 'void *'
+          ? unknown
+          : number;
+};
+
+export type NativeMultimodal12 = Fields<typeof MULTIMODAL_12> & { prompt: string };
+export type NativeImageInput = Fields<typeof IMAGE_13>;
+export type NativeVideoInput = Fields<typeof VIDEO_13>;
 
 /** 1.3's `RKLLMMultiModalInput`. */
 export interface NativeMultimodal13 {
@@ -114,15 +133,15 @@ export interface NativeInferParam {
 }
 
 /** `RKLLMCrossAttnParam`. */
-export interface NativeCrossAttnParam {
-  encoder_k_cache: Float32Array;
-  encoder_v_cache: Float32Array;
-  encoder_mask: Float32Array;
-  encoder_pos: Int32Array;
-  num_tokens: number;
-}
+const CROSS_ATTN = {
+  encoder_k_cache: 'float *',
+  encoder_v_cache: 'float *',
+  encoder_mask: 'float *',
+  encoder_pos: 'int32_t *',
+  num_tokens: 'int',
+} as const;
 
-export type NativePerfStat = RKLLMPerfStat;
+export type NativeCrossAttnParam = Fields<typeof CROSS_ATTN>;
 
 /** A native pointer as koffi gives it: an address, or null for NULL. */
 export type NativePointer = bigint | null;
@@ -133,31 +152,14 @@ export interface NativeResult {
   token_id: number;
   last_hidden_layer: { hidden_states: NativePointer; embd_size: number; num_tokens: number };
   logits: { logits: NativePointer; vocab_size: number; num_tokens: number };
-  perf: NativePerfStat;
+  perf: RKLLMPerfStat;
 }
 
 /** The handle `rkllm_init` returns (`LLMHandle`, an opaque pointer). */
 export type NativeHandle = bigint;
 
 /** The koffi types of one layout. */
-export interface RkllmTypes {
-  readonly version: LayoutVersion;
-  readonly extendParam: TypeObject;
-  readonly param: TypeObject;
-  readonly loraAdapter: TypeObject;
-  readonly multimodalInput: TypeObject;
-  readonly input: TypeObject;
-  readonly samplingParam: TypeObject | undefined;
-  readonly inferParam: TypeObject;
-  readonly crossAttnParam: TypeObject;
-  readonly result: TypeObject;
-  /** `LLMResultCallback`: int (RKLLMResult *result, void *userdata, LLMCallState state). */
-  readonly resultCallback: TypeObject;
-  /** 1.3's `RKLLMCallback`. */
-  readonly callbackStruct: TypeObject | undefined;
-  /** Every struct by its header name, for layout checks. */
-  readonly structs: Readonly<Record<string, TypeObject>>;
-}
+export type RkllmTypes = ReturnType<typeof defineTypes>;
 
 function commonStructs(): Record<string, TypeObject> {
   const extendParam = koffi.struct({
@@ -185,13 +187,7 @@ function commonStructs(): Record<string, TypeObject> {
     RKLLMTokenInput: koffi.struct({ input_ids: 'int32_t *', n_tokens: 'size_t' }),
     RKLLMLoraParam: koffi.struct({ lora_adapter_name: 'const char *' }),
     RKLLMPromptCacheParam: koffi.struct({ save_prompt_cache: 'int', prompt_cache_path: 'const char *' }),
-    RKLLMCrossAttnParam: koffi.struct({
-      encoder_k_cache: 'float *',
-      encoder_v_cache: 'float *',
-      encoder_mask: 'float *',
-      encoder_pos: 'int32_t *',
-      num_tokens: 'int',
-    }),
+    RKLLMCrossAttnParam: koffi.struct(CROSS_ATTN),
     RKLLMResultLastHiddenLayer: lastHidden,
     RKLLMResultLogits: logits,
     RKLLMPerfStat: perfStat,
@@ -231,14 +227,7 @@ function structs12(common: Record<string, TypeObject>): Record<string, TypeObjec
     img_content: 'const char *',
     extend_param: common.RKLLMExtendParam!,
   });
-  const multimodal = koffi.struct({
-    prompt: 'const char *',
-    image_embed: 'float *',
-    n_image_tokens: 'size_t',
-    n_image: 'size_t',
-    image_width: 'size_t',
-    image_height: 'size_t',
-  });
+  const multimodal = koffi.struct(MULTIMODAL_12);
   const infer = koffi.struct({
     mode: 'int',
     lora_params: koffi.pointer(common.RKLLMLoraParam!),
@@ -250,27 +239,8 @@ function structs12(common: Record<string, TypeObject>): Record<string, TypeObjec
 
 function structs13(common: Record<string, TypeObject>): Record<string, TypeObject> {
   const param = koffi.struct({ ...PARAM_HEAD, ignore_eos_token: 'bool', is_async: 'bool', extend_param: common.RKLLMExtendParam! });
-  const image = koffi.struct({
-    image_embed: 'float *',
-    n_image_tokens: 'size_t',
-    n_image: 'size_t',
-    image_start: 'const char *',
-    image_end: 'const char *',
-    image_content: 'const char *',
-    image_width: 'size_t',
-    image_height: 'size_t',
-  });
-  const video = koffi.struct({
-    video_embed: 'float *',
-    n_frame_tokens: 'size_t',
-    n_frame_per_video: 'size_t',
-    n_video: 'size_t',
-    video_start: 'const char *',
-    video_end: 'const char *',
-    video_content: 'const char *',
-    frame_width: 'size_t',
-    frame_height: 'size_t',
-  });
+  const image = koffi.struct(IMAGE_13);
+  const video = koffi.struct(VIDEO_13);
   const sampling = koffi.struct({ top_k: 'int32_t', ...SAMPLING_AFTER_TOP_K });
   const infer = koffi.struct({
     mode: 'int',
@@ -291,7 +261,7 @@ function structs13(common: Record<string, TypeObject>): Record<string, TypeObjec
 }
 
 /** Declares the koffi types of `version`. Each call makes new (anonymous) types. */
-export function defineTypes(version: LayoutVersion): RkllmTypes {
+export function defineTypes(version: LayoutVersion) {
   const common = commonStructs();
   const specific = version === '1.2' ? structs12(common) : structs13(common);
   const structs: Record<string, TypeObject> = { ...common, ...specific };
@@ -325,14 +295,15 @@ export function defineTypes(version: LayoutVersion): RkllmTypes {
     extendParam: common.RKLLMExtendParam!,
     param: specific.RKLLMParam!,
     loraAdapter: common.RKLLMLoraAdapter!,
-    multimodalInput: specific.RKLLMMultiModalInput!,
     input,
-    samplingParam: specific.RKLLMSamplingParam,
     inferParam: specific.RKLLMInferParam!,
     crossAttnParam: common.RKLLMCrossAttnParam!,
     result: common.RKLLMResult!,
+    /** `LLMResultCallback`: int (RKLLMResult *result, void *userdata, LLMCallState state). */
     resultCallback,
+    /** 1.3's `RKLLMCallback`. */
     callbackStruct,
+    /** Every struct by its header name, for layout checks. */
     structs,
   };
 }

@@ -12,10 +12,10 @@ import type {
   NativeLoraAdapter,
   NativeParam,
   RkllmTypes,
+  KoffiFunction,
   TypeSpec,
 } from './abi.js';
 
-type KoffiFunction = ReturnType<LibraryHandle['func']>;
 /** Every function of the runtime, by its exported name. */
 export const RKLLM_SYMBOLS = [
   'rkllm_createDefaultParam',
@@ -38,7 +38,7 @@ export const RKLLM_SYMBOLS = [
 export type RkllmSymbol = (typeof RKLLM_SYMBOLS)[number];
 
 /**
- * The runtime's functions with TypeScript signatures. Every call but `createDefaultParamBytes`
+ * The runtime's functions with TypeScript signatures, each named as its function in camelCase. Every call but `createDefaultParamBytes`
  * runs on a koffi worker thread and returns a promise: the runtime may wait for its own thread
  * (rkllm_abort, rkllm_destroy, rkllm_run), and that thread may be waiting for a callback, which
  * only runs when the main thread is free. Every function resolves with the runtime's status code
@@ -68,16 +68,6 @@ export interface RkllmFunctions {
   setCrossAttnParams(handle: NativeHandle, params: NativeCrossAttnParam): Promise<number>;
 }
 
-/** A library that lacks some of the runtime's functions. */
-export class MissingSymbolsError extends Error {
-  constructor(
-    readonly library: string,
-    readonly missing: readonly string[],
-  ) {
-    super(`${library} does not export ${missing.join(', ')}: it is not an RKLLM runtime (librkllmrt.so) of version 1.2 or later`);
-  }
-}
-
 function promised(fn: KoffiFunction): (...args: unknown[]) => Promise<number> {
   return (...args) =>
     new Promise((resolve, reject) => {
@@ -85,7 +75,7 @@ function promised(fn: KoffiFunction): (...args: unknown[]) => Promise<number> {
     });
 }
 
-/** Binds every runtime function of `lib` with the layout of `types`; throws MissingSymbolsError listing all that are absent. */
+/** Binds every runtime function of `lib` with the layout of `types`; throws listing all that are absent. */
 export function bindFunctions(lib: LibraryHandle, path: string, types: RkllmTypes): RkllmFunctions {
   const handle = koffi.pointer(koffi.opaque());
   const callbackArg = types.callbackStruct ? koffi.pointer(types.callbackStruct) : koffi.pointer(types.resultCallback);
@@ -117,25 +107,18 @@ export function bindFunctions(lib: LibraryHandle, path: string, types: RkllmType
       missing.push(name);
     }
   }
-  if (missing.length > 0) throw new MissingSymbolsError(path, missing);
-  const fn = (name: RkllmSymbol): ((...args: unknown[]) => Promise<number>) => promised(bound.get(name)!);
+  if (missing.length > 0) {
+    throw new Error(`${path} does not export ${missing.join(', ')}: it is not an RKLLM runtime (librkllmrt.so) of version 1.2 or later`);
+  }
+  // Each method is its function's name in camelCase without `rkllm_`: rkllm_load_lora is loadLora.
+  const methods = RKLLM_SYMBOLS.map((name) => [
+    name.slice(6).replace(/_(\w)/g, (_, c: string) => c.toUpperCase()),
+    promised(bound.get(name)!),
+  ]);
   return {
+    ...Object.fromEntries(methods),
     createDefaultParamBytes: () => (bound.get('rkllm_createDefaultParam')!() as { bytes: Uint8Array }).bytes,
-    init: fn('rkllm_init'),
-    loadLora: fn('rkllm_load_lora'),
-    loadPromptCache: fn('rkllm_load_prompt_cache'),
-    releasePromptCache: fn('rkllm_release_prompt_cache'),
-    destroy: fn('rkllm_destroy'),
-    run: fn('rkllm_run'),
-    runAsync: fn('rkllm_run_async'),
-    abort: fn('rkllm_abort'),
-    isRunning: fn('rkllm_is_running'),
-    clearKvCache: fn('rkllm_clear_kv_cache'),
-    getKvCacheSize: fn('rkllm_get_kv_cache_size'),
-    setChatTemplate: fn('rkllm_set_chat_template'),
-    setFunctionTools: fn('rkllm_set_function_tools'),
-    setCrossAttnParams: fn('rkllm_set_cross_attn_params'),
-  };
+  } as RkllmFunctions;
 }
 
 /** Whether a raw `rkllm_is_running` value means "a task is running" under `version`. */

@@ -2,7 +2,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { fault } from '../../errors.js';
 import type { EngineStatus, FinishReason, InitParam, RKLLMResult } from '../types.js';
 import type { Call, ResultMessage, RunEnd } from './protocol.js';
-import { RKLLM, explain } from './runtime-process.js';
+import { explain } from '../worker-process.js';
+import { RKLLM } from './runtime-process.js';
 import type { RuntimeSupervisor } from './supervisor.js';
 
 /**
@@ -11,8 +12,6 @@ import type { RuntimeSupervisor } from './supervisor.js';
  * and the calls that change its handle take turns on it.
  */
 export class Instance {
-  readonly index: number;
-  readonly supervisor: RuntimeSupervisor;
   /** Runs and changes waiting for it or on it. */
   pending = 0;
   /** Whose conversation the last run routed here keeps (`RunRequest.owner`): later runs of it come here. */
@@ -21,10 +20,10 @@ export class Instance {
   held: string | undefined;
   #turn: Promise<void> = Promise.resolve();
 
-  constructor(index: number, supervisor: RuntimeSupervisor) {
-    this.index = index;
-    this.supervisor = supervisor;
-  }
+  constructor(
+    readonly index: number,
+    readonly supervisor: RuntimeSupervisor,
+  ) {}
 
   /** Waits for its turn on the instance; the returned function ends it. */
   async take(): Promise<() => void> {

@@ -259,33 +259,26 @@ class Fields {
   }
 }
 
-function multimodal12(fields: Fields): NativeMultimodal12 {
+/** The image fields both layouts have: `image_embed` holds n_image x n_image_tokens rows. */
+function imageFields(fields: Fields): Omit<NativeMultimodal12, 'prompt'> {
   const n_image = fields.count('n_image');
   const n_image_tokens = fields.count('n_image_tokens');
-  const out: NativeMultimodal12 = {
-    prompt: fields.string('prompt', true)!,
-    image_embed: fields.floats('image_embed', n_image * n_image_tokens),
-    n_image_tokens,
-    n_image,
-    image_width: fields.count('image_width'),
-    image_height: fields.count('image_height'),
-  };
+  const image_embed = fields.floats('image_embed', n_image * n_image_tokens);
+  return { image_embed, n_image_tokens, n_image, image_width: fields.count('image_width'), image_height: fields.count('image_height') };
+}
+
+function multimodal12(fields: Fields): NativeMultimodal12 {
+  const out: NativeMultimodal12 = { ...imageFields(fields), prompt: fields.string('prompt', true)! };
   fields.done();
   return out;
 }
 
 function image13(fields: Fields): NativeImageInput {
-  const n_image = fields.count('n_image');
-  const n_image_tokens = fields.count('n_image_tokens');
   const out: NativeImageInput = {
-    image_embed: fields.floats('image_embed', n_image * n_image_tokens),
-    n_image_tokens,
-    n_image,
+    ...imageFields(fields),
     image_start: fields.string('image_start'),
     image_end: fields.string('image_end'),
     image_content: fields.string('image_content'),
-    image_width: fields.count('image_width'),
-    image_height: fields.count('image_height'),
   };
   fields.done();
   return out;
@@ -308,6 +301,11 @@ function video13(fields: Fields): NativeVideoInput {
   };
   fields.done();
   return out;
+}
+
+/** 1.3's video part with no video, as a multimodal input without `video` gives it. */
+export function noVideo(): NativeVideoInput {
+  return video13(new Fields({}, 'multimodal_input.video'));
 }
 
 function multimodal13(fields: Fields): NativeMultimodal13 {

@@ -17,30 +17,11 @@ import {
 } from './abi.js';
 import { bindFunctions, isRunningValue, type RkllmFunctions } from './functions.js';
 import { fromNativeParam } from './marshal.js';
+import type { Outcome } from '../worker-process.js';
 import type { Call, Command, KvCacheSizes, LayoutSetting, Opened, ResultMessage, RunEnd } from './protocol.js';
 
 /** How often the worker asks `rkllm_is_running` while waiting for an asynchronous run to end. */
 const IDLE_POLL_MS = { settled: 2, running: 50 } as const;
-
-/** What a request produced, and whether the runtime refused it (so its log lines matter). */
-export interface Outcome {
-  value: unknown;
-  failed: boolean;
-}
-
-/** The C library functions the session needs besides the runtime's. */
-interface LibC {
-  strlen(pointer: bigint): number | bigint;
-  /** `fflush(NULL)`: pushes the runtime's buffered stdout/stderr lines out before a mark. */
-  flushAll(): void;
-}
-
-function libc(): LibC {
-  const self = koffi.load(null);
-  const strlen = self.func('size_t strlen(const void *s)');
-  const fflush = self.func('int fflush(void *stream)');
-  return { strlen: (pointer) => strlen(pointer) as number | bigint, flushAll: () => void fflush(null) };
-}
 
 /** One generation as the worker sees it: counts tokens, joins UTF-8, decides each callback's return value. */
 class NativeRun {
@@ -113,7 +94,6 @@ interface Loaded {
 /** Owns one library and at most one handle; serves the engine's commands. */
 export class NativeSession {
   readonly #send: (message: ResultMessage) => void;
-  readonly #libc = libc();
   #loaded: Loaded | undefined;
   #handle: NativeHandle | undefined;
   #callback: bigint | undefined;
@@ -150,13 +130,6 @@ export class NativeSession {
     }
   }
 
-  /** Writes `mark` to stdout and stderr after the runtime's own pending output. */
-  mark(mark: string): void {
-    this.#libc.flushAll();
-    process.stdout.write(mark);
-    process.stderr.write(mark);
-  }
-
   #status(code: number): Outcome {
     return { value: code, failed: code !== 0 };
   }
@@ -183,7 +156,7 @@ export class NativeSession {
     const { layout, source } = chooseLayout(path, setting, plausibleLayouts(bytes));
     const types = layout === provisional.version ? provisional : defineTypes(layout);
     this.#loaded = { path, layout, types, fns: bindFunctions(lib, path, types) };
-    return { layout, source, defaults: fromNativeParam(readNumbers(bytes, types.param) as NativeParam) };
+    return { layout, source, defaults: fromNativeParam(readDefaults(bytes, types)) };
   }
 
   async #init(param: NativeParam): Promise<number> {
@@ -281,7 +254,9 @@ export class NativeSession {
     try {
       const { types } = this.#require();
       const result = koffi.decode(pointer, types.result) as NativeResult;
-      const message = run.message(state, this.#bytes(result.text), result, this.#outputs(result));
+      // Up to the NUL, as bytes: a character may be split across callbacks.
+      const text = result.text ? (koffi.decode(result.text, 'uint8_t', -1) as Uint8Array) : new Uint8Array(0);
+      const message = run.message(state, text, result, this.#outputs(result));
       if (message) this.#send(message);
       return run.verdict(state);
     } catch (err) {
@@ -289,12 +264,6 @@ export class NativeSession {
       run.stopRequested = true;
       return run.verdict(state);
     }
-  }
-
-  #bytes(pointer: NativePointer): Uint8Array {
-    if (!pointer) return new Uint8Array(0);
-    const length = Number(this.#libc.strlen(pointer));
-    return length === 0 ? new Uint8Array(0) : (koffi.decode(pointer, 'uint8_t', length) as Uint8Array);
   }
 
   #outputs({ last_hidden_layer: hidden, logits }: NativeResult): Pick<ResultMessage, 'last_hidden_layer' | 'logits'> {
@@ -313,42 +282,15 @@ function floats(pointer: NativePointer, rows: number, columns: number): Float32A
   return Float32Array.from(koffi.decode(pointer, 'float', rows * columns) as ArrayLike<number>);
 }
 
-interface TypeInfo {
-  primitive: string;
-  members?: Record<string, { type: TypeInfo; offset: number }>;
-}
-
 /**
- * The number and bool fields of a struct of `type` in `bytes`, nested structs included. Pointers
- * (strings) are left out, never followed: under a wrong layout they would be garbage.
+ * The RKLLMParam in `bytes` under `types`, its pointers (strings) zeroed first so they decode as
+ * null, never followed: under a wrong layout they would be garbage.
  */
-function readNumbers(bytes: Uint8Array, type: Parameters<typeof koffi.type>[0], at = 0): Record<string, unknown> {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const read = (info: TypeInfo, offset: number): unknown => {
-    switch (info.primitive) {
-      case 'Bool':
-        return view.getUint8(offset) !== 0;
-      case 'Int8':
-        return view.getInt8(offset);
-      case 'UInt8':
-        return view.getUint8(offset);
-      case 'Int32':
-        return view.getInt32(offset, true);
-      case 'UInt32':
-        return view.getUint32(offset, true);
-      case 'Float32':
-        return view.getFloat32(offset, true);
-      case 'Record':
-        return Object.fromEntries(
-          Object.entries(info.members ?? {})
-            .map(([name, member]) => [name, read(member.type, offset + member.offset)] as const)
-            .filter(([, value]) => value !== undefined),
-        );
-      default:
-        return undefined;
-    }
-  };
-  return read(koffi.type(type), at) as Record<string, unknown>;
+function readDefaults(bytes: Uint8Array, types: RkllmTypes): NativeParam {
+  const copy = bytes.slice();
+  const members = (koffi.type(types.param) as { members: Record<string, { type: { primitive: string }; offset: number }> }).members;
+  for (const { type, offset } of Object.values(members)) if (type.primitive === 'String') copy.fill(0, offset, offset + 8);
+  return koffi.decode(copy, types.param) as NativeParam;
 }
 
 /** Decides the layout from the setting and what the library's defaults look like; refuses a contradiction. */

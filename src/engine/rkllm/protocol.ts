@@ -1,11 +1,8 @@
 /**
  * The messages between the RKLLM engine (in the server process) and its runtime worker (a child
- * process that owns the native handle). They travel over Node's IPC channel with the "advanced"
- * serialization, so typed arrays cross as they are.
- *
- * The engine sends requests, each with an id; the worker answers each with exactly one `reply`
- * or `failure`. While a `run` request is open, the worker also sends its callbacks as `result`
- * messages, in order, before the run's reply.
+ * process that owns the native handle), over the channel of worker-process.ts. While a `run`
+ * request is open, the worker also sends its callbacks as `result` messages, in order, before the
+ * run's reply.
  */
 import type { RKLLMParam, RKLLMPerfStat, TokenState } from '../types.js';
 import type { LayoutVersion, NativeCrossAttnParam, NativeInferParam, NativeInput, NativeLoraAdapter, NativeParam } from './abi.js';
@@ -43,11 +40,6 @@ export type Command =
   | { op: 'kv_cache_size'; n_batch: number }
   /** Any other function of the handle. Replies the status code. */
   | { op: 'call'; call: Call };
-
-export interface Request {
-  id: number;
-  command: Command;
-}
 
 /** The reply to `open`. */
 export interface Opened {
@@ -90,27 +82,3 @@ export interface ResultMessage {
   last_hidden_layer?: { hidden_states: Float32Array; embd_size: number; num_tokens: number };
   logits?: { logits: Float32Array; vocab_size: number; num_tokens: number };
 }
-
-/** A request that could not be carried out (a thrown error, not a runtime status code). */
-export interface FailureMessage {
-  type: 'failure';
-  id: number;
-  message: string;
-}
-
-export interface ReplyMessage {
-  type: 'reply';
-  id: number;
-  value: unknown;
-  /** The runtime refused the request; the worker wrote a mark after the runtime's output (see OUTPUT_MARK). */
-  marked: boolean;
-}
-
-export type WorkerMessage = ReplyMessage | FailureMessage | ResultMessage;
-
-/**
- * Written by the worker to its stdout and stderr, followed by the request id and a newline, after
- * a request failed, so the engine can tell which of the runtime's log lines came before the
- * failure (each pipe keeps its order).
- */
-export const OUTPUT_MARK = '\u0001rkllm-mcp-mark ';

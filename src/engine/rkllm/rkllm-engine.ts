@@ -23,9 +23,10 @@ import { toKvPositions, toNativeCrossAttn } from './marshal.js';
 import { fault } from '../../errors.js';
 import { Instance, checkMemory, combinedStatus, judge, pick, replacing, resultOf, startAll } from './instance.js';
 import type { Call, KvCacheSizes, LayoutSetting, ResultMessage, RunEnd } from './protocol.js';
-import { RKLLM, RuntimeExitError, describeExit, invoke, refused, request, type RuntimeProcess } from './runtime-process.js';
-import { DEFAULT_TIMEOUTS, supervisor, type Model, type RestartPolicy, type RkllmTimeouts } from './supervisor.js';
-import { Vision, openVision, planVision, visionRun, type VisionOptions, type VisionPlan } from './vision.js';
+import { WorkerExitError, describeExit } from '../worker-process.js';
+import { RKLLM, invoke, refused, request, type RuntimeProcess } from './runtime-process.js';
+import { DEFAULT_TIMEOUTS, RuntimeSupervisor, type Model, type RestartPolicy, type RkllmTimeouts } from './supervisor.js';
+import { Vision, planVision, visionRun, type VisionOptions, type VisionPlan } from './vision.js';
 
 export type { RestartPolicy, RkllmTimeouts } from './supervisor.js';
 
@@ -50,11 +51,13 @@ interface Ticket {
   aborted: boolean;
   runtime?: RuntimeProcess;
   abortTimer?: NodeJS.Timeout;
+  /** The time its images took to encode, added to each result's perf. */
+  imageMs?: number;
 }
 
-/** The runtime has every RKLLM feature (whether a model uses one is the runtime's call), and none of the server's extensions. */
-export function rkllmSupports(feature: EngineFeature): boolean {
-  return feature !== 'images' && feature !== 'json_schema' && feature !== 'run_tools' && feature !== 'run_template' && feature !== 'seed';
+/** The runtime has every RKLLM feature (whether a model uses one is the runtime's call), images with a vision encoder, and none of the server's extensions. */
+export function rkllmSupports(feature: EngineFeature, images: boolean): boolean {
+  return feature === 'images' ? images : !['json_schema', 'run_tools', 'run_template', 'seed'].includes(feature);
 }
 
 /**
@@ -76,7 +79,7 @@ export class RkllmEngine implements Engine {
   /** Runs asked for and not yet ended. */
   readonly #tickets = new Set<Ticket>();
   #nextRun = 1;
-  readonly #reporters = new Map<number, { reporter: RunReporter; runtime: RuntimeProcess; imageMs?: number }>();
+  readonly #running = new Map<number, Ticket>();
   #disposed: Promise<void> | undefined;
   #vision: Vision | undefined;
 
@@ -84,12 +87,8 @@ export class RkllmEngine implements Engine {
     this.#options = options;
     this.slots = instances;
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
-    const make = (i: number): Instance =>
-      new Instance(
-        i,
-        supervisor(options, (m) => this.#onResult(m), tags),
-      );
-    this.#instances = Array.from({ length: instances }, (_, i) => make(i));
+    const onResult = (message: ResultMessage): void => this.#onResult(message);
+    this.#instances = Array.from({ length: instances }, (_, i) => new Instance(i, new RuntimeSupervisor(options, onResult, tags)));
   }
 
   /**
@@ -108,7 +107,7 @@ export class RkllmEngine implements Engine {
     const engine = new RkllmEngine(options, instances, vision?.tags);
     await startAll(engine.#instances, param);
     try {
-      if (vision) engine.#vision = await openVision(engine, vision, param.model_path, options.log);
+      if (vision) engine.#vision = await Vision.open(engine, vision, param.model_path, options.log);
     } catch (err) {
       await engine.dispose();
       throw err;
@@ -118,12 +117,12 @@ export class RkllmEngine implements Engine {
 
   /** What the library's `rkllm_createDefaultParam()` returns, from a worker started to ask. */
   static defaultParam(options: RkllmEngineOptions): Promise<RKLLMParam> {
-    return supervisor(options, () => {}).libraryDefaults();
+    return new RuntimeSupervisor(options, () => {}).libraryDefaults();
   }
 
   /** The status of an engine of `options` without a model (or loading one). */
   static idleStatus(options: RkllmEngineOptions, state: 'unloaded' | 'loading'): EngineStatus {
-    return { ...supervisor(options, () => {}).status(), state };
+    return { ...new RuntimeSupervisor(options, () => {}).status(), state };
   }
 
   get param(): RKLLMParam {
@@ -131,7 +130,7 @@ export class RkllmEngine implements Engine {
   }
 
   supports(feature: EngineFeature): boolean {
-    return feature === 'images' ? this.#vision !== undefined : rkllmSupports(feature);
+    return rkllmSupports(feature, this.#vision !== undefined);
   }
 
   /** What the library's `rkllm_createDefaultParam()` returned to the loaded model's worker. */
@@ -284,12 +283,12 @@ export class RkllmEngine implements Engine {
   }
 
   #onResult(message: ResultMessage): void {
-    const entry = this.#reporters.get(message.run);
+    const entry = this.#running.get(message.run);
     const result = resultOf(message);
     if (entry?.imageMs !== undefined) result.perf = { ...result.perf, image_encode_ms: entry.imageMs };
     if (!entry?.reporter.deliver(result, message.state)) return;
     // The consumer asked to stop: the run's next callback returns 1 (pause) to the runtime.
-    entry.runtime.request({ op: 'stop', run: message.run }).catch(() => undefined);
+    entry.runtime?.request({ op: 'stop', run: message.run }).catch(() => undefined);
   }
 
   async #schedule(request: RunRequest, callback: LLMResultCallback, nativeAsync: boolean): Promise<RunOutcome> {
@@ -338,7 +337,8 @@ export class RkllmEngine implements Engine {
     const { native, imageMs } = plan;
     const id = this.#nextRun++;
     ticket.runtime = runtime;
-    this.#reporters.set(id, { reporter, runtime, ...(imageMs === undefined ? {} : { imageMs }) });
+    if (imageMs !== undefined) ticket.imageMs = imageMs;
+    this.#running.set(id, ticket);
     try {
       const { input, infer, limit } = native;
       const { value: end, log } = await runtime.request<RunEnd>({ op: 'run', run: id, async: nativeAsync, input, infer, limit });
@@ -355,7 +355,7 @@ export class RkllmEngine implements Engine {
         verdict.error,
       );
     } catch (err) {
-      const crashed = err instanceof RuntimeExitError;
+      const crashed = err instanceof WorkerExitError;
       if (crashed) instance.forget();
       const which = this.slots > 1 ? ` (instance ${instance.index}; the others keep running)` : '';
       const why = crashed
@@ -363,7 +363,7 @@ export class RkllmEngine implements Engine {
         : `the RKLLM runtime failed during this run: ${errorText(err)}`;
       return reporter.fail(why);
     } finally {
-      this.#reporters.delete(id);
+      this.#running.delete(id);
     }
   }
 

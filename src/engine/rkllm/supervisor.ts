@@ -1,13 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from 'pino';
 import { fault, ServerError, type ERRORS } from '../../errors.js';
 import { errorText } from '../messages.js';
 import { overParam, type EngineState, type EngineStatus, type InitParam, type RKLLMParam } from '../types.js';
 import type { LayoutVersion } from './abi.js';
 import { toNativeParam } from './marshal.js';
-import type { Call, LayoutSetting, Opened, ResultMessage } from './protocol.js';
+import type { Call, Opened, ResultMessage } from './protocol.js';
 import type { RkllmEngineOptions } from './rkllm-engine.js';
-import { RKLLM, RuntimeProcess, describeExit, invoke, refused, request, type RuntimeExit } from './runtime-process.js';
+import { describeExit, type WorkerExit } from '../worker-process.js';
+import { RKLLM, RuntimeProcess, invoke, refused, request } from './runtime-process.js';
 
 /** How the engine restarts a crashed runtime: exponential backoff from `initialDelayMs`, up to `maxDelayMs`. */
 export interface RestartPolicy {
@@ -17,16 +17,10 @@ export interface RestartPolicy {
   maxAttempts: number;
 }
 
-export interface SupervisorOptions {
-  /** librkllmrt.so (a path, or a name the dynamic loader finds). */
-  library: string;
-  /** The struct layout: the runtime version, or `auto` to tell it from the library. */
-  layout: LayoutSetting;
+/** The engine's options for one instance; `log` also receives the runtime's crashes and the restarts. */
+interface SupervisorOptions extends Pick<RkllmEngineOptions, 'library' | 'layout' | 'log'> {
   restart: RestartPolicy;
-  /** How long loading (`initMs`) and any other call (`callMs`) may take. */
-  timeouts: { initMs: number; callMs: number };
-  /** Receives the runtime's output, its crashes and the restarts. */
-  log?: Logger;
+  timeouts: RkllmTimeouts;
   /** Each callback of a run, from whichever worker serves it. */
   onResult(message: ResultMessage): void;
   /** The image tags of a vision encoder's family: 1.2 takes them in RKLLMParam (where not given), 1.3 per run. */
@@ -91,8 +85,11 @@ export class RuntimeSupervisor {
   #restarts = 0;
   #lastError: { message: string; at: string } | undefined;
 
-  constructor(options: SupervisorOptions) {
-    this.#options = options;
+  /** The supervisor of one instance of an engine of `options`. */
+  constructor(options: RkllmEngineOptions, onResult: SupervisorOptions['onResult'], imageTags?: SupervisorOptions['imageTags']) {
+    const restart = { ...DEFAULT_RESTART, ...options.restart };
+    const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    this.#options = { library: options.library, layout: options.layout, log: options.log, restart, timeouts, onResult, imageTags };
   }
 
   get state(): EngineState {
@@ -206,8 +203,7 @@ export class RuntimeSupervisor {
       onOutput: (line, stream) => {
         const version = VERSION_LINE.exec(line);
         if (version) reported.version = `${version[1]}.${version[2]}`;
-        if (stream === 'stderr') log?.warn({ engine: RKLLM, worker_pid: runtime.pid }, line);
-        else log?.info({ engine: RKLLM, worker_pid: runtime.pid }, line);
+        log?.[stream === 'stderr' ? 'warn' : 'info']({ engine: RKLLM, worker_pid: runtime.pid }, line);
       },
       onExit: (exit) => this.#onExit(runtime, exit),
     });
@@ -266,7 +262,7 @@ export class RuntimeSupervisor {
     }
   }
 
-  #onExit(runtime: RuntimeProcess, exit: RuntimeExit): void {
+  #onExit(runtime: RuntimeProcess, exit: WorkerExit): void {
     if (runtime !== this.#runtime) return;
     this.#runtime = undefined;
     this.#lastError = { message: describeExit(exit), at: new Date().toISOString() };
@@ -291,16 +287,15 @@ export class RuntimeSupervisor {
       const waited = await sleep(delay, true, { signal: controller.signal }).catch(() => false);
       if (!waited) return;
       try {
-        const { runtime, model: reloaded } = await this.#launch(model.param, model.replay);
+        const launched = await this.#launch(model.param, model.replay);
         if (controller.signal.aborted) {
-          await runtime.close();
+          await launched.runtime.close();
           return;
         }
-        this.#runtime = runtime;
-        this.#model = reloaded;
+        ({ runtime: this.#runtime, model: this.#model } = launched);
         this.#state = 'ready';
         this.#restarts++;
-        log?.info({ engine: RKLLM, worker_pid: runtime.pid, attempt }, 'the RKLLM runtime was restarted and the model reloaded');
+        log?.info({ engine: RKLLM, worker_pid: launched.runtime.pid, attempt }, 'the RKLLM runtime was restarted and the model reloaded');
         return;
       } catch (err) {
         this.#failures++;
@@ -310,21 +305,4 @@ export class RuntimeSupervisor {
     }
     this.#state = 'failed';
   }
-}
-
-/** The supervisor of one instance of an engine of `options`. */
-export function supervisor(
-  options: RkllmEngineOptions,
-  onResult: (message: ResultMessage) => void,
-  imageTags?: SupervisorOptions['imageTags'],
-): RuntimeSupervisor {
-  return new RuntimeSupervisor({
-    ...(imageTags ? { imageTags } : {}),
-    library: options.library,
-    layout: options.layout,
-    restart: { ...DEFAULT_RESTART, ...options.restart },
-    timeouts: { ...DEFAULT_TIMEOUTS, ...options.timeouts },
-    ...(options.log ? { log: options.log } : {}),
-    onResult,
-  });
 }

@@ -13,7 +13,7 @@ import { RKLLMInferMode, RKLLMInputType, type Engine, type RKLLMInput, type RKLL
 import { CORE_MASKS } from '../rknn/abi.js';
 import { VisionEncoder, checkWidth } from '../rknn/encoder.js';
 import { checkImage, type ImageLimits } from '../rknn/image.js';
-import { toNativeRun, type NativeRunPlan } from './marshal.js';
+import { noVideo, toNativeRun, type NativeRunPlan } from './marshal.js';
 import type { LayoutVersion, NativeInput, NativeMultimodal12, NativeMultimodal13 } from './abi.js';
 
 /** The image tags of each model family: what the runtime puts around the image's `img_content` tokens. */
@@ -77,21 +77,25 @@ export class Vision {
     readonly limits: ImageLimits,
   ) {}
 
-  static async open({ encoder, tags, options }: VisionPlan, log?: Logger): Promise<Vision> {
-    const coreMask = CORE_MASKS[options.coreMask];
-    const opened = await VisionEncoder.open({
-      model: encoder,
-      lib: options.lib,
-      ...(coreMask ? { coreMask } : {}),
-      limits: options.limits,
-      ...(log ? { log } : {}),
-    });
-    return new Vision(opened, tags, options.limits);
+  /** Opens the vision encoder of `plan` beside the loaded `engine` and checks that its width is the model's embedding size (a start error otherwise). */
+  static async open(engine: Pick<Engine, 'run'>, { encoder, tags, options }: VisionPlan, model: string, log?: Logger): Promise<Vision> {
+    // Core mask 0 (auto): rknn_set_core_mask is not called.
+    const coreMask = CORE_MASKS[options.coreMask] || undefined;
+    const opened = await VisionEncoder.open({ model: encoder, lib: options.lib, coreMask, limits: options.limits, log });
+    try {
+      checkWidth({ width: opened.shape.width, model: encoder }, { embeddingSize: await embeddingSize(engine, model), model });
+      const { input, tokens, width } = opened.shape;
+      log?.info({ encoder, input: `${input.width}x${input.height} ${input.format} ${input.type}`, tokens, width }, 'vision encoder loaded');
+      return new Vision(opened, tags, options.limits);
+    } catch (err) {
+      await opened.close();
+      throw err;
+    }
   }
 
   /** Encodes the images one at a time. */
   async encode(images: Uint8Array[]): Promise<EncodedImages> {
-    const size = this.encoder.tokens * this.encoder.width;
+    const size = this.encoder.shape.tokens * this.encoder.shape.width;
     const out = { embed: new Float32Array(images.length * size), ms: 0 };
     for (const [i, image] of images.entries()) {
       const { embed, ms } = await this.encoder.encode(image);
@@ -118,13 +122,13 @@ export class Vision {
       prompt = given.prompt;
       if ('video' in given) video = given.video;
     } else throw fault('INVALID_PARAMS', 'detail', { detail: 'images go with input_type 0 (PROMPT) or 3 (MULTIMODAL)' });
-    const { tokens, inputSize } = this.encoder;
+    const { tokens, input } = this.encoder.shape;
     const image = {
       image_embed: encoded?.embed ?? null,
       n_image_tokens: tokens,
       n_image: count,
-      image_width: inputSize.width,
-      image_height: inputSize.height,
+      image_width: input.width,
+      image_height: input.height,
     };
     prompt = placeImages(prompt, count);
     const { img_start, img_end, img_content } = this.tags;
@@ -134,17 +138,7 @@ export class Vision {
         : {
             prompt,
             image: { ...image, image_start: img_start, image_end: img_end, image_content: img_content },
-            video: video ?? {
-              video_embed: null,
-              n_frame_tokens: 0,
-              n_frame_per_video: 0,
-              n_video: 0,
-              video_start: null,
-              video_end: null,
-              video_content: null,
-              frame_width: 0,
-              frame_height: 0,
-            },
+            video: video ?? noVideo(),
           };
     return { ...native, input_type: RKLLMInputType.RKLLM_INPUT_MULTIMODAL, data: { multimodal_input: multimodal } };
   }
@@ -181,21 +175,6 @@ export async function embeddingSize(engine: Pick<Engine, 'run'>, model: string):
 export function planVision(modelPath: string, options?: VisionOptions): VisionPlan | undefined {
   const encoder = options && encoderFor(modelPath, options);
   return encoder ? { encoder, tags: imageTags(options.family, modelPath), options } : undefined;
-}
-
-/** Opens the vision encoder of `plan` beside the loaded `engine` and checks that its width is the model's embedding size (a start error otherwise). */
-export async function openVision(engine: Pick<Engine, 'run'>, plan: VisionPlan, model: string, log?: Logger): Promise<Vision> {
-  const { encoder } = plan;
-  const vision = await Vision.open(plan, log);
-  try {
-    checkWidth({ width: vision.encoder.width, model: encoder }, { embeddingSize: await embeddingSize(engine, model), model });
-    const { input, tokens, width } = vision.encoder.shape;
-    log?.info({ encoder, input: `${input.width}x${input.height} ${input.format} ${input.type}`, tokens, width }, 'vision encoder loaded');
-    return vision;
-  } catch (err) {
-    await vision.close();
-    throw err;
-  }
 }
 
 /**

@@ -3,10 +3,8 @@
  * uses, typed for koffi. Layouts are LP64 (aarch64 on the boards, x86-64 for the twin), where
  * `rknn_context` is a uint64_t; docs/rknn-abi.md gives every field with its offset.
  */
-import koffi, { type LibraryHandle, type TypeObject } from 'koffi';
-
-type KoffiFunction = ReturnType<LibraryHandle['func']>;
-type TypeSpec = TypeObject | string | ReturnType<typeof koffi.out>;
+import koffi, { type LibraryHandle } from 'koffi';
+import type { Fields, KoffiFunction, TypeSpec } from '../rkllm/abi.js';
 
 export const RKNN_SUCC = 0;
 export const RKNN_QUERY_IN_OUT_NUM = 0;
@@ -22,37 +20,9 @@ export const TENSOR_FORMATS = ['NCHW', 'NHWC', 'NC1HWC2', 'UNDEFINED'];
 /** `rknn_core_mask`: 0 lets the runtime choose; bits 0..2 are NPU cores 0..2; 0xffff is every core. */
 export const CORE_MASKS = { auto: 0, '0': 1, '1': 2, '2': 4, '0_1': 3, '0_1_2': 7, all: 0xffff } as const;
 
-/** `rknn_tensor_attr`, as koffi decodes it. */
-export interface TensorAttr {
-  index: number;
-  n_dims: number;
-  dims: number[];
-  name: string;
-  n_elems: number;
-  size: number;
-  fmt: number;
-  type: number;
-  qnt_type: number;
-  fl: number;
-  zp: number;
-  scale: number;
-  w_stride: number;
-  size_with_stride: number;
-  pass_through: number;
-  h_stride: number;
-}
-
-/** `rknn_output`; `buf` is the runtime's pointer after `rknn_outputs_get`. */
-export interface NativeOutput {
-  want_float: number;
-  is_prealloc: number;
-  index: number;
-  buf: unknown;
-  size: number;
-}
-
 const ioNum = koffi.struct({ n_input: 'uint32_t', n_output: 'uint32_t' });
-export const tensorAttr = koffi.struct({
+/** `rknn_tensor_attr`'s fields. */
+const TENSOR_ATTR = {
   index: 'uint32_t',
   n_dims: 'uint32_t',
   dims: koffi.array('uint32_t', 16, 'Array'),
@@ -69,7 +39,15 @@ export const tensorAttr = koffi.struct({
   size_with_stride: 'uint32_t',
   pass_through: 'uint8_t',
   h_stride: 'uint32_t',
-});
+} as const;
+/** `rknn_output`'s fields; `buf` is the runtime's pointer after `rknn_outputs_get`. */
+const OUTPUT = { want_float: 'uint8_t', is_prealloc: 'uint8_t', index: 'uint32_t', buf: 'void *', size: 'uint32_t' } as const;
+
+/** `rknn_tensor_attr`, as koffi decodes it. */
+export type TensorAttr = Omit<Fields<typeof TENSOR_ATTR>, 'dims' | 'name'> & { dims: number[]; name: string };
+export type NativeOutput = Fields<typeof OUTPUT>;
+
+export const tensorAttr = koffi.struct(TENSOR_ATTR);
 export const rknnInput = koffi.struct({
   index: 'uint32_t',
   buf: 'void *',
@@ -78,13 +56,7 @@ export const rknnInput = koffi.struct({
   type: 'int',
   fmt: 'int',
 });
-export const rknnOutput = koffi.struct({
-  want_float: 'uint8_t',
-  is_prealloc: 'uint8_t',
-  index: 'uint32_t',
-  buf: 'void *',
-  size: 'uint32_t',
-});
+export const rknnOutput = koffi.struct(OUTPUT);
 
 /** The bound functions. `ctx` is the `rknn_context` (a uint64_t) as a bigint. */
 export interface RknnFunctions {

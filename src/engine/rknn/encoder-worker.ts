@@ -1,9 +1,11 @@
 /**
  * The RKNN encoder worker: a child process (forked by VisionEncoder) that loads librknnrt.so and
  * owns the context, so a fault inside the runtime ends this process and not the server. It
- * answers each request of encoder-protocol.ts with one reply, and exits when the channel closes.
+ * serves the requests below (over the channel of worker-process.ts) and exits when the channel
+ * closes.
  */
-import { readFileSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { serveRequests } from '../worker-process.js';
 import {
   IO_NUM_SIZE,
   RKNN_QUERY_INPUT_ATTR,
@@ -18,24 +20,34 @@ import {
   type RknnFunctions,
   type TensorAttr,
 } from './abi.js';
-import { ENCODER_MARK, type EncoderReply, type EncoderRequest, type Opened } from './encoder-protocol.js';
 
-/** A runtime function answered a status other than RKNN_SUCC. */
-class Refused extends Error {
-  constructor(
-    readonly fn: string,
-    readonly code: number,
-  ) {
-    super(`${fn} failed with code ${code}`);
-  }
+export type EncoderCommand =
+  /** Loads the library, `rknn_init` from the bytes of the model file, `rknn_set_core_mask` unless null, and the queries. Replies {@link Opened}. */
+  | { op: 'open'; lib: string; model: string; coreMask: number | null }
+  /** Sets the input (laid out as the input attr asks), runs, and gets `count` floats. Replies {@link Encoded}. */
+  | { op: 'encode'; pixels: Uint8Array; count: number };
+
+/** What the model says of itself. */
+export interface Opened {
+  n_input: number;
+  n_output: number;
+  input: TensorAttr;
+  output: TensorAttr;
+}
+
+export interface Encoded {
+  embed: Float32Array;
+  /** From `rknn_inputs_set` to the end of `rknn_outputs_get`. */
+  run_ms: number;
 }
 
 let fns: RknnFunctions | undefined;
 let ctx: bigint | undefined;
 let input: TensorAttr | undefined;
 
+/** A status other than RKNN_SUCC throws; `fn` and `code` reach the engine as the refusal's (see serveRequests). */
 function check(fn: string, code: number): void {
-  if (code !== RKNN_SUCC) throw new Refused(fn, code);
+  if (code !== RKNN_SUCC) throw Object.assign(new Error(`${fn} failed with code ${code}`), { fn, code });
 }
 
 function open(lib: string, path: string, coreMask: number | null): Opened {
@@ -56,7 +68,7 @@ function open(lib: string, path: string, coreMask: number | null): Opened {
   return { ...num, input, output: attr(RKNN_QUERY_OUTPUT_ATTR) };
 }
 
-function encode(pixels: Uint8Array, count: number): { embed: Float32Array; run_ms: number } {
+function encode(pixels: Uint8Array, count: number): Encoded {
   if (!fns || ctx === undefined || !input) throw new Error('the encoder is not open');
   const start = performance.now();
   const given = { index: 0, buf: pixels, size: pixels.byteLength, pass_through: 0, type: RKNN_TENSOR_UINT8, fmt: input.fmt };
@@ -72,22 +84,12 @@ function encode(pixels: Uint8Array, count: number): { embed: Float32Array; run_m
   }
 }
 
-function serve(request: EncoderRequest): void {
-  let reply: EncoderReply;
-  try {
-    const value = request.op === 'open' ? open(request.lib, request.model, request.coreMask) : encode(request.pixels, request.count);
-    reply = { id: request.id, ok: true, value };
-  } catch (err) {
-    // After the runtime's own lines on stderr: the engine takes those before the mark as the reason.
-    writeSync(2, `${ENCODER_MARK}${request.id}\n`);
-    const refused = err instanceof Refused ? { fn: err.fn, code: err.code } : {};
-    reply = { id: request.id, ok: false, message: err instanceof Error ? err.message : String(err), ...refused };
-  }
-  process.send?.(reply);
-}
-
-process.on('message', (request: EncoderRequest) => serve(request));
-process.on('disconnect', () => {
-  if (fns && ctx !== undefined) fns.destroy(ctx);
-  process.exit(0);
-});
+serveRequests<EncoderCommand>(
+  (command) => ({
+    value: command.op === 'open' ? open(command.lib, command.model, command.coreMask) : encode(command.pixels, command.count),
+    failed: false,
+  }),
+  () => {
+    if (fns && ctx !== undefined) fns.destroy(ctx);
+  },
+);

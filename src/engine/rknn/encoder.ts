@@ -4,22 +4,17 @@
  * Its input size, format and type and its output tokens and width are read from the model with
  * `rknn_query`; the worker is restarted after a crash or a timeout, for the next image.
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { fault, type ServerError } from '../../errors.js';
+import { errorText } from '../messages.js';
+import { WorkerExitError, WorkerFailure, WorkerProcess, WorkerTimeoutError, describeExit, explain } from '../worker-process.js';
 import { TENSOR_FORMATS, TENSOR_TYPES } from './abi.js';
-import { ENCODER_MARK, type EncoderReply, type EncoderRequest, type Encoded, type Opened } from './encoder-protocol.js';
+import type { EncoderCommand, Encoded, Opened } from './encoder-worker.js';
 import { DEFAULT_IMAGE_LIMITS, prepareImage, type ImageLimits, type InputLayout, type RawImage } from './image.js';
 
 const WORKER = fileURLToPath(new URL('./encoder-worker.js', import.meta.url));
 const RKNN = 'rknn';
-const KEPT_LINES = 50;
-/** How long a failure waits for the runtime's stderr lines that explain it. */
-const MARK_WAIT_MS = 1000;
-/** How long, after the worker exited, its output may take to arrive. */
-const DRAIN_WAIT_MS = 1000;
 
 /** What the encoder logs to: a pino logger fits. */
 export interface EncoderLog {
@@ -100,198 +95,81 @@ export function checkWidth(encoder: { width: number; model: string }, language: 
   );
 }
 
-type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
+type Encoder = WorkerProcess<EncoderCommand>;
+type Settled = Required<Pick<VisionEncoderOptions, 'lib' | 'timeoutMs' | 'limits'>> & VisionEncoderOptions;
 
-interface Pending {
-  resolve(value: never): void;
-  reject(err: Error): void;
-  timer: NodeJS.Timeout;
-}
-
-/** One worker process: requests with replies, the runtime's output as log lines, and its end. */
-class EncoderProcess {
-  readonly #child: ChildProcess;
-  readonly #pending = new Map<number, Pending>();
-  readonly #lines: string[] = [];
-  readonly #partial = { stdout: '', stderr: '' };
-  /** stderr lines since the last mark, and who waits for the next mark. */
-  #sinceMark: string[] = [];
-  readonly #marks = new Map<number, (lines: string[]) => void>();
-  /** Marks that arrived before their reply, with their lines. */
-  readonly #early = new Map<number, string[]>();
-  #nextId = 1;
-  #closing = false;
-  /** The worker died or was killed: no more requests; the encoder was told once. */
-  #gone = false;
-  readonly exited: Promise<void>;
-
-  constructor(
-    readonly log: EncoderLog | undefined,
-    readonly onCrash: () => void,
-  ) {
-    this.#child = fork(WORKER, [], { serialization: 'advanced', stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv: [] });
-    for (const stream of ['stdout', 'stderr'] as const) {
-      this.#child[stream]!.setEncoding('utf8');
-      this.#child[stream]!.on('data', (data: string) => this.#onData(stream, data));
+/** One request; the worker's failures, crashes and timeouts become ENGINE_ERROR. */
+async function ask<T>(worker: Encoder, command: EncoderCommand, timeoutMs: number, onTimeout = (): void => undefined): Promise<T> {
+  try {
+    return (await worker.request<T>(command, timeoutMs)).value;
+  } catch (err) {
+    if (err instanceof WorkerTimeoutError) {
+      onTimeout();
+      throw engineError(err.message, 'timeout');
     }
-    this.#child.on('message', (reply: EncoderReply) => this.#onReply(reply));
-    this.#child.on('error', () => undefined);
-    // Not the child's "close" event: Node skips it when the parent closed the IPC channel.
-    const drained = (['stdout', 'stderr'] as const).map((name) => new Promise((resolve) => this.#child[name]!.once('close', resolve)));
-    const exit = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
-      this.#child.once('exit', (code: number | null, signal: NodeJS.Signals | null) => resolve([code, signal])),
-    );
-    this.exited = exit.then(async ([code, signal]) => {
-      await Promise.race([Promise.all(drained), sleep(DRAIN_WAIT_MS, undefined, { ref: false })]);
-      const last = this.#lines.at(-1);
-      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-      const detail = `the RKNN vision encoder process ${how}${last ? ` (last output: ${last})` : ''}`;
-      for (const id of [...this.#pending.keys()])
-        this.#settle(id)?.reject(engineError(`${detail}; it restarts for the next image`, 'crashed'));
-      for (const done of this.#marks.values()) done([]);
-      if (!this.#closing) {
-        this.log?.error({ engine: RKNN, code, signal, output: this.#lines.slice(-5) }, `${detail}; restarting it`);
-        this.#die();
-      }
-    });
-  }
-
-  get pid(): number | undefined {
-    return this.#child.pid;
-  }
-
-  request<T>(request: WithoutId<EncoderRequest>, timeoutMs: number): Promise<T> {
-    const id = this.#nextId++;
-    return new Promise<T>((resolve, reject) => {
-      if (this.#gone || !this.#child.connected) return reject(engineError('the RKNN vision encoder process is not running', 'crashed'));
-      const timer = setTimeout(() => {
-        // Killed now, so the next request already goes to its successor.
-        this.#child.kill('SIGKILL');
-        this.#die();
-        this.#settle(id)?.reject(
-          engineError(`the RKNN vision encoder did not answer ${request.op} within ${timeoutMs} ms; it was stopped`, 'timeout'),
-        );
-      }, timeoutMs);
-      this.#pending.set(id, { resolve, reject, timer });
-      this.#child.send({ ...request, id });
-    });
-  }
-
-  #die(): void {
-    if (this.#gone || this.#closing) return;
-    this.#gone = true;
-    this.onCrash();
-  }
-
-  async close(): Promise<void> {
-    this.#closing = true;
-    if (this.#child.connected) this.#child.disconnect();
-    const timer = setTimeout(() => this.#child.kill('SIGKILL'), 5000);
-    await this.exited;
-    clearTimeout(timer);
-  }
-
-  #settle(id: number): Pending | undefined {
-    const pending = this.#pending.get(id);
-    this.#pending.delete(id);
-    if (pending) clearTimeout(pending.timer);
-    return pending;
-  }
-
-  #onReply(reply: EncoderReply): void {
-    const pending = this.#settle(reply.id);
-    if (!pending) return;
-    if (reply.ok) return pending.resolve(reply.value as never);
-    void this.#explained(reply.id).then((lines) => {
-      const reason = [reply.message, ...lines].join('; ');
-      if (reply.fn === undefined || reply.code === undefined) return pending.reject(engineError(reason, 'failed'));
-      const vars = { function: reply.fn, code: reply.code, reason: lines.join('; ') || 'the runtime gave no reason' };
-      pending.reject(fault('ENGINE_ERROR', 'refused', vars, { engine: RKNN, ...vars }));
-    });
-  }
-
-  /** The runtime's stderr lines before the worker's mark for request `id`. */
-  #explained(id: number): Promise<string[]> {
-    const early = this.#early.get(id);
-    this.#early.delete(id);
-    if (early) return Promise.resolve(early);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve([]), MARK_WAIT_MS);
-      this.#marks.set(id, (lines) => {
-        clearTimeout(timer);
-        this.#marks.delete(id);
-        resolve(lines);
-      });
-    });
-  }
-
-  #onData(stream: 'stdout' | 'stderr', data: string): void {
-    const lines = (this.#partial[stream] + data).split('\n');
-    this.#partial[stream] = lines.pop() ?? '';
-    for (const line of lines) {
-      if (line.startsWith(ENCODER_MARK)) {
-        const id = Number(line.slice(ENCODER_MARK.length));
-        const waiting = this.#marks.get(id);
-        if (waiting) waiting(this.#sinceMark);
-        else this.#early.set(id, this.#sinceMark);
-        this.#sinceMark = [];
-        continue;
-      }
-      if (line.trim() === '') continue;
-      this.#lines.push(line);
-      if (this.#lines.length > KEPT_LINES) this.#lines.shift();
-      if (stream === 'stderr') this.#sinceMark.push(line);
-      this.log?.[stream === 'stderr' ? 'warn' : 'info']({ engine: RKNN, worker_pid: this.pid }, line);
-    }
+    if (err instanceof WorkerExitError) throw engineError(`${err.message}; it restarts for the next image`, 'crashed');
+    if (!(err instanceof WorkerFailure) || !err.refused) throw engineError(errorText(err), 'failed');
+    const vars = { function: err.refused.fn, code: err.refused.code, reason: explain(err.log) };
+    throw fault('ENGINE_ERROR', 'refused', vars, { engine: RKNN, ...vars });
   }
 }
 
 /** A vision encoder: open it once per model, encode images one at a time, close it. */
 export class VisionEncoder {
-  readonly #options: Required<Pick<VisionEncoderOptions, 'lib' | 'timeoutMs' | 'limits'>> & VisionEncoderOptions;
-  #process: Promise<EncoderProcess>;
+  readonly #options: Settled;
+  /** The worker for the next image; a crash or a timeout replaces it. */
+  #worker: Promise<Encoder>;
+  /** The worker that opened the model and was adopted: only its end restarts it (no loop at start). */
+  #live: Encoder | undefined;
   #tail: Promise<unknown> = Promise.resolve();
   #restarts = 0;
   #closed = false;
 
   private constructor(
-    options: VisionEncoderOptions,
+    options: Settled,
     readonly shape: EncoderShape,
-    first: EncoderProcess,
+    first: Encoder,
   ) {
-    this.#options = { lib: 'librknnrt.so', timeoutMs: 120_000, limits: DEFAULT_IMAGE_LIMITS, ...options };
-    this.#process = Promise.resolve(first);
+    this.#options = options;
+    this.#worker = Promise.resolve(first);
+    this.#live = first;
   }
 
   /** Starts the worker, loads the model and reads its shape. Throws ENGINE_ERROR saying why it cannot. */
-  static async open(options: VisionEncoderOptions): Promise<VisionEncoder> {
+  static async open(given: VisionEncoderOptions): Promise<VisionEncoder> {
+    const options: Settled = { lib: 'librknnrt.so', timeoutMs: 120_000, limits: DEFAULT_IMAGE_LIMITS, ...given };
     if (!existsSync(options.model)) throw engineError(`The vision encoder ${options.model} does not exist`, 'no_file');
     let encoder: VisionEncoder | undefined;
-    const { process, opened } = await VisionEncoder.#start(options, () => {
-      if (encoder) encoder.#restart();
+    const { worker, opened } = await VisionEncoder.#start(options, (gone) => {
+      if (encoder) encoder.#retire(gone);
     });
     try {
-      encoder = new VisionEncoder(options, shapeOf(opened, options.model), process);
+      encoder = new VisionEncoder(options, shapeOf(opened, options.model), worker);
       return encoder;
     } catch (err) {
-      await process.close();
+      await worker.close();
       throw err;
     }
   }
 
-  static async #start(options: VisionEncoderOptions, onCrash: () => void): Promise<{ process: EncoderProcess; opened: Opened }> {
-    // A crash while opening fails the start; only a worker that opened is restarted (no loop).
-    let adopted = false;
-    const process = new EncoderProcess(options.log, () => adopted && onCrash());
-    const lib = options.lib ?? 'librknnrt.so';
+  static async #start(options: Settled, onGone: (worker: Encoder) => void): Promise<{ worker: Encoder; opened: Opened }> {
+    const { log } = options;
+    const worker: Encoder = new WorkerProcess({
+      module: WORKER,
+      name: 'the RKNN vision encoder',
+      onOutput: (line, stream) => log?.[stream === 'stderr' ? 'warn' : 'info']({ engine: RKNN, worker_pid: worker.pid }, line),
+      onExit: (exit) => {
+        log?.error({ engine: RKNN, code: exit.code, signal: exit.signal, output: exit.lastLines }, `${describeExit(exit)}; restarting it`);
+        onGone(worker);
+      },
+    });
+    const { lib } = options;
     try {
-      const request = { op: 'open' as const, lib, model: options.model, coreMask: options.coreMask ?? null };
-      const opened = await process.request<Opened>(request, options.timeoutMs ?? 120_000);
-      adopted = true;
-      return { process, opened };
+      const command = { op: 'open' as const, lib, model: options.model, coreMask: options.coreMask ?? null };
+      return { worker, opened: await ask<Opened>(worker, command, options.timeoutMs) };
     } catch (err) {
-      await process.close();
-      const reason = err instanceof Error ? err.message : String(err);
+      await worker.close();
+      const reason = errorText(err);
       throw fault(
         'ENGINE_ERROR',
         'detail',
@@ -301,29 +179,25 @@ export class VisionEncoder {
     }
   }
 
-  /** Starts a new worker after a crash; the next encode waits for it. */
+  /** The adopted worker crashed or was killed: start a new one; the next encode waits for it. */
+  #retire(worker: Encoder): void {
+    if (worker !== this.#live || this.#closed) return;
+    this.#live = undefined;
+    this.#restart();
+  }
+
   #restart(): void {
-    if (this.#closed) return;
     this.#restarts++;
-    this.#process = VisionEncoder.#start(this.#options, () => this.#restart()).then(async ({ process, opened }) => {
+    this.#worker = VisionEncoder.#start(this.#options, (gone) => this.#retire(gone)).then(async ({ worker, opened }) => {
       const again = shapeOf(opened, this.#options.model);
-      if (JSON.stringify(again) === JSON.stringify(this.shape)) return process;
-      await process.close();
-      throw engineError(`The vision encoder ${this.#options.model} changed shape after a restart`, 'encoder_changed');
+      if (JSON.stringify(again) !== JSON.stringify(this.shape)) {
+        await worker.close();
+        throw engineError(`The vision encoder ${this.#options.model} changed shape after a restart`, 'encoder_changed');
+      }
+      this.#live = worker;
+      return worker;
     });
-    this.#process.catch((err: unknown) => this.#options.log?.error({ engine: RKNN, err }, 'restarting the RKNN vision encoder failed'));
-  }
-
-  get inputSize(): { width: number; height: number } {
-    return { width: this.shape.input.width, height: this.shape.input.height };
-  }
-
-  get tokens(): number {
-    return this.shape.tokens;
-  }
-
-  get width(): number {
-    return this.shape.width;
+    this.#worker.catch((err: unknown) => this.#options.log?.error({ engine: RKNN, err }, 'restarting the RKNN vision encoder failed'));
   }
 
   /** How many times the worker was restarted after a crash or a timeout. */
@@ -342,15 +216,15 @@ export class VisionEncoder {
     if (this.#closed) throw engineError('The vision encoder is closed', 'closed');
     const start = performance.now();
     const { pixels, width, height } = await prepareImage(image, this.shape.input, this.#options.limits);
-    let process: EncoderProcess;
+    let worker: Encoder;
     try {
-      process = await this.#process;
+      worker = await this.#worker;
     } catch {
       this.#restart();
-      process = await this.#process;
+      worker = await this.#worker;
     }
-    const count = this.shape.tokens * this.shape.width;
-    const { embed, run_ms } = await process.request<Encoded>({ op: 'encode', pixels, count }, this.#options.timeoutMs);
+    const command = { op: 'encode' as const, pixels, count: this.shape.tokens * this.shape.width };
+    const { embed, run_ms } = await ask<Encoded>(worker, command, this.#options.timeoutMs, () => this.#retire(worker));
     const { input, tokens } = this.shape;
     return {
       embed,
@@ -368,7 +242,7 @@ export class VisionEncoder {
     if (this.#closed) return;
     this.#closed = true;
     await this.#tail;
-    const process = await this.#process.catch(() => undefined);
-    await process?.close();
+    const worker = await this.#worker.catch(() => undefined);
+    await worker?.close();
   }
 }
