@@ -1,4 +1,3 @@
-import type { Logger } from 'pino';
 import type { EngineFeature } from '../capabilities.js';
 import { checkModelFile } from '../../gguf/model-file.js';
 import { errorText } from '../messages.js';
@@ -22,28 +21,13 @@ import type {
 import { toKvPositions, toNativeCrossAttn } from './marshal.js';
 import { fault } from '../../errors.js';
 import { Instance, checkMemory, combinedStatus, judge, pick, replacing, resultOf, startAll } from './instance.js';
-import type { Call, KvCacheSizes, LayoutSetting, ResultMessage, RunEnd } from './protocol.js';
+import type { Call, KvCacheSizes, ResultMessage, RunEnd } from './protocol.js';
 import { WorkerExitError, describeExit } from '../worker-process.js';
 import { RKLLM, invoke, refused, request, type RuntimeProcess } from './runtime-process.js';
-import { DEFAULT_TIMEOUTS, RuntimeSupervisor, type Model, type RestartPolicy, type RkllmTimeouts } from './supervisor.js';
-import { Vision, planVision, visionRun, type VisionOptions, type VisionPlan } from './vision.js';
+import { DEFAULT_TIMEOUTS, RuntimeSupervisor, type Model, type RkllmEngineOptions, type RkllmTimeouts } from './supervisor.js';
+import { Vision, planVision, visionRun, type VisionPlan } from './vision.js';
 
-export type { RestartPolicy, RkllmTimeouts } from './supervisor.js';
-
-export interface RkllmEngineOptions {
-  /** librkllmrt.so (a path, or a name the dynamic loader finds). */
-  library: string;
-  /** The struct layout: the runtime version, or `auto` to tell it from the library. */
-  layout: LayoutSetting;
-  restart?: Partial<RestartPolicy>;
-  timeouts?: Partial<RkllmTimeouts>;
-  /** Receives the runtime's output and the engine's restarts. */
-  log?: Logger;
-  /** Runtime instances of the model (engine.parallel), each a worker with its own handle and KV cache: the engine's slots. Default 1. */
-  instances?: number;
-  /** Images: the vision encoder of the model, if it has one (vision.ts). */
-  vision?: VisionOptions;
-}
+export type { RestartPolicy, RkllmEngineOptions, RkllmTimeouts } from './supervisor.js';
 
 /** A run from the moment it is asked for until it has ended. */
 interface Ticket {

@@ -1,13 +1,14 @@
+import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fault, ServerError, type ERRORS } from '../../errors.js';
 import { errorText } from '../messages.js';
 import { overParam, type EngineState, type EngineStatus, type InitParam, type RKLLMParam } from '../types.js';
 import type { LayoutVersion } from './abi.js';
 import { toNativeParam } from './marshal.js';
-import type { Call, Opened, ResultMessage } from './protocol.js';
-import type { RkllmEngineOptions } from './rkllm-engine.js';
+import type { Call, LayoutSetting, Opened, ResultMessage } from './protocol.js';
 import { describeExit, type WorkerExit } from '../worker-process.js';
 import { RKLLM, RuntimeProcess, invoke, refused, request } from './runtime-process.js';
+import type { VisionOptions } from './vision.js';
 
 /** How the engine restarts a crashed runtime: exponential backoff from `initialDelayMs`, up to `maxDelayMs`. */
 export interface RestartPolicy {
@@ -15,6 +16,21 @@ export interface RestartPolicy {
   maxDelayMs: number;
   /** Failed restarts in a row before the engine gives up (state "failed"). */
   maxAttempts: number;
+}
+
+export interface RkllmEngineOptions {
+  /** librkllmrt.so (a path, or a name the dynamic loader finds). */
+  library: string;
+  /** The struct layout: the runtime version, or `auto` to tell it from the library. */
+  layout: LayoutSetting;
+  restart?: Partial<RestartPolicy>;
+  timeouts?: Partial<RkllmTimeouts>;
+  /** Receives the runtime's output and the engine's restarts. */
+  log?: Logger;
+  /** Runtime instances of the model (engine.parallel), each a worker with its own handle and KV cache: the engine's slots. Default 1. */
+  instances?: number;
+  /** Images: the vision encoder of the model, if it has one (vision.ts). */
+  vision?: VisionOptions;
 }
 
 /** The engine's options for one instance; `log` also receives the runtime's crashes and the restarts. */
