@@ -6,6 +6,7 @@
 // the fleet; with Redis gone each instance serves its own queue and /health says so.
 import { expect } from 'chai';
 import { statSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -160,7 +161,7 @@ describe('A fleet: one run queue across instances on Redis', function () {
     let r: Instance;
     let e: Instance;
     let db: Redis;
-    let monitor: Redis;
+    let monitor: Socket;
     let tcp: TcpRpc;
     /** The XADD commands run in database 11, scripts' included, as MONITOR shows them: their key and entry id. */
     const writes: Array<{ key: string; id: string }> = [];
@@ -169,15 +170,12 @@ describe('A fleet: one run queue across instances on Redis', function () {
       [r, e] = await Promise.all([instance(11, { settings: { streams: { max_buffer_bytes: 64_000 } } }), instance(11)]);
       await until('both registered', async () => (await e.http.result('engine_status', {})).fleet.instances.length === 2);
       db = new Redis(`${redis.url}/11`, { maxRetriesPerRequest: 1 });
-      // MONITOR takes a connection of its own (a duplicate of this never connected one).
-      monitor = await new Redis(redis.url, { lazyConnect: true }).monitor();
-      monitor.on('monitor', (_time: string, args: string[], _source: string, database: string) => {
-        if (database === '11' && args[0]?.toLowerCase() === 'xadd') writes.push({ key: args[1]!, id: args[2]! });
-      });
+      // MONITOR on a plain socket: ioredis's monitor mode races its own ready check ("Command queue state error").
+      monitor = await monitorXadds(redis.port, '11', (key, id) => writes.push({ key, id }));
     });
 
     after(() => {
-      monitor?.disconnect();
+      monitor?.destroy();
       db?.disconnect();
     });
 
@@ -601,3 +599,30 @@ describe('A fleet: one run queue across instances on Redis', function () {
     await u3.result('rkllm_abort', { stream_id: pinnedU.stream_id });
   });
 });
+
+/**
+ * Sends MONITOR on a connection of its own and calls `xadd` with the key and id of every XADD run
+ * in `database` (scripts' included), parsed from MONITOR's lines: `+TIME [DB SOURCE] "xadd" "key" "id" ...`.
+ */
+async function monitorXadds(port: number, database: string, xadd: (key: string, id: string) => void): Promise<Socket> {
+  const socket = connect(port, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  socket.setEncoding('utf8');
+  let pending = '';
+  const ok = new Promise<void>((resolve) => {
+    socket.on('data', (data: string) => {
+      const lines = (pending + data).split('\r\n');
+      pending = lines.pop()!;
+      for (const line of lines) {
+        if (line === '+OK') resolve();
+        const match = /^\+[\d.]+ \[(\d+) [^\]]*\] (.*)$/.exec(line);
+        if (match?.[1] !== database) continue;
+        const args = [...match[2]!.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!);
+        if (args[0]?.toLowerCase() === 'xadd') xadd(args[1]!, args[2]!);
+      }
+    });
+  });
+  socket.write('MONITOR\r\n');
+  await ok;
+  return socket;
+}
