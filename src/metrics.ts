@@ -38,8 +38,8 @@ export class Metrics {
   readonly #interToken: Histogram;
   readonly #queueWait: Histogram;
   readonly #requests: Histogram<'method' | 'transport'>;
-  /** The request histogram's series by "method\ntransport", looked up once each (a labelled observe hashes its labels every time). */
-  readonly #requestSeries = new Map<string, { observe(value: number): void }>();
+  /** The request histogram's series by method and transport, looked up once each (a labelled observe hashes its labels every time; a joined key would allocate per request). */
+  readonly #requestSeries = new Map<string, Map<string, { observe(value: number): void }>>();
 
   constructor(now: () => number = () => performance.now()) {
     this.#now = now;
@@ -105,9 +105,10 @@ export class Metrics {
   /** A request was answered (or failed) after `seconds`. */
   answered(method: string, transport: string, seconds: number): void {
     const name = this.#sources?.methods.has(method) === true ? method : 'unknown';
-    const labels = `${name}\n${transport}`;
-    let series = this.#requestSeries.get(labels);
-    if (!series) this.#requestSeries.set(labels, (series = this.#requests.labels({ method: name, transport })));
+    let byTransport = this.#requestSeries.get(name);
+    if (!byTransport) this.#requestSeries.set(name, (byTransport = new Map<string, { observe(value: number): void }>()));
+    let series = byTransport.get(transport);
+    if (!series) byTransport.set(transport, (series = this.#requests.labels({ method: name, transport })));
     series.observe(seconds);
   }
 

@@ -52,24 +52,27 @@ function refuse(req: IncomingMessage, res: ServerResponse, error: ServerError): 
  * is made only when asked for: most requests (a status, a poll that has its chunk) never need
  * one, and an AbortController per request was a visible share of a trivial RPC's CPU.
  */
-function clientGone(res: ServerResponse): { readonly aborted: boolean; readonly signal: AbortSignal } {
-  let controller: AbortController | undefined;
-  let gone = false;
-  res.once('close', () => {
-    if (res.writableFinished) return;
-    gone = true;
-    controller?.abort();
-  });
-  return {
-    get aborted() {
-      return gone;
-    },
-    get signal() {
-      controller ??= new AbortController();
-      if (gone) controller.abort();
-      return controller.signal;
-    },
-  };
+class ClientGone {
+  #controller: AbortController | undefined;
+  #gone = false;
+
+  constructor(res: ServerResponse) {
+    res.once('close', () => {
+      if (res.writableFinished) return;
+      this.#gone = true;
+      this.#controller?.abort();
+    });
+  }
+
+  get aborted(): boolean {
+    return this.#gone;
+  }
+
+  get signal(): AbortSignal {
+    this.#controller ??= new AbortController();
+    if (this.#gone) this.#controller.abort();
+    return this.#controller.signal;
+  }
 }
 
 /**
@@ -201,7 +204,7 @@ export class HttpTransport implements Transport {
       else res.destroy();
       return;
     }
-    const gone = clientGone(res);
+    const gone = new ClientGone(res);
     try {
       const reply = await this.#options.handle(body, {
         transport: this.name,
@@ -224,7 +227,7 @@ export class HttpTransport implements Transport {
   }
 
   async #route(route: HttpRoute, url: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const gone = clientGone(res).signal;
+    const gone = new ClientGone(res).signal;
     const limit = this.#options.maxBodyBytes;
     const log = this.#options.log;
     try {
