@@ -69,7 +69,7 @@ local turn = math.max(tonumber(redis.call('HGET', Q .. 'last', client) or '0'), 
 redis.call('HSET', Q .. 'last', client, turn)
 local id = string.format('%015d', redis.call('INCR', Q .. 'seq')) .. '-' .. ARGV[13]
 redis.call('HSET', job(id), 'cls', cls, 'client', client, 'params', ARGV[6], 'origin', ARGV[7], 'stream', ARGV[8],
-  'turn', turn, 'state', 'queued', 'attempt', 0, 'tokens', 0, 'retried', 0, 'buf', ARGV[14], 'bttl', ARGV[15])
+  'turn', turn, 'state', 'queued', 'attempt', 0, 'tokens', 0, 'retried', 0, 'buf', ARGV[14], 'bttl', ARGV[15], 'at', clock())
 redis.call('SET', Q .. 'need:' .. cls, ARGV[4])
 redis.call('HINCRBY', Q .. 'ns', client, 1)
 enqueue(id, cls, turn, client)
@@ -156,12 +156,14 @@ redis.call('ZADD', Q .. 'alive', until_, instance)
 redis.call('HSET', Q .. 'free', instance, ARGV[5])
 redis.call('HSET', Q .. 'info', instance, ARGV[6])
 return renew(Q .. 'claims', until_, 7, function(id)
-  local s = redis.call('HMGET', job(id), 'state', 'exec', 'abort', 'stream', 'origin')
+  local s = redis.call('HMGET', job(id), 'state', 'exec', 'abort', 'stream', 'origin', 'at')
   if s[1] ~= 'claimed' or s[2] ~= instance then return 'lost' end
   if s[3] == '1' then return 'abort' end
   -- Its receiver left the fleet (it died, and an instance's REAP took its registration away): nobody reads the run,
-  -- buffered or pushed live.
-  if s[5] and s[5] ~= '' and s[5] ~= instance and not redis.call('ZSCORE', Q .. 'alive', s[5]) then return 'abort' end
+  -- buffered or pushed live. A receiver is alive when it enqueues: missing within a lease of that, its registration
+  -- was lost with Redis's data (FLUSHDB, a restart) and comes back at its next renewal.
+  if s[5] and s[5] ~= '' and s[5] ~= instance and not redis.call('ZSCORE', Q .. 'alive', s[5])
+    and clock() - tonumber(s[6] or '0') > tonumber(ARGV[3]) then return 'abort' end
   -- Its receiver's stream has ended (its receiver died: a lease check ended it) or was dropped: nobody reads the run.
   local ended = redis.call('HGET', meta(s[4]), 'ended')
   if ended == '1' or (not ended and redis.call('EXISTS', P .. 'gone:' .. s[4]) == 1) then return 'abort' end
