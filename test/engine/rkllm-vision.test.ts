@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import sharp from 'sharp';
-import { ServerError } from '../../src/errors.js';
 import { LAYOUT_VERSIONS, type LayoutVersion } from '../../src/engine/rkllm/abi.js';
 import { RkllmEngine } from '../../src/engine/rkllm/rkllm-engine.js';
 import { IMAGE_TAGS, encoderFor, imageTags, type VisionOptions } from '../../src/engine/rkllm/vision.js';
@@ -30,6 +29,7 @@ import { engineOptions, models } from '../../src/server-options.js';
 import { resolveSettings } from '../../src/settings-sources.js';
 import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
 import { buildRknnTwin, twinEmbeddings, twinModel } from '../helpers/rknn-twin.js';
+import { refusal } from '../helpers/thrown.js';
 
 /** The RKLLM twin's echo model takes embeddings 3 wide. */
 const ECHO_EMBD = 3;
@@ -64,16 +64,6 @@ async function run(engine: Engine, input: RKLLMInput): Promise<{ outcome: RunOut
     return 0;
   });
   return { outcome, echo: text ? (JSON.parse(text) as Echo) : undefined, perfs };
-}
-
-async function refusal(promise: Promise<unknown>): Promise<ServerError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof ServerError) return err;
-    throw err;
-  }
-  throw new Error('expected a refusal');
 }
 
 const prompt = (text: string, images: Uint8Array[]): RKLLMInput => ({

@@ -17,6 +17,7 @@ import { RkllmEngine } from '../../src/engine/rkllm/rkllm-engine.js';
 import { LLMCallState, createDefaultParam, type RKLLMInput } from '../../src/engine/types.js';
 import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
 import { buildRknnTwin, twinEmbeddings, twinModel } from '../helpers/rknn-twin.js';
+import { refusal } from '../helpers/thrown.js';
 
 function pattern(width: number, height: number): RawImage {
   return { rgb: new Uint8Array(width * height * 3).map((_, i) => (i * 37 + 11) % 256), width, height };
@@ -26,16 +27,6 @@ function recorder(): EncoderLog & { lines: string[] } {
   const lines: string[] = [];
   const keep = (_: object, message: string): void => void lines.push(message);
   return { lines, info: keep, warn: keep, error: keep };
-}
-
-async function refusal(promise: Promise<unknown>): Promise<ServerError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof ServerError) return err;
-    throw err;
-  }
-  throw new Error('expected a refusal');
 }
 
 describe('RKNN vision encoder (ABI twin)', function () {

@@ -5,7 +5,6 @@
  */
 import { expect } from 'chai';
 import sharp from 'sharp';
-import { ServerError } from '../../src/errors.js';
 import {
   decodeImage,
   imageBytes,
@@ -15,6 +14,7 @@ import {
   type ImageLimits,
   type RawImage,
 } from '../../src/engine/rknn/image.js';
+import { refusal } from '../helpers/thrown.js';
 
 /** A w x h image whose every byte differs from its neighbours. */
 function pattern(width: number, height: number): RawImage {
@@ -32,16 +32,6 @@ async function encoded(image: RawImage, format: 'png' | 'jpeg' | 'webp' | 'gif')
   const pipeline = sharp(image.rgb, { raw: { width: image.width, height: image.height, channels: 3 } });
   if (format === 'webp') return pipeline.webp({ lossless: true }).toBuffer();
   return pipeline.toFormat(format).toBuffer();
-}
-
-async function refusal(promise: Promise<unknown> | (() => unknown)): Promise<ServerError> {
-  try {
-    await (typeof promise === 'function' ? promise() : promise);
-  } catch (err) {
-    if (err instanceof ServerError) return err;
-    throw err;
-  }
-  throw new Error('expected a refusal');
 }
 
 describe('vision images: decoding, limits, resize and layout', function () {
