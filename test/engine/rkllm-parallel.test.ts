@@ -5,14 +5,14 @@
  * instance; changes reach every instance. Ordering is asserted, never speed (the bench measures it).
  */
 import { expect } from 'chai';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, ftruncateSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LAYOUT_VERSIONS } from '../../src/engine/rkllm/abi.js';
 import { RkllmEngine } from '../../src/engine/rkllm/rkllm-engine.js';
 import { LLMCallState, createDefaultParam, type RunOutcome, type RunRequest } from '../../src/engine/types.js';
-import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
+import { TWIN_MODELS, buildTwin, modelOfMostMemory } from '../helpers/rkllm-twin.js';
 
 const TOKENS = 12;
 
@@ -219,12 +219,7 @@ describe('RKLLM engine instances: bad settings and refusals', function () {
     let error: unknown;
     await RkllmEngine.load({ library, layout: '1.3', instances: 0 }, param).catch((err: unknown) => (error = err));
     expect(String(error)).to.match(/engine.parallel must be an integer from 1 to 256 \(got 0\)/);
-    const kb = Number(/^MemAvailable:\s+(\d+)/m.exec(readFileSync('/proc/meminfo', 'utf8'))![1]);
-    const dir = mkdtempSync(join(tmpdir(), 'rkllm-big-'));
-    const big = join(dir, 'big.rkllm');
-    const fd = openSync(big, 'w');
-    ftruncateSync(fd, Math.floor(kb * 1024 * 0.6)); // sparse: takes no disk
-    closeSync(fd);
+    const { path: big, remove } = modelOfMostMemory();
     try {
       error = undefined;
       await RkllmEngine.load({ library, layout: '1.3', instances: 3 }, { ...param, model_path: big }).catch(
@@ -234,7 +229,7 @@ describe('RKLLM engine instances: bad settings and refusals', function () {
         .to.match(/the model does not fit 3 times in memory \(engine.parallel 3\)/)
         .and.match(/run at most 1 instance \(--parallel 1\)/);
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      remove();
     }
   });
 });

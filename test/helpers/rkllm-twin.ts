@@ -4,7 +4,18 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  ftruncateSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,4 +82,18 @@ export function slowLoad(): { env: Record<string, string>; apply(): void; finish
       if (process.env.RKLLM_TWIN_INIT_GATE === gate) delete process.env.RKLLM_TWIN_INIT_GATE;
     },
   };
+}
+
+/**
+ * A sparse `.rkllm` file (it takes no disk) of 60% of MemAvailable, in a folder of its own: one
+ * instance of it fits in memory, three do not. `remove` deletes the folder.
+ */
+export function modelOfMostMemory(): { path: string; remove: () => void } {
+  const kb = Number(/^MemAvailable:\s+(\d+)/m.exec(readFileSync('/proc/meminfo', 'utf8'))![1]);
+  const dir = mkdtempSync(join(tmpdir(), 'rkllm-big-'));
+  const path = join(dir, 'big.rkllm');
+  const fd = openSync(path, 'w');
+  ftruncateSync(fd, Math.floor(kb * 1024 * 0.6));
+  closeSync(fd);
+  return { path, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }

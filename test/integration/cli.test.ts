@@ -5,26 +5,14 @@
 // against a real server in this process.
 import { expect } from 'chai';
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import {
-  closeSync,
-  copyFileSync,
-  existsSync,
-  ftruncateSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ServerError } from '../../src/errors.js';
 import { ensureBuiltinModel } from '../../src/gguf/builtin.js';
 import { checkModelFile } from '../../src/gguf/model-file.js';
 import { defaultSettings } from '../../src/settings.js';
 import { patchedCopy } from '../helpers/gguf-patch.js';
-import { TWIN_MODELS, buildTwin } from '../helpers/rkllm-twin.js';
+import { TWIN_MODELS, buildTwin, modelOfMostMemory } from '../helpers/rkllm-twin.js';
 import { buildRknnTwin, twinModel } from '../helpers/rknn-twin.js';
 import { runCli, scratchDir, spawnCli, startServer, writeSettings } from '../helpers/server-process.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -562,12 +550,7 @@ describe('rkllm-mcp --engine rkllm --parallel N at start', function () {
   this.timeout(60_000);
 
   it('refuses more instances than the memory holds before the runtime is called, saying how many fit; --parallel 0 is a usage error', async () => {
-    const kb = Number(/^MemAvailable:\s+(\d+)/m.exec(readFileSync('/proc/meminfo', 'utf8'))![1]);
-    const dir = mkdtempSync(join(tmpdir(), 'rkllm-big-'));
-    const big = join(dir, 'big.rkllm');
-    const fd = openSync(big, 'w');
-    ftruncateSync(fd, Math.floor(kb * 1024 * 0.6)); // sparse: takes no disk
-    closeSync(fd);
+    const { path: big, remove } = modelOfMostMemory();
     try {
       const library = await buildTwin('1.3');
       const ports = ['--http', '0', '--tcp', '0', '--udp', '0', '--ws', '0'];
@@ -581,7 +564,7 @@ describe('rkllm-mcp --engine rkllm --parallel N at start', function () {
       expect(zero.code).to.equal(2);
       expect(zero.stderr).to.include('--parallel expects an integer from 1 to 256, got "0"');
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      remove();
     }
   });
 });
