@@ -143,7 +143,7 @@ export class StreamHub {
    * when the input is invalid, the queue is full, the owner's stream limit or the buffer limit is reached.
    */
   async start(params: RunParams, requestId: RequestId | undefined, delivery: Delivery, owner: StreamOwner = ANYONE): Promise<Stream> {
-    const admitted = await this.#admit(params, requestId, owner, delivery);
+    const admitted = await this.#admit(params, requestId, owner, { delivery });
     if (delivery.kind !== 'push') this.#fleet?.own(admitted.stream);
     this.#launch(admitted, owner);
     return admitted.stream;
@@ -166,7 +166,7 @@ export class StreamHub {
   ): Promise<Generation> {
     let admitted: Admitted | undefined;
     try {
-      admitted = await this.#admit(params, requestId, owner, signal);
+      admitted = await this.#admit(params, requestId, owner, { signal });
     } catch (err) {
       if (!signal.aborted || err instanceof ServerError) throw err;
     }
@@ -284,8 +284,12 @@ export class StreamHub {
    * `request` is the engine's run request: the run without the model's name, which admission used,
    * as its owner's (it continues that owner's `keep_history` conversation only).
    */
-  async #admit(params: RunParams, requestId: RequestId | undefined, owner: StreamOwner, via?: AbortSignal | Delivery): Promise<Admitted> {
-    const [signal, delivery] = via instanceof AbortSignal ? [via] : [undefined, via];
+  async #admit(
+    params: RunParams,
+    requestId: RequestId | undefined,
+    owner: StreamOwner,
+    { signal, delivery }: { signal?: AbortSignal; delivery?: Delivery },
+  ): Promise<Admitted> {
     const { model, ...request } = owner.id === undefined ? params : { ...params, owner: owner.id };
     const target = await this.#resolve(model, signal, owner.admin !== false);
     const admitted: Array<() => void> = [() => target.release()];
